@@ -1,0 +1,57 @@
+// Lint: type-aware rules (no floating promises) plus the architecture's import rules from
+// docs/development/architecture.md: each folder may import only what its row allows.
+import js from '@eslint/js';
+import tseslint from 'typescript-eslint';
+
+const restrict = (files, patterns, message) => ({
+  files,
+  rules: {
+    'no-restricted-imports': [
+      'error',
+      { patterns: patterns.map((group) => ({ group: [group], message })) },
+    ],
+  },
+});
+
+export default tseslint.config(
+  { ignores: ['dist/**', 'node_modules/**', 'runner/**', 'examples/**'] },
+  js.configs.recommended,
+  ...tseslint.configs.recommendedTypeChecked,
+  {
+    languageOptions: {
+      parserOptions: { projectService: true, tsconfigRootDir: import.meta.dirname },
+    },
+    rules: {
+      '@typescript-eslint/no-floating-promises': 'error',
+      '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_' }],
+      'no-control-regex': 'off',
+    },
+  },
+  {
+    files: ['**/*.js'],
+    ...tseslint.configs.disableTypeChecked,
+    languageOptions: {
+      globals: { process: 'readonly', console: 'readonly' },
+      parserOptions: { projectService: false, project: null },
+    },
+  },
+  restrict(
+    ['src/domain/**'],
+    [
+      '../executor/*',
+      '../launcher/*',
+      '../cli/*',
+      'node:*',
+      '**/executor/**',
+      '**/launcher/**',
+      '**/cli/**',
+    ],
+    'src/domain is pure: it imports nothing of berth outside domain and no I/O module.',
+  ),
+  restrict(
+    ['src/executor/**'],
+    ['**/launcher/**', '**/cli/**'],
+    'src/executor may import domain only (see docs/development/architecture.md).',
+  ),
+  restrict(['src/launcher/**'], ['**/cli/**'], 'src/launcher may not import the command line.'),
+);

@@ -1,0 +1,47 @@
+/** berth's command line: parses arguments, runs one command, turns errors into exit codes. */
+import { Command, CommanderError } from 'commander';
+import pc from 'picocolors';
+import { BerthError, EXIT_CODES, coerceError, exitCodeForError } from '../domain/errors.js';
+import type { Output } from './render.js';
+import { registerRun } from './run.js';
+import { registerRunnerImage } from './runner-image.js';
+
+export const VERSION = '0.1.0';
+
+export async function main(argv: string[], io: Output, env: NodeJS.ProcessEnv): Promise<number> {
+  let exitCode: number = EXIT_CODES.success;
+  const setExit = (code: number): void => {
+    exitCode = code;
+  };
+  const program = new Command('berth')
+    .description('Run infrastructure-as-code jobs, each in a fresh, isolated container.')
+    .version(VERSION)
+    .exitOverride()
+    .configureOutput({
+      writeOut: (text) => io.stdout.write(text),
+      writeErr: (text) => io.stderr.write(text),
+    });
+  registerRun(program, io, env, setExit);
+  registerRunnerImage(program, io, env, setExit);
+  try {
+    await program.parseAsync(argv, { from: 'user' });
+    return exitCode;
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      // Help and version end here too, with their own (zero) exit code.
+      return err.exitCode === 0 ? 0 : EXIT_CODES.usage;
+    }
+    const error = coerceError(err);
+    printError(io, error);
+    return exitCodeForError(error);
+  }
+}
+
+export function printError(io: Output, error: BerthError): void {
+  io.stderr.write(
+    `${pc.red('berth: error:')} ${error.message} [${error.code}]\n${pc.bold('fix:')} ${error.hint}\n`,
+  );
+  if (error.kind === 'internal' && error.cause instanceof Error && error.cause.stack) {
+    io.stderr.write(`${error.cause.stack}\n`);
+  }
+}

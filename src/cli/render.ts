@@ -1,0 +1,176 @@
+/**
+ * The two views of a run: `--json` (one event per line on stdout) and the human view (job output
+ * on stdout/stderr with a time stamp per line, berth's own lines on stderr, a summary at the end).
+ */
+import pc from 'picocolors';
+import type { RunEvent, RunSummary } from '../domain/run-events.js';
+import { formatBytes, formatDuration } from '../domain/units.js';
+
+export interface Output {
+  stdout: NodeJS.WritableStream & { isTTY?: boolean };
+  stderr: NodeJS.WritableStream & { isTTY?: boolean };
+}
+
+export function jsonRenderer(out: Output): (event: RunEvent) => void {
+  return (event) => {
+    out.stdout.write(`${JSON.stringify(event)}\n`);
+  };
+}
+
+function clock(ts: string): string {
+  return ts.slice(11, 23);
+}
+
+export function humanRenderer(out: Output): (event: RunEvent) => void {
+  const atLineStart = { stdout: true, stderr: true };
+  const layers = new Map<string, { current: number; total: number; done: boolean }>();
+  let pullLineOpen = false;
+  const note = (text: string): void => {
+    if (pullLineOpen) {
+      out.stderr.write('\n');
+      pullLineOpen = false;
+    }
+    out.stderr.write(`${pc.dim('berth:')} ${text}\n`);
+  };
+  const writeJob = (stream: 'stdout' | 'stderr', text: string, ts: string): void => {
+    const target = out[stream];
+    const stamp = pc.dim(`${clock(ts)} `);
+    let result = '';
+    const lines = text.split('\n');
+    lines.forEach((line, index) => {
+      const last = index === lines.length - 1;
+      if (last && line === '') return;
+      if (atLineStart[stream]) result += stamp;
+      result += line;
+      if (!last) {
+        result += '\n';
+        atLineStart[stream] = true;
+      } else {
+        atLineStart[stream] = false;
+      }
+    });
+    target.write(result);
+  };
+
+  return (event) => {
+    switch (event.type) {
+      case 'run.started':
+        note(`run ${event.runId}: ${event.sourceDir} on ${event.image} (${event.imageSource})`);
+        break;
+      case 'image.pull': {
+        if (event.layer === null) {
+          if (!out.stderr.isTTY) note(`pull: ${event.status}`);
+          break;
+        }
+        const layer = layers.get(event.layer) ?? { current: 0, total: 0, done: false };
+        if (event.total) layer.total = event.total;
+        if (event.current !== undefined) layer.current = event.current;
+        layer.done = /complete|already exists/i.test(event.status);
+        if (layer.done && layer.total) layer.current = layer.total;
+        layers.set(event.layer, layer);
+        const done = [...layers.values()].filter((l) => l.done).length;
+        const current = [...layers.values()].reduce((sum, l) => sum + l.current, 0);
+        const total = [...layers.values()].reduce((sum, l) => sum + l.total, 0);
+        const line = `pulling: ${done}/${layers.size} layers, ${formatBytes(current)}${total ? ` of ${formatBytes(total)}` : ''}`;
+        if (out.stderr.isTTY) {
+          out.stderr.write(`\r${pc.dim('berth:')} ${line}\u001b[K`);
+          pullLineOpen = true;
+        } else if (layer.done) {
+          note(`${event.layer}: ${event.status} (${line})`);
+        }
+        break;
+      }
+      case 'image.build':
+        note(`build: ${event.line}`);
+        break;
+      case 'image.resolved':
+        note(`image ${event.reference} ${event.source} (${event.digest ?? event.id})`);
+        break;
+      case 'container.started':
+        note(`container ${event.containerName} started`);
+        break;
+      case 'warning':
+        note(pc.yellow(`warning: ${event.message}`));
+        break;
+      case 'phase.started':
+        note(`phase ${pc.bold(event.phase)} started`);
+        break;
+      case 'log':
+        writeJob(event.stream, event.text, event.ts);
+        break;
+      case 'phase.finished':
+        for (const stream of ['stdout', 'stderr'] as const) {
+          if (!atLineStart[stream]) {
+            out[stream].write('\n');
+            atLineStart[stream] = true;
+          }
+        }
+        note(
+          `phase ${pc.bold(event.phase)} ended with exit code ${event.exitCode ?? 'none'} after ${formatDuration(event.durationMs)}`,
+        );
+        break;
+      case 'run.stopping':
+        note(
+          event.signal === 'SIGINT'
+            ? pc.yellow(
+                `stopping (${describeReason(event.reason)}): SIGINT sent to the job, ${formatDuration(event.graceMs)} grace before SIGKILL`,
+              )
+            : pc.yellow(`stopping (${describeReason(event.reason)}): SIGKILL`),
+        );
+        break;
+      case 'run.finished':
+        out.stderr.write(formatSummary(event));
+        break;
+    }
+  };
+}
+
+function describeReason(reason: string): string {
+  switch (reason) {
+    case 'run-timeout':
+      return 'run timeout reached';
+    case 'logs-timeout':
+      return 'no output for longer than the logs timeout';
+    default:
+      return 'canceled';
+  }
+}
+
+export function formatSummary(summary: RunSummary): string {
+  const colour = summary.state === 'FINISHED' ? pc.green : pc.red;
+  const lines = [
+    '',
+    `${pc.bold('berth')} run ${summary.runId} ${colour(pc.bold(summary.state))} in ${formatDuration(summary.durations.totalMs)} (berth exit code ${summary.exitCode})`,
+    `  image      ${summary.image.reference}${summary.image.source ? ` [${summary.image.source}]` : ''}`,
+  ];
+  if (summary.image.id)
+    lines.push(
+      `             id ${summary.image.id}${summary.image.digest ? `, digest ${summary.image.digest}` : ''}`,
+    );
+  if (summary.containerName) lines.push(`  container  ${summary.containerName} (removed)`);
+  lines.push(`  preparing  ${formatDuration(summary.durations.preparingMs)}`);
+  for (const phase of summary.phases) {
+    lines.push(
+      `  phase      ${phase.name}: exit code ${phase.exitCode ?? 'none'} in ${formatDuration(phase.durationMs)}`,
+    );
+  }
+  if (summary.stop) {
+    const how =
+      summary.stop.endedBy === 'SIGINT'
+        ? `SIGINT sent; the job ended within the ${formatDuration(summary.stop.graceMs)} grace period`
+        : `SIGINT sent; the job was still running after ${formatDuration(summary.stop.graceMs)} and was killed with SIGKILL`;
+    lines.push(`  stopped    ${describeReason(summary.stop.reason)}: ${how}`);
+  }
+  if (summary.log.path) {
+    const cut =
+      summary.log.bytesCut > 0 ? `, ${formatBytes(summary.log.bytesCut)} cut from the middle` : '';
+    lines.push(
+      `  log        ${summary.log.path} (${formatBytes(summary.log.bytes)} of output${cut})`,
+    );
+  }
+  if (summary.error) {
+    lines.push(`  ${pc.red('error')}      ${summary.error.message} [${summary.error.code}]`);
+    lines.push(`  ${pc.bold('fix')}        ${summary.error.hint}`);
+  }
+  return `${lines.join('\n')}\n`;
+}

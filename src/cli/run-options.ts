@@ -1,0 +1,165 @@
+/**
+ * Turns `berth run`'s command-line values into a checked run description. Every problem found is
+ * reported together, each naming the option and the value, before anything touches the engine.
+ */
+import { BerthError } from '../domain/errors.js';
+import { checkImageReference } from '../domain/image-reference.js';
+import { parseByteSize, parseCpus, parseDuration } from '../domain/units.js';
+import type { PullPolicy } from '../executor/executor.js';
+
+export interface RawRunOptions {
+  image?: string;
+  env: string[];
+  secretEnv: string[];
+  timeout: string;
+  logsTimeout: string;
+  grace: string;
+  pullTimeout: string;
+  cpus?: string;
+  memory?: string;
+  pidsLimit: string;
+  network: string;
+  runtime?: string;
+  pull: string;
+  logLimit: string;
+}
+
+export interface CheckedRunOptions {
+  image: string | undefined;
+  env: Record<string, string>;
+  secretEnv: Record<string, string>;
+  timeoutMs: number;
+  logsTimeoutMs: number;
+  graceMs: number;
+  pullTimeoutMs: number;
+  nanoCpus?: number;
+  memoryBytes?: number;
+  pidsLimit: number;
+  network: string;
+  runtime?: string;
+  pullPolicy: PullPolicy;
+  logLimitBytes: number;
+}
+
+const PULL_POLICIES: readonly PullPolicy[] = ['always', 'if-not-present', 'never'];
+const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+const RESERVED_ENV = new Set(['HOME', 'PWD', 'OLDPWD', 'SHLVL']);
+
+export function checkRunOptions(raw: RawRunOptions): CheckedRunOptions {
+  const problems: string[] = [];
+  const duration = (option: string, text: string): number => {
+    const parsed = parseDuration(text);
+    if ('error' in parsed) {
+      problems.push(`${option} ${JSON.stringify(text)}: ${parsed.error}`);
+      return 0;
+    }
+    return parsed.ms;
+  };
+  const envPairs = (option: string, values: string[]): Record<string, string> => {
+    const out: Record<string, string> = {};
+    for (const value of values) {
+      const eq = value.indexOf('=');
+      const name = eq < 0 ? value : value.slice(0, eq);
+      if (eq < 0) {
+        problems.push(`${option} ${JSON.stringify(name)}: expected NAME=VALUE`);
+      } else if (!ENV_NAME.test(name)) {
+        problems.push(
+          `${option} ${JSON.stringify(name)}: a variable name has letters, digits and _ and does not start with a digit`,
+        );
+      } else if (RESERVED_ENV.has(name)) {
+        problems.push(`${option} ${name}: berth sets ${name} itself for every job`);
+      } else {
+        out[name] = value.slice(eq + 1);
+      }
+    }
+    return out;
+  };
+
+  const image = raw.image;
+  if (image !== undefined) {
+    const problem = checkImageReference(image);
+    if (problem) problems.push(`--image: ${problem.message}`);
+  }
+  const env = envPairs('--env', raw.env);
+  const secretEnv = envPairs('--secret-env', raw.secretEnv);
+  for (const name of Object.keys(secretEnv)) {
+    if (name in env) problems.push(`--env and --secret-env both set ${name}; set it once`);
+    if (secretEnv[name] === '')
+      problems.push(`--secret-env ${name}: the value is empty, so there is nothing to mask`);
+  }
+  const pullPolicy = raw.pull as PullPolicy;
+  if (!PULL_POLICIES.includes(pullPolicy)) {
+    problems.push(`--pull ${JSON.stringify(raw.pull)}: use one of ${PULL_POLICIES.join(', ')}`);
+  }
+  const checked: CheckedRunOptions = {
+    image,
+    env,
+    secretEnv,
+    timeoutMs: duration('--timeout', raw.timeout),
+    logsTimeoutMs: duration('--logs-timeout', raw.logsTimeout),
+    graceMs: duration('--grace', raw.grace),
+    pullTimeoutMs: duration('--pull-timeout', raw.pullTimeout),
+    pidsLimit: Number(raw.pidsLimit),
+    network: raw.network,
+    pullPolicy,
+    logLimitBytes: 0,
+  };
+  if (!Number.isInteger(checked.pidsLimit) || checked.pidsLimit < 16) {
+    problems.push(
+      `--pids-limit ${JSON.stringify(raw.pidsLimit)}: use a whole number of at least 16`,
+    );
+  }
+  if (!/^[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(raw.network)) {
+    problems.push(
+      `--network ${JSON.stringify(raw.network)}: not a Docker network name (e.g. bridge, none, or one from \`docker network ls\`)`,
+    );
+  }
+  if (raw.runtime !== undefined) {
+    if (!/^[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(raw.runtime)) {
+      problems.push(
+        `--runtime ${JSON.stringify(raw.runtime)}: not a runtime name (e.g. runc, runsc)`,
+      );
+    }
+    checked.runtime = raw.runtime;
+  }
+  if (raw.cpus !== undefined) {
+    const cpus = parseCpus(raw.cpus);
+    if ('error' in cpus) problems.push(`--cpus: ${cpus.error}`);
+    else checked.nanoCpus = cpus.nanoCpus;
+  }
+  if (raw.memory !== undefined) {
+    const memory = parseByteSize(raw.memory);
+    if ('error' in memory) problems.push(`--memory: ${memory.error}`);
+    else checked.memoryBytes = memory.bytes;
+  }
+  const logLimit = parseByteSize(raw.logLimit);
+  if ('error' in logLimit) problems.push(`--log-limit: ${logLimit.error}`);
+  else if (logLimit.bytes < 1024)
+    problems.push(`--log-limit ${JSON.stringify(raw.logLimit)}: keep at least 1KiB`);
+  else checked.logLimitBytes = logLimit.bytes;
+
+  if (problems.length > 0) {
+    throw new BerthError(
+      'BERTH_USAGE',
+      problems.length === 1
+        ? (problems[0] as string)
+        : `${problems.length} problems with the options:\n  - ${problems.join('\n  - ')}`,
+    );
+  }
+  return checked;
+}
+
+/** Quotes one word for /bin/sh. */
+export function shellQuote(word: string): string {
+  if (/^[A-Za-z0-9_@%+=:,./-]+$/.test(word)) return word;
+  return `'${word.replace(/'/g, `'\\''`)}'`;
+}
+
+/**
+ * The task's shell text from the words after `--`: one word is shell text as it stands (like
+ * `sh -c`), several words are a command and its arguments, each kept intact.
+ */
+export function taskScript(words: readonly string[]): string {
+  if (words.length === 1) return words[0] as string;
+  return words.map(shellQuote).join(' ');
+}

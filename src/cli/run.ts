@@ -1,0 +1,168 @@
+/** `berth run [DIR] [options] [-- COMMAND …]`: one job from a local directory, now. */
+import { readFile, stat } from 'node:fs/promises';
+import path from 'node:path';
+import type { Command } from 'commander';
+import { BerthError } from '../domain/errors.js';
+import type { Phase } from '../executor/executor.js';
+import { DockerExecutor } from '../executor/docker/docker-executor.js';
+import { EngineClient } from '../executor/docker/engine-client.js';
+import { currentLauncherId, isLauncherAlive } from '../launcher/launcher-identity.js';
+import { buildRunnerImage, readSettings } from '../launcher/runner-image.js';
+import { startRun } from '../launcher/run-job.js';
+import { humanRenderer, jsonRenderer, type Output } from './render.js';
+import { checkRunOptions, taskScript, type RawRunOptions } from './run-options.js';
+
+/** Where a directory keeps its default task (documented in docs/usage.md). */
+export const TASK_FILE = path.join('.berth', 'task.sh');
+
+export function registerRun(
+  program: Command,
+  io: Output,
+  env: NodeJS.ProcessEnv,
+  setExit: (code: number) => void,
+): void {
+  program
+    .command('run')
+    .description('run one job from a local directory in a fresh container')
+    .argument('[dir]', 'directory copied into the job workspace (never modified)', '.')
+    .argument('[command...]', 'the task, after --; default: the contents of DIR/.berth/task.sh')
+    .option(
+      '--image <ref>',
+      'runner image (default: $BERTH_DEFAULT_RUNNER_IMAGE or the standard runner image)',
+    )
+    .option('--env <name=value>', 'environment variable for the job (repeatable)', collect, [])
+    .option(
+      '--secret-env <name=value>',
+      'environment variable whose value is masked everywhere (repeatable)',
+      collect,
+      [],
+    )
+    .option('--timeout <duration>', 'the whole run may take at most this long', '70m')
+    .option('--logs-timeout <duration>', 'stop the job after this long without output', '7m')
+    .option('--grace <duration>', 'after SIGINT, wait this long before SIGKILL', '30s')
+    .option('--pull <policy>', 'always | if-not-present | never', 'if-not-present')
+    .option('--pull-timeout <duration>', 'a pull may take at most this long', '10m')
+    .option('--cpus <n>', 'CPU limit, e.g. 1.5')
+    .option('--memory <size>', 'memory limit, e.g. 512m or 2g')
+    .option('--pids-limit <n>', 'maximum number of processes in the container', '1024')
+    .option('--network <name>', 'Docker network for the job container', 'bridge')
+    .option('--runtime <name>', 'OCI runtime, e.g. runsc (must be registered with the engine)')
+    .option('--log-limit <size>', 'bound of the stored log (head and tail are kept)', '4MiB')
+    .option('--json', 'print one JSON event per line instead of the human view')
+    .action(async (dir: string, words: string[], raw: RawRunOptions & { json?: boolean }) => {
+      setExit(await runCommand(dir, words, raw, io, env));
+    });
+}
+
+function collect(value: string, previous: string[]): string[] {
+  return [...previous, value];
+}
+
+async function runCommand(
+  dir: string,
+  words: string[],
+  raw: RawRunOptions & { json?: boolean },
+  io: Output,
+  env: NodeJS.ProcessEnv,
+): Promise<number> {
+  const options = checkRunOptions(raw);
+  const settings = readSettings(env);
+  const sourceDir = path.resolve(dir);
+  const phases: Phase[] = [{ name: 'task', script: await resolveTask(sourceDir, words) }];
+  const emit = raw.json ? jsonRenderer(io) : humanRenderer(io);
+
+  const engine = EngineClient.fromEnv(env);
+  try {
+    await engine.ping();
+    const executor = new DockerExecutor(engine);
+    const launcherId = currentLauncherId();
+    // Leftovers of berth processes that died (SIGKILL, power loss) go before this run starts.
+    const sweep = executor.removeOrphans(isLauncherAlive, new Date()).catch(() => [] as string[]);
+    const usingDefault = options.image === undefined;
+    const image = options.image ?? settings.defaultRunnerImage;
+    const running = startRun(
+      {
+        sourceDir,
+        phases,
+        image,
+        imageSource: usingDefault
+          ? env.BERTH_DEFAULT_RUNNER_IMAGE
+            ? 'BERTH_DEFAULT_RUNNER_IMAGE'
+            : "berth's default"
+          : '--image',
+        buildMissingImage: usingDefault
+          ? (onLine) => buildRunnerImage(engine, image, onLine)
+          : undefined,
+        pullPolicy: options.pullPolicy,
+        pullTimeoutMs: options.pullTimeoutMs,
+        env: options.env,
+        secretEnv: options.secretEnv,
+        timeoutMs: options.timeoutMs,
+        logsTimeoutMs: options.logsTimeoutMs,
+        graceMs: options.graceMs,
+        network: options.network,
+        runtime: options.runtime,
+        nanoCpus: options.nanoCpus,
+        memoryBytes: options.memoryBytes,
+        pidsLimit: options.pidsLimit,
+        logLimitBytes: options.logLimitBytes,
+        stateDir: settings.stateDir,
+        launcherId,
+      },
+      { executor, emit },
+    );
+    const onSignal = (): void => running.cancel();
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
+    try {
+      const removed = await sweep;
+      if (removed.length > 0 && !raw.json) {
+        io.stderr.write(
+          `berth: removed ${removed.length} container(s) left by berth processes that are gone: ${removed.join(', ')}\n`,
+        );
+      }
+      const summary = await running.result;
+      return summary.exitCode;
+    } finally {
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+    }
+  } finally {
+    engine.close();
+  }
+}
+
+async function resolveTask(sourceDir: string, words: string[]): Promise<string> {
+  let info;
+  try {
+    info = await stat(sourceDir);
+  } catch (err) {
+    throw new BerthError(
+      'BERTH_WORKSPACE_UNREADABLE',
+      `job directory ${sourceDir} does not exist or cannot be read (${(err as NodeJS.ErrnoException).code ?? String(err)})`,
+      { cause: err },
+    );
+  }
+  if (!info.isDirectory()) {
+    throw new BerthError('BERTH_WORKSPACE_UNREADABLE', `${sourceDir} is not a directory`);
+  }
+  if (words.length > 0) return taskScript(words);
+  const taskFile = path.join(sourceDir, TASK_FILE);
+  try {
+    const text = await readFile(taskFile, 'utf8');
+    if (text.trim() === '')
+      throw new BerthError('BERTH_USAGE', `${taskFile} is empty`, {
+        hint: 'Put the shell commands of the task in it, or pass the command after --.',
+      });
+    return text;
+  } catch (err) {
+    if (err instanceof BerthError) throw err;
+    throw new BerthError(
+      'BERTH_USAGE',
+      `no command to run: nothing after -- and no ${TASK_FILE} in ${sourceDir}`,
+      {
+        hint: `Pass the command after --, e.g. \`berth run ${path.relative(process.cwd(), sourceDir) || '.'} -- terraform plan\`, or write it into ${TASK_FILE}.`,
+      },
+    );
+  }
+}

@@ -1,0 +1,162 @@
+/**
+ * berth's one error type and its catalogue. Every error a user can see has a stable code, a kind
+ * (which also decides the process exit code), whether retrying can help, and a hint that tells the
+ * fix. docs/errors.md lists every code; src/domain/errors.test.ts keeps the two in step.
+ */
+
+export type ErrorKind = 'usage' | 'config' | 'image' | 'infra' | 'internal';
+
+interface CatalogueEntry {
+  kind: ErrorKind;
+  retryable: boolean;
+  hint: string;
+}
+
+export const ERROR_CATALOGUE = {
+  BERTH_USAGE: {
+    kind: 'usage',
+    retryable: false,
+    hint: 'Run `berth help run` for the accepted options and their formats.',
+  },
+  BERTH_WORKSPACE_UNREADABLE: {
+    kind: 'usage',
+    retryable: false,
+    hint: 'Pass a directory that exists and that you can read, or run berth from inside it.',
+  },
+  BERTH_WORKSPACE_NOT_WRITABLE: {
+    kind: 'infra',
+    retryable: false,
+    hint: 'berth copies the job directory into the container at /mnt/workspace. Make sure the image does not make /mnt or /mnt/workspace a file or a read-only mount, and that the engine has space.',
+  },
+  BERTH_DOCKER_UNREACHABLE: {
+    kind: 'infra',
+    retryable: true,
+    hint: 'Start the Docker engine (e.g. `sudo systemctl start docker`) or point DOCKER_HOST at a running one (e.g. DOCKER_HOST=unix:///var/run/docker.sock).',
+  },
+  BERTH_DOCKER_PERMISSION: {
+    kind: 'infra',
+    retryable: false,
+    hint: 'Add your user to the `docker` group (then log in again), run berth as a user that may use the socket, or point DOCKER_HOST at a socket you may use.',
+  },
+  BERTH_DOCKER_TIMEOUT: {
+    kind: 'infra',
+    retryable: true,
+    hint: 'The Docker engine did not answer in time. Check `docker info` and the engine logs; the machine may be overloaded.',
+  },
+  BERTH_DOCKER_API: {
+    kind: 'infra',
+    retryable: true,
+    hint: "The Docker engine refused a request. The message above is the engine's own; check the engine logs.",
+  },
+  BERTH_DISK_FULL: {
+    kind: 'infra',
+    retryable: true,
+    hint: "Free space where the Docker engine keeps its data (`docker system df`, `docker image prune`) or in berth's state directory.",
+  },
+  BERTH_OPTION_REJECTED: {
+    kind: 'config',
+    retryable: false,
+    hint: 'The Docker engine rejected or could not apply a container option berth asked for. berth never weakens isolation silently: fix the engine (kernel cgroup support, installed runtime) or change the option.',
+  },
+  BERTH_IMAGE_INVALID: {
+    kind: 'image',
+    retryable: false,
+    hint: 'Use a reference of the form [REGISTRY/]REPOSITORY[:TAG][@sha256:DIGEST], e.g. debian:bookworm-slim.',
+  },
+  BERTH_IMAGE_NOT_FOUND: {
+    kind: 'image',
+    retryable: false,
+    hint: 'Check the image name and tag. With --pull never the image must already be in the local engine (`docker images`).',
+  },
+  BERTH_IMAGE_PULL_DENIED: {
+    kind: 'image',
+    retryable: false,
+    hint: 'The registry refused the pull. Check the name, and that the image is public or that this machine is logged in to the registry.',
+  },
+  BERTH_IMAGE_PULL_FAILED: {
+    kind: 'image',
+    retryable: true,
+    hint: 'Check that the registry is reachable from the Docker engine and try again.',
+  },
+  BERTH_IMAGE_PULL_TIMEOUT: {
+    kind: 'image',
+    retryable: true,
+    hint: 'The pull took longer than --pull-timeout. Raise it for large images, or check the network between the engine and the registry.',
+  },
+  BERTH_IMAGE_NO_SHELL: {
+    kind: 'image',
+    retryable: false,
+    hint: 'berth runs every job with /bin/sh. Build the image on a base that has a POSIX shell (e.g. FROM debian:bookworm-slim or busybox), or use the standard runner image.',
+  },
+  BERTH_RUNNER_IMAGE_BUILD_FAILED: {
+    kind: 'image',
+    retryable: true,
+    hint: 'The standard runner image could not be built. The build output above says why; the build needs the base image (debian:bookworm-slim) and network access to Debian mirrors.',
+  },
+  BERTH_INTERNAL: {
+    kind: 'internal',
+    retryable: false,
+    hint: 'This is a bug in berth. Please report it with the output of the run (secrets are masked).',
+  },
+} as const satisfies Record<string, CatalogueEntry>;
+
+export type ErrorCode = keyof typeof ERROR_CATALOGUE;
+
+export interface BerthErrorOptions {
+  cause?: unknown;
+  /** Replaces the catalogue's hint when the situation allows a more precise one. */
+  hint?: string;
+}
+
+export class BerthError extends Error {
+  readonly code: ErrorCode;
+  readonly kind: ErrorKind;
+  readonly retryable: boolean;
+  readonly hint: string;
+
+  constructor(code: ErrorCode, message: string, options: BerthErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'BerthError';
+    const entry: CatalogueEntry = ERROR_CATALOGUE[code];
+    this.code = code;
+    this.kind = entry.kind;
+    this.retryable = entry.retryable;
+    this.hint = options.hint ?? entry.hint;
+  }
+}
+
+/** Turns anything thrown into a BerthError, keeping the original as `cause`. */
+export function coerceError(err: unknown): BerthError {
+  if (err instanceof BerthError) return err;
+  if (err instanceof Error) return new BerthError('BERTH_INTERNAL', err.message, { cause: err });
+  return new BerthError('BERTH_INTERNAL', String(err));
+}
+
+/**
+ * Process exit codes of `berth run`, documented in docs/usage.md. 124 and 130 follow the
+ * conventions of timeout(1) and of a shell interrupted by Ctrl-C.
+ */
+export const EXIT_CODES = {
+  success: 0,
+  jobFailed: 1,
+  usage: 2,
+  image: 3,
+  infra: 4,
+  internal: 5,
+  timedOut: 124,
+  canceled: 130,
+} as const;
+
+export function exitCodeForError(err: BerthError): number {
+  switch (err.kind) {
+    case 'usage':
+    case 'config':
+      return EXIT_CODES.usage;
+    case 'image':
+      return EXIT_CODES.image;
+    case 'infra':
+      return EXIT_CODES.infra;
+    case 'internal':
+      return EXIT_CODES.internal;
+  }
+}

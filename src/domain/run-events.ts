@@ -1,0 +1,99 @@
+/**
+ * What a run reports while it happens: the `--json` stream is exactly these events, one per line,
+ * and the human view renders the same events. Secrets never appear in an event: log text is
+ * masked before it becomes one.
+ */
+
+export type RunState = 'FINISHED' | 'FAILED' | 'CANCELED';
+
+/** Why a run was stopped before its job ended by itself. */
+export type StopReason = 'run-timeout' | 'logs-timeout' | 'canceled';
+
+export interface PhaseRecord {
+  name: string;
+  exitCode: number | null;
+  durationMs: number;
+}
+
+export interface StopRecord {
+  reason: StopReason;
+  /** `SIGINT`: the job ended within the grace period; `SIGKILL`: it was killed. */
+  endedBy: 'SIGINT' | 'SIGKILL';
+  graceMs: number;
+}
+
+export interface RunSummary {
+  runId: string;
+  state: RunState;
+  /** berth's process exit code for this outcome (see docs/usage.md). */
+  exitCode: number;
+  /** The job's own exit code (its last phase), null when no phase ran to an end. */
+  jobExitCode: number | null;
+  image: {
+    reference: string;
+    id: string | null;
+    digest: string | null;
+    source: 'present' | 'pulled' | 'built' | null;
+  };
+  containerId: string | null;
+  containerName: string | null;
+  phases: PhaseRecord[];
+  durations: { preparingMs: number; totalMs: number };
+  stop: StopRecord | null;
+  error: { code: string; message: string; hint: string } | null;
+  log: { path: string | null; bytes: number; bytesCut: number };
+  warnings: string[];
+}
+
+export type RunEvent =
+  | {
+      type: 'run.started';
+      runId: string;
+      sourceDir: string;
+      image: string;
+      imageSource: string;
+      ts: string;
+    }
+  | {
+      type: 'image.pull';
+      layer: string | null;
+      status: string;
+      current?: number;
+      total?: number;
+      ts: string;
+    }
+  | { type: 'image.build'; line: string; ts: string }
+  | {
+      type: 'image.resolved';
+      reference: string;
+      id: string;
+      digest: string | null;
+      source: 'present' | 'pulled' | 'built';
+      ts: string;
+    }
+  | { type: 'container.started'; containerId: string; containerName: string; ts: string }
+  | { type: 'warning'; message: string; ts: string }
+  | { type: 'phase.started'; phase: string; ts: string }
+  | { type: 'log'; phase: string; stream: 'stdout' | 'stderr'; text: string; ts: string }
+  | {
+      type: 'phase.finished';
+      phase: string;
+      exitCode: number | null;
+      durationMs: number;
+      ts: string;
+    }
+  | {
+      type: 'run.stopping';
+      reason: StopReason;
+      signal: 'SIGINT' | 'SIGKILL';
+      graceMs: number;
+      ts: string;
+    }
+  | ({ type: 'run.finished'; ts: string } & RunSummary);
+
+/** Distributes the Omit over the union so each event keeps its own fields. */
+export type RunEventInput = RunEvent extends infer E
+  ? E extends RunEvent
+    ? Omit<E, 'ts'>
+    : never
+  : never;

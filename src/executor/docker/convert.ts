@@ -1,0 +1,187 @@
+/**
+ * Pure conversions between berth's job description and the Docker Engine API's bodies. No I/O
+ * here: everything is table-tested in convert.test.ts without an engine.
+ */
+import {
+  CONTROL_DIR,
+  ENV_STATE_FILE,
+  JOB_GID,
+  JOB_UID,
+  LABELS,
+  SOURCE_DIR,
+  type JobContainerSpec,
+} from '../executor.js';
+
+/**
+ * The container's own process. berth ignores the image's ENTRYPOINT and CMD: the container only
+ * idles (a shell blocked reading a stdin that stays open, so no extra binary is needed) while each
+ * phase runs as its own exec. It ignores SIGINT so that interrupting the job never ends the
+ * container before berth has collected the outcome. Docker's init runs as PID 1 and reaps.
+ */
+export const KEEPER_SCRIPT = "trap '' INT; read -r berth_keepalive";
+
+export const PHASE_WRAPPER_PATH = `${CONTROL_DIR}/phase.sh`;
+
+/**
+ * Runs one phase in a shell session: restores the environment the previous phases exported, runs
+ * the phase's script in this same shell (so `export` works as users expect), and saves the
+ * exported environment on the way out, whatever the way out is. SIGINT ends the phase like Ctrl-C
+ * ends a shell, after the foreground command (e.g. terraform releasing its state lock) has exited.
+ */
+export const PHASE_WRAPPER = `# berth phase wrapper: $1 is the phase script.
+berth_state=${ENV_STATE_FILE}
+if [ -f "$berth_state" ]; then . "$berth_state"; fi
+berth_save_env() {
+  mkdir -p "\${berth_state%/*}" 2>/dev/null
+  export -p > "$berth_state.tmp" 2>/dev/null && mv -f "$berth_state.tmp" "$berth_state" 2>/dev/null
+}
+trap 'berth_rc=$?; berth_save_env; exit $berth_rc' EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+berth_phase_script=$1
+shift
+. "$berth_phase_script"
+`;
+
+export function containerName(runId: string): string {
+  return `berth-${runId}`;
+}
+
+export function jobLabels(
+  spec: Pick<JobContainerSpec, 'runId' | 'launcherId' | 'expiresAt'>,
+): Record<string, string> {
+  return {
+    [LABELS.managed]: 'true',
+    [LABELS.runId]: spec.runId,
+    [LABELS.launcherId]: spec.launcherId,
+    [LABELS.expiresAt]: spec.expiresAt.toISOString(),
+  };
+}
+
+export function toEnvList(env: Record<string, string>): string[] {
+  return Object.entries(env).map(([key, value]) => `${key}=${value}`);
+}
+
+/** The body of POST /containers/create for a job. */
+export function toCreateContainerBody(spec: JobContainerSpec): Record<string, unknown> {
+  const hostConfig: Record<string, unknown> = {
+    Init: true,
+    CapDrop: ['ALL'],
+    SecurityOpt: ['no-new-privileges'],
+    PidsLimit: spec.pidsLimit,
+    NetworkMode: spec.network,
+    AutoRemove: false,
+    LogConfig: { Type: 'none', Config: {} },
+  };
+  if (spec.runtime) hostConfig.Runtime = spec.runtime;
+  if (spec.nanoCpus !== undefined) hostConfig.NanoCpus = spec.nanoCpus;
+  if (spec.memoryBytes !== undefined) hostConfig.Memory = spec.memoryBytes;
+  return {
+    Image: spec.image,
+    User: `${JOB_UID}:${JOB_GID}`,
+    Entrypoint: ['/bin/sh', '-c', KEEPER_SCRIPT],
+    Cmd: null,
+    WorkingDir: SOURCE_DIR,
+    Env: toEnvList(spec.env),
+    Labels: jobLabels(spec),
+    OpenStdin: true,
+    StdinOnce: false,
+    AttachStdin: false,
+    AttachStdout: false,
+    AttachStderr: false,
+    Tty: false,
+    HostConfig: hostConfig,
+  };
+}
+
+/** The body of POST /containers/{id}/exec for one phase. */
+export function toPhaseExecBody(
+  scriptPath: string,
+  env: Record<string, string>,
+): Record<string, unknown> {
+  return {
+    User: `${JOB_UID}:${JOB_GID}`,
+    WorkingDir: SOURCE_DIR,
+    Env: toEnvList(env),
+    Cmd: ['/bin/sh', '-c', `. ${PHASE_WRAPPER_PATH}`, 'berth-phase', scriptPath],
+    AttachStdin: false,
+    AttachStdout: true,
+    AttachStderr: true,
+    Tty: false,
+  };
+}
+
+/**
+ * The exec that delivers SIGINT to every process of the job: kill(-1) as the job's user reaches
+ * all of its processes in the container except PID 1 and the sender; the idle keeper ignores it.
+ */
+export function toInterruptExecBody(): Record<string, unknown> {
+  return {
+    User: `${JOB_UID}:${JOB_GID}`,
+    Cmd: ['/bin/sh', '-c', 'kill -INT -1 2>/dev/null; exit 0'],
+    AttachStdout: false,
+    AttachStderr: false,
+    Tty: false,
+  };
+}
+
+export interface PasswdEntry {
+  name: string;
+  uid: number;
+  gid: number;
+  home: string;
+}
+
+/** Finds the entry for a UID in /etc/passwd text; null when there is none. */
+export function findPasswdEntry(passwd: string, uid: number): PasswdEntry | null {
+  for (const line of passwd.split('\n')) {
+    const fields = line.split(':');
+    if (fields.length < 7 || line.startsWith('#')) continue;
+    if (Number(fields[2]) === uid && fields[2] !== '') {
+      return { name: fields[0] as string, uid, gid: Number(fields[3]), home: fields[5] as string };
+    }
+  }
+  return null;
+}
+
+/** The home directory a job gets: its passwd entry's when usable, else berth's own. */
+export function jobHome(entry: PasswdEntry | null): string {
+  if (
+    entry &&
+    entry.home.startsWith('/') &&
+    entry.home !== '/' &&
+    !entry.home.startsWith('/mnt/workspace')
+  ) {
+    return entry.home.replace(/\/+$/, '');
+  }
+  return '/home/berth';
+}
+
+/**
+ * The registry digest of the image that runs: among the engine's RepoDigests, the one of the
+ * repository asked for; null for images that never came from a registry (built or imported).
+ */
+export function pickRepoDigest(
+  repoDigests: readonly string[] | null | undefined,
+  reference: string,
+): string | null {
+  if (!repoDigests || repoDigests.length === 0) return null;
+  const repository = repositoryOf(reference);
+  const match = repoDigests.find(
+    (d) => repositoryOf(d) === repository || d.split('@')[0] === repository,
+  );
+  return match ?? (repoDigests[0] as string);
+}
+
+/** `host:5000/a/b:tag@sha256:…` → `host:5000/a/b` (with Docker Hub's implicit prefixes added). */
+export function repositoryOf(reference: string): string {
+  let name = reference.split('@')[0] as string;
+  const lastSlash = name.lastIndexOf('/');
+  const lastColon = name.lastIndexOf(':');
+  if (lastColon > lastSlash) name = name.slice(0, lastColon);
+  const first = name.split('/')[0] as string;
+  const hasRegistry =
+    name.includes('/') && (first.includes('.') || first.includes(':') || first === 'localhost');
+  if (hasRegistry) return name;
+  return name.includes('/') ? `docker.io/${name}` : `docker.io/library/${name}`;
+}

@@ -1,0 +1,120 @@
+/**
+ * Every Docker engine error berth recognises, in one place. The engine reports most failures as an
+ * HTTP status with a free-text message; the patterns below turn the ones a user can act on into
+ * berth errors with a fix. Anything unrecognised stays a BERTH_DOCKER_API error carrying the
+ * engine's own message.
+ */
+import { BerthError } from '../../domain/errors.js';
+
+/** An engine answer with a status of 400 or more, before berth gives it a meaning. */
+export class DockerApiError extends Error {
+  constructor(
+    readonly status: number,
+    readonly engineMessage: string,
+    readonly operation: string,
+  ) {
+    super(`${operation}: the Docker engine answered ${status}: ${engineMessage}`);
+    this.name = 'DockerApiError';
+  }
+}
+
+const DISK_FULL = /no space left on device|disk quota exceeded/i;
+const NO_SUCH_IMAGE =
+  /no such image|manifest unknown|not found: manifest|manifest for .* not found/i;
+const PULL_DENIED =
+  /pull access denied|unauthorized|authentication required|denied: |requested access to the resource is denied/i;
+const NO_SHELL =
+  /(exec: "?\/bin\/sh"?: (stat \/bin\/sh: )?no such file|executable file not found)/i;
+const UNKNOWN_RUNTIME = /unknown or invalid runtime name|unknown runtime/i;
+const REJECTED_OPTION =
+  /(invalid|not supported|does not support|cannot be|minimum memory limit|range of cpus|cgroup)/i;
+
+/** Errors of the operating system when talking to the socket: connection refused, missing, etc. */
+export function connectionError(err: NodeJS.ErrnoException, endpoint: string): BerthError {
+  if (err.code === 'EACCES' || err.code === 'EPERM') {
+    return new BerthError(
+      'BERTH_DOCKER_PERMISSION',
+      `permission denied on the Docker socket ${endpoint}`,
+      { cause: err },
+    );
+  }
+  return new BerthError(
+    'BERTH_DOCKER_UNREACHABLE',
+    `cannot reach the Docker engine at ${endpoint} (${err.code ?? err.message})`,
+    { cause: err },
+  );
+}
+
+/** Maps an engine error during a pull to the error a user can act on. */
+export function pullError(err: unknown, reference: string): BerthError {
+  const text = err instanceof DockerApiError ? err.engineMessage : errorText(err);
+  if (err instanceof BerthError) return err;
+  if (DISK_FULL.test(text)) {
+    return new BerthError('BERTH_DISK_FULL', `no space left while pulling ${reference}: ${text}`, {
+      cause: err,
+    });
+  }
+  if (PULL_DENIED.test(text)) {
+    return new BerthError('BERTH_IMAGE_PULL_DENIED', `pull of ${reference} was denied: ${text}`, {
+      cause: err,
+    });
+  }
+  if (NO_SUCH_IMAGE.test(text) || (err instanceof DockerApiError && err.status === 404)) {
+    return new BerthError('BERTH_IMAGE_NOT_FOUND', `image ${reference} not found: ${text}`, {
+      cause: err,
+    });
+  }
+  return new BerthError('BERTH_IMAGE_PULL_FAILED', `pull of ${reference} failed: ${text}`, {
+    cause: err,
+  });
+}
+
+/** Maps an engine error while creating or starting the job's container. */
+export function containerError(err: unknown, image: string): BerthError {
+  if (err instanceof BerthError) return err;
+  const text = err instanceof DockerApiError ? err.engineMessage : errorText(err);
+  if (DISK_FULL.test(text)) {
+    return new BerthError('BERTH_DISK_FULL', `no space left on the Docker engine's disk: ${text}`, {
+      cause: err,
+    });
+  }
+  if (NO_SHELL.test(text)) {
+    return new BerthError('BERTH_IMAGE_NO_SHELL', `image ${image} has no /bin/sh: ${text}`, {
+      cause: err,
+    });
+  }
+  if (UNKNOWN_RUNTIME.test(text)) {
+    return new BerthError('BERTH_OPTION_REJECTED', `the container runtime was rejected: ${text}`, {
+      cause: err,
+      hint: 'Install the runtime and register it with the engine (`"runtimes"` in daemon.json), or leave --runtime unset to use the default.',
+    });
+  }
+  if (err instanceof DockerApiError && err.status === 400 && REJECTED_OPTION.test(text)) {
+    return new BerthError(
+      'BERTH_OPTION_REJECTED',
+      `the Docker engine rejected an option: ${text}`,
+      {
+        cause: err,
+      },
+    );
+  }
+  if (err instanceof DockerApiError && err.status === 404 && /network/i.test(text)) {
+    return new BerthError('BERTH_OPTION_REJECTED', `network not found: ${text}`, {
+      cause: err,
+      hint: 'Create the network (`docker network create NAME`) or pass an existing one with --network (default: bridge).',
+    });
+  }
+  if (err instanceof DockerApiError) {
+    return new BerthError('BERTH_DOCKER_API', err.message, { cause: err });
+  }
+  return new BerthError('BERTH_INTERNAL', text, { cause: err });
+}
+
+export function errorText(err: unknown): string {
+  if (err instanceof Error) return err.message;
+  return String(err);
+}
+
+export function isDiskFull(text: string): boolean {
+  return DISK_FULL.test(text);
+}

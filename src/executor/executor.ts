@@ -1,0 +1,122 @@
+/**
+ * The executor contract: how a job gets a fresh, isolated container and runs in it. berth's only
+ * implementation today is the Docker engine one (./docker/docker-executor.ts); the contract keeps
+ * the launcher free of engine details so another backend can follow.
+ *
+ * Lifecycle, in order:
+ *   1. prepareImage  make the image available according to the pull policy; returns the exact
+ *                    image (id and digest) that will run. Nothing is created, nothing to clean up.
+ *   2. startJob      create a new container (never reused), put the workspace in, start it. On
+ *                    failure it removes what it created before throwing.
+ *   3. runPhase      run one phase in the container; phases run one after another and share the
+ *                    workspace and exported environment. Output is delivered as it arrives.
+ *   4. interrupt     SIGINT to every job process (idempotent; harmless when nothing runs);
+ *      kill          SIGKILL to the whole container (idempotent).
+ *   5. destroy       remove the container and everything berth created for it. Idempotent, safe
+ *                    after any failure, bounded by its own deadline, and independent of whatever
+ *                    cancelled the job: callers always reach it (try/finally).
+ *
+ * removeOrphans is the safety net for launchers that died without reaching step 5.
+ */
+
+export type PullPolicy = 'always' | 'if-not-present' | 'never';
+
+export interface ImageRequest {
+  reference: string;
+  pullPolicy: PullPolicy;
+  pullTimeoutMs: number;
+}
+
+export interface ResolvedImage {
+  /** The reference as asked for. */
+  reference: string;
+  /** The engine's image id (sha256 of the image configuration): what the container runs. */
+  id: string;
+  /** The registry manifest digest (`repo@sha256:…`) when the image came from a registry. */
+  digest: string | null;
+  /** Whether this call pulled the image (false: it was already present). */
+  pulled: boolean;
+}
+
+export type PullProgress =
+  | { kind: 'status'; message: string }
+  | { kind: 'layer'; layer: string; status: string; current?: number; total?: number };
+
+export interface JobLabels {
+  runId: string;
+  launcherId: string;
+  expiresAt: Date;
+}
+
+export interface JobContainerSpec extends JobLabels {
+  /** Image id (preferably) or reference from prepareImage. */
+  image: string;
+  /** The reference shown to people and recorded with the run. */
+  imageReference: string;
+  /** Host directory copied into the container as /mnt/workspace/source (never modified). */
+  sourceDir: string;
+  /** Environment of every phase, secrets included (they never go into labels or names). */
+  env: Record<string, string>;
+  network: string;
+  runtime?: string;
+  nanoCpus?: number;
+  memoryBytes?: number;
+  pidsLimit: number;
+}
+
+export interface Phase {
+  name: string;
+  /** Shell text run by /bin/sh in the phase's session. */
+  script: string;
+}
+
+export type OutputStream = 'stdout' | 'stderr';
+
+export interface PhaseOutcome {
+  exitCode: number;
+}
+
+export interface JobHandle {
+  readonly containerId: string;
+  readonly containerName: string;
+  /** Non-fatal findings while preparing (e.g. no passwd entry for UID 1983). */
+  readonly warnings: readonly string[];
+  runPhase(
+    phase: Phase,
+    onOutput: (stream: OutputStream, chunk: Buffer) => void,
+  ): Promise<PhaseOutcome>;
+  interrupt(): Promise<void>;
+  kill(): Promise<void>;
+  destroy(): Promise<void>;
+}
+
+export interface Executor {
+  prepareImage(
+    request: ImageRequest,
+    onProgress: (progress: PullProgress) => void,
+    signal?: AbortSignal,
+  ): Promise<ResolvedImage>;
+  startJob(spec: JobContainerSpec, signal?: AbortSignal): Promise<JobHandle>;
+  /**
+   * Removes berth's containers whose launcher is gone or whose expiry has passed, found by label;
+   * never touches anything without berth's labels. Returns the removed container names.
+   */
+  removeOrphans(isLauncherAlive: (launcherId: string) => boolean, now: Date): Promise<string[]>;
+}
+
+/** The labels on everything berth creates. */
+export const LABELS = {
+  managed: 'dev.berth.managed',
+  runId: 'dev.berth.run-id',
+  launcherId: 'dev.berth.launcher-id',
+  expiresAt: 'dev.berth.expires-at',
+} as const;
+
+export const JOB_UID = 1983;
+export const JOB_GID = 1983;
+export const WORKSPACE_DIR = '/mnt/workspace';
+export const SOURCE_DIR = '/mnt/workspace/source';
+/** Exported environment carried from one phase to the next (inside the workspace, job-owned). */
+export const ENV_STATE_FILE = '/mnt/workspace/.berth/env.sh';
+/** berth's own scripts: root-owned and read-only to the job. */
+export const CONTROL_DIR = '/berth';

@@ -1,0 +1,423 @@
+/**
+ * One run from start to end: image, fresh container, phases, stopping, clean-up, summary. The
+ * executor does the engine work; this file decides the order and what happens on every way out.
+ *
+ * Stopping (run timeout, logs timeout, cancel) always goes the same way: SIGINT to the job, a
+ * grace period, then SIGKILL. Clean-up always happens, in `finally`, under its own deadline.
+ */
+import { StringDecoder } from 'node:string_decoder';
+import { randomBytes } from 'node:crypto';
+import path from 'node:path';
+import { BerthError, EXIT_CODES, coerceError, exitCodeForError } from '../domain/errors.js';
+import { SecretMasker, maskAll } from '../domain/log-masker.js';
+import type {
+  PhaseRecord,
+  RunEvent,
+  RunEventInput,
+  RunState,
+  RunSummary,
+  StopReason,
+  StopRecord,
+} from '../domain/run-events.js';
+import type {
+  Executor,
+  JobHandle,
+  OutputStream,
+  Phase,
+  PhaseOutcome,
+  PullPolicy,
+  ResolvedImage,
+} from '../executor/executor.js';
+import { OutputLog } from './output-log.js';
+
+export interface Clock {
+  now(): number;
+  setTimeout(fn: () => void, ms: number): NodeJS.Timeout;
+  clearTimeout(timer: NodeJS.Timeout): void;
+}
+
+export const systemClock: Clock = {
+  now: () => Date.now(),
+  setTimeout: (fn, ms) => setTimeout(fn, ms),
+  clearTimeout: (timer) => clearTimeout(timer),
+};
+
+export interface RunJobOptions {
+  sourceDir: string;
+  phases: Phase[];
+  image: string;
+  /** Where the image reference came from, for the summary (`--image`, default setting, …). */
+  imageSource: string;
+  /** Called when the image is missing and cannot be pulled; may build it (standard runner image). */
+  buildMissingImage?: (onLine: (line: string) => void) => Promise<ResolvedImage>;
+  pullPolicy: PullPolicy;
+  pullTimeoutMs: number;
+  env: Record<string, string>;
+  secretEnv: Record<string, string>;
+  timeoutMs: number;
+  logsTimeoutMs: number;
+  graceMs: number;
+  network: string;
+  runtime?: string;
+  nanoCpus?: number;
+  memoryBytes?: number;
+  pidsLimit: number;
+  logLimitBytes: number;
+  /** Directory for this run's stored output; null keeps no stored log. */
+  stateDir: string | null;
+  launcherId: string;
+}
+
+export interface RunDeps {
+  executor: Executor;
+  emit: (event: RunEvent) => void;
+  clock?: Clock;
+  runId?: string;
+}
+
+export interface RunningJob {
+  runId: string;
+  /** Stops the job: SIGINT, grace, SIGKILL. A second call skips what is left of the grace. */
+  cancel(): void;
+  result: Promise<RunSummary>;
+}
+
+const CLEANUP_DEADLINE_MS = 60_000;
+
+export function newRunId(now: Date = new Date(), random: Buffer = randomBytes(4)): string {
+  const stamp = now
+    .toISOString()
+    .replace(/[-:]/g, '')
+    .replace(/\.\d+Z$/, 'Z')
+    .toLowerCase();
+  return `${stamp}-${random.toString('hex')}`;
+}
+
+export function startRun(options: RunJobOptions, deps: RunDeps): RunningJob {
+  const run = new Run(options, deps);
+  return { runId: run.runId, cancel: () => run.requestStop('canceled'), result: run.execute() };
+}
+
+class Run {
+  readonly runId: string;
+  private readonly clock: Clock;
+  private readonly secrets: string[];
+  private readonly started: number;
+  private job: JobHandle | undefined;
+  private stop: StopRecord | null = null;
+  private graceTimer: NodeJS.Timeout | undefined;
+  private runTimer: NodeJS.Timeout | undefined;
+  private logsTimer: NodeJS.Timeout | undefined;
+  private readonly abort = new AbortController();
+  private readonly warnings: string[] = [];
+  private log: OutputLog | null = null;
+
+  constructor(
+    private readonly options: RunJobOptions,
+    private readonly deps: RunDeps,
+  ) {
+    this.clock = deps.clock ?? systemClock;
+    this.runId = deps.runId ?? newRunId(new Date(this.clock.now()));
+    this.secrets = Object.values(options.secretEnv);
+    this.started = this.clock.now();
+  }
+
+  private emit(event: RunEventInput): void {
+    this.deps.emit({ ...event, ts: new Date(this.clock.now()).toISOString() });
+  }
+
+  private warn(message: string): void {
+    const masked = maskAll(message, this.secrets);
+    this.warnings.push(masked);
+    this.emit({ type: 'warning', message: masked });
+  }
+
+  /** Starts (or hurries) stopping. Safe to call at any time, any number of times. */
+  requestStop(reason: StopReason): void {
+    if (this.stop) {
+      // A second request (Ctrl-C twice) does not wait for the rest of the grace period.
+      if (reason === 'canceled' && this.stop.endedBy === 'SIGINT') this.forceKill();
+      return;
+    }
+    this.stop = { reason, endedBy: 'SIGINT', graceMs: this.options.graceMs };
+    this.abort.abort(new BerthError('BERTH_USAGE', `run stopped: ${reason}`));
+    this.emit({ type: 'run.stopping', reason, signal: 'SIGINT', graceMs: this.options.graceMs });
+    if (!this.job) return;
+    const job = this.job;
+    void job.interrupt();
+    this.graceTimer = this.clock.setTimeout(() => this.forceKill(), this.options.graceMs);
+  }
+
+  private forceKill(): void {
+    if (!this.stop || this.stop.endedBy === 'SIGKILL') return;
+    this.stop.endedBy = 'SIGKILL';
+    this.emit({
+      type: 'run.stopping',
+      reason: this.stop.reason,
+      signal: 'SIGKILL',
+      graceMs: this.options.graceMs,
+    });
+    void this.job?.kill().catch(() => undefined);
+  }
+
+  async execute(): Promise<RunSummary> {
+    const phases: PhaseRecord[] = [];
+    let image: ResolvedImage | null = null;
+    let imageSource: RunSummary['image']['source'] = null;
+    let error: BerthError | null = null;
+    let preparingMs = 0;
+    this.runTimer = this.clock.setTimeout(
+      () => this.requestStop('run-timeout'),
+      this.options.timeoutMs,
+    );
+    try {
+      if (this.options.stateDir) {
+        this.log = new OutputLog(
+          path.join(this.options.stateDir, 'runs', this.runId, 'output.log'),
+          this.options.logLimitBytes,
+        );
+      }
+      this.emit({
+        type: 'run.started',
+        runId: this.runId,
+        sourceDir: this.options.sourceDir,
+        image: this.options.image,
+        imageSource: this.options.imageSource,
+      });
+      ({ image, source: imageSource } = await this.prepareImage());
+      this.throwIfStopped();
+      this.job = await this.deps.executor.startJob({
+        runId: this.runId,
+        launcherId: this.options.launcherId,
+        expiresAt: new Date(
+          this.clock.now() + this.options.timeoutMs + this.options.graceMs + CLEANUP_DEADLINE_MS,
+        ),
+        image: image.id,
+        imageReference: image.reference,
+        sourceDir: this.options.sourceDir,
+        env: { ...this.options.env, ...this.options.secretEnv },
+        network: this.options.network,
+        runtime: this.options.runtime,
+        nanoCpus: this.options.nanoCpus,
+        memoryBytes: this.options.memoryBytes,
+        pidsLimit: this.options.pidsLimit,
+      });
+      this.emit({
+        type: 'container.started',
+        containerId: this.job.containerId,
+        containerName: this.job.containerName,
+      });
+      for (const warning of this.job.warnings) this.warn(warning);
+      preparingMs = this.clock.now() - this.started;
+      if (this.stop) {
+        // Stopped while the container was being made: nothing of the job ran yet.
+        this.stop.endedBy = 'SIGINT';
+      } else {
+        for (const phase of this.options.phases) {
+          const record = await this.runPhase(this.job, phase);
+          phases.push(record);
+          if (record.exitCode !== 0 || this.stop) break;
+        }
+      }
+    } catch (err) {
+      if (!this.stop) error = coerceError(err);
+    } finally {
+      this.clearTimers();
+      await this.cleanUp();
+    }
+    if (!preparingMs) preparingMs = this.clock.now() - this.started;
+    return this.finish({ phases, image, imageSource, error, preparingMs });
+  }
+
+  private async prepareImage(): Promise<{
+    image: ResolvedImage;
+    source: 'present' | 'pulled' | 'built';
+  }> {
+    const { executor } = this.deps;
+    const request = {
+      reference: this.options.image,
+      pullPolicy: this.options.pullPolicy,
+      pullTimeoutMs: this.options.pullTimeoutMs,
+    };
+    let image: ResolvedImage;
+    let source: 'present' | 'pulled' | 'built';
+    try {
+      image = await executor.prepareImage(
+        request,
+        (p) =>
+          this.emit(
+            p.kind === 'layer'
+              ? {
+                  type: 'image.pull',
+                  layer: p.layer,
+                  status: p.status,
+                  current: p.current,
+                  total: p.total,
+                }
+              : { type: 'image.pull', layer: null, status: p.message },
+          ),
+        this.abort.signal,
+      );
+      source = image.pulled ? 'pulled' : 'present';
+    } catch (err) {
+      const build = this.options.buildMissingImage;
+      const missing =
+        err instanceof BerthError &&
+        err.kind === 'image' &&
+        err.code !== 'BERTH_IMAGE_PULL_TIMEOUT';
+      if (!build || !missing || this.stop) throw err;
+      this.warn(
+        `${this.options.image} is neither present nor pullable (${err.message}); building it from berth's bundled runner/Dockerfile`,
+      );
+      image = await build((line) => this.emit({ type: 'image.build', line }));
+      source = 'built';
+    }
+    this.emit({
+      type: 'image.resolved',
+      reference: image.reference,
+      id: image.id,
+      digest: image.digest,
+      source,
+    });
+    return { image, source };
+  }
+
+  private throwIfStopped(): void {
+    if (this.stop) throw new BerthError('BERTH_USAGE', `run stopped: ${this.stop.reason}`);
+  }
+
+  private async runPhase(job: JobHandle, phase: Phase): Promise<PhaseRecord> {
+    const started = this.clock.now();
+    this.emit({ type: 'phase.started', phase: phase.name });
+    const outputs = new Map<OutputStream, { decoder: StringDecoder; masker: SecretMasker }>();
+    const streamState = (
+      stream: OutputStream,
+    ): { decoder: StringDecoder; masker: SecretMasker } => {
+      let state = outputs.get(stream);
+      if (!state) {
+        state = { decoder: new StringDecoder('utf8'), masker: new SecretMasker(this.secrets) };
+        outputs.set(stream, state);
+      }
+      return state;
+    };
+    const deliver = (stream: OutputStream, text: string): void => {
+      if (text.length === 0) return;
+      this.log?.append(text);
+      this.emit({ type: 'log', phase: phase.name, stream, text });
+    };
+    this.armLogsTimer();
+    let outcome: PhaseOutcome;
+    try {
+      outcome = await job.runPhase(phase, (stream, chunk) => {
+        this.armLogsTimer();
+        const state = streamState(stream);
+        deliver(stream, state.masker.write(state.decoder.write(chunk)));
+      });
+    } finally {
+      if (this.logsTimer) this.clock.clearTimeout(this.logsTimer);
+      for (const [stream, state] of outputs)
+        deliver(stream, state.masker.write(state.decoder.end()) + state.masker.flush());
+    }
+    const exitCode = outcome.exitCode;
+    const record = { name: phase.name, exitCode, durationMs: this.clock.now() - started };
+    this.emit({
+      type: 'phase.finished',
+      phase: phase.name,
+      exitCode,
+      durationMs: record.durationMs,
+    });
+    return record;
+  }
+
+  private armLogsTimer(): void {
+    if (this.logsTimer) this.clock.clearTimeout(this.logsTimer);
+    this.logsTimer = this.clock.setTimeout(
+      () => this.requestStop('logs-timeout'),
+      this.options.logsTimeoutMs,
+    );
+  }
+
+  private clearTimers(): void {
+    for (const timer of [this.runTimer, this.logsTimer, this.graceTimer]) {
+      if (timer) this.clock.clearTimeout(timer);
+    }
+  }
+
+  private async cleanUp(): Promise<void> {
+    const job = this.job;
+    if (job) {
+      let deadline: NodeJS.Timeout | undefined;
+      const timeout = new Promise<void>((resolve) => {
+        deadline = this.clock.setTimeout(resolve, CLEANUP_DEADLINE_MS);
+      });
+      try {
+        await Promise.race([job.destroy(), timeout]);
+      } catch (err) {
+        this.warn(
+          `could not remove container ${job.containerName}: ${coerceError(err).message}; the next berth start removes it`,
+        );
+      } finally {
+        if (deadline) this.clock.clearTimeout(deadline);
+      }
+    }
+    await this.log?.close();
+  }
+
+  private finish(parts: {
+    phases: PhaseRecord[];
+    image: ResolvedImage | null;
+    imageSource: RunSummary['image']['source'];
+    error: BerthError | null;
+    preparingMs: number;
+  }): RunSummary {
+    const last = parts.phases.at(-1);
+    const jobExitCode = last?.exitCode ?? null;
+    let state: RunState;
+    let exitCode: number;
+    if (this.stop) {
+      state = this.stop.reason === 'canceled' ? 'CANCELED' : 'FAILED';
+      exitCode = this.stop.reason === 'canceled' ? EXIT_CODES.canceled : EXIT_CODES.timedOut;
+    } else if (parts.error) {
+      state = 'FAILED';
+      exitCode = exitCodeForError(parts.error);
+    } else if (jobExitCode === 0 && parts.phases.length === this.options.phases.length) {
+      state = 'FINISHED';
+      exitCode = EXIT_CODES.success;
+    } else {
+      state = 'FAILED';
+      exitCode = EXIT_CODES.jobFailed;
+    }
+    const summary: RunSummary = {
+      runId: this.runId,
+      state,
+      exitCode,
+      jobExitCode,
+      image: {
+        reference: parts.image?.reference ?? this.options.image,
+        id: parts.image?.id ?? null,
+        digest: parts.image?.digest ?? null,
+        source: parts.imageSource,
+      },
+      containerId: this.job?.containerId ?? null,
+      containerName: this.job?.containerName ?? null,
+      phases: parts.phases,
+      durations: { preparingMs: parts.preparingMs, totalMs: this.clock.now() - this.started },
+      stop: this.stop,
+      error: parts.error
+        ? {
+            code: parts.error.code,
+            message: maskAll(parts.error.message, this.secrets),
+            hint: parts.error.hint,
+          }
+        : null,
+      log: {
+        path: this.log?.path ?? null,
+        bytes: this.log?.bytes ?? 0,
+        bytesCut: this.log?.bytesCut ?? 0,
+      },
+      warnings: this.warnings,
+    };
+    this.emit({ type: 'run.finished', ...summary });
+    return summary;
+  }
+}

@@ -1,0 +1,64 @@
+/**
+ * berth's standard runner image: where its Dockerfile ships, what it is called, and building it
+ * when it is neither present nor pullable.
+ */
+import { fileURLToPath } from 'node:url';
+import { homedir } from 'node:os';
+import path from 'node:path';
+import type { ResolvedImage } from '../executor/executor.js';
+import { buildImage } from '../executor/docker/image-build.js';
+import type { EngineClient } from '../executor/docker/engine-client.js';
+
+/** The default runner image: `latest` follows releases, `future` the main branch. */
+export const DEFAULT_RUNNER_REPOSITORY = 'ghcr.io/berth-dev/runner';
+export const RUNNER_TAGS = ['latest', 'future'] as const;
+export type RunnerTag = (typeof RUNNER_TAGS)[number];
+
+/** The runner/ directory shipped with berth (next to dist/ and src/). */
+export function runnerContextDir(): string {
+  return fileURLToPath(new URL('../../runner/', import.meta.url));
+}
+
+export interface Settings {
+  defaultRunnerImage: string;
+  stateDir: string;
+}
+
+/** berth's settings from the environment (passed in, so tests supply their own). */
+export function readSettings(env: NodeJS.ProcessEnv): Settings {
+  const stateHome =
+    env.XDG_STATE_HOME?.trim() || path.join(env.HOME?.trim() || homedir(), '.local', 'state');
+  return {
+    defaultRunnerImage:
+      env.BERTH_DEFAULT_RUNNER_IMAGE?.trim() || `${DEFAULT_RUNNER_REPOSITORY}:latest`,
+    stateDir: env.BERTH_STATE_DIR?.trim() || path.join(stateHome, 'berth'),
+  };
+}
+
+/** `repo:tag` → `repo:newTag` (digest references have no tag to replace). */
+export function withTag(reference: string, tag: string): string {
+  const base = reference.split('@')[0] as string;
+  const lastSlash = base.lastIndexOf('/');
+  const colon = base.lastIndexOf(':');
+  return `${colon > lastSlash ? base.slice(0, colon) : base}:${tag}`;
+}
+
+export async function buildRunnerImage(
+  engine: EngineClient,
+  reference: string,
+  onLine: (line: string) => void,
+  options: { networkMode?: string } = {},
+): Promise<ResolvedImage> {
+  const id = await buildImage(
+    engine,
+    {
+      contextDir: runnerContextDir(),
+      tag: reference,
+      // RUN steps install Debian packages: host networking works on engines without NAT too.
+      networkMode: options.networkMode ?? 'host',
+      labels: { 'dev.berth.runner-image': 'true' },
+    },
+    onLine,
+  );
+  return { reference, id, digest: null, pulled: false };
+}
