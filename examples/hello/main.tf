@@ -1,0 +1,2 @@
+# A placeholder configuration: the hello example only lists the workspace.
+terraform {}

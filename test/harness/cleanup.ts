@@ -1,0 +1,19 @@
+/** Leak checks shared by every integration test file. */
+import { expect } from 'vitest';
+import type { EngineClient } from '../../src/executor/docker/engine-client.js';
+import { berthContainers } from './engine.js';
+
+export async function removeContainerNow(engine: EngineClient, id: string): Promise<void> {
+  try {
+    await engine.json('DELETE', `/containers/${id}`, { query: { force: 1, v: 1 } });
+  } catch {
+    // Already gone.
+  }
+}
+
+/** Fails the calling test when any berth container exists, and removes them so others start clean. */
+export async function expectNoBerthContainers(engine: EngineClient): Promise<void> {
+  const left = await berthContainers(engine);
+  for (const container of left) await removeContainerNow(engine, container.Id);
+  expect(left.map((c) => c.Names.join(','))).toEqual([]);
+}

@@ -1,0 +1,155 @@
+/**
+ * Runs the real `berth` command (bin/berth.js on the built dist/) as a child process. Every child
+ * is tracked; `expectNoChildren` fails a test that leaves one running.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { expect } from 'vitest';
+import type { RunEvent } from '../../src/domain/run-events.js';
+
+export const BERTH_BIN = fileURLToPath(new URL('../../bin/berth.js', import.meta.url));
+
+const children = new Set<ChildProcess>();
+
+export interface BerthProcess {
+  child: ChildProcess;
+  stdout(): string;
+  stderr(): string;
+  /** Resolves once stdout+stderr contain `text`. */
+  waitFor(text: string | RegExp, timeoutMs?: number): Promise<void>;
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+}
+
+export interface BerthResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+  /** Parsed `--json` events (empty without --json). */
+  events: RunEvent[];
+}
+
+/** A state directory private to one test, so stored logs never mix. */
+export function testStateDir(): string {
+  return mkdtempSync(path.join(tmpdir(), 'berth-state-'));
+}
+
+export function spawnBerth(
+  args: string[],
+  env: Record<string, string | undefined> = {},
+  identity: { uid?: number; gid?: number } = {},
+): BerthProcess {
+  const child = spawn(process.execPath, [BERTH_BIN, ...args], {
+    ...identity,
+    env: { ...process.env, NO_COLOR: '1', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  children.add(child);
+  let out = '';
+  let err = '';
+  const waiters: { test: (s: string) => boolean; resolve: () => void }[] = [];
+  const check = (): void => {
+    for (const waiter of [...waiters]) {
+      if (waiter.test(out + err)) {
+        waiters.splice(waiters.indexOf(waiter), 1);
+        waiter.resolve();
+      }
+    }
+  };
+  child.stdout.on('data', (chunk: Buffer) => {
+    out += chunk.toString();
+    check();
+  });
+  child.stderr.on('data', (chunk: Buffer) => {
+    err += chunk.toString();
+    check();
+  });
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
+    child.on('close', (code, signal) => {
+      children.delete(child);
+      resolve({ code, signal });
+    });
+  });
+  return {
+    child,
+    stdout: () => out,
+    stderr: () => err,
+    exited,
+    waitFor(text, timeoutMs = 60_000) {
+      const test = (s: string): boolean =>
+        typeof text === 'string' ? s.includes(text) : text.test(s);
+      if (test(out + err)) return Promise.resolve();
+      return new Promise((resolve, reject) => {
+        const timer = setTimeout(
+          () =>
+            reject(
+              new Error(
+                `berth did not print ${String(text)} within ${timeoutMs}ms; output so far:\n${out}\n${err}`,
+              ),
+            ),
+          timeoutMs,
+        );
+        waiters.push({
+          test,
+          resolve: () => {
+            clearTimeout(timer);
+            resolve();
+          },
+        });
+        void exited.then(() => {
+          if (!test(out + err)) {
+            clearTimeout(timer);
+            reject(
+              new Error(`berth exited before printing ${String(text)}; output:\n${out}\n${err}`),
+            );
+          }
+        });
+      });
+    },
+  };
+}
+
+export async function runBerth(
+  args: string[],
+  env: Record<string, string | undefined> = {},
+): Promise<BerthResult> {
+  const proc = spawnBerth(args, env);
+  const { code } = await proc.exited;
+  const stdout = proc.stdout();
+  const events = args.includes('--json')
+    ? stdout
+        .split('\n')
+        .filter((line) => line.startsWith('{'))
+        .map((line) => JSON.parse(line) as RunEvent)
+    : [];
+  return { code, stdout, stderr: proc.stderr(), events };
+}
+
+export function finished(result: BerthResult): Extract<RunEvent, { type: 'run.finished' }> {
+  const last = result.events.at(-1);
+  if (last?.type !== 'run.finished') {
+    throw new Error(
+      `the last --json event is not run.finished:\n${result.stdout}\n${result.stderr}`,
+    );
+  }
+  return last;
+}
+
+export function jobOutput(result: BerthResult, stream?: 'stdout' | 'stderr'): string {
+  return result.events
+    .filter(
+      (e): e is Extract<RunEvent, { type: 'log' }> =>
+        e.type === 'log' && (!stream || e.stream === stream),
+    )
+    .map((e) => e.text)
+    .join('');
+}
+
+/** Fails when a test left a berth process running (and kills it so the suite can go on). */
+export function expectNoChildren(): void {
+  const running = [...children].filter((c) => c.exitCode === null && c.signalCode === null);
+  for (const child of running) child.kill('SIGKILL');
+  expect(running.map((c) => c.pid)).toEqual([]);
+}

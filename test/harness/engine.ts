@@ -1,0 +1,62 @@
+/**
+ * The tests' handle on the real Docker engine: the same client berth uses, plus the few calls only
+ * tests need (importing base images, listing what berth left behind).
+ */
+import { EngineClient, readAll } from '../../src/executor/docker/engine-client.js';
+import { LABELS } from '../../src/executor/executor.js';
+
+export function testEngine(): EngineClient {
+  return EngineClient.fromEnv(process.env);
+}
+
+export interface LeftContainer {
+  Id: string;
+  Names: string[];
+  Labels: Record<string, string>;
+  State: string;
+}
+
+/** Containers carrying berth's label, running or not. */
+export async function berthContainers(engine: EngineClient): Promise<LeftContainer[]> {
+  return engine.json<LeftContainer[]>('GET', '/containers/json', {
+    query: { all: 1, filters: JSON.stringify({ label: [`${LABELS.managed}=true`] }) },
+  });
+}
+
+export async function imageExists(engine: EngineClient, reference: string): Promise<boolean> {
+  try {
+    await engine.json('GET', `/images/${encodeURI(reference)}/json`);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export async function removeImage(engine: EngineClient, reference: string): Promise<void> {
+  try {
+    await engine.json('DELETE', `/images/${encodeURI(reference)}`, { query: { force: 1 } });
+  } catch {
+    // Already gone.
+  }
+}
+
+export async function tagImage(
+  engine: EngineClient,
+  source: string,
+  repo: string,
+  tag: string,
+): Promise<void> {
+  await engine.json('POST', `/images/${encodeURI(source)}/tag`, { query: { repo, tag } });
+}
+
+/** Pushes an image the engine has to a registry (no credentials). */
+export async function pushImage(engine: EngineClient, reference: string): Promise<void> {
+  const colon = reference.lastIndexOf(':');
+  const res = await engine.stream('POST', `/images/${encodeURI(reference.slice(0, colon))}/push`, {
+    query: { tag: reference.slice(colon + 1) },
+    headers: { 'X-Registry-Auth': Buffer.from('{}').toString('base64') },
+    deadlineMs: 120_000,
+  });
+  const text = await readAll(res);
+  if (text.includes('"error"')) throw new Error(`push of ${reference} failed: ${text}`);
+}

@@ -1,0 +1,699 @@
+/**
+ * `berth run` end to end: the real command, the real engine, busybox images built by the tests.
+ */
+import { execFileSync } from 'node:child_process';
+import {
+  mkdtempSync,
+  mkdirSync,
+  readFileSync,
+  readdirSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
+import type { EngineClient } from '../src/executor/docker/engine-client.js';
+import { LABELS } from '../src/executor/executor.js';
+import { expectNoBerthContainers } from './harness/cleanup.js';
+import { berthContainers, testEngine } from './harness/engine.js';
+import { ensureBuiltImage } from './harness/images.js';
+import {
+  expectNoChildren,
+  finished,
+  jobOutput,
+  runBerth,
+  spawnBerth,
+  testStateDir,
+} from './harness/cli.js';
+
+let engine: EngineClient;
+let busybox: string;
+let stateDir: string;
+
+function jobDir(files: Record<string, string> = { 'main.tf': 'terraform {}\n' }): string {
+  const dir = mkdtempSync(path.join(tmpdir(), 'berth-job-'));
+  for (const [name, content] of Object.entries(files)) {
+    mkdirSync(path.dirname(path.join(dir, name)), { recursive: true });
+    writeFileSync(path.join(dir, name), content);
+  }
+  return dir;
+}
+
+function berth(
+  args: string[],
+  env: Record<string, string | undefined> = {},
+): ReturnType<typeof runBerth> {
+  return runBerth(args, { BERTH_STATE_DIR: stateDir, ...env });
+}
+
+beforeAll(() => {
+  engine = testEngine();
+  busybox = inject('busyboxImage');
+  stateDir = testStateDir();
+});
+
+afterEach(async () => {
+  expectNoChildren();
+  await expectNoBerthContainers(engine);
+});
+
+afterAll(() => engine.close());
+
+describe('berth run: jobs and their containers', () => {
+  it('runs the command after -- in a fresh container and exits 0 with a run.finished event', async () => {
+    const dir = jobDir();
+    const result = await berth(['run', dir, '--image', busybox, '--json', '--', 'echo hello; ls']);
+    expect(result.code).toBe(0);
+    expect(jobOutput(result)).toBe('hello\nmain.tf\n');
+    const end = finished(result);
+    expect(end.state).toBe('FINISHED');
+    expect(end.exitCode).toBe(0);
+    expect(end.image.reference).toBe(busybox);
+    expect(end.image.id).toMatch(/^sha256:[0-9a-f]{64}$/);
+    expect(end.containerId).toMatch(/^[0-9a-f]{64}$/);
+    expect(end.phases).toEqual([
+      { name: 'task', exitCode: 0, durationMs: expect.any(Number) as number },
+    ]);
+    expect(end.durations.preparingMs).toBeGreaterThan(0);
+  });
+
+  it('gives two jobs different containers, and what one writes the other cannot see', async () => {
+    const dir = jobDir();
+    const first = await berth([
+      'run',
+      dir,
+      '--image',
+      busybox,
+      '--json',
+      '--',
+      'echo secret-data > /tmp/left-by-first; echo marker > left.txt; hostname',
+    ]);
+    const second = await berth([
+      'run',
+      dir,
+      '--image',
+      busybox,
+      '--json',
+      '--',
+      'ls /tmp; ls; hostname; cat /tmp/left-by-first || echo absent',
+    ]);
+    expect(first.code).toBe(0);
+    expect(second.code).toBe(0);
+    expect(finished(first).containerId).not.toBe(finished(second).containerId);
+    expect(jobOutput(second)).toContain('absent');
+    expect(jobOutput(second)).not.toContain('left.txt');
+    expect(readdirSync(dir)).toEqual(['main.tf']);
+  });
+
+  it('leaves the user directory untouched', async () => {
+    const dir = jobDir({ 'main.tf': 'original\n', 'sub/file.txt': 'keep\n' });
+    const before = execFileSync(
+      'sh',
+      ['-c', `cd ${dir} && find . -exec stat -c '%n %a %s %Y' {} +`],
+      { encoding: 'utf8' },
+    );
+    const result = await berth([
+      'run',
+      dir,
+      '--image',
+      busybox,
+      '--',
+      'echo changed > main.tf; rm sub/file.txt; touch new; chmod 700 .',
+    ]);
+    expect(result.code).toBe(0);
+    const after = execFileSync(
+      'sh',
+      ['-c', `cd ${dir} && find . -exec stat -c '%n %a %s %Y' {} +`],
+      { encoding: 'utf8' },
+    );
+    expect(after).toBe(before);
+    expect(readFileSync(path.join(dir, 'main.tf'), 'utf8')).toBe('original\n');
+  });
+
+  it('exits 1 when the job fails, with the job exit code recorded', async () => {
+    const result = await berth([
+      'run',
+      jobDir(),
+      '--image',
+      busybox,
+      '--json',
+      '--',
+      'echo before; exit 7',
+    ]);
+    expect(result.code).toBe(1);
+    const end = finished(result);
+    expect(end.state).toBe('FAILED');
+    expect(end.jobExitCode).toBe(7);
+    expect(end.phases[0]?.exitCode).toBe(7);
+  });
+
+  it('reads the default task from DIR/.berth/task.sh', async () => {
+    const dir = jobDir({ '.berth/task.sh': 'echo "from the task file as $(id -u)"\n' });
+    const result = await berth(['run', dir, '--image', busybox, '--json']);
+    expect(result.code).toBe(0);
+    expect(jobOutput(result)).toBe('from the task file as 1983\n');
+  });
+
+  it('passes several words after -- as one command with its arguments kept intact', async () => {
+    const result = await berth([
+      'run',
+      jobDir(),
+      '--image',
+      busybox,
+      '--json',
+      '--',
+      'printf',
+      '%s|',
+      'a b',
+      '$HOME',
+      "it's",
+    ]);
+    expect(result.code).toBe(0);
+    expect(jobOutput(result)).toBe("a b|$HOME|it's|");
+  });
+});
+
+describe('berth run: environment and secrets', () => {
+  it('passes --env and masks --secret-env values everywhere, even split across writes', async () => {
+    const result = await berth([
+      'run',
+      jobDir(),
+      '--image',
+      busybox,
+      '--json',
+      '--env',
+      'GREETING=hi there',
+      '--secret-env',
+      'TOKEN=s3cr3t-value-42',
+      '--',
+      'echo "$GREETING"; echo "token=$TOKEN"; printf "s3cr3t-"; sleep 0.3; printf "value-42\\n"; echo "$TOKEN" >&2; exit 3',
+    ]);
+    expect(result.code).toBe(1);
+    expect(result.stdout).not.toContain('s3cr3t-value-42');
+    expect(result.stdout).not.toMatch(/s3cr3t-\S*value/);
+    expect(jobOutput(result, 'stdout')).toBe('hi there\ntoken=*****\n*****\n');
+    expect(jobOutput(result, 'stderr')).toBe('*****\n');
+    const log = readFileSync(finished(result).log.path as string, 'utf8');
+    expect(log).toContain('token=*****');
+    expect(log).not.toContain('s3cr3t');
+  });
+
+  it('never shows a secret in the human view either', async () => {
+    const result = await berth([
+      'run',
+      jobDir(),
+      '--image',
+      busybox,
+      '--secret-env',
+      'PW=hunter2hunter2',
+      '--',
+      'echo pw=$PW',
+    ]);
+    expect(result.code).toBe(0);
+    expect(result.stdout + result.stderr).not.toContain('hunter2');
+    expect(result.stdout).toMatch(/^\d\d:\d\d:\d\d\.\d{3} pw=\*{5}$/m);
+  });
+});
+
+describe('berth run: identity and image handling', () => {
+  it('runs as 1983:1983 with workspace files owned by 1983 even when the image says USER root', async () => {
+    const image = await ensureBuiltImage(engine, 'user-root', `FROM ${busybox}\nUSER root\n`);
+    const result = await berth([
+      'run',
+      jobDir(),
+      '--image',
+      image,
+      '--json',
+      '--',
+      'id -u; id -g; touch made.txt; stat -c "%u:%g %n" . made.txt main.tf; echo "HOME=$HOME"; touch "$HOME/ok" && echo home-writable',
+    ]);
+    expect(result.code).toBe(0);
+    expect(jobOutput(result)).toBe(
+      '1983\n1983\n1983:1983 .\n1983:1983 made.txt\n1983:1983 main.tf\nHOME=/home/berth\nhome-writable\n',
+    );
+    expect(finished(result).warnings.join('\n')).toMatch(/no passwd entry for UID 1983/);
+  });
+
+  it('runs as 1983 when the image names another user, and uses its home when passwd has 1983', async () => {
+    const image = await ensureBuiltImage(
+      engine,
+      'user-other',
+      `FROM ${busybox}\nRUN echo 'app:x:1000:1000::/home/app:/bin/sh' >> /etc/passwd && echo 'spacelift:x:1983:1983::/home/spacelift:/bin/sh' >> /etc/passwd\nUSER 1000\n`,
+    );
+    const result = await berth([
+      'run',
+      jobDir(),
+      '--image',
+      image,
+      '--json',
+      '--',
+      'id -u; echo "$HOME"; whoami; touch "$HOME/x" && echo ok',
+    ]);
+    expect(result.code).toBe(0);
+    expect(jobOutput(result)).toBe('1983\n/home/spacelift\nspacelift\nok\n');
+    expect(finished(result).warnings).toEqual([]);
+  });
+
+  it('ignores the image ENTRYPOINT and CMD (an ENTRYPOINT of false does not stop the job)', async () => {
+    const image = await ensureBuiltImage(
+      engine,
+      'entrypoint-false',
+      `FROM ${busybox}\nENTRYPOINT ["/bin/false"]\nCMD ["--nope"]\n`,
+    );
+    const result = await berth([
+      'run',
+      jobDir(),
+      '--image',
+      image,
+      '--json',
+      '--',
+      'echo still-ran',
+    ]);
+    expect(result.code).toBe(0);
+    expect(jobOutput(result)).toBe('still-ran\n');
+  });
+
+  it('fails in preparing with a clear error when the image has no /bin/sh', async () => {
+    const image = await ensureBuiltImage(engine, 'no-shell', `FROM ${busybox}\nRUN rm /bin/sh\n`);
+    const result = await berth(['run', jobDir(), '--image', image, '--json', '--', 'true']);
+    expect(result.code).toBe(3);
+    const end = finished(result);
+    expect(end.error?.code).toBe('BERTH_IMAGE_NO_SHELL');
+    expect(end.error?.message).toContain(`image ${image} has no /bin/sh`);
+    expect(end.phases).toEqual([]);
+  });
+
+  it('drops every capability, sets no-new-privileges and a pids limit', async () => {
+    const result = await berth([
+      'run',
+      jobDir(),
+      '--image',
+      busybox,
+      '--json',
+      '--pids-limit',
+      '64',
+      '--',
+      'grep -E "^(CapEff|CapBnd|NoNewPrivs)" /proc/self/status; cat /sys/fs/cgroup/pids/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids.max',
+    ]);
+    expect(result.code).toBe(0);
+    const out = jobOutput(result);
+    expect(out).toMatch(/CapEff:\s+0000000000000000/);
+    expect(out).toMatch(/CapBnd:\s+0000000000000000/);
+    expect(out).toMatch(/NoNewPrivs:\s+1/);
+    expect(out.trim().split('\n').at(-1)).toBe('64');
+  });
+
+  it('applies --memory and --cpus, and refuses limits the engine rejects instead of running without them', async () => {
+    const ok = await berth([
+      'run',
+      jobDir(),
+      '--image',
+      busybox,
+      '--json',
+      '--memory',
+      '64m',
+      '--cpus',
+      '0.5',
+      '--',
+      'cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max',
+    ]);
+    expect(ok.code).toBe(0);
+    expect(jobOutput(ok).trim()).toBe(String(64 * 1024 * 1024));
+    const tooSmall = await berth([
+      'run',
+      jobDir(),
+      '--image',
+      busybox,
+      '--json',
+      '--memory',
+      '1k',
+      '--',
+      'true',
+    ]);
+    expect(tooSmall.code).toBe(2);
+    expect(finished(tooSmall).error?.code).toBe('BERTH_OPTION_REJECTED');
+    expect(finished(tooSmall).error?.message).toMatch(/memory/i);
+  });
+
+  it('refuses an OCI runtime the engine does not know', async () => {
+    const result = await berth([
+      'run',
+      jobDir(),
+      '--image',
+      busybox,
+      '--json',
+      '--runtime',
+      'runsc',
+      '--',
+      'true',
+    ]);
+    expect(result.code).toBe(2);
+    expect(finished(result).error?.code).toBe('BERTH_OPTION_REJECTED');
+    expect(finished(result).error?.message).toContain('runsc');
+  });
+
+  it('uses the network it is given (none: no interface but loopback)', async () => {
+    const result = await berth([
+      'run',
+      jobDir(),
+      '--image',
+      busybox,
+      '--json',
+      '--network',
+      'none',
+      '--',
+      'ls /sys/class/net',
+    ]);
+    expect(result.code).toBe(0);
+    expect(jobOutput(result).trim()).toBe('lo');
+  });
+});
+
+describe('berth run: pull policies against a real registry', () => {
+  const localRef = (): string =>
+    `${inject('registryAddress')}/berth-test/busybox:policy-${Date.now()}`;
+
+  it('--pull never fails for an image the engine does not have, naming it and the fix', async () => {
+    const ref = localRef();
+    const result = await berth([
+      'run',
+      jobDir(),
+      '--image',
+      ref,
+      '--pull',
+      'never',
+      '--json',
+      '--',
+      'true',
+    ]);
+    expect(result.code).toBe(3);
+    const end = finished(result);
+    expect(end.error?.code).toBe('BERTH_IMAGE_NOT_FOUND');
+    expect(end.error?.message).toContain(ref);
+    expect(end.error?.hint).toContain('--pull if-not-present');
+  });
+
+  it('if-not-present pulls once, shows progress, records the digest; always pulls again', async () => {
+    const ref = inject('registryImage');
+    await engine
+      .json('DELETE', `/images/${encodeURI(ref)}`, { query: { force: 1 } })
+      .catch(() => undefined);
+    const first = await berth(['run', jobDir(), '--image', ref, '--json', '--', 'true']);
+    expect(first.code).toBe(0);
+    expect(first.events.some((e) => e.type === 'image.pull')).toBe(true);
+    const resolved = first.events.find((e) => e.type === 'image.resolved');
+    expect(resolved).toMatchObject({ source: 'pulled' });
+    expect(finished(first).image.digest).toMatch(
+      new RegExp(`^${inject('registryAddress')}/berth-test/busybox@sha256:[0-9a-f]{64}$`),
+    );
+
+    const second = await berth(['run', jobDir(), '--image', ref, '--json', '--', 'true']);
+    expect(second.events.some((e) => e.type === 'image.pull')).toBe(false);
+    expect(finished(second).image).toMatchObject({
+      source: 'present',
+      digest: finished(first).image.digest,
+    });
+
+    const third = await berth([
+      'run',
+      jobDir(),
+      '--image',
+      ref,
+      '--pull',
+      'always',
+      '--json',
+      '--',
+      'true',
+    ]);
+    expect(third.code).toBe(0);
+    expect(finished(third).image.source).toBe('pulled');
+    expect(finished(third).image.digest).toBe(finished(first).image.digest);
+  });
+
+  it('reports an image missing from the registry as not found', async () => {
+    const ref = `${inject('registryAddress')}/berth-test/does-not-exist:v1`;
+    const result = await berth(['run', jobDir(), '--image', ref, '--json', '--', 'true']);
+    expect(result.code).toBe(3);
+    expect(finished(result).error?.code).toBe('BERTH_IMAGE_NOT_FOUND');
+    expect(finished(result).error?.message).toContain(ref);
+  });
+
+  it('rejects an invalid image reference before touching the engine', async () => {
+    const result = await berth(['run', jobDir(), '--image', 'Bad Image;rm -rf', '--', 'true']);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain('--image');
+    expect(result.stderr).toContain('BERTH_USAGE');
+  });
+});
+
+describe('berth run: logs', () => {
+  it('keeps head and tail of a large output in the stored log with a visible marker, and the job still succeeds', async () => {
+    const result = await berth([
+      'run',
+      jobDir(),
+      '--image',
+      busybox,
+      '--json',
+      '--log-limit',
+      '64KiB',
+      '--',
+      'echo FIRST-LINE; i=0; while [ $i -lt 4000 ]; do echo "line $i padding padding padding padding"; i=$((i+1)); done; echo LAST-LINE',
+    ]);
+    expect(result.code).toBe(0);
+    const end = finished(result);
+    expect(end.log.bytesCut).toBeGreaterThan(0);
+    const log = readFileSync(end.log.path as string);
+    expect(log.length).toBeLessThanOrEqual(64 * 1024 + 200);
+    const text = log.toString('utf8');
+    expect(text.startsWith('FIRST-LINE\n')).toBe(true);
+    expect(text.endsWith('LAST-LINE\n')).toBe(true);
+    expect(text).toContain(`[berth: ${end.log.bytesCut} bytes of output cut here`);
+    // The live stream was not cut: every line reached the caller.
+    expect(jobOutput(result).split('\n').length).toBe(4003);
+    expect(statSync(end.log.path as string).mode & 0o777).toBe(0o600);
+  });
+});
+
+describe('berth run: stopping and clean-up', () => {
+  it('ends a job that exceeds --timeout with SIGINT, exit 124, FAILED, and leaves nothing', async () => {
+    const result = await berth([
+      'run',
+      jobDir(),
+      '--image',
+      busybox,
+      '--json',
+      '--timeout',
+      '2s',
+      '--grace',
+      '5s',
+      '--',
+      'trap "echo got-int; exit 9" INT; echo started; while :; do sleep 0.1; done',
+    ]);
+    expect(result.code).toBe(124);
+    const end = finished(result);
+    expect(end.state).toBe('FAILED');
+    expect(end.stop).toEqual({ reason: 'run-timeout', endedBy: 'SIGINT', graceMs: 5000 });
+    expect(jobOutput(result)).toContain('got-int');
+    expect((await berthContainers(engine)).length).toBe(0);
+  });
+
+  it('kills a job that ignores SIGINT once the grace period is over', async () => {
+    const result = await berth([
+      'run',
+      jobDir(),
+      '--image',
+      busybox,
+      '--json',
+      '--timeout',
+      '1s',
+      '--grace',
+      '1s',
+      '--',
+      "trap '' INT; while :; do sleep 0.1; done",
+    ]);
+    expect(result.code).toBe(124);
+    expect(finished(result).stop).toEqual({
+      reason: 'run-timeout',
+      endedBy: 'SIGKILL',
+      graceMs: 1000,
+    });
+  });
+
+  it('stops a job that is silent for longer than --logs-timeout', async () => {
+    const result = await berth([
+      'run',
+      jobDir(),
+      '--image',
+      busybox,
+      '--json',
+      '--logs-timeout',
+      '1500ms',
+      '--',
+      'echo one; sleep 0.5; echo two; sleep 30; echo never',
+    ]);
+    expect(result.code).toBe(124);
+    const end = finished(result);
+    expect(end.state).toBe('FAILED');
+    expect(end.stop?.reason).toBe('logs-timeout');
+    expect(jobOutput(result)).toBe('one\ntwo\n');
+  });
+
+  it('cancels on SIGINT: the job gets SIGINT, berth exits 130 and leaves nothing', async () => {
+    const proc = spawnBerth(
+      [
+        'run',
+        jobDir(),
+        '--image',
+        busybox,
+        '--json',
+        '--',
+        'trap "echo job-saw-int; exit 5" INT; echo ready; while :; do sleep 0.1; done',
+      ],
+      { BERTH_STATE_DIR: stateDir },
+    );
+    await proc.waitFor('ready');
+    proc.child.kill('SIGINT');
+    const { code } = await proc.exited;
+    expect(code).toBe(130);
+    expect(proc.stdout()).toContain('job-saw-int');
+    const end = JSON.parse(proc.stdout().trim().split('\n').at(-1) as string) as {
+      state: string;
+      stop: unknown;
+    };
+    expect(end.state).toBe('CANCELED');
+    expect(end.stop).toEqual({ reason: 'canceled', endedBy: 'SIGINT', graceMs: 30000 });
+  });
+
+  it('a second SIGINT skips the grace period', async () => {
+    const proc = spawnBerth(
+      [
+        'run',
+        jobDir(),
+        '--image',
+        busybox,
+        '--json',
+        '--grace',
+        '60s',
+        '--',
+        "trap '' INT; echo ready; while :; do sleep 0.1; done",
+      ],
+      { BERTH_STATE_DIR: stateDir },
+    );
+    await proc.waitFor('ready');
+    proc.child.kill('SIGINT');
+    await proc.waitFor('"signal":"SIGINT"');
+    proc.child.kill('SIGINT');
+    const { code } = await proc.exited;
+    expect(code).toBe(130);
+    const end = JSON.parse(proc.stdout().trim().split('\n').at(-1) as string) as {
+      stop: { endedBy: string };
+    };
+    expect(end.stop.endedBy).toBe('SIGKILL');
+  });
+
+  it('removes the container of a berth killed with SIGKILL at the next start, and nothing else', async () => {
+    const bystander = await engine.json<{ Id: string }>('POST', '/containers/create', {
+      query: { name: `not-berth-${Date.now()}` },
+      body: { Image: busybox, Cmd: ['true'], Labels: { 'dev.example.other': 'true' } },
+    });
+    try {
+      const proc = spawnBerth(
+        ['run', jobDir(), '--image', busybox, '--json', '--', 'echo ready; sleep 600'],
+        { BERTH_STATE_DIR: stateDir },
+      );
+      await proc.waitFor('ready');
+      proc.child.kill('SIGKILL');
+      await proc.exited;
+      const orphans = await berthContainers(engine);
+      expect(orphans).toHaveLength(1);
+      expect(orphans[0]?.Labels[LABELS.launcherId]).toContain(`/${proc.child.pid}/`);
+
+      const next = await berth(['run', jobDir(), '--image', busybox, '--', 'true']);
+      expect(next.code).toBe(0);
+      expect(next.stderr).toContain(
+        `removed 1 container(s) left by berth processes that are gone: ${orphans[0]?.Names[0]?.slice(1)}`,
+      );
+      expect(await berthContainers(engine)).toEqual([]);
+      const still = await engine.json<{ Id: string }>('GET', `/containers/${bystander.Id}/json`);
+      expect(still.Id).toBe(bystander.Id);
+    } finally {
+      await engine.json('DELETE', `/containers/${bystander.Id}`, { query: { force: 1 } });
+    }
+  });
+});
+
+describe('berth run: clear errors', () => {
+  it('names the socket it tried when the engine is unreachable, and how to fix it', async () => {
+    const result = await berth(['run', jobDir(), '--image', busybox, '--', 'true'], {
+      DOCKER_HOST: 'unix:///tmp/berth-no-such.sock',
+    });
+    expect(result.code).toBe(4);
+    expect(result.stderr).toContain(
+      'cannot reach the Docker engine at unix:///tmp/berth-no-such.sock',
+    );
+    expect(result.stderr).toContain('BERTH_DOCKER_UNREACHABLE');
+    expect(result.stderr).toMatch(/fix: Start the Docker engine/);
+  });
+
+  it('says permission denied on the socket and what to do', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'berth-sock-'));
+    execFileSync('chmod', ['755', dir]);
+    const sock = path.join(dir, 'docker.sock');
+    const server = (await import('node:net')).createServer().listen(sock);
+    await new Promise((resolve) => server.once('listening', resolve));
+    try {
+      execFileSync('chmod', ['600', sock]);
+      // Root may open any socket: run berth as an unprivileged user, as most users run it.
+      const asUser = process.getuid?.() === 0 ? { uid: 65534, gid: 65534 } : {};
+      const proc = spawnBerth(
+        ['run', dir, '--image', busybox, '--', 'true'],
+        { DOCKER_HOST: `unix://${sock}`, BERTH_STATE_DIR: stateDir },
+        asUser,
+      );
+      const { code } = await proc.exited;
+      expect(code).toBe(4);
+      expect(proc.stderr()).toContain(`permission denied on the Docker socket unix://${sock}`);
+      expect(proc.stderr()).toContain('BERTH_DOCKER_PERMISSION');
+      expect(proc.stderr()).toContain('docker` group');
+    } finally {
+      server.close();
+    }
+  });
+
+  it('reports every bad option at once, naming each option and value', async () => {
+    const result = await berth([
+      'run',
+      jobDir(),
+      '--timeout',
+      '10',
+      '--pull',
+      'sometimes',
+      '--env',
+      'NOEQUALS',
+      '--memory',
+      'lots',
+      '--',
+      'true',
+    ]);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain('4 problems');
+    expect(result.stderr).toContain('--timeout "10"');
+    expect(result.stderr).toContain('--pull "sometimes"');
+    expect(result.stderr).toContain('--env "NOEQUALS"');
+    expect(result.stderr).toContain('--memory');
+  });
+
+  it('says what to do when there is no command', async () => {
+    const result = await berth(['run', jobDir(), '--image', busybox]);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain('no command to run');
+    expect(result.stderr).toContain('.berth/task.sh');
+  });
+
+  it('says so when the directory does not exist', async () => {
+    const result = await berth(['run', '/nonexistent/berth-dir', '--image', busybox, '--', 'true']);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain('/nonexistent/berth-dir does not exist');
+  });
+});
