@@ -39,7 +39,7 @@ export function testStateDir(): string {
 export function spawnBerth(
   args: string[],
   env: Record<string, string | undefined> = {},
-  identity: { uid?: number; gid?: number } = {},
+  identity: { uid?: number; gid?: number; cwd?: string } = {},
 ): BerthProcess {
   const child = spawn(process.execPath, [BERTH_BIN, ...args], {
     ...identity,
@@ -114,8 +114,9 @@ export function spawnBerth(
 export async function runBerth(
   args: string[],
   env: Record<string, string | undefined> = {},
+  options: { cwd?: string } = {},
 ): Promise<BerthResult> {
-  const proc = spawnBerth(args, env);
+  const proc = spawnBerth(args, env, options);
   const { code } = await proc.exited;
   const stdout = proc.stdout();
   const events = args.includes('--json')

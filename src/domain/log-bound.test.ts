@@ -1,0 +1,37 @@
+import { describe, expect, it } from 'vitest';
+import { HeadTailLog, cutMarker } from './log-bound.js';
+
+function run(limit: number, chunks: string[]): { head: string; rest: string; cut: number } {
+  const log = new HeadTailLog(limit);
+  const head = chunks.map((c) => log.append(Buffer.from(c)).toString()).join('');
+  return { head, rest: log.finish().toString(), cut: log.bytesCut };
+}
+
+describe('HeadTailLog', () => {
+  it('keeps everything under the limit, with no marker', () => {
+    expect(run(10, ['abc', 'de'])).toEqual({ head: 'abcde', rest: '', cut: 0 });
+  });
+
+  it('keeps exactly the limit without a marker', () => {
+    expect(run(10, ['0123456789'])).toEqual({ head: '01234', rest: '56789', cut: 0 });
+  });
+
+  it('keeps head and tail and marks what was cut between them', () => {
+    const result = run(10, ['0123456789', 'abcdefghij']);
+    expect(result.head).toBe('01234');
+    expect(result.cut).toBe(10);
+    expect(result.rest).toBe(`${cutMarker(10)}fghij`);
+  });
+
+  it('rolls the tail across many small chunks', () => {
+    const chunks = Array.from({ length: 100 }, (_, i) => `${i % 10}`);
+    const result = run(8, chunks);
+    expect(result.head).toBe('0123');
+    expect(result.cut).toBe(92);
+    expect(result.rest.endsWith('6789')).toBe(true);
+  });
+
+  it('rejects a limit that cannot hold a head and a tail', () => {
+    expect(() => new HeadTailLog(1)).toThrow(RangeError);
+  });
+});

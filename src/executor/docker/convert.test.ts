@@ -1,0 +1,134 @@
+import { describe, expect, it } from 'vitest';
+import type { JobContainerSpec } from '../executor.js';
+import {
+  KEEPER_SCRIPT,
+  findPasswdEntry,
+  jobHome,
+  pickRepoDigest,
+  repositoryOf,
+  toCreateContainerBody,
+  toInterruptExecBody,
+  toPhaseExecBody,
+} from './convert.js';
+
+const spec: JobContainerSpec = {
+  runId: 'r1',
+  launcherId: 'local/host/1/2',
+  expiresAt: new Date('2026-01-01T00:00:00Z'),
+  image: 'sha256:abc',
+  imageReference: 'busybox',
+  sourceDir: '/tmp/x',
+  env: { A: '1', SECRET: 'v=1' },
+  network: 'bridge',
+  pidsLimit: 1024,
+};
+
+describe('toCreateContainerBody', () => {
+  it('hardens by default and ignores the image entrypoint', () => {
+    const body = toCreateContainerBody(spec);
+    expect(body).toMatchObject({
+      Image: 'sha256:abc',
+      User: '1983:1983',
+      Entrypoint: ['/bin/sh', '-c', KEEPER_SCRIPT],
+      Cmd: null,
+      WorkingDir: '/mnt/workspace/source',
+      Env: ['A=1', 'SECRET=v=1'],
+      OpenStdin: true,
+      HostConfig: {
+        Init: true,
+        CapDrop: ['ALL'],
+        SecurityOpt: ['no-new-privileges'],
+        PidsLimit: 1024,
+        NetworkMode: 'bridge',
+        LogConfig: { Type: 'none', Config: {} },
+      },
+      Labels: {
+        'dev.berth.managed': 'true',
+        'dev.berth.run-id': 'r1',
+        'dev.berth.launcher-id': 'local/host/1/2',
+        'dev.berth.expires-at': '2026-01-01T00:00:00.000Z',
+      },
+    });
+    const host = body.HostConfig as Record<string, unknown>;
+    expect(host).not.toHaveProperty('Memory');
+    expect(host).not.toHaveProperty('Runtime');
+    expect(host).not.toHaveProperty('Privileged');
+  });
+
+  it('adds limits and runtime only when asked', () => {
+    const host = toCreateContainerBody({
+      ...spec,
+      memoryBytes: 1024,
+      nanoCpus: 5e8,
+      runtime: 'runsc',
+    }).HostConfig;
+    expect(host).toMatchObject({ Memory: 1024, NanoCpus: 5e8, Runtime: 'runsc' });
+  });
+
+  it('never puts environment values into labels', () => {
+    const body = toCreateContainerBody(spec);
+    expect(JSON.stringify(body.Labels)).not.toContain('v=1');
+  });
+});
+
+describe('exec bodies', () => {
+  it('runs each phase as 1983 through the wrapper', () => {
+    expect(toPhaseExecBody('/berth/phases/1-task.sh', { HOME: '/home/berth' })).toMatchObject({
+      User: '1983:1983',
+      Env: ['HOME=/home/berth'],
+      Cmd: ['/bin/sh', '-c', '. /berth/phase.sh', 'berth-phase', '/berth/phases/1-task.sh'],
+      Tty: false,
+    });
+  });
+
+  it('interrupts with SIGINT to every job process', () => {
+    expect(toInterruptExecBody()).toMatchObject({
+      User: '1983:1983',
+      Cmd: ['/bin/sh', '-c', 'kill -INT -1 2>/dev/null; exit 0'],
+    });
+  });
+});
+
+describe('passwd and home', () => {
+  const passwd =
+    'root:x:0:0:root:/root:/bin/sh\n# comment\nspacelift:x:1983:1983::/home/spacelift:/bin/sh\n';
+  it('finds the entry of UID 1983', () => {
+    expect(findPasswdEntry(passwd, 1983)).toEqual({
+      name: 'spacelift',
+      uid: 1983,
+      gid: 1983,
+      home: '/home/spacelift',
+    });
+    expect(findPasswdEntry(passwd, 1000)).toBeNull();
+    expect(findPasswdEntry('broken line\n', 1983)).toBeNull();
+  });
+  it.each([
+    [null, '/home/berth'],
+    [{ name: 'x', uid: 1983, gid: 1983, home: '/home/x/' }, '/home/x'],
+    [{ name: 'x', uid: 1983, gid: 1983, home: '/' }, '/home/berth'],
+    [{ name: 'x', uid: 1983, gid: 1983, home: '' }, '/home/berth'],
+    [{ name: 'x', uid: 1983, gid: 1983, home: '/mnt/workspace/source' }, '/home/berth'],
+  ])('home for %j is %s', (entry, home) => {
+    expect(jobHome(entry)).toBe(home);
+  });
+});
+
+describe('digests', () => {
+  it.each([
+    ['busybox', 'docker.io/library/busybox'],
+    ['busybox:1.36', 'docker.io/library/busybox'],
+    ['org/app:v1', 'docker.io/org/app'],
+    ['localhost:5000/a/b:tag@sha256:0', 'localhost:5000/a/b'],
+    ['ghcr.io/o/r', 'ghcr.io/o/r'],
+    ['127.0.0.1:5000/x', '127.0.0.1:5000/x'],
+  ])('repository of %s is %s', (ref, repo) => {
+    expect(repositoryOf(ref)).toBe(repo);
+  });
+
+  it('picks the digest of the repository that was asked for', () => {
+    const digests = ['other.io/x@sha256:1', 'busybox@sha256:2'];
+    expect(pickRepoDigest(digests, 'busybox:latest')).toBe('busybox@sha256:2');
+    expect(pickRepoDigest([], 'busybox')).toBeNull();
+    expect(pickRepoDigest(null, 'busybox')).toBeNull();
+  });
+});

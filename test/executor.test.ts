@@ -1,0 +1,164 @@
+/**
+ * The Docker executor through its contract, on the real engine: phases, exported environment,
+ * streaming, interruption, idempotent clean-up and the orphan sweep.
+ */
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
+import { DockerExecutor } from '../src/executor/docker/docker-executor.js';
+import type { EngineClient } from '../src/executor/docker/engine-client.js';
+import type { JobContainerSpec, JobHandle, OutputStream } from '../src/executor/executor.js';
+import { expectNoBerthContainers } from './harness/cleanup.js';
+import { berthContainers, testEngine } from './harness/engine.js';
+
+let engine: EngineClient;
+let executor: DockerExecutor;
+let busybox: string;
+const jobs: JobHandle[] = [];
+
+function spec(overrides: Partial<JobContainerSpec> = {}): JobContainerSpec {
+  const dir = mkdtempSync(path.join(tmpdir(), 'berth-exec-'));
+  writeFileSync(path.join(dir, 'input.txt'), 'from the host\n');
+  return {
+    runId: `t${Date.now()}${Math.floor(Math.random() * 1e6)}`,
+    launcherId: 'test/executor',
+    expiresAt: new Date(Date.now() + 600_000),
+    image: busybox,
+    imageReference: busybox,
+    sourceDir: dir,
+    env: {},
+    network: 'none',
+    pidsLimit: 256,
+    ...overrides,
+  };
+}
+
+async function start(overrides: Partial<JobContainerSpec> = {}): Promise<JobHandle> {
+  const job = await executor.startJob(spec(overrides));
+  jobs.push(job);
+  return job;
+}
+
+async function phase(
+  job: JobHandle,
+  script: string,
+): Promise<{ exitCode: number; out: string; events: [OutputStream, string][] }> {
+  const events: [OutputStream, string][] = [];
+  const { exitCode } = await job.runPhase({ name: 'p', script }, (stream, chunk) =>
+    events.push([stream, chunk.toString()]),
+  );
+  return { exitCode, out: events.map(([, t]) => t).join(''), events };
+}
+
+beforeAll(() => {
+  engine = testEngine();
+  executor = new DockerExecutor(engine);
+  busybox = inject('busyboxImage');
+});
+
+afterEach(async () => {
+  for (const job of jobs.splice(0)) await job.destroy();
+  await expectNoBerthContainers(engine);
+});
+
+afterAll(() => engine.close());
+
+describe('DockerExecutor', () => {
+  it('runs phases one after another in the same container; exported variables carry over', async () => {
+    const job = await start({ env: { BASE: 'from-spec' } });
+    const first = await phase(
+      job,
+      'export CARRIED="value with spaces"; export BASE=changed; echo $BASE > written-by-1; NOT_EXPORTED=1',
+    );
+    expect(first.exitCode).toBe(0);
+    const second = await phase(
+      job,
+      'echo "$CARRIED|$BASE|${NOT_EXPORTED:-unset}"; cat written-by-1; stat -c %u written-by-1',
+    );
+    expect(second).toMatchObject({
+      exitCode: 0,
+      out: 'value with spaces|changed|unset\nchanged\n1983\n',
+    });
+    const third = await phase(job, 'exit 4');
+    expect(third.exitCode).toBe(4);
+  });
+
+  it('saves exported variables even when the phase calls exit', async () => {
+    const job = await start();
+    expect((await phase(job, 'export KEPT=yes; exit 0')).exitCode).toBe(0);
+    expect((await phase(job, 'echo $KEPT')).out).toBe('yes\n');
+  });
+
+  it('streams output as it comes, separating stdout and stderr', async () => {
+    const job = await start();
+    const arrivals: number[] = [];
+    const began = Date.now();
+    await job.runPhase({ name: 'slow', script: 'echo a; sleep 1; echo b >&2' }, () =>
+      arrivals.push(Date.now() - began),
+    );
+    expect(arrivals.length).toBe(2);
+    expect((arrivals[1] as number) - (arrivals[0] as number)).toBeGreaterThan(700);
+    const result = await phase(job, 'echo out; echo err >&2');
+    expect(result.events.sort()).toEqual([
+      ['stderr', 'err\n'],
+      ['stdout', 'out\n'],
+    ]);
+  });
+
+  it('copies the source directory in, owned by 1983, and keeps berth scripts out of reach', async () => {
+    const job = await start();
+    const result = await phase(
+      job,
+      'cat input.txt; stat -c "%u:%g" /mnt/workspace /mnt/workspace/source input.txt; stat -c "%u %a" /berth /berth/phase.sh; (echo x > /berth/phase.sh) 2>/dev/null || echo cannot-write-berth',
+    );
+    expect(result.out).toBe(
+      'from the host\n1983:1983\n1983:1983\n1983:1983\n0 755\n0 644\ncannot-write-berth\n',
+    );
+  });
+
+  it('interrupt delivers SIGINT to the running phase; kill ends what ignores it', async () => {
+    const job = await start();
+    const running = phase(
+      job,
+      'trap "echo interrupted; exit 3" INT; echo go; while :; do sleep 0.1; done',
+    );
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    await job.interrupt();
+    const ended = await running;
+    expect(ended.out).toBe('go\ninterrupted\n');
+    // The job's own INT trap decides the exit code, as it would in a terminal.
+    expect(ended.exitCode).toBe(3);
+    const plain = phase(job, 'echo go; sleep 30; echo never');
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    await job.interrupt();
+    expect(await plain).toMatchObject({ exitCode: 130, out: 'go\n' });
+
+    const stubborn = phase(job, "trap '' INT; while :; do sleep 0.1; done");
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    await job.interrupt();
+    await job.kill();
+    const killed = await stubborn;
+    expect(killed.exitCode).not.toBe(0);
+  });
+
+  it('destroy is idempotent and removes the container', async () => {
+    const job = await start();
+    await job.destroy();
+    await job.destroy();
+    await job.interrupt();
+    await job.kill();
+    const left = await berthContainers(engine);
+    expect(left.map((c) => c.Id)).not.toContain(job.containerId);
+  });
+
+  it('removes orphans by expiry and by dead launcher, and spares live ones', async () => {
+    const expired = await start({ launcherId: 'alive', expiresAt: new Date(Date.now() - 1000) });
+    const deadLauncher = await start({ launcherId: 'dead' });
+    const live = await start({ launcherId: 'alive' });
+    const removed = await executor.removeOrphans((id) => id === 'alive', new Date());
+    expect(removed.sort()).toEqual([expired.containerName, deadLauncher.containerName].sort());
+    const left = (await berthContainers(engine)).map((c) => c.Id);
+    expect(left).toEqual([live.containerId]);
+  });
+});
