@@ -45,9 +45,9 @@ async function phase(
   script: string,
 ): Promise<{ exitCode: number; out: string; events: [OutputStream, string][] }> {
   const events: [OutputStream, string][] = [];
-  const { exitCode } = await job.runPhase({ name: 'p', script }, (stream, chunk) =>
-    events.push([stream, chunk.toString()]),
-  );
+  const { exitCode } = await job.runPhase({ name: 'p', script }, (stream, chunk) => {
+    events.push([stream, chunk.toString()]);
+  });
   return { exitCode, out: events.map(([, t]) => t).join(''), events };
 }
 
@@ -94,9 +94,9 @@ describe('DockerExecutor', () => {
     const job = await start();
     const arrivals: number[] = [];
     const began = Date.now();
-    await job.runPhase({ name: 'slow', script: 'echo a; sleep 1; echo b >&2' }, () =>
-      arrivals.push(Date.now() - began),
-    );
+    await job.runPhase({ name: 'slow', script: 'echo a; sleep 1; echo b >&2' }, () => {
+      arrivals.push(Date.now() - began);
+    });
     expect(arrivals.length).toBe(2);
     expect((arrivals[1] as number) - (arrivals[0] as number)).toBeGreaterThan(700);
     const result = await phase(job, 'echo out; echo err >&2');

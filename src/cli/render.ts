@@ -33,23 +33,11 @@ export function humanRenderer(out: Output): (event: RunEvent) => void {
     out.stderr.write(`${pc.dim('berth:')} ${text}\n`);
   };
   const writeJob = (stream: 'stdout' | 'stderr', text: string, ts: string): void => {
-    const target = out[stream];
+    // One replace per chunk (not a string per line): this is the hot path for large outputs.
     const stamp = pc.dim(`${clock(ts)} `);
-    let result = '';
-    const lines = text.split('\n');
-    lines.forEach((line, index) => {
-      const last = index === lines.length - 1;
-      if (last && line === '') return;
-      if (atLineStart[stream]) result += stamp;
-      result += line;
-      if (!last) {
-        result += '\n';
-        atLineStart[stream] = true;
-      } else {
-        atLineStart[stream] = false;
-      }
-    });
-    target.write(result);
+    const body = text.replace(/\n(?=[^])/g, `\n${stamp}`);
+    out[stream].write(atLineStart[stream] ? stamp + body : body);
+    atLineStart[stream] = text.endsWith('\n');
   };
 
   return (event) => {

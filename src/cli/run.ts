@@ -1,4 +1,5 @@
 /** `berth run [DIR] [options] [-- COMMAND …]`: one job from a local directory, now. */
+import { once } from 'node:events';
 import { readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { Command } from 'commander';
@@ -6,6 +7,7 @@ import { BerthError } from '../domain/errors.js';
 import type { Phase } from '../executor/executor.js';
 import { DockerExecutor } from '../executor/docker/docker-executor.js';
 import { EngineClient } from '../executor/docker/engine-client.js';
+import { FileJobUserCache } from '../launcher/job-user-cache.js';
 import { currentLauncherId, isLauncherAlive } from '../launcher/launcher-identity.js';
 import { buildRunnerImage, readSettings } from '../launcher/runner-image.js';
 import { startRun } from '../launcher/run-job.js';
@@ -54,6 +56,15 @@ export function registerRun(
     });
 }
 
+/** Resolves once stdout and stderr have room again; undefined when they have room now. */
+function drained(io: Output): Promise<void> | undefined {
+  const full = [io.stdout, io.stderr].filter(
+    (s) => (s as { writableNeedDrain?: boolean }).writableNeedDrain,
+  );
+  if (full.length === 0) return undefined;
+  return Promise.all(full.map((s) => once(s, 'drain'))).then(() => undefined);
+}
+
 function collect(value: string, previous: string[]): string[] {
   return [...previous, value];
 }
@@ -74,7 +85,9 @@ async function runCommand(
   const engine = EngineClient.fromEnv(env);
   try {
     await engine.ping();
-    const executor = new DockerExecutor(engine);
+    const executor = new DockerExecutor(engine, {
+      jobUsers: new FileJobUserCache(path.join(settings.stateDir, 'image-users')),
+    });
     const launcherId = currentLauncherId();
     // Leftovers of berth processes that died (SIGKILL, power loss) go before this run starts.
     const sweep = executor.removeOrphans(isLauncherAlive, new Date()).catch(() => [] as string[]);
@@ -109,7 +122,7 @@ async function runCommand(
         stateDir: settings.stateDir,
         launcherId,
       },
-      { executor, emit },
+      { executor, emit, outputReady: () => drained(io) },
     );
     const onSignal = (): void => running.cancel();
     process.on('SIGINT', onSignal);

@@ -1,3 +1,4 @@
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { HeadTailLog, cutMarker } from './log-bound.js';
 
@@ -33,5 +34,31 @@ describe('HeadTailLog', () => {
 
   it('rejects a limit that cannot hold a head and a tail', () => {
     expect(() => new HeadTailLog(1)).toThrow(RangeError);
+  });
+
+  it('matches the simple model (first half, marker, last half) however the output is cut', () => {
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 2, max: 40 }),
+        fc.array(fc.string({ maxLength: 30 }), { maxLength: 12 }),
+        (limit, chunks) => {
+          const all = chunks.join('');
+          const head = Math.ceil(limit / 2);
+          const tail = limit - head;
+          const result = run(limit, chunks);
+          if (all.length <= limit) {
+            expect(result.head + result.rest).toBe(all);
+            expect(result.cut).toBe(0);
+          } else {
+            const cut = all.length - limit;
+            expect(result).toEqual({
+              head: all.slice(0, head),
+              rest: cutMarker(cut) + all.slice(all.length - tail),
+              cut,
+            });
+          }
+        },
+      ),
+    );
   });
 });

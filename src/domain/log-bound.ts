@@ -13,8 +13,10 @@ export class HeadTailLog {
   private readonly headLimit: number;
   private readonly tailLimit: number;
   private headBytes = 0;
-  private tail: Buffer[] = [];
-  private tailBytes = 0;
+  // The tail is one ring buffer, allocated when first needed: a long output makes no garbage.
+  private ring: Buffer | null = null;
+  private ringStart = 0;
+  private ringLength = 0;
   private cut = 0;
 
   constructor(limitBytes: number) {
@@ -46,26 +48,35 @@ export class HeadTailLog {
 
   /** What follows the head once the stream ends: the marker (if anything was cut) and the tail. */
   finish(): Buffer {
-    const parts = this.cut > 0 ? [Buffer.from(cutMarker(this.cut)), ...this.tail] : this.tail;
+    const parts: Buffer[] = this.cut > 0 ? [Buffer.from(cutMarker(this.cut))] : [];
+    if (this.ring) {
+      const end = this.ringStart + this.ringLength;
+      parts.push(this.ring.subarray(this.ringStart, Math.min(end, this.tailLimit)));
+      if (end > this.tailLimit) parts.push(this.ring.subarray(0, end - this.tailLimit));
+    }
     return Buffer.concat(parts);
   }
 
   private pushTail(chunk: Buffer): void {
-    // Copy: the caller may reuse its buffer, and we keep this one past the call.
-    this.tail.push(Buffer.from(chunk));
-    this.tailBytes += chunk.length;
-    while (this.tailBytes > this.tailLimit) {
-      const first = this.tail[0] as Buffer;
-      const excess = this.tailBytes - this.tailLimit;
-      if (first.length <= excess) {
-        this.tail.shift();
-        this.tailBytes -= first.length;
-        this.cut += first.length;
-      } else {
-        this.tail[0] = first.subarray(excess);
-        this.tailBytes -= excess;
-        this.cut += excess;
-      }
+    const capacity = this.tailLimit;
+    this.ring ??= Buffer.alloc(capacity);
+    let data = chunk;
+    if (data.length >= capacity) {
+      // Only the last `capacity` bytes can survive; everything before them is cut.
+      this.cut += this.ringLength + data.length - capacity;
+      data = data.subarray(data.length - capacity);
+      data.copy(this.ring, 0);
+      this.ringStart = 0;
+      this.ringLength = capacity;
+      return;
     }
+    const overflow = Math.max(0, this.ringLength + data.length - capacity);
+    const writeAt = (this.ringStart + this.ringLength) % capacity;
+    const first = Math.min(data.length, capacity - writeAt);
+    data.copy(this.ring, writeAt, 0, first);
+    if (first < data.length) data.copy(this.ring, 0, first);
+    this.cut += overflow;
+    this.ringStart = (this.ringStart + overflow) % capacity;
+    this.ringLength = Math.min(capacity, this.ringLength + data.length);
   }
 }

@@ -62,6 +62,11 @@ export interface JobContainerSpec extends JobLabels {
   nanoCpus?: number;
   memoryBytes?: number;
   pidsLimit: number;
+  /**
+   * Phases known up front: their scripts go into the container with the workspace, which saves
+   * one copy per phase. runPhase still accepts any phase.
+   */
+  phases?: readonly Phase[];
 }
 
 export interface Phase {
@@ -81,9 +86,13 @@ export interface JobHandle {
   readonly containerName: string;
   /** Non-fatal findings while preparing (e.g. no passwd entry for UID 1983). */
   readonly warnings: readonly string[];
+  /**
+   * `onOutput` may return a promise: the job's output is then paused until it settles, so a slow
+   * consumer never makes berth buffer without bound.
+   */
   runPhase(
     phase: Phase,
-    onOutput: (stream: OutputStream, chunk: Buffer) => void,
+    onOutput: (stream: OutputStream, chunk: Buffer) => void | Promise<void>,
   ): Promise<PhaseOutcome>;
   interrupt(): Promise<void>;
   kill(): Promise<void>;

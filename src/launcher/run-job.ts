@@ -71,6 +71,8 @@ export interface RunJobOptions {
 export interface RunDeps {
   executor: Executor;
   emit: (event: RunEvent) => void;
+  /** A promise while the consumer of events cannot take more (output is paused until then). */
+  outputReady?: () => Promise<void> | undefined;
   clock?: Clock;
   runId?: string;
 }
@@ -201,6 +203,7 @@ class Run {
         nanoCpus: this.options.nanoCpus,
         memoryBytes: this.options.memoryBytes,
         pidsLimit: this.options.pidsLimit,
+        phases: this.options.phases,
       });
       this.emit({
         type: 'container.started',
@@ -312,6 +315,7 @@ class Run {
         this.armLogsTimer();
         const state = streamState(stream);
         deliver(stream, state.masker.write(state.decoder.write(chunk)));
+        return this.deps.outputReady?.();
       });
     } finally {
       if (this.logsTimer) this.clock.clearTimeout(this.logsTimer);

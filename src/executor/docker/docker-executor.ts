@@ -2,6 +2,7 @@
  * The executor on a Docker engine. Engine calls only: every decision about what to send lives in
  * convert.ts, every error the engine can give a meaning to in daemon-errors.ts.
  */
+import { createHash } from 'node:crypto';
 import { BerthError } from '../../domain/errors.js';
 import { withDefaultTag } from '../../domain/image-reference.js';
 import {
@@ -28,6 +29,7 @@ import {
   findPasswdEntry,
   jobHome,
   pickRepoDigest,
+  type PasswdEntry,
   toCreateContainerBody,
   toInterruptExecBody,
   toPhaseExecBody,
@@ -46,6 +48,15 @@ const ROOT = { uid: 0, gid: 0 };
 const JOB_OWNER = { uid: JOB_UID, gid: JOB_GID };
 const DESTROY_DEADLINE_MS = 30_000;
 
+/**
+ * Remembers, per image id, the passwd entry of UID 1983 (null: the image has none). Image ids
+ * are content digests, so an entry never goes stale. A Map is a valid in-memory cache.
+ */
+export interface JobUserCache {
+  get(imageId: string): PasswdEntry | null | undefined | Promise<PasswdEntry | null | undefined>;
+  set(imageId: string, entry: PasswdEntry | null): unknown;
+}
+
 interface ImageInspect {
   Id: string;
   RepoDigests?: string[] | null;
@@ -58,7 +69,14 @@ interface ContainerSummary {
 }
 
 export class DockerExecutor implements Executor {
-  constructor(readonly engine: EngineClient) {}
+  private readonly jobUsers: JobUserCache;
+
+  constructor(
+    readonly engine: EngineClient,
+    options: { jobUsers?: JobUserCache } = {},
+  ) {
+    this.jobUsers = options.jobUsers ?? new Map<string, PasswdEntry | null>();
+  }
 
   async inspectImage(reference: string): Promise<ImageInspect | null> {
     try {
@@ -167,11 +185,10 @@ export class DockerExecutor implements Executor {
           `the Docker engine could not apply every container option: ${warnings.join('; ')}`,
         );
       }
-      const [passwd] = await Promise.all([
-        this.readFile(id, '/etc/passwd'),
+      const [entry] = await Promise.all([
+        this.jobUserOf(id, spec.image),
         this.requireShell(id, spec.imageReference),
       ]);
-      const entry = passwd === null ? null : findPasswdEntry(passwd.toString('utf8'), JOB_UID);
       const home = jobHome(entry);
       const notes: string[] = [];
       if (!entry) {
@@ -180,9 +197,15 @@ export class DockerExecutor implements Executor {
             `Tools that look the user up (ssh, some git operations) may complain: add one, e.g. \`RUN adduser --disabled-password --uid ${JOB_UID} berth\`.`,
         );
       }
-      await this.upload(id, workspaceEntries(spec.sourceDir, home), 'the workspace');
+      const scripts = (spec.phases ?? []).map((phase) => phaseScriptEntry(phase.script));
+      await this.upload(
+        id,
+        [...workspaceEntries(spec.sourceDir, home), ...scripts],
+        'the workspace',
+      );
       await this.engine.json('POST', `/containers/${id}/start`);
-      return new DockerJob(this.engine, id, name, home, notes);
+      const preloaded = new Set(scripts.map((entry) => entry.name));
+      return new DockerJob(this.engine, id, name, home, notes, preloaded);
     } catch (err) {
       if (id) await removeContainer(this.engine, id).catch(() => undefined);
       throw containerError(err, spec.imageReference);
@@ -208,6 +231,20 @@ export class DockerExecutor implements Executor {
       }
     }
     return removed;
+  }
+
+  /**
+   * The passwd entry of UID 1983 in the image, read from the created container. Image ids name
+   * their content, so the answer is remembered per image id and later jobs skip the read.
+   */
+  private async jobUserOf(containerId: string, image: string): Promise<PasswdEntry | null> {
+    const cacheable = /^sha256:[0-9a-f]{64}$/.test(image);
+    const known = cacheable ? await this.jobUsers.get(image) : undefined;
+    if (known !== undefined) return known;
+    const passwd = await this.readFile(containerId, '/etc/passwd');
+    const entry = passwd === null ? null : findPasswdEntry(passwd.toString('utf8'), JOB_UID);
+    if (cacheable) await this.jobUsers.set(image, entry);
+    return entry;
   }
 
   private async readFile(id: string, file: string): Promise<Buffer | null> {
@@ -246,6 +283,18 @@ export class DockerExecutor implements Executor {
 
 function resolved(reference: string, image: ImageInspect, pulled: boolean): ResolvedImage {
   return { reference, id: image.Id, digest: pickRepoDigest(image.RepoDigests, reference), pulled };
+}
+
+/** Phase scripts are named by their content, so one known up front is never copied twice. */
+function phaseScriptEntry(script: string): ArchiveEntry & { kind: 'file' } {
+  const digest = createHash('sha256').update(script).digest('hex').slice(0, 32);
+  return {
+    kind: 'file',
+    name: `${CONTROL_DIR.slice(1)}/phases/${digest}.sh`,
+    mode: 0o644,
+    owner: ROOT,
+    content: script,
+  };
 }
 
 function workspaceEntries(sourceDir: string, home: string): ArchiveEntry[] {
@@ -321,7 +370,6 @@ async function removeContainer(engine: EngineClient, id: string): Promise<void> 
 }
 
 class DockerJob implements JobHandle {
-  private phaseCount = 0;
   private destroying: Promise<void> | undefined;
 
   constructor(
@@ -330,29 +378,24 @@ class DockerJob implements JobHandle {
     readonly containerName: string,
     private readonly home: string,
     readonly warnings: readonly string[],
+    private readonly preloaded: Set<string>,
   ) {}
 
   async runPhase(
     phase: Phase,
-    onOutput: (stream: OutputStream, chunk: Buffer) => void,
+    onOutput: (stream: OutputStream, chunk: Buffer) => void | Promise<void>,
   ): Promise<PhaseOutcome> {
-    this.phaseCount += 1;
-    const safeName = phase.name.replace(/[^A-Za-z0-9_.-]/g, '_');
-    const scriptPath = `${CONTROL_DIR}/phases/${this.phaseCount}-${safeName}.sh`;
-    await uploadArchive(
-      this.engine,
-      this.containerId,
-      [
-        {
-          kind: 'file',
-          name: scriptPath.slice(1),
-          mode: 0o644,
-          owner: ROOT,
-          content: phase.script,
-        },
-      ],
-      `the script of phase ${phase.name}`,
-    );
+    const script = phaseScriptEntry(phase.script);
+    if (!this.preloaded.has(script.name)) {
+      await uploadArchive(
+        this.engine,
+        this.containerId,
+        [script],
+        `the script of phase ${phase.name}`,
+      );
+      this.preloaded.add(script.name);
+    }
+    const scriptPath = `/${script.name}`;
     const exec = await this.engine.json<{ Id: string }>(
       'POST',
       `/containers/${this.containerId}/exec`,
@@ -363,9 +406,21 @@ class DockerJob implements JobHandle {
     const res = await this.engine.stream('POST', `/exec/${exec.Id}/start`, {
       body: { Detach: false, Tty: false },
     });
-    const demuxer = new StreamDemuxer(onOutput);
+    let waiting: Promise<void> | undefined;
+    const demuxer = new StreamDemuxer((stream, payload) => {
+      waiting = onOutput(stream, payload) ?? waiting;
+    });
     await new Promise<void>((resolve) => {
-      res.on('data', (chunk: Buffer) => demuxer.write(chunk));
+      res.on('data', (chunk: Buffer) => {
+        demuxer.write(chunk);
+        if (waiting) {
+          // Backpressure: stop reading from the engine until the consumer has caught up.
+          const ready = waiting;
+          waiting = undefined;
+          res.pause();
+          void ready.finally(() => res.resume());
+        }
+      });
       // The stream ends when the phase's process exits (or the container is killed).
       res.on('end', resolve);
       res.on('close', resolve);

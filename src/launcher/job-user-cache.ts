@@ -1,0 +1,40 @@
+/**
+ * A JobUserCache kept on disk in berth's state directory, so separate `berth run` processes skip
+ * reading /etc/passwd out of an image they have seen before. Entries are keyed by image id (a
+ * content digest) and never go stale; an unreadable entry is simply read again from the image.
+ */
+import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import type { PasswdEntry } from '../executor/docker/convert.js';
+import type { JobUserCache } from '../executor/docker/docker-executor.js';
+
+export class FileJobUserCache implements JobUserCache {
+  constructor(private readonly dir: string) {}
+
+  private file(imageId: string): string {
+    return path.join(this.dir, `${imageId.replace(/^sha256:/, '')}.json`);
+  }
+
+  async get(imageId: string): Promise<PasswdEntry | null | undefined> {
+    try {
+      const parsed = JSON.parse(await readFile(this.file(imageId), 'utf8')) as {
+        entry?: PasswdEntry | null;
+      };
+      return parsed.entry === undefined ? undefined : parsed.entry;
+    } catch {
+      return undefined;
+    }
+  }
+
+  async set(imageId: string, entry: PasswdEntry | null): Promise<void> {
+    try {
+      await mkdir(this.dir, { recursive: true, mode: 0o700 });
+      const target = this.file(imageId);
+      const temp = `${target}.${process.pid}.tmp`;
+      await writeFile(temp, JSON.stringify({ entry }), { mode: 0o600 });
+      await rename(temp, target);
+    } catch {
+      // A cache that cannot be written only costs the next run one read.
+    }
+  }
+}
