@@ -5,6 +5,8 @@ import tseslint from 'typescript-eslint';
 
 const restrict = (files, patterns, message) => ({
   files,
+  // Tests beside the code may read fixtures and docs.
+  ignores: ['src/**/*.test.ts'],
   rules: {
     'no-restricted-imports': [
       'error',

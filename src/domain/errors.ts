@@ -58,11 +58,6 @@ export const ERROR_CATALOGUE = {
     retryable: false,
     hint: 'The Docker engine rejected or could not apply a container option berth asked for. berth never weakens isolation silently: fix the engine (kernel cgroup support, installed runtime) or change the option.',
   },
-  BERTH_IMAGE_INVALID: {
-    kind: 'image',
-    retryable: false,
-    hint: 'Use a reference of the form [REGISTRY/]REPOSITORY[:TAG][@sha256:DIGEST], e.g. debian:bookworm-slim.',
-  },
   BERTH_IMAGE_NOT_FOUND: {
     kind: 'image',
     retryable: false,

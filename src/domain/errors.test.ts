@@ -1,0 +1,54 @@
+import { readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import {
+  BerthError,
+  ERROR_CATALOGUE,
+  EXIT_CODES,
+  coerceError,
+  exitCodeForError,
+} from './errors.js';
+
+const docs = readFileSync(new URL('../../docs/errors.md', import.meta.url), 'utf8');
+const rows = new Map(
+  docs
+    .split('\n')
+    .filter((line) => line.startsWith('| `BERTH_'))
+    .map((line) => [/`(BERTH_[A-Z_]+)`/.exec(line)?.[1] as string, line]),
+);
+
+describe('the error catalogue', () => {
+  it('has a row in docs/errors.md for every code, and no row for a code that does not exist', () => {
+    expect([...rows.keys()].sort()).toEqual(Object.keys(ERROR_CATALOGUE).sort());
+  });
+
+  it.each(Object.entries(ERROR_CATALOGUE))(
+    '%s: the docs show its kind, retry and fix',
+    (code, entry) => {
+      const row = rows.get(code) as string;
+      expect(row).toContain(
+        `| ${entry.kind} (exit ${exitCodeForError(new BerthError(code as keyof typeof ERROR_CATALOGUE, 'x'))}) |`,
+      );
+      expect(row).toContain(`| ${entry.retryable ? 'yes' : 'no'} |`);
+      expect(row).toContain(entry.hint.replace(/\|/g, '\\|'));
+    },
+  );
+
+  it('keeps the cause and lets a precise hint replace the catalogue one', () => {
+    const cause = new Error('low level');
+    const err = new BerthError('BERTH_DOCKER_API', 'engine said no', { cause, hint: 'do this' });
+    expect(err.cause).toBe(cause);
+    expect(err.hint).toBe('do this');
+    expect(err.kind).toBe('infra');
+  });
+
+  it('coerces anything thrown into an internal error, keeping berth errors as they are', () => {
+    const own = new BerthError('BERTH_USAGE', 'x');
+    expect(coerceError(own)).toBe(own);
+    expect(coerceError(new TypeError('boom'))).toMatchObject({
+      code: 'BERTH_INTERNAL',
+      message: 'boom',
+    });
+    expect(coerceError('text')).toMatchObject({ code: 'BERTH_INTERNAL', message: 'text' });
+    expect(exitCodeForError(coerceError('x'))).toBe(EXIT_CODES.internal);
+  });
+});
