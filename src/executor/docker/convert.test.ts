@@ -118,7 +118,7 @@ describe('digests', () => {
     ['busybox', 'docker.io/library/busybox'],
     ['busybox:1.36', 'docker.io/library/busybox'],
     ['org/app:v1', 'docker.io/org/app'],
-    ['localhost:5000/a/b:tag@sha256:0', 'localhost:5000/a/b'],
+    [`localhost:5000/a/b:tag@sha256:${'0'.repeat(64)}`, 'localhost:5000/a/b'],
     ['ghcr.io/o/r', 'ghcr.io/o/r'],
     ['127.0.0.1:5000/x', '127.0.0.1:5000/x'],
   ])('repository of %s is %s', (ref, repo) => {
@@ -126,8 +126,10 @@ describe('digests', () => {
   });
 
   it('picks the digest of the repository that was asked for', () => {
-    const digests = ['other.io/x@sha256:1', 'busybox@sha256:2'];
-    expect(pickRepoDigest(digests, 'busybox:latest')).toBe('busybox@sha256:2');
+    const d1 = `other.io/x@sha256:${'1'.repeat(64)}`;
+    const d2 = `busybox@sha256:${'2'.repeat(64)}`;
+    const digests = [d1, d2];
+    expect(pickRepoDigest(digests, 'busybox:latest')).toBe(d2);
     expect(pickRepoDigest([], 'busybox')).toBeNull();
     expect(pickRepoDigest(null, 'busybox')).toBeNull();
   });

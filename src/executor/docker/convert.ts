@@ -2,6 +2,7 @@
  * Pure conversions between berth's job description and the Docker Engine API's bodies. No I/O
  * here: everything is table-tested in convert.test.ts without an engine.
  */
+import { parseImageReference, repositoryName } from '../../domain/image-reference.js';
 import {
   CONTROL_DIR,
   ENV_STATE_FILE,
@@ -166,22 +167,12 @@ export function pickRepoDigest(
   reference: string,
 ): string | null {
   if (!repoDigests || repoDigests.length === 0) return null;
-  const repository = repositoryOf(reference);
-  const match = repoDigests.find(
-    (d) => repositoryOf(d) === repository || d.split('@')[0] === repository,
-  );
-  return match ?? (repoDigests[0] as string);
+  const wanted = repositoryOf(reference);
+  return repoDigests.find((d) => repositoryOf(d) === wanted) ?? (repoDigests[0] as string);
 }
 
-/** `host:5000/a/b:tag@sha256:…` → `host:5000/a/b` (with Docker Hub's implicit prefixes added). */
+/** `host:5000/a/b:tag@sha256:…` → `host:5000/a/b`, with Docker Hub's implicit parts added. */
 export function repositoryOf(reference: string): string {
-  let name = reference.split('@')[0] as string;
-  const lastSlash = name.lastIndexOf('/');
-  const lastColon = name.lastIndexOf(':');
-  if (lastColon > lastSlash) name = name.slice(0, lastColon);
-  const first = name.split('/')[0] as string;
-  const hasRegistry =
-    name.includes('/') && (first.includes('.') || first.includes(':') || first === 'localhost');
-  if (hasRegistry) return name;
-  return name.includes('/') ? `docker.io/${name}` : `docker.io/library/${name}`;
+  const parsed = parseImageReference(reference);
+  return parsed.ok ? repositoryName(parsed.reference) : reference;
 }
