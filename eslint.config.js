@@ -55,5 +55,10 @@ export default tseslint.config(
     ['**/launcher/**', '**/cli/**'],
     'src/executor may import domain only (see docs/development/architecture.md).',
   ),
+  restrict(
+    ['src/registry/**'],
+    ['**/executor/**', '**/launcher/**', '**/cli/**'],
+    'src/registry may import domain only (see docs/development/architecture.md).',
+  ),
   restrict(['src/launcher/**'], ['**/cli/**'], 'src/launcher may not import the command line.'),
 );

@@ -394,41 +394,58 @@ describe('berth run: pull policies against a real registry', () => {
     expect(end.error?.hint).toContain('--pull if-not-present');
   });
 
-  it('if-not-present pulls once, shows progress, records the digest; always pulls again', async () => {
+  it('checks with the registry, pulls the digest it answered once (if-not-present), and again with always', async () => {
     const ref = inject('registryImage');
     await engine
       .json('DELETE', `/images/${encodeURI(ref)}`, { query: { force: 1 } })
       .catch(() => undefined);
-    const first = await berth(['run', jobDir(), '--image', ref, '--json', '--', 'true']);
-    expect(first.code).toBe(0);
-    expect(first.events.some((e) => e.type === 'image.pull')).toBe(true);
-    const resolved = first.events.find((e) => e.type === 'image.resolved');
-    expect(resolved).toMatchObject({ source: 'pulled' });
-    expect(finished(first).image.digest).toMatch(
-      new RegExp(`^${inject('registryAddress')}/berth-test/busybox@sha256:[0-9a-f]{64}$`),
-    );
-
-    const second = await berth(['run', jobDir(), '--image', ref, '--json', '--', 'true']);
-    expect(second.events.some((e) => e.type === 'image.pull')).toBe(false);
-    expect(finished(second).image).toMatchObject({
-      source: 'present',
-      digest: finished(first).image.digest,
-    });
-
-    const third = await berth([
+    const first = await berth([
       'run',
       jobDir(),
       '--image',
       ref,
       '--pull',
-      'always',
+      'if-not-present',
       '--json',
       '--',
       'true',
     ]);
+    expect(first.code, first.stderr).toBe(0);
+    const checked = first.events.find((e) => e.type === 'image.checked');
+    expect(checked).toMatchObject({
+      pool: 'private',
+      registry: inject('registryAddress'),
+      credentials: 'none: no Docker config directory is set',
+    });
+    expect(first.events.some((e) => e.type === 'image.pull')).toBe(true);
+    expect(first.events.find((e) => e.type === 'image.resolved')).toMatchObject({
+      source: 'pulled',
+    });
+    const digest = finished(first).image.digest;
+    expect(digest).toMatch(
+      new RegExp(`^${inject('registryAddress')}/berth-test/busybox@sha256:[0-9a-f]{64}$`),
+    );
+    expect(digest?.endsWith((checked as { digest: string }).digest)).toBe(true);
+
+    const second = await berth([
+      'run',
+      jobDir(),
+      '--image',
+      ref,
+      '--pull',
+      'if-not-present',
+      '--json',
+      '--',
+      'true',
+    ]);
+    expect(second.events.some((e) => e.type === 'image.checked')).toBe(true);
+    expect(second.events.some((e) => e.type === 'image.pull')).toBe(false);
+    expect(finished(second).image).toMatchObject({ source: 'present', digest });
+
+    // The private pool's default for a tag is always: pulled again (cheap: nothing changed).
+    const third = await berth(['run', jobDir(), '--image', ref, '--json', '--', 'true']);
     expect(third.code).toBe(0);
-    expect(finished(third).image.source).toBe('pulled');
-    expect(finished(third).image.digest).toBe(finished(first).image.digest);
+    expect(finished(third).image).toMatchObject({ source: 'pulled', digest });
   });
 
   it('reports an image missing from the registry as not found', async () => {

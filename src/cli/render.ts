@@ -71,6 +71,11 @@ export function humanRenderer(out: Output): (event: RunEvent) => void {
       case 'image.build':
         note(`build: ${event.line}`);
         break;
+      case 'image.checked':
+        note(
+          `image checked with ${event.registry} for a ${event.pool} pool${event.rule ? ` (allow-list: ${event.rule})` : ''}: ${event.digest}; credentials: ${event.credentials}`,
+        );
+        break;
       case 'image.resolved':
         note(`image ${event.reference} ${event.source} (${event.digest ?? event.id})`);
         break;

@@ -11,7 +11,8 @@ const defaults: RawRunOptions = {
   pullTimeout: '10m',
   pidsLimit: '1024',
   network: 'bridge',
-  pull: 'if-not-present',
+  pull: 'auto',
+  pool: 'private',
   logLimit: '4MiB',
 };
 
@@ -31,7 +32,9 @@ describe('checkRunOptions', () => {
       timeoutMs: 70 * 60_000,
       logsTimeoutMs: 7 * 60_000,
       graceMs: 30_000,
-      pullPolicy: 'if-not-present',
+      pullPolicy: 'auto',
+      pool: 'private',
+      allowList: null,
       logLimitBytes: 4 * 1024 * 1024,
       network: 'bridge',
       pidsLimit: 1024,
@@ -60,6 +63,8 @@ describe('checkRunOptions', () => {
     [{ image: 'UPPER/Case' }, 'uppercase'],
     [{ image: 'a;b' }, '";"'],
     [{ logLimit: '10' }, 'at least 1KiB'],
+    [{ pool: 'shared' }, '--pool "shared"'],
+    [{ allowedRegistries: 'https://x' }, '--allowed-registries'],
   ])('rejects %j naming the option', (raw, text) => {
     expect(problems(raw)).toContain(text);
   });

@@ -6,6 +6,12 @@ import { BerthError } from '../domain/errors.js';
 import { checkImageReference } from '../domain/image-reference.js';
 import { parseByteSize, parseCpus, parseDuration } from '../domain/units.js';
 import type { PullPolicy } from '../executor/executor.js';
+import {
+  POOL_KINDS,
+  parseAllowList,
+  type AllowRule,
+  type PoolKind,
+} from '../domain/pool-policy.js';
 
 export interface RawRunOptions {
   image?: string;
@@ -22,6 +28,8 @@ export interface RawRunOptions {
   runtime?: string;
   pull: string;
   logLimit: string;
+  pool: string;
+  allowedRegistries?: string;
 }
 
 export interface CheckedRunOptions {
@@ -37,11 +45,19 @@ export interface CheckedRunOptions {
   pidsLimit: number;
   network: string;
   runtime?: string;
-  pullPolicy: PullPolicy;
+  /** `auto`: decided by the pool and the reference (see defaultPullPolicy). */
+  pullPolicy: PullPolicy | 'auto';
   logLimitBytes: number;
+  pool: PoolKind;
+  allowList: AllowRule[] | null;
 }
 
-const PULL_POLICIES: readonly PullPolicy[] = ['always', 'if-not-present', 'never'];
+const PULL_POLICIES: readonly (PullPolicy | 'auto')[] = [
+  'auto',
+  'always',
+  'if-not-present',
+  'never',
+];
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 const RESERVED_ENV = new Set(['HOME', 'PWD', 'OLDPWD', 'SHLVL']);
 
@@ -87,7 +103,7 @@ export function checkRunOptions(raw: RawRunOptions): CheckedRunOptions {
     if (secretEnv[name] === '')
       problems.push(`--secret-env ${name}: the value is empty, so there is nothing to mask`);
   }
-  const pullPolicy = raw.pull as PullPolicy;
+  const pullPolicy = raw.pull as PullPolicy | 'auto';
   if (!PULL_POLICIES.includes(pullPolicy)) {
     problems.push(`--pull ${JSON.stringify(raw.pull)}: use one of ${PULL_POLICIES.join(', ')}`);
   }
@@ -103,7 +119,17 @@ export function checkRunOptions(raw: RawRunOptions): CheckedRunOptions {
     network: raw.network,
     pullPolicy,
     logLimitBytes: 0,
+    pool: raw.pool as PoolKind,
+    allowList: null,
   };
+  if (!POOL_KINDS.includes(raw.pool as PoolKind)) {
+    problems.push(`--pool ${JSON.stringify(raw.pool)}: use public or private`);
+  }
+  if (raw.allowedRegistries !== undefined) {
+    const parsed = parseAllowList(raw.allowedRegistries);
+    if ('error' in parsed) problems.push(`--allowed-registries: ${parsed.error}`);
+    else checked.allowList = parsed.rules;
+  }
   if (!Number.isInteger(checked.pidsLimit) || checked.pidsLimit < 16) {
     problems.push(
       `--pids-limit ${JSON.stringify(raw.pidsLimit)}: use a whole number of at least 16`,

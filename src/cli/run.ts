@@ -7,6 +7,10 @@ import { BerthError } from '../domain/errors.js';
 import type { Phase } from '../executor/executor.js';
 import { DockerExecutor } from '../executor/docker/docker-executor.js';
 import { EngineClient } from '../executor/docker/engine-client.js';
+import { DEFAULT_PUBLIC_ALLOW_LIST, defaultPullPolicy } from '../domain/pool-policy.js';
+import { dockerConfigDirFrom } from '../registry/docker-config.js';
+import { ecrTokenFromSdk } from '../registry/ecr.js';
+import { parseReferenceOrThrow, type ImageAccessSettings } from '../launcher/image-access.js';
 import { FileJobUserCache } from '../launcher/job-user-cache.js';
 import { currentLauncherId, isLauncherAlive } from '../launcher/launcher-identity.js';
 import { buildRunnerImage, readSettings } from '../launcher/runner-image.js';
@@ -42,7 +46,24 @@ export function registerRun(
     .option('--timeout <duration>', 'the whole run may take at most this long', '70m')
     .option('--logs-timeout <duration>', 'stop the job after this long without output', '7m')
     .option('--grace <duration>', 'after SIGINT, wait this long before SIGKILL', '30s')
-    .option('--pull <policy>', 'always | if-not-present | never', 'if-not-present')
+    .option(
+      '--pool <kind>',
+      'public | private: the worker pool kind whose policy applies',
+      'private',
+    )
+    .option(
+      '--docker-config-dir <dir>',
+      'Docker config directory with registry credentials (private pools)',
+    )
+    .option(
+      '--allowed-registries <list>',
+      'public pools: allow-list, e.g. default,registry.example.com',
+    )
+    .option(
+      '--pull <policy>',
+      'always | if-not-present | never (default: always for tags on private pools, else if-not-present)',
+      'auto',
+    )
     .option('--pull-timeout <duration>', 'a pull may take at most this long', '10m')
     .option('--cpus <n>', 'CPU limit, e.g. 1.5')
     .option('--memory <size>', 'memory limit, e.g. 512m or 2g')
@@ -72,12 +93,17 @@ function collect(value: string, previous: string[]): string[] {
 async function runCommand(
   dir: string,
   words: string[],
-  raw: RawRunOptions & { json?: boolean },
+  raw: RawRunOptions & { json?: boolean; dockerConfigDir?: string },
   io: Output,
   env: NodeJS.ProcessEnv,
 ): Promise<number> {
-  const options = checkRunOptions(raw);
+  const options = checkRunOptions({
+    ...raw,
+    allowedRegistries: raw.allowedRegistries ?? env.BERTH_PUBLIC_ALLOWED_REGISTRIES,
+  });
   const settings = readSettings(env);
+  const dockerConfig =
+    options.pool === 'private' ? dockerConfigDirFrom(env, raw.dockerConfigDir) : null;
   const sourceDir = path.resolve(dir);
   const phases: Phase[] = [{ name: 'task', script: await resolveTask(sourceDir, words) }];
   const emit = raw.json ? jsonRenderer(io) : humanRenderer(io);
@@ -93,6 +119,21 @@ async function runCommand(
     const sweep = executor.removeOrphans(isLauncherAlive, new Date()).catch(() => [] as string[]);
     const usingDefault = options.image === undefined;
     const image = options.image ?? settings.defaultRunnerImage;
+    const pullPolicy =
+      options.pullPolicy === 'auto'
+        ? defaultPullPolicy(options.pool, parseReferenceOrThrow(image))
+        : options.pullPolicy;
+    // A private pool told never to pull runs what its own engine has: nothing to check.
+    const imageAccess: ImageAccessSettings | null =
+      options.pool === 'private' && pullPolicy === 'never'
+        ? null
+        : {
+            pool: options.pool,
+            allowList: options.allowList ?? DEFAULT_PUBLIC_ALLOW_LIST,
+            dockerConfig,
+            env,
+            ecrToken: ecrTokenFromSdk,
+          };
     const running = startRun(
       {
         sourceDir,
@@ -106,7 +147,8 @@ async function runCommand(
         buildMissingImage: usingDefault
           ? (onLine) => buildRunnerImage(engine, image, onLine)
           : undefined,
-        pullPolicy: options.pullPolicy,
+        pullPolicy,
+        imageAccess,
         pullTimeoutMs: options.pullTimeoutMs,
         env: options.env,
         secretEnv: options.secretEnv,

@@ -58,6 +58,61 @@ export const ERROR_CATALOGUE = {
     retryable: false,
     hint: 'The Docker engine rejected or could not apply a container option berth asked for. berth never weakens isolation silently: fix the engine (kernel cgroup support, installed runtime) or change the option.',
   },
+  BERTH_IMAGE_INVALID: {
+    kind: 'image',
+    retryable: false,
+    hint: 'Use a reference of the form [REGISTRY[:PORT]/]REPOSITORY[:TAG][@sha256:DIGEST] with a lowercase repository, e.g. debian:bookworm-slim or ghcr.io/org/app:v1.',
+  },
+  BERTH_POLICY_REGISTRY_NOT_ALLOWED: {
+    kind: 'image',
+    retryable: false,
+    hint: "Use an image from a registry on the pool's allow-list, ask the pool's operator to add the registry (BERTH_PUBLIC_ALLOWED_REGISTRIES), or run on a private worker pool, which may use any registry.",
+  },
+  BERTH_POLICY_PRIVATE_IMAGE: {
+    kind: 'image',
+    retryable: false,
+    hint: 'Public worker pools run only public images and never use registry credentials (a private image would stay in the shared engine cache). Make the image public, or run the job on a private worker pool.',
+  },
+  BERTH_REGISTRY_AUTH_FAILED: {
+    kind: 'image',
+    retryable: false,
+    hint: 'The registry rejected the credentials berth found. Log in again (`docker --config DIR login REGISTRY`) for the Docker config directory berth uses, or fix the credential helper.',
+  },
+  BERTH_REGISTRY_UNREACHABLE: {
+    kind: 'image',
+    retryable: true,
+    hint: 'berth checks with the registry before every job. Check that this machine can reach the registry (DNS, proxy, firewall) and try again.',
+  },
+  BERTH_CREDENTIALS_INVALID: {
+    kind: 'image',
+    retryable: false,
+    hint: 'Fix config.json in the Docker config directory berth uses (BERTH_DOCKER_CONFIG_DIR or --docker-config-dir), e.g. by logging in again with `docker --config DIR login REGISTRY`.',
+  },
+  BERTH_CREDENTIAL_HELPER_MISSING: {
+    kind: 'image',
+    retryable: false,
+    hint: 'Install the docker-credential-NAME program the Docker config names and put it on PATH, or remove it from config.json. berth never falls back to other credentials.',
+  },
+  BERTH_CREDENTIAL_HELPER_FAILED: {
+    kind: 'image',
+    retryable: true,
+    hint: 'Run the helper by hand (`echo REGISTRY | docker-credential-NAME get`) to see why it fails. berth never falls back to other credentials.',
+  },
+  BERTH_ECR_NO_CREDENTIALS: {
+    kind: 'image',
+    retryable: false,
+    hint: "berth asks ECR for a registry token with the worker's own AWS identity, found through the AWS SDK's default chain: AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE with ~/.aws/config (SSO too), web identity (AWS_WEB_IDENTITY_TOKEN_FILE), the ECS task role, or the EC2 instance role. Give the worker one of them.",
+  },
+  BERTH_ECR_ACCESS_DENIED: {
+    kind: 'image',
+    retryable: false,
+    hint: "Allow the worker's AWS identity ecr:GetAuthorizationToken (resource *) and, on the repository, ecr:BatchGetImage, ecr:GetDownloadUrlForLayer and ecr:BatchCheckLayerAvailability.",
+  },
+  BERTH_ECR_FAILED: {
+    kind: 'image',
+    retryable: true,
+    hint: 'ECR did not give a registry token. Check the region and partition in the image host name, and that this machine can reach the ECR API of that region.',
+  },
   BERTH_IMAGE_NOT_FOUND: {
     kind: 'image',
     retryable: false,

@@ -209,3 +209,15 @@ export function decideImage(
     reason: `registry ${registry} matches allow-list entry ${match.pattern}`,
   };
 }
+
+/**
+ * The pull policy when none is given: private pools pull tags every time (`always`: the tag may
+ * have moved), digests only when missing; public pools pull when missing. Every job is checked
+ * with the registry first either way, and runs the digest the registry answered.
+ */
+export function defaultPullPolicy(
+  pool: PoolKind,
+  reference: ImageReference,
+): 'always' | 'if-not-present' {
+  return pool === 'private' && reference.digest === null ? 'always' : 'if-not-present';
+}

@@ -55,6 +55,15 @@ export type RunEvent =
       ts: string;
     }
   | {
+      type: 'image.checked';
+      pool: string;
+      registry: string;
+      rule: string | null;
+      credentials: string;
+      digest: string;
+      ts: string;
+    }
+  | {
       type: 'image.pull';
       layer: string | null;
       status: string;

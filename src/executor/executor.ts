@@ -25,6 +25,8 @@ export interface ImageRequest {
   reference: string;
   pullPolicy: PullPolicy;
   pullTimeoutMs: number;
+  /** The engine's X-Registry-Auth value for this pull only; never stored, never logged. */
+  registryAuth?: string | null;
 }
 
 export interface ResolvedImage {
@@ -111,9 +113,18 @@ export interface Executor {
    * never touches anything without berth's labels. Returns the removed container names.
    */
   removeOrphans(isLauncherAlive: (launcherId: string) => boolean, now: Date): Promise<string[]>;
+  /**
+   * The standard runner image berth built on this engine under `reference` (recognised by its
+   * label), or null. Lets a machine that cannot reach the default image's registry keep using
+   * the copy it built, instead of building again.
+   */
+  localRunnerImage?(reference: string): Promise<ResolvedImage | null>;
 }
 
 /** The labels on everything berth creates. */
+/** Label of the standard runner image built from berth's bundled Dockerfile. */
+export const RUNNER_IMAGE_LABEL = 'dev.berth.runner-image';
+
 export const LABELS = {
   managed: 'dev.berth.managed',
   runId: 'dev.berth.run-id',

@@ -28,6 +28,11 @@ import type {
   PullPolicy,
   ResolvedImage,
 } from '../executor/executor.js';
+import {
+  parseReferenceOrThrow,
+  resolveImageAccess,
+  type ImageAccessSettings,
+} from './image-access.js';
 import { OutputLog } from './output-log.js';
 
 export interface Clock {
@@ -50,6 +55,11 @@ export interface RunJobOptions {
   imageSource: string;
   /** Called when the image is missing and cannot be pulled; may build it (standard runner image). */
   buildMissingImage?: (onLine: (line: string) => void) => Promise<ResolvedImage>;
+  /**
+   * Policy, credentials and the per-job registry check. Null: no check (a private pool with
+   * `--pull never` runs what the engine has, which is the operator's own cache).
+   */
+  imageAccess: ImageAccessSettings | null;
   pullPolicy: PullPolicy;
   pullTimeoutMs: number;
   env: Record<string, string>;
@@ -236,44 +246,37 @@ class Run {
     image: ResolvedImage;
     source: 'present' | 'pulled' | 'built';
   }> {
-    const { executor } = this.deps;
-    const request = {
-      reference: this.options.image,
-      pullPolicy: this.options.pullPolicy,
-      pullTimeoutMs: this.options.pullTimeoutMs,
-    };
     let image: ResolvedImage;
     let source: 'present' | 'pulled' | 'built';
     try {
-      image = await executor.prepareImage(
-        request,
-        (p) =>
-          this.emit(
-            p.kind === 'layer'
-              ? {
-                  type: 'image.pull',
-                  layer: p.layer,
-                  status: p.status,
-                  current: p.current,
-                  total: p.total,
-                }
-              : { type: 'image.pull', layer: null, status: p.message },
-          ),
-        this.abort.signal,
-      );
+      image = await this.pullChecked();
       source = image.pulled ? 'pulled' : 'present';
     } catch (err) {
       const build = this.options.buildMissingImage;
       const missing =
         err instanceof BerthError &&
         err.kind === 'image' &&
-        err.code !== 'BERTH_IMAGE_PULL_TIMEOUT';
+        [
+          'BERTH_IMAGE_NOT_FOUND',
+          'BERTH_IMAGE_PULL_DENIED',
+          'BERTH_IMAGE_PULL_FAILED',
+          'BERTH_REGISTRY_UNREACHABLE',
+        ].includes(err.code);
       if (!build || !missing || this.stop) throw err;
-      this.warn(
-        `${this.options.image} is neither present nor pullable (${err.message}); building it from berth's bundled runner/Dockerfile`,
-      );
-      image = await build((line) => this.emit({ type: 'image.build', line }));
-      source = 'built';
+      const local = await this.deps.executor.localRunnerImage?.(this.options.image);
+      if (local) {
+        this.warn(
+          `${this.options.image} cannot be checked with its registry (${err.message}); using the standard runner image berth built here from its bundled Dockerfile`,
+        );
+        image = local;
+        source = 'present';
+      } else {
+        this.warn(
+          `${this.options.image} is neither present nor pullable (${err.message}); building it from berth's bundled runner/Dockerfile`,
+        );
+        image = await build((line) => this.emit({ type: 'image.build', line }));
+        source = 'built';
+      }
     }
     this.emit({
       type: 'image.resolved',
@@ -283,6 +286,55 @@ class Run {
       source,
     });
     return { image, source };
+  }
+
+  /** The registry check (unless skipped), then the pull policy on the exact digest it answered. */
+  private async pullChecked(): Promise<ResolvedImage> {
+    const settings = this.options.imageAccess;
+    let reference = this.options.image;
+    let registryAuth: string | null = null;
+    if (settings) {
+      const access = await resolveImageAccess(this.options.image, settings, this.abort.signal);
+      this.emit({
+        type: 'image.checked',
+        pool: access.decision.pool,
+        registry: access.reference.registry,
+        rule: access.decision.rule,
+        credentials: access.credentialSource,
+        digest: access.digest,
+      });
+      reference = access.pinned;
+      registryAuth = access.engineAuth;
+    } else {
+      parseReferenceOrThrow(this.options.image);
+    }
+    const image = await this.deps.executor.prepareImage(
+      {
+        reference,
+        pullPolicy: this.options.pullPolicy,
+        pullTimeoutMs: this.options.pullTimeoutMs,
+        registryAuth,
+      },
+      (p) =>
+        this.emit(
+          p.kind === 'layer'
+            ? {
+                type: 'image.pull',
+                layer: p.layer,
+                status: p.status,
+                current: p.current,
+                total: p.total,
+              }
+            : { type: 'image.pull', layer: null, status: p.message },
+        ),
+      this.abort.signal,
+    );
+    // Show the reference the user gave; the digest says exactly what ran.
+    return {
+      ...image,
+      reference: this.options.image,
+      digest: image.digest ?? (settings ? reference : null),
+    };
   }
 
   private throwIfStopped(): void {

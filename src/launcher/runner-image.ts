@@ -5,7 +5,7 @@
 import { fileURLToPath } from 'node:url';
 import { homedir } from 'node:os';
 import path from 'node:path';
-import type { ResolvedImage } from '../executor/executor.js';
+import { RUNNER_IMAGE_LABEL, type ResolvedImage } from '../executor/executor.js';
 import { buildImage } from '../executor/docker/image-build.js';
 import type { EngineClient } from '../executor/docker/engine-client.js';
 
@@ -56,7 +56,7 @@ export async function buildRunnerImage(
       tag: reference,
       // RUN steps install Debian packages: host networking works on engines without NAT too.
       networkMode: options.networkMode ?? 'host',
-      labels: { 'dev.berth.runner-image': 'true' },
+      labels: { [RUNNER_IMAGE_LABEL]: 'true' },
     },
     onLine,
   );

@@ -36,12 +36,30 @@ export function testStateDir(): string {
   return mkdtempSync(path.join(tmpdir(), 'berth-state-'));
 }
 
+/**
+ * Images the tests build (berth-test/…) exist only in the engine, never in a registry: run them
+ * the way a private pool runs its own cache, with --pull never (no registry check), unless the
+ * test chose a pull policy itself.
+ */
+function withLocalImagePolicy(args: string[]): string[] {
+  const image = args[args.indexOf('--image') + 1];
+  const end = args.indexOf('--') < 0 ? args.length : args.indexOf('--');
+  const options = args.slice(0, end);
+  if (
+    !options.includes('--image') ||
+    !image?.startsWith('berth-test/') ||
+    options.includes('--pull')
+  )
+    return args;
+  return [...options, '--pull', 'never', ...args.slice(end)];
+}
+
 export function spawnBerth(
   args: string[],
   env: Record<string, string | undefined> = {},
   identity: { uid?: number; gid?: number; cwd?: string } = {},
 ): BerthProcess {
-  const child = spawn(process.execPath, [BERTH_BIN, ...args], {
+  const child = spawn(process.execPath, [BERTH_BIN, ...withLocalImagePolicy(args)], {
     ...identity,
     env: { ...process.env, NO_COLOR: '1', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -10,6 +10,7 @@ import {
   JOB_GID,
   JOB_UID,
   LABELS,
+  RUNNER_IMAGE_LABEL,
   WORKSPACE_DIR,
   type Executor,
   type ImageRequest,
@@ -60,6 +61,7 @@ export interface JobUserCache {
 interface ImageInspect {
   Id: string;
   RepoDigests?: string[] | null;
+  Config?: { Labels?: Record<string, string> | null } | null;
 }
 
 interface ContainerSummary {
@@ -104,7 +106,13 @@ export class DockerExecutor implements Executor {
         { hint: `Pull or build ${reference} first, or use --pull if-not-present.` },
       );
     }
-    await this.pullImage(reference, request.pullTimeoutMs, onProgress, signal);
+    await this.pullImage(
+      reference,
+      request.pullTimeoutMs,
+      onProgress,
+      signal,
+      request.registryAuth,
+    );
     const pulled = await this.inspectImage(reference);
     if (!pulled) {
       throw new BerthError(
@@ -121,6 +129,7 @@ export class DockerExecutor implements Executor {
     timeoutMs: number,
     onProgress: (progress: PullProgress) => void,
     signal?: AbortSignal,
+    registryAuth?: string | null,
   ): Promise<void> {
     const controller = new AbortController();
     const timer = setTimeout(() => {
@@ -136,6 +145,7 @@ export class DockerExecutor implements Executor {
     try {
       const res = await this.engine.stream('POST', '/images/create', {
         query: { fromImage: withDefaultTag(reference) },
+        ...(registryAuth ? { headers: { 'X-Registry-Auth': registryAuth } } : {}),
         signal: controller.signal,
         deadlineMs: timeoutMs,
       });
@@ -210,6 +220,12 @@ export class DockerExecutor implements Executor {
       if (id) await removeContainer(this.engine, id).catch(() => undefined);
       throw containerError(err, spec.imageReference);
     }
+  }
+
+  async localRunnerImage(reference: string): Promise<ResolvedImage | null> {
+    const image = await this.inspectImage(reference);
+    if (!image || image.Config?.Labels?.[RUNNER_IMAGE_LABEL] !== 'true') return null;
+    return resolved(reference, image, false);
   }
 
   async removeOrphans(
