@@ -223,7 +223,8 @@ export function engineAuthHeader(registry: string, credentials: RegistryCredenti
           password: credentials.password,
           serveraddress: registryServerUrl(registry),
         };
-  return Buffer.from(JSON.stringify(payload)).toString('base64url');
+  // The engine decodes with Go's base64.URLEncoding: URL alphabet, padding kept.
+  return Buffer.from(JSON.stringify(payload)).toString('base64').replace(/\+/g, '-').replace(/\//g, '_');
 }
 
 /** Used by callers that want a BerthError for failures they have no better words for. */

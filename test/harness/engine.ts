@@ -49,12 +49,28 @@ export async function tagImage(
   await engine.json('POST', `/images/${encodeURI(source)}/tag`, { query: { repo, tag } });
 }
 
-/** Pushes an image the engine has to a registry (no credentials). */
-export async function pushImage(engine: EngineClient, reference: string): Promise<void> {
+/** Pushes an image the engine has to a registry, with a user when the registry needs one. */
+export async function pushImage(
+  engine: EngineClient,
+  reference: string,
+  user?: { name: string; password: string },
+): Promise<void> {
   const colon = reference.lastIndexOf(':');
   const res = await engine.stream('POST', `/images/${encodeURI(reference.slice(0, colon))}/push`, {
     query: { tag: reference.slice(colon + 1) },
-    headers: { 'X-Registry-Auth': Buffer.from('{}').toString('base64') },
+    headers: {
+      'X-Registry-Auth': Buffer.from(
+        JSON.stringify(
+          user
+            ? {
+                username: user.name,
+                password: user.password,
+                serveraddress: reference.split('/')[0],
+              }
+            : {},
+        ),
+      ).toString('base64'),
+    },
     deadlineMs: 120_000,
   });
   const text = await readAll(res);

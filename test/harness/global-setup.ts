@@ -4,15 +4,19 @@
  */
 import type { TestProject } from 'vitest/node';
 import { removeContainerNow } from './cleanup.js';
-import { berthContainers, pushImage, tagImage, testEngine } from './engine.js';
+import { randomBytes } from 'node:crypto';
+import { berthContainers, pushImage, removeImage, tagImage, testEngine } from './engine.js';
 import { ensureBusyboxImage } from './images.js';
-import { startRegistry } from './registry.js';
+import { startRegistry, type RunningRegistry } from './registry.js';
 
 declare module 'vitest' {
   export interface ProvidedContext {
     busyboxImage: string;
     registryAddress: string;
     registryImage: string;
+    privateRegistryAddress: string;
+    privateImage: string;
+    privateUser: { name: string; password: string };
   }
 }
 
@@ -28,16 +32,40 @@ export default async function setup(project: TestProject): Promise<() => Promise
   }
   const before = await inventory();
   const busybox = await ensureBusyboxImage(engine);
-  const registry = await startRegistry();
-  const registryImage = `${registry.address}/berth-test/busybox:v1`;
-  await tagImage(engine, busybox, `${registry.address}/berth-test/busybox`, 'v1');
-  await pushImage(engine, registryImage);
-  project.provide('busyboxImage', busybox);
-  project.provide('registryAddress', registry.address);
-  project.provide('registryImage', registryImage);
+  // Whatever started is stopped again if set-up fails half-way.
+  const started: RunningRegistry[] = [];
+  try {
+    const registry = await startRegistry();
+    started.push(registry);
+    const registryImage = `${registry.address}/berth-test/busybox:v1`;
+    await tagImage(engine, busybox, `${registry.address}/berth-test/busybox`, 'v1');
+    await pushImage(engine, registryImage);
+    // A private registry: htpasswd auth, one image only its user may pull.
+    const privateUser = { name: 'berth-test', password: `pw-${randomBytes(9).toString('hex')}` };
+    const privateRegistry = await startRegistry({ user: privateUser });
+    started.push(privateRegistry);
+    const privateImage = `${privateRegistry.address}/team/private-busybox:v1`;
+    await tagImage(engine, busybox, `${privateRegistry.address}/team/private-busybox`, 'v1');
+    await pushImage(engine, privateImage, privateUser);
+    // Untagged again: the tests decide when the engine has it cached.
+    await removeImage(engine, privateImage);
+    await removeImage(engine, registryImage);
+    project.provide('privateRegistryAddress', privateRegistry.address);
+    project.provide('privateImage', privateImage);
+    project.provide('privateUser', privateUser);
+    project.provide('busyboxImage', busybox);
+    project.provide('registryAddress', registry.address);
+    project.provide('registryImage', registryImage);
+  } catch (err) {
+    for (const service of started) await service.stop();
+    engine.close();
+    throw err;
+  }
+  const [registry, privateRegistry] = started as [RunningRegistry, RunningRegistry];
 
   return async () => {
     await registry.stop();
+    await privateRegistry.stop();
     const left = await berthContainers(engine);
     for (const container of left) await removeContainerNow(engine, container.Id);
     const after = await inventory();

@@ -2,7 +2,7 @@
  * A real OCI registry (Debian's docker-registry) on a loopback port, started by the tests and
  * stopped after them. The engine treats 127.0.0.0/8 registries as plain-HTTP, so no TLS is needed.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import net from 'node:net';
@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 
 export const REGISTRY_BINARY = '/usr/bin/docker-registry';
+const HTPASSWD_BINARY = '/usr/bin/htpasswd';
 
 export interface RunningRegistry {
   address: string;
@@ -28,15 +29,50 @@ export function freePort(): Promise<number> {
   });
 }
 
-export async function startRegistry(): Promise<RunningRegistry> {
+export interface RegistryOptions {
+  /** Require this user (htpasswd, bcrypt), as a private registry does. */
+  user?: { name: string; password: string };
+  /** Serve TLS with this certificate and key (PEM files). */
+  tls?: { certificate: string; key: string };
+  /** Listen here instead of a free loopback port. */
+  address?: string;
+}
+
+/** A bcrypt htpasswd line made by Debian's htpasswd (apache2-utils). */
+function htpasswdLine(name: string, password: string): string {
+  if (!existsSync(HTPASSWD_BINARY)) {
+    throw new Error(
+      'the tests need htpasswd for the private registry: apt-get install -y apache2-utils (or run sudo bash .ci/run)',
+    );
+  }
+  return execFileSync(HTPASSWD_BINARY, ['-nbB', name, password], { encoding: 'utf8' }).trim();
+}
+
+export async function startRegistry(options: RegistryOptions = {}): Promise<RunningRegistry> {
   if (!existsSync(REGISTRY_BINARY)) {
     throw new Error(
       `the tests need a local registry: install it with \`apt-get install -y docker-registry\` (or run \`sudo bash .ci/run\`)`,
     );
   }
   const dir = await mkdtemp(path.join(tmpdir(), 'berth-registry-'));
-  const port = await freePort();
+  const address = options.address ?? `127.0.0.1:${await freePort()}`;
   const config = path.join(dir, 'config.yml');
+  const auth: string[] = [];
+  if (options.user) {
+    await writeFile(
+      path.join(dir, 'htpasswd'),
+      `${htpasswdLine(options.user.name, options.user.password)}\n`,
+    );
+    auth.push(
+      'auth:',
+      '  htpasswd:',
+      '    realm: berth-test',
+      `    path: ${path.join(dir, 'htpasswd')}`,
+    );
+  }
+  const tls = options.tls
+    ? ['  tls:', `    certificate: ${options.tls.certificate}`, `    key: ${options.tls.key}`]
+    : [];
   await writeFile(
     config,
     [
@@ -48,8 +84,10 @@ export async function startRegistry(): Promise<RunningRegistry> {
       `    rootdirectory: ${path.join(dir, 'data')}`,
       '  delete:',
       '    enabled: true',
+      ...auth,
       'http:',
-      `  addr: 127.0.0.1:${port}`,
+      `  addr: ${address}`,
+      ...tls,
       '',
     ].join('\n'),
   );
@@ -58,12 +96,13 @@ export async function startRegistry(): Promise<RunningRegistry> {
   });
   let stderr = '';
   child.stderr?.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-  const address = `127.0.0.1:${port}`;
+  const base = `${options.tls ? 'https' : 'http'}://${address}`;
   const deadline = Date.now() + 15_000;
   for (;;) {
     try {
-      const res = await fetch(`http://${address}/v2/`);
-      if (res.status === 200) break;
+      // Any HTTP answer (200, or 401 with auth) means it is serving.
+      const res = await fetch(`${base}/v2/`);
+      if (res.status === 200 || res.status === 401) break;
     } catch {
       // Not listening yet.
     }
