@@ -48,6 +48,18 @@ function htpasswdLine(name: string, password: string): string {
   return execFileSync(HTPASSWD_BINARY, ['-nbB', name, password], { encoding: 'utf8' }).trim();
 }
 
+function canConnect(address: string): Promise<boolean> {
+  const colon = address.lastIndexOf(':');
+  return new Promise((resolve) => {
+    const socket = net.connect(Number(address.slice(colon + 1)), address.slice(0, colon));
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once('error', () => resolve(false));
+  });
+}
+
 export async function startRegistry(options: RegistryOptions = {}): Promise<RunningRegistry> {
   if (!existsSync(REGISTRY_BINARY)) {
     throw new Error(
@@ -100,9 +112,14 @@ export async function startRegistry(options: RegistryOptions = {}): Promise<Runn
   const deadline = Date.now() + 15_000;
   for (;;) {
     try {
-      // Any HTTP answer (200, or 401 with auth) means it is serving.
-      const res = await fetch(`${base}/v2/`);
-      if (res.status === 200 || res.status === 401) break;
+      if (options.tls) {
+        // Its certificate names another host: a TCP connection is proof enough here.
+        if (await canConnect(address)) break;
+      } else {
+        // Any HTTP answer (200, or 401 with auth) means it is serving.
+        const res = await fetch(`${base}/v2/`);
+        if (res.status === 200 || res.status === 401) break;
+      }
     } catch {
       // Not listening yet.
     }

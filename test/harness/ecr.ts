@@ -1,0 +1,220 @@
+/**
+ * A stand-in for AWS's ECR, since the real one cannot be reached from here: the ECR registry
+ * host name resolves to a local TLS registry (a hosts entry, and a test CA trusted by the engine
+ * through /etc/docker/certs.d and by berth through NODE_EXTRA_CA_CERTS), and a local HTTP
+ * endpoint speaks ECR's GetAuthorizationToken (AWS JSON 1.1) to the real AWS SDK, checking the
+ * SigV4 signature names the expected access key and region. The token it hands out is the
+ * registry's password for user AWS, as with real ECR. Everything it changes on the machine is
+ * marked and undone by `stop`.
+ */
+import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { startRegistry, type RunningRegistry } from './registry.js';
+
+const HOSTS = '/etc/hosts';
+const MARK = '# berth-test-ecr';
+const CERTS_D = '/etc/docker/certs.d';
+
+export interface FakeEcr {
+  host: string;
+  account: string;
+  region: string;
+  accessKeyId: string;
+  secretAccessKey: string;
+  /** The registry password the token stands for (user AWS). */
+  token: string;
+  caFile: string;
+  endpoint: string;
+  /** Token requests seen, with what the signature said. */
+  requests: { accessKeyId: string; region: string; service: string; registryIds: string[] }[];
+  /** Answer the next requests with AccessDeniedException. */
+  denyAll: boolean;
+  stop(): Promise<void>;
+}
+
+function removeHostsEntries(): void {
+  const text = readFileSync(HOSTS, 'utf8');
+  const kept = text.split('\n').filter((line) => !line.includes(MARK));
+  if (kept.length !== text.split('\n').length) writeFileSync(HOSTS, kept.join('\n'));
+}
+
+function makeCertificates(dir: string, host: string): { ca: string; cert: string; key: string } {
+  const ca = path.join(dir, 'ca.crt');
+  const caKey = path.join(dir, 'ca.key');
+  const key = path.join(dir, 'registry.key');
+  const csr = path.join(dir, 'registry.csr');
+  const cert = path.join(dir, 'registry.crt');
+  const ext = path.join(dir, 'ext.cnf');
+  const run = (args: string[]): void => {
+    execFileSync('openssl', args, { stdio: 'ignore' });
+  };
+  run([
+    'req',
+    '-x509',
+    '-newkey',
+    'rsa:2048',
+    '-nodes',
+    '-days',
+    '2',
+    '-subj',
+    '/CN=berth test CA',
+    '-keyout',
+    caKey,
+    '-out',
+    ca,
+  ]);
+  run([
+    'req',
+    '-newkey',
+    'rsa:2048',
+    '-nodes',
+    '-subj',
+    `/CN=${host}`,
+    '-keyout',
+    key,
+    '-out',
+    csr,
+  ]);
+  writeFileSync(
+    ext,
+    `subjectAltName=DNS:${host}\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n`,
+  );
+  run([
+    'x509',
+    '-req',
+    '-in',
+    csr,
+    '-CA',
+    ca,
+    '-CAkey',
+    caKey,
+    '-CAcreateserial',
+    '-days',
+    '2',
+    '-extfile',
+    ext,
+    '-out',
+    cert,
+  ]);
+  return { ca, cert, key };
+}
+
+export async function startFakeEcr(): Promise<FakeEcr> {
+  if (process.getuid?.() !== 0) {
+    throw new Error(
+      'the ECR test changes /etc/hosts and /etc/docker/certs.d: run it as root (sudo bash .ci/run does)',
+    );
+  }
+  const account = '123456789012';
+  const region = 'us-east-1';
+  const host = `${account}.dkr.ecr.${region}.amazonaws.com`;
+  const dir = mkdtempSync(path.join(tmpdir(), 'berth-ecr-'));
+  const certs = makeCertificates(dir, host);
+  const token = `ecr-token-${randomBytes(12).toString('hex')}`;
+  const fake: FakeEcr = {
+    host,
+    account,
+    region,
+    accessKeyId: 'AKIDBERTHTEST0000001',
+    secretAccessKey: randomBytes(20).toString('hex'),
+    token,
+    caFile: certs.ca,
+    endpoint: '',
+    requests: [],
+    denyAll: false,
+    stop: () => Promise.resolve(),
+  };
+
+  removeHostsEntries();
+  writeFileSync(
+    HOSTS,
+    `${readFileSync(HOSTS, 'utf8').replace(/\n?$/, '\n')}127.0.0.1 ${host} ${MARK}\n`,
+  );
+  mkdirSync(path.join(CERTS_D, host), { recursive: true });
+  writeFileSync(path.join(CERTS_D, host, 'ca.crt'), readFileSync(certs.ca));
+
+  let registry: RunningRegistry | undefined;
+  const server = http.createServer((req, res) => {
+    let body = '';
+    req.on('data', (chunk: Buffer) => (body += chunk.toString()));
+    req.on('end', () => {
+      const auth = req.headers.authorization ?? '';
+      const credential = /Credential=([^/]+)\/\d{8}\/([^/]+)\/([^/]+)\/aws4_request/.exec(auth);
+      const target = req.headers['x-amz-target'];
+      const answer = (status: number, payload: unknown): void => {
+        res.writeHead(status, { 'content-type': 'application/x-amz-json-1.1' });
+        res.end(JSON.stringify(payload));
+      };
+      if (
+        target !== 'AmazonEC2ContainerRegistry_V20150921.GetAuthorizationToken' ||
+        !credential ||
+        !/SignedHeaders=.*x-amz-date/.test(auth)
+      ) {
+        answer(400, {
+          __type: 'InvalidSignatureException',
+          message: 'not a SigV4-signed GetAuthorizationToken request',
+        });
+        return;
+      }
+      const parsed = JSON.parse(body || '{}') as { registryIds?: string[] };
+      fake.requests.push({
+        accessKeyId: credential[1] as string,
+        region: credential[2] as string,
+        service: credential[3] as string,
+        registryIds: parsed.registryIds ?? [],
+      });
+      if (fake.denyAll) {
+        answer(400, {
+          __type: 'AccessDeniedException',
+          message: `User: arn:aws:iam::${account}:user/worker is not authorized to perform: ecr:GetAuthorizationToken`,
+        });
+        return;
+      }
+      if (
+        credential[1] !== fake.accessKeyId ||
+        credential[2] !== region ||
+        credential[3] !== 'ecr'
+      ) {
+        answer(400, {
+          __type: 'UnrecognizedClientException',
+          message: 'The security token included in the request is invalid.',
+        });
+        return;
+      }
+      answer(200, {
+        authorizationData: [
+          {
+            authorizationToken: Buffer.from(`AWS:${token}`).toString('base64'),
+            expiresAt: Math.floor(Date.now() / 1000) + 12 * 3600,
+            proxyEndpoint: `https://${host}`,
+          },
+        ],
+      });
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  fake.endpoint = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+
+  fake.stop = async () => {
+    await registry?.stop();
+    await new Promise((resolve) => server.close(resolve));
+    removeHostsEntries();
+    rmSync(path.join(CERTS_D, host), { recursive: true, force: true });
+    rmSync(dir, { recursive: true, force: true });
+  };
+  try {
+    registry = await startRegistry({
+      address: '127.0.0.1:443',
+      user: { name: 'AWS', password: token },
+      tls: { certificate: certs.cert, key: certs.key },
+    });
+  } catch (err) {
+    await fake.stop();
+    throw err;
+  }
+  return fake;
+}
