@@ -224,7 +224,10 @@ export function engineAuthHeader(registry: string, credentials: RegistryCredenti
           serveraddress: registryServerUrl(registry),
         };
   // The engine decodes with Go's base64.URLEncoding: URL alphabet, padding kept.
-  return Buffer.from(JSON.stringify(payload)).toString('base64').replace(/\+/g, '-').replace(/\//g, '_');
+  return Buffer.from(JSON.stringify(payload))
+    .toString('base64')
+    .replace(/\+/g, '-')
+    .replace(/\//g, '_');
 }
 
 /** Used by callers that want a BerthError for failures they have no better words for. */
