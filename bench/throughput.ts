@@ -16,7 +16,19 @@ const bytes = megabytes * 1024 * 1024;
 const script = `yes 'terraform-like output line: aws_instance.web[3]: Still creating... [10s elapsed] hunter2' | head -c ${bytes}`;
 const result = await timed(
   process.execPath,
-  [BERTH_BIN, 'run', jobDir, '--image', image, '--secret-env', 'PW=hunter2', '--', script],
+  [
+    BERTH_BIN,
+    'run',
+    jobDir,
+    '--image',
+    image,
+    '--pull',
+    'never',
+    '--secret-env',
+    'PW=hunter2',
+    '--',
+    script,
+  ],
   { ...process.env, BERTH_STATE_DIR: stateDir, NO_COLOR: '1' },
 );
 if (result.exitCode !== 0) throw new Error(`the run failed (exit ${result.exitCode})`);
