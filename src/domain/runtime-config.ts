@@ -143,14 +143,14 @@ function pairsOf(map: YAMLMap, doc: Document): Pair[] {
     const key = pair.key;
     const isMerge =
       (isScalar(key) && (key.value === '<<' || typeof key.value === 'symbol')) ||
-      (key as unknown) === Symbol.for('<<');
+      key === Symbol.for('<<');
     if (!isMerge) {
       own.push(pair);
       continue;
     }
     const sources = isSeq(pair.value) ? pair.value.items : [pair.value];
     for (const source of sources) {
-      const target = isAlias(source) ? (source as Alias).resolve(doc) : source;
+      const target = isAlias(source) ? source.resolve(doc) : source;
       if (isMap(target)) merged.push(...pairsOf(target, doc));
     }
   }
@@ -163,7 +163,7 @@ function keyText(pair: Pair): string {
 }
 
 function resolveNode(node: unknown, doc: Document): unknown {
-  return isAlias(node) ? (node as Alias).resolve(doc) : node;
+  return isAlias(node) ? node.resolve(doc) : node;
 }
 
 /** Levenshtein distance, for "did you mean" hints. */
@@ -190,9 +190,9 @@ function readSettings(map: unknown, doc: Document, where: string, out: Collector
   const node = resolveNode(map, doc);
   if (isAlias(map) && node === undefined) {
     out.add(
-      map as Node,
-      `${where} uses the alias *${(map as Alias).source}, which no anchor defines`,
-      `define &${(map as Alias).source} before it is used`,
+      map,
+      `${where} uses the alias *${map.source}, which no anchor defines`,
+      `define &${map.source} before it is used`,
     );
     return {};
   }
