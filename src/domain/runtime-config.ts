@@ -5,7 +5,6 @@
  * stack by the version's precedence. Values replace, never merge.
  */
 import {
-  Alias,
   isAlias,
   isMap,
   isScalar,
