@@ -71,6 +71,14 @@ export function humanRenderer(out: Output): (event: RunEvent) => void {
       case 'image.build':
         note(`build: ${event.line}`);
         break;
+      case 'run.configured':
+        note(`stack ${event.stack}${event.file ? ` (runtime configuration ${event.file})` : ''}`);
+        for (const [name, { value, source }] of Object.entries(event.settings)) {
+          note(
+            `  ${name} = ${typeof value === 'string' ? value : JSON.stringify(value)}  [${source}]`,
+          );
+        }
+        break;
       case 'image.checked':
         note(
           `image checked with ${event.registry} for a ${event.pool} pool${event.rule ? ` (allow-list: ${event.rule})` : ''}: ${event.digest}; credentials: ${event.credentials}`,
@@ -142,9 +150,24 @@ export function formatSummary(summary: RunSummary): string {
     );
   if (summary.containerName) lines.push(`  container  ${summary.containerName} (removed)`);
   lines.push(`  preparing  ${formatDuration(summary.durations.preparingMs)}`);
+  if (summary.configuration) {
+    lines.push(
+      `  stack      ${summary.configuration.stack}${summary.configuration.file ? ` (${summary.configuration.file})` : ''}`,
+    );
+    for (const [name, { value, source }] of Object.entries(summary.configuration.settings)) {
+      lines.push(
+        `             ${name} = ${typeof value === 'string' ? value : JSON.stringify(value)} [${source}]`,
+      );
+    }
+  }
   for (const phase of summary.phases) {
     lines.push(
       `  phase      ${phase.name}: exit code ${phase.exitCode ?? 'none'} in ${formatDuration(phase.durationMs)}`,
+    );
+  }
+  if (summary.afterRun) {
+    lines.push(
+      `  after_run  exit code ${summary.afterRun.exitCode ?? 'none'} in ${formatDuration(summary.afterRun.durationMs)}`,
     );
   }
   if (summary.stop) {

@@ -4,7 +4,6 @@ import { readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { BerthError } from '../domain/errors.js';
-import type { Phase } from '../executor/executor.js';
 import { DockerExecutor } from '../executor/docker/docker-executor.js';
 import { EngineClient } from '../executor/docker/engine-client.js';
 import { DEFAULT_PUBLIC_ALLOW_LIST, defaultPullPolicy } from '../domain/pool-policy.js';
@@ -14,7 +13,8 @@ import { parseReferenceOrThrow, type ImageAccessSettings } from '../launcher/ima
 import { FileJobUserCache } from '../launcher/job-user-cache.js';
 import { currentLauncherId, isLauncherAlive } from '../launcher/launcher-identity.js';
 import { buildRunnerImage, readSettings } from '../launcher/runner-image.js';
-import { startRun } from '../launcher/run-job.js';
+import { newRunId, startRun } from '../launcher/run-job.js';
+import { resolveRunConfig } from './run-config.js';
 import { humanRenderer, jsonRenderer, type Output } from './render.js';
 import { checkRunOptions, taskScript, type RawRunOptions } from './run-options.js';
 
@@ -36,6 +36,19 @@ export function registerRun(
       '--image <ref>',
       'runner image (default: $BERTH_DEFAULT_RUNNER_IMAGE or the standard runner image)',
     )
+    .option(
+      '--runner-image <ref>',
+      "the stack's runner image setting (the runtime configuration may override it)",
+    )
+    .option(
+      '--stack <id>',
+      'stack id whose entry in .berth/config.yml applies (default: the directory name)',
+    )
+    .option(
+      '--stack-settings <file>',
+      "YAML file with the stack's own settings (same keys as a stack entry)",
+    )
+    .option('--project-root <path>', "the stack's project root, relative to DIR")
     .option('--env <name=value>', 'environment variable for the job (repeatable)', collect, [])
     .option(
       '--secret-env <name=value>',
@@ -93,7 +106,14 @@ function collect(value: string, previous: string[]): string[] {
 async function runCommand(
   dir: string,
   words: string[],
-  raw: RawRunOptions & { json?: boolean; dockerConfigDir?: string },
+  raw: RawRunOptions & {
+    json?: boolean;
+    dockerConfigDir?: string;
+    runnerImage?: string;
+    stack?: string;
+    stackSettings?: string;
+    projectRoot?: string;
+  },
   io: Output,
   env: NodeJS.ProcessEnv,
 ): Promise<number> {
@@ -105,7 +125,20 @@ async function runCommand(
   const dockerConfig =
     options.pool === 'private' ? dockerConfigDirFrom(env, raw.dockerConfigDir) : null;
   const sourceDir = path.resolve(dir);
-  const phases: Phase[] = [{ name: 'task', script: await resolveTask(sourceDir, words) }];
+  const command = await resolveTask(sourceDir, words);
+  const runId = newRunId();
+  const run = await resolveRunConfig({
+    sourceDir,
+    stack: raw.stack ?? (path.basename(sourceDir) || 'root'),
+    stackSettingsFile: raw.stackSettings,
+    runnerImage: raw.runnerImage,
+    projectRoot: raw.projectRoot,
+    imageOverride: options.image,
+    poolDefaultImage: env.BERTH_POOL_DEFAULT_RUNNER_IMAGE?.trim() || null,
+    berthDefaultImage: settings.defaultRunnerImage,
+    command,
+    runId,
+  });
   const emit = raw.json ? jsonRenderer(io) : humanRenderer(io);
 
   const engine = EngineClient.fromEnv(env);
@@ -117,8 +150,8 @@ async function runCommand(
     const launcherId = currentLauncherId();
     // Leftovers of berth processes that died (SIGKILL, power loss) go before this run starts.
     const sweep = executor.removeOrphans(isLauncherAlive, new Date()).catch(() => [] as string[]);
-    const usingDefault = options.image === undefined;
-    const image = options.image ?? settings.defaultRunnerImage;
+    const image = run.image;
+    const usingDefault = run.imageSource === "berth's default";
     const pullPolicy =
       options.pullPolicy === 'auto'
         ? defaultPullPolicy(options.pool, parseReferenceOrThrow(image))
@@ -137,20 +170,19 @@ async function runCommand(
     const running = startRun(
       {
         sourceDir,
-        phases,
+        phases: run.phases,
+        afterRun: run.afterRun,
+        configuration: run.configuration,
         image,
-        imageSource: usingDefault
-          ? env.BERTH_DEFAULT_RUNNER_IMAGE
-            ? 'BERTH_DEFAULT_RUNNER_IMAGE'
-            : "berth's default"
-          : '--image',
+        imageSource: run.imageSource,
         buildMissingImage: usingDefault
           ? (onLine) => buildRunnerImage(engine, image, onLine)
           : undefined,
         pullPolicy,
         imageAccess,
         pullTimeoutMs: options.pullTimeoutMs,
-        env: options.env,
+        // Flags are the most specific: they win over the runtime configuration's environment.
+        env: { ...run.environment, ...options.env },
         secretEnv: options.secretEnv,
         timeoutMs: options.timeoutMs,
         logsTimeoutMs: options.logsTimeoutMs,
@@ -164,7 +196,7 @@ async function runCommand(
         stateDir: settings.stateDir,
         launcherId,
       },
-      { executor, emit, outputReady: () => drained(io) },
+      { executor, emit, outputReady: () => drained(io), runId },
     );
     const onSignal = (): void => running.cancel();
     process.on('SIGINT', onSignal);

@@ -18,6 +18,11 @@ export const ERROR_CATALOGUE = {
     retryable: false,
     hint: 'Run `berth help run` for the accepted options and their formats.',
   },
+  BERTH_CONFIG_INVALID: {
+    kind: 'config',
+    retryable: false,
+    hint: 'Fix each problem listed (file:line:column, with a hint each); see docs/runtime-configuration.md for the schema.',
+  },
   BERTH_WORKSPACE_UNREADABLE: {
     kind: 'usage',
     retryable: false,

@@ -22,6 +22,14 @@ export interface StopRecord {
   graceMs: number;
 }
 
+/** The settings a run resolved, each with the layer it came from. */
+export interface RunConfiguration {
+  stack: string;
+  /** The runtime configuration file read, if any. */
+  file: string | null;
+  settings: Record<string, { value: unknown; source: string }>;
+}
+
 export interface RunSummary {
   runId: string;
   state: RunState;
@@ -38,6 +46,9 @@ export interface RunSummary {
   containerId: string | null;
   containerName: string | null;
   phases: PhaseRecord[];
+  /** The after_run hooks' phase, when there were any and they ran. */
+  afterRun: PhaseRecord | null;
+  configuration: RunConfiguration | null;
   durations: { preparingMs: number; totalMs: number };
   stop: StopRecord | null;
   error: { code: string; message: string; hint: string } | null;
@@ -54,6 +65,7 @@ export type RunEvent =
       imageSource: string;
       ts: string;
     }
+  | ({ type: 'run.configured'; ts: string } & RunConfiguration)
   | {
       type: 'image.checked';
       pool: string;

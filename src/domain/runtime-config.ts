@@ -481,3 +481,34 @@ export function resolveRunnerImage(
   if (poolDefault) return { image: poolDefault, source: 'pool default' };
   return { image: berthDefault, source: "berth's default" };
 }
+
+/**
+ * A stack's own settings from a file (for `berth run --stack-settings FILE`): the settings
+ * mapping alone, validated like a stack entry of the runtime configuration.
+ */
+export function parseStackSettings(
+  text: string,
+  file: string,
+): { ok: true; settings: StackSettings } | { ok: false; problems: ConfigProblem[] } {
+  const lines = new LineCounter();
+  const doc = parseDocument(text, {
+    merge: true,
+    lineCounter: lines,
+    uniqueKeys: true,
+    prettyErrors: false,
+  });
+  const out = new Collector(file, lines);
+  for (const error of doc.errors) {
+    const position = error.linePos?.[0] ?? { line: 1, col: 1 };
+    out.problems.push({
+      file,
+      line: position.line,
+      column: position.col,
+      message: `YAML: ${error.message.split('\n')[0] ?? error.message}`,
+      hint: 'fix the YAML syntax',
+    });
+  }
+  if (out.problems.length > 0) return { ok: false, problems: out.problems };
+  const settings = readSettings(doc.contents, doc, 'stack settings', out);
+  return out.problems.length > 0 ? { ok: false, problems: out.problems } : { ok: true, settings };
+}

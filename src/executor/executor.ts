@@ -75,6 +75,8 @@ export interface Phase {
   name: string;
   /** Shell text run by /bin/sh in the phase's session. */
   script: string;
+  /** Working directory in the container; default the workspace source. */
+  workingDir?: string;
 }
 
 export type OutputStream = 'stdout' | 'stderr';

@@ -10,7 +10,9 @@ import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { BerthError, EXIT_CODES, coerceError, exitCodeForError } from '../domain/errors.js';
 import { SecretMasker, maskAll } from '../domain/log-masker.js';
+import { AddMaskFilter } from '../domain/hook-script.js';
 import type {
+  RunConfiguration,
   PhaseRecord,
   RunEvent,
   RunEventInput,
@@ -76,6 +78,10 @@ export interface RunJobOptions {
   /** Directory for this run's stored output; null keeps no stored log. */
   stateDir: string | null;
   launcherId: string;
+  /** Hooks run at the end of every run while the container is usable; BERTH_RUN_FINAL_STATE is set. */
+  afterRun?: Phase;
+  /** Resolved settings and where each came from, shown at the start and in the summary. */
+  configuration?: RunConfiguration;
 }
 
 export interface RunDeps {
@@ -95,6 +101,12 @@ export interface RunningJob {
 }
 
 const CLEANUP_DEADLINE_MS = 60_000;
+
+interface OutputState {
+  decoder: StringDecoder;
+  directives: AddMaskFilter;
+  masker: SecretMasker;
+}
 
 export function newRunId(now: Date = new Date(), random: Buffer = randomBytes(4)): string {
   const stamp = now
@@ -123,6 +135,9 @@ class Run {
   private readonly abort = new AbortController();
   private readonly warnings: string[] = [];
   private log: OutputLog | null = null;
+  private afterRunRecord: PhaseRecord | null = null;
+  /** Every live masker, so a value masked with ::add-mask is masked on both streams at once. */
+  private readonly maskers = new Set<SecretMasker>();
 
   constructor(
     private readonly options: RunJobOptions,
@@ -136,6 +151,11 @@ class Run {
 
   private emit(event: RunEventInput): void {
     this.deps.emit({ ...event, ts: new Date(this.clock.now()).toISOString() });
+  }
+
+  private addSecret(value: string): void {
+    if (!this.secrets.includes(value)) this.secrets.push(value);
+    for (const masker of this.maskers) masker.addSecret(value);
   }
 
   private warn(message: string): void {
@@ -196,6 +216,8 @@ class Run {
         image: this.options.image,
         imageSource: this.options.imageSource,
       });
+      if (this.options.configuration)
+        this.emit({ type: 'run.configured', ...this.options.configuration });
       ({ image, source: imageSource } = await this.prepareImage());
       this.throwIfStopped();
       this.job = await this.deps.executor.startJob({
@@ -235,11 +257,31 @@ class Run {
     } catch (err) {
       if (!this.stop) error = coerceError(err);
     } finally {
+      await this.runAfterRun(this.outcome(phases, error).state);
       this.clearTimers();
       await this.cleanUp();
     }
     if (!preparingMs) preparingMs = this.clock.now() - this.started;
     return this.finish({ phases, image, imageSource, error, preparingMs });
+  }
+
+  /** after_run: at the end of every run whose container is still usable, with the final state. */
+  private async runAfterRun(state: RunState): Promise<void> {
+    const hooks = this.options.afterRun;
+    if (!hooks || !this.job || this.stop?.endedBy === 'SIGKILL') return;
+    try {
+      const record = await this.runPhase(this.job, {
+        ...hooks,
+        script: `BERTH_RUN_FINAL_STATE=${state}; export BERTH_RUN_FINAL_STATE\n${hooks.script}`,
+      });
+      this.afterRunRecord = record;
+      if (record.exitCode !== 0)
+        this.warn(
+          `after_run hooks ended with exit code ${record.exitCode}; the run stays ${state}`,
+        );
+    } catch (err) {
+      this.warn(`after_run hooks could not run: ${coerceError(err).message}`);
+    }
   }
 
   private async prepareImage(): Promise<{
@@ -344,13 +386,17 @@ class Run {
   private async runPhase(job: JobHandle, phase: Phase): Promise<PhaseRecord> {
     const started = this.clock.now();
     this.emit({ type: 'phase.started', phase: phase.name });
-    const outputs = new Map<OutputStream, { decoder: StringDecoder; masker: SecretMasker }>();
-    const streamState = (
-      stream: OutputStream,
-    ): { decoder: StringDecoder; masker: SecretMasker } => {
+    const outputs = new Map<OutputStream, OutputState>();
+    const streamState = (stream: OutputStream): OutputState => {
       let state = outputs.get(stream);
       if (!state) {
-        state = { decoder: new StringDecoder('utf8'), masker: new SecretMasker(this.secrets) };
+        const masker = new SecretMasker(this.secrets);
+        this.maskers.add(masker);
+        state = {
+          decoder: new StringDecoder('utf8'),
+          masker,
+          directives: new AddMaskFilter((value) => this.addSecret(value)),
+        };
         outputs.set(stream, state);
       }
       return state;
@@ -366,13 +412,16 @@ class Run {
       outcome = await job.runPhase(phase, (stream, chunk) => {
         this.armLogsTimer();
         const state = streamState(stream);
-        deliver(stream, state.masker.write(state.decoder.write(chunk)));
+        deliver(stream, state.masker.write(state.directives.write(state.decoder.write(chunk))));
         return this.deps.outputReady?.();
       });
     } finally {
       if (this.logsTimer) this.clock.clearTimeout(this.logsTimer);
-      for (const [stream, state] of outputs)
-        deliver(stream, state.masker.write(state.decoder.end()) + state.masker.flush());
+      for (const [stream, state] of outputs) {
+        const rest = state.directives.write(state.decoder.end()) + state.directives.flush();
+        deliver(stream, state.masker.write(rest) + state.masker.flush());
+        this.maskers.delete(state.masker);
+      }
     }
     const exitCode = outcome.exitCode;
     const record = { name: phase.name, exitCode, durationMs: this.clock.now() - started };
@@ -419,6 +468,23 @@ class Run {
     await this.log?.close();
   }
 
+  /** The run's state and berth's exit code from how it went. */
+  private outcome(
+    phases: PhaseRecord[],
+    error: BerthError | null,
+  ): { state: RunState; exitCode: number } {
+    if (this.stop) {
+      return this.stop.reason === 'canceled'
+        ? { state: 'CANCELED', exitCode: EXIT_CODES.canceled }
+        : { state: 'FAILED', exitCode: EXIT_CODES.timedOut };
+    }
+    if (error) return { state: 'FAILED', exitCode: exitCodeForError(error) };
+    if (phases.at(-1)?.exitCode === 0 && phases.length === this.options.phases.length) {
+      return { state: 'FINISHED', exitCode: EXIT_CODES.success };
+    }
+    return { state: 'FAILED', exitCode: EXIT_CODES.jobFailed };
+  }
+
   private finish(parts: {
     phases: PhaseRecord[];
     image: ResolvedImage | null;
@@ -426,23 +492,8 @@ class Run {
     error: BerthError | null;
     preparingMs: number;
   }): RunSummary {
-    const last = parts.phases.at(-1);
-    const jobExitCode = last?.exitCode ?? null;
-    let state: RunState;
-    let exitCode: number;
-    if (this.stop) {
-      state = this.stop.reason === 'canceled' ? 'CANCELED' : 'FAILED';
-      exitCode = this.stop.reason === 'canceled' ? EXIT_CODES.canceled : EXIT_CODES.timedOut;
-    } else if (parts.error) {
-      state = 'FAILED';
-      exitCode = exitCodeForError(parts.error);
-    } else if (jobExitCode === 0 && parts.phases.length === this.options.phases.length) {
-      state = 'FINISHED';
-      exitCode = EXIT_CODES.success;
-    } else {
-      state = 'FAILED';
-      exitCode = EXIT_CODES.jobFailed;
-    }
+    const jobExitCode = parts.phases.at(-1)?.exitCode ?? null;
+    const { state, exitCode } = this.outcome(parts.phases, parts.error);
     const summary: RunSummary = {
       runId: this.runId,
       state,
@@ -457,6 +508,8 @@ class Run {
       containerId: this.job?.containerId ?? null,
       containerName: this.job?.containerName ?? null,
       phases: parts.phases,
+      afterRun: this.afterRunRecord,
+      configuration: this.options.configuration ?? null,
       durations: { preparingMs: parts.preparingMs, totalMs: this.clock.now() - this.started },
       stop: this.stop,
       error: parts.error

@@ -99,10 +99,11 @@ export function toCreateContainerBody(spec: JobContainerSpec): Record<string, un
 export function toPhaseExecBody(
   scriptPath: string,
   env: Record<string, string>,
+  workingDir: string = SOURCE_DIR,
 ): Record<string, unknown> {
   return {
     User: `${JOB_UID}:${JOB_GID}`,
-    WorkingDir: SOURCE_DIR,
+    WorkingDir: workingDir,
     Env: toEnvList(env),
     Cmd: ['/bin/sh', '-c', `. ${PHASE_WRAPPER_PATH}`, 'berth-phase', scriptPath],
     AttachStdin: false,

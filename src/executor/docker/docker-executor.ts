@@ -416,7 +416,7 @@ class DockerJob implements JobHandle {
       'POST',
       `/containers/${this.containerId}/exec`,
       {
-        body: toPhaseExecBody(scriptPath, { HOME: this.home }),
+        body: toPhaseExecBody(scriptPath, { HOME: this.home }, phase.workingDir),
       },
     );
     const res = await this.engine.stream('POST', `/exec/${exec.Id}/start`, {

@@ -1,0 +1,180 @@
+/**
+ * What `berth run` takes from the runtime configuration: reads `.berth/config.yml` (else
+ * `.spacelift/config.yml`) from the job directory and the stack's own settings from
+ * `--stack-settings FILE` and flags, resolves them for the stack, and turns the result into the
+ * task phase (with its hooks), the after_run phase, the environment and the runner image.
+ */
+import { readFile, stat } from 'node:fs/promises';
+import path from 'node:path';
+import { BerthError } from '../domain/errors.js';
+import { hookChain, phaseScript } from '../domain/hook-script.js';
+import type { RunConfiguration } from '../domain/run-events.js';
+import {
+  formatProblem,
+  normaliseProjectRoot,
+  parseRuntimeConfig,
+  parseStackSettings,
+  projectRootProblem,
+  resolveRunnerImage,
+  resolveStackSettings,
+  type ConfigProblem,
+  type RuntimeConfig,
+  type StackSettings,
+} from '../domain/runtime-config.js';
+import { SOURCE_DIR, type Phase } from '../executor/executor.js';
+
+export const CONFIG_FILES = [
+  path.join('.berth', 'config.yml'),
+  path.join('.spacelift', 'config.yml'),
+];
+
+export interface RunConfigInput {
+  sourceDir: string;
+  stack: string;
+  stackSettingsFile?: string;
+  /** `--runner-image` and `--project-root`: the stack's own settings, over the settings file. */
+  runnerImage?: string;
+  projectRoot?: string;
+  /** `--image`: overrides every layer for this run. */
+  imageOverride?: string;
+  poolDefaultImage: string | null;
+  berthDefaultImage: string;
+  command: string;
+  runId: string;
+}
+
+export interface RunConfigResult {
+  configuration: RunConfiguration;
+  image: string;
+  imageSource: string;
+  phases: Phase[];
+  afterRun?: Phase;
+  environment: Record<string, string>;
+}
+
+function invalid(problems: ConfigProblem[]): BerthError {
+  return new BerthError(
+    'BERTH_CONFIG_INVALID',
+    `${problems.length} problem${problems.length === 1 ? '' : 's'} in the configuration:\n  ${problems.map(formatProblem).join('\n  ')}`,
+  );
+}
+
+async function readIfPresent(file: string): Promise<string | null> {
+  try {
+    return await readFile(file, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw new BerthError(
+      'BERTH_WORKSPACE_UNREADABLE',
+      `cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`,
+      { cause: err },
+    );
+  }
+}
+
+export async function loadRuntimeConfig(sourceDir: string): Promise<RuntimeConfig | null> {
+  for (const relative of CONFIG_FILES) {
+    const text = await readIfPresent(path.join(sourceDir, relative));
+    if (text === null) continue;
+    const parsed = parseRuntimeConfig(text, relative);
+    if (!parsed.ok) throw invalid(parsed.problems);
+    return parsed.config;
+  }
+  return null;
+}
+
+async function loadStackSettings(input: RunConfigInput): Promise<StackSettings> {
+  let settings: StackSettings = {};
+  if (input.stackSettingsFile) {
+    const text = await readIfPresent(input.stackSettingsFile);
+    if (text === null)
+      throw new BerthError(
+        'BERTH_USAGE',
+        `--stack-settings ${input.stackSettingsFile}: no such file`,
+      );
+    const parsed = parseStackSettings(text, input.stackSettingsFile);
+    if (!parsed.ok) throw invalid(parsed.problems);
+    settings = parsed.settings;
+  }
+  if (input.runnerImage !== undefined) settings = { ...settings, runner_image: input.runnerImage };
+  if (input.projectRoot !== undefined) {
+    const problem = projectRootProblem(input.projectRoot);
+    if (problem) throw new BerthError('BERTH_USAGE', `--project-root: ${problem}`);
+    settings = { ...settings, project_root: normaliseProjectRoot(input.projectRoot) };
+  }
+  return settings;
+}
+
+export async function resolveRunConfig(input: RunConfigInput): Promise<RunConfigResult> {
+  const config = await loadRuntimeConfig(input.sourceDir);
+  const resolved = resolveStackSettings(config, input.stack, await loadStackSettings(input));
+  const chain = resolveRunnerImage(resolved, input.poolDefaultImage, input.berthDefaultImage);
+  const { image, source: imageSource } = input.imageOverride
+    ? { image: input.imageOverride, source: '--image' }
+    : chain;
+  const values = resolved.values;
+
+  const projectRoot = values.project_root ?? '';
+  if (projectRoot) {
+    const info = await stat(path.join(input.sourceDir, projectRoot)).catch(() => null);
+    if (!info?.isDirectory()) {
+      throw new BerthError(
+        'BERTH_CONFIG_INVALID',
+        `project_root "${projectRoot}" (from ${resolved.sources.project_root}) is not a directory in ${input.sourceDir}`,
+        {
+          hint: 'Set project_root to a directory that exists in the repository, relative to its root.',
+        },
+      );
+    }
+  }
+  const workingDir = projectRoot ? `${SOURCE_DIR}/${projectRoot}` : SOURCE_DIR;
+  const strict = values.strict_hooks ?? false;
+  const phases: Phase[] = [
+    {
+      name: 'task',
+      workingDir,
+      script: phaseScript({
+        before: values.before_perform ?? [],
+        command: input.command,
+        after: values.after_perform ?? [],
+        strict,
+      }),
+    },
+  ];
+  const afterRun = values.after_run?.length
+    ? { name: 'after_run', workingDir, script: hookChain(values.after_run, strict) }
+    : undefined;
+
+  const runValues: Record<string, string> = {
+    run_id: input.runId,
+    stack_id: input.stack,
+    run_type: 'TASK',
+    project_root: projectRoot,
+    workspace_root: SOURCE_DIR,
+    run_trigger: 'berth run',
+  };
+  const environment: Record<string, string> = { ...(values.environment ?? {}) };
+  for (const [name, value] of Object.entries(runValues)) {
+    environment[`TF_VAR_berth_${name}`] = value;
+    // For images and configurations written for the reference product.
+    environment[`TF_VAR_spacelift_${name}`] = value;
+  }
+
+  const settings: RunConfiguration['settings'] = {};
+  for (const [name, value] of Object.entries(values)) {
+    if (name === 'runner_image') continue;
+    settings[name] = {
+      value,
+      source: resolved.sources[name as keyof StackSettings] ?? 'stack settings',
+    };
+  }
+  settings.runner_image = { value: image, source: imageSource };
+  return {
+    configuration: { stack: input.stack, file: config?.file ?? null, settings },
+    image,
+    imageSource,
+    phases,
+    afterRun,
+    environment,
+  };
+}

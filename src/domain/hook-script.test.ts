@@ -1,0 +1,78 @@
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { AddMaskFilter, phaseScript } from './hook-script.js';
+
+describe('phaseScript', () => {
+  it('chains hooks and command with && in { } blocks', () => {
+    expect(
+      phaseScript({
+        before: ['echo a', 'echo b # comment'],
+        command: 'run',
+        after: ['echo c'],
+        strict: false,
+      }),
+    ).toBe('{\necho a\n} &&\n{\necho b # comment\n} &&\n{\nrun\n} &&\n{\necho c\n}\n');
+  });
+
+  it('wraps strict hooks in a set -eu subshell that hands exports back', () => {
+    const script = phaseScript({
+      before: ['false\ntrue'],
+      command: 'run',
+      after: [],
+      strict: true,
+    });
+    expect(script).toContain('( set -eu\nfalse\ntrue\nexport -p > "$berth_hook_env" )');
+    expect(script).toContain('( exit "$berth_hook_status" )');
+    expect(script.endsWith('{\nrun\n}\n')).toBe(true);
+  });
+});
+
+function run(chunks: string[]): { out: string; masked: string[] } {
+  const masked: string[] = [];
+  const filter = new AddMaskFilter((v) => masked.push(v));
+  const out = chunks.map((c) => filter.write(c)).join('') + filter.flush();
+  return { out, masked };
+}
+
+describe('AddMaskFilter', () => {
+  it.each<[string[], string, string[]]>([
+    [['::add-mask s3cret\n', 'next\n'], '::add-mask *****\nnext\n', ['s3cret']],
+    [['::add', '-mask s3', 'cret\nafter'], '::add-mask *****\nafter', ['s3cret']],
+    [['text ::add-mask not-a-directive\n'], 'text ::add-mask not-a-directive\n', []],
+    [[':: other\n'], ':: other\n', []],
+    [['::add-mask \n'], '::add-mask \n', []],
+    [['a\n::add-mask v1\r\nb'], 'a\n::add-mask *****\r\nb', ['v1']],
+    [['::add-mask at-the-end'], '::add-mask *****', ['at-the-end']],
+    [
+      ['partial line', ' continues\n::add-mask x\n'],
+      'partial line continues\n::add-mask *****\n',
+      ['x'],
+    ],
+  ])('%j', (chunks, out, masked) => {
+    expect(run(chunks)).toEqual({ out, masked });
+  });
+
+  it('gives the same result however the output is cut (property)', () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.constantFrom('plain line', '::add-mask secret-1', '::add-mas', '', ':: x'), {
+          maxLength: 6,
+        }),
+        fc.array(fc.nat(80), { maxLength: 6 }),
+        (lines, cuts) => {
+          const text = lines.join('\n');
+          const whole = run([text]);
+          const points = [...new Set(cuts.map((c) => c % (text.length + 1)))].sort((a, b) => a - b);
+          const chunks: string[] = [];
+          let last = 0;
+          for (const p of points) {
+            chunks.push(text.slice(last, p));
+            last = p;
+          }
+          chunks.push(text.slice(last));
+          expect(run(chunks)).toEqual(whole);
+        },
+      ),
+    );
+  });
+});
