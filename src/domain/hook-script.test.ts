@@ -14,16 +14,15 @@ describe('phaseScript', () => {
     ).toBe('{\necho a\n} &&\n{\necho b # comment\n} &&\n{\nrun\n} &&\n{\necho c\n}\n');
   });
 
-  it('wraps strict hooks in a set -eu subshell that hands exports back', () => {
-    const script = phaseScript({
-      before: ['false\ntrue'],
-      command: 'run',
-      after: [],
-      strict: true,
-    });
-    expect(script).toContain('( set -eu\nfalse\ntrue\nexport -p > "$berth_hook_env" )');
-    expect(script).toContain('( exit "$berth_hook_status" )');
-    expect(script.endsWith('{\nrun\n}\n')).toBe(true);
+  it('runs strict hooks at the top level under set -eu, and stops after a failing command', () => {
+    expect(
+      phaseScript({ before: ['false\ntrue'], command: 'run', after: ['echo done'], strict: true }),
+    ).toBe(
+      'set -eu\nfalse\ntrue\nset +eu\n{\nrun\n}\nberth_status=$?\n[ "$berth_status" -eq 0 ] || exit "$berth_status"\nset -eu\necho done\nset +eu\n',
+    );
+    expect(phaseScript({ before: [], command: 'run', after: [], strict: true })).toBe(
+      '{\nrun\n}\n',
+    );
   });
 });
 

@@ -20,33 +20,30 @@ function block(text: string): string {
 }
 
 /**
- * A strict hook: `set -eu` in a function body does not survive `&&` lists (POSIX ignores -e
- * there), so the hook runs in a subshell with -eu and hands back what it exported through a
- * temporary file that the phase's shell then reads. Variables the hook exports still reach the
- * rest of the phase and later phases.
+ * Strict hooks run at the top level of the phase's shell under `set -eu`, one after another:
+ * inside an `&&` list POSIX shells ignore -e (even in subshells), so chaining cannot be used
+ * here. A failing line ends the phase with its status at once, which skips what follows exactly
+ * as the chain does; variables the hooks export stay in the session.
  */
-function strictBlock(text: string): string {
-  return [
-    '{',
-    'berth_hook_env=$(mktemp 2>/dev/null || echo "${TMPDIR:-/tmp}/berth-hook-env.$$")',
-    `( set -eu\n${text}\nexport -p > "$berth_hook_env" )`,
-    'berth_hook_status=$?',
-    'if [ "$berth_hook_status" -eq 0 ]; then . "$berth_hook_env"; fi',
-    'rm -f "$berth_hook_env"',
-    '( exit "$berth_hook_status" )',
-    '}',
-  ].join('\n');
+function strictSequence(hooks: readonly string[]): string {
+  return hooks.map((hook) => `set -eu\n${hook}\nset +eu\n`).join('');
 }
 
 export function phaseScript(parts: PhaseScriptParts): string {
-  const hook = parts.strict ? strictBlock : block;
-  const chain = [...parts.before.map(hook), block(parts.command), ...parts.after.map(hook)];
-  return `${chain.join(' &&\n')}\n`;
+  if (!parts.strict) {
+    const chain = [...parts.before.map(block), block(parts.command), ...parts.after.map(block)];
+    return `${chain.join(' &&\n')}\n`;
+  }
+  const after =
+    parts.after.length === 0
+      ? ''
+      : `berth_status=$?\n[ "$berth_status" -eq 0 ] || exit "$berth_status"\n${strictSequence(parts.after)}`;
+  return `${strictSequence(parts.before)}${block(parts.command)}\n${after}`;
 }
 
 /** Hooks alone, chained the same way (for after_run). */
 export function hookChain(hooks: readonly string[], strict: boolean): string {
-  return `${hooks.map(strict ? strictBlock : block).join(' &&\n')}\n`;
+  return strict ? strictSequence(hooks) : `${hooks.map(block).join(' &&\n')}\n`;
 }
 
 /** The marker a job prints to mask a value from then on: `echo "::add-mask VALUE"`. */

@@ -1,0 +1,289 @@
+/**
+ * The runtime configuration and hooks through `berth run`, on the real engine: precedence shown
+ * with sources, project_root, environment, hook chaining, strict hooks, exported variables,
+ * ::add-mask, after_run with the final state, and validation before any container starts.
+ */
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
+import type { EngineClient } from '../src/executor/docker/engine-client.js';
+import { expectNoBerthContainers } from './harness/cleanup.js';
+import {
+  expectNoChildren,
+  finished,
+  jobOutput,
+  runBerth,
+  testStateDir,
+  type BerthResult,
+} from './harness/cli.js';
+import { testEngine } from './harness/engine.js';
+
+let engine: EngineClient;
+let busybox: string;
+let stateDir: string;
+
+function repo(files: Record<string, string>): string {
+  const dir = mkdtempSync(path.join(tmpdir(), 'berth-repo-'));
+  for (const [name, content] of Object.entries(files)) {
+    mkdirSync(path.dirname(path.join(dir, name)), { recursive: true });
+    writeFileSync(path.join(dir, name), content);
+  }
+  return dir;
+}
+
+function berth(dir: string, args: string[], command?: string): Promise<BerthResult> {
+  return runBerth(
+    [
+      'run',
+      dir,
+      '--image',
+      busybox,
+      '--json',
+      ...args,
+      ...(command === undefined ? [] : ['--', command]),
+    ],
+    {
+      BERTH_STATE_DIR: stateDir,
+    },
+  );
+}
+
+function phaseOutput(result: BerthResult, phase: string): string {
+  return result.events
+    .flatMap((e) => (e.type === 'log' && e.phase === phase ? [e.text] : []))
+    .join('');
+}
+
+beforeAll(() => {
+  engine = testEngine();
+  busybox = inject('busyboxImage');
+  stateDir = testStateDir();
+});
+
+afterEach(async () => {
+  expectNoChildren();
+  await expectNoBerthContainers(engine);
+});
+
+afterAll(() => engine.close());
+
+describe('runtime configuration in berth run', () => {
+  it('resolves settings by version 2 precedence, shows each source, and applies project_root and environment', async () => {
+    const dir = repo({
+      '.berth/config.yml': `version: 2
+stack_defaults:
+  environment: { FROM: defaults }
+  project_root: infra/shared
+stacks:
+  prod:
+    project_root: infra/prod
+`,
+      'infra/prod/main.tf': '',
+      'infra/shared/main.tf': '',
+      'settings.yml': 'environment: { FROM: stack-settings }\nproject_root: infra/shared\n',
+    });
+    const result = await berth(
+      dir,
+      ['--stack', 'prod', '--stack-settings', path.join(dir, 'settings.yml'), '--env', 'FLAG=yes'],
+      'pwd; echo "$FROM $FLAG"; echo "$TF_VAR_berth_stack_id $TF_VAR_spacelift_project_root $TF_VAR_berth_run_type"',
+    );
+    expect(result.code, result.stderr).toBe(0);
+    expect(jobOutput(result)).toBe(
+      '/mnt/workspace/source/infra/prod\ndefaults yes\nprod infra/prod TASK\n',
+    );
+    const configured = result.events.find((e) => e.type === 'run.configured');
+    expect(configured).toMatchObject({
+      stack: 'prod',
+      file: '.berth/config.yml',
+      settings: {
+        project_root: { value: 'infra/prod', source: '.berth/config.yml stacks.prod' },
+        environment: { value: { FROM: 'defaults' }, source: '.berth/config.yml stack_defaults' },
+        runner_image: { value: busybox, source: '--image' },
+      },
+    });
+    expect(finished(result).configuration?.settings.project_root?.source).toBe(
+      '.berth/config.yml stacks.prod',
+    );
+    expect(result.events.find((e) => e.type === 'run.finished' && e.runId)).toBeDefined();
+    const runId = finished(result).runId;
+    const again = await berth(dir, ['--stack', 'prod'], 'echo $TF_VAR_berth_run_id');
+    expect(jobOutput(again).trim()).not.toBe(runId);
+    expect(jobOutput(again).trim()).toBe(finished(again).runId);
+  });
+
+  it('follows version 1 precedence: the stack settings beat stack_defaults', async () => {
+    const dir = repo({
+      '.spacelift/config.yml': 'version: 1\nstack_defaults:\n  project_root: a\n',
+      'a/x': '',
+      'b/x': '',
+    });
+    const result = await berth(dir, ['--project-root', 'b'], 'pwd');
+    expect(result.code, result.stderr).toBe(0);
+    expect(jobOutput(result)).toBe('/mnt/workspace/source/b\n');
+    expect(finished(result).configuration).toMatchObject({
+      file: '.spacelift/config.yml',
+      settings: { project_root: { source: 'stack settings' } },
+    });
+  });
+
+  it('takes the runner image from the runtime configuration over --runner-image', async () => {
+    const dir = repo({
+      '.berth/config.yml': `version: 2\nstacks:\n  s:\n    runner_image: ${busybox}\n`,
+    });
+    const result = await runBerth(
+      [
+        'run',
+        dir,
+        '--stack',
+        's',
+        '--runner-image',
+        'example.invalid/nope:1',
+        '--pull',
+        'never',
+        '--json',
+        '--',
+        'true',
+      ],
+      { BERTH_STATE_DIR: stateDir },
+    );
+    expect(result.code, result.stderr).toBe(0);
+    expect(finished(result).configuration?.settings.runner_image).toEqual({
+      value: busybox,
+      source: '.berth/config.yml stacks.s',
+    });
+  });
+
+  it('reports every configuration problem with file:line:column before starting anything', async () => {
+    const dir = repo({
+      '.berth/config.yml':
+        'version: 2\nstack_defaults:\n  projet_root: x\n  before_init: echo\nstacks:\n  s:\n    project_root: ../up\n',
+    });
+    const result = await berth(dir, [], 'true');
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain('3 problems in the configuration');
+    expect(result.stderr).toContain(
+      '.berth/config.yml:3:3: unknown setting "projet_root" in stack_defaults (did you mean project_root?)',
+    );
+    expect(result.stderr).toContain(
+      '.berth/config.yml:4:16: stack_defaults.before_init must be a list of shell commands',
+    );
+    expect(result.stderr).toContain(
+      '.berth/config.yml:7:19: stacks.s.project_root: project_root "../up" leaves the repository',
+    );
+    expect(result.stderr).toContain('BERTH_CONFIG_INVALID');
+    expect(result.events).toEqual([]);
+  });
+
+  it('says so when project_root is not a directory in the repository', async () => {
+    const result = await berth(
+      repo({ '.berth/config.yml': 'version: 2\nstack_defaults:\n  project_root: missing\n' }),
+      [],
+      'true',
+    );
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain(
+      'project_root "missing" (from .berth/config.yml stack_defaults) is not a directory',
+    );
+  });
+});
+
+describe('hooks', () => {
+  const withHooks = (hooks: string): string =>
+    repo({ '.berth/config.yml': `version: 2\nstack_defaults:\n${hooks}` });
+
+  it('run before and after the command in one session; exports reach the command', async () => {
+    const result = await berth(
+      withHooks(
+        '  before_perform: ["export STAGE=set-by-hook", "echo before"]\n  after_perform: ["echo after $STAGE"]\n',
+      ),
+      [],
+      'echo "command $STAGE"',
+    );
+    expect(result.code, result.stderr).toBe(0);
+    expect(jobOutput(result)).toBe('before\ncommand set-by-hook\nafter set-by-hook\n');
+  });
+
+  it('a failing before-hook skips the command and fails the run', async () => {
+    const result = await berth(
+      withHooks(
+        '  before_perform: ["echo one", "exit 4", "echo never"]\n  after_perform: ["echo never-after"]\n',
+      ),
+      [],
+      'echo never-command',
+    );
+    expect(result.code).toBe(1);
+    expect(jobOutput(result)).toBe('one\n');
+    expect(finished(result).jobExitCode).toBe(4);
+  });
+
+  it('a failing command skips the after-hooks', async () => {
+    const result = await berth(
+      withHooks('  after_perform: ["echo never-after"]\n'),
+      [],
+      'echo cmd; false',
+    );
+    expect(result.code).toBe(1);
+    expect(jobOutput(result)).toBe('cmd\n');
+  });
+
+  it('hide a failure in the middle of a multi-line hook unless strict_hooks is on', async () => {
+    const hook = '  before_perform:\n    - |\n      false\n      echo rest-of-hook\n';
+    const loose = await berth(withHooks(hook), [], 'echo command-ran');
+    expect(loose.code).toBe(0);
+    expect(jobOutput(loose)).toBe('rest-of-hook\ncommand-ran\n');
+    const strict = await berth(withHooks(`${hook}  strict_hooks: true\n`), [], 'echo command-ran');
+    expect(strict.code).toBe(1);
+    expect(jobOutput(strict)).toBe('');
+    const unset = await berth(
+      withHooks('  strict_hooks: true\n  before_perform: ["echo $NOT_SET_ANYWHERE"]\n'),
+      [],
+      'true',
+    );
+    expect(unset.code).toBe(1);
+    const exports = await berth(
+      withHooks('  strict_hooks: true\n  before_perform: ["export FROM_STRICT=kept"]\n'),
+      [],
+      'echo $FROM_STRICT',
+    );
+    expect(jobOutput(exports)).toBe('kept\n');
+  });
+
+  it('::add-mask masks the value in all later output', async () => {
+    const result = await berth(
+      withHooks(
+        '  before_perform: [\'TOKEN=tok-$(date +%s)-x; echo "::add-mask $TOKEN"; echo "$TOKEN" > /tmp/t\']\n',
+      ),
+      [],
+      'echo "value: $(cat /tmp/t)"; cat /tmp/t >&2',
+    );
+    expect(result.code, result.stderr).toBe(0);
+    expect(jobOutput(result, 'stdout')).toBe('::add-mask *****\nvalue: *****\n');
+    expect(jobOutput(result, 'stderr')).toBe('*****\n');
+    expect(result.stdout).not.toMatch(/tok-\d+-x/);
+  });
+
+  it('after_run runs at the end of every run with the final state, without changing it', async () => {
+    const hooks = '  after_run: ["echo final=$BERTH_RUN_FINAL_STATE", "exit 9"]\n';
+    const ok = await berth(withHooks(hooks), [], 'echo work');
+    expect(ok.code).toBe(0);
+    expect(phaseOutput(ok, 'after_run')).toBe('final=FINISHED\n');
+    expect(finished(ok).afterRun?.exitCode).toBe(9);
+    expect(finished(ok).state).toBe('FINISHED');
+    expect(finished(ok).warnings.join('\n')).toContain(
+      'after_run hooks ended with exit code 9; the run stays FINISHED',
+    );
+
+    const failed = await berth(withHooks(hooks), [], 'exit 3');
+    expect(failed.code).toBe(1);
+    expect(phaseOutput(failed, 'after_run')).toBe('final=FAILED\n');
+
+    const timedOut = await berth(
+      withHooks('  after_run: ["echo final=$BERTH_RUN_FINAL_STATE"]\n'),
+      ['--timeout', '1s', '--grace', '5s'],
+      'sleep 30',
+    );
+    expect(timedOut.code).toBe(124);
+    expect(phaseOutput(timedOut, 'after_run')).toBe('final=FAILED\n');
+  });
+});
