@@ -60,5 +60,10 @@ export default tseslint.config(
     ['**/executor/**', '**/launcher/**', '**/cli/**'],
     'src/registry may import domain only (see docs/development/architecture.md).',
   ),
+  restrict(
+    ['src/workflow/**'],
+    ['**/executor/**', '**/registry/**', '**/launcher/**', '**/cli/**'],
+    'src/workflow may import domain only (see docs/development/architecture.md).',
+  ),
   restrict(['src/launcher/**'], ['**/cli/**'], 'src/launcher may not import the command line.'),
 );

@@ -148,6 +148,26 @@ export const ERROR_CATALOGUE = {
     retryable: true,
     hint: 'The standard runner image could not be built. The build output above says why; the build needs the base image (debian:bookworm-slim) and network access to Debian mirrors.',
   },
+  BERTH_TOOL_VERSION_UNKNOWN: {
+    kind: 'config',
+    retryable: false,
+    hint: 'Ask for a version (or constraint) that the release index lists for this platform.',
+  },
+  BERTH_TOOL_DOWNLOAD_FAILED: {
+    kind: 'infra',
+    retryable: true,
+    hint: 'Check that this machine can reach the release location (BERTH_TERRAFORM_RELEASES_URL / BERTH_OPENTOFU_RELEASES_URL) and try again.',
+  },
+  BERTH_TOOL_CHECKSUM_MISMATCH: {
+    kind: 'infra',
+    retryable: true,
+    hint: 'Nothing was run. The download or the mirror is corrupt or was tampered with; try again, or check the mirror.',
+  },
+  BERTH_TOOL_SIGNATURE_INVALID: {
+    kind: 'infra',
+    retryable: false,
+    hint: 'Nothing was run. The release or the mirror may have been tampered with; check the mirror, or the signing key file you configured.',
+  },
   BERTH_INTERNAL: {
     kind: 'internal',
     retryable: false,
