@@ -79,6 +79,18 @@ export function humanRenderer(out: Output): (event: RunEvent) => void {
           );
         }
         break;
+      case 'tool.ready':
+        note(
+          `${event.tool} ${event.version} (${event.platform}) ${event.downloaded ? 'downloaded and verified' : 'from the verified cache'}, mounted at /bin/${event.tool}`,
+        );
+        break;
+      case 'plugins.found':
+        note(
+          event.providers.length === 0
+            ? 'no custom providers under /plugins'
+            : `custom providers from /plugins: ${event.providers.map((p) => `${p.source} ${p.version}`).join(', ')}`,
+        );
+        break;
       case 'image.checked':
         note(
           `image checked with ${event.registry} for a ${event.pool} pool${event.rule ? ` (allow-list: ${event.rule})` : ''}: ${event.digest}; credentials: ${event.credentials}`,

@@ -43,7 +43,28 @@ export interface RunConfigInput {
   runId: string;
 }
 
+export interface ToolChoice {
+  tool: 'terraform' | 'tofu';
+  /** The version or constraint asked for; newest stable when none was. */
+  constraint: string;
+}
+
+/** Which tool a run mounts: the workflow tool, else the one whose version is set, else none. */
+export function chooseTool(values: StackSettings): ToolChoice | null {
+  const workflow = values.terraform_workflow_tool;
+  let tool: 'terraform' | 'tofu' | null = null;
+  if (workflow === 'OPEN_TOFU') tool = 'tofu';
+  else if (workflow === 'TERRAFORM_FOSS') tool = 'terraform';
+  else if (workflow === undefined && values.terraform_version) tool = 'terraform';
+  else if (workflow === undefined && values.opentofu_version) tool = 'tofu';
+  if (!tool) return null;
+  const constraint =
+    (tool === 'terraform' ? values.terraform_version : values.opentofu_version) ?? '>= 0.0.0';
+  return { tool, constraint };
+}
+
 export interface RunConfigResult {
+  tool: ToolChoice | null;
   configuration: RunConfiguration;
   image: string;
   imageSource: string;
@@ -176,5 +197,6 @@ export async function resolveRunConfig(input: RunConfigInput): Promise<RunConfig
     phases,
     afterRun,
     environment,
+    tool: chooseTool(values),
   };
 }

@@ -15,6 +15,7 @@ import { currentLauncherId, isLauncherAlive } from '../launcher/launcher-identit
 import { buildRunnerImage, readSettings } from '../launcher/runner-image.js';
 import { newRunId, startRun } from '../launcher/run-job.js';
 import { resolveRunConfig } from './run-config.js';
+import { releaseSourceFromEnv } from '../workflow/tool-releases.js';
 import { humanRenderer, jsonRenderer, type Output } from './render.js';
 import { checkRunOptions, taskScript, type RawRunOptions } from './run-options.js';
 
@@ -173,6 +174,14 @@ async function runCommand(
         phases: run.phases,
         afterRun: run.afterRun,
         configuration: run.configuration,
+        tool: run.tool
+          ? {
+              tool: run.tool.tool,
+              constraint: run.tool.constraint,
+              source: await releaseSourceFromEnv(run.tool.tool, env),
+              cacheDir: path.join(settings.stateDir, 'tools'),
+            }
+          : undefined,
         image,
         imageSource: run.imageSource,
         buildMissingImage: usingDefault

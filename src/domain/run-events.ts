@@ -67,6 +67,19 @@ export type RunEvent =
     }
   | ({ type: 'run.configured'; ts: string } & RunConfiguration)
   | {
+      type: 'tool.ready';
+      tool: string;
+      version: string;
+      platform: string;
+      downloaded: boolean;
+      ts: string;
+    }
+  | {
+      type: 'plugins.found';
+      providers: { source: string; version: string; file: string }[];
+      ts: string;
+    }
+  | {
       type: 'image.checked';
       pool: string;
       registry: string;

@@ -69,6 +69,22 @@ export interface JobContainerSpec extends JobLabels {
    * one copy per phase. runPhase still accepts any phase.
    */
   phases?: readonly Phase[];
+  /** Host files or directories mounted into the container (the engine must be on this host). */
+  mounts?: readonly BindMount[];
+}
+
+export interface BindMount {
+  source: string;
+  target: string;
+  readOnly: boolean;
+}
+
+/** One entry of a directory tree inside the container, as listTree reports it. */
+export interface TreeEntry {
+  /** Path below the listed directory, `/`-separated. */
+  path: string;
+  kind: 'file' | 'directory' | 'symlink' | 'other';
+  mode: number;
 }
 
 export interface Phase {
@@ -77,6 +93,8 @@ export interface Phase {
   script: string;
   /** Working directory in the container; default the workspace source. */
   workingDir?: string;
+  /** Variables for this phase only, over the job's environment. */
+  env?: Record<string, string>;
 }
 
 export type OutputStream = 'stdout' | 'stderr';
@@ -98,6 +116,10 @@ export interface JobHandle {
     phase: Phase,
     onOutput: (stream: OutputStream, chunk: Buffer) => void | Promise<void>,
   ): Promise<PhaseOutcome>;
+  /** Lists a directory tree inside the container; empty when it does not exist. */
+  listTree(directory: string): Promise<TreeEntry[]>;
+  /** Writes a file berth owns (root, read-only to the job) into the container. */
+  writeControlFile(containerPath: string, content: string): Promise<void>;
   interrupt(): Promise<void>;
   kill(): Promise<void>;
   destroy(): Promise<void>;

@@ -36,6 +36,7 @@ import {
   type ImageAccessSettings,
 } from './image-access.js';
 import { OutputLog } from './output-log.js';
+import { configurePlugins, prepareTool, type ToolRequest } from './tool-setup.js';
 
 export interface Clock {
   now(): number;
@@ -82,6 +83,8 @@ export interface RunJobOptions {
   afterRun?: Phase;
   /** Resolved settings and where each came from, shown at the start and in the summary. */
   configuration?: RunConfiguration;
+  /** Terraform or OpenTofu to mount into the container, with /plugins configured. */
+  tool?: ToolRequest;
 }
 
 export interface RunDeps {
@@ -220,6 +223,18 @@ class Run {
         this.emit({ type: 'run.configured', ...this.options.configuration });
       ({ image, source: imageSource } = await this.prepareImage());
       this.throwIfStopped();
+      const tool = this.options.tool ? await prepareTool(this.options.tool) : null;
+      if (tool) {
+        const { provided } = tool;
+        this.emit({
+          type: 'tool.ready',
+          tool: provided.tool,
+          version: provided.version,
+          platform: provided.platform,
+          downloaded: provided.downloaded,
+        });
+      }
+      this.throwIfStopped();
       this.job = await this.deps.executor.startJob({
         runId: this.runId,
         launcherId: this.options.launcherId,
@@ -236,6 +251,7 @@ class Run {
         memoryBytes: this.options.memoryBytes,
         pidsLimit: this.options.pidsLimit,
         phases: this.options.phases,
+        mounts: tool ? [tool.mount] : [],
       });
       this.emit({
         type: 'container.started',
@@ -243,13 +259,36 @@ class Run {
         containerName: this.job.containerName,
       });
       for (const warning of this.job.warnings) this.warn(warning);
+      let phaseEnv: Record<string, string> = {};
+      if (tool) {
+        const plugins = await configurePlugins(
+          this.job,
+          tool.provided.tool,
+          tool.provided.version,
+          null,
+        );
+        this.emit({
+          type: 'plugins.found',
+          providers: plugins.providers.map((p) => ({
+            source: p.source,
+            version: p.version,
+            file: p.file,
+          })),
+        });
+        for (const warning of plugins.warnings) this.warn(`${warning.path}: ${warning.rule}`);
+        if (plugins.note) this.warn(plugins.note);
+        phaseEnv = plugins.env;
+      }
       preparingMs = this.clock.now() - this.started;
       if (this.stop) {
         // Stopped while the container was being made: nothing of the job ran yet.
         this.stop.endedBy = 'SIGINT';
       } else {
         for (const phase of this.options.phases) {
-          const record = await this.runPhase(this.job, phase);
+          const record = await this.runPhase(this.job, {
+            ...phase,
+            env: { ...phaseEnv, ...phase.env },
+          });
           phases.push(record);
           if (record.exitCode !== 0 || this.stop) break;
         }

@@ -4,12 +4,10 @@
  * resolve → download → verify → cache path.
  */
 import { existsSync, mkdtempSync, readdirSync, readFileSync, statSync } from 'node:fs';
-import http from 'node:http';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { zipSync } from 'fflate';
-import { createMessage, generateKey, readPrivateKey, sign } from 'openpgp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startReleaseMirror, type ReleaseMirror } from '../../test/harness/release-mirror.js';
 import { BerthError } from '../domain/errors.js';
 import {
   HASHICORP_KEY_FINGERPRINT,
@@ -22,105 +20,25 @@ import {
 } from './tool-releases.js';
 
 const STAND_IN = '#!/bin/sh\necho "stand-in terraform $*"\n';
-const files = new Map<string, Buffer>();
-const requests: string[] = [];
-let server: http.Server;
-let base: string;
-let trusted: string;
-let untrustedSignature: (data: Buffer) => Promise<Buffer>;
-
-async function signer(): Promise<{
-  publicKey: string;
-  signData: (data: Buffer) => Promise<Buffer>;
-}> {
-  const { privateKey, publicKey } = await generateKey({
-    type: 'ecc',
-    curve: 'curve25519Legacy',
-    userIDs: [{ name: 'berth test releases' }],
-    format: 'armored',
-  });
-  const key = await readPrivateKey({ armoredKey: privateKey });
-  return {
-    publicKey,
-    signData: async (data) =>
-      Buffer.from(
-        await sign({
-          message: await createMessage({ binary: new Uint8Array(data) }),
-          signingKeys: key,
-          detached: true,
-          format: 'binary',
-        }),
-      ),
-  };
-}
-
-async function publish(
-  version: string,
-  options: { zipContent?: string; badZip?: boolean; signWith?: 'untrusted' } = {},
-): Promise<void> {
-  const zip = Buffer.from(
-    zipSync({
-      terraform: new TextEncoder().encode(options.zipContent ?? STAND_IN),
-      'LICENSE.txt': new TextEncoder().encode('test'),
-    }),
-  );
-  const zipName = `terraform_${version}_linux_amd64.zip`;
-  const listed = options.badZip
-    ? Buffer.from(zipSync({ terraform: new TextEncoder().encode('tampered') }))
-    : zip;
-  const sums = Buffer.from(
-    `${sha256(zip)}  ${zipName}\n${sha256(Buffer.from('x'))}  terraform_${version}_darwin_arm64.zip\n`,
-  );
-  files.set(`/${version}/${zipName}`, listed);
-  files.set(`/${version}/terraform_${version}_SHA256SUMS`, sums);
-  files.set(
-    `/${version}/terraform_${version}_SHA256SUMS.sig`,
-    options.signWith === 'untrusted' ? await untrustedSignature(sums) : await trustedSign(sums),
-  );
-}
-
-let trustedSign: (data: Buffer) => Promise<Buffer>;
+let mirror: ReleaseMirror;
 
 beforeAll(async () => {
-  const good = await signer();
-  const bad = await signer();
-  trusted = good.publicKey;
-  trustedSign = good.signData;
-  untrustedSignature = bad.signData;
-  for (const v of ['1.5.7', '1.6.2', '1.7.1']) await publish(v);
-  await publish('1.8.0', { badZip: true });
-  await publish('1.9.0', { signWith: 'untrusted' });
-  files.set(
-    '/index.json',
-    Buffer.from(
-      JSON.stringify({
-        name: 'terraform',
-        versions: Object.fromEntries(
-          ['1.5.7', '1.6.2', '1.7.1', '1.8.0', '1.9.0', '2.0.0-rc1'].map((v) => [
-            v,
-            { version: v },
-          ]),
-        ),
-      }),
-    ),
-  );
-  server = http.createServer((req, res) => {
-    requests.push(req.url ?? '');
-    const body = files.get(req.url ?? '');
-    if (!body) {
-      res.writeHead(404).end();
-      return;
-    }
-    res.writeHead(200).end(body);
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  base = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+  mirror = await startReleaseMirror('terraform');
+  for (const v of ['1.5.7', '1.6.2', '1.7.1']) await mirror.publish(v, { content: STAND_IN });
+  await mirror.publish('1.8.0', { content: STAND_IN, tamperZip: true });
+  await mirror.publish('1.9.0', { content: STAND_IN, untrusted: true });
+  await mirror.publish('2.0.0-rc1', { content: STAND_IN });
 });
 
-afterAll(() => new Promise<void>((resolve) => server.close(() => resolve())));
+afterAll(() => mirror.stop());
 
 function source(): ReleaseSource {
-  return { tool: 'terraform', baseUrl: base, signatureSuffix: '.sig', keys: [trusted] };
+  return {
+    tool: 'terraform',
+    baseUrl: mirror.baseUrl,
+    signatureSuffix: '.sig',
+    keys: [mirror.publicKey],
+  };
 }
 
 function cache(): string {
@@ -163,9 +81,9 @@ describe('provideTool', () => {
     });
     expect(readFileSync(first.binary, 'utf8')).toBe(STAND_IN);
     expect(statSync(first.binary).mode & 0o777).toBe(0o755);
-    const before = requests.length;
+    const before = mirror.requests.length;
     expect((await provideTool(source(), '1.6.2', 'linux_amd64', dir)).downloaded).toBe(false);
-    expect(requests.length).toBe(before);
+    expect(mirror.requests.length).toBe(before);
   });
 
   it('is safe when many jobs want the same version at once: no partial file is ever used', async () => {
@@ -182,11 +100,11 @@ describe('provideTool', () => {
     const dir = cache();
     const error = await failure(provideTool(source(), '1.8.0', 'linux_amd64', dir));
     expect(error.code).toBe('BERTH_TOOL_CHECKSUM_MISMATCH');
-    const listed = files.get('/1.8.0/terraform_1.8.0_SHA256SUMS')?.toString().split(' ')[0];
+    const listed = mirror.files.get('/1.8.0/terraform_1.8.0_SHA256SUMS')?.toString().split(' ')[0];
     expect(error.message).toContain('terraform_1.8.0_linux_amd64.zip');
     expect(error.message).toContain(`says ${listed}`);
     expect(error.message).toContain(
-      `has SHA-256 ${sha256(files.get('/1.8.0/terraform_1.8.0_linux_amd64.zip') as Buffer)}`,
+      `has SHA-256 ${sha256(mirror.files.get('/1.8.0/terraform_1.8.0_linux_amd64.zip') as Buffer)}`,
     );
     expect(existsSync(path.join(dir, 'terraform/1.8.0'))).toBe(false);
   });

@@ -200,3 +200,30 @@ export async function readFileFromArchive(
   await reading;
   return found;
 }
+
+/** Lists a tar stream's entries (names, kinds and modes), reading no content. */
+export async function listArchive(
+  stream: Readable,
+): Promise<{ name: string; kind: 'file' | 'directory' | 'symlink' | 'other'; mode: number }[]> {
+  const extract = tar.extract();
+  const entries: {
+    name: string;
+    kind: 'file' | 'directory' | 'symlink' | 'other';
+    mode: number;
+  }[] = [];
+  const reading = (async () => {
+    for await (const entry of extract) {
+      const type = entry.header.type;
+      entries.push({
+        name: entry.header.name,
+        kind: type === 'file' || type === 'directory' || type === 'symlink' ? type : 'other',
+        mode: entry.header.mode ?? 0,
+      });
+      entry.resume();
+    }
+  })();
+  stream.on('error', (err) => extract.destroy(err));
+  stream.pipe(extract);
+  await reading;
+  return entries;
+}

@@ -77,6 +77,14 @@ export function toCreateContainerBody(spec: JobContainerSpec): Record<string, un
   if (spec.runtime) hostConfig.Runtime = spec.runtime;
   if (spec.nanoCpus !== undefined) hostConfig.NanoCpus = spec.nanoCpus;
   if (spec.memoryBytes !== undefined) hostConfig.Memory = spec.memoryBytes;
+  if (spec.mounts?.length) {
+    hostConfig.Mounts = spec.mounts.map((m) => ({
+      Type: 'bind',
+      Source: m.source,
+      Target: m.target,
+      ReadOnly: m.readOnly,
+    }));
+  }
   return {
     Image: spec.image,
     User: `${JOB_UID}:${JOB_GID}`,

@@ -21,8 +21,9 @@ import {
   type PhaseOutcome,
   type PullProgress,
   type ResolvedImage,
+  type TreeEntry,
 } from '../executor.js';
-import { createArchive, readFileFromArchive, type ArchiveEntry } from './archive.js';
+import { createArchive, listArchive, readFileFromArchive, type ArchiveEntry } from './archive.js';
 import {
   PHASE_WRAPPER,
   PHASE_WRAPPER_PATH,
@@ -416,7 +417,7 @@ class DockerJob implements JobHandle {
       'POST',
       `/containers/${this.containerId}/exec`,
       {
-        body: toPhaseExecBody(scriptPath, { HOME: this.home }, phase.workingDir),
+        body: toPhaseExecBody(scriptPath, { ...phase.env, HOME: this.home }, phase.workingDir),
       },
     );
     const res = await this.engine.stream('POST', `/exec/${exec.Id}/start`, {
@@ -457,6 +458,33 @@ class DockerJob implements JobHandle {
     throw new BerthError(
       'BERTH_INTERNAL',
       `phase exec ${execId} closed its output but the engine still reports it running`,
+    );
+  }
+
+  async listTree(directory: string): Promise<TreeEntry[]> {
+    let res;
+    try {
+      res = await this.engine.stream('GET', `/containers/${this.containerId}/archive`, {
+        query: { path: directory },
+      });
+    } catch (err) {
+      if (err instanceof DockerApiError && err.status === 404) return [];
+      throw err;
+    }
+    // The archive's names start with the directory's own name: strip it.
+    const entries = await listArchive(res);
+    return entries
+      .map((e) => ({ ...e, path: e.name.split('/').slice(1).filter(Boolean).join('/') }))
+      .filter((e) => e.path !== '')
+      .map(({ path, kind, mode }) => ({ path, kind, mode }));
+  }
+
+  async writeControlFile(containerPath: string, content: string): Promise<void> {
+    await uploadArchive(
+      this.engine,
+      this.containerId,
+      [{ kind: 'file', name: containerPath.replace(/^\//, ''), mode: 0o644, owner: ROOT, content }],
+      containerPath,
     );
   }
 

@@ -1,0 +1,123 @@
+/**
+ * A local release mirror in HashiCorp's layout, serving stand-in terraform/tofu executables as
+ * release zips, with SHA256SUMS signed by an OpenPGP key made for the test (curve25519, fast).
+ * Terraform and OpenTofu cannot be installed here; this lets berth's real resolve → download →
+ * verify → cache → mount path run.
+ */
+import { createHash } from 'node:crypto';
+import { writeFileSync, mkdtempSync } from 'node:fs';
+import http from 'node:http';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { zipSync } from 'fflate';
+import { createMessage, generateKey, readPrivateKey, sign } from 'openpgp';
+
+export interface PublishOptions {
+  /** The executable's text (a shell script). */
+  content: string;
+  /** Serve a zip other than the one the sums name. */
+  tamperZip?: boolean;
+  /** Sign the sums with a key the client does not trust. */
+  untrusted?: boolean;
+}
+
+export interface ReleaseMirror {
+  baseUrl: string;
+  publicKey: string;
+  /** The armored public key written to a file, for BERTH_*_SIGNING_KEY_FILE. */
+  keyFile: string;
+  requests: string[];
+  files: Map<string, Buffer>;
+  publish(version: string, options: PublishOptions): Promise<void>;
+  stop(): Promise<void>;
+}
+
+const sha256 = (data: Buffer): string => createHash('sha256').update(data).digest('hex');
+
+async function signer(
+  name: string,
+): Promise<{ publicKey: string; signData: (data: Buffer) => Promise<Buffer> }> {
+  const { privateKey, publicKey } = await generateKey({
+    type: 'ecc',
+    curve: 'curve25519Legacy',
+    userIDs: [{ name }],
+    format: 'armored',
+  });
+  const key = await readPrivateKey({ armoredKey: privateKey });
+  return {
+    publicKey,
+    signData: async (data) =>
+      Buffer.from(
+        await sign({
+          message: await createMessage({ binary: new Uint8Array(data) }),
+          signingKeys: key,
+          detached: true,
+          format: 'binary',
+        }),
+      ),
+  };
+}
+
+export async function startReleaseMirror(
+  tool: 'terraform' | 'tofu',
+  platform = 'linux_amd64',
+): Promise<ReleaseMirror> {
+  const trusted = await signer('berth test releases');
+  const untrusted = await signer('someone else');
+  const files = new Map<string, Buffer>();
+  const requests: string[] = [];
+  const versions: string[] = [];
+  const server = http.createServer((req, res) => {
+    requests.push(req.url ?? '');
+    const body =
+      req.url === '/index.json'
+        ? Buffer.from(
+            JSON.stringify({
+              name: tool,
+              versions: Object.fromEntries(versions.map((v) => [v, { version: v }])),
+            }),
+          )
+        : files.get(req.url ?? '');
+    if (!body) {
+      res.writeHead(404).end();
+      return;
+    }
+    res.writeHead(200).end(body);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const keyFile = path.join(mkdtempSync(path.join(tmpdir(), 'berth-release-key-')), 'release.asc');
+  writeFileSync(keyFile, trusted.publicKey);
+  return {
+    baseUrl: `http://127.0.0.1:${(server.address() as { port: number }).port}`,
+    publicKey: trusted.publicKey,
+    keyFile,
+    requests,
+    files,
+    async publish(version, options) {
+      const encode = (text: string): Uint8Array => new TextEncoder().encode(text);
+      const zip = Buffer.from(
+        zipSync({
+          [tool]: [encode(options.content), { os: 3, attrs: (0o100755 << 16) >>> 0 }],
+          'LICENSE.txt': encode('test'),
+        }),
+      );
+      const zipName = `${tool}_${version}_${platform}.zip`;
+      const sums = Buffer.from(
+        `${sha256(zip)}  ${zipName}\n${sha256(Buffer.from('other'))}  ${tool}_${version}_darwin_arm64.zip\n`,
+      );
+      files.set(
+        `/${version}/${zipName}`,
+        options.tamperZip
+          ? Buffer.from(zipSync({ [tool]: encode('#!/bin/sh\necho tampered\n') }))
+          : zip,
+      );
+      files.set(`/${version}/${tool}_${version}_SHA256SUMS`, sums);
+      files.set(
+        `/${version}/${tool}_${version}_SHA256SUMS.sig`,
+        await (options.untrusted ? untrusted : trusted).signData(sums),
+      );
+      versions.push(version);
+    },
+    stop: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
+}

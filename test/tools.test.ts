@@ -1,0 +1,155 @@
+/**
+ * Terraform/OpenTofu in the job's container, end to end: resolved from the runtime
+ * configuration, downloaded from a local signed mirror, verified, cached, mounted read-only; the
+ * CLI configuration for the providers under /plugins (laid out as the seed document's Dockerfiles
+ * do); Terraform 0.12's behaviour; a tampered release stopping the run before anything runs.
+ */
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
+import type { EngineClient } from '../src/executor/docker/engine-client.js';
+import { expectNoBerthContainers } from './harness/cleanup.js';
+import {
+  expectNoChildren,
+  finished,
+  jobOutput,
+  runBerth,
+  testStateDir,
+  type BerthResult,
+} from './harness/cli.js';
+import { testEngine } from './harness/engine.js';
+import { ensureBuiltImage } from './harness/images.js';
+import { startReleaseMirror, type ReleaseMirror } from './harness/release-mirror.js';
+
+/** Stands in for terraform's command line: says what it was given and what config it sees. */
+const STAND_IN = `#!/bin/sh
+echo "stand-in terraform $VERSION_MARK args: $*"
+echo "cli config: \${TF_CLI_CONFIG_FILE:-none}"
+if [ -n "\${TF_CLI_CONFIG_FILE:-}" ]; then cat "$TF_CLI_CONFIG_FILE"; fi
+`;
+
+let engine: EngineClient;
+let mirror: ReleaseMirror;
+let image: string;
+let stateDir: string;
+
+function repo(config: string): string {
+  const dir = mkdtempSync(path.join(tmpdir(), 'berth-tool-repo-'));
+  mkdirSync(path.join(dir, '.berth'));
+  writeFileSync(path.join(dir, '.berth', 'config.yml'), config);
+  writeFileSync(path.join(dir, 'main.tf'), 'terraform {}\n');
+  return dir;
+}
+
+function berth(dir: string, command: string): Promise<BerthResult> {
+  return runBerth(['run', dir, '--image', image, '--json', '--', command], {
+    BERTH_STATE_DIR: stateDir,
+    BERTH_TERRAFORM_RELEASES_URL: mirror.baseUrl,
+    BERTH_TERRAFORM_SIGNING_KEY_FILE: mirror.keyFile,
+  });
+}
+
+beforeAll(async () => {
+  engine = testEngine();
+  stateDir = testStateDir();
+  mirror = await startReleaseMirror('terraform');
+  await mirror.publish('0.12.31', { content: STAND_IN.replace('$VERSION_MARK', '0.12.31') });
+  await mirror.publish('1.6.2', { content: STAND_IN.replace('$VERSION_MARK', '1.6.2') });
+  await mirror.publish('1.7.1', { content: STAND_IN.replace('$VERSION_MARK', '1.7.1') });
+  await mirror.publish('2.1.0', { content: STAND_IN, tamperZip: true });
+  // Providers copied into /plugins the way the seed's Dockerfile does, plus one for another platform.
+  image = await ensureBuiltImage(
+    engine,
+    'plugins',
+    `FROM ${inject('busyboxImage')}
+RUN mkdir -p /plugins/registry.myorg.io/myorg/sops/1.0.0/linux_amd64 /plugins/registry.myorg.io/myorg/sops/1.0.0/darwin_arm64 \\
+ && printf '#!/bin/sh\\n' > /plugins/registry.myorg.io/myorg/sops/1.0.0/linux_amd64/terraform-provider-sops \\
+ && cp /plugins/registry.myorg.io/myorg/sops/1.0.0/linux_amd64/terraform-provider-sops /plugins/registry.myorg.io/myorg/sops/1.0.0/darwin_arm64/ \\
+ && chmod 755 /plugins/registry.myorg.io/myorg/sops/1.0.0/*/terraform-provider-sops
+`,
+  );
+});
+
+afterEach(async () => {
+  expectNoChildren();
+  await expectNoBerthContainers(engine);
+});
+
+afterAll(async () => {
+  await mirror.stop();
+  engine.close();
+});
+
+describe('tools in the container', () => {
+  it('mounts the verified version read-only at /bin/terraform with /plugins configured for the providers found', async () => {
+    const result = await berth(
+      repo('version: 2\nstack_defaults:\n  terraform_version: "~> 1.6"\n'),
+      'terraform init; ls -l /bin/terraform | cut -c1-10; (echo x > /bin/terraform) 2>/dev/null || echo read-only; echo "$TF_IN_AUTOMATION $TF_INPUT"',
+    );
+    expect(result.code, JSON.stringify(finished(result).error)).toBe(0);
+    const out = jobOutput(result);
+    expect(out).toContain(
+      'stand-in terraform 1.7.1 args: init\ncli config: /berth/cli-config.tfrc\n',
+    );
+    expect(out).toContain('include = ["registry.myorg.io/myorg/sops"]');
+    expect(out).toContain('exclude = ["registry.myorg.io/myorg/sops"]');
+    expect(out).toContain('path    = "/plugins"');
+    expect(out).toContain('-rwxr-xr-x');
+    expect(out).toContain('read-only');
+    expect(out).toContain('1 0\n');
+    expect(result.events.find((e) => e.type === 'tool.ready')).toMatchObject({
+      tool: 'terraform',
+      version: '1.7.1',
+      platform: 'linux_amd64',
+    });
+    expect(result.events.find((e) => e.type === 'plugins.found')).toMatchObject({
+      providers: [
+        {
+          source: 'registry.myorg.io/myorg/sops',
+          version: '1.0.0',
+          file: '/plugins/registry.myorg.io/myorg/sops/1.0.0/linux_amd64/terraform-provider-sops',
+        },
+      ],
+    });
+    expect(finished(result).warnings.join('\n')).toContain(
+      '/plugins/registry.myorg.io/myorg/sops/1.0.0/darwin_arm64/terraform-provider-sops: built for darwin_arm64',
+    );
+  });
+
+  it('uses the cache for the next job of the same version', async () => {
+    const dir = repo('version: 2\nstack_defaults:\n  terraform_version: "1.6.2"\n');
+    await berth(dir, 'true');
+    const before = mirror.requests.filter((r) => r.endsWith('.zip')).length;
+    const again = await berth(dir, 'terraform version');
+    expect(again.code).toBe(0);
+    expect(jobOutput(again)).toContain('stand-in terraform 1.6.2');
+    expect(again.events.find((e) => e.type === 'tool.ready')).toMatchObject({ downloaded: false });
+    expect(mirror.requests.filter((r) => r.endsWith('.zip')).length).toBe(before);
+  });
+
+  it('writes no mirror for Terraform 0.12, which takes providers from next to its binary', async () => {
+    const result = await berth(
+      repo('version: 2\nstack_defaults:\n  terraform_version: "0.12.31"\n'),
+      'terraform plan',
+    );
+    expect(result.code, result.stderr).toBe(0);
+    expect(jobOutput(result)).toBe('stand-in terraform 0.12.31 args: plan\ncli config: none\n');
+    expect(finished(result).warnings.join('\n')).toContain(
+      'terraform 0.12.31 takes providers from next to its binary',
+    );
+  });
+
+  it('stops before anything runs when the release does not match its signed checksum', async () => {
+    const result = await berth(
+      repo('version: 2\nstack_defaults:\n  terraform_version: "2.1.0"\n'),
+      'echo must-not-run',
+    );
+    expect(result.code).toBe(4);
+    const end = finished(result);
+    expect(end.error?.code).toBe('BERTH_TOOL_CHECKSUM_MISMATCH');
+    expect(end.error?.message).toContain('terraform_2.1.0_linux_amd64.zip');
+    expect(end.containerId).toBeNull();
+    expect(jobOutput(result)).toBe('');
+  });
+});
