@@ -3,11 +3,12 @@
  * token with the worker's AWS identity on every job; the engine pulls from the ECR host name,
  * which reaches a local TLS registry the way a user's engine reaches ECR (see harness/ecr.ts).
  */
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { EngineClient } from '../src/executor/docker/engine-client.js';
+import { jobDir } from './harness/files.js';
 import { expectNoBerthContainers } from './harness/cleanup.js';
 import {
   expectNoChildren,
@@ -25,12 +26,6 @@ let ecr: FakeEcr;
 let image: string;
 let stateDir: string;
 let emptyHome: string;
-
-function jobDir(): string {
-  const dir = mkdtempSync(path.join(tmpdir(), 'berth-job-'));
-  writeFileSync(path.join(dir, 'main.tf'), 'terraform {}\n');
-  return dir;
-}
 
 /** The worker's environment: an AWS identity (or none), the SDK pointed at the local endpoint. */
 function awsEnv(withCredentials: boolean): Record<string, string | undefined> {

@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { EngineClient } from '../src/executor/docker/engine-client.js';
+import { jobDir } from './harness/files.js';
 import { expectNoBerthContainers } from './harness/cleanup.js';
 import {
   expectNoChildren,
@@ -25,12 +26,6 @@ let privateImage: string;
 let publicImage: string;
 let user: { name: string; password: string };
 let allowLocal: string;
-
-function jobDir(): string {
-  const dir = mkdtempSync(path.join(tmpdir(), 'berth-job-'));
-  writeFileSync(path.join(dir, 'main.tf'), 'terraform {}\n');
-  return dir;
-}
 
 /** A Docker config directory with the given config.json. */
 function dockerConfig(config: unknown): string {

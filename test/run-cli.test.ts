@@ -2,19 +2,13 @@
  * `berth run` end to end: the real command, the real engine, busybox images built by the tests.
  */
 import { execFileSync } from 'node:child_process';
-import {
-  mkdtempSync,
-  mkdirSync,
-  readFileSync,
-  readdirSync,
-  statSync,
-  writeFileSync,
-} from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { EngineClient } from '../src/executor/docker/engine-client.js';
 import { LABELS } from '../src/executor/executor.js';
+import { jobDir } from './harness/files.js';
 import { expectNoBerthContainers } from './harness/cleanup.js';
 import { berthContainers, testEngine } from './harness/engine.js';
 import { ensureBuiltImage } from './harness/images.js';
@@ -30,15 +24,6 @@ import {
 let engine: EngineClient;
 let busybox: string;
 let stateDir: string;
-
-function jobDir(files: Record<string, string> = { 'main.tf': 'terraform {}\n' }): string {
-  const dir = mkdtempSync(path.join(tmpdir(), 'berth-job-'));
-  for (const [name, content] of Object.entries(files)) {
-    mkdirSync(path.dirname(path.join(dir, name)), { recursive: true });
-    writeFileSync(path.join(dir, name), content);
-  }
-  return dir;
-}
 
 function berth(
   args: string[],

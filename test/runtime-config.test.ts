@@ -3,11 +3,10 @@
  * with sources, project_root, environment, hook chaining, strict hooks, exported variables,
  * ::add-mask, after_run with the final state, and validation before any container starts.
  */
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { EngineClient } from '../src/executor/docker/engine-client.js';
+import { jobDir } from './harness/files.js';
 import { expectNoBerthContainers } from './harness/cleanup.js';
 import {
   expectNoChildren,
@@ -22,15 +21,6 @@ import { testEngine } from './harness/engine.js';
 let engine: EngineClient;
 let busybox: string;
 let stateDir: string;
-
-function repo(files: Record<string, string>): string {
-  const dir = mkdtempSync(path.join(tmpdir(), 'berth-repo-'));
-  for (const [name, content] of Object.entries(files)) {
-    mkdirSync(path.dirname(path.join(dir, name)), { recursive: true });
-    writeFileSync(path.join(dir, name), content);
-  }
-  return dir;
-}
 
 function berth(dir: string, args: string[], command?: string): Promise<BerthResult> {
   return runBerth(
@@ -70,7 +60,7 @@ afterAll(() => engine.close());
 
 describe('runtime configuration in berth run', () => {
   it('resolves settings by version 2 precedence, shows each source, and applies project_root and environment', async () => {
-    const dir = repo({
+    const dir = jobDir({
       '.berth/config.yml': `version: 2
 stack_defaults:
   environment: { FROM: defaults }
@@ -113,7 +103,7 @@ stacks:
   });
 
   it('follows version 1 precedence: the stack settings beat stack_defaults', async () => {
-    const dir = repo({
+    const dir = jobDir({
       '.spacelift/config.yml': 'version: 1\nstack_defaults:\n  project_root: a\n',
       'a/x': '',
       'b/x': '',
@@ -128,7 +118,7 @@ stacks:
   });
 
   it('takes the runner image from the runtime configuration over --runner-image', async () => {
-    const dir = repo({
+    const dir = jobDir({
       '.berth/config.yml': `version: 2\nstacks:\n  s:\n    runner_image: ${busybox}\n`,
     });
     const result = await runBerth(
@@ -155,7 +145,7 @@ stacks:
   });
 
   it('reports every configuration problem with file:line:column before starting anything', async () => {
-    const dir = repo({
+    const dir = jobDir({
       '.berth/config.yml':
         'version: 2\nstack_defaults:\n  projet_root: x\n  before_init: echo\nstacks:\n  s:\n    project_root: ../up\n',
     });
@@ -177,7 +167,7 @@ stacks:
 
   it('says so when project_root is not a directory in the repository', async () => {
     const result = await berth(
-      repo({ '.berth/config.yml': 'version: 2\nstack_defaults:\n  project_root: missing\n' }),
+      jobDir({ '.berth/config.yml': 'version: 2\nstack_defaults:\n  project_root: missing\n' }),
       [],
       'true',
     );
@@ -190,7 +180,7 @@ stacks:
 
 describe('hooks', () => {
   const withHooks = (hooks: string): string =>
-    repo({ '.berth/config.yml': `version: 2\nstack_defaults:\n${hooks}` });
+    jobDir({ '.berth/config.yml': `version: 2\nstack_defaults:\n${hooks}` });
 
   it('run before and after the command in one session; exports reach the command', async () => {
     const result = await berth(

@@ -4,11 +4,9 @@
  * CLI configuration for the providers under /plugins (laid out as the seed document's Dockerfiles
  * do); Terraform 0.12's behaviour; a tampered release stopping the run before anything runs.
  */
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { EngineClient } from '../src/executor/docker/engine-client.js';
+import { jobDir } from './harness/files.js';
 import { expectNoBerthContainers } from './harness/cleanup.js';
 import {
   expectNoChildren,
@@ -35,11 +33,7 @@ let image: string;
 let stateDir: string;
 
 function repo(config: string): string {
-  const dir = mkdtempSync(path.join(tmpdir(), 'berth-tool-repo-'));
-  mkdirSync(path.join(dir, '.berth'));
-  writeFileSync(path.join(dir, '.berth', 'config.yml'), config);
-  writeFileSync(path.join(dir, 'main.tf'), 'terraform {}\n');
-  return dir;
+  return jobDir({ '.berth/config.yml': config, 'main.tf': 'terraform {}\n' });
 }
 
 function berth(dir: string, command: string): Promise<BerthResult> {

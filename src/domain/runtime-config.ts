@@ -348,8 +348,8 @@ function readSettings(map: unknown, doc: Document, where: string, out: Collector
 export type ParsedConfig =
   { ok: true; config: RuntimeConfig } | { ok: false; problems: ConfigProblem[] };
 
-/** Parses and validates a runtime configuration file's text. Never throws. */
-export function parseRuntimeConfig(text: string, file: string): ParsedConfig {
+/** Parses YAML with positions; YAML errors become problems. */
+function parseYaml(text: string, file: string): { doc: Document; out: Collector } {
   const lines = new LineCounter();
   const doc = parseDocument(text, {
     merge: true,
@@ -368,6 +368,12 @@ export function parseRuntimeConfig(text: string, file: string): ParsedConfig {
       hint: 'fix the YAML syntax',
     });
   }
+  return { doc, out };
+}
+
+/** Parses and validates a runtime configuration file's text. Never throws. */
+export function parseRuntimeConfig(text: string, file: string): ParsedConfig {
+  const { doc, out } = parseYaml(text, file);
   if (out.problems.length > 0) return { ok: false, problems: out.problems };
   const root = doc.contents;
   if (!isMap(root)) {
@@ -490,24 +496,7 @@ export function parseStackSettings(
   text: string,
   file: string,
 ): { ok: true; settings: StackSettings } | { ok: false; problems: ConfigProblem[] } {
-  const lines = new LineCounter();
-  const doc = parseDocument(text, {
-    merge: true,
-    lineCounter: lines,
-    uniqueKeys: true,
-    prettyErrors: false,
-  });
-  const out = new Collector(file, lines);
-  for (const error of doc.errors) {
-    const position = error.linePos?.[0] ?? { line: 1, col: 1 };
-    out.problems.push({
-      file,
-      line: position.line,
-      column: position.col,
-      message: `YAML: ${error.message.split('\n')[0] ?? error.message}`,
-      hint: 'fix the YAML syntax',
-    });
-  }
+  const { doc, out } = parseYaml(text, file);
   if (out.problems.length > 0) return { ok: false, problems: out.problems };
   const settings = readSettings(doc.contents, doc, 'stack settings', out);
   return out.problems.length > 0 ? { ok: false, problems: out.problems } : { ok: true, settings };
