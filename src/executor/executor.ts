@@ -57,6 +57,11 @@ export interface JobContainerSpec extends JobLabels {
   imageReference: string;
   /** Host directory copied into the container as /mnt/workspace/source (never modified). */
   sourceDir: string;
+  /**
+   * A workspace saved by exportWorkspace (a tar file on the host): restored whole, with file
+   * modes, ownership, symlinks and the exported environment, instead of copying sourceDir.
+   */
+  workspaceArchive?: string;
   /** Environment of every phase, secrets included (they never go into labels or names). */
   env: Record<string, string>;
   network: string;
@@ -116,6 +121,10 @@ export interface JobHandle {
     phase: Phase,
     onOutput: (stream: OutputStream, chunk: Buffer) => void | Promise<void>,
   ): Promise<PhaseOutcome>;
+  /** Reads a file from the container; null when it does not exist. */
+  readFile(containerPath: string): Promise<Buffer | null>;
+  /** Saves /mnt/workspace as a tar file on the host (see JobContainerSpec.workspaceArchive). */
+  exportWorkspace(file: string): Promise<void>;
   /** Lists a directory tree inside the container; empty when it does not exist. */
   listTree(directory: string): Promise<TreeEntry[]>;
   /** Writes a file berth owns (root, read-only to the job) into the container. */

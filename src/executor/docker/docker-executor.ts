@@ -3,6 +3,10 @@
  * convert.ts, every error the engine can give a meaning to in daemon-errors.ts.
  */
 import { createHash } from 'node:crypto';
+import { createReadStream, createWriteStream } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
+import path from 'node:path';
+import { pipeline } from 'node:stream/promises';
 import { BerthError } from '../../domain/errors.js';
 import { withDefaultTag } from '../../domain/image-reference.js';
 import {
@@ -211,9 +215,10 @@ export class DockerExecutor implements Executor {
       const scripts = (spec.phases ?? []).map((phase) => phaseScriptEntry(phase.script));
       await this.upload(
         id,
-        [...workspaceEntries(spec.sourceDir, home), ...scripts],
+        [...workspaceEntries(spec.workspaceArchive ? null : spec.sourceDir, home), ...scripts],
         'the workspace',
       );
+      if (spec.workspaceArchive) await this.restoreWorkspace(id, spec.workspaceArchive);
       await this.engine.json('POST', `/containers/${id}/start`);
       const preloaded = new Set(scripts.map((entry) => entry.name));
       return new DockerJob(this.engine, id, name, home, notes, preloaded);
@@ -262,6 +267,23 @@ export class DockerExecutor implements Executor {
     const entry = passwd === null ? null : findPasswdEntry(passwd.toString('utf8'), JOB_UID);
     if (cacheable) await this.jobUsers.set(image, entry);
     return entry;
+  }
+
+  /** Puts back a workspace saved by exportWorkspace: its tar entries start with `workspace/`. */
+  private async restoreWorkspace(id: string, file: string): Promise<void> {
+    try {
+      await this.engine.json('PUT', `/containers/${id}/archive`, {
+        query: { path: '/mnt', noOverwriteDirNonDir: true },
+        body: createReadStream(file),
+        deadlineMs: 10 * 60_000,
+      });
+    } catch (err) {
+      throw new BerthError(
+        'BERTH_WORKSPACE_NOT_WRITABLE',
+        `could not restore the saved workspace ${file}: ${errorText(err)}`,
+        { cause: err },
+      );
+    }
   }
 
   private async readFile(id: string, file: string): Promise<Buffer | null> {
@@ -314,12 +336,21 @@ function phaseScriptEntry(script: string): ArchiveEntry & { kind: 'file' } {
   };
 }
 
-function workspaceEntries(sourceDir: string, home: string): ArchiveEntry[] {
+function workspaceEntries(sourceDir: string | null, home: string): ArchiveEntry[] {
   return [
     { kind: 'directory', name: 'mnt/', mode: 0o755, owner: ROOT },
     { kind: 'directory', name: `${WORKSPACE_DIR.slice(1)}/`, mode: 0o755, owner: JOB_OWNER },
     { kind: 'directory', name: `${WORKSPACE_DIR.slice(1)}/.berth/`, mode: 0o700, owner: JOB_OWNER },
-    { kind: 'tree', name: `${WORKSPACE_DIR.slice(1)}/source`, sourceDir, owner: JOB_OWNER },
+    ...(sourceDir === null
+      ? []
+      : [
+          {
+            kind: 'tree' as const,
+            name: `${WORKSPACE_DIR.slice(1)}/source`,
+            sourceDir,
+            owner: JOB_OWNER,
+          },
+        ]),
     { kind: 'directory', name: `${home.slice(1)}/`, mode: 0o700, owner: JOB_OWNER },
     { kind: 'directory', name: `${CONTROL_DIR.slice(1)}/`, mode: 0o755, owner: ROOT },
     { kind: 'directory', name: `${CONTROL_DIR.slice(1)}/phases/`, mode: 0o755, owner: ROOT },
@@ -459,6 +490,26 @@ class DockerJob implements JobHandle {
       'BERTH_INTERNAL',
       `phase exec ${execId} closed its output but the engine still reports it running`,
     );
+  }
+
+  async readFile(containerPath: string): Promise<Buffer | null> {
+    try {
+      const res = await this.engine.stream('GET', `/containers/${this.containerId}/archive`, {
+        query: { path: containerPath },
+      });
+      return await readFileFromArchive(res, 64 * 1024 * 1024);
+    } catch (err) {
+      if (err instanceof DockerApiError && err.status === 404) return null;
+      throw err;
+    }
+  }
+
+  async exportWorkspace(file: string): Promise<void> {
+    const res = await this.engine.stream('GET', `/containers/${this.containerId}/archive`, {
+      query: { path: WORKSPACE_DIR },
+    });
+    await mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
+    await pipeline(res, createWriteStream(file, { mode: 0o600 }));
   }
 
   async listTree(directory: string): Promise<TreeEntry[]> {

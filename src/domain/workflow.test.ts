@@ -1,0 +1,69 @@
+import { describe, expect, it } from 'vitest';
+import { PLAN_FILE, summarisePlan, workflowPhases } from './workflow.js';
+
+describe('workflowPhases', () => {
+  it('plans proposed, tracked and destroy runs with their hooks', () => {
+    const settings = {
+      before_init: ['echo bi'],
+      after_plan: ['echo ap'],
+      before_apply: ['echo ba'],
+      after_destroy: ['echo ad'],
+    };
+    const proposed = workflowPhases('proposed', 'tofu', settings);
+    expect(proposed.first.map((p) => [p.name, p.state])).toEqual([
+      ['init', 'INITIALIZING'],
+      ['plan', 'PLANNING'],
+    ]);
+    expect(proposed.first[0]?.script).toBe('{\necho bi\n} &&\n{\ntofu init -input=false\n}\n');
+    expect(proposed.first[1]?.script).toContain(
+      `tofu plan -input=false -out=${PLAN_FILE} && tofu show -json ${PLAN_FILE}`,
+    );
+    expect(proposed.first[1]?.script).toContain('{\necho ap\n}');
+    expect(proposed.apply).toEqual([]);
+    const tracked = workflowPhases('tracked', 'terraform', settings);
+    expect(tracked.apply[0]?.script).toBe(
+      `{\necho ba\n} &&\n{\nterraform apply -input=false ${PLAN_FILE}\n}\n`,
+    );
+    expect(workflowPhases('destroy', 'tofu', settings).first.map((p) => p.state)).toEqual([
+      'INITIALIZING',
+      'DESTROYING',
+    ]);
+  });
+});
+
+describe('summarisePlan', () => {
+  it('counts what the plan adds, changes, destroys and replaces', () => {
+    const plan = {
+      resource_changes: [
+        { address: 'a.new', change: { actions: ['create'] } },
+        { address: 'b.mod', change: { actions: ['update'] } },
+        { address: 'c.old', change: { actions: ['delete'] } },
+        { address: 'd.swap', change: { actions: ['delete', 'create'] } },
+        { address: 'e.same', change: { actions: ['no-op'] } },
+        { address: 'f.data', change: { actions: ['read'] } },
+      ],
+    };
+    expect(summarisePlan(JSON.stringify(plan))).toEqual({
+      add: 2,
+      change: 1,
+      destroy: 2,
+      replace: 1,
+      resources: [
+        { address: 'a.new', actions: ['create'] },
+        { address: 'b.mod', actions: ['update'] },
+        { address: 'c.old', actions: ['delete'] },
+        { address: 'd.swap', actions: ['delete', 'create'] },
+      ],
+    });
+  });
+  it('returns null for what is not JSON', () => {
+    expect(summarisePlan('nope')).toBeNull();
+    expect(summarisePlan('{}')).toEqual({
+      add: 0,
+      change: 0,
+      destroy: 0,
+      replace: 0,
+      resources: [],
+    });
+  });
+});

@@ -1,0 +1,103 @@
+/**
+ * The Terraform/OpenTofu workflow's phases for each run type, with their hooks and states, and
+ * the plan summary read from `show -json`. Pure: the launcher runs what this describes.
+ *
+ *   proposed  init, plan                       (PLANNING ends the run)
+ *   tracked   init, plan | confirm | apply     (apply runs the exact saved plan)
+ *   destroy   init, destroy
+ */
+import { phaseScript } from './hook-script.js';
+import type { StackSettings } from './runtime-config.js';
+
+export const RUN_TYPES = ['task', 'proposed', 'tracked', 'destroy'] as const;
+export type RunType = (typeof RUN_TYPES)[number];
+
+/** Where the saved plan and its JSON form live: inside the workspace, so they travel with it. */
+export const PLAN_FILE = '/mnt/workspace/.berth/plan.tfplan';
+export const PLAN_JSON = '/mnt/workspace/.berth/plan.json';
+
+export interface WorkflowPhase {
+  name: 'init' | 'plan' | 'apply' | 'destroy';
+  /** The run state while the phase runs. */
+  state: 'INITIALIZING' | 'PLANNING' | 'APPLYING' | 'DESTROYING';
+  script: string;
+}
+
+function phase(
+  name: WorkflowPhase['name'],
+  state: WorkflowPhase['state'],
+  command: string,
+  settings: StackSettings,
+): WorkflowPhase {
+  const before = settings[`before_${name}`] ?? [];
+  const after = settings[`after_${name}`] ?? [];
+  return {
+    name,
+    state,
+    script: phaseScript({ before, command, after, strict: settings.strict_hooks ?? false }),
+  };
+}
+
+/** The phases of the first container, and (tracked runs) of the apply. */
+export function workflowPhases(
+  type: Exclude<RunType, 'task'>,
+  tool: string,
+  settings: StackSettings,
+): { first: WorkflowPhase[]; apply: WorkflowPhase[] } {
+  const init = phase('init', 'INITIALIZING', `${tool} init -input=false`, settings);
+  const plan = phase(
+    'plan',
+    'PLANNING',
+    `${tool} plan -input=false -out=${PLAN_FILE} && ${tool} show -json ${PLAN_FILE} > ${PLAN_JSON}`,
+    settings,
+  );
+  switch (type) {
+    case 'proposed':
+      return { first: [init, plan], apply: [] };
+    case 'tracked':
+      return {
+        first: [init, plan],
+        apply: [phase('apply', 'APPLYING', `${tool} apply -input=false ${PLAN_FILE}`, settings)],
+      };
+    case 'destroy':
+      return {
+        first: [
+          init,
+          phase('destroy', 'DESTROYING', `${tool} destroy -auto-approve -input=false`, settings),
+        ],
+        apply: [],
+      };
+  }
+}
+
+export interface PlanSummary {
+  add: number;
+  change: number;
+  destroy: number;
+  /** Resources replaced (counted in add and destroy as well, as Terraform does). */
+  replace: number;
+  resources: { address: string; actions: string[] }[];
+}
+
+/** Reads `show -json` output; null when it is not a plan. */
+export function summarisePlan(json: string): PlanSummary | null {
+  let plan: { resource_changes?: { address?: string; change?: { actions?: string[] } }[] };
+  try {
+    plan = JSON.parse(json) as typeof plan;
+  } catch {
+    return null;
+  }
+  if (typeof plan !== 'object' || plan === null) return null;
+  const summary: PlanSummary = { add: 0, change: 0, destroy: 0, replace: 0, resources: [] };
+  for (const change of plan.resource_changes ?? []) {
+    const actions = change.change?.actions ?? [];
+    if (actions.length === 1 && actions[0] === 'no-op') continue;
+    if (actions.includes('create')) summary.add += 1;
+    if (actions.includes('delete')) summary.destroy += 1;
+    if (actions.includes('update')) summary.change += 1;
+    if (actions.includes('create') && actions.includes('delete')) summary.replace += 1;
+    if (actions.some((a) => a !== 'read'))
+      summary.resources.push({ address: change.address ?? '?', actions });
+  }
+  return summary;
+}
