@@ -79,6 +79,14 @@ export function humanRenderer(out: Output): (event: RunEvent) => void {
           );
         }
         break;
+      case 'run.state':
+        note(`state ${pc.bold(event.state)}`);
+        break;
+      case 'plan.summary':
+        note(
+          `plan: ${event.add} to add, ${event.change} to change, ${event.destroy} to destroy${event.resources.length ? `: ${event.resources.map((r) => `${r.address} (${r.actions.join('/')})`).join(', ')}` : ''}`,
+        );
+        break;
       case 'tool.ready':
         note(
           `${event.tool} ${event.version} (${event.platform}) ${event.downloaded ? 'downloaded and verified' : 'from the verified cache'}, mounted at /bin/${event.tool}`,
@@ -175,6 +183,11 @@ export function formatSummary(summary: RunSummary): string {
   for (const phase of summary.phases) {
     lines.push(
       `  phase      ${phase.name}: exit code ${phase.exitCode ?? 'none'} in ${formatDuration(phase.durationMs)}`,
+    );
+  }
+  if (summary.plan) {
+    lines.push(
+      `  plan       ${summary.plan.add} to add, ${summary.plan.change} to change, ${summary.plan.destroy} to destroy`,
     );
   }
   if (summary.afterRun) {

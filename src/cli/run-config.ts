@@ -22,6 +22,7 @@ import {
   type StackSettings,
 } from '../domain/runtime-config.js';
 import { SOURCE_DIR, type Phase } from '../executor/executor.js';
+import { workflowPhases, type RunType, type WorkflowPhase } from '../domain/workflow.js';
 
 export const CONFIG_FILES = [
   path.join('.berth', 'config.yml'),
@@ -29,6 +30,7 @@ export const CONFIG_FILES = [
 ];
 
 export interface RunConfigInput {
+  type: RunType;
   sourceDir: string;
   stack: string;
   stackSettingsFile?: string;
@@ -65,6 +67,8 @@ export function chooseTool(values: StackSettings): ToolChoice | null {
 
 export interface RunConfigResult {
   tool: ToolChoice | null;
+  /** Workflow runs: each phase's state, and a tracked run's apply phases. */
+  workflow: { states: Record<string, string>; apply: Phase[] } | null;
   configuration: RunConfiguration;
   image: string;
   imageSource: string;
@@ -150,18 +154,44 @@ export async function resolveRunConfig(input: RunConfigInput): Promise<RunConfig
   }
   const workingDir = projectRoot ? `${SOURCE_DIR}/${projectRoot}` : SOURCE_DIR;
   const strict = values.strict_hooks ?? false;
-  const phases: Phase[] = [
-    {
-      name: 'task',
-      workingDir,
-      script: phaseScript({
-        before: values.before_perform ?? [],
-        command: input.command,
-        after: values.after_perform ?? [],
-        strict,
-      }),
-    },
-  ];
+  let tool = chooseTool(values);
+  let phases: Phase[];
+  let workflow: RunConfigResult['workflow'] = null;
+  if (input.type === 'task') {
+    phases = [
+      {
+        name: 'task',
+        workingDir,
+        script: phaseScript({
+          before: values.before_perform ?? [],
+          command: input.command,
+          after: values.after_perform ?? [],
+          strict,
+        }),
+      },
+    ];
+  } else {
+    if (values.terraform_workflow_tool === 'CUSTOM') {
+      throw new BerthError(
+        'BERTH_CONFIG_INVALID',
+        'terraform_workflow_tool CUSTOM is not supported by berth yet',
+        {
+          hint: 'Use TERRAFORM_FOSS or OPEN_TOFU, or run your tool as a task (--type task).',
+        },
+      );
+    }
+    // Workflow runs always have a tool: OpenTofu, newest stable, unless the settings say otherwise.
+    tool ??= { tool: 'tofu', constraint: '>= 0.0.0' };
+    const planned = workflowPhases(input.type, tool.tool, values);
+    const toPhase = (p: WorkflowPhase): Phase => ({ name: p.name, workingDir, script: p.script });
+    phases = planned.first.map(toPhase);
+    workflow = {
+      states: Object.fromEntries(
+        [...planned.first, ...planned.apply].map((p) => [p.name, p.state]),
+      ),
+      apply: planned.apply.map(toPhase),
+    };
+  }
   const afterRun = values.after_run?.length
     ? { name: 'after_run', workingDir, script: hookChain(values.after_run, strict) }
     : undefined;
@@ -169,7 +199,7 @@ export async function resolveRunConfig(input: RunConfigInput): Promise<RunConfig
   const runValues: Record<string, string> = {
     run_id: input.runId,
     stack_id: input.stack,
-    run_type: 'TASK',
+    run_type: input.type.toUpperCase(),
     project_root: projectRoot,
     workspace_root: SOURCE_DIR,
     run_trigger: 'berth run',
@@ -197,6 +227,7 @@ export async function resolveRunConfig(input: RunConfigInput): Promise<RunConfig
     phases,
     afterRun,
     environment,
-    tool: chooseTool(values),
+    tool,
+    workflow,
   };
 }

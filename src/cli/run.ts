@@ -15,6 +15,7 @@ import { currentLauncherId, isLauncherAlive } from '../launcher/launcher-identit
 import { buildRunnerImage, readSettings } from '../launcher/runner-image.js';
 import { newRunId, startRun } from '../launcher/run-job.js';
 import { resolveRunConfig } from './run-config.js';
+import { RUN_TYPES, type PlanSummary, type RunType } from '../domain/workflow.js';
 import { releaseSourceFromEnv } from '../workflow/tool-releases.js';
 import { humanRenderer, jsonRenderer, type Output } from './render.js';
 import { checkRunOptions, taskScript, type RawRunOptions } from './run-options.js';
@@ -50,6 +51,8 @@ export function registerRun(
       "YAML file with the stack's own settings (same keys as a stack entry)",
     )
     .option('--project-root <path>', "the stack's project root, relative to DIR")
+    .option('--type <type>', 'task | proposed | tracked | destroy', 'task')
+    .option('--auto-deploy', 'tracked runs: apply without asking')
     .option('--env <name=value>', 'environment variable for the job (repeatable)', collect, [])
     .option(
       '--secret-env <name=value>',
@@ -91,6 +94,24 @@ export function registerRun(
     });
 }
 
+/** Asks on the terminal (or whatever stdin is) whether to apply; anything but yes discards. */
+async function askToApply(plan: PlanSummary | null, io: Output): Promise<boolean> {
+  const summary = plan
+    ? ` (${plan.add} to add, ${plan.change} to change, ${plan.destroy} to destroy)`
+    : '';
+  io.stderr.write(
+    `berth: the run is UNCONFIRMED${summary}. Apply this plan? Type yes to apply, anything else discards: `,
+  );
+  const { createInterface } = await import('node:readline');
+  const lines = createInterface({ input: process.stdin });
+  const answer = await new Promise<string>((resolve) => {
+    lines.once('line', resolve);
+    lines.once('close', () => resolve(''));
+  });
+  lines.close();
+  return answer.trim().toLowerCase() === 'yes';
+}
+
 /** Resolves once stdout and stderr have room again; undefined when they have room now. */
 function drained(io: Output): Promise<void> | undefined {
   const full = [io.stdout, io.stderr].filter(
@@ -114,6 +135,8 @@ async function runCommand(
     stack?: string;
     stackSettings?: string;
     projectRoot?: string;
+    type?: string;
+    autoDeploy?: boolean;
   },
   io: Output,
   env: NodeJS.ProcessEnv,
@@ -126,9 +149,17 @@ async function runCommand(
   const dockerConfig =
     options.pool === 'private' ? dockerConfigDirFrom(env, raw.dockerConfigDir) : null;
   const sourceDir = path.resolve(dir);
-  const command = await resolveTask(sourceDir, words);
+  const type = (raw.type ?? 'task') as RunType;
+  if (!RUN_TYPES.includes(type)) {
+    throw new BerthError(
+      'BERTH_USAGE',
+      `--type ${JSON.stringify(raw.type)}: use one of ${RUN_TYPES.join(', ')}`,
+    );
+  }
+  const command = type === 'task' ? await resolveTask(sourceDir, words) : '';
   const runId = newRunId();
   const run = await resolveRunConfig({
+    type,
     sourceDir,
     stack: raw.stack ?? (path.basename(sourceDir) || 'root'),
     stackSettingsFile: raw.stackSettings,
@@ -182,6 +213,16 @@ async function runCommand(
               cacheDir: path.join(settings.stateDir, 'tools'),
             }
           : undefined,
+        workflow:
+          type === 'task' || !run.workflow
+            ? undefined
+            : {
+                type,
+                states: run.workflow.states,
+                apply: run.workflow.apply,
+                autoDeploy: raw.autoDeploy === true,
+                confirm: (plan) => askToApply(plan, io),
+              },
         image,
         imageSource: run.imageSource,
         buildMissingImage: usingDefault

@@ -4,7 +4,9 @@
  * masked before it becomes one.
  */
 
-export type RunState = 'FINISHED' | 'FAILED' | 'CANCELED';
+export type RunState = 'FINISHED' | 'FAILED' | 'CANCELED' | 'DISCARDED';
+
+import type { PlanSummary } from './workflow.js';
 
 /** Why a run was stopped before its job ended by itself. */
 export type StopReason = 'run-timeout' | 'logs-timeout' | 'canceled';
@@ -48,6 +50,8 @@ export interface RunSummary {
   phases: PhaseRecord[];
   /** The after_run hooks' phase, when there were any and they ran. */
   afterRun: PhaseRecord | null;
+  /** Proposed and tracked runs: what the plan adds, changes and destroys. */
+  plan: PlanSummary | null;
   configuration: RunConfiguration | null;
   durations: { preparingMs: number; totalMs: number };
   stop: StopRecord | null;
@@ -66,6 +70,8 @@ export type RunEvent =
       ts: string;
     }
   | ({ type: 'run.configured'; ts: string } & RunConfiguration)
+  | { type: 'run.state'; state: string; ts: string }
+  | ({ type: 'plan.summary'; ts: string } & PlanSummary)
   | {
       type: 'tool.ready';
       tool: string;

@@ -23,6 +23,7 @@ import type {
 } from '../domain/run-events.js';
 import type {
   Executor,
+  JobContainerSpec,
   JobHandle,
   OutputStream,
   Phase,
@@ -36,6 +37,10 @@ import {
   type ImageAccessSettings,
 } from './image-access.js';
 import { OutputLog } from './output-log.js';
+import { PLAN_JSON, summarisePlan, type PlanSummary } from '../domain/workflow.js';
+import type { ToolName } from '../workflow/tool-releases.js';
+import { rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { configurePlugins, prepareTool, type ToolRequest } from './tool-setup.js';
 
 export interface Clock {
@@ -85,6 +90,19 @@ export interface RunJobOptions {
   configuration?: RunConfiguration;
   /** Terraform or OpenTofu to mount into the container, with /plugins configured. */
   tool?: ToolRequest;
+  /** Proposed, tracked and destroy runs: what follows the first container's phases. */
+  workflow?: WorkflowOptions;
+}
+
+export interface WorkflowOptions {
+  type: 'proposed' | 'tracked' | 'destroy';
+  /** Run state of each phase, by phase name. */
+  states: Record<string, string>;
+  /** Tracked runs: the apply phases. */
+  apply: Phase[];
+  autoDeploy: boolean;
+  /** Asked when a tracked run without auto-deploy reaches UNCONFIRMED. */
+  confirm: (plan: PlanSummary | null) => Promise<boolean>;
 }
 
 export interface RunDeps {
@@ -139,6 +157,13 @@ class Run {
   private readonly warnings: string[] = [];
   private log: OutputLog | null = null;
   private afterRunRecord: PhaseRecord | null = null;
+  private spec: JobContainerSpec | undefined;
+  private tool: { tool: ToolName; version: string } | null = null;
+  private phaseEnv: Record<string, string> = {};
+  /** Every intended phase ran and succeeded. */
+  private completed = false;
+  private discarded = false;
+  private plan: PlanSummary | null = null;
   /** Every live masker, so a value masked with ::add-mask is masked on both streams at once. */
   private readonly maskers = new Set<SecretMasker>();
 
@@ -235,7 +260,7 @@ class Run {
         });
       }
       this.throwIfStopped();
-      this.job = await this.deps.executor.startJob({
+      this.spec = {
         runId: this.runId,
         launcherId: this.options.launcherId,
         expiresAt: new Date(
@@ -252,46 +277,15 @@ class Run {
         pidsLimit: this.options.pidsLimit,
         phases: this.options.phases,
         mounts: tool ? [tool.mount] : [],
-      });
-      this.emit({
-        type: 'container.started',
-        containerId: this.job.containerId,
-        containerName: this.job.containerName,
-      });
-      for (const warning of this.job.warnings) this.warn(warning);
-      let phaseEnv: Record<string, string> = {};
-      if (tool) {
-        const plugins = await configurePlugins(
-          this.job,
-          tool.provided.tool,
-          tool.provided.version,
-          null,
-        );
-        this.emit({
-          type: 'plugins.found',
-          providers: plugins.providers.map((p) => ({
-            source: p.source,
-            version: p.version,
-            file: p.file,
-          })),
-        });
-        for (const warning of plugins.warnings) this.warn(`${warning.path}: ${warning.rule}`);
-        if (plugins.note) this.warn(plugins.note);
-        phaseEnv = plugins.env;
-      }
+      };
+      this.tool = tool?.provided ?? null;
+      await this.startContainer(this.spec);
       preparingMs = this.clock.now() - this.started;
       if (this.stop) {
         // Stopped while the container was being made: nothing of the job ran yet.
         this.stop.endedBy = 'SIGINT';
-      } else {
-        for (const phase of this.options.phases) {
-          const record = await this.runPhase(this.job, {
-            ...phase,
-            env: { ...phaseEnv, ...phase.env },
-          });
-          phases.push(record);
-          if (record.exitCode !== 0 || this.stop) break;
-        }
+      } else if (await this.runPhases(this.options.phases, phases)) {
+        this.completed = !this.options.workflow || (await this.continueWorkflow(phases));
       }
     } catch (err) {
       if (!this.stop) error = coerceError(err);
@@ -302,6 +296,100 @@ class Run {
     }
     if (!preparingMs) preparingMs = this.clock.now() - this.started;
     return this.finish({ phases, image, imageSource, error, preparingMs });
+  }
+
+  /** Starts a fresh container for `spec`, with the tool's /plugins configuration. */
+  private async startContainer(spec: JobContainerSpec): Promise<JobHandle> {
+    const job = await this.deps.executor.startJob(spec);
+    this.job = job;
+    this.emit({
+      type: 'container.started',
+      containerId: job.containerId,
+      containerName: job.containerName,
+    });
+    for (const warning of job.warnings) this.warn(warning);
+    this.phaseEnv = {};
+    if (this.tool) {
+      const plugins = await configurePlugins(job, this.tool.tool, this.tool.version, null);
+      this.emit({
+        type: 'plugins.found',
+        providers: plugins.providers.map((p) => ({
+          source: p.source,
+          version: p.version,
+          file: p.file,
+        })),
+      });
+      for (const warning of plugins.warnings) this.warn(`${warning.path}: ${warning.rule}`);
+      if (plugins.note) this.warn(plugins.note);
+      this.phaseEnv = plugins.env;
+    }
+    return job;
+  }
+
+  /** Runs phases in the current container until one fails; true when all succeeded. */
+  private async runPhases(list: readonly Phase[], records: PhaseRecord[]): Promise<boolean> {
+    for (const phase of list) {
+      const state = this.options.workflow?.states[phase.name];
+      if (state) this.emit({ type: 'run.state', state });
+      const record = await this.runPhase(this.job as JobHandle, {
+        ...phase,
+        env: { ...this.phaseEnv, ...phase.env },
+      });
+      records.push(record);
+      if (record.exitCode !== 0 || this.stop) return false;
+    }
+    return true;
+  }
+
+  /**
+   * After the plan: the summary; for tracked runs, apply (auto-deploy: in the same container;
+   * otherwise the workspace is saved, the container ends at UNCONFIRMED, and after confirmation
+   * the exact saved plan is applied in a new container). True when the run is complete.
+   */
+  private async continueWorkflow(records: PhaseRecord[]): Promise<boolean> {
+    const workflow = this.options.workflow as WorkflowOptions;
+    const job = this.job as JobHandle;
+    if (workflow.type !== 'destroy') {
+      const json = await job.readFile(PLAN_JSON);
+      this.plan = json ? summarisePlan(json.toString('utf8')) : null;
+      if (this.plan) this.emit({ type: 'plan.summary', ...this.plan });
+      else this.warn(`no plan summary: ${PLAN_JSON} is missing or not a plan in JSON`);
+    }
+    if (workflow.type !== 'tracked' || workflow.apply.length === 0) return true;
+    if (workflow.autoDeploy) return this.runPhases(workflow.apply, records);
+    const archive = path.join(
+      this.options.stateDir ?? tmpdir(),
+      'runs',
+      this.runId,
+      'workspace.tar',
+    );
+    await job.exportWorkspace(archive);
+    this.emit({ type: 'run.state', state: 'UNCONFIRMED' });
+    await job.destroy();
+    this.job = undefined;
+    this.clearTimers();
+    const confirmed = await workflow.confirm(this.plan);
+    if (!confirmed) {
+      await rm(archive, { force: true });
+      this.discarded = true;
+      this.emit({ type: 'run.state', state: 'DISCARDED' });
+      return false;
+    }
+    this.emit({ type: 'run.state', state: 'CONFIRMED' });
+    this.runTimer = this.clock.setTimeout(
+      () => this.requestStop('run-timeout'),
+      this.options.timeoutMs,
+    );
+    try {
+      await this.startContainer({
+        ...(this.spec as JobContainerSpec),
+        workspaceArchive: archive,
+        phases: workflow.apply,
+      });
+    } finally {
+      await rm(archive, { force: true });
+    }
+    return this.runPhases(workflow.apply, records);
   }
 
   /** after_run: at the end of every run whose container is still usable, with the final state. */
@@ -518,9 +606,9 @@ class Run {
         : { state: 'FAILED', exitCode: EXIT_CODES.timedOut };
     }
     if (error) return { state: 'FAILED', exitCode: exitCodeForError(error) };
-    if (phases.at(-1)?.exitCode === 0 && phases.length === this.options.phases.length) {
+    if (this.discarded) return { state: 'DISCARDED', exitCode: EXIT_CODES.success };
+    if (this.completed && phases.at(-1)?.exitCode === 0)
       return { state: 'FINISHED', exitCode: EXIT_CODES.success };
-    }
     return { state: 'FAILED', exitCode: EXIT_CODES.jobFailed };
   }
 
@@ -548,6 +636,7 @@ class Run {
       containerName: this.job?.containerName ?? null,
       phases: parts.phases,
       afterRun: this.afterRunRecord,
+      plan: this.plan,
       configuration: this.options.configuration ?? null,
       durations: { preparingMs: parts.preparingMs, totalMs: this.clock.now() - this.started },
       stop: this.stop,

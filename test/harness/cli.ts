@@ -57,13 +57,15 @@ function withLocalImagePolicy(args: string[]): string[] {
 export function spawnBerth(
   args: string[],
   env: Record<string, string | undefined> = {},
-  identity: { uid?: number; gid?: number; cwd?: string } = {},
+  identity: { uid?: number; gid?: number; cwd?: string; input?: string } = {},
 ): BerthProcess {
+  const { input, ...spawnOptions } = identity;
   const child = spawn(process.execPath, [BERTH_BIN, ...withLocalImagePolicy(args)], {
-    ...identity,
+    ...spawnOptions,
     env: { ...process.env, NO_COLOR: '1', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
+    stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
   });
+  if (input !== undefined) child.stdin?.end(input);
   children.add(child);
   let out = '';
   let err = '';
@@ -76,11 +78,11 @@ export function spawnBerth(
       }
     }
   };
-  child.stdout.on('data', (chunk: Buffer) => {
+  child.stdout?.on('data', (chunk: Buffer) => {
     out += chunk.toString();
     check();
   });
-  child.stderr.on('data', (chunk: Buffer) => {
+  child.stderr?.on('data', (chunk: Buffer) => {
     err += chunk.toString();
     check();
   });
@@ -132,7 +134,7 @@ export function spawnBerth(
 export async function runBerth(
   args: string[],
   env: Record<string, string | undefined> = {},
-  options: { cwd?: string } = {},
+  options: { cwd?: string; input?: string } = {},
 ): Promise<BerthResult> {
   const proc = spawnBerth(args, env, options);
   const { code } = await proc.exited;

@@ -1,0 +1,181 @@
+/**
+ * Proposed, tracked and destroy runs with a stand-in terraform that acts on the arguments berth
+ * really passes: plan writes a plan file, show -json prints a plan in Terraform's JSON format,
+ * apply refuses any plan file but the one planned. Tracked runs without auto-deploy end their
+ * container at UNCONFIRMED and apply in a new container from the saved workspace.
+ */
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
+import type { EngineClient } from '../src/executor/docker/engine-client.js';
+import { expectNoBerthContainers } from './harness/cleanup.js';
+import {
+  expectNoChildren,
+  finished,
+  runBerth,
+  testStateDir,
+  type BerthResult,
+} from './harness/cli.js';
+import { testEngine } from './harness/engine.js';
+import { jobDir } from './harness/files.js';
+import { startReleaseMirror, type ReleaseMirror } from './harness/release-mirror.js';
+
+const STAND_IN = `#!/bin/sh
+state=/mnt/workspace/.berth
+echo "$*" >> "$state/tool-calls"
+case "$1" in
+  init) echo "init done" ;;
+  plan)
+    out=
+    for a in "$@"; do case "$a" in -out=*) out=\${a#-out=} ;; esac; done
+    [ -n "$out" ] || { echo "plan needs -out" >&2; exit 1; }
+    id="plan-$(date +%s)-$$"
+    echo "$id" > "$out"; echo "$id" > "$state/planned-id"
+    echo "planned $id" ;;
+  show)
+    [ "$2" = "-json" ] && [ -f "$3" ] || { echo "show needs -json PLANFILE" >&2; exit 1; }
+    printf '%s\\n' '{"format_version":"1.2","resource_changes":[{"address":"null_resource.a","change":{"actions":["create"]}},{"address":"null_resource.b","change":{"actions":["delete","create"]}},{"address":"null_resource.c","change":{"actions":["no-op"]}}]}' ;;
+  apply)
+    for f in "$@"; do :; done
+    [ -f "$f" ] && [ "$(cat "$f")" = "$(cat "$state/planned-id")" ] || { echo "apply refuses $f: not the plan that was planned" >&2; exit 1; }
+    echo "applied $(cat "$f")" ;;
+  destroy) echo "destroyed everything" ;;
+  *) echo "unknown command $1" >&2; exit 1 ;;
+esac
+`;
+
+let engine: EngineClient;
+let mirror: ReleaseMirror;
+let stateDir: string;
+
+const HOOKS = `version: 2
+stack_defaults:
+  terraform_version: "1.6.2"
+  before_plan:
+    - export FROM_PLAN=kept-across-containers
+    - chmod 750 deploy.sh && ln -s main.tf link.tf
+  after_apply:
+    - 'echo "after_apply: $FROM_PLAN $(stat -c %a deploy.sh) $(readlink link.tf) $(stat -c %u deploy.sh)"'
+`;
+
+function repo(): string {
+  return jobDir({
+    '.berth/config.yml': HOOKS,
+    'main.tf': 'terraform {}\n',
+    'deploy.sh': 'echo deploy\n',
+  });
+}
+
+function berth(args: string[], input?: string): Promise<BerthResult> {
+  return runBerth(
+    ['run', repo(), '--image', inject('busyboxImage'), '--json', ...args],
+    {
+      BERTH_STATE_DIR: stateDir,
+      BERTH_TERRAFORM_RELEASES_URL: mirror.baseUrl,
+      BERTH_TERRAFORM_SIGNING_KEY_FILE: mirror.keyFile,
+    },
+    { input },
+  );
+}
+
+function states(result: BerthResult): string[] {
+  return result.events.flatMap((e) => (e.type === 'run.state' ? [e.state] : []));
+}
+
+function output(result: BerthResult, phase: string): string {
+  return result.events
+    .flatMap((e) => (e.type === 'log' && e.phase === phase ? [e.text] : []))
+    .join('');
+}
+
+function containers(result: BerthResult): string[] {
+  return result.events.flatMap((e) => (e.type === 'container.started' ? [e.containerId] : []));
+}
+
+beforeAll(async () => {
+  engine = testEngine();
+  stateDir = testStateDir();
+  mirror = await startReleaseMirror('terraform');
+  await mirror.publish('1.6.2', { content: STAND_IN });
+});
+
+afterEach(async () => {
+  expectNoChildren();
+  await expectNoBerthContainers(engine);
+});
+
+afterAll(async () => {
+  await mirror.stop();
+  engine.close();
+});
+
+describe('run types', () => {
+  it('proposed: init and plan with a saved plan file, and the plan summary from show -json', async () => {
+    const result = await berth(['--type', 'proposed']);
+    expect(result.code, JSON.stringify(finished(result).error)).toBe(0);
+    expect(states(result)).toEqual(['INITIALIZING', 'PLANNING']);
+    expect(output(result, 'plan')).toMatch(/^planned plan-\d+-\d+\n$/);
+    const summary = { add: 2, change: 0, destroy: 1, replace: 1 };
+    expect(result.events.find((e) => e.type === 'plan.summary')).toMatchObject(summary);
+    expect(finished(result)).toMatchObject({ state: 'FINISHED', plan: summary });
+    expect(finished(result).phases.map((p) => p.name)).toEqual(['init', 'plan']);
+  });
+
+  it('tracked with --auto-deploy applies exactly the saved plan in the same container', async () => {
+    const result = await berth(['--type', 'tracked', '--auto-deploy']);
+    expect(result.code, JSON.stringify(finished(result).error)).toBe(0);
+    expect(states(result)).toEqual(['INITIALIZING', 'PLANNING', 'APPLYING']);
+    expect(containers(result)).toHaveLength(1);
+    const planned = /planned (plan-\S+)/.exec(output(result, 'plan'))?.[1];
+    expect(output(result, 'apply')).toContain(`applied ${planned}\n`);
+  });
+
+  it('tracked without auto-deploy: UNCONFIRMED, then confirmed, applies in a new container with modes, links and exports kept', async () => {
+    const result = await berth(['--type', 'tracked'], 'yes\n');
+    expect(result.code, JSON.stringify(finished(result).error)).toBe(0);
+    expect(states(result)).toEqual([
+      'INITIALIZING',
+      'PLANNING',
+      'UNCONFIRMED',
+      'CONFIRMED',
+      'APPLYING',
+    ]);
+    const [first, second] = containers(result);
+    expect(first).toBeDefined();
+    expect(second).toBeDefined();
+    expect(first).not.toBe(second);
+    const planned = /planned (plan-\S+)/.exec(output(result, 'plan'))?.[1];
+    expect(output(result, 'apply')).toBe(
+      `applied ${planned}\nafter_apply: kept-across-containers 750 main.tf 1983\n`,
+    );
+    expect(result.stderr).toContain('Apply this plan? Type yes to apply');
+    expect(existsSync(path.join(stateDir, 'runs', finished(result).runId, 'workspace.tar'))).toBe(
+      false,
+    );
+  });
+
+  it('tracked and discarded: no apply, state DISCARDED, the saved workspace removed', async () => {
+    const result = await berth(['--type', 'tracked'], 'no\n');
+    expect(result.code).toBe(0);
+    expect(states(result)).toEqual(['INITIALIZING', 'PLANNING', 'UNCONFIRMED', 'DISCARDED']);
+    expect(finished(result).state).toBe('DISCARDED');
+    expect(output(result, 'apply')).toBe('');
+    expect(existsSync(path.join(stateDir, 'runs', finished(result).runId, 'workspace.tar'))).toBe(
+      false,
+    );
+  });
+
+  it('destroy: init and destroy', async () => {
+    const result = await berth(['--type', 'destroy']);
+    expect(result.code, JSON.stringify(finished(result).error)).toBe(0);
+    expect(states(result)).toEqual(['INITIALIZING', 'DESTROYING']);
+    expect(output(result, 'destroy')).toBe('destroyed everything\n');
+    expect(finished(result).plan).toBeNull();
+  });
+
+  it('rejects an unknown run type', async () => {
+    const result = await berth(['--type', 'deploy']);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain('--type "deploy": use one of task, proposed, tracked, destroy');
+  });
+});
