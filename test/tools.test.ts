@@ -111,6 +111,19 @@ describe('tools in the container', () => {
     );
   });
 
+  it("merges the job's own CLI configuration with berth's instead of replacing it", async () => {
+    const dir = jobDir({
+      '.berth/config.yml':
+        'version: 2\nstack_defaults:\n  terraform_version: "1.6.2"\n  environment: { TF_CLI_CONFIG_FILE: user.tfrc }\n',
+      'user.tfrc': 'plugin_cache_dir = "/tmp/provider-cache"\n',
+    });
+    const result = await berth(dir, 'terraform init');
+    expect(result.code, JSON.stringify(finished(result).error)).toBe(0);
+    const out = jobOutput(result);
+    expect(out).toContain('plugin_cache_dir = "/tmp/provider-cache"');
+    expect(out).toContain('include = ["registry.myorg.io/myorg/sops"]');
+  });
+
   it('uses the cache for the next job of the same version', async () => {
     const dir = repo('version: 2\nstack_defaults:\n  terraform_version: "1.6.2"\n');
     await berth(dir, 'true');

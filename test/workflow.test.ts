@@ -173,6 +173,39 @@ describe('run types', () => {
     expect(finished(result).plan).toBeNull();
   });
 
+  it('gives ro_ variables only to read phases and wo_ variables only to apply', async () => {
+    const result = await runBerth(
+      [
+        'run',
+        jobDir({
+          '.berth/config.yml':
+            'version: 2\nstack_defaults:\n  terraform_version: "1.6.2"\n  before_plan: [\'echo "plan sees ${ro_READER:-none} ${wo_WRITER:-none}"\']\n  before_apply: [\'echo "apply sees ${ro_READER:-none} ${wo_WRITER:-none}"\']\n',
+          'main.tf': '',
+        }),
+        '--image',
+        inject('busyboxImage'),
+        '--json',
+        '--type',
+        'tracked',
+        '--auto-deploy',
+        '--env',
+        'ro_READER=r',
+        '--secret-env',
+        'wo_WRITER=w-secret',
+        '--',
+        'true',
+      ],
+      {
+        BERTH_STATE_DIR: stateDir,
+        BERTH_TERRAFORM_RELEASES_URL: mirror.baseUrl,
+        BERTH_TERRAFORM_SIGNING_KEY_FILE: mirror.keyFile,
+      },
+    );
+    expect(result.code, JSON.stringify(finished(result).error)).toBe(0);
+    expect(output(result, 'plan')).toContain('plan sees r none\n');
+    expect(output(result, 'apply')).toContain('apply sees none *****\n');
+  });
+
   it('rejects an unknown run type', async () => {
     const result = await berth(['--type', 'deploy']);
     expect(result.code).toBe(2);

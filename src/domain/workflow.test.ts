@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { PLAN_FILE, summarisePlan, workflowPhases } from './workflow.js';
+import { PLAN_FILE, splitPhaseVariables, summarisePlan, workflowPhases } from './workflow.js';
 
 describe('workflowPhases', () => {
   it('plans proposed, tracked and destroy runs with their hooks', () => {
@@ -65,5 +65,18 @@ describe('summarisePlan', () => {
       replace: 0,
       resources: [],
     });
+  });
+});
+
+describe('splitPhaseVariables', () => {
+  it('gives ro_ variables to read phases only and wo_ variables to write phases only', () => {
+    const split = splitPhaseVariables({ A: '1', ro_R: 'r', wo_W: 'w' });
+    expect(split.common).toEqual({ A: '1' });
+    expect(split.forPhase('init')).toEqual({ ro_R: 'r', BERTH_PHASE_ONLY: 'ro_R' });
+    expect(split.forPhase('plan')).toEqual({ ro_R: 'r', BERTH_PHASE_ONLY: 'ro_R' });
+    expect(split.forPhase('apply')).toEqual({ wo_W: 'w', BERTH_PHASE_ONLY: 'wo_W' });
+    expect(split.forPhase('destroy')).toEqual({ wo_W: 'w', BERTH_PHASE_ONLY: 'wo_W' });
+    expect(split.forPhase('task')).toEqual({ wo_W: 'w', BERTH_PHASE_ONLY: 'wo_W' });
+    expect(splitPhaseVariables({ A: '1' }).forPhase('plan')).toEqual({});
   });
 });

@@ -101,3 +101,30 @@ export function summarisePlan(json: string): PlanSummary | null {
   }
   return summary;
 }
+
+/** Phases that only read (plan); `ro_` variables reach only these, `wo_` ones only the others. */
+const READ_PHASES = new Set(['init', 'plan']);
+
+/**
+ * Splits a job's variables by the reference's prefixes: `ro_NAME` only in read phases (init,
+ * plan), `wo_NAME` only in write phases (apply, destroy, a task's command). Names are kept as
+ * written; BERTH_PHASE_ONLY lists them so the phase wrapper does not carry them on.
+ */
+export function splitPhaseVariables(env: Record<string, string>): {
+  common: Record<string, string>;
+  forPhase: (phase: string) => Record<string, string>;
+} {
+  const common: Record<string, string> = {};
+  const readOnly: Record<string, string> = {};
+  const writeOnly: Record<string, string> = {};
+  for (const [name, value] of Object.entries(env)) {
+    if (name.startsWith('ro_')) readOnly[name] = value;
+    else if (name.startsWith('wo_')) writeOnly[name] = value;
+    else common[name] = value;
+  }
+  const only = (vars: Record<string, string>): Record<string, string> =>
+    Object.keys(vars).length === 0
+      ? {}
+      : { ...vars, BERTH_PHASE_ONLY: Object.keys(vars).join(' ') };
+  return { common, forPhase: (phase) => only(READ_PHASES.has(phase) ? readOnly : writeOnly) };
+}

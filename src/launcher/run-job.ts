@@ -21,15 +21,16 @@ import type {
   StopReason,
   StopRecord,
 } from '../domain/run-events.js';
-import type {
-  Executor,
-  JobContainerSpec,
-  JobHandle,
-  OutputStream,
-  Phase,
-  PhaseOutcome,
-  PullPolicy,
-  ResolvedImage,
+import {
+  SOURCE_DIR,
+  type Executor,
+  type JobContainerSpec,
+  type JobHandle,
+  type OutputStream,
+  type Phase,
+  type PhaseOutcome,
+  type PullPolicy,
+  type ResolvedImage,
 } from '../executor/executor.js';
 import {
   parseReferenceOrThrow,
@@ -37,7 +38,12 @@ import {
   type ImageAccessSettings,
 } from './image-access.js';
 import { OutputLog } from './output-log.js';
-import { PLAN_JSON, summarisePlan, type PlanSummary } from '../domain/workflow.js';
+import {
+  PLAN_JSON,
+  splitPhaseVariables,
+  summarisePlan,
+  type PlanSummary,
+} from '../domain/workflow.js';
 import type { ToolName } from '../workflow/tool-releases.js';
 import { rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -157,6 +163,7 @@ class Run {
   private readonly warnings: string[] = [];
   private log: OutputLog | null = null;
   private afterRunRecord: PhaseRecord | null = null;
+  private readonly variables: ReturnType<typeof splitPhaseVariables>;
   private spec: JobContainerSpec | undefined;
   private tool: { tool: ToolName; version: string } | null = null;
   private phaseEnv: Record<string, string> = {};
@@ -174,6 +181,7 @@ class Run {
     this.clock = deps.clock ?? systemClock;
     this.runId = deps.runId ?? newRunId(new Date(this.clock.now()));
     this.secrets = Object.values(options.secretEnv);
+    this.variables = splitPhaseVariables({ ...options.env, ...options.secretEnv });
     this.started = this.clock.now();
   }
 
@@ -269,7 +277,7 @@ class Run {
         image: image.id,
         imageReference: image.reference,
         sourceDir: this.options.sourceDir,
-        env: { ...this.options.env, ...this.options.secretEnv },
+        env: this.variables.common,
         network: this.options.network,
         runtime: this.options.runtime,
         nanoCpus: this.options.nanoCpus,
@@ -310,7 +318,21 @@ class Run {
     for (const warning of job.warnings) this.warn(warning);
     this.phaseEnv = {};
     if (this.tool) {
-      const plugins = await configurePlugins(job, this.tool.tool, this.tool.version, null);
+      // A CLI configuration the job names itself is merged with berth's, not replaced.
+      const own = this.variables.common.TF_CLI_CONFIG_FILE;
+      const userConfig = own
+        ? await job.readFile(own.startsWith('/') ? own : `${SOURCE_DIR}/${own}`)
+        : null;
+      if (own && userConfig === null)
+        this.warn(
+          `TF_CLI_CONFIG_FILE names ${own}, which is not in the container; berth's configuration is used alone`,
+        );
+      const plugins = await configurePlugins(
+        job,
+        this.tool.tool,
+        this.tool.version,
+        userConfig?.toString('utf8') ?? null,
+      );
       this.emit({
         type: 'plugins.found',
         providers: plugins.providers.map((p) => ({
@@ -333,7 +355,7 @@ class Run {
       if (state) this.emit({ type: 'run.state', state });
       const record = await this.runPhase(this.job as JobHandle, {
         ...phase,
-        env: { ...this.phaseEnv, ...phase.env },
+        env: { ...this.variables.forPhase(phase.name), ...this.phaseEnv, ...phase.env },
       });
       records.push(record);
       if (record.exitCode !== 0 || this.stop) return false;

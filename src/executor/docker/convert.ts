@@ -33,6 +33,9 @@ export const PHASE_WRAPPER = `# berth phase wrapper: $1 is the phase script.
 berth_state=${ENV_STATE_FILE}
 if [ -f "$berth_state" ]; then . "$berth_state"; fi
 berth_save_env() {
+  # Variables given to this phase only (BERTH_PHASE_ONLY) never travel to later phases.
+  for berth_v in \${BERTH_PHASE_ONLY:-}; do unset "$berth_v"; done
+  unset BERTH_PHASE_ONLY berth_v
   mkdir -p "\${berth_state%/*}" 2>/dev/null
   export -p > "$berth_state.tmp" 2>/dev/null && mv -f "$berth_state.tmp" "$berth_state" 2>/dev/null
 }
