@@ -212,3 +212,58 @@ describe('run types', () => {
     expect(result.stderr).toContain('--type "deploy": use one of task, proposed, tracked, destroy');
   });
 });
+
+describe('CUSTOM workflow tool', () => {
+  const custom = (files: Record<string, string>): string =>
+    jobDir({
+      '.berth/config.yml': 'version: 2\nstack_defaults:\n  terraform_workflow_tool: CUSTOM\n',
+      'main.tf': '',
+      ...files,
+    });
+  const run = (dir: string, type: string): Promise<BerthResult> =>
+    runBerth(
+      ['run', dir, '--image', inject('busyboxImage'), '--json', '--type', type, '--auto-deploy'],
+      { BERTH_STATE_DIR: stateDir },
+    );
+
+  it('runs the commands of .berth/workflow.yml, with the plan file filled in', async () => {
+    const workflow = [
+      'init: echo custom-init',
+      'plan: echo planned > "{{ .PlanFileName }}"',
+      'showPlan: printf \'{"resource_changes":[{"address":"x.y","change":{"actions":["update"]}}]}\'',
+      'apply: cat {{.PlanFileName}}',
+      'destroy: echo custom-destroy',
+    ].join('\n');
+    const result = await run(custom({ '.berth/workflow.yml': workflow }), 'tracked');
+    expect(result.code, JSON.stringify(finished(result).error)).toBe(0);
+    expect(output(result, 'init')).toBe('custom-init\n');
+    expect(output(result, 'apply')).toBe('planned\n');
+    expect(finished(result).plan).toMatchObject({ add: 0, change: 1, destroy: 0 });
+    expect(result.events.some((e) => e.type === 'tool.ready')).toBe(false);
+  });
+
+  it('a missing workflow file, missing commands and a program missing from the image are three different errors', async () => {
+    const noFile = await run(custom({}), 'proposed');
+    expect(noFile.code).toBe(2);
+    expect(noFile.stderr).toContain('BERTH_CUSTOM_WORKFLOW_MISSING');
+    expect(noFile.stderr).toContain('.berth/workflow.yml or .spacelift/workflow.yml');
+
+    const missing = await run(
+      custom({ '.spacelift/workflow.yml': 'init: echo i\nplan: echo p\ncolour: blue\n' }),
+      'tracked',
+    );
+    expect(missing.code).toBe(2);
+    expect(missing.stderr).toContain('BERTH_CUSTOM_COMMANDS_MISSING');
+    expect(missing.stderr).toContain('a tracked run needs showPlan, apply, which are missing');
+    expect(missing.stderr).toContain('unknown command "colour"');
+
+    const absent = await run(
+      custom({ '.berth/workflow.yml': 'init: terragrunt init\ndestroy: terragrunt destroy\n' }),
+      'destroy',
+    );
+    expect(absent.code).toBe(3);
+    expect(finished(absent).error?.code).toBe('BERTH_CUSTOM_TOOL_MISSING');
+    expect(finished(absent).error?.message).toContain('"terragrunt"');
+    expect(finished(absent).phases).toEqual([]);
+  });
+});

@@ -22,7 +22,18 @@ import {
   type StackSettings,
 } from '../domain/runtime-config.js';
 import { SOURCE_DIR, type Phase } from '../executor/executor.js';
-import { workflowPhases, type RunType, type WorkflowPhase } from '../domain/workflow.js';
+import {
+  CUSTOM_TEMPLATES,
+  fillTemplate,
+  programOf,
+  requiredTemplates,
+  toolCommands,
+  workflowPhases,
+  type RunType,
+  type WorkflowCommands,
+  type WorkflowPhase,
+} from '../domain/workflow.js';
+import { parse as parseYamlText } from 'yaml';
 
 export const CONFIG_FILES = [
   path.join('.berth', 'config.yml'),
@@ -68,7 +79,7 @@ export function chooseTool(values: StackSettings): ToolChoice | null {
 export interface RunConfigResult {
   tool: ToolChoice | null;
   /** Workflow runs: each phase's state, and a tracked run's apply phases. */
-  workflow: { states: Record<string, string>; apply: Phase[] } | null;
+  workflow: { states: Record<string, string>; apply: Phase[]; programs: string[] } | null;
   configuration: RunConfiguration;
   image: string;
   imageSource: string;
@@ -171,18 +182,18 @@ export async function resolveRunConfig(input: RunConfigInput): Promise<RunConfig
       },
     ];
   } else {
+    let commands: WorkflowCommands;
+    let programs: string[] = [];
     if (values.terraform_workflow_tool === 'CUSTOM') {
-      throw new BerthError(
-        'BERTH_CONFIG_INVALID',
-        'terraform_workflow_tool CUSTOM is not supported by berth yet',
-        {
-          hint: 'Use TERRAFORM_FOSS or OPEN_TOFU, or run your tool as a task (--type task).',
-        },
-      );
+      commands = await loadCustomWorkflow(input.sourceDir, input.type);
+      programs = [...new Set(Object.values(commands).filter(Boolean).map(programOf))];
+      tool = null;
+    } else {
+      // Workflow runs always have a tool: OpenTofu, newest stable, unless the settings say otherwise.
+      tool ??= { tool: 'tofu', constraint: '>= 0.0.0' };
+      commands = toolCommands(tool.tool);
     }
-    // Workflow runs always have a tool: OpenTofu, newest stable, unless the settings say otherwise.
-    tool ??= { tool: 'tofu', constraint: '>= 0.0.0' };
-    const planned = workflowPhases(input.type, tool.tool, values);
+    const planned = workflowPhases(input.type, commands, values);
     const toPhase = (p: WorkflowPhase): Phase => ({ name: p.name, workingDir, script: p.script });
     phases = planned.first.map(toPhase);
     workflow = {
@@ -190,6 +201,7 @@ export async function resolveRunConfig(input: RunConfigInput): Promise<RunConfig
         [...planned.first, ...planned.apply].map((p) => [p.name, p.state]),
       ),
       apply: planned.apply.map(toPhase),
+      programs,
     };
   }
   const afterRun = values.after_run?.length
@@ -230,4 +242,70 @@ export async function resolveRunConfig(input: RunConfigInput): Promise<RunConfig
     tool,
     workflow,
   };
+}
+
+export const WORKFLOW_FILES = [
+  path.join('.berth', 'workflow.yml'),
+  path.join('.spacelift', 'workflow.yml'),
+];
+
+/** A CUSTOM tool's commands from the repository's workflow file, checked for this run type. */
+export async function loadCustomWorkflow(
+  sourceDir: string,
+  type: Exclude<RunType, 'task'>,
+): Promise<WorkflowCommands> {
+  let text: string | null = null;
+  let file = '';
+  for (const relative of WORKFLOW_FILES) {
+    text = await readIfPresent(path.join(sourceDir, relative));
+    file = relative;
+    if (text !== null) break;
+  }
+  if (text === null) {
+    throw new BerthError(
+      'BERTH_CUSTOM_WORKFLOW_MISSING',
+      `terraform_workflow_tool is CUSTOM, but ${sourceDir} has no ${WORKFLOW_FILES.join(' or ')}`,
+    );
+  }
+  let parsed: unknown;
+  try {
+    parsed = parseYamlText(text);
+  } catch (err) {
+    throw new BerthError(
+      'BERTH_CONFIG_INVALID',
+      `${file} is not valid YAML: ${(err as Error).message.split('\n')[0]}`,
+      { cause: err },
+    );
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
+    throw new BerthError(
+      'BERTH_CUSTOM_COMMANDS_MISSING',
+      `${file} must be a mapping of command templates (${CUSTOM_TEMPLATES.join(', ')})`,
+    );
+  }
+  const templates = parsed as Record<string, unknown>;
+  const problems: string[] = [];
+  for (const key of Object.keys(templates)) {
+    if (!(CUSTOM_TEMPLATES as readonly string[]).includes(key))
+      problems.push(`unknown command "${key}" (known: ${CUSTOM_TEMPLATES.join(', ')})`);
+  }
+  const needed = requiredTemplates(type);
+  const missing = needed.filter(
+    (key) => typeof templates[key] !== 'string' || (templates[key] as string).trim() === '',
+  );
+  if (missing.length > 0)
+    problems.push(
+      `a ${type} run needs ${missing.join(', ')}, which ${missing.length === 1 ? 'is' : 'are'} missing`,
+    );
+  const commands: WorkflowCommands = { init: '', plan: '', showPlan: '', apply: '', destroy: '' };
+  for (const key of needed) {
+    if (missing.includes(key)) continue;
+    const filled = fillTemplate(templates[key] as string);
+    if ('error' in filled) problems.push(`${key}: ${filled.error}`);
+    else commands[key as keyof WorkflowCommands] = filled.command;
+  }
+  if (problems.length > 0) {
+    throw new BerthError('BERTH_CUSTOM_COMMANDS_MISSING', `${file}: ${problems.join('; ')}`);
+  }
+  return commands;
 }

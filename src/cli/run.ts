@@ -221,6 +221,7 @@ async function runCommand(
                 states: run.workflow.states,
                 apply: run.workflow.apply,
                 autoDeploy: raw.autoDeploy === true,
+                programs: run.workflow.programs,
                 confirm: (plan) => askToApply(plan, io),
               },
         image,

@@ -148,6 +148,21 @@ export const ERROR_CATALOGUE = {
     retryable: true,
     hint: 'The standard runner image could not be built. The build output above says why; the build needs the base image (debian:bookworm-slim) and network access to Debian mirrors.',
   },
+  BERTH_CUSTOM_WORKFLOW_MISSING: {
+    kind: 'config',
+    retryable: false,
+    hint: 'Add .berth/workflow.yml (or .spacelift/workflow.yml) with the commands of your tool (init, plan, showPlan, apply, destroy), or choose TERRAFORM_FOSS or OPEN_TOFU.',
+  },
+  BERTH_CUSTOM_COMMANDS_MISSING: {
+    kind: 'config',
+    retryable: false,
+    hint: 'Add the missing commands to the workflow file; see docs/runtime-configuration.md for each one.',
+  },
+  BERTH_CUSTOM_TOOL_MISSING: {
+    kind: 'image',
+    retryable: false,
+    hint: 'Install the program in the runner image (or put it in the repository and call it by path), or change the workflow file.',
+  },
   BERTH_TOOL_VERSION_UNKNOWN: {
     kind: 'config',
     retryable: false,

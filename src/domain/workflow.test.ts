@@ -1,5 +1,13 @@
 import { describe, expect, it } from 'vitest';
-import { PLAN_FILE, splitPhaseVariables, summarisePlan, workflowPhases } from './workflow.js';
+import {
+  PLAN_FILE,
+  fillTemplate,
+  programOf,
+  splitPhaseVariables,
+  summarisePlan,
+  toolCommands,
+  workflowPhases,
+} from './workflow.js';
 
 describe('workflowPhases', () => {
   it('plans proposed, tracked and destroy runs with their hooks', () => {
@@ -9,7 +17,7 @@ describe('workflowPhases', () => {
       before_apply: ['echo ba'],
       after_destroy: ['echo ad'],
     };
-    const proposed = workflowPhases('proposed', 'tofu', settings);
+    const proposed = workflowPhases('proposed', toolCommands('tofu'), settings);
     expect(proposed.first.map((p) => [p.name, p.state])).toEqual([
       ['init', 'INITIALIZING'],
       ['plan', 'PLANNING'],
@@ -20,14 +28,13 @@ describe('workflowPhases', () => {
     );
     expect(proposed.first[1]?.script).toContain('{\necho ap\n}');
     expect(proposed.apply).toEqual([]);
-    const tracked = workflowPhases('tracked', 'terraform', settings);
+    const tracked = workflowPhases('tracked', toolCommands('terraform'), settings);
     expect(tracked.apply[0]?.script).toBe(
       `{\necho ba\n} &&\n{\nterraform apply -input=false ${PLAN_FILE}\n}\n`,
     );
-    expect(workflowPhases('destroy', 'tofu', settings).first.map((p) => p.state)).toEqual([
-      'INITIALIZING',
-      'DESTROYING',
-    ]);
+    expect(
+      workflowPhases('destroy', toolCommands('tofu'), settings).first.map((p) => p.state),
+    ).toEqual(['INITIALIZING', 'DESTROYING']);
   });
 });
 
@@ -78,5 +85,21 @@ describe('splitPhaseVariables', () => {
     expect(split.forPhase('destroy')).toEqual({ wo_W: 'w', BERTH_PHASE_ONLY: 'wo_W' });
     expect(split.forPhase('task')).toEqual({ wo_W: 'w', BERTH_PHASE_ONLY: 'wo_W' });
     expect(splitPhaseVariables({ A: '1' }).forPhase('plan')).toEqual({});
+  });
+});
+
+describe('custom workflow templates', () => {
+  it('fills {{ .PlanFileName }} and refuses other template logic', () => {
+    expect(fillTemplate('pulumi preview --save-plan "{{ .PlanFileName }}"')).toEqual({
+      command: `pulumi preview --save-plan "${PLAN_FILE}"`,
+    });
+    expect(fillTemplate('x {{.PlanFileName}}')).toEqual({ command: `x ${PLAN_FILE}` });
+    expect(fillTemplate('x {{ if .Refresh }}-refresh{{ end }}')).toHaveProperty('error');
+    expect(fillTemplate('x {{ .Lock }}')).toEqual({
+      error: expect.stringContaining('{{ .Lock }} is not a placeholder berth knows') as string,
+    });
+  });
+  it('finds the program a command needs', () => {
+    expect(programOf('  terragrunt plan -out=x')).toBe('terragrunt');
   });
 });

@@ -38,36 +38,105 @@ function phase(
   };
 }
 
+/** The shell commands of the workflow's steps. */
+export interface WorkflowCommands {
+  init: string;
+  plan: string;
+  showPlan: string;
+  apply: string;
+  destroy: string;
+}
+
+/** Terraform's and OpenTofu's own commands. */
+export function toolCommands(tool: string): WorkflowCommands {
+  return {
+    init: `${tool} init -input=false`,
+    plan: `${tool} plan -input=false -out=${PLAN_FILE}`,
+    showPlan: `${tool} show -json ${PLAN_FILE}`,
+    apply: `${tool} apply -input=false ${PLAN_FILE}`,
+    destroy: `${tool} destroy -auto-approve -input=false`,
+  };
+}
+
 /** The phases of the first container, and (tracked runs) of the apply. */
 export function workflowPhases(
   type: Exclude<RunType, 'task'>,
-  tool: string,
+  commands: WorkflowCommands,
   settings: StackSettings,
 ): { first: WorkflowPhase[]; apply: WorkflowPhase[] } {
-  const init = phase('init', 'INITIALIZING', `${tool} init -input=false`, settings);
+  const init = phase('init', 'INITIALIZING', commands.init, settings);
   const plan = phase(
     'plan',
     'PLANNING',
-    `${tool} plan -input=false -out=${PLAN_FILE} && ${tool} show -json ${PLAN_FILE} > ${PLAN_JSON}`,
+    `${commands.plan} && ${commands.showPlan} > ${PLAN_JSON}`,
     settings,
   );
   switch (type) {
     case 'proposed':
       return { first: [init, plan], apply: [] };
     case 'tracked':
-      return {
-        first: [init, plan],
-        apply: [phase('apply', 'APPLYING', `${tool} apply -input=false ${PLAN_FILE}`, settings)],
-      };
+      return { first: [init, plan], apply: [phase('apply', 'APPLYING', commands.apply, settings)] };
     case 'destroy':
       return {
-        first: [
-          init,
-          phase('destroy', 'DESTROYING', `${tool} destroy -auto-approve -input=false`, settings),
-        ],
+        first: [init, phase('destroy', 'DESTROYING', commands.destroy, settings)],
         apply: [],
       };
   }
+}
+
+/** The templates a CUSTOM workflow file may hold, as the reference names them. */
+export const CUSTOM_TEMPLATES = [
+  'init',
+  'workspaceSelect',
+  'workspaceNew',
+  'plan',
+  'showState',
+  'showPlan',
+  'getOutputs',
+  'apply',
+  'destroy',
+] as const;
+export type CustomTemplate = (typeof CUSTOM_TEMPLATES)[number];
+
+/** The templates each run type needs. */
+export function requiredTemplates(type: Exclude<RunType, 'task'>): CustomTemplate[] {
+  switch (type) {
+    case 'proposed':
+      return ['init', 'plan', 'showPlan'];
+    case 'tracked':
+      return ['init', 'plan', 'showPlan', 'apply'];
+    case 'destroy':
+      return ['init', 'destroy'];
+  }
+}
+
+const PLACEHOLDERS: Record<string, string> = { PlanFileName: PLAN_FILE };
+
+/**
+ * Fills a template's `{{ .PlanFileName }}` placeholders. Anything else between `{{ }}` is an
+ * error naming it: berth does not run arbitrary template logic.
+ */
+export function fillTemplate(template: string): { command: string } | { error: string } {
+  let error: string | null = null;
+  const command = template.replace(
+    /\{\{\s*\.?([A-Za-z]+)\s*\}\}|\{\{[^}]*\}\}/g,
+    (whole, name: string | undefined) => {
+      const value = name ? PLACEHOLDERS[name] : undefined;
+      if (value === undefined) {
+        error ??= `${whole} is not a placeholder berth knows; use ${Object.keys(PLACEHOLDERS)
+          .map((k) => `{{ .${k} }}`)
+          .join(', ')}`;
+        return whole;
+      }
+      return value;
+    },
+  );
+  return error ? { error } : { command };
+}
+
+/** The first word of a command: the program a CUSTOM workflow needs in the image. */
+export function programOf(command: string): string {
+  return command.trim().split(/\s+/)[0] ?? '';
 }
 
 export interface PlanSummary {

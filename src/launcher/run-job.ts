@@ -107,6 +107,8 @@ export interface WorkflowOptions {
   /** Tracked runs: the apply phases. */
   apply: Phase[];
   autoDeploy: boolean;
+  /** Programs a CUSTOM workflow's commands call: each must be in the image. */
+  programs: string[];
   /** Asked when a tracked run without auto-deploy reaches UNCONFIRMED. */
   confirm: (plan: PlanSummary | null) => Promise<boolean>;
 }
@@ -288,6 +290,7 @@ class Run {
       };
       this.tool = tool?.provided ?? null;
       await this.startContainer(this.spec);
+      await this.requirePrograms(this.options.workflow?.programs ?? [], image.reference);
       preparingMs = this.clock.now() - this.started;
       if (this.stop) {
         // Stopped while the container was being made: nothing of the job ran yet.
@@ -346,6 +349,23 @@ class Run {
       this.phaseEnv = plugins.env;
     }
     return job;
+  }
+
+  /** Checks, quietly, that the programs a custom workflow calls exist in the container. */
+  private async requirePrograms(programs: readonly string[], image: string): Promise<void> {
+    for (const program of programs) {
+      const quoted = `'${program.replace(/'/g, "'\\''")}'`;
+      const { exitCode } = await (this.job as JobHandle).runPhase(
+        { name: 'preflight', script: `command -v ${quoted} >/dev/null 2>&1` },
+        () => undefined,
+      );
+      if (exitCode !== 0) {
+        throw new BerthError(
+          'BERTH_CUSTOM_TOOL_MISSING',
+          `the workflow file calls "${program}", which image ${image} does not have (not on PATH and no such file)`,
+        );
+      }
+    }
   }
 
   /** Runs phases in the current container until one fails; true when all succeeded. */
