@@ -291,7 +291,7 @@ export async function loadCustomWorkflow(
   }
   const needed = requiredTemplates(type);
   const missing = needed.filter(
-    (key) => typeof templates[key] !== 'string' || (templates[key] as string).trim() === '',
+    (key) => typeof templates[key] !== 'string' || templates[key].trim() === '',
   );
   if (missing.length > 0)
     problems.push(
