@@ -253,6 +253,31 @@ describe('hooks', () => {
     expect(result.stdout).not.toMatch(/tok-\d+-x/);
   });
 
+  it('never saves secrets in the phase environment that travels with the workspace', async () => {
+    const dir = jobDir({
+      '.berth/config.yml':
+        'version: 2\nstack_defaults:\n  after_run: ["grep -c -e TOKEN -e KEPT /mnt/workspace/.berth/env.sh"]\n',
+    });
+    const result = await runBerth(
+      [
+        'run',
+        dir,
+        '--image',
+        busybox,
+        '--json',
+        '--secret-env',
+        'TOKEN=t0ps3cret',
+        '--',
+        'export KEPT=yes; echo "$TOKEN"',
+      ],
+      { BERTH_STATE_DIR: stateDir },
+    );
+    expect(result.code, result.stderr).toBe(0);
+    expect(phaseOutput(result, 'task')).toBe('*****\n');
+    // Only KEPT matches: the secret was in the job's environment but not in the saved file.
+    expect(phaseOutput(result, 'after_run')).toBe('1\n');
+  });
+
   it('after_run runs at the end of every run with the final state, without changing it', async () => {
     const hooks = '  after_run: ["echo final=$BERTH_RUN_FINAL_STATE", "exit 9"]\n';
     const ok = await berth(withHooks(hooks), [], 'echo work');

@@ -373,9 +373,20 @@ class Run {
     for (const phase of list) {
       const state = this.options.workflow?.states[phase.name];
       if (state) this.emit({ type: 'run.state', state });
+      const phaseVars = this.variables.forPhase(phase.name);
+      // Secrets and phase-only variables are never written to the saved phase environment (it
+      // travels with the workspace); secrets come back from the container's own environment.
+      const notSaved = [phaseVars.BERTH_PHASE_ONLY, ...Object.keys(this.options.secretEnv)]
+        .filter(Boolean)
+        .join(' ');
       const record = await this.runPhase(this.job as JobHandle, {
         ...phase,
-        env: { ...this.variables.forPhase(phase.name), ...this.phaseEnv, ...phase.env },
+        env: {
+          ...phaseVars,
+          ...(notSaved ? { BERTH_PHASE_ONLY: notSaved } : {}),
+          ...this.phaseEnv,
+          ...phase.env,
+        },
       });
       records.push(record);
       if (record.exitCode !== 0 || this.stop) return false;
@@ -440,6 +451,9 @@ class Run {
     if (!hooks || !this.job || this.stop?.endedBy === 'SIGKILL') return;
     try {
       const record = await this.runPhase(this.job, {
+        ...(Object.keys(this.options.secretEnv).length
+          ? { env: { BERTH_PHASE_ONLY: Object.keys(this.options.secretEnv).join(' ') } }
+          : {}),
         ...hooks,
         script: `BERTH_RUN_FINAL_STATE=${state}; export BERTH_RUN_FINAL_STATE\n${hooks.script}`,
       });
