@@ -3,6 +3,7 @@
  * with sources, project_root, environment, hook chaining, strict hooks, exported variables,
  * ::add-mask, after_run with the final state, and validation before any container starts.
  */
+import { execFileSync } from 'node:child_process';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { EngineClient } from '../src/executor/docker/engine-client.js';
@@ -100,6 +101,29 @@ stacks:
     const again = await berth(dir, ['--stack', 'prod'], 'echo $TF_VAR_berth_run_id');
     expect(jobOutput(again).trim()).not.toBe(runId);
     expect(jobOutput(again).trim()).toBe(finished(again).runId);
+  });
+
+  it('gives the job the commit and branch of a git checkout', async () => {
+    const dir = jobDir({ 'main.tf': '' });
+    const git = (...args: string[]): string =>
+      execFileSync(
+        'git',
+        ['-C', dir, '-c', 'user.name=t', '-c', 'user.email=t@example.invalid', ...args],
+        { encoding: 'utf8' },
+      ).trim();
+    git('init', '-q', '-b', 'feature/x');
+    git('add', '.');
+    git('commit', '-q', '-m', 'first');
+    const sha = git('rev-parse', 'HEAD');
+    const result = await berth(
+      dir,
+      [],
+      'echo "$TF_VAR_berth_commit_sha $TF_VAR_spacelift_commit_branch"',
+    );
+    expect(result.code, result.stderr).toBe(0);
+    expect(jobOutput(result)).toBe(`${sha} feature/x\n`);
+    const plain = await berth(jobDir(), [], 'echo "[$TF_VAR_berth_commit_sha]"');
+    expect(jobOutput(plain)).toBe('[]\n');
   });
 
   it('follows version 1 precedence: the stack settings beat stack_defaults', async () => {

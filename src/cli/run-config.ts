@@ -208,8 +208,11 @@ export async function resolveRunConfig(input: RunConfigInput): Promise<RunConfig
     ? { name: 'after_run', workingDir, script: hookChain(values.after_run, strict) }
     : undefined;
 
+  const commit = await gitCommit(input.sourceDir);
   const runValues: Record<string, string> = {
     run_id: input.runId,
+    commit_sha: commit.sha,
+    commit_branch: commit.branch,
     stack_id: input.stack,
     run_type: input.type.toUpperCase(),
     project_root: projectRoot,
@@ -308,4 +311,20 @@ export async function loadCustomWorkflow(
     throw new BerthError('BERTH_CUSTOM_COMMANDS_MISSING', `${file}: ${problems.join('; ')}`);
   }
   return commands;
+}
+
+/** The commit and branch of the job directory when it is a git checkout; empty otherwise. */
+export async function gitCommit(dir: string): Promise<{ sha: string; branch: string }> {
+  const { execFile } = await import('node:child_process');
+  const git = (args: string[]): Promise<string> =>
+    new Promise((resolve) => {
+      execFile('git', ['-C', dir, ...args], { timeout: 5000 }, (err, stdout) =>
+        resolve(err ? '' : stdout.trim()),
+      );
+    });
+  const [sha, branch] = await Promise.all([
+    git(['rev-parse', '--verify', '-q', 'HEAD']),
+    git(['symbolic-ref', '--short', '-q', 'HEAD']),
+  ]);
+  return { sha, branch };
 }
