@@ -5,12 +5,9 @@
  * Stopping (run timeout, logs timeout, cancel) always goes the same way: SIGINT to the job, a
  * grace period, then SIGKILL. Clean-up always happens, in `finally`, under its own deadline.
  */
-import { StringDecoder } from 'node:string_decoder';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { BerthError, EXIT_CODES, coerceError, exitCodeForError } from '../domain/errors.js';
-import { SecretMasker, maskAll } from '../domain/log-masker.js';
-import { AddMaskFilter } from '../domain/hook-script.js';
 import type {
   RunConfiguration,
   PhaseRecord,
@@ -26,7 +23,6 @@ import {
   type Executor,
   type JobContainerSpec,
   type JobHandle,
-  type OutputStream,
   type Phase,
   type PhaseOutcome,
   type PullPolicy,
@@ -38,6 +34,7 @@ import {
   type ImageAccessSettings,
 } from './image-access.js';
 import { OutputLog } from './output-log.js';
+import { OutputMasking } from './output-masking.js';
 import {
   PLAN_JSON,
   splitPhaseVariables,
@@ -131,12 +128,6 @@ export interface RunningJob {
 
 const CLEANUP_DEADLINE_MS = 60_000;
 
-interface OutputState {
-  decoder: StringDecoder;
-  directives: AddMaskFilter;
-  masker: SecretMasker;
-}
-
 export function newRunId(now: Date = new Date(), random: Buffer = randomBytes(4)): string {
   const stamp = now
     .toISOString()
@@ -154,7 +145,7 @@ export function startRun(options: RunJobOptions, deps: RunDeps): RunningJob {
 class Run {
   readonly runId: string;
   private readonly clock: Clock;
-  private readonly secrets: string[];
+  private readonly masking: OutputMasking;
   private readonly started: number;
   private job: JobHandle | undefined;
   private stop: StopRecord | null = null;
@@ -173,8 +164,6 @@ class Run {
   private completed = false;
   private discarded = false;
   private plan: PlanSummary | null = null;
-  /** Every live masker, so a value masked with ::add-mask is masked on both streams at once. */
-  private readonly maskers = new Set<SecretMasker>();
 
   constructor(
     private readonly options: RunJobOptions,
@@ -182,7 +171,7 @@ class Run {
   ) {
     this.clock = deps.clock ?? systemClock;
     this.runId = deps.runId ?? newRunId(new Date(this.clock.now()));
-    this.secrets = Object.values(options.secretEnv);
+    this.masking = new OutputMasking(Object.values(options.secretEnv));
     this.variables = splitPhaseVariables({ ...options.env, ...options.secretEnv });
     this.started = this.clock.now();
   }
@@ -191,13 +180,8 @@ class Run {
     this.deps.emit({ ...event, ts: new Date(this.clock.now()).toISOString() });
   }
 
-  private addSecret(value: string): void {
-    if (!this.secrets.includes(value)) this.secrets.push(value);
-    for (const masker of this.maskers) masker.addSecret(value);
-  }
-
   private warn(message: string): void {
-    const masked = maskAll(message, this.secrets);
+    const masked = this.masking.mask(message);
     this.warnings.push(masked);
     this.emit({ type: 'warning', message: masked });
   }
@@ -569,49 +553,31 @@ class Run {
   private async runPhase(job: JobHandle, phase: Phase): Promise<PhaseRecord> {
     const started = this.clock.now();
     this.emit({ type: 'phase.started', phase: phase.name });
-    const outputs = new Map<OutputStream, OutputState>();
-    const streamState = (stream: OutputStream): OutputState => {
-      let state = outputs.get(stream);
-      if (!state) {
-        const masker = new SecretMasker(this.secrets);
-        this.maskers.add(masker);
-        state = {
-          decoder: new StringDecoder('utf8'),
-          masker,
-          directives: new AddMaskFilter((value) => this.addSecret(value)),
-        };
-        outputs.set(stream, state);
-      }
-      return state;
-    };
-    const deliver = (stream: OutputStream, text: string): void => {
-      if (text.length === 0) return;
+    const output = this.masking.forPhase((stream, text) => {
       this.log?.append(text);
       this.emit({ type: 'log', phase: phase.name, stream, text });
-    };
+    });
     this.armLogsTimer();
     let outcome: PhaseOutcome;
     try {
       outcome = await job.runPhase(phase, (stream, chunk) => {
         this.armLogsTimer();
-        const state = streamState(stream);
-        deliver(stream, state.masker.write(state.directives.write(state.decoder.write(chunk))));
+        output.write(stream, chunk);
         return this.deps.outputReady?.();
       });
     } finally {
       if (this.logsTimer) this.clock.clearTimeout(this.logsTimer);
-      for (const [stream, state] of outputs) {
-        const rest = state.directives.write(state.decoder.end()) + state.directives.flush();
-        deliver(stream, state.masker.write(rest) + state.masker.flush());
-        this.maskers.delete(state.masker);
-      }
+      output.end();
     }
-    const exitCode = outcome.exitCode;
-    const record = { name: phase.name, exitCode, durationMs: this.clock.now() - started };
+    const record = {
+      name: phase.name,
+      exitCode: outcome.exitCode,
+      durationMs: this.clock.now() - started,
+    };
     this.emit({
       type: 'phase.finished',
       phase: phase.name,
-      exitCode,
+      exitCode: record.exitCode,
       durationMs: record.durationMs,
     });
     return record;
@@ -699,7 +665,7 @@ class Run {
       error: parts.error
         ? {
             code: parts.error.code,
-            message: maskAll(parts.error.message, this.secrets),
+            message: this.masking.mask(parts.error.message),
             hint: parts.error.hint,
           }
         : null,

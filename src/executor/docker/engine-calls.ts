@@ -1,0 +1,78 @@
+/**
+ * Engine calls shared by the executor and its jobs: copying archives in, removing containers,
+ * and naming phase scripts.
+ */
+import { createHash } from 'node:crypto';
+import { BerthError } from '../../domain/errors.js';
+import { CONTROL_DIR, WORKSPACE_DIR } from '../executor.js';
+import { createArchive, type ArchiveEntry } from './archive.js';
+import { DockerApiError, errorText, isDiskFull } from './daemon-errors.js';
+import type { EngineClient } from './engine-client.js';
+
+export const ROOT = { uid: 0, gid: 0 };
+const DESTROY_DEADLINE_MS = 30_000;
+
+/** Phase scripts are named by their content, so one known up front is never copied twice. */
+export function phaseScriptEntry(script: string): ArchiveEntry & { kind: 'file' } {
+  const digest = createHash('sha256').update(script).digest('hex').slice(0, 32);
+  return {
+    kind: 'file',
+    name: `${CONTROL_DIR.slice(1)}/phases/${digest}.sh`,
+    mode: 0o644,
+    owner: ROOT,
+    content: script,
+  };
+}
+
+export async function uploadArchive(
+  engine: EngineClient,
+  id: string,
+  entries: ArchiveEntry[],
+  what: string,
+): Promise<void> {
+  const archive = createArchive(entries);
+  try {
+    await Promise.all([
+      engine.json('PUT', `/containers/${id}/archive`, {
+        query: { path: '/', noOverwriteDirNonDir: true },
+        body: archive.stream,
+        deadlineMs: 10 * 60_000,
+      }),
+      archive.done,
+    ]);
+  } catch (err) {
+    if (err instanceof BerthError) throw err;
+    const text = err instanceof DockerApiError ? err.engineMessage : errorText(err);
+    if (isDiskFull(text)) {
+      throw new BerthError(
+        'BERTH_DISK_FULL',
+        `no space left while copying ${what} into the container: ${text}`,
+        { cause: err },
+      );
+    }
+    throw new BerthError(
+      'BERTH_WORKSPACE_NOT_WRITABLE',
+      `could not write ${what} into the container at ${WORKSPACE_DIR}: ${text}`,
+      {
+        cause: err,
+      },
+    );
+  }
+}
+
+export async function removeContainer(engine: EngineClient, id: string): Promise<void> {
+  try {
+    await engine.json('DELETE', `/containers/${id}`, {
+      query: { force: 1, v: 1 },
+      deadlineMs: DESTROY_DEADLINE_MS,
+    });
+  } catch (err) {
+    // Gone already, or another remover got there first: the outcome we want.
+    if (
+      err instanceof DockerApiError &&
+      (err.status === 404 || /already in progress/.test(err.engineMessage))
+    )
+      return;
+    throw err;
+  }
+}
