@@ -28,12 +28,9 @@ import {
   type PullPolicy,
   type ResolvedImage,
 } from '../executor/executor.js';
-import {
-  parseReferenceOrThrow,
-  resolveImageAccess,
-  type ImageAccessSettings,
-} from './image-access.js';
+import type { ImageAccessSettings } from './image-access.js';
 import { OutputLog } from './output-log.js';
+import { prepareRunImage, type ImageSource } from './prepare-image.js';
 import { OutputMasking } from './output-masking.js';
 import {
   PLAN_JSON,
@@ -451,99 +448,19 @@ class Run {
     }
   }
 
-  private async prepareImage(): Promise<{
-    image: ResolvedImage;
-    source: 'present' | 'pulled' | 'built';
-  }> {
-    let image: ResolvedImage;
-    let source: 'present' | 'pulled' | 'built';
-    try {
-      image = await this.pullChecked();
-      source = image.pulled ? 'pulled' : 'present';
-    } catch (err) {
-      const build = this.options.buildMissingImage;
-      const missing =
-        err instanceof BerthError &&
-        err.kind === 'image' &&
-        [
-          'BERTH_IMAGE_NOT_FOUND',
-          'BERTH_IMAGE_PULL_DENIED',
-          'BERTH_IMAGE_PULL_FAILED',
-          'BERTH_REGISTRY_UNREACHABLE',
-        ].includes(err.code);
-      if (!build || !missing || this.stop) throw err;
-      const local = await this.deps.executor.localRunnerImage?.(this.options.image);
-      if (local) {
-        this.warn(
-          `${this.options.image} cannot be checked with its registry (${err.message}); using the standard runner image berth built here from its bundled Dockerfile`,
-        );
-        image = local;
-        source = 'present';
-      } else {
-        this.warn(
-          `${this.options.image} is neither present nor pullable (${err.message}); building it from berth's bundled runner/Dockerfile`,
-        );
-        image = await build((line) => this.emit({ type: 'image.build', line }));
-        source = 'built';
-      }
-    }
-    this.emit({
-      type: 'image.resolved',
-      reference: image.reference,
-      id: image.id,
-      digest: image.digest,
-      source,
+  private prepareImage(): Promise<{ image: ResolvedImage; source: ImageSource }> {
+    return prepareRunImage({
+      image: this.options.image,
+      pullPolicy: this.options.pullPolicy,
+      pullTimeoutMs: this.options.pullTimeoutMs,
+      imageAccess: this.options.imageAccess,
+      buildMissingImage: this.options.buildMissingImage,
+      executor: this.deps.executor,
+      emit: (event) => this.emit(event),
+      warn: (message) => this.warn(message),
+      signal: this.abort.signal,
+      stopped: () => this.stop !== null,
     });
-    return { image, source };
-  }
-
-  /** The registry check (unless skipped), then the pull policy on the exact digest it answered. */
-  private async pullChecked(): Promise<ResolvedImage> {
-    const settings = this.options.imageAccess;
-    let reference = this.options.image;
-    let registryAuth: string | null = null;
-    if (settings) {
-      const access = await resolveImageAccess(this.options.image, settings, this.abort.signal);
-      this.emit({
-        type: 'image.checked',
-        pool: access.decision.pool,
-        registry: access.reference.registry,
-        rule: access.decision.rule,
-        credentials: access.credentialSource,
-        digest: access.digest,
-      });
-      reference = access.pinned;
-      registryAuth = access.engineAuth;
-    } else {
-      parseReferenceOrThrow(this.options.image);
-    }
-    const image = await this.deps.executor.prepareImage(
-      {
-        reference,
-        pullPolicy: this.options.pullPolicy,
-        pullTimeoutMs: this.options.pullTimeoutMs,
-        registryAuth,
-      },
-      (p) =>
-        this.emit(
-          p.kind === 'layer'
-            ? {
-                type: 'image.pull',
-                layer: p.layer,
-                status: p.status,
-                current: p.current,
-                total: p.total,
-              }
-            : { type: 'image.pull', layer: null, status: p.message },
-        ),
-      this.abort.signal,
-    );
-    // Show the reference the user gave; the digest says exactly what ran.
-    return {
-      ...image,
-      reference: this.options.image,
-      digest: image.digest ?? (settings ? reference : null),
-    };
   }
 
   private throwIfStopped(): void {

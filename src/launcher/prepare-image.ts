@@ -1,0 +1,116 @@
+/**
+ * The image a run uses: the pool's policy and the registry check (unless skipped), then the pull
+ * policy on the exact digest the registry answered; for the standard runner image, the copy
+ * berth built here, or a build from the bundled Dockerfile, when the default cannot be had.
+ */
+import { BerthError } from '../domain/errors.js';
+import type { RunEventInput } from '../domain/run-events.js';
+import type { Executor, PullPolicy, ResolvedImage } from '../executor/executor.js';
+import {
+  parseReferenceOrThrow,
+  resolveImageAccess,
+  type ImageAccessSettings,
+} from './image-access.js';
+
+export type ImageSource = 'present' | 'pulled' | 'built';
+
+export interface PrepareImageInput {
+  image: string;
+  pullPolicy: PullPolicy;
+  pullTimeoutMs: number;
+  imageAccess: ImageAccessSettings | null;
+  buildMissingImage?: (onLine: (line: string) => void) => Promise<ResolvedImage>;
+  executor: Executor;
+  emit: (event: RunEventInput) => void;
+  warn: (message: string) => void;
+  signal: AbortSignal;
+  stopped: () => boolean;
+}
+
+/** Errors after which the standard runner image may be used from here or built. */
+const MISSING = [
+  'BERTH_IMAGE_NOT_FOUND',
+  'BERTH_IMAGE_PULL_DENIED',
+  'BERTH_IMAGE_PULL_FAILED',
+  'BERTH_REGISTRY_UNREACHABLE',
+];
+
+export async function prepareRunImage(
+  input: PrepareImageInput,
+): Promise<{ image: ResolvedImage; source: ImageSource }> {
+  let image: ResolvedImage;
+  let source: ImageSource;
+  try {
+    image = await pullChecked(input);
+    source = image.pulled ? 'pulled' : 'present';
+  } catch (err) {
+    const build = input.buildMissingImage;
+    const missing = err instanceof BerthError && MISSING.includes(err.code);
+    if (!build || !missing || input.stopped()) throw err;
+    const local = await input.executor.localRunnerImage?.(input.image);
+    if (local) {
+      input.warn(
+        `${input.image} cannot be checked with its registry (${err.message}); using the standard runner image berth built here from its bundled Dockerfile`,
+      );
+      image = local;
+      source = 'present';
+    } else {
+      input.warn(
+        `${input.image} is neither present nor pullable (${err.message}); building it from berth's bundled runner/Dockerfile`,
+      );
+      image = await build((line) => input.emit({ type: 'image.build', line }));
+      source = 'built';
+    }
+  }
+  input.emit({
+    type: 'image.resolved',
+    reference: image.reference,
+    id: image.id,
+    digest: image.digest,
+    source,
+  });
+  return { image, source };
+}
+
+async function pullChecked(input: PrepareImageInput): Promise<ResolvedImage> {
+  const settings = input.imageAccess;
+  let reference = input.image;
+  let registryAuth: string | null = null;
+  if (settings) {
+    const access = await resolveImageAccess(input.image, settings, input.signal);
+    input.emit({
+      type: 'image.checked',
+      pool: access.decision.pool,
+      registry: access.reference.registry,
+      rule: access.decision.rule,
+      credentials: access.credentialSource,
+      digest: access.digest,
+    });
+    reference = access.pinned;
+    registryAuth = access.engineAuth;
+  } else {
+    parseReferenceOrThrow(input.image);
+  }
+  const image = await input.executor.prepareImage(
+    { reference, pullPolicy: input.pullPolicy, pullTimeoutMs: input.pullTimeoutMs, registryAuth },
+    (p) =>
+      input.emit(
+        p.kind === 'layer'
+          ? {
+              type: 'image.pull',
+              layer: p.layer,
+              status: p.status,
+              current: p.current,
+              total: p.total,
+            }
+          : { type: 'image.pull', layer: null, status: p.message },
+      ),
+    input.signal,
+  );
+  // Show the reference the user gave; the digest says exactly what ran.
+  return {
+    ...image,
+    reference: input.image,
+    digest: image.digest ?? (settings ? reference : null),
+  };
+}
