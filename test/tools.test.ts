@@ -4,6 +4,9 @@
  * CLI configuration for the providers under /plugins (laid out as the seed document's Dockerfiles
  * do); Terraform 0.12's behaviour; a tampered release stopping the run before anything runs.
  */
+import { mkdtempSync, readdirSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { EngineClient } from '../src/executor/docker/engine-client.js';
 import { jobDir } from './harness/files.js';
@@ -158,5 +161,68 @@ describe('tools in the container', () => {
     expect(end.error?.message).toContain('terraform_2.1.0_linux_amd64.zip');
     expect(end.containerId).toBeNull();
     expect(jobOutput(result)).toBe('');
+  });
+});
+
+describe('provider plugin cache', () => {
+  const CACHE_STAND_IN = `#!/bin/sh
+echo "cache=$TF_PLUGIN_CACHE_DIR"
+ls "$TF_PLUGIN_CACHE_DIR" | sort | tr '\\n' ' '; echo
+touch "$TF_PLUGIN_CACHE_DIR/provider-from-$1-$TF_VAR_berth_run_id"
+`;
+  let tofu: ReleaseMirror;
+
+  beforeAll(async () => {
+    tofu = await startReleaseMirror('tofu');
+    await tofu.publish('1.10.0', { content: CACHE_STAND_IN });
+    await tofu.publish('1.9.1', { content: CACHE_STAND_IN });
+  });
+
+  afterAll(() => tofu.stop());
+
+  const run = (version: string, cacheDir: string): Promise<BerthResult> =>
+    runBerth(
+      [
+        'run',
+        repo(
+          `version: 2\nstack_defaults:\n  terraform_workflow_tool: OPEN_TOFU\n  opentofu_version: "${version}"\n`,
+        ),
+        '--image',
+        image,
+        '--json',
+        '--',
+        'tofu init',
+      ],
+      {
+        BERTH_STATE_DIR: stateDir,
+        BERTH_PLUGIN_CACHE_DIR: cacheDir,
+        BERTH_OPENTOFU_RELEASES_URL: tofu.baseUrl,
+        BERTH_OPENTOFU_SIGNING_KEY_FILE: tofu.keyFile,
+      },
+    );
+
+  it('is shared between jobs for OpenTofu 1.10 and later, owned by the job user', async () => {
+    const cacheDir = mkdtempSync(path.join(tmpdir(), 'berth-plugin-cache-'));
+    const first = await run('1.10.0', cacheDir);
+    expect(first.code, JSON.stringify(finished(first).error)).toBe(0);
+    expect(jobOutput(first)).toMatch(/^cache=\/mnt\/plugin-cache\n\n$/);
+    const second = await run('1.10.0', cacheDir);
+    expect(jobOutput(second)).toBe(
+      `cache=/mnt/plugin-cache\nprovider-from-init-${finished(first).runId} \n`,
+    );
+    const shared = path.join(cacheDir, 'tofu', 'linux_amd64');
+    expect(readdirSync(shared)).toHaveLength(2);
+    expect(statSync(shared).uid).toBe(1983);
+  });
+
+  it('is never shared writable with a tool that is not safe with it: the job gets its own', async () => {
+    const cacheDir = mkdtempSync(path.join(tmpdir(), 'berth-plugin-cache-'));
+    const result = await run('1.9.1', cacheDir);
+    expect(result.code, JSON.stringify(finished(result).error)).toBe(0);
+    expect(jobOutput(result)).toBe('cache=/mnt/workspace/.berth/plugin-cache\n\n');
+    expect(finished(result).warnings.join('\n')).toContain(
+      'tofu 1.9.1 is not safe with a plugin cache shared between concurrent jobs',
+    );
+    expect(readdirSync(cacheDir)).toEqual([]);
   });
 });

@@ -211,6 +211,7 @@ async function runCommand(
               constraint: run.tool.constraint,
               source: await releaseSourceFromEnv(run.tool.tool, env),
               cacheDir: path.join(settings.stateDir, 'tools'),
+              pluginCacheDir: env.BERTH_PLUGIN_CACHE_DIR?.trim() || undefined,
             }
           : undefined,
         workflow:

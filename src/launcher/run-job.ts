@@ -157,6 +157,7 @@ class Run {
   private spec: JobContainerSpec | undefined;
   private tool: { tool: ToolName; version: string } | null = null;
   private phaseEnv: Record<string, string> = {};
+  private cacheEnv: Record<string, string> = {};
   /** Every intended phase ran and succeeded. */
   private completed = false;
   private discarded = false;
@@ -267,9 +268,11 @@ class Run {
         memoryBytes: this.options.memoryBytes,
         pidsLimit: this.options.pidsLimit,
         phases: this.options.phases,
-        mounts: tool ? [tool.mount] : [],
+        mounts: tool?.mounts ?? [],
       };
       this.tool = tool?.provided ?? null;
+      this.cacheEnv = tool?.cache?.env ?? {};
+      if (tool?.cache) this.warn(tool.cache.note);
       await this.startContainer(this.spec);
       await this.requirePrograms(this.options.workflow?.programs ?? [], image.reference);
       preparingMs = this.clock.now() - this.started;
@@ -327,7 +330,7 @@ class Run {
       });
       for (const warning of plugins.warnings) this.warn(`${warning.path}: ${warning.rule}`);
       if (plugins.note) this.warn(plugins.note);
-      this.phaseEnv = plugins.env;
+      this.phaseEnv = { ...plugins.env, ...this.cacheEnv };
     }
     return job;
   }

@@ -12,7 +12,17 @@ import {
   type FoundProvider,
   type PluginWarning,
 } from '../domain/plugins.js';
-import { CONTROL_DIR, type BindMount, type JobHandle } from '../executor/executor.js';
+import { chown, mkdir } from 'node:fs/promises';
+import path from 'node:path';
+import { BerthError } from '../domain/errors.js';
+import { parseVersion } from '../domain/versions.js';
+import {
+  CONTROL_DIR,
+  JOB_GID,
+  JOB_UID,
+  type BindMount,
+  type JobHandle,
+} from '../executor/executor.js';
 import {
   provideTool,
   resolveToolVersion,
@@ -22,6 +32,8 @@ import {
 } from '../workflow/tool-releases.js';
 
 export interface ToolRequest {
+  /** Host directory for a provider plugin cache shared between jobs (see pluginCache). */
+  pluginCacheDir?: string;
   tool: ToolName;
   /** An exact version or a constraint, resolved against the release index. */
   constraint: string;
@@ -36,9 +48,68 @@ export function containerPlatform(arch: string = process.arch): string {
   return `linux_${arch === 'x64' ? 'amd64' : arch}`;
 }
 
+export const SHARED_PLUGIN_CACHE = '/mnt/plugin-cache';
+/** A job's own plugin cache: in the workspace, so it survives a tracked run's new container. */
+export const JOB_PLUGIN_CACHE = '/mnt/workspace/.berth/plugin-cache';
+
+/**
+ * Whether concurrent jobs may share one writable provider plugin cache: Terraform's cache is not
+ * safe for concurrent use; OpenTofu's is from 1.10, with its file locks.
+ */
+export function sharedCacheIsSafe(tool: ToolName, version: string): boolean {
+  if (tool !== 'tofu') return false;
+  const v = parseVersion(version);
+  return v !== null && (v.major > 1 || (v.major === 1 && v.minor >= 10));
+}
+
+export interface PluginCache {
+  mount: BindMount | null;
+  env: Record<string, string>;
+  note: string;
+}
+
+/**
+ * The provider plugin cache of a job: the shared host directory when the tool is safe with it
+ * (mounted writable, owned by the job's UID), otherwise a cache of the job's own.
+ */
+export async function pluginCache(
+  tool: ToolName,
+  version: string,
+  hostDir: string | undefined,
+): Promise<PluginCache | null> {
+  if (!hostDir) return null;
+  if (!sharedCacheIsSafe(tool, version)) {
+    return {
+      mount: null,
+      env: { TF_PLUGIN_CACHE_DIR: JOB_PLUGIN_CACHE },
+      note: `${tool} ${version} is not safe with a plugin cache shared between concurrent jobs; this job gets a cache of its own at ${JOB_PLUGIN_CACHE}`,
+    };
+  }
+  const dir = path.join(hostDir, tool, containerPlatform());
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  // The job runs as 1983; only root can hand the directory over, and nobody else gets access.
+  try {
+    await chown(dir, JOB_UID, JOB_GID);
+  } catch (err) {
+    throw new BerthError(
+      'BERTH_CONFIG_INVALID',
+      `cannot give the plugin cache ${dir} (BERTH_PLUGIN_CACHE_DIR) to UID ${JOB_UID}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`,
+      {
+        cause: err,
+        hint: `Run berth as root (as workers do), or chown ${JOB_UID}:${JOB_GID} the directory yourself, or unset BERTH_PLUGIN_CACHE_DIR.`,
+      },
+    );
+  }
+  return {
+    mount: { source: dir, target: SHARED_PLUGIN_CACHE, readOnly: false },
+    env: { TF_PLUGIN_CACHE_DIR: SHARED_PLUGIN_CACHE },
+    note: `shared plugin cache ${dir} mounted at ${SHARED_PLUGIN_CACHE}`,
+  };
+}
+
 export async function prepareTool(
   request: ToolRequest,
-): Promise<{ provided: ProvidedTool; mount: BindMount }> {
+): Promise<{ provided: ProvidedTool; mounts: BindMount[]; cache: PluginCache | null }> {
   const version = await resolveToolVersion(request.source, request.constraint);
   const provided = await provideTool(
     request.source,
@@ -46,10 +117,13 @@ export async function prepareTool(
     containerPlatform(),
     request.cacheDir,
   );
-  return {
-    provided,
-    mount: { source: provided.binary, target: `/bin/${request.tool}`, readOnly: true },
+  const cache = await pluginCache(request.tool, version, request.pluginCacheDir);
+  const binary: BindMount = {
+    source: provided.binary,
+    target: `/bin/${request.tool}`,
+    readOnly: true,
   };
+  return { provided, mounts: cache?.mount ? [binary, cache.mount] : [binary], cache };
 }
 
 export interface PluginSetup {

@@ -312,6 +312,13 @@ function workspaceEntries(sourceDir: string | null, home: string): ArchiveEntry[
     { kind: 'directory', name: 'mnt/', mode: 0o755, owner: ROOT },
     { kind: 'directory', name: `${WORKSPACE_DIR.slice(1)}/`, mode: 0o755, owner: JOB_OWNER },
     { kind: 'directory', name: `${WORKSPACE_DIR.slice(1)}/.berth/`, mode: 0o700, owner: JOB_OWNER },
+    // A provider plugin cache of the job's own (used when a shared one would not be safe).
+    {
+      kind: 'directory',
+      name: `${WORKSPACE_DIR.slice(1)}/.berth/plugin-cache/`,
+      mode: 0o700,
+      owner: JOB_OWNER,
+    },
     ...(sourceDir === null
       ? []
       : [
