@@ -14,7 +14,9 @@ import type { EngineClient } from '../src/executor/docker/engine-client.js';
 import { expectNoBerthContainers } from './harness/cleanup.js';
 import { expectNoChildren, runBerth, testStateDir } from './harness/cli.js';
 import { imageExists, removeImage, tagImage, testEngine } from './harness/engine.js';
-import { importRootfs } from './harness/images.js';
+import { ensureBuiltImage, importRootfs } from './harness/images.js';
+import { jobDir } from './harness/files.js';
+import { startReleaseMirror } from './harness/release-mirror.js';
 
 const BASE = 'debian:bookworm-slim';
 const REPO_ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -128,6 +130,51 @@ describe('the standard runner image', () => {
     expect(bad.code).toBe(2);
     expect(bad.stderr).toContain('--tag "v2": use one of latest, future');
   }, 900_000);
+});
+
+describe('custom providers on an image built FROM the standard runner image', () => {
+  it('finds a provider copied into /plugins the way the seed document does it', async () => {
+    const mirror = await startReleaseMirror('terraform');
+    try {
+      await mirror.publish('1.6.2', {
+        content: '#!/bin/sh\necho "stand-in $1"; cat "$TF_CLI_CONFIG_FILE"\n',
+      });
+      // The seed: COPY --from=builder /terraform-provider-sops /plugins/registry.myorg.io/myorg/sops/1.0.0/linux_amd64/terraform-provider-sops
+      const image = await ensureBuiltImage(
+        engine,
+        'runner-with-plugins',
+        `FROM ${UNPULLABLE}:latest\nUSER root\nCOPY terraform-provider-sops /plugins/registry.myorg.io/myorg/sops/1.0.0/linux_amd64/terraform-provider-sops\nRUN chmod 755 /plugins/registry.myorg.io/myorg/sops/1.0.0/linux_amd64/terraform-provider-sops\nUSER 1983\n`,
+        { 'terraform-provider-sops': '#!/bin/sh\necho sops provider\n' },
+      );
+      const dir = jobDir({
+        '.berth/config.yml': 'version: 2\nstack_defaults:\n  terraform_version: "1.6.2"\n',
+        'main.tf': '',
+      });
+      const result = await runBerth(
+        ['run', dir, '--image', image, '--pull', 'never', '--json', '--', 'terraform init'],
+        {
+          BERTH_STATE_DIR: stateDir,
+          BERTH_TERRAFORM_RELEASES_URL: mirror.baseUrl,
+          BERTH_TERRAFORM_SIGNING_KEY_FILE: mirror.keyFile,
+        },
+      );
+      expect(
+        result.code,
+        JSON.stringify(
+          result.events.filter((e) => e.type === 'warning' || e.type === 'run.finished'),
+        ),
+      ).toBe(0);
+      const out = result.events.flatMap((e) => (e.type === 'log' ? [e.text] : [])).join('');
+      expect(out).toContain('stand-in init');
+      expect(out).toContain('include = ["registry.myorg.io/myorg/sops"]');
+      expect(result.events.find((e) => e.type === 'plugins.found')).toMatchObject({
+        providers: [{ source: 'registry.myorg.io/myorg/sops', version: '1.0.0' }],
+      });
+      await removeImage(engine, image);
+    } finally {
+      await mirror.stop();
+    }
+  }, 300_000);
 });
 
 function runBerthIn(
