@@ -143,4 +143,21 @@ describe('ECR images', () => {
       'ecr:BatchGetImage, ecr:GetDownloadUrlForLayer, ecr:BatchCheckLayerAvailability',
     );
   });
+
+  it('say so when the host names an unknown region or the wrong partition, before asking anything', async () => {
+    const before = ecr.requests.length;
+    for (const [host, words] of [
+      ['123456789012.dkr.ecr.cn-north-1.amazonaws.com', 'China partition'],
+      ['123456789012.dkr.ecr.useast1.amazonaws.com', 'is not an AWS region name'],
+    ]) {
+      const result = await runBerth(
+        ['run', jobDir(), '--image', `${host}/team/app:v1`, '--json', '--', 'true'],
+        awsEnv(true),
+      );
+      expect(result.code).toBe(3);
+      expect(finished(result).error?.code).toBe('BERTH_ECR_FAILED');
+      expect(finished(result).error?.message).toContain(words);
+    }
+    expect(ecr.requests.length).toBe(before);
+  });
 });

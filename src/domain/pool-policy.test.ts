@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { parseImageReference, type ImageReference } from './image-reference.js';
 import {
   DEFAULT_PUBLIC_ALLOW_LIST,
+  ecrHostProblem,
   decideImage,
   parseAllowList,
   parseEcrRegistry,
@@ -202,4 +203,26 @@ describe('parseEcrRegistry', () => {
   ])('%s is not ECR private', (host) => {
     expect(parseEcrRegistry(host)).toBeNull();
   });
+});
+
+describe('ecrHostProblem', () => {
+  it.each([
+    [
+      '123456789012.dkr.ecr.cn-north-1.amazonaws.com',
+      'China partition, whose ECR hosts end in .amazonaws.com.cn',
+    ],
+    ['123456789012.dkr.ecr.us-east-1.amazonaws.com.cn', 'not in the China partition'],
+    [
+      '123456789012.dkr.ecr.useast1.amazonaws.com',
+      '"useast1" in 123456789012.dkr.ecr.useast1.amazonaws.com is not an AWS region name',
+    ],
+  ])('%s', (host, words) => {
+    expect(ecrHostProblem(host)).toContain(words);
+  });
+  it.each(['123456789012.dkr.ecr.us-east-1.amazonaws.com', 'ghcr.io', 'public.ecr.aws'])(
+    '%s has none',
+    (host) => {
+      expect(ecrHostProblem(host)).toBeNull();
+    },
+  );
 });

@@ -72,6 +72,24 @@ export function parseEcrRegistry(registry: string): EcrRegistry | null {
   return { account, region, fips: Boolean(fips), partition };
 }
 
+/**
+ * For a host shaped like an ECR registry that parseEcrRegistry refuses: why (an unknown region
+ * name, or a region outside the domain's partition). Null for anything else.
+ */
+export function ecrHostProblem(registry: string): string | null {
+  const match = /^(\d{12})\.dkr\.ecr(?:-fips)?\.([^.]+)\.amazonaws\.com(\.cn)?$/.exec(
+    registry.toLowerCase(),
+  );
+  if (!match || parseEcrRegistry(registry)) return null;
+  const region = match[2] as string;
+  if (!/^[a-z]{2}(?:-gov|-iso[a-z]?)?-[a-z]+-\d{1,2}$/.test(region)) {
+    return `"${region}" in ${registry} is not an AWS region name (e.g. eu-west-1)`;
+  }
+  return region.startsWith('cn-')
+    ? `region ${region} is in the China partition, whose ECR hosts end in .amazonaws.com.cn`
+    : `region ${region} is not in the China partition, so its ECR hosts end in .amazonaws.com, not .amazonaws.com.cn`;
+}
+
 export function matchesRule(registry: string, hostRule: HostRule): boolean {
   const host = registry.toLowerCase();
   switch (hostRule.kind) {

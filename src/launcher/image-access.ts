@@ -14,6 +14,7 @@ import {
 } from '../domain/image-reference.js';
 import {
   decideImage,
+  ecrHostProblem,
   parseEcrRegistry,
   type AllowRule,
   type PolicyDecision,
@@ -74,6 +75,13 @@ export async function decideImageAccess(
   source: string;
 }> {
   const reference = parseReferenceOrThrow(text);
+  const ecrProblem = ecrHostProblem(reference.registry);
+  if (ecrProblem) {
+    throw new BerthError(
+      'BERTH_ECR_FAILED',
+      `image ${text} looks like an ECR image, but ${ecrProblem}`,
+    );
+  }
   const decision = decideImage(
     reference,
     settings.pool,
