@@ -12,8 +12,6 @@ import type { RunConfiguration } from '../domain/run-events.js';
 import {
   formatProblem,
   normaliseProjectRoot,
-  parseRuntimeConfig,
-  parseStackSettings,
   projectRootProblem,
   resolveRunnerImage,
   resolveStackSettings,
@@ -33,7 +31,6 @@ import {
   type WorkflowCommands,
   type WorkflowPhase,
 } from '../domain/workflow.js';
-import { parse as parseYamlText } from 'yaml';
 
 export const CONFIG_FILES = [
   path.join('.berth', 'config.yml'),
@@ -112,6 +109,8 @@ export async function loadRuntimeConfig(sourceDir: string): Promise<RuntimeConfi
   for (const relative of CONFIG_FILES) {
     const text = await readIfPresent(path.join(sourceDir, relative));
     if (text === null) continue;
+    // The YAML reader (and its library) loads only when there is a file to read.
+    const { parseRuntimeConfig } = await import('../domain/runtime-config-yaml.js');
     const parsed = parseRuntimeConfig(text, relative);
     if (!parsed.ok) throw invalid(parsed.problems);
     return parsed.config;
@@ -128,6 +127,7 @@ async function loadStackSettings(input: RunConfigInput): Promise<StackSettings> 
         'BERTH_USAGE',
         `--stack-settings ${input.stackSettingsFile}: no such file`,
       );
+    const { parseStackSettings } = await import('../domain/runtime-config-yaml.js');
     const parsed = parseStackSettings(text, input.stackSettingsFile);
     if (!parsed.ok) throw invalid(parsed.problems);
     settings = parsed.settings;
@@ -272,7 +272,8 @@ export async function loadCustomWorkflow(
   }
   let parsed: unknown;
   try {
-    parsed = parseYamlText(text);
+    const { parse } = await import('yaml');
+    parsed = parse(text);
   } catch (err) {
     throw new BerthError(
       'BERTH_CONFIG_INVALID',

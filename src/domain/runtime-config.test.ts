@@ -2,7 +2,6 @@ import { describe, expect, it } from 'vitest';
 import {
   formatProblem,
   normaliseProjectRoot,
-  parseRuntimeConfig,
   projectRootProblem,
   resolveRunnerImage,
   resolveStackSettings,
@@ -10,6 +9,7 @@ import {
   type RuntimeConfig,
   type StackSettings,
 } from './runtime-config.js';
+import { parseRuntimeConfig } from './runtime-config-yaml.js';
 
 const FILE = '.berth/config.yml';
 

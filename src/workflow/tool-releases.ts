@@ -17,7 +17,6 @@ import { createHash, randomBytes } from 'node:crypto';
 import { chmod, mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { unzipSync } from 'fflate';
 import { BerthError } from '../domain/errors.js';
 import { parseConstraint, resolveVersion } from '../domain/versions.js';
 
@@ -251,6 +250,7 @@ export async function provideTool(
       },
     );
   }
+  const { unzipSync } = await import('fflate');
   const files = unzipSync(new Uint8Array(zip), { filter: (file) => file.name === source.tool });
   const content = files[source.tool];
   if (!content)

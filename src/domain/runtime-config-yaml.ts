@@ -1,0 +1,358 @@
+/**
+ * Reading the runtime configuration file, `.berth/config.yml` (or the reference product's
+ * `.spacelift/config.yml`, same schema): parsed with source positions, validated completely (every
+ * problem, with file:line:column and a hint, before any container starts). Anchors, aliases and
+ * merge keys work.
+ */
+import {
+  isAlias,
+  isMap,
+  isScalar,
+  isSeq,
+  LineCounter,
+  parseDocument,
+  type Document,
+  type Node,
+  type Pair,
+  type YAMLMap,
+} from 'yaml';
+import { parseImageReference } from './image-reference.js';
+import {
+  SETTING_NAMES,
+  WORKFLOW_TOOLS,
+  normaliseProjectRoot,
+  projectRootProblem,
+  type ConfigProblem,
+  type HookName,
+  type RuntimeConfig,
+  type StackSettings,
+  type WorkflowTool,
+} from './runtime-config.js';
+
+class Collector {
+  readonly problems: ConfigProblem[] = [];
+  constructor(
+    private readonly file: string,
+    private readonly lines: LineCounter,
+  ) {}
+
+  add(node: Node | Pair | null | undefined, message: string, hint: string): void {
+    const range =
+      (node && 'range' in node ? node.range : undefined) ??
+      (node && 'key' in node ? (node.key as Node | null)?.range : undefined);
+    const position = this.lines.linePos(range?.[0] ?? 0);
+    this.problems.push({
+      file: this.file,
+      line: position.line,
+      column: position.col,
+      message,
+      hint,
+    });
+  }
+}
+
+/** The pairs of a map with `<<` merge keys expanded (explicit keys win over merged ones). */
+function pairsOf(map: YAMLMap, doc: Document): Pair[] {
+  const merged: Pair[] = [];
+  const own: Pair[] = [];
+  for (const pair of map.items) {
+    const key = pair.key;
+    const isMerge =
+      (isScalar(key) && (key.value === '<<' || typeof key.value === 'symbol')) ||
+      key === Symbol.for('<<');
+    if (!isMerge) {
+      own.push(pair);
+      continue;
+    }
+    const sources = isSeq(pair.value) ? pair.value.items : [pair.value];
+    for (const source of sources) {
+      const target = isAlias(source) ? source.resolve(doc) : source;
+      if (isMap(target)) merged.push(...pairsOf(target, doc));
+    }
+  }
+  const ownKeys = new Set(own.map((p) => keyText(p)));
+  return [...merged.filter((p) => !ownKeys.has(keyText(p))), ...own];
+}
+
+function keyText(pair: Pair): string {
+  return isScalar(pair.key) ? String(pair.key.value) : String(pair.key);
+}
+
+function resolveNode(node: unknown, doc: Document): unknown {
+  return isAlias(node) ? node.resolve(doc) : node;
+}
+
+/** Levenshtein distance, for "did you mean" hints. */
+function editDistance(a: string, b: string): number {
+  let previous = Array.from({ length: b.length + 1 }, (_, i) => i);
+  for (let i = 1; i <= a.length; i += 1) {
+    const current = [i];
+    for (let j = 1; j <= b.length; j += 1) {
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+      current.push(
+        Math.min(
+          (previous[j] as number) + 1,
+          (current[j - 1] as number) + 1,
+          (previous[j - 1] as number) + cost,
+        ),
+      );
+    }
+    previous = current;
+  }
+  return previous[b.length] as number;
+}
+
+function readSettings(map: unknown, doc: Document, where: string, out: Collector): StackSettings {
+  const node = resolveNode(map, doc);
+  if (isAlias(map) && node === undefined) {
+    out.add(
+      map,
+      `${where} uses the alias *${map.source}, which no anchor defines`,
+      `define &${map.source} before it is used`,
+    );
+    return {};
+  }
+  const settings: StackSettings = {};
+  if (node === null || (isScalar(node) && node.value === null)) return settings;
+  if (!isMap(node)) {
+    out.add(
+      node as Node,
+      `${where} must be a mapping of settings`,
+      'write it as key: value lines, e.g. runner_image: ghcr.io/org/runner:v1',
+    );
+    return settings;
+  }
+  for (const pair of pairsOf(node, doc)) {
+    const name = keyText(pair);
+    const value = resolveNode(pair.value, doc) as Node | null;
+    const at = `${where}.${name}`;
+    if (!(SETTING_NAMES as readonly string[]).includes(name)) {
+      const close = SETTING_NAMES.find(
+        (s) => editDistance(s, name.toLowerCase().replace(/-/g, '_')) <= 2,
+      );
+      out.add(
+        pair,
+        `unknown setting "${name}" in ${where}`,
+        close ? `did you mean ${close}?` : `known settings: ${SETTING_NAMES.join(', ')}`,
+      );
+      continue;
+    }
+    const scalar = isScalar(value) ? value.value : undefined;
+    switch (name) {
+      case 'runner_image': {
+        if (typeof scalar !== 'string') {
+          out.add(
+            value ?? pair,
+            `${at} must be a string`,
+            'e.g. runner_image: ghcr.io/org/runner:v1',
+          );
+          break;
+        }
+        const parsed = parseImageReference(scalar);
+        if (!parsed.ok)
+          out.add(
+            value,
+            `${at}: ${parsed.error.message}`,
+            'use [REGISTRY/]REPOSITORY[:TAG][@sha256:DIGEST]',
+          );
+        else settings.runner_image = scalar;
+        break;
+      }
+      case 'terraform_version':
+      case 'opentofu_version':
+        if (typeof scalar === 'string' || typeof scalar === 'number')
+          settings[name] = String(scalar);
+        else
+          out.add(
+            value ?? pair,
+            `${at} must be a version or a constraint`,
+            'e.g. "1.6.2" or "~> 1.6" (quote it)',
+          );
+        break;
+      case 'terraform_workflow_tool':
+        if (typeof scalar === 'string' && (WORKFLOW_TOOLS as readonly string[]).includes(scalar))
+          settings.terraform_workflow_tool = scalar as WorkflowTool;
+        else
+          out.add(
+            value ?? pair,
+            `${at} must be one of ${WORKFLOW_TOOLS.join(', ')}`,
+            `got ${JSON.stringify(scalar ?? null)}`,
+          );
+        break;
+      case 'project_root': {
+        if (typeof scalar !== 'string') {
+          out.add(
+            value ?? pair,
+            `${at} must be a string`,
+            'a path relative to the repository root, e.g. infra/prod',
+          );
+          break;
+        }
+        const problem = projectRootProblem(scalar);
+        if (problem)
+          out.add(
+            value,
+            `${at}: ${problem}`,
+            'use a path relative to the repository root, e.g. infra/prod',
+          );
+        else settings.project_root = normaliseProjectRoot(scalar);
+        break;
+      }
+      case 'strict_hooks':
+        if (typeof scalar === 'boolean') settings.strict_hooks = scalar;
+        else
+          out.add(
+            value ?? pair,
+            `${at} must be true or false`,
+            `got ${JSON.stringify(scalar ?? null)}`,
+          );
+        break;
+      case 'environment': {
+        if (!isMap(value)) {
+          out.add(
+            value ?? pair,
+            `${at} must be a mapping of NAME: value`,
+            'e.g. environment: { TF_LOG: info }',
+          );
+          break;
+        }
+        const env: Record<string, string> = {};
+        for (const entry of pairsOf(value, doc)) {
+          const key = keyText(entry);
+          const v = resolveNode(entry.value, doc);
+          if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(key)) {
+            out.add(
+              entry,
+              `${at}: "${key}" is not an environment variable name`,
+              'letters, digits and _, not starting with a digit',
+            );
+          } else if (isScalar(v) && ['string', 'number', 'boolean'].includes(typeof v.value)) {
+            env[key] = String(v.value);
+          } else {
+            out.add(
+              (v as Node | null) ?? entry,
+              `${at}.${key} must be a string, number or boolean`,
+              'quote complex values',
+            );
+          }
+        }
+        settings.environment = env;
+        break;
+      }
+      default: {
+        // The hooks: lists of shell commands.
+        if (!isSeq(value)) {
+          out.add(
+            value ?? pair,
+            `${at} must be a list of shell commands`,
+            `e.g. ${name}: ["terraform fmt -check"]`,
+          );
+          break;
+        }
+        const commands: string[] = [];
+        for (const item of value.items) {
+          const v = resolveNode(item, doc);
+          if (isScalar(v) && typeof v.value === 'string') commands.push(v.value);
+          else out.add(v as Node, `${at}: every hook must be a string`, 'quote the command');
+        }
+        settings[name as HookName] = commands;
+      }
+    }
+  }
+  return settings;
+}
+
+export type ParsedConfig =
+  { ok: true; config: RuntimeConfig } | { ok: false; problems: ConfigProblem[] };
+
+/** Parses YAML with positions; YAML errors become problems. */
+function parseYaml(text: string, file: string): { doc: Document; out: Collector } {
+  const lines = new LineCounter();
+  const doc = parseDocument(text, {
+    merge: true,
+    lineCounter: lines,
+    uniqueKeys: true,
+    prettyErrors: false,
+  });
+  const out = new Collector(file, lines);
+  for (const error of doc.errors) {
+    const position = error.linePos?.[0] ?? { line: 1, col: 1 };
+    out.problems.push({
+      file,
+      line: position.line,
+      column: position.col,
+      message: `YAML: ${error.message.split('\n')[0] ?? error.message}`,
+      hint: 'fix the YAML syntax',
+    });
+  }
+  return { doc, out };
+}
+
+/** Parses and validates a runtime configuration file's text. Never throws. */
+export function parseRuntimeConfig(text: string, file: string): ParsedConfig {
+  const { doc, out } = parseYaml(text, file);
+  if (out.problems.length > 0) return { ok: false, problems: out.problems };
+  const root = doc.contents;
+  if (!isMap(root)) {
+    out.add(root, 'the runtime configuration must be a mapping', 'start with version: 2');
+    return { ok: false, problems: out.problems };
+  }
+  let version: 1 | 2 | undefined;
+  let stackDefaults: StackSettings = {};
+  const stacks: Record<string, StackSettings> = {};
+  let sawVersion = false;
+  for (const pair of pairsOf(root, doc)) {
+    const key = keyText(pair);
+    const value = resolveNode(pair.value, doc) as Node | null;
+    if (key === 'version') {
+      sawVersion = true;
+      const v = isScalar(value) ? value.value : undefined;
+      if (v === 1 || v === 2 || v === '1' || v === '2') version = Number(v) as 1 | 2;
+      else
+        out.add(
+          value ?? pair,
+          `version must be 1 or 2, not ${JSON.stringify(v ?? null)}`,
+          'use version: 2 for new files',
+        );
+    } else if (key === 'stack_defaults') {
+      stackDefaults = readSettings(pair.value, doc, 'stack_defaults', out);
+    } else if (key === 'stacks') {
+      if (isScalar(value) && value.value === null) continue;
+      if (!isMap(value)) {
+        out.add(
+          value ?? pair,
+          'stacks must be a mapping from stack id to settings',
+          'e.g. stacks: { prod: { project_root: infra/prod } }',
+        );
+        continue;
+      }
+      for (const entry of pairsOf(value, doc)) {
+        stacks[keyText(entry)] = readSettings(entry.value, doc, `stacks.${keyText(entry)}`, out);
+      }
+    } else if (!key.startsWith('x-')) {
+      out.add(
+        pair,
+        `unknown key "${key}"`,
+        'the top level has version, stack_defaults and stacks (and x-* keys for YAML anchors)',
+      );
+    }
+  }
+  if (!sawVersion) out.add(root, 'version is missing', 'add version: 2 at the top');
+  if (out.problems.length > 0 || version === undefined)
+    return { ok: false, problems: out.problems };
+  return { ok: true, config: { file, version, stackDefaults, stacks } };
+}
+
+/**
+ * A stack's own settings from a file (for `berth run --stack-settings FILE`): the settings
+ * mapping alone, validated like a stack entry of the runtime configuration.
+ */
+export function parseStackSettings(
+  text: string,
+  file: string,
+): { ok: true; settings: StackSettings } | { ok: false; problems: ConfigProblem[] } {
+  const { doc, out } = parseYaml(text, file);
+  if (out.problems.length > 0) return { ok: false, problems: out.problems };
+  const settings = readSettings(doc.contents, doc, 'stack settings', out);
+  return out.problems.length > 0 ? { ok: false, problems: out.problems } : { ok: true, settings };
+}
