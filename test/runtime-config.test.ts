@@ -269,7 +269,9 @@ describe('hooks', () => {
         '  before_perform: [\'TOKEN=tok-$(date +%s)-x; echo "::add-mask $TOKEN"; echo "$TOKEN" > /tmp/t\']\n',
       ),
       [],
-      'echo "value: $(cat /tmp/t)"; cat /tmp/t >&2',
+      // The engine reads stdout and stderr through separate pipes, so the other stream is masked
+      // from the moment berth has read the directive: the stderr write comes a little later.
+      'echo "value: $(cat /tmp/t)"; sleep 0.3; cat /tmp/t >&2',
     );
     expect(result.code, result.stderr).toBe(0);
     expect(jobOutput(result, 'stdout')).toBe('::add-mask *****\nvalue: *****\n');
