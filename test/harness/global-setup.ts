@@ -3,11 +3,13 @@
  * it; afterwards, a check that no test left a container, network or volume behind.
  */
 import type { TestProject } from 'vitest/node';
+import { DockerExecutor } from '../../src/executor/docker/docker-executor.js';
+import { isLauncherAlive } from '../../src/launcher/launcher-identity.js';
 import { removeContainerNow } from './cleanup.js';
 import { randomBytes } from 'node:crypto';
 import { berthContainers, pushImage, removeImage, tagImage, testEngine } from './engine.js';
 import { ensureBusyboxImage } from './images.js';
-import { startRegistry, type RunningRegistry } from './registry.js';
+import { reapStaleRegistries, startRegistry, type RunningRegistry } from './registry.js';
 
 declare module 'vitest' {
   export interface ProvidedContext {
@@ -30,6 +32,16 @@ export default async function setup(project: TestProject): Promise<() => Promise
       { cause: err },
     );
   }
+  // A test run that was killed may have left containers and registries; clear what is provably
+  // orphaned (its launcher process is gone) so this run starts clean.
+  const orphans = await new DockerExecutor(engine).removeOrphans(isLauncherAlive, new Date());
+  if (orphans.length > 0)
+    console.warn(`removed ${orphans.length} container(s) left by a killed test run`);
+  const reaped = reapStaleRegistries();
+  if (reaped > 0)
+    console.warn(
+      `stopped ${reaped} registry process(es) left by an earlier test run that was killed`,
+    );
   const before = await inventory();
   const busybox = await ensureBusyboxImage(engine);
   // Whatever started is stopped again if set-up fails half-way.

@@ -3,7 +3,7 @@
  * stopped after them. The engine treats 127.0.0.0/8 registries as plain-HTTP, so no TLS is needed.
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
@@ -11,6 +11,49 @@ import path from 'node:path';
 
 export const REGISTRY_BINARY = '/usr/bin/docker-registry';
 const HTPASSWD_BINARY = '/usr/bin/htpasswd';
+
+/**
+ * Every registry the tests start is recorded here with the test process that owns it, so a run
+ * that was killed (and could not stop its services) is cleaned up by the next one. Only
+ * processes recorded here, whose owner is gone, are ever stopped.
+ */
+const RECORDS = path.join(tmpdir(), 'berth-test-services');
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Stops registries left by test runs that died; returns how many. */
+export function reapStaleRegistries(): number {
+  let reaped = 0;
+  let names: string[];
+  try {
+    names = readdirSync(RECORDS);
+  } catch {
+    return 0;
+  }
+  for (const name of names) {
+    const file = path.join(RECORDS, name);
+    try {
+      const record = JSON.parse(readFileSync(file, 'utf8')) as { pid: number; owner: number };
+      if (alive(record.owner)) continue;
+      const command = readFileSync(`/proc/${record.pid}/cmdline`, 'utf8');
+      if (alive(record.pid) && command.includes('docker-registry')) {
+        process.kill(record.pid, 'SIGTERM');
+        reaped += 1;
+      }
+    } catch {
+      // Gone already, or not ours to judge.
+    }
+    rmSync(file, { force: true });
+  }
+  return reaped;
+}
 
 export interface RunningRegistry {
   address: string;
@@ -106,6 +149,9 @@ export async function startRegistry(options: RegistryOptions = {}): Promise<Runn
   const child: ChildProcess = spawn(REGISTRY_BINARY, ['serve', config], {
     stdio: ['ignore', 'ignore', 'pipe'],
   });
+  mkdirSync(RECORDS, { recursive: true });
+  const record = path.join(RECORDS, `${child.pid}.json`);
+  writeFileSync(record, JSON.stringify({ pid: child.pid, owner: process.pid }));
   let stderr = '';
   child.stderr?.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
   const base = `${options.tls ? 'https' : 'http'}://${address}`;
@@ -125,6 +171,7 @@ export async function startRegistry(options: RegistryOptions = {}): Promise<Runn
     }
     if (child.exitCode !== null || Date.now() > deadline) {
       child.kill('SIGKILL');
+      rmSync(record, { force: true });
       throw new Error(`docker-registry did not start on ${address}: ${stderr}`);
     }
     await new Promise((resolve) => setTimeout(resolve, 100));
@@ -138,6 +185,7 @@ export async function startRegistry(options: RegistryOptions = {}): Promise<Runn
         await exited;
       }
       await rm(dir, { recursive: true, force: true });
+      rmSync(record, { force: true });
     },
   };
 }
