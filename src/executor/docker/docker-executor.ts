@@ -19,8 +19,14 @@ import {
   type PullProgress,
   type ResolvedImage,
 } from '../executor.js';
-import { readFileFromArchive, type ArchiveEntry } from './archive.js';
-import { ROOT, phaseScriptEntry, removeContainer, uploadArchive } from './engine-calls.js';
+import type { ArchiveEntry } from './archive.js';
+import {
+  ROOT,
+  phaseScriptEntry,
+  readContainerFile,
+  removeContainer,
+  uploadArchive,
+} from './engine-calls.js';
 import { DockerJob } from './docker-job.js';
 import {
   PHASE_WRAPPER,
@@ -246,7 +252,7 @@ export class DockerExecutor implements Executor {
     const cacheable = /^sha256:[0-9a-f]{64}$/.test(image);
     const known = cacheable ? await this.jobUsers.get(image) : undefined;
     if (known !== undefined) return known;
-    const passwd = await this.readFile(containerId, '/etc/passwd');
+    const passwd = await readContainerFile(this.engine, containerId, '/etc/passwd', 1024 * 1024);
     const entry = passwd === null ? null : findPasswdEntry(passwd.toString('utf8'), JOB_UID);
     if (cacheable) await this.jobUsers.set(image, entry);
     return entry;
@@ -266,18 +272,6 @@ export class DockerExecutor implements Executor {
         `could not restore the saved workspace ${file}: ${errorText(err)}`,
         { cause: err },
       );
-    }
-  }
-
-  private async readFile(id: string, file: string): Promise<Buffer | null> {
-    try {
-      const res = await this.engine.stream('GET', `/containers/${id}/archive`, {
-        query: { path: file },
-      });
-      return await readFileFromArchive(res, 1024 * 1024);
-    } catch (err) {
-      if (err instanceof DockerApiError && err.status === 404) return null;
-      throw err;
     }
   }
 

@@ -15,10 +15,16 @@ import {
   type PhaseOutcome,
   type TreeEntry,
 } from '../executor.js';
-import { listArchive, readFileFromArchive } from './archive.js';
+import { listArchive } from './archive.js';
 import { toInterruptExecBody, toPhaseExecBody } from './convert.js';
 import { DockerApiError } from './daemon-errors.js';
-import { ROOT, phaseScriptEntry, removeContainer, uploadArchive } from './engine-calls.js';
+import {
+  ROOT,
+  phaseScriptEntry,
+  readContainerFile,
+  removeContainer,
+  uploadArchive,
+} from './engine-calls.js';
 import type { EngineClient } from './engine-client.js';
 import { StreamDemuxer } from './stream-demux.js';
 
@@ -97,16 +103,8 @@ export class DockerJob implements JobHandle {
     );
   }
 
-  async readFile(containerPath: string): Promise<Buffer | null> {
-    try {
-      const res = await this.engine.stream('GET', `/containers/${this.containerId}/archive`, {
-        query: { path: containerPath },
-      });
-      return await readFileFromArchive(res, 64 * 1024 * 1024);
-    } catch (err) {
-      if (err instanceof DockerApiError && err.status === 404) return null;
-      throw err;
-    }
+  readFile(containerPath: string): Promise<Buffer | null> {
+    return readContainerFile(this.engine, this.containerId, containerPath, 64 * 1024 * 1024);
   }
 
   async exportWorkspace(file: string): Promise<void> {

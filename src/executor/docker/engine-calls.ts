@@ -5,7 +5,7 @@
 import { createHash } from 'node:crypto';
 import { BerthError } from '../../domain/errors.js';
 import { CONTROL_DIR, WORKSPACE_DIR } from '../executor.js';
-import { createArchive, type ArchiveEntry } from './archive.js';
+import { createArchive, readFileFromArchive, type ArchiveEntry } from './archive.js';
 import { DockerApiError, errorText, isDiskFull } from './daemon-errors.js';
 import type { EngineClient } from './engine-client.js';
 
@@ -73,6 +73,22 @@ export async function removeContainer(engine: EngineClient, id: string): Promise
       (err.status === 404 || /already in progress/.test(err.engineMessage))
     )
       return;
+    throw err;
+  }
+}
+
+/** Reads one file out of a container (running or not); null when it does not exist. */
+export async function readContainerFile(
+  engine: EngineClient,
+  id: string,
+  file: string,
+  maxBytes: number,
+): Promise<Buffer | null> {
+  try {
+    const res = await engine.stream('GET', `/containers/${id}/archive`, { query: { path: file } });
+    return await readFileFromArchive(res, maxBytes);
+  } catch (err) {
+    if (err instanceof DockerApiError && err.status === 404) return null;
     throw err;
   }
 }
