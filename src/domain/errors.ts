@@ -215,6 +215,11 @@ export class BerthError extends Error {
   }
 }
 
+/** Why a `fetch` failed, in a word: the system error code (ECONNREFUSED, ENOTFOUND) or its name. */
+export function fetchFailureCause(err: unknown): string {
+  return (err as { cause?: { code?: string } }).cause?.code ?? (err as Error).name;
+}
+
 /** Turns anything thrown into a BerthError, keeping the original as `cause`. */
 export function coerceError(err: unknown): BerthError {
   if (err instanceof BerthError) return err;

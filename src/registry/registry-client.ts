@@ -6,7 +6,7 @@
  * challenges. Credentials never appear in an error message.
  */
 import { createHash } from 'node:crypto';
-import { BerthError } from '../domain/errors.js';
+import { BerthError, fetchFailureCause } from '../domain/errors.js';
 import { isDockerHub, type ImageReference } from '../domain/image-reference.js';
 
 export interface RegistryCredentials {
@@ -105,7 +105,7 @@ export async function checkManifest(
         redirect: 'follow',
       });
     } catch (err) {
-      const cause = (err as { cause?: { code?: string } }).cause?.code ?? (err as Error).name;
+      const cause = fetchFailureCause(err);
       throw new RegistryCheckError(
         'unreachable',
         `cannot reach registry ${reference.registry} at ${base} (${cause})`,
@@ -193,7 +193,7 @@ async function bearerToken(
       res = await fetch(url, { headers: auth ? { authorization: auth } : {}, signal });
     }
   } catch (err) {
-    const cause = (err as { cause?: { code?: string } }).cause?.code ?? (err as Error).name;
+    const cause = fetchFailureCause(err);
     throw new RegistryCheckError(
       'unreachable',
       `cannot reach the token service of registry ${reference.registry} (${cause})`,

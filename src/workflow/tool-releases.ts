@@ -17,7 +17,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { chmod, mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { BerthError } from '../domain/errors.js';
+import { BerthError, fetchFailureCause } from '../domain/errors.js';
 import { parseConstraint, resolveVersion } from '../domain/versions.js';
 
 export type ToolName = 'terraform' | 'tofu';
@@ -95,7 +95,7 @@ async function download(url: string, what: string, timeoutMs = 10 * 60_000): Pro
   try {
     res = await fetch(url, { signal: AbortSignal.timeout(timeoutMs) });
   } catch (err) {
-    const cause = (err as { cause?: { code?: string } }).cause?.code ?? (err as Error).name;
+    const cause = fetchFailureCause(err);
     throw new BerthError(
       'BERTH_TOOL_DOWNLOAD_FAILED',
       `cannot download ${what} from ${url} (${cause})`,
