@@ -9,15 +9,8 @@ import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { EngineClient } from '../src/executor/docker/engine-client.js';
 import { jobDir } from './harness/files.js';
-import { expectNoBerthContainers } from './harness/cleanup.js';
-import {
-  expectNoChildren,
-  finished,
-  jobOutput,
-  runBerth,
-  testStateDir,
-  type BerthResult,
-} from './harness/cli.js';
+import { expectNothingLeftBehind } from './harness/cleanup.js';
+import { finished, jobOutput, runBerth, testStateDir, type BerthResult } from './harness/cli.js';
 import { startFakeEcr, type FakeEcr } from './harness/ecr.js';
 import { pushImage, removeImage, tagImage, testEngine } from './harness/engine.js';
 
@@ -71,8 +64,7 @@ beforeAll(async () => {
 
 afterEach(async () => {
   ecr.denyAll = false;
-  expectNoChildren();
-  await expectNoBerthContainers(engine);
+  await expectNothingLeftBehind(engine);
 });
 
 afterAll(async () => {

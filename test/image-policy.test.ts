@@ -8,15 +8,8 @@ import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { EngineClient } from '../src/executor/docker/engine-client.js';
 import { jobDir } from './harness/files.js';
-import { expectNoBerthContainers } from './harness/cleanup.js';
-import {
-  expectNoChildren,
-  finished,
-  jobOutput,
-  runBerth,
-  testStateDir,
-  type BerthResult,
-} from './harness/cli.js';
+import { expectNothingLeftBehind } from './harness/cleanup.js';
+import { finished, jobOutput, runBerth, testStateDir, type BerthResult } from './harness/cli.js';
 import { imageExists, removeImage, testEngine } from './harness/engine.js';
 
 let engine: EngineClient;
@@ -83,8 +76,7 @@ beforeAll(() => {
 });
 
 afterEach(async () => {
-  expectNoChildren();
-  await expectNoBerthContainers(engine);
+  await expectNothingLeftBehind(engine);
 });
 
 afterAll(() => engine.close());

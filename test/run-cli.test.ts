@@ -9,17 +9,10 @@ import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vi
 import type { EngineClient } from '../src/executor/docker/engine-client.js';
 import { LABELS } from '../src/executor/executor.js';
 import { jobDir } from './harness/files.js';
-import { expectNoBerthContainers } from './harness/cleanup.js';
+import { expectNothingLeftBehind } from './harness/cleanup.js';
 import { berthContainers, testEngine } from './harness/engine.js';
 import { ensureBuiltImage } from './harness/images.js';
-import {
-  expectNoChildren,
-  finished,
-  jobOutput,
-  runBerth,
-  spawnBerth,
-  testStateDir,
-} from './harness/cli.js';
+import { finished, jobOutput, runBerth, spawnBerth, testStateDir } from './harness/cli.js';
 
 let engine: EngineClient;
 let busybox: string;
@@ -39,8 +32,7 @@ beforeAll(() => {
 });
 
 afterEach(async () => {
-  expectNoChildren();
-  await expectNoBerthContainers(engine);
+  await expectNothingLeftBehind(engine);
 });
 
 afterAll(() => engine.close());

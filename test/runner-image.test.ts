@@ -11,8 +11,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { EngineClient } from '../src/executor/docker/engine-client.js';
-import { expectNoBerthContainers } from './harness/cleanup.js';
-import { expectNoChildren, runBerth, testStateDir } from './harness/cli.js';
+import { expectNothingLeftBehind } from './harness/cleanup.js';
+import { runBerth, testStateDir } from './harness/cli.js';
 import { imageExists, removeImage, tagImage, testEngine } from './harness/engine.js';
 import { ensureBuiltImage, importRootfs } from './harness/images.js';
 import { jobDir } from './harness/files.js';
@@ -56,8 +56,7 @@ beforeAll(async () => {
 }, 900_000);
 
 afterEach(async () => {
-  expectNoChildren();
-  await expectNoBerthContainers(engine);
+  await expectNothingLeftBehind(engine);
 });
 
 afterAll(async () => {

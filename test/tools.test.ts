@@ -10,15 +10,8 @@ import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { EngineClient } from '../src/executor/docker/engine-client.js';
 import { jobDir } from './harness/files.js';
-import { expectNoBerthContainers } from './harness/cleanup.js';
-import {
-  expectNoChildren,
-  finished,
-  jobOutput,
-  runBerth,
-  testStateDir,
-  type BerthResult,
-} from './harness/cli.js';
+import { expectNothingLeftBehind } from './harness/cleanup.js';
+import { finished, jobOutput, runBerth, testStateDir, type BerthResult } from './harness/cli.js';
 import { testEngine } from './harness/engine.js';
 import { ensureBuiltImage } from './harness/images.js';
 import { startReleaseMirror, type ReleaseMirror } from './harness/release-mirror.js';
@@ -69,8 +62,7 @@ RUN mkdir -p /plugins/registry.myorg.io/myorg/sops/1.0.0/linux_amd64 /plugins/re
 });
 
 afterEach(async () => {
-  expectNoChildren();
-  await expectNoBerthContainers(engine);
+  await expectNothingLeftBehind(engine);
 });
 
 afterAll(async () => {

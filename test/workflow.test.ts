@@ -8,14 +8,8 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { EngineClient } from '../src/executor/docker/engine-client.js';
-import { expectNoBerthContainers } from './harness/cleanup.js';
-import {
-  expectNoChildren,
-  finished,
-  runBerth,
-  testStateDir,
-  type BerthResult,
-} from './harness/cli.js';
+import { expectNothingLeftBehind } from './harness/cleanup.js';
+import { finished, runBerth, testStateDir, type BerthResult } from './harness/cli.js';
 import { testEngine } from './harness/engine.js';
 import { jobDir } from './harness/files.js';
 import { startReleaseMirror, type ReleaseMirror } from './harness/release-mirror.js';
@@ -100,8 +94,7 @@ beforeAll(async () => {
 });
 
 afterEach(async () => {
-  expectNoChildren();
-  await expectNoBerthContainers(engine);
+  await expectNothingLeftBehind(engine);
 });
 
 afterAll(async () => {

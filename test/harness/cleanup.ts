@@ -1,6 +1,7 @@
 /** Leak checks shared by every integration test file. */
 import { expect } from 'vitest';
 import type { EngineClient } from '../../src/executor/docker/engine-client.js';
+import { expectNoChildren } from './cli.js';
 import { berthContainers } from './engine.js';
 
 export async function removeContainerNow(engine: EngineClient, id: string): Promise<void> {
@@ -16,4 +17,10 @@ export async function expectNoBerthContainers(engine: EngineClient): Promise<voi
   const left = await berthContainers(engine);
   for (const container of left) await removeContainerNow(engine, container.Id);
   expect(left.map((c) => c.Names.join(','))).toEqual([]);
+}
+
+/** The check after every CLI test: no berth process still running, no berth container left. */
+export async function expectNothingLeftBehind(engine: EngineClient): Promise<void> {
+  expectNoChildren();
+  await expectNoBerthContainers(engine);
 }
