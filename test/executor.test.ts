@@ -142,6 +142,52 @@ describe('DockerExecutor', () => {
     expect(killed.exitCode).not.toBe(0);
   });
 
+  it('runs a sole phase as the container process: same workspace, env, HOME and identity', async () => {
+    const sole = {
+      name: 'task',
+      script:
+        'echo "ppid=$PPID uid=$(id -u) home=$HOME $A/$B"; cat input.txt; stat -c %u input.txt; exit 5',
+      env: { B: 'from-phase' },
+    };
+    const job = await start({ env: { A: 'from-spec' }, solePhase: sole });
+    // Created, not started: nothing of the job runs before runPhase.
+    const before = await engine.json<{ State: { Status: string } }>(
+      'GET',
+      `/containers/${job.containerId}/json`,
+    );
+    expect(before.State.Status).toBe('created');
+    const result = await phase(job, sole.script).catch((err: Error) => err);
+    expect(result).toBeInstanceOf(Error);
+    expect((result as Error).message).toMatch(/runs only its phase task; phase p cannot run/);
+    const events: string[] = [];
+    const ran = await job.runPhase(sole, (_stream, chunk) => {
+      events.push(chunk.toString());
+    });
+    expect(ran.exitCode).toBe(5);
+    // PID 1 is the engine's init and the phase its child: no exec (an exec's parent is outside).
+    expect(events.join('')).toBe(
+      'ppid=1 uid=1983 home=/home/berth from-spec/from-phase\nfrom the host\n1983\n',
+    );
+    await expect(job.runPhase(sole, () => undefined)).rejects.toThrow(/cannot run/);
+    // Files stay readable after the process ended.
+    expect((await job.readFile('/mnt/workspace/source/input.txt'))?.toString()).toBe(
+      'from the host\n',
+    );
+  });
+
+  it('interrupt reaches a sole phase, which ends with the shell status of SIGINT', async () => {
+    const sole = { name: 'task', script: 'echo go; sleep 30; echo never' };
+    const job = await start({ solePhase: sole });
+    const events: string[] = [];
+    const running = job.runPhase(sole, (_stream, chunk) => {
+      events.push(chunk.toString());
+    });
+    await new Promise((resolve) => setTimeout(resolve, 700));
+    await job.interrupt();
+    expect((await running).exitCode).toBe(130);
+    expect(events.join('')).toBe('go\n');
+  });
+
   it('destroy is idempotent and removes the container', async () => {
     const job = await start();
     await job.destroy();

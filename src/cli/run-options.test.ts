@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { BerthError } from '../domain/errors.js';
-import { checkRunOptions, shellQuote, taskScript, type RawRunOptions } from './run-options.js';
+import { shellQuote } from '../domain/hook-script.js';
+import { checkRunOptions, taskScript, type RawRunOptions } from './run-options.js';
 
 const defaults: RawRunOptions = {
   env: [],

@@ -3,6 +3,7 @@
  * reported together, each naming the option and the value, before anything touches the engine.
  */
 import { BerthError } from '../domain/errors.js';
+import { shellQuote } from '../domain/hook-script.js';
 import { checkImageReference } from '../domain/image-reference.js';
 import { parseByteSize, parseCpus, parseDuration } from '../domain/units.js';
 import type { PullPolicy } from '../executor/executor.js';
@@ -173,12 +174,6 @@ export function checkRunOptions(raw: RawRunOptions): CheckedRunOptions {
     );
   }
   return checked;
-}
-
-/** Quotes one word for /bin/sh. */
-export function shellQuote(word: string): string {
-  if (/^[A-Za-z0-9_@%+=:,./-]+$/.test(word)) return word;
-  return `'${word.replace(/'/g, `'\\''`)}'`;
 }
 
 /**

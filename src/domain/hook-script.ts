@@ -7,6 +7,12 @@
  * unset variable, fails the hook and the phase.
  */
 
+/** Quotes one word for /bin/sh. */
+export function shellQuote(word: string): string {
+  if (/^[A-Za-z0-9_@%+=:,./-]+$/.test(word)) return word;
+  return `'${word.replace(/'/g, `'\\''`)}'`;
+}
+
 export interface PhaseScriptParts {
   before: readonly string[];
   command: string;

@@ -6,8 +6,9 @@
  * Lifecycle, in order:
  *   1. prepareImage  make the image available according to the pull policy; returns the exact
  *                    image (id and digest) that will run. Nothing is created, nothing to clean up.
- *   2. startJob      create a new container (never reused), put the workspace in, start it. On
- *                    failure it removes what it created before throwing.
+ *   2. startJob      create a new container (never reused), put the workspace in, start it
+ *                    (a solePhase job starts with its phase instead). On failure it removes
+ *                    what it created before throwing.
  *   3. runPhase      run one phase in the container; phases run one after another and share the
  *                    workspace and exported environment. Output is delivered as it arrives.
  *   4. interrupt     SIGINT to every job process (idempotent; harmless when nothing runs);
@@ -74,6 +75,13 @@ export interface JobContainerSpec extends JobLabels {
    * one copy per phase. runPhase still accepts any phase.
    */
   phases?: readonly Phase[];
+  /**
+   * A job that is exactly this one phase, after which nothing runs in the container: the phase
+   * is the container's own process instead of an exec in an idle container (one engine round
+   * trip and one process start less). The container starts with the first runPhase call, which
+   * must be for this phase (its env is taken from here); no phase can run after it.
+   */
+  solePhase?: Phase;
   /** Host files or directories mounted into the container (the engine must be on this host). */
   mounts?: readonly BindMount[];
 }

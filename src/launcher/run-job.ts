@@ -8,6 +8,7 @@
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { BerthError, EXIT_CODES, coerceError, exitCodeForError } from '../domain/errors.js';
+import { shellQuote } from '../domain/hook-script.js';
 import type {
   RunConfiguration,
   PhaseRecord,
@@ -268,6 +269,7 @@ class Run {
         memoryBytes: this.options.memoryBytes,
         pidsLimit: this.options.pidsLimit,
         phases: this.options.phases,
+        solePhase: this.solePhase(tool !== null),
         mounts: tool?.mounts ?? [],
       };
       this.tool = tool?.provided ?? null;
@@ -338,9 +340,8 @@ class Run {
   /** Checks, quietly, that the programs a custom workflow calls exist in the container. */
   private async requirePrograms(programs: readonly string[], image: string): Promise<void> {
     for (const program of programs) {
-      const quoted = `'${program.replace(/'/g, "'\\''")}'`;
       const { exitCode } = await (this.job as JobHandle).runPhase(
-        { name: 'preflight', script: `command -v ${quoted} >/dev/null 2>&1` },
+        { name: 'preflight', script: `command -v ${shellQuote(program)} >/dev/null 2>&1` },
         () => undefined,
       );
       if (exitCode !== 0) {
@@ -357,25 +358,42 @@ class Run {
     for (const phase of list) {
       const state = this.options.workflow?.states[phase.name];
       if (state) this.emit({ type: 'run.state', state });
-      const phaseVars = this.variables.forPhase(phase.name);
-      // Secrets and phase-only variables are never written to the saved phase environment (it
-      // travels with the workspace); secrets come back from the container's own environment.
-      const notSaved = [phaseVars.BERTH_PHASE_ONLY, ...Object.keys(this.options.secretEnv)]
-        .filter(Boolean)
-        .join(' ');
-      const record = await this.runPhase(this.job as JobHandle, {
-        ...phase,
-        env: {
-          ...phaseVars,
-          ...(notSaved ? { BERTH_PHASE_ONLY: notSaved } : {}),
-          ...this.phaseEnv,
-          ...phase.env,
-        },
-      });
+      const record = await this.runPhase(this.job as JobHandle, this.withPhaseEnv(phase));
       records.push(record);
       if (record.exitCode !== 0 || this.stop) return false;
     }
     return true;
+  }
+
+  /** The phase with its own variables over the job's. */
+  private withPhaseEnv(phase: Phase): Phase {
+    const phaseVars = this.variables.forPhase(phase.name);
+    // Secrets and phase-only variables are never written to the saved phase environment (it
+    // travels with the workspace); secrets come back from the container's own environment.
+    const notSaved = [phaseVars.BERTH_PHASE_ONLY, ...Object.keys(this.options.secretEnv)]
+      .filter(Boolean)
+      .join(' ');
+    return {
+      ...phase,
+      env: {
+        ...phaseVars,
+        ...(notSaved ? { BERTH_PHASE_ONLY: notSaved } : {}),
+        ...this.phaseEnv,
+        ...phase.env,
+      },
+    };
+  }
+
+  /**
+   * A job of one phase after which nothing runs in its container (no tool to set up, no
+   * workflow, no after_run) runs that phase as the container's own process: no idle keeper, no
+   * exec.
+   */
+  private solePhase(hasTool: boolean): Phase | undefined {
+    const [only, ...rest] = this.options.phases;
+    if (!only || rest.length > 0 || hasTool || this.options.workflow || this.options.afterRun)
+      return undefined;
+    return this.withPhaseEnv(only);
   }
 
   /**

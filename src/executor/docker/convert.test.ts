@@ -2,6 +2,8 @@ import { describe, expect, it } from 'vitest';
 import type { JobContainerSpec } from '../executor.js';
 import {
   KEEPER_SCRIPT,
+  SOLE_MAIN_PATH,
+  soleMainScript,
   findPasswdEntry,
   jobHome,
   pickRepoDigest,
@@ -63,6 +65,30 @@ describe('toCreateContainerBody', () => {
       runtime: 'runsc',
     }).HostConfig;
     expect(host).toMatchObject({ Memory: 1024, NanoCpus: 5e8, Runtime: 'runsc' });
+  });
+
+  it('makes a sole phase the container process, with its env and working directory', () => {
+    const body = toCreateContainerBody(spec, {
+      phase: { name: 'task', script: 'true', env: { A: '2', P: 'x' }, workingDir: '/tmp' },
+      scriptPath: '/berth/phases/abc.sh',
+    });
+    expect(body).toMatchObject({
+      Entrypoint: ['/bin/sh', '-c', `. ${SOLE_MAIN_PATH}`, 'berth-phase', '/berth/phases/abc.sh'],
+      Cmd: null,
+      WorkingDir: '/tmp',
+      Env: ['A=2', 'SECRET=v=1', 'P=x'],
+      OpenStdin: false,
+      User: '1983:1983',
+    });
+  });
+
+  it('sets HOME for a sole phase in a quoted shell word before the phase wrapper', () => {
+    expect(soleMainScript('/home/berth')).toBe(
+      'HOME=/home/berth; export HOME\n. /berth/phase.sh\n',
+    );
+    expect(soleMainScript("/home/it's me")).toBe(
+      `HOME='/home/it'\\''s me'; export HOME\n. /berth/phase.sh\n`,
+    );
   });
 
   it('never puts environment values into labels', () => {

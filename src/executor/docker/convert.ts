@@ -2,6 +2,7 @@
  * Pure conversions between berth's job description and the Docker Engine API's bodies. No I/O
  * here: everything is table-tested in convert.test.ts without an engine.
  */
+import { shellQuote } from '../../domain/hook-script.js';
 import { parseImageReference, repositoryName } from '../../domain/image-reference.js';
 import {
   CONTROL_DIR,
@@ -11,6 +12,7 @@ import {
   LABELS,
   SOURCE_DIR,
   type JobContainerSpec,
+  type Phase,
 } from '../executor.js';
 
 /**
@@ -47,6 +49,17 @@ shift
 . "$berth_phase_script"
 `;
 
+/** The container's own process when the job is one phase (JobContainerSpec.solePhase). */
+export const SOLE_MAIN_PATH = `${CONTROL_DIR}/main.sh`;
+
+/**
+ * /berth/main.sh of a sole-phase job: the job's HOME, which is only known once the container
+ * exists (it comes from the image's passwd entry), then the phase wrapper, in the same shell.
+ */
+export function soleMainScript(home: string): string {
+  return `HOME=${shellQuote(home)}; export HOME\n. ${PHASE_WRAPPER_PATH}\n`;
+}
+
 export function containerName(runId: string): string {
   return `berth-${runId}`;
 }
@@ -66,8 +79,14 @@ export function toEnvList(env: Record<string, string>): string[] {
   return Object.entries(env).map(([key, value]) => `${key}=${value}`);
 }
 
-/** The body of POST /containers/create for a job. */
-export function toCreateContainerBody(spec: JobContainerSpec): Record<string, unknown> {
+/**
+ * The body of POST /containers/create for a job. The container's process idles (KEEPER_SCRIPT)
+ * while phases run as execs, or, for a sole-phase job, is that phase (its script at scriptPath).
+ */
+export function toCreateContainerBody(
+  spec: JobContainerSpec,
+  sole?: { phase: Phase; scriptPath: string },
+): Record<string, unknown> {
   const hostConfig: Record<string, unknown> = {
     Init: true,
     CapDrop: ['ALL'],
@@ -91,12 +110,15 @@ export function toCreateContainerBody(spec: JobContainerSpec): Record<string, un
   return {
     Image: spec.image,
     User: `${JOB_UID}:${JOB_GID}`,
-    Entrypoint: ['/bin/sh', '-c', KEEPER_SCRIPT],
+    Entrypoint: sole
+      ? ['/bin/sh', '-c', `. ${SOLE_MAIN_PATH}`, 'berth-phase', sole.scriptPath]
+      : ['/bin/sh', '-c', KEEPER_SCRIPT],
     Cmd: null,
-    WorkingDir: SOURCE_DIR,
-    Env: toEnvList(spec.env),
+    WorkingDir: sole?.phase.workingDir ?? SOURCE_DIR,
+    Env: toEnvList(sole ? { ...spec.env, ...sole.phase.env } : spec.env),
     Labels: jobLabels(spec),
-    OpenStdin: true,
+    // The keeper blocks on a stdin that stays open; a sole phase reads an empty one, like an exec.
+    OpenStdin: !sole,
     StdinOnce: false,
     AttachStdin: false,
     AttachStdout: false,

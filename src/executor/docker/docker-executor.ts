@@ -31,11 +31,13 @@ import { DockerJob } from './docker-job.js';
 import {
   PHASE_WRAPPER,
   PHASE_WRAPPER_PATH,
+  SOLE_MAIN_PATH,
   containerName,
   findPasswdEntry,
   jobHome,
   pickRepoDigest,
   type PasswdEntry,
+  soleMainScript,
   toCreateContainerBody,
 } from './convert.js';
 import { DockerApiError, containerError, errorText, pullError } from './daemon-errors.js';
@@ -44,8 +46,9 @@ import { EngineClient, readJsonLines } from './engine-client.js';
 const JOB_OWNER = { uid: JOB_UID, gid: JOB_GID };
 
 /**
- * Remembers, per image id, the passwd entry of UID 1983 (null: the image has none). Image ids
- * are content digests, so an entry never goes stale. A Map is a valid in-memory cache.
+ * Remembers, per image id, that the image passed berth's checks (it has /bin/sh) and its passwd
+ * entry of UID 1983 (null: the image has none). Image ids are content digests, so an entry never
+ * goes stale. A Map is a valid in-memory cache.
  */
 export interface JobUserCache {
   get(imageId: string): PasswdEntry | null | undefined | Promise<PasswdEntry | null | undefined>;
@@ -173,12 +176,16 @@ export class DockerExecutor implements Executor {
     const name = containerName(spec.runId);
     let id: string | undefined;
     try {
+      const sole = spec.solePhase && {
+        phase: spec.solePhase,
+        scriptPath: `/${phaseScriptEntry(spec.solePhase.script).name}`,
+      };
       const created = await this.engine.json<{ Id: string; Warnings?: string[] | null }>(
         'POST',
         '/containers/create',
         {
           query: { name },
-          body: toCreateContainerBody(spec),
+          body: toCreateContainerBody(spec, sole),
         },
       );
       id = created.Id;
@@ -189,10 +196,7 @@ export class DockerExecutor implements Executor {
           `the Docker engine could not apply every container option: ${warnings.join('; ')}`,
         );
       }
-      const [entry] = await Promise.all([
-        this.jobUserOf(id, spec.image),
-        this.requireShell(id, spec.imageReference),
-      ]);
+      const entry = await this.checkImage(id, spec.image, spec.imageReference);
       const home = jobHome(entry);
       const notes: string[] = [];
       if (!entry) {
@@ -201,16 +205,43 @@ export class DockerExecutor implements Executor {
             `Tools that look the user up (ssh, some git operations) may complain: add one, e.g. \`RUN adduser --disabled-password --uid ${JOB_UID} berth\`.`,
         );
       }
-      const scripts = (spec.phases ?? []).map((phase) => phaseScriptEntry(phase.script));
+      const scripts = new Map(
+        [...(spec.phases ?? []), ...(spec.solePhase ? [spec.solePhase] : [])]
+          .map((phase) => phaseScriptEntry(phase.script))
+          .map((entry) => [entry.name, entry]),
+      );
+      const main: ArchiveEntry[] = sole
+        ? [
+            {
+              kind: 'file',
+              name: SOLE_MAIN_PATH.slice(1),
+              mode: 0o644,
+              owner: ROOT,
+              content: soleMainScript(home),
+            },
+          ]
+        : [];
       await this.upload(
         id,
-        [...workspaceEntries(spec.workspaceArchive ? null : spec.sourceDir, home), ...scripts],
+        [
+          ...workspaceEntries(spec.workspaceArchive ? null : spec.sourceDir, home),
+          ...scripts.values(),
+          ...main,
+        ],
         'the workspace',
       );
       if (spec.workspaceArchive) await this.restoreWorkspace(id, spec.workspaceArchive);
-      await this.engine.json('POST', `/containers/${id}/start`);
-      const preloaded = new Set(scripts.map((entry) => entry.name));
-      return new DockerJob(this.engine, id, name, home, notes, preloaded);
+      // A sole phase is the container's process: the container starts when that phase runs.
+      if (!sole) await this.engine.json('POST', `/containers/${id}/start`);
+      return new DockerJob(this.engine, {
+        containerId: id,
+        containerName: name,
+        imageReference: spec.imageReference,
+        home,
+        warnings: notes,
+        preloaded: new Set(scripts.keys()),
+        solePhase: sole ? sole.phase.name : null,
+      });
     } catch (err) {
       if (id) await removeContainer(this.engine, id).catch(() => undefined);
       throw containerError(err, spec.imageReference);
@@ -245,14 +276,22 @@ export class DockerExecutor implements Executor {
   }
 
   /**
-   * The passwd entry of UID 1983 in the image, read from the created container. Image ids name
-   * their content, so the answer is remembered per image id and later jobs skip the read.
+   * Checks the image in the created container: it must have /bin/sh, and the passwd entry of UID
+   * 1983 is read. Image ids name their content, so the answer is remembered per image id (only
+   * once both checks passed) and later jobs of the image skip both reads.
    */
-  private async jobUserOf(containerId: string, image: string): Promise<PasswdEntry | null> {
+  private async checkImage(
+    containerId: string,
+    image: string,
+    reference: string,
+  ): Promise<PasswdEntry | null> {
     const cacheable = /^sha256:[0-9a-f]{64}$/.test(image);
     const known = cacheable ? await this.jobUsers.get(image) : undefined;
     if (known !== undefined) return known;
-    const passwd = await readContainerFile(this.engine, containerId, '/etc/passwd', 1024 * 1024);
+    const [passwd] = await Promise.all([
+      readContainerFile(this.engine, containerId, '/etc/passwd', 1024 * 1024),
+      this.requireShell(containerId, reference),
+    ]);
     const entry = passwd === null ? null : findPasswdEntry(passwd.toString('utf8'), JOB_UID);
     if (cacheable) await this.jobUsers.set(image, entry);
     return entry;

@@ -1,8 +1,10 @@
 /**
- * One job's container, once started: phases as execs, interruption, files in and out, removal.
- * See the JobHandle contract in ../executor.ts.
+ * One job's container, once created: phases as execs (or the sole phase as the container's own
+ * process), interruption, files in and out, removal. See the JobHandle contract in
+ * ../executor.ts.
  */
 import { createWriteStream } from 'node:fs';
+import type { IncomingMessage } from 'node:http';
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
@@ -17,7 +19,7 @@ import {
 } from '../executor.js';
 import { listArchive } from './archive.js';
 import { toInterruptExecBody, toPhaseExecBody } from './convert.js';
-import { DockerApiError } from './daemon-errors.js';
+import { DockerApiError, containerError } from './daemon-errors.js';
 import {
   ROOT,
   phaseScriptEntry,
@@ -28,64 +30,99 @@ import {
 import type { EngineClient } from './engine-client.js';
 import { StreamDemuxer } from './stream-demux.js';
 
+export interface DockerJobParts {
+  containerId: string;
+  containerName: string;
+  imageReference: string;
+  home: string;
+  warnings: readonly string[];
+  /** Phase scripts already in the container. */
+  preloaded: Set<string>;
+  /** The phase that is the container's own process (created, not yet started); null: keeper. */
+  solePhase: string | null;
+}
+
 export class DockerJob implements JobHandle {
+  readonly containerId: string;
+  readonly containerName: string;
+  readonly warnings: readonly string[];
   private destroying: Promise<void> | undefined;
+  private soleStarted = false;
 
   constructor(
     private readonly engine: EngineClient,
-    readonly containerId: string,
-    readonly containerName: string,
-    private readonly home: string,
-    readonly warnings: readonly string[],
-    private readonly preloaded: Set<string>,
-  ) {}
+    private readonly parts: DockerJobParts,
+  ) {
+    this.containerId = parts.containerId;
+    this.containerName = parts.containerName;
+    this.warnings = parts.warnings;
+  }
 
   async runPhase(
     phase: Phase,
     onOutput: (stream: OutputStream, chunk: Buffer) => void | Promise<void>,
   ): Promise<PhaseOutcome> {
+    if (this.parts.solePhase !== null) return this.runSolePhase(phase, onOutput);
     const script = phaseScriptEntry(phase.script);
-    if (!this.preloaded.has(script.name)) {
+    if (!this.parts.preloaded.has(script.name)) {
       await uploadArchive(
         this.engine,
         this.containerId,
         [script],
         `the script of phase ${phase.name}`,
       );
-      this.preloaded.add(script.name);
+      this.parts.preloaded.add(script.name);
     }
     const scriptPath = `/${script.name}`;
     const exec = await this.engine.json<{ Id: string }>(
       'POST',
       `/containers/${this.containerId}/exec`,
       {
-        body: toPhaseExecBody(scriptPath, { ...phase.env, HOME: this.home }, phase.workingDir),
+        body: toPhaseExecBody(
+          scriptPath,
+          { ...phase.env, HOME: this.parts.home },
+          phase.workingDir,
+        ),
       },
     );
     const res = await this.engine.stream('POST', `/exec/${exec.Id}/start`, {
       body: { Detach: false, Tty: false },
     });
-    let waiting: Promise<void> | undefined;
-    const demuxer = new StreamDemuxer((stream, payload) => {
-      waiting = onOutput(stream, payload) ?? waiting;
-    });
-    await new Promise<void>((resolve) => {
-      res.on('data', (chunk: Buffer) => {
-        demuxer.write(chunk);
-        if (waiting) {
-          // Backpressure: stop reading from the engine until the consumer has caught up.
-          const ready = waiting;
-          waiting = undefined;
-          res.pause();
-          void ready.finally(() => res.resume());
-        }
-      });
-      // The stream ends when the phase's process exits (or the container is killed).
-      res.on('end', resolve);
-      res.on('close', resolve);
-      res.on('error', () => resolve());
-    });
+    await pumpOutput(res, onOutput);
     return { exitCode: await this.exitCodeOf(exec.Id) };
+  }
+
+  /**
+   * The sole phase: attach to the created container, start it, stream its output, and take the
+   * exit status from the engine once the process has ended.
+   */
+  private async runSolePhase(
+    phase: Phase,
+    onOutput: (stream: OutputStream, chunk: Buffer) => void | Promise<void>,
+  ): Promise<PhaseOutcome> {
+    if (this.soleStarted || phase.name !== this.parts.solePhase) {
+      throw new BerthError(
+        'BERTH_INTERNAL',
+        `container ${this.containerName} runs only its phase ${this.parts.solePhase}; phase ${phase.name} cannot run in it`,
+      );
+    }
+    this.soleStarted = true;
+    const res = await this.engine.stream('POST', `/containers/${this.containerId}/attach`, {
+      query: { stream: 1, stdout: 1, stderr: 1 },
+    });
+    try {
+      await this.engine.json('POST', `/containers/${this.containerId}/start`);
+    } catch (err) {
+      res.destroy();
+      throw containerError(err, this.parts.imageReference);
+    }
+    await pumpOutput(res, onOutput);
+    const waited = await this.engine.json<{ StatusCode: number }>(
+      'POST',
+      `/containers/${this.containerId}/wait`,
+      { query: { condition: 'not-running' } },
+    );
+    return { exitCode: waited.StatusCode };
   }
 
   private async exitCodeOf(execId: string): Promise<number> {
@@ -174,4 +211,33 @@ export class DockerJob implements JobHandle {
     this.destroying ??= removeContainer(this.engine, this.containerId);
     return this.destroying;
   }
+}
+
+/**
+ * Delivers a multiplexed engine stream (exec start, attach) to onOutput until it ends, pausing
+ * the engine while the consumer catches up. It ends when the process exits or is killed.
+ */
+async function pumpOutput(
+  res: IncomingMessage,
+  onOutput: (stream: OutputStream, chunk: Buffer) => void | Promise<void>,
+): Promise<void> {
+  let waiting: Promise<void> | undefined;
+  const demuxer = new StreamDemuxer((stream, payload) => {
+    waiting = onOutput(stream, payload) ?? waiting;
+  });
+  await new Promise<void>((resolve) => {
+    res.on('data', (chunk: Buffer) => {
+      demuxer.write(chunk);
+      if (waiting) {
+        // Backpressure: stop reading from the engine until the consumer has caught up.
+        const ready = waiting;
+        waiting = undefined;
+        res.pause();
+        void ready.finally(() => res.resume());
+      }
+    });
+    res.on('end', resolve);
+    res.on('close', resolve);
+    res.on('error', () => resolve());
+  });
 }
