@@ -165,7 +165,8 @@ touch "$TF_PLUGIN_CACHE_DIR/provider-from-$1-$TF_VAR_berth_run_id"
   let tofu: ReleaseMirror;
 
   beforeAll(async () => {
-    tofu = await startReleaseMirror('tofu');
+    // OpenTofu's own release layout (api.json, v<version>/, .gpgsig), as berth reads by default.
+    tofu = await startReleaseMirror('tofu', 'linux_amd64', 'opentofu');
     await tofu.publish('1.10.0', { content: CACHE_STAND_IN });
     await tofu.publish('1.9.1', { content: CACHE_STAND_IN });
   });
@@ -197,6 +198,9 @@ touch "$TF_PLUGIN_CACHE_DIR/provider-from-$1-$TF_VAR_berth_run_id"
     const cacheDir = mkdtempSync(path.join(tmpdir(), 'berth-plugin-cache-'));
     const first = await run('1.10.0', cacheDir);
     expect(first.code, JSON.stringify(finished(first).error)).toBe(0);
+    expect(tofu.requests).toEqual(
+      expect.arrayContaining(['/api.json', '/v1.10.0/tofu_1.10.0_SHA256SUMS.gpgsig']),
+    );
     expect(jobOutput(first)).toMatch(/^cache=\/mnt\/plugin-cache\n\n$/);
     const second = await run('1.10.0', cacheDir);
     expect(jobOutput(second)).toBe(

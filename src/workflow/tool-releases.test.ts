@@ -11,9 +11,11 @@ import { startReleaseMirror, type ReleaseMirror } from '../../test/harness/relea
 import { BerthError } from '../domain/errors.js';
 import {
   HASHICORP_KEY_FINGERPRINT,
+  OPENTOFU_KEY_FINGERPRINT,
   keysDir,
   provideTool,
   readPinnedKey,
+  releaseSourceFromEnv,
   resolveToolVersion,
   sha256,
   type ReleaseSource,
@@ -35,6 +37,8 @@ afterAll(() => mirror.stop());
 function source(): ReleaseSource {
   return {
     tool: 'terraform',
+    layout: 'hashicorp',
+    indexUrl: `${mirror.baseUrl}/index.json`,
     baseUrl: mirror.baseUrl,
     signatureSuffix: '.sig',
     keys: [mirror.publicKey],
@@ -125,12 +129,129 @@ describe('provideTool', () => {
 });
 
 describe('pinned keys', () => {
-  it("reads HashiCorp's key from the repository only with the pinned fingerprint", async () => {
-    const file = path.join(keysDir(), 'hashicorp.asc');
-    expect(await readPinnedKey(file, HASHICORP_KEY_FINGERPRINT)).toContain(
-      'BEGIN PGP PUBLIC KEY BLOCK',
-    );
+  it.each([
+    ['hashicorp.asc', HASHICORP_KEY_FINGERPRINT],
+    ['opentofu.asc', OPENTOFU_KEY_FINGERPRINT],
+  ])('reads %s from the repository only with the pinned fingerprint', async (name, fingerprint) => {
+    const file = path.join(keysDir(), name);
+    expect(await readPinnedKey(file, fingerprint)).toContain('BEGIN PGP PUBLIC KEY BLOCK');
     const error = await failure(readPinnedKey(file, '0'.repeat(40)));
     expect(error.code).toBe('BERTH_TOOL_SIGNATURE_INVALID');
+    expect(error.message).toContain(fingerprint);
+  });
+});
+
+describe('release sources from the environment', () => {
+  it("defaults to each tool's official releases and pinned key", async () => {
+    const terraform = await releaseSourceFromEnv('terraform', {});
+    expect(terraform).toMatchObject({
+      layout: 'hashicorp',
+      baseUrl: 'https://releases.hashicorp.com/terraform',
+      indexUrl: 'https://releases.hashicorp.com/terraform/index.json',
+      signatureSuffix: '.72D7468F.sig',
+    });
+    expect(terraform.keys).toEqual([
+      await readPinnedKey(path.join(keysDir(), 'hashicorp.asc'), HASHICORP_KEY_FINGERPRINT),
+    ]);
+    const tofu = await releaseSourceFromEnv('tofu', {});
+    expect(tofu).toMatchObject({
+      layout: 'opentofu',
+      baseUrl: 'https://github.com/opentofu/opentofu/releases/download',
+      indexUrl: 'https://get.opentofu.org/tofu/api.json',
+      signatureSuffix: '.gpgsig',
+    });
+    expect(tofu.keys).toEqual([
+      await readPinnedKey(path.join(keysDir(), 'opentofu.asc'), OPENTOFU_KEY_FINGERPRINT),
+    ]);
+  });
+
+  it('takes a mirror in either layout, its index and its key', async () => {
+    expect(
+      await releaseSourceFromEnv('tofu', {
+        BERTH_OPENTOFU_RELEASES_URL: 'http://mirror.internal/tofu/',
+        BERTH_OPENTOFU_SIGNING_KEY_FILE: mirror.keyFile,
+      }),
+    ).toMatchObject({
+      layout: 'opentofu',
+      baseUrl: 'http://mirror.internal/tofu',
+      indexUrl: 'http://mirror.internal/tofu/api.json',
+      signatureSuffix: '.gpgsig',
+      keys: [mirror.publicKey],
+    });
+    expect(
+      await releaseSourceFromEnv('tofu', {
+        BERTH_OPENTOFU_RELEASES_URL: 'http://mirror.internal/tofu',
+        BERTH_OPENTOFU_RELEASES_LAYOUT: 'hashicorp',
+        BERTH_OPENTOFU_INDEX_URL: 'http://index.internal/tofu.json',
+        BERTH_OPENTOFU_SIGNING_KEY_FILE: mirror.keyFile,
+      }),
+    ).toMatchObject({
+      layout: 'hashicorp',
+      indexUrl: 'http://index.internal/tofu.json',
+      signatureSuffix: '.sig',
+    });
+  });
+
+  it('refuses an unknown layout and an unreadable key file, naming the setting', async () => {
+    const layout = await failure(
+      releaseSourceFromEnv('terraform', { BERTH_TERRAFORM_RELEASES_LAYOUT: 'artifactory' }),
+    );
+    expect(layout.code).toBe('BERTH_USAGE');
+    expect(layout.message).toContain('BERTH_TERRAFORM_RELEASES_LAYOUT is "artifactory"');
+    expect(layout.hint).toContain('hashicorp or opentofu');
+    const key = await failure(
+      releaseSourceFromEnv('tofu', { BERTH_OPENTOFU_SIGNING_KEY_FILE: '/nonexistent/key.asc' }),
+    );
+    expect(key.code).toBe('BERTH_TOOL_SIGNATURE_INVALID');
+    expect(key.message).toContain('/nonexistent/key.asc (BERTH_OPENTOFU_SIGNING_KEY_FILE)');
+  });
+});
+
+describe("OpenTofu's release layout", () => {
+  let tofu: ReleaseMirror;
+  let tofuSource: ReleaseSource;
+
+  beforeAll(async () => {
+    tofu = await startReleaseMirror('tofu', 'linux_amd64', 'opentofu');
+    for (const v of ['1.8.0', '1.8.5', '1.9.0-beta1']) await tofu.publish(v, { content: STAND_IN });
+    await tofu.publish('1.7.9', { content: STAND_IN, untrusted: true });
+    tofuSource = await releaseSourceFromEnv('tofu', {
+      BERTH_OPENTOFU_RELEASES_URL: tofu.baseUrl,
+      BERTH_OPENTOFU_SIGNING_KEY_FILE: tofu.keyFile,
+    });
+  });
+
+  afterAll(() => tofu.stop());
+
+  it('resolves from api.json and downloads from v<version>/, checking the .gpgsig signature', async () => {
+    expect(await resolveToolVersion(tofuSource, '~> 1.8')).toBe('1.8.5');
+    const dir = cache();
+    const provided = await provideTool(tofuSource, '1.8.5', 'linux_amd64', dir);
+    expect(provided.binary).toBe(path.join(dir, 'tofu/1.8.5/linux_amd64/tofu'));
+    expect(readFileSync(provided.binary, 'utf8')).toBe(STAND_IN);
+    expect(tofu.requests).toEqual(
+      expect.arrayContaining([
+        '/api.json',
+        '/v1.8.5/tofu_1.8.5_SHA256SUMS',
+        '/v1.8.5/tofu_1.8.5_SHA256SUMS.gpgsig',
+        '/v1.8.5/tofu_1.8.5_linux_amd64.zip',
+      ]),
+    );
+  });
+
+  it('stops when the .gpgsig is not from the pinned key', async () => {
+    const dir = cache();
+    const error = await failure(provideTool(tofuSource, '1.7.9', 'linux_amd64', dir));
+    expect(error.code).toBe('BERTH_TOOL_SIGNATURE_INVALID');
+    expect(error.message).toContain('tofu_1.7.9_SHA256SUMS');
+    expect(existsSync(path.join(dir, 'tofu/1.7.9'))).toBe(false);
+  });
+
+  it('says so when the index is not in the layout asked for', async () => {
+    const error = await failure(
+      resolveToolVersion({ ...tofuSource, indexUrl: `${mirror.baseUrl}/index.json` }, '1.8.5'),
+    );
+    expect(error.code).toBe('BERTH_TOOL_DOWNLOAD_FAILED');
+    expect(error.message).toContain('is not in the opentofu layout');
   });
 });

@@ -6,12 +6,12 @@
  * written into a private temporary directory and renamed into place whole, so jobs that want
  * the same version at the same time either find the finished binary or make their own.
  *
- * Release locations are settings, so an air-gapped team points berth at its own mirror with the
- * same layout as HashiCorp's release site:
- *   <base>/index.json                                   {"versions": {"1.5.7": {...}, ...}}
- *   <base>/<version>/<tool>_<version>_<os>_<arch>.zip
- *   <base>/<version>/<tool>_<version>_SHA256SUMS
- *   <base>/<version>/<tool>_<version>_SHA256SUMS<signature suffix>
+ * Two release layouts, each tool's official one by default; release locations are settings, so
+ * an air-gapped team points berth at its own mirror in either layout:
+ *   hashicorp  <index>  = <base>/index.json                {"versions": {"1.5.7": {...}, ...}}
+ *              <base>/<version>/<tool>_<version>_<os>_<arch>.zip, …_SHA256SUMS, …_SHA256SUMS<sig>
+ *   opentofu   <index>  = get.opentofu.org/tofu/api.json   {"versions": [{"id": "1.8.0", ...}]}
+ *              <base>/v<version>/tofu_<version>_<os>_<arch>.zip, …_SHA256SUMS, …_SHA256SUMS.gpgsig
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { chmod, mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
@@ -22,9 +22,15 @@ import { parseConstraint, resolveVersion } from '../domain/versions.js';
 
 export type ToolName = 'terraform' | 'tofu';
 
+export type ReleaseLayout = 'hashicorp' | 'opentofu';
+export const RELEASE_LAYOUTS: readonly ReleaseLayout[] = ['hashicorp', 'opentofu'];
+
 export interface ReleaseSource {
   tool: ToolName;
-  /** Base URL of the releases, HashiCorp layout (see above), without a trailing slash. */
+  layout: ReleaseLayout;
+  /** The release index (see the layouts above). */
+  indexUrl: string;
+  /** Base URL of the release files (see the layouts above), without a trailing slash. */
   baseUrl: string;
   /** Appended to the SHA256SUMS file name for its signature: `.sig`, `.72D7468F.sig`. */
   signatureSuffix: string;
@@ -34,6 +40,29 @@ export interface ReleaseSource {
 
 /** HashiCorp's release signing key, pinned by fingerprint (https://www.hashicorp.com/trust/security). */
 export const HASHICORP_KEY_FINGERPRINT = 'C874011F0AB405110D02105534365D9472D7468F';
+/** OpenTofu's signing key (https://get.opentofu.org/opentofu.asc), pinned by fingerprint. */
+export const OPENTOFU_KEY_FINGERPRINT = 'E3E6E43D84CB852EADB0051D0C0AF313E5FD9F80';
+
+/** Each tool's official releases. */
+export const OFFICIAL_RELEASES = {
+  terraform: {
+    layout: 'hashicorp',
+    baseUrl: 'https://releases.hashicorp.com/terraform',
+    indexUrl: 'https://releases.hashicorp.com/terraform/index.json',
+    keyFile: 'hashicorp.asc',
+    fingerprint: HASHICORP_KEY_FINGERPRINT,
+    // HashiCorp signs every release's sums with its current key under this name.
+    signatureSuffix: '.72D7468F.sig',
+  },
+  tofu: {
+    layout: 'opentofu',
+    baseUrl: 'https://github.com/opentofu/opentofu/releases/download',
+    indexUrl: 'https://get.opentofu.org/tofu/api.json',
+    keyFile: 'opentofu.asc',
+    fingerprint: OPENTOFU_KEY_FINGERPRINT,
+    signatureSuffix: '.gpgsig',
+  },
+} as const;
 
 export function keysDir(): string {
   return fileURLToPath(new URL('../../keys/', import.meta.url));
@@ -54,40 +83,72 @@ export async function readPinnedKey(file: string, fingerprint: string): Promise<
 }
 
 /**
- * Where Terraform and OpenTofu come from, from the environment. Terraform defaults to HashiCorp's
- * release site with its pinned key; OpenTofu needs BERTH_OPENTOFU_RELEASES_URL and
- * BERTH_OPENTOFU_SIGNING_KEY_FILE (a mirror in the layout above) until its own layout is supported.
+ * Where Terraform and OpenTofu come from, from the environment (BERTH_TERRAFORM_* and
+ * BERTH_OPENTOFU_*): each tool's official releases and pinned key unless a mirror is named.
  */
 export async function releaseSourceFromEnv(
   tool: ToolName,
   env: NodeJS.ProcessEnv,
 ): Promise<ReleaseSource> {
   const prefix = tool === 'terraform' ? 'BERTH_TERRAFORM' : 'BERTH_OPENTOFU';
-  const baseUrl =
-    env[`${prefix}_RELEASES_URL`]?.trim().replace(/\/+$/, '') ??
-    (tool === 'terraform' ? 'https://releases.hashicorp.com/terraform' : undefined);
-  const keyFile = env[`${prefix}_SIGNING_KEY_FILE`]?.trim();
-  if (!baseUrl) {
-    throw new BerthError('BERTH_TOOL_DOWNLOAD_FAILED', `no release location for ${tool}`, {
-      hint: `Set ${prefix}_RELEASES_URL to a mirror with HashiCorp's release layout and ${prefix}_SIGNING_KEY_FILE to the key that signs its SHA256SUMS.`,
-    });
+  const setting = (name: string): string | undefined =>
+    env[`${prefix}_${name}`]?.trim() || undefined;
+  const official = OFFICIAL_RELEASES[tool];
+  const layoutText = setting('RELEASES_LAYOUT') ?? official.layout;
+  if (!RELEASE_LAYOUTS.includes(layoutText as ReleaseLayout)) {
+    throw new BerthError(
+      'BERTH_USAGE',
+      `${prefix}_RELEASES_LAYOUT is "${layoutText}", which is not a release layout berth knows`,
+      { hint: `Use ${RELEASE_LAYOUTS.join(' or ')} (see docs/workflow.md).` },
+    );
   }
-  if (keyFile) {
-    return {
-      tool,
-      baseUrl,
-      signatureSuffix: env[`${prefix}_SIGNATURE_SUFFIX`]?.trim() || '.sig',
-      keys: [await readFile(keyFile, 'utf8')],
-    };
+  const layout = layoutText as ReleaseLayout;
+  const mirror = setting('RELEASES_URL')?.replace(/\/+$/, '');
+  const baseUrl = mirror ?? official.baseUrl;
+  const indexUrl =
+    setting('INDEX_URL') ??
+    (mirror === undefined && layout === official.layout
+      ? official.indexUrl
+      : `${baseUrl}/${layout === 'hashicorp' ? 'index.json' : 'api.json'}`);
+  const keyFile = setting('SIGNING_KEY_FILE');
+  const keys = keyFile
+    ? [await readKeyFile(keyFile, `${prefix}_SIGNING_KEY_FILE`)]
+    : [await readPinnedKey(path.join(keysDir(), official.keyFile), official.fingerprint)];
+  const defaultSuffix =
+    layout === 'opentofu'
+      ? '.gpgsig'
+      : keyFile
+        ? '.sig'
+        : OFFICIAL_RELEASES.terraform.signatureSuffix;
+  return {
+    tool,
+    layout,
+    indexUrl,
+    baseUrl,
+    signatureSuffix: setting('SIGNATURE_SUFFIX') ?? defaultSuffix,
+    keys,
+  };
+}
+
+async function readKeyFile(file: string, settingName: string): Promise<string> {
+  try {
+    return await readFile(file, 'utf8');
+  } catch (err) {
+    throw new BerthError(
+      'BERTH_TOOL_SIGNATURE_INVALID',
+      `cannot read the signing key ${file} (${settingName}): ${(err as Error).message}`,
+      {
+        cause: err,
+        hint: `Point ${settingName} at the armored public key that signs the mirror's SHA256SUMS files.`,
+      },
+    );
   }
-  if (tool !== 'terraform') {
-    throw new BerthError('BERTH_TOOL_SIGNATURE_INVALID', `no signing key for ${tool} releases`, {
-      hint: `Set ${prefix}_SIGNING_KEY_FILE to the armored public key that signs the SHA256SUMS files at ${baseUrl}.`,
-    });
-  }
-  const key = await readPinnedKey(path.join(keysDir(), 'hashicorp.asc'), HASHICORP_KEY_FINGERPRINT);
-  // HashiCorp signs every release's sums with its current key under this name.
-  return { tool, baseUrl, signatureSuffix: '.72D7468F.sig', keys: [key] };
+}
+
+/** Where one file of a release is. */
+export function releaseFileUrl(source: ReleaseSource, version: string, name: string): string {
+  const dir = source.layout === 'opentofu' ? `v${version}` : version;
+  return `${source.baseUrl}/${dir}/${name}`;
 }
 
 async function download(url: string, what: string, timeoutMs = 10 * 60_000): Promise<Buffer> {
@@ -110,23 +171,35 @@ async function download(url: string, what: string, timeoutMs = 10 * 60_000): Pro
   return Buffer.from(await res.arrayBuffer());
 }
 
-/** Versions in a release index (HashiCorp's index.json format). */
+/** Versions in a release index, in either layout. */
 export async function listVersions(source: ReleaseSource): Promise<string[]> {
-  const body = await download(
-    `${source.baseUrl}/index.json`,
-    `the ${source.tool} release index`,
-    60_000,
-  );
+  const body = await download(source.indexUrl, `the ${source.tool} release index`, 60_000);
+  let index: { versions?: unknown };
   try {
-    const index = JSON.parse(body.toString('utf8')) as { versions?: Record<string, unknown> };
-    return Object.keys(index.versions ?? {});
+    index = JSON.parse(body.toString('utf8')) as { versions?: unknown };
   } catch (err) {
     throw new BerthError(
       'BERTH_TOOL_DOWNLOAD_FAILED',
-      `the ${source.tool} release index at ${source.baseUrl}/index.json is not JSON`,
+      `the ${source.tool} release index at ${source.indexUrl} is not JSON`,
       { cause: err },
     );
   }
+  const versions = index.versions;
+  if (source.layout === 'opentofu' && Array.isArray(versions)) {
+    return versions
+      .map((entry: unknown) => (entry as { id?: unknown } | null)?.id)
+      .filter((id): id is string => typeof id === 'string');
+  }
+  if (source.layout === 'hashicorp' && versions && typeof versions === 'object') {
+    return Object.keys(versions);
+  }
+  throw new BerthError(
+    'BERTH_TOOL_DOWNLOAD_FAILED',
+    `the ${source.tool} release index at ${source.indexUrl} is not in the ${source.layout} layout (no "versions" ${source.layout === 'opentofu' ? 'list' : 'object'})`,
+    {
+      hint: `Check the index URL, or set the layout that matches it (BERTH_${source.tool === 'terraform' ? 'TERRAFORM' : 'OPENTOFU'}_RELEASES_LAYOUT).`,
+    },
+  );
 }
 
 export async function resolveToolVersion(
@@ -141,7 +214,7 @@ export async function resolveToolVersion(
   if (!version) {
     throw new BerthError(
       'BERTH_TOOL_VERSION_UNKNOWN',
-      `no ${source.tool} release matches "${constraintText}" at ${source.baseUrl}`,
+      `no ${source.tool} release matches "${constraintText}" in ${source.indexUrl}`,
       {
         hint: `Pick a version the release index lists (${available.slice(-5).join(', ')}${available.length > 5 ? ', …' : ''}).`,
       },
@@ -220,12 +293,12 @@ export async function provideTool(
   if (await isFile(binary))
     return { tool: source.tool, version, platform, binary, downloaded: false };
 
-  const base = `${source.baseUrl}/${version}`;
   const sumsName = `${source.tool}_${version}_SHA256SUMS`;
   const zipName = `${source.tool}_${version}_${platform}.zip`;
+  const url = (name: string): string => releaseFileUrl(source, version, name);
   const [sums, signature] = await Promise.all([
-    download(`${base}/${sumsName}`, sumsName),
-    download(`${base}/${sumsName}${source.signatureSuffix}`, `the signature of ${sumsName}`),
+    download(url(sumsName), sumsName),
+    download(url(`${sumsName}${source.signatureSuffix}`), `the signature of ${sumsName}`),
   ]);
   await verifySignature(source, sums, signature, sumsName);
   const expected = sums
@@ -239,12 +312,12 @@ export async function provideTool(
       `${source.tool} ${version} has no build for ${platform} (${zipName} is not in ${sumsName})`,
     );
   }
-  const zip = await download(`${base}/${zipName}`, zipName);
+  const zip = await download(url(zipName), zipName);
   const actual = sha256(zip);
   if (actual !== expected.toLowerCase()) {
     throw new BerthError(
       'BERTH_TOOL_CHECKSUM_MISMATCH',
-      `${zipName} from ${base} has SHA-256 ${actual}, but the signed ${sumsName} says ${expected}`,
+      `${zipName} from ${url(zipName)} has SHA-256 ${actual}, but the signed ${sumsName} says ${expected}`,
       {
         hint: 'Nothing was run. The download or the mirror is corrupt or was tampered with; try again, or check the mirror.',
       },

@@ -1,6 +1,7 @@
 /**
- * A local release mirror in HashiCorp's layout, serving stand-in terraform/tofu executables as
- * release zips, with SHA256SUMS signed by an OpenPGP key made for the test (curve25519, fast).
+ * A local release mirror in HashiCorp's or OpenTofu's layout (see src/workflow/tool-releases.ts),
+ * serving stand-in terraform/tofu executables as release zips, with SHA256SUMS signed by an
+ * OpenPGP key made for the test (curve25519, fast).
  * Terraform and OpenTofu cannot be installed here; this lets berth's real resolve → download →
  * verify → cache → mount path run.
  */
@@ -61,6 +62,7 @@ async function signer(
 export async function startReleaseMirror(
   tool: 'terraform' | 'tofu',
   platform = 'linux_amd64',
+  layout: 'hashicorp' | 'opentofu' = 'hashicorp',
 ): Promise<ReleaseMirror> {
   const trusted = await signer('berth test releases');
   const untrusted = await signer('someone else');
@@ -69,15 +71,28 @@ export async function startReleaseMirror(
   const versions: string[] = [];
   const server = http.createServer((req, res) => {
     requests.push(req.url ?? '');
-    const body =
-      req.url === '/index.json'
-        ? Buffer.from(
-            JSON.stringify({
+    const index =
+      layout === 'hashicorp'
+        ? {
+            path: '/index.json',
+            body: {
               name: tool,
               versions: Object.fromEntries(versions.map((v) => [v, { version: v }])),
-            }),
-          )
-        : files.get(req.url ?? '');
+            },
+          }
+        : {
+            path: '/api.json',
+            body: {
+              versions: versions.map((v) => ({
+                id: v,
+                files: [...files.keys()]
+                  .filter((f) => f.startsWith(`/v${v}/`))
+                  .map((f) => f.slice(`/v${v}/`.length)),
+              })),
+            },
+          };
+    const body =
+      req.url === index.path ? Buffer.from(JSON.stringify(index.body)) : files.get(req.url ?? '');
     if (!body) {
       res.writeHead(404).end();
       return;
@@ -105,15 +120,16 @@ export async function startReleaseMirror(
       const sums = Buffer.from(
         `${sha256(zip)}  ${zipName}\n${sha256(Buffer.from('other'))}  ${tool}_${version}_darwin_arm64.zip\n`,
       );
+      const dir = layout === 'opentofu' ? `/v${version}` : `/${version}`;
       files.set(
-        `/${version}/${zipName}`,
+        `${dir}/${zipName}`,
         options.tamperZip
           ? Buffer.from(zipSync({ [tool]: encode('#!/bin/sh\necho tampered\n') }))
           : zip,
       );
-      files.set(`/${version}/${tool}_${version}_SHA256SUMS`, sums);
+      files.set(`${dir}/${tool}_${version}_SHA256SUMS`, sums);
       files.set(
-        `/${version}/${tool}_${version}_SHA256SUMS.sig`,
+        `${dir}/${tool}_${version}_SHA256SUMS${layout === 'opentofu' ? '.gpgsig' : '.sig'}`,
         await (options.untrusted ? untrusted : trusted).signData(sums),
       );
       versions.push(version);
