@@ -222,7 +222,8 @@ describe('CUSTOM workflow tool', () => {
   it('runs the commands of .berth/workflow.yml, with the plan file filled in', async () => {
     const workflow = [
       'init: echo custom-init',
-      'plan: echo planned > "{{ .PlanFileName }}"',
+      // The reference documentation's plan template, Go template logic included.
+      'plan: echo planned -lock={{ .Lock }} {{ if not .Refresh }}-refresh=false {{ end }}{{ range .Targets }}-target={{ . }} {{ end }}> "{{ .PlanFileName }}"',
       'showPlan: printf \'{"resource_changes":[{"address":"x.y","change":{"actions":["update"]}}]}\'',
       'apply: cat {{.PlanFileName}}',
       'destroy: echo custom-destroy',
@@ -230,7 +231,7 @@ describe('CUSTOM workflow tool', () => {
     const result = await run(custom({ '.berth/workflow.yml': workflow }), 'tracked');
     expect(result.code, JSON.stringify(finished(result).error)).toBe(0);
     expect(output(result, 'init')).toBe('custom-init\n');
-    expect(output(result, 'apply')).toBe('planned\n');
+    expect(output(result, 'apply')).toBe('planned -lock=true\n');
     expect(finished(result).plan).toMatchObject({ add: 0, change: 1, destroy: 0 });
     expect(result.events.some((e) => e.type === 'tool.ready')).toBe(false);
   });

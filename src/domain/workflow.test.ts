@@ -89,14 +89,17 @@ describe('splitPhaseVariables', () => {
 });
 
 describe('custom workflow templates', () => {
-  it('fills {{ .PlanFileName }} and refuses other template logic', () => {
+  it("fills the reference's template values and refuses what it cannot fill", () => {
     expect(fillTemplate('pulumi preview --save-plan "{{ .PlanFileName }}"')).toEqual({
       command: `pulumi preview --save-plan "${PLAN_FILE}"`,
     });
-    expect(fillTemplate('x {{.PlanFileName}}')).toEqual({ command: `x ${PLAN_FILE}` });
-    expect(fillTemplate('x {{ if .Refresh }}-refresh{{ end }}')).toHaveProperty('error');
-    expect(fillTemplate('x {{ .Lock }}')).toEqual({
-      error: expect.stringContaining('{{ .Lock }} is not a placeholder berth knows') as string,
+    expect(
+      fillTemplate(
+        'tofu plan -lock={{ .Lock }} {{ if not .Refresh }}-refresh=false {{ end }}-out={{ .PlanFileName }} {{ range .Targets }}-target={{ . }} {{ end }}',
+      ),
+    ).toEqual({ command: `tofu plan -lock=true -out=${PLAN_FILE} ` });
+    expect(fillTemplate('x {{ .Colour }}')).toEqual({
+      error: expect.stringContaining('{{ .Colour }} is not a value berth knows') as string,
     });
   });
   it('finds the program a command needs', () => {

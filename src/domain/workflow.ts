@@ -6,6 +6,7 @@
  *   tracked   init, plan | confirm | apply     (apply runs the exact saved plan)
  *   destroy   init, destroy
  */
+import { renderTemplate, type TemplateData } from './command-template.js';
 import { phaseScript } from './hook-script.js';
 import type { StackSettings } from './runtime-config.js';
 
@@ -110,28 +111,22 @@ export function requiredTemplates(type: Exclude<RunType, 'task'>): CustomTemplat
   }
 }
 
-const PLACEHOLDERS: Record<string, string> = { PlanFileName: PLAN_FILE };
-
 /**
- * Fills a template's `{{ .PlanFileName }}` placeholders. Anything else between `{{ }}` is an
- * error naming it: berth does not run arbitrary template logic.
+ * The values a CUSTOM workflow's templates may use, as the reference names them. berth runs no
+ * targeted plans and selects no workspaces itself, so Targets is empty and WorkspaceName blank.
  */
+export const TEMPLATE_VALUES: TemplateData = {
+  PlanFileName: PLAN_FILE,
+  WorkspaceName: '',
+  Lock: true,
+  Refresh: true,
+  Targets: [],
+};
+
+/** Fills a workflow file's command template (Go template syntax, the subset in command-template.ts). */
 export function fillTemplate(template: string): { command: string } | { error: string } {
-  let error: string | null = null;
-  const command = template.replace(
-    /\{\{\s*\.?([A-Za-z]+)\s*\}\}|\{\{[^}]*\}\}/g,
-    (whole, name: string | undefined) => {
-      const value = name ? PLACEHOLDERS[name] : undefined;
-      if (value === undefined) {
-        error ??= `${whole} is not a placeholder berth knows; use ${Object.keys(PLACEHOLDERS)
-          .map((k) => `{{ .${k} }}`)
-          .join(', ')}`;
-        return whole;
-      }
-      return value;
-    },
-  );
-  return error ? { error } : { command };
+  const filled = renderTemplate(template, TEMPLATE_VALUES);
+  return 'error' in filled ? filled : { command: filled.text };
 }
 
 /** The first word of a command: the program a CUSTOM workflow needs in the image. */
