@@ -630,6 +630,16 @@ describe('berth run: clear errors', () => {
     expect(result.stderr).toMatch(/fix: Start the Docker engine/);
   });
 
+  it('reports a configuration error before an unreachable engine', async () => {
+    const dir = jobDir({ '.berth/config.yml': 'version: 3\n' });
+    const result = await berth(['run', dir, '--image', busybox, '--', 'true'], {
+      DOCKER_HOST: 'unix:///tmp/berth-no-such.sock',
+    });
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain('BERTH_CONFIG_INVALID');
+    expect(result.stderr).not.toContain('BERTH_DOCKER_UNREACHABLE');
+  });
+
   it('says permission denied on the socket and what to do', async () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'berth-sock-'));
     execFileSync('chmod', ['755', dir]);

@@ -158,30 +158,38 @@ async function runCommand(
   }
   const command = type === 'task' ? await resolveTask(sourceDir, words) : '';
   const runId = newRunId();
-  const run = await resolveRunConfig({
-    type,
-    sourceDir,
-    stack: raw.stack ?? (path.basename(sourceDir) || 'root'),
-    stackSettingsFile: raw.stackSettings,
-    runnerImage: raw.runnerImage,
-    projectRoot: raw.projectRoot,
-    imageOverride: options.image,
-    poolDefaultImage: env.BERTH_POOL_DEFAULT_RUNNER_IMAGE?.trim() || null,
-    berthDefaultImage: settings.defaultRunnerImage,
-    command,
-    runId,
-  });
-  const emit = raw.json ? jsonRenderer(io) : humanRenderer(io);
-
   const engine = EngineClient.fromEnv(env);
+  // The engine check and the sweep of leftovers overlap with reading the configuration; a
+  // configuration error is still the one reported when both fail.
+  const reached = engine.ping().then(
+    () => null,
+    (err: unknown) => (err instanceof Error ? err : new Error(String(err))),
+  );
+  const executor = new DockerExecutor(engine, {
+    jobUsers: new FileJobUserCache(path.join(settings.stateDir, 'image-users')),
+  });
+  // Leftovers of berth processes that died (SIGKILL, power loss) go before this run starts.
+  const sweep = reached.then((err) =>
+    err ? [] : executor.removeOrphans(isLauncherAlive, new Date()).catch(() => [] as string[]),
+  );
   try {
-    await engine.ping();
-    const executor = new DockerExecutor(engine, {
-      jobUsers: new FileJobUserCache(path.join(settings.stateDir, 'image-users')),
+    const run = await resolveRunConfig({
+      type,
+      sourceDir,
+      stack: raw.stack ?? (path.basename(sourceDir) || 'root'),
+      stackSettingsFile: raw.stackSettings,
+      runnerImage: raw.runnerImage,
+      projectRoot: raw.projectRoot,
+      imageOverride: options.image,
+      poolDefaultImage: env.BERTH_POOL_DEFAULT_RUNNER_IMAGE?.trim() || null,
+      berthDefaultImage: settings.defaultRunnerImage,
+      command,
+      runId,
     });
+    const emit = raw.json ? jsonRenderer(io) : humanRenderer(io);
+    const unreachable = await reached;
+    if (unreachable) throw unreachable;
     const launcherId = currentLauncherId();
-    // Leftovers of berth processes that died (SIGKILL, power loss) go before this run starts.
-    const sweep = executor.removeOrphans(isLauncherAlive, new Date()).catch(() => [] as string[]);
     const image = run.image;
     const usingDefault = run.imageSource === "berth's default";
     const pullPolicy =
