@@ -4,12 +4,19 @@
  * apply refuses any plan file but the one planned. Tracked runs without auto-deploy end their
  * container at UNCONFIRMED and apply in a new container from the saved workspace.
  */
-import { existsSync } from 'node:fs';
+import { readFileSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { EngineClient } from '../src/executor/docker/engine-client.js';
 import { expectNothingLeftBehind } from './harness/cleanup.js';
-import { finished, runBerth, testStateDir, type BerthResult } from './harness/cli.js';
+import {
+  finished,
+  resultOf,
+  runBerth,
+  spawnBerth,
+  testStateDir,
+  type BerthResult,
+} from './harness/cli.js';
 import { testEngine } from './harness/engine.js';
 import { jobDir } from './harness/files.js';
 import { startReleaseMirror, type ReleaseMirror } from './harness/release-mirror.js';
@@ -60,16 +67,20 @@ function repo(): string {
   });
 }
 
+function berthArgs(args: string[]): string[] {
+  return ['run', repo(), '--image', inject('busyboxImage'), '--json', ...args];
+}
+
+function berthEnv(): Record<string, string> {
+  return {
+    BERTH_STATE_DIR: stateDir,
+    BERTH_TERRAFORM_RELEASES_URL: mirror.baseUrl,
+    BERTH_TERRAFORM_SIGNING_KEY_FILE: mirror.keyFile,
+  };
+}
+
 function berth(args: string[], input?: string): Promise<BerthResult> {
-  return runBerth(
-    ['run', repo(), '--image', inject('busyboxImage'), '--json', ...args],
-    {
-      BERTH_STATE_DIR: stateDir,
-      BERTH_TERRAFORM_RELEASES_URL: mirror.baseUrl,
-      BERTH_TERRAFORM_SIGNING_KEY_FILE: mirror.keyFile,
-    },
-    { input },
-  );
+  return runBerth(berthArgs(args), berthEnv(), { input });
 }
 
 function states(result: BerthResult): string[] {
@@ -124,7 +135,16 @@ describe('run types', () => {
   });
 
   it('tracked without auto-deploy: UNCONFIRMED, then confirmed, applies in a new container with modes, links and exports kept', async () => {
-    const result = await berth(['--type', 'tracked'], 'yes\n');
+    const proc = spawnBerth(berthArgs(['--type', 'tracked']), berthEnv(), { interactive: true });
+    await proc.waitFor('Apply this plan?');
+    // While it waits, the saved workspace (plan, sources, exported variables) is sealed on disk.
+    const runId = /"runId":"([^"]+)"/.exec(proc.stdout())?.[1] as string;
+    const sealed = readFileSync(path.join(stateDir, 'runs', runId, 'workspace.tar.sealed'));
+    expect(sealed.length).toBeGreaterThan(10_000);
+    for (const plain of ['kept-across-containers', 'terraform {}', 'echo deploy', 'FROM_PLAN'])
+      expect(sealed.toString('latin1')).not.toContain(plain);
+    proc.child.stdin?.end('yes\n');
+    const result = await resultOf(proc, true);
     expect(result.code, JSON.stringify(finished(result).error)).toBe(0);
     expect(states(result)).toEqual([
       'INITIALIZING',
@@ -142,8 +162,8 @@ describe('run types', () => {
       `applied ${planned}\nafter_apply: kept-across-containers 750 main.tf 1983\n`,
     );
     expect(result.stderr).toContain('Apply this plan? Type yes to apply');
-    expect(existsSync(path.join(stateDir, 'runs', finished(result).runId, 'workspace.tar'))).toBe(
-      false,
+    expect(readdirSync(path.join(stateDir, 'runs', finished(result).runId))).not.toContain(
+      'workspace.tar.sealed',
     );
   });
 
@@ -153,8 +173,8 @@ describe('run types', () => {
     expect(states(result)).toEqual(['INITIALIZING', 'PLANNING', 'UNCONFIRMED', 'DISCARDED']);
     expect(finished(result).state).toBe('DISCARDED');
     expect(output(result, 'apply')).toBe('');
-    expect(existsSync(path.join(stateDir, 'runs', finished(result).runId, 'workspace.tar'))).toBe(
-      false,
+    expect(readdirSync(path.join(stateDir, 'runs', finished(result).runId))).not.toContain(
+      'workspace.tar.sealed',
     );
   });
 

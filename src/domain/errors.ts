@@ -33,6 +33,11 @@ export const ERROR_CATALOGUE = {
     retryable: false,
     hint: 'berth copies the job directory into the container at /mnt/workspace. Make sure the image does not make /mnt or /mnt/workspace a file or a read-only mount, and that the engine has space.',
   },
+  BERTH_SAVED_WORKSPACE_INVALID: {
+    kind: 'infra',
+    retryable: false,
+    hint: 'Nothing was applied. The workspace saved after the plan was changed or damaged on disk while it waited for confirmation; run the plan again.',
+  },
   BERTH_DOCKER_UNREACHABLE: {
     kind: 'infra',
     retryable: true,

@@ -20,6 +20,8 @@
  * removeOrphans is the safety net for launchers that died without reaching step 5.
  */
 
+import type { Readable, Writable } from 'node:stream';
+
 export type PullPolicy = 'always' | 'if-not-present' | 'never';
 
 export interface ImageRequest {
@@ -59,10 +61,11 @@ export interface JobContainerSpec extends JobLabels {
   /** Host directory copied into the container as /mnt/workspace/source (never modified). */
   sourceDir: string;
   /**
-   * A workspace saved by exportWorkspace (a tar file on the host): restored whole, with file
-   * modes, ownership, symlinks and the exported environment, instead of copying sourceDir.
+   * A workspace saved by exportWorkspace: opens a fresh stream of that tar archive, which is
+   * restored whole (file modes, ownership, symlinks, the exported environment) instead of
+   * copying sourceDir.
    */
-  workspaceArchive?: string;
+  workspaceArchive?: () => Promise<Readable>;
   /** Environment of every phase, secrets included (they never go into labels or names). */
   env: Record<string, string>;
   network: string;
@@ -131,8 +134,11 @@ export interface JobHandle {
   ): Promise<PhaseOutcome>;
   /** Reads a file from the container; null when it does not exist. */
   readFile(containerPath: string): Promise<Buffer | null>;
-  /** Saves /mnt/workspace as a tar file on the host (see JobContainerSpec.workspaceArchive). */
-  exportWorkspace(file: string): Promise<void>;
+  /**
+   * Streams /mnt/workspace as a tar archive into `destination` and ends it (see
+   * JobContainerSpec.workspaceArchive); the caller decides where and how it is kept.
+   */
+  exportWorkspace(destination: Writable): Promise<void>;
   /** Lists a directory tree inside the container; empty when it does not exist. */
   listTree(directory: string): Promise<TreeEntry[]>;
   /** Writes a file berth owns (root, read-only to the job) into the container. */

@@ -43,6 +43,7 @@ import type { ToolName } from '../workflow/tool-releases.js';
 import { rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { configurePlugins, prepareTool, type ToolRequest } from './tool-setup.js';
+import { writeSealed } from './sealed-archive.js';
 
 export interface Clock {
   now(): number;
@@ -412,20 +413,17 @@ class Run {
     }
     if (workflow.type !== 'tracked' || workflow.apply.length === 0) return true;
     if (workflow.autoDeploy) return this.runPhases(workflow.apply, records);
-    const archive = path.join(
-      this.options.stateDir ?? tmpdir(),
-      'runs',
-      this.runId,
-      'workspace.tar',
+    const archive = await writeSealed(
+      path.join(this.options.stateDir ?? tmpdir(), 'runs', this.runId, 'workspace.tar.sealed'),
+      (sink) => job.exportWorkspace(sink),
     );
-    await job.exportWorkspace(archive);
     this.emit({ type: 'run.state', state: 'UNCONFIRMED' });
     await job.destroy();
     this.job = undefined;
     this.clearTimers();
     const confirmed = await workflow.confirm(this.plan);
     if (!confirmed) {
-      await rm(archive, { force: true });
+      await rm(archive.file, { force: true });
       this.discarded = true;
       this.emit({ type: 'run.state', state: 'DISCARDED' });
       return false;
@@ -438,11 +436,11 @@ class Run {
     try {
       await this.startContainer({
         ...(this.spec as JobContainerSpec),
-        workspaceArchive: archive,
+        workspaceArchive: () => archive.open(),
         phases: workflow.apply,
       });
     } finally {
-      await rm(archive, { force: true });
+      await rm(archive.file, { force: true });
     }
     return this.runPhases(workflow.apply, records);
   }

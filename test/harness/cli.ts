@@ -57,13 +57,20 @@ function withLocalImagePolicy(args: string[]): string[] {
 export function spawnBerth(
   args: string[],
   env: Record<string, string | undefined> = {},
-  identity: { uid?: number; gid?: number; cwd?: string; input?: string } = {},
+  identity: {
+    uid?: number;
+    gid?: number;
+    cwd?: string;
+    input?: string;
+    /** Leave stdin open for the test to write to (child.stdin). */
+    interactive?: boolean;
+  } = {},
 ): BerthProcess {
-  const { input, ...spawnOptions } = identity;
+  const { input, interactive, ...spawnOptions } = identity;
   const child = spawn(process.execPath, [BERTH_BIN, ...withLocalImagePolicy(args)], {
     ...spawnOptions,
     env: { ...process.env, NO_COLOR: '1', ...env },
-    stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
+    stdio: [input === undefined && !interactive ? 'ignore' : 'pipe', 'pipe', 'pipe'],
   });
   if (input !== undefined) child.stdin?.end(input);
   children.add(child);
@@ -136,10 +143,14 @@ export async function runBerth(
   env: Record<string, string | undefined> = {},
   options: { cwd?: string; input?: string } = {},
 ): Promise<BerthResult> {
-  const proc = spawnBerth(args, env, options);
+  return resultOf(spawnBerth(args, env, options), args.includes('--json'));
+}
+
+/** Waits for a berth process to end; `json`: its stdout is --json events. */
+export async function resultOf(proc: BerthProcess, json: boolean): Promise<BerthResult> {
   const { code } = await proc.exited;
   const stdout = proc.stdout();
-  const events = args.includes('--json')
+  const events = json
     ? stdout
         .split('\n')
         .filter((line) => line.startsWith('{'))

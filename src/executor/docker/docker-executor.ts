@@ -2,7 +2,7 @@
  * The executor on a Docker engine. Engine calls only: every decision about what to send lives in
  * convert.ts, every error the engine can give a meaning to in daemon-errors.ts.
  */
-import { createReadStream } from 'node:fs';
+import type { Readable } from 'node:stream';
 import { BerthError } from '../../domain/errors.js';
 import { withDefaultTag } from '../../domain/image-reference.js';
 import {
@@ -298,19 +298,22 @@ export class DockerExecutor implements Executor {
   }
 
   /** Puts back a workspace saved by exportWorkspace: its tar entries start with `workspace/`. */
-  private async restoreWorkspace(id: string, file: string): Promise<void> {
+  private async restoreWorkspace(id: string, open: () => Promise<Readable>): Promise<void> {
+    const archive = await open();
     try {
       await this.engine.json('PUT', `/containers/${id}/archive`, {
         query: { path: '/mnt', noOverwriteDirNonDir: true },
-        body: createReadStream(file),
+        body: archive,
         deadlineMs: 10 * 60_000,
       });
     } catch (err) {
       throw new BerthError(
         'BERTH_WORKSPACE_NOT_WRITABLE',
-        `could not restore the saved workspace ${file}: ${errorText(err)}`,
+        `could not restore the saved workspace: ${errorText(err)}`,
         { cause: err },
       );
+    } finally {
+      archive.destroy();
     }
   }
 

@@ -3,10 +3,8 @@
  * process), interruption, files in and out, removal. See the JobHandle contract in
  * ../executor.ts.
  */
-import { createWriteStream } from 'node:fs';
 import type { IncomingMessage } from 'node:http';
-import { mkdir } from 'node:fs/promises';
-import path from 'node:path';
+import type { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { BerthError } from '../../domain/errors.js';
 import {
@@ -144,12 +142,11 @@ export class DockerJob implements JobHandle {
     return readContainerFile(this.engine, this.containerId, containerPath, 64 * 1024 * 1024);
   }
 
-  async exportWorkspace(file: string): Promise<void> {
+  async exportWorkspace(destination: Writable): Promise<void> {
     const res = await this.engine.stream('GET', `/containers/${this.containerId}/archive`, {
       query: { path: WORKSPACE_DIR },
     });
-    await mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
-    await pipeline(res, createWriteStream(file, { mode: 0o600 }));
+    await pipeline(res, destination);
   }
 
   async listTree(directory: string): Promise<TreeEntry[]> {

@@ -1,0 +1,55 @@
+import { mkdtempSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { describe, expect, it } from 'vitest';
+import { BerthError } from '../domain/errors.js';
+import { writeSealed } from './sealed-archive.js';
+
+const secret = 'TF_VAR_db_password=hunter2-plain-value\n'.repeat(1000);
+
+async function readAll(stream: Readable): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of stream) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks).toString();
+}
+
+function sealedFile(): string {
+  return path.join(mkdtempSync(path.join(tmpdir(), 'berth-sealed-')), 'runs', 'r1', 'ws.sealed');
+}
+
+describe('writeSealed', () => {
+  it('keeps nothing readable on disk and gives the archive back whole, as often as asked', async () => {
+    const file = sealedFile();
+    const sealed = await writeSealed(file, (sink) => pipeline(Readable.from([secret]), sink));
+    const onDisk = readFileSync(file);
+    expect(onDisk.length).toBe(Buffer.byteLength(secret));
+    expect(onDisk.toString('latin1')).not.toContain('hunter2');
+    expect(await readAll(await sealed.open())).toBe(secret);
+    expect(await readAll(await sealed.open())).toBe(secret);
+  });
+
+  it('refuses a changed file before giving any of it back', async () => {
+    const file = sealedFile();
+    const sealed = await writeSealed(file, (sink) => pipeline(Readable.from([secret]), sink));
+    const bytes = readFileSync(file);
+    bytes.writeUInt8((bytes.at(-1) as number) ^ 1, bytes.length - 1);
+    writeFileSync(file, bytes);
+    const error = await sealed.open().catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(BerthError);
+    expect((error as BerthError).code).toBe('BERTH_SAVED_WORKSPACE_INVALID');
+    expect((error as BerthError).message).toContain(file);
+  });
+
+  it('removes the partial file when the archive cannot be produced', async () => {
+    const file = sealedFile();
+    const failing = writeSealed(file, async (sink) => {
+      sink.write('partial');
+      await Promise.resolve();
+      throw new Error('engine went away');
+    });
+    await expect(failing).rejects.toThrow('engine went away');
+    expect(existsSync(file)).toBe(false);
+  });
+});

@@ -1,0 +1,67 @@
+/**
+ * The workspace a tracked run keeps between its plan and its apply, sealed on disk. It holds
+ * what the plan needs (the saved plan, which carries variable values in the clear, the
+ * environment the hooks exported, provider files), so it is written encrypted (AES-256-GCM)
+ * with a key that exists only in this process's memory, and checked whole against its
+ * authentication tag before a single byte goes back into a container. A copy read off the disk,
+ * or left behind by a process that died, is of no use to anyone.
+ */
+import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
+import { createReadStream, createWriteStream } from 'node:fs';
+import { mkdir, rm } from 'node:fs/promises';
+import path from 'node:path';
+import { Writable, type Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { BerthError } from '../domain/errors.js';
+
+const CIPHER = 'aes-256-gcm';
+
+export interface SealedArchive {
+  readonly file: string;
+  /** A fresh stream of the plain archive; rejects when the file is not what was sealed. */
+  open(): Promise<Readable>;
+}
+
+/** Writes what `produce` streams into `file`, encrypted; returns how to read it back. */
+export async function writeSealed(
+  file: string,
+  produce: (sink: Writable) => Promise<void>,
+): Promise<SealedArchive> {
+  const key = randomBytes(32);
+  const iv = randomBytes(12);
+  const cipher = createCipheriv(CIPHER, key, iv);
+  await mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
+  const written = pipeline(cipher, createWriteStream(file, { mode: 0o600 }));
+  try {
+    await produce(cipher);
+    await written;
+  } catch (err) {
+    cipher.destroy();
+    await written.catch(() => undefined);
+    await rm(file, { force: true });
+    throw err;
+  }
+  const tag = cipher.getAuthTag();
+  const decipher = (): ReturnType<typeof createDecipheriv> =>
+    createDecipheriv(CIPHER, key, iv).setAuthTag(tag);
+  return {
+    file,
+    async open() {
+      // Whole-file check first: a changed archive must not reach a container even in part.
+      try {
+        await pipeline(
+          createReadStream(file),
+          decipher(),
+          new Writable({ write: (_chunk, _encoding, done) => done() }),
+        );
+      } catch (err) {
+        throw new BerthError(
+          'BERTH_SAVED_WORKSPACE_INVALID',
+          `the saved workspace ${file} is not the one berth sealed after the plan (${(err as Error).message})`,
+          { cause: err },
+        );
+      }
+      return createReadStream(file).pipe(decipher());
+    },
+  };
+}
