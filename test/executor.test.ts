@@ -188,6 +188,18 @@ describe('DockerExecutor', () => {
     expect(events.join('')).toBe('go\n');
   });
 
+  it('says the engine is not on this machine when a file it should mount is not there', async () => {
+    const error = await executor
+      .startJob(
+        spec({
+          mounts: [{ source: '/nonexistent/berth/tofu', target: '/bin/tofu', readOnly: true }],
+        }),
+      )
+      .catch((err: unknown) => err);
+    expect(error).toMatchObject({ code: 'BERTH_ENGINE_NOT_LOCAL' });
+    expect((error as Error).message).toContain('/nonexistent/berth/tofu');
+  });
+
   it('destroy is idempotent and removes the container', async () => {
     const job = await start();
     await job.destroy();

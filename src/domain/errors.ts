@@ -38,6 +38,11 @@ export const ERROR_CATALOGUE = {
     retryable: false,
     hint: 'Nothing was applied. The workspace saved after the plan was changed or damaged on disk while it waited for confirmation; run the plan again.',
   },
+  BERTH_ENGINE_NOT_LOCAL: {
+    kind: 'infra',
+    retryable: false,
+    hint: 'Runs with Terraform/OpenTofu (and a shared plugin cache) mount files from the machine berth runs on, so the Docker engine must be on that machine: run berth there, or point DOCKER_HOST at the local engine.',
+  },
   BERTH_DOCKER_UNREACHABLE: {
     kind: 'infra',
     retryable: true,

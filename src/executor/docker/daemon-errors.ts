@@ -26,6 +26,7 @@ const PULL_DENIED =
 const NO_SHELL =
   /(exec: "?\/bin\/sh"?: (stat \/bin\/sh: )?no such file|executable file not found)/i;
 const UNKNOWN_RUNTIME = /unknown or invalid runtime name|unknown runtime/i;
+const BIND_SOURCE_MISSING = /bind source path does not exist: (\S+)/i;
 const REJECTED_OPTION =
   /(invalid|not supported|does not support|cannot be|minimum memory limit|range of cpus|cgroup)/i;
 
@@ -82,6 +83,14 @@ export function containerError(err: unknown, image: string): BerthError {
     return new BerthError('BERTH_IMAGE_NO_SHELL', `image ${image} has no /bin/sh: ${text}`, {
       cause: err,
     });
+  }
+  const missingSource = BIND_SOURCE_MISSING.exec(text);
+  if (missingSource) {
+    return new BerthError(
+      'BERTH_ENGINE_NOT_LOCAL',
+      `the Docker engine has no ${missingSource[1]}, which berth mounts into the job from this machine: the engine runs on another machine (or in another file system namespace)`,
+      { cause: err },
+    );
   }
   if (UNKNOWN_RUNTIME.test(text)) {
     return new BerthError('BERTH_OPTION_REJECTED', `the container runtime was rejected: ${text}`, {
