@@ -160,10 +160,19 @@ describe('DockerExecutor', () => {
     expect(result).toBeInstanceOf(Error);
     expect((result as Error).message).toMatch(/runs only its phase task; phase p cannot run/);
     const events: string[] = [];
-    const ran = await job.runPhase(sole, (_stream, chunk) => {
-      events.push(chunk.toString());
-    });
+    const order: string[] = [];
+    const ran = await job.runPhase(
+      sole,
+      (_stream, chunk) => {
+        events.push(chunk.toString());
+        order.push('output');
+      },
+      () => order.push('started'),
+    );
     expect(ran.exitCode).toBe(5);
+    // onStarted marks the container's start: once, before any output.
+    expect(order[0]).toBe('started');
+    expect(order.filter((o) => o === 'started')).toHaveLength(1);
     // PID 1 is the engine's init and the phase its child: no exec (an exec's parent is outside).
     expect(events.join('')).toBe(
       'ppid=1 uid=1983 home=/home/berth from-spec/from-phase\nfrom the host\n1983\n',

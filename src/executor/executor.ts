@@ -131,6 +131,8 @@ export interface JobHandle {
   runPhase(
     phase: Phase,
     onOutput: (stream: OutputStream, chunk: Buffer) => void | Promise<void>,
+    /** Called once the phase's process has been started (after any container start). */
+    onStarted?: () => void,
   ): Promise<PhaseOutcome>;
   /** Reads a file from the container; null when it does not exist. */
   readFile(containerPath: string): Promise<Buffer | null>;

@@ -155,6 +155,8 @@ class Run {
   private readonly warnings: string[] = [];
   private log: OutputLog | null = null;
   private afterRunRecord: PhaseRecord | null = null;
+  /** When the first phase's process started: the end of PREPARING. */
+  private firstPhaseAt: number | null = null;
   private readonly variables: ReturnType<typeof splitPhaseVariables>;
   private spec: JobContainerSpec | undefined;
   private tool: { tool: ToolName; version: string } | null = null;
@@ -219,7 +221,6 @@ class Run {
     let image: ResolvedImage | null = null;
     let imageSource: RunSummary['image']['source'] = null;
     let error: BerthError | null = null;
-    let preparingMs = 0;
     this.runTimer = this.clock.setTimeout(
       () => this.requestStop('run-timeout'),
       this.options.timeoutMs,
@@ -278,7 +279,6 @@ class Run {
       if (tool?.cache) this.warn(tool.cache.note);
       await this.startContainer(this.spec);
       await this.requirePrograms(this.options.workflow?.programs ?? [], image.reference);
-      preparingMs = this.clock.now() - this.started;
       if (this.stop) {
         // Stopped while the container was being made: nothing of the job ran yet.
         this.stop.endedBy = 'SIGINT';
@@ -292,7 +292,8 @@ class Run {
       this.clearTimers();
       await this.cleanUp();
     }
-    if (!preparingMs) preparingMs = this.clock.now() - this.started;
+    // Preparing lasts until the first phase's process runs (a sole phase starts the container).
+    const preparingMs = (this.firstPhaseAt ?? this.clock.now()) - this.started;
     return this.finish({ phases, image, imageSource, error, preparingMs });
   }
 
@@ -487,7 +488,7 @@ class Run {
   }
 
   private async runPhase(job: JobHandle, phase: Phase): Promise<PhaseRecord> {
-    const started = this.clock.now();
+    let started = this.clock.now();
     this.emit({ type: 'phase.started', phase: phase.name });
     const output = this.masking.forPhase((stream, text) => {
       this.log?.append(text);
@@ -496,11 +497,19 @@ class Run {
     this.armLogsTimer();
     let outcome: PhaseOutcome;
     try {
-      outcome = await job.runPhase(phase, (stream, chunk) => {
-        this.armLogsTimer();
-        output.write(stream, chunk);
-        return this.deps.outputReady?.();
-      });
+      outcome = await job.runPhase(
+        phase,
+        (stream, chunk) => {
+          this.armLogsTimer();
+          output.write(stream, chunk);
+          return this.deps.outputReady?.();
+        },
+        () => {
+          // The phase's time is its process's: a sole phase's container start is preparing.
+          started = this.clock.now();
+          this.firstPhaseAt ??= started;
+        },
+      );
     } finally {
       if (this.logsTimer) this.clock.clearTimeout(this.logsTimer);
       output.end();

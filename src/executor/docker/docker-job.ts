@@ -59,8 +59,9 @@ export class DockerJob implements JobHandle {
   async runPhase(
     phase: Phase,
     onOutput: (stream: OutputStream, chunk: Buffer) => void | Promise<void>,
+    onStarted?: () => void,
   ): Promise<PhaseOutcome> {
-    if (this.parts.solePhase !== null) return this.runSolePhase(phase, onOutput);
+    if (this.parts.solePhase !== null) return this.runSolePhase(phase, onOutput, onStarted);
     const script = phaseScriptEntry(phase.script);
     if (!this.parts.preloaded.has(script.name)) {
       await uploadArchive(
@@ -86,6 +87,7 @@ export class DockerJob implements JobHandle {
     const res = await this.engine.stream('POST', `/exec/${exec.Id}/start`, {
       body: { Detach: false, Tty: false },
     });
+    onStarted?.();
     await pumpOutput(res, onOutput);
     return { exitCode: await this.exitCodeOf(exec.Id) };
   }
@@ -97,6 +99,7 @@ export class DockerJob implements JobHandle {
   private async runSolePhase(
     phase: Phase,
     onOutput: (stream: OutputStream, chunk: Buffer) => void | Promise<void>,
+    onStarted?: () => void,
   ): Promise<PhaseOutcome> {
     if (this.soleStarted || phase.name !== this.parts.solePhase) {
       throw new BerthError(
@@ -114,6 +117,7 @@ export class DockerJob implements JobHandle {
       res.destroy();
       throw containerError(err, this.parts.imageReference);
     }
+    onStarted?.();
     await pumpOutput(res, onOutput);
     const waited = await this.engine.json<{ StatusCode: number }>(
       'POST',
