@@ -7,12 +7,12 @@
  * registry's password for user AWS, as with real ECR. Everything it changes on the machine is
  * marked and undone by `stop`.
  */
-import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { issueCertificate, makeCa } from './certs.js';
 import { startRegistry, type RunningRegistry } from './registry.js';
 
 const HOSTS = '/etc/hosts';
@@ -42,67 +42,6 @@ function removeHostsEntries(): void {
   if (kept.length !== text.split('\n').length) writeFileSync(HOSTS, kept.join('\n'));
 }
 
-function makeCertificates(dir: string, host: string): { ca: string; cert: string; key: string } {
-  const ca = path.join(dir, 'ca.crt');
-  const caKey = path.join(dir, 'ca.key');
-  const key = path.join(dir, 'registry.key');
-  const csr = path.join(dir, 'registry.csr');
-  const cert = path.join(dir, 'registry.crt');
-  const ext = path.join(dir, 'ext.cnf');
-  const run = (args: string[]): void => {
-    execFileSync('openssl', args, { stdio: 'ignore' });
-  };
-  run([
-    'req',
-    '-x509',
-    '-newkey',
-    'rsa:2048',
-    '-nodes',
-    '-days',
-    '2',
-    '-subj',
-    '/CN=berth test CA',
-    '-keyout',
-    caKey,
-    '-out',
-    ca,
-  ]);
-  run([
-    'req',
-    '-newkey',
-    'rsa:2048',
-    '-nodes',
-    '-subj',
-    `/CN=${host}`,
-    '-keyout',
-    key,
-    '-out',
-    csr,
-  ]);
-  writeFileSync(
-    ext,
-    `subjectAltName=DNS:${host}\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n`,
-  );
-  run([
-    'x509',
-    '-req',
-    '-in',
-    csr,
-    '-CA',
-    ca,
-    '-CAkey',
-    caKey,
-    '-CAcreateserial',
-    '-days',
-    '2',
-    '-extfile',
-    ext,
-    '-out',
-    cert,
-  ]);
-  return { ca, cert, key };
-}
-
 export async function startFakeEcr(): Promise<FakeEcr> {
   if (process.getuid?.() !== 0) {
     throw new Error(
@@ -113,7 +52,8 @@ export async function startFakeEcr(): Promise<FakeEcr> {
   const region = 'us-east-1';
   const host = `${account}.dkr.ecr.${region}.amazonaws.com`;
   const dir = mkdtempSync(path.join(tmpdir(), 'berth-ecr-'));
-  const certs = makeCertificates(dir, host);
+  const ca = makeCa(dir);
+  const certs = { ca: ca.cert, ...issueCertificate(ca, host, { server: `DNS:${host}` }) };
   const token = `ecr-token-${randomBytes(12).toString('hex')}`;
   const fake: FakeEcr = {
     host,

@@ -30,19 +30,57 @@ const BIND_SOURCE_MISSING = /bind source path does not exist: (\S+)/i;
 const REJECTED_OPTION =
   /(invalid|not supported|does not support|cannot be|minimum memory limit|range of cpus|cgroup)/i;
 
-/** Errors of the operating system when talking to the socket: connection refused, missing, etc. */
-export function connectionError(err: NodeJS.ErrnoException, endpoint: string): BerthError {
+/** Errors of the operating system (or of TLS) when talking to the engine. */
+export function connectionError(
+  err: NodeJS.ErrnoException,
+  endpoint: { display: string; host?: string; tls?: { certPath: string } },
+): BerthError {
   if (err.code === 'EACCES' || err.code === 'EPERM') {
     return new BerthError(
       'BERTH_DOCKER_PERMISSION',
-      `permission denied on the Docker socket ${endpoint}`,
+      `permission denied on the Docker socket ${endpoint.display}`,
       { cause: err },
+    );
+  }
+  if (endpoint.tls && isTlsFailure(err)) {
+    return new BerthError(
+      'BERTH_DOCKER_UNREACHABLE',
+      `the Docker engine at ${endpoint.display} failed the TLS check (${err.code}: ${tlsReason(err)})`,
+      {
+        cause: err,
+        hint: `Put the CA that signed the engine's certificate in ${endpoint.tls.certPath}/ca.pem, make sure that certificate names ${endpoint.host ?? 'the host'} and has not expired, and give berth a client certificate there (cert.pem, key.pem) if the engine asks for one.`,
+      },
+    );
+  }
+  if (endpoint.host && !endpoint.tls && (err.code === 'ECONNRESET' || err.code === 'EPIPE')) {
+    return new BerthError(
+      'BERTH_DOCKER_UNREACHABLE',
+      `the Docker engine at ${endpoint.display} closed the connection (${err.code})`,
+      {
+        cause: err,
+        hint: 'An engine that speaks TLS (usually on port 2376) drops plain connections: set DOCKER_TLS_VERIFY=1 and DOCKER_CERT_PATH to the directory with ca.pem, cert.pem and key.pem.',
+      },
     );
   }
   return new BerthError(
     'BERTH_DOCKER_UNREACHABLE',
-    `cannot reach the Docker engine at ${endpoint} (${err.code ?? err.message})`,
+    `cannot reach the Docker engine at ${endpoint.display} (${err.code ?? err.message})`,
     { cause: err },
+  );
+}
+
+/** OpenSSL's own words without its source location: `tlsv13 alert certificate required`. */
+function tlsReason(err: Error): string {
+  const line = err.message.split('\n')[0] ?? '';
+  return /SSL routines:[^:]*:([^:]+)/.exec(line)?.[1]?.trim() ?? line.trim();
+}
+
+/** Whether a connection failed in the TLS handshake (certificate, protocol, alert). */
+function isTlsFailure(err: NodeJS.ErrnoException): boolean {
+  const code = err.code ?? '';
+  return (
+    /^(ERR_TLS_|ERR_SSL_|CERT_|UNABLE_TO_|DEPTH_ZERO|SELF_SIGNED|EPROTO)/.test(code) ||
+    err.message.includes('alert')
   );
 }
 

@@ -1,11 +1,16 @@
 /**
- * A small client for the Docker Engine API over its Unix socket (or plain TCP). berth speaks the
- * API directly instead of through a generic SDK: it needs a dozen endpoints, full control of
- * deadlines and streams, and a start-up free of unused dependencies (see
- * docs/development/architecture.md). Every call has a deadline; no request body (which can carry
- * secrets in `Env`) is ever put into a URL or an error message.
+ * A small client for the Docker Engine API over its Unix socket or TCP (plain, or TLS with the
+ * Docker CLI's DOCKER_TLS_VERIFY and DOCKER_CERT_PATH). berth speaks the API directly instead of
+ * through a generic SDK: it needs a dozen endpoints, full control of deadlines and streams, and a
+ * start-up free of unused dependencies (see docs/development/architecture.md). Every call has a
+ * deadline; no request body (which can carry secrets in `Env`) is ever put into a URL or an
+ * error message.
  */
+import { readFileSync } from 'node:fs';
 import http from 'node:http';
+import https from 'node:https';
+import { homedir } from 'node:os';
+import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { BerthError } from '../../domain/errors.js';
 import { DockerApiError, connectionError } from './daemon-errors.js';
@@ -15,15 +20,30 @@ const MAX_API_VERSION = '1.45';
 const MIN_API_VERSION = '1.41';
 const DEFAULT_DEADLINE_MS = 30_000;
 
+export interface EngineTls {
+  /** DOCKER_CERT_PATH, for messages. */
+  certPath: string;
+  /** ca.pem: the authority the engine's certificate must chain to (else the system's). */
+  ca?: Buffer;
+  /** cert.pem and key.pem: berth's client certificate, when the engine asks for one. */
+  cert?: Buffer;
+  key?: Buffer;
+}
+
 export interface EngineEndpoint {
   /** What the user configured, for messages: e.g. `unix:///var/run/docker.sock`. */
   display: string;
   socketPath?: string;
   host?: string;
   port?: number;
+  /** TCP with TLS, the engine's certificate always verified. */
+  tls?: EngineTls;
 }
 
-/** Reads DOCKER_HOST the way the Docker CLI does (unix:// and tcp:// without TLS). */
+/**
+ * Reads DOCKER_HOST the way the Docker CLI does: unix:// and tcp://, with TLS when
+ * DOCKER_TLS_VERIFY is set (certificates from DOCKER_CERT_PATH, default ~/.docker).
+ */
 export function parseDockerHost(env: NodeJS.ProcessEnv): EngineEndpoint {
   const raw = env.DOCKER_HOST?.trim() || 'unix:///var/run/docker.sock';
   if (raw.startsWith('unix://')) {
@@ -32,11 +52,55 @@ export function parseDockerHost(env: NodeJS.ProcessEnv): EngineEndpoint {
   const tcp = /^tcp:\/\/(\[[^\]]+\]|[^:/]+)(?::(\d+))?\/?$/.exec(raw);
   if (tcp) {
     const host = (tcp[1] as string).replace(/^\[|\]$/g, '');
-    return { display: raw, host, port: tcp[2] ? Number(tcp[2]) : 2375 };
+    const tls = engineTls(env, raw);
+    return { display: raw, host, port: tcp[2] ? Number(tcp[2]) : tls ? 2376 : 2375, tls };
   }
   throw new BerthError('BERTH_USAGE', `DOCKER_HOST=${raw} is not supported`, {
-    hint: 'Use unix:///path/to/docker.sock or tcp://HOST:PORT (TLS and ssh:// endpoints are not supported yet).',
+    hint: 'Use unix:///path/to/docker.sock or tcp://HOST:PORT, with DOCKER_TLS_VERIFY=1 for TLS (ssh:// endpoints are not supported yet).',
   });
+}
+
+function engineTls(env: NodeJS.ProcessEnv, host: string): EngineTls | undefined {
+  const verify = Boolean(env.DOCKER_TLS_VERIFY?.trim());
+  if (!verify) {
+    if (env.DOCKER_TLS?.trim()) {
+      throw new BerthError(
+        'BERTH_USAGE',
+        `DOCKER_TLS is set without DOCKER_TLS_VERIFY: berth does not talk to the engine at ${host} without checking its certificate`,
+        {
+          hint: 'Set DOCKER_TLS_VERIFY=1 and put the CA that signed the engine certificate in DOCKER_CERT_PATH/ca.pem.',
+        },
+      );
+    }
+    return undefined;
+  }
+  const certPath = env.DOCKER_CERT_PATH?.trim() || path.join(homedir(), '.docker');
+  const read = (name: string): Buffer | undefined => {
+    try {
+      return readFileSync(path.join(certPath, name));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw new BerthError(
+        'BERTH_USAGE',
+        `cannot read ${path.join(certPath, name)} (DOCKER_CERT_PATH): ${(err as Error).message}`,
+        {
+          cause: err,
+          hint: 'Make the TLS files in DOCKER_CERT_PATH readable by the user berth runs as.',
+        },
+      );
+    }
+  };
+  const [ca, cert, key] = [read('ca.pem'), read('cert.pem'), read('key.pem')];
+  if (Boolean(cert) !== Boolean(key)) {
+    throw new BerthError(
+      'BERTH_USAGE',
+      `DOCKER_CERT_PATH=${certPath} has ${cert ? 'cert.pem but no key.pem' : 'key.pem but no cert.pem'}`,
+      {
+        hint: 'Put both the client certificate (cert.pem) and its key (key.pem) there, or neither.',
+      },
+    );
+  }
+  return { certPath, ca, cert, key };
 }
 
 export interface RequestOptions {
@@ -61,7 +125,16 @@ export class EngineClient {
   private readonly agent: http.Agent;
 
   constructor(readonly endpoint: EngineEndpoint) {
-    this.agent = new http.Agent({ keepAlive: true, maxSockets: 16 });
+    const tls = endpoint.tls;
+    this.agent = tls
+      ? new https.Agent({
+          keepAlive: true,
+          maxSockets: 16,
+          ca: tls.ca,
+          cert: tls.cert,
+          key: tls.key,
+        })
+      : new http.Agent({ keepAlive: true, maxSockets: 16 });
   }
 
   static fromEnv(env: NodeJS.ProcessEnv): EngineClient {
@@ -137,7 +210,7 @@ export class EngineClient {
     }
     const deadline = options.deadlineMs ?? DEFAULT_DEADLINE_MS;
     return new Promise((resolve, reject) => {
-      const req = http.request({
+      const req = (this.endpoint.tls ? https : http).request({
         method,
         path: path + search,
         headers,
@@ -167,7 +240,7 @@ export class EngineClient {
       if (options.signal?.aborted) return onAbort();
       options.signal?.addEventListener('abort', onAbort, { once: true });
       req.on('error', (err: NodeJS.ErrnoException) => {
-        fail(err.code ? connectionError(err, this.endpoint.display) : err);
+        fail(err.code ? connectionError(err, this.endpoint) : err);
       });
       req.on('response', (res) => {
         if (settled) {
