@@ -10,6 +10,7 @@ import { finished, jobOutput, runBerth, testStateDir } from './harness/cli.js';
 import { testEngine } from './harness/engine.js';
 import { startTlsEngine, type TlsEngine } from './harness/engine-tls.js';
 import { jobDir } from './harness/files.js';
+import { startReleaseMirror } from './harness/release-mirror.js';
 
 let engine: EngineClient;
 let endpoint: TlsEngine;
@@ -46,6 +47,42 @@ function run(env: Record<string, string | undefined>, json = true) {
 }
 
 describe('a Docker engine over TLS', () => {
+  it('gets the Terraform binary as a copy owned by root, since it may not see this host', async () => {
+    const mirror = await startReleaseMirror('terraform');
+    try {
+      await mirror.publish('1.6.2', { content: '#!/bin/sh\necho "stand-in terraform $*"\n' });
+      const dir = jobDir({
+        '.berth/config.yml': 'version: 2\nstack_defaults:\n  terraform_version: "1.6.2"\n',
+      });
+      const result = await runBerth(
+        [
+          'run',
+          dir,
+          '--image',
+          inject('busyboxImage'),
+          '--json',
+          '--',
+          "terraform version; stat -c '%u %a' /bin/terraform; grep -c ' /bin/terraform ' /proc/self/mountinfo; echo x > /bin/terraform || echo read-only",
+        ],
+        {
+          BERTH_STATE_DIR: stateDir,
+          DOCKER_HOST: endpoint.host,
+          DOCKER_TLS_VERIFY: '1',
+          DOCKER_CERT_PATH: endpoint.certPath,
+          BERTH_TERRAFORM_RELEASES_URL: mirror.baseUrl,
+          BERTH_TERRAFORM_SIGNING_KEY_FILE: mirror.keyFile,
+        },
+      );
+      expect(result.code, result.stderr).toBe(0);
+      expect(jobOutput(result, 'stdout')).toBe('stand-in terraform version\n0 755\n0\nread-only\n');
+      expect(result.events.find((e) => e.type === 'tool.ready')).toMatchObject({
+        platform: 'linux_amd64',
+      });
+    } finally {
+      await mirror.stop();
+    }
+  });
+
   it('runs a job through an engine endpoint that checks certificates both ways', async () => {
     const result = await run({ DOCKER_TLS_VERIFY: '1', DOCKER_CERT_PATH: endpoint.certPath });
     expect(result.code, result.stderr).toBe(0);

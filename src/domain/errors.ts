@@ -41,7 +41,7 @@ export const ERROR_CATALOGUE = {
   BERTH_ENGINE_NOT_LOCAL: {
     kind: 'infra',
     retryable: false,
-    hint: 'Runs with Terraform/OpenTofu (and a shared plugin cache) mount files from the machine berth runs on, so the Docker engine must be on that machine: run berth there, or point DOCKER_HOST at the local engine.',
+    hint: 'Over a Unix socket berth mounts the tool binary and the shared plugin cache from its own file system. If berth runs in a container, put BERTH_STATE_DIR (and BERTH_PLUGIN_CACHE_DIR) on a host directory mounted at the same path; for an engine on another machine use DOCKER_HOST=tcp://…, where berth copies the binary instead.',
   },
   BERTH_DOCKER_UNREACHABLE: {
     kind: 'infra',

@@ -41,6 +41,8 @@ export interface ResolvedImage {
   digest: string | null;
   /** Whether this call pulled the image (false: it was already present). */
   pulled: boolean;
+  /** The image's platform as release files name it (`linux_amd64`); null when unknown. */
+  platform: string | null;
 }
 
 export type PullProgress =
@@ -85,8 +87,16 @@ export interface JobContainerSpec extends JobLabels {
    * must be for this phase (its env is taken from here); no phase can run after it.
    */
   solePhase?: Phase;
-  /** Host files or directories mounted into the container (the engine must be on this host). */
+  /** Host files or directories mounted into the container (only when sharesHostFiles). */
   mounts?: readonly BindMount[];
+  /** Host files copied into the container, owned by root (the job can read, not change them). */
+  copies?: readonly HostCopy[];
+}
+
+export interface HostCopy {
+  source: string;
+  target: string;
+  mode: number;
 }
 
 export interface BindMount {
@@ -151,6 +161,11 @@ export interface JobHandle {
 }
 
 export interface Executor {
+  /**
+   * Whether the engine sees this host's files, so bind mounts work (an engine on this machine);
+   * otherwise host files reach a job only as copies.
+   */
+  readonly sharesHostFiles: boolean;
   prepareImage(
     request: ImageRequest,
     onProgress: (progress: PullProgress) => void,

@@ -42,7 +42,7 @@ import {
 import type { ToolName } from '../workflow/tool-releases.js';
 import { rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { configurePlugins, prepareTool, type ToolRequest } from './tool-setup.js';
+import { configurePlugins, hostPlatform, prepareTool, type ToolRequest } from './tool-setup.js';
 import { writeSealed } from './sealed-archive.js';
 
 export interface Clock {
@@ -159,7 +159,7 @@ class Run {
   private firstPhaseAt: number | null = null;
   private readonly variables: ReturnType<typeof splitPhaseVariables>;
   private spec: JobContainerSpec | undefined;
-  private tool: { tool: ToolName; version: string } | null = null;
+  private tool: { tool: ToolName; version: string; platform: string } | null = null;
   private phaseEnv: Record<string, string> = {};
   private cacheEnv: Record<string, string> = {};
   /** Every intended phase ran and succeeded. */
@@ -243,7 +243,12 @@ class Run {
         this.emit({ type: 'run.configured', ...this.options.configuration });
       ({ image, source: imageSource } = await this.prepareImage());
       this.throwIfStopped();
-      const tool = this.options.tool ? await prepareTool(this.options.tool) : null;
+      const tool = this.options.tool
+        ? await prepareTool(this.options.tool, {
+            platform: image.platform ?? hostPlatform(),
+            sharesHostFiles: this.deps.executor.sharesHostFiles,
+          })
+        : null;
       if (tool) {
         const { provided } = tool;
         this.emit({
@@ -273,6 +278,7 @@ class Run {
         phases: this.options.phases,
         solePhase: this.solePhase(tool !== null),
         mounts: tool?.mounts ?? [],
+        copies: tool?.copies ?? [],
       };
       this.tool = tool?.provided ?? null;
       this.cacheEnv = tool?.cache?.env ?? {};
@@ -323,6 +329,7 @@ class Run {
         this.tool.tool,
         this.tool.version,
         userConfig?.toString('utf8') ?? null,
+        this.tool.platform,
       );
       this.emit({
         type: 'plugins.found',

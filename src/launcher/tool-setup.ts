@@ -1,6 +1,7 @@
 /**
- * Puts the Terraform or OpenTofu a job asked for into its container: the verified binary from
- * the shared cache, mounted read-only at /bin/terraform or /bin/tofu, and a CLI configuration that
+ * Puts the Terraform or OpenTofu a job asked for into its container: the verified binary for the
+ * image's platform, from the shared cache, mounted read-only at /bin/terraform or /bin/tofu (or,
+ * for an engine on another machine, copied there owned by root), and a CLI configuration that
  * takes exactly the providers found under /plugins from there (Terraform >= 0.13, OpenTofu).
  */
 import {
@@ -21,6 +22,7 @@ import {
   JOB_GID,
   JOB_UID,
   type BindMount,
+  type HostCopy,
   type JobHandle,
 } from '../executor/executor.js';
 import {
@@ -43,9 +45,15 @@ export interface ToolRequest {
 
 export const CLI_CONFIG_PATH = `${CONTROL_DIR}/cli-config.tfrc`;
 
-/** `linux_amd64` or `linux_arm64`, for the engine this process talks to (a local one). */
-export function containerPlatform(arch: string = process.arch): string {
+/** `linux_amd64` or `linux_arm64` for this machine: the platform of images that do not say. */
+export function hostPlatform(arch: string = process.arch): string {
   return `linux_${arch === 'x64' ? 'amd64' : arch}`;
+}
+
+/** Where the job runs: the image's platform, and whether the engine sees this host's files. */
+export interface ToolTarget {
+  platform: string;
+  sharesHostFiles: boolean;
 }
 
 export const SHARED_PLUGIN_CACHE = '/mnt/plugin-cache';
@@ -76,16 +84,23 @@ export async function pluginCache(
   tool: ToolName,
   version: string,
   hostDir: string | undefined,
+  target: ToolTarget,
 ): Promise<PluginCache | null> {
   if (!hostDir) return null;
+  const own = (why: string): PluginCache => ({
+    mount: null,
+    env: { TF_PLUGIN_CACHE_DIR: JOB_PLUGIN_CACHE },
+    note: `${why}; this job gets a cache of its own at ${JOB_PLUGIN_CACHE}`,
+  });
   if (!sharedCacheIsSafe(tool, version)) {
-    return {
-      mount: null,
-      env: { TF_PLUGIN_CACHE_DIR: JOB_PLUGIN_CACHE },
-      note: `${tool} ${version} is not safe with a plugin cache shared between concurrent jobs; this job gets a cache of its own at ${JOB_PLUGIN_CACHE}`,
-    };
+    return own(`${tool} ${version} is not safe with a plugin cache shared between concurrent jobs`);
   }
-  const dir = path.join(hostDir, tool, containerPlatform());
+  if (!target.sharesHostFiles) {
+    return own(
+      `the Docker engine is not on this machine, so the shared plugin cache ${hostDir} cannot be mounted`,
+    );
+  }
+  const dir = path.join(hostDir, tool, target.platform);
   await mkdir(dir, { recursive: true, mode: 0o700 });
   // The job runs as 1983; only root can hand the directory over, and nobody else gets access.
   try {
@@ -107,23 +122,24 @@ export async function pluginCache(
   };
 }
 
-export async function prepareTool(
-  request: ToolRequest,
-): Promise<{ provided: ProvidedTool; mounts: BindMount[]; cache: PluginCache | null }> {
+export interface PreparedTool {
+  provided: ProvidedTool;
+  mounts: BindMount[];
+  copies: HostCopy[];
+  cache: PluginCache | null;
+}
+
+export async function prepareTool(request: ToolRequest, target: ToolTarget): Promise<PreparedTool> {
   const version = await resolveToolVersion(request.source, request.constraint);
-  const provided = await provideTool(
-    request.source,
-    version,
-    containerPlatform(),
-    request.cacheDir,
-  );
-  const cache = await pluginCache(request.tool, version, request.pluginCacheDir);
-  const binary: BindMount = {
-    source: provided.binary,
-    target: `/bin/${request.tool}`,
-    readOnly: true,
-  };
-  return { provided, mounts: cache?.mount ? [binary, cache.mount] : [binary], cache };
+  const provided = await provideTool(request.source, version, target.platform, request.cacheDir);
+  const cache = await pluginCache(request.tool, version, request.pluginCacheDir, target);
+  const at = `/bin/${request.tool}`;
+  const mounts: BindMount[] = cache?.mount ? [cache.mount] : [];
+  const copies: HostCopy[] = [];
+  if (target.sharesHostFiles)
+    mounts.unshift({ source: provided.binary, target: at, readOnly: true });
+  else copies.push({ source: provided.binary, target: at, mode: 0o755 });
+  return { provided, mounts, copies, cache };
 }
 
 export interface PluginSetup {
@@ -140,6 +156,7 @@ export async function configurePlugins(
   tool: ToolName,
   version: string,
   userConfig: string | null,
+  platform: string,
 ): Promise<PluginSetup> {
   const env: Record<string, string> = { TF_IN_AUTOMATION: '1', TF_INPUT: '0' };
   if (!usesFilesystemMirror(tool, version)) {
@@ -150,7 +167,7 @@ export async function configurePlugins(
       note: `${tool} ${version} takes providers from next to its binary in /bin; no ${PLUGINS_DIR} mirror is configured`,
     };
   }
-  const scan = scanPlugins(await job.listTree(PLUGINS_DIR), containerPlatform());
+  const scan = scanPlugins(await job.listTree(PLUGINS_DIR), platform);
   const merged = mergeCliConfig(userConfig, providerInstallationBlock(scan.providers));
   if (merged.text.trim() !== '') {
     await job.writeControlFile(CLI_CONFIG_PATH, merged.text);

@@ -20,7 +20,8 @@ export interface ArchiveOwner {
 export type ArchiveEntry =
   | { kind: 'directory'; name: string; mode: number; owner: ArchiveOwner }
   | { kind: 'file'; name: string; mode: number; owner: ArchiveOwner; content: string | Buffer }
-  | { kind: 'tree'; name: string; sourceDir: string; owner: ArchiveOwner };
+  | { kind: 'tree'; name: string; sourceDir: string; owner: ArchiveOwner }
+  | { kind: 'hostFile'; name: string; sourceFile: string; mode: number; owner: ArchiveOwner };
 
 export interface ArchiveResult {
   stream: Readable;
@@ -58,6 +59,16 @@ export function createArchive(entries: readonly ArchiveEntry[]): ArchiveResult {
             },
             content,
           );
+        } else if (entry.kind === 'hostFile') {
+          const info = await statOrExplain(entry.sourceFile);
+          await addFile(pack, entry.sourceFile, {
+            name: entry.name,
+            type: 'file',
+            size: Number(info.size),
+            mode: entry.mode,
+            mtime: info.mtime,
+            ...ids(entry.owner),
+          });
         } else {
           await addTree(pack, entry.sourceDir, entry.name, entry.owner, stats);
         }
@@ -129,26 +140,35 @@ async function addTree(
   }
   stats.files += 1;
   stats.bytes += Number(info.size);
-  const entry = pack.entry({
+  await addFile(pack, sourceDir, {
     name,
     type: 'file',
     size: Number(info.size),
     mode: (mode & 0o7777) | 0o600,
     ...common,
   });
+}
+
+/** Streams one host file into the archive under `header`. */
+async function addFile(
+  pack: tar.Pack,
+  source: string,
+  header: Partial<tar.Header> & { name: string },
+): Promise<void> {
+  const entry = pack.entry(header);
   const written = new Promise<void>((resolve, reject) => {
     entry.on('finish', resolve);
     entry.on('error', reject);
   });
   try {
-    for await (const chunk of createReadStream(sourceDir)) {
+    for await (const chunk of createReadStream(source)) {
       if (!entry.write(chunk as Buffer))
         await new Promise<void>((resolve) => entry.once('drain', () => resolve()));
     }
     (entry as unknown as { end(): void }).end();
   } catch (err) {
     entry.destroy(err instanceof Error ? err : new Error(String(err)));
-    throw unreadable(sourceDir, err);
+    throw unreadable(source, err);
   }
   await written;
 }

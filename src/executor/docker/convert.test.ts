@@ -5,6 +5,7 @@ import {
   SOLE_MAIN_PATH,
   soleMainScript,
   findPasswdEntry,
+  imagePlatform,
   jobHome,
   pickRepoDigest,
   repositoryOf,
@@ -158,5 +159,19 @@ describe('digests', () => {
     expect(pickRepoDigest(digests, 'busybox:latest')).toBe(d2);
     expect(pickRepoDigest([], 'busybox')).toBeNull();
     expect(pickRepoDigest(null, 'busybox')).toBeNull();
+  });
+});
+
+describe('imagePlatform', () => {
+  it.each([
+    ['linux', 'amd64', 'linux_amd64'],
+    ['linux', 'arm64', 'linux_arm64'],
+    ['linux', 'x86_64', 'linux_amd64'],
+    ['linux', 'aarch64', 'linux_arm64'],
+    ['linux', 'arm', 'linux_arm'],
+    [undefined, 'amd64', null],
+    ['linux', undefined, null],
+  ])('%s/%s → %s', (os, arch, platform) => {
+    expect(imagePlatform(os, arch)).toBe(platform);
   });
 });

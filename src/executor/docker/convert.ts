@@ -210,3 +210,18 @@ export function repositoryOf(reference: string): string {
   const parsed = parseImageReference(reference);
   return parsed.ok ? repositoryName(parsed.reference) : reference;
 }
+
+/**
+ * An image's platform as Terraform and OpenTofu name their release files (`linux_amd64`,
+ * `linux_arm64`, `linux_arm`), from the OS and architecture the engine reports; null when
+ * either is missing.
+ */
+export function imagePlatform(
+  os: string | undefined,
+  architecture: string | undefined,
+): string | null {
+  if (!os || !architecture) return null;
+  const arch =
+    architecture === 'x86_64' ? 'amd64' : architecture === 'aarch64' ? 'arm64' : architecture;
+  return `${os}_${arch}`;
+}

@@ -126,7 +126,7 @@ export function containerError(err: unknown, image: string): BerthError {
   if (missingSource) {
     return new BerthError(
       'BERTH_ENGINE_NOT_LOCAL',
-      `the Docker engine has no ${missingSource[1]}, which berth mounts into the job from this machine: the engine runs on another machine (or in another file system namespace)`,
+      `the Docker engine has no ${missingSource[1]}, which berth mounts into the job: the engine does not see berth's file system (berth in a container, or an engine on another machine)`,
       { cause: err },
     );
   }

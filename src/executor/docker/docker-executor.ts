@@ -34,6 +34,7 @@ import {
   SOLE_MAIN_PATH,
   containerName,
   findPasswdEntry,
+  imagePlatform,
   jobHome,
   pickRepoDigest,
   type PasswdEntry,
@@ -57,6 +58,8 @@ export interface JobUserCache {
 
 interface ImageInspect {
   Id: string;
+  Os?: string;
+  Architecture?: string;
   RepoDigests?: string[] | null;
   Config?: { Labels?: Record<string, string> | null } | null;
 }
@@ -69,12 +72,15 @@ interface ContainerSummary {
 
 export class DockerExecutor implements Executor {
   private readonly jobUsers: JobUserCache;
+  /** Bind mounts only for an engine on a Unix socket of this machine; tcp:// may be anywhere. */
+  readonly sharesHostFiles: boolean;
 
   constructor(
     readonly engine: EngineClient,
     options: { jobUsers?: JobUserCache } = {},
   ) {
     this.jobUsers = options.jobUsers ?? new Map<string, PasswdEntry | null>();
+    this.sharesHostFiles = Boolean(engine.endpoint.socketPath);
   }
 
   async inspectImage(reference: string): Promise<ImageInspect | null> {
@@ -227,6 +233,13 @@ export class DockerExecutor implements Executor {
           ...workspaceEntries(spec.workspaceArchive ? null : spec.sourceDir, home),
           ...scripts.values(),
           ...main,
+          ...(spec.copies ?? []).map((copy): ArchiveEntry => ({
+            kind: 'hostFile',
+            name: copy.target.replace(/^\/+/, ''),
+            sourceFile: copy.source,
+            mode: copy.mode,
+            owner: ROOT,
+          })),
         ],
         'the workspace',
       );
@@ -340,7 +353,13 @@ export class DockerExecutor implements Executor {
 }
 
 function resolved(reference: string, image: ImageInspect, pulled: boolean): ResolvedImage {
-  return { reference, id: image.Id, digest: pickRepoDigest(image.RepoDigests, reference), pulled };
+  return {
+    reference,
+    id: image.Id,
+    digest: pickRepoDigest(image.RepoDigests, reference),
+    pulled,
+    platform: imagePlatform(image.Os, image.Architecture),
+  };
 }
 
 function workspaceEntries(sourceDir: string | null, home: string): ArchiveEntry[] {
