@@ -630,6 +630,27 @@ describe('berth run: clear errors', () => {
     expect(result.stderr).toMatch(/fix: Start the Docker engine/);
   });
 
+  it('finishes the job on a full disk and says the stored log is incomplete', async () => {
+    if (process.getuid?.() !== 0) throw new Error('this test mounts a small tmpfs: run it as root');
+    const full = mkdtempSync(path.join(tmpdir(), 'berth-full-'));
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=256k', 'berth-test-full', full]);
+    try {
+      const result = await berth(
+        ['run', jobDir(), '--image', busybox, '--json', '--', 'yes 0123456789 | head -c 1000000'],
+        { BERTH_STATE_DIR: full },
+      );
+      expect(result.code).toBe(0);
+      expect(finished(result).state).toBe('FINISHED');
+      // Nothing of the job's output is lost on the way to the user.
+      expect(jobOutput(result)).toBe('0123456789\n'.repeat(100_000).slice(0, 1_000_000));
+      expect(finished(result).warnings.join('\n')).toMatch(
+        /the stored log \S+output\.log is incomplete \(ENOSPC/,
+      );
+    } finally {
+      execFileSync('umount', [full]);
+    }
+  });
+
   it('reports a configuration error before an unreachable engine', async () => {
     const dir = jobDir({ '.berth/config.yml': 'version: 3\n' });
     const result = await berth(['run', dir, '--image', busybox, '--', 'true'], {

@@ -3,7 +3,7 @@
  * reading /etc/passwd out of an image they have seen before. Entries are keyed by image id (a
  * content digest) and never go stale; an unreadable entry is simply read again from the image.
  */
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { PasswdEntry } from '../executor/docker/convert.js';
 import type { JobUserCache } from '../executor/docker/docker-executor.js';
@@ -27,14 +27,15 @@ export class FileJobUserCache implements JobUserCache {
   }
 
   async set(imageId: string, entry: PasswdEntry | null): Promise<void> {
+    const target = this.file(imageId);
+    const temp = `${target}.${process.pid}.tmp`;
     try {
       await mkdir(this.dir, { recursive: true, mode: 0o700 });
-      const target = this.file(imageId);
-      const temp = `${target}.${process.pid}.tmp`;
       await writeFile(temp, JSON.stringify({ entry }), { mode: 0o600 });
       await rename(temp, target);
     } catch {
-      // A cache that cannot be written only costs the next run one read.
+      // A cache that cannot be written (a full disk) only costs the next run one read.
+      await rm(temp, { force: true }).catch(() => undefined);
     }
   }
 }

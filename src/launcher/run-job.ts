@@ -567,6 +567,11 @@ class Run {
       }
     }
     await this.log?.close();
+    if (this.log?.failure) {
+      this.warn(
+        `the stored log ${this.log.path} is incomplete (${this.log.failure}); the output shown above is complete`,
+      );
+    }
   }
 
   /** The run's state and berth's exit code from how it went. */
