@@ -58,4 +58,15 @@ describe('the error catalogue', () => {
     expect(coerceError('text')).toMatchObject({ code: 'BERTH_INTERNAL', message: 'text' });
     expect(exitCodeForError(coerceError('x'))).toBe(EXIT_CODES.internal);
   });
+
+  it('turns a full disk on this machine into BERTH_DISK_FULL with the system message', () => {
+    const full = Object.assign(new Error("ENOSPC: no space left on device, write '/s/tools/x'"), {
+      code: 'ENOSPC',
+    });
+    expect(coerceError(full)).toMatchObject({
+      code: 'BERTH_DISK_FULL',
+      message: "no space left on this machine: ENOSPC: no space left on device, write '/s/tools/x'",
+    });
+    expect(exitCodeForError(coerceError(full))).toBe(EXIT_CODES.infra);
+  });
 });

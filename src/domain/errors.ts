@@ -233,6 +233,13 @@ export function fetchFailureCause(err: unknown): string {
 /** Turns anything thrown into a BerthError, keeping the original as `cause`. */
 export function coerceError(err: unknown): BerthError {
   if (err instanceof BerthError) return err;
+  const code = (err as { code?: unknown } | null)?.code;
+  if (err instanceof Error && (code === 'ENOSPC' || code === 'EDQUOT')) {
+    // A write on this machine (berth's state directory: tool cache, saved workspace) found no room.
+    return new BerthError('BERTH_DISK_FULL', `no space left on this machine: ${err.message}`, {
+      cause: err,
+    });
+  }
   if (err instanceof Error) return new BerthError('BERTH_INTERNAL', err.message, { cause: err });
   return new BerthError('BERTH_INTERNAL', String(err));
 }
