@@ -167,6 +167,20 @@ describe('run types', () => {
     );
   });
 
+  it('tracked and canceled while asking: CANCELED at once, nothing applied, nothing kept', async () => {
+    const proc = spawnBerth(berthArgs(['--type', 'tracked']), berthEnv(), { interactive: true });
+    await proc.waitFor('Apply this plan?');
+    proc.child.kill('SIGINT');
+    const result = await resultOf(proc, true);
+    expect(result.code).toBe(130);
+    expect(finished(result).state).toBe('CANCELED');
+    expect(states(result)).toEqual(['INITIALIZING', 'PLANNING', 'UNCONFIRMED']);
+    expect(output(result, 'apply')).toBe('');
+    expect(readdirSync(path.join(stateDir, 'runs', finished(result).runId))).not.toContain(
+      'workspace.tar.sealed',
+    );
+  });
+
   it('tracked and discarded: no apply, state DISCARDED, the saved workspace removed', async () => {
     const result = await berth(['--type', 'tracked'], 'no\n');
     expect(result.code).toBe(0);

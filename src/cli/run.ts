@@ -95,7 +95,11 @@ export function registerRun(
 }
 
 /** Asks on the terminal (or whatever stdin is) whether to apply; anything but yes discards. */
-async function askToApply(plan: PlanSummary | null, io: Output): Promise<boolean> {
+async function askToApply(
+  plan: PlanSummary | null,
+  io: Output,
+  signal: AbortSignal,
+): Promise<boolean> {
   const summary = plan
     ? ` (${plan.add} to add, ${plan.change} to change, ${plan.destroy} to destroy)`
     : '';
@@ -104,10 +108,18 @@ async function askToApply(plan: PlanSummary | null, io: Output): Promise<boolean
   );
   const { createInterface } = await import('node:readline');
   const lines = createInterface({ input: process.stdin });
+  // A stopped run (Ctrl-C while asking) closes the question: no answer, nothing applied.
+  const onAbort = (): void => {
+    io.stderr.write('\n');
+    lines.close();
+  };
+  signal.addEventListener('abort', onAbort, { once: true });
   const answer = await new Promise<string>((resolve) => {
     lines.once('line', resolve);
     lines.once('close', () => resolve(''));
+    if (signal.aborted) onAbort();
   });
+  signal.removeEventListener('abort', onAbort);
   lines.close();
   return answer.trim().toLowerCase() === 'yes';
 }
@@ -231,7 +243,7 @@ async function runCommand(
                 apply: run.workflow.apply,
                 autoDeploy: raw.autoDeploy === true,
                 programs: run.workflow.programs,
-                confirm: (plan) => askToApply(plan, io),
+                confirm: (plan, signal) => askToApply(plan, io, signal),
               },
         image,
         imageSource: run.imageSource,

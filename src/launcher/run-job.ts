@@ -106,7 +106,8 @@ export interface WorkflowOptions {
   /** Programs a CUSTOM workflow's commands call: each must be in the image. */
   programs: string[];
   /** Asked when a tracked run without auto-deploy reaches UNCONFIRMED. */
-  confirm: (plan: PlanSummary | null) => Promise<boolean>;
+  /** Asks whether to apply; must answer false soon after `signal` aborts (the run stopped). */
+  confirm: (plan: PlanSummary | null, signal: AbortSignal) => Promise<boolean>;
 }
 
 export interface RunDeps {
@@ -429,7 +430,12 @@ class Run {
     await job.destroy();
     this.job = undefined;
     this.clearTimers();
-    const confirmed = await workflow.confirm(this.plan);
+    const confirmed = await workflow.confirm(this.plan, this.abort.signal);
+    if (this.stop) {
+      // Canceled (Ctrl-C, SIGTERM) while waiting for the answer: nothing is applied or kept.
+      await rm(archive.file, { force: true });
+      return false;
+    }
     if (!confirmed) {
       await rm(archive.file, { force: true });
       this.discarded = true;
