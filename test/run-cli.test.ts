@@ -12,7 +12,14 @@ import { jobDir } from './harness/files.js';
 import { expectNothingLeftBehind } from './harness/cleanup.js';
 import { berthContainers, testEngine } from './harness/engine.js';
 import { ensureBuiltImage } from './harness/images.js';
-import { finished, jobOutput, runBerth, spawnBerth, testStateDir } from './harness/cli.js';
+import {
+  finished,
+  jobOutput,
+  resultOf,
+  runBerth,
+  spawnBerth,
+  testStateDir,
+} from './harness/cli.js';
 
 let engine: EngineClient;
 let busybox: string;
@@ -174,6 +181,36 @@ describe('berth run: environment and secrets', () => {
     const log = readFileSync(finished(result).log.path as string, 'utf8');
     expect(log).toContain('token=*****');
     expect(log).not.toContain('s3cr3t');
+  });
+
+  it("keeps secrets out of the container's configuration (the engine stores it on disk)", async () => {
+    const proc = spawnBerth(
+      [
+        'run',
+        jobDir(),
+        '--image',
+        busybox,
+        '--json',
+        '--env',
+        'PLAIN=visible-value',
+        '--secret-env',
+        'TOKEN=kept-out-of-config-77',
+        '--',
+        'echo "length=${#TOKEN}"; sleep 5',
+      ],
+      { BERTH_STATE_DIR: stateDir },
+    );
+    await proc.waitFor('length=');
+    const [container] = await berthContainers(engine);
+    const config = await engine.json<{ Config: { Env: string[] } }>(
+      'GET',
+      `/containers/${container?.Id}/json`,
+    );
+    expect(config.Config.Env).toContain('PLAIN=visible-value');
+    expect(JSON.stringify(config)).not.toContain('kept-out-of-config-77');
+    proc.child.kill('SIGINT');
+    const result = await resultOf(proc, true);
+    expect(jobOutput(result)).toBe('length=21\n');
   });
 
   it('never shows a secret in the human view either', async () => {

@@ -270,7 +270,9 @@ class Run {
         image: image.id,
         imageReference: image.reference,
         sourceDir: this.options.sourceDir,
-        env: this.variables.common,
+        // Secrets go to each phase's exec only: never into the container's configuration, which
+        // the engine writes to its disk and shows to anyone who can `docker inspect`.
+        env: this.containerEnv(),
         network: this.options.network,
         runtime: this.options.runtime,
         nanoCpus: this.options.nanoCpus,
@@ -379,13 +381,14 @@ class Run {
   private withPhaseEnv(phase: Phase): Phase {
     const phaseVars = this.variables.forPhase(phase.name);
     // Secrets and phase-only variables are never written to the saved phase environment (it
-    // travels with the workspace); secrets come back from the container's own environment.
+    // travels with the workspace); secrets come with every phase's exec instead.
     const notSaved = [phaseVars.BERTH_PHASE_ONLY, ...Object.keys(this.options.secretEnv)]
       .filter(Boolean)
       .join(' ');
     return {
       ...phase,
       env: {
+        ...this.secretEnv(),
         ...phaseVars,
         ...(notSaved ? { BERTH_PHASE_ONLY: notSaved } : {}),
         ...this.phaseEnv,
@@ -394,15 +397,35 @@ class Run {
     };
   }
 
+  /** The job's variables without the secrets (see containerEnv). */
+  private containerEnv(): Record<string, string> {
+    const secret = new Set(Object.keys(this.options.secretEnv));
+    return Object.fromEntries(
+      Object.entries(this.variables.common).filter(([name]) => !secret.has(name)),
+    );
+  }
+
+  /** The secrets every phase gets (`ro_`/`wo_` ones come with their phases). */
+  private secretEnv(): Record<string, string> {
+    return Object.fromEntries(
+      Object.keys(this.options.secretEnv)
+        .filter((name) => name in this.variables.common)
+        .map((name) => [name, this.variables.common[name] as string]),
+    );
+  }
+
   /**
    * A job of one phase after which nothing runs in its container (no tool to set up, no
-   * workflow, no after_run) runs that phase as the container's own process: no idle keeper, no
-   * exec.
+   * workflow, no after_run, no secrets) runs that phase as the container's own process: no idle
+   * keeper, no exec.
    */
   private solePhase(hasTool: boolean): Phase | undefined {
     const [only, ...rest] = this.options.phases;
     if (!only || rest.length > 0 || hasTool || this.options.workflow || this.options.afterRun)
       return undefined;
+    // A container's own process gets its environment from the container's configuration,
+    // where secrets never go: a job with secrets runs its phase as an exec.
+    if (Object.keys(this.options.secretEnv).length > 0) return undefined;
     return this.withPhaseEnv(only);
   }
 
@@ -466,7 +489,12 @@ class Run {
     try {
       const record = await this.runPhase(this.job, {
         ...(Object.keys(this.options.secretEnv).length
-          ? { env: { BERTH_PHASE_ONLY: Object.keys(this.options.secretEnv).join(' ') } }
+          ? {
+              env: {
+                ...this.secretEnv(),
+                BERTH_PHASE_ONLY: Object.keys(this.options.secretEnv).join(' '),
+              },
+            }
           : {}),
         ...hooks,
         script: `BERTH_RUN_FINAL_STATE=${state}; export BERTH_RUN_FINAL_STATE\n${hooks.script}`,
