@@ -106,6 +106,42 @@ describe('tools in the container', () => {
     );
   });
 
+  it('takes the tool and its version from --tool and --tool-version, under the runtime configuration', async () => {
+    const run = (dir: string): Promise<BerthResult> =>
+      runBerth(
+        [
+          'run',
+          dir,
+          '--image',
+          image,
+          '--json',
+          '--tool',
+          'terraform',
+          '--tool-version',
+          '~> 1.6.0',
+        ].concat(['--', 'terraform version']),
+        {
+          BERTH_STATE_DIR: stateDir,
+          BERTH_TERRAFORM_RELEASES_URL: mirror.baseUrl,
+          BERTH_TERRAFORM_SIGNING_KEY_FILE: mirror.keyFile,
+        },
+      );
+    const flagsOnly = await run(jobDir({ 'main.tf': 'terraform {}\n' }));
+    expect(flagsOnly.code, JSON.stringify(finished(flagsOnly).error)).toBe(0);
+    expect(jobOutput(flagsOnly)).toContain('stand-in terraform 1.6.2 args: version');
+    expect(flagsOnly.events.find((e) => e.type === 'run.configured')).toMatchObject({
+      settings: {
+        terraform_workflow_tool: { value: 'TERRAFORM_FOSS', source: 'stack settings' },
+        terraform_version: { value: '~> 1.6.0', source: 'stack settings' },
+      },
+    });
+    // The runtime configuration's stack entry is more specific than the stack's own settings.
+    const configured = await run(
+      repo('version: 2\nstack_defaults:\n  terraform_version: "1.7.1"\n'),
+    );
+    expect(jobOutput(configured)).toContain('stand-in terraform 1.7.1 args: version');
+  });
+
   it("merges the job's own CLI configuration with berth's instead of replacing it", async () => {
     const dir = jobDir({
       '.berth/config.yml':

@@ -15,10 +15,13 @@ import {
   projectRootProblem,
   resolveRunnerImage,
   resolveStackSettings,
+  WORKFLOW_TOOLS,
   type ConfigProblem,
   type RuntimeConfig,
   type StackSettings,
+  type WorkflowTool,
 } from '../domain/runtime-config.js';
+import { parseConstraint } from '../domain/versions.js';
 import { SOURCE_DIR, type Phase } from '../executor/executor.js';
 import {
   CUSTOM_TEMPLATES,
@@ -45,6 +48,9 @@ export interface RunConfigInput {
   /** `--runner-image` and `--project-root`: the stack's own settings, over the settings file. */
   runnerImage?: string;
   projectRoot?: string;
+  /** `--tool` and `--tool-version`: the stack's workflow tool and its version. */
+  tool?: string;
+  toolVersion?: string;
   /** `--image`: overrides every layer for this run. */
   imageOverride?: string;
   poolDefaultImage: string | null;
@@ -138,7 +144,52 @@ async function loadStackSettings(input: RunConfigInput): Promise<StackSettings> 
     if (problem) throw new BerthError('BERTH_USAGE', `--project-root: ${problem}`);
     settings = { ...settings, project_root: normaliseProjectRoot(input.projectRoot) };
   }
-  return settings;
+  return withToolFlags(settings, input.tool, input.toolVersion);
+}
+
+const TOOL_FLAGS: Record<string, WorkflowTool> = {
+  terraform: 'TERRAFORM_FOSS',
+  opentofu: 'OPEN_TOFU',
+  tofu: 'OPEN_TOFU',
+  custom: 'CUSTOM',
+};
+
+/** `--tool` and `--tool-version` over the stack's own settings. */
+export function withToolFlags(
+  settings: StackSettings,
+  tool: string | undefined,
+  version: string | undefined,
+): StackSettings {
+  let result = settings;
+  if (tool !== undefined) {
+    const named = TOOL_FLAGS[tool.trim().toLowerCase()] ?? WORKFLOW_TOOLS.find((t) => t === tool);
+    if (!named) {
+      throw new BerthError('BERTH_USAGE', `--tool ${JSON.stringify(tool)} is not a workflow tool`, {
+        hint: 'Use terraform, opentofu or custom (or TERRAFORM_FOSS, OPEN_TOFU, CUSTOM).',
+      });
+    }
+    result = { ...result, terraform_workflow_tool: named };
+  }
+  if (version === undefined) return result;
+  const constraint = parseConstraint(version);
+  if ('error' in constraint)
+    throw new BerthError('BERTH_USAGE', `--tool-version: ${constraint.error}`);
+  switch (result.terraform_workflow_tool) {
+    case 'TERRAFORM_FOSS':
+      return { ...result, terraform_version: version.trim() };
+    case 'OPEN_TOFU':
+      return { ...result, opentofu_version: version.trim() };
+    default:
+      throw new BerthError(
+        'BERTH_USAGE',
+        result.terraform_workflow_tool === 'CUSTOM'
+          ? '--tool-version: a CUSTOM workflow tool has no version berth provides'
+          : '--tool-version needs the tool it is a version of',
+        {
+          hint: 'Add --tool terraform or --tool opentofu (or terraform_workflow_tool in --stack-settings).',
+        },
+      );
+  }
 }
 
 export async function resolveRunConfig(input: RunConfigInput): Promise<RunConfigResult> {

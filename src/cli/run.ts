@@ -51,6 +51,11 @@ export function registerRun(
       "YAML file with the stack's own settings (same keys as a stack entry)",
     )
     .option('--project-root <path>', "the stack's project root, relative to DIR")
+    .option('--tool <tool>', "the stack's workflow tool: terraform | opentofu | custom")
+    .option(
+      '--tool-version <version>',
+      "the stack's Terraform or OpenTofu version or constraint, e.g. 1.6.2 or '~> 1.8'",
+    )
     .option('--type <type>', 'task | proposed | tracked | destroy', 'task')
     .option('--auto-deploy', 'tracked runs: apply without asking')
     .option('--env <name=value>', 'environment variable for the job (repeatable)', collect, [])
@@ -147,6 +152,8 @@ async function runCommand(
     stack?: string;
     stackSettings?: string;
     projectRoot?: string;
+    tool?: string;
+    toolVersion?: string;
     type?: string;
     autoDeploy?: boolean;
   },
@@ -192,6 +199,8 @@ async function runCommand(
       stackSettingsFile: raw.stackSettings,
       runnerImage: raw.runnerImage,
       projectRoot: raw.projectRoot,
+      tool: raw.tool,
+      toolVersion: raw.toolVersion,
       imageOverride: options.image,
       poolDefaultImage: env.BERTH_POOL_DEFAULT_RUNNER_IMAGE?.trim() || null,
       berthDefaultImage: settings.defaultRunnerImage,
