@@ -77,6 +77,8 @@ describe('a Docker engine over TLS', () => {
       expect(jobOutput(result, 'stdout')).toBe('stand-in terraform version\n0 755\n0\nread-only\n');
       expect(result.events.find((e) => e.type === 'tool.ready')).toMatchObject({
         platform: 'linux_amd64',
+        path: '/bin/terraform',
+        delivery: 'copied',
       });
     } finally {
       await mirror.stop();

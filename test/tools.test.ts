@@ -142,6 +142,35 @@ describe('tools in the container', () => {
     expect(jobOutput(configured)).toContain('stand-in terraform 1.7.1 args: version');
   });
 
+  it('puts the binary in BERTH_TOOL_DIR, a directory on the image PATH', async () => {
+    const result = await runBerth(
+      [
+        'run',
+        repo('version: 2\nstack_defaults:\n  terraform_version: "1.6.2"\n'),
+        '--image',
+        image,
+      ].concat([
+        '--json',
+        '--',
+        'command -v terraform; terraform version; ls /bin/terraform 2>&1 | grep -c "No such"',
+      ]),
+      {
+        BERTH_STATE_DIR: stateDir,
+        BERTH_TERRAFORM_RELEASES_URL: mirror.baseUrl,
+        BERTH_TERRAFORM_SIGNING_KEY_FILE: mirror.keyFile,
+        BERTH_TOOL_DIR: '/usr/local/bin',
+      },
+    );
+    expect(result.code, JSON.stringify(finished(result).error)).toBe(0);
+    expect(jobOutput(result)).toMatch(
+      /^\/usr\/local\/bin\/terraform\nstand-in terraform 1\.6\.2 args: version\n[\s\S]*1\n$/,
+    );
+    expect(result.events.find((e) => e.type === 'tool.ready')).toMatchObject({
+      path: '/usr/local/bin/terraform',
+      delivery: 'mounted',
+    });
+  });
+
   it("merges the job's own CLI configuration with berth's instead of replacing it", async () => {
     const dir = jobDir({
       '.berth/config.yml':

@@ -14,6 +14,7 @@ import { FileJobUserCache } from '../launcher/job-user-cache.js';
 import { currentLauncherId, isLauncherAlive } from '../launcher/launcher-identity.js';
 import { buildRunnerImage, readSettings } from '../launcher/runner-image.js';
 import { newRunId, startRun } from '../launcher/run-job.js';
+import { DEFAULT_TOOL_DIR } from '../launcher/tool-setup.js';
 import { resolveRunConfig } from './run-config.js';
 import { RUN_TYPES, type PlanSummary, type RunType } from '../domain/workflow.js';
 import { releaseSourceFromEnv } from '../workflow/tool-releases.js';
@@ -240,6 +241,7 @@ async function runCommand(
               constraint: run.tool.constraint,
               source: await releaseSourceFromEnv(run.tool.tool, env),
               cacheDir: path.join(settings.stateDir, 'tools'),
+              binDir: env.BERTH_TOOL_DIR?.trim() || DEFAULT_TOOL_DIR,
               pluginCacheDir: env.BERTH_PLUGIN_CACHE_DIR?.trim() || undefined,
             }
           : undefined,

@@ -78,6 +78,9 @@ export type RunEvent =
       version: string;
       platform: string;
       downloaded: boolean;
+      /** Where the binary is in the container, and how it got there. */
+      path: string;
+      delivery: 'mounted' | 'copied';
       ts: string;
     }
   | {

@@ -43,6 +43,8 @@ export interface ResolvedImage {
   pulled: boolean;
   /** The image's platform as release files name it (`linux_amd64`); null when unknown. */
   platform: string | null;
+  /** The directories of the image's PATH; null when the image sets none. */
+  searchPath: string[] | null;
 }
 
 export type PullProgress =

@@ -248,6 +248,8 @@ class Run {
         ? await prepareTool(this.options.tool, {
             platform: image.platform ?? hostPlatform(),
             sharesHostFiles: this.deps.executor.sharesHostFiles,
+            searchPath: image.searchPath,
+            image: image.reference,
           })
         : null;
       if (tool) {
@@ -258,6 +260,8 @@ class Run {
           version: provided.version,
           platform: provided.platform,
           downloaded: provided.downloaded,
+          path: tool.path,
+          delivery: tool.copies.length > 0 ? 'copied' : 'mounted',
         });
       }
       this.throwIfStopped();

@@ -60,5 +60,5 @@ export async function buildRunnerImage(
     },
     onLine,
   );
-  return { reference, id, digest: null, pulled: false, platform: null };
+  return { reference, id, digest: null, pulled: false, platform: null, searchPath: null };
 }

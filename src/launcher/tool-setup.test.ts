@@ -2,7 +2,14 @@ import { existsSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { JOB_PLUGIN_CACHE, hostPlatform, pluginCache, sharedCacheIsSafe } from './tool-setup.js';
+import { BerthError } from '../domain/errors.js';
+import {
+  JOB_PLUGIN_CACHE,
+  hostPlatform,
+  pluginCache,
+  prepareTool,
+  sharedCacheIsSafe,
+} from './tool-setup.js';
 
 const local = { platform: 'linux_amd64', sharesHostFiles: true };
 const remote = { platform: 'linux_amd64', sharesHostFiles: false };
@@ -32,5 +39,43 @@ describe('pluginCache', () => {
   it("names the host's platform as release files do", () => {
     expect(hostPlatform('x64')).toBe('linux_amd64');
     expect(hostPlatform('arm64')).toBe('linux_arm64');
+  });
+});
+
+describe('the tool directory (BERTH_TOOL_DIR)', () => {
+  const request = {
+    tool: 'terraform' as const,
+    constraint: '1.6.2',
+    // Never reached: the directory is checked before anything is resolved or downloaded.
+    source: {
+      tool: 'terraform' as const,
+      layout: 'hashicorp' as const,
+      indexUrl: 'http://127.0.0.1:9/index.json',
+      baseUrl: 'http://127.0.0.1:9',
+      signatureSuffix: '.sig',
+      keys: [],
+    },
+    cacheDir: '/nonexistent',
+  };
+  const target = { ...local, searchPath: ['/usr/local/bin', '/usr/bin', '/bin'], image: 'img:1' };
+
+  it.each(['/opt/tools', 'bin', '/usr/local/bin/terraform'])(
+    'refuses %s, which is not on the image PATH, naming the PATH',
+    async (binDir) => {
+      const error = await prepareTool({ ...request, binDir }, target).catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(BerthError);
+      expect((error as BerthError).code).toBe('BERTH_CONFIG_INVALID');
+      expect((error as BerthError).message).toContain(
+        `BERTH_TOOL_DIR=${binDir} is not a directory on the PATH of image img:1 (/usr/local/bin:/usr/bin:/bin)`,
+      );
+    },
+  );
+
+  it("checks against Docker's default PATH when the image sets none", async () => {
+    const error = await prepareTool(
+      { ...request, binDir: '/opt' },
+      { ...target, searchPath: null },
+    ).catch((e: unknown) => e);
+    expect((error as BerthError).message).toContain('/usr/local/sbin:/usr/local/bin');
   });
 });

@@ -41,7 +41,20 @@ export interface ToolRequest {
   constraint: string;
   source: ReleaseSource;
   cacheDir: string;
+  /** Directory in the container for the binary (BERTH_TOOL_DIR); it must be on the image's PATH. */
+  binDir: string;
 }
+
+export const DEFAULT_TOOL_DIR = '/bin';
+/** Docker's PATH for images that set none. */
+const ENGINE_DEFAULT_PATH = [
+  '/usr/local/sbin',
+  '/usr/local/bin',
+  '/usr/sbin',
+  '/usr/bin',
+  '/sbin',
+  '/bin',
+];
 
 export const CLI_CONFIG_PATH = `${CONTROL_DIR}/cli-config.tfrc`;
 
@@ -54,6 +67,10 @@ export function hostPlatform(arch: string = process.arch): string {
 export interface ToolTarget {
   platform: string;
   sharesHostFiles: boolean;
+  /** The image's PATH directories (null: it sets none, so the engine's default applies). */
+  searchPath: string[] | null;
+  /** For messages. */
+  image: string;
 }
 
 export const SHARED_PLUGIN_CACHE = '/mnt/plugin-cache';
@@ -84,7 +101,7 @@ export async function pluginCache(
   tool: ToolName,
   version: string,
   hostDir: string | undefined,
-  target: ToolTarget,
+  target: Pick<ToolTarget, 'platform' | 'sharesHostFiles'>,
 ): Promise<PluginCache | null> {
   if (!hostDir) return null;
   const own = (why: string): PluginCache => ({
@@ -124,22 +141,35 @@ export async function pluginCache(
 
 export interface PreparedTool {
   provided: ProvidedTool;
+  /** Where the binary is in the container. */
+  path: string;
   mounts: BindMount[];
   copies: HostCopy[];
   cache: PluginCache | null;
 }
 
 export async function prepareTool(request: ToolRequest, target: ToolTarget): Promise<PreparedTool> {
+  const binDir = request.binDir.replace(/(.)\/+$/, '$1');
+  const searchPath = target.searchPath ?? ENGINE_DEFAULT_PATH;
+  if (!binDir.startsWith('/') || !searchPath.includes(binDir)) {
+    throw new BerthError(
+      'BERTH_CONFIG_INVALID',
+      `BERTH_TOOL_DIR=${request.binDir} is not a directory on the PATH of image ${target.image} (${searchPath.join(':')}), so the job could not call ${request.tool}`,
+      {
+        hint: `Use one of ${searchPath.join(', ')}, or leave BERTH_TOOL_DIR unset (${DEFAULT_TOOL_DIR}).`,
+      },
+    );
+  }
   const version = await resolveToolVersion(request.source, request.constraint);
   const provided = await provideTool(request.source, version, target.platform, request.cacheDir);
   const cache = await pluginCache(request.tool, version, request.pluginCacheDir, target);
-  const at = `/bin/${request.tool}`;
+  const at = `${binDir === '/' ? '' : binDir}/${request.tool}`;
   const mounts: BindMount[] = cache?.mount ? [cache.mount] : [];
   const copies: HostCopy[] = [];
   if (target.sharesHostFiles)
     mounts.unshift({ source: provided.binary, target: at, readOnly: true });
   else copies.push({ source: provided.binary, target: at, mode: 0o755 });
-  return { provided, mounts, copies, cache };
+  return { provided, path: at, mounts, copies, cache };
 }
 
 export interface PluginSetup {

@@ -6,6 +6,7 @@ import {
   soleMainScript,
   findPasswdEntry,
   imagePlatform,
+  imageSearchPath,
   jobHome,
   pickRepoDigest,
   repositoryOf,
@@ -173,5 +174,17 @@ describe('imagePlatform', () => {
     ['linux', undefined, null],
   ])('%s/%s → %s', (os, arch, platform) => {
     expect(imagePlatform(os, arch)).toBe(platform);
+  });
+});
+
+describe('imageSearchPath', () => {
+  it('reads PATH from the image environment', () => {
+    expect(imageSearchPath(['A=1', 'PATH=/usr/local/bin:/usr/bin::/bin'])).toEqual([
+      '/usr/local/bin',
+      '/usr/bin',
+      '/bin',
+    ]);
+    expect(imageSearchPath(['A=1'])).toBeNull();
+    expect(imageSearchPath(null)).toBeNull();
   });
 });

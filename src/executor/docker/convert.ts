@@ -225,3 +225,9 @@ export function imagePlatform(
     architecture === 'x86_64' ? 'amd64' : architecture === 'aarch64' ? 'arm64' : architecture;
   return `${os}_${arch}`;
 }
+
+/** The directories of PATH in an image's configured environment; null when it sets no PATH. */
+export function imageSearchPath(env: readonly string[] | null | undefined): string[] | null {
+  const entry = env?.find((e) => e.startsWith('PATH='));
+  return entry === undefined ? null : entry.slice('PATH='.length).split(':').filter(Boolean);
+}

@@ -35,6 +35,7 @@ import {
   containerName,
   findPasswdEntry,
   imagePlatform,
+  imageSearchPath,
   jobHome,
   pickRepoDigest,
   type PasswdEntry,
@@ -61,7 +62,7 @@ interface ImageInspect {
   Os?: string;
   Architecture?: string;
   RepoDigests?: string[] | null;
-  Config?: { Labels?: Record<string, string> | null } | null;
+  Config?: { Labels?: Record<string, string> | null; Env?: string[] | null } | null;
 }
 
 interface ContainerSummary {
@@ -359,6 +360,7 @@ function resolved(reference: string, image: ImageInspect, pulled: boolean): Reso
     digest: pickRepoDigest(image.RepoDigests, reference),
     pulled,
     platform: imagePlatform(image.Os, image.Architecture),
+    searchPath: imageSearchPath(image.Config?.Env),
   };
 }
 
