@@ -2,6 +2,7 @@
  * `berth run` end to end: the real command, the real engine, busybox images built by the tests.
  */
 import { execFileSync } from 'node:child_process';
+import net from 'node:net';
 import { mkdtempSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -592,8 +593,38 @@ describe('berth run: stopping and clean-up', () => {
       state: string;
       stop: unknown;
     };
-    expect(end.state).toBe('CANCELED');
+    // The job had started: STOPPED, as the reference calls a run stopped while it runs.
+    expect(end.state).toBe('STOPPED');
     expect(end.stop).toEqual({ reason: 'canceled', endedBy: 'SIGINT', graceMs: 30000 });
+  });
+
+  it('is CANCELED when stopped before anything of the job ran', async () => {
+    // A registry that accepts connections and never answers keeps the run in PREPARING.
+    const silent = net.createServer(() => undefined);
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    const port = (silent.address() as net.AddressInfo).port;
+    try {
+      const proc = spawnBerth(
+        [
+          'run',
+          jobDir(),
+          '--image',
+          `127.0.0.1:${port}/team/app:1`,
+          '--pull',
+          'always',
+          '--json',
+        ].concat(['--', 'echo never']),
+        { BERTH_STATE_DIR: stateDir },
+      );
+      await proc.waitFor('"type":"run.started"');
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      proc.child.kill('SIGINT');
+      const result = await resultOf(proc, true);
+      expect(result.code).toBe(130);
+      expect(finished(result)).toMatchObject({ state: 'CANCELED', phases: [], containerId: null });
+    } finally {
+      silent.close();
+    }
   });
 
   it('a second SIGINT skips the grace period', async () => {

@@ -167,13 +167,13 @@ describe('run types', () => {
     );
   });
 
-  it('tracked and canceled while asking: CANCELED at once, nothing applied, nothing kept', async () => {
+  it('tracked and stopped while asking: STOPPED at once, nothing applied, nothing kept', async () => {
     const proc = spawnBerth(berthArgs(['--type', 'tracked']), berthEnv(), { interactive: true });
     await proc.waitFor('Apply this plan?');
     proc.child.kill('SIGINT');
     const result = await resultOf(proc, true);
     expect(result.code).toBe(130);
-    expect(finished(result).state).toBe('CANCELED');
+    expect(finished(result).state).toBe('STOPPED');
     expect(states(result)).toEqual(['INITIALIZING', 'PLANNING', 'UNCONFIRMED']);
     expect(output(result, 'apply')).toBe('');
     expect(readdirSync(path.join(stateDir, 'runs', finished(result).runId))).not.toContain(

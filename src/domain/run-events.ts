@@ -4,7 +4,11 @@
  * masked before it becomes one.
  */
 
-export type RunState = 'FINISHED' | 'FAILED' | 'CANCELED' | 'DISCARDED';
+/**
+ * How a run ended. As in the reference: CANCELED when it was stopped before anything of the job
+ * ran, STOPPED when it was stopped after (Ctrl-C, SIGTERM); a timeout is a failure.
+ */
+export type RunState = 'FINISHED' | 'FAILED' | 'CANCELED' | 'STOPPED' | 'DISCARDED';
 
 import type { PlanSummary } from './workflow.js';
 

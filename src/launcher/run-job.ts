@@ -618,9 +618,12 @@ class Run {
     error: BerthError | null,
   ): { state: RunState; exitCode: number } {
     if (this.stop) {
-      return this.stop.reason === 'canceled'
-        ? { state: 'CANCELED', exitCode: EXIT_CODES.canceled }
-        : { state: 'FAILED', exitCode: EXIT_CODES.timedOut };
+      if (this.stop.reason !== 'canceled')
+        return { state: 'FAILED', exitCode: EXIT_CODES.timedOut };
+      return {
+        state: this.firstPhaseAt === null ? 'CANCELED' : 'STOPPED',
+        exitCode: EXIT_CODES.canceled,
+      };
     }
     if (error) return { state: 'FAILED', exitCode: exitCodeForError(error) };
     if (this.discarded) return { state: 'DISCARDED', exitCode: EXIT_CODES.success };
