@@ -89,7 +89,7 @@ export function humanRenderer(out: Output): (event: RunEvent) => void {
         break;
       case 'tool.ready':
         note(
-          `${event.tool} ${event.version} (${event.platform}) ${event.downloaded ? 'downloaded and verified' : 'from the verified cache'}, ${event.delivery} at ${event.path}`,
+          `${event.tool} ${event.version} (${event.platform}) ${event.downloaded ? 'downloaded and verified' : 'from the verified cache'}, ${event.delivery === 'copied' ? 'copied to' : 'mounted at'} ${event.path}`,
         );
         break;
       case 'plugins.found':
