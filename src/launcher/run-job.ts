@@ -158,6 +158,8 @@ class Run {
   private afterRunRecord: PhaseRecord | null = null;
   /** When the first phase's process started: the end of PREPARING. */
   private firstPhaseAt: number | null = null;
+  /** A sole-phase container, announced as started once its phase has started it. */
+  private containerToAnnounce: JobHandle | null = null;
   private readonly variables: ReturnType<typeof splitPhaseVariables>;
   private spec: JobContainerSpec | undefined;
   private tool: { tool: ToolName; version: string; platform: string } | null = null;
@@ -314,11 +316,9 @@ class Run {
   private async startContainer(spec: JobContainerSpec): Promise<JobHandle> {
     const job = await this.deps.executor.startJob(spec);
     this.job = job;
-    this.emit({
-      type: 'container.started',
-      containerId: job.containerId,
-      containerName: job.containerName,
-    });
+    // A sole phase's container starts with that phase (see runPhase); others are running now.
+    if (spec.solePhase) this.containerToAnnounce = job;
+    else this.announceContainer(job);
     for (const warning of job.warnings) this.warn(warning);
     this.phaseEnv = {};
     if (this.tool) {
@@ -351,6 +351,14 @@ class Run {
       this.phaseEnv = { ...plugins.env, ...this.cacheEnv };
     }
     return job;
+  }
+
+  private announceContainer(job: JobHandle): void {
+    this.emit({
+      type: 'container.started',
+      containerId: job.containerId,
+      containerName: job.containerName,
+    });
   }
 
   /** Checks, quietly, that the programs a custom workflow calls exist in the container. */
@@ -534,7 +542,14 @@ class Run {
 
   private async runPhase(job: JobHandle, phase: Phase): Promise<PhaseRecord> {
     let started = this.clock.now();
-    this.emit({ type: 'phase.started', phase: phase.name });
+    let announced = false;
+    const announce = (): void => {
+      if (announced) return;
+      announced = true;
+      if (this.containerToAnnounce) this.announceContainer(this.containerToAnnounce);
+      this.containerToAnnounce = null;
+      this.emit({ type: 'phase.started', phase: phase.name });
+    };
     const output = this.masking.forPhase((stream, text) => {
       this.log?.append(text);
       this.emit({ type: 'log', phase: phase.name, stream, text });
@@ -553,12 +568,14 @@ class Run {
           // The phase's time is its process's: a sole phase's container start is preparing.
           started = this.clock.now();
           this.firstPhaseAt ??= started;
+          announce();
         },
       );
     } finally {
       if (this.logsTimer) this.clock.clearTimeout(this.logsTimer);
       output.end();
     }
+    announce();
     const record = {
       name: phase.name,
       exitCode: outcome.exitCode,
