@@ -165,3 +165,26 @@ export function errorText(err: unknown): string {
 export function isDiskFull(text: string): boolean {
   return DISK_FULL.test(text);
 }
+
+/**
+ * Warnings the engine may give when it creates a container that do not weaken anything berth
+ * asked for: the memory limit holds without a swap limit berth never set, and an image built for
+ * another platform runs under emulation because the user chose it. Every other warning (a limit
+ * discarded, a quota not supported) means an option was not applied.
+ */
+const HARMLESS_CREATE_WARNINGS = [
+  /does not support swap limit capabilities.*Memory limited without swap/i,
+  /requested image's platform .* does not match the detected host platform/i,
+];
+
+export function splitCreateWarnings(warnings: readonly string[]): {
+  notes: string[];
+  rejected: string[];
+} {
+  const notes: string[] = [];
+  const rejected: string[] = [];
+  for (const warning of warnings) {
+    (HARMLESS_CREATE_WARNINGS.some((p) => p.test(warning)) ? notes : rejected).push(warning);
+  }
+  return { notes, rejected };
+}

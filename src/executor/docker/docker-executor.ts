@@ -42,7 +42,13 @@ import {
   soleMainScript,
   toCreateContainerBody,
 } from './convert.js';
-import { DockerApiError, containerError, errorText, pullError } from './daemon-errors.js';
+import {
+  DockerApiError,
+  containerError,
+  errorText,
+  pullError,
+  splitCreateWarnings,
+} from './daemon-errors.js';
 import { EngineClient, readJsonLines } from './engine-client.js';
 
 const JOB_OWNER = { uid: JOB_UID, gid: JOB_GID };
@@ -196,16 +202,16 @@ export class DockerExecutor implements Executor {
         },
       );
       id = created.Id;
-      const warnings = created.Warnings ?? [];
-      if (warnings.length > 0) {
+      const { notes: engineNotes, rejected } = splitCreateWarnings(created.Warnings ?? []);
+      if (rejected.length > 0) {
         throw new BerthError(
           'BERTH_OPTION_REJECTED',
-          `the Docker engine could not apply every container option: ${warnings.join('; ')}`,
+          `the Docker engine could not apply every container option: ${rejected.join('; ')}`,
         );
       }
       const entry = await this.checkImage(id, spec.image, spec.imageReference);
       const home = jobHome(entry);
-      const notes: string[] = [];
+      const notes: string[] = engineNotes.map((note) => `the Docker engine says: ${note}`);
       if (!entry) {
         notes.push(
           `image ${spec.imageReference} has no passwd entry for UID ${JOB_UID}; the job runs as ${JOB_UID}:${JOB_GID} anyway with HOME=${home}. ` +
