@@ -3,6 +3,7 @@
  * with sources, project_root, environment, hook chaining, strict hooks, exported variables,
  * ::add-mask, after_run with the final state, and validation before any container starts.
  */
+import { readFileSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
@@ -269,6 +270,21 @@ describe('hooks', () => {
     expect(jobOutput(result, 'stdout')).toBe('::add-mask *****\nvalue: *****\n');
     expect(jobOutput(result, 'stderr')).toBe('*****\n');
     expect(result.stdout).not.toMatch(/tok-\d+-x/);
+  });
+
+  it('masks an ::add-mask value in the stored log even where it was printed before the directive', async () => {
+    const result = await berth(
+      jobDir(),
+      [],
+      // Printed first on stderr, then declared on stdout: the live view has already shown it.
+      'printf "early-leak-4711\\n" >&2; sleep 0.2; echo "::add-mask early-leak-4711"; echo "later early-leak-4711"',
+    );
+    expect(result.code, result.stderr).toBe(0);
+    expect(jobOutput(result, 'stderr')).toBe('early-leak-4711\n');
+    expect(jobOutput(result, 'stdout')).toBe('::add-mask *****\nlater *****\n');
+    const log = readFileSync(finished(result).log.path as string, 'utf8');
+    expect(log).not.toContain('early-leak-4711');
+    expect(log).toContain('later *****');
   });
 
   it('never saves secrets in the phase environment that travels with the workspace', async () => {

@@ -14,6 +14,16 @@ describe('OutputLog', () => {
     expect(log.failure).toBeNull();
   });
 
+  it('masks the whole stored log once more at close, with values learnt later', async () => {
+    const file = path.join(mkdtempSync(path.join(tmpdir(), 'berth-log-')), 'out.log');
+    const log = new OutputLog(file, 1024);
+    log.append('early hunter2\n');
+    log.append('::add-mask *****\n');
+    await log.close((text) => text.replaceAll('hunter2', '*****'));
+    expect(readFileSync(file, 'utf8')).toBe('early *****\n::add-mask *****\n');
+    expect(log.failure).toBeNull();
+  });
+
   it('keeps going on a full disk and says why the stored log is incomplete', async () => {
     // /dev/full answers every write with ENOSPC, as a full file system does.
     const log = new OutputLog('/dev/full', 1024 * 1024);

@@ -6,6 +6,7 @@
  * and the live output is complete either way.
  */
 import { createWriteStream, mkdirSync, type WriteStream } from 'node:fs';
+import { readFile, rename, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { HeadTailLog } from '../domain/log-bound.js';
 
@@ -53,7 +54,12 @@ export class OutputLog {
     return this.error.code ? `${this.error.code}: ${this.error.message}` : this.error.message;
   }
 
-  async close(): Promise<void> {
+  /**
+   * Writes the tail and closes the file. `mask` is applied to the whole stored log once more: a
+   * value masked by `::add-mask` after it was printed (before the directive, or on the other
+   * stream a moment earlier) is then masked in the stored log too.
+   */
+  async close(mask?: (text: string) => string): Promise<void> {
     const rest = this.bound.finish();
     const file = this.file;
     if (!file || this.error) {
@@ -67,5 +73,16 @@ export class OutputLog {
         resolve();
       });
     });
+    if (!mask || this.error) return;
+    try {
+      const text = await readFile(this.path, 'utf8');
+      const masked = mask(text);
+      if (masked === text) return;
+      const temp = `${this.path}.${process.pid}.tmp`;
+      await writeFile(temp, masked, { mode: 0o600 });
+      await rename(temp, this.path);
+    } catch (err) {
+      this.error ??= err as NodeJS.ErrnoException;
+    }
   }
 }

@@ -621,7 +621,7 @@ class Run {
         if (deadline) this.clock.clearTimeout(deadline);
       }
     }
-    await this.log?.close();
+    await this.log?.close((text) => this.masking.mask(text));
     if (this.log?.failure) {
       this.warn(
         `the stored log ${this.log.path} is incomplete (${this.log.failure}); the output shown above is complete`,
