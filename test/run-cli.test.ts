@@ -480,6 +480,29 @@ describe('berth run: pull policies against a real registry', () => {
 });
 
 describe('berth run: logs', () => {
+  it('shows progress while a large workspace is copied in', async () => {
+    const dir = jobDir({ 'small.txt': 'x\n' });
+    // Sparse on the host; copying 768 MiB through the engine takes seconds on any machine.
+    execFileSync('truncate', ['-s', '768M', path.join(dir, 'big.bin')]);
+    const result = await berth([
+      'run',
+      dir,
+      '--image',
+      busybox,
+      '--json',
+      '--',
+      'stat -c %s big.bin; rm big.bin',
+    ]);
+    expect(result.code, result.stderr).toBe(0);
+    expect(jobOutput(result)).toBe(`${768 * 1024 * 1024}\n`);
+    const progress = result.events.flatMap((e) =>
+      e.type === 'workspace.copying' ? [e.bytes] : [],
+    );
+    expect(progress.length).toBeGreaterThan(0);
+    expect([...progress].sort((a, b) => a - b)).toEqual(progress);
+    expect(progress.at(-1)).toBeLessThanOrEqual(768 * 1024 * 1024 + 1024 * 1024);
+  });
+
   it('keeps head and tail of a large output in the stored log with a visible marker, and the job still succeeds', async () => {
     const result = await berth([
       'run',

@@ -68,6 +68,9 @@ export function humanRenderer(out: Output): (event: RunEvent) => void {
         }
         break;
       }
+      case 'workspace.copying':
+        note(`copying the workspace into the container: ${formatBytes(event.bytes)} so far`);
+        break;
       case 'image.build':
         note(`build: ${event.line}`);
         break;

@@ -118,6 +118,7 @@ export type RunEvent =
       source: 'present' | 'pulled' | 'built';
       ts: string;
     }
+  | { type: 'workspace.copying'; bytes: number; ts: string }
   | { type: 'container.started'; containerId: string; containerName: string; ts: string }
   | { type: 'warning'; message: string; ts: string }
   | { type: 'phase.started'; phase: string; ts: string }

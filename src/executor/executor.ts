@@ -173,7 +173,11 @@ export interface Executor {
     onProgress: (progress: PullProgress) => void,
     signal?: AbortSignal,
   ): Promise<ResolvedImage>;
-  startJob(spec: JobContainerSpec, signal?: AbortSignal): Promise<JobHandle>;
+  /**
+   * `onCopyProgress` hears how many bytes of the workspace have gone in, about once a second
+   * while a copy lasts longer than that (nothing for the usual small workspace).
+   */
+  startJob(spec: JobContainerSpec, onCopyProgress?: (bytes: number) => void): Promise<JobHandle>;
   /**
    * Removes berth's containers whose launcher is gone or whose expiry has passed, found by label;
    * never touches anything without berth's labels. Returns the removed container names.

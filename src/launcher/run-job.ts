@@ -314,7 +314,9 @@ class Run {
 
   /** Starts a fresh container for `spec`, with the tool's /plugins configuration. */
   private async startContainer(spec: JobContainerSpec): Promise<JobHandle> {
-    const job = await this.deps.executor.startJob(spec);
+    const job = await this.deps.executor.startJob(spec, (bytes) =>
+      this.emit({ type: 'workspace.copying', bytes }),
+    );
     this.job = job;
     // A sole phase's container starts with that phase (see runPhase); others are running now.
     if (spec.solePhase) this.containerToAnnounce = job;

@@ -185,7 +185,10 @@ export class DockerExecutor implements Executor {
     }
   }
 
-  async startJob(spec: JobContainerSpec): Promise<JobHandle> {
+  async startJob(
+    spec: JobContainerSpec,
+    onCopyProgress?: (bytes: number) => void,
+  ): Promise<JobHandle> {
     const name = containerName(spec.runId);
     let id: string | undefined;
     try {
@@ -249,6 +252,7 @@ export class DockerExecutor implements Executor {
           })),
         ],
         'the workspace',
+        onCopyProgress,
       );
       if (spec.workspaceArchive) await this.restoreWorkspace(id, spec.workspaceArchive);
       // A sole phase is the container's process: the container starts when that phase runs.
@@ -354,8 +358,13 @@ export class DockerExecutor implements Executor {
     }
   }
 
-  private async upload(id: string, entries: ArchiveEntry[], what: string): Promise<void> {
-    await uploadArchive(this.engine, id, entries, what);
+  private async upload(
+    id: string,
+    entries: ArchiveEntry[],
+    what: string,
+    onProgress?: (bytes: number) => void,
+  ): Promise<void> {
+    await uploadArchive(this.engine, id, entries, what, onProgress);
   }
 }
 

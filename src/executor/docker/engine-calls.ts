@@ -3,6 +3,7 @@
  * and naming phase scripts.
  */
 import { createHash } from 'node:crypto';
+import { PassThrough } from 'node:stream';
 import { BerthError } from '../../domain/errors.js';
 import { CONTROL_DIR, WORKSPACE_DIR } from '../executor.js';
 import { createArchive, readFileFromArchive, type ArchiveEntry } from './archive.js';
@@ -24,18 +25,31 @@ export function phaseScriptEntry(script: string): ArchiveEntry & { kind: 'file' 
   };
 }
 
+/** How often a long copy reports its progress. */
+const PROGRESS_INTERVAL_MS = 1000;
+
 export async function uploadArchive(
   engine: EngineClient,
   id: string,
   entries: ArchiveEntry[],
   what: string,
+  onProgress?: (bytes: number) => void,
 ): Promise<void> {
   const archive = createArchive(entries);
+  let sent = 0;
+  const counted = onProgress ? archive.stream.pipe(new PassThrough()) : archive.stream;
+  if (onProgress) {
+    archive.stream.on('data', (chunk: Buffer) => {
+      sent += chunk.length;
+    });
+    archive.stream.on('error', (err) => counted.destroy(err));
+  }
+  const ticker = onProgress ? setInterval(() => onProgress(sent), PROGRESS_INTERVAL_MS) : undefined;
   try {
     await Promise.all([
       engine.json('PUT', `/containers/${id}/archive`, {
         query: { path: '/', noOverwriteDirNonDir: true },
-        body: archive.stream,
+        body: counted,
         deadlineMs: 10 * 60_000,
       }),
       archive.done,
@@ -57,6 +71,8 @@ export async function uploadArchive(
         cause: err,
       },
     );
+  } finally {
+    clearInterval(ticker);
   }
 }
 
