@@ -11,7 +11,7 @@ import type { EngineClient } from '../src/executor/docker/engine-client.js';
 import { LABELS } from '../src/executor/executor.js';
 import { jobDir } from './harness/files.js';
 import { expectNothingLeftBehind } from './harness/cleanup.js';
-import { berthContainers, testEngine } from './harness/engine.js';
+import { berthContainers, imageExists, removeRepository, testEngine } from './harness/engine.js';
 import { ensureBuiltImage } from './harness/images.js';
 import {
   finished,
@@ -411,9 +411,9 @@ describe('berth run: pull policies against a real registry', () => {
 
   it('checks with the registry, pulls the digest it answered once (if-not-present), and again with always', async () => {
     const ref = inject('registryImage');
-    await engine
-      .json('DELETE', `/images/${encodeURI(ref)}`, { query: { force: 1 } })
-      .catch(() => undefined);
+    // Tags and digests: other tests may have pulled this image by digest before.
+    await removeRepository(engine, ref.slice(0, ref.lastIndexOf(':')));
+    expect(await imageExists(engine, ref)).toBe(false);
     const first = await berth([
       'run',
       jobDir(),

@@ -40,6 +40,21 @@ export async function removeImage(engine: EngineClient, reference: string): Prom
   }
 }
 
+/**
+ * Removes every reference the engine has in `repository`, tags and digests alike (an image
+ * pulled by digest keeps a digest reference after its tag is gone), so the next use must pull.
+ */
+export async function removeRepository(engine: EngineClient, repository: string): Promise<void> {
+  const images = await engine.json<{ RepoTags?: string[] | null; RepoDigests?: string[] | null }[]>(
+    'GET',
+    '/images/json',
+  );
+  const references = images
+    .flatMap((image) => [...(image.RepoTags ?? []), ...(image.RepoDigests ?? [])])
+    .filter((ref) => ref.startsWith(`${repository}:`) || ref.startsWith(`${repository}@`));
+  for (const reference of references) await removeImage(engine, reference);
+}
+
 export async function tagImage(
   engine: EngineClient,
   source: string,
