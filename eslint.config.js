@@ -65,5 +65,10 @@ export default tseslint.config(
     ['**/executor/**', '**/registry/**', '**/launcher/**', '**/cli/**'],
     'src/workflow may import domain only (see docs/development/architecture.md).',
   ),
+  restrict(
+    ['src/net/**'],
+    ['**/executor/**', '**/registry/**', '**/workflow/**', '**/launcher/**', '**/cli/**'],
+    'src/net may import domain only (see docs/development/architecture.md).',
+  ),
   restrict(['src/launcher/**'], ['**/cli/**'], 'src/launcher may not import the command line.'),
 );

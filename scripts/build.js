@@ -1,7 +1,7 @@
 // Builds berth for running: src/ and the dependencies every run needs bundled into
 // dist/bundle/main.js, berth's own lazily loaded parts in chunks beside it. Bundling halves the
 // time Node.js spends loading berth (see docs/performance.md). Dependencies that only some runs
-// load (the AWS SDK, openpgp, fflate, the YAML parser) stay ordinary packages, loaded by Node.js
+// load (the AWS SDK, openpgp, fflate, undici, the YAML parser) stay ordinary packages, loaded by Node.js
 // when first used. Type checking is `npm run typecheck`; this step does not check types.
 import { rm } from 'node:fs/promises';
 import { build } from 'esbuild';
@@ -15,7 +15,7 @@ const result = await build({
   platform: 'node',
   target: 'node20',
   format: 'esm',
-  external: ['@aws-sdk/*', 'fflate', 'openpgp', 'yaml'],
+  external: ['@aws-sdk/*', 'fflate', 'openpgp', 'undici', 'yaml'],
   // Every file stays two levels below the package root: code finds runner/ and keys/ relative
   // to its own file.
   outdir,

@@ -6,6 +6,7 @@
  * challenges. Credentials never appear in an error message.
  */
 import { createHash } from 'node:crypto';
+import { httpFetch } from '../net/http-fetch.js';
 import { BerthError, fetchFailureCause } from '../domain/errors.js';
 import { isDockerHub, type ImageReference } from '../domain/image-reference.js';
 
@@ -98,7 +99,7 @@ export async function checkManifest(
     authorization: string | null,
   ): Promise<Response> => {
     try {
-      return await fetch(url, {
+      return await httpFetch(url, {
         method,
         headers: { accept: MANIFEST_TYPES, ...(authorization ? { authorization } : {}) },
         signal,
@@ -184,13 +185,13 @@ async function bearerToken(
         scope,
         client_id: 'berth',
       });
-      res = await fetch(realm, { method: 'POST', body: form, signal });
+      res = await httpFetch(realm, { method: 'POST', body: form, signal });
     } else {
       const url = new URL(realm);
       if (challenge.params.service) url.searchParams.set('service', challenge.params.service);
       url.searchParams.set('scope', scope);
       const auth = basic(credentials);
-      res = await fetch(url, { headers: auth ? { authorization: auth } : {}, signal });
+      res = await httpFetch(url, { headers: auth ? { authorization: auth } : {}, signal });
     }
   } catch (err) {
     const cause = fetchFailureCause(err);

@@ -17,6 +17,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { chmod, mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { httpFetch } from '../net/http-fetch.js';
 import { BerthError, fetchFailureCause } from '../domain/errors.js';
 import { parseConstraint, resolveVersion } from '../domain/versions.js';
 
@@ -154,7 +155,7 @@ export function releaseFileUrl(source: ReleaseSource, version: string, name: str
 async function download(url: string, what: string, timeoutMs = 10 * 60_000): Promise<Buffer> {
   let res: Response;
   try {
-    res = await fetch(url, { signal: AbortSignal.timeout(timeoutMs) });
+    res = await httpFetch(url, { signal: AbortSignal.timeout(timeoutMs) });
   } catch (err) {
     const cause = fetchFailureCause(err);
     throw new BerthError(
