@@ -54,6 +54,17 @@ function withLocalImagePolicy(args: string[]): string[] {
   return [...options, '--pull', 'never', ...args.slice(end)];
 }
 
+/**
+ * The machine's proxy settings (a CI machine may reach its package mirrors through one) must not
+ * send berth's requests to the tests' loopback registries and mirrors elsewhere; a test that
+ * wants a proxy sets one.
+ */
+function withoutProxy(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  const copy = { ...env };
+  for (const name of ['HTTPS_PROXY', 'https_proxy', 'HTTP_PROXY', 'http_proxy']) delete copy[name];
+  return copy;
+}
+
 export function spawnBerth(
   args: string[],
   env: Record<string, string | undefined> = {},
@@ -69,7 +80,7 @@ export function spawnBerth(
   const { input, interactive, ...spawnOptions } = identity;
   const child = spawn(process.execPath, [BERTH_BIN, ...withLocalImagePolicy(args)], {
     ...spawnOptions,
-    env: { ...process.env, NO_COLOR: '1', ...env },
+    env: { ...withoutProxy(process.env), NO_COLOR: '1', ...env },
     stdio: [input === undefined && !interactive ? 'ignore' : 'pipe', 'pipe', 'pipe'],
   });
   if (input !== undefined) child.stdin?.end(input);
