@@ -17,6 +17,7 @@ import {
   type YAMLMap,
 } from 'yaml';
 import { parseImageReference } from './image-reference.js';
+import { parseConstraint } from './versions.js';
 import {
   SETTING_NAMES,
   WORKFLOW_TOOLS,
@@ -159,16 +160,20 @@ function readSettings(map: unknown, doc: Document, where: string, out: Collector
         break;
       }
       case 'terraform_version':
-      case 'opentofu_version':
-        if (typeof scalar === 'string' || typeof scalar === 'number')
-          settings[name] = String(scalar);
-        else
+      case 'opentofu_version': {
+        if (typeof scalar !== 'string' && typeof scalar !== 'number') {
           out.add(
             value ?? pair,
             `${at} must be a version or a constraint`,
             'e.g. "1.6.2" or "~> 1.6" (quote it)',
           );
+          break;
+        }
+        const constraint = parseConstraint(String(scalar));
+        if ('error' in constraint) out.add(value, `${at}: ${constraint.error}`, 'quote it in YAML');
+        else settings[name] = String(scalar);
         break;
+      }
       case 'terraform_workflow_tool':
         if (typeof scalar === 'string' && (WORKFLOW_TOOLS as readonly string[]).includes(scalar))
           settings.terraform_workflow_tool = scalar as WorkflowTool;

@@ -123,6 +123,7 @@ stacks:
   prod:
     project_root: ../outside
     opentofu_version: [1]
+    terraform_version: latest!
   broken: 5
 colour: blue
 `);
@@ -152,8 +153,11 @@ colour: blue
       expect.stringMatching(
         /^16:23 stacks.prod.opentofu_version must be a version or a constraint$/,
       ),
-      expect.stringMatching(/^17:11 stacks.broken must be a mapping of settings$/),
-      expect.stringMatching(/^18:1 unknown key "colour"$/),
+      expect.stringMatching(
+        /^17:24 stacks.prod.terraform_version: "latest!" is not a version constraint/,
+      ),
+      expect.stringMatching(/^18:11 stacks.broken must be a mapping of settings$/),
+      expect.stringMatching(/^19:1 unknown key "colour"$/),
     ]);
     expect(found.find((p) => p.message.includes('runner_imag"'))?.hint).toBe(
       'did you mean runner_image?',
