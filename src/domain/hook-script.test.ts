@@ -1,3 +1,4 @@
+import { cutAt } from '../../test/harness/chunks.js';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { AddMaskFilter, phaseScript } from './hook-script.js';
@@ -61,14 +62,7 @@ describe('AddMaskFilter', () => {
         (lines, cuts) => {
           const text = lines.join('\n');
           const whole = run([text]);
-          const points = [...new Set(cuts.map((c) => c % (text.length + 1)))].sort((a, b) => a - b);
-          const chunks: string[] = [];
-          let last = 0;
-          for (const p of points) {
-            chunks.push(text.slice(last, p));
-            last = p;
-          }
-          chunks.push(text.slice(last));
+          const chunks = cutAt(text, cuts);
           expect(run(chunks)).toEqual(whole);
         },
       ),

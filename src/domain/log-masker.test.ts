@@ -1,3 +1,4 @@
+import { cutAt } from '../../test/harness/chunks.js';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { MASK, SecretMasker, maskAll } from './log-masker.js';
@@ -53,14 +54,7 @@ describe('SecretMasker', () => {
         fc.array(fc.nat({ max: 60 }), { maxLength: 10 }),
         (secret, fillers, cuts) => {
           const text = fillers.join(secret);
-          const points = [...new Set(cuts.map((c) => c % (text.length + 1)))].sort((a, b) => a - b);
-          const chunks: string[] = [];
-          let last = 0;
-          for (const p of points) {
-            chunks.push(text.slice(last, p));
-            last = p;
-          }
-          chunks.push(text.slice(last));
+          const chunks = cutAt(text, cuts);
           const out = feed(new SecretMasker([secret]), chunks);
           expect(out).not.toContain(secret);
           expect(out).toBe(maskAll(text, [secret]));

@@ -5,15 +5,10 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { describe, expect, it } from 'vitest';
 import { BerthError } from '../domain/errors.js';
+import { readAll } from '../executor/docker/engine-client.js';
 import { writeSealed } from './sealed-archive.js';
 
 const secret = 'TF_VAR_db_password=hunter2-plain-value\n'.repeat(1000);
-
-async function readAll(stream: Readable): Promise<string> {
-  const chunks: Buffer[] = [];
-  for await (const chunk of stream) chunks.push(chunk as Buffer);
-  return Buffer.concat(chunks).toString();
-}
 
 function sealedFile(): string {
   return path.join(mkdtempSync(path.join(tmpdir(), 'berth-sealed-')), 'runs', 'r1', 'ws.sealed');
