@@ -29,8 +29,18 @@ export class OutputMasking {
     this.secrets = [...secrets].filter((s) => s.length > 0);
   }
 
+  private learnt = false;
+
+  /** Whether `::add-mask` added a value during the run (output before it was not masked). */
+  get learntDuringRun(): boolean {
+    return this.learnt;
+  }
+
   addSecret(value: string): void {
-    if (!this.secrets.includes(value)) this.secrets.push(value);
+    if (!this.secrets.includes(value)) {
+      this.secrets.push(value);
+      this.learnt = true;
+    }
     for (const masker of this.live) masker.addSecret(value);
   }
 

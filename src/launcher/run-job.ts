@@ -623,7 +623,10 @@ class Run {
         if (deadline) this.clock.clearTimeout(deadline);
       }
     }
-    await this.log?.close((text) => this.masking.mask(text));
+    // Values learnt from ::add-mask mid-run are masked once more over the whole stored log.
+    await this.log?.close(
+      this.masking.learntDuringRun ? (text) => this.masking.mask(text) : undefined,
+    );
     if (this.log?.failure) {
       this.warn(
         `the stored log ${this.log.path} is incomplete (${this.log.failure}); the output shown above is complete`,

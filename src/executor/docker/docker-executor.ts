@@ -237,7 +237,8 @@ export class DockerExecutor implements Executor {
             },
           ]
         : [];
-      await this.upload(
+      await uploadArchive(
+        this.engine,
         id,
         [
           ...workspaceEntries(spec.workspaceArchive ? null : spec.sourceDir, home),
@@ -356,15 +357,6 @@ export class DockerExecutor implements Executor {
       }
       throw err;
     }
-  }
-
-  private async upload(
-    id: string,
-    entries: ArchiveEntry[],
-    what: string,
-    onProgress?: (bytes: number) => void,
-  ): Promise<void> {
-    await uploadArchive(this.engine, id, entries, what, onProgress);
   }
 }
 
