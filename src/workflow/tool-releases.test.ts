@@ -141,6 +141,29 @@ describe('pinned keys', () => {
   });
 });
 
+describe('a pinned key', () => {
+  it('verifies with the key file only when its fingerprint is the pinned one', async () => {
+    const { readKey } = await import('openpgp');
+    const fingerprint = (await readKey({ armoredKey: mirror.publicKey }))
+      .getFingerprint()
+      .toUpperCase();
+    const pinnedSource = (pin: string): ReleaseSource => ({
+      ...source(),
+      keys: [],
+      pinned: { file: mirror.keyFile, fingerprint: pin },
+    });
+    const ok = await provideTool(pinnedSource(fingerprint), '1.6.2', 'linux_amd64', cache());
+    expect(ok.downloaded).toBe(true);
+    const dir = cache();
+    const error = await failure(
+      provideTool(pinnedSource('0'.repeat(40)), '1.6.2', 'linux_amd64', dir),
+    );
+    expect(error.code).toBe('BERTH_TOOL_SIGNATURE_INVALID');
+    expect(error.message).toContain(`${mirror.keyFile} holds key ${fingerprint}, not the pinned`);
+    expect(existsSync(path.join(dir, 'terraform/1.6.2'))).toBe(false);
+  });
+});
+
 describe('release sources from the environment', () => {
   it("defaults to each tool's official releases and pinned key", async () => {
     const terraform = await releaseSourceFromEnv('terraform', {});
@@ -150,9 +173,13 @@ describe('release sources from the environment', () => {
       indexUrl: 'https://releases.hashicorp.com/terraform/index.json',
       signatureSuffix: '.72D7468F.sig',
     });
-    expect(terraform.keys).toEqual([
-      await readPinnedKey(path.join(keysDir(), 'hashicorp.asc'), HASHICORP_KEY_FINGERPRINT),
-    ]);
+    expect(terraform).toMatchObject({
+      keys: [],
+      pinned: {
+        file: path.join(keysDir(), 'hashicorp.asc'),
+        fingerprint: HASHICORP_KEY_FINGERPRINT,
+      },
+    });
     const tofu = await releaseSourceFromEnv('tofu', {});
     expect(tofu).toMatchObject({
       layout: 'opentofu',
@@ -160,9 +187,10 @@ describe('release sources from the environment', () => {
       indexUrl: 'https://get.opentofu.org/tofu/api.json',
       signatureSuffix: '.gpgsig',
     });
-    expect(tofu.keys).toEqual([
-      await readPinnedKey(path.join(keysDir(), 'opentofu.asc'), OPENTOFU_KEY_FINGERPRINT),
-    ]);
+    expect(tofu).toMatchObject({
+      keys: [],
+      pinned: { file: path.join(keysDir(), 'opentofu.asc'), fingerprint: OPENTOFU_KEY_FINGERPRINT },
+    });
   });
 
   it('takes a mirror in either layout, its index and its key', async () => {

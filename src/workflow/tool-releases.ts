@@ -37,6 +37,11 @@ export interface ReleaseSource {
   signatureSuffix: string;
   /** Armored public keys whose signatures are accepted. */
   keys: string[];
+  /**
+   * A key file in the repository, accepted only with this fingerprint. It is read and checked
+   * when a signature is verified (a download), not for a run whose tool is in the cache.
+   */
+  pinned?: { file: string; fingerprint: string };
 }
 
 /** HashiCorp's release signing key, pinned by fingerprint (https://www.hashicorp.com/trust/security). */
@@ -112,9 +117,10 @@ export async function releaseSourceFromEnv(
       ? official.indexUrl
       : `${baseUrl}/${layout === 'hashicorp' ? 'index.json' : 'api.json'}`);
   const keyFile = setting('SIGNING_KEY_FILE');
-  const keys = keyFile
-    ? [await readKeyFile(keyFile, `${prefix}_SIGNING_KEY_FILE`)]
-    : [await readPinnedKey(path.join(keysDir(), official.keyFile), official.fingerprint)];
+  const keys = keyFile ? [await readKeyFile(keyFile, `${prefix}_SIGNING_KEY_FILE`)] : [];
+  const pinned = keyFile
+    ? undefined
+    : { file: path.join(keysDir(), official.keyFile), fingerprint: official.fingerprint };
   const defaultSuffix =
     layout === 'opentofu'
       ? '.gpgsig'
@@ -128,6 +134,7 @@ export async function releaseSourceFromEnv(
     baseUrl,
     signatureSuffix: setting('SIGNATURE_SUFFIX') ?? defaultSuffix,
     keys,
+    ...(pinned ? { pinned } : {}),
   };
 }
 
@@ -235,7 +242,10 @@ async function verifySignature(
   sumsName: string,
 ): Promise<void> {
   const { createMessage, readKey, readSignature, verify } = await import('openpgp');
-  const keys = await Promise.all(source.keys.map((armoredKey) => readKey({ armoredKey })));
+  const armored = source.pinned
+    ? [...source.keys, await readPinnedKey(source.pinned.file, source.pinned.fingerprint)]
+    : source.keys;
+  const keys = await Promise.all(armored.map((armoredKey) => readKey({ armoredKey })));
   let verified = false;
   let reason = 'no signature from a pinned key';
   try {
