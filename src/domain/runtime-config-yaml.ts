@@ -5,12 +5,14 @@
  * merge keys work.
  */
 import {
+  visit,
   isAlias,
   isMap,
   isScalar,
   isSeq,
   LineCounter,
   parseDocument,
+  type Alias,
   type Document,
   type Node,
   type Pair,
@@ -52,35 +54,125 @@ class Collector {
   }
 }
 
-/** The pairs of a map with `<<` merge keys expanded (explicit keys win over merged ones). */
-function pairsOf(map: YAMLMap, doc: Document): Pair[] {
-  const merged: Pair[] = [];
+/**
+ * Bounds on merge-key expansion. The file is a tenant's, and merge keys are expanded here, outside
+ * the YAML library's own alias limit: without bounds a few hundred bytes of nested or circular
+ * merges block or crash the launcher before any run timeout applies.
+ */
+export const MERGE_LIMITS = { depth: 16, pairs: 10_000 } as const;
+
+/** What one file's merge expansion has cost so far; each map is expanded once. */
+interface MergeState {
+  pairs: number;
+  exceeded: boolean;
+  expanded: Map<YAMLMap, Pair[]>;
+}
+
+const mergeStates = new WeakMap<Collector, MergeState>();
+
+function mergeState(out: Collector): MergeState {
+  let state = mergeStates.get(out);
+  if (!state) {
+    state = { pairs: 0, exceeded: false, expanded: new Map() };
+    mergeStates.set(out, state);
+  }
+  return state;
+}
+
+function isMergeKey(key: unknown): boolean {
+  return (
+    (isScalar(key) && (key.value === '<<' || typeof key.value === 'symbol')) ||
+    key === Symbol.for('<<')
+  );
+}
+
+/**
+ * The pairs of a map with `<<` merge keys expanded: explicit keys win over merged ones, and among
+ * merged maps the first to name a key wins (as YAML's merge key type says). Bounded by
+ * MERGE_LIMITS; a cycle, or a bound reached, is a problem at the merge key.
+ */
+function pairsOf(map: YAMLMap, doc: Document, out: Collector, path: YAMLMap[] = []): Pair[] {
+  const state = mergeState(out);
+  const done = state.expanded.get(map);
+  if (done) {
+    state.pairs += done.length;
+    return done;
+  }
+  const merged = new Map<string, Pair>();
   const own: Pair[] = [];
+  const fail = (at: Node | Pair, message: string): Pair[] => {
+    if (!state.exceeded) {
+      state.exceeded = true;
+      out.add(
+        at,
+        message,
+        'merge each anchor directly where it is needed, without nesting or repeating merges',
+      );
+    }
+    return own;
+  };
   for (const pair of map.items) {
-    const key = pair.key;
-    const isMerge =
-      (isScalar(key) && (key.value === '<<' || typeof key.value === 'symbol')) ||
-      key === Symbol.for('<<');
-    if (!isMerge) {
+    if (!isMergeKey(pair.key)) {
       own.push(pair);
       continue;
     }
+    if (path.length + 1 >= MERGE_LIMITS.depth) {
+      return fail(pair, `merge keys nest deeper than ${MERGE_LIMITS.depth} levels`);
+    }
     const sources = isSeq(pair.value) ? pair.value.items : [pair.value];
     for (const source of sources) {
-      const target = isAlias(source) ? source.resolve(doc) : source;
-      if (isMap(target)) merged.push(...pairsOf(target, doc));
+      const target = resolveNode(source, doc);
+      state.pairs += 1;
+      if (!isMap(target)) continue;
+      if (target === map || path.includes(target)) {
+        return fail(pair, 'a merge key merges a map into itself (a cycle of anchors)');
+      }
+      for (const p of pairsOf(target, doc, out, [...path, map])) {
+        if (state.exceeded) return own;
+        const key = keyText(p);
+        if (!merged.has(key)) merged.set(key, p);
+      }
     }
   }
   const ownKeys = new Set(own.map((p) => keyText(p)));
-  return [...merged.filter((p) => !ownKeys.has(keyText(p))), ...own];
+  const result = [...[...merged.values()].filter((p) => !ownKeys.has(keyText(p))), ...own];
+  state.pairs += result.length;
+  if (state.pairs > MERGE_LIMITS.pairs) {
+    return fail(map, `merge keys expand to more than ${MERGE_LIMITS.pairs} settings`);
+  }
+  state.expanded.set(map, result);
+  return result;
 }
 
 function keyText(pair: Pair): string {
   return isScalar(pair.key) ? String(pair.key.value) : String(pair.key);
 }
 
+/**
+ * Each alias's target, found in one pass over the document (an alias names the closest anchor
+ * before it). The library's own Alias.resolve walks the document on every call, which a file
+ * full of aliases turns into quadratic time.
+ */
+const aliasTargets = new WeakMap<Document, Map<Alias, Node | undefined>>();
+
 function resolveNode(node: unknown, doc: Document): unknown {
-  return isAlias(node) ? node.resolve(doc) : node;
+  if (!isAlias(node)) return node;
+  let targets = aliasTargets.get(doc);
+  if (!targets) {
+    const anchors = new Map<string, Node>();
+    const found = new Map<Alias, Node | undefined>();
+    visit(doc, {
+      Alias(_, alias) {
+        found.set(alias, anchors.get(alias.source));
+      },
+      Node(_, anchored) {
+        if (anchored.anchor) anchors.set(anchored.anchor, anchored);
+      },
+    });
+    aliasTargets.set(doc, found);
+    targets = found;
+  }
+  return targets.get(node);
 }
 
 /** Levenshtein distance, for "did you mean" hints. */
@@ -123,7 +215,7 @@ function readSettings(map: unknown, doc: Document, where: string, out: Collector
     );
     return settings;
   }
-  for (const pair of pairsOf(node, doc)) {
+  for (const pair of pairsOf(node, doc, out)) {
     const name = keyText(pair);
     const value = resolveNode(pair.value, doc) as Node | null;
     const at = `${where}.${name}`;
@@ -222,7 +314,7 @@ function readSettings(map: unknown, doc: Document, where: string, out: Collector
           break;
         }
         const env: Record<string, string> = {};
-        for (const entry of pairsOf(value, doc)) {
+        for (const entry of pairsOf(value, doc, out)) {
           const key = keyText(entry);
           const v = resolveNode(entry.value, doc);
           if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(key)) {
@@ -306,7 +398,7 @@ export function parseRuntimeConfig(text: string, file: string): ParsedConfig {
   let stackDefaults: StackSettings = {};
   const stacks: Record<string, StackSettings> = {};
   let sawVersion = false;
-  for (const pair of pairsOf(root, doc)) {
+  for (const pair of pairsOf(root, doc, out)) {
     const key = keyText(pair);
     const value = resolveNode(pair.value, doc) as Node | null;
     if (key === 'version') {
@@ -331,7 +423,7 @@ export function parseRuntimeConfig(text: string, file: string): ParsedConfig {
         );
         continue;
       }
-      for (const entry of pairsOf(value, doc)) {
+      for (const entry of pairsOf(value, doc, out)) {
         stacks[keyText(entry)] = readSettings(entry.value, doc, `stacks.${keyText(entry)}`, out);
       }
     } else if (!key.startsWith('x-')) {
