@@ -23,6 +23,7 @@ import {
 } from '../domain/runtime-config.js';
 import { parseConstraint } from '../domain/versions.js';
 import { SOURCE_DIR, type Phase } from '../executor/executor.js';
+import { readJobFile } from '../launcher/job-files.js';
 import {
   CUSTOM_TEMPLATES,
   fillTemplate,
@@ -98,6 +99,7 @@ function invalid(problems: ConfigProblem[]): BerthError {
   );
 }
 
+/** A file named on the command line (the operator's own, not the job directory's). */
 async function readIfPresent(file: string): Promise<string | null> {
   try {
     return await readFile(file, 'utf8');
@@ -113,7 +115,7 @@ async function readIfPresent(file: string): Promise<string | null> {
 
 export async function loadRuntimeConfig(sourceDir: string): Promise<RuntimeConfig | null> {
   for (const relative of CONFIG_FILES) {
-    const text = await readIfPresent(path.join(sourceDir, relative));
+    const text = await readJobFile(sourceDir, relative);
     if (text === null) continue;
     // The YAML reader (and its library) loads only when there is a file to read.
     const { parseRuntimeConfig } = await import('../domain/runtime-config-yaml.js');
@@ -311,7 +313,7 @@ export async function loadCustomWorkflow(
   let text: string | null = null;
   let file = '';
   for (const relative of WORKFLOW_FILES) {
-    text = await readIfPresent(path.join(sourceDir, relative));
+    text = await readJobFile(sourceDir, relative);
     file = relative;
     if (text !== null) break;
   }
@@ -370,8 +372,12 @@ export async function gitCommit(dir: string): Promise<{ sha: string; branch: str
   const { execFile } = await import('node:child_process');
   const git = (args: string[]): Promise<string> =>
     new Promise((resolve) => {
-      execFile('git', ['-C', dir, ...args], { timeout: 5000 }, (err, stdout) =>
-        resolve(err ? '' : stdout.trim()),
+      // The directory is a tenant's: no hooks, no fsmonitor command from its configuration.
+      execFile(
+        'git',
+        ['-c', 'core.fsmonitor=false', '-c', 'core.hooksPath=/dev/null', '-C', dir, ...args],
+        { timeout: 5000 },
+        (err, stdout) => resolve(err ? '' : stdout.trim()),
       );
     });
   const [sha, branch] = await Promise.all([

@@ -1,6 +1,6 @@
 /** `berth run [DIR] [options] [-- COMMAND …]`: one job from a local directory, now. */
 import { once } from 'node:events';
-import { readFile, stat } from 'node:fs/promises';
+import { stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { BerthError } from '../domain/errors.js';
@@ -10,6 +10,7 @@ import { DEFAULT_PUBLIC_ALLOW_LIST, defaultPullPolicy } from '../domain/pool-pol
 import { dockerConfigDirFrom } from '../registry/docker-config.js';
 import { ecrTokenFromSdk } from '../registry/ecr.js';
 import { parseReferenceOrThrow, type ImageAccessSettings } from '../launcher/image-access.js';
+import { readJobFile } from '../launcher/job-files.js';
 import { FileJobUserCache } from '../launcher/job-user-cache.js';
 import { currentLauncherId, isLauncherAlive } from '../launcher/launcher-identity.js';
 import { buildRunnerImage, readSettings } from '../launcher/runner-image.js';
@@ -243,6 +244,8 @@ async function runCommand(
               cacheDir: path.join(settings.stateDir, 'tools'),
               binDir: env.BERTH_TOOL_DIR?.trim() || DEFAULT_TOOL_DIR,
               pluginCacheDir: env.BERTH_PLUGIN_CACHE_DIR?.trim() || undefined,
+              // A public pool's tenants never share a writable cache: one per stack.
+              cacheScope: options.pool === 'public' ? run.configuration.stack : undefined,
             }
           : undefined,
         workflow:
@@ -318,15 +321,8 @@ async function resolveTask(sourceDir: string, words: string[]): Promise<string> 
   }
   if (words.length > 0) return taskScript(words);
   const taskFile = path.join(sourceDir, TASK_FILE);
-  try {
-    const text = await readFile(taskFile, 'utf8');
-    if (text.trim() === '')
-      throw new BerthError('BERTH_USAGE', `${taskFile} is empty`, {
-        hint: 'Put the shell commands of the task in it, or pass the command after --.',
-      });
-    return text;
-  } catch (err) {
-    if (err instanceof BerthError) throw err;
+  const text = await readJobFile(sourceDir, TASK_FILE);
+  if (text === null) {
     throw new BerthError(
       'BERTH_USAGE',
       `no command to run: nothing after -- and no ${TASK_FILE} in ${sourceDir}`,
@@ -335,4 +331,9 @@ async function resolveTask(sourceDir: string, words: string[]): Promise<string> 
       },
     );
   }
+  if (text.trim() === '')
+    throw new BerthError('BERTH_USAGE', `${taskFile} is empty`, {
+      hint: 'Put the shell commands of the task in it, or pass the command after --.',
+    });
+  return text;
 }

@@ -33,6 +33,16 @@ export const ERROR_CATALOGUE = {
     retryable: false,
     hint: 'berth copies the job directory into the container at /mnt/workspace. Make sure the image does not make /mnt or /mnt/workspace a file or a read-only mount, and that the engine has space.',
   },
+  BERTH_WORKSPACE_SYMLINK: {
+    kind: 'usage',
+    retryable: false,
+    hint: 'berth reads its own files (.berth/task.sh, .berth/config.yml, .berth/workflow.yml and their .spacelift/ twins) from the job directory itself and never follows a symlink there, which could point at a file of the machine berth runs on. Replace the symlink (or the symlinked directory on its path) with the file itself.',
+  },
+  BERTH_SAVED_WORKSPACE_TOO_LARGE: {
+    kind: 'config',
+    retryable: false,
+    hint: 'Nothing was applied. Keep less in /mnt/workspace between plan and apply (large files made by the plan, downloaded artefacts), or raise the limit with --saved-workspace-limit SIZE (BERTH_SAVED_WORKSPACE_LIMIT).',
+  },
   BERTH_SAVED_WORKSPACE_INVALID: {
     kind: 'infra',
     retryable: false,
@@ -82,6 +92,11 @@ export const ERROR_CATALOGUE = {
     kind: 'image',
     retryable: false,
     hint: "Use an image from a registry on the pool's allow-list, ask the pool's operator to add the registry (BERTH_PUBLIC_ALLOWED_REGISTRIES), or run on a private worker pool, which may use any registry.",
+  },
+  BERTH_POLICY_ECR_ACCOUNT_NOT_ALLOWED: {
+    kind: 'image',
+    retryable: false,
+    hint: "On a public pool the worker's own AWS identity asks ECR for tokens only for the AWS accounts the pool's operator lists (BERTH_PUBLIC_ECR_ACCOUNTS), so that one tenant cannot run the images another account lets the worker pull. Ask the operator to list the account, use a public image, or run on a private worker pool.",
   },
   BERTH_POLICY_PRIVATE_IMAGE: {
     kind: 'image',
@@ -152,6 +167,11 @@ export const ERROR_CATALOGUE = {
     kind: 'image',
     retryable: false,
     hint: 'berth runs every job with /bin/sh. Build the image on a base that has a POSIX shell (e.g. FROM debian:bookworm-slim or busybox), or use the standard runner image.',
+  },
+  BERTH_IMAGE_PLATFORM_INVALID: {
+    kind: 'image',
+    retryable: false,
+    hint: "The image's configuration names an operating system, architecture or variant that berth does not know, so berth will not run it or pick a tool for it. Rebuild the image for a real platform (e.g. linux/amd64 or linux/arm64).",
   },
   BERTH_RUNNER_IMAGE_BUILD_FAILED: {
     kind: 'image',

@@ -256,6 +256,7 @@ class Run {
         : null;
       if (tool) {
         const { provided } = tool;
+        if (provided.discarded) this.warn(provided.discarded);
         this.emit({
           type: 'tool.ready',
           tool: provided.tool,

@@ -1,4 +1,4 @@
-import { existsSync, mkdtempSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, statSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -34,6 +34,37 @@ describe('pluginCache', () => {
     expect(cache?.note).toContain('the Docker engine is not on this machine');
     // Nothing is created on this host for an engine elsewhere.
     expect(existsSync(path.join(dir, 'tofu'))).toBe(false);
+  });
+
+  it('keeps tenants apart: each scope (a stack on a public pool) gets a directory of its own', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'berth-cache-'));
+    const a = await pluginCache('tofu', '1.10.0', dir, local, 'team-a-prod');
+    const b = await pluginCache('tofu', '1.10.0', dir, local, 'team-b-prod');
+    expect(a?.mount?.source).toBe(path.join(dir, 'scopes/team-a-prod/tofu/linux_amd64'));
+    expect(b?.mount?.source).toBe(path.join(dir, 'scopes/team-b-prod/tofu/linux_amd64'));
+    // Neither mount contains the other: a job of one tenant cannot reach the other's entries.
+    expect(path.relative(a?.mount?.source as string, b?.mount?.source as string)).toMatch(/^\.\./);
+  });
+
+  it.each(['..', '../../etc', 'a/b', ''])(
+    'refuses the scope %j instead of making a path with it',
+    async (scope) => {
+      const dir = mkdtempSync(path.join(tmpdir(), 'berth-cache-'));
+      const error = await pluginCache('tofu', '1.10.0', dir, local, scope).catch((e: unknown) => e);
+      expect((error as BerthError).code).toBe('BERTH_CONFIG_INVALID');
+      expect(readdirSync(dir)).toEqual([]);
+    },
+  );
+
+  it('never hands over or mounts a symlink planted in the cache directory', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'berth-cache-'));
+    const victim = mkdtempSync(path.join(tmpdir(), 'berth-victim-'));
+    mkdirSync(path.join(dir, 'tofu'));
+    symlinkSync(victim, path.join(dir, 'tofu', 'linux_amd64'));
+    const error = await pluginCache('tofu', '1.10.0', dir, local).catch((e: unknown) => e);
+    expect((error as BerthError).code).toBe('BERTH_CONFIG_INVALID');
+    expect((error as BerthError).message).toContain('a symlink');
+    expect(statSync(victim).uid).toBe(process.getuid?.());
   });
 
   it("names the host's platform as release files do", () => {

@@ -13,7 +13,8 @@ import {
   type FoundProvider,
   type PluginWarning,
 } from '../domain/plugins.js';
-import { chown, mkdir } from 'node:fs/promises';
+import { chown, lstat, mkdir } from 'node:fs/promises';
+import { joinInside } from '../domain/safe-path.js';
 import path from 'node:path';
 import { BerthError } from '../domain/errors.js';
 import { parseVersion } from '../domain/versions.js';
@@ -43,6 +44,11 @@ export interface ToolRequest {
   cacheDir: string;
   /** Directory in the container for the binary (BERTH_TOOL_DIR); it must be on the image's PATH. */
   binDir: string;
+  /**
+   * Keeps the shared plugin cache apart per tenant (public pools: the stack); unset, one cache
+   * for every job of the machine (a private pool: one tenant).
+   */
+  cacheScope?: string;
 }
 
 export const DEFAULT_TOOL_DIR = '/bin';
@@ -94,14 +100,54 @@ export interface PluginCache {
 }
 
 /**
+ * The shared cache directory of one tool, platform and tenant scope: built from checked segments
+ * only, created by berth, and a real directory (never a symlink someone put in its place), since
+ * it is handed to UID 1983 and mounted writable.
+ */
+async function sharedCacheDir(hostDir: string, segments: string[]): Promise<string> {
+  const root = path.resolve(hostDir);
+  let dir: string;
+  try {
+    dir = joinInside(root, ...segments);
+  } catch (err) {
+    throw new BerthError(
+      'BERTH_CONFIG_INVALID',
+      `cannot place the shared plugin cache in ${root}: ${(err as Error).message}`,
+      { cause: err },
+    );
+  }
+  await mkdir(root, { recursive: true, mode: 0o755 });
+  // Each level is made (or found) one at a time and checked, so no symlink on the way is followed.
+  let current = root;
+  for (const segment of segments) {
+    current = path.join(current, segment);
+    await mkdir(current, { mode: 0o700 }).catch((err: NodeJS.ErrnoException) => {
+      if (err.code !== 'EEXIST') throw err;
+    });
+    const info = await lstat(current);
+    if (!info.isDirectory()) {
+      throw new BerthError(
+        'BERTH_CONFIG_INVALID',
+        `the shared plugin cache path ${current} is not a directory berth made (${info.isSymbolicLink() ? 'a symlink' : 'a file'}); berth will not hand it to jobs`,
+        { hint: `Remove ${current}; berth makes it again.` },
+      );
+    }
+  }
+  return dir;
+}
+
+/**
  * The provider plugin cache of a job: the shared host directory when the tool is safe with it
- * (mounted writable, owned by the job's UID), otherwise a cache of the job's own.
+ * (mounted writable, owned by the job's UID), otherwise a cache of the job's own. `scope` keeps
+ * tenants apart on a shared worker: each scope (a stack) gets a directory of its own, so no
+ * tenant can change or delete what another tenant's jobs put there.
  */
 export async function pluginCache(
   tool: ToolName,
   version: string,
   hostDir: string | undefined,
   target: Pick<ToolTarget, 'platform' | 'sharesHostFiles'>,
+  scope?: string,
 ): Promise<PluginCache | null> {
   if (!hostDir) return null;
   const own = (why: string): PluginCache => ({
@@ -117,8 +163,8 @@ export async function pluginCache(
       `the Docker engine is not on this machine, so the shared plugin cache ${hostDir} cannot be mounted`,
     );
   }
-  const dir = path.join(hostDir, tool, target.platform);
-  await mkdir(dir, { recursive: true, mode: 0o700 });
+  const segments = [...(scope === undefined ? [] : ['scopes', scope]), tool, target.platform];
+  const dir = await sharedCacheDir(hostDir, segments);
   // The job runs as 1983; only root can hand the directory over, and nobody else gets access.
   try {
     await chown(dir, JOB_UID, JOB_GID);
@@ -162,7 +208,13 @@ export async function prepareTool(request: ToolRequest, target: ToolTarget): Pro
   }
   const version = await resolveToolVersion(request.source, request.constraint);
   const provided = await provideTool(request.source, version, target.platform, request.cacheDir);
-  const cache = await pluginCache(request.tool, version, request.pluginCacheDir, target);
+  const cache = await pluginCache(
+    request.tool,
+    version,
+    request.pluginCacheDir,
+    target,
+    request.cacheScope,
+  );
   const at = `${binDir === '/' ? '' : binDir}/${request.tool}`;
   const mounts: BindMount[] = cache?.mount ? [cache.mount] : [];
   const copies: HostCopy[] = [];

@@ -3,7 +3,15 @@
  * binaries as release zips with SHA256SUMS signed by a key made for the test: berth's real
  * resolve → download → verify → cache path.
  */
-import { existsSync, mkdtempSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -281,5 +289,52 @@ describe("OpenTofu's release layout", () => {
     );
     expect(error.code).toBe('BERTH_TOOL_DOWNLOAD_FAILED');
     expect(error.message).toContain('is not in the opentofu layout');
+  });
+});
+
+describe('the tool cache against tampering', () => {
+  it('re-verifies a cache hit: a changed binary is discarded, fetched again, and says so', async () => {
+    const dir = cache();
+    const first = await provideTool(source(), '1.5.7', 'linux_amd64', dir);
+    writeFileSync(first.binary, '#!/bin/sh\necho poisoned\n');
+    const again = await provideTool(source(), '1.5.7', 'linux_amd64', dir);
+    expect(again.downloaded).toBe(true);
+    expect(again.discarded).toMatch(
+      /^the cached terraform 1\.5\.7 \(linux_amd64\) was discarded and downloaded again: its SHA-256 is [0-9a-f]{64}, not the [0-9a-f]{64} recorded when it was verified$/,
+    );
+    expect(readFileSync(again.binary, 'utf8')).toBe(STAND_IN);
+    // Verified again, it is a plain cache hit next time.
+    const third = await provideTool(source(), '1.5.7', 'linux_amd64', dir);
+    expect(third).toMatchObject({ downloaded: false });
+    expect(third.discarded).toBeUndefined();
+  });
+
+  it('never uses a binary put into the cache without a verification record', async () => {
+    const dir = cache();
+    const planted = path.join(dir, 'terraform/1.6.2/linux_amd64');
+    mkdirSync(planted, { recursive: true });
+    writeFileSync(path.join(planted, 'terraform'), '#!/bin/sh\necho planted\n', { mode: 0o755 });
+    const provided = await provideTool(source(), '1.6.2', 'linux_amd64', dir);
+    expect(provided.downloaded).toBe(true);
+    expect(provided.discarded).toContain('has no record of the SHA-256');
+    expect(readFileSync(provided.binary, 'utf8')).toBe(STAND_IN);
+  });
+
+  it.each([
+    [
+      'a platform that climbs out',
+      '1.6.2',
+      'linux_amd64/../../../../tmp',
+      'BERTH_IMAGE_PLATFORM_INVALID',
+    ],
+    ['an unknown platform', '1.6.2', 'linux_vax', 'BERTH_IMAGE_PLATFORM_INVALID'],
+    ['a version that climbs out', '../../../tmp/x', 'linux_amd64', 'BERTH_TOOL_VERSION_UNKNOWN'],
+  ])('refuses %s before any path or URL is made', async (_what, version, platform, code) => {
+    const dir = cache();
+    const before = mirror.requests.length;
+    const error = await failure(provideTool(source(), version, platform, dir));
+    expect(error.code).toBe(code);
+    expect(mirror.requests.length).toBe(before);
+    expect(readdirSync(dir)).toEqual([]);
   });
 });

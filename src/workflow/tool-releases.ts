@@ -14,12 +14,15 @@
  *              <base>/v<version>/tofu_<version>_<os>_<arch>.zip, …_SHA256SUMS, …_SHA256SUMS.gpgsig
  */
 import { createHash, randomBytes } from 'node:crypto';
+import { createReadStream } from 'node:fs';
 import { chmod, mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { httpFetch } from '../net/http-fetch.js';
 import { BerthError, fetchFailureCause } from '../domain/errors.js';
-import { parseConstraint, resolveVersion } from '../domain/versions.js';
+import { parseConstraint, parseVersion, resolveVersion } from '../domain/versions.js';
+import { isReleasePlatform } from '../domain/platform.js';
+import { joinInside, segmentProblem } from '../domain/safe-path.js';
 
 export type ToolName = 'terraform' | 'tofu';
 
@@ -287,6 +290,60 @@ export interface ProvidedTool {
   binary: string;
   /** Whether this call downloaded it (false: it was in the cache). */
   downloaded: boolean;
+  /** Set when a cached binary no longer matched its recorded SHA-256 and was fetched again. */
+  discarded?: string;
+}
+
+/** Next to each cached binary: the SHA-256 it had when its download was verified. */
+const DIGEST_FILE = 'verified.sha256';
+
+/**
+ * Where a version's binary lives in the cache: built only from checked parts (the version from a
+ * release index, the platform from an image configuration), so it is always inside `cacheDir`.
+ */
+export function cachedToolDir(
+  cacheDir: string,
+  tool: ToolName,
+  version: string,
+  platform: string,
+): string {
+  if (!isReleasePlatform(platform)) {
+    throw new BerthError(
+      'BERTH_IMAGE_PLATFORM_INVALID',
+      `${JSON.stringify(platform.slice(0, 80))} is not a platform berth knows (such as linux_amd64)`,
+    );
+  }
+  const parsed = parseVersion(version);
+  if (!parsed || segmentProblem(version) !== null || !/^[0-9A-Za-z.+-]+$/.test(version)) {
+    throw new BerthError(
+      'BERTH_TOOL_VERSION_UNKNOWN',
+      `${JSON.stringify(version.slice(0, 80))} is not a ${tool} version berth can use`,
+    );
+  }
+  return joinInside(path.resolve(cacheDir), tool, version, platform);
+}
+
+async function fileSha256(file: string): Promise<string> {
+  const hash = createHash('sha256');
+  for await (const chunk of createReadStream(file)) hash.update(chunk as Buffer);
+  return hash.digest('hex');
+}
+
+/**
+ * A cache hit is only used when the binary still has the SHA-256 recorded when it was verified:
+ * null when it does (use it), else why not (it is then discarded and fetched again).
+ */
+async function cachedBinaryProblem(dir: string, binary: string): Promise<string | null> {
+  let recorded: string;
+  try {
+    recorded = (await readFile(path.join(dir, DIGEST_FILE), 'utf8')).trim();
+  } catch {
+    return 'it has no record of the SHA-256 it was verified with';
+  }
+  const actual = await fileSha256(binary);
+  return actual === recorded
+    ? null
+    : `its SHA-256 is ${actual}, not the ${recorded} recorded when it was verified`;
 }
 
 /**
@@ -299,10 +356,17 @@ export async function provideTool(
   platform: string,
   cacheDir: string,
 ): Promise<ProvidedTool> {
-  const final = path.join(cacheDir, source.tool, version, platform);
+  const final = cachedToolDir(cacheDir, source.tool, version, platform);
   const binary = path.join(final, source.tool);
-  if (await isFile(binary))
-    return { tool: source.tool, version, platform, binary, downloaded: false };
+  let discarded: string | undefined;
+  if (await isFile(binary)) {
+    const problem = await cachedBinaryProblem(final, binary);
+    if (problem === null)
+      return { tool: source.tool, version, platform, binary, downloaded: false };
+    // Changed since it was verified (or never recorded): never run it; fetch and verify again.
+    discarded = `the cached ${source.tool} ${version} (${platform}) was discarded and downloaded again: ${problem}`;
+    await rm(final, { recursive: true, force: true });
+  }
 
   const sumsName = `${source.tool}_${version}_SHA256SUMS`;
   const zipName = `${source.tool}_${version}_${platform}.zip`;
@@ -353,17 +417,27 @@ export async function provideTool(
   try {
     await writeFile(path.join(temp, source.tool), content, { mode: 0o755 });
     await chmod(path.join(temp, source.tool), 0o755);
+    await writeFile(path.join(temp, DIGEST_FILE), `${sha256(Buffer.from(content))}\n`, {
+      mode: 0o644,
+    });
     await mkdir(path.dirname(final), { recursive: true });
     try {
       await rename(temp, final);
     } catch (err) {
       // Another job finished the same version first: theirs is just as verified.
-      if (!(await isFile(binary))) throw err;
+      if (!(await isFile(binary)) || (await cachedBinaryProblem(final, binary)) !== null) throw err;
     }
   } finally {
     await rm(temp, { recursive: true, force: true });
   }
-  return { tool: source.tool, version, platform, binary, downloaded: true };
+  return {
+    tool: source.tool,
+    version,
+    platform,
+    binary,
+    downloaded: true,
+    ...(discarded ? { discarded } : {}),
+  };
 }
 
 async function isFile(file: string): Promise<boolean> {

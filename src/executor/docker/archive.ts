@@ -6,7 +6,7 @@
  */
 import { createReadStream } from 'node:fs';
 import type { Stats } from 'node:fs';
-import { lstat, readdir, readlink } from 'node:fs/promises';
+import { lstat, readdir, readlink, realpath } from 'node:fs/promises';
 import path from 'node:path';
 import tar from 'tar-stream';
 import { Readable } from 'node:stream';
@@ -70,7 +70,12 @@ export function createArchive(entries: readonly ArchiveEntry[]): ArchiveResult {
             ...ids(entry.owner),
           });
         } else {
-          await addTree(pack, entry.sourceDir, entry.name, entry.owner, stats);
+          // The job directory may be reached through a symlink (the user's choice); what is
+          // below it is copied as it is, symlinks as symlinks.
+          const root = await realpath(entry.sourceDir).catch((err: unknown) => {
+            throw unreadable(entry.sourceDir, err);
+          });
+          await addTree(pack, root, entry.name, entry.owner, stats);
         }
       }
       pack.finalize();

@@ -165,15 +165,34 @@ describe('digests', () => {
 
 describe('imagePlatform', () => {
   it.each([
-    ['linux', 'amd64', 'linux_amd64'],
-    ['linux', 'arm64', 'linux_arm64'],
-    ['linux', 'x86_64', 'linux_amd64'],
-    ['linux', 'aarch64', 'linux_arm64'],
-    ['linux', 'arm', 'linux_arm'],
-    [undefined, 'amd64', null],
-    ['linux', undefined, null],
-  ])('%s/%s → %s', (os, arch, platform) => {
-    expect(imagePlatform(os, arch)).toBe(platform);
+    ['linux', 'amd64', undefined, 'linux_amd64'],
+    ['linux', 'arm64', 'v8', 'linux_arm64'],
+    ['linux', 'x86_64', undefined, 'linux_amd64'],
+    ['linux', 'aarch64', undefined, 'linux_arm64'],
+    ['linux', 'arm', 'v7', 'linux_arm'],
+    ['Linux', 'AMD64', undefined, 'linux_amd64'],
+    [undefined, 'amd64', undefined, null],
+    ['linux', undefined, undefined, null],
+  ])('%s/%s/%s → %s', (os, arch, variant, platform) => {
+    expect(imagePlatform(os, arch, variant)).toEqual({ platform });
+  });
+
+  it.each([
+    ['linux', '../../../../tmp/evil'],
+    ['linux', 'amd64/../../x'],
+    ['../linux', 'amd64'],
+    ['linux', 'amd64\nx'],
+    ['linux', ''.padEnd(300, 'a')],
+    ['plan10', 'amd64'],
+  ])('refuses %s/%s, naming the value', (os, arch) => {
+    const result = imagePlatform(os, arch);
+    expect(result).toHaveProperty('error');
+    expect((result as { error: string }).error).toMatch(/is not one berth knows/);
+  });
+
+  it('refuses a variant that does not belong to the architecture', () => {
+    expect(imagePlatform('linux', 'arm', '../v7')).toHaveProperty('error');
+    expect(imagePlatform('linux', 'riscv64', 'v1')).toHaveProperty('error');
   });
 });
 

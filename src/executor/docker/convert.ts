@@ -4,6 +4,7 @@
  */
 import { shellQuote } from '../../domain/hook-script.js';
 import { parseImageReference, repositoryName } from '../../domain/image-reference.js';
+import { parsePlatform, releasePlatform } from '../../domain/platform.js';
 import {
   CONTROL_DIR,
   ENV_STATE_FILE,
@@ -213,17 +214,18 @@ export function repositoryOf(reference: string): string {
 
 /**
  * An image's platform as Terraform and OpenTofu name their release files (`linux_amd64`,
- * `linux_arm64`, `linux_arm`), from the OS and architecture the engine reports; null when
- * either is missing.
+ * `linux_arm64`, `linux_arm`), from the OS, architecture and variant the engine reports; null
+ * when OS or architecture is missing. The values come from whoever built the image: anything
+ * that is not a known platform is refused (the name becomes part of host paths).
  */
 export function imagePlatform(
   os: string | undefined,
   architecture: string | undefined,
-): string | null {
-  if (!os || !architecture) return null;
-  const arch =
-    architecture === 'x86_64' ? 'amd64' : architecture === 'aarch64' ? 'arm64' : architecture;
-  return `${os}_${arch}`;
+  variant?: string,
+): { platform: string | null } | { error: string } {
+  const parsed = parsePlatform(os, architecture, variant);
+  if ('error' in parsed) return parsed;
+  return { platform: parsed.platform ? releasePlatform(parsed.platform) : null };
 }
 
 /** The directories of PATH in an image's configured environment; null when it sets no PATH. */

@@ -67,6 +67,7 @@ interface ImageInspect {
   Id: string;
   Os?: string;
   Architecture?: string;
+  Variant?: string;
   RepoDigests?: string[] | null;
   Config?: { Labels?: Record<string, string> | null; Env?: string[] | null } | null;
 }
@@ -361,12 +362,19 @@ export class DockerExecutor implements Executor {
 }
 
 function resolved(reference: string, image: ImageInspect, pulled: boolean): ResolvedImage {
+  const platform = imagePlatform(image.Os, image.Architecture, image.Variant);
+  if ('error' in platform) {
+    throw new BerthError(
+      'BERTH_IMAGE_PLATFORM_INVALID',
+      `image ${reference} (${image.Id}) says it is for a platform berth does not know: ${platform.error}`,
+    );
+  }
   return {
     reference,
     id: image.Id,
     digest: pickRepoDigest(image.RepoDigests, reference),
     pulled,
-    platform: imagePlatform(image.Os, image.Architecture),
+    platform: platform.platform,
     searchPath: imageSearchPath(image.Config?.Env),
   };
 }

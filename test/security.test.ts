@@ -1,0 +1,211 @@
+/**
+ * Attacks by a tenant on a shared worker, each performed for real against berth (issue 11): an
+ * image whose configuration turns its platform into a path, a repository whose berth files are
+ * symlinks to files of the worker. Each test failed before its fix.
+ */
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
+import type { EngineClient } from '../src/executor/docker/engine-client.js';
+import { expectNothingLeftBehind } from './harness/cleanup.js';
+import { finished, jobOutput, runBerth, testStateDir } from './harness/cli.js';
+import { removeImage, testEngine } from './harness/engine.js';
+import { jobDir } from './harness/files.js';
+import { loadForgedImage } from './harness/forged-image.js';
+import { startReleaseMirror, type ReleaseMirror } from './harness/release-mirror.js';
+
+let engine: EngineClient;
+let mirror: ReleaseMirror;
+const made: string[] = [];
+
+function scratch(prefix: string): string {
+  const dir = mkdtempSync(path.join(tmpdir(), prefix));
+  made.push(dir);
+  return dir;
+}
+
+beforeAll(async () => {
+  engine = testEngine();
+  mirror = await startReleaseMirror('terraform');
+  await mirror.publish('1.7.1', { content: '#!/bin/sh\necho "verified stand-in terraform $*"\n' });
+});
+
+afterEach(async () => {
+  await expectNothingLeftBehind(engine);
+});
+
+afterAll(async () => {
+  await mirror.stop();
+  engine.close();
+  for (const dir of made) rmSync(dir, { recursive: true, force: true });
+});
+
+describe("an image's platform is data, never a path", () => {
+  it('refuses an image whose architecture climbs out of the tool cache, and runs nothing from there', async () => {
+    // Where the attacker wants berth to look for "the verified terraform": a directory it filled.
+    const poisoned = scratch('berth-poisoned-');
+    writeFileSync(path.join(poisoned, 'terraform'), '#!/bin/sh\necho POISONED-BINARY-RAN\n', {
+      mode: 0o755,
+    });
+    const forged = `berth-test/forged-arch:${path.basename(poisoned).toLowerCase()}`;
+    await loadForgedImage(engine, inject('busyboxImage'), forged, (config) => {
+      config.architecture = `amd64/../../../../../../../../../..${poisoned}`;
+    });
+    const stateDir = testStateDir();
+    made.push(stateDir);
+    const pluginCache = scratch('berth-plugin-cache-');
+    try {
+      const dir = jobDir({
+        '.berth/config.yml': 'version: 2\nstack_defaults:\n  terraform_version: "1.7.1"\n',
+      });
+      const withTool = await runBerth(
+        ['run', dir, '--image', forged, '--pull', 'never', '--json', '--', 'terraform version'],
+        {
+          BERTH_STATE_DIR: stateDir,
+          BERTH_PLUGIN_CACHE_DIR: pluginCache,
+          BERTH_TERRAFORM_RELEASES_URL: mirror.baseUrl,
+          BERTH_TERRAFORM_SIGNING_KEY_FILE: mirror.keyFile,
+        },
+      );
+      expect(withTool.code).toBe(3);
+      const error = finished(withTool).error;
+      expect(error?.code).toBe('BERTH_IMAGE_PLATFORM_INVALID');
+      expect(error?.message).toContain('is not one berth knows');
+      expect(jobOutput(withTool)).not.toContain('POISONED-BINARY-RAN');
+      expect(withTool.events.some((e) => e.type === 'tool.ready')).toBe(false);
+      // Nothing of the attacker's was handed to UID 1983 or created beside it.
+      expect(execFileSync('stat', ['-c', '%u', poisoned], { encoding: 'utf8' }).trim()).toBe('0');
+    } finally {
+      await removeImage(engine, forged);
+    }
+  });
+});
+
+describe('symlinks in the job directory are never followed to files of this machine', () => {
+  let secretFile: string;
+  const secret = `worker-secret-${process.pid}`;
+
+  beforeAll(() => {
+    const dir = scratch('berth-host-secret-');
+    secretFile = path.join(dir, 'config.json');
+    writeFileSync(secretFile, `echo ${secret}\n`, { mode: 0o600 });
+  });
+
+  it('.berth/task.sh as a symlink to a root-only file: refused, nothing of it reaches the job', async () => {
+    const dir = jobDir({ 'main.tf': '' });
+    mkdirSync(path.join(dir, '.berth'));
+    symlinkSync(secretFile, path.join(dir, '.berth', 'task.sh'));
+    const result = await runBerth([
+      'run',
+      dir,
+      '--image',
+      inject('busyboxImage'),
+      '--pull',
+      'never',
+      '--json',
+    ]);
+    expect(result.code).toBe(2);
+    expect(result.stdout + result.stderr).not.toContain(secret);
+    expect(result.stderr).toContain('BERTH_WORKSPACE_SYMLINK');
+    expect(result.stderr).toContain(path.join(dir, '.berth', 'task.sh'));
+  });
+
+  it('a symlinked .berth directory is refused for the task and the runtime configuration', async () => {
+    const hostDir = path.dirname(secretFile);
+    writeFileSync(path.join(hostDir, 'task.sh'), `echo ${secret}\n`, { mode: 0o600 });
+    writeFileSync(path.join(hostDir, 'config.yml'), `version: 2\n# ${secret}\n`, { mode: 0o600 });
+    const dir = jobDir({ 'main.tf': '' });
+    symlinkSync(hostDir, path.join(dir, '.berth'));
+    for (const args of [[], ['--', 'echo hi']]) {
+      const result = await runBerth([
+        'run',
+        dir,
+        '--image',
+        inject('busyboxImage'),
+        '--pull',
+        'never',
+        ...args,
+      ]);
+      expect(result.code).toBe(2);
+      expect(result.stdout + result.stderr).not.toContain(secret);
+      expect(result.stderr).toMatch(/reached through .*\.berth, which is a symlink/);
+    }
+  });
+
+  it.each([['.berth/config.yml'], ['.spacelift/config.yml']])(
+    '%s as a symlink is refused, naming the file',
+    async (relative) => {
+      const dir = jobDir({ 'main.tf': '' });
+      mkdirSync(path.join(dir, path.dirname(relative)));
+      symlinkSync(secretFile, path.join(dir, relative));
+      const result = await runBerth([
+        'run',
+        dir,
+        '--image',
+        inject('busyboxImage'),
+        '--pull',
+        'never',
+        '--',
+        'echo hi',
+      ]);
+      expect(result.code).toBe(2);
+      expect(result.stderr).toContain(`${path.join(dir, relative)} is a symlink`);
+      expect(result.stdout).not.toContain('hi');
+    },
+  );
+
+  it('a symlinked .berth/workflow.yml of a CUSTOM workflow is refused', async () => {
+    const dir = jobDir({
+      '.berth/config.yml': 'version: 2\nstack_defaults:\n  terraform_workflow_tool: CUSTOM\n',
+    });
+    symlinkSync(secretFile, path.join(dir, '.berth', 'workflow.yml'));
+    const result = await runBerth([
+      'run',
+      dir,
+      '--image',
+      inject('busyboxImage'),
+      '--pull',
+      'never',
+      '--type',
+      'proposed',
+    ]);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain('workflow.yml is a symlink');
+    expect(result.stdout + result.stderr).not.toContain(secret);
+  });
+
+  it('a FIFO as .berth/task.sh is an error, not a launcher blocked forever', async () => {
+    const dir = jobDir({ 'main.tf': '' });
+    mkdirSync(path.join(dir, '.berth'));
+    execFileSync('mkfifo', [path.join(dir, '.berth', 'task.sh')]);
+    const result = await runBerth([
+      'run',
+      dir,
+      '--image',
+      inject('busyboxImage'),
+      '--pull',
+      'never',
+    ]);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain('is not a regular file');
+  });
+
+  it('still reads a job directory reached through a symlink of the user (only below it is checked)', async () => {
+    const real = jobDir({ '.berth/task.sh': 'echo from-task-file\n' });
+    const link = path.join(scratch('berth-link-'), 'job');
+    symlinkSync(real, link);
+    const result = await runBerth([
+      'run',
+      link,
+      '--image',
+      inject('busyboxImage'),
+      '--pull',
+      'never',
+      '--json',
+    ]);
+    expect(result.code, result.stderr).toBe(0);
+    expect(jobOutput(result)).toContain('from-task-file');
+  });
+});
