@@ -32,10 +32,11 @@ describe('toCreateContainerBody', () => {
     const body = toCreateContainerBody(spec);
     expect(body).toMatchObject({
       Image: 'sha256:abc',
-      User: '1983:1983',
+      // The keeper runs as nobody: the job's UID can be swept clean between phases.
+      User: '65534:65534',
       Entrypoint: ['/bin/sh', '-c', KEEPER_SCRIPT],
       Cmd: null,
-      WorkingDir: '/mnt/workspace/source',
+      WorkingDir: '/',
       Env: ['A=1', 'SECRET=v=1'],
       OpenStdin: true,
       HostConfig: {

@@ -24,6 +24,12 @@ import {
  */
 export const KEEPER_SCRIPT = "trap '' INT; read -r berth_keepalive";
 
+/**
+ * The keeper (and Docker's init) run as this user, never the job's: the job cannot signal them,
+ * and berth can end every process of the job's UID between phases without ending the container.
+ */
+export const KEEPER_UID = 65534;
+
 export const PHASE_WRAPPER_PATH = `${CONTROL_DIR}/phase.sh`;
 
 /**
@@ -36,10 +42,19 @@ export const PHASE_WRAPPER = `# berth phase wrapper: $1 is the phase script.
 berth_state=${ENV_STATE_FILE}
 if [ -f "$berth_state" ]; then . "$berth_state"; fi
 berth_save_env() {
-  # Variables given to this phase only (BERTH_PHASE_ONLY) never travel to later phases.
+  # Variables given to this phase only (BERTH_PHASE_ONLY, and every ro_/wo_ variable whatever
+  # became of that list) never travel to later phases.
   for berth_v in \${BERTH_PHASE_ONLY:-}; do unset "$berth_v"; done
   unset BERTH_PHASE_ONLY berth_v
   mkdir -p "\${berth_state%/*}" 2>/dev/null
+  export -p > "$berth_state.tmp" 2>/dev/null || return 0
+  while IFS= read -r berth_v; do
+    case $berth_v in
+      'export ro_'*|'export wo_'*|'declare -x ro_'*|'declare -x wo_'*)
+        berth_v=\${berth_v#export }; berth_v=\${berth_v#declare -x }; unset "\${berth_v%%=*}" 2>/dev/null ;;
+    esac
+  done < "$berth_state.tmp"
+  unset berth_v
   export -p > "$berth_state.tmp" 2>/dev/null && mv -f "$berth_state.tmp" "$berth_state" 2>/dev/null
 }
 trap 'berth_rc=$?; berth_save_env; exit $berth_rc' EXIT
@@ -110,12 +125,13 @@ export function toCreateContainerBody(
   }
   return {
     Image: spec.image,
-    User: `${JOB_UID}:${JOB_GID}`,
+    User: sole ? `${JOB_UID}:${JOB_GID}` : `${KEEPER_UID}:${KEEPER_UID}`,
     Entrypoint: sole
       ? ['/bin/sh', '-c', `. ${SOLE_MAIN_PATH}`, 'berth-phase', sole.scriptPath]
       : ['/bin/sh', '-c', KEEPER_SCRIPT],
     Cmd: null,
-    WorkingDir: sole?.phase.workingDir ?? SOURCE_DIR,
+    // The keeper needs no directory of the job's (which its user may not enter).
+    WorkingDir: sole ? (sole.phase.workingDir ?? SOURCE_DIR) : '/',
     Env: toEnvList(sole ? { ...spec.env, ...sole.phase.env } : spec.env),
     Labels: jobLabels(spec),
     // The keeper blocks on a stdin that stays open; a sole phase reads an empty one, like an exec.
@@ -157,6 +173,21 @@ export function toInterruptExecBody(): Record<string, unknown> {
     Cmd: ['/bin/sh', '-c', 'kill -INT -1 2>/dev/null; exit 0'],
     AttachStdout: false,
     AttachStderr: false,
+    Tty: false,
+  };
+}
+
+/**
+ * The exec that ends every process of a phase once the phase is over (a background process or a
+ * daemon of one phase must never see the next phase's environment or files): SIGKILL to every
+ * process of the job's UID. The keeper and init run as KEEPER_UID, out of reach.
+ */
+export function toEndPhaseExecBody(): Record<string, unknown> {
+  return {
+    User: `${JOB_UID}:${JOB_GID}`,
+    Cmd: ['/bin/sh', '-c', 'kill -KILL -1 2>/dev/null; exit 0'],
+    AttachStdout: true,
+    AttachStderr: true,
     Tty: false,
   };
 }

@@ -16,7 +16,7 @@ import {
   type TreeEntry,
 } from '../executor.js';
 import { listArchive } from './archive.js';
-import { toInterruptExecBody, toPhaseExecBody } from './convert.js';
+import { toEndPhaseExecBody, toInterruptExecBody, toPhaseExecBody } from './convert.js';
 import { DockerApiError, containerError } from './daemon-errors.js';
 import {
   ROOT,
@@ -89,7 +89,36 @@ export class DockerJob implements JobHandle {
     });
     onStarted?.();
     await pumpOutput(res, onOutput);
-    return { exitCode: await this.exitCodeOf(exec.Id) };
+    const exitCode = await this.exitCodeOf(exec.Id);
+    await this.endPhaseProcesses();
+    return { exitCode };
+  }
+
+  /** Kills whatever the phase left running (background jobs, daemons) before anything else runs. */
+  private async endPhaseProcesses(): Promise<void> {
+    let exec: { Id: string };
+    try {
+      exec = await this.engine.json<{ Id: string }>(
+        'POST',
+        `/containers/${this.containerId}/exec`,
+        {
+          body: toEndPhaseExecBody(),
+        },
+      );
+    } catch (err) {
+      // The container is not running (killed, stopped): no process of the phase is left.
+      if (err instanceof DockerApiError && (err.status === 409 || err.status === 404)) return;
+      throw err;
+    }
+    const res = await this.engine.stream('POST', `/exec/${exec.Id}/start`, {
+      body: { Detach: false, Tty: false },
+    });
+    res.resume();
+    await new Promise<void>((resolve) => {
+      res.on('end', resolve);
+      res.on('close', resolve);
+      res.on('error', () => resolve());
+    });
   }
 
   /**
