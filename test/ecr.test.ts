@@ -44,10 +44,14 @@ function awsEnv(withCredentials: boolean): Record<string, string | undefined> {
   };
 }
 
-function run(pool: 'public' | 'private', withCredentials = true): Promise<BerthResult> {
+function run(
+  pool: 'public' | 'private',
+  withCredentials = true,
+  env: Record<string, string> = {},
+): Promise<BerthResult> {
   return runBerth(
     ['run', jobDir(), '--pool', pool, '--image', image, '--json', '--', 'echo ran-from-ecr'],
-    awsEnv(withCredentials),
+    { ...awsEnv(withCredentials), ...env },
   );
 }
 
@@ -103,9 +107,22 @@ describe('ECR images', () => {
     expect(ecr.requests.length - before).toBe(2);
   });
 
-  it('work on a public pool with the worker identity (ECR is on the default allow-list)', async () => {
+  it("are refused on a public pool unless the operator lists the account: the worker's identity is not the tenant's", async () => {
     const before = ecr.requests.length;
-    const result = await run('public');
+    const refused = await run('public');
+    expect(refused.code).toBe(3);
+    const error = finished(refused).error;
+    expect(error?.code).toBe('BERTH_POLICY_ECR_ACCOUNT_NOT_ALLOWED');
+    expect(error?.message).toContain(`ECR account ${ecr.account} is not one whose images`);
+    expect(error?.hint).toContain('BERTH_PUBLIC_ECR_ACCOUNTS');
+    // Refused before the worker's identity was used at all.
+    expect(ecr.requests.length).toBe(before);
+    expect(jobOutput(refused)).toBe('');
+  });
+
+  it('work on a public pool with the worker identity for a listed account', async () => {
+    const before = ecr.requests.length;
+    const result = await run('public', true, { BERTH_PUBLIC_ECR_ACCOUNTS: ecr.account });
     expect(result.code, result.stderr).toBe(0);
     expect(result.events.find((e) => e.type === 'image.checked')).toMatchObject({
       pool: 'public',

@@ -4,7 +4,7 @@
  * symlinks to files of the worker. Each test failed before its fix.
  */
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
@@ -15,6 +15,15 @@ import { removeImage, testEngine } from './harness/engine.js';
 import { jobDir } from './harness/files.js';
 import { loadForgedImage } from './harness/forged-image.js';
 import { startReleaseMirror, type ReleaseMirror } from './harness/release-mirror.js';
+
+/** A terraform stand-in for workflow runs: plan writes the plan file, show prints no changes. */
+const WORKFLOW_STAND_IN = `#!/bin/sh
+case "$1" in
+  plan) for a in "$@"; do case "$a" in -out=*) echo planned > "\${a#-out=}" ;; esac; done ;;
+  show) echo '{"format_version":"1.2","resource_changes":[]}' ;;
+  *) echo "terraform $1 done" ;;
+esac
+`;
 
 let engine: EngineClient;
 let mirror: ReleaseMirror;
@@ -30,6 +39,7 @@ beforeAll(async () => {
   engine = testEngine();
   mirror = await startReleaseMirror('terraform');
   await mirror.publish('1.7.1', { content: '#!/bin/sh\necho "verified stand-in terraform $*"\n' });
+  await mirror.publish('1.6.2', { content: WORKFLOW_STAND_IN });
 });
 
 afterEach(async () => {
@@ -207,5 +217,99 @@ describe('symlinks in the job directory are never followed to files of this mach
     ]);
     expect(result.code, result.stderr).toBe(0);
     expect(jobOutput(result)).toContain('from-task-file');
+  });
+});
+
+describe('phases of one job are kept apart', () => {
+  function workflowEnv(stateDir: string): Record<string, string> {
+    return {
+      BERTH_STATE_DIR: stateDir,
+      BERTH_TERRAFORM_RELEASES_URL: mirror.baseUrl,
+      BERTH_TERRAFORM_SIGNING_KEY_FILE: mirror.keyFile,
+    };
+  }
+
+  it('no process of a phase outlives it: a daemon started in init never sees the wo_ values of apply', async () => {
+    const config = `version: 2
+stack_defaults:
+  terraform_version: "1.6.2"
+  before_init:
+    - BERTH_PHASE_ONLY=
+    - |
+      (setsid sh -c 'echo $$ > /mnt/workspace/daemon.pid; while :; do grep -l wo_TOKEN /proc/[0-9]*/environ 2>/dev/null | while read -r f; do tr "\\0" "\\n" < "$f" | grep wo_TOKEN >> /mnt/workspace/leak; done; sleep 0.05; done' </dev/null >/dev/null 2>&1 &)
+    - 'for i in $(seq 1 50); do [ -s /mnt/workspace/daemon.pid ] && break; sleep 0.1; done; echo "daemon $(cat /mnt/workspace/daemon.pid)"'
+  after_apply:
+    - 'if kill -0 "$(cat /mnt/workspace/daemon.pid)" 2>/dev/null; then echo "daemon alive"; else echo "daemon gone"; fi'
+    - 'echo "leaked: $(cat /mnt/workspace/leak 2>/dev/null)"'
+    - 'grep -c "ro_\\|wo_" /mnt/workspace/.berth/env.sh || true'
+`;
+    const stateDir = testStateDir();
+    made.push(stateDir);
+    const result = await runBerth(
+      [
+        'run',
+        jobDir({ '.berth/config.yml': config, 'main.tf': '' }),
+        '--image',
+        inject('busyboxImage'),
+        '--pull',
+        'never',
+        '--type',
+        'tracked',
+        '--auto-deploy',
+        '--env',
+        'wo_TOKEN=apply-only-value',
+        '--env',
+        'ro_TOKEN=plan-only-value',
+        '--json',
+      ],
+      workflowEnv(stateDir),
+    );
+    expect(result.code, JSON.stringify(finished(result).error)).toBe(0);
+    const out = jobOutput(result);
+    expect(out).toMatch(/daemon \d+/);
+    expect(out).toContain('daemon gone');
+    expect(out).toContain('leaked: \n');
+    expect(out).not.toContain('apply-only-value');
+    // No ro_/wo_ value was saved in the environment carried from phase to phase.
+    expect(out).toMatch(/\n0\n/);
+  });
+
+  it('a tracked run whose workspace grows past the saved-workspace limit keeps nothing and applies nothing', async () => {
+    const config = `version: 2
+stack_defaults:
+  terraform_version: "1.6.2"
+  after_plan:
+    - dd if=/dev/zero of=/mnt/workspace/sparse bs=1 count=0 seek=3G 2>/dev/null
+  before_apply:
+    - echo APPLY-RAN
+`;
+    const stateDir = testStateDir();
+    made.push(stateDir);
+    const result = await runBerth(
+      [
+        'run',
+        jobDir({ '.berth/config.yml': config, 'main.tf': '' }),
+        '--image',
+        inject('busyboxImage'),
+        '--pull',
+        'never',
+        '--type',
+        'tracked',
+        '--saved-workspace-limit',
+        '8MiB',
+        '--json',
+      ],
+      workflowEnv(stateDir),
+      { input: 'yes\n' },
+    );
+    expect(result.code).toBe(2);
+    const error = finished(result).error;
+    expect(error?.code).toBe('BERTH_SAVED_WORKSPACE_TOO_LARGE');
+    expect(error?.message).toContain('more than 8.0 MiB (the saved-workspace limit)');
+    expect(jobOutput(result)).not.toContain('APPLY-RAN');
+    expect(finished(result).state).toBe('FAILED');
+    // Nothing of the workspace was kept on this machine.
+    const runDir = path.join(stateDir, 'runs', finished(result).runId);
+    expect(readdirSync(runDir)).toEqual(['output.log']);
   });
 });

@@ -9,7 +9,7 @@ import {
   parseAllowList,
   type PoolKind,
 } from '../domain/pool-policy.js';
-import { resolveImageAccess } from '../launcher/image-access.js';
+import { publicEcrAccountsFrom, resolveImageAccess } from '../launcher/image-access.js';
 import { dockerConfigDirFrom } from '../registry/docker-config.js';
 import { ecrTokenFromSdk } from '../registry/ecr.js';
 import type { Output } from './render.js';
@@ -87,7 +87,14 @@ async function check(
     });
     code = EXIT_CODES.image;
   } else {
-    const decision = decideImage(parsed.reference, pool, allowList, dockerConfig !== null);
+    const publicEcrAccounts = publicEcrAccountsFrom(env);
+    const decision = decideImage(
+      parsed.reference,
+      pool,
+      allowList,
+      dockerConfig !== null,
+      publicEcrAccounts,
+    );
     Object.assign(report, {
       normalised: formatImageReference(parsed.reference),
       registry: parsed.reference.registry,
@@ -108,6 +115,7 @@ async function check(
           dockerConfig,
           env,
           ecrToken: ecrTokenFromSdk,
+          publicEcrAccounts,
         });
         Object.assign(report, {
           credentialSource: access.credentialSource,

@@ -6,6 +6,7 @@ import { BerthError } from '../domain/errors.js';
 import { shellQuote } from '../domain/hook-script.js';
 import { checkImageReference } from '../domain/image-reference.js';
 import { parseByteSize, parseCpus, parseDuration } from '../domain/units.js';
+import { DEFAULT_SAVED_WORKSPACE_LIMIT } from '../launcher/run-job.js';
 import type { PullPolicy } from '../executor/executor.js';
 import {
   POOL_KINDS,
@@ -29,6 +30,7 @@ export interface RawRunOptions {
   runtime?: string;
   pull: string;
   logLimit: string;
+  savedWorkspaceLimit?: string;
   pool: string;
   allowedRegistries?: string;
 }
@@ -49,6 +51,7 @@ export interface CheckedRunOptions {
   /** `auto`: decided by the pool and the reference (see defaultPullPolicy). */
   pullPolicy: PullPolicy | 'auto';
   logLimitBytes: number;
+  savedWorkspaceLimitBytes: number;
   pool: PoolKind;
   allowList: AllowRule[] | null;
 }
@@ -120,6 +123,7 @@ export function checkRunOptions(raw: RawRunOptions): CheckedRunOptions {
     network: raw.network,
     pullPolicy,
     logLimitBytes: 0,
+    savedWorkspaceLimitBytes: DEFAULT_SAVED_WORKSPACE_LIMIT,
     pool: raw.pool as PoolKind,
     allowList: null,
   };
@@ -164,6 +168,16 @@ export function checkRunOptions(raw: RawRunOptions): CheckedRunOptions {
   else if (logLimit.bytes < 1024)
     problems.push(`--log-limit ${JSON.stringify(raw.logLimit)}: keep at least 1KiB`);
   else checked.logLimitBytes = logLimit.bytes;
+
+  if (raw.savedWorkspaceLimit !== undefined) {
+    const limit = parseByteSize(raw.savedWorkspaceLimit);
+    if ('error' in limit) problems.push(`--saved-workspace-limit: ${limit.error}`);
+    else if (limit.bytes < 1024 * 1024)
+      problems.push(
+        `--saved-workspace-limit ${JSON.stringify(raw.savedWorkspaceLimit)}: allow at least 1MiB`,
+      );
+    else checked.savedWorkspaceLimitBytes = limit.bytes;
+  }
 
   if (problems.length > 0) {
     throw new BerthError(

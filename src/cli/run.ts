@@ -9,7 +9,11 @@ import { EngineClient } from '../executor/docker/engine-client.js';
 import { DEFAULT_PUBLIC_ALLOW_LIST, defaultPullPolicy } from '../domain/pool-policy.js';
 import { dockerConfigDirFrom } from '../registry/docker-config.js';
 import { ecrTokenFromSdk } from '../registry/ecr.js';
-import { parseReferenceOrThrow, type ImageAccessSettings } from '../launcher/image-access.js';
+import {
+  parseReferenceOrThrow,
+  publicEcrAccountsFrom,
+  type ImageAccessSettings,
+} from '../launcher/image-access.js';
 import { readJobFile } from '../launcher/job-files.js';
 import { FileJobUserCache } from '../launcher/job-user-cache.js';
 import { currentLauncherId, isLauncherAlive } from '../launcher/launcher-identity.js';
@@ -95,6 +99,10 @@ export function registerRun(
     .option('--network <name>', 'Docker network for the job container', 'bridge')
     .option('--runtime <name>', 'OCI runtime, e.g. runsc (must be registered with the engine)')
     .option('--log-limit <size>', 'bound of the stored log (head and tail are kept)', '4MiB')
+    .option(
+      '--saved-workspace-limit <size>',
+      'tracked runs: most the workspace kept between plan and apply may be (default: $BERTH_SAVED_WORKSPACE_LIMIT or 1GiB)',
+    )
     .option('--json', 'print one JSON event per line instead of the human view')
     .action(async (dir: string, words: string[], raw: RawRunOptions & { json?: boolean }) => {
       setExit(await runCommand(dir, words, raw, io, env));
@@ -165,6 +173,8 @@ async function runCommand(
   const options = checkRunOptions({
     ...raw,
     allowedRegistries: raw.allowedRegistries ?? env.BERTH_PUBLIC_ALLOWED_REGISTRIES,
+    savedWorkspaceLimit:
+      raw.savedWorkspaceLimit ?? (env.BERTH_SAVED_WORKSPACE_LIMIT?.trim() || undefined),
   });
   const settings = readSettings(env);
   const dockerConfig =
@@ -229,6 +239,7 @@ async function runCommand(
             dockerConfig,
             env,
             ecrToken: ecrTokenFromSdk,
+            publicEcrAccounts: publicEcrAccountsFrom(env),
           };
     const running = startRun(
       {
@@ -279,6 +290,7 @@ async function runCommand(
         memoryBytes: options.memoryBytes,
         pidsLimit: options.pidsLimit,
         logLimitBytes: options.logLimitBytes,
+        savedWorkspaceLimitBytes: options.savedWorkspaceLimitBytes,
         stateDir: settings.stateDir,
         launcherId,
       },

@@ -5,6 +5,7 @@ import {
   ecrHostProblem,
   decideImage,
   parseAllowList,
+  parseEcrAccounts,
   parseEcrRegistry,
   type AllowRule,
 } from './pool-policy.js';
@@ -103,7 +104,14 @@ const DEFAULTS: [string, boolean, string | null][] = [
 
 describe('public pool with the default allow-list', () => {
   it.each(DEFAULTS)('%s → allowed %s (%s)', (text, allowed, pattern) => {
-    const decision = decideImage(ref(text), 'public', DEFAULT_PUBLIC_ALLOW_LIST, true);
+    const ecr = parseEcrRegistry(ref(text).registry);
+    const decision = decideImage(
+      ref(text),
+      'public',
+      DEFAULT_PUBLIC_ALLOW_LIST,
+      true,
+      ecr ? [ecr.account] : [],
+    );
     expect(decision.allowed).toBe(allowed);
     expect(decision.rule).toBe(pattern);
     if (!allowed) {
@@ -114,12 +122,47 @@ describe('public pool with the default allow-list', () => {
     }
   });
 
-  it('never uses docker-config credentials on a public pool, only the worker identity for ECR', () => {
+  it('never uses docker-config credentials on a public pool, only the worker identity for listed ECR accounts', () => {
     for (const [text, allowed] of DEFAULTS) {
-      const decision = decideImage(ref(text), 'public', DEFAULT_PUBLIC_ALLOW_LIST, true);
-      const expected = allowed && parseEcrRegistry(ref(text).registry) ? 'ecr' : 'none';
+      const ecr = parseEcrRegistry(ref(text).registry);
+      const decision = decideImage(
+        ref(text),
+        'public',
+        DEFAULT_PUBLIC_ALLOW_LIST,
+        true,
+        ecr ? [ecr.account] : [],
+      );
+      const expected = allowed && ecr ? 'ecr' : 'none';
       expect(decision.credentials, text).toBe(expected);
     }
+  });
+
+  it("refuses ECR images of accounts the operator did not list: the worker's AWS identity is not the tenant's", () => {
+    const image = ref('123456789012.dkr.ecr.eu-west-1.amazonaws.com/team/app:v1');
+    const unlisted = decideImage(image, 'public', DEFAULT_PUBLIC_ALLOW_LIST, false);
+    expect(unlisted).toMatchObject({ allowed: false, refusal: 'ecr-account', credentials: 'none' });
+    expect(unlisted.reason).toContain('ECR account 123456789012 is not one whose images');
+    expect(unlisted.reason).toContain('BERTH_PUBLIC_ECR_ACCOUNTS: none listed');
+    const other = decideImage(image, 'public', DEFAULT_PUBLIC_ALLOW_LIST, false, ['210987654321']);
+    expect(other.allowed).toBe(false);
+    expect(other.reason).toContain('BERTH_PUBLIC_ECR_ACCOUNTS: 210987654321');
+    const listed = decideImage(image, 'public', DEFAULT_PUBLIC_ALLOW_LIST, false, ['123456789012']);
+    expect(listed).toMatchObject({ allowed: true, credentials: 'ecr' });
+    // Private pools are one tenant's: its own worker identity is its own business.
+    expect(decideImage(image, 'private', [], false).credentials).toBe('ecr');
+  });
+
+  it.each([
+    ['123456789012, 210987654321', ['123456789012', '210987654321']],
+    ['', []],
+  ])('reads the account list %j', (text, accounts) => {
+    expect(parseEcrAccounts(text)).toEqual({ accounts });
+  });
+
+  it('refuses an account list with something that is not an account id', () => {
+    expect(parseEcrAccounts('12345,123456789012')).toEqual({
+      error: '"12345" is not an AWS account id (12 digits)',
+    });
   });
 });
 

@@ -179,6 +179,8 @@ export interface PolicyDecision {
   credentials: CredentialSource;
   /** Why, in a sentence fit for an error message or `berth image check`. */
   reason: string;
+  /** What refused the image, when it is refused. */
+  refusal?: 'registry' | 'ecr-account';
 }
 
 /**
@@ -190,9 +192,16 @@ export function decideImage(
   pool: PoolKind,
   allowList: readonly AllowRule[],
   dockerConfigured: boolean,
+  /**
+   * Public pools: the AWS accounts whose ECR images the worker's own identity may fetch tokens
+   * for. None by default: otherwise any tenant could run every private image the worker's role
+   * may pull (the worker would be a confused deputy).
+   */
+  publicEcrAccounts: readonly string[] = [],
 ): PolicyDecision {
   const { registry } = reference;
-  const ecr = parseEcrRegistry(registry) !== null;
+  const ecrRegistry = parseEcrRegistry(registry);
+  const ecr = ecrRegistry !== null;
   if (pool === 'private') {
     const credentials: CredentialSource = ecr ? 'ecr' : dockerConfigured ? 'docker-config' : 'none';
     return {
@@ -215,6 +224,21 @@ export function decideImage(
       reason:
         `registry ${registry} is not on this public pool's allow-list (${allowList.map((r) => r.pattern).join(', ')}). ` +
         'Public pools run only public images from allow-listed registries; a private worker pool may use any registry.',
+      refusal: 'registry',
+    };
+  }
+  if (ecrRegistry && !publicEcrAccounts.includes(ecrRegistry.account)) {
+    return {
+      allowed: false,
+      pool,
+      registry,
+      rule: match.pattern,
+      credentials: 'none',
+      reason:
+        `ECR account ${ecrRegistry.account} is not one whose images this public pool fetches with the worker's own AWS identity ` +
+        `(BERTH_PUBLIC_ECR_ACCOUNTS: ${publicEcrAccounts.length ? publicEcrAccounts.join(', ') : 'none listed'}). ` +
+        "Otherwise any tenant could run every private image the worker's AWS role may pull.",
+      refusal: 'ecr-account',
     };
   }
   return {
@@ -226,6 +250,18 @@ export function decideImage(
     credentials: ecr ? 'ecr' : 'none',
     reason: `registry ${registry} matches allow-list entry ${match.pattern}`,
   };
+}
+
+/** Reads an operator's list of AWS account ids (12 digits each, comma-separated). */
+export function parseEcrAccounts(text: string): { accounts: string[] } | { error: string } {
+  const accounts = text
+    .split(',')
+    .map((a) => a.trim())
+    .filter(Boolean);
+  const bad = accounts.find((a) => !/^\d{12}$/.test(a));
+  if (bad !== undefined)
+    return { error: `${JSON.stringify(bad)} is not an AWS account id (12 digits)` };
+  return { accounts };
 }
 
 /**

@@ -15,6 +15,7 @@ import {
 import {
   decideImage,
   ecrHostProblem,
+  parseEcrAccounts,
   parseEcrRegistry,
   type AllowRule,
   type PolicyDecision,
@@ -41,6 +42,8 @@ export interface ImageAccessSettings {
   ecrToken: EcrTokenSource;
   helperRunner?: HelperRunner;
   checkTimeoutMs?: number;
+  /** Public pools: AWS accounts whose ECR images the worker's identity may pull (none by default). */
+  publicEcrAccounts?: readonly string[];
 }
 
 export interface ImageAccess {
@@ -56,6 +59,17 @@ export interface ImageAccess {
   digest: string;
   /** What to pull and run: `registry/repository@digest`. */
   pinned: string;
+}
+
+/** BERTH_PUBLIC_ECR_ACCOUNTS: the accounts a public pool may fetch ECR tokens for. */
+export function publicEcrAccountsFrom(env: NodeJS.ProcessEnv): string[] {
+  const parsed = parseEcrAccounts(env.BERTH_PUBLIC_ECR_ACCOUNTS ?? '');
+  if ('error' in parsed) {
+    throw new BerthError('BERTH_USAGE', `BERTH_PUBLIC_ECR_ACCOUNTS: ${parsed.error}`, {
+      hint: 'List AWS account ids separated by commas, e.g. BERTH_PUBLIC_ECR_ACCOUNTS=123456789012,210987654321.',
+    });
+  }
+  return parsed.accounts;
 }
 
 export function parseReferenceOrThrow(text: string): ImageReference {
@@ -87,10 +101,13 @@ export async function decideImageAccess(
     settings.pool,
     settings.allowList,
     settings.dockerConfig !== null,
+    settings.publicEcrAccounts,
   );
   if (!decision.allowed) {
     throw new BerthError(
-      'BERTH_POLICY_REGISTRY_NOT_ALLOWED',
+      decision.refusal === 'ecr-account'
+        ? 'BERTH_POLICY_ECR_ACCOUNT_NOT_ALLOWED'
+        : 'BERTH_POLICY_REGISTRY_NOT_ALLOWED',
       `image ${text} resolves to registry ${reference.registry}: ${decision.reason}`,
     );
   }

@@ -8,6 +8,7 @@
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { BerthError, EXIT_CODES, coerceError, exitCodeForError } from '../domain/errors.js';
+import { formatBytes } from '../domain/units.js';
 import { shellQuote } from '../domain/hook-script.js';
 import type {
   RunConfiguration,
@@ -83,6 +84,11 @@ export interface RunJobOptions {
   memoryBytes?: number;
   pidsLimit: number;
   logLimitBytes: number;
+  /**
+   * Tracked runs: the most the workspace kept between plan and apply may be (bytes streamed out
+   * of the container, sparse files in full); more fails the run and keeps nothing.
+   */
+  savedWorkspaceLimitBytes?: number;
   /** Directory for this run's stored output; null keeps no stored log. */
   stateDir: string | null;
   launcherId: string;
@@ -127,6 +133,8 @@ export interface RunningJob {
 }
 
 const CLEANUP_DEADLINE_MS = 60_000;
+/** The saved-workspace limit when none is set (docs/usage.md). */
+export const DEFAULT_SAVED_WORKSPACE_LIMIT = 1024 ** 3;
 
 export function newRunId(now: Date = new Date(), random: Buffer = randomBytes(4)): string {
   const stamp = now
@@ -460,9 +468,18 @@ class Run {
     }
     if (workflow.type !== 'tracked' || workflow.apply.length === 0) return true;
     if (workflow.autoDeploy) return this.runPhases(workflow.apply, records);
+    const limit = this.options.savedWorkspaceLimitBytes ?? DEFAULT_SAVED_WORKSPACE_LIMIT;
     const archive = await writeSealed(
       path.join(this.options.stateDir ?? tmpdir(), 'runs', this.runId, 'workspace.tar.sealed'),
       (sink) => job.exportWorkspace(sink),
+      {
+        bytes: limit,
+        tooLarge: (bytes) =>
+          new BerthError(
+            'BERTH_SAVED_WORKSPACE_TOO_LARGE',
+            `the workspace to keep between plan and apply is more than ${formatBytes(limit)} (the saved-workspace limit): ${formatBytes(bytes)} had streamed out of the container when berth stopped`,
+          ),
+      },
     );
     this.emit({ type: 'run.state', state: 'UNCONFIRMED' });
     await job.destroy();

@@ -47,4 +47,31 @@ describe('writeSealed', () => {
     await expect(failing).rejects.toThrow('engine went away');
     expect(existsSync(file)).toBe(false);
   });
+
+  it('stops at its limit, counting every byte streamed, and keeps nothing', async () => {
+    const file = sealedFile();
+    const chunk = Buffer.alloc(64 * 1024);
+    const endless = Readable.from(
+      (function* () {
+        for (let i = 0; i < 1000; i += 1) yield chunk;
+      })(),
+    );
+    const failing = writeSealed(file, (sink) => pipeline(endless, sink), {
+      bytes: 1024 * 1024,
+      tooLarge: (bytes) => new BerthError('BERTH_SAVED_WORKSPACE_TOO_LARGE', `over at ${bytes}`),
+    });
+    const error = await failing.catch((e: unknown) => e);
+    expect((error as BerthError).code).toBe('BERTH_SAVED_WORKSPACE_TOO_LARGE');
+    expect((error as BerthError).message).toBe(`over at ${1024 * 1024 + 64 * 1024}`);
+    expect(existsSync(file)).toBe(false);
+  });
+
+  it('keeps an archive within its limit whole', async () => {
+    const file = sealedFile();
+    const sealed = await writeSealed(file, (sink) => pipeline(Readable.from([secret]), sink), {
+      bytes: Buffer.byteLength(secret),
+      tooLarge: () => new Error('never'),
+    });
+    expect(await readAll(await sealed.open())).toBe(secret);
+  });
 });

@@ -10,7 +10,7 @@ import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { mkdir, rm } from 'node:fs/promises';
 import path from 'node:path';
-import { Writable, type Readable } from 'node:stream';
+import { Transform, Writable, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { BerthError } from '../domain/errors.js';
 
@@ -26,17 +26,34 @@ export interface SealedArchive {
 export async function writeSealed(
   file: string,
   produce: (sink: Writable) => Promise<void>,
+  /** At most this many bytes are accepted; more fails with `tooLarge()` and keeps nothing. */
+  limit?: { bytes: number; tooLarge: (bytes: number) => Error },
 ): Promise<SealedArchive> {
   const key = randomBytes(32);
   const iv = randomBytes(12);
   const cipher = createCipheriv(CIPHER, key, iv);
   await mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
   const written = pipeline(cipher, createWriteStream(file, { mode: 0o600 }));
+  // Every byte is counted as it streams (a sparse file counts in full), before it is kept.
+  let seen = 0;
+  const counted = limit
+    ? new Transform({
+        transform(chunk: Buffer, _encoding, done) {
+          seen += chunk.length;
+          if (seen > limit.bytes) done(limit.tooLarge(seen));
+          else done(null, chunk);
+        },
+      })
+    : null;
+  const input = counted ? pipeline(counted, cipher) : null;
   try {
-    await produce(cipher);
+    await produce(counted ?? cipher);
+    await input;
     await written;
   } catch (err) {
+    counted?.destroy();
     cipher.destroy();
+    await input?.catch(() => undefined);
     await written.catch(() => undefined);
     await rm(file, { force: true });
     throw err;
