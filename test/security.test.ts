@@ -4,13 +4,15 @@
  * symlinks to files of the worker. Each test failed before its fix.
  */
 import { execFileSync } from 'node:child_process';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { mkdirSync, readdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { EngineClient } from '../src/executor/docker/engine-client.js';
 import { expectNothingLeftBehind } from './harness/cleanup.js';
-import { finished, jobOutput, runBerth, testStateDir } from './harness/cli.js';
+import { finished, jobOutput, runBerth, testStateDir, type BerthResult } from './harness/cli.js';
 import { removeImage, testEngine } from './harness/engine.js';
 import { jobDir } from './harness/files.js';
 import { loadForgedImage } from './harness/forged-image.js';
@@ -311,5 +313,96 @@ stack_defaults:
     // Nothing of the workspace was kept on this machine.
     const runDir = path.join(stateDir, 'runs', finished(result).runId);
     expect(readdirSync(runDir)).toEqual(['output.log']);
+  });
+});
+
+describe('defaults for shared workers', () => {
+  it('a public pool job gets memory and CPU limits unless the operator sets others', async () => {
+    const registryImage = inject('registryImage');
+    const read =
+      'echo "mem $(cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max)"; echo "cpu $(cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us 2>/dev/null || cat /sys/fs/cgroup/cpu.max)"';
+    const run = (env: Record<string, string>, pool: string): Promise<BerthResult> =>
+      runBerth(
+        [
+          'run',
+          jobDir(),
+          '--pool',
+          pool,
+          '--allowed-registries',
+          inject('registryAddress'),
+          '--image',
+          registryImage,
+          '--json',
+          '--',
+          read,
+        ],
+        env,
+      );
+    const defaults = await run({}, 'public');
+    expect(defaults.code, defaults.stderr).toBe(0);
+    expect(jobOutput(defaults)).toMatch(/^mem 2147483648\ncpu (100000|100000 100000)\n$/);
+    const operator = await run(
+      { BERTH_PUBLIC_MEMORY_LIMIT: '256m', BERTH_PUBLIC_CPU_LIMIT: '0.5' },
+      'public',
+    );
+    expect(operator.code, operator.stderr).toBe(0);
+    expect(jobOutput(operator)).toMatch(/^mem 268435456\ncpu (50000|50000 100000)\n$/);
+    // A private pool is one tenant's machine: no limit unless asked for.
+    const privatePool = await run({}, 'private');
+    expect(privatePool.code, privatePool.stderr).toBe(0);
+    expect(jobOutput(privatePool)).not.toContain('mem 2147483648');
+    expect(jobOutput(privatePool)).toMatch(/cpu (-1|max 100000)\n$/);
+  });
+
+  it('berth doctor warns loudly when job containers reach the metadata address, with the fix', async () => {
+    const bridge = await engine.json<{ IPAM: { Config: { Gateway?: string; Subnet?: string }[] } }>(
+      'GET',
+      '/networks/bridge',
+    );
+    // This machine's own address on the engine's bridge: the gateway, or the subnet's first host.
+    const config = bridge.IPAM.Config[0] ?? {};
+    const gateway =
+      config.Gateway ??
+      (config.Subnet ?? '').replace(
+        /^(\d+\.\d+\.\d+\.)(\d+)\/\d+$/,
+        (_m, net: string, last: string) => `${net}${Number(last) + 1}`,
+      );
+    expect(gateway).toMatch(/^\d+\.\d+\.\d+\.\d+$/);
+    // By id: the checks run in an image this engine has.
+    const image = (
+      await engine.json<{ Id: string }>('GET', `/images/${inject('busyboxImage')}/json`)
+    ).Id;
+    // A stand-in for the metadata service on this machine's own bridge address (never the real one).
+    const server = http.createServer((_req, res) => res.end('ami-id\n'));
+    await new Promise<void>((resolve) => server.listen(0, gateway, resolve));
+    const port = (server.address() as AddressInfo).port;
+    try {
+      const reachable = await runBerth(['doctor', '--pool', 'public', '--image', image, '--json'], {
+        BERTH_METADATA_ADDRESS: `${gateway}:${port}`,
+      });
+      expect(reachable.code).toBe(1);
+      const report = JSON.parse(reachable.stdout) as {
+        checks: { name: string; status: string; detail: string; fix?: string }[];
+      };
+      const metadata = report.checks.find((c) => c.name === 'metadata');
+      expect(metadata?.status).toBe('warning');
+      expect(metadata?.detail).toContain(
+        `CAN REACH THE INSTANCE METADATA ADDRESS ${gateway}:${port}`,
+      );
+      expect(metadata?.fix).toContain('DOCKER-USER');
+      const human = await runBerth(['doctor', '--image', image], {
+        BERTH_METADATA_ADDRESS: `${gateway}:${port}`,
+      });
+      expect(human.stdout).toMatch(/metadata\s+WARNING/);
+    } finally {
+      await new Promise((resolve) => server.close(resolve));
+    }
+    // Nothing listens there now: the same check passes.
+    const closed = await runBerth(['doctor', '--image', image, '--json'], {
+      BERTH_METADATA_ADDRESS: `${gateway}:${port}`,
+    });
+    const report = JSON.parse(closed.stdout) as { checks: { name: string; status: string }[] };
+    expect(report.checks.find((c) => c.name === 'metadata')?.status).toBe('ok');
+    expect(closed.code).toBe(0);
   });
 });

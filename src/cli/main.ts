@@ -3,6 +3,7 @@ import { Command, CommanderError } from 'commander';
 import pc from 'picocolors';
 import { BerthError, EXIT_CODES, coerceError, exitCodeForError } from '../domain/errors.js';
 import type { Output } from './render.js';
+import { registerDoctor } from './doctor.js';
 import { registerImage } from './image.js';
 import { registerRun } from './run.js';
 import { registerRunnerImage } from './runner-image.js';
@@ -25,6 +26,7 @@ export async function main(argv: string[], io: Output, env: NodeJS.ProcessEnv): 
   registerRun(program, io, env, setExit);
   registerRunnerImage(program, io, env, setExit);
   registerImage(program, io, env, setExit);
+  registerDoctor(program, io, env, setExit);
   try {
     await program.parseAsync(argv, { from: 'user' });
     return exitCode;

@@ -6,7 +6,11 @@ import type { Command } from 'commander';
 import { BerthError } from '../domain/errors.js';
 import { DockerExecutor } from '../executor/docker/docker-executor.js';
 import { EngineClient } from '../executor/docker/engine-client.js';
-import { DEFAULT_PUBLIC_ALLOW_LIST, defaultPullPolicy } from '../domain/pool-policy.js';
+import {
+  DEFAULT_PUBLIC_ALLOW_LIST,
+  PUBLIC_POOL_DEFAULT_LIMITS,
+  defaultPullPolicy,
+} from '../domain/pool-policy.js';
 import { dockerConfigDirFrom } from '../registry/docker-config.js';
 import { ecrTokenFromSdk } from '../registry/ecr.js';
 import {
@@ -170,8 +174,19 @@ async function runCommand(
   io: Output,
   env: NodeJS.ProcessEnv,
 ): Promise<number> {
+  // Public pools are shared: memory and CPU limits are on unless the run or the operator sets them.
+  const publicLimits =
+    raw.pool === 'public'
+      ? {
+          memory:
+            raw.memory ??
+            (env.BERTH_PUBLIC_MEMORY_LIMIT?.trim() || PUBLIC_POOL_DEFAULT_LIMITS.memory),
+          cpus: raw.cpus ?? (env.BERTH_PUBLIC_CPU_LIMIT?.trim() || PUBLIC_POOL_DEFAULT_LIMITS.cpus),
+        }
+      : {};
   const options = checkRunOptions({
     ...raw,
+    ...publicLimits,
     allowedRegistries: raw.allowedRegistries ?? env.BERTH_PUBLIC_ALLOWED_REGISTRIES,
     savedWorkspaceLimit:
       raw.savedWorkspaceLimit ?? (env.BERTH_SAVED_WORKSPACE_LIMIT?.trim() || undefined),

@@ -252,6 +252,13 @@ export function decideImage(
   };
 }
 
+/**
+ * Resource limits every job on a public pool gets unless the operator sets others
+ * (BERTH_PUBLIC_MEMORY_LIMIT, BERTH_PUBLIC_CPU_LIMIT) or the run asks for its own: one tenant's
+ * job must not starve the others on a shared worker. Private pools keep the engine's defaults.
+ */
+export const PUBLIC_POOL_DEFAULT_LIMITS = { memory: '2g', cpus: '1' } as const;
+
 /** Reads an operator's list of AWS account ids (12 digits each, comma-separated). */
 export function parseEcrAccounts(text: string): { accounts: string[] } | { error: string } {
   const accounts = text
