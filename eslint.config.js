@@ -70,5 +70,21 @@ export default tseslint.config(
     ['**/executor/**', '**/registry/**', '**/workflow/**', '**/launcher/**', '**/cli/**'],
     'src/net may import domain only (see docs/development/architecture.md).',
   ),
-  restrict(['src/launcher/**'], ['**/cli/**'], 'src/launcher may not import the command line.'),
+  restrict(
+    ['src/launcher/**'],
+    ['**/cli/**', '**/store/**'],
+    'src/launcher may not import the command line or the store.',
+  ),
+  restrict(
+    ['src/store/**'],
+    [
+      '**/executor/**',
+      '**/registry/**',
+      '**/workflow/**',
+      '**/launcher/**',
+      '**/cli/**',
+      '**/net/**',
+    ],
+    'src/store may import domain only (see docs/development/architecture.md).',
+  ),
 );

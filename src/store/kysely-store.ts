@@ -1,0 +1,701 @@
+/**
+ * The Store on Kysely: the same queries for SQLite and PostgreSQL. Where the two differ (row
+ * locks), `locking` adds PostgreSQL's clauses; SQLite has one writer, which serialises the same
+ * statements by itself.
+ */
+import { sql, type Kysely, type Selectable, type Transaction } from 'kysely';
+import {
+  checkTransition,
+  holdsStackLock,
+  takesStackLock,
+  type RunKind,
+  type RunStateName,
+} from '../domain/run-state.js';
+import type { Database, PoolsTable, RunsTable, StacksTable, WorkersTable } from './schema.js';
+import { migrateToLatest } from './migrate.js';
+import {
+  StoreConflict,
+  type ApiToken,
+  type LogChunk,
+  type NewRun,
+  type Pool,
+  type Run,
+  type RunPatch,
+  type Stack,
+  type StackPatch,
+  type StackVariable,
+  type StateRecord,
+  type Store,
+  type Worker,
+} from './store.js';
+
+type Db = Kysely<Database> | Transaction<Database>;
+
+const iso = (at: Date): string => at.toISOString();
+const flag = (value: boolean): number => (value ? 1 : 0);
+
+function toPool(row: Selectable<PoolsTable>): Pool {
+  return {
+    id: row.id,
+    name: row.name,
+    kind: row.kind,
+    allowList: JSON.parse(row.allow_list) as string[],
+    defaultImage: row.default_image,
+    pullPolicy: row.pull_policy,
+    createdAt: row.created_at,
+  };
+}
+
+function toWorker(row: Selectable<WorkersTable>): Worker {
+  return {
+    id: row.id,
+    poolId: row.pool_id,
+    host: row.host,
+    berthVersion: row.berth_version,
+    engineVersion: row.engine_version,
+    concurrency: Number(row.concurrency),
+    drained: Number(row.drained) === 1,
+    registeredAt: row.registered_at,
+    lastHeartbeatAt: row.last_heartbeat_at,
+  };
+}
+
+function toStack(row: Selectable<StacksTable>): Stack {
+  return {
+    id: row.id,
+    name: row.name,
+    repository: row.repository,
+    branch: row.branch,
+    localDir: row.local_dir,
+    projectRoot: row.project_root,
+    tool: row.tool,
+    toolVersion: row.tool_version,
+    runnerImage: row.runner_image,
+    labels: JSON.parse(row.labels) as string[],
+    autoDeploy: Number(row.auto_deploy) === 1,
+    poolId: row.pool_id,
+    createdAt: row.created_at,
+    updatedAt: row.updated_at,
+  };
+}
+
+function toRun(row: Selectable<RunsTable>): Run {
+  return {
+    id: row.id,
+    stackId: row.stack_id,
+    poolId: row.pool_id,
+    kind: row.kind as RunKind,
+    state: row.state as RunStateName,
+    stateReason: row.state_reason,
+    commitSha: row.commit_sha,
+    triggeredBy: row.triggered_by,
+    autoDeploy: Number(row.auto_deploy) === 1,
+    workerId: row.worker_id,
+    leaseExpiresAt: row.lease_expires_at,
+    started: Number(row.started) === 1,
+    imageReference: row.image_reference,
+    imageDigest: row.image_digest,
+    imageSource: row.image_source,
+    plan: row.plan === null ? null : (JSON.parse(row.plan) as Run['plan']),
+    createdAt: row.created_at,
+    updatedAt: row.updated_at,
+  };
+}
+
+/** A unique-key violation, in either database's words. */
+function isUniqueViolation(err: unknown): boolean {
+  const e = err as { code?: string; message?: string };
+  return e.code === '23505' || /UNIQUE constraint failed/.test(e.message ?? '');
+}
+
+export class KyselyStore implements Store {
+  constructor(
+    readonly db: Kysely<Database>,
+    readonly dialect: 'sqlite' | 'postgres',
+  ) {}
+
+  async migrate(): Promise<void> {
+    await migrateToLatest(this.db);
+  }
+
+  async close(): Promise<void> {
+    await this.db.destroy();
+  }
+
+  // Pools
+
+  async createPool(pool: Omit<Pool, 'createdAt'>, tokenHash: string, at: Date): Promise<Pool> {
+    const row = {
+      id: pool.id,
+      name: pool.name,
+      kind: pool.kind,
+      allow_list: JSON.stringify(pool.allowList),
+      default_image: pool.defaultImage,
+      pull_policy: pool.pullPolicy,
+      token_hash: tokenHash,
+      created_at: iso(at),
+    };
+    try {
+      await this.db.insertInto('pools').values(row).execute();
+    } catch (err) {
+      if (isUniqueViolation(err))
+        throw new StoreConflict('ALREADY_EXISTS', `worker pool ${pool.id} already exists`);
+      throw err;
+    }
+    return toPool(row);
+  }
+
+  async getPool(id: string): Promise<Pool | null> {
+    const row = await this.db
+      .selectFrom('pools')
+      .selectAll()
+      .where('id', '=', id)
+      .executeTakeFirst();
+    return row ? toPool(row) : null;
+  }
+
+  async listPools(): Promise<Pool[]> {
+    const rows = await this.db.selectFrom('pools').selectAll().orderBy('id').execute();
+    return rows.map(toPool);
+  }
+
+  async findPoolByTokenHash(tokenHash: string): Promise<Pool | null> {
+    const row = await this.db
+      .selectFrom('pools')
+      .selectAll()
+      .where('token_hash', '=', tokenHash)
+      .executeTakeFirst();
+    return row ? toPool(row) : null;
+  }
+
+  async setPoolTokenHash(id: string, tokenHash: string): Promise<boolean> {
+    const result = await this.db
+      .updateTable('pools')
+      .set({ token_hash: tokenHash })
+      .where('id', '=', id)
+      .executeTakeFirst();
+    return Number(result.numUpdatedRows) === 1;
+  }
+
+  // Workers
+
+  async upsertWorker(
+    worker: Omit<Worker, 'registeredAt' | 'lastHeartbeatAt' | 'drained'>,
+    at: Date,
+  ): Promise<Worker> {
+    const values = {
+      id: worker.id,
+      pool_id: worker.poolId,
+      host: worker.host,
+      berth_version: worker.berthVersion,
+      engine_version: worker.engineVersion,
+      concurrency: worker.concurrency,
+      drained: 0,
+      registered_at: iso(at),
+      last_heartbeat_at: iso(at),
+    };
+    await this.db
+      .insertInto('workers')
+      .values(values)
+      .onConflict((oc) =>
+        oc.column('id').doUpdateSet({
+          host: values.host,
+          berth_version: values.berth_version,
+          engine_version: values.engine_version,
+          concurrency: values.concurrency,
+          last_heartbeat_at: values.last_heartbeat_at,
+        }),
+      )
+      .execute();
+    return (await this.getWorker(worker.id)) as Worker;
+  }
+
+  async getWorker(id: string): Promise<Worker | null> {
+    const row = await this.db
+      .selectFrom('workers')
+      .selectAll()
+      .where('id', '=', id)
+      .executeTakeFirst();
+    return row ? toWorker(row) : null;
+  }
+
+  async listWorkers(poolId?: string): Promise<Worker[]> {
+    let query = this.db.selectFrom('workers').selectAll();
+    if (poolId !== undefined) query = query.where('pool_id', '=', poolId);
+    return (await query.orderBy('id').execute()).map(toWorker);
+  }
+
+  async heartbeat(workerId: string, at: Date, leaseMs: number): Promise<boolean> {
+    return this.db.transaction().execute(async (trx) => {
+      const seen = await trx
+        .updateTable('workers')
+        .set({ last_heartbeat_at: iso(at) })
+        .where('id', '=', workerId)
+        .executeTakeFirst();
+      if (Number(seen.numUpdatedRows) !== 1) return false;
+      await trx
+        .updateTable('runs')
+        .set({ lease_expires_at: iso(new Date(at.getTime() + leaseMs)) })
+        .where('worker_id', '=', workerId)
+        .where('lease_expires_at', 'is not', null)
+        .execute();
+      return true;
+    });
+  }
+
+  async setWorkerDrained(id: string, drained: boolean): Promise<boolean> {
+    const result = await this.db
+      .updateTable('workers')
+      .set({ drained: flag(drained) })
+      .where('id', '=', id)
+      .executeTakeFirst();
+    return Number(result.numUpdatedRows) === 1;
+  }
+
+  // Stacks
+
+  async createStack(stack: Omit<Stack, 'createdAt' | 'updatedAt'>, at: Date): Promise<Stack> {
+    const row = {
+      id: stack.id,
+      name: stack.name,
+      repository: stack.repository,
+      branch: stack.branch,
+      local_dir: stack.localDir,
+      project_root: stack.projectRoot,
+      tool: stack.tool,
+      tool_version: stack.toolVersion,
+      runner_image: stack.runnerImage,
+      labels: JSON.stringify(stack.labels),
+      auto_deploy: flag(stack.autoDeploy),
+      pool_id: stack.poolId,
+      created_at: iso(at),
+      updated_at: iso(at),
+    };
+    try {
+      await this.db.insertInto('stacks').values(row).execute();
+    } catch (err) {
+      if (isUniqueViolation(err))
+        throw new StoreConflict('ALREADY_EXISTS', `stack ${stack.id} already exists`);
+      throw err;
+    }
+    return toStack(row);
+  }
+
+  async getStack(id: string): Promise<Stack | null> {
+    const row = await this.db
+      .selectFrom('stacks')
+      .selectAll()
+      .where('id', '=', id)
+      .executeTakeFirst();
+    return row ? toStack(row) : null;
+  }
+
+  async listStacks(): Promise<Stack[]> {
+    return (await this.db.selectFrom('stacks').selectAll().orderBy('id').execute()).map(toStack);
+  }
+
+  async updateStack(id: string, patch: StackPatch, at: Date): Promise<Stack | null> {
+    const set: Partial<StacksTable> = { updated_at: iso(at) };
+    if (patch.name !== undefined) set.name = patch.name;
+    if (patch.repository !== undefined) set.repository = patch.repository;
+    if (patch.branch !== undefined) set.branch = patch.branch;
+    if (patch.localDir !== undefined) set.local_dir = patch.localDir;
+    if (patch.projectRoot !== undefined) set.project_root = patch.projectRoot;
+    if (patch.tool !== undefined) set.tool = patch.tool;
+    if (patch.toolVersion !== undefined) set.tool_version = patch.toolVersion;
+    if (patch.runnerImage !== undefined) set.runner_image = patch.runnerImage;
+    if (patch.labels !== undefined) set.labels = JSON.stringify(patch.labels);
+    if (patch.autoDeploy !== undefined) set.auto_deploy = flag(patch.autoDeploy);
+    if (patch.poolId !== undefined) set.pool_id = patch.poolId;
+    const result = await this.db
+      .updateTable('stacks')
+      .set(set)
+      .where('id', '=', id)
+      .executeTakeFirst();
+    if (Number(result.numUpdatedRows) !== 1) return null;
+    return this.getStack(id);
+  }
+
+  async deleteStack(id: string): Promise<boolean> {
+    return this.db.transaction().execute(async (trx) => {
+      const active = await trx
+        .selectFrom('runs')
+        .select('id')
+        .where('stack_id', '=', id)
+        .where('state', 'not in', ['FINISHED', 'FAILED', 'DISCARDED', 'CANCELED', 'STOPPED'])
+        .executeTakeFirst();
+      if (active)
+        throw new StoreConflict(
+          'STACK_HAS_RUNS',
+          `stack ${id} has a run that has not ended (${active.id}); cancel it first`,
+        );
+      await trx
+        .deleteFrom('log_chunks')
+        .where('run_id', 'in', trx.selectFrom('runs').select('id').where('stack_id', '=', id))
+        .execute();
+      await trx
+        .deleteFrom('run_states')
+        .where('run_id', 'in', trx.selectFrom('runs').select('id').where('stack_id', '=', id))
+        .execute();
+      await trx.deleteFrom('runs').where('stack_id', '=', id).execute();
+      await trx.deleteFrom('stack_env').where('stack_id', '=', id).execute();
+      const result = await trx.deleteFrom('stacks').where('id', '=', id).executeTakeFirst();
+      return Number(result.numDeletedRows) === 1;
+    });
+  }
+
+  async setStackVariable(stackId: string, variable: StackVariable): Promise<void> {
+    await this.db
+      .insertInto('stack_env')
+      .values({
+        stack_id: stackId,
+        name: variable.name,
+        value: variable.value,
+        secret: flag(variable.secret),
+      })
+      .onConflict((oc) =>
+        oc
+          .columns(['stack_id', 'name'])
+          .doUpdateSet({ value: variable.value, secret: flag(variable.secret) }),
+      )
+      .execute();
+  }
+
+  async unsetStackVariable(stackId: string, name: string): Promise<boolean> {
+    const result = await this.db
+      .deleteFrom('stack_env')
+      .where('stack_id', '=', stackId)
+      .where('name', '=', name)
+      .executeTakeFirst();
+    return Number(result.numDeletedRows) === 1;
+  }
+
+  async listStackVariables(stackId: string): Promise<StackVariable[]> {
+    const rows = await this.db
+      .selectFrom('stack_env')
+      .selectAll()
+      .where('stack_id', '=', stackId)
+      .orderBy('name')
+      .execute();
+    return rows.map((r) => ({ name: r.name, value: r.value, secret: Number(r.secret) === 1 }));
+  }
+
+  // Runs
+
+  /** Serialises changes to one stack's runs (PostgreSQL row lock; SQLite has one writer). */
+  private async lockStack(trx: Db, stackId: string): Promise<void> {
+    if (this.dialect !== 'postgres') return;
+    await trx.selectFrom('stacks').select('id').where('id', '=', stackId).forUpdate().execute();
+  }
+
+  private async recordState(trx: Db, runId: string, state: RunStateName, at: Date): Promise<void> {
+    const last = await trx
+      .selectFrom('run_states')
+      .select((eb) => eb.fn.max('seq').as('seq'))
+      .where('run_id', '=', runId)
+      .executeTakeFirst();
+    await trx
+      .insertInto('run_states')
+      .values({ run_id: runId, seq: Number(last?.seq ?? 0) + 1, state, at: iso(at) })
+      .execute();
+  }
+
+  async createRun(run: NewRun, at: Date): Promise<Run> {
+    return this.db.transaction().execute(async (trx) => {
+      await this.lockStack(trx, run.stackId);
+      // A run that takes the stack's lock waits while an earlier one holds it or waits for it.
+      let state: RunStateName = 'READY';
+      if (takesStackLock(run.kind) && (await this.lockBusy(trx, run.stackId))) state = 'QUEUED';
+      const row = {
+        id: run.id,
+        stack_id: run.stackId,
+        pool_id: run.poolId,
+        kind: run.kind,
+        state,
+        state_reason: state === 'QUEUED' ? 'waiting for an earlier run of the stack to end' : null,
+        commit_sha: run.commitSha,
+        triggered_by: run.triggeredBy,
+        auto_deploy: flag(run.autoDeploy),
+        worker_id: null,
+        lease_expires_at: null,
+        started: 0,
+        image_reference: null,
+        image_digest: null,
+        image_source: null,
+        plan: null,
+        created_at: iso(at),
+        updated_at: iso(at),
+      };
+      await trx.insertInto('runs').values(row).execute();
+      if (state === 'READY') await this.recordState(trx, run.id, 'QUEUED', at);
+      await this.recordState(trx, run.id, state, at);
+      return toRun(row);
+    });
+  }
+
+  /** Whether a tracked or destroy run of the stack holds its lock or waits for it. */
+  private async lockBusy(trx: Db, stackId: string): Promise<boolean> {
+    const rows = await trx
+      .selectFrom('runs')
+      .select(['kind', 'state'])
+      .where('stack_id', '=', stackId)
+      .where('kind', 'in', ['TRACKED', 'DESTROY'])
+      .where('state', 'not in', ['FINISHED', 'FAILED', 'DISCARDED', 'CANCELED', 'STOPPED'])
+      .execute();
+    return rows.length > 0;
+  }
+
+  /** Passes a free stack lock to the oldest waiting run. */
+  private async promoteWaiting(trx: Db, stackId: string, at: Date): Promise<void> {
+    const rows = await trx
+      .selectFrom('runs')
+      .select(['id', 'kind', 'state'])
+      .where('stack_id', '=', stackId)
+      .where('kind', 'in', ['TRACKED', 'DESTROY'])
+      .where('state', 'not in', ['FINISHED', 'FAILED', 'DISCARDED', 'CANCELED', 'STOPPED'])
+      .orderBy('id')
+      .execute();
+    if (rows.some((r) => holdsStackLock(r.kind as RunKind, r.state as RunStateName))) return;
+    const next = rows.find((r) => r.state === 'QUEUED');
+    if (!next) return;
+    await trx
+      .updateTable('runs')
+      .set({ state: 'READY', state_reason: null, updated_at: iso(at) })
+      .where('id', '=', next.id)
+      .where('state', '=', 'QUEUED')
+      .execute();
+    await this.recordState(trx, next.id, 'READY', at);
+  }
+
+  async getRun(id: string): Promise<Run | null> {
+    const row = await this.db
+      .selectFrom('runs')
+      .selectAll()
+      .where('id', '=', id)
+      .executeTakeFirst();
+    return row ? toRun(row) : null;
+  }
+
+  async listRuns(filter: { stackId?: string; limit: number }): Promise<Run[]> {
+    let query = this.db.selectFrom('runs').selectAll();
+    if (filter.stackId !== undefined) query = query.where('stack_id', '=', filter.stackId);
+    const rows = await query.orderBy('id', 'desc').limit(filter.limit).execute();
+    return rows.map(toRun);
+  }
+
+  async transitionRun(
+    id: string,
+    to: RunStateName,
+    options: { from?: readonly RunStateName[]; patch?: RunPatch; workerId?: string },
+    at: Date,
+  ): Promise<Run> {
+    return this.db.transaction().execute(async (trx) => {
+      const current = await trx
+        .selectFrom('runs')
+        .selectAll()
+        .where('id', '=', id)
+        .executeTakeFirst();
+      if (!current) throw new StoreConflict('NOT_FOUND', `run ${id} does not exist`);
+      await this.lockStack(trx, current.stack_id);
+      const run = toRun(current);
+      if (options.from && !options.from.includes(run.state)) {
+        throw new StoreConflict(
+          'RUN_TRANSITION_INVALID',
+          `run ${id} is ${run.state}, not ${options.from.join(' or ')}; it cannot become ${to} from there`,
+        );
+      }
+      if (options.workerId !== undefined && run.workerId !== options.workerId) {
+        throw new StoreConflict(
+          'RUN_CHANGED',
+          `run ${id} is not held by worker ${options.workerId} (its lease ended or it went to another worker)`,
+        );
+      }
+      const check = checkTransition(run.kind, run.state, to);
+      if (!check.ok)
+        throw new StoreConflict('RUN_TRANSITION_INVALID', `run ${id}: ${check.refusal.message}`);
+      const patch = options.patch ?? {};
+      const set: Partial<RunsTable> = { state: to, updated_at: iso(at) };
+      if (patch.stateReason !== undefined) set.state_reason = patch.stateReason;
+      if (patch.started !== undefined) set.started = flag(patch.started);
+      if (patch.imageReference !== undefined) set.image_reference = patch.imageReference;
+      if (patch.imageDigest !== undefined) set.image_digest = patch.imageDigest;
+      if (patch.imageSource !== undefined) set.image_source = patch.imageSource;
+      if (patch.plan !== undefined)
+        set.plan = patch.plan === null ? null : JSON.stringify(patch.plan);
+      if (patch.releaseWorker) {
+        set.worker_id = null;
+        set.lease_expires_at = null;
+      }
+      // Compare-and-set: the state read above must still be the state now.
+      const result = await trx
+        .updateTable('runs')
+        .set(set)
+        .where('id', '=', id)
+        .where('state', '=', run.state)
+        .executeTakeFirst();
+      if (Number(result.numUpdatedRows) !== 1) {
+        throw new StoreConflict(
+          'RUN_CHANGED',
+          `run ${id} changed while it was being updated; try again`,
+        );
+      }
+      await this.recordState(trx, id, to, at);
+      if (holdsStackLock(run.kind, run.state) && !holdsStackLock(run.kind, to)) {
+        await this.promoteWaiting(trx, run.stackId, at);
+      }
+      return toRun({ ...current, ...set });
+    });
+  }
+
+  async leaseRun(poolId: string, workerId: string, at: Date, leaseMs: number): Promise<Run | null> {
+    return this.db.transaction().execute(async (trx) => {
+      const next = trx
+        .selectFrom('runs')
+        .select('id')
+        .where('pool_id', '=', poolId)
+        .where('state', 'in', ['READY', 'CONFIRMED'])
+        .orderBy('id')
+        .limit(1)
+        .$if(this.dialect === 'postgres', (q) => q.forUpdate().skipLocked());
+      const row = await trx
+        .updateTable('runs')
+        .set({
+          state: sql<string>`case when state = 'READY' then 'PREPARING' else 'PREPARING_APPLY' end`,
+          worker_id: workerId,
+          lease_expires_at: iso(new Date(at.getTime() + leaseMs)),
+          state_reason: null,
+          updated_at: iso(at),
+        })
+        .where('id', '=', next)
+        .where('state', 'in', ['READY', 'CONFIRMED'])
+        .returningAll()
+        .executeTakeFirst();
+      if (!row) return null;
+      await this.recordState(trx, row.id, row.state as RunStateName, at);
+      return toRun(row);
+    });
+  }
+
+  async expireLeases(at: Date): Promise<Run[]> {
+    const expired = await this.db
+      .selectFrom('runs')
+      .selectAll()
+      .where('lease_expires_at', '<', iso(at))
+      .where('worker_id', 'is not', null)
+      .execute();
+    const changed: Run[] = [];
+    for (const row of expired) {
+      const run = toRun(row);
+      const back: RunStateName | null =
+        run.state === 'PREPARING' && !run.started
+          ? 'READY'
+          : run.state === 'PREPARING_APPLY' && !run.started
+            ? 'CONFIRMED'
+            : null;
+      const to: RunStateName = back ?? 'FAILED';
+      const reason =
+        back === null
+          ? `worker ${run.workerId} stopped answering while the run was ${run.state} (its lease expired at ${run.leaseExpiresAt}); what the job did after its last report is unknown`
+          : `worker ${run.workerId} stopped answering before any container started; the run went back to the queue`;
+      try {
+        changed.push(
+          await this.transitionRun(
+            run.id,
+            to,
+            {
+              from: [run.state],
+              workerId: run.workerId ?? undefined,
+              patch: { stateReason: reason, releaseWorker: true },
+            },
+            at,
+          ),
+        );
+      } catch (err) {
+        // Another server expired it, or the worker reported in time: nothing to do.
+        if (!(err instanceof StoreConflict)) throw err;
+      }
+    }
+    return changed;
+  }
+
+  async runStates(runId: string): Promise<StateRecord[]> {
+    const rows = await this.db
+      .selectFrom('run_states')
+      .select(['seq', 'state', 'at'])
+      .where('run_id', '=', runId)
+      .orderBy('seq')
+      .execute();
+    return rows.map((r) => ({ seq: Number(r.seq), state: r.state as RunStateName, at: r.at }));
+  }
+
+  // Logs
+
+  async appendLog(
+    runId: string,
+    firstSeq: number,
+    texts: readonly string[],
+    at: Date,
+  ): Promise<number> {
+    return this.db.transaction().execute(async (trx) => {
+      const last = await trx
+        .selectFrom('log_chunks')
+        .select((eb) => eb.fn.max('seq').as('seq'))
+        .where('run_id', '=', runId)
+        .executeTakeFirst();
+      const expected = Number(last?.seq ?? 0) + 1;
+      if (firstSeq > expected) {
+        throw new StoreConflict(
+          'LOG_GAP',
+          `log of run ${runId}: chunk ${firstSeq} arrived, but the next expected is ${expected}; send from ${expected}`,
+        );
+      }
+      // Chunks below `expected` were stored by an earlier attempt of the same batch.
+      const fresh = texts
+        .map((text, i) => ({ run_id: runId, seq: firstSeq + i, text, at: iso(at) }))
+        .filter((c) => c.seq >= expected);
+      if (fresh.length > 0) await trx.insertInto('log_chunks').values(fresh).execute();
+      return Math.max(expected, firstSeq + texts.length);
+    });
+  }
+
+  async readLog(runId: string, afterSeq: number, limit: number): Promise<LogChunk[]> {
+    const rows = await this.db
+      .selectFrom('log_chunks')
+      .select(['seq', 'text', 'at'])
+      .where('run_id', '=', runId)
+      .where('seq', '>', afterSeq)
+      .orderBy('seq')
+      .limit(limit)
+      .execute();
+    return rows.map((r) => ({ seq: Number(r.seq), text: r.text, at: r.at }));
+  }
+
+  // Tokens
+
+  async createToken(
+    token: Omit<ApiToken, 'createdAt'>,
+    tokenHash: string,
+    at: Date,
+  ): Promise<ApiToken> {
+    await this.db
+      .insertInto('api_tokens')
+      .values({
+        id: token.id,
+        name: token.name,
+        role: token.role,
+        token_hash: tokenHash,
+        created_at: iso(at),
+      })
+      .execute();
+    return { ...token, createdAt: iso(at) };
+  }
+
+  async findTokenByHash(tokenHash: string): Promise<ApiToken | null> {
+    const row = await this.db
+      .selectFrom('api_tokens')
+      .select(['id', 'name', 'role', 'created_at'])
+      .where('token_hash', '=', tokenHash)
+      .executeTakeFirst();
+    return row ? { id: row.id, name: row.name, role: row.role, createdAt: row.created_at } : null;
+  }
+}

@@ -1,0 +1,56 @@
+/**
+ * Opens the store a server is configured for: PostgreSQL when BERTH_DATABASE_URL is a
+ * postgres:// URL, else SQLite in a file of the data directory (WAL, so readers never wait for
+ * the writer). The drivers load only for the database chosen.
+ */
+import { mkdirSync } from 'node:fs';
+import path from 'node:path';
+import { Kysely, PostgresDialect, SqliteDialect } from 'kysely';
+import { BerthError } from '../domain/errors.js';
+import type { Database } from './schema.js';
+import { KyselyStore } from './kysely-store.js';
+
+export interface StoreLocation {
+  /** postgres://… or postgresql://…; else SQLite. */
+  databaseUrl?: string;
+  /** The data directory, for SQLite's file (`berth.db`). */
+  dataDir: string;
+}
+
+export async function openStore(location: StoreLocation): Promise<KyselyStore> {
+  const url = location.databaseUrl?.trim();
+  if (url && /^postgres(ql)?:\/\//.test(url)) {
+    const { default: pg } = await import('pg');
+    const pool = new pg.Pool({ connectionString: url, max: 10 });
+    const store = new KyselyStore(
+      new Kysely<Database>({ dialect: new PostgresDialect({ pool }) }),
+      'postgres',
+    );
+    return store;
+  }
+  if (url) {
+    throw new BerthError(
+      'BERTH_USAGE',
+      `BERTH_DATABASE_URL=${redact(url)} is not a postgres:// URL`,
+      {
+        hint: 'Use postgres://USER:PASSWORD@HOST:PORT/DATABASE, or unset it to use SQLite in the data directory.',
+      },
+    );
+  }
+  mkdirSync(location.dataDir, { recursive: true, mode: 0o700 });
+  const file = path.join(location.dataDir, 'berth.db');
+  const { default: Sqlite } = await import('better-sqlite3');
+  const database = new Sqlite(file);
+  database.pragma('journal_mode = WAL');
+  database.pragma('busy_timeout = 5000');
+  database.pragma('foreign_keys = ON');
+  return new KyselyStore(
+    new Kysely<Database>({ dialect: new SqliteDialect({ database }) }),
+    'sqlite',
+  );
+}
+
+/** A database URL without its password, for messages. */
+export function redact(url: string): string {
+  return url.replace(/(\/\/[^:/@]+:)[^@]*@/, '$1*****@');
+}

@@ -1,0 +1,118 @@
+/**
+ * The tables, as Kysely sees them. One schema for SQLite and PostgreSQL: times are ISO-8601 text
+ * in UTC with milliseconds (they sort as text), flags are integers 0/1, structured values are JSON
+ * text. Migrations (./migrations) create them; a released migration never changes.
+ */
+import type { Generated } from 'kysely';
+
+export interface PoolsTable {
+  id: string;
+  name: string;
+  kind: 'public' | 'private';
+  /** JSON array of allow-list patterns (public pools). */
+  allow_list: string;
+  default_image: string | null;
+  pull_policy: string | null;
+  /** SHA-256 of the pool token, hex. */
+  token_hash: string;
+  created_at: string;
+}
+
+export interface WorkersTable {
+  id: string;
+  pool_id: string;
+  host: string;
+  berth_version: string;
+  engine_version: string;
+  concurrency: number;
+  drained: number;
+  registered_at: string;
+  last_heartbeat_at: string;
+}
+
+export interface StacksTable {
+  id: string;
+  name: string;
+  repository: string | null;
+  branch: string | null;
+  local_dir: string | null;
+  project_root: string;
+  tool: string | null;
+  tool_version: string | null;
+  runner_image: string | null;
+  /** JSON array of strings. */
+  labels: string;
+  auto_deploy: number;
+  pool_id: string;
+  created_at: string;
+  updated_at: string;
+}
+
+export interface StackEnvTable {
+  stack_id: string;
+  name: string;
+  /** The plain value; for secrets, the value sealed with the server's key (base64). */
+  value: string;
+  secret: number;
+}
+
+export interface RunsTable {
+  id: string;
+  stack_id: string;
+  pool_id: string;
+  kind: string;
+  state: string;
+  /** Why the run is in its state (end states: what happened), for people. */
+  state_reason: string | null;
+  commit_sha: string | null;
+  triggered_by: string;
+  auto_deploy: number;
+  worker_id: string | null;
+  lease_expires_at: string | null;
+  /** Whether a container of the run ever started (a lost lease then fails the run). */
+  started: number;
+  image_reference: string | null;
+  image_digest: string | null;
+  image_source: string | null;
+  /** JSON: { add, change, destroy, replace } or null. */
+  plan: string | null;
+  created_at: string;
+  updated_at: string;
+}
+
+export interface RunStatesTable {
+  run_id: string;
+  seq: number;
+  state: string;
+  at: string;
+}
+
+export interface LogChunksTable {
+  run_id: string;
+  seq: number;
+  text: string;
+  at: string;
+}
+
+export interface ApiTokensTable {
+  id: string;
+  name: string;
+  role: 'admin' | 'user';
+  token_hash: string;
+  created_at: string;
+}
+
+export interface MigrationsBookkeeping {
+  id: Generated<number>;
+}
+
+export interface Database {
+  pools: PoolsTable;
+  workers: WorkersTable;
+  stacks: StacksTable;
+  stack_env: StackEnvTable;
+  runs: RunsTable;
+  run_states: RunStatesTable;
+  log_chunks: LogChunksTable;
+  api_tokens: ApiTokensTable;
+}

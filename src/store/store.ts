@@ -1,0 +1,218 @@
+/**
+ * Persistence of the server: one interface, two databases (SQLite by default, PostgreSQL for
+ * several servers), one query code path (./kysely-store.ts). The run queue is a lease on the runs
+ * table: no other queue exists.
+ *
+ * Lifecycle and guarantees:
+ *   - migrate() applies the numbered migrations not yet applied; idempotent, run on every start
+ *     (on PostgreSQL under an advisory lock, so several servers may start at once).
+ *   - Every state change of a run is a compare-and-set checked by the state machine
+ *     (domain/run-state.ts): a move the machine refuses, or a run that changed meanwhile, throws
+ *     StoreConflict and changes nothing.
+ *   - leaseRun() hands each dispatchable run to exactly one worker, whatever number of servers
+ *     and workers ask at once (PostgreSQL: FOR UPDATE SKIP LOCKED; SQLite: one writer).
+ *   - appendLog() is idempotent per sequence number: a batch sent again after a network error
+ *     adds nothing twice, and a gap is refused.
+ *   - close() ends the connections; the store is unusable afterwards.
+ */
+import type { RunKind, RunStateName } from '../domain/run-state.js';
+
+export class StoreConflict extends Error {
+  constructor(
+    readonly code:
+      | 'RUN_TRANSITION_INVALID'
+      | 'RUN_CHANGED'
+      | 'ALREADY_EXISTS'
+      | 'LOG_GAP'
+      | 'NOT_FOUND'
+      | 'STACK_HAS_RUNS',
+    message: string,
+  ) {
+    super(message);
+    this.name = 'StoreConflict';
+  }
+}
+
+export interface Pool {
+  id: string;
+  name: string;
+  kind: 'public' | 'private';
+  allowList: string[];
+  defaultImage: string | null;
+  pullPolicy: string | null;
+  createdAt: string;
+}
+
+export interface Worker {
+  id: string;
+  poolId: string;
+  host: string;
+  berthVersion: string;
+  engineVersion: string;
+  concurrency: number;
+  drained: boolean;
+  registeredAt: string;
+  lastHeartbeatAt: string;
+}
+
+export interface Stack {
+  id: string;
+  name: string;
+  repository: string | null;
+  branch: string | null;
+  localDir: string | null;
+  projectRoot: string;
+  tool: string | null;
+  toolVersion: string | null;
+  runnerImage: string | null;
+  labels: string[];
+  autoDeploy: boolean;
+  poolId: string;
+  createdAt: string;
+  updatedAt: string;
+}
+
+export type StackPatch = Partial<Omit<Stack, 'id' | 'createdAt' | 'updatedAt'>>;
+
+export interface StackVariable {
+  name: string;
+  /** For secrets: the sealed value (never the plain one). */
+  value: string;
+  secret: boolean;
+}
+
+export interface PlanCounts {
+  add: number;
+  change: number;
+  destroy: number;
+  replace: number;
+}
+
+export interface Run {
+  id: string;
+  stackId: string;
+  poolId: string;
+  kind: RunKind;
+  state: RunStateName;
+  stateReason: string | null;
+  commitSha: string | null;
+  triggeredBy: string;
+  autoDeploy: boolean;
+  workerId: string | null;
+  leaseExpiresAt: string | null;
+  /** A container of the run has started (losing its worker then fails it). */
+  started: boolean;
+  imageReference: string | null;
+  imageDigest: string | null;
+  imageSource: string | null;
+  plan: PlanCounts | null;
+  createdAt: string;
+  updatedAt: string;
+}
+
+export interface NewRun {
+  id: string;
+  stackId: string;
+  poolId: string;
+  kind: RunKind;
+  commitSha: string | null;
+  triggeredBy: string;
+  autoDeploy: boolean;
+}
+
+/** What a state change may record besides the state. */
+export interface RunPatch {
+  stateReason?: string | null;
+  started?: boolean;
+  imageReference?: string | null;
+  imageDigest?: string | null;
+  imageSource?: string | null;
+  plan?: PlanCounts | null;
+  /** Clears the worker and its lease (the run goes back to the queue or ends). */
+  releaseWorker?: boolean;
+}
+
+export interface StateRecord {
+  seq: number;
+  state: RunStateName;
+  at: string;
+}
+
+export interface LogChunk {
+  seq: number;
+  text: string;
+  at: string;
+}
+
+export interface ApiToken {
+  id: string;
+  name: string;
+  role: 'admin' | 'user';
+  createdAt: string;
+}
+
+export interface Store {
+  readonly dialect: 'sqlite' | 'postgres';
+  migrate(): Promise<void>;
+  close(): Promise<void>;
+
+  createPool(pool: Omit<Pool, 'createdAt'>, tokenHash: string, at: Date): Promise<Pool>;
+  getPool(id: string): Promise<Pool | null>;
+  listPools(): Promise<Pool[]>;
+  findPoolByTokenHash(tokenHash: string): Promise<Pool | null>;
+  setPoolTokenHash(id: string, tokenHash: string): Promise<boolean>;
+
+  /** Registers a worker, or refreshes the metadata of one that registers again. */
+  upsertWorker(
+    worker: Omit<Worker, 'registeredAt' | 'lastHeartbeatAt' | 'drained'>,
+    at: Date,
+  ): Promise<Worker>;
+  getWorker(id: string): Promise<Worker | null>;
+  listWorkers(poolId?: string): Promise<Worker[]>;
+  /** Records a heartbeat and renews the leases of the worker's runs; false: unknown worker. */
+  heartbeat(workerId: string, at: Date, leaseMs: number): Promise<boolean>;
+  setWorkerDrained(id: string, drained: boolean): Promise<boolean>;
+
+  createStack(stack: Omit<Stack, 'createdAt' | 'updatedAt'>, at: Date): Promise<Stack>;
+  getStack(id: string): Promise<Stack | null>;
+  listStacks(): Promise<Stack[]>;
+  updateStack(id: string, patch: StackPatch, at: Date): Promise<Stack | null>;
+  /** Deletes a stack without active runs (StoreConflict STACK_HAS_RUNS otherwise); false: none. */
+  deleteStack(id: string): Promise<boolean>;
+  setStackVariable(stackId: string, variable: StackVariable): Promise<void>;
+  unsetStackVariable(stackId: string, name: string): Promise<boolean>;
+  listStackVariables(stackId: string): Promise<StackVariable[]>;
+
+  /**
+   * Queues a run: READY at once, unless it takes its stack's lock (tracked, destroy) while
+   * another run holds it; then QUEUED until every earlier one has ended.
+   */
+  createRun(run: NewRun, at: Date): Promise<Run>;
+  getRun(id: string): Promise<Run | null>;
+  listRuns(filter: { stackId?: string; limit: number }): Promise<Run[]>;
+  /**
+   * Moves a run to `to` if the state machine allows it from its current state (and, with
+   * `from`, only from one of those). Ending a run that held its stack's lock passes the lock on.
+   */
+  transitionRun(
+    id: string,
+    to: RunStateName,
+    options: { from?: readonly RunStateName[]; patch?: RunPatch; workerId?: string },
+    at: Date,
+  ): Promise<Run>;
+  /** The oldest dispatchable run of the pool (READY, or CONFIRMED for its apply), now the worker's. */
+  leaseRun(poolId: string, workerId: string, at: Date, leaseMs: number): Promise<Run | null>;
+  /**
+   * Runs whose lease has expired: back to the queue if no container had started, else FAILED
+   * with a reason naming the worker. Returns the runs changed.
+   */
+  expireLeases(at: Date): Promise<Run[]>;
+  runStates(runId: string): Promise<StateRecord[]>;
+
+  /** Stores chunks `firstSeq`, `firstSeq + 1`, …; returns the next sequence number expected. */
+  appendLog(runId: string, firstSeq: number, texts: readonly string[], at: Date): Promise<number>;
+  readLog(runId: string, afterSeq: number, limit: number): Promise<LogChunk[]>;
+
+  createToken(token: Omit<ApiToken, 'createdAt'>, tokenHash: string, at: Date): Promise<ApiToken>;
+  findTokenByHash(tokenHash: string): Promise<ApiToken | null>;
+}

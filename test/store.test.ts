@@ -1,0 +1,359 @@
+/**
+ * The store suite, the same cases on SQLite (a file in a temporary data directory) and on a real
+ * PostgreSQL (a private cluster started for this file): pools, stacks, the run queue with its
+ * stack lock and leases, the state machine's refusals, expired leases, and logs sent twice.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { randomBytes } from 'node:crypto';
+import { ulidGenerator } from '../src/domain/ulid.js';
+import type { RunKind } from '../src/domain/run-state.js';
+import { openStore } from '../src/store/open-store.js';
+import { StoreConflict, type Store } from '../src/store/store.js';
+import { startPostgres, type RunningPostgres } from './harness/postgres.js';
+
+let postgres: RunningPostgres;
+const dirs: string[] = [];
+let databases = 0;
+
+beforeAll(() => {
+  postgres = startPostgres();
+}, 120_000);
+
+afterAll(() => {
+  postgres?.stop();
+  for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
+});
+
+const newId = ulidGenerator(Date.now, (n) => randomBytes(n));
+const t0 = new Date('2026-11-30T12:00:00.000Z');
+const later = (ms: number): Date => new Date(t0.getTime() + ms);
+
+type Kind = 'sqlite' | 'postgres';
+
+async function freshStore(kind: Kind): Promise<Store> {
+  if (kind === 'sqlite') {
+    const dir = mkdtempSync(path.join(tmpdir(), 'berth-store-'));
+    dirs.push(dir);
+    const store = await openStore({ dataDir: dir });
+    await store.migrate();
+    return store;
+  }
+  const name = `berth_test_${process.pid}_${(databases += 1)}`;
+  postgres.createDatabase(name);
+  const store = await openStore({ databaseUrl: postgres.url(name), dataDir: '/nonexistent' });
+  await store.migrate();
+  return store;
+}
+
+async function conflict(promise: Promise<unknown>): Promise<StoreConflict> {
+  const error = await promise.then(
+    () => null,
+    (e: unknown) => e,
+  );
+  expect(error).toBeInstanceOf(StoreConflict);
+  return error as StoreConflict;
+}
+
+describe.each<Kind>(['sqlite', 'postgres'])('the store on %s', (kind) => {
+  let store: Store;
+
+  beforeAll(async () => {
+    store = await freshStore(kind);
+    await store.createPool(
+      {
+        id: 'private-a',
+        name: 'A',
+        kind: 'private',
+        allowList: [],
+        defaultImage: null,
+        pullPolicy: null,
+      },
+      'hash-a',
+      t0,
+    );
+    await store.createPool(
+      {
+        id: 'private-b',
+        name: 'B',
+        kind: 'private',
+        allowList: [],
+        defaultImage: null,
+        pullPolicy: null,
+      },
+      'hash-b',
+      t0,
+    );
+  });
+
+  afterAll(async () => {
+    await store?.close();
+  });
+
+  async function stack(id: string, poolId = 'private-a'): Promise<void> {
+    await store.createStack(
+      {
+        id,
+        name: id,
+        repository: 'https://git.example.com/infra.git',
+        branch: 'main',
+        localDir: null,
+        projectRoot: 'envs/dev',
+        tool: 'OPEN_TOFU',
+        toolVersion: '1.8.0',
+        runnerImage: null,
+        labels: ['team:a'],
+        autoDeploy: false,
+        poolId,
+      },
+      t0,
+    );
+  }
+
+  async function trigger(stackId: string, kindOfRun: RunKind, poolId = 'private-a') {
+    return store.createRun(
+      {
+        id: newId(),
+        stackId,
+        poolId,
+        kind: kindOfRun,
+        commitSha: 'a'.repeat(40),
+        triggeredBy: 'test',
+        autoDeploy: false,
+      },
+      t0,
+    );
+  }
+
+  it('migrates again without harm', async () => {
+    await store.migrate();
+    expect((await store.listPools()).map((p) => p.id)).toEqual(['private-a', 'private-b']);
+  });
+
+  it('keeps pools, finds one by its token hash, and refuses a second pool of the same id', async () => {
+    expect((await store.findPoolByTokenHash('hash-b'))?.id).toBe('private-b');
+    expect(await store.findPoolByTokenHash('nope')).toBeNull();
+    const error = await conflict(
+      store.createPool(
+        {
+          id: 'private-a',
+          name: 'again',
+          kind: 'public',
+          allowList: [],
+          defaultImage: null,
+          pullPolicy: null,
+        },
+        'hash-c',
+        t0,
+      ),
+    );
+    expect(error.code).toBe('ALREADY_EXISTS');
+    expect((await store.getPool('private-a'))?.name).toBe('A');
+    expect(await store.setPoolTokenHash('private-b', 'hash-b2')).toBe(true);
+    expect((await store.findPoolByTokenHash('hash-b2'))?.id).toBe('private-b');
+    expect(await store.findPoolByTokenHash('hash-b')).toBeNull();
+  });
+
+  it('keeps stacks and their variables', async () => {
+    await stack('demo');
+    expect(await store.getStack('demo')).toMatchObject({
+      projectRoot: 'envs/dev',
+      labels: ['team:a'],
+      autoDeploy: false,
+    });
+    const updated = await store.updateStack('demo', { autoDeploy: true, labels: [] }, later(1000));
+    expect(updated).toMatchObject({
+      autoDeploy: true,
+      labels: [],
+      updatedAt: later(1000).toISOString(),
+    });
+    await store.setStackVariable('demo', { name: 'TF_LOG', value: 'info', secret: false });
+    await store.setStackVariable('demo', { name: 'TOKEN', value: 'sealed:abc', secret: true });
+    await store.setStackVariable('demo', { name: 'TF_LOG', value: 'debug', secret: false });
+    expect(await store.listStackVariables('demo')).toEqual([
+      { name: 'TF_LOG', value: 'debug', secret: false },
+      { name: 'TOKEN', value: 'sealed:abc', secret: true },
+    ]);
+    expect(await store.unsetStackVariable('demo', 'TF_LOG')).toBe(true);
+    expect(await store.unsetStackVariable('demo', 'TF_LOG')).toBe(false);
+    expect(await store.updateStack('missing', { name: 'x' }, t0)).toBeNull();
+  });
+
+  it('runs one tracked or destroy run per stack at a time, in trigger order; proposed runs overlap', async () => {
+    await stack('locked');
+    const first = await trigger('locked', 'TRACKED');
+    const second = await trigger('locked', 'DESTROY');
+    const proposed = await trigger('locked', 'PROPOSED');
+    const third = await trigger('locked', 'TRACKED');
+    expect([first.state, second.state, proposed.state, third.state]).toEqual([
+      'READY',
+      'QUEUED',
+      'READY',
+      'QUEUED',
+    ]);
+    // The first waits for confirmation: it keeps the lock.
+    await store.transitionRun(first.id, 'PREPARING', {}, t0);
+    await store.transitionRun(first.id, 'INITIALIZING', {}, t0);
+    await store.transitionRun(first.id, 'PLANNING', {}, t0);
+    await store.transitionRun(first.id, 'UNCONFIRMED', {}, t0);
+    expect((await store.getRun(second.id))?.state).toBe('QUEUED');
+    await store.transitionRun(first.id, 'DISCARDED', {}, later(5));
+    expect((await store.getRun(second.id))?.state).toBe('READY');
+    expect((await store.getRun(third.id))?.state).toBe('QUEUED');
+    expect((await store.runStates(first.id)).map((s) => s.state)).toEqual([
+      'QUEUED',
+      'READY',
+      'PREPARING',
+      'INITIALIZING',
+      'PLANNING',
+      'UNCONFIRMED',
+      'DISCARDED',
+    ]);
+    await store.transitionRun(second.id, 'CANCELED', {}, later(6));
+    expect((await store.getRun(third.id))?.state).toBe('READY');
+    await store.transitionRun(third.id, 'CANCELED', {}, later(7));
+    await store.transitionRun(proposed.id, 'CANCELED', {}, later(7));
+  });
+
+  it('refuses a move the state machine does not allow, and changes nothing', async () => {
+    await stack('machine');
+    const run = await trigger('machine', 'PROPOSED');
+    const error = await conflict(store.transitionRun(run.id, 'APPLYING', {}, t0));
+    expect(error.code).toBe('RUN_TRANSITION_INVALID');
+    expect(error.message).toContain('a PROPOSED run in state READY cannot become APPLYING');
+    expect((await store.getRun(run.id))?.state).toBe('READY');
+    const wrongFrom = await conflict(
+      store.transitionRun(run.id, 'PREPARING', { from: ['QUEUED'] }, t0),
+    );
+    expect(wrongFrom.code).toBe('RUN_TRANSITION_INVALID');
+    await store.transitionRun(run.id, 'CANCELED', {}, t0);
+    const ended = await conflict(store.transitionRun(run.id, 'READY', {}, t0));
+    expect(ended.message).toContain('the run has ended (CANCELED)');
+  });
+
+  it("leases a pool's runs only to that pool's workers, oldest first, each exactly once", async () => {
+    await stack('queue-a');
+    await stack('queue-b', 'private-b');
+    const a = [];
+    for (let i = 0; i < 12; i += 1) a.push(await trigger('queue-a', 'TASK'));
+    const b = await trigger('queue-b', 'TASK', 'private-b');
+    const leases = await Promise.all(
+      Array.from({ length: 20 }, (_, i) =>
+        store.leaseRun('private-a', `worker-${i % 4}`, t0, 30_000),
+      ),
+    );
+    const leased = leases.filter((r) => r !== null);
+    expect(leased.map((r) => r.id).sort()).toEqual(a.map((r) => r.id).sort());
+    expect(new Set(leased.map((r) => r.id)).size).toBe(12);
+    for (const run of leased)
+      expect(run).toMatchObject({ state: 'PREPARING', poolId: 'private-a' });
+    // The other pool's run was never handed out here.
+    expect((await store.getRun(b.id))?.state).toBe('READY');
+    expect(await store.leaseRun('private-a', 'worker-0', t0, 30_000)).toBeNull();
+    const other = await store.leaseRun('private-b', 'worker-b', t0, 30_000);
+    expect(other?.id).toBe(b.id);
+    for (const run of [...leased, other])
+      if (run) await store.transitionRun(run.id, 'CANCELED', {}, t0);
+  });
+
+  it('takes a confirmed apply from the queue like any run', async () => {
+    await stack('apply');
+    const run = await trigger('apply', 'TRACKED');
+    const leased = await store.leaseRun('private-a', 'w1', t0, 30_000);
+    expect(leased?.id).toBe(run.id);
+    for (const state of ['INITIALIZING', 'PLANNING', 'UNCONFIRMED'] as const)
+      await store.transitionRun(run.id, state, { workerId: 'w1' }, t0);
+    await store.transitionRun(run.id, 'CONFIRMED', { patch: { releaseWorker: true } }, t0);
+    const apply = await store.leaseRun('private-a', 'w2', t0, 30_000);
+    expect(apply).toMatchObject({ id: run.id, state: 'PREPARING_APPLY', workerId: 'w2' });
+    const stale = await conflict(store.transitionRun(run.id, 'APPLYING', { workerId: 'w1' }, t0));
+    expect(stale.code).toBe('RUN_CHANGED');
+    await store.transitionRun(run.id, 'APPLYING', { workerId: 'w2', patch: { started: true } }, t0);
+    await store.transitionRun(
+      run.id,
+      'FINISHED',
+      { workerId: 'w2', patch: { releaseWorker: true } },
+      t0,
+    );
+  });
+
+  it('ends runs of a vanished worker: back to the queue before a container started, FAILED after', async () => {
+    await stack('lease');
+    await store.upsertWorker(
+      {
+        id: 'w-gone',
+        poolId: 'private-a',
+        host: 'h',
+        berthVersion: '0.1.0',
+        engineVersion: '20.10',
+        concurrency: 2,
+      },
+      t0,
+    );
+    const notStarted = await trigger('lease', 'TASK');
+    const started = await trigger('lease', 'TASK');
+    expect((await store.leaseRun('private-a', 'w-gone', t0, 10_000))?.id).toBe(notStarted.id);
+    expect((await store.leaseRun('private-a', 'w-gone', t0, 10_000))?.id).toBe(started.id);
+    await store.transitionRun(
+      started.id,
+      'PERFORMING',
+      { workerId: 'w-gone', patch: { started: true } },
+      t0,
+    );
+    // A heartbeat renews both leases.
+    expect(await store.heartbeat('w-gone', later(8_000), 10_000)).toBe(true);
+    expect(await store.expireLeases(later(15_000))).toEqual([]);
+    const changed = await store.expireLeases(later(19_000));
+    expect(changed.map((r) => [r.id, r.state]).sort()).toEqual(
+      [
+        [notStarted.id, 'READY'],
+        [started.id, 'FAILED'],
+      ].sort(),
+    );
+    const failed = await store.getRun(started.id);
+    expect(failed?.stateReason).toContain(
+      'worker w-gone stopped answering while the run was PERFORMING',
+    );
+    expect(failed?.workerId).toBeNull();
+    expect(await store.heartbeat('nobody', t0, 1000)).toBe(false);
+    await store.transitionRun(notStarted.id, 'CANCELED', {}, t0);
+  });
+
+  it('stores a log batch sent twice once, refuses a gap, and reads from an offset', async () => {
+    await stack('logs');
+    const run = await trigger('logs', 'TASK');
+    expect(await store.appendLog(run.id, 1, ['a\n', 'b\n'], t0)).toBe(3);
+    // The same batch again (the answer was lost on the way back): nothing doubles.
+    expect(await store.appendLog(run.id, 1, ['a\n', 'b\n'], t0)).toBe(3);
+    expect(await store.appendLog(run.id, 2, ['b\n', 'c\n'], t0)).toBe(4);
+    const gap = await conflict(store.appendLog(run.id, 6, ['f\n'], t0));
+    expect(gap.code).toBe('LOG_GAP');
+    expect(gap.message).toContain('the next expected is 4');
+    expect((await store.readLog(run.id, 0, 100)).map((c) => [c.seq, c.text])).toEqual([
+      [1, 'a\n'],
+      [2, 'b\n'],
+      [3, 'c\n'],
+    ]);
+    expect((await store.readLog(run.id, 2, 100)).map((c) => c.text)).toEqual(['c\n']);
+    await store.transitionRun(run.id, 'CANCELED', {}, t0);
+  });
+
+  it('refuses to delete a stack whose runs have not ended', async () => {
+    await stack('busy');
+    const run = await trigger('busy', 'TASK');
+    const error = await conflict(store.deleteStack('busy'));
+    expect(error.code).toBe('STACK_HAS_RUNS');
+    await store.transitionRun(run.id, 'CANCELED', {}, t0);
+    expect(await store.deleteStack('busy')).toBe(true);
+    expect(await store.getStack('busy')).toBeNull();
+    expect(await store.getRun(run.id)).toBeNull();
+  });
+
+  it('keeps API tokens by hash only', async () => {
+    await store.createToken({ id: 't1', name: 'ci', role: 'user' }, 'token-hash-1', t0);
+    expect(await store.findTokenByHash('token-hash-1')).toMatchObject({ id: 't1', role: 'user' });
+    expect(await store.findTokenByHash('token-1')).toBeNull();
+  });
+});
