@@ -76,6 +76,26 @@ export default tseslint.config(
     'src/launcher may not import the command line or the store.',
   ),
   restrict(
+    ['src/api/**'],
+    [
+      '**/executor/**',
+      '**/registry/**',
+      '**/workflow/**',
+      '**/launcher/**',
+      '**/cli/**',
+      '**/net/**',
+      '**/store/**',
+      '**/server/**',
+      'node:*',
+    ],
+    'src/api is the shared schemas: domain only, no I/O (see docs/development/architecture.md).',
+  ),
+  restrict(
+    ['src/server/**'],
+    ['**/executor/**', '**/registry/**', '**/workflow/**', '**/launcher/**', '**/cli/**'],
+    'src/server may import domain, api and store (see docs/development/architecture.md).',
+  ),
+  restrict(
     ['src/store/**'],
     [
       '**/executor/**',

@@ -1,0 +1,200 @@
+/**
+ * The HTTP API's request and response schemas (`/api/v1`): the single source of validation for
+ * the server, of the OpenAPI document (docs/api/openapi.json), and of the types the CLI and the
+ * web page use. Every object refuses properties it does not know.
+ */
+import { Type, type Static, type TSchema } from 'typebox';
+import { RUN_KINDS, RUN_STATES, type RunKind, type RunStateName } from '../domain/run-state.js';
+
+const closed = <T extends Record<string, TSchema>>(properties: T, description?: string) =>
+  Type.Object(properties, { additionalProperties: false, ...(description ? { description } : {}) });
+
+/** Stack and pool ids: lowercase slugs, safe in URLs, paths and labels. */
+export const Slug = Type.String({
+  pattern: '^[a-z0-9][a-z0-9-]{0,62}$',
+  description: 'lowercase letters, digits and -, starting with a letter or digit, at most 63',
+});
+
+/** Display text: no control characters, bounded. */
+const Text = (maxLength: number) =>
+  Type.String({ minLength: 1, maxLength, pattern: '^[^\\u0000-\\u001f\\u007f]*$' });
+
+export const ErrorBody = closed(
+  {
+    code: Type.String({ description: 'stable error code, e.g. RUN_TRANSITION_INVALID' }),
+    message: Type.String(),
+    hint: Type.Optional(Type.String({ description: 'how to fix it' })),
+  },
+  'every error answer',
+);
+export type ErrorBody = Static<typeof ErrorBody>;
+
+export const PoolKind = Type.Union([Type.Literal('public'), Type.Literal('private')]);
+
+export const PoolInput = closed({
+  id: Slug,
+  name: Type.Optional(Text(200)),
+  kind: PoolKind,
+  allowList: Type.Optional(Type.Array(Text(253), { maxItems: 100 })),
+  defaultImage: Type.Optional(Type.Union([Text(512), Type.Null()])),
+  pullPolicy: Type.Optional(
+    Type.Union([
+      Type.Literal('always'),
+      Type.Literal('if-not-present'),
+      Type.Literal('never'),
+      Type.Null(),
+    ]),
+  ),
+});
+export type PoolInput = Static<typeof PoolInput>;
+
+export const PoolOutput = closed({
+  id: Type.String(),
+  name: Type.String(),
+  kind: PoolKind,
+  allowList: Type.Array(Type.String()),
+  defaultImage: Type.Union([Type.String(), Type.Null()]),
+  pullPolicy: Type.Union([Type.String(), Type.Null()]),
+  createdAt: Type.String(),
+});
+
+export const PoolWithToken = closed({
+  pool: PoolOutput,
+  token: Type.String({ description: 'the pool token, shown this once: workers register with it' }),
+});
+
+export const WorkflowTool = Type.Union([
+  Type.Literal('TERRAFORM_FOSS'),
+  Type.Literal('OPEN_TOFU'),
+  Type.Literal('CUSTOM'),
+]);
+
+const stackFields = {
+  name: Type.Optional(Text(200)),
+  repository: Type.Optional(
+    Type.Union([
+      Type.String({ maxLength: 2048, pattern: '^(https://|ssh://|git@|file://)[^\\s]+$' }),
+      Type.Null(),
+    ]),
+  ),
+  branch: Type.Optional(
+    Type.Union([Type.String({ maxLength: 255, pattern: '^[A-Za-z0-9._/-]+$' }), Type.Null()]),
+  ),
+  localDir: Type.Optional(
+    Type.Union([Type.String({ maxLength: 4096, pattern: '^/' }), Type.Null()]),
+  ),
+  projectRoot: Type.Optional(
+    Type.String({ maxLength: 1024, pattern: '^(?!/)(?!.*(^|/)\\.\\.(/|$))[^\\u0000]*$' }),
+  ),
+  tool: Type.Optional(Type.Union([WorkflowTool, Type.Null()])),
+  toolVersion: Type.Optional(Type.Union([Type.String({ maxLength: 64 }), Type.Null()])),
+  runnerImage: Type.Optional(Type.Union([Type.String({ maxLength: 512 }), Type.Null()])),
+  labels: Type.Optional(Type.Array(Text(100), { maxItems: 50 })),
+  autoDeploy: Type.Optional(Type.Boolean()),
+  pool: Type.Optional(Slug),
+};
+
+export const StackInput = closed({ id: Slug, ...stackFields, pool: Slug });
+export type StackInput = Static<typeof StackInput>;
+
+export const StackPatchInput = closed(stackFields);
+export type StackPatchInput = Static<typeof StackPatchInput>;
+
+export const VariableOutput = closed({
+  name: Type.String(),
+  secret: Type.Boolean(),
+  /** Plain variables only: a secret's value is never sent back. */
+  value: Type.Optional(Type.String()),
+});
+
+export const StackOutput = closed({
+  id: Type.String(),
+  name: Type.String(),
+  repository: Type.Union([Type.String(), Type.Null()]),
+  branch: Type.Union([Type.String(), Type.Null()]),
+  localDir: Type.Union([Type.String(), Type.Null()]),
+  projectRoot: Type.String(),
+  tool: Type.Union([Type.String(), Type.Null()]),
+  toolVersion: Type.Union([Type.String(), Type.Null()]),
+  runnerImage: Type.Union([Type.String(), Type.Null()]),
+  labels: Type.Array(Type.String()),
+  autoDeploy: Type.Boolean(),
+  pool: Type.String(),
+  variables: Type.Array(VariableOutput),
+  createdAt: Type.String(),
+  updatedAt: Type.String(),
+});
+
+export const VariableInput = closed({
+  value: Type.String({ maxLength: 65536 }),
+  secret: Type.Optional(Type.Boolean()),
+});
+
+export const VariableName = Type.String({ pattern: '^[A-Za-z_][A-Za-z0-9_]{0,127}$' });
+
+export const TriggerInput = closed({
+  type: Type.Union([
+    Type.Literal('task'),
+    Type.Literal('proposed'),
+    Type.Literal('tracked'),
+    Type.Literal('destroy'),
+  ]),
+  commit: Type.Optional(Type.String({ pattern: '^[0-9a-f]{40}([0-9a-f]{24})?$' })),
+});
+export type TriggerInput = Static<typeof TriggerInput>;
+
+const RunKindSchema = Type.Unsafe<RunKind>({ type: 'string', enum: [...RUN_KINDS] });
+const RunStateSchema = Type.Unsafe<RunStateName>({ type: 'string', enum: [...RUN_STATES] });
+
+const Counts = closed({
+  add: Type.Integer(),
+  change: Type.Integer(),
+  destroy: Type.Integer(),
+  replace: Type.Integer(),
+});
+
+export const RunOutput = closed({
+  id: Type.String(),
+  stack: Type.String(),
+  pool: Type.String(),
+  type: RunKindSchema,
+  state: RunStateSchema,
+  stateReason: Type.Union([Type.String(), Type.Null()]),
+  commit: Type.Union([Type.String(), Type.Null()]),
+  triggeredBy: Type.String(),
+  worker: Type.Union([Type.String(), Type.Null()]),
+  image: closed({
+    reference: Type.Union([Type.String(), Type.Null()]),
+    digest: Type.Union([Type.String(), Type.Null()]),
+    source: Type.Union([Type.String(), Type.Null()]),
+  }),
+  plan: Type.Union([Counts, Type.Null()]),
+  states: Type.Optional(Type.Array(closed({ state: RunStateSchema, at: Type.String() }))),
+  createdAt: Type.String(),
+  updatedAt: Type.String(),
+});
+export type RunOutput = Static<typeof RunOutput>;
+
+export const RunList = closed({ runs: Type.Array(RunOutput) });
+
+export const LogOutput = closed({
+  chunks: Type.Array(closed({ seq: Type.Integer(), text: Type.String(), at: Type.String() })),
+  /** Ask again with `after` set to this for what follows. */
+  next: Type.Integer(),
+});
+
+export const LogQuery = closed({
+  after: Type.Optional(Type.Integer({ minimum: 0 })),
+  limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000 })),
+});
+
+export const ListQuery = closed({
+  stack: Type.Optional(Slug),
+  limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 500 })),
+});
+
+export const IdParams = closed({ id: Slug });
+export const RunParams = closed({ id: Type.String({ pattern: '^[0-9A-HJKMNP-TV-Z]{26}$' }) });
+export const VariableParams = closed({ id: Slug, name: VariableName });
+
+export const Health = closed({ status: Type.Literal('ok'), version: Type.String() });

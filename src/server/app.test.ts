@@ -1,0 +1,320 @@
+/**
+ * The HTTP API in-process (app.inject, no port) on a real SQLite store: authentication, pools,
+ * stacks and write-only secrets, runs and the state machine's refusals, and bad input of every
+ * kind answered with a 4xx and a stable code, never a 500, never a changed record.
+ */
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import fc from 'fast-check';
+import type { FastifyInstance } from 'fastify';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { openStore } from '../store/open-store.js';
+import type { Store } from '../store/store.js';
+import { buildServer, openApiDocument } from './app.js';
+import { hashToken } from './auth.js';
+import { SecretBox } from './secrets.js';
+
+const ADMIN = 'berth_admin_test-token-0123456789';
+let dir: string;
+let store: Store;
+let app: FastifyInstance;
+let clock = new Date('2026-11-30T12:00:00.000Z');
+
+beforeAll(async () => {
+  dir = mkdtempSync(path.join(tmpdir(), 'berth-api-'));
+  store = await openStore({ dataDir: dir });
+  await store.migrate();
+  app = await buildServer({
+    store,
+    secrets: SecretBox.fromKey(Buffer.alloc(32, 7)),
+    adminTokenHash: hashToken(ADMIN),
+    version: 'test',
+    now: () => clock,
+    resolveCommit: () => Promise.resolve('c'.repeat(40)),
+    authFailureLimit: 5,
+  });
+});
+
+afterAll(async () => {
+  await app?.close();
+  await store?.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+type Answer = { status: number; body: Record<string, unknown> };
+
+async function call(
+  method: 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE',
+  url: string,
+  body?: unknown,
+  token: string | null = ADMIN,
+  address = '127.0.0.1',
+): Promise<Answer> {
+  const res = await app.inject({
+    method,
+    url,
+    remoteAddress: address,
+    headers: token ? { authorization: `Bearer ${token}` } : {},
+    ...(body === undefined ? {} : { payload: body as Record<string, unknown> }),
+  });
+  return {
+    status: res.statusCode,
+    body: res.body ? (JSON.parse(res.body) as Record<string, unknown>) : {},
+  };
+}
+
+let poolToken = '';
+
+describe('authentication', () => {
+  it('answers health without a token and everything else only with one', async () => {
+    expect(await call('GET', '/api/v1/health', undefined, null)).toEqual({
+      status: 200,
+      body: { status: 'ok', version: 'test' },
+    });
+    const none = await call('GET', '/api/v1/stacks', undefined, null);
+    expect(none.status).toBe(401);
+    expect(none.body.code).toBe('UNAUTHENTICATED');
+    expect(none.body.hint).toContain('Authorization: Bearer');
+    expect((await call('GET', '/api/v1/stacks', undefined, 'berth_admin_wrong')).status).toBe(401);
+  });
+
+  it('limits failed attempts per address, not for others', async () => {
+    for (let i = 0; i < 5; i += 1)
+      expect((await call('GET', '/api/v1/stacks', undefined, `bad-${i}`, '10.9.9.9')).status).toBe(
+        401,
+      );
+    const blocked = await call('GET', '/api/v1/stacks', undefined, ADMIN, '10.9.9.9');
+    expect(blocked.status).toBe(429);
+    expect(blocked.body.code).toBe('TOO_MANY_FAILED_LOGINS');
+    expect((await call('GET', '/api/v1/stacks', undefined, ADMIN, '10.9.9.8')).status).toBe(200);
+    clock = new Date(clock.getTime() + 61_000);
+    expect((await call('GET', '/api/v1/stacks', undefined, ADMIN, '10.9.9.9')).status).toBe(200);
+  });
+});
+
+describe('pools', () => {
+  it('shows a pool token once, stores it hashed, and rotates it', async () => {
+    const created = await call('POST', '/api/v1/pools', { id: 'team-a', kind: 'private' });
+    expect(created.status).toBe(201);
+    poolToken = created.body.token as string;
+    expect(poolToken).toMatch(/^berth_pool_/);
+    const listed = await call('GET', '/api/v1/pools');
+    expect(JSON.stringify(listed.body)).not.toContain(poolToken);
+    expect(await store.findPoolByTokenHash(hashToken(poolToken))).not.toBeNull();
+    const rotated = await call('POST', '/api/v1/pools/team-a/token');
+    expect(rotated.status).toBe(200);
+    expect(await store.findPoolByTokenHash(hashToken(poolToken))).toBeNull();
+    poolToken = rotated.body.token as string;
+    expect((await call('POST', '/api/v1/pools', { id: 'team-a', kind: 'private' })).body.code).toBe(
+      'ALREADY_EXISTS',
+    );
+  });
+
+  it('gives a public pool the default allow-list and refuses one for a private pool', async () => {
+    const pub = await call('POST', '/api/v1/pools', { id: 'shared', kind: 'public' });
+    expect((pub.body.pool as { allowList: string[] }).allowList).toEqual(['default']);
+    const bad = await call('POST', '/api/v1/pools', {
+      id: 'team-b',
+      kind: 'private',
+      allowList: ['ghcr.io'],
+    });
+    expect(bad.status).toBe(400);
+    expect(await store.getPool('team-b')).toBeNull();
+  });
+
+  it('lets a pool token call no endpoint meant for people', async () => {
+    const answer = await call('GET', '/api/v1/stacks', undefined, poolToken);
+    expect(answer.status).toBe(403);
+    expect(answer.body.code).toBe('FORBIDDEN');
+  });
+});
+
+describe('stacks', () => {
+  it('creates a stack from a repository, with its settings', async () => {
+    const created = await call('POST', '/api/v1/stacks', {
+      id: 'demo',
+      repository: 'https://git.example.com/infra.git',
+      branch: 'main',
+      projectRoot: 'envs/dev',
+      pool: 'team-a',
+      labels: ['team:a'],
+    });
+    expect(created.status).toBe(201);
+    expect(created.body).toMatchObject({
+      id: 'demo',
+      projectRoot: 'envs/dev',
+      pool: 'team-a',
+      variables: [],
+    });
+  });
+
+  it.each([
+    [{ id: 'x1', repository: 'https://g/x.git', pool: 'team-a', colour: 'red' }, 'BAD_REQUEST'],
+    [{ id: '../etc', repository: 'https://g/x.git', pool: 'team-a' }, 'BAD_REQUEST'],
+    [{ id: '<script>', repository: 'https://g/x.git', pool: 'team-a' }, 'BAD_REQUEST'],
+    [{ id: 'x2', repository: 'https://g/x.git', pool: 'team-a', labels: ['a\nb'] }, 'BAD_REQUEST'],
+    [
+      { id: 'x3', repository: 'https://g/x.git', pool: 'team-a', projectRoot: '../up' },
+      'BAD_REQUEST',
+    ],
+    [
+      { id: 'x4', repository: 'https://g/x.git', pool: 'team-a', runnerImage: 'Ubuntu' },
+      'BAD_REQUEST',
+    ],
+    [{ id: 'x5', repository: 'https://g/x.git', pool: 'nowhere' }, 'POOL_NOT_FOUND'],
+    [{ id: 'x6', pool: 'team-a' }, 'BAD_REQUEST'],
+    [{ id: 'x7', repository: 'ext::sh -c evil', pool: 'team-a' }, 'BAD_REQUEST'],
+  ])('refuses %j with %s and creates nothing', async (body, code) => {
+    const answer = await call('POST', '/api/v1/stacks', body);
+    expect(answer.status).toBe(400);
+    expect(answer.body.code).toBe(code);
+    expect(typeof answer.body.message).toBe('string');
+    expect((await store.listStacks()).map((s) => s.id)).toEqual(['demo']);
+  });
+
+  it('keeps secret variables write-only and sealed at rest', async () => {
+    const secret = 'hunter2-very-secret-value';
+    const put = await call('PUT', '/api/v1/stacks/demo/env/DB_PASSWORD', {
+      value: secret,
+      secret: true,
+    });
+    expect(put.status).toBe(200);
+    await call('PUT', '/api/v1/stacks/demo/env/TF_LOG', { value: 'info' });
+    const shown = await call('GET', '/api/v1/stacks/demo');
+    expect(shown.body.variables).toEqual([
+      { name: 'DB_PASSWORD', secret: true },
+      { name: 'TF_LOG', secret: false, value: 'info' },
+    ]);
+    expect(JSON.stringify(put.body) + JSON.stringify(shown.body)).not.toContain(secret);
+    const stored = (await store.listStackVariables('demo')).find((v) => v.name === 'DB_PASSWORD');
+    expect(stored?.value).not.toContain(secret);
+    expect(SecretBox.fromKey(Buffer.alloc(32, 7)).open(stored?.value as string)).toBe(secret);
+    expect(readFileSync(path.join(dir, 'berth.db')).toString('latin1')).not.toContain(secret);
+  });
+});
+
+describe('runs', () => {
+  it('binds a run to a commit and refuses moves the state machine does not allow', async () => {
+    const first = await call('POST', '/api/v1/stacks/demo/runs', { type: 'tracked' });
+    expect(first.status).toBe(201);
+    expect(first.body).toMatchObject({ type: 'TRACKED', state: 'READY', commit: 'c'.repeat(40) });
+    const second = await call('POST', '/api/v1/stacks/demo/runs', {
+      type: 'tracked',
+      commit: 'd'.repeat(40),
+    });
+    expect(second.body).toMatchObject({ state: 'QUEUED', commit: 'd'.repeat(40) });
+    const confirm = await call('POST', `/api/v1/runs/${first.body.id as string}/confirm`);
+    expect(confirm.status).toBe(409);
+    expect(confirm.body.code).toBe('RUN_TRANSITION_INVALID');
+    expect((await store.getRun(first.body.id as string))?.state).toBe('READY');
+    const canceled = await call('POST', `/api/v1/runs/${first.body.id as string}/cancel`);
+    expect(canceled.body.state).toBe('CANCELED');
+    expect((await call('GET', `/api/v1/runs/${second.body.id as string}`)).body.state).toBe(
+      'READY',
+    );
+    const again = await call('POST', `/api/v1/runs/${first.body.id as string}/cancel`);
+    expect(again.status).toBe(409);
+    const shown = await call('GET', `/api/v1/runs/${first.body.id as string}`);
+    expect((shown.body.states as { state: string }[]).map((s) => s.state)).toEqual([
+      'QUEUED',
+      'READY',
+      'CANCELED',
+    ]);
+    await call('POST', `/api/v1/runs/${second.body.id as string}/cancel`);
+  });
+
+  it('reads a log from an offset', async () => {
+    const run = await call('POST', '/api/v1/stacks/demo/runs', { type: 'proposed' });
+    await store.appendLog(run.body.id as string, 1, ['one\n', 'two\n'], clock);
+    const all = await call('GET', `/api/v1/runs/${run.body.id as string}/logs`);
+    expect(all.body).toMatchObject({ next: 2 });
+    const rest = await call('GET', `/api/v1/runs/${run.body.id as string}/logs?after=1`);
+    expect((rest.body.chunks as { text: string }[]).map((c) => c.text)).toEqual(['two\n']);
+    await call('POST', `/api/v1/runs/${run.body.id as string}/cancel`);
+  });
+});
+
+describe('bad input', () => {
+  it('answers malformed JSON, a wrong media type and an oversized body with 4xx and a code', async () => {
+    const malformed = await app.inject({
+      method: 'POST',
+      url: '/api/v1/stacks',
+      headers: { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json' },
+      payload: '{"id": "x", ',
+    });
+    expect(malformed.statusCode).toBe(400);
+    expect((JSON.parse(malformed.body) as { code: string }).code).toBe('BAD_JSON');
+    const big = await app.inject({
+      method: 'POST',
+      url: '/api/v1/stacks',
+      headers: { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json' },
+      payload: JSON.stringify({ id: 'big', name: 'x'.repeat(2 * 1024 * 1024) }),
+    });
+    expect(big.statusCode).toBe(413);
+    expect((JSON.parse(big.body) as { code: string }).code).toBe('BODY_TOO_LARGE');
+    const text = await app.inject({
+      method: 'POST',
+      url: '/api/v1/stacks',
+      headers: { authorization: `Bearer ${ADMIN}`, 'content-type': 'text/plain' },
+      payload: 'id=x',
+    });
+    expect(text.statusCode).toBe(415);
+    expect((await call('GET', '/api/v1/nothing-here')).body.code).toBe('NOT_FOUND');
+    expect((await call('GET', '/api/v1/runs/not-a-ulid')).status).toBe(400);
+  });
+
+  it('never answers a random body with a 500 or changes anything, on any endpoint', async () => {
+    const ids = async (): Promise<string> =>
+      JSON.stringify([(await store.listStacks()).map((s) => s.id), await store.listPools()]);
+    const before = await ids();
+    const endpoints: ['POST' | 'PUT' | 'PATCH', string][] = [
+      ['POST', '/api/v1/pools'],
+      ['POST', '/api/v1/stacks'],
+      ['PATCH', '/api/v1/stacks/demo'],
+      ['PUT', '/api/v1/stacks/demo/env/X'],
+      ['POST', '/api/v1/stacks/demo/runs'],
+    ];
+    await fc.assert(
+      fc.asyncProperty(
+        fc.constantFrom(...endpoints),
+        fc.oneof(
+          fc.jsonValue(),
+          fc.dictionary(
+            fc.constantFrom('id', 'kind', 'pool', 'type', 'labels', 'value', 'x'),
+            fc.jsonValue(),
+          ),
+        ),
+        async ([method, url], body) => {
+          const res = await app.inject({
+            method,
+            url,
+            headers: { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json' },
+            payload: JSON.stringify(body),
+          });
+          expect(
+            res.statusCode,
+            `${method} ${url} ${JSON.stringify(body)} → ${res.body}`,
+          ).toBeLessThan(500);
+          if (res.statusCode >= 400)
+            expect(typeof (JSON.parse(res.body) as { code?: unknown }).code).toBe('string');
+        },
+      ),
+      { numRuns: 300 },
+    );
+    // No random body makes a pool or a stack (none carries every field one needs).
+    expect(await ids()).toBe(before);
+  });
+});
+
+describe('the OpenAPI document', () => {
+  it('is served and is the committed docs/api/openapi.json (npm run openapi writes it)', async () => {
+    const served = await call('GET', '/api/v1/openapi.json', undefined, null);
+    expect(served.status).toBe(200);
+    const committed = JSON.parse(
+      readFileSync(new URL('../../docs/api/openapi.json', import.meta.url), 'utf8'),
+    ) as unknown;
+    expect(openApiDocument(app)).toEqual(committed);
+    expect(served.body).toEqual(committed);
+  });
+});

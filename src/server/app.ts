@@ -1,0 +1,304 @@
+/**
+ * The HTTP API of `berth server` (`/api/v1`): Fastify with TypeBox schemas, which validate every
+ * request (unknown properties refused, never silently dropped) and make the OpenAPI document.
+ * Errors have one shape ({code, message, hint}) and a stable code; an unexpected failure is a 500
+ * with code INTERNAL and nothing of its internals. Time and ids are injected.
+ */
+import { randomBytes } from 'node:crypto';
+import swagger from '@fastify/swagger';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
+import { BerthError } from '../domain/errors.js';
+import { ulidGenerator } from '../domain/ulid.js';
+import { ErrorBody } from '../api/schemas.js';
+import { StoreConflict, type Store } from '../store/store.js';
+import { FailedAttempts, bearerToken, hashToken, sameHash, type Caller } from './auth.js';
+import { registerPoolRoutes } from './routes/pools.js';
+import { registerRunRoutes } from './routes/runs.js';
+import { registerStackRoutes } from './routes/stacks.js';
+import type { SecretBox } from './secrets.js';
+
+export const API_VERSION = 'v1';
+export const BODY_LIMIT = 1024 * 1024;
+
+export interface ServerDeps {
+  store: Store;
+  secrets: SecretBox;
+  /** SHA-256 of the admin token. */
+  adminTokenHash: string;
+  version: string;
+  now?: () => Date;
+  newId?: () => string;
+  /** The commit a run is bound to when none is given: the head of the stack's branch. */
+  resolveCommit?: (stack: {
+    repository: string | null;
+    branch: string | null;
+    localDir: string | null;
+  }) => Promise<string | null>;
+  /** Failed authentications allowed per address per minute. */
+  authFailureLimit?: number;
+}
+
+export type Api = FastifyInstance & { withTypeProvider: FastifyInstance['withTypeProvider'] };
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    caller: Caller | null;
+  }
+}
+
+export class ApiError extends Error {
+  constructor(
+    readonly statusCode: number,
+    readonly code: string,
+    message: string,
+    readonly hint?: string,
+  ) {
+    super(message);
+    this.name = 'ApiError';
+  }
+}
+
+const STATUS_OF_CONFLICT: Record<StoreConflict['code'], number> = {
+  NOT_FOUND: 404,
+  ALREADY_EXISTS: 409,
+  RUN_TRANSITION_INVALID: 409,
+  RUN_CHANGED: 409,
+  LOG_GAP: 409,
+  STACK_HAS_RUNS: 409,
+};
+
+function errorAnswer(err: unknown): { status: number; body: ErrorBody; log: boolean } {
+  if (err instanceof ApiError) {
+    return {
+      status: err.statusCode,
+      body: { code: err.code, message: err.message, ...(err.hint ? { hint: err.hint } : {}) },
+      log: false,
+    };
+  }
+  if (err instanceof StoreConflict) {
+    return {
+      status: STATUS_OF_CONFLICT[err.code],
+      body: { code: err.code, message: err.message },
+      log: false,
+    };
+  }
+  if (err instanceof BerthError && err.kind !== 'internal') {
+    return {
+      status: 400,
+      body: { code: err.code, message: err.message, hint: err.hint },
+      log: false,
+    };
+  }
+  const e = err as { validation?: unknown; code?: string; statusCode?: number; message?: string };
+  if (e.validation) {
+    return {
+      status: 400,
+      body: {
+        code: 'BAD_REQUEST',
+        message: e.message ?? 'the request does not match its schema',
+        hint: 'See /api/v1/openapi.json for the accepted fields and formats.',
+      },
+      log: false,
+    };
+  }
+  if (e.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
+    return {
+      status: 413,
+      body: {
+        code: 'BODY_TOO_LARGE',
+        message: `the request body is larger than ${BODY_LIMIT} bytes`,
+      },
+      log: false,
+    };
+  }
+  if (e.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') {
+    return {
+      status: 415,
+      body: {
+        code: 'UNSUPPORTED_MEDIA_TYPE',
+        message: e.message ?? 'unsupported media type',
+        hint: 'Send JSON with Content-Type: application/json.',
+      },
+      log: false,
+    };
+  }
+  if (typeof e.statusCode === 'number' && e.statusCode >= 400 && e.statusCode < 500) {
+    // Fastify's own refusals: a body that is not JSON, an empty JSON body, a bad header.
+    return {
+      status: e.statusCode,
+      body: {
+        code: e.statusCode === 400 ? 'BAD_JSON' : 'BAD_REQUEST',
+        message: e.message ?? 'bad request',
+      },
+      log: false,
+    };
+  }
+  return {
+    status: 500,
+    body: { code: 'INTERNAL', message: 'the server failed to answer; its log has the details' },
+    log: true,
+  };
+}
+
+export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
+  const now = deps.now ?? (() => new Date());
+  const newId =
+    deps.newId ??
+    ulidGenerator(
+      () => now().getTime(),
+      (n) => randomBytes(n),
+    );
+  const app = Fastify({
+    logger: false,
+    bodyLimit: BODY_LIMIT,
+    ajv: { customOptions: { removeAdditional: false, allErrors: false, coerceTypes: 'array' } },
+  }).withTypeProvider<TypeBoxTypeProvider>();
+
+  // The API speaks JSON only: a text body is refused (415), not parsed as a string.
+  app.removeContentTypeParser('text/plain');
+  await app.register(swagger, {
+    openapi: {
+      openapi: '3.0.3',
+      info: {
+        title: 'berth API',
+        version: API_VERSION,
+        description: 'Stacks, runs, worker pools and workers of a berth server.',
+      },
+      components: {
+        securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } },
+      },
+      security: [{ bearer: [] }],
+    },
+  });
+
+  const failures = new FailedAttempts(deps.authFailureLimit ?? 20, 60_000, () => now().getTime());
+  app.decorateRequest('caller', null);
+
+  app.addHook('onRequest', async (request: FastifyRequest) => {
+    if (
+      request.url === `/api/${API_VERSION}/health` ||
+      request.url === `/api/${API_VERSION}/openapi.json`
+    )
+      return;
+    const address = request.ip;
+    if (failures.blocked(address)) {
+      throw new ApiError(
+        429,
+        'TOO_MANY_FAILED_LOGINS',
+        'too many requests with a wrong token from this address',
+        `Wait ${failures.retryAfter(address)} s and use a valid token.`,
+      );
+    }
+    const token = bearerToken(request.headers.authorization);
+    if (!token) {
+      throw new ApiError(
+        401,
+        'UNAUTHENTICATED',
+        'this endpoint needs a token',
+        'Send Authorization: Bearer TOKEN (the admin token printed on first start, an API token, or a pool token for workers).',
+      );
+    }
+    const hash = hashToken(token);
+    let caller: Caller | null = null;
+    if (sameHash(hash, deps.adminTokenHash)) caller = { kind: 'admin', id: 'admin' };
+    else {
+      const api = await deps.store.findTokenByHash(hash);
+      if (api) caller = { kind: api.role === 'admin' ? 'admin' : 'user', id: api.id };
+      else {
+        const pool = await deps.store.findPoolByTokenHash(hash);
+        if (pool) caller = { kind: 'pool', poolId: pool.id };
+      }
+    }
+    if (!caller) {
+      failures.record(address);
+      throw new ApiError(
+        401,
+        'UNAUTHENTICATED',
+        'the token is not valid',
+        'Use the admin token, an API token, or log in again with `berth login`.',
+      );
+    }
+    request.caller = caller;
+  });
+
+  app.setErrorHandler((err, request, reply) => {
+    const answer = errorAnswer(err);
+    if (answer.log) console.error(`berth server: ${request.method} ${request.url} failed:`, err);
+    void reply.status(answer.status).send(answer.body);
+  });
+  app.setNotFoundHandler((request, reply) => {
+    void reply.status(404).send({
+      code: 'NOT_FOUND',
+      message: `no endpoint ${request.method} ${request.url.split('?')[0]}`,
+    });
+  });
+
+  const context = { ...deps, now, newId };
+  await app.register(
+    (api, _options, done) => {
+      api.get(
+        '/health',
+        {
+          schema: {
+            security: [],
+            response: {
+              200: {
+                type: 'object',
+                properties: { status: { type: 'string' }, version: { type: 'string' } },
+                required: ['status', 'version'],
+                additionalProperties: false,
+              },
+            },
+          },
+        },
+        () => ({ status: 'ok', version: deps.version }),
+      );
+      registerPoolRoutes(api, context);
+      registerStackRoutes(api, context);
+      registerRunRoutes(api, context);
+      api.get('/openapi.json', { schema: { hide: true } }, () => openApiDocument(app));
+      done();
+    },
+    { prefix: `/api/${API_VERSION}` },
+  );
+  await app.ready();
+  return app;
+}
+
+/** The OpenAPI document made from the routes' schemas (committed as docs/api/openapi.json). */
+export function openApiDocument(app: FastifyInstance): unknown {
+  return (app as unknown as { swagger(): unknown }).swagger();
+}
+
+export type ServerContext = ServerDeps & { now: () => Date; newId: () => string };
+
+/** Only people (admin and API tokens) may call this; pool tokens are for workers. */
+export function requirePerson(request: FastifyRequest): Caller {
+  const caller = request.caller;
+  if (!caller || caller.kind === 'pool') {
+    throw new ApiError(
+      403,
+      'FORBIDDEN',
+      'a pool token may only call the worker endpoints',
+      'Use the admin token or an API token.',
+    );
+  }
+  return caller;
+}
+
+export function requireAdmin(request: FastifyRequest): Caller {
+  const caller = requirePerson(request);
+  if (caller.kind !== 'admin') {
+    throw new ApiError(403, 'FORBIDDEN', 'only the admin token may do this');
+  }
+  return caller;
+}
+
+export const errorResponses = {
+  400: ErrorBody,
+  401: ErrorBody,
+  403: ErrorBody,
+  404: ErrorBody,
+  409: ErrorBody,
+};

@@ -1,0 +1,163 @@
+/** Runs: trigger (bound to one commit), list, show, logs, confirm, discard, cancel. */
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import type { FastifyInstance } from 'fastify';
+import { cancelTarget, type RunKind } from '../../domain/run-state.js';
+import {
+  IdParams,
+  ListQuery,
+  LogOutput,
+  LogQuery,
+  RunList,
+  RunOutput,
+  RunParams,
+  TriggerInput,
+} from '../../api/schemas.js';
+import type { Run } from '../../store/store.js';
+import { ApiError, errorResponses, requirePerson, type ServerContext } from '../app.js';
+
+export function runView(run: Run, states?: { state: Run['state']; at: string }[]) {
+  return {
+    id: run.id,
+    stack: run.stackId,
+    pool: run.poolId,
+    type: run.kind,
+    state: run.state,
+    stateReason: run.stateReason,
+    commit: run.commitSha,
+    triggeredBy: run.triggeredBy,
+    worker: run.workerId,
+    image: { reference: run.imageReference, digest: run.imageDigest, source: run.imageSource },
+    plan: run.plan,
+    ...(states ? { states } : {}),
+    createdAt: run.createdAt,
+    updatedAt: run.updatedAt,
+  };
+}
+
+async function existingRun(ctx: ServerContext, id: string): Promise<Run> {
+  const run = await ctx.store.getRun(id);
+  if (!run) throw new ApiError(404, 'NOT_FOUND', `run ${id} does not exist`);
+  return run;
+}
+
+export function registerRunRoutes(server: FastifyInstance, ctx: ServerContext): void {
+  const api = server.withTypeProvider<TypeBoxTypeProvider>();
+
+  api.post(
+    '/stacks/:id/runs',
+    {
+      schema: {
+        params: IdParams,
+        body: TriggerInput,
+        response: { 201: RunOutput, ...errorResponses },
+      },
+    },
+    async (request, reply) => {
+      const caller = requirePerson(request);
+      const stack = await ctx.store.getStack(request.params.id);
+      if (!stack) throw new ApiError(404, 'NOT_FOUND', `stack ${request.params.id} does not exist`);
+      // The run is bound to one commit now: the one asked for, or the branch head at this moment.
+      const commit = request.body.commit ?? (await ctx.resolveCommit?.(stack)) ?? null;
+      const run = await ctx.store.createRun(
+        {
+          id: ctx.newId(),
+          stackId: stack.id,
+          poolId: stack.poolId,
+          kind: request.body.type.toUpperCase() as RunKind,
+          commitSha: commit,
+          triggeredBy: caller.kind === 'pool' ? 'pool' : caller.id,
+          autoDeploy: stack.autoDeploy,
+        },
+        ctx.now(),
+      );
+      return reply.status(201).send(runView(run));
+    },
+  );
+
+  api.get(
+    '/runs',
+    { schema: { querystring: ListQuery, response: { 200: RunList, ...errorResponses } } },
+    async (request) => {
+      requirePerson(request);
+      const runs = await ctx.store.listRuns({
+        stackId: request.query.stack,
+        limit: request.query.limit ?? 50,
+      });
+      return { runs: runs.map((r) => runView(r)) };
+    },
+  );
+
+  api.get(
+    '/runs/:id',
+    { schema: { params: RunParams, response: { 200: RunOutput, ...errorResponses } } },
+    async (request) => {
+      requirePerson(request);
+      const run = await existingRun(ctx, request.params.id);
+      const states = await ctx.store.runStates(run.id);
+      return runView(
+        run,
+        states.map(({ state, at }) => ({ state, at })),
+      );
+    },
+  );
+
+  api.get(
+    '/runs/:id/logs',
+    {
+      schema: {
+        params: RunParams,
+        querystring: LogQuery,
+        response: { 200: LogOutput, ...errorResponses },
+      },
+    },
+    async (request) => {
+      requirePerson(request);
+      const run = await existingRun(ctx, request.params.id);
+      const after = request.query.after ?? 0;
+      const chunks = await ctx.store.readLog(run.id, after, request.query.limit ?? 500);
+      return { chunks, next: chunks.at(-1)?.seq ?? after };
+    },
+  );
+
+  const decide = (path: 'confirm' | 'discard' | 'cancel') =>
+    api.post(
+      `/runs/:id/${path}`,
+      { schema: { params: RunParams, response: { 200: RunOutput, ...errorResponses } } },
+      async (request) => {
+        requirePerson(request);
+        const run = await existingRun(ctx, request.params.id);
+        const to =
+          path === 'confirm'
+            ? 'CONFIRMED'
+            : path === 'discard'
+              ? 'DISCARDED'
+              : cancelTarget(run.state);
+        if (to === null) {
+          throw new ApiError(
+            409,
+            'RUN_TRANSITION_INVALID',
+            `run ${run.id} has ended (${run.state}); there is nothing to cancel`,
+          );
+        }
+        const from = path === 'cancel' ? [run.state] : (['UNCONFIRMED'] as const);
+        const changed = await ctx.store.transitionRun(
+          run.id,
+          to,
+          {
+            from,
+            patch: {
+              stateReason: `${path === 'cancel' ? 'canceled' : path === 'confirm' ? 'confirmed' : 'discarded'} by ${request.caller?.kind === 'pool' ? 'a worker' : (request.caller as { id: string }).id}`,
+              ...(to === 'CONFIRMED' || to === 'DISCARDED' || to === 'CANCELED'
+                ? { releaseWorker: true }
+                : {}),
+            },
+          },
+          ctx.now(),
+        );
+        return runView(changed);
+      },
+    );
+  decide('confirm');
+  decide('discard');
+  decide('cancel');
+}

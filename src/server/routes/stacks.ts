@@ -1,0 +1,203 @@
+/** Stacks and their environment variables (secret values write-only, sealed at rest). */
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import type { FastifyInstance } from 'fastify';
+import { Type } from 'typebox';
+import { parseConstraint } from '../../domain/versions.js';
+import { checkImageReference } from '../../domain/image-reference.js';
+import {
+  IdParams,
+  StackInput,
+  StackOutput,
+  StackPatchInput,
+  VariableInput,
+  VariableParams,
+} from '../../api/schemas.js';
+import type { Stack, StackPatch } from '../../store/store.js';
+import { ApiError, errorResponses, requirePerson, type ServerContext } from '../app.js';
+
+export async function stackView(ctx: ServerContext, stack: Stack) {
+  const variables = await ctx.store.listStackVariables(stack.id);
+  const { poolId, ...rest } = stack;
+  return {
+    ...rest,
+    pool: poolId,
+    // A secret's value never leaves the server through the API, sealed or not.
+    variables: variables.map((v) =>
+      v.secret ? { name: v.name, secret: true } : { name: v.name, secret: false, value: v.value },
+    ),
+  };
+}
+
+/** Checks what the schema cannot: the image reference, the version constraint, the pool. */
+async function checkStackFields(ctx: ServerContext, fields: StackPatch): Promise<void> {
+  if (fields.runnerImage) {
+    const problem = checkImageReference(fields.runnerImage);
+    if (problem) throw new ApiError(400, 'BAD_REQUEST', `runnerImage: ${problem.message}`);
+  }
+  if (fields.toolVersion) {
+    const constraint = parseConstraint(fields.toolVersion);
+    if ('error' in constraint)
+      throw new ApiError(400, 'BAD_REQUEST', `toolVersion: ${constraint.error}`);
+  }
+  if (fields.poolId && !(await ctx.store.getPool(fields.poolId))) {
+    throw new ApiError(
+      400,
+      'POOL_NOT_FOUND',
+      `worker pool ${fields.poolId} does not exist`,
+      'Create it first (berth pool create), or name an existing one.',
+    );
+  }
+}
+
+export function registerStackRoutes(server: FastifyInstance, ctx: ServerContext): void {
+  const api = server.withTypeProvider<TypeBoxTypeProvider>();
+
+  api.post(
+    '/stacks',
+    { schema: { body: StackInput, response: { 201: StackOutput, ...errorResponses } } },
+    async (request, reply) => {
+      requirePerson(request);
+      const input = request.body;
+      if (!input.repository && !input.localDir) {
+        throw new ApiError(
+          400,
+          'BAD_REQUEST',
+          'a stack needs a source: repository (with branch) or localDir',
+        );
+      }
+      if (input.repository && input.localDir) {
+        throw new ApiError(
+          400,
+          'BAD_REQUEST',
+          'a stack has one source: repository or localDir, not both',
+        );
+      }
+      const stack = {
+        id: input.id,
+        name: input.name ?? input.id,
+        repository: input.repository ?? null,
+        branch: input.repository ? (input.branch ?? 'main') : null,
+        localDir: input.localDir ?? null,
+        projectRoot: input.projectRoot ?? '',
+        tool: input.tool ?? null,
+        toolVersion: input.toolVersion ?? null,
+        runnerImage: input.runnerImage ?? null,
+        labels: input.labels ?? [],
+        autoDeploy: input.autoDeploy ?? false,
+        poolId: input.pool,
+      };
+      await checkStackFields(ctx, stack);
+      const created = await ctx.store.createStack(stack, ctx.now());
+      return reply.status(201).send(await stackView(ctx, created));
+    },
+  );
+
+  api.get(
+    '/stacks',
+    {
+      schema: {
+        response: {
+          200: Type.Object({ stacks: Type.Array(StackOutput) }, { additionalProperties: false }),
+          ...errorResponses,
+        },
+      },
+    },
+    async (request) => {
+      requirePerson(request);
+      const stacks = await ctx.store.listStacks();
+      return { stacks: await Promise.all(stacks.map((s) => stackView(ctx, s))) };
+    },
+  );
+
+  api.get(
+    '/stacks/:id',
+    { schema: { params: IdParams, response: { 200: StackOutput, ...errorResponses } } },
+    async (request) => {
+      requirePerson(request);
+      const stack = await ctx.store.getStack(request.params.id);
+      if (!stack) throw new ApiError(404, 'NOT_FOUND', `stack ${request.params.id} does not exist`);
+      return stackView(ctx, stack);
+    },
+  );
+
+  api.patch(
+    '/stacks/:id',
+    {
+      schema: {
+        params: IdParams,
+        body: StackPatchInput,
+        response: { 200: StackOutput, ...errorResponses },
+      },
+    },
+    async (request) => {
+      requirePerson(request);
+      const { pool, ...rest } = request.body;
+      const patch: StackPatch = { ...rest, ...(pool !== undefined ? { poolId: pool } : {}) };
+      await checkStackFields(ctx, patch);
+      const updated = await ctx.store.updateStack(request.params.id, patch, ctx.now());
+      if (!updated)
+        throw new ApiError(404, 'NOT_FOUND', `stack ${request.params.id} does not exist`);
+      return stackView(ctx, updated);
+    },
+  );
+
+  api.delete(
+    '/stacks/:id',
+    { schema: { params: IdParams, response: { 204: Type.Null(), ...errorResponses } } },
+    async (request, reply) => {
+      requirePerson(request);
+      if (!(await ctx.store.deleteStack(request.params.id))) {
+        throw new ApiError(404, 'NOT_FOUND', `stack ${request.params.id} does not exist`);
+      }
+      return reply.status(204).send(null);
+    },
+  );
+
+  api.put(
+    '/stacks/:id/env/:name',
+    {
+      schema: {
+        params: VariableParams,
+        body: VariableInput,
+        response: { 200: StackOutput, ...errorResponses },
+      },
+    },
+    async (request) => {
+      requirePerson(request);
+      const stack = await ctx.store.getStack(request.params.id);
+      if (!stack) throw new ApiError(404, 'NOT_FOUND', `stack ${request.params.id} does not exist`);
+      const secret = request.body.secret ?? false;
+      if (secret && request.body.value === '') {
+        throw new ApiError(
+          400,
+          'BAD_REQUEST',
+          `a secret variable (${request.params.name}) cannot be empty: there would be nothing to mask`,
+        );
+      }
+      await ctx.store.setStackVariable(stack.id, {
+        name: request.params.name,
+        value: secret ? ctx.secrets.seal(request.body.value) : request.body.value,
+        secret,
+      });
+      return stackView(ctx, stack);
+    },
+  );
+
+  api.delete(
+    '/stacks/:id/env/:name',
+    { schema: { params: VariableParams, response: { 200: StackOutput, ...errorResponses } } },
+    async (request) => {
+      requirePerson(request);
+      const stack = await ctx.store.getStack(request.params.id);
+      if (!stack) throw new ApiError(404, 'NOT_FOUND', `stack ${request.params.id} does not exist`);
+      if (!(await ctx.store.unsetStackVariable(stack.id, request.params.name))) {
+        throw new ApiError(
+          404,
+          'NOT_FOUND',
+          `stack ${stack.id} has no variable ${request.params.name}`,
+        );
+      }
+      return stackView(ctx, stack);
+    },
+  );
+}
