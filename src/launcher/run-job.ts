@@ -176,7 +176,9 @@ class Run {
   ) {
     this.clock = deps.clock ?? systemClock;
     this.runId = deps.runId ?? newRunId(new Date(this.clock.now()));
-    this.masking = new OutputMasking(Object.values(options.secretEnv));
+    this.masking = new OutputMasking(Object.values(options.secretEnv), (message) =>
+      this.warn(message),
+    );
     this.variables = splitPhaseVariables({ ...options.env, ...options.secretEnv });
     this.started = this.clock.now();
   }
