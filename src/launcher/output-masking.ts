@@ -7,6 +7,7 @@ import { StringDecoder } from 'node:string_decoder';
 import { ADD_MASK_LINE_LIMIT, AddMaskFilter } from '../domain/hook-script.js';
 import { ADD_MASK_LIMITS, MaskValues, SecretMasker, maskAll } from '../domain/log-masker.js';
 import type { OutputStream } from '../executor/executor.js';
+import { BerthError, coerceError } from '../domain/errors.js';
 
 interface StreamState {
   decoder: StringDecoder;
@@ -108,4 +109,21 @@ export class OutputMasking {
       },
     };
   }
+}
+
+/** An error with secrets masked in its message and its hint (both are shown and stored). */
+export function maskError(err: unknown, mask: (text: string) => string): BerthError {
+  const error = coerceError(err);
+  const message = mask(error.message);
+  const hint = mask(error.hint);
+  if (message === error.message && hint === error.hint) return error;
+  return new BerthError(error.code, message, { cause: error.cause, hint });
+}
+
+/**
+ * The values of `--secret-env NAME=VALUE` options as given, before they are checked: an error
+ * about the options themselves must not show them either (a malformed entry is masked whole).
+ */
+export function rawSecretValues(options: readonly string[]): string[] {
+  return options.map((o) => (o.includes('=') ? o.slice(o.indexOf('=') + 1) : o));
 }

@@ -695,7 +695,7 @@ class Run {
         ? {
             code: parts.error.code,
             message: this.masking.mask(parts.error.message),
-            hint: parts.error.hint,
+            hint: this.masking.mask(parts.error.hint),
           }
         : null,
       log: {
