@@ -291,11 +291,16 @@ describe('a mirror that answers without end', () => {
   let base: string;
 
   beforeAll(async () => {
-    // The index and any file under /endless-sums/ never end; elsewhere only the signature does.
+    // The index never ends; under /endless-sums/ the sums never end, elsewhere the signature.
     server = http.createServer((req, res) => {
       const url = req.url ?? '';
-      if (url.endsWith('_SHA256SUMS') && !url.startsWith('/endless-sums/')) {
+      const sumsEndless = url.startsWith('/endless-sums/');
+      if (url.endsWith('_SHA256SUMS') && !sumsEndless) {
         res.writeHead(200).end('0000  terraform_1.0.0_linux_amd64.zip\n');
+        return;
+      }
+      if (url.endsWith('.sig') && sumsEndless) {
+        res.writeHead(200).end('not a signature');
         return;
       }
       res.writeHead(200);
