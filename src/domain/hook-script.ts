@@ -62,6 +62,9 @@ export const ADD_MASK = '::add-mask ';
  */
 export const ADD_MASK_LINE_LIMIT = 8192;
 
+const COLON = 0x3a;
+const NEWLINE = 0x0a;
+
 export interface AddMaskEvents {
   /** A value to mask from now on. */
   mask(value: string): void;
@@ -98,7 +101,11 @@ export class AddMaskFilter {
         i = newline + 1;
         continue;
       }
-      if (this.pending === null && this.atLineStart) this.pending = '';
+      if (this.pending === null && this.atLineStart) {
+        // Only a line that starts with ':' can be a directive; any other is passed on whole.
+        if (text.charCodeAt(i) !== COLON) this.atLineStart = false;
+        else this.pending = '';
+      }
       if (this.pending !== null) {
         const newline = text.indexOf('\n', i);
         if (newline < 0) {
@@ -107,7 +114,10 @@ export class AddMaskFilter {
             out += this.pending;
             this.pending = null;
             this.atLineStart = false;
-          } else if (this.pending.replace(/\r$/, '').length > ADD_MASK_LINE_LIMIT) {
+          } else if (
+            this.pending.length - (this.pending.endsWith('\r') ? 1 : 0) >
+            ADD_MASK_LINE_LIMIT
+          ) {
             out += this.hideOverlong('');
             this.pending = null;
             this.dropping = true;
@@ -121,15 +131,17 @@ export class AddMaskFilter {
         i = newline + 1;
         continue;
       }
-      const newline = text.indexOf('\n', i);
-      if (newline < 0) {
-        out += text.slice(i);
-        this.atLineStart = false;
+      // Inside a line: skip to the next line that may be a directive (this is the hot path: most
+      // output has none, and a chunk then passes as one string).
+      const candidate = text.indexOf('\n:', i);
+      if (candidate < 0) {
+        out += i === 0 ? text : text.slice(i);
+        this.atLineStart = text.charCodeAt(text.length - 1) === NEWLINE;
         break;
       }
-      out += text.slice(i, newline + 1);
+      out += text.slice(i, candidate + 1);
       this.atLineStart = true;
-      i = newline + 1;
+      i = candidate + 1;
     }
     return out;
   }

@@ -31,12 +31,26 @@ class Automaton {
   readonly rootNext = new Int32Array(CODES);
   /** Children of the other nodes, keyed node * 0x10000 + code unit. */
   readonly next = new Map<number, number>();
+  /**
+   * Most nodes of a value's chain have one child: its code unit (-1: no child; -2: several,
+   * look in `next`) and index, so following a value needs no map lookup.
+   */
+  readonly onlyCode: Int32Array;
+  readonly onlyChild: Int32Array;
   readonly fail: Int32Array;
   /** Length of the longest value that ends at this node (0: none). */
   readonly longest: Int32Array;
   /** Depth of the deepest node on this node's failure chain that has children: how far back
    * an occurrence that is not complete yet may start. */
   readonly live: Int32Array;
+  /**
+   * Finds the next character that starts some value. At the root every other character leads
+   * back to the root, so a scan skips straight to the next match of this (global) expression:
+   * the regular expression engine's native search instead of a step per character.
+   */
+  readonly firstChars: RegExp;
+  /** The only character that starts a value, when there is one (indexOf is faster still). */
+  readonly firstChar: string | null;
 
   constructor(values: readonly string[]) {
     const size = 1 + values.reduce((sum, v) => sum + v.length, 0);
@@ -49,6 +63,8 @@ class Automaton {
     this.fail = new Int32Array(size);
     this.longest = new Int32Array(size);
     this.live = new Int32Array(size);
+    this.onlyCode = new Int32Array(size).fill(-1);
+    this.onlyChild = new Int32Array(size);
     let nodes = 1;
     for (const value of values) {
       let node = 0;
@@ -65,11 +81,21 @@ class Automaton {
           firstChild[node] = child;
           if (node === 0) this.rootNext[code] = child;
           else this.next.set(node * CODES + code, child);
+          this.onlyCode[node] = this.onlyCode[node] === -1 ? code : -2;
+          this.onlyChild[node] = child;
         }
         node = child;
       }
       ends[node] = value.length;
     }
+    const firsts: string[] = [];
+    for (let c = firstChild[0] as number; c !== 0; c = sibling[c] as number) {
+      firsts.push(`\\u${(label[c] as number).toString(16).padStart(4, '0')}`);
+    }
+    this.firstChar =
+      firsts.length === 1 ? String.fromCharCode(label[firstChild[0] as number] as number) : null;
+    // Without the u flag the class is of UTF-16 code units, as the automaton is.
+    this.firstChars = new RegExp(firsts.length > 0 ? `[${firsts.join('')}]` : '[^\\s\\S]', 'g');
     // Breadth first, so a node's failure target (always shallower) is complete before it.
     const queue = new Int32Array(size);
     let head = 0;
@@ -234,27 +260,44 @@ export class SecretMasker {
 
   private scan(text: string): void {
     const auto = this.auto as Automaton;
-    const { rootNext, next, fail, longest } = auto;
+    const { rootNext, next, onlyCode, onlyChild, fail, longest, firstChars, firstChar } = auto;
     let state = this.state;
-    let pos = this.pos;
+    const start = this.pos;
     let work = 0;
     for (let i = 0; i < text.length; i += 1) {
+      if (state === 0) {
+        if (firstChar !== null) {
+          i = text.indexOf(firstChar, i);
+          if (i < 0) break;
+        } else {
+          firstChars.lastIndex = i;
+          if (firstChars.exec(text) === null) break;
+          i = firstChars.lastIndex - 1;
+        }
+      }
       const code = text.charCodeAt(i);
       for (;;) {
         work += 1;
-        const to = state === 0 ? (rootNext[code] as number) : (next.get(state * CODES + code) ?? 0);
+        let to: number;
+        if (state === 0) {
+          to = rootNext[code] as number;
+        } else {
+          const only = onlyCode[state] as number;
+          if (only === code) to = onlyChild[state] as number;
+          else if (only === -2) to = next.get(state * CODES + code) ?? 0;
+          else to = 0;
+        }
         if (to !== 0 || state === 0) {
           state = to;
           break;
         }
         state = fail[state] as number;
       }
-      pos += 1;
       const length = longest[state] as number;
-      if (length > 0) this.occurrence(pos - length, pos);
+      if (length > 0) this.occurrence(start + i + 1 - length, start + i + 1);
     }
     this.state = state;
-    this.pos = pos;
+    this.pos = start + text.length;
     this.work += work;
   }
 
