@@ -184,6 +184,42 @@ describe('berth run: environment and secrets', () => {
     expect(log).not.toContain('s3cr3t');
   });
 
+  it('masks secrets in error hints, in the run and before it', async () => {
+    // The hint names the image; here the image's name is the secret.
+    const inRun = await berth([
+      'run',
+      jobDir(),
+      '--image',
+      'zebra-4711:v1',
+      '--pull',
+      'never',
+      '--secret-env',
+      'T=zebra-4711',
+      '--',
+      'true',
+    ]);
+    expect(inRun.code).toBe(3);
+    expect(inRun.stderr).toContain('fix        Pull or build *****:v1 first');
+    // (The image reference itself is shown as given: berth masks output, messages and hints.)
+    const errorLines = inRun.stderr.split('\n').filter((l) => /^\s+(error|fix)\s/.test(l));
+    expect(errorLines).toHaveLength(2);
+    expect(errorLines.join('\n')).not.toContain('zebra-4711');
+    // An error about the options themselves comes before the run, and names the bad value.
+    const before = await berth([
+      'run',
+      jobDir(),
+      '--image',
+      'Bad Image zebra-4711',
+      '--secret-env',
+      'T=zebra-4711',
+      '--',
+      'true',
+    ]);
+    expect(before.code).toBe(2);
+    expect(before.stderr).toContain('*****');
+    expect(before.stderr).not.toContain('zebra-4711');
+  });
+
   it("keeps secrets out of the container's configuration (the engine stores it on disk)", async () => {
     const proc = spawnBerth(
       [

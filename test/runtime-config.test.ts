@@ -12,6 +12,8 @@ import { jobDir } from './harness/files.js';
 import { expectNothingLeftBehind } from './harness/cleanup.js';
 import { finished, jobOutput, runBerth, testStateDir, type BerthResult } from './harness/cli.js';
 import { testEngine } from './harness/engine.js';
+import { ADD_MASK_LINE_LIMIT } from '../src/domain/hook-script.js';
+import { ADD_MASK_LIMITS } from '../src/domain/log-masker.js';
 
 let engine: EngineClient;
 let busybox: string;
@@ -270,6 +272,28 @@ describe('hooks', () => {
     expect(jobOutput(result, 'stdout')).toBe('::add-mask *****\nvalue: *****\n');
     expect(jobOutput(result, 'stderr')).toBe('*****\n');
     expect(result.stdout).not.toMatch(/tok-\d+-x/);
+  });
+
+  it('bounds what a job adds with ::add-mask, and says so in the run', async () => {
+    // An overlong directive line, a value past the length limit, and more values than allowed.
+    const script = [
+      `printf '::add-mask %s\\n' "$(head -c ${ADD_MASK_LINE_LIMIT + 1} /dev/zero | tr '\\0' x)"`,
+      `v=$(head -c ${ADD_MASK_LIMITS.valueChars + 1} /dev/zero | tr '\\0' y); echo "::add-mask $v"; echo "$v" | head -c 8; echo`,
+      `i=1; while [ $i -le ${ADD_MASK_LIMITS.values + 1} ]; do echo "::add-mask val-$i-z"; i=$((i+1)); done`,
+      `echo "val-1-z val-${ADD_MASK_LIMITS.values + 1}-z"`,
+    ].join('; ');
+    const result = await berth(jobDir(), [], script);
+    expect(result.code, result.stderr).toBe(0);
+    const directives = '::add-mask *****\n'.repeat(ADD_MASK_LIMITS.values + 3);
+    expect(jobOutput(result, 'stdout')).toBe(
+      `${directives.slice(0, 34)}yyyyyyyy\n${directives.slice(34)}***** val-${ADD_MASK_LIMITS.values + 1}-z\n`,
+    );
+    const warnings = finished(result).warnings.filter((w) => w.startsWith('::add-mask'));
+    expect(warnings).toEqual([
+      expect.stringContaining(`a line longer than ${ADD_MASK_LINE_LIMIT} characters`),
+      expect.stringContaining(`a value longer than ${ADD_MASK_LIMITS.valueChars} characters`),
+      expect.stringContaining(`more than ${ADD_MASK_LIMITS.values} values`),
+    ]);
   });
 
   it('masks an ::add-mask value in the stored log even where it was printed before the directive', async () => {

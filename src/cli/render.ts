@@ -5,6 +5,8 @@
 import pc from 'picocolors';
 import type { RunEvent, RunSummary } from '../domain/run-events.js';
 import { formatBytes, formatDuration } from '../domain/units.js';
+import { printable } from '../domain/printable.js';
+import type { PlanSummary } from '../domain/workflow.js';
 
 export interface Output {
   stdout: NodeJS.WritableStream & { isTTY?: boolean };
@@ -15,6 +17,14 @@ export function jsonRenderer(out: Output): (event: RunEvent) => void {
   return (event) => {
     out.stdout.write(`${JSON.stringify(event)}\n`);
   };
+}
+
+/** The plan's counts and resources; addresses come from the job, so they are shown escaped. */
+export function planLine(plan: PlanSummary): string {
+  const listed = plan.resources.map((r) => `${printable(r.address)} (${r.actions.join('/')})`);
+  if (plan.resourcesNotShown > 0) listed.push(`${plan.resourcesNotShown} more`);
+  const counts = `${plan.add} to add, ${plan.change} to change, ${plan.destroy} to destroy`;
+  return `plan: ${counts}${listed.length ? `: ${listed.join(', ')}` : ''}`;
 }
 
 function clock(ts: string): string {
@@ -35,7 +45,10 @@ export function humanRenderer(out: Output): (event: RunEvent) => void {
   const writeJob = (stream: 'stdout' | 'stderr', text: string, ts: string): void => {
     // One replace per chunk (not a string per line): this is the hot path for large outputs.
     const stamp = pc.dim(`${clock(ts)} `);
-    const body = text.replace(/\n(?=[^])/g, `\n${stamp}`);
+    // A plain string replaceAll is about twice as fast as a regular expression with lookahead.
+    const ends = text.endsWith('\n');
+    const inner = (ends ? text.slice(0, -1) : text).replaceAll('\n', `\n${stamp}`);
+    const body = ends ? `${inner}\n` : inner;
     out[stream].write(atLineStart[stream] ? stamp + body : body);
     atLineStart[stream] = text.endsWith('\n');
   };
@@ -86,9 +99,7 @@ export function humanRenderer(out: Output): (event: RunEvent) => void {
         note(`state ${pc.bold(event.state)}`);
         break;
       case 'plan.summary':
-        note(
-          `plan: ${event.add} to add, ${event.change} to change, ${event.destroy} to destroy${event.resources.length ? `: ${event.resources.map((r) => `${r.address} (${r.actions.join('/')})`).join(', ')}` : ''}`,
-        );
+        note(planLine(event));
         break;
       case 'tool.ready':
         note(

@@ -23,6 +23,8 @@ import { FileJobUserCache } from '../launcher/job-user-cache.js';
 import { currentLauncherId, isLauncherAlive } from '../launcher/launcher-identity.js';
 import { buildRunnerImage, readSettings } from '../launcher/runner-image.js';
 import { newRunId, startRun } from '../launcher/run-job.js';
+import { maskError, rawSecretValues } from '../launcher/output-masking.js';
+import { MaskValues, maskAll } from '../domain/log-masker.js';
 import { DEFAULT_TOOL_DIR } from '../launcher/tool-setup.js';
 import { resolveRunConfig } from './run-config.js';
 import { RUN_TYPES, type PlanSummary, type RunType } from '../domain/workflow.js';
@@ -109,7 +111,13 @@ export function registerRun(
     )
     .option('--json', 'print one JSON event per line instead of the human view')
     .action(async (dir: string, words: string[], raw: RawRunOptions & { json?: boolean }) => {
-      setExit(await runCommand(dir, words, raw, io, env));
+      // Errors before the run starts (options, configuration, engine) are shown by main: they
+      // are masked like the run's own.
+      const secrets = new MaskValues(rawSecretValues(raw.secretEnv));
+      const exit = await runCommand(dir, words, raw, io, env).catch((err: unknown) => {
+        throw maskError(err, (text) => maskAll(text, secrets));
+      });
+      setExit(exit);
     });
 }
 

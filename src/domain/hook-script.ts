@@ -56,21 +56,56 @@ export function hookChain(hooks: readonly string[], strict: boolean): string {
 export const ADD_MASK = '::add-mask ';
 
 /**
+ * The longest `::add-mask` line held back to read its value (line ending excluded). A longer one
+ * is not buffered: it shows as `::add-mask *****` and the rest of it is dropped, so a job cannot
+ * make berth hold an endless line in memory, nor show a value it asked to hide.
+ */
+export const ADD_MASK_LINE_LIMIT = 8192;
+
+const COLON = 0x3a;
+const NEWLINE = 0x0a;
+
+export interface AddMaskEvents {
+  /** A value to mask from now on. */
+  mask(value: string): void;
+  /** An `::add-mask` line longer than ADD_MASK_LINE_LIMIT was hidden without reading its value. */
+  overlong(): void;
+}
+
+/**
  * Finds `::add-mask VALUE` lines in a job's output as it streams (a line may arrive in pieces),
  * reports VALUE so it is masked from then on, and shows the line with the value masked. Only a
- * line that may still turn out to be a directive is held back, until its end.
+ * line that may still turn out to be a directive is held back, until its end or the line limit.
  */
 export class AddMaskFilter {
   private pending: string | null = null;
   private atLineStart = true;
+  /** Inside an overlong directive line: dropped up to its newline. */
+  private dropping = false;
+  private readonly events: AddMaskEvents;
 
-  constructor(private readonly onMask: (value: string) => void) {}
+  constructor(events: AddMaskEvents | ((value: string) => void)) {
+    this.events = typeof events === 'function' ? { mask: events, overlong: () => {} } : events;
+  }
 
   write(text: string): string {
     let out = '';
     let i = 0;
     while (i < text.length) {
-      if (this.pending === null && this.atLineStart) this.pending = '';
+      if (this.dropping) {
+        const newline = text.indexOf('\n', i);
+        if (newline < 0) break;
+        out += '\n';
+        this.dropping = false;
+        this.atLineStart = true;
+        i = newline + 1;
+        continue;
+      }
+      if (this.pending === null && this.atLineStart) {
+        // Only a line that starts with ':' can be a directive; any other is passed on whole.
+        if (text.charCodeAt(i) !== COLON) this.atLineStart = false;
+        else this.pending = '';
+      }
       if (this.pending !== null) {
         const newline = text.indexOf('\n', i);
         if (newline < 0) {
@@ -78,6 +113,14 @@ export class AddMaskFilter {
           if (!ADD_MASK.startsWith(this.pending) && !this.pending.startsWith(ADD_MASK)) {
             out += this.pending;
             this.pending = null;
+            this.atLineStart = false;
+          } else if (
+            this.pending.length - (this.pending.endsWith('\r') ? 1 : 0) >
+            ADD_MASK_LINE_LIMIT
+          ) {
+            out += this.hideOverlong('');
+            this.pending = null;
+            this.dropping = true;
             this.atLineStart = false;
           }
           break;
@@ -88,31 +131,47 @@ export class AddMaskFilter {
         i = newline + 1;
         continue;
       }
-      const newline = text.indexOf('\n', i);
-      if (newline < 0) {
-        out += text.slice(i);
-        this.atLineStart = false;
+      // Inside a line: skip to the next line that may be a directive (this is the hot path: most
+      // output has none, and a chunk then passes as one string).
+      const candidate = text.indexOf('\n:', i);
+      if (candidate < 0) {
+        out += i === 0 ? text : text.slice(i);
+        this.atLineStart = text.charCodeAt(text.length - 1) === NEWLINE;
         break;
       }
-      out += text.slice(i, newline + 1);
+      out += text.slice(i, candidate + 1);
       this.atLineStart = true;
-      i = newline + 1;
+      i = candidate + 1;
     }
     return out;
+  }
+
+  /** Characters held back (at most one directive line within the limit). */
+  get held(): number {
+    return this.pending?.length ?? 0;
   }
 
   flush(): string {
     const rest = this.pending === null ? '' : this.finishLine(this.pending);
     this.pending = null;
+    this.dropping = false;
     return rest;
   }
 
   private finishLine(line: string): string {
     if (!line.startsWith(ADD_MASK)) return line;
     const ending = line.endsWith('\r\n') ? '\r\n' : line.endsWith('\n') ? '\n' : '';
+    // The same answer however the line was cut: an overlong line never shows its ending's \r.
+    if (line.length - ending.length > ADD_MASK_LINE_LIMIT)
+      return this.hideOverlong(ending === '' ? '' : '\n');
     const value = line.slice(ADD_MASK.length, line.length - ending.length).trim();
     if (value === '') return line;
-    this.onMask(value);
+    this.events.mask(value);
+    return `${ADD_MASK}*****${ending}`;
+  }
+
+  private hideOverlong(ending: string): string {
+    this.events.overlong();
     return `${ADD_MASK}*****${ending}`;
   }
 }

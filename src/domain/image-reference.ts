@@ -157,7 +157,8 @@ export function parseImageReference(input: string): ParseResult {
   return { ok: true, reference: { registry, repository: path, tag, digest } };
 }
 
-function checkDigest(digest: string): string | null {
+/** Why `digest` is not a digest by the OCI grammar (sha256/384/512 lengths checked); null if it is. */
+export function checkDigest(digest: string): string | null {
   const colon = digest.indexOf(':');
   if (colon <= 0)
     return `the digest ${JSON.stringify(digest)} must look like sha256:<64 hex digits>`;

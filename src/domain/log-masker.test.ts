@@ -1,10 +1,45 @@
 import { cutAt } from '../../test/harness/chunks.js';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { MASK, SecretMasker, maskAll } from './log-masker.js';
+import { MASK, MaskValues, SecretMasker, maskAll } from './log-masker.js';
 
 function feed(masker: SecretMasker, chunks: string[]): string {
   return chunks.map((c) => masker.write(c)).join('') + masker.flush();
+}
+
+/**
+ * The obvious definition, quadratic and whole-text: every character inside an occurrence of any
+ * secret is hidden; overlapping occurrences are hidden as one mask.
+ */
+function naiveMask(text: string, secrets: readonly string[]): string {
+  const spans: [number, number][] = [];
+  for (const secret of secrets.filter((s) => s.length > 0)) {
+    for (let i = text.indexOf(secret); i >= 0; i = text.indexOf(secret, i + 1)) {
+      spans.push([i, i + secret.length]);
+    }
+  }
+  spans.sort((a, b) => a[0] - b[0]);
+  let out = '';
+  let at = 0;
+  let current: [number, number] | null = null;
+  for (const [start, end] of spans) {
+    if (current && start < current[1]) {
+      current[1] = Math.max(current[1], end);
+      continue;
+    }
+    if (current) {
+      out += MASK;
+      at = current[1];
+    }
+    out += text.slice(at, start);
+    current = [start, end];
+    at = start;
+  }
+  if (current) {
+    out += MASK;
+    at = current[1];
+  }
+  return out + text.slice(at);
 }
 
 describe('SecretMasker', () => {
@@ -23,6 +58,9 @@ describe('SecretMasker', () => {
     ['no secrets: text passes unchanged', ['plain'], [], 'plain'],
     ['secret at the very end of the stream', ['end:', 'pw'], ['pw'], `end:${MASK}`],
     ['secret split across three chunks', ['s3', 'cr', 'et!'], ['s3cret'], `${MASK}!`],
+    ['overlapping secrets are hidden whole', ['xabcdey'], ['abc', 'cde'], `x${MASK}y`],
+    ['a secret inside a longer one', ['1abc2'], ['b', 'abc'], `1${MASK}2`],
+    ['adjacent occurrences stay two masks', ['v1v1'], ['v1'], `${MASK}${MASK}`],
   ])('%s', (_name, chunks, secrets, expected) => {
     expect(feed(new SecretMasker(secrets), chunks)).toBe(expected);
   });
@@ -61,5 +99,65 @@ describe('SecretMasker', () => {
         },
       ),
     );
+  });
+
+  it('agrees with the naive definition for any secrets, text and cuts (property)', () => {
+    // A two-letter alphabet makes overlaps, prefixes shared by secrets and near misses common.
+    const word = (max: number) =>
+      fc.array(fc.constantFrom('a', 'b'), { maxLength: max }).map((cs) => cs.join(''));
+    fc.assert(
+      fc.property(
+        fc.array(word(6), { minLength: 1, maxLength: 4 }),
+        word(40),
+        fc.array(fc.nat({ max: 40 }), { maxLength: 8 }),
+        (secrets, text, cuts) => {
+          expect(feed(new SecretMasker(secrets), cutAt(text, cuts))).toBe(naiveMask(text, secrets));
+        },
+      ),
+      { numRuns: 2000 },
+    );
+  });
+
+  it('a value added while text is held back masks that text too', () => {
+    const values = new MaskValues(['abcdef']);
+    const masker = new SecretMasker(values);
+    expect(masker.write('x abc')).toBe('x ');
+    values.add('abcX');
+    expect(masker.write('X y') + masker.flush()).toBe(`${MASK} y`);
+  });
+
+  it('masks share one set of values: one learnt on one stream applies to the other', () => {
+    const values = new MaskValues();
+    const stdout = new SecretMasker(values);
+    const stderr = new SecretMasker(values);
+    expect(stdout.write('a ')).toBe('a ');
+    values.add('tok-1');
+    expect(stderr.write('tok-1\n')).toBe(`${MASK}\n`);
+    expect(stdout.write('tok-1\n')).toBe(`${MASK}\n`);
+  });
+
+  // The attack from issue 11: a 50 kB value and long lines of its prefix. The former masker
+  // compared every held position with the value (50 000 x 50 000 character comparisons per
+  // chunk): this test took 190 s with it and failed on the step count. Vitest cannot interrupt
+  // synchronous work, so the timeout only marks a run that was that slow; it is generous because
+  // the masking itself is well under a second.
+  it('masks a 50 kB value in 500 kB of near misses in one pass', { timeout: 60_000 }, () => {
+    const secret = 'a'.repeat(50_000);
+    const masker = new SecretMasker([secret]);
+    const line = `${'a'.repeat(49_999)}\n`;
+    let out = '';
+    for (let i = 0; i < 10; i += 1) out += masker.write(line);
+    out += masker.write(`${secret}!`) + masker.flush();
+    expect(out).toBe(`${line.repeat(10)}${MASK}!`);
+    // Linear: at most two automaton steps per character (one forward, one failure, amortised).
+    expect(masker.steps).toBeLessThanOrEqual(2 * (10 * line.length + secret.length + 1));
+  });
+
+  it('takes linear steps on the worst case for failure transitions (many overlapping values)', () => {
+    const secrets = Array.from({ length: 200 }, (_, i) => `${'a'.repeat(i)}b`);
+    const masker = new SecretMasker(secrets);
+    const text = `${'a'.repeat(100_000)}c`;
+    expect(masker.write(text) + masker.flush()).toBe(text);
+    expect(masker.steps).toBeLessThanOrEqual(2 * text.length);
   });
 });

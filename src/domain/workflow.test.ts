@@ -1,3 +1,4 @@
+import { maskAll } from './log-masker.js';
 import { describe, expect, it } from 'vitest';
 import {
   PLAN_FILE,
@@ -5,6 +6,7 @@ import {
   programOf,
   splitPhaseVariables,
   summarisePlan,
+  PLAN_SUMMARY_LIMITS,
   toolCommands,
   workflowPhases,
 } from './workflow.js';
@@ -61,7 +63,53 @@ describe('summarisePlan', () => {
         { address: 'c.old', actions: ['delete'] },
         { address: 'd.swap', actions: ['delete', 'create'] },
       ],
+      resourcesNotShown: 0,
     });
+  });
+
+  it('masks secrets in addresses before shortening them, and bounds what it lists', () => {
+    const secret = 's3cret-key';
+    const long = `x.y["${'k'.repeat(PLAN_SUMMARY_LIMITS.addressChars - 10)}${secret}"]`;
+    const many = Array.from({ length: PLAN_SUMMARY_LIMITS.resources + 5 }, (_, i) => ({
+      address: `r.n${i}`,
+      change: { actions: ['update'] },
+    }));
+    const plan = {
+      resource_changes: [
+        { address: `aws_iam_user.u["${secret}"]`, change: { actions: ['create'] } },
+        { address: long, change: { actions: ['create'] } },
+        ...many,
+      ],
+    };
+    const summary = summarisePlan(JSON.stringify(plan), (t) => maskAll(t, [secret]));
+    expect(JSON.stringify(summary)).not.toContain('s3cret');
+    expect(JSON.stringify(summary)).not.toContain('s3c');
+    expect(summary?.resources[0]?.address).toBe('aws_iam_user.u["*****"]');
+    expect(summary?.resources[1]?.address).toHaveLength(PLAN_SUMMARY_LIMITS.addressChars);
+    expect(summary?.resources).toHaveLength(PLAN_SUMMARY_LIMITS.resources);
+    expect(summary?.resourcesNotShown).toBe(7);
+    expect(summary?.change).toBe(PLAN_SUMMARY_LIMITS.resources + 5);
+  });
+
+  it('takes only what has the plan format from a hostile file', () => {
+    const plan = {
+      resource_changes: [
+        null,
+        7,
+        { address: 5, change: { actions: ['create', 'rm -rf', 3] } },
+        { address: 'a.b', change: null },
+      ],
+    };
+    expect(summarisePlan(JSON.stringify(plan))).toEqual({
+      add: 1,
+      change: 0,
+      destroy: 0,
+      replace: 0,
+      resources: [{ address: '?', actions: ['create'] }],
+      resourcesNotShown: 0,
+    });
+    expect(summarisePlan('{"resource_changes": 5}')?.resources).toEqual([]);
+    expect(summarisePlan('{"resource_changes": "abc"}')?.add).toBe(0);
   });
   it('returns null for what is not JSON', () => {
     expect(summarisePlan('nope')).toBeNull();
@@ -71,6 +119,7 @@ describe('summarisePlan', () => {
       destroy: 0,
       replace: 0,
       resources: [],
+      resourcesNotShown: 0,
     });
   });
 });

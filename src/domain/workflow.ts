@@ -140,30 +140,76 @@ export interface PlanSummary {
   destroy: number;
   /** Resources replaced (counted in add and destroy as well, as Terraform does). */
   replace: number;
+  /** The first PLAN_SUMMARY_LIMITS.resources changed resources, addresses masked and bounded. */
   resources: { address: string; actions: string[] }[];
+  /** Changed resources past that limit (counted above, not listed). */
+  resourcesNotShown: number;
 }
 
-/** Reads `show -json` output; null when it is not a plan. */
-export function summarisePlan(json: string): PlanSummary | null {
-  let plan: { resource_changes?: { address?: string; change?: { actions?: string[] } }[] };
+/**
+ * The plan JSON is written by the job, so everything taken from it is bounded: the file read,
+ * the resources listed, each address (an address can carry any for_each key).
+ */
+export const PLAN_SUMMARY_LIMITS = {
+  jsonBytes: 16 * 1024 * 1024,
+  resources: 100,
+  addressChars: 256,
+} as const;
+
+const PLAN_ACTIONS = new Set(['no-op', 'create', 'read', 'update', 'delete', 'forget']);
+
+/**
+ * Reads `show -json` output; null when it is not a plan. `mask` hides secrets in addresses (a
+ * for_each key can hold one); it runs before an address is shortened, so no cut can leave part
+ * of a secret unmasked.
+ */
+export function summarisePlan(
+  json: string,
+  mask: (text: string) => string = (text) => text,
+): PlanSummary | null {
+  let plan: unknown;
   try {
-    plan = JSON.parse(json) as typeof plan;
+    plan = JSON.parse(json);
   } catch {
     return null;
   }
   if (typeof plan !== 'object' || plan === null) return null;
-  const summary: PlanSummary = { add: 0, change: 0, destroy: 0, replace: 0, resources: [] };
-  for (const change of plan.resource_changes ?? []) {
-    const actions = change.change?.actions ?? [];
+  const changes = (plan as { resource_changes?: unknown }).resource_changes;
+  const summary: PlanSummary = {
+    add: 0,
+    change: 0,
+    destroy: 0,
+    replace: 0,
+    resources: [],
+    resourcesNotShown: 0,
+  };
+  for (const change of Array.isArray(changes) ? (changes as unknown[]) : []) {
+    if (typeof change !== 'object' || change === null) continue;
+    const { address, change: detail } = change as { address?: unknown; change?: unknown };
+    const listed = (detail as { actions?: unknown } | null)?.actions;
+    const actions = (Array.isArray(listed) ? (listed as unknown[]) : []).filter(
+      (a): a is string => typeof a === 'string' && PLAN_ACTIONS.has(a),
+    );
     if (actions.length === 1 && actions[0] === 'no-op') continue;
     if (actions.includes('create')) summary.add += 1;
     if (actions.includes('delete')) summary.destroy += 1;
     if (actions.includes('update')) summary.change += 1;
     if (actions.includes('create') && actions.includes('delete')) summary.replace += 1;
-    if (actions.some((a) => a !== 'read'))
-      summary.resources.push({ address: change.address ?? '?', actions });
+    if (!actions.some((a) => a !== 'read')) continue;
+    if (summary.resources.length >= PLAN_SUMMARY_LIMITS.resources) {
+      summary.resourcesNotShown += 1;
+      continue;
+    }
+    summary.resources.push({ address: boundAddress(address, mask), actions });
   }
   return summary;
+}
+
+function boundAddress(address: unknown, mask: (text: string) => string): string {
+  if (typeof address !== 'string') return '?';
+  const masked = mask(address);
+  const max = PLAN_SUMMARY_LIMITS.addressChars;
+  return masked.length > max ? `${masked.slice(0, max - 1)}…` : masked;
 }
 
 /** Phases that only read (plan); `ro_` variables reach only these, `wo_` ones only the others. */

@@ -146,8 +146,11 @@ export interface JobHandle {
     /** Called once the phase's process has been started (after any container start). */
     onStarted?: () => void,
   ): Promise<PhaseOutcome>;
-  /** Reads a file from the container; null when it does not exist. */
-  readFile(containerPath: string): Promise<Buffer | null>;
+  /**
+   * Reads a file from the container; null when it does not exist. At most `maxBytes` + 1 bytes
+   * are kept (default 64 MiB): a longer answer means the file is larger than `maxBytes`.
+   */
+  readFile(containerPath: string, maxBytes?: number): Promise<Buffer | null>;
   /**
    * Streams /mnt/workspace as a tar archive into `destination` and ends it (see
    * JobContainerSpec.workspaceArchive); the caller decides where and how it is kept.

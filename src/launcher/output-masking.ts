@@ -4,9 +4,10 @@
  * phase is masked everywhere from then on.
  */
 import { StringDecoder } from 'node:string_decoder';
-import { AddMaskFilter } from '../domain/hook-script.js';
-import { SecretMasker, maskAll } from '../domain/log-masker.js';
+import { ADD_MASK_LINE_LIMIT, AddMaskFilter } from '../domain/hook-script.js';
+import { ADD_MASK_LIMITS, MaskValues, SecretMasker, maskAll } from '../domain/log-masker.js';
 import type { OutputStream } from '../executor/executor.js';
+import { BerthError, coerceError } from '../domain/errors.js';
 
 interface StreamState {
   decoder: StringDecoder;
@@ -22,31 +23,56 @@ export interface PhaseOutputPipe {
 }
 
 export class OutputMasking {
-  private readonly secrets: string[];
-  private readonly live = new Set<SecretMasker>();
+  /** One set for the whole run: every stream's masker sees a value as soon as it is added. */
+  private readonly values: MaskValues;
+  private learnt = 0;
+  private readonly warned = new Set<string>();
 
-  constructor(secrets: Iterable<string>) {
-    this.secrets = [...secrets].filter((s) => s.length > 0);
+  /**
+   * `secrets` are the run's configured values (masked whatever their size); `warn` reports, once
+   * per kind, an `::add-mask` the job asked for that berth did not take (see ADD_MASK_LIMITS).
+   */
+  constructor(
+    secrets: Iterable<string>,
+    private readonly warn: (message: string) => void = () => {},
+  ) {
+    this.values = new MaskValues(secrets);
   }
-
-  private learnt = false;
 
   /** Whether `::add-mask` added a value during the run (output before it was not masked). */
   get learntDuringRun(): boolean {
-    return this.learnt;
+    return this.learnt > 0;
   }
 
+  /** A value from `::add-mask`, within the limits on what a job may add. */
   addSecret(value: string): void {
-    if (!this.secrets.includes(value)) {
-      this.secrets.push(value);
-      this.learnt = true;
+    if (this.values.has(value)) return;
+    if (value.length > ADD_MASK_LIMITS.valueChars) {
+      this.warnOnce(
+        'value',
+        `::add-mask: a value longer than ${ADD_MASK_LIMITS.valueChars} characters was not added (its own line is hidden, other output is not masked for it); mask a shorter value, such as a token rather than a whole file`,
+      );
+      return;
     }
-    for (const masker of this.live) masker.addSecret(value);
+    if (this.learnt >= ADD_MASK_LIMITS.values) {
+      this.warnOnce(
+        'count',
+        `::add-mask: more than ${ADD_MASK_LIMITS.values} values in one run; later ones were not added (their own lines are hidden, other output is not masked for them)`,
+      );
+      return;
+    }
+    if (this.values.add(value)) this.learnt += 1;
+  }
+
+  private warnOnce(kind: string, message: string): void {
+    if (this.warned.has(kind)) return;
+    this.warned.add(kind);
+    this.warn(message);
   }
 
   /** Masks a complete text (messages, warnings). */
   mask(text: string): string {
-    return maskAll(text, this.secrets);
+    return maskAll(text, this.values);
   }
 
   /** A pipe for one phase's output. */
@@ -59,12 +85,17 @@ export class OutputMasking {
       write: (stream, chunk) => {
         let state = streams.get(stream);
         if (!state) {
-          const masker = new SecretMasker(this.secrets);
-          this.live.add(masker);
           state = {
             decoder: new StringDecoder('utf8'),
-            masker,
-            directives: new AddMaskFilter((value) => this.addSecret(value)),
+            masker: new SecretMasker(this.values),
+            directives: new AddMaskFilter({
+              mask: (value) => this.addSecret(value),
+              overlong: () =>
+                this.warnOnce(
+                  'line',
+                  `::add-mask: a line longer than ${ADD_MASK_LINE_LIMIT} characters was hidden and its value not added; print the directive on a line of its own with a shorter value`,
+                ),
+            }),
           };
           streams.set(stream, state);
         }
@@ -74,9 +105,25 @@ export class OutputMasking {
         for (const [stream, state] of streams) {
           const rest = state.directives.write(state.decoder.end()) + state.directives.flush();
           send(stream, state.masker.write(rest) + state.masker.flush());
-          this.live.delete(state.masker);
         }
       },
     };
   }
+}
+
+/** An error with secrets masked in its message and its hint (both are shown and stored). */
+export function maskError(err: unknown, mask: (text: string) => string): BerthError {
+  const error = coerceError(err);
+  const message = mask(error.message);
+  const hint = mask(error.hint);
+  if (message === error.message && hint === error.hint) return error;
+  return new BerthError(error.code, message, { cause: error.cause, hint });
+}
+
+/**
+ * The values of `--secret-env NAME=VALUE` options as given, before they are checked: an error
+ * about the options themselves must not show them either (a malformed entry is masked whole).
+ */
+export function rawSecretValues(options: readonly string[]): string[] {
+  return options.map((o) => (o.includes('=') ? o.slice(o.indexOf('=') + 1) : o));
 }

@@ -8,7 +8,6 @@
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { BerthError, EXIT_CODES, coerceError, exitCodeForError } from '../domain/errors.js';
-import { formatBytes } from '../domain/units.js';
 import { shellQuote } from '../domain/hook-script.js';
 import type {
   RunConfiguration,
@@ -31,6 +30,7 @@ import {
   type ResolvedImage,
 } from '../executor/executor.js';
 import type { ImageAccessSettings } from './image-access.js';
+import { formatBytes } from '../domain/units.js';
 import { OutputLog } from './output-log.js';
 import { prepareRunImage, type ImageSource } from './prepare-image.js';
 import { OutputMasking } from './output-masking.js';
@@ -38,6 +38,7 @@ import {
   PLAN_JSON,
   splitPhaseVariables,
   summarisePlan,
+  PLAN_SUMMARY_LIMITS,
   type PlanSummary,
 } from '../domain/workflow.js';
 import type { ToolName } from '../workflow/tool-releases.js';
@@ -184,7 +185,9 @@ class Run {
   ) {
     this.clock = deps.clock ?? systemClock;
     this.runId = deps.runId ?? newRunId(new Date(this.clock.now()));
-    this.masking = new OutputMasking(Object.values(options.secretEnv));
+    this.masking = new OutputMasking(Object.values(options.secretEnv), (message) =>
+      this.warn(message),
+    );
     this.variables = splitPhaseVariables({ ...options.env, ...options.secretEnv });
     this.started = this.clock.now();
   }
@@ -461,10 +464,15 @@ class Run {
     const workflow = this.options.workflow as WorkflowOptions;
     const job = this.job as JobHandle;
     if (workflow.type !== 'destroy') {
-      const json = await job.readFile(PLAN_JSON);
-      this.plan = json ? summarisePlan(json.toString('utf8')) : null;
-      if (this.plan) this.emit({ type: 'plan.summary', ...this.plan });
-      else this.warn(`no plan summary: ${PLAN_JSON} is missing or not a plan in JSON`);
+      const limit = PLAN_SUMMARY_LIMITS.jsonBytes;
+      const json = await job.readFile(PLAN_JSON, limit);
+      if (json && json.length > limit) {
+        this.warn(`no plan summary: ${PLAN_JSON} is larger than ${formatBytes(limit)}`);
+      } else {
+        this.plan = json ? summarisePlan(json.toString('utf8'), (t) => this.masking.mask(t)) : null;
+        if (this.plan) this.emit({ type: 'plan.summary', ...this.plan });
+        else this.warn(`no plan summary: ${PLAN_JSON} is missing or not a plan in JSON`);
+      }
     }
     if (workflow.type !== 'tracked' || workflow.apply.length === 0) return true;
     if (workflow.autoDeploy) return this.runPhases(workflow.apply, records);
@@ -704,7 +712,7 @@ class Run {
         ? {
             code: parts.error.code,
             message: this.masking.mask(parts.error.message),
-            hint: parts.error.hint,
+            hint: this.masking.mask(parts.error.hint),
           }
         : null,
       log: {

@@ -129,6 +129,76 @@ describe('checkManifest with a bearer-token registry', () => {
   });
 });
 
+describe('checkManifest with a hostile registry', () => {
+  let hostile: http.Server;
+  let hostileAddress: string;
+
+  /** Writes 64 KiB chunks until the client goes away. */
+  function endless(res: http.ServerResponse, headers: http.OutgoingHttpHeaders): void {
+    res.writeHead(200, headers);
+    const chunk = Buffer.alloc(64 * 1024, 'x');
+    const more = (): void => {
+      while (!res.destroyed && res.write(chunk));
+      if (!res.destroyed) res.once('drain', more);
+    };
+    more();
+  }
+
+  beforeAll(async () => {
+    hostile = http.createServer((req, res) => {
+      const path = req.url ?? '';
+      if (path.startsWith('/v2/bad/digest/')) {
+        res.writeHead(200, { 'docker-content-digest': 'sha256:../../v2/evil/\u0085x' }).end();
+      } else if (path.startsWith('/v2/huge/manifest/')) {
+        if (req.method === 'HEAD') res.writeHead(200).end();
+        else endless(res, { 'content-type': 'application/vnd.oci.image.manifest.v1+json' });
+      } else if (path.startsWith('/v2/huge/token/')) {
+        res
+          .writeHead(401, {
+            'www-authenticate': `Bearer realm="http://${hostileAddress}/token",service="s"`,
+          })
+          .end();
+      } else if (path.startsWith('/token')) {
+        endless(res, { 'content-type': 'application/json' });
+      } else {
+        res.writeHead(404).end();
+      }
+    });
+    await new Promise<void>((resolve) => hostile.listen(0, '127.0.0.1', resolve));
+    hostileAddress = `127.0.0.1:${(hostile.address() as { port: number }).port}`;
+  });
+
+  afterAll(async () => {
+    hostile.closeAllConnections();
+    await new Promise<void>((resolve) => hostile.close(() => resolve()));
+  });
+
+  function hostileRef(path: string): ImageReference {
+    const parsed = parseImageReference(`${hostileAddress}/${path}`);
+    if (!parsed.ok) throw new Error(parsed.error.message);
+    return parsed.reference;
+  }
+
+  it('refuses a Docker-Content-Digest that is not a digest (it goes into references and paths)', async () => {
+    const error = await checkManifest(hostileRef('bad/digest:v1'), null).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(RegistryCheckError);
+    expect((error as RegistryCheckError).failure).toBe('protocol');
+    expect((error as Error).message).toContain('Docker-Content-Digest that is not a digest');
+    // Shown escaped: the header's control character cannot reach the terminal.
+    expect((error as Error).message).toContain('sha256:../../v2/evil/\\u{0085}x');
+  });
+
+  it.each([
+    ['an endless manifest', 'huge/manifest:v1', `more than 4.0 MiB for the manifest`],
+    ['an endless token answer', 'huge/token:v1', `more than 1.0 MiB for a pull token`],
+  ])('stops reading %s at its limit', async (_name, path, message) => {
+    const error = await checkManifest(hostileRef(path), null).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(RegistryCheckError);
+    expect((error as RegistryCheckError).failure).toBe('protocol');
+    expect((error as Error).message).toContain(message);
+  });
+});
+
 describe('helpers', () => {
   it('parses challenges', () => {
     expect(

@@ -7,8 +7,11 @@
  */
 import { createHash } from 'node:crypto';
 import { httpFetch } from '../net/http-fetch.js';
+import { BodyTooLarge, readBody } from '../net/http-body.js';
 import { BerthError, fetchFailureCause } from '../domain/errors.js';
-import { isDockerHub, type ImageReference } from '../domain/image-reference.js';
+import { checkDigest, isDockerHub, type ImageReference } from '../domain/image-reference.js';
+import { printable } from '../domain/printable.js';
+import { formatBytes } from '../domain/units.js';
 
 export interface RegistryCredentials {
   username?: string;
@@ -44,6 +47,15 @@ const MANIFEST_TYPES = [
   'application/vnd.oci.image.manifest.v1+json',
   'application/vnd.docker.distribution.manifest.v2+json',
 ].join(', ');
+
+/**
+ * What berth reads from a registry, bounded: a manifest (registries are asked to accept at least
+ * 4 MiB, and real ones are a few kB) and a token answer (a few kB).
+ */
+export const REGISTRY_BODY_LIMITS = {
+  manifest: 4 * 1024 * 1024,
+  token: 1024 * 1024,
+} as const;
 
 /** Loopback registries speak plain HTTP, as the Docker engine assumes for them. */
 export function registryBaseUrl(registry: string): string {
@@ -128,11 +140,14 @@ export async function checkManifest(
   if (res.ok) {
     const digest = res.headers.get('docker-content-digest');
     const mediaType = res.headers.get('content-type') ?? '';
-    if (digest) return { digest, mediaType };
+    if (digest) return { digest: checkedDigest(digest, reference.registry), mediaType };
     // Some registries leave the digest out of HEAD answers: hash the manifest itself.
     const full = await request('GET', authorization);
     if (full.ok) {
-      const body = Buffer.from(await full.arrayBuffer());
+      const body = await bounded(full, REGISTRY_BODY_LIMITS.manifest, () => ({
+        what: `the manifest of ${reference.repository}:${target}`,
+        registry: reference.registry,
+      }));
       return { digest: `sha256:${createHash('sha256').update(body).digest('hex')}`, mediaType };
     }
     res = full;
@@ -208,9 +223,56 @@ async function bearerToken(
     );
   }
   if (!res.ok) return null;
-  const body = (await res.json().catch(() => ({}))) as { token?: string; access_token?: string };
+  const text = await bounded(res, REGISTRY_BODY_LIMITS.token, () => ({
+    what: 'a pull token',
+    registry: reference.registry,
+  }));
+  let body: { token?: unknown; access_token?: unknown };
+  try {
+    body = JSON.parse(text.toString('utf8')) as typeof body;
+  } catch {
+    return null;
+  }
+  if (typeof body !== 'object' || body === null) return null;
   const token = body.token ?? body.access_token;
-  return token ? `Bearer ${token}` : null;
+  return typeof token === 'string' && token !== '' ? `Bearer ${token}` : null;
+}
+
+/** A body within its limit; past it, a protocol failure naming the limit. */
+async function bounded(
+  res: Response,
+  limit: number,
+  about: () => { what: string; registry: string },
+): Promise<Buffer> {
+  try {
+    return await readBody(res, limit);
+  } catch (err) {
+    const { what, registry } = about();
+    if (err instanceof BodyTooLarge) {
+      throw new RegistryCheckError(
+        'protocol',
+        `registry ${registry} answered more than ${formatBytes(limit)} for ${what}; berth stopped reading`,
+      );
+    }
+    throw new RegistryCheckError(
+      'unreachable',
+      `cannot read ${what} from registry ${registry} (${fetchFailureCause(err)})`,
+    );
+  }
+}
+
+/**
+ * The registry's Docker-Content-Digest, used in the pinned reference the engine pulls and in
+ * URL paths: only a digest by the OCI grammar (sha256: 64 lowercase hex digits, …) is taken.
+ */
+function checkedDigest(digest: string, registry: string): string {
+  const problem = digest.length > 256 ? 'it is too long' : checkDigest(digest);
+  if (problem === null) return digest;
+  const shown = printable(digest.length > 80 ? `${digest.slice(0, 80)}…` : digest);
+  throw new RegistryCheckError(
+    'protocol',
+    `registry ${registry} answered a Docker-Content-Digest that is not a digest ("${shown}": ${printable(problem)})`,
+  );
 }
 
 /** The X-Registry-Auth header value the engine takes for a pull. */

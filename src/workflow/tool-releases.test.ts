@@ -3,6 +3,7 @@
  * binaries as release zips with SHA256SUMS signed by a key made for the test: berth's real
  * resolve → download → verify → cache path.
  */
+import http from 'node:http';
 import {
   existsSync,
   mkdirSync,
@@ -21,6 +22,7 @@ import {
   HASHICORP_KEY_FINGERPRINT,
   OPENTOFU_KEY_FINGERPRINT,
   keysDir,
+  RELEASE_BODY_LIMITS,
   provideTool,
   readPinnedKey,
   releaseSourceFromEnv,
@@ -336,5 +338,65 @@ describe('the tool cache against tampering', () => {
     expect(error.code).toBe(code);
     expect(mirror.requests.length).toBe(before);
     expect(readdirSync(dir)).toEqual([]);
+  });
+});
+
+describe('a mirror that answers without end', () => {
+  let server: http.Server;
+  let base: string;
+
+  beforeAll(async () => {
+    // The index never ends; under /endless-sums/ the sums never end, elsewhere the signature.
+    server = http.createServer((req, res) => {
+      const url = req.url ?? '';
+      const sumsEndless = url.startsWith('/endless-sums/');
+      if (url.endsWith('_SHA256SUMS') && !sumsEndless) {
+        res.writeHead(200).end('0000  terraform_1.0.0_linux_amd64.zip\n');
+        return;
+      }
+      if (url.endsWith('.sig') && sumsEndless) {
+        res.writeHead(200).end('not a signature');
+        return;
+      }
+      res.writeHead(200);
+      const chunk = Buffer.alloc(64 * 1024, 'x');
+      const more = (): void => {
+        while (!res.destroyed && res.write(chunk));
+        if (!res.destroyed) res.once('drain', more);
+      };
+      more();
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    base = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+  });
+
+  afterAll(async () => {
+    server.closeAllConnections();
+    await new Promise((resolve) => server.close(resolve));
+  });
+
+  function endlessSource(dir: string): ReleaseSource {
+    return { ...source(), indexUrl: `${base}/index.json`, baseUrl: `${base}${dir}` };
+  }
+
+  it('stops reading the release index at its limit', async () => {
+    const error = await failure(resolveToolVersion(endlessSource(''), '~> 1.0'));
+    expect(error.code).toBe('BERTH_TOOL_DOWNLOAD_FAILED');
+    expect(error.message).toContain('the terraform release index');
+    expect(error.message).toContain(`larger than 32.0 MiB`);
+    expect(RELEASE_BODY_LIMITS.index).toBe(32 * 1024 * 1024);
+    expect(error.hint).toContain('release mirror');
+  });
+
+  it.each([
+    ['SHA256SUMS', '/endless-sums', 'terraform_1.0.0_SHA256SUMS from', '1.0 MiB'],
+    ['the signature', '', 'the signature of terraform_1.0.0_SHA256SUMS', '64.0 KiB'],
+  ])('stops reading %s at its limit and caches nothing', async (_n, dir, what, limit) => {
+    const into = cache();
+    const error = await failure(provideTool(endlessSource(dir), '1.0.0', 'linux_amd64', into));
+    expect(error.code).toBe('BERTH_TOOL_DOWNLOAD_FAILED');
+    expect(error.message).toContain(what);
+    expect(error.message).toContain(`larger than ${limit}`);
+    expect(readdirSync(into)).toEqual([]);
   });
 });

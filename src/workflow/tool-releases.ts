@@ -19,6 +19,8 @@ import { chmod, mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/pro
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { httpFetch } from '../net/http-fetch.js';
+import { BodyTooLarge, readBody } from '../net/http-body.js';
+import { formatBytes } from '../domain/units.js';
 import { BerthError, fetchFailureCause } from '../domain/errors.js';
 import { parseConstraint, parseVersion, resolveVersion } from '../domain/versions.js';
 import { isReleasePlatform } from '../domain/platform.js';
@@ -162,7 +164,33 @@ export function releaseFileUrl(source: ReleaseSource, version: string, name: str
   return `${source.baseUrl}/${dir}/${name}`;
 }
 
-async function download(url: string, what: string, timeoutMs = 10 * 60_000): Promise<Buffer> {
+/**
+ * What each file of a release may weigh: a mirror answering more (an endless body, a 1.5 GB
+ * index) is refused at the limit instead of held in memory. Each is well above the real files
+ * (an index of a few MB, a few kB of sums, a signature under 1 kB, a zip of about 30 MB).
+ */
+export const RELEASE_BODY_LIMITS = {
+  index: 32 * 1024 * 1024,
+  sums: 1024 * 1024,
+  signature: 64 * 1024,
+  zip: 256 * 1024 * 1024,
+} as const;
+
+/** The limit for a release file, told by its name (`*.zip`, `*_SHA256SUMS`, `*_SHA256SUMS.sig`). */
+function releaseBodyLimit(url: string): number {
+  const name = new URL(url).pathname;
+  if (name.endsWith('.zip')) return RELEASE_BODY_LIMITS.zip;
+  if (name.endsWith('_SHA256SUMS')) return RELEASE_BODY_LIMITS.sums;
+  if (/_SHA256SUMS\.[A-Za-z0-9]+$/.test(name)) return RELEASE_BODY_LIMITS.signature;
+  return RELEASE_BODY_LIMITS.index;
+}
+
+async function download(
+  url: string,
+  what: string,
+  timeoutMs = 10 * 60_000,
+  limit = releaseBodyLimit(url),
+): Promise<Buffer> {
   let res: Response;
   try {
     res = await httpFetch(url, { signal: AbortSignal.timeout(timeoutMs) });
@@ -174,17 +202,42 @@ async function download(url: string, what: string, timeoutMs = 10 * 60_000): Pro
       { cause: err },
     );
   }
-  if (!res.ok)
+  if (!res.ok) {
+    await res.body?.cancel().catch(() => {});
     throw new BerthError(
       'BERTH_TOOL_DOWNLOAD_FAILED',
       `downloading ${what} from ${url} answered ${res.status}`,
     );
-  return Buffer.from(await res.arrayBuffer());
+  }
+  try {
+    return await readBody(res, limit);
+  } catch (err) {
+    if (!(err instanceof BodyTooLarge)) {
+      throw new BerthError(
+        'BERTH_TOOL_DOWNLOAD_FAILED',
+        `cannot download ${what} from ${url} (${fetchFailureCause(err)})`,
+        { cause: err },
+      );
+    }
+    throw new BerthError(
+      'BERTH_TOOL_DOWNLOAD_FAILED',
+      `${what} from ${url} is larger than ${formatBytes(limit)}, more than such a file can be; berth stopped reading it`,
+      {
+        cause: err,
+        hint: 'Nothing was run or cached. Check that the release mirror serves the real files (the releases URL setting), or try again if it was a bad answer.',
+      },
+    );
+  }
 }
 
 /** Versions in a release index, in either layout. */
 export async function listVersions(source: ReleaseSource): Promise<string[]> {
-  const body = await download(source.indexUrl, `the ${source.tool} release index`, 60_000);
+  const body = await download(
+    source.indexUrl,
+    `the ${source.tool} release index`,
+    60_000,
+    RELEASE_BODY_LIMITS.index,
+  );
   let index: { versions?: unknown };
   try {
     index = JSON.parse(body.toString('utf8')) as { versions?: unknown };

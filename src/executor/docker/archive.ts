@@ -198,7 +198,11 @@ function unreadable(file: string, err: unknown): BerthError {
   );
 }
 
-/** Reads one regular file out of a tar stream (as GET /containers/{id}/archive returns). */
+/**
+ * Reads one regular file out of a tar stream (as GET /containers/{id}/archive returns), keeping
+ * at most `maxBytes` + 1 bytes: a longer result tells the caller the file is larger than its limit
+ * without holding more of it.
+ */
 export async function readFileFromArchive(
   stream: Readable,
   maxBytes: number,
@@ -211,8 +215,12 @@ export async function readFileFromArchive(
         const chunks: Buffer[] = [];
         let size = 0;
         for await (const chunk of entry) {
-          size += (chunk as Buffer).length;
-          if (size <= maxBytes) chunks.push(chunk as Buffer);
+          const room = maxBytes + 1 - size;
+          if (room > 0) {
+            const part = chunk as Buffer;
+            chunks.push(part.length > room ? part.subarray(0, room) : part);
+            size += Math.min(part.length, room);
+          }
         }
         found = Buffer.concat(chunks);
       } else {

@@ -171,8 +171,8 @@ export class DockerJob implements JobHandle {
     );
   }
 
-  readFile(containerPath: string): Promise<Buffer | null> {
-    return readContainerFile(this.engine, this.containerId, containerPath, 64 * 1024 * 1024);
+  readFile(containerPath: string, maxBytes = 64 * 1024 * 1024): Promise<Buffer | null> {
+    return readContainerFile(this.engine, this.containerId, containerPath, maxBytes);
   }
 
   async exportWorkspace(destination: Writable): Promise<void> {

@@ -19,27 +19,44 @@ describe('StreamDemuxer', () => {
     expect(seen).toEqual(['stdout:out', 'stderr:err']);
   });
 
-  it('reassembles frames cut at every possible byte', () => {
+  it('passes every payload byte on, in order and on its stream, however the stream is cut', () => {
     const data = Buffer.concat([frame(1, 'hello '), frame(2, 'oops'), frame(1, 'world')]);
     for (let cut = 1; cut < data.length; cut += 1) {
-      const seen: string[] = [];
-      const demux = new StreamDemuxer((stream, payload) =>
-        seen.push(`${stream}:${payload.toString()}`),
-      );
-      demux.write(data.subarray(0, cut));
-      demux.write(data.subarray(cut));
-      expect(seen.join('|')).toBe('stdout:hello |stderr:oops|stdout:world');
-      expect(demux.pendingBytes).toBe(0);
+      for (let cut2 = cut; cut2 < data.length; cut2 += 1) {
+        const seen: [string, string][] = [];
+        const demux = new StreamDemuxer((stream, payload) => {
+          const last = seen.at(-1);
+          // Pieces of one frame arrive one after another: join them to compare frames.
+          if (last && last[0] === stream) last[1] += payload.toString();
+          else seen.push([stream, payload.toString()]);
+        });
+        demux.write(data.subarray(0, cut));
+        demux.write(data.subarray(cut, cut2));
+        demux.write(data.subarray(cut2));
+        expect(seen).toEqual([
+          ['stdout', 'hello '],
+          ['stderr', 'oops'],
+          ['stdout', 'world'],
+        ]);
+        expect(demux.pendingBytes).toBe(0);
+      }
     }
   });
 
-  it('does not keep a reference to the caller buffer', () => {
+  it('keeps a cut header as a copy, not a reference to the caller buffer', () => {
     const seen: string[] = [];
     const demux = new StreamDemuxer((_s, payload) => seen.push(payload.toString()));
-    const chunk = frame(1, 'abcdef');
-    demux.write(chunk.subarray(0, 10));
-    chunk.fill(0, 0, 10);
-    demux.write(frame(1, 'abcdef').subarray(10));
+    const chunk = frame(2, 'abcdef');
+    demux.write(chunk.subarray(0, 5));
+    chunk.fill(0, 0, 5);
+    demux.write(frame(2, 'abcdef').subarray(5));
     expect(seen).toEqual(['abcdef']);
+  });
+
+  it('copies no payload: pieces are views of the chunk they came in', () => {
+    const chunk = Buffer.concat([frame(1, 'abc'), frame(1, 'de')]);
+    const payloads: Buffer[] = [];
+    new StreamDemuxer((_s, payload) => payloads.push(payload)).write(chunk);
+    expect(payloads.map((p) => p.buffer === chunk.buffer)).toEqual([true, true]);
   });
 });
