@@ -22,6 +22,10 @@ export async function main(argv: string[], io: Output, env: NodeJS.ProcessEnv): 
       writeOut: (text) => io.stdout.write(text),
       writeErr: (text) => io.stderr.write(text),
     });
+  // A reader that went away (EPIPE, a closed terminal) must not end berth with an unhandled
+  // 'error' event: `berth run` stops its job in order (see watchOutput), and whatever berth
+  // writes after that has nobody to read it.
+  for (const stream of [io.stdout, io.stderr]) stream.on('error', ignoreOutputError);
   registerRun(program, io, env, setExit);
   registerRunnerImage(program, io, env, setExit);
   registerImage(program, io, env, setExit);
@@ -38,6 +42,8 @@ export async function main(argv: string[], io: Output, env: NodeJS.ProcessEnv): 
     return exitCodeForError(error);
   }
 }
+
+function ignoreOutputError(): void {}
 
 export function printError(io: Output, error: BerthError): void {
   io.stderr.write(

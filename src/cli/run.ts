@@ -1,5 +1,4 @@
 /** `berth run [DIR] [options] [-- COMMAND …]`: one job from a local directory, now. */
-import { once } from 'node:events';
 import { readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { Command } from 'commander';
@@ -130,13 +129,66 @@ async function askToApply(
   return answer.trim().toLowerCase() === 'yes';
 }
 
-/** Resolves once stdout and stderr have room again; undefined when they have room now. */
+/**
+ * Resolves once stdout and stderr have room again; undefined when they have room now. A stream
+ * that was closed (its reader went away) never drains: it is not waited for.
+ */
 function drained(io: Output): Promise<void> | undefined {
-  const full = [io.stdout, io.stderr].filter(
-    (s) => (s as { writableNeedDrain?: boolean }).writableNeedDrain,
-  );
+  const full = [io.stdout, io.stderr].filter((s) => {
+    const state = s as { writableNeedDrain?: boolean; destroyed?: boolean };
+    return state.writableNeedDrain && !state.destroyed;
+  });
   if (full.length === 0) return undefined;
-  return Promise.all(full.map((s) => once(s, 'drain'))).then(() => undefined);
+  return Promise.all(full.map(roomOrGone)).then(() => undefined);
+}
+
+const waitingForRoom = new WeakMap<NodeJS.WritableStream, Promise<void>>();
+
+/**
+ * Resolves when a stream drains, or fails or closes (then nothing will ever drain it). Callers
+ * waiting at the same time share one promise, so a slow reader does not pile up listeners.
+ */
+function roomOrGone(stream: NodeJS.WritableStream): Promise<void> {
+  const pending = waitingForRoom.get(stream);
+  if (pending) return pending;
+  const room = new Promise<void>((resolve) => {
+    const done = (): void => {
+      for (const event of ['drain', 'error', 'close']) stream.off(event, done);
+      waitingForRoom.delete(stream);
+      resolve();
+    };
+    for (const event of ['drain', 'error', 'close']) stream.on(event, done);
+  });
+  waitingForRoom.set(stream, room);
+  return room;
+}
+
+/**
+ * Calls `onGone` once when stdout or stderr can no longer be written (`| head`, a closed
+ * terminal: EPIPE, EIO). A reader who went away is treated like Ctrl-C: the job is stopped the
+ * documented way instead of berth dying with the container left behind.
+ */
+function watchOutput(io: Output, onGone: (stream: 'stdout' | 'stderr', why: string) => void) {
+  let gone = false;
+  for (const name of ['stdout', 'stderr'] as const) {
+    // Closed before the job started (an error main() already swallowed).
+    if ((io[name] as { destroyed?: boolean }).destroyed && !gone) {
+      gone = true;
+      onGone(name, 'closed');
+    }
+  }
+  const listeners = (['stdout', 'stderr'] as const).map((name) => {
+    const listener = (err: NodeJS.ErrnoException): void => {
+      if (gone) return;
+      gone = true;
+      onGone(name, err.code ?? err.message);
+    };
+    io[name].on('error', listener);
+    return () => io[name].off('error', listener);
+  });
+  return (): void => {
+    for (const off of listeners) off();
+  };
 }
 
 function collect(value: string, previous: string[]): string[] {
@@ -284,6 +336,15 @@ async function runCommand(
     const onSignal = (): void => running.cancel();
     process.on('SIGINT', onSignal);
     process.on('SIGTERM', onSignal);
+    // A closed terminal stops the job as Ctrl-C does; left to its default, SIGHUP would end berth
+    // at once and leave the container behind.
+    process.on('SIGHUP', onSignal);
+    const unwatch = watchOutput(io, (stream, why) => {
+      // stderr still has a reader when stdout's went away; the other way round, nothing to tell.
+      if (stream === 'stdout')
+        io.stderr.write(`berth: stdout was closed (${why}): stopping the job as on Ctrl-C\n`);
+      running.cancel();
+    });
     try {
       const removed = await sweep;
       if (removed.length > 0 && !raw.json) {
@@ -296,6 +357,8 @@ async function runCommand(
     } finally {
       process.off('SIGINT', onSignal);
       process.off('SIGTERM', onSignal);
+      process.off('SIGHUP', onSignal);
+      unwatch();
     }
   } finally {
     engine.close();
