@@ -18,6 +18,8 @@ export async function main(argv: string[], io: Output, env: NodeJS.ProcessEnv): 
     .description('Run infrastructure-as-code jobs, each in a fresh, isolated container.')
     .version(VERSION)
     .exitOverride()
+    // A subcommand gets all its own words, `--` included (see splitAtDoubleDash in run.ts).
+    .enablePositionalOptions()
     .configureOutput({
       writeOut: (text) => io.stdout.write(text),
       writeErr: (text) => io.stderr.write(text),

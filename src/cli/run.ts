@@ -29,7 +29,7 @@ export function registerRun(
   env: NodeJS.ProcessEnv,
   setExit: (code: number) => void,
 ): void {
-  program
+  const run = program
     .command('run')
     .description('run one job from a local directory in a fresh container')
     .argument('[dir]', 'directory copied into the job workspace (never modified)', '.')
@@ -97,6 +97,43 @@ export function registerRun(
     .action(async (dir: string, words: string[], raw: RawRunOptions & { json?: boolean }) => {
       setExit(await runCommand(dir, words, raw, io, env));
     });
+  splitAtDoubleDash(run);
+}
+
+/**
+ * Words after `--` are the command, always; DIR is only what comes before it. Commander hands
+ * the words after `--` on as plain operands, so `berth run -- printf x` would make `printf` the
+ * directory: here the operands before `--` are parsed apart and DIR is filled in when absent.
+ */
+function splitAtDoubleDash(run: Command): void {
+  const valued = new Set(
+    run.options.filter((o) => o.required).flatMap((o) => [o.long, o.short].filter(Boolean)),
+  );
+  const parse = run.parseOptions.bind(run);
+  run.parseOptions = (args: string[]) => {
+    let at = -1;
+    for (let i = 0; i < args.length; i++) {
+      if (args[i] === '--') {
+        at = i;
+        break;
+      }
+      if (valued.has(args[i])) i++; // the option's value, even when it is `--`
+    }
+    if (at < 0) return parse(args);
+    const before = parse(args.slice(0, at));
+    if (before.operands.length > 1) {
+      throw new BerthError(
+        'BERTH_USAGE',
+        `more than one directory before --: ${before.operands.map((o) => JSON.stringify(o)).join(' ')}`,
+        {
+          hint: 'Give one DIR, then options, then -- and the command: berth run DIR [options] -- COMMAND …',
+        },
+      );
+    }
+    const dir = before.operands[0] ?? '.';
+    // Unknown options stay where commander reports them; the command's words are operands.
+    return { operands: [dir, ...args.slice(at + 1)], unknown: before.unknown };
+  };
 }
 
 /** Asks on the terminal (or whatever stdin is) whether to apply; anything but yes discards. */
