@@ -72,3 +72,62 @@ describe('berth run: DIR and --', () => {
     expect(result.stderr).toContain('"extra"');
   });
 });
+
+describe("berth run: variables from berth's environment and env-files", () => {
+  it('--secret-env NAME takes the value from the environment, and masks it', async () => {
+    const result = await berth(
+      [
+        'run',
+        jobDir(),
+        '--image',
+        busybox,
+        '--json',
+        '--secret-env',
+        'TOKEN',
+        '--env',
+        'REGION',
+        '--',
+        'echo "token=$TOKEN region=$REGION"; [ "$TOKEN" = s3cr3t-from-env ] && echo same',
+      ],
+      { TOKEN: 's3cr3t-from-env', REGION: 'eu-1' },
+    );
+    expect(result.code).toBe(0);
+    expect(jobOutput(result)).toBe('token=***** region=eu-1\nsame\n');
+    expect(result.stdout).not.toContain('s3cr3t-from-env');
+  });
+
+  it('refuses --secret-env NAME when NAME is not set', async () => {
+    const result = await berth(
+      ['run', jobDir(), '--image', busybox, '--secret-env', 'NOT_SET_ANYWHERE', '--', 'true'],
+      { NOT_SET_ANYWHERE: undefined },
+    );
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain('NOT_SET_ANYWHERE is not set in berth');
+  });
+
+  it('reads --secret-env-file and --env-file in Docker format, masking the secret ones', async () => {
+    const files = jobDir({
+      'secrets.env': '# deploy secrets\n\nDB_PASSWORD=pa55-in-file\nAPI_KEY\n',
+      'plain.env': 'STAGE=prod\n',
+    });
+    const result = await berth(
+      [
+        'run',
+        jobDir(),
+        '--image',
+        busybox,
+        '--json',
+        '--secret-env-file',
+        `${files}/secrets.env`,
+        '--env-file',
+        `${files}/plain.env`,
+        '--',
+        'echo "$DB_PASSWORD $API_KEY $STAGE"; echo "${#DB_PASSWORD}"',
+      ],
+      { API_KEY: 'key-from-env' },
+    );
+    expect(result.code).toBe(0);
+    expect(jobOutput(result)).toBe('***** ***** prod\n12\n');
+    expect(result.stdout).not.toMatch(/pa55-in-file|key-from-env/);
+  });
+});

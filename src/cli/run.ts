@@ -58,10 +58,22 @@ export function registerRun(
     )
     .option('--type <type>', 'task | proposed | tracked | destroy', 'task')
     .option('--auto-deploy', 'tracked runs: apply without asking')
-    .option('--env <name=value>', 'environment variable for the job (repeatable)', collect, [])
     .option(
-      '--secret-env <name=value>',
-      'environment variable whose value is masked everywhere (repeatable)',
+      '--env <name[=value]>',
+      "variable for the job; NAME alone takes the value from berth's environment (repeatable)",
+      collect,
+      [],
+    )
+    .option(
+      '--secret-env <name[=value]>',
+      "variable masked everywhere; NAME alone takes the value from berth's environment (repeatable)",
+      collect,
+      [],
+    )
+    .option('--env-file <file>', 'variables from a Docker env-file (repeatable)', collect, [])
+    .option(
+      '--secret-env-file <file>',
+      'masked variables from a Docker env-file (repeatable)',
       collect,
       [],
     )
@@ -250,10 +262,13 @@ async function runCommand(
   io: Output,
   env: NodeJS.ProcessEnv,
 ): Promise<number> {
-  const options = checkRunOptions({
-    ...raw,
-    allowedRegistries: raw.allowedRegistries ?? env.BERTH_PUBLIC_ALLOWED_REGISTRIES,
-  });
+  const options = checkRunOptions(
+    {
+      ...raw,
+      allowedRegistries: raw.allowedRegistries ?? env.BERTH_PUBLIC_ALLOWED_REGISTRIES,
+    },
+    env,
+  );
   const settings = readSettings(env);
   const dockerConfig =
     options.pool === 'private' ? dockerConfigDirFrom(env, raw.dockerConfigDir) : null;
