@@ -96,7 +96,7 @@ export const ERROR_CATALOGUE = {
   BERTH_REGISTRY_UNREACHABLE: {
     kind: 'image',
     retryable: true,
-    hint: 'berth checks with the registry before every job. Check that this machine can reach the registry (DNS, proxy, firewall) and try again.',
+    hint: 'berth checks with the registry before every job. Check that this machine can reach the registry (DNS, proxy, firewall) and try again. To run a copy the engine already has without the check (private pools), use --pull never.',
   },
   BERTH_CREDENTIALS_INVALID: {
     kind: 'image',
