@@ -131,3 +131,26 @@ describe("berth run: variables from berth's environment and env-files", () => {
     expect(result.stdout).not.toMatch(/pa55-in-file|key-from-env/);
   });
 });
+
+describe('exit codes: one rule', () => {
+  it('gives an invalid image reference exit 3 in berth run and in berth image check alike', async () => {
+    const run = await berth(['run', jobDir(), '--image', 'UPPER/Case', '--', 'true']);
+    const check = await berth(['image', 'check', 'UPPER/Case']);
+    expect(run.stderr).toContain('BERTH_IMAGE_INVALID');
+    expect(run.code).toBe(3);
+    expect(check.code).toBe(3);
+    // Among other option problems it is still the image error that decides.
+    const both = await berth([
+      'run',
+      jobDir(),
+      '--image',
+      'UPPER/Case',
+      '--timeout',
+      'x',
+      '--',
+      'true',
+    ]);
+    expect(both.stderr).toMatch(/2 problems[\s\S]*--timeout[\s\S]*BERTH_IMAGE_INVALID/);
+    expect(both.code).toBe(3);
+  });
+});

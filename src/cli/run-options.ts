@@ -113,10 +113,8 @@ export function checkRunOptions(
   };
 
   const image = raw.image;
-  if (image !== undefined) {
-    const problem = checkImageReference(image);
-    if (problem) problems.push(`--image: ${problem.message}`);
-  }
+  const imageProblem = image === undefined ? null : checkImageReference(image);
+  if (imageProblem) problems.push(`--image: ${imageProblem.message}`);
   const env = envPairs('--env', raw.envFile ?? [], raw.env);
   const secretEnv = envPairs('--secret-env', raw.secretEnvFile ?? [], raw.secretEnv);
   for (const name of Object.keys(secretEnv)) {
@@ -186,8 +184,10 @@ export function checkRunOptions(
   else checked.logLimitBytes = logLimit.bytes;
 
   if (problems.length > 0) {
+    // One rule for exit codes: the error's kind. An invalid image reference is an image error
+    // (exit 3) wherever it is given, as in `berth image check`, also among other problems.
     throw new BerthError(
-      'BERTH_USAGE',
+      imageProblem ? 'BERTH_IMAGE_INVALID' : 'BERTH_USAGE',
       problems.length === 1
         ? (problems[0] as string)
         : `${problems.length} problems with the options:\n  - ${problems.join('\n  - ')}`,
