@@ -154,3 +154,51 @@ describe('exit codes: one rule', () => {
     expect(both.code).toBe(3);
   });
 });
+
+describe('berth run --json: early failures end the stream with one JSON object', () => {
+  function lastJson(stdout: string): {
+    type: string;
+    exitCode: number;
+    error: Record<string, string>;
+  } {
+    const lines = stdout.trim().split('\n');
+    expect(lines.length).toBeGreaterThan(0);
+    return JSON.parse(lines.at(-1) as string) as ReturnType<typeof lastJson>;
+  }
+
+  it.each([
+    ['a bad option', ['--bogus'], {}, 'BERTH_USAGE', 2, "unknown option '--bogus'"],
+    ['a bad value', ['--timeout', 'soon'], {}, 'BERTH_USAGE', 2, '--timeout "soon"'],
+    [
+      'no engine',
+      [],
+      { DOCKER_HOST: 'unix:///tmp/berth-no-such.sock' },
+      'BERTH_DOCKER_UNREACHABLE',
+      4,
+      'berth-no-such.sock',
+    ],
+  ] as const)('%s', async (_what, options, env, code, exitCode, text) => {
+    const result = await berth(
+      ['run', jobDir(), '--image', busybox, '--json', ...options, '--', 'true'],
+      env,
+    );
+    expect(result.code).toBe(exitCode);
+    const end = lastJson(result.stdout);
+    expect(end).toMatchObject({ type: 'error', exitCode, error: { code } });
+    expect(end.error.message).toContain(text);
+    expect(end.error.hint).not.toBe('');
+  });
+
+  it('an invalid runtime configuration, with file:line:column', async () => {
+    const dir = jobDir({ '.berth/config.yml': 'version: 1\nstack_defaults:\n  runner_image: 7\n' });
+    const result = await berth(['run', dir, '--json', '--', 'true']);
+    expect(result.code).toBe(2);
+    const end = lastJson(result.stdout);
+    expect(end).toMatchObject({
+      type: 'error',
+      exitCode: 2,
+      error: { code: 'BERTH_CONFIG_INVALID' },
+    });
+    expect(end.error.message).toMatch(/config\.yml:3:\d+/);
+  });
+});

@@ -37,12 +37,39 @@ export async function main(argv: string[], io: Output, env: NodeJS.ProcessEnv): 
   } catch (err) {
     if (err instanceof CommanderError) {
       // Help and version end here too, with their own (zero) exit code.
-      return err.exitCode === 0 ? 0 : EXIT_CODES.usage;
+      if (err.exitCode === 0) return 0;
+      // Commander has printed its own message on stderr already.
+      if (wantsJson(argv))
+        printJsonError(io, new BerthError('BERTH_USAGE', err.message.replace(/^error: /, '')));
+      return EXIT_CODES.usage;
     }
     const error = coerceError(err);
     printError(io, error);
+    if (wantsJson(argv)) printJsonError(io, error);
     return exitCodeForError(error);
   }
+}
+
+/** `--json` among the options (not among the job's words after `--`). */
+function wantsJson(argv: readonly string[]): boolean {
+  const end = argv.indexOf('--');
+  return (end < 0 ? argv : argv.slice(0, end)).includes('--json');
+}
+
+/**
+ * A failure before the run began (bad option, bad configuration, no engine) ends a `--json`
+ * stream with one object, so a script reading stdout always gets the code, message and fix.
+ */
+function printJsonError(io: Output, error: BerthError): void {
+  const exitCode = exitCodeForError(error);
+  io.stdout.write(
+    `${JSON.stringify({
+      type: 'error',
+      ts: new Date().toISOString(),
+      exitCode,
+      error: { code: error.code, message: error.message, hint: error.hint },
+    })}\n`,
+  );
 }
 
 function ignoreOutputError(): void {}
