@@ -317,10 +317,7 @@ async function runCommand(
     if (unreachable) throw unreachable;
     const launcherId = currentLauncherId();
     const image = run.image;
-    // Only the standard runner image is built from berth's Dockerfile when missing; an image
-    // named by BERTH_DEFAULT_RUNNER_IMAGE is the operator's and is used like any other.
-    const usingDefault =
-      run.imageSource === "berth's default" && !env.BERTH_DEFAULT_RUNNER_IMAGE?.trim();
+    const usingDefault = run.imageSource === "berth's default";
     const pullPolicy =
       options.pullPolicy === 'auto'
         ? defaultPullPolicy(options.pool, parseReferenceOrThrow(image))

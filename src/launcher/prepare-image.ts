@@ -79,9 +79,12 @@ export async function prepareRunImage(
  */
 async function localOnly(input: PrepareImageInput): Promise<ResolvedImage | null> {
   const settings = input.imageAccess;
-  // The standard runner image has its own way with a copy built here (see prepareRunImage).
-  if (!settings || input.buildMissingImage || !input.executor.localOnlyImage) return null;
+  if (!settings || !input.executor.localOnlyImage) return null;
   parseReferenceOrThrow(input.image);
+  // The standard runner image berth built here has its own way (see prepareRunImage): the
+  // registry first, then this copy, on public pools too.
+  if (input.buildMissingImage && (await input.executor.localRunnerImage?.(input.image)))
+    return null;
   const local = await input.executor.localOnlyImage(input.image);
   if (!local) return null;
   if (settings.pool === 'public') {
