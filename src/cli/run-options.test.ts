@@ -15,7 +15,6 @@ const defaults: RawRunOptions = {
   pullTimeout: '10m',
   pidsLimit: '1024',
   network: 'bridge',
-  pull: 'auto',
   pool: 'private',
   logLimit: '4MiB',
 };
@@ -58,6 +57,7 @@ describe('checkRunOptions', () => {
     [{ secretEnv: ['S='] }, 'nothing to mask'],
     [{ env: ['S=1'], secretEnv: ['S=2'] }, 'both set S'],
     [{ pull: 'maybe' }, '--pull "maybe"'],
+    [{ pull: 'auto' }, '--pull "auto": use one of always, if-not-present, never'],
     [{ timeout: '5' }, '--timeout "5"'],
     [{ cpus: 'x' }, '--cpus'],
     [{ memory: '12 parsecs' }, '--memory'],

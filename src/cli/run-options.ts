@@ -31,7 +31,8 @@ export interface RawRunOptions {
   pidsLimit: string;
   network: string;
   runtime?: string;
-  pull: string;
+  /** Unset: decided by the pool and the reference. */
+  pull?: string;
   logLimit: string;
   pool: string;
   allowedRegistries?: string;
@@ -57,12 +58,8 @@ export interface CheckedRunOptions {
   allowList: AllowRule[] | null;
 }
 
-const PULL_POLICIES: readonly (PullPolicy | 'auto')[] = [
-  'auto',
-  'always',
-  'if-not-present',
-  'never',
-];
+/** What --pull accepts; leaving it out is the documented default ('auto' inside berth). */
+const PULL_POLICIES: readonly PullPolicy[] = ['always', 'if-not-present', 'never'];
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 const RESERVED_ENV = new Set(['HOME', 'PWD', 'OLDPWD', 'SHLVL']);
 
@@ -122,8 +119,8 @@ export function checkRunOptions(
     if (secretEnv[name] === '')
       problems.push(`--secret-env ${name}: the value is empty, so there is nothing to mask`);
   }
-  const pullPolicy = raw.pull as PullPolicy | 'auto';
-  if (!PULL_POLICIES.includes(pullPolicy)) {
+  const pullPolicy = (raw.pull ?? 'auto') as PullPolicy | 'auto';
+  if (raw.pull !== undefined && !PULL_POLICIES.includes(raw.pull as PullPolicy)) {
     problems.push(`--pull ${JSON.stringify(raw.pull)}: use one of ${PULL_POLICIES.join(', ')}`);
   }
   const checked: CheckedRunOptions = {

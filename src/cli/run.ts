@@ -93,10 +93,10 @@ export function registerRun(
       '--allowed-registries <list>',
       'public pools: allow-list, e.g. default,registry.example.com',
     )
+    // No commander default: it would show a second, internal default ("auto") in the help.
     .option(
       '--pull <policy>',
       'always | if-not-present | never (default: always for tags on private pools, else if-not-present)',
-      'auto',
     )
     .option('--pull-timeout <duration>', 'a pull may take at most this long', '10m')
     .option('--cpus <n>', 'CPU limit, e.g. 1.5')
