@@ -1,8 +1,7 @@
 /** berth's command line: parses arguments, runs one command, turns errors into exit codes. */
 import { Command, CommanderError } from 'commander';
-import pc from 'picocolors';
 import { BerthError, EXIT_CODES, coerceError, exitCodeForError } from '../domain/errors.js';
-import type { Output } from './render.js';
+import { errorText, type Output } from './render.js';
 import { registerImage } from './image.js';
 import { registerRun } from './run.js';
 import { registerRunnerImage } from './runner-image.js';
@@ -75,9 +74,7 @@ function printJsonError(io: Output, error: BerthError): void {
 function ignoreOutputError(): void {}
 
 export function printError(io: Output, error: BerthError): void {
-  io.stderr.write(
-    `${pc.red('berth: error:')} ${error.message} [${error.code}]\n${pc.bold('fix:')} ${error.hint}\n`,
-  );
+  io.stderr.write(errorText(error));
   if (error.kind === 'internal' && error.cause instanceof Error && error.cause.stack) {
     io.stderr.write(`${error.cause.stack}\n`);
   }
