@@ -509,9 +509,10 @@ describe('berth run: pull policies against a real registry', () => {
 
   it('rejects an invalid image reference before touching the engine', async () => {
     const result = await berth(['run', jobDir(), '--image', 'Bad Image;rm -rf', '--', 'true']);
-    expect(result.code).toBe(2);
+    // An image error, exit 3, as `berth image check` gives for the same reference.
+    expect(result.code).toBe(3);
     expect(result.stderr).toContain('--image');
-    expect(result.stderr).toContain('BERTH_USAGE');
+    expect(result.stderr).toContain('BERTH_IMAGE_INVALID');
   });
 });
 
@@ -832,7 +833,7 @@ describe('berth run: clear errors', () => {
     expect(result.stderr).toContain('4 problems');
     expect(result.stderr).toContain('--timeout "10"');
     expect(result.stderr).toContain('--pull "sometimes"');
-    expect(result.stderr).toContain('--env "NOEQUALS"');
+    expect(result.stderr).toContain("--env NOEQUALS: NOEQUALS is not set in berth's environment");
     expect(result.stderr).toContain('--memory');
   });
 

@@ -181,7 +181,10 @@ stacks:
       '.berth/config.yml:7:19: stacks.s.project_root: project_root "../up" leaves the repository',
     );
     expect(result.stderr).toContain('BERTH_CONFIG_INVALID');
-    expect(result.events).toEqual([]);
+    // Nothing started: the --json stream is the one error object.
+    expect(result.events).toMatchObject([
+      { type: 'error', exitCode: 2, error: { code: 'BERTH_CONFIG_INVALID' } },
+    ]);
   });
 
   it('says so when project_root is not a directory in the repository', async () => {

@@ -1,6 +1,12 @@
 /** `berth image check REF`: what a job on a pool would be allowed to do with an image, and why. */
 import type { Command } from 'commander';
-import { BerthError, EXIT_CODES, coerceError, exitCodeForError } from '../domain/errors.js';
+import {
+  BerthError,
+  EXIT_CODES,
+  coerceError,
+  exitCodeForError,
+  type ErrorCode,
+} from '../domain/errors.js';
 import { formatImageReference, parseImageReference } from '../domain/image-reference.js';
 import {
   DEFAULT_PUBLIC_ALLOW_LIST,
@@ -12,7 +18,28 @@ import {
 import { publicEcrAccountsFrom, resolveImageAccess } from '../launcher/image-access.js';
 import { dockerConfigDirFrom } from '../registry/docker-config.js';
 import { ecrTokenFromSdk } from '../registry/ecr.js';
-import type { Output } from './render.js';
+import { errorText, type Output } from './render.js';
+
+type Step = 'reference' | 'policy' | 'credentials' | 'registry check';
+
+/** What `berth image check` found; `--json` prints it as it is. */
+interface Report {
+  input: string;
+  pool: PoolKind;
+  normalised?: string;
+  registry?: string;
+  repository?: string;
+  rule?: string | null;
+  ruleSet?: string[] | null;
+  allowed?: boolean;
+  reason?: string;
+  credentials?: string;
+  credentialSource?: string;
+  digest?: string;
+  pinned?: string;
+  error?: { code: ErrorCode; message: string; hint?: string; part?: string };
+  decidedBy?: Step;
+}
 
 interface CheckOptions {
   pool: string;
@@ -74,7 +101,7 @@ async function check(
   }
   const dockerConfig = pool === 'private' ? dockerConfigDirFrom(env, opts.dockerConfigDir) : null;
   const parsed = parseImageReference(ref);
-  const report: Record<string, unknown> = { input: ref, pool };
+  const report: Report = { input: ref, pool };
   let code: number = EXIT_CODES.success;
   if (!parsed.ok) {
     Object.assign(report, {
@@ -132,16 +159,76 @@ async function check(
       }
     }
   }
+  report.decidedBy = decidingStep(report, opts.registryCheck);
   if (opts.json) {
     io.stdout.write(`${JSON.stringify(report)}\n`);
   } else {
-    const lines = Object.entries(report)
-      .filter(([, value]) => value !== null && value !== undefined)
-      .map(
-        ([key, value]) =>
-          `${key.padEnd(16)} ${typeof value === 'string' ? value : JSON.stringify(value)}`,
+    io.stdout.write(humanReport(report, opts.registryCheck));
+    const error = report.error;
+    // The error as `berth run` shows it, on stderr.
+    if (error)
+      io.stderr.write(
+        errorText(
+          new BerthError(error.code, error.message, error.hint ? { hint: error.hint } : {}),
+        ),
       );
-    io.stdout.write(`${lines.join('\n')}\n`);
   }
   return code;
+}
+
+/** The codes of failures in finding the credentials (before the registry is asked). */
+const CREDENTIAL_ERRORS: readonly string[] = [
+  'BERTH_CREDENTIALS_INVALID',
+  'BERTH_CREDENTIAL_HELPER_MISSING',
+  'BERTH_CREDENTIAL_HELPER_FAILED',
+  'BERTH_ECR_NO_CREDENTIALS',
+  'BERTH_ECR_ACCESS_DENIED',
+  'BERTH_ECR_FAILED',
+];
+
+/** Which step decided: the one that refused, or the last one made when all passed. */
+function decidingStep(report: Report, registryCheck: boolean): Step {
+  const error = report.error;
+  if (error?.code === 'BERTH_IMAGE_INVALID') return 'reference';
+  if (report.reason !== undefined && !error && report.allowed === false) return 'policy';
+  if (error && CREDENTIAL_ERRORS.includes(error.code)) return 'credentials';
+  if (error || registryCheck) return 'registry check';
+  return 'policy';
+}
+
+function humanReport(report: Report, registryCheck: boolean): string {
+  const lines: string[] = [];
+  const line = (key: string, value: string | null | undefined): void => {
+    if (value) lines.push(`${key.padEnd(16)} ${value}`);
+  };
+  line('image', report.input);
+  line('normalised', report.normalised);
+  line('pool', report.pool);
+  line('registry', report.registry);
+  line('repository', report.repository);
+  if (report.reason !== undefined) {
+    const policyAllowed = report.rule !== null || report.pool === 'private';
+    line('policy', `${policyAllowed ? 'allows' : 'refuses'}: ${report.reason}`);
+  }
+  const ruleSet = report.ruleSet;
+  if (ruleSet) {
+    lines.push(`${'allow-list'.padEnd(16)} ${ruleSet.length} entries`);
+    for (const rule of ruleSet) lines.push(`${''.padEnd(16)} - ${rule}`);
+  }
+  line('credentials', report.credentialSource ?? report.credentials);
+  line('digest', report.digest);
+  line('pinned', report.pinned);
+  const error = report.error;
+  const step = report.decidedBy;
+  let verdict: string;
+  if (error || report.allowed === false) {
+    const by = step === 'reference' ? ': not a valid image reference' : ` by the ${step}`;
+    verdict = `REFUSED${by}${error ? ` [${error.code}]` : ''}`;
+  } else if (registryCheck) {
+    verdict = 'ALLOWED: the policy, the credentials and the registry check all passed';
+  } else {
+    verdict = 'ALLOWED by the policy and the credentials; the registry was not asked';
+  }
+  line('verdict', verdict);
+  return `${lines.join('\n')}\n`;
 }

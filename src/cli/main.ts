@@ -1,8 +1,7 @@
 /** berth's command line: parses arguments, runs one command, turns errors into exit codes. */
 import { Command, CommanderError } from 'commander';
-import pc from 'picocolors';
 import { BerthError, EXIT_CODES, coerceError, exitCodeForError } from '../domain/errors.js';
-import type { Output } from './render.js';
+import { errorText, type Output } from './render.js';
 import { registerDoctor } from './doctor.js';
 import { registerImage } from './image.js';
 import { registerRun } from './run.js';
@@ -19,10 +18,16 @@ export async function main(argv: string[], io: Output, env: NodeJS.ProcessEnv): 
     .description('Run infrastructure-as-code jobs, each in a fresh, isolated container.')
     .version(VERSION)
     .exitOverride()
+    // A subcommand gets all its own words, `--` included (see splitAtDoubleDash in run.ts).
+    .enablePositionalOptions()
     .configureOutput({
       writeOut: (text) => io.stdout.write(text),
       writeErr: (text) => io.stderr.write(text),
     });
+  // A reader that went away (EPIPE, a closed terminal) must not end berth with an unhandled
+  // 'error' event: `berth run` stops its job in order (see watchOutput), and whatever berth
+  // writes after that has nobody to read it.
+  for (const stream of [io.stdout, io.stderr]) stream.on('error', ignoreOutputError);
   registerRun(program, io, env, setExit);
   registerRunnerImage(program, io, env, setExit);
   registerImage(program, io, env, setExit);
@@ -33,18 +38,45 @@ export async function main(argv: string[], io: Output, env: NodeJS.ProcessEnv): 
   } catch (err) {
     if (err instanceof CommanderError) {
       // Help and version end here too, with their own (zero) exit code.
-      return err.exitCode === 0 ? 0 : EXIT_CODES.usage;
+      if (err.exitCode === 0) return 0;
+      // Commander has printed its own message on stderr already.
+      if (wantsJson(argv))
+        printJsonError(io, new BerthError('BERTH_USAGE', err.message.replace(/^error: /, '')));
+      return EXIT_CODES.usage;
     }
     const error = coerceError(err);
     printError(io, error);
+    if (wantsJson(argv)) printJsonError(io, error);
     return exitCodeForError(error);
   }
 }
 
-export function printError(io: Output, error: BerthError): void {
-  io.stderr.write(
-    `${pc.red('berth: error:')} ${error.message} [${error.code}]\n${pc.bold('fix:')} ${error.hint}\n`,
+/** `--json` among the options (not among the job's words after `--`). */
+function wantsJson(argv: readonly string[]): boolean {
+  const end = argv.indexOf('--');
+  return (end < 0 ? argv : argv.slice(0, end)).includes('--json');
+}
+
+/**
+ * A failure before the run began (bad option, bad configuration, no engine) ends a `--json`
+ * stream with one object, so a script reading stdout always gets the code, message and fix.
+ */
+function printJsonError(io: Output, error: BerthError): void {
+  const exitCode = exitCodeForError(error);
+  io.stdout.write(
+    `${JSON.stringify({
+      type: 'error',
+      ts: new Date().toISOString(),
+      exitCode,
+      error: { code: error.code, message: error.message, hint: error.hint },
+    })}\n`,
   );
+}
+
+function ignoreOutputError(): void {}
+
+export function printError(io: Output, error: BerthError): void {
+  io.stderr.write(errorText(error));
   if (error.kind === 'internal' && error.cause instanceof Error && error.cause.stack) {
     io.stderr.write(`${error.cause.stack}\n`);
   }

@@ -3,6 +3,7 @@
  * on stdout/stderr with a time stamp per line, berth's own lines on stderr, a summary at the end).
  */
 import pc from 'picocolors';
+import type { BerthError } from '../domain/errors.js';
 import type { RunEvent, RunSummary } from '../domain/run-events.js';
 import { formatBytes, formatDuration } from '../domain/units.js';
 import { printable } from '../domain/printable.js';
@@ -11,6 +12,11 @@ import type { PlanSummary } from '../domain/workflow.js';
 export interface Output {
   stdout: NodeJS.WritableStream & { isTTY?: boolean };
   stderr: NodeJS.WritableStream & { isTTY?: boolean };
+}
+
+/** An error the way every berth command shows it on stderr: message, code, and the fix. */
+export function errorText(error: BerthError): string {
+  return `${pc.red('berth: error:')} ${error.message} [${error.code}]\n${pc.bold('fix:')} ${error.hint}\n`;
 }
 
 export function jsonRenderer(out: Output): (event: RunEvent) => void {

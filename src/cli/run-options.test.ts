@@ -1,7 +1,10 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { BerthError } from '../domain/errors.js';
 import { shellQuote } from '../domain/hook-script.js';
-import { checkRunOptions, taskScript, type RawRunOptions } from './run-options.js';
+import { checkRunOptions, envFileEntries, taskScript, type RawRunOptions } from './run-options.js';
 
 const defaults: RawRunOptions = {
   env: [],
@@ -12,7 +15,6 @@ const defaults: RawRunOptions = {
   pullTimeout: '10m',
   pidsLimit: '1024',
   network: 'bridge',
-  pull: 'auto',
   pool: 'private',
   logLimit: '4MiB',
 };
@@ -55,6 +57,7 @@ describe('checkRunOptions', () => {
     [{ secretEnv: ['S='] }, 'nothing to mask'],
     [{ env: ['S=1'], secretEnv: ['S=2'] }, 'both set S'],
     [{ pull: 'maybe' }, '--pull "maybe"'],
+    [{ pull: 'auto' }, '--pull "auto": use one of always, if-not-present, never'],
     [{ timeout: '5' }, '--timeout "5"'],
     [{ cpus: 'x' }, '--cpus'],
     [{ memory: '12 parsecs' }, '--memory'],
@@ -68,6 +71,47 @@ describe('checkRunOptions', () => {
     [{ allowedRegistries: 'https://x' }, '--allowed-registries'],
   ])('rejects %j naming the option', (raw, text) => {
     expect(problems(raw)).toContain(text);
+  });
+
+  it("takes NAME alone from berth's environment, and refuses a NAME that is not set", () => {
+    expect(
+      checkRunOptions({ ...defaults, env: ['A'], secretEnv: ['TOKEN'] }, { A: '1', TOKEN: 't' }),
+    ).toMatchObject({ env: { A: '1' }, secretEnv: { TOKEN: 't' } });
+    let message = '';
+    try {
+      checkRunOptions({ ...defaults, secretEnv: ['TOKEN'] }, {});
+    } catch (err) {
+      message = (err as BerthError).message;
+    }
+    expect(message).toContain("--secret-env TOKEN: TOKEN is not set in berth's environment");
+  });
+
+  it('reads Docker env-files, flags over files, and names file:line in problems', () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'berth-envfile-'));
+    const file = path.join(dir, 'job.env');
+    writeFileSync(file, '# comment\n\nA=from file\n  B="quoted"\nFROM_ENV\nC=1\n');
+    expect(
+      checkRunOptions({ ...defaults, envFile: [file], env: ['C=2'] }, { FROM_ENV: 'e' }),
+    ).toMatchObject({ env: { A: 'from file', B: '"quoted"', FROM_ENV: 'e', C: '2' } });
+    writeFileSync(file, 'OK=1\nbad name=x\nMISSING\n');
+    let message = '';
+    try {
+      checkRunOptions({ ...defaults, secretEnvFile: [file, path.join(dir, 'none')] }, {});
+    } catch (err) {
+      message = (err as BerthError).message;
+    }
+    expect(message).toContain(`${file}:2: "bad name"`);
+    expect(message).toContain(`${file}:3: MISSING: MISSING is not set`);
+    expect(message).toContain(
+      `--secret-env-file ${path.join(dir, 'none')}: cannot be read (ENOENT)`,
+    );
+  });
+
+  it('parses env-file lines as Docker does: comments and blank lines skipped', () => {
+    expect(envFileEntries('#x\r\n\n  A=b c \r\n\t# y\nB')).toEqual([
+      { line: 3, text: 'A=b c ' },
+      { line: 5, text: 'B' },
+    ]);
   });
 
   it('lists every problem at once', () => {

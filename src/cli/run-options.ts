@@ -2,6 +2,7 @@
  * Turns `berth run`'s command-line values into a checked run description. Every problem found is
  * reported together, each naming the option and the value, before anything touches the engine.
  */
+import { readFileSync } from 'node:fs';
 import { BerthError } from '../domain/errors.js';
 import { shellQuote } from '../domain/hook-script.js';
 import { checkImageReference } from '../domain/image-reference.js';
@@ -19,6 +20,9 @@ export interface RawRunOptions {
   image?: string;
   env: string[];
   secretEnv: string[];
+  /** Docker env-files (`--env-file`, `--secret-env-file`), read in order before the flags. */
+  envFile?: string[];
+  secretEnvFile?: string[];
   timeout: string;
   logsTimeout: string;
   grace: string;
@@ -28,7 +32,8 @@ export interface RawRunOptions {
   pidsLimit: string;
   network: string;
   runtime?: string;
-  pull: string;
+  /** Unset: decided by the pool and the reference. */
+  pull?: string;
   logLimit: string;
   savedWorkspaceLimit?: string;
   pool: string;
@@ -56,16 +61,19 @@ export interface CheckedRunOptions {
   allowList: AllowRule[] | null;
 }
 
-const PULL_POLICIES: readonly (PullPolicy | 'auto')[] = [
-  'auto',
-  'always',
-  'if-not-present',
-  'never',
-];
+/** What --pull accepts; leaving it out is the documented default ('auto' inside berth). */
+const PULL_POLICIES: readonly PullPolicy[] = ['always', 'if-not-present', 'never'];
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 const RESERVED_ENV = new Set(['HOME', 'PWD', 'OLDPWD', 'SHLVL']);
 
-export function checkRunOptions(raw: RawRunOptions): CheckedRunOptions {
+/**
+ * `environment` is berth's own: `--env NAME` (no `=`) and a bare NAME in an env-file take the
+ * value from it, as `docker run -e NAME` does, so a secret need not be on the command line.
+ */
+export function checkRunOptions(
+  raw: RawRunOptions,
+  environment: NodeJS.ProcessEnv = {},
+): CheckedRunOptions {
   const problems: string[] = [];
   const duration = (option: string, text: string): number => {
     const parsed = parseDuration(text);
@@ -75,40 +83,47 @@ export function checkRunOptions(raw: RawRunOptions): CheckedRunOptions {
     }
     return parsed.ms;
   };
-  const envPairs = (option: string, values: string[]): Record<string, string> => {
-    const out: Record<string, string> = {};
-    for (const value of values) {
-      const eq = value.indexOf('=');
-      const name = eq < 0 ? value : value.slice(0, eq);
-      if (eq < 0) {
-        problems.push(`${option} ${JSON.stringify(name)}: expected NAME=VALUE`);
-      } else if (!ENV_NAME.test(name)) {
-        problems.push(
-          `${option} ${JSON.stringify(name)}: a variable name has letters, digits and _ and does not start with a digit`,
-        );
-      } else if (RESERVED_ENV.has(name)) {
-        problems.push(`${option} ${name}: berth sets ${name} itself for every job`);
-      } else {
-        out[name] = value.slice(eq + 1);
-      }
+  /** One NAME=VALUE or NAME; `where` names the option or the file:line it came from. */
+  const addPair = (out: Record<string, string>, where: string, value: string): void => {
+    const eq = value.indexOf('=');
+    const name = eq < 0 ? value : value.slice(0, eq);
+    const given = eq < 0 ? environment[name] : value.slice(eq + 1);
+    if (!ENV_NAME.test(name)) {
+      problems.push(
+        `${where} ${JSON.stringify(name)}: a variable name has letters, digits and _ and does not start with a digit`,
+      );
+    } else if (RESERVED_ENV.has(name)) {
+      problems.push(`${where} ${name}: berth sets ${name} itself for every job`);
+    } else if (given === undefined) {
+      problems.push(
+        `${where} ${name}: ${name} is not set in berth's environment; set it (export ${name}=…) or give ${name}=VALUE`,
+      );
+    } else {
+      out[name] = given;
     }
+  };
+  const envPairs = (option: string, files: string[], values: string[]): Record<string, string> => {
+    const out: Record<string, string> = {};
+    for (const file of files) {
+      const lines = readEnvFile(`${option}-file`, file, problems);
+      for (const { line, text } of lines) addPair(out, `${file}:${line}:`, text);
+    }
+    for (const value of values) addPair(out, option, value);
     return out;
   };
 
   const image = raw.image;
-  if (image !== undefined) {
-    const problem = checkImageReference(image);
-    if (problem) problems.push(`--image: ${problem.message}`);
-  }
-  const env = envPairs('--env', raw.env);
-  const secretEnv = envPairs('--secret-env', raw.secretEnv);
+  const imageProblem = image === undefined ? null : checkImageReference(image);
+  if (imageProblem) problems.push(`--image: ${imageProblem.message}`);
+  const env = envPairs('--env', raw.envFile ?? [], raw.env);
+  const secretEnv = envPairs('--secret-env', raw.secretEnvFile ?? [], raw.secretEnv);
   for (const name of Object.keys(secretEnv)) {
     if (name in env) problems.push(`--env and --secret-env both set ${name}; set it once`);
     if (secretEnv[name] === '')
       problems.push(`--secret-env ${name}: the value is empty, so there is nothing to mask`);
   }
-  const pullPolicy = raw.pull as PullPolicy | 'auto';
-  if (!PULL_POLICIES.includes(pullPolicy)) {
+  const pullPolicy = (raw.pull ?? 'auto') as PullPolicy | 'auto';
+  if (raw.pull !== undefined && !PULL_POLICIES.includes(raw.pull as PullPolicy)) {
     problems.push(`--pull ${JSON.stringify(raw.pull)}: use one of ${PULL_POLICIES.join(', ')}`);
   }
   const checked: CheckedRunOptions = {
@@ -180,8 +195,10 @@ export function checkRunOptions(raw: RawRunOptions): CheckedRunOptions {
   }
 
   if (problems.length > 0) {
+    // One rule for exit codes: the error's kind. An invalid image reference is an image error
+    // (exit 3) wherever it is given, as in `berth image check`, also among other problems.
     throw new BerthError(
-      'BERTH_USAGE',
+      imageProblem ? 'BERTH_IMAGE_INVALID' : 'BERTH_USAGE',
       problems.length === 1
         ? (problems[0] as string)
         : `${problems.length} problems with the options:\n  - ${problems.join('\n  - ')}`,
@@ -197,4 +214,33 @@ export function checkRunOptions(raw: RawRunOptions): CheckedRunOptions {
 export function taskScript(words: readonly string[]): string {
   if (words.length === 1) return words[0] as string;
   return words.map(shellQuote).join(' ');
+}
+
+/**
+ * The entries of a Docker env-file: one NAME=VALUE or NAME per line, the value taken as it
+ * stands (no quotes removed, as Docker does); blank lines and lines starting with # are skipped.
+ */
+export function envFileEntries(text: string): { line: number; text: string }[] {
+  const entries: { line: number; text: string }[] = [];
+  text.split(/\r?\n/).forEach((raw, index) => {
+    const entry = raw.trimStart();
+    if (entry === '' || entry.startsWith('#')) return;
+    entries.push({ line: index + 1, text: entry });
+  });
+  return entries;
+}
+
+function readEnvFile(
+  option: string,
+  file: string,
+  problems: string[],
+): { line: number; text: string }[] {
+  try {
+    return envFileEntries(readFileSync(file, 'utf8'));
+  } catch (err) {
+    problems.push(
+      `${option} ${file}: cannot be read (${(err as NodeJS.ErrnoException).code ?? String(err)})`,
+    );
+    return [];
+  }
 }

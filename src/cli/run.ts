@@ -1,6 +1,6 @@
 /** `berth run [DIR] [options] [-- COMMAND …]`: one job from a local directory, now. */
 import { once } from 'node:events';
-import { stat } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { BerthError } from '../domain/errors.js';
@@ -41,7 +41,7 @@ export function registerRun(
   env: NodeJS.ProcessEnv,
   setExit: (code: number) => void,
 ): void {
-  program
+  const run = program
     .command('run')
     .description('run one job from a local directory in a fresh container')
     .argument('[dir]', 'directory copied into the job workspace (never modified)', '.')
@@ -70,10 +70,22 @@ export function registerRun(
     )
     .option('--type <type>', 'task | proposed | tracked | destroy', 'task')
     .option('--auto-deploy', 'tracked runs: apply without asking')
-    .option('--env <name=value>', 'environment variable for the job (repeatable)', collect, [])
     .option(
-      '--secret-env <name=value>',
-      'environment variable whose value is masked everywhere (repeatable)',
+      '--env <name[=value]>',
+      "variable for the job; NAME alone takes the value from berth's environment (repeatable)",
+      collect,
+      [],
+    )
+    .option(
+      '--secret-env <name[=value]>',
+      "variable masked everywhere; NAME alone takes the value from berth's environment (repeatable)",
+      collect,
+      [],
+    )
+    .option('--env-file <file>', 'variables from a Docker env-file (repeatable)', collect, [])
+    .option(
+      '--secret-env-file <file>',
+      'masked variables from a Docker env-file (repeatable)',
       collect,
       [],
     )
@@ -93,10 +105,10 @@ export function registerRun(
       '--allowed-registries <list>',
       'public pools: allow-list, e.g. default,registry.example.com',
     )
+    // No commander default: it would show a second, internal default ("auto") in the help.
     .option(
       '--pull <policy>',
       'always | if-not-present | never (default: always for tags on private pools, else if-not-present)',
-      'auto',
     )
     .option('--pull-timeout <duration>', 'a pull may take at most this long', '10m')
     .option('--cpus <n>', 'CPU limit, e.g. 1.5')
@@ -119,6 +131,43 @@ export function registerRun(
       });
       setExit(exit);
     });
+  splitAtDoubleDash(run);
+}
+
+/**
+ * Words after `--` are the command, always; DIR is only what comes before it. Commander hands
+ * the words after `--` on as plain operands, so `berth run -- printf x` would make `printf` the
+ * directory: here the operands before `--` are parsed apart and DIR is filled in when absent.
+ */
+function splitAtDoubleDash(run: Command): void {
+  const valued = new Set(
+    run.options.filter((o) => o.required).flatMap((o) => [o.long, o.short].filter(Boolean)),
+  );
+  const parse = run.parseOptions.bind(run);
+  run.parseOptions = (args: string[]) => {
+    let at = -1;
+    for (let i = 0; i < args.length; i++) {
+      if (args[i] === '--') {
+        at = i;
+        break;
+      }
+      if (valued.has(args[i])) i++; // the option's value, even when it is `--`
+    }
+    if (at < 0) return parse(args);
+    const before = parse(args.slice(0, at));
+    if (before.operands.length > 1) {
+      throw new BerthError(
+        'BERTH_USAGE',
+        `more than one directory before --: ${before.operands.map((o) => JSON.stringify(o)).join(' ')}`,
+        {
+          hint: 'Give one DIR, then options, then -- and the command: berth run DIR [options] -- COMMAND …',
+        },
+      );
+    }
+    const dir = before.operands[0] ?? '.';
+    // Unknown options stay where commander reports them; the command's words are operands.
+    return { operands: [dir, ...args.slice(at + 1)], unknown: before.unknown };
+  };
 }
 
 /** Asks on the terminal (or whatever stdin is) whether to apply; anything but yes discards. */
@@ -151,13 +200,66 @@ async function askToApply(
   return answer.trim().toLowerCase() === 'yes';
 }
 
-/** Resolves once stdout and stderr have room again; undefined when they have room now. */
+/**
+ * Resolves once stdout and stderr have room again; undefined when they have room now. A stream
+ * that was closed (its reader went away) never drains: it is not waited for.
+ */
 function drained(io: Output): Promise<void> | undefined {
-  const full = [io.stdout, io.stderr].filter(
-    (s) => (s as { writableNeedDrain?: boolean }).writableNeedDrain,
-  );
+  const full = [io.stdout, io.stderr].filter((s) => {
+    const state = s as { writableNeedDrain?: boolean; destroyed?: boolean };
+    return state.writableNeedDrain && !state.destroyed;
+  });
   if (full.length === 0) return undefined;
-  return Promise.all(full.map((s) => once(s, 'drain'))).then(() => undefined);
+  return Promise.all(full.map(roomOrGone)).then(() => undefined);
+}
+
+const waitingForRoom = new WeakMap<NodeJS.WritableStream, Promise<void>>();
+
+/**
+ * Resolves when a stream drains, or fails or closes (then nothing will ever drain it). Callers
+ * waiting at the same time share one promise, so a slow reader does not pile up listeners.
+ */
+function roomOrGone(stream: NodeJS.WritableStream): Promise<void> {
+  const pending = waitingForRoom.get(stream);
+  if (pending) return pending;
+  const room = new Promise<void>((resolve) => {
+    const done = (): void => {
+      for (const event of ['drain', 'error', 'close']) stream.off(event, done);
+      waitingForRoom.delete(stream);
+      resolve();
+    };
+    for (const event of ['drain', 'error', 'close']) stream.on(event, done);
+  });
+  waitingForRoom.set(stream, room);
+  return room;
+}
+
+/**
+ * Calls `onGone` once when stdout or stderr can no longer be written (`| head`, a closed
+ * terminal: EPIPE, EIO). A reader who went away is treated like Ctrl-C: the job is stopped the
+ * documented way instead of berth dying with the container left behind.
+ */
+function watchOutput(io: Output, onGone: (stream: 'stdout' | 'stderr', why: string) => void) {
+  let gone = false;
+  for (const name of ['stdout', 'stderr'] as const) {
+    // Closed before the job started (an error main() already swallowed).
+    if ((io[name] as { destroyed?: boolean }).destroyed && !gone) {
+      gone = true;
+      onGone(name, 'closed');
+    }
+  }
+  const listeners = (['stdout', 'stderr'] as const).map((name) => {
+    const listener = (err: NodeJS.ErrnoException): void => {
+      if (gone) return;
+      gone = true;
+      onGone(name, err.code ?? err.message);
+    };
+    io[name].on('error', listener);
+    return () => io[name].off('error', listener);
+  });
+  return (): void => {
+    for (const off of listeners) off();
+  };
 }
 
 function collect(value: string, previous: string[]): string[] {
@@ -192,13 +294,16 @@ async function runCommand(
           cpus: raw.cpus ?? (env.BERTH_PUBLIC_CPU_LIMIT?.trim() || PUBLIC_POOL_DEFAULT_LIMITS.cpus),
         }
       : {};
-  const options = checkRunOptions({
-    ...raw,
-    ...publicLimits,
-    allowedRegistries: raw.allowedRegistries ?? env.BERTH_PUBLIC_ALLOWED_REGISTRIES,
-    savedWorkspaceLimit:
-      raw.savedWorkspaceLimit ?? (env.BERTH_SAVED_WORKSPACE_LIMIT?.trim() || undefined),
-  });
+  const options = checkRunOptions(
+    {
+      ...raw,
+      ...publicLimits,
+      allowedRegistries: raw.allowedRegistries ?? env.BERTH_PUBLIC_ALLOWED_REGISTRIES,
+      savedWorkspaceLimit:
+        raw.savedWorkspaceLimit ?? (env.BERTH_SAVED_WORKSPACE_LIMIT?.trim() || undefined),
+    },
+    env,
+  );
   const settings = readSettings(env);
   const dockerConfig =
     options.pool === 'private' ? dockerConfigDirFrom(env, raw.dockerConfigDir) : null;
@@ -322,6 +427,15 @@ async function runCommand(
     const onSignal = (): void => running.cancel();
     process.on('SIGINT', onSignal);
     process.on('SIGTERM', onSignal);
+    // A closed terminal stops the job as Ctrl-C does; left to its default, SIGHUP would end berth
+    // at once and leave the container behind.
+    process.on('SIGHUP', onSignal);
+    const unwatch = watchOutput(io, (stream, why) => {
+      // stderr still has a reader when stdout's went away; the other way round, nothing to tell.
+      if (stream === 'stdout')
+        io.stderr.write(`berth: stdout was closed (${why}): stopping the job as on Ctrl-C\n`);
+      running.cancel();
+    });
     try {
       const removed = await sweep;
       if (removed.length > 0 && !raw.json) {
@@ -334,6 +448,8 @@ async function runCommand(
     } finally {
       process.off('SIGINT', onSignal);
       process.off('SIGTERM', onSignal);
+      process.off('SIGHUP', onSignal);
+      unwatch();
     }
   } finally {
     engine.close();

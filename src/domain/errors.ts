@@ -111,7 +111,7 @@ export const ERROR_CATALOGUE = {
   BERTH_REGISTRY_UNREACHABLE: {
     kind: 'image',
     retryable: true,
-    hint: 'berth checks with the registry before every job. Check that this machine can reach the registry (DNS, proxy, firewall) and try again.',
+    hint: 'berth checks with the registry before every job. Check that this machine can reach the registry (DNS, proxy, firewall) and try again. To run a copy the engine already has without the check (private pools), use --pull never.',
   },
   BERTH_CREDENTIALS_INVALID: {
     kind: 'image',
@@ -176,7 +176,7 @@ export const ERROR_CATALOGUE = {
   BERTH_RUNNER_IMAGE_BUILD_FAILED: {
     kind: 'image',
     retryable: true,
-    hint: 'The standard runner image could not be built. The build output above says why; the build needs the base image (debian:bookworm-slim) and network access to Debian mirrors.',
+    hint: 'The standard runner image could be neither pulled nor built here; the build output above says why (it needs debian:bookworm-slim and a Debian mirror). Run with an image this machine has: --image REF, or BERTH_DEFAULT_RUNNER_IMAGE=REF for every run. Or build it from runner/Dockerfile where a mirror is reachable (`docker build -t ghcr.io/berth-dev/runner:latest runner/`, through a proxy with --build-arg http_proxy=URL) and bring it here with `docker save` and `docker load`.',
   },
   BERTH_CUSTOM_WORKFLOW_MISSING: {
     kind: 'config',

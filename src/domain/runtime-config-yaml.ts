@@ -5,7 +5,6 @@
  * merge keys work.
  */
 import {
-  visit,
   isAlias,
   isMap,
   isScalar,
@@ -17,6 +16,7 @@ import {
   type Node,
   type Pair,
   type YAMLMap,
+  visit,
 } from 'yaml';
 import { parseImageReference } from './image-reference.js';
 import { parseConstraint } from './versions.js';
@@ -373,7 +373,8 @@ function parseYaml(text: string, file: string): { doc: Document; out: Collector 
   });
   const out = new Collector(file, lines);
   for (const error of doc.errors) {
-    const position = error.linePos?.[0] ?? { line: 1, col: 1 };
+    // Without prettyErrors the parser leaves linePos unset: the offset is where the error is.
+    const position = error.linePos?.[0] ?? lines.linePos(error.pos[0]);
     out.problems.push({
       file,
       line: position.line,
@@ -382,6 +383,19 @@ function parseYaml(text: string, file: string): { doc: Document; out: Collector 
       hint: 'fix the YAML syntax',
     });
   }
+  // The parser accepts an alias with no anchor and resolves it to nothing, which would silently
+  // drop what it was meant to bring in (`<<: *defaults` with a misspelt anchor).
+  visit(doc, {
+    Alias(_, alias) {
+      // One index of the anchors (resolveNode): Alias.resolve would walk the document each time.
+      if (resolveNode(alias, doc) === undefined)
+        out.add(
+          alias,
+          `this value is the alias *${alias.source}, which no anchor defines`,
+          `define &${alias.source} on a node before this alias, or fix the alias's name`,
+        );
+    },
+  });
   return { doc, out };
 }
 

@@ -192,6 +192,11 @@ export interface Executor {
    * the copy it built, instead of building again.
    */
   localRunnerImage?(reference: string): Promise<ResolvedImage | null>;
+  /**
+   * The image under `reference` when the engine has it with no registry origin (no repository
+   * digest: built or loaded on this machine, never pulled or pushed), else null.
+   */
+  localOnlyImage?(reference: string): Promise<ResolvedImage | null>;
 }
 
 /** The labels on everything berth creates. */

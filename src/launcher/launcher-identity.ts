@@ -8,19 +8,26 @@ import { hostname } from 'node:os';
 
 const PREFIX = 'local';
 
-function processStartTicks(pid: number): string | null {
+/** A process's state letter and start time, from /proc/PID/stat; null when there is none. */
+function processStat(pid: number): { state: string; startTicks: string | null } | null {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    // Field 22 (starttime) counts from after the parenthesised command name, which may hold spaces.
+    // Fields count from after the parenthesised command name, which may hold spaces: field 3 is
+    // the state, field 22 the start time.
     const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return fields[19] ?? null;
+    return { state: fields[0] ?? '', startTicks: fields[19] ?? null };
   } catch {
     return null;
   }
 }
 
+/** The launcher id of a process on this machine (berth's own: `currentLauncherId`). */
+export function launcherIdOf(pid: number): string {
+  return [PREFIX, hostname(), pid, processStat(pid)?.startTicks ?? 'unknown'].join('/');
+}
+
 export function currentLauncherId(): string {
-  return [PREFIX, hostname(), process.pid, processStartTicks(process.pid) ?? 'unknown'].join('/');
+  return launcherIdOf(process.pid);
 }
 
 /**
@@ -32,7 +39,9 @@ export function isLauncherAlive(launcherId: string): boolean {
   if (prefix !== PREFIX || host !== hostname() || pidText === undefined) return true;
   const pid = Number(pidText);
   if (!Number.isInteger(pid) || pid <= 0) return true;
-  const current = processStartTicks(pid);
-  if (current === null) return false;
-  return ticks === 'unknown' || current === ticks;
+  const current = processStat(pid);
+  // A zombie (Z) or dying (X) process has ended; it only waits for its parent to reap it, which
+  // may take long (its parent was killed too, or is a container's PID 1 without an init).
+  if (current === null || current.state === 'Z' || current.state === 'X') return false;
+  return ticks === 'unknown' || current.startTicks === ticks;
 }

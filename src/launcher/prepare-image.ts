@@ -41,7 +41,7 @@ export async function prepareRunImage(
   let image: ResolvedImage;
   let source: ImageSource;
   try {
-    image = await pullChecked(input);
+    image = (await localOnly(input)) ?? (await pullChecked(input));
     source = image.pulled ? 'pulled' : 'present';
   } catch (err) {
     const build = input.buildMissingImage;
@@ -70,6 +70,36 @@ export async function prepareRunImage(
     source,
   });
   return { image, source };
+}
+
+/**
+ * An image built or loaded on this machine has no registry to check. A private pool runs it
+ * and says so; a public pool refuses it (it runs only what a registry confirms as public).
+ * Null: not such an image, or no registry check was asked for anyway.
+ */
+async function localOnly(input: PrepareImageInput): Promise<ResolvedImage | null> {
+  const settings = input.imageAccess;
+  if (!settings || !input.executor.localOnlyImage) return null;
+  parseReferenceOrThrow(input.image);
+  // The standard runner image berth built here has its own way (see prepareRunImage): the
+  // registry first, then this copy, on public pools too.
+  if (input.buildMissingImage && (await input.executor.localRunnerImage?.(input.image)))
+    return null;
+  const local = await input.executor.localOnlyImage(input.image);
+  if (!local) return null;
+  if (settings.pool === 'public') {
+    throw new BerthError(
+      'BERTH_POLICY_PRIVATE_IMAGE',
+      `image ${input.image} exists only on this machine (built or loaded here, never pulled from a registry); public pools run only images their registry confirms as public`,
+      {
+        hint: "Push the image to a public registry on the pool's allow-list and use that reference, or run the job on a private worker pool, which runs local images.",
+      },
+    );
+  }
+  input.warn(
+    `${input.image} is a local image (built or loaded on this machine, never pulled): used without a registry check`,
+  );
+  return local;
 }
 
 async function pullChecked(input: PrepareImageInput): Promise<ResolvedImage> {

@@ -280,6 +280,12 @@ export class DockerExecutor implements Executor {
     return resolved(reference, image, false);
   }
 
+  async localOnlyImage(reference: string): Promise<ResolvedImage | null> {
+    const image = await this.inspectImage(reference);
+    if (!image || (image.RepoDigests ?? []).length > 0) return null;
+    return resolved(reference, image, false);
+  }
+
   async removeOrphans(
     isLauncherAlive: (launcherId: string) => boolean,
     now: Date,

@@ -1,0 +1,204 @@
+/**
+ * `berth run`'s command line in everyday use: `--` and DIR, variables from berth's own
+ * environment and env-files, `--json` early failures, exit codes.
+ */
+import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
+import type { EngineClient } from '../src/executor/docker/engine-client.js';
+import { expectNothingLeftBehind } from './harness/cleanup.js';
+import { testEngine } from './harness/engine.js';
+import { jobDir } from './harness/files.js';
+import { finished, jobOutput, runBerth, testStateDir } from './harness/cli.js';
+
+let engine: EngineClient;
+let busybox: string;
+let stateDir: string;
+
+beforeAll(() => {
+  engine = testEngine();
+  busybox = inject('busyboxImage');
+  stateDir = testStateDir();
+});
+
+afterEach(async () => {
+  await expectNothingLeftBehind(engine);
+});
+
+afterAll(() => engine.close());
+
+function berth(
+  args: string[],
+  env: Record<string, string | undefined> = {},
+  options: { cwd?: string } = {},
+): ReturnType<typeof runBerth> {
+  return runBerth(args, { BERTH_STATE_DIR: stateDir, ...env }, options);
+}
+
+describe('berth run: DIR and --', () => {
+  it('takes every word after -- as the command, with no DIR before it', async () => {
+    const dir = jobDir({ 'here.txt': 'x\n' });
+    const result = await berth(
+      ['run', '--image', busybox, '--json', '--', 'printf', '%s\\n', 'a b', '--', 'ls'],
+      {},
+      { cwd: dir },
+    );
+    expect(result.code).toBe(0);
+    expect(jobOutput(result)).toBe('a b\n--\nls\n');
+    expect(finished(result).state).toBe('FINISHED');
+  });
+
+  it('keeps DIR before -- and an option value that is --', async () => {
+    const dir = jobDir({ 'here.txt': 'x\n' });
+    const result = await berth([
+      'run',
+      dir,
+      '--image',
+      busybox,
+      '--json',
+      '--env',
+      'DASHES=--',
+      '--',
+      'sh',
+      '-c',
+      'ls; echo "$DASHES"',
+    ]);
+    expect(result.code).toBe(0);
+    expect(jobOutput(result)).toBe('here.txt\n--\n');
+  });
+
+  it('refuses two directories before --, naming both', async () => {
+    const result = await berth(['run', jobDir(), 'extra', '--image', busybox, '--', 'true']);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain('more than one directory before --');
+    expect(result.stderr).toContain('"extra"');
+  });
+});
+
+describe("berth run: variables from berth's environment and env-files", () => {
+  it('--secret-env NAME takes the value from the environment, and masks it', async () => {
+    const result = await berth(
+      [
+        'run',
+        jobDir(),
+        '--image',
+        busybox,
+        '--json',
+        '--secret-env',
+        'TOKEN',
+        '--env',
+        'REGION',
+        '--',
+        'echo "token=$TOKEN region=$REGION"; [ "$TOKEN" = s3cr3t-from-env ] && echo same',
+      ],
+      { TOKEN: 's3cr3t-from-env', REGION: 'eu-1' },
+    );
+    expect(result.code).toBe(0);
+    expect(jobOutput(result)).toBe('token=***** region=eu-1\nsame\n');
+    expect(result.stdout).not.toContain('s3cr3t-from-env');
+  });
+
+  it('refuses --secret-env NAME when NAME is not set', async () => {
+    const result = await berth(
+      ['run', jobDir(), '--image', busybox, '--secret-env', 'NOT_SET_ANYWHERE', '--', 'true'],
+      { NOT_SET_ANYWHERE: undefined },
+    );
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain('NOT_SET_ANYWHERE is not set in berth');
+  });
+
+  it('reads --secret-env-file and --env-file in Docker format, masking the secret ones', async () => {
+    const files = jobDir({
+      'secrets.env': '# deploy secrets\n\nDB_PASSWORD=pa55-in-file\nAPI_KEY\n',
+      'plain.env': 'STAGE=prod\n',
+    });
+    const result = await berth(
+      [
+        'run',
+        jobDir(),
+        '--image',
+        busybox,
+        '--json',
+        '--secret-env-file',
+        `${files}/secrets.env`,
+        '--env-file',
+        `${files}/plain.env`,
+        '--',
+        'echo "$DB_PASSWORD $API_KEY $STAGE"; echo "${#DB_PASSWORD}"',
+      ],
+      { API_KEY: 'key-from-env' },
+    );
+    expect(result.code).toBe(0);
+    expect(jobOutput(result)).toBe('***** ***** prod\n12\n');
+    expect(result.stdout).not.toMatch(/pa55-in-file|key-from-env/);
+  });
+});
+
+describe('exit codes: one rule', () => {
+  it('gives an invalid image reference exit 3 in berth run and in berth image check alike', async () => {
+    const run = await berth(['run', jobDir(), '--image', 'UPPER/Case', '--', 'true']);
+    const check = await berth(['image', 'check', 'UPPER/Case']);
+    expect(run.stderr).toContain('BERTH_IMAGE_INVALID');
+    expect(run.code).toBe(3);
+    expect(check.code).toBe(3);
+    // Among other option problems it is still the image error that decides.
+    const both = await berth([
+      'run',
+      jobDir(),
+      '--image',
+      'UPPER/Case',
+      '--timeout',
+      'x',
+      '--',
+      'true',
+    ]);
+    expect(both.stderr).toMatch(/2 problems[\s\S]*--timeout[\s\S]*BERTH_IMAGE_INVALID/);
+    expect(both.code).toBe(3);
+  });
+});
+
+describe('berth run --json: early failures end the stream with one JSON object', () => {
+  function lastJson(stdout: string): {
+    type: string;
+    exitCode: number;
+    error: Record<string, string>;
+  } {
+    const lines = stdout.trim().split('\n');
+    expect(lines.length).toBeGreaterThan(0);
+    return JSON.parse(lines.at(-1) as string) as ReturnType<typeof lastJson>;
+  }
+
+  it.each([
+    ['a bad option', ['--bogus'], {}, 'BERTH_USAGE', 2, "unknown option '--bogus'"],
+    ['a bad value', ['--timeout', 'soon'], {}, 'BERTH_USAGE', 2, '--timeout "soon"'],
+    [
+      'no engine',
+      [],
+      { DOCKER_HOST: 'unix:///tmp/berth-no-such.sock' },
+      'BERTH_DOCKER_UNREACHABLE',
+      4,
+      'berth-no-such.sock',
+    ],
+  ] as const)('%s', async (_what, options, env, code, exitCode, text) => {
+    const result = await berth(
+      ['run', jobDir(), '--image', busybox, '--json', ...options, '--', 'true'],
+      env,
+    );
+    expect(result.code).toBe(exitCode);
+    const end = lastJson(result.stdout);
+    expect(end).toMatchObject({ type: 'error', exitCode, error: { code } });
+    expect(end.error.message).toContain(text);
+    expect(end.error.hint).not.toBe('');
+  });
+
+  it('an invalid runtime configuration, with file:line:column', async () => {
+    const dir = jobDir({ '.berth/config.yml': 'version: 1\nstack_defaults:\n  runner_image: 7\n' });
+    const result = await berth(['run', dir, '--json', '--', 'true']);
+    expect(result.code).toBe(2);
+    const end = lastJson(result.stdout);
+    expect(end).toMatchObject({
+      type: 'error',
+      exitCode: 2,
+      error: { code: 'BERTH_CONFIG_INVALID' },
+    });
+    expect(end.error.message).toMatch(/config\.yml:3:\d+/);
+  });
+});
