@@ -19,6 +19,8 @@ export default defineConfig({
           name: 'integration',
           include: ['test/**/*.test.ts'],
           globalSetup: ['test/harness/global-setup.ts'],
+          // The run's own TMPDIR and temp-dir clean-up (test/harness/ownership.ts).
+          setupFiles: ['test/harness/worker-setup.ts'],
         },
       },
     ],

@@ -2,8 +2,7 @@
  * The Docker executor through its contract, on the real engine: phases, exported environment,
  * streaming, interruption, idempotent clean-up and the orphan sweep.
  */
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
 import { DockerExecutor } from '../src/executor/docker/docker-executor.js';
@@ -11,18 +10,20 @@ import type { EngineClient } from '../src/executor/docker/engine-client.js';
 import type { JobContainerSpec, JobHandle, OutputStream } from '../src/executor/executor.js';
 import { expectNoBerthContainers } from './harness/cleanup.js';
 import { berthContainers, testEngine } from './harness/engine.js';
+import { ownsLauncher, tempDir, testLauncherId } from './harness/ownership.js';
 
 let engine: EngineClient;
 let executor: DockerExecutor;
 let busybox: string;
+let launcherId: string;
 const jobs: JobHandle[] = [];
 
 function spec(overrides: Partial<JobContainerSpec> = {}): JobContainerSpec {
-  const dir = mkdtempSync(path.join(tmpdir(), 'berth-exec-'));
+  const dir = tempDir('berth-exec-');
   writeFileSync(path.join(dir, 'input.txt'), 'from the host\n');
   return {
     runId: `t${Date.now()}${Math.floor(Math.random() * 1e6)}`,
-    launcherId: 'test/executor',
+    launcherId,
     expiresAt: new Date(Date.now() + 600_000),
     image: busybox,
     imageReference: busybox,
@@ -55,6 +56,7 @@ beforeAll(() => {
   engine = testEngine();
   executor = new DockerExecutor(engine);
   busybox = inject('busyboxImage');
+  launcherId = testLauncherId('executor');
 });
 
 afterEach(async () => {
@@ -220,10 +222,15 @@ describe('DockerExecutor', () => {
   });
 
   it('removes orphans by expiry and by dead launcher, and spares live ones', async () => {
-    const expired = await start({ launcherId: 'alive', expiresAt: new Date(Date.now() - 1000) });
-    const deadLauncher = await start({ launcherId: 'dead' });
-    const live = await start({ launcherId: 'alive' });
-    const removed = await executor.removeOrphans((id) => id === 'alive', new Date());
+    const alive = testLauncherId('alive');
+    const expired = await start({ launcherId: alive, expiresAt: new Date(Date.now() - 1000) });
+    const deadLauncher = await start({ launcherId: testLauncherId('dead') });
+    const live = await start({ launcherId: alive });
+    // Launchers that are not this test's count as alive: other users' jobs stay untouched.
+    const removed = await executor.removeOrphans(
+      (id) => !ownsLauncher(id) || id === alive,
+      new Date(),
+    );
     expect(removed.sort()).toEqual([expired.containerName, deadLauncher.containerName].sort());
     const left = (await berthContainers(engine)).map((c) => c.Id);
     expect(left).toEqual([live.containerId]);

@@ -2,8 +2,7 @@
  * Worker pools' image policy and registry credentials on real registries (Debian's
  * docker-registry: one anonymous, one with htpasswd), the real engine and the real command.
  */
-import { chmodSync, existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { chmodSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { EngineClient } from '../src/executor/docker/engine-client.js';
@@ -11,6 +10,7 @@ import { jobDir } from './harness/files.js';
 import { expectNothingLeftBehind } from './harness/cleanup.js';
 import { finished, jobOutput, runBerth, testStateDir, type BerthResult } from './harness/cli.js';
 import { imageExists, removeImage, testEngine } from './harness/engine.js';
+import { tempDir } from './harness/ownership.js';
 
 let engine: EngineClient;
 let stateDir: string;
@@ -22,7 +22,7 @@ let allowLocal: string;
 
 /** A Docker config directory with the given config.json. */
 function dockerConfig(config: unknown): string {
-  const dir = mkdtempSync(path.join(tmpdir(), 'berth-docker-config-'));
+  const dir = tempDir('berth-docker-config-');
   writeFileSync(path.join(dir, 'config.json'), JSON.stringify(config));
   return dir;
 }
@@ -56,7 +56,7 @@ function everything(result: BerthResult): string {
 beforeAll(() => {
   engine = testEngine();
   stateDir = testStateDir();
-  helperDir = mkdtempSync(path.join(tmpdir(), 'berth-helpers-'));
+  helperDir = tempDir('berth-helpers-');
   privateImage = inject('privateImage');
   publicImage = inject('registryImage');
   user = inject('privateUser');

@@ -3,8 +3,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import net from 'node:net';
-import { mkdtempSync, readFileSync, readdirSync, statSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { EngineClient } from '../src/executor/docker/engine-client.js';
@@ -21,6 +20,7 @@ import {
   spawnBerth,
   testStateDir,
 } from './harness/cli.js';
+import { tempDir } from './harness/ownership.js';
 
 let engine: EngineClient;
 let busybox: string;
@@ -359,13 +359,14 @@ describe('berth run: identity and image handling', () => {
       busybox,
       '--json',
       '--runtime',
-      'runsc',
+      // Not runsc: an engine with gVisor installed knows that one.
+      'berth-no-such-runtime',
       '--',
       'true',
     ]);
     expect(result.code).toBe(2);
     expect(finished(result).error?.code).toBe('BERTH_OPTION_REJECTED');
-    expect(finished(result).error?.message).toContain('runsc');
+    expect(finished(result).error?.message).toContain('berth-no-such-runtime');
   });
 
   it('uses the network it is given (none: no interface but loopback)', async () => {
@@ -723,7 +724,7 @@ describe('berth run: clear errors', () => {
 
   it('finishes the job on a full disk and says the stored log is incomplete', async () => {
     if (process.getuid?.() !== 0) throw new Error('this test mounts a small tmpfs: run it as root');
-    const full = mkdtempSync(path.join(tmpdir(), 'berth-full-'));
+    const full = tempDir('berth-full-');
     execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=256k', 'berth-test-full', full]);
     try {
       const result = await berth(
@@ -753,7 +754,7 @@ describe('berth run: clear errors', () => {
   });
 
   it('says permission denied on the socket and what to do', async () => {
-    const dir = mkdtempSync(path.join(tmpdir(), 'berth-sock-'));
+    const dir = tempDir('berth-sock-');
     execFileSync('chmod', ['755', dir]);
     const sock = path.join(dir, 'docker.sock');
     const server = (await import('node:net')).createServer().listen(sock);

@@ -4,8 +4,7 @@
  * CLI configuration for the providers under /plugins (laid out as the seed document's Dockerfiles
  * do); Terraform 0.12's behaviour; a tampered release stopping the run before anything runs.
  */
-import { mkdtempSync, readdirSync, statSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { EngineClient } from '../src/executor/docker/engine-client.js';
@@ -15,6 +14,7 @@ import { finished, jobOutput, runBerth, testStateDir, type BerthResult } from '.
 import { testEngine } from './harness/engine.js';
 import { ensureBuiltImage } from './harness/images.js';
 import { startReleaseMirror, type ReleaseMirror } from './harness/release-mirror.js';
+import { tempDir } from './harness/ownership.js';
 
 /** Stands in for terraform's command line: says what it was given and what config it sees. */
 const STAND_IN = `#!/bin/sh
@@ -260,7 +260,7 @@ touch "$TF_PLUGIN_CACHE_DIR/provider-from-$1-$TF_VAR_berth_run_id"
     );
 
   it('is shared between jobs for OpenTofu 1.10 and later, owned by the job user', async () => {
-    const cacheDir = mkdtempSync(path.join(tmpdir(), 'berth-plugin-cache-'));
+    const cacheDir = tempDir('berth-plugin-cache-');
     const first = await run('1.10.0', cacheDir);
     expect(first.code, JSON.stringify(finished(first).error)).toBe(0);
     expect(tofu.requests).toEqual(
@@ -277,7 +277,7 @@ touch "$TF_PLUGIN_CACHE_DIR/provider-from-$1-$TF_VAR_berth_run_id"
   });
 
   it('is never shared writable with a tool that is not safe with it: the job gets its own', async () => {
-    const cacheDir = mkdtempSync(path.join(tmpdir(), 'berth-plugin-cache-'));
+    const cacheDir = tempDir('berth-plugin-cache-');
     const result = await run('1.9.1', cacheDir);
     expect(result.code, JSON.stringify(finished(result).error)).toBe(0);
     expect(jobOutput(result)).toBe('cache=/mnt/workspace/.berth/plugin-cache\n\n');

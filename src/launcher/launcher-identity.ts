@@ -20,7 +20,15 @@ function processStartTicks(pid: number): string | null {
 }
 
 export function currentLauncherId(): string {
-  return [PREFIX, hostname(), process.pid, processStartTicks(process.pid) ?? 'unknown'].join('/');
+  return launcherIdOf(process.pid);
+}
+
+/**
+ * The launcher id of a process on this machine (read while it runs): what its containers carry.
+ * The test harness uses it to tell the berth processes it started from everyone else's.
+ */
+export function launcherIdOf(pid: number): string {
+  return [PREFIX, hostname(), pid, processStartTicks(pid) ?? 'unknown'].join('/');
 }
 
 /**

@@ -3,12 +3,10 @@
  * is tracked; `expectNoChildren` fails a test that leaves one running.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { expect } from 'vitest';
 import type { RunEvent } from '../../src/domain/run-events.js';
+import { recordLauncherPid, tempDir } from './ownership.js';
 
 export const BERTH_BIN = fileURLToPath(new URL('../../bin/berth.js', import.meta.url));
 
@@ -33,7 +31,7 @@ export interface BerthResult {
 
 /** A state directory private to one test, so stored logs never mix. */
 export function testStateDir(): string {
-  return mkdtempSync(path.join(tmpdir(), 'berth-state-'));
+  return tempDir('berth-state-');
 }
 
 /**
@@ -85,6 +83,8 @@ export function spawnBerth(
   });
   if (input !== undefined) child.stdin?.end(input);
   children.add(child);
+  // Its containers carry this launcher id: the leak checks look for those only.
+  if (child.pid !== undefined) recordLauncherPid(child.pid);
   let out = '';
   let err = '';
   const waiters: { test: (s: string) => boolean; resolve: () => void }[] = [];

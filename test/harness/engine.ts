@@ -4,6 +4,7 @@
  */
 import { EngineClient, readAll } from '../../src/executor/docker/engine-client.js';
 import { LABELS } from '../../src/executor/executor.js';
+import { ownsLauncher } from './ownership.js';
 
 export function testEngine(): EngineClient {
   return EngineClient.fromEnv(process.env);
@@ -16,11 +17,18 @@ export interface LeftContainer {
   State: string;
 }
 
-/** Containers carrying berth's label, running or not. */
-export async function berthContainers(engine: EngineClient): Promise<LeftContainer[]> {
-  return engine.json<LeftContainer[]>('GET', '/containers/json', {
+/**
+ * Containers carrying berth's label, running or not, that this test worker's berth processes and
+ * executor tests made (ownership.ts): other users' jobs on the same engine are never listed.
+ */
+export async function berthContainers(
+  engine: EngineClient,
+  ours: (launcherId: string | undefined) => boolean = ownsLauncher,
+): Promise<LeftContainer[]> {
+  const all = await engine.json<LeftContainer[]>('GET', '/containers/json', {
     query: { all: 1, filters: JSON.stringify({ label: [`${LABELS.managed}=true`] }) },
   });
+  return all.filter((container) => ours(container.Labels[LABELS.launcherId]));
 }
 
 export async function imageExists(engine: EngineClient, reference: string): Promise<boolean> {

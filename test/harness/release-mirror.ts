@@ -6,12 +6,12 @@
  * verify → cache → mount path run.
  */
 import { createHash } from 'node:crypto';
-import { writeFileSync, mkdtempSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import http from 'node:http';
-import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { zipSync } from 'fflate';
 import { createMessage, generateKey, readPrivateKey, sign } from 'openpgp';
+import { tempDir } from './ownership.js';
 
 export interface PublishOptions {
   /** The executable's text (a shell script). */
@@ -100,7 +100,7 @@ export async function startReleaseMirror(
     res.writeHead(200).end(body);
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const keyFile = path.join(mkdtempSync(path.join(tmpdir(), 'berth-release-key-')), 'release.asc');
+  const keyFile = path.join(tempDir('berth-release-key-'), 'release.asc');
   writeFileSync(keyFile, trusted.publicKey);
   return {
     baseUrl: `http://127.0.0.1:${(server.address() as { port: number }).port}`,
