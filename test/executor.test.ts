@@ -44,12 +44,29 @@ async function start(overrides: Partial<JobContainerSpec> = {}): Promise<JobHand
 async function phase(
   job: JobHandle,
   script: string,
+  onOutput: (text: string) => void = () => undefined,
 ): Promise<{ exitCode: number; out: string; events: [OutputStream, string][] }> {
   const events: [OutputStream, string][] = [];
   const { exitCode } = await job.runPhase({ name: 'p', script }, (stream, chunk) => {
     events.push([stream, chunk.toString()]);
+    onOutput(events.map(([, t]) => t).join(''));
   });
   return { exitCode, out: events.map(([, t]) => t).join(''), events };
+}
+
+/** Resolves once the job's output contains `text`: the job's own word that it is ready. */
+function outputSaid(text: string): { see: (output: string) => void; seen: Promise<void> } {
+  let resolve: () => void = () => undefined;
+  const seen = new Promise<void>((r) => (resolve = r));
+  return { see: (output) => (output.includes(text) ? resolve() : undefined), seen };
+}
+
+/** Creates a file in the job's workspace from outside the phase (an exec of its own). */
+async function touchInJob(job: JobHandle, file: string): Promise<void> {
+  const exec = await engine.json<{ Id: string }>('POST', `/containers/${job.containerId}/exec`, {
+    body: { Cmd: ['touch', `/mnt/workspace/source/${file}`], User: '1983:1983' },
+  });
+  await engine.json('POST', `/exec/${exec.Id}/start`, { body: { Detach: true } });
 }
 
 beforeAll(() => {
@@ -94,13 +111,21 @@ describe('DockerExecutor', () => {
 
   it('streams output as it comes, separating stdout and stderr', async () => {
     const job = await start();
-    const arrivals: number[] = [];
-    const began = Date.now();
-    await job.runPhase({ name: 'slow', script: 'echo a; sleep 1; echo b >&2' }, () => {
-      arrivals.push(Date.now() - began);
-    });
-    expect(arrivals.length).toBe(2);
-    expect((arrivals[1] as number) - (arrivals[0] as number)).toBeGreaterThan(700);
+    // The phase cannot end before the test has seen its first line: it waits for a file the test
+    // creates only then, so the first chunk must have been delivered while the phase ran.
+    const first = outputSaid('a\n');
+    const running = phase(
+      job,
+      'echo a; while [ ! -e go ]; do sleep 0.05; done; echo b >&2',
+      first.see,
+    );
+    await first.seen;
+    await touchInJob(job, 'go');
+    const streamed = await running;
+    expect(streamed.events).toEqual([
+      ['stdout', 'a\n'],
+      ['stderr', 'b\n'],
+    ]);
     const result = await phase(job, 'echo out; echo err >&2');
     expect(result.events.sort()).toEqual([
       ['stderr', 'err\n'],
@@ -121,27 +146,36 @@ describe('DockerExecutor', () => {
 
   it('interrupt delivers SIGINT to the running phase; kill ends what ignores it', async () => {
     const job = await start();
+    const trapped = outputSaid('go');
     const running = phase(
       job,
       'trap "echo interrupted; exit 3" INT; echo go; while :; do sleep 0.1; done',
+      trapped.see,
     );
-    await new Promise((resolve) => setTimeout(resolve, 500));
+    await trapped.seen;
     await job.interrupt();
     const ended = await running;
     expect(ended.out).toBe('go\ninterrupted\n');
     // The job's own INT trap decides the exit code, as it would in a terminal.
     expect(ended.exitCode).toBe(3);
-    const plain = phase(job, 'echo go; sleep 30; echo never');
-    await new Promise((resolve) => setTimeout(resolve, 500));
+    const started = outputSaid('go');
+    const plain = phase(job, 'echo go; sleep 30; echo never', started.see);
+    await started.seen;
     await job.interrupt();
     expect(await plain).toMatchObject({ exitCode: 130, out: 'go\n' });
 
-    const stubborn = phase(job, "trap '' INT; while :; do sleep 0.1; done");
-    await new Promise((resolve) => setTimeout(resolve, 300));
+    const trapSet = outputSaid('trap-set');
+    const stubborn = phase(
+      job,
+      "trap '' INT; echo trap-set; while :; do sleep 0.1; done",
+      trapSet.see,
+    );
+    await trapSet.seen;
     await job.interrupt();
     await job.kill();
     const killed = await stubborn;
-    expect(killed.exitCode).not.toBe(0);
+    // 128 + 9: SIGKILL ended it, not the interrupt (ignored) nor anything else.
+    expect(killed).toMatchObject({ exitCode: 137, out: 'trap-set\n' });
   });
 
   it('runs a sole phase as the container process: same workspace, env, HOME and identity', async () => {
@@ -190,10 +224,12 @@ describe('DockerExecutor', () => {
     const sole = { name: 'task', script: 'echo go; sleep 30; echo never' };
     const job = await start({ solePhase: sole });
     const events: string[] = [];
+    const started = outputSaid('go');
     const running = job.runPhase(sole, (_stream, chunk) => {
       events.push(chunk.toString());
+      started.see(events.join(''));
     });
-    await new Promise((resolve) => setTimeout(resolve, 700));
+    await started.seen;
     await job.interrupt();
     expect((await running).exitCode).toBe(130);
     expect(events.join('')).toBe('go\n');

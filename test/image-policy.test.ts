@@ -309,31 +309,46 @@ describe('private pools: credentials from the Docker config directory', () => {
     );
   });
 
-  it('credentials never reach the job: not its environment, files, output, events or messages', async () => {
-    const config = dockerConfig(authConfig(user.password));
-    const b64 = Buffer.from(`${user.name}:${user.password}`).toString('base64');
-    const result = await berth(
-      [
-        'run',
-        jobDir(),
-        '--image',
-        privateImage,
-        '--json',
-        '--',
-        // The pattern is split so that the job's own script does not contain what it looks for.
-        `a='${user.password.slice(0, 5)}'; b='${user.password.slice(5)}'; c='${b64.slice(0, 5)}'; d='${b64.slice(5)}'; ` +
-          `env; echo ---; find / -xdev -type f 2>/dev/null | xargs grep -l -e "$a$b" -e "$c$d" 2>/dev/null; echo found-end`,
-      ],
-      { BERTH_DOCKER_CONFIG_DIR: config },
-    );
-    expect(result.code, result.stderr).toBe(0);
-    const output = jobOutput(result);
-    expect(output).toContain('---\nfound-end\n');
-    expect(output).not.toContain('BERTH_DOCKER_CONFIG_DIR');
-    expect(output).not.toContain(config);
-    expect(everything(result)).not.toContain(user.password);
-    expect(everything(result)).not.toContain(b64);
-  });
+  it.each([
+    ['auths', (): unknown => authConfig(user.password)],
+    ['a credential helper', (): unknown => ({ credsStore: 'good' })],
+  ])(
+    'credentials from %s never reach the job: not its environment, files, output, events, messages or stored log',
+    async (_source, makeConfig) => {
+      const config = dockerConfig(makeConfig());
+      const b64 = Buffer.from(`${user.name}:${user.password}`).toString('base64');
+      // The engine may have the image from an earlier test: make berth pull, with the credentials.
+      await removeImage(engine, privateImage);
+      const result = await berth(
+        [
+          'run',
+          jobDir(),
+          '--image',
+          privateImage,
+          '--json',
+          '--',
+          // The pattern is split so that the job's own script does not contain what it looks for.
+          `a='${user.password.slice(0, 5)}'; b='${user.password.slice(5)}'; c='${b64.slice(0, 5)}'; d='${b64.slice(5)}'; ` +
+            `env; echo ---; find / -xdev -type f 2>/dev/null | xargs grep -l -e "$a$b" -e "$c$d" 2>/dev/null; echo found-end`,
+        ],
+        { BERTH_DOCKER_CONFIG_DIR: config },
+      );
+      expect(result.code, result.stderr).toBe(0);
+      expect(result.events.find((e) => e.type === 'image.resolved')).toMatchObject({
+        source: 'pulled',
+      });
+      const output = jobOutput(result);
+      expect(output).toContain('---\nfound-end\n');
+      expect(output).not.toContain('BERTH_DOCKER_CONFIG_DIR');
+      expect(output).not.toContain(config);
+      expect(everything(result)).not.toContain(user.password);
+      expect(everything(result)).not.toContain(b64);
+      const log = readFileSync(finished(result).log.path as string, 'utf8');
+      expect(log).toContain('found-end');
+      expect(log).not.toContain(user.password);
+      expect(log).not.toContain(b64);
+    },
+  );
 });
 
 describe('berth image check', () => {

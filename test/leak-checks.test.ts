@@ -8,11 +8,11 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { DockerExecutor } from '../src/executor/docker/docker-executor.js';
-import type { EngineClient } from '../src/executor/docker/engine-client.js';
 import { LABELS } from '../src/executor/executor.js';
 import { isLauncherAlive, launcherIdOf } from '../src/launcher/launcher-identity.js';
 import { expectNoBerthContainers, removeContainerNow } from './harness/cleanup.js';
-import { berthContainers, testEngine } from './harness/engine.js';
+import { EngineClient } from '../src/executor/docker/engine-client.js';
+import { berthContainers, imageExists, testEngine } from './harness/engine.js';
 import { removeTempDirs, suiteTmp, tempDir, testLauncherId } from './harness/ownership.js';
 
 let engine: EngineClient;
@@ -80,5 +80,20 @@ describe('leak checks', () => {
     expect(existsSync(dir)).toBe(true);
     removeTempDirs();
     expect(existsSync(dir)).toBe(false);
+  });
+});
+
+describe('harness engine helpers', () => {
+  it('imageExists says false only for an absent image; an engine failure fails the test', async () => {
+    expect(await imageExists(engine, 'berth-test/absent-on-purpose:none')).toBe(false);
+    expect(await imageExists(engine, inject('busyboxImage'))).toBe(true);
+    const unreachable = EngineClient.fromEnv({ DOCKER_HOST: 'unix:///nonexistent/berth.sock' });
+    try {
+      await expect(imageExists(unreachable, inject('busyboxImage'))).rejects.toThrow(
+        /nonexistent\/berth\.sock/,
+      );
+    } finally {
+      unreachable.close();
+    }
   });
 });

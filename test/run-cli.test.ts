@@ -331,10 +331,18 @@ describe('berth run: identity and image handling', () => {
       '--cpus',
       '0.5',
       '--',
-      'cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max',
+      // cgroup v1 or v2, whichever the engine's machine has: memory, then CPU quota and period.
+      'cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max; ' +
+        'if [ -e /sys/fs/cgroup/cpu.max ]; then cat /sys/fs/cgroup/cpu.max; ' +
+        'else echo "$(cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us) $(cat /sys/fs/cgroup/cpu/cpu.cfs_period_us)"; fi',
     ]);
     expect(ok.code).toBe(0);
-    expect(jobOutput(ok).trim()).toBe(String(64 * 1024 * 1024));
+    const [memory, cpu] = jobOutput(ok).trim().split('\n');
+    expect(memory).toBe(String(64 * 1024 * 1024));
+    // Half a CPU: a quota of half the period.
+    const [quota, period] = (cpu ?? '').split(' ').map(Number);
+    expect(period).toBeGreaterThan(0);
+    expect(quota).toBe((period as number) / 2);
     const tooSmall = await berth([
       'run',
       jobDir(),

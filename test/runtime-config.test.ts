@@ -290,7 +290,7 @@ describe('hooks', () => {
   it('never saves secrets in the phase environment that travels with the workspace', async () => {
     const dir = jobDir({
       '.berth/config.yml':
-        'version: 2\nstack_defaults:\n  after_run: ["grep -c -e TOKEN -e KEPT /mnt/workspace/.berth/env.sh"]\n',
+        'version: 2\nstack_defaults:\n  after_run: ["grep -c -e TOKEN -e t0ps3cret -e KEPT /mnt/workspace/.berth/env.sh"]\n',
     });
     const result = await runBerth(
       [
@@ -308,7 +308,8 @@ describe('hooks', () => {
     );
     expect(result.code, result.stderr).toBe(0);
     expect(phaseOutput(result, 'task')).toBe('*****\n');
-    // Only KEPT matches: the secret was in the job's environment but not in the saved file.
+    // Only KEPT matches: the secret (name or value) was in the job's environment but not in the
+    // saved file.
     expect(phaseOutput(result, 'after_run')).toBe('1\n');
   });
 

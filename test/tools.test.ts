@@ -74,7 +74,8 @@ describe('tools in the container', () => {
   it('mounts the verified version read-only at /bin/terraform with /plugins configured for the providers found', async () => {
     const result = await berth(
       repo('version: 2\nstack_defaults:\n  terraform_version: "~> 1.6"\n'),
-      'terraform init; ls -l /bin/terraform | cut -c1-10; (echo x > /bin/terraform) 2>/dev/null || echo read-only; echo "$TF_IN_AUTOMATION $TF_INPUT"',
+      // The mount itself must be read-only: the write also fails for ownership (root, 755).
+      'terraform init; ls -l /bin/terraform | cut -c1-10; (echo x > /bin/terraform) 2>/dev/null || echo read-only; awk \'$5 == "/bin/terraform" { print "mount-options " $6 }\' /proc/self/mountinfo; echo "$TF_IN_AUTOMATION $TF_INPUT"',
     );
     expect(result.code, JSON.stringify(finished(result).error)).toBe(0);
     const out = jobOutput(result);
@@ -86,6 +87,7 @@ describe('tools in the container', () => {
     expect(out).toContain('path    = "/plugins"');
     expect(out).toContain('-rwxr-xr-x');
     expect(out).toContain('read-only');
+    expect(out).toMatch(/^mount-options ro(,|$)/m);
     expect(out).toContain('1 0\n');
     expect(result.events.find((e) => e.type === 'tool.ready')).toMatchObject({
       tool: 'terraform',

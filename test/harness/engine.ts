@@ -3,6 +3,7 @@
  * tests need (importing base images, listing what berth left behind).
  */
 import { EngineClient, readAll } from '../../src/executor/docker/engine-client.js';
+import { DockerApiError } from '../../src/executor/docker/daemon-errors.js';
 import { LABELS } from '../../src/executor/executor.js';
 import { ownsLauncher } from './ownership.js';
 
@@ -31,12 +32,14 @@ export async function berthContainers(
   return all.filter((container) => ours(container.Labels[LABELS.launcherId]));
 }
 
+/** False only when the engine says the image is not there (404); any other failure throws. */
 export async function imageExists(engine: EngineClient, reference: string): Promise<boolean> {
   try {
     await engine.json('GET', `/images/${encodeURI(reference)}/json`);
     return true;
-  } catch {
-    return false;
+  } catch (err) {
+    if (err instanceof DockerApiError && err.status === 404) return false;
+    throw err;
   }
 }
 
