@@ -9,7 +9,7 @@ import { DockerExecutor } from '../src/executor/docker/docker-executor.js';
 import type { EngineClient } from '../src/executor/docker/engine-client.js';
 import type { JobContainerSpec, JobHandle, OutputStream } from '../src/executor/executor.js';
 import { expectNoBerthContainers } from './harness/cleanup.js';
-import { berthContainers, testEngine } from './harness/engine.js';
+import { berthContainers, testEngine, touchInContainer } from './harness/engine.js';
 import { ownsLauncher, tempDir, testLauncherId } from './harness/ownership.js';
 
 let engine: EngineClient;
@@ -59,14 +59,6 @@ function outputSaid(text: string): { see: (output: string) => void; seen: Promis
   let resolve: () => void = () => undefined;
   const seen = new Promise<void>((r) => (resolve = r));
   return { see: (output) => (output.includes(text) ? resolve() : undefined), seen };
-}
-
-/** Creates a file in the job's workspace from outside the phase (an exec of its own). */
-async function touchInJob(job: JobHandle, file: string): Promise<void> {
-  const exec = await engine.json<{ Id: string }>('POST', `/containers/${job.containerId}/exec`, {
-    body: { Cmd: ['touch', `/mnt/workspace/source/${file}`], User: '1983:1983' },
-  });
-  await engine.json('POST', `/exec/${exec.Id}/start`, { body: { Detach: true } });
 }
 
 beforeAll(() => {
@@ -120,7 +112,7 @@ describe('DockerExecutor', () => {
       first.see,
     );
     await first.seen;
-    await touchInJob(job, 'go');
+    await touchInContainer(engine, job.containerId, '/mnt/workspace/source/go');
     const streamed = await running;
     expect(streamed.events).toEqual([
       ['stdout', 'a\n'],
@@ -245,6 +237,19 @@ describe('DockerExecutor', () => {
       .catch((err: unknown) => err);
     expect(error).toMatchObject({ code: 'BERTH_ENGINE_NOT_LOCAL' });
     expect((error as Error).message).toContain('/nonexistent/berth/tofu');
+  });
+
+  it('reports copy progress at the interval it is given, growing up to the workspace size', async () => {
+    // An interval of 1 ms instead of a copy that must last longer than the default second.
+    const reporting = new DockerExecutor(engine, { copyProgressIntervalMs: 1 });
+    const job = spec();
+    const size = 16 * 1024 * 1024;
+    writeFileSync(path.join(job.sourceDir, 'big.bin'), Buffer.alloc(size, 7));
+    const seen: number[] = [];
+    jobs.push(await reporting.startJob(job, (bytes) => seen.push(bytes)));
+    expect(seen.length).toBeGreaterThan(0);
+    expect([...seen].sort((a, b) => a - b)).toEqual(seen);
+    expect(seen.at(-1)).toBeLessThanOrEqual(size + 1024 * 1024);
   });
 
   it('destroy is idempotent and removes the container', async () => {

@@ -489,7 +489,7 @@ describe('berth run: pull policies against a real registry', () => {
 });
 
 describe('berth run: logs', () => {
-  it('shows progress while a large workspace is copied in', async () => {
+  it('copies a large workspace in; the progress it shows only grows', async () => {
     const dir = jobDir({ 'small.txt': 'x\n' });
     // Sparse on the host; copying 768 MiB through the engine takes seconds on any machine.
     execFileSync('truncate', ['-s', '768M', path.join(dir, 'big.bin')]);
@@ -507,7 +507,8 @@ describe('berth run: logs', () => {
     const progress = result.events.flatMap((e) =>
       e.type === 'workspace.copying' ? [e.bytes] : [],
     );
-    expect(progress.length).toBeGreaterThan(0);
+    // Whether a copy lasts past the first report is the machine's speed: the executor test
+    // 'reports copy progress at the interval it is given' proves the reports themselves.
     expect([...progress].sort((a, b) => a - b)).toEqual(progress);
     expect(progress.at(-1)).toBeLessThanOrEqual(768 * 1024 * 1024 + 1024 * 1024);
   });
@@ -552,35 +553,42 @@ describe('berth run: stopping and clean-up', () => {
       '--grace',
       '5s',
       '--',
-      'trap "echo got-int; exit 9" INT; echo started; while :; do sleep 0.1; done',
+      // Ends on SIGINT whether the timeout comes before or after the job started: the exact
+      // SIGINT/grace/SIGKILL sequence is unit-tested with a clock (src/launcher/run-job.test.ts).
+      'echo started; sleep 60; echo never',
     ]);
     expect(result.code).toBe(124);
     const end = finished(result);
     expect(end.state).toBe('FAILED');
     expect(end.stop).toEqual({ reason: 'run-timeout', endedBy: 'SIGINT', graceMs: 5000 });
-    expect(jobOutput(result)).toContain('got-int');
+    expect(jobOutput(result)).not.toContain('never');
     expect((await berthContainers(engine)).length).toBe(0);
   });
 
   it('kills a job that ignores SIGINT once the grace period is over', async () => {
-    const result = await berth([
-      'run',
-      jobDir(),
-      '--image',
-      busybox,
-      '--json',
-      '--timeout',
-      '1s',
-      '--grace',
-      '1s',
-      '--',
-      "trap '' INT; while :; do sleep 0.1; done",
-    ]);
-    expect(result.code).toBe(124);
-    expect(finished(result).stop).toEqual({
-      reason: 'run-timeout',
-      endedBy: 'SIGKILL',
-      graceMs: 1000,
+    const proc = spawnBerth(
+      [
+        'run',
+        jobDir(),
+        '--image',
+        busybox,
+        '--json',
+        '--grace',
+        '1s',
+        '--',
+        "trap '' INT; echo ready; while :; do sleep 0.1; done",
+      ],
+      { BERTH_STATE_DIR: stateDir },
+    );
+    // The job says when its trap is set; only then is it stopped.
+    await proc.waitFor('ready');
+    proc.child.kill('SIGINT');
+    const result = await resultOf(proc, true);
+    expect(result.code).toBe(130);
+    expect(finished(result)).toMatchObject({
+      state: 'STOPPED',
+      jobExitCode: 137,
+      stop: { reason: 'canceled', endedBy: 'SIGKILL', graceMs: 1000 },
     });
   });
 
@@ -594,7 +602,8 @@ describe('berth run: stopping and clean-up', () => {
       '--logs-timeout',
       '1500ms',
       '--',
-      'echo one; sleep 0.5; echo two; sleep 30; echo never',
+      // Re-arming by output is unit-tested with a clock (src/launcher/run-job.test.ts).
+      'echo one; echo two; sleep 30; echo never',
     ]);
     expect(result.code).toBe(124);
     const end = finished(result);
@@ -632,7 +641,9 @@ describe('berth run: stopping and clean-up', () => {
 
   it('is CANCELED when stopped before anything of the job ran', async () => {
     // A registry that accepts connections and never answers keeps the run in PREPARING.
-    const silent = net.createServer(() => undefined);
+    let connected: () => void = () => undefined;
+    const asked = new Promise<void>((resolve) => (connected = resolve));
+    const silent = net.createServer(() => connected());
     await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
     const port = (silent.address() as net.AddressInfo).port;
     try {
@@ -648,8 +659,8 @@ describe('berth run: stopping and clean-up', () => {
         ].concat(['--', 'echo never']),
         { BERTH_STATE_DIR: stateDir },
       );
-      await proc.waitFor('"type":"run.started"');
-      await new Promise((resolve) => setTimeout(resolve, 300));
+      // berth is waiting for the registry's answer: stopped while preparing.
+      await asked;
       proc.child.kill('SIGINT');
       const result = await resultOf(proc, true);
       expect(result.code).toBe(130);

@@ -10,8 +10,16 @@ import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vi
 import type { EngineClient } from '../src/executor/docker/engine-client.js';
 import { jobDir } from './harness/files.js';
 import { expectNothingLeftBehind } from './harness/cleanup.js';
-import { finished, jobOutput, runBerth, testStateDir, type BerthResult } from './harness/cli.js';
-import { testEngine } from './harness/engine.js';
+import {
+  finished,
+  jobOutput,
+  resultOf,
+  runBerth,
+  spawnBerth,
+  testStateDir,
+  type BerthResult,
+} from './harness/cli.js';
+import { testEngine, touchInContainer } from './harness/engine.js';
 
 let engine: EngineClient;
 let busybox: string;
@@ -33,6 +41,26 @@ function berth(dir: string, args: string[], command?: string): Promise<BerthResu
     },
   );
 }
+
+/**
+ * Runs a job that waits (`while [ ! -e /tmp/go ]`) until the test has seen `seen` in berth's
+ * output, then lets it go on: ordering by what berth has shown, not by sleeping.
+ */
+async function berthStepped(dir: string, command: string, seen: string): Promise<BerthResult> {
+  const proc = spawnBerth(['run', dir, '--image', busybox, '--json', '--', command], {
+    BERTH_STATE_DIR: stateDir,
+  });
+  await proc.waitFor(seen);
+  const started = proc
+    .stdout()
+    .split('\n')
+    .filter((line) => line.includes('"type":"container.started"'))
+    .map((line) => JSON.parse(line) as { containerId: string })[0];
+  await touchInContainer(engine, started?.containerId as string, '/tmp/go');
+  return resultOf(proc, true);
+}
+
+const WAIT_FOR_GO = 'while [ ! -e /tmp/go ]; do sleep 0.05; done';
 
 function phaseOutput(result: BerthResult, phase: string): string {
   return result.events
@@ -257,14 +285,15 @@ describe('hooks', () => {
   });
 
   it('::add-mask masks the value in all later output', async () => {
-    const result = await berth(
+    const result = await berthStepped(
       withHooks(
         '  before_perform: [\'TOKEN=tok-$(date +%s)-x; echo "::add-mask $TOKEN"; echo "$TOKEN" > /tmp/t\']\n',
       ),
-      [],
       // The engine reads stdout and stderr through separate pipes, so the other stream is masked
-      // from the moment berth has read the directive: the stderr write comes a little later.
-      'echo "value: $(cat /tmp/t)"; sleep 0.3; cat /tmp/t >&2',
+      // from the moment berth has read the directive: the stderr write waits until berth has
+      // shown the masked stdout line.
+      `echo "value: $(cat /tmp/t)"; ${WAIT_FOR_GO}; cat /tmp/t >&2`,
+      'value: *****',
     );
     expect(result.code, result.stderr).toBe(0);
     expect(jobOutput(result, 'stdout')).toBe('::add-mask *****\nvalue: *****\n');
@@ -273,11 +302,11 @@ describe('hooks', () => {
   });
 
   it('masks an ::add-mask value in the stored log even where it was printed before the directive', async () => {
-    const result = await berth(
+    const result = await berthStepped(
       jobDir(),
-      [],
-      // Printed first on stderr, then declared on stdout: the live view has already shown it.
-      'printf "early-leak-4711\\n" >&2; sleep 0.2; echo "::add-mask early-leak-4711"; echo "later early-leak-4711"',
+      // Printed first on stderr, then declared on stdout once the live view has shown it.
+      `printf "early-leak-4711\\n" >&2; ${WAIT_FOR_GO}; echo "::add-mask early-leak-4711"; echo "later early-leak-4711"`,
+      '"text":"early-leak-4711',
     );
     expect(result.code, result.stderr).toBe(0);
     expect(jobOutput(result, 'stderr')).toBe('early-leak-4711\n');

@@ -102,3 +102,18 @@ export async function pushImage(
   const text = await readAll(res);
   if (text.includes('"error"')) throw new Error(`push of ${reference} failed: ${text}`);
 }
+
+/**
+ * Creates a file in a running container, as its job user: how a test tells a job waiting for it
+ * that the test has seen what it was waiting for (instead of the job sleeping and hoping).
+ */
+export async function touchInContainer(
+  engine: EngineClient,
+  containerId: string,
+  file: string,
+): Promise<void> {
+  const exec = await engine.json<{ Id: string }>('POST', `/containers/${containerId}/exec`, {
+    body: { Cmd: ['touch', file], User: '1983:1983' },
+  });
+  await engine.json('POST', `/exec/${exec.Id}/start`, { body: { Detach: true } });
+}
