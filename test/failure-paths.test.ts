@@ -12,6 +12,14 @@ import { testEngine } from './harness/engine.js';
 import { startEngineProxy, type EngineProxy, type ProxyAnswer } from './harness/engine-proxy.js';
 import { jobDir } from './harness/files.js';
 import { ensureBuiltImage } from './harness/images.js';
+import { pushImage, removeImage, tagImage } from './harness/engine.js';
+import { startRegistryProxy, type RegistryFault } from './harness/registry-proxy.js';
+import { randomBytes } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { buildImage } from '../src/executor/docker/image-build.js';
+import { imageExists } from './harness/engine.js';
+import { tempDir } from './harness/ownership.js';
 
 let engine: EngineClient;
 let busybox: string;
@@ -139,5 +147,95 @@ describe('images and registries', () => {
     const report = JSON.parse(result.stdout) as { error?: { code: string; message: string } };
     expect(report.error?.code).toBe('BERTH_IMAGE_INVALID');
     expect(report.error?.message).toContain('Not An/Image;rm -rf');
+  });
+});
+
+describe('pulls that break', () => {
+  /**
+   * An image with a layer the engine does not have, in the suite's registry, to be pulled
+   * through a proxy that breaks the layer's download.
+   */
+  async function freshImageThrough(
+    fault: RegistryFault,
+  ): Promise<{ reference: string; seen: string[] }> {
+    const nonce = randomBytes(6).toString('hex');
+    const built = await ensureBuiltImage(
+      engine,
+      `pull-breaks-${nonce}`,
+      `FROM ${busybox}\nUSER root\nRUN echo ${nonce} > /nonce && head -c 3000000 /dev/urandom > /big\n`,
+    );
+    const registry = inject('registryAddress');
+    const repository = `berth-test/pull-breaks-${nonce}`;
+    await tagImage(engine, built, `${registry}/${repository}`, 'v1');
+    await pushImage(engine, `${registry}/${repository}:v1`);
+    // Gone from the engine again: the pull must download the layer.
+    await removeImage(engine, `${registry}/${repository}:v1`);
+    await removeImage(engine, built);
+    const proxy = await startRegistryProxy(registry, (method, path) =>
+      method === 'GET' && path.includes('/blobs/sha256:') && !path.includes('/manifests/')
+        ? fault
+        : 'pass',
+    );
+    proxies.push({ host: proxy.address, seen: proxy.seen, stop: () => proxy.stop() });
+    return { reference: `${proxy.address}/${repository}:v1`, seen: proxy.seen };
+  }
+
+  it('BERTH_IMAGE_PULL_TIMEOUT: a registry that stops sending a layer, bounded by --pull-timeout', async () => {
+    const { reference, seen } = await freshImageThrough('stall');
+    const result = await berth([
+      'run',
+      jobDir(),
+      '--image',
+      reference,
+      '--pull-timeout',
+      '3s',
+      '--json',
+      '--',
+      'echo never',
+    ]);
+    expect(seen.some((line) => line.endsWith(' stall'))).toBe(true);
+    expect(result.code).toBe(3);
+    const end = finished(result);
+    expect(end.error?.code).toBe('BERTH_IMAGE_PULL_TIMEOUT');
+    expect(end.error?.message).toContain('3s');
+  });
+
+  it('BERTH_IMAGE_PULL_FAILED: a registry that drops the connection in the middle of a layer', async () => {
+    const { reference, seen } = await freshImageThrough('drop');
+    const result = await berth([
+      'run',
+      jobDir(),
+      '--image',
+      reference,
+      '--json',
+      '--',
+      'echo never',
+    ]);
+    expect(seen.some((line) => line.endsWith(' drop'))).toBe(true);
+    expect(result.code).toBe(3);
+    const end = finished(result);
+    expect(end.error?.code).toBe('BERTH_IMAGE_PULL_FAILED');
+    expect(end.error?.message).toContain(reference.split(':v1')[0]);
+  });
+});
+
+describe('builds that fail', () => {
+  it("BERTH_RUNNER_IMAGE_BUILD_FAILED: a RUN step that fails, with the step's output kept", async () => {
+    // berth's own build path (the one that builds the standard runner image) on the real engine.
+    const context = tempDir('berth-failing-build-');
+    writeFileSync(
+      path.join(context, 'Dockerfile'),
+      `FROM ${busybox}\nRUN echo step-output-before-failing && exit 3\n`,
+    );
+    const tag = `berth-test/failing-build:${randomBytes(4).toString('hex')}`;
+    const lines: string[] = [];
+    const error = await buildImage(engine, { contextDir: context, tag }, (line) =>
+      lines.push(line),
+    ).catch((err: unknown) => err);
+    expect(error).toMatchObject({ code: 'BERTH_RUNNER_IMAGE_BUILD_FAILED' });
+    expect((error as Error).message).toContain(`building ${tag} failed`);
+    expect((error as Error).message).toMatch(/returned a non-zero code: 3/);
+    expect(lines.join('\n')).toContain('step-output-before-failing');
+    expect(await imageExists(engine, tag)).toBe(false);
   });
 });
