@@ -124,6 +124,16 @@ describe('the workspace cannot be written', () => {
   });
 });
 
+describe('the job directory', () => {
+  it('BERTH_WORKSPACE_UNREADABLE: a job directory that is a file', async () => {
+    const file = path.join(jobDir(), 'main.tf');
+    const result = await berth(['run', file, '--image', busybox, '--pull', 'never', '--', 'true']);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain('BERTH_WORKSPACE_UNREADABLE');
+    expect(result.stderr).toContain(`${file} is not a directory`);
+  });
+});
+
 describe('images and registries', () => {
   it('BERTH_REGISTRY_UNREACHABLE: a registry nothing listens on, with the default pull policy', async () => {
     const result = await berth([

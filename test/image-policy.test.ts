@@ -298,6 +298,19 @@ describe('private pools: credentials from the Docker config directory', () => {
     expect(finished(empty).error?.code).toBe('BERTH_IMAGE_PULL_DENIED');
   });
 
+  it('BERTH_CREDENTIALS_INVALID: a config.json that is not JSON, named with the variable that chose it', async () => {
+    const dir = tempDir('berth-docker-config-');
+    writeFileSync(path.join(dir, 'config.json'), '{"auths": {"registry": ');
+    const result = await berth(
+      ['run', jobDir(), '--image', privateImage, '--json', '--', 'echo never'],
+      { BERTH_DOCKER_CONFIG_DIR: dir },
+    );
+    expect(result.code).toBe(3);
+    expect(finished(result).error?.code).toBe('BERTH_CREDENTIALS_INVALID');
+    expect(finished(result).error?.message).toContain(`${dir}/config.json`);
+    expect(finished(result).error?.message).toContain('BERTH_DOCKER_CONFIG_DIR');
+  });
+
   it('both config directory names set to different directories is an error', async () => {
     const result = await berth(['run', jobDir(), '--image', privateImage, '--', 'true'], {
       BERTH_DOCKER_CONFIG_DIR: '/tmp/one',

@@ -5,6 +5,7 @@
  * do); Terraform 0.12's behaviour; a tampered release stopping the run before anything runs.
  */
 import { readdirSync, statSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { EngineClient } from '../src/executor/docker/engine-client.js';
@@ -32,11 +33,16 @@ function repo(config: string): string {
   return jobDir({ '.berth/config.yml': config, 'main.tf': 'terraform {}\n' });
 }
 
-function berth(dir: string, command: string): Promise<BerthResult> {
+function berth(
+  dir: string,
+  command: string,
+  env: Record<string, string> = {},
+): Promise<BerthResult> {
   return runBerth(['run', dir, '--image', image, '--json', '--', command], {
     BERTH_STATE_DIR: stateDir,
     BERTH_TERRAFORM_RELEASES_URL: mirror.baseUrl,
     BERTH_TERRAFORM_SIGNING_KEY_FILE: mirror.keyFile,
+    ...env,
   });
 }
 
@@ -48,6 +54,7 @@ beforeAll(async () => {
   await mirror.publish('1.6.2', { content: STAND_IN.replace('$VERSION_MARK', '1.6.2') });
   await mirror.publish('1.7.1', { content: STAND_IN.replace('$VERSION_MARK', '1.7.1') });
   await mirror.publish('2.1.0', { content: STAND_IN, tamperZip: true });
+  await mirror.publish('2.2.0', { content: STAND_IN, untrusted: true });
   // Providers copied into /plugins the way the seed's Dockerfile does, plus one for another platform.
   image = await ensureBuiltImage(
     engine,
@@ -220,6 +227,60 @@ describe('tools in the container', () => {
     expect(end.error?.message).toContain('terraform_2.1.0_linux_amd64.zip');
     expect(end.containerId).toBeNull();
     expect(jobOutput(result)).toBe('');
+  });
+});
+
+describe('tool releases that cannot be used', () => {
+  const pinned = (version: string): string =>
+    repo(`version: 2\nstack_defaults:\n  terraform_version: "${version}"\n`);
+
+  /** The run stopped with `code` before any container; returns the error's message. */
+  function expectStoppedBeforeTheJob(result: BerthResult, code: string): string {
+    const end = finished(result);
+    expect(end.error?.code).toBe(code);
+    expect(end.containerId).toBeNull();
+    expect(jobOutput(result)).toBe('');
+    return end.error?.message ?? '';
+  }
+
+  it('BERTH_TOOL_VERSION_UNKNOWN: a version the release index does not have', async () => {
+    const result = await berth(pinned('3.0.0'), 'echo must-not-run');
+    expect(result.code).toBe(2);
+    expect(expectStoppedBeforeTheJob(result, 'BERTH_TOOL_VERSION_UNKNOWN')).toContain('3.0.0');
+  });
+
+  it('BERTH_TOOL_DOWNLOAD_FAILED: a release mirror nothing listens on', async () => {
+    const result = await berth(pinned('1.6.2'), 'echo must-not-run', {
+      BERTH_TERRAFORM_RELEASES_URL: 'http://127.0.0.1:9',
+      BERTH_STATE_DIR: testStateDir(),
+    });
+    expect(result.code).toBe(4);
+    expect(expectStoppedBeforeTheJob(result, 'BERTH_TOOL_DOWNLOAD_FAILED')).toContain(
+      'http://127.0.0.1:9',
+    );
+  });
+
+  it('BERTH_TOOL_SIGNATURE_INVALID: checksums signed by a key that is not the pinned one', async () => {
+    const result = await berth(pinned('2.2.0'), 'echo must-not-run');
+    expect(result.code).toBe(4);
+    expect(expectStoppedBeforeTheJob(result, 'BERTH_TOOL_SIGNATURE_INVALID')).toContain('2.2.0');
+  });
+
+  it('BERTH_DISK_FULL: no room in the state directory for the downloaded release', async () => {
+    if (process.getuid?.() !== 0) throw new Error('this test mounts a small tmpfs: run it as root');
+    const full = tempDir('berth-full-tools-');
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=64k', 'berth-test-full', full]);
+    try {
+      // Filled to the last block before berth starts.
+      execFileSync('sh', ['-c', `dd if=/dev/zero of=${full}/filler bs=4k 2>/dev/null; true`]);
+      const result = await berth(pinned('1.7.1'), 'echo must-not-run', {
+        BERTH_STATE_DIR: full,
+      });
+      expect(result.code).toBe(4);
+      expect(expectStoppedBeforeTheJob(result, 'BERTH_DISK_FULL')).toContain('no space');
+    } finally {
+      execFileSync('umount', [full]);
+    }
   });
 });
 

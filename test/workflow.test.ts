@@ -4,7 +4,7 @@
  * apply refuses any plan file but the one planned. Tracked runs without auto-deploy end their
  * container at UNCONFIRMED and apply in a new container from the saved workspace.
  */
-import { readFileSync, readdirSync } from 'node:fs';
+import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { EngineClient } from '../src/executor/docker/engine-client.js';
@@ -165,6 +165,22 @@ describe('run types', () => {
     expect(readdirSync(path.join(stateDir, 'runs', finished(result).runId))).not.toContain(
       'workspace.tar.sealed',
     );
+  });
+
+  it('BERTH_SAVED_WORKSPACE_INVALID: a saved workspace changed on disk while waiting is never applied', async () => {
+    const proc = spawnBerth(berthArgs(['--type', 'tracked']), berthEnv(), { interactive: true });
+    await proc.waitFor('Apply this plan?');
+    const runId = /"runId":"([^"]+)"/.exec(proc.stdout())?.[1] as string;
+    const file = path.join(stateDir, 'runs', runId, 'workspace.tar.sealed');
+    const sealed = readFileSync(file);
+    const middle = Math.floor(sealed.length / 2);
+    sealed[middle] = (sealed[middle] as number) ^ 0xff;
+    writeFileSync(file, sealed);
+    proc.child.stdin?.end('yes\n');
+    const result = await resultOf(proc, true);
+    expect(result.code).not.toBe(0);
+    expect(finished(result).error?.code).toBe('BERTH_SAVED_WORKSPACE_INVALID');
+    expect(output(result, 'apply')).toBe('');
   });
 
   it('tracked and stopped while asking: STOPPED at once, nothing applied, nothing kept', async () => {
