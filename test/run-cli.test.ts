@@ -48,7 +48,17 @@ afterAll(() => engine.close());
 describe('berth run: jobs and their containers', () => {
   it('runs the command after -- in a fresh container and exits 0 with a run.finished event', async () => {
     const dir = jobDir();
-    const result = await berth(['run', dir, '--image', busybox, '--json', '--', 'echo hello; ls']);
+    const result = await berth([
+      'run',
+      dir,
+      '--image',
+      busybox,
+      '--pull',
+      'never',
+      '--json',
+      '--',
+      'echo hello; ls',
+    ]);
     expect(result.code).toBe(0);
     expect(jobOutput(result)).toBe('hello\nmain.tf\n');
     const end = finished(result);
@@ -70,6 +80,8 @@ describe('berth run: jobs and their containers', () => {
       dir,
       '--image',
       busybox,
+      '--pull',
+      'never',
       '--json',
       '--',
       'echo secret-data > /tmp/left-by-first; echo marker > left.txt; hostname',
@@ -79,6 +91,8 @@ describe('berth run: jobs and their containers', () => {
       dir,
       '--image',
       busybox,
+      '--pull',
+      'never',
       '--json',
       '--',
       'ls /tmp; ls; hostname; cat /tmp/left-by-first || echo absent',
@@ -103,6 +117,8 @@ describe('berth run: jobs and their containers', () => {
       dir,
       '--image',
       busybox,
+      '--pull',
+      'never',
       '--',
       'echo changed > main.tf; rm sub/file.txt; touch new; chmod 700 .',
     ]);
@@ -122,6 +138,8 @@ describe('berth run: jobs and their containers', () => {
       jobDir(),
       '--image',
       busybox,
+      '--pull',
+      'never',
       '--json',
       '--',
       'echo before; exit 7',
@@ -135,7 +153,7 @@ describe('berth run: jobs and their containers', () => {
 
   it('reads the default task from DIR/.berth/task.sh', async () => {
     const dir = jobDir({ '.berth/task.sh': 'echo "from the task file as $(id -u)"\n' });
-    const result = await berth(['run', dir, '--image', busybox, '--json']);
+    const result = await berth(['run', dir, '--image', busybox, '--pull', 'never', '--json']);
     expect(result.code).toBe(0);
     expect(jobOutput(result)).toBe('from the task file as 1983\n');
   });
@@ -146,6 +164,8 @@ describe('berth run: jobs and their containers', () => {
       jobDir(),
       '--image',
       busybox,
+      '--pull',
+      'never',
       '--json',
       '--',
       'printf',
@@ -166,6 +186,8 @@ describe('berth run: environment and secrets', () => {
       jobDir(),
       '--image',
       busybox,
+      '--pull',
+      'never',
       '--json',
       '--env',
       'GREETING=hi there',
@@ -191,6 +213,8 @@ describe('berth run: environment and secrets', () => {
         jobDir(),
         '--image',
         busybox,
+        '--pull',
+        'never',
         '--json',
         '--env',
         'PLAIN=visible-value',
@@ -220,6 +244,8 @@ describe('berth run: environment and secrets', () => {
       jobDir(),
       '--image',
       busybox,
+      '--pull',
+      'never',
       '--secret-env',
       'PW=hunter2hunter2',
       '--',
@@ -239,6 +265,8 @@ describe('berth run: identity and image handling', () => {
       jobDir(),
       '--image',
       image,
+      '--pull',
+      'never',
       '--json',
       '--',
       'id -u; id -g; touch made.txt; stat -c "%u:%g %n" . made.txt main.tf; echo "HOME=$HOME"; touch "$HOME/ok" && echo home-writable',
@@ -261,6 +289,8 @@ describe('berth run: identity and image handling', () => {
       jobDir(),
       '--image',
       image,
+      '--pull',
+      'never',
       '--json',
       '--',
       'id -u; echo "$HOME"; whoami; touch "$HOME/x" && echo ok',
@@ -281,6 +311,8 @@ describe('berth run: identity and image handling', () => {
       jobDir(),
       '--image',
       image,
+      '--pull',
+      'never',
       '--json',
       '--',
       'echo still-ran',
@@ -291,7 +323,17 @@ describe('berth run: identity and image handling', () => {
 
   it('fails in preparing with a clear error when the image has no /bin/sh', async () => {
     const image = await ensureBuiltImage(engine, 'no-shell', `FROM ${busybox}\nRUN rm /bin/sh\n`);
-    const result = await berth(['run', jobDir(), '--image', image, '--json', '--', 'true']);
+    const result = await berth([
+      'run',
+      jobDir(),
+      '--image',
+      image,
+      '--pull',
+      'never',
+      '--json',
+      '--',
+      'true',
+    ]);
     expect(result.code).toBe(3);
     const end = finished(result);
     expect(end.error?.code).toBe('BERTH_IMAGE_NO_SHELL');
@@ -305,6 +347,8 @@ describe('berth run: identity and image handling', () => {
       jobDir(),
       '--image',
       busybox,
+      '--pull',
+      'never',
       '--json',
       '--pids-limit',
       '64',
@@ -325,6 +369,8 @@ describe('berth run: identity and image handling', () => {
       jobDir(),
       '--image',
       busybox,
+      '--pull',
+      'never',
       '--json',
       '--memory',
       '64m',
@@ -348,6 +394,8 @@ describe('berth run: identity and image handling', () => {
       jobDir(),
       '--image',
       busybox,
+      '--pull',
+      'never',
       '--json',
       '--memory',
       '1k',
@@ -365,6 +413,8 @@ describe('berth run: identity and image handling', () => {
       jobDir(),
       '--image',
       busybox,
+      '--pull',
+      'never',
       '--json',
       '--runtime',
       // Not runsc: an engine with gVisor installed knows that one.
@@ -383,6 +433,8 @@ describe('berth run: identity and image handling', () => {
       jobDir(),
       '--image',
       busybox,
+      '--pull',
+      'never',
       '--json',
       '--network',
       'none',
@@ -498,6 +550,8 @@ describe('berth run: logs', () => {
       dir,
       '--image',
       busybox,
+      '--pull',
+      'never',
       '--json',
       '--',
       'stat -c %s big.bin; rm big.bin',
@@ -519,6 +573,8 @@ describe('berth run: logs', () => {
       jobDir(),
       '--image',
       busybox,
+      '--pull',
+      'never',
       '--json',
       '--log-limit',
       '64KiB',
@@ -547,6 +603,8 @@ describe('berth run: stopping and clean-up', () => {
       jobDir(),
       '--image',
       busybox,
+      '--pull',
+      'never',
       '--json',
       '--timeout',
       '2s',
@@ -572,6 +630,8 @@ describe('berth run: stopping and clean-up', () => {
         jobDir(),
         '--image',
         busybox,
+        '--pull',
+        'never',
         '--json',
         '--grace',
         '1s',
@@ -598,6 +658,8 @@ describe('berth run: stopping and clean-up', () => {
       jobDir(),
       '--image',
       busybox,
+      '--pull',
+      'never',
       '--json',
       '--logs-timeout',
       '1500ms',
@@ -619,6 +681,8 @@ describe('berth run: stopping and clean-up', () => {
         jobDir(),
         '--image',
         busybox,
+        '--pull',
+        'never',
         '--json',
         '--',
         'trap "echo job-saw-int; exit 5" INT; echo ready; while :; do sleep 0.1; done',
@@ -677,6 +741,8 @@ describe('berth run: stopping and clean-up', () => {
         jobDir(),
         '--image',
         busybox,
+        '--pull',
+        'never',
         '--json',
         '--grace',
         '60s',
@@ -704,7 +770,17 @@ describe('berth run: stopping and clean-up', () => {
     });
     try {
       const proc = spawnBerth(
-        ['run', jobDir(), '--image', busybox, '--json', '--', 'echo ready; sleep 600'],
+        [
+          'run',
+          jobDir(),
+          '--image',
+          busybox,
+          '--pull',
+          'never',
+          '--json',
+          '--',
+          'echo ready; sleep 600',
+        ],
         { BERTH_STATE_DIR: stateDir },
       );
       await proc.waitFor('ready');
@@ -714,7 +790,16 @@ describe('berth run: stopping and clean-up', () => {
       expect(orphans).toHaveLength(1);
       expect(orphans[0]?.Labels[LABELS.launcherId]).toContain(`/${proc.child.pid}/`);
 
-      const next = await berth(['run', jobDir(), '--image', busybox, '--', 'true']);
+      const next = await berth([
+        'run',
+        jobDir(),
+        '--image',
+        busybox,
+        '--pull',
+        'never',
+        '--',
+        'true',
+      ]);
       expect(next.code).toBe(0);
       expect(next.stderr).toContain(
         `removed 1 container(s) left by berth processes that are gone: ${orphans[0]?.Names[0]?.slice(1)}`,
@@ -730,9 +815,12 @@ describe('berth run: stopping and clean-up', () => {
 
 describe('berth run: clear errors', () => {
   it('names the socket it tried when the engine is unreachable, and how to fix it', async () => {
-    const result = await berth(['run', jobDir(), '--image', busybox, '--', 'true'], {
-      DOCKER_HOST: 'unix:///tmp/berth-no-such.sock',
-    });
+    const result = await berth(
+      ['run', jobDir(), '--image', busybox, '--pull', 'never', '--', 'true'],
+      {
+        DOCKER_HOST: 'unix:///tmp/berth-no-such.sock',
+      },
+    );
     expect(result.code).toBe(4);
     expect(result.stderr).toContain(
       'cannot reach the Docker engine at unix:///tmp/berth-no-such.sock',
@@ -747,7 +835,17 @@ describe('berth run: clear errors', () => {
     execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=256k', 'berth-test-full', full]);
     try {
       const result = await berth(
-        ['run', jobDir(), '--image', busybox, '--json', '--', 'yes 0123456789 | head -c 1000000'],
+        [
+          'run',
+          jobDir(),
+          '--image',
+          busybox,
+          '--pull',
+          'never',
+          '--json',
+          '--',
+          'yes 0123456789 | head -c 1000000',
+        ],
         { BERTH_STATE_DIR: full },
       );
       expect(result.code).toBe(0);
@@ -764,7 +862,7 @@ describe('berth run: clear errors', () => {
 
   it('reports a configuration error before an unreachable engine', async () => {
     const dir = jobDir({ '.berth/config.yml': 'version: 3\n' });
-    const result = await berth(['run', dir, '--image', busybox, '--', 'true'], {
+    const result = await berth(['run', dir, '--image', busybox, '--pull', 'never', '--', 'true'], {
       DOCKER_HOST: 'unix:///tmp/berth-no-such.sock',
     });
     expect(result.code).toBe(2);
@@ -783,7 +881,7 @@ describe('berth run: clear errors', () => {
       // Root may open any socket: run berth as an unprivileged user, as most users run it.
       const asUser = process.getuid?.() === 0 ? { uid: 65534, gid: 65534 } : {};
       const proc = spawnBerth(
-        ['run', dir, '--image', busybox, '--', 'true'],
+        ['run', dir, '--image', busybox, '--pull', 'never', '--', 'true'],
         { DOCKER_HOST: `unix://${sock}`, BERTH_STATE_DIR: stateDir },
         asUser,
       );
@@ -828,7 +926,16 @@ describe('berth run: clear errors', () => {
   });
 
   it('says so when the directory does not exist', async () => {
-    const result = await berth(['run', '/nonexistent/berth-dir', '--image', busybox, '--', 'true']);
+    const result = await berth([
+      'run',
+      '/nonexistent/berth-dir',
+      '--image',
+      busybox,
+      '--pull',
+      'never',
+      '--',
+      'true',
+    ]);
     expect(result.code).toBe(2);
     expect(result.stderr).toContain('/nonexistent/berth-dir does not exist');
   });

@@ -32,6 +32,8 @@ function berth(dir: string, args: string[], command?: string): Promise<BerthResu
       dir,
       '--image',
       busybox,
+      '--pull',
+      'never',
       '--json',
       ...args,
       ...(command === undefined ? [] : ['--', command]),
@@ -47,9 +49,12 @@ function berth(dir: string, args: string[], command?: string): Promise<BerthResu
  * output, then lets it go on: ordering by what berth has shown, not by sleeping.
  */
 async function berthStepped(dir: string, command: string, seen: string): Promise<BerthResult> {
-  const proc = spawnBerth(['run', dir, '--image', busybox, '--json', '--', command], {
-    BERTH_STATE_DIR: stateDir,
-  });
+  const proc = spawnBerth(
+    ['run', dir, '--image', busybox, '--pull', 'never', '--json', '--', command],
+    {
+      BERTH_STATE_DIR: stateDir,
+    },
+  );
   await proc.waitFor(seen);
   const started = proc
     .stdout()
@@ -327,6 +332,8 @@ describe('hooks', () => {
         dir,
         '--image',
         busybox,
+        '--pull',
+        'never',
         '--json',
         '--secret-env',
         'TOKEN=t0ps3cret',

@@ -38,7 +38,7 @@ function berth(
   command: string,
   env: Record<string, string> = {},
 ): Promise<BerthResult> {
-  return runBerth(['run', dir, '--image', image, '--json', '--', command], {
+  return runBerth(['run', dir, '--image', image, '--pull', 'never', '--json', '--', command], {
     BERTH_STATE_DIR: stateDir,
     BERTH_TERRAFORM_RELEASES_URL: mirror.baseUrl,
     BERTH_TERRAFORM_SIGNING_KEY_FILE: mirror.keyFile,
@@ -123,6 +123,8 @@ describe('tools in the container', () => {
           dir,
           '--image',
           image,
+          '--pull',
+          'never',
           '--json',
           '--tool',
           'terraform',
@@ -158,6 +160,8 @@ describe('tools in the container', () => {
         repo('version: 2\nstack_defaults:\n  terraform_version: "1.6.2"\n'),
         '--image',
         image,
+        '--pull',
+        'never',
       ].concat([
         '--json',
         '--',
@@ -310,6 +314,8 @@ touch "$TF_PLUGIN_CACHE_DIR/provider-from-$1-$TF_VAR_berth_run_id"
         ),
         '--image',
         image,
+        '--pull',
+        'never',
         '--json',
         '--',
         'tofu init',

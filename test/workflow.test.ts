@@ -68,7 +68,7 @@ function repo(): string {
 }
 
 function berthArgs(args: string[]): string[] {
-  return ['run', repo(), '--image', inject('busyboxImage'), '--json', ...args];
+  return ['run', repo(), '--image', inject('busyboxImage'), '--pull', 'never', '--json', ...args];
 }
 
 function berthEnv(): Record<string, string> {
@@ -227,6 +227,8 @@ describe('run types', () => {
         }),
         '--image',
         inject('busyboxImage'),
+        '--pull',
+        'never',
         '--json',
         '--type',
         'tracked',
@@ -265,7 +267,18 @@ describe('CUSTOM workflow tool', () => {
     });
   const run = (dir: string, type: string): Promise<BerthResult> =>
     runBerth(
-      ['run', dir, '--image', inject('busyboxImage'), '--json', '--type', type, '--auto-deploy'],
+      [
+        'run',
+        dir,
+        '--image',
+        inject('busyboxImage'),
+        '--pull',
+        'never',
+        '--json',
+        '--type',
+        type,
+        '--auto-deploy',
+      ],
       { BERTH_STATE_DIR: stateDir },
     );
 

@@ -35,24 +35,6 @@ export function testStateDir(): string {
 }
 
 /**
- * Images the tests build (berth-test/…) exist only in the engine, never in a registry: run them
- * the way a private pool runs its own cache, with --pull never (no registry check), unless the
- * test chose a pull policy itself.
- */
-function withLocalImagePolicy(args: string[]): string[] {
-  const image = args[args.indexOf('--image') + 1];
-  const end = args.indexOf('--') < 0 ? args.length : args.indexOf('--');
-  const options = args.slice(0, end);
-  if (
-    !options.includes('--image') ||
-    !image?.startsWith('berth-test/') ||
-    options.includes('--pull')
-  )
-    return args;
-  return [...options, '--pull', 'never', ...args.slice(end)];
-}
-
-/**
  * The machine's proxy settings (a CI machine may reach its package mirrors through one) must not
  * send berth's requests to the tests' loopback registries and mirrors elsewhere; a test that
  * wants a proxy sets one.
@@ -76,7 +58,7 @@ export function spawnBerth(
   } = {},
 ): BerthProcess {
   const { input, interactive, ...spawnOptions } = identity;
-  const child = spawn(process.execPath, [BERTH_BIN, ...withLocalImagePolicy(args)], {
+  const child = spawn(process.execPath, [BERTH_BIN, ...args], {
     ...spawnOptions,
     env: { ...withoutProxy(process.env), NO_COLOR: '1', ...env },
     stdio: [input === undefined && !interactive ? 'ignore' : 'pipe', 'pipe', 'pipe'],
