@@ -27,6 +27,15 @@ export default tseslint.config(
       '@typescript-eslint/no-floating-promises': 'error',
       '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_' }],
       'no-control-regex': 'off',
+      // A committed .only narrows the whole run to a few tests without failing it.
+      'no-restricted-properties': [
+        'error',
+        ...['it', 'test', 'describe', 'suite'].map((object) => ({
+          object,
+          property: 'only',
+          message: 'a committed .only runs only these tests; remove it.',
+        })),
+      ],
     },
   },
   {

@@ -6,6 +6,9 @@ export default defineConfig({
     fileParallelism: false,
     testTimeout: 120_000,
     hookTimeout: 600_000,
+    // In CI (.ci/run sets CI=true) a .only that slipped past lint fails the run instead of
+    // narrowing it.
+    allowOnly: !process.env.CI,
     projects: [
       {
         // Pure code, beside its source: no engine needed.
@@ -19,6 +22,8 @@ export default defineConfig({
           name: 'integration',
           include: ['test/**/*.test.ts'],
           globalSetup: ['test/harness/global-setup.ts'],
+          // The run's own TMPDIR and temp-dir clean-up (test/harness/ownership.ts).
+          setupFiles: ['test/harness/worker-setup.ts'],
         },
       },
     ],

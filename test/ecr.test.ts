@@ -3,8 +3,6 @@
  * token with the worker's AWS identity on every job; the engine pulls from the ECR host name,
  * which reaches a local TLS registry the way a user's engine reaches ECR (see harness/ecr.ts).
  */
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { EngineClient } from '../src/executor/docker/engine-client.js';
@@ -13,6 +11,7 @@ import { expectNothingLeftBehind } from './harness/cleanup.js';
 import { finished, jobOutput, runBerth, testStateDir, type BerthResult } from './harness/cli.js';
 import { startFakeEcr, type FakeEcr } from './harness/ecr.js';
 import { pushImage, removeImage, tagImage, testEngine } from './harness/engine.js';
+import { tempDir } from './harness/ownership.js';
 
 let engine: EngineClient;
 let ecr: FakeEcr;
@@ -58,7 +57,7 @@ function run(
 beforeAll(async () => {
   engine = testEngine();
   stateDir = testStateDir();
-  emptyHome = mkdtempSync(path.join(tmpdir(), 'berth-home-'));
+  emptyHome = tempDir('berth-home-');
   ecr = await startFakeEcr();
   image = `${ecr.host}/team/app:v1`;
   await tagImage(engine, inject('busyboxImage'), `${ecr.host}/team/app`, 'v1');

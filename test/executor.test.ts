@@ -2,27 +2,28 @@
  * The Docker executor through its contract, on the real engine: phases, exported environment,
  * streaming, interruption, idempotent clean-up and the orphan sweep.
  */
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
 import { DockerExecutor } from '../src/executor/docker/docker-executor.js';
 import type { EngineClient } from '../src/executor/docker/engine-client.js';
 import type { JobContainerSpec, JobHandle, OutputStream } from '../src/executor/executor.js';
 import { expectNoBerthContainers } from './harness/cleanup.js';
-import { berthContainers, testEngine } from './harness/engine.js';
+import { berthContainers, testEngine, touchInContainer } from './harness/engine.js';
+import { ownsLauncher, tempDir, testLauncherId } from './harness/ownership.js';
 
 let engine: EngineClient;
 let executor: DockerExecutor;
 let busybox: string;
+let launcherId: string;
 const jobs: JobHandle[] = [];
 
 function spec(overrides: Partial<JobContainerSpec> = {}): JobContainerSpec {
-  const dir = mkdtempSync(path.join(tmpdir(), 'berth-exec-'));
+  const dir = tempDir('berth-exec-');
   writeFileSync(path.join(dir, 'input.txt'), 'from the host\n');
   return {
     runId: `t${Date.now()}${Math.floor(Math.random() * 1e6)}`,
-    launcherId: 'test/executor',
+    launcherId,
     expiresAt: new Date(Date.now() + 600_000),
     image: busybox,
     imageReference: busybox,
@@ -43,18 +44,28 @@ async function start(overrides: Partial<JobContainerSpec> = {}): Promise<JobHand
 async function phase(
   job: JobHandle,
   script: string,
+  onOutput: (text: string) => void = () => undefined,
 ): Promise<{ exitCode: number; out: string; events: [OutputStream, string][] }> {
   const events: [OutputStream, string][] = [];
   const { exitCode } = await job.runPhase({ name: 'p', script }, (stream, chunk) => {
     events.push([stream, chunk.toString()]);
+    onOutput(events.map(([, t]) => t).join(''));
   });
   return { exitCode, out: events.map(([, t]) => t).join(''), events };
+}
+
+/** Resolves once the job's output contains `text`: the job's own word that it is ready. */
+function outputSaid(text: string): { see: (output: string) => void; seen: Promise<void> } {
+  let resolve: () => void = () => undefined;
+  const seen = new Promise<void>((r) => (resolve = r));
+  return { see: (output) => (output.includes(text) ? resolve() : undefined), seen };
 }
 
 beforeAll(() => {
   engine = testEngine();
   executor = new DockerExecutor(engine);
   busybox = inject('busyboxImage');
+  launcherId = testLauncherId('executor');
 });
 
 afterEach(async () => {
@@ -92,13 +103,21 @@ describe('DockerExecutor', () => {
 
   it('streams output as it comes, separating stdout and stderr', async () => {
     const job = await start();
-    const arrivals: number[] = [];
-    const began = Date.now();
-    await job.runPhase({ name: 'slow', script: 'echo a; sleep 1; echo b >&2' }, () => {
-      arrivals.push(Date.now() - began);
-    });
-    expect(arrivals.length).toBe(2);
-    expect((arrivals[1] as number) - (arrivals[0] as number)).toBeGreaterThan(700);
+    // The phase cannot end before the test has seen its first line: it waits for a file the test
+    // creates only then, so the first chunk must have been delivered while the phase ran.
+    const first = outputSaid('a\n');
+    const running = phase(
+      job,
+      'echo a; while [ ! -e go ]; do sleep 0.05; done; echo b >&2',
+      first.see,
+    );
+    await first.seen;
+    await touchInContainer(engine, job.containerId, '/mnt/workspace/source/go');
+    const streamed = await running;
+    expect(streamed.events).toEqual([
+      ['stdout', 'a\n'],
+      ['stderr', 'b\n'],
+    ]);
     const result = await phase(job, 'echo out; echo err >&2');
     expect(result.events.sort()).toEqual([
       ['stderr', 'err\n'],
@@ -119,27 +138,36 @@ describe('DockerExecutor', () => {
 
   it('interrupt delivers SIGINT to the running phase; kill ends what ignores it', async () => {
     const job = await start();
+    const trapped = outputSaid('go');
     const running = phase(
       job,
       'trap "echo interrupted; exit 3" INT; echo go; while :; do sleep 0.1; done',
+      trapped.see,
     );
-    await new Promise((resolve) => setTimeout(resolve, 500));
+    await trapped.seen;
     await job.interrupt();
     const ended = await running;
     expect(ended.out).toBe('go\ninterrupted\n');
     // The job's own INT trap decides the exit code, as it would in a terminal.
     expect(ended.exitCode).toBe(3);
-    const plain = phase(job, 'echo go; sleep 30; echo never');
-    await new Promise((resolve) => setTimeout(resolve, 500));
+    const started = outputSaid('go');
+    const plain = phase(job, 'echo go; sleep 30; echo never', started.see);
+    await started.seen;
     await job.interrupt();
     expect(await plain).toMatchObject({ exitCode: 130, out: 'go\n' });
 
-    const stubborn = phase(job, "trap '' INT; while :; do sleep 0.1; done");
-    await new Promise((resolve) => setTimeout(resolve, 300));
+    const trapSet = outputSaid('trap-set');
+    const stubborn = phase(
+      job,
+      "trap '' INT; echo trap-set; while :; do sleep 0.1; done",
+      trapSet.see,
+    );
+    await trapSet.seen;
     await job.interrupt();
     await job.kill();
     const killed = await stubborn;
-    expect(killed.exitCode).not.toBe(0);
+    // 128 + 9: SIGKILL ended it, not the interrupt (ignored) nor anything else.
+    expect(killed).toMatchObject({ exitCode: 137, out: 'trap-set\n' });
   });
 
   it('runs a sole phase as the container process: same workspace, env, HOME and identity', async () => {
@@ -188,10 +216,12 @@ describe('DockerExecutor', () => {
     const sole = { name: 'task', script: 'echo go; sleep 30; echo never' };
     const job = await start({ solePhase: sole });
     const events: string[] = [];
+    const started = outputSaid('go');
     const running = job.runPhase(sole, (_stream, chunk) => {
       events.push(chunk.toString());
+      started.see(events.join(''));
     });
-    await new Promise((resolve) => setTimeout(resolve, 700));
+    await started.seen;
     await job.interrupt();
     expect((await running).exitCode).toBe(130);
     expect(events.join('')).toBe('go\n');
@@ -209,6 +239,19 @@ describe('DockerExecutor', () => {
     expect((error as Error).message).toContain('/nonexistent/berth/tofu');
   });
 
+  it('reports copy progress at the interval it is given, growing up to the workspace size', async () => {
+    // An interval of 1 ms instead of a copy that must last longer than the default second.
+    const reporting = new DockerExecutor(engine, { copyProgressIntervalMs: 1 });
+    const job = spec();
+    const size = 16 * 1024 * 1024;
+    writeFileSync(path.join(job.sourceDir, 'big.bin'), Buffer.alloc(size, 7));
+    const seen: number[] = [];
+    jobs.push(await reporting.startJob(job, (bytes) => seen.push(bytes)));
+    expect(seen.length).toBeGreaterThan(0);
+    expect([...seen].sort((a, b) => a - b)).toEqual(seen);
+    expect(seen.at(-1)).toBeLessThanOrEqual(size + 1024 * 1024);
+  });
+
   it('destroy is idempotent and removes the container', async () => {
     const job = await start();
     await job.destroy();
@@ -220,10 +263,15 @@ describe('DockerExecutor', () => {
   });
 
   it('removes orphans by expiry and by dead launcher, and spares live ones', async () => {
-    const expired = await start({ launcherId: 'alive', expiresAt: new Date(Date.now() - 1000) });
-    const deadLauncher = await start({ launcherId: 'dead' });
-    const live = await start({ launcherId: 'alive' });
-    const removed = await executor.removeOrphans((id) => id === 'alive', new Date());
+    const alive = testLauncherId('alive');
+    const expired = await start({ launcherId: alive, expiresAt: new Date(Date.now() - 1000) });
+    const deadLauncher = await start({ launcherId: testLauncherId('dead') });
+    const live = await start({ launcherId: alive });
+    // Launchers that are not this test's count as alive: other users' jobs stay untouched.
+    const removed = await executor.removeOrphans(
+      (id) => !ownsLauncher(id) || id === alive,
+      new Date(),
+    );
     expect(removed.sort()).toEqual([expired.containerName, deadLauncher.containerName].sort());
     const left = (await berthContainers(engine)).map((c) => c.Id);
     expect(left).toEqual([live.containerId]);

@@ -2,8 +2,7 @@
  * Worker pools' image policy and registry credentials on real registries (Debian's
  * docker-registry: one anonymous, one with htpasswd), the real engine and the real command.
  */
-import { chmodSync, existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { chmodSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { EngineClient } from '../src/executor/docker/engine-client.js';
@@ -11,6 +10,7 @@ import { jobDir } from './harness/files.js';
 import { expectNothingLeftBehind } from './harness/cleanup.js';
 import { finished, jobOutput, runBerth, testStateDir, type BerthResult } from './harness/cli.js';
 import { imageExists, removeImage, testEngine } from './harness/engine.js';
+import { tempDir } from './harness/ownership.js';
 
 let engine: EngineClient;
 let stateDir: string;
@@ -22,7 +22,7 @@ let allowLocal: string;
 
 /** A Docker config directory with the given config.json. */
 function dockerConfig(config: unknown): string {
-  const dir = mkdtempSync(path.join(tmpdir(), 'berth-docker-config-'));
+  const dir = tempDir('berth-docker-config-');
   writeFileSync(path.join(dir, 'config.json'), JSON.stringify(config));
   return dir;
 }
@@ -56,7 +56,7 @@ function everything(result: BerthResult): string {
 beforeAll(() => {
   engine = testEngine();
   stateDir = testStateDir();
-  helperDir = mkdtempSync(path.join(tmpdir(), 'berth-helpers-'));
+  helperDir = tempDir('berth-helpers-');
   privateImage = inject('privateImage');
   publicImage = inject('registryImage');
   user = inject('privateUser');
@@ -298,6 +298,19 @@ describe('private pools: credentials from the Docker config directory', () => {
     expect(finished(empty).error?.code).toBe('BERTH_IMAGE_PULL_DENIED');
   });
 
+  it('BERTH_CREDENTIALS_INVALID: a config.json that is not JSON, named with the variable that chose it', async () => {
+    const dir = tempDir('berth-docker-config-');
+    writeFileSync(path.join(dir, 'config.json'), '{"auths": {"registry": ');
+    const result = await berth(
+      ['run', jobDir(), '--image', privateImage, '--json', '--', 'echo never'],
+      { BERTH_DOCKER_CONFIG_DIR: dir },
+    );
+    expect(result.code).toBe(3);
+    expect(finished(result).error?.code).toBe('BERTH_CREDENTIALS_INVALID');
+    expect(finished(result).error?.message).toContain(`${dir}/config.json`);
+    expect(finished(result).error?.message).toContain('BERTH_DOCKER_CONFIG_DIR');
+  });
+
   it('both config directory names set to different directories is an error', async () => {
     const result = await berth(['run', jobDir(), '--image', privateImage, '--', 'true'], {
       BERTH_DOCKER_CONFIG_DIR: '/tmp/one',
@@ -309,31 +322,46 @@ describe('private pools: credentials from the Docker config directory', () => {
     );
   });
 
-  it('credentials never reach the job: not its environment, files, output, events or messages', async () => {
-    const config = dockerConfig(authConfig(user.password));
-    const b64 = Buffer.from(`${user.name}:${user.password}`).toString('base64');
-    const result = await berth(
-      [
-        'run',
-        jobDir(),
-        '--image',
-        privateImage,
-        '--json',
-        '--',
-        // The pattern is split so that the job's own script does not contain what it looks for.
-        `a='${user.password.slice(0, 5)}'; b='${user.password.slice(5)}'; c='${b64.slice(0, 5)}'; d='${b64.slice(5)}'; ` +
-          `env; echo ---; find / -xdev -type f 2>/dev/null | xargs grep -l -e "$a$b" -e "$c$d" 2>/dev/null; echo found-end`,
-      ],
-      { BERTH_DOCKER_CONFIG_DIR: config },
-    );
-    expect(result.code, result.stderr).toBe(0);
-    const output = jobOutput(result);
-    expect(output).toContain('---\nfound-end\n');
-    expect(output).not.toContain('BERTH_DOCKER_CONFIG_DIR');
-    expect(output).not.toContain(config);
-    expect(everything(result)).not.toContain(user.password);
-    expect(everything(result)).not.toContain(b64);
-  });
+  it.each([
+    ['auths', (): unknown => authConfig(user.password)],
+    ['a credential helper', (): unknown => ({ credsStore: 'good' })],
+  ])(
+    'credentials from %s never reach the job: not its environment, files, output, events, messages or stored log',
+    async (_source, makeConfig) => {
+      const config = dockerConfig(makeConfig());
+      const b64 = Buffer.from(`${user.name}:${user.password}`).toString('base64');
+      // The engine may have the image from an earlier test: make berth pull, with the credentials.
+      await removeImage(engine, privateImage);
+      const result = await berth(
+        [
+          'run',
+          jobDir(),
+          '--image',
+          privateImage,
+          '--json',
+          '--',
+          // The pattern is split so that the job's own script does not contain what it looks for.
+          `a='${user.password.slice(0, 5)}'; b='${user.password.slice(5)}'; c='${b64.slice(0, 5)}'; d='${b64.slice(5)}'; ` +
+            `env; echo ---; find / -xdev -type f 2>/dev/null | xargs grep -l -e "$a$b" -e "$c$d" 2>/dev/null; echo found-end`,
+        ],
+        { BERTH_DOCKER_CONFIG_DIR: config },
+      );
+      expect(result.code, result.stderr).toBe(0);
+      expect(result.events.find((e) => e.type === 'image.resolved')).toMatchObject({
+        source: 'pulled',
+      });
+      const output = jobOutput(result);
+      expect(output).toContain('---\nfound-end\n');
+      expect(output).not.toContain('BERTH_DOCKER_CONFIG_DIR');
+      expect(output).not.toContain(config);
+      expect(everything(result)).not.toContain(user.password);
+      expect(everything(result)).not.toContain(b64);
+      const log = readFileSync(finished(result).log.path as string, 'utf8');
+      expect(log).toContain('found-end');
+      expect(log).not.toContain(user.password);
+      expect(log).not.toContain(b64);
+    },
+  );
 });
 
 describe('berth image check', () => {

@@ -5,9 +5,7 @@
  * (`berth run examples/hello`) running on it.
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
+import { existsSync, rmSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { EngineClient } from '../src/executor/docker/engine-client.js';
@@ -17,6 +15,7 @@ import { imageExists, removeImage, tagImage, testEngine } from './harness/engine
 import { ensureBuiltImage, importRootfs } from './harness/images.js';
 import { jobDir } from './harness/files.js';
 import { startReleaseMirror } from './harness/release-mirror.js';
+import { tempDir } from './harness/ownership.js';
 
 const BASE = 'debian:bookworm-slim';
 const REPO_ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -34,7 +33,7 @@ async function ensureDebianBase(): Promise<void> {
       `${BASE} is not in the engine and debootstrap is missing: apt-get install -y debootstrap (or run sudo bash .ci/run)`,
     );
   }
-  const dir = mkdtempSync(path.join(tmpdir(), 'berth-debootstrap-'));
+  const dir = tempDir('berth-debootstrap-');
   try {
     execFileSync(
       'debootstrap',

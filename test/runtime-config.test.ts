@@ -10,8 +10,16 @@ import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vi
 import type { EngineClient } from '../src/executor/docker/engine-client.js';
 import { jobDir } from './harness/files.js';
 import { expectNothingLeftBehind } from './harness/cleanup.js';
-import { finished, jobOutput, runBerth, testStateDir, type BerthResult } from './harness/cli.js';
-import { testEngine } from './harness/engine.js';
+import {
+  finished,
+  jobOutput,
+  resultOf,
+  runBerth,
+  spawnBerth,
+  testStateDir,
+  type BerthResult,
+} from './harness/cli.js';
+import { testEngine, touchInContainer } from './harness/engine.js';
 import { ADD_MASK_LINE_LIMIT } from '../src/domain/hook-script.js';
 import { ADD_MASK_LIMITS } from '../src/domain/log-masker.js';
 
@@ -26,6 +34,8 @@ function berth(dir: string, args: string[], command?: string): Promise<BerthResu
       dir,
       '--image',
       busybox,
+      '--pull',
+      'never',
       '--json',
       ...args,
       ...(command === undefined ? [] : ['--', command]),
@@ -35,6 +45,29 @@ function berth(dir: string, args: string[], command?: string): Promise<BerthResu
     },
   );
 }
+
+/**
+ * Runs a job that waits (`while [ ! -e /tmp/go ]`) until the test has seen `seen` in berth's
+ * output, then lets it go on: ordering by what berth has shown, not by sleeping.
+ */
+async function berthStepped(dir: string, command: string, seen: string): Promise<BerthResult> {
+  const proc = spawnBerth(
+    ['run', dir, '--image', busybox, '--pull', 'never', '--json', '--', command],
+    {
+      BERTH_STATE_DIR: stateDir,
+    },
+  );
+  await proc.waitFor(seen);
+  const started = proc
+    .stdout()
+    .split('\n')
+    .filter((line) => line.includes('"type":"container.started"'))
+    .map((line) => JSON.parse(line) as { containerId: string })[0];
+  await touchInContainer(engine, started?.containerId as string, '/tmp/go');
+  return resultOf(proc, true);
+}
+
+const WAIT_FOR_GO = 'while [ ! -e /tmp/go ]; do sleep 0.05; done';
 
 function phaseOutput(result: BerthResult, phase: string): string {
   return result.events
@@ -262,14 +295,15 @@ describe('hooks', () => {
   });
 
   it('::add-mask masks the value in all later output', async () => {
-    const result = await berth(
+    const result = await berthStepped(
       withHooks(
         '  before_perform: [\'TOKEN=tok-$(date +%s)-x; echo "::add-mask $TOKEN"; echo "$TOKEN" > /tmp/t\']\n',
       ),
-      [],
       // The engine reads stdout and stderr through separate pipes, so the other stream is masked
-      // from the moment berth has read the directive: the stderr write comes a little later.
-      'echo "value: $(cat /tmp/t)"; sleep 0.3; cat /tmp/t >&2',
+      // from the moment berth has read the directive: the stderr write waits until berth has
+      // shown the masked stdout line.
+      `echo "value: $(cat /tmp/t)"; ${WAIT_FOR_GO}; cat /tmp/t >&2`,
+      'value: *****',
     );
     expect(result.code, result.stderr).toBe(0);
     expect(jobOutput(result, 'stdout')).toBe('::add-mask *****\nvalue: *****\n');
@@ -300,11 +334,11 @@ describe('hooks', () => {
   });
 
   it('masks an ::add-mask value in the stored log even where it was printed before the directive', async () => {
-    const result = await berth(
+    const result = await berthStepped(
       jobDir(),
-      [],
-      // Printed first on stderr, then declared on stdout: the live view has already shown it.
-      'printf "early-leak-4711\\n" >&2; sleep 0.2; echo "::add-mask early-leak-4711"; echo "later early-leak-4711"',
+      // Printed first on stderr, then declared on stdout once the live view has shown it.
+      `printf "early-leak-4711\\n" >&2; ${WAIT_FOR_GO}; echo "::add-mask early-leak-4711"; echo "later early-leak-4711"`,
+      '"text":"early-leak-4711',
     );
     expect(result.code, result.stderr).toBe(0);
     expect(jobOutput(result, 'stderr')).toBe('early-leak-4711\n');
@@ -317,7 +351,7 @@ describe('hooks', () => {
   it('never saves secrets in the phase environment that travels with the workspace', async () => {
     const dir = jobDir({
       '.berth/config.yml':
-        'version: 2\nstack_defaults:\n  after_run: ["grep -c -e TOKEN -e KEPT /mnt/workspace/.berth/env.sh"]\n',
+        'version: 2\nstack_defaults:\n  after_run: ["grep -c -e TOKEN -e t0ps3cret -e KEPT /mnt/workspace/.berth/env.sh"]\n',
     });
     const result = await runBerth(
       [
@@ -325,6 +359,8 @@ describe('hooks', () => {
         dir,
         '--image',
         busybox,
+        '--pull',
+        'never',
         '--json',
         '--secret-env',
         'TOKEN=t0ps3cret',
@@ -335,7 +371,8 @@ describe('hooks', () => {
     );
     expect(result.code, result.stderr).toBe(0);
     expect(phaseOutput(result, 'task')).toBe('*****\n');
-    // Only KEPT matches: the secret was in the job's environment but not in the saved file.
+    // Only KEPT matches: the secret (name or value) was in the job's environment but not in the
+    // saved file.
     expect(phaseOutput(result, 'after_run')).toBe('1\n');
   });
 

@@ -6,8 +6,7 @@
 import { execFileSync } from 'node:child_process';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { mkdirSync, readdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, readdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { EngineClient } from '../src/executor/docker/engine-client.js';
@@ -15,6 +14,7 @@ import { expectNothingLeftBehind } from './harness/cleanup.js';
 import { finished, jobOutput, runBerth, testStateDir, type BerthResult } from './harness/cli.js';
 import { removeImage, testEngine } from './harness/engine.js';
 import { jobDir } from './harness/files.js';
+import { tempDir } from './harness/ownership.js';
 import { loadForgedImage } from './harness/forged-image.js';
 import { startReleaseMirror, type ReleaseMirror } from './harness/release-mirror.js';
 
@@ -29,13 +29,8 @@ esac
 
 let engine: EngineClient;
 let mirror: ReleaseMirror;
-const made: string[] = [];
 
-function scratch(prefix: string): string {
-  const dir = mkdtempSync(path.join(tmpdir(), prefix));
-  made.push(dir);
-  return dir;
-}
+const scratch = tempDir;
 
 beforeAll(async () => {
   engine = testEngine();
@@ -51,7 +46,6 @@ afterEach(async () => {
 afterAll(async () => {
   await mirror.stop();
   engine.close();
-  for (const dir of made) rmSync(dir, { recursive: true, force: true });
 });
 
 describe("an image's platform is data, never a path", () => {
@@ -66,7 +60,6 @@ describe("an image's platform is data, never a path", () => {
       config.architecture = `amd64/../../../../../../../../../..${poisoned}`;
     });
     const stateDir = testStateDir();
-    made.push(stateDir);
     const pluginCache = scratch('berth-plugin-cache-');
     try {
       const dir = jobDir({
@@ -246,7 +239,6 @@ stack_defaults:
     - 'grep -c "ro_\\|wo_" /mnt/workspace/.berth/env.sh || true'
 `;
     const stateDir = testStateDir();
-    made.push(stateDir);
     const result = await runBerth(
       [
         'run',
@@ -286,7 +278,6 @@ stack_defaults:
     - echo APPLY-RAN
 `;
     const stateDir = testStateDir();
-    made.push(stateDir);
     const result = await runBerth(
       [
         'run',

@@ -3,19 +3,16 @@
  * PostgreSQL (a private cluster started for this file): pools, stacks, the run queue with its
  * stack lock and leases, the state machine's refusals, expired leases, and logs sent twice.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { randomBytes } from 'node:crypto';
 import { ulidGenerator } from '../src/domain/ulid.js';
 import type { RunKind } from '../src/domain/run-state.js';
 import { openStore } from '../src/store/open-store.js';
 import { StoreConflict, type Store } from '../src/store/store.js';
+import { tempDir } from './harness/ownership.js';
 import { startPostgres, type RunningPostgres } from './harness/postgres.js';
 
 let postgres: RunningPostgres;
-const dirs: string[] = [];
 let databases = 0;
 
 beforeAll(() => {
@@ -24,7 +21,6 @@ beforeAll(() => {
 
 afterAll(() => {
   postgres?.stop();
-  for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
 });
 
 const newId = ulidGenerator(Date.now, (n) => randomBytes(n));
@@ -35,8 +31,7 @@ type Kind = 'sqlite' | 'postgres';
 
 async function freshStore(kind: Kind): Promise<Store> {
   if (kind === 'sqlite') {
-    const dir = mkdtempSync(path.join(tmpdir(), 'berth-store-'));
-    dirs.push(dir);
+    const dir = tempDir('berth-store-');
     const store = await openStore({ dataDir: dir });
     await store.migrate();
     return store;

@@ -4,8 +4,8 @@
  * CLI configuration for the providers under /plugins (laid out as the seed document's Dockerfiles
  * do); Terraform 0.12's behaviour; a tampered release stopping the run before anything runs.
  */
-import { mkdtempSync, readdirSync, statSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readdirSync, statSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { EngineClient } from '../src/executor/docker/engine-client.js';
@@ -15,6 +15,7 @@ import { finished, jobOutput, runBerth, testStateDir, type BerthResult } from '.
 import { testEngine } from './harness/engine.js';
 import { ensureBuiltImage } from './harness/images.js';
 import { startReleaseMirror, type ReleaseMirror } from './harness/release-mirror.js';
+import { tempDir } from './harness/ownership.js';
 
 /** Stands in for terraform's command line: says what it was given and what config it sees. */
 const STAND_IN = `#!/bin/sh
@@ -32,11 +33,16 @@ function repo(config: string): string {
   return jobDir({ '.berth/config.yml': config, 'main.tf': 'terraform {}\n' });
 }
 
-function berth(dir: string, command: string): Promise<BerthResult> {
-  return runBerth(['run', dir, '--image', image, '--json', '--', command], {
+function berth(
+  dir: string,
+  command: string,
+  env: Record<string, string> = {},
+): Promise<BerthResult> {
+  return runBerth(['run', dir, '--image', image, '--pull', 'never', '--json', '--', command], {
     BERTH_STATE_DIR: stateDir,
     BERTH_TERRAFORM_RELEASES_URL: mirror.baseUrl,
     BERTH_TERRAFORM_SIGNING_KEY_FILE: mirror.keyFile,
+    ...env,
   });
 }
 
@@ -48,6 +54,7 @@ beforeAll(async () => {
   await mirror.publish('1.6.2', { content: STAND_IN.replace('$VERSION_MARK', '1.6.2') });
   await mirror.publish('1.7.1', { content: STAND_IN.replace('$VERSION_MARK', '1.7.1') });
   await mirror.publish('2.1.0', { content: STAND_IN, tamperZip: true });
+  await mirror.publish('2.2.0', { content: STAND_IN, untrusted: true });
   // Providers copied into /plugins the way the seed's Dockerfile does, plus one for another platform.
   image = await ensureBuiltImage(
     engine,
@@ -74,7 +81,8 @@ describe('tools in the container', () => {
   it('mounts the verified version read-only at /bin/terraform with /plugins configured for the providers found', async () => {
     const result = await berth(
       repo('version: 2\nstack_defaults:\n  terraform_version: "~> 1.6"\n'),
-      'terraform init; ls -l /bin/terraform | cut -c1-10; (echo x > /bin/terraform) 2>/dev/null || echo read-only; echo "$TF_IN_AUTOMATION $TF_INPUT"',
+      // The mount itself must be read-only: the write also fails for ownership (root, 755).
+      'terraform init; ls -l /bin/terraform | cut -c1-10; (echo x > /bin/terraform) 2>/dev/null || echo read-only; awk \'$5 == "/bin/terraform" { print "mount-options " $6 }\' /proc/self/mountinfo; echo "$TF_IN_AUTOMATION $TF_INPUT"',
     );
     expect(result.code, JSON.stringify(finished(result).error)).toBe(0);
     const out = jobOutput(result);
@@ -86,6 +94,7 @@ describe('tools in the container', () => {
     expect(out).toContain('path    = "/plugins"');
     expect(out).toContain('-rwxr-xr-x');
     expect(out).toContain('read-only');
+    expect(out).toMatch(/^mount-options ro(,|$)/m);
     expect(out).toContain('1 0\n');
     expect(result.events.find((e) => e.type === 'tool.ready')).toMatchObject({
       tool: 'terraform',
@@ -114,6 +123,8 @@ describe('tools in the container', () => {
           dir,
           '--image',
           image,
+          '--pull',
+          'never',
           '--json',
           '--tool',
           'terraform',
@@ -149,6 +160,8 @@ describe('tools in the container', () => {
         repo('version: 2\nstack_defaults:\n  terraform_version: "1.6.2"\n'),
         '--image',
         image,
+        '--pull',
+        'never',
       ].concat([
         '--json',
         '--',
@@ -221,6 +234,60 @@ describe('tools in the container', () => {
   });
 });
 
+describe('tool releases that cannot be used', () => {
+  const pinned = (version: string): string =>
+    repo(`version: 2\nstack_defaults:\n  terraform_version: "${version}"\n`);
+
+  /** The run stopped with `code` before any container; returns the error's message. */
+  function expectStoppedBeforeTheJob(result: BerthResult, code: string): string {
+    const end = finished(result);
+    expect(end.error?.code).toBe(code);
+    expect(end.containerId).toBeNull();
+    expect(jobOutput(result)).toBe('');
+    return end.error?.message ?? '';
+  }
+
+  it('BERTH_TOOL_VERSION_UNKNOWN: a version the release index does not have', async () => {
+    const result = await berth(pinned('3.0.0'), 'echo must-not-run');
+    expect(result.code).toBe(2);
+    expect(expectStoppedBeforeTheJob(result, 'BERTH_TOOL_VERSION_UNKNOWN')).toContain('3.0.0');
+  });
+
+  it('BERTH_TOOL_DOWNLOAD_FAILED: a release mirror nothing listens on', async () => {
+    const result = await berth(pinned('1.6.2'), 'echo must-not-run', {
+      BERTH_TERRAFORM_RELEASES_URL: 'http://127.0.0.1:9',
+      BERTH_STATE_DIR: testStateDir(),
+    });
+    expect(result.code).toBe(4);
+    expect(expectStoppedBeforeTheJob(result, 'BERTH_TOOL_DOWNLOAD_FAILED')).toContain(
+      'http://127.0.0.1:9',
+    );
+  });
+
+  it('BERTH_TOOL_SIGNATURE_INVALID: checksums signed by a key that is not the pinned one', async () => {
+    const result = await berth(pinned('2.2.0'), 'echo must-not-run');
+    expect(result.code).toBe(4);
+    expect(expectStoppedBeforeTheJob(result, 'BERTH_TOOL_SIGNATURE_INVALID')).toContain('2.2.0');
+  });
+
+  it('BERTH_DISK_FULL: no room in the state directory for the downloaded release', async () => {
+    if (process.getuid?.() !== 0) throw new Error('this test mounts a small tmpfs: run it as root');
+    const full = tempDir('berth-full-tools-');
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=64k', 'berth-test-full', full]);
+    try {
+      // Filled to the last block before berth starts.
+      execFileSync('sh', ['-c', `dd if=/dev/zero of=${full}/filler bs=4k 2>/dev/null; true`]);
+      const result = await berth(pinned('1.7.1'), 'echo must-not-run', {
+        BERTH_STATE_DIR: full,
+      });
+      expect(result.code).toBe(4);
+      expect(expectStoppedBeforeTheJob(result, 'BERTH_DISK_FULL')).toContain('no space');
+    } finally {
+      execFileSync('umount', [full]);
+    }
+  });
+});
+
 describe('provider plugin cache', () => {
   const CACHE_STAND_IN = `#!/bin/sh
 echo "cache=$TF_PLUGIN_CACHE_DIR"
@@ -247,6 +314,8 @@ touch "$TF_PLUGIN_CACHE_DIR/provider-from-$1-$TF_VAR_berth_run_id"
         ),
         '--image',
         image,
+        '--pull',
+        'never',
         '--json',
         '--',
         'tofu init',
@@ -260,7 +329,7 @@ touch "$TF_PLUGIN_CACHE_DIR/provider-from-$1-$TF_VAR_berth_run_id"
     );
 
   it('is shared between jobs for OpenTofu 1.10 and later, owned by the job user', async () => {
-    const cacheDir = mkdtempSync(path.join(tmpdir(), 'berth-plugin-cache-'));
+    const cacheDir = tempDir('berth-plugin-cache-');
     const first = await run('1.10.0', cacheDir);
     expect(first.code, JSON.stringify(finished(first).error)).toBe(0);
     expect(tofu.requests).toEqual(
@@ -277,7 +346,7 @@ touch "$TF_PLUGIN_CACHE_DIR/provider-from-$1-$TF_VAR_berth_run_id"
   });
 
   it('is never shared writable with a tool that is not safe with it: the job gets its own', async () => {
-    const cacheDir = mkdtempSync(path.join(tmpdir(), 'berth-plugin-cache-'));
+    const cacheDir = tempDir('berth-plugin-cache-');
     const result = await run('1.9.1', cacheDir);
     expect(result.code, JSON.stringify(finished(result).error)).toBe(0);
     expect(jobOutput(result)).toBe('cache=/mnt/workspace/.berth/plugin-cache\n\n');

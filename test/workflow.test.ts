@@ -4,7 +4,7 @@
  * apply refuses any plan file but the one planned. Tracked runs without auto-deploy end their
  * container at UNCONFIRMED and apply in a new container from the saved workspace.
  */
-import { readFileSync, readdirSync } from 'node:fs';
+import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { EngineClient } from '../src/executor/docker/engine-client.js';
@@ -70,7 +70,7 @@ function repo(): string {
 }
 
 function berthArgs(args: string[]): string[] {
-  return ['run', repo(), '--image', inject('busyboxImage'), '--json', ...args];
+  return ['run', repo(), '--image', inject('busyboxImage'), '--pull', 'never', '--json', ...args];
 }
 
 function berthEnv(): Record<string, string> {
@@ -190,6 +190,22 @@ describe('run types', () => {
     );
   });
 
+  it('BERTH_SAVED_WORKSPACE_INVALID: a saved workspace changed on disk while waiting is never applied', async () => {
+    const proc = spawnBerth(berthArgs(['--type', 'tracked']), berthEnv(), { interactive: true });
+    await proc.waitFor('Apply this plan?');
+    const runId = /"runId":"([^"]+)"/.exec(proc.stdout())?.[1] as string;
+    const file = path.join(stateDir, 'runs', runId, 'workspace.tar.sealed');
+    const sealed = readFileSync(file);
+    const middle = Math.floor(sealed.length / 2);
+    sealed[middle] = (sealed[middle] as number) ^ 0xff;
+    writeFileSync(file, sealed);
+    proc.child.stdin?.end('yes\n');
+    const result = await resultOf(proc, true);
+    expect(result.code).not.toBe(0);
+    expect(finished(result).error?.code).toBe('BERTH_SAVED_WORKSPACE_INVALID');
+    expect(output(result, 'apply')).toBe('');
+  });
+
   it('tracked and stopped while asking: STOPPED at once, nothing applied, nothing kept', async () => {
     const proc = spawnBerth(berthArgs(['--type', 'tracked']), berthEnv(), { interactive: true });
     await proc.waitFor('Apply this plan?');
@@ -234,6 +250,8 @@ describe('run types', () => {
         }),
         '--image',
         inject('busyboxImage'),
+        '--pull',
+        'never',
         '--json',
         '--type',
         'tracked',
@@ -272,7 +290,18 @@ describe('CUSTOM workflow tool', () => {
     });
   const run = (dir: string, type: string): Promise<BerthResult> =>
     runBerth(
-      ['run', dir, '--image', inject('busyboxImage'), '--json', '--type', type, '--auto-deploy'],
+      [
+        'run',
+        dir,
+        '--image',
+        inject('busyboxImage'),
+        '--pull',
+        'never',
+        '--json',
+        '--type',
+        type,
+        '--auto-deploy',
+      ],
       { BERTH_STATE_DIR: stateDir },
     );
 

@@ -260,6 +260,11 @@ export function coerceError(err: unknown): BerthError {
       cause: err,
     });
   }
+  if (err instanceof Error && err.name === 'DockerApiError') {
+    // An answer of the Docker engine (4xx/5xx, executor/docker/daemon-errors.ts) that no caller
+    // gave a meaning: the engine refused, which is never "a bug in berth".
+    return new BerthError('BERTH_DOCKER_API', err.message, { cause: err });
+  }
   if (err instanceof Error) return new BerthError('BERTH_INTERNAL', err.message, { cause: err });
   return new BerthError('BERTH_INTERNAL', String(err));
 }

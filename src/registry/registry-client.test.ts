@@ -227,7 +227,19 @@ describe('helpers', () => {
     expect(registryBaseUrl(registry)).toBe(url);
   });
 
-  it('encodes X-Registry-Auth as the engine decodes it (URL alphabet, padding kept)', () => {
+  it.each([
+    ['u', '='],
+    ['uu', ''],
+    ['uuu', '=='],
+  ])('keeps the padding X-Registry-Auth needs (user %j ends in %j)', (username, padding) => {
+    const header = engineAuthHeader('docker.io', { username, password: 'p' });
+    // Go's base64.URLEncoding rejects input whose padding was dropped.
+    expect(header.length % 4).toBe(0);
+    expect(/=*$/.exec(header)?.[0]).toBe(padding);
+    expect(JSON.parse(Buffer.from(header, 'base64url').toString())).toMatchObject({ username });
+  });
+
+  it('encodes X-Registry-Auth as the engine decodes it (URL alphabet)', () => {
     const header = engineAuthHeader('docker.io', { username: 'u?>', password: 'p~~' });
     expect(header).not.toMatch(/[+/]/);
     const decoded = JSON.parse(

@@ -3,12 +3,10 @@
  * is tracked; `expectNoChildren` fails a test that leaves one running.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { expect } from 'vitest';
 import type { RunEvent } from '../../src/domain/run-events.js';
+import { recordLauncherPid, tempDir } from './ownership.js';
 
 export const BERTH_BIN = fileURLToPath(new URL('../../bin/berth.js', import.meta.url));
 
@@ -33,25 +31,7 @@ export interface BerthResult {
 
 /** A state directory private to one test, so stored logs never mix. */
 export function testStateDir(): string {
-  return mkdtempSync(path.join(tmpdir(), 'berth-state-'));
-}
-
-/**
- * Images the tests build (berth-test/…) exist only in the engine, never in a registry: run them
- * the way a private pool runs its own cache, with --pull never (no registry check), unless the
- * test chose a pull policy itself.
- */
-function withLocalImagePolicy(args: string[]): string[] {
-  const image = args[args.indexOf('--image') + 1];
-  const end = args.indexOf('--') < 0 ? args.length : args.indexOf('--');
-  const options = args.slice(0, end);
-  if (
-    !options.includes('--image') ||
-    !image?.startsWith('berth-test/') ||
-    options.includes('--pull')
-  )
-    return args;
-  return [...options, '--pull', 'never', ...args.slice(end)];
+  return tempDir('berth-state-');
 }
 
 /**
@@ -78,13 +58,15 @@ export function spawnBerth(
   } = {},
 ): BerthProcess {
   const { input, interactive, ...spawnOptions } = identity;
-  const child = spawn(process.execPath, [BERTH_BIN, ...withLocalImagePolicy(args)], {
+  const child = spawn(process.execPath, [BERTH_BIN, ...args], {
     ...spawnOptions,
     env: { ...withoutProxy(process.env), NO_COLOR: '1', ...env },
     stdio: [input === undefined && !interactive ? 'ignore' : 'pipe', 'pipe', 'pipe'],
   });
   if (input !== undefined) child.stdin?.end(input);
   children.add(child);
+  // Its containers carry this launcher id: the leak checks look for those only.
+  if (child.pid !== undefined) recordLauncherPid(child.pid);
   let out = '';
   let err = '';
   const waiters: { test: (s: string) => boolean; resolve: () => void }[] = [];

@@ -8,12 +8,12 @@
  * marked and undone by `stop`.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
-import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { issueCertificate, makeCa } from './certs.js';
 import { startRegistry, type RunningRegistry } from './registry.js';
+import { tempDir } from './ownership.js';
 
 const HOSTS = '/etc/hosts';
 const MARK = '# berth-test-ecr';
@@ -51,7 +51,7 @@ export async function startFakeEcr(): Promise<FakeEcr> {
   const account = '123456789012';
   const region = 'us-east-1';
   const host = `${account}.dkr.ecr.${region}.amazonaws.com`;
-  const dir = mkdtempSync(path.join(tmpdir(), 'berth-ecr-'));
+  const dir = tempDir('berth-ecr-');
   const ca = makeCa(dir);
   const certs = { ca: ca.cert, ...issueCertificate(ca, host, { server: `DNS:${host}` }) };
   const token = `ecr-token-${randomBytes(12).toString('hex')}`;

@@ -6,11 +6,11 @@
  */
 import { copyFileSync, mkdirSync, mkdtempSync, readFileSync } from 'node:fs';
 import net from 'node:net';
-import { tmpdir } from 'node:os';
 import path from 'node:path';
 import tls from 'node:tls';
 import { parseDockerHost } from '../../src/executor/docker/engine-client.js';
 import { issueCertificate, makeCa, type TestCa } from './certs.js';
+import { tempDir } from './ownership.js';
 
 export interface TlsEngine {
   /** DOCKER_HOST for this endpoint. */
@@ -43,7 +43,7 @@ function certDir(
 export async function startTlsEngine(): Promise<TlsEngine> {
   const upstream = parseDockerHost(process.env).socketPath;
   if (!upstream) throw new Error('the TLS engine endpoint forwards to a unix:// DOCKER_HOST');
-  const root = mkdtempSync(path.join(tmpdir(), 'berth-engine-tls-'));
+  const root = tempDir('berth-engine-tls-');
   const ca = makeCa(root, 'berth test engine CA');
   const server = issueCertificate(ca, 'engine', { server: 'IP:127.0.0.1' });
   const client = issueCertificate(ca, 'berth client', { client: true });

@@ -3,7 +3,9 @@
  * tests need (importing base images, listing what berth left behind).
  */
 import { EngineClient, readAll } from '../../src/executor/docker/engine-client.js';
+import { DockerApiError } from '../../src/executor/docker/daemon-errors.js';
 import { LABELS } from '../../src/executor/executor.js';
+import { ownsLauncher } from './ownership.js';
 
 export function testEngine(): EngineClient {
   return EngineClient.fromEnv(process.env);
@@ -16,19 +18,28 @@ export interface LeftContainer {
   State: string;
 }
 
-/** Containers carrying berth's label, running or not. */
-export async function berthContainers(engine: EngineClient): Promise<LeftContainer[]> {
-  return engine.json<LeftContainer[]>('GET', '/containers/json', {
+/**
+ * Containers carrying berth's label, running or not, that this test worker's berth processes and
+ * executor tests made (ownership.ts): other users' jobs on the same engine are never listed.
+ */
+export async function berthContainers(
+  engine: EngineClient,
+  ours: (launcherId: string | undefined) => boolean = ownsLauncher,
+): Promise<LeftContainer[]> {
+  const all = await engine.json<LeftContainer[]>('GET', '/containers/json', {
     query: { all: 1, filters: JSON.stringify({ label: [`${LABELS.managed}=true`] }) },
   });
+  return all.filter((container) => ours(container.Labels[LABELS.launcherId]));
 }
 
+/** False only when the engine says the image is not there (404); any other failure throws. */
 export async function imageExists(engine: EngineClient, reference: string): Promise<boolean> {
   try {
     await engine.json('GET', `/images/${encodeURI(reference)}/json`);
     return true;
-  } catch {
-    return false;
+  } catch (err) {
+    if (err instanceof DockerApiError && err.status === 404) return false;
+    throw err;
   }
 }
 
@@ -90,4 +101,19 @@ export async function pushImage(
   });
   const text = await readAll(res);
   if (text.includes('"error"')) throw new Error(`push of ${reference} failed: ${text}`);
+}
+
+/**
+ * Creates a file in a running container, as its job user: how a test tells a job waiting for it
+ * that the test has seen what it was waiting for (instead of the job sleeping and hoping).
+ */
+export async function touchInContainer(
+  engine: EngineClient,
+  containerId: string,
+  file: string,
+): Promise<void> {
+  const exec = await engine.json<{ Id: string }>('POST', `/containers/${containerId}/exec`, {
+    body: { Cmd: ['touch', file], User: '1983:1983' },
+  });
+  await engine.json('POST', `/exec/${exec.Id}/start`, { body: { Detach: true } });
 }

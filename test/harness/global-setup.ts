@@ -7,6 +7,19 @@ import { DockerExecutor } from '../../src/executor/docker/docker-executor.js';
 import { isLauncherAlive } from '../../src/launcher/launcher-identity.js';
 import { removeContainerNow } from './cleanup.js';
 import { randomBytes } from 'node:crypto';
+import {
+  chmodSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { recordedLaunchers, suiteTmp } from './ownership.js';
 import { berthContainers, pushImage, removeImage, tagImage, testEngine } from './engine.js';
 import { ensureBusyboxImage } from './images.js';
 import { reapStaleRegistries, startRegistry, type RunningRegistry } from './registry.js';
@@ -19,6 +32,8 @@ declare module 'vitest' {
     privateRegistryAddress: string;
     privateImage: string;
     privateUser: { name: string; password: string };
+    /** The run's own directory (ownership.ts). */
+    suiteDir: string;
   }
 }
 
@@ -42,6 +57,15 @@ export default async function setup(project: TestProject): Promise<() => Promise
     console.warn(
       `stopped ${reaped} registry process(es) left by an earlier test run that was killed`,
     );
+  const reapedDirs = reapStaleSuiteDirs();
+  if (reapedDirs > 0)
+    console.warn(`removed ${reapedDirs} temp dir(s) left by an earlier test run that was killed`);
+  const suite = mkdtempSync(path.join(tmpdir(), 'berth-suite-'));
+  // Traversable like /tmp: some tests run berth as an unprivileged user on files made here.
+  chmodSync(suite, 0o755);
+  mkdirSync(suiteTmp(suite), { mode: 0o755 });
+  writeFileSync(path.join(suite, 'owner'), String(process.pid));
+  project.provide('suiteDir', suite);
   const before = await inventory();
   const busybox = await ensureBusyboxImage(engine);
   // Whatever started is stopped again if set-up fails half-way.
@@ -71,6 +95,7 @@ export default async function setup(project: TestProject): Promise<() => Promise
   } catch (err) {
     for (const service of started) await service.stop();
     engine.close();
+    rmSync(suite, { recursive: true, force: true });
     throw err;
   }
   const [registry, privateRegistry] = started as [RunningRegistry, RunningRegistry];
@@ -78,22 +103,33 @@ export default async function setup(project: TestProject): Promise<() => Promise
   return async () => {
     await registry.stop();
     await privateRegistry.stop();
-    const left = await berthContainers(engine);
+    // Only this run's containers: another berth's jobs on the same engine are not ours to judge.
+    const launchers = recordedLaunchers(suite);
+    const left = await berthContainers(engine, (id) => id !== undefined && launchers.has(id));
     for (const container of left) await removeContainerNow(engine, container.Id);
     const after = await inventory();
     engine.close();
+    const leftFiles = readdirSync(suiteTmp(suite));
+    rmSync(suite, { recursive: true, force: true });
     const problems: string[] = [];
     if (left.length > 0) {
       problems.push(
         `${left.length} berth container(s) left behind: ${left.map((c) => c.Names.join(',')).join(' ')}`,
       );
     }
+    if (leftFiles.length > 0)
+      problems.push(
+        `temp files left behind (use tempDir() of ownership.ts): ${leftFiles.join(' ')}`,
+      );
     const newNetworks = after.networks.filter((n) => !before.networks.includes(n));
     const newVolumes = after.volumes.filter((v) => !before.volumes.includes(v));
     if (newNetworks.length) problems.push(`networks left behind: ${newNetworks.join(', ')}`);
     if (newVolumes.length) problems.push(`volumes left behind: ${newVolumes.join(', ')}`);
-    if (problems.length)
+    if (problems.length) {
+      // vitest 4 reports an error thrown here but still exits 0: set the exit code as well.
+      process.exitCode = 1;
       throw new Error(`the test suite left things behind:\n${problems.join('\n')}`);
+    }
   };
 
   async function inventory(): Promise<{ networks: string[]; volumes: string[] }> {
@@ -104,4 +140,26 @@ export default async function setup(project: TestProject): Promise<() => Promise
       volumes: (volumes.Volumes ?? []).map((v) => v.Name),
     };
   }
+}
+
+/** Removes the run directories of test runs whose process is gone (killed before teardown). */
+function reapStaleSuiteDirs(): number {
+  let reaped = 0;
+  for (const name of readdirSync(tmpdir())) {
+    if (!name.startsWith('berth-suite-')) continue;
+    const dir = path.join(tmpdir(), name);
+    try {
+      const owner = Number(readFileSync(path.join(dir, 'owner'), 'utf8'));
+      process.kill(owner, 0);
+      continue;
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      // EPERM: alive, someone else's. No owner file yet: a run starting right now, unless old.
+      if (code === 'EPERM') continue;
+      if (code === 'ENOENT' && Date.now() - statSync(dir).mtimeMs < 600_000) continue;
+    }
+    rmSync(dir, { recursive: true, force: true });
+    reaped += 1;
+  }
+  return reaped;
 }

@@ -17,7 +17,10 @@ const HTPASSWD_BINARY = '/usr/bin/htpasswd';
  * that was killed (and could not stop its services) is cleaned up by the next one. Only
  * processes recorded here, whose owner is gone, are ever stopped.
  */
-const RECORDS = path.join(tmpdir(), 'berth-test-services');
+export const OUTER_TMPDIR_ENV = 'BERTH_TEST_OUTER_TMPDIR';
+// Outside the run's own temp dir (ownership.ts): the records must outlive a killed run.
+const records = (): string =>
+  path.join(process.env[OUTER_TMPDIR_ENV] ?? tmpdir(), 'berth-test-services');
 
 function alive(pid: number): boolean {
   try {
@@ -33,12 +36,12 @@ export function reapStaleRegistries(): number {
   let reaped = 0;
   let names: string[];
   try {
-    names = readdirSync(RECORDS);
+    names = readdirSync(records());
   } catch {
     return 0;
   }
   for (const name of names) {
-    const file = path.join(RECORDS, name);
+    const file = path.join(records(), name);
     try {
       const record = JSON.parse(readFileSync(file, 'utf8')) as { pid: number; owner: number };
       if (alive(record.owner)) continue;
@@ -149,8 +152,8 @@ export async function startRegistry(options: RegistryOptions = {}): Promise<Runn
   const child: ChildProcess = spawn(REGISTRY_BINARY, ['serve', config], {
     stdio: ['ignore', 'ignore', 'pipe'],
   });
-  mkdirSync(RECORDS, { recursive: true });
-  const record = path.join(RECORDS, `${child.pid}.json`);
+  mkdirSync(records(), { recursive: true });
+  const record = path.join(records(), `${child.pid}.json`);
   writeFileSync(record, JSON.stringify({ pid: child.pid, owner: process.pid }));
   let stderr = '';
   child.stderr?.on('data', (chunk: Buffer) => (stderr += chunk.toString()));

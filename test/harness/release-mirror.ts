@@ -6,12 +6,14 @@
  * verify → cache → mount path run.
  */
 import { createHash } from 'node:crypto';
-import { writeFileSync, mkdtempSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
-import { tmpdir } from 'node:os';
+import https from 'node:https';
 import path from 'node:path';
 import { zipSync } from 'fflate';
 import { createMessage, generateKey, readPrivateKey, sign } from 'openpgp';
+import type { TestCertificate } from './certs.js';
+import { tempDir } from './ownership.js';
 
 export interface PublishOptions {
   /** The executable's text (a shell script). */
@@ -63,13 +65,15 @@ export async function startReleaseMirror(
   tool: 'terraform' | 'tofu',
   platform = 'linux_amd64',
   layout: 'hashicorp' | 'opentofu' = 'hashicorp',
+  /** Serve over HTTPS with this certificate (for 127.0.0.1) instead of plain HTTP. */
+  tls?: TestCertificate,
 ): Promise<ReleaseMirror> {
   const trusted = await signer('berth test releases');
   const untrusted = await signer('someone else');
   const files = new Map<string, Buffer>();
   const requests: string[] = [];
   const versions: string[] = [];
-  const server = http.createServer((req, res) => {
+  const handler = (req: http.IncomingMessage, res: http.ServerResponse): void => {
     requests.push(req.url ?? '');
     const index =
       layout === 'hashicorp'
@@ -98,12 +102,15 @@ export async function startReleaseMirror(
       return;
     }
     res.writeHead(200).end(body);
-  });
+  };
+  const server = tls
+    ? https.createServer({ cert: readFileSync(tls.cert), key: readFileSync(tls.key) }, handler)
+    : http.createServer(handler);
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const keyFile = path.join(mkdtempSync(path.join(tmpdir(), 'berth-release-key-')), 'release.asc');
+  const keyFile = path.join(tempDir('berth-release-key-'), 'release.asc');
   writeFileSync(keyFile, trusted.publicKey);
   return {
-    baseUrl: `http://127.0.0.1:${(server.address() as { port: number }).port}`,
+    baseUrl: `${tls ? 'https' : 'http'}://127.0.0.1:${(server.address() as { port: number }).port}`,
     publicKey: trusted.publicKey,
     keyFile,
     requests,

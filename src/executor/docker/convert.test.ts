@@ -70,6 +70,27 @@ describe('toCreateContainerBody', () => {
     expect(host).toMatchObject({ Memory: 1024, NanoCpus: 5e8, Runtime: 'runsc' });
   });
 
+  it.each([
+    [[], undefined],
+    [
+      [{ source: '/cache/terraform', target: '/bin/terraform', readOnly: true }],
+      [{ Type: 'bind', Source: '/cache/terraform', Target: '/bin/terraform', ReadOnly: true }],
+    ],
+    [
+      [
+        { source: '/cache/tofu', target: '/bin/tofu', readOnly: true },
+        { source: '/cache/plugins', target: '/plugins', readOnly: false },
+      ],
+      [
+        { Type: 'bind', Source: '/cache/tofu', Target: '/bin/tofu', ReadOnly: true },
+        { Type: 'bind', Source: '/cache/plugins', Target: '/plugins', ReadOnly: false },
+      ],
+    ],
+  ])('binds mounts %j as %j, read-only exactly when asked', (mounts, expected) => {
+    const host = toCreateContainerBody({ ...spec, mounts }).HostConfig as Record<string, unknown>;
+    expect(host.Mounts).toEqual(expected);
+  });
+
   it('makes a sole phase the container process, with its env and working directory', () => {
     const body = toCreateContainerBody(spec, {
       phase: { name: 'task', script: 'true', env: { A: '2', P: 'x' }, workingDir: '/tmp' },

@@ -1,5 +1,25 @@
 import { describe, expect, it } from 'vitest';
-import { splitCreateWarnings } from './daemon-errors.js';
+import { coerceError } from '../../domain/errors.js';
+import { containerError, DockerApiError, pullError, splitCreateWarnings } from './daemon-errors.js';
+
+describe('engine refusals', () => {
+  // Seen with Podman's Docker API: a 409 on attach came out as BERTH_INTERNAL, "a bug in berth".
+  it.each([400, 404, 409, 500, 503])(
+    'an answer %i is never BERTH_INTERNAL, whichever way it leaves berth',
+    (status) => {
+      const refusal = new DockerApiError(status, 'something the engine said', 'POST /x/attach');
+      for (const error of [
+        coerceError(refusal),
+        containerError(refusal, 'img'),
+        pullError(refusal, 'img'),
+      ]) {
+        expect(error.code).not.toBe('BERTH_INTERNAL');
+        expect(error.message).toContain('something the engine said');
+      }
+      expect(coerceError(refusal).code).toBe('BERTH_DOCKER_API');
+    },
+  );
+});
 
 describe('splitCreateWarnings', () => {
   it('passes on warnings that weaken nothing berth asked for, and rejects the rest', () => {

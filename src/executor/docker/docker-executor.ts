@@ -25,6 +25,7 @@ import {
   phaseScriptEntry,
   readContainerFile,
   removeContainer,
+  PROGRESS_INTERVAL_MS,
   uploadArchive,
 } from './engine-calls.js';
 import { DockerJob } from './docker-job.js';
@@ -80,14 +81,17 @@ interface ContainerSummary {
 
 export class DockerExecutor implements Executor {
   private readonly jobUsers: JobUserCache;
+  private readonly copyProgressIntervalMs: number;
   /** Bind mounts only for an engine on a Unix socket of this machine; tcp:// may be anywhere. */
   readonly sharesHostFiles: boolean;
 
   constructor(
     readonly engine: EngineClient,
-    options: { jobUsers?: JobUserCache } = {},
+    options: { jobUsers?: JobUserCache; copyProgressIntervalMs?: number } = {},
   ) {
     this.jobUsers = options.jobUsers ?? new Map<string, PasswdEntry | null>();
+    // Injectable so a test can see progress without a copy that happens to last a second.
+    this.copyProgressIntervalMs = options.copyProgressIntervalMs ?? PROGRESS_INTERVAL_MS;
     this.sharesHostFiles = Boolean(engine.endpoint.socketPath);
   }
 
@@ -255,6 +259,7 @@ export class DockerExecutor implements Executor {
         ],
         'the workspace',
         onCopyProgress,
+        this.copyProgressIntervalMs,
       );
       if (spec.workspaceArchive) await this.restoreWorkspace(id, spec.workspaceArchive);
       // A sole phase is the container's process: the container starts when that phase runs.

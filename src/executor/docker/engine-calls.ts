@@ -25,8 +25,8 @@ export function phaseScriptEntry(script: string): ArchiveEntry & { kind: 'file' 
   };
 }
 
-/** How often a long copy reports its progress. */
-const PROGRESS_INTERVAL_MS = 1000;
+/** How often a long copy reports its progress (DockerExecutor's copyProgressIntervalMs). */
+export const PROGRESS_INTERVAL_MS = 1000;
 
 export async function uploadArchive(
   engine: EngineClient,
@@ -34,6 +34,7 @@ export async function uploadArchive(
   entries: ArchiveEntry[],
   what: string,
   onProgress?: (bytes: number) => void,
+  progressIntervalMs = PROGRESS_INTERVAL_MS,
 ): Promise<void> {
   const archive = createArchive(entries);
   let sent = 0;
@@ -44,7 +45,7 @@ export async function uploadArchive(
     });
     archive.stream.on('error', (err) => counted.destroy(err));
   }
-  const ticker = onProgress ? setInterval(() => onProgress(sent), PROGRESS_INTERVAL_MS) : undefined;
+  const ticker = onProgress ? setInterval(() => onProgress(sent), progressIntervalMs) : undefined;
   try {
     await Promise.all([
       engine.json('PUT', `/containers/${id}/archive`, {
