@@ -120,12 +120,12 @@ describe('checkRunOptions', () => {
     expect(
       secretValuesOf(
         {
-          secretEnv: ['GIVEN=on-argv', 'FROM_ENV', 'UNSET'],
+          secretEnv: ['GIVEN=on-argv', 'FROM_ENV', 'UNSET', 'not a name'],
           secretEnvFile: [file, path.join(dir, 'missing')],
         },
         { FROM_ENV: 'env-value', FROM_ENV_TOO: 'env-value-2' },
       ).sort(),
-    ).toEqual(['env-value', 'env-value-2', 'in-file', 'on-argv', 'still-masked']);
+    ).toEqual(['env-value', 'env-value-2', 'in-file', 'not a name', 'on-argv', 'still-masked']);
   });
 
   it('parses env-file lines as Docker does: comments and blank lines skipped', () => {

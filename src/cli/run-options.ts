@@ -203,8 +203,8 @@ export function taskScript(words: readonly string[]): string {
 }
 
 /**
- * Every secret value the options name, found without judging them (a bad entry is skipped, an
- * unreadable file gives nothing): what masks the messages of errors raised before the options
+ * Every secret value the options name, found without judging them (an unreadable file gives
+ * nothing, an entry that is not NAME or NAME=VALUE is taken as a value): what masks the messages of errors raised before the options
  * were checked, or while they were. Includes values from berth's environment (`--secret-env
  * NAME`) and from `--secret-env-file`.
  */
@@ -223,7 +223,10 @@ export function secretValuesOf(
   return entries
     .map((entry) => {
       const eq = entry.indexOf('=');
-      return eq < 0 ? environment[entry] : entry.slice(eq + 1);
+      if (eq >= 0) return entry.slice(eq + 1);
+      // NAME alone names a variable of berth's environment; anything else that is not a name
+      // may be a value given by mistake, and is masked whole.
+      return ENV_NAME.test(entry) ? environment[entry] : entry;
     })
     .filter((value): value is string => value !== undefined && value !== '');
 }
