@@ -105,6 +105,7 @@ describe('berth run: a reader who goes away', () => {
     expect(signal).toBeNull();
     expect(code).toBe(130);
     expectNoStackTrace(proc.stderr());
+    expect(proc.stderr()).toContain('SIGHUP (the terminal closed): stopping the job');
     expect(proc.stderr()).toContain('SIGINT sent to the job');
     expect(storedLog(stateDir)).toContain('job-saw-int');
   });

@@ -4,7 +4,13 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { BerthError } from '../domain/errors.js';
 import { shellQuote } from '../domain/hook-script.js';
-import { checkRunOptions, envFileEntries, taskScript, type RawRunOptions } from './run-options.js';
+import {
+  checkRunOptions,
+  envFileEntries,
+  secretValuesOf,
+  taskScript,
+  type RawRunOptions,
+} from './run-options.js';
 
 const defaults: RawRunOptions = {
   env: [],
@@ -105,6 +111,21 @@ describe('checkRunOptions', () => {
     expect(message).toContain(
       `--secret-env-file ${path.join(dir, 'none')}: cannot be read (ENOENT)`,
     );
+  });
+
+  it('finds every secret value to mask: given, from the environment, from env-files', () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'berth-envfile-'));
+    const file = path.join(dir, 'secrets.env');
+    writeFileSync(file, '# c\nFILE_SECRET=in-file\nFROM_ENV_TOO\nbad name=still-masked\n');
+    expect(
+      secretValuesOf(
+        {
+          secretEnv: ['GIVEN=on-argv', 'FROM_ENV', 'UNSET', 'not a name'],
+          secretEnvFile: [file, path.join(dir, 'missing')],
+        },
+        { FROM_ENV: 'env-value', FROM_ENV_TOO: 'env-value-2' },
+      ).sort(),
+    ).toEqual(['env-value', 'env-value-2', 'in-file', 'not a name', 'on-argv', 'still-masked']);
   });
 
   it('parses env-file lines as Docker does: comments and blank lines skipped', () => {

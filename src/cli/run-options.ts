@@ -217,6 +217,35 @@ export function taskScript(words: readonly string[]): string {
 }
 
 /**
+ * Every secret value the options name, found without judging them (an unreadable file gives
+ * nothing, an entry that is not NAME or NAME=VALUE is taken as a value): what masks the messages of errors raised before the options
+ * were checked, or while they were. Includes values from berth's environment (`--secret-env
+ * NAME`) and from `--secret-env-file`.
+ */
+export function secretValuesOf(
+  raw: Pick<RawRunOptions, 'secretEnv' | 'secretEnvFile'>,
+  environment: NodeJS.ProcessEnv,
+): string[] {
+  const entries = [...raw.secretEnv];
+  for (const file of raw.secretEnvFile ?? []) {
+    try {
+      entries.push(...envFileEntries(readFileSync(file, 'utf8')).map((e) => e.text));
+    } catch {
+      // Reported by checkRunOptions; nothing to mask from it.
+    }
+  }
+  return entries
+    .map((entry) => {
+      const eq = entry.indexOf('=');
+      if (eq >= 0) return entry.slice(eq + 1);
+      // NAME alone names a variable of berth's environment; anything else that is not a name
+      // may be a value given by mistake, and is masked whole.
+      return ENV_NAME.test(entry) ? environment[entry] : entry;
+    })
+    .filter((value): value is string => value !== undefined && value !== '');
+}
+
+/**
  * The entries of a Docker env-file: one NAME=VALUE or NAME per line, the value taken as it
  * stands (no quotes removed, as Docker does); blank lines and lines starting with # are skipped.
  */

@@ -425,11 +425,15 @@ async function runCommand(
       { executor, emit, outputReady: () => drained(io), runId },
     );
     const onSignal = (): void => running.cancel();
-    process.on('SIGINT', onSignal);
-    process.on('SIGTERM', onSignal);
     // A closed terminal stops the job as Ctrl-C does; left to its default, SIGHUP would end berth
     // at once and leave the container behind.
-    process.on('SIGHUP', onSignal);
+    const onHangup = (): void => {
+      io.stderr.write('berth: SIGHUP (the terminal closed): stopping the job as on Ctrl-C\n');
+      running.cancel();
+    };
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
+    process.on('SIGHUP', onHangup);
     const unwatch = watchOutput(io, (stream, why) => {
       // stderr still has a reader when stdout's went away; the other way round, nothing to tell.
       if (stream === 'stdout')
@@ -448,7 +452,7 @@ async function runCommand(
     } finally {
       process.off('SIGINT', onSignal);
       process.off('SIGTERM', onSignal);
-      process.off('SIGHUP', onSignal);
+      process.off('SIGHUP', onHangup);
       unwatch();
     }
   } finally {
