@@ -23,14 +23,14 @@ import { FileJobUserCache } from '../launcher/job-user-cache.js';
 import { currentLauncherId, isLauncherAlive } from '../launcher/launcher-identity.js';
 import { buildRunnerImage, readSettings } from '../launcher/runner-image.js';
 import { newRunId, startRun } from '../launcher/run-job.js';
-import { maskError, rawSecretValues } from '../launcher/output-masking.js';
+import { maskError } from '../launcher/output-masking.js';
 import { MaskValues, maskAll } from '../domain/log-masker.js';
 import { DEFAULT_TOOL_DIR } from '../launcher/tool-setup.js';
 import { resolveRunConfig } from './run-config.js';
 import { RUN_TYPES, type PlanSummary, type RunType } from '../domain/workflow.js';
 import { releaseSourceFromEnv } from '../workflow/tool-releases.js';
 import { humanRenderer, jsonRenderer, type Output } from './render.js';
-import { checkRunOptions, taskScript, type RawRunOptions } from './run-options.js';
+import { checkRunOptions, secretValuesOf, taskScript, type RawRunOptions } from './run-options.js';
 
 /** Where a directory keeps its default task (documented in docs/usage.md). */
 export const TASK_FILE = path.join('.berth', 'task.sh');
@@ -125,7 +125,7 @@ export function registerRun(
     .action(async (dir: string, words: string[], raw: RawRunOptions & { json?: boolean }) => {
       // Errors before the run starts (options, configuration, engine) are shown by main: they
       // are masked like the run's own.
-      const secrets = new MaskValues(rawSecretValues(raw.secretEnv));
+      const secrets = new MaskValues(secretValuesOf(raw, env));
       const exit = await runCommand(dir, words, raw, io, env).catch((err: unknown) => {
         throw maskError(err, (text) => maskAll(text, secrets));
       });

@@ -119,11 +119,3 @@ export function maskError(err: unknown, mask: (text: string) => string): BerthEr
   if (message === error.message && hint === error.hint) return error;
   return new BerthError(error.code, message, { cause: error.cause, hint });
 }
-
-/**
- * The values of `--secret-env NAME=VALUE` options as given, before they are checked: an error
- * about the options themselves must not show them either (a malformed entry is masked whole).
- */
-export function rawSecretValues(options: readonly string[]): string[] {
-  return options.map((o) => (o.includes('=') ? o.slice(o.indexOf('=') + 1) : o));
-}
