@@ -198,3 +198,85 @@ export const RunParams = closed({ id: Type.String({ pattern: '^[0-9A-HJKMNP-TV-Z
 export const VariableParams = closed({ id: Slug, name: VariableName });
 
 export const Health = closed({ status: Type.Literal('ok'), version: Type.String() });
+
+/**
+ * The worker protocol (`/api/v1/worker/…`, pool tokens only). A worker registers, asks for work
+ * (a long poll), reports states and log batches of the runs it holds, and heartbeats; the
+ * heartbeat's answer names the runs it must stop (canceled, or no longer its own).
+ */
+export const WorkerRegistration = closed({
+  id: Type.Optional(Type.String({ pattern: '^[0-9A-HJKMNP-TV-Z]{26}$' })),
+  host: Text(253),
+  berthVersion: Text(64),
+  engineVersion: Text(64),
+  concurrency: Type.Integer({ minimum: 1, maximum: 256 }),
+});
+
+export const WorkerRegistered = closed({
+  workerId: Type.String(),
+  pool: Type.String(),
+  leaseMs: Type.Integer(),
+  heartbeatMs: Type.Integer(),
+});
+
+export const WorkerRef = closed({ workerId: Type.String({ pattern: '^[0-9A-HJKMNP-TV-Z]{26}$' }) });
+
+export const LeaseRequest = closed({
+  workerId: Type.String({ pattern: '^[0-9A-HJKMNP-TV-Z]{26}$' }),
+  waitMs: Type.Optional(Type.Integer({ minimum: 0, maximum: 60_000 })),
+});
+
+export const Assignment = closed({
+  run: RunOutput,
+  stack: closed({
+    id: Type.String(),
+    repository: Type.Union([Type.String(), Type.Null()]),
+    branch: Type.Union([Type.String(), Type.Null()]),
+    localDir: Type.Union([Type.String(), Type.Null()]),
+    projectRoot: Type.String(),
+    tool: Type.Union([Type.String(), Type.Null()]),
+    toolVersion: Type.Union([Type.String(), Type.Null()]),
+    runnerImage: Type.Union([Type.String(), Type.Null()]),
+    labels: Type.Array(Type.String()),
+  }),
+  /** Plain and secret values: secrets reach only a worker of the stack's own pool, to mask. */
+  environment: Type.Array(
+    closed({ name: Type.String(), value: Type.String(), secret: Type.Boolean() }),
+  ),
+  pool: PoolOutput,
+});
+
+export const HeartbeatRequest = closed({
+  workerId: Type.String({ pattern: '^[0-9A-HJKMNP-TV-Z]{26}$' }),
+  /** The runs the worker is executing now. */
+  runs: Type.Array(Type.String({ pattern: '^[0-9A-HJKMNP-TV-Z]{26}$' }), { maxItems: 256 }),
+});
+
+export const HeartbeatAnswer = closed({
+  /** Runs to stop now: canceled, ended, or no longer held by this worker. */
+  stop: Type.Array(Type.String()),
+  drained: Type.Boolean(),
+});
+
+export const StateReport = closed({
+  workerId: Type.String({ pattern: '^[0-9A-HJKMNP-TV-Z]{26}$' }),
+  state: RunStateSchema,
+  reason: Type.Optional(Type.String({ maxLength: 4096 })),
+  started: Type.Optional(Type.Boolean()),
+  image: Type.Optional(
+    closed({
+      reference: Type.String({ maxLength: 512 }),
+      digest: Type.Union([Type.String({ maxLength: 600 }), Type.Null()]),
+      source: Type.String({ maxLength: 64 }),
+    }),
+  ),
+  plan: Type.Optional(Counts),
+});
+
+export const LogBatch = closed({
+  workerId: Type.String({ pattern: '^[0-9A-HJKMNP-TV-Z]{26}$' }),
+  firstSeq: Type.Integer({ minimum: 1 }),
+  texts: Type.Array(Type.String({ maxLength: 262_144 }), { minItems: 1, maxItems: 1000 }),
+});
+
+export const LogAccepted = closed({ next: Type.Integer() });

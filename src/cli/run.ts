@@ -1,6 +1,5 @@
 /** `berth run [DIR] [options] [-- COMMAND …]`: one job from a local directory, now. */
-import { once } from 'node:events';
-import { readFile, stat } from 'node:fs/promises';
+import { stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { BerthError } from '../domain/errors.js';

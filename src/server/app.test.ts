@@ -318,3 +318,133 @@ describe('the OpenAPI document', () => {
     expect(served.body).toEqual(committed);
   });
 });
+
+describe('the worker protocol', () => {
+  let otherPoolToken = '';
+
+  beforeAll(async () => {
+    otherPoolToken = (await call('POST', '/api/v1/pools', { id: 'team-z', kind: 'private' })).body
+      .token as string;
+  });
+
+  async function register(token: string): Promise<string> {
+    const answer = await call(
+      'POST',
+      '/api/v1/worker/register',
+      { host: 'worker-1', berthVersion: '0.1.0', engineVersion: '20.10.24', concurrency: 2 },
+      token,
+    );
+    expect(answer.status).toBe(200);
+    return answer.body.workerId as string;
+  }
+
+  it('is for pool tokens only', async () => {
+    const answer = await call('POST', '/api/v1/worker/register', {
+      host: 'h',
+      berthVersion: '0',
+      engineVersion: '0',
+      concurrency: 1,
+    });
+    expect(answer.status).toBe(403);
+  });
+
+  it("wakes a waiting worker when a run of its pool is queued, and gives it the stack's secrets", async () => {
+    const workerId = await register(poolToken);
+    const otherId = await register(otherPoolToken);
+    const waiting = call('POST', '/api/v1/worker/lease', { workerId, waitMs: 30_000 }, poolToken);
+    const otherWaiting = call(
+      'POST',
+      '/api/v1/worker/lease',
+      { workerId: otherId, waitMs: 300 },
+      otherPoolToken,
+    );
+    const run = await call('POST', '/api/v1/stacks/demo/runs', { type: 'task' });
+    const leased = await waiting;
+    expect(leased.status).toBe(200);
+    expect(leased.body.run).toMatchObject({
+      id: run.body.id,
+      state: 'PREPARING',
+      worker: workerId,
+    });
+    expect(leased.body.environment).toContainEqual({
+      name: 'DB_PASSWORD',
+      value: 'hunter2-very-secret-value',
+      secret: true,
+    });
+    // The other pool's worker never saw it.
+    expect((await otherWaiting).status).toBe(204);
+    const runId = run.body.id as string;
+
+    // Another pool's worker cannot touch it.
+    const foreign = await call(
+      'POST',
+      `/api/v1/worker/runs/${runId}/state`,
+      { workerId: otherId, state: 'PERFORMING' },
+      otherPoolToken,
+    );
+    expect(foreign.status).toBe(404);
+    const foreignLog = await call(
+      'POST',
+      `/api/v1/worker/runs/${runId}/logs`,
+      { workerId: otherId, firstSeq: 1, texts: ['x'] },
+      otherPoolToken,
+    );
+    expect(foreignLog.status).toBe(404);
+    // Nor can it speak for this pool's worker with its own token.
+    const spoofed = await call(
+      'POST',
+      '/api/v1/worker/heartbeat',
+      { workerId, runs: [runId] },
+      otherPoolToken,
+    );
+    expect(spoofed.status).toBe(404);
+
+    const started = await call(
+      'POST',
+      `/api/v1/worker/runs/${runId}/state`,
+      {
+        workerId,
+        state: 'PERFORMING',
+        started: true,
+        image: { reference: 'debian:bookworm-slim', digest: null, source: 'present' },
+      },
+      poolToken,
+    );
+    expect(started.body).toMatchObject({
+      state: 'PERFORMING',
+      image: { reference: 'debian:bookworm-slim' },
+    });
+    const batch = { workerId, firstSeq: 1, texts: ['hello\n', 'world\n'] };
+    expect(
+      (await call('POST', `/api/v1/worker/runs/${runId}/logs`, batch, poolToken)).body,
+    ).toEqual({
+      next: 3,
+    });
+    // Sent again after a lost answer: stored once.
+    expect(
+      (await call('POST', `/api/v1/worker/runs/${runId}/logs`, batch, poolToken)).body,
+    ).toEqual({
+      next: 3,
+    });
+    expect(
+      (await call('POST', '/api/v1/worker/heartbeat', { workerId, runs: [runId] }, poolToken)).body,
+    ).toEqual({ stop: [], drained: false });
+    // A person cancels it: the next heartbeat tells the worker to stop.
+    expect((await call('POST', `/api/v1/runs/${runId}/cancel`)).body.state).toBe('STOPPED');
+    expect(
+      (await call('POST', '/api/v1/worker/heartbeat', { workerId, runs: [runId] }, poolToken)).body,
+    ).toEqual({ stop: [runId], drained: false });
+    const late = await call(
+      'POST',
+      `/api/v1/worker/runs/${runId}/state`,
+      { workerId, state: 'FINISHED' },
+      poolToken,
+    );
+    expect(late.status).toBe(409);
+    expect((await store.getRun(runId))?.state).toBe('STOPPED');
+    const logs = await call('GET', `/api/v1/runs/${runId}/logs`);
+    expect((logs.body.chunks as { text: string }[]).map((c) => c.text).join('')).toBe(
+      'hello\nworld\n',
+    );
+  });
+});

@@ -16,6 +16,8 @@ import { FailedAttempts, bearerToken, hashToken, sameHash, type Caller } from '.
 import { registerPoolRoutes } from './routes/pools.js';
 import { registerRunRoutes } from './routes/runs.js';
 import { registerStackRoutes } from './routes/stacks.js';
+import { registerWorkerRoutes } from './routes/worker.js';
+import { PoolSignals } from './pool-signals.js';
 import type { SecretBox } from './secrets.js';
 
 export const API_VERSION = 'v1';
@@ -37,6 +39,8 @@ export interface ServerDeps {
   }) => Promise<string | null>;
   /** Failed authentications allowed per address per minute. */
   authFailureLimit?: number;
+  /** How long a worker's hold on a run lasts without a heartbeat. */
+  leaseMs?: number;
 }
 
 export type Api = FastifyInstance & { withTypeProvider: FastifyInstance['withTypeProvider'] };
@@ -234,7 +238,13 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
     });
   });
 
-  const context = { ...deps, now, newId };
+  const context: ServerContext = {
+    ...deps,
+    now,
+    newId,
+    leaseMs: deps.leaseMs ?? 60_000,
+    signals: new PoolSignals(),
+  };
   await app.register(
     (api, _options, done) => {
       api.get(
@@ -257,6 +267,7 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
       registerPoolRoutes(api, context);
       registerStackRoutes(api, context);
       registerRunRoutes(api, context);
+      registerWorkerRoutes(api, context);
       api.get('/openapi.json', { schema: { hide: true } }, () => openApiDocument(app));
       done();
     },
@@ -271,7 +282,12 @@ export function openApiDocument(app: FastifyInstance): unknown {
   return (app as unknown as { swagger(): unknown }).swagger();
 }
 
-export type ServerContext = ServerDeps & { now: () => Date; newId: () => string };
+export type ServerContext = ServerDeps & {
+  now: () => Date;
+  newId: () => string;
+  leaseMs: number;
+  signals: PoolSignals;
+};
 
 /** Only people (admin and API tokens) may call this; pool tokens are for workers. */
 export function requirePerson(request: FastifyRequest): Caller {

@@ -70,6 +70,7 @@ export function registerRunRoutes(server: FastifyInstance, ctx: ServerContext): 
         },
         ctx.now(),
       );
+      ctx.signals.notify(run.poolId);
       return reply.status(201).send(runView(run));
     },
   );
@@ -154,6 +155,7 @@ export function registerRunRoutes(server: FastifyInstance, ctx: ServerContext): 
           },
           ctx.now(),
         );
+        ctx.signals.notify(changed.poolId);
         return runView(changed);
       },
     );

@@ -1,0 +1,232 @@
+/**
+ * The worker protocol, for pool tokens only: a worker of a pool only ever sees, leases, updates
+ * or logs runs of that pool; its secrets reach no other pool's workers.
+ */
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { isTerminal } from '../../domain/run-state.js';
+import {
+  Assignment,
+  HeartbeatAnswer,
+  HeartbeatRequest,
+  LeaseRequest,
+  LogAccepted,
+  LogBatch,
+  RunParams,
+  StateReport,
+  WorkerRegistered,
+  WorkerRegistration,
+} from '../../api/schemas.js';
+import type { Run, Worker } from '../../store/store.js';
+import { ApiError, errorResponses, type ServerContext } from '../app.js';
+import { runView } from './runs.js';
+
+/** The pool of the calling pool token; people's tokens may not speak for a worker. */
+function callerPool(request: FastifyRequest): string {
+  const caller = request.caller;
+  if (caller?.kind !== 'pool') {
+    throw new ApiError(
+      403,
+      'FORBIDDEN',
+      'only a pool token may call the worker endpoints',
+      'Start `berth worker` with the pool token (`berth pool create` shows it once).',
+    );
+  }
+  return caller.poolId;
+}
+
+async function ownWorker(ctx: ServerContext, poolId: string, workerId: string): Promise<Worker> {
+  const worker = await ctx.store.getWorker(workerId);
+  // Another pool's worker is answered as unknown: its existence is not this pool's business.
+  if (!worker || worker.poolId !== poolId) {
+    throw new ApiError(
+      404,
+      'WORKER_NOT_FOUND',
+      `worker ${workerId} is not registered in this pool`,
+      'Register again (the worker does so on start).',
+    );
+  }
+  return worker;
+}
+
+async function ownRun(ctx: ServerContext, poolId: string, runId: string): Promise<Run> {
+  const run = await ctx.store.getRun(runId);
+  if (!run || run.poolId !== poolId)
+    throw new ApiError(404, 'NOT_FOUND', `run ${runId} does not exist in this pool`);
+  return run;
+}
+
+export function registerWorkerRoutes(server: FastifyInstance, ctx: ServerContext): void {
+  const api = server.withTypeProvider<TypeBoxTypeProvider>();
+
+  api.post(
+    '/worker/register',
+    {
+      schema: { body: WorkerRegistration, response: { 200: WorkerRegistered, ...errorResponses } },
+    },
+    async (request) => {
+      const poolId = callerPool(request);
+      const id = request.body.id ?? ctx.newId();
+      const existing = await ctx.store.getWorker(id);
+      if (existing && existing.poolId !== poolId) {
+        throw new ApiError(
+          409,
+          'WORKER_ID_TAKEN',
+          `worker id ${id} belongs to another pool`,
+          'Let the server give the worker a new id (remove its id file).',
+        );
+      }
+      await ctx.store.upsertWorker({ ...request.body, id, poolId }, ctx.now());
+      return {
+        workerId: id,
+        pool: poolId,
+        leaseMs: ctx.leaseMs,
+        heartbeatMs: Math.floor(ctx.leaseMs / 3),
+      };
+    },
+  );
+
+  api.post(
+    '/worker/lease',
+    {
+      schema: {
+        body: LeaseRequest,
+        response: { 200: Assignment, 204: { type: 'null' }, ...errorResponses },
+      },
+    },
+    async (request, reply) => {
+      const poolId = callerPool(request);
+      const worker = await ownWorker(ctx, poolId, request.body.workerId);
+      const deadline = Date.now() + (request.body.waitMs ?? 0);
+      const gone = new AbortController();
+      request.raw.on('close', () => gone.abort());
+      for (;;) {
+        if (worker.drained || (await ctx.store.getWorker(worker.id))?.drained) break;
+        const run = await ctx.store.leaseRun(poolId, worker.id, ctx.now(), ctx.leaseMs);
+        if (run) return assignment(ctx, run);
+        const left = deadline - Date.now();
+        if (left <= 0 || gone.signal.aborted) break;
+        await ctx.signals.wait(poolId, left, gone.signal);
+      }
+      return reply.status(204).send(null);
+    },
+  );
+
+  api.post(
+    '/worker/heartbeat',
+    { schema: { body: HeartbeatRequest, response: { 200: HeartbeatAnswer, ...errorResponses } } },
+    async (request) => {
+      const poolId = callerPool(request);
+      const worker = await ownWorker(ctx, poolId, request.body.workerId);
+      await ctx.store.heartbeat(worker.id, ctx.now(), ctx.leaseMs);
+      const stop: string[] = [];
+      for (const id of request.body.runs) {
+        const run = await ctx.store.getRun(id);
+        if (!run || run.poolId !== poolId || run.workerId !== worker.id || isTerminal(run.state))
+          stop.push(id);
+      }
+      return { stop, drained: worker.drained };
+    },
+  );
+
+  api.post(
+    '/worker/runs/:id/state',
+    {
+      schema: {
+        params: RunParams,
+        body: StateReport,
+        response: { 200: RunOutputRef, ...errorResponses },
+      },
+    },
+    async (request) => {
+      const poolId = callerPool(request);
+      await ownWorker(ctx, poolId, request.body.workerId);
+      const run = await ownRun(ctx, poolId, request.params.id);
+      const body = request.body;
+      const ends = isTerminal(body.state) || body.state === 'UNCONFIRMED';
+      const changed = await ctx.store.transitionRun(
+        run.id,
+        body.state,
+        {
+          workerId: body.workerId,
+          patch: {
+            ...(body.reason !== undefined ? { stateReason: body.reason } : {}),
+            ...(body.started !== undefined ? { started: body.started } : {}),
+            ...(body.image
+              ? {
+                  imageReference: body.image.reference,
+                  imageDigest: body.image.digest,
+                  imageSource: body.image.source,
+                }
+              : {}),
+            ...(body.plan ? { plan: body.plan } : {}),
+            // A run that ends, or waits for confirmation, no longer needs its worker.
+            ...(ends ? { releaseWorker: true } : {}),
+          },
+        },
+        ctx.now(),
+      );
+      ctx.signals.notify(poolId);
+      return runView(changed);
+    },
+  );
+
+  api.post(
+    '/worker/runs/:id/logs',
+    {
+      schema: {
+        params: RunParams,
+        body: LogBatch,
+        response: { 200: LogAccepted, ...errorResponses },
+      },
+    },
+    async (request) => {
+      const poolId = callerPool(request);
+      await ownWorker(ctx, poolId, request.body.workerId);
+      const run = await ownRun(ctx, poolId, request.params.id);
+      if (run.workerId !== request.body.workerId) {
+        throw new ApiError(
+          409,
+          'RUN_CHANGED',
+          `run ${run.id} is not held by worker ${request.body.workerId}`,
+        );
+      }
+      const next = await ctx.store.appendLog(
+        run.id,
+        request.body.firstSeq,
+        request.body.texts,
+        ctx.now(),
+      );
+      return { next };
+    },
+  );
+}
+
+const RunOutputRef = Assignment.properties.run;
+
+async function assignment(ctx: ServerContext, run: Run) {
+  const stack = await ctx.store.getStack(run.stackId);
+  const pool = await ctx.store.getPool(run.poolId);
+  if (!stack || !pool) throw new ApiError(409, 'NOT_FOUND', `run ${run.id} lost its stack or pool`);
+  const variables = await ctx.store.listStackVariables(stack.id);
+  return {
+    run: runView(run),
+    stack: {
+      id: stack.id,
+      repository: stack.repository,
+      branch: stack.branch,
+      localDir: stack.localDir,
+      projectRoot: stack.projectRoot,
+      tool: stack.tool,
+      toolVersion: stack.toolVersion,
+      runnerImage: stack.runnerImage,
+      labels: stack.labels,
+    },
+    environment: variables.map((v) => ({
+      name: v.name,
+      value: v.secret ? ctx.secrets.open(v.value) : v.value,
+      secret: v.secret,
+    })),
+    pool,
+  };
+}
