@@ -13,6 +13,8 @@ export interface Timing {
   stdoutBytes: number;
   exitCode: number | null;
   peakRssKb: number;
+  /** CPU time (user + system) of the command's own process, from /proc (20 ms resolution). */
+  cpuMs: number;
 }
 
 /** Runs a command, timing the whole run and the first byte on stdout; polls peak RSS. */
@@ -27,13 +29,16 @@ export function timed(
     let firstByteMs: number | null = null;
     let stdoutBytes = 0;
     let peakRssKb = 0;
+    let cpuMs = 0;
+    // VmHWM is a high-water mark and CPU time only grows: the last reading before the process
+    // ends is the figure, so polling (not reading /proc on every chunk) loses nothing.
     const poll = setInterval(() => {
       peakRssKb = Math.max(peakRssKb, readPeakRss(child.pid));
+      cpuMs = Math.max(cpuMs, readCpuMs(child.pid));
     }, 20);
     child.stdout.on('data', (chunk: Buffer) => {
       if (firstByteMs === null) firstByteMs = performance.now() - started;
       stdoutBytes += chunk.length;
-      peakRssKb = Math.max(peakRssKb, readPeakRss(child.pid));
     });
     child.on('error', reject);
     child.on('close', (exitCode) => {
@@ -44,6 +49,7 @@ export function timed(
         stdoutBytes,
         exitCode,
         peakRssKb,
+        cpuMs,
       });
     });
   });
@@ -55,6 +61,19 @@ function readPeakRss(pid: number | undefined): number {
     const status = readFileSync(`/proc/${pid}/status`, 'utf8');
     const match = /VmHWM:\s+(\d+) kB/.exec(status);
     return match ? Number(match[1]) : 0;
+  } catch {
+    return 0;
+  }
+}
+
+/** utime + stime of a process (fields 14 and 15 of /proc/PID/stat, in clock ticks of 10 ms). */
+function readCpuMs(pid: number | undefined): number {
+  if (!pid) return 0;
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // The command name (field 2) may hold spaces: count fields after its closing parenthesis.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) * 10;
   } catch {
     return 0;
   }

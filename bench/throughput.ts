@@ -10,7 +10,9 @@
  * - `docker run … | cat`: the Docker CLI, drained the same way.
  *
  * Rates are from the first byte of output to the end (start-up is bench/startup.ts's subject),
- * reported as MB/s and as ratios to the ceiling. berth's peak RSS (VmHWM) must stay under 150 MB.
+ * reported as MB/s and as ratios to the ceiling. On a machine shared with other work the rates
+ * swing from round to round; the CPU time each reader spends per 100 MB is the steadier figure.
+ * berth's peak RSS (VmHWM) must stay under 150 MB.
  * Rounds interleave the three (BENCH_ROUNDS, default 3); the median of each is reported.
  */
 import { mkdtempSync } from 'node:fs';
@@ -31,6 +33,8 @@ const MB = 1024 * 1024;
 
 interface Figure {
   mbPerS: number;
+  /** CPU time of the reader (berth's process; the ceiling's own reading), per 100 MB. */
+  cpuMsPer100MB?: number;
   peakRssMb?: number;
 }
 
@@ -45,6 +49,7 @@ async function berth(): Promise<Figure> {
   return {
     mbPerS: megabytes / ((result.totalMs - (result.firstByteMs ?? 0)) / 1000),
     peakRssMb: result.peakRssKb / 1024,
+    cpuMsPer100MB: (result.cpuMs * 100) / megabytes,
   };
 }
 
@@ -71,6 +76,7 @@ async function ceiling(engine: EngineClient): Promise<Figure> {
     });
     let received = 0;
     let first = 0;
+    const cpu = process.cpuUsage();
     await new Promise<void>((resolve, reject) => {
       res.on('data', (chunk: Buffer) => {
         if (received === 0) first = performance.now();
@@ -80,9 +86,13 @@ async function ceiling(engine: EngineClient): Promise<Figure> {
       res.on('error', reject);
     });
     const seconds = (performance.now() - first) / 1000;
+    const used = process.cpuUsage(cpu);
     // Received bytes include the 8-byte frame headers; the rate counts the job's output only.
     if (received < bytes) throw new Error(`the exec stream gave ${received} bytes`);
-    return { mbPerS: megabytes / seconds };
+    return {
+      mbPerS: megabytes / seconds,
+      cpuMsPer100MB: ((used.user + used.system) / 1000) * (100 / megabytes),
+    };
   } finally {
     await engine.json('DELETE', `/containers/${created.Id}`, { query: { force: 1 } });
   }
@@ -115,6 +125,14 @@ console.log(`output throughput, ${megabytes} MB of job output, median of ${round
 console.log(row('ceiling (engine stream)', results.ceiling));
 console.log(row('berth', results.berth));
 console.log(row('docker run | cat', results.docker));
+const cpu = (figures: Figure[]): string =>
+  percentile(
+    figures.map((f) => f.cpuMsPer100MB ?? Number.NaN),
+    50,
+  ).toFixed(0);
+console.log(
+  `CPU time per 100 MB (median): berth ${cpu(results.berth)} ms (its whole process: engine calls, demultiplexing, decoding, masking, time stamps, stored log, writing stdout), the ceiling's reader ${cpu(results.ceiling)} ms`,
+);
 const peak = Math.max(...results.berth.map((f) => f.peakRssMb ?? 0));
 console.log(
   `berth peak RSS: ${peak.toFixed(1)} MB (limit 150 MB) ${peak < 150 ? 'OK' : 'OVER'}; ${(bytes / MB).toFixed(0)} MB per run`,

@@ -2,6 +2,7 @@
 import http from 'node:http';
 import { gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { writeEndlessly } from '../../test/harness/endless.js';
 import { BodyTooLarge, readBody } from './http-body.js';
 
 let server: http.Server;
@@ -11,15 +12,8 @@ let endlessBytesSent = 0;
 beforeAll(async () => {
   server = http.createServer((req, res) => {
     if (req.url === '/endless') {
-      // Writes 64 KiB chunks until the client goes away.
       res.writeHead(200);
-      const chunk = Buffer.alloc(64 * 1024, 'x');
-      const more = (): void => {
-        while (!res.destroyed && res.write(chunk)) endlessBytesSent += chunk.length;
-        if (!res.destroyed) res.once('drain', more);
-      };
-      res.on('close', () => res.removeAllListeners('drain'));
-      more();
+      writeEndlessly(res, (bytes) => (endlessBytesSent += bytes));
     } else if (req.url === '/declared') {
       res.writeHead(200, { 'content-length': String(10 * 1024 * 1024 * 1024) });
       res.write('x');

@@ -6,6 +6,7 @@
 import { createHash } from 'node:crypto';
 import http from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { writeEndlessly } from '../../test/harness/endless.js';
 import { parseImageReference, type ImageReference } from '../domain/image-reference.js';
 import {
   RegistryCheckError,
@@ -133,15 +134,9 @@ describe('checkManifest with a hostile registry', () => {
   let hostile: http.Server;
   let hostileAddress: string;
 
-  /** Writes 64 KiB chunks until the client goes away. */
   function endless(res: http.ServerResponse, headers: http.OutgoingHttpHeaders): void {
     res.writeHead(200, headers);
-    const chunk = Buffer.alloc(64 * 1024, 'x');
-    const more = (): void => {
-      while (!res.destroyed && res.write(chunk));
-      if (!res.destroyed) res.once('drain', more);
-    };
-    more();
+    writeEndlessly(res);
   }
 
   beforeAll(async () => {

@@ -16,6 +16,7 @@ import {
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { writeEndlessly } from '../../test/harness/endless.js';
 import { startReleaseMirror, type ReleaseMirror } from '../../test/harness/release-mirror.js';
 import { BerthError } from '../domain/errors.js';
 import {
@@ -359,12 +360,7 @@ describe('a mirror that answers without end', () => {
         return;
       }
       res.writeHead(200);
-      const chunk = Buffer.alloc(64 * 1024, 'x');
-      const more = (): void => {
-        while (!res.destroyed && res.write(chunk));
-        if (!res.destroyed) res.once('drain', more);
-      };
-      more();
+      writeEndlessly(res);
     });
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     base = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
