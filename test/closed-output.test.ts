@@ -55,6 +55,8 @@ describe('berth run: a reader who goes away', () => {
           jobDir(),
           '--image',
           busybox,
+          '--pull',
+          'never',
           '--grace',
           '20s',
           ...(json ? ['--json'] : []),
@@ -82,9 +84,12 @@ describe('berth run: a reader who goes away', () => {
   it('stops the job when stderr is closed', async () => {
     const stateDir = testStateDir();
     // The human view: the job's stderr is berth's stderr, so berth finds out when it writes.
-    const proc = spawnBerth(['run', jobDir(), '--image', busybox, '--', chatter('stderr')], {
-      BERTH_STATE_DIR: stateDir,
-    });
+    const proc = spawnBerth(
+      ['run', jobDir(), '--image', busybox, '--pull', 'never', '--', chatter('stderr')],
+      {
+        BERTH_STATE_DIR: stateDir,
+      },
+    );
     await proc.waitFor('line 2');
     proc.child.stderr?.destroy();
     const { code } = await proc.exited;
@@ -96,9 +101,12 @@ describe('berth run: a reader who goes away', () => {
 
   it('stops the job on SIGHUP (the terminal closed) the documented way', async () => {
     const stateDir = testStateDir();
-    const proc = spawnBerth(['run', jobDir(), '--image', busybox, '--', chatter('stdout')], {
-      BERTH_STATE_DIR: stateDir,
-    });
+    const proc = spawnBerth(
+      ['run', jobDir(), '--image', busybox, '--pull', 'never', '--', chatter('stdout')],
+      {
+        BERTH_STATE_DIR: stateDir,
+      },
+    );
     await proc.waitFor('line 2');
     proc.child.kill('SIGHUP');
     const { code, signal } = await proc.exited;

@@ -37,7 +37,20 @@ describe('berth run: DIR and --', () => {
   it('takes every word after -- as the command, with no DIR before it', async () => {
     const dir = jobDir({ 'here.txt': 'x\n' });
     const result = await berth(
-      ['run', '--image', busybox, '--json', '--', 'printf', '%s\\n', 'a b', '--', 'ls'],
+      [
+        'run',
+        '--image',
+        busybox,
+        '--pull',
+        'never',
+        '--json',
+        '--',
+        'printf',
+        '%s\\n',
+        'a b',
+        '--',
+        'ls',
+      ],
       {},
       { cwd: dir },
     );
@@ -53,6 +66,8 @@ describe('berth run: DIR and --', () => {
       dir,
       '--image',
       busybox,
+      '--pull',
+      'never',
       '--json',
       '--env',
       'DASHES=--',
@@ -66,7 +81,17 @@ describe('berth run: DIR and --', () => {
   });
 
   it('refuses two directories before --, naming both', async () => {
-    const result = await berth(['run', jobDir(), 'extra', '--image', busybox, '--', 'true']);
+    const result = await berth([
+      'run',
+      jobDir(),
+      'extra',
+      '--image',
+      busybox,
+      '--pull',
+      'never',
+      '--',
+      'true',
+    ]);
     expect(result.code).toBe(2);
     expect(result.stderr).toContain('more than one directory before --');
     expect(result.stderr).toContain('"extra"');
@@ -81,6 +106,8 @@ describe("berth run: variables from berth's environment and env-files", () => {
         jobDir(),
         '--image',
         busybox,
+        '--pull',
+        'never',
         '--json',
         '--secret-env',
         'TOKEN',
@@ -98,7 +125,18 @@ describe("berth run: variables from berth's environment and env-files", () => {
 
   it('refuses --secret-env NAME when NAME is not set', async () => {
     const result = await berth(
-      ['run', jobDir(), '--image', busybox, '--secret-env', 'NOT_SET_ANYWHERE', '--', 'true'],
+      [
+        'run',
+        jobDir(),
+        '--image',
+        busybox,
+        '--pull',
+        'never',
+        '--secret-env',
+        'NOT_SET_ANYWHERE',
+        '--',
+        'true',
+      ],
       { NOT_SET_ANYWHERE: undefined },
     );
     expect(result.code).toBe(2);
@@ -116,6 +154,8 @@ describe("berth run: variables from berth's environment and env-files", () => {
         jobDir(),
         '--image',
         busybox,
+        '--pull',
+        'never',
         '--json',
         '--secret-env-file',
         `${files}/secrets.env`,
@@ -179,7 +219,7 @@ describe('berth run --json: early failures end the stream with one JSON object',
     ],
   ] as const)('%s', async (_what, options, env, code, exitCode, text) => {
     const result = await berth(
-      ['run', jobDir(), '--image', busybox, '--json', ...options, '--', 'true'],
+      ['run', jobDir(), '--image', busybox, '--pull', 'never', '--json', ...options, '--', 'true'],
       env,
     );
     expect(result.code).toBe(exitCode);

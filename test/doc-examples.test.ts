@@ -19,7 +19,12 @@ const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const DOCS = ['README.md', 'docs/usage.md'];
 
 /** Prose names a command (`berth run`) without showing a use of it. */
-const COMMAND_NAMES = new Set(['berth run', 'berth image check', 'berth runner-image build']);
+const COMMAND_NAMES = new Set([
+  'berth run',
+  'berth image check',
+  'berth runner-image build',
+  'berth doctor',
+]);
 
 /**
  * The commands the docs show: lines of fenced blocks and inline code that start with `berth `

@@ -237,7 +237,8 @@ describe('berth run: environment and secrets', () => {
       '--',
       'true',
     ]);
-    expect(before.code).toBe(2);
+    // An invalid image reference is an image error (exit 3), reported before the run starts.
+    expect(before.code).toBe(3);
     expect(before.stderr).toContain('*****');
     expect(before.stderr).not.toContain('zebra-4711');
   });

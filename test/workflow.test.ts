@@ -139,7 +139,17 @@ describe('run types', () => {
       'main.tf': 'terraform {}\n',
       'show.json': JSON.stringify(plan),
     });
-    const args = ['run', dir, '--image', inject('busyboxImage'), '--json', '--type', 'proposed'];
+    const args = [
+      'run',
+      dir,
+      '--image',
+      inject('busyboxImage'),
+      '--pull',
+      'never',
+      '--json',
+      '--type',
+      'proposed',
+    ];
     const result = await runBerth([...args, '--secret-env', 'TOKEN=tok-4711-x'], berthEnv());
     expect(result.code, JSON.stringify(finished(result).error)).toBe(0);
     const resources = [{ address: 'aws_iam_access_key.k["*****"]', actions: ['create'] }];
