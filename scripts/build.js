@@ -15,7 +15,20 @@ const result = await build({
   platform: 'node',
   target: 'node20',
   format: 'esm',
-  external: ['@aws-sdk/*', 'fflate', 'openpgp', 'undici', 'yaml'],
+  // The server's dependencies load only for `berth server` (better-sqlite3 is native code).
+  external: [
+    '@aws-sdk/*',
+    'fflate',
+    'openpgp',
+    'undici',
+    'yaml',
+    'fastify',
+    '@fastify/*',
+    'typebox',
+    'kysely',
+    'better-sqlite3',
+    'pg',
+  ],
   // Every file stays two levels below the package root: code finds runner/ and keys/ relative
   // to its own file.
   outdir,

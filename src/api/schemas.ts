@@ -162,6 +162,7 @@ export const RunOutput = closed({
   stateReason: Type.Union([Type.String(), Type.Null()]),
   commit: Type.Union([Type.String(), Type.Null()]),
   triggeredBy: Type.String(),
+  autoDeploy: Type.Boolean(),
   worker: Type.Union([Type.String(), Type.Null()]),
   image: closed({
     reference: Type.Union([Type.String(), Type.Null()]),

@@ -3,6 +3,8 @@ import { Command, CommanderError } from 'commander';
 import { BerthError, EXIT_CODES, coerceError, exitCodeForError } from '../domain/errors.js';
 import { errorText, type Output } from './render.js';
 import { registerDoctor } from './doctor.js';
+import { registerServer } from './server.js';
+import { registerWorker } from './worker.js';
 import { registerImage } from './image.js';
 import { registerRun } from './run.js';
 import { registerRunnerImage } from './runner-image.js';
@@ -32,6 +34,8 @@ export async function main(argv: string[], io: Output, env: NodeJS.ProcessEnv): 
   registerRunnerImage(program, io, env, setExit);
   registerImage(program, io, env, setExit);
   registerDoctor(program, io, env, setExit);
+  registerServer(program, io, env, VERSION);
+  registerWorker(program, io, env, VERSION);
   try {
     await program.parseAsync(argv, { from: 'user' });
     return exitCode;

@@ -8,13 +8,9 @@ import { shellQuote } from '../domain/hook-script.js';
 import { checkImageReference } from '../domain/image-reference.js';
 import { parseByteSize, parseCpus, parseDuration } from '../domain/units.js';
 import { DEFAULT_SAVED_WORKSPACE_LIMIT } from '../launcher/run-job.js';
+import type { RunSettings } from '../launcher/plan-run.js';
 import type { PullPolicy } from '../executor/executor.js';
-import {
-  POOL_KINDS,
-  parseAllowList,
-  type AllowRule,
-  type PoolKind,
-} from '../domain/pool-policy.js';
+import { POOL_KINDS, parseAllowList, type PoolKind } from '../domain/pool-policy.js';
 
 export interface RawRunOptions {
   image?: string;
@@ -40,26 +36,8 @@ export interface RawRunOptions {
   allowedRegistries?: string;
 }
 
-export interface CheckedRunOptions {
-  image: string | undefined;
-  env: Record<string, string>;
-  secretEnv: Record<string, string>;
-  timeoutMs: number;
-  logsTimeoutMs: number;
-  graceMs: number;
-  pullTimeoutMs: number;
-  nanoCpus?: number;
-  memoryBytes?: number;
-  pidsLimit: number;
-  network: string;
-  runtime?: string;
-  /** `auto`: decided by the pool and the reference (see defaultPullPolicy). */
-  pullPolicy: PullPolicy | 'auto';
-  logLimitBytes: number;
-  savedWorkspaceLimitBytes: number;
-  pool: PoolKind;
-  allowList: AllowRule[] | null;
-}
+/** The checked flags are the run's settings (launcher/plan-run.ts). */
+export type CheckedRunOptions = RunSettings;
 
 /** What --pull accepts; leaving it out is the documented default ('auto' inside berth). */
 const PULL_POLICIES: readonly PullPolicy[] = ['always', 'if-not-present', 'never'];

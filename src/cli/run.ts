@@ -5,18 +5,8 @@ import type { Command } from 'commander';
 import { BerthError } from '../domain/errors.js';
 import { DockerExecutor } from '../executor/docker/docker-executor.js';
 import { EngineClient } from '../executor/docker/engine-client.js';
-import {
-  DEFAULT_PUBLIC_ALLOW_LIST,
-  PUBLIC_POOL_DEFAULT_LIMITS,
-  defaultPullPolicy,
-} from '../domain/pool-policy.js';
+import { PUBLIC_POOL_DEFAULT_LIMITS } from '../domain/pool-policy.js';
 import { dockerConfigDirFrom } from '../registry/docker-config.js';
-import { ecrTokenFromSdk } from '../registry/ecr.js';
-import {
-  parseReferenceOrThrow,
-  publicEcrAccountsFrom,
-  type ImageAccessSettings,
-} from '../launcher/image-access.js';
 import { readJobFile } from '../launcher/job-files.js';
 import { FileJobUserCache } from '../launcher/job-user-cache.js';
 import { currentLauncherId, isLauncherAlive } from '../launcher/launcher-identity.js';
@@ -24,10 +14,8 @@ import { buildRunnerImage, readSettings } from '../launcher/runner-image.js';
 import { newRunId, startRun } from '../launcher/run-job.js';
 import { maskError } from '../launcher/output-masking.js';
 import { MaskValues, maskAll } from '../domain/log-masker.js';
-import { DEFAULT_TOOL_DIR } from '../launcher/tool-setup.js';
-import { resolveRunConfig } from './run-config.js';
+import { planRun } from '../launcher/plan-run.js';
 import { RUN_TYPES, type PlanSummary, type RunType } from '../domain/workflow.js';
-import { releaseSourceFromEnv } from '../workflow/tool-releases.js';
 import { humanRenderer, jsonRenderer, type Output } from './render.js';
 import { checkRunOptions, secretValuesOf, taskScript, type RawRunOptions } from './run-options.js';
 
@@ -331,95 +319,36 @@ async function runCommand(
     err ? [] : executor.removeOrphans(isLauncherAlive, new Date()).catch(() => [] as string[]),
   );
   try {
-    const run = await resolveRunConfig({
+    const planned = await planRun({
       type,
       sourceDir,
+      runId,
       stack: raw.stack ?? (path.basename(sourceDir) || 'root'),
       stackSettingsFile: raw.stackSettings,
       runnerImage: raw.runnerImage,
       projectRoot: raw.projectRoot,
       tool: raw.tool,
       toolVersion: raw.toolVersion,
-      imageOverride: options.image,
-      poolDefaultImage: env.BERTH_POOL_DEFAULT_RUNNER_IMAGE?.trim() || null,
-      berthDefaultImage: settings.defaultRunnerImage,
       command,
-      runId,
+      autoDeploy: raw.autoDeploy === true,
+      settings: options,
+      dockerConfig,
+      env,
+      stateDir: settings.stateDir,
+      defaultRunnerImage: settings.defaultRunnerImage,
+      launcherId: currentLauncherId(),
+      confirm: (plan, signal) => askToApply(plan, io, signal),
     });
     const emit = raw.json ? jsonRenderer(io) : humanRenderer(io);
     const unreachable = await reached;
     if (unreachable) throw unreachable;
-    const launcherId = currentLauncherId();
-    const image = run.image;
-    const usingDefault = run.imageSource === "berth's default";
-    const pullPolicy =
-      options.pullPolicy === 'auto'
-        ? defaultPullPolicy(options.pool, parseReferenceOrThrow(image))
-        : options.pullPolicy;
-    // A private pool told never to pull runs what its own engine has: nothing to check.
-    const imageAccess: ImageAccessSettings | null =
-      options.pool === 'private' && pullPolicy === 'never'
-        ? null
-        : {
-            pool: options.pool,
-            allowList: options.allowList ?? DEFAULT_PUBLIC_ALLOW_LIST,
-            dockerConfig,
-            env,
-            ecrToken: ecrTokenFromSdk,
-            publicEcrAccounts: publicEcrAccountsFrom(env),
-          };
+    const { usesDefaultImage, ...runOptions } = planned;
     const running = startRun(
       {
-        sourceDir,
-        phases: run.phases,
-        afterRun: run.afterRun,
-        configuration: run.configuration,
-        tool: run.tool
-          ? {
-              tool: run.tool.tool,
-              constraint: run.tool.constraint,
-              source: await releaseSourceFromEnv(run.tool.tool, env),
-              cacheDir: path.join(settings.stateDir, 'tools'),
-              binDir: env.BERTH_TOOL_DIR?.trim() || DEFAULT_TOOL_DIR,
-              pluginCacheDir: env.BERTH_PLUGIN_CACHE_DIR?.trim() || undefined,
-              // A public pool's tenants never share a writable cache: one per stack.
-              cacheScope: options.pool === 'public' ? run.configuration.stack : undefined,
-            }
+        ...runOptions,
+        buildMissingImage: usesDefaultImage
+          ? (onLine) => buildRunnerImage(engine, planned.image, onLine)
           : undefined,
-        workflow:
-          type === 'task' || !run.workflow
-            ? undefined
-            : {
-                type,
-                states: run.workflow.states,
-                apply: run.workflow.apply,
-                autoDeploy: raw.autoDeploy === true,
-                programs: run.workflow.programs,
-                confirm: (plan, signal) => askToApply(plan, io, signal),
-              },
-        image,
-        imageSource: run.imageSource,
-        buildMissingImage: usingDefault
-          ? (onLine) => buildRunnerImage(engine, image, onLine)
-          : undefined,
-        pullPolicy,
-        imageAccess,
-        pullTimeoutMs: options.pullTimeoutMs,
-        // Flags are the most specific: they win over the runtime configuration's environment.
-        env: { ...run.environment, ...options.env },
-        secretEnv: options.secretEnv,
-        timeoutMs: options.timeoutMs,
-        logsTimeoutMs: options.logsTimeoutMs,
-        graceMs: options.graceMs,
-        network: options.network,
-        runtime: options.runtime,
-        nanoCpus: options.nanoCpus,
-        memoryBytes: options.memoryBytes,
-        pidsLimit: options.pidsLimit,
-        logLimitBytes: options.logLimitBytes,
-        savedWorkspaceLimitBytes: options.savedWorkspaceLimitBytes,
-        stateDir: settings.stateDir,
-        launcherId,
       },
       { executor, emit, outputReady: () => drained(io), runId },
     );

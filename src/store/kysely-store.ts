@@ -672,6 +672,15 @@ export class KyselyStore implements Store {
 
   // Tokens
 
+  async findTokenById(id: string): Promise<ApiToken | null> {
+    const row = await this.db
+      .selectFrom('api_tokens')
+      .select(['id', 'name', 'role', 'created_at'])
+      .where('id', '=', id)
+      .executeTakeFirst();
+    return row ? { id: row.id, name: row.name, role: row.role, createdAt: row.created_at } : null;
+  }
+
   async createToken(
     token: Omit<ApiToken, 'createdAt'>,
     tokenHash: string,

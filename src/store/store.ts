@@ -215,4 +215,5 @@ export interface Store {
 
   createToken(token: Omit<ApiToken, 'createdAt'>, tokenHash: string, at: Date): Promise<ApiToken>;
   findTokenByHash(tokenHash: string): Promise<ApiToken | null>;
+  findTokenById(id: string): Promise<ApiToken | null>;
 }

@@ -25,6 +25,7 @@ export function runView(run: Run, states?: { state: Run['state']; at: string }[]
     stateReason: run.stateReason,
     commit: run.commitSha,
     triggeredBy: run.triggeredBy,
+    autoDeploy: run.autoDeploy,
     worker: run.workerId,
     image: { reference: run.imageReference, digest: run.imageDigest, source: run.imageSource },
     plan: run.plan,

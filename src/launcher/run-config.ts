@@ -23,7 +23,7 @@ import {
 } from '../domain/runtime-config.js';
 import { parseConstraint } from '../domain/versions.js';
 import { SOURCE_DIR, type Phase } from '../executor/executor.js';
-import { readJobFile } from '../launcher/job-files.js';
+import { readJobFile } from './job-files.js';
 import {
   CUSTOM_TEMPLATES,
   fillTemplate,

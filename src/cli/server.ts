@@ -1,0 +1,64 @@
+/** `berth server` and `berth worker`: the control plane and a launcher that leases its runs. */
+import { homedir } from 'node:os';
+import path from 'node:path';
+import type { Command } from 'commander';
+import { BerthError } from '../domain/errors.js';
+import type { Output } from './render.js';
+
+export function dataDirFrom(env: NodeJS.ProcessEnv, flag?: string): string {
+  if (flag) return path.resolve(flag);
+  const dataHome =
+    env.XDG_DATA_HOME?.trim() || path.join(env.HOME?.trim() || homedir(), '.local', 'share');
+  return env.BERTH_DATA_DIR?.trim() || path.join(dataHome, 'berth');
+}
+
+function listenAddress(text: string): { host: string; port: number } {
+  const match = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(text.trim());
+  const port = Number(match?.[3]);
+  if (!match || port > 65535) {
+    throw new BerthError('BERTH_USAGE', `--listen ${JSON.stringify(text)} is not HOST:PORT`, {
+      hint: 'e.g. --listen 127.0.0.1:8080, or 0.0.0.0:8080 behind a TLS-terminating proxy.',
+    });
+  }
+  return { host: (match[1] ?? match[2]) as string, port };
+}
+
+export function registerServer(
+  program: Command,
+  io: Output,
+  env: NodeJS.ProcessEnv,
+  version: string,
+): void {
+  program
+    .command('server')
+    .description('the control plane: stacks, runs, worker pools and workers over an HTTP API')
+    .option('--listen <host:port>', 'address to listen on', '127.0.0.1:8080')
+    .option(
+      '--data-dir <dir>',
+      'SQLite database, secrets key and blobs (default: $BERTH_DATA_DIR or ~/.local/share/berth)',
+    )
+    .action(async (opts: { listen: string; dataDir?: string }) => {
+      const { host, port } = listenAddress(opts.listen);
+      const { startServer } = await import('../server/start.js');
+      const server = await startServer({
+        host,
+        port,
+        dataDir: dataDirFrom(env, opts.dataDir),
+        databaseUrl: env.BERTH_DATABASE_URL?.trim() || undefined,
+        env,
+        version,
+        say: (line) => io.stderr.write(`berth: ${line}\n`),
+      });
+      await new Promise<void>((resolve) => {
+        const stop = (): void => {
+          process.off('SIGINT', stop);
+          process.off('SIGTERM', stop);
+          resolve();
+        };
+        process.on('SIGINT', stop);
+        process.on('SIGTERM', stop);
+      });
+      io.stderr.write('berth: server stopping\n');
+      await server.close();
+    });
+}

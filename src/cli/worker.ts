@@ -1,0 +1,140 @@
+/** `berth worker`: leases runs of its pool from a berth server and runs them here. */
+import { readFileSync, writeFileSync, mkdirSync } from 'node:fs';
+import path from 'node:path';
+import type { Command } from 'commander';
+import { BerthError } from '../domain/errors.js';
+import { parseByteSize, parseDuration } from '../domain/units.js';
+import { DockerExecutor } from '../executor/docker/docker-executor.js';
+import { EngineClient } from '../executor/docker/engine-client.js';
+import { FileJobUserCache } from '../launcher/job-user-cache.js';
+import { currentLauncherId, isLauncherAlive } from '../launcher/launcher-identity.js';
+import { DEFAULT_SAVED_WORKSPACE_LIMIT } from '../launcher/run-job.js';
+import { readSettings } from '../launcher/runner-image.js';
+import { dockerConfigDirFrom } from '../registry/docker-config.js';
+import { HttpWorkerProtocol } from '../worker/protocol.js';
+import { Worker } from '../worker/worker.js';
+import type { Output } from './render.js';
+
+/** A setting under berth's name or the reference product's; both set differently is an error. */
+function setting(env: NodeJS.ProcessEnv, ours: string, theirs: string): string | undefined {
+  const a = env[ours]?.trim() || undefined;
+  const b = env[theirs]?.trim() || undefined;
+  if (a && b && a !== b)
+    throw new BerthError(
+      'BERTH_USAGE',
+      `${ours}=${a} and ${theirs}=${b} disagree; set one of them`,
+    );
+  return a ?? b;
+}
+
+function duration(name: string, text: string): number {
+  const parsed = parseDuration(text);
+  if ('error' in parsed) throw new BerthError('BERTH_USAGE', `${name}: ${parsed.error}`);
+  return parsed.ms;
+}
+
+export function registerWorker(
+  program: Command,
+  io: Output,
+  env: NodeJS.ProcessEnv,
+  version: string,
+): void {
+  program
+    .command('worker')
+    .description('lease runs of a worker pool from a berth server and run them here')
+    .option('--server <url>', 'the berth server (default: $BERTH_SERVER)')
+    .option('--concurrency <n>', 'runs at once', '1')
+    .action(async (opts: { server?: string; concurrency: string }) => {
+      const server = opts.server ?? env.BERTH_SERVER?.trim();
+      const token = env.BERTH_POOL_TOKEN?.trim();
+      if (!server)
+        throw new BerthError('BERTH_USAGE', 'berth worker needs --server URL (or BERTH_SERVER)');
+      if (!token) {
+        throw new BerthError(
+          'BERTH_USAGE',
+          'berth worker needs the pool token in BERTH_POOL_TOKEN',
+          {
+            hint: 'Set BERTH_POOL_TOKEN to the token `berth pool create` showed (not on the command line, where ps shows it).',
+          },
+        );
+      }
+      const concurrency = Number(opts.concurrency);
+      if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 256)
+        throw new BerthError(
+          'BERTH_USAGE',
+          `--concurrency ${JSON.stringify(opts.concurrency)}: use 1 to 256`,
+        );
+      const settings = readSettings(env);
+      const engine = EngineClient.fromEnv(env);
+      const executor = new DockerExecutor(engine, {
+        jobUsers: new FileJobUserCache(path.join(settings.stateDir, 'image-users')),
+      });
+      try {
+        await engine.ping();
+        const removed = await executor.removeOrphans(isLauncherAlive, new Date());
+        if (removed.length > 0)
+          io.stderr.write(
+            `berth: removed ${removed.length} container(s) left by a worker that died: ${removed.join(', ')}\n`,
+          );
+        const version_ = await engine.json<{ Version?: string }>('GET', '/version');
+        const idFile = path.join(settings.stateDir, 'worker-id');
+        let workerId: string | undefined;
+        try {
+          workerId = readFileSync(idFile, 'utf8').trim() || undefined;
+        } catch {
+          workerId = undefined;
+        }
+        const logLimit = parseByteSize(env.BERTH_LOG_LIMIT?.trim() || '4MiB');
+        const worker = new Worker({
+          protocol: new HttpWorkerProtocol(server, token),
+          executor,
+          concurrency,
+          settings: {
+            timeoutMs: duration(
+              'run timeout',
+              setting(env, 'BERTH_LAUNCHER_RUN_TIMEOUT', 'SPACELIFT_LAUNCHER_RUN_TIMEOUT') ?? '70m',
+            ),
+            logsTimeoutMs: duration(
+              'logs timeout',
+              setting(env, 'BERTH_LAUNCHER_LOGS_TIMEOUT', 'SPACELIFT_LAUNCHER_LOGS_TIMEOUT') ??
+                '7m',
+            ),
+            graceMs: 30_000,
+            pullTimeoutMs: 10 * 60_000,
+            pidsLimit: 1024,
+            network: setting(env, 'BERTH_WORKER_NETWORK', 'SPACELIFT_WORKER_NETWORK') ?? 'bridge',
+            runtime: setting(env, 'BERTH_WORKER_RUNTIME', 'SPACELIFT_WORKER_RUNTIME'),
+            pullPolicy: 'auto',
+            logLimitBytes: 'bytes' in logLimit ? logLimit.bytes : 4 * 1024 * 1024,
+            savedWorkspaceLimitBytes: DEFAULT_SAVED_WORKSPACE_LIMIT,
+          },
+          dockerConfig: dockerConfigDirFrom(env),
+          env,
+          stateDir: settings.stateDir,
+          defaultRunnerImage:
+            setting(env, 'BERTH_DEFAULT_RUNNER_IMAGE', 'SPACELIFT_DEFAULT_RUNNER_IMAGE') ??
+            settings.defaultRunnerImage,
+          launcherId: currentLauncherId(),
+          berthVersion: version,
+          engineVersion: version_.Version ?? 'unknown',
+          workerId,
+          say: (line) => io.stderr.write(`berth: ${line}\n`),
+        });
+        await worker.start();
+        mkdirSync(settings.stateDir, { recursive: true, mode: 0o700 });
+        writeFileSync(idFile, `${worker.id}\n`, { mode: 0o600 });
+        const onTerm = (): void => worker.drain();
+        process.on('SIGTERM', onTerm);
+        process.on('SIGINT', onTerm);
+        try {
+          await worker.serve();
+        } finally {
+          process.off('SIGTERM', onTerm);
+          process.off('SIGINT', onTerm);
+        }
+        io.stderr.write('berth: worker stopped\n');
+      } finally {
+        engine.close();
+      }
+    });
+}

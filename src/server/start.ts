@@ -1,0 +1,89 @@
+/**
+ * `berth server` as a process: the store (SQLite in the data directory, or PostgreSQL), the
+ * admin token made on first start (printed once, stored as its hash), the HTTP API, and the
+ * sweep that ends runs whose worker stopped answering. Several servers may share one PostgreSQL.
+ */
+import { mkdirSync } from 'node:fs';
+import type { AddressInfo } from 'node:net';
+import { StoreConflict } from '../store/store.js';
+import { openStore, redact } from '../store/open-store.js';
+import { buildServer } from './app.js';
+import { hashToken, newToken } from './auth.js';
+import { SecretBox } from './secrets.js';
+import { resolveCommit } from './commits.js';
+
+export interface ServerOptions {
+  host: string;
+  port: number;
+  dataDir: string;
+  databaseUrl?: string;
+  env: NodeJS.ProcessEnv;
+  version: string;
+  leaseMs?: number;
+  /** Lines for the operator (the admin token, once). */
+  say: (line: string) => void;
+}
+
+export interface RunningServer {
+  url: string;
+  close(): Promise<void>;
+}
+
+export async function startServer(options: ServerOptions): Promise<RunningServer> {
+  mkdirSync(options.dataDir, { recursive: true, mode: 0o700 });
+  const store = await openStore({ databaseUrl: options.databaseUrl, dataDir: options.dataDir });
+  try {
+    await store.migrate();
+    if (!(await store.findTokenById('admin'))) {
+      const token = newToken('admin');
+      try {
+        await store.createToken(
+          { id: 'admin', name: 'admin', role: 'admin' },
+          hashToken(token),
+          new Date(),
+        );
+        options.say(`admin token (shown once, keep it): ${token}`);
+      } catch (err) {
+        // Another server made it first.
+        if (!(err instanceof StoreConflict)) throw err;
+      }
+    }
+    const leaseMs = options.leaseMs ?? 60_000;
+    const app = await buildServer({
+      store,
+      secrets: SecretBox.load(options.env, options.dataDir),
+      version: options.version,
+      leaseMs,
+      resolveCommit,
+    });
+    await app.listen({ host: options.host, port: options.port });
+    const address = app.server.address() as AddressInfo;
+    const url = `http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`;
+    options.say(
+      `berth server listening on ${url} (${options.databaseUrl ? `PostgreSQL ${redact(options.databaseUrl)}` : `SQLite in ${options.dataDir}`})`,
+    );
+    // Runs whose worker stopped answering: back to the queue, or FAILED naming the worker.
+    const sweep = setInterval(
+      () => {
+        void store.expireLeases(new Date()).then(
+          (changed) => {
+            for (const run of changed) app.notifyPool(run.poolId);
+          },
+          (err: unknown) => options.say(`lease sweep failed: ${(err as Error).message}`),
+        );
+      },
+      Math.max(250, Math.floor(leaseMs / 4)),
+    );
+    return {
+      url,
+      close: async () => {
+        clearInterval(sweep);
+        await app.close();
+        await store.close();
+      },
+    };
+  } catch (err) {
+    await store.close();
+    throw err;
+  }
+}

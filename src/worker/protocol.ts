@@ -1,0 +1,103 @@
+/**
+ * The worker's side of the protocol with the server, as one small interface (the transport sits
+ * behind it: HTTP below; tests may drive a worker through another implementation):
+ *
+ *   register   announce this worker in its pool (idempotent: the same id registers again)
+ *   lease      wait up to waitMs for a run of the pool; null when none came
+ *   heartbeat  renew the leases of the runs held; the answer names the runs to stop
+ *   report     move a held run to a state (with what was learnt: image, plan, reason)
+ *   log        store a batch of a run's masked output under sequence numbers (resendable)
+ *
+ * Every call may fail on the network; the worker retries what is idempotent (heartbeat, log)
+ * and never loses or doubles a log chunk (the server keeps each sequence number once).
+ */
+import type { Static } from 'typebox';
+import type {
+  Assignment,
+  HeartbeatAnswer,
+  StateReport,
+  WorkerRegistered,
+  WorkerRegistration,
+} from '../api/schemas.js';
+
+export type AssignmentBody = Static<typeof Assignment>;
+export type Registration = Static<typeof WorkerRegistration>;
+export type Registered = Static<typeof WorkerRegistered>;
+export type Report = Omit<Static<typeof StateReport>, 'workerId'>;
+export type Heartbeat = Static<typeof HeartbeatAnswer>;
+
+export interface WorkerProtocol {
+  register(info: Registration): Promise<Registered>;
+  lease(workerId: string, waitMs: number, signal?: AbortSignal): Promise<AssignmentBody | null>;
+  heartbeat(workerId: string, runs: string[]): Promise<Heartbeat>;
+  report(workerId: string, runId: string, report: Report): Promise<void>;
+  log(workerId: string, runId: string, firstSeq: number, texts: string[]): Promise<number>;
+}
+
+export class ProtocolError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'ProtocolError';
+  }
+}
+
+/** The protocol over the server's HTTP API, with the pool token. */
+export class HttpWorkerProtocol implements WorkerProtocol {
+  constructor(
+    private readonly baseUrl: string,
+    private readonly token: string,
+  ) {}
+
+  private async call<T>(path: string, body: unknown, signal?: AbortSignal): Promise<T | null> {
+    const res = await fetch(`${this.baseUrl.replace(/\/+$/, '')}/api/v1${path}`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${this.token}`, 'content-type': 'application/json' },
+      body: JSON.stringify(body),
+      signal: signal ?? AbortSignal.timeout(90_000),
+    });
+    if (res.status === 204) return null;
+    const text = await res.text();
+    if (!res.ok) {
+      let code = 'HTTP_ERROR';
+      let message = text.slice(0, 500);
+      try {
+        const parsed = JSON.parse(text) as { code?: string; message?: string };
+        code = parsed.code ?? code;
+        message = parsed.message ?? message;
+      } catch {
+        // Not our server's JSON: keep the text.
+      }
+      throw new ProtocolError(res.status, code, `${path}: ${res.status} ${code}: ${message}`);
+    }
+    return JSON.parse(text) as T;
+  }
+
+  async register(info: Registration): Promise<Registered> {
+    return (await this.call<Registered>('/worker/register', info)) as Registered;
+  }
+
+  lease(workerId: string, waitMs: number, signal?: AbortSignal): Promise<AssignmentBody | null> {
+    return this.call<AssignmentBody>('/worker/lease', { workerId, waitMs }, signal);
+  }
+
+  async heartbeat(workerId: string, runs: string[]): Promise<Heartbeat> {
+    return (await this.call<Heartbeat>('/worker/heartbeat', { workerId, runs })) as Heartbeat;
+  }
+
+  async report(workerId: string, runId: string, report: Report): Promise<void> {
+    await this.call(`/worker/runs/${runId}/state`, { workerId, ...report });
+  }
+
+  async log(workerId: string, runId: string, firstSeq: number, texts: string[]): Promise<number> {
+    const answer = await this.call<{ next: number }>(`/worker/runs/${runId}/logs`, {
+      workerId,
+      firstSeq,
+      texts,
+    });
+    return answer?.next ?? firstSeq + texts.length;
+  }
+}
