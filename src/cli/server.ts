@@ -3,6 +3,7 @@ import { homedir } from 'node:os';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { BerthError } from '../domain/errors.js';
+import { parseDuration } from '../domain/units.js';
 import type { Output } from './render.js';
 
 export function dataDirFrom(env: NodeJS.ProcessEnv, flag?: string): string {
@@ -39,6 +40,13 @@ export function registerServer(
     )
     .action(async (opts: { listen: string; dataDir?: string }) => {
       const { host, port } = listenAddress(opts.listen);
+      const leaseText = env.BERTH_WORKER_LEASE_TIMEOUT?.trim() || '60s';
+      const lease = parseDuration(leaseText);
+      if ('error' in lease)
+        throw new BerthError(
+          'BERTH_USAGE',
+          `BERTH_WORKER_LEASE_TIMEOUT=${leaseText}: ${lease.error}`,
+        );
       const { startServer } = await import('../server/start.js');
       const server = await startServer({
         host,
@@ -47,6 +55,7 @@ export function registerServer(
         databaseUrl: env.BERTH_DATABASE_URL?.trim() || undefined,
         env,
         version,
+        leaseMs: lease.ms,
         say: (line) => io.stderr.write(`berth: ${line}\n`),
       });
       await new Promise<void>((resolve) => {

@@ -522,7 +522,10 @@ export class KyselyStore implements Store {
       if (patch.imageSource !== undefined) set.image_source = patch.imageSource;
       if (patch.plan !== undefined)
         set.plan = patch.plan === null ? null : JSON.stringify(patch.plan);
-      if (patch.releaseWorker) {
+      // The lease ends; the worker stays recorded as the one that ran the run (unless it goes
+      // back to the queue, when no worker ran any of it).
+      if (patch.releaseWorker) set.lease_expires_at = null;
+      if (patch.forgetWorker) {
         set.worker_id = null;
         set.lease_expires_at = null;
       }
@@ -605,7 +608,11 @@ export class KyselyStore implements Store {
             {
               from: [run.state],
               workerId: run.workerId ?? undefined,
-              patch: { stateReason: reason, releaseWorker: true },
+              patch: {
+                stateReason: reason,
+                releaseWorker: true,
+                ...(back === null ? {} : { forgetWorker: true }),
+              },
             },
             at,
           ),

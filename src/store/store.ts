@@ -128,8 +128,10 @@ export interface RunPatch {
   imageDigest?: string | null;
   imageSource?: string | null;
   plan?: PlanCounts | null;
-  /** Clears the worker and its lease (the run goes back to the queue or ends). */
+  /** Ends the worker's lease (the run ended or waits); the worker stays recorded. */
   releaseWorker?: boolean;
+  /** Forgets the worker too (the run goes back to the queue before anything of it ran). */
+  forgetWorker?: boolean;
 }
 
 export interface StateRecord {

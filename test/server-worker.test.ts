@@ -1,0 +1,218 @@
+/**
+ * `berth server` and `berth worker` as real processes on the real engine: pools keep their runs
+ * to their own workers, a stack's secret reaches the job and never the stored log, and a worker
+ * killed mid-run leaves a FAILED run with a reason (within the lease) and a container its next
+ * start removes.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
+import type { EngineClient } from '../src/executor/docker/engine-client.js';
+import { expectNothingLeftBehind } from './harness/cleanup.js';
+import { BERTH_BIN, spawnBerth, type BerthProcess } from './harness/cli.js';
+import { testEngine } from './harness/engine.js';
+import { tempDir } from './harness/ownership.js';
+
+let engine: EngineClient;
+let server: ChildProcess;
+let url = '';
+let admin = '';
+const workers: BerthProcess[] = [];
+
+async function api<T = Record<string, unknown>>(
+  method: string,
+  route: string,
+  body?: unknown,
+): Promise<{ status: number; body: T }> {
+  const res = await fetch(`${url}/api/v1${route}`, {
+    method,
+    headers: {
+      authorization: `Bearer ${admin}`,
+      ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+    },
+    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+  });
+  const text = await res.text();
+  return { status: res.status, body: (text ? JSON.parse(text) : {}) as T };
+}
+
+interface RunBody {
+  id: string;
+  state: string;
+  stateReason: string | null;
+  worker: string | null;
+}
+
+async function settled(id: string, states: string[], timeoutMs = 60_000): Promise<RunBody> {
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    const run = (await api<RunBody>('GET', `/runs/${id}`)).body;
+    if (states.includes(run.state)) return run;
+    if (Date.now() > until)
+      throw new Error(`run ${id} is still ${run.state} after ${timeoutMs} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+async function createPool(id: string): Promise<string> {
+  // The tests' images are this engine's own: the pool runs them without a registry.
+  const created = await api<{ token: string }>('POST', '/pools', {
+    id,
+    kind: 'private',
+    pullPolicy: 'never',
+  });
+  expect(created.status).toBe(201);
+  return created.body.token;
+}
+
+function startWorker(token: string, stateDir: string): BerthProcess {
+  const worker = spawnBerth(['worker', '--server', url], {
+    BERTH_POOL_TOKEN: token,
+    BERTH_STATE_DIR: stateDir,
+  });
+  workers.push(worker);
+  return worker;
+}
+
+function repo(task: string): string {
+  const dir = tempDir('berth-stack-');
+  mkdirSync(path.join(dir, '.berth'));
+  writeFileSync(path.join(dir, '.berth', 'task.sh'), task);
+  return dir;
+}
+
+beforeAll(async () => {
+  engine = testEngine();
+  const dataDir = tempDir('berth-server-');
+  // The server lives for the whole file (the per-test leak check ends the harness's children);
+  // it makes no containers, and afterAll ends it.
+  server = spawn(
+    process.execPath,
+    [BERTH_BIN, 'server', '--listen', '127.0.0.1:0', '--data-dir', dataDir],
+    {
+      env: { ...process.env, NO_COLOR: '1', BERTH_WORKER_LEASE_TIMEOUT: '3s' },
+      stdio: ['ignore', 'ignore', 'pipe'],
+    },
+  );
+  let said = '';
+  await new Promise<void>((resolve, reject) => {
+    server.stderr?.on('data', (chunk: Buffer) => {
+      said += chunk.toString();
+      if (/listening on http/.test(said)) resolve();
+    });
+    server.on('exit', (code) => reject(new Error(`berth server exited (${code}): ${said}`)));
+  });
+  url = /listening on (http:\/\/\S+)/.exec(said)?.[1] as string;
+  admin = /admin token \(shown once, keep it\): (\S+)/.exec(said)?.[1] as string;
+  expect(admin).toMatch(/^berth_admin_/);
+});
+
+afterEach(async () => {
+  for (const worker of workers.splice(0)) {
+    worker.child.kill('SIGTERM');
+    await worker.exited;
+  }
+  await expectNothingLeftBehind(engine);
+});
+
+afterAll(async () => {
+  if (server && server.exitCode === null) {
+    const exited = new Promise((resolve) => server.on('exit', resolve));
+    server.kill('SIGTERM');
+    await exited;
+  }
+  engine?.close();
+});
+
+describe('berth server and berth worker', () => {
+  it("runs each pool's runs on its own workers only, with the stack's secret masked in the stored log", async () => {
+    const tokenA = await createPool('pool-a');
+    const tokenB = await createPool('pool-b');
+    const image = inject('busyboxImage');
+    for (const [id, pool] of [
+      ['stack-a', 'pool-a'],
+      ['stack-b', 'pool-b'],
+    ] as const) {
+      const created = await api('POST', '/stacks', {
+        id,
+        localDir: repo('echo "run of $TF_VAR_berth_stack_id as $(id -u) with $TOKEN"\n'),
+        pool,
+        runnerImage: image,
+      });
+      expect(created.status).toBe(201);
+      await api('PUT', `/stacks/${id}/env/TOKEN`, { value: `secret-of-${id}`, secret: true });
+    }
+    const a1 = startWorker(tokenA, tempDir('berth-worker-'));
+    const a2 = startWorker(tokenA, tempDir('berth-worker-'));
+    const b1 = startWorker(tokenB, tempDir('berth-worker-'));
+    for (const w of [a1, a2, b1]) await w.waitFor('registered in pool');
+    const idOf = (w: BerthProcess): string =>
+      /worker (\S+) registered/.exec(w.stderr())?.[1] as string;
+    const poolA = [idOf(a1), idOf(a2)];
+
+    const runsA = [];
+    for (let i = 0; i < 3; i += 1)
+      runsA.push((await api<RunBody>('POST', '/stacks/stack-a/runs', { type: 'task' })).body);
+    const runB = (await api<RunBody>('POST', '/stacks/stack-b/runs', { type: 'task' })).body;
+
+    for (const run of runsA) {
+      const done = await settled(run.id, ['FINISHED', 'FAILED']);
+      expect(done.state, done.stateReason ?? '').toBe('FINISHED');
+      const states = (await api<{ states: { state: string }[] }>('GET', `/runs/${run.id}`)).body
+        .states;
+      expect(states.map((s) => s.state)).toEqual([
+        'QUEUED',
+        'READY',
+        'PREPARING',
+        'PERFORMING',
+        'FINISHED',
+      ]);
+      const log = (await api<{ chunks: { text: string }[] }>('GET', `/runs/${run.id}/logs`)).body;
+      expect(log.chunks.map((c) => c.text).join('')).toBe('run of stack-a as 1983 with *****\n');
+    }
+    const doneB = await settled(runB.id, ['FINISHED', 'FAILED']);
+    expect(doneB.state).toBe('FINISHED');
+    // Each run records the worker that ran it: pool A's on A's workers, pool B's on B's.
+    const listed = (await api<{ runs: (RunBody & { stack: string })[] }>('GET', '/runs?limit=10'))
+      .body.runs;
+    expect(listed).toHaveLength(4);
+    for (const run of listed) {
+      if (run.stack === 'stack-a') expect(poolA).toContain(run.worker);
+      else expect(run.worker).toBe(idOf(b1));
+    }
+    for (const w of [a1, a2, b1]) expect(w.stderr()).not.toContain('secret-of-');
+  });
+
+  it('fails a run whose worker was killed, within the lease, and the restarted worker removes its container', async () => {
+    const token = await createPool('pool-kill');
+    await api('POST', '/stacks', {
+      id: 'stack-kill',
+      localDir: repo('echo started; sleep 300\n'),
+      pool: 'pool-kill',
+      runnerImage: inject('busyboxImage'),
+    });
+    const stateDir = tempDir('berth-worker-');
+    const worker = startWorker(token, stateDir);
+    await worker.waitFor('registered in pool');
+    const run = (await api<RunBody>('POST', '/stacks/stack-kill/runs', { type: 'task' })).body;
+    await settled(run.id, ['PERFORMING']);
+    // Wait for the job's own output before pulling the plug.
+    for (;;) {
+      const log = (await api<{ chunks: unknown[] }>('GET', `/runs/${run.id}/logs`)).body;
+      if (log.chunks.length > 0) break;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    worker.child.kill('SIGKILL');
+    await worker.exited;
+    workers.splice(workers.indexOf(worker), 1);
+    const failed = await settled(run.id, ['FAILED'], 30_000);
+    expect(failed.stateReason).toMatch(
+      /^worker \S+ stopped answering while the run was PERFORMING/,
+    );
+    // The same worker, started again, removes the container its dead process left.
+    const again = startWorker(token, stateDir);
+    await again.waitFor('registered in pool');
+    expect(again.stderr()).toMatch(/removed 1 container\(s\) left by a worker that died/);
+  });
+});
