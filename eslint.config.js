@@ -105,6 +105,11 @@ export default tseslint.config(
     'src/server may import domain, api and store (see docs/development/architecture.md).',
   ),
   restrict(
+    ['src/worker/**'],
+    ['**/cli/**', '**/server/**', '**/store/**'],
+    'src/worker talks to the server only through its protocol (see docs/development/architecture.md).',
+  ),
+  restrict(
     ['src/store/**'],
     [
       '**/executor/**',

@@ -9,7 +9,6 @@ import { hostname, tmpdir } from 'node:os';
 import path from 'node:path';
 import { execFile } from 'node:child_process';
 import { BerthError, coerceError } from '../domain/errors.js';
-import type { PlanCounts } from '../store/store.js';
 import type { RunEvent } from '../domain/run-events.js';
 import type { RunStateName } from '../domain/run-state.js';
 import type { RunType } from '../domain/workflow.js';
@@ -20,6 +19,8 @@ import { startRun, type RunningJob } from '../launcher/run-job.js';
 import type { DockerConfigDir } from '../registry/docker-config.js';
 import { LogShipper } from './log-shipper.js';
 import type { AssignmentBody, Report, WorkerProtocol } from './protocol.js';
+
+type PlanCounts = NonNullable<Report['plan']>;
 
 export interface WorkerOptions {
   protocol: WorkerProtocol;
