@@ -13,7 +13,13 @@ export default defineConfig({
       {
         // Pure code, beside its source: no engine needed.
         extends: true,
-        test: { name: 'unit', include: ['src/**/*.test.ts'] },
+        test: {
+          name: 'unit',
+          include: ['src/**/*.test.ts'],
+          // A scratch TMPDIR per file, removed after it: unit tests leave no temp dirs.
+          globalSetup: ['test/harness/unit-setup.ts'],
+          setupFiles: ['test/harness/unit-worker-setup.ts'],
+        },
       },
       {
         // The real engine, registry and images: set up once, checked for leaks after.

@@ -137,6 +137,8 @@ describe('coloured output', () => {
     berth(['run', jobDir(), '--image', busybox, '--pull', 'never', '--', 'echo plain-job-output'], {
       NO_COLOR: undefined,
       FORCE_COLOR: undefined,
+      // picocolors colours under CI=… too (.ci/run sets CI=true): each case says what it wants.
+      CI: undefined,
       ...env,
     });
 
@@ -150,7 +152,7 @@ describe('coloured output', () => {
   });
 
   it('has no colour under NO_COLOR, nor when not on a terminal', async () => {
-    for (const env of [{ NO_COLOR: '1', FORCE_COLOR: '1' }, {}]) {
+    for (const env of [{ NO_COLOR: '1', FORCE_COLOR: '1', CI: 'true' }, {}]) {
       const result = await run(env);
       expect(result.code, result.stderr).toBe(0);
       expect(result.stdout + result.stderr).not.toContain('\u001b[');

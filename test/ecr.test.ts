@@ -104,6 +104,8 @@ describe('ECR images', () => {
     const again = await run('private');
     expect(again.code).toBe(0);
     expect(ecr.requests.length - before).toBe(2);
+    // Both requests were signed with the right secret over what arrived.
+    expect(ecr.badSignatures).toBe(0);
   });
 
   it("are refused on a public pool unless the operator lists the account: the worker's identity is not the tenant's", async () => {
@@ -128,6 +130,18 @@ describe('ECR images', () => {
       rule: '<account>.dkr.ecr.<region>.amazonaws.com',
     });
     expect(ecr.requests.length - before).toBe(1);
+  });
+
+  it('are refused a token when the secret key is wrong: the stand-in verifies the SigV4 signature', async () => {
+    const before = ecr.badSignatures;
+    const result = await runBerth(
+      ['run', jobDir(), '--image', image, '--json', '--', 'echo never'],
+      { ...awsEnv(true), AWS_SECRET_ACCESS_KEY: `not-${ecr.secretAccessKey}` },
+    );
+    expect(ecr.badSignatures).toBeGreaterThan(before);
+    expect(result.code).toBe(3);
+    expect(finished(result).error?.code).toMatch(/^BERTH_ECR_(FAILED|ACCESS_DENIED)$/);
+    expect(finished(result).error?.message).toContain('InvalidSignatureException');
   });
 
   it('say which credentials chain was tried when the worker has no AWS identity', async () => {

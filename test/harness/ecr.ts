@@ -2,12 +2,14 @@
  * A stand-in for AWS's ECR, since the real one cannot be reached from here: the ECR registry
  * host name resolves to a local TLS registry (a hosts entry, and a test CA trusted by the engine
  * through /etc/docker/certs.d and by berth through NODE_EXTRA_CA_CERTS), and a local HTTP
- * endpoint speaks ECR's GetAuthorizationToken (AWS JSON 1.1) to the real AWS SDK, checking the
- * SigV4 signature names the expected access key and region. The token it hands out is the
+ * endpoint speaks ECR's GetAuthorizationToken (AWS JSON 1.1) to the real AWS SDK and verifies
+ * its SigV4 signature with the secret key (the algorithm is public: canonical request, string to
+ * sign, derived signing key), so a wrong secret or a broken canonical request is refused as AWS
+ * refuses it. The token it hands out is the
  * registry's password for user AWS, as with real ECR. Everything it changes on the machine is
  * marked and undone by `stop`.
  */
-import { randomBytes } from 'node:crypto';
+import { createHash, createHmac, randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
@@ -29,8 +31,10 @@ export interface FakeEcr {
   token: string;
   caFile: string;
   endpoint: string;
-  /** Token requests seen, with what the signature said. */
+  /** Token requests with a valid signature, with what the signature said. */
   requests: { accessKeyId: string; region: string; service: string; registryIds: string[] }[];
+  /** Requests whose SigV4 signature did not verify. */
+  badSignatures: number;
   /** Answer the next requests with AccessDeniedException. */
   denyAll: boolean;
   stop(): Promise<void>;
@@ -65,6 +69,7 @@ export async function startFakeEcr(): Promise<FakeEcr> {
     caFile: certs.ca,
     endpoint: '',
     requests: [],
+    badSignatures: 0,
     denyAll: false,
     stop: () => Promise.resolve(),
   };
@@ -97,6 +102,15 @@ export async function startFakeEcr(): Promise<FakeEcr> {
         answer(400, {
           __type: 'InvalidSignatureException',
           message: 'not a SigV4-signed GetAuthorizationToken request',
+        });
+        return;
+      }
+      if (credential[1] === fake.accessKeyId && !signatureValid(req, body, fake.secretAccessKey)) {
+        fake.badSignatures += 1;
+        answer(400, {
+          __type: 'InvalidSignatureException',
+          message:
+            'The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method.',
         });
         return;
       }
@@ -157,4 +171,52 @@ export async function startFakeEcr(): Promise<FakeEcr> {
     throw err;
   }
   return fake;
+}
+
+const sha256 = (data: string): string => createHash('sha256').update(data).digest('hex');
+const hmac = (key: Buffer | string, data: string): Buffer =>
+  createHmac('sha256', key).update(data).digest();
+
+/**
+ * AWS Signature Version 4, checked the way AWS checks it: rebuild the canonical request from what
+ * arrived, derive the signing key from the secret and the credential scope, compare signatures.
+ */
+export function signatureValid(req: http.IncomingMessage, body: string, secret: string): boolean {
+  const auth = req.headers.authorization ?? '';
+  const match =
+    /^AWS4-HMAC-SHA256 Credential=[^/]+\/(\d{8})\/([^/]+)\/([^/]+)\/aws4_request, ?SignedHeaders=([^,]+), ?Signature=([0-9a-f]{64})$/.exec(
+      auth,
+    );
+  const amzDate = req.headers['x-amz-date'];
+  if (!match || typeof amzDate !== 'string') return false;
+  const [, date, region, service, signedHeaders, signature] = match as unknown as string[];
+  const url = new URL(req.url ?? '/', 'http://endpoint');
+  const query = [...url.searchParams.entries()]
+    .map(([k, v]) => `${encodeURIComponent(k)}=${encodeURIComponent(v)}`)
+    .sort()
+    .join('&');
+  const headers = (signedHeaders as string).split(';');
+  const canonicalHeaders = headers
+    .map((name) => {
+      const value = req.headers[name];
+      const text = Array.isArray(value) ? value.join(',') : (value ?? '');
+      return `${name}:${text.trim().replace(/\s+/g, ' ')}\n`;
+    })
+    .join('');
+  const payloadHash = req.headers['x-amz-content-sha256'];
+  const canonicalRequest = [
+    req.method,
+    url.pathname || '/',
+    query,
+    canonicalHeaders,
+    signedHeaders,
+    typeof payloadHash === 'string' ? payloadHash : sha256(body),
+  ].join('\n');
+  const scope = `${date}/${region}/${service}/aws4_request`;
+  const stringToSign = ['AWS4-HMAC-SHA256', amzDate, scope, sha256(canonicalRequest)].join('\n');
+  const key = ['aws4_request'].reduce(
+    (k, part) => hmac(k, part),
+    hmac(hmac(hmac(`AWS4${secret}`, date as string), region as string), service as string),
+  );
+  return createHmac('sha256', key).update(stringToSign).digest('hex') === signature;
 }

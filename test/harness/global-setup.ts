@@ -7,19 +7,9 @@ import { DockerExecutor } from '../../src/executor/docker/docker-executor.js';
 import { isLauncherAlive } from '../../src/launcher/launcher-identity.js';
 import { removeContainerNow } from './cleanup.js';
 import { randomBytes } from 'node:crypto';
-import {
-  chmodSync,
-  mkdirSync,
-  mkdtempSync,
-  readdirSync,
-  readFileSync,
-  rmSync,
-  statSync,
-  writeFileSync,
-} from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
-import { recordedLaunchers, suiteTmp } from './ownership.js';
+import { rmSync } from 'node:fs';
+import { recordedLaunchers } from './ownership.js';
+import { closeSuiteDir, makeSuiteDir } from './suite-dir.js';
 import { berthContainers, pushImage, removeImage, tagImage, testEngine } from './engine.js';
 import { ensureBusyboxImage } from './images.js';
 import { reapStaleRegistries, startRegistry, type RunningRegistry } from './registry.js';
@@ -57,14 +47,7 @@ export default async function setup(project: TestProject): Promise<() => Promise
     console.warn(
       `stopped ${reaped} registry process(es) left by an earlier test run that was killed`,
     );
-  const reapedDirs = reapStaleSuiteDirs();
-  if (reapedDirs > 0)
-    console.warn(`removed ${reapedDirs} temp dir(s) left by an earlier test run that was killed`);
-  const suite = mkdtempSync(path.join(tmpdir(), 'berth-suite-'));
-  // Traversable like /tmp: some tests run berth as an unprivileged user on files made here.
-  chmodSync(suite, 0o755);
-  mkdirSync(suiteTmp(suite), { mode: 0o755 });
-  writeFileSync(path.join(suite, 'owner'), String(process.pid));
+  const suite = makeSuiteDir();
   project.provide('suiteDir', suite);
   const before = await inventory();
   const busybox = await ensureBusyboxImage(engine);
@@ -109,8 +92,7 @@ export default async function setup(project: TestProject): Promise<() => Promise
     for (const container of left) await removeContainerNow(engine, container.Id);
     const after = await inventory();
     engine.close();
-    const leftFiles = readdirSync(suiteTmp(suite));
-    rmSync(suite, { recursive: true, force: true });
+    const leftFiles = closeSuiteDir(suite);
     const problems: string[] = [];
     if (left.length > 0) {
       problems.push(
@@ -140,26 +122,4 @@ export default async function setup(project: TestProject): Promise<() => Promise
       volumes: (volumes.Volumes ?? []).map((v) => v.Name),
     };
   }
-}
-
-/** Removes the run directories of test runs whose process is gone (killed before teardown). */
-function reapStaleSuiteDirs(): number {
-  let reaped = 0;
-  for (const name of readdirSync(tmpdir())) {
-    if (!name.startsWith('berth-suite-')) continue;
-    const dir = path.join(tmpdir(), name);
-    try {
-      const owner = Number(readFileSync(path.join(dir, 'owner'), 'utf8'));
-      process.kill(owner, 0);
-      continue;
-    } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code;
-      // EPERM: alive, someone else's. No owner file yet: a run starting right now, unless old.
-      if (code === 'EPERM') continue;
-      if (code === 'ENOENT' && Date.now() - statSync(dir).mtimeMs < 600_000) continue;
-    }
-    rmSync(dir, { recursive: true, force: true });
-    reaped += 1;
-  }
-  return reaped;
 }

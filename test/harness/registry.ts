@@ -82,6 +82,8 @@ export interface RegistryOptions {
   tls?: { certificate: string; key: string };
   /** Listen here instead of a free loopback port. */
   address?: string;
+  /** Token authentication through this issuer (see token-issuer.ts) instead of htpasswd. */
+  token?: { realm: string; service: string; issuer: string; rootCertBundle: string };
 }
 
 /** A bcrypt htpasswd line made by Debian's htpasswd (apache2-utils). */
@@ -126,6 +128,16 @@ export async function startRegistry(options: RegistryOptions = {}): Promise<Runn
       '  htpasswd:',
       '    realm: berth-test',
       `    path: ${path.join(dir, 'htpasswd')}`,
+    );
+  }
+  if (options.token) {
+    auth.push(
+      'auth:',
+      '  token:',
+      `    realm: ${options.token.realm}`,
+      `    service: ${options.token.service}`,
+      `    issuer: ${options.token.issuer}`,
+      `    rootcertbundle: ${options.token.rootCertBundle}`,
     );
   }
   const tls = options.tls

@@ -16,8 +16,8 @@ import type { TestCertificate } from './certs.js';
 import { tempDir } from './ownership.js';
 
 export interface PublishOptions {
-  /** The executable's text (a shell script). */
-  content: string;
+  /** The executable: a shell script's text, or a real binary (stored in the zip uncompressed). */
+  content: string | Buffer;
   /** Serve a zip other than the one the sums name. */
   tamperZip?: boolean;
   /** Sign the sums with a key the client does not trust. */
@@ -119,7 +119,14 @@ export async function startReleaseMirror(
       const encode = (text: string): Uint8Array => new TextEncoder().encode(text);
       const zip = Buffer.from(
         zipSync({
-          [tool]: [encode(options.content), { os: 3, attrs: (0o100755 << 16) >>> 0 }],
+          [tool]: [
+            typeof options.content === 'string' ? encode(options.content) : options.content,
+            {
+              os: 3,
+              attrs: (0o100755 << 16) >>> 0,
+              level: typeof options.content === 'string' ? 6 : 0,
+            },
+          ],
           'LICENSE.txt': encode('test'),
         }),
       );

@@ -53,20 +53,37 @@ export function connectionError(
     );
   }
   if (endpoint.host && !endpoint.tls && (err.code === 'ECONNRESET' || err.code === 'EPIPE')) {
-    return new BerthError(
-      'BERTH_DOCKER_UNREACHABLE',
-      `the Docker engine at ${endpoint.display} closed the connection (${err.code})`,
-      {
-        cause: err,
-        hint: 'An engine that speaks TLS (usually on port 2376) drops plain connections: set DOCKER_TLS_VERIFY=1 and DOCKER_CERT_PATH to the directory with ca.pem, cert.pem and key.pem.',
-      },
-    );
+    return plainToTlsEngine(endpoint, `closed the connection (${err.code})`, err);
   }
   return new BerthError(
     'BERTH_DOCKER_UNREACHABLE',
     `cannot reach the Docker engine at ${endpoint.display} (${err.code ?? err.message})`,
     { cause: err },
   );
+}
+
+const TLS_HINT =
+  'An engine that speaks TLS (usually on port 2376) refuses plain connections: set DOCKER_TLS_VERIFY=1 and DOCKER_CERT_PATH to the directory with ca.pem, cert.pem and key.pem.';
+
+/**
+ * A plain connection to an engine that speaks TLS: a TLS terminator drops it, `dockerd
+ * --tlsverify` answers 400 "Client sent an HTTP request to an HTTPS server" (see isPlainToTls).
+ */
+export function plainToTlsEngine(
+  endpoint: { display: string },
+  what: string,
+  cause?: unknown,
+): BerthError {
+  return new BerthError(
+    'BERTH_DOCKER_UNREACHABLE',
+    `the Docker engine at ${endpoint.display} ${what}`,
+    { cause, hint: TLS_HINT },
+  );
+}
+
+/** dockerd's (Go's) answer to plain HTTP on its TLS port. */
+export function isPlainToTls(status: number, body: string): boolean {
+  return status === 400 && /HTTP request to an HTTPS server/i.test(body);
 }
 
 /** OpenSSL's own words without its source location: `tlsv13 alert certificate required`. */

@@ -13,7 +13,12 @@ import { homedir } from 'node:os';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { BerthError } from '../../domain/errors.js';
-import { DockerApiError, connectionError } from './daemon-errors.js';
+import {
+  DockerApiError,
+  connectionError,
+  isPlainToTls,
+  plainToTlsEngine,
+} from './daemon-errors.js';
 
 /** The highest API version berth was written against; older engines are asked in their own. */
 const MAX_API_VERSION = '1.45';
@@ -153,6 +158,11 @@ export class EngineClient {
   async ping(): Promise<string> {
     if (this.apiVersion) return this.apiVersion;
     const res = await this.send('GET', '/_ping', { deadlineMs: 10_000 }, false);
+    if (this.endpoint.host && !this.endpoint.tls && res.statusCode === 400) {
+      const text = await readAll(res);
+      if (isPlainToTls(400, text))
+        throw plainToTlsEngine(this.endpoint, `speaks TLS and refused a plain connection: ${text}`);
+    }
     res.resume();
     const header = res.headers['api-version'];
     const server = typeof header === 'string' ? header : MIN_API_VERSION;
