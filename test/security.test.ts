@@ -6,7 +6,7 @@
 import { execFileSync } from 'node:child_process';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { mkdirSync, readdirSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { EngineClient } from '../src/executor/docker/engine-client.js';
@@ -395,5 +395,34 @@ describe('defaults for shared workers', () => {
     const report = JSON.parse(closed.stdout) as { checks: { name: string; status: string }[] };
     expect(report.checks.find((c) => c.name === 'metadata')?.status).toBe('ok');
     expect(closed.code).toBe(0);
+  });
+});
+
+describe('a sandbox runtime', () => {
+  it('runs jobs under gVisor when asked (--runtime runsc), sole phase and phases with secrets alike', async () => {
+    const host = readFileSync('/proc/version', 'utf8');
+    for (const extra of [[], ['--secret-env', 'TOKEN=sandboxed-secret-1']]) {
+      const result = await runBerth([
+        'run',
+        jobDir(),
+        '--image',
+        inject('busyboxImage'),
+        '--pull',
+        'never',
+        '--runtime',
+        'runsc',
+        '--json',
+        ...extra,
+        '--',
+        'cat /proc/version; id -u; echo "token=${TOKEN:-none}"',
+      ]);
+      expect(result.code, JSON.stringify(finished(result).error)).toBe(0);
+      const out = jobOutput(result);
+      // gVisor's own kernel answers, not the host's.
+      expect(out).toContain('Linux version 4.4.0');
+      expect(out).not.toContain(host.trim());
+      expect(out).toContain('\n1983\n');
+      expect(out).toMatch(/token=(none|\*\*\*\*\*)\n/);
+    }
   });
 });

@@ -181,6 +181,13 @@ describe('digests', () => {
     const digests = [d1, d2];
     expect(pickRepoDigest(digests, 'busybox:latest')).toBe(d2);
     expect(pickRepoDigest([], 'busybox')).toBeNull();
+    // Only another repository's digest: none of this run's.
+    expect(
+      pickRepoDigest(
+        [`123456789012.dkr.ecr.us-east-1.amazonaws.com/team/app@sha256:${'3'.repeat(64)}`],
+        'busybox:1',
+      ),
+    ).toBeNull();
     expect(pickRepoDigest(null, 'busybox')).toBeNull();
   });
 });

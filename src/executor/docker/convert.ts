@@ -226,7 +226,9 @@ export function jobHome(entry: PasswdEntry | null): string {
 
 /**
  * The registry digest of the image that runs: among the engine's RepoDigests, the one of the
- * repository asked for; null for images that never came from a registry (built or imported).
+ * repository asked for; null for images that never came from a registry (built or imported), and
+ * for one that came only under other names (another repository's digest says nothing about this
+ * run, and on a shared worker it would show another tenant's registry and repository).
  */
 export function pickRepoDigest(
   repoDigests: readonly string[] | null | undefined,
@@ -234,7 +236,7 @@ export function pickRepoDigest(
 ): string | null {
   if (!repoDigests || repoDigests.length === 0) return null;
   const wanted = repositoryOf(reference);
-  return repoDigests.find((d) => repositoryOf(d) === wanted) ?? (repoDigests[0] as string);
+  return repoDigests.find((d) => repositoryOf(d) === wanted) ?? null;
 }
 
 /** `host:5000/a/b:tag@sha256:…` → `host:5000/a/b`, with Docker Hub's implicit parts added. */
