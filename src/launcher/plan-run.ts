@@ -11,7 +11,6 @@ import {
   type AllowRule,
   type PoolKind,
 } from '../domain/pool-policy.js';
-import type { RunType } from '../domain/workflow.js';
 import type { PullPolicy } from '../executor/executor.js';
 import type { DockerConfigDir } from '../registry/docker-config.js';
 import { ecrTokenFromSdk } from '../registry/ecr.js';
@@ -21,7 +20,7 @@ import {
   publicEcrAccountsFrom,
   type ImageAccessSettings,
 } from './image-access.js';
-import { resolveRunConfig } from './run-config.js';
+import { resolveRunConfig, type RunConfigInput } from './run-config.js';
 import type { RunJobOptions, WorkflowOptions } from './run-job.js';
 import { DEFAULT_TOOL_DIR } from './tool-setup.js';
 
@@ -47,19 +46,11 @@ export interface RunSettings {
   allowList: AllowRule[] | null;
 }
 
-export interface RunPlanInput {
-  type: RunType;
-  sourceDir: string;
-  runId: string;
-  /** The stack's id, and its own settings (file, and flags or the server's record). */
-  stack: string;
-  stackSettingsFile?: string;
-  runnerImage?: string;
-  projectRoot?: string;
-  tool?: string;
-  toolVersion?: string;
-  /** A task's shell text. */
-  command: string;
+/** The stack's side (as for resolveRunConfig; the image layers come from `settings` and `env`). */
+export interface RunPlanInput extends Omit<
+  RunConfigInput,
+  'imageOverride' | 'poolDefaultImage' | 'berthDefaultImage'
+> {
   autoDeploy: boolean;
   settings: RunSettings;
   dockerConfig: DockerConfigDir | null;
@@ -86,11 +77,11 @@ export async function planRun(
     projectRoot: input.projectRoot,
     tool: input.tool,
     toolVersion: input.toolVersion,
+    command: input.command,
+    runId: input.runId,
     imageOverride: settings.image,
     poolDefaultImage: env.BERTH_POOL_DEFAULT_RUNNER_IMAGE?.trim() || null,
     berthDefaultImage: input.defaultRunnerImage,
-    command: input.command,
-    runId: input.runId,
   });
   const image = run.image;
   const pullPolicy =
