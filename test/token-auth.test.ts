@@ -3,7 +3,7 @@
  * registry (Debian's docker-registry, `auth: token`) verifying JWTs from a token issuer in the
  * harness: berth's own registry check and the engine's pull (and push) both go through it.
  */
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { EngineClient } from '../src/executor/docker/engine-client.js';
@@ -15,7 +15,11 @@ import { tempDir } from './harness/ownership.js';
 import { startRegistry, type RunningRegistry } from './harness/registry.js';
 import { startTokenIssuer, type TokenIssuer } from './harness/token-issuer.js';
 
-const user = { name: 'token-user', password: 'token-pass-31337' };
+const user = {
+  name: 'token-user',
+  password: 'token-pass-31337',
+  identityToken: 'identity-refresh-token-5150-xyz',
+};
 let engine: EngineClient;
 let issuer: TokenIssuer;
 let registry: RunningRegistry;
@@ -104,5 +108,46 @@ describe('registry token authentication', () => {
     expect(finished(result).error?.code).toBe('BERTH_REGISTRY_AUTH_FAILED');
     expect(issuer.issued.slice(before)).toContain(`${user.name} refused`);
     expect(result.stdout + result.stderr).not.toContain('wrong-password');
+  });
+
+  it('an identity token (OAuth2 refresh token) gets pull tokens for the check and the pull, and never reaches the job or the stored log', async () => {
+    await removeRepository(engine, `${registry.address}/team/tokened`);
+    const dir = tempDir('berth-docker-config-');
+    writeFileSync(
+      path.join(dir, 'config.json'),
+      JSON.stringify({
+        auths: { [`http://${registry.address}`]: { identitytoken: user.identityToken } },
+      }),
+    );
+    const before = issuer.issued.length;
+    const result = await runBerth(
+      [
+        'run',
+        jobDir(),
+        '--image',
+        image,
+        '--json',
+        '--',
+        'env; cat /proc/1/environ 2>/dev/null | tr "\\0" "\\n"; ls -la / /mnt/workspace 2>/dev/null; echo done',
+      ],
+      { BERTH_STATE_DIR: stateDir, BERTH_DOCKER_CONFIG_DIR: dir },
+    );
+    expect(result.code, result.stderr).toBe(0);
+    expect(finished(result).image.source).toBe('pulled');
+    // Tokens were granted on the refresh token: berth's check asks every time (the engine may
+    // reuse a token it got moments ago in this file for its pull, so it is not counted here).
+    const viaRefresh = issuer.issued
+      .slice(before)
+      .filter((line) =>
+        line.startsWith(`${user.name} (refresh token) repository:team/tokened:pull`),
+      );
+    expect(viaRefresh.length, JSON.stringify(issuer.issued.slice(before))).toBeGreaterThanOrEqual(
+      1,
+    );
+    expect(jobOutput(result)).toContain('done\n');
+    expect(result.stdout + result.stderr).not.toContain(user.identityToken);
+    const stored = readFileSync(finished(result).log.path as string, 'utf8');
+    expect(stored).toContain('done');
+    expect(stored).not.toContain(user.identityToken);
   });
 });

@@ -296,6 +296,38 @@ describe("OpenTofu's release layout", () => {
 });
 
 describe('the tool cache against tampering', () => {
+  it('never shows a partial binary: while the zip still arrives nothing is in the cache, and a second job gets no early answer', async () => {
+    let release: () => void = () => undefined;
+    const gate = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    await mirror.publish('1.9.9', { content: STAND_IN, holdZip: gate });
+    const dir = cache();
+    const zipUrl = '/1.9.9/terraform_1.9.9_linux_amd64.zip';
+    const asked = async (times: number): Promise<void> => {
+      while (mirror.requests.filter((r) => r === zipUrl).length < times)
+        await new Promise((resolve) => setTimeout(resolve, 10));
+    };
+    let answered = 0;
+    const first = provideTool(source(), '1.9.9', 'linux_amd64', dir).finally(() => (answered += 1));
+    await asked(1);
+    const second = provideTool(source(), '1.9.9', 'linux_amd64', dir).finally(
+      () => (answered += 1),
+    );
+    await asked(2);
+    // Half of each zip is in flight: no binary, not even its directory, and nobody answered.
+    const binary = path.join(dir, 'terraform/1.9.9/linux_amd64/terraform');
+    expect(existsSync(path.dirname(binary))).toBe(false);
+    expect(answered).toBe(0);
+    release();
+    const both = await Promise.all([first, second]);
+    for (const provided of both) {
+      expect(provided.binary).toBe(binary);
+      expect(readFileSync(provided.binary, 'utf8')).toBe(STAND_IN);
+    }
+    expect(readdirSync(path.join(dir, '.partial'))).toEqual([]);
+  });
+
   it('re-verifies a cache hit: a changed binary is discarded, fetched again, and says so', async () => {
     const dir = cache();
     const first = await provideTool(source(), '1.5.7', 'linux_amd64', dir);

@@ -22,6 +22,8 @@ export interface PublishOptions {
   tamperZip?: boolean;
   /** Sign the sums with a key the client does not trust. */
   untrusted?: boolean;
+  /** Send the first half of the zip, then hold the rest until this settles. */
+  holdZip?: Promise<void>;
 }
 
 export interface ReleaseMirror {
@@ -73,6 +75,7 @@ export async function startReleaseMirror(
   const files = new Map<string, Buffer>();
   const requests: string[] = [];
   const versions: string[] = [];
+  const holds = new Map<string, Promise<void>>();
   const handler = (req: http.IncomingMessage, res: http.ServerResponse): void => {
     requests.push(req.url ?? '');
     const index =
@@ -99,6 +102,14 @@ export async function startReleaseMirror(
       req.url === index.path ? Buffer.from(JSON.stringify(index.body)) : files.get(req.url ?? '');
     if (!body) {
       res.writeHead(404).end();
+      return;
+    }
+    const hold = holds.get(req.url ?? '');
+    if (hold) {
+      const half = Math.floor(body.length / 2);
+      res.writeHead(200, { 'content-length': String(body.length) });
+      res.write(body.subarray(0, half));
+      void hold.then(() => res.end(body.subarray(half)));
       return;
     }
     res.writeHead(200).end(body);
@@ -135,6 +146,7 @@ export async function startReleaseMirror(
         `${sha256(zip)}  ${zipName}\n${sha256(Buffer.from('other'))}  ${tool}_${version}_darwin_arm64.zip\n`,
       );
       const dir = layout === 'opentofu' ? `/v${version}` : `/${version}`;
+      if (options.holdZip) holds.set(`${dir}/${zipName}`, options.holdZip);
       files.set(
         `${dir}/${zipName}`,
         options.tamperZip

@@ -29,6 +29,8 @@ const b64url = (data: Buffer | string): string => Buffer.from(data).toString('ba
 export async function startTokenIssuer(user: {
   name: string;
   password: string;
+  /** An OAuth2 refresh token (Docker's `identitytoken`) that stands for the user. */
+  identityToken?: string;
 }): Promise<TokenIssuer> {
   const ca = makeCa(tempDir('berth-token-issuer-'), 'berth test token issuer');
   const key = readFileSync(ca.key, 'utf8');
@@ -41,16 +43,41 @@ export async function startTokenIssuer(user: {
   const sockets = new Set<net.Socket>();
 
   const server = http.createServer((req, res) => {
+    if (req.method === 'POST') {
+      // OAuth2: grant_type=refresh_token&refresh_token=…&service=…&scope=… in a form body.
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.on('end', () => {
+        const form = new URLSearchParams(Buffer.concat(chunks).toString());
+        const url = new URL(req.url ?? '/', 'http://issuer');
+        for (const [k, v] of form) url.searchParams.append(k, v);
+        const ok =
+          form.get('grant_type') === 'refresh_token' &&
+          user.identityToken !== undefined &&
+          form.get('refresh_token') === user.identityToken;
+        answer(url, ok ? user.name : undefined, res, 'refresh token');
+      });
+      return;
+    }
     const url = new URL(req.url ?? '/', 'http://issuer');
     const basic = /^Basic (.+)$/.exec(req.headers.authorization ?? '')?.[1];
     const [name, ...rest] = basic ? Buffer.from(basic, 'base64').toString().split(':') : [];
     const authenticated = name === user.name && rest.join(':') === user.password;
+    answer(url, authenticated ? name : undefined, res, name ?? '-');
+  });
+  const answer = (
+    url: URL,
+    name: string | undefined,
+    res: http.ServerResponse,
+    who: string,
+  ): void => {
+    const authenticated = name !== undefined;
     if (url.pathname !== '/token' || url.searchParams.get('service') !== service) {
       res.writeHead(404).end();
       return;
     }
     if (!authenticated) {
-      issued.push(`${name ?? '-'} refused`);
+      issued.push(`${who} refused`);
       res.writeHead(401, { 'content-type': 'application/json' });
       res.end(JSON.stringify({ errors: [{ code: 'UNAUTHORIZED', message: 'bad credentials' }] }));
       return;
@@ -61,7 +88,9 @@ export async function startTokenIssuer(user: {
       const actions = parts.pop()?.split(',') ?? [];
       return type === 'repository' ? [{ type, name: parts.join(':'), actions }] : [];
     });
-    issued.push(`${name} ${url.searchParams.getAll('scope').join(' ')}`);
+    issued.push(
+      `${who === 'refresh token' ? `${name} (refresh token)` : name} ${url.searchParams.getAll('scope').join(' ')}`,
+    );
     const now = Math.floor(Date.now() / 1000);
     const header = { typ: 'JWT', alg: 'RS256', x5c: [certificateDer] };
     const claims = {
@@ -85,7 +114,7 @@ export async function startTokenIssuer(user: {
         issued_at: new Date(now * 1000).toISOString(),
       }),
     );
-  });
+  };
   server.on('connection', (s) => {
     sockets.add(s);
     s.on('close', () => sockets.delete(s));
