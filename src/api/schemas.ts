@@ -281,3 +281,22 @@ export const LogBatch = closed({
 });
 
 export const LogAccepted = closed({ next: Type.Integer() });
+
+export const WorkerOutput = closed({
+  id: Type.String(),
+  pool: Type.String(),
+  host: Type.String(),
+  berthVersion: Type.String(),
+  engineVersion: Type.String(),
+  concurrency: Type.Integer(),
+  status: Type.Unsafe<'IDLE' | 'BUSY' | 'DRAINED'>({
+    type: 'string',
+    enum: ['IDLE', 'BUSY', 'DRAINED'],
+  }),
+  lastHeartbeatAt: Type.String(),
+  runs: Type.Array(Type.String()),
+});
+
+export const WorkerList = closed({ workers: Type.Array(WorkerOutput) });
+
+export const WorkerParams = closed({ id: Type.String({ pattern: '^[0-9A-HJKMNP-TV-Z]{26}$' }) });

@@ -3,8 +3,9 @@ import { Command, CommanderError } from 'commander';
 import { BerthError, EXIT_CODES, coerceError, exitCodeForError } from '../domain/errors.js';
 import { errorText, type Output } from './render.js';
 import { registerDoctor } from './doctor.js';
-import { registerServer } from './server.js';
+import { registerServer, registerUp } from './server.js';
 import { registerWorker } from './worker.js';
+import { registerRemote } from './remote.js';
 import { registerImage } from './image.js';
 import { registerRun } from './run.js';
 import { registerRunnerImage } from './runner-image.js';
@@ -35,7 +36,9 @@ export async function main(argv: string[], io: Output, env: NodeJS.ProcessEnv): 
   registerImage(program, io, env, setExit);
   registerDoctor(program, io, env, setExit);
   registerServer(program, io, env, VERSION);
+  registerUp(program, io, env, VERSION);
   registerWorker(program, io, env, VERSION);
+  registerRemote(program, io, env, setExit);
   try {
     await program.parseAsync(argv, { from: 'user' });
     return exitCode;

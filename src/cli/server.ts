@@ -71,3 +71,59 @@ export function registerServer(
       await server.close();
     });
 }
+
+/** `berth up`: a server on SQLite and one local worker in a private pool, for a first try. */
+export function registerUp(
+  program: Command,
+  io: Output,
+  env: NodeJS.ProcessEnv,
+  version: string,
+): void {
+  program
+    .command('up')
+    .description(
+      'a berth server (SQLite) and one worker of its private pool "local", on this machine',
+    )
+    .option('--listen <host:port>', 'address to listen on', '127.0.0.1:8080')
+    .option('--data-dir <dir>', 'as for berth server')
+    .option('--concurrency <n>', "the local worker's runs at once", '2')
+    .action(async (opts: { listen: string; dataDir?: string; concurrency: string }) => {
+      const { host, port } = listenAddress(opts.listen);
+      const concurrency = Number(opts.concurrency);
+      if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 64)
+        throw new BerthError(
+          'BERTH_USAGE',
+          `--concurrency ${JSON.stringify(opts.concurrency)}: use 1 to 64`,
+        );
+      const { startServer } = await import('../server/start.js');
+      const server = await startServer({
+        host,
+        port,
+        dataDir: dataDirFrom(env, opts.dataDir),
+        env,
+        version,
+        localPool: 'local',
+        say: (line) => io.stderr.write(`berth: ${line}\n`),
+      });
+      io.stderr.write(
+        `berth: up: server ${server.url}, worker pool "local"; next: berth login --server ${server.url} (with the admin token), then berth stack create NAME --dir DIR --pool local\n`,
+      );
+      try {
+        const { runWorker } = await import('./worker.js');
+        await runWorker({
+          server: server.url,
+          token: server.poolToken as string,
+          concurrency,
+          io,
+          env: {
+            ...env,
+            BERTH_STATE_DIR:
+              env.BERTH_STATE_DIR?.trim() || path.join(dataDirFrom(env, opts.dataDir), 'worker'),
+          },
+          version,
+        });
+      } finally {
+        await server.close();
+      }
+    });
+}

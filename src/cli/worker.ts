@@ -9,11 +9,12 @@ import { EngineClient } from '../executor/docker/engine-client.js';
 import { FileJobUserCache } from '../launcher/job-user-cache.js';
 import { currentLauncherId, isLauncherAlive } from '../launcher/launcher-identity.js';
 import { DEFAULT_SAVED_WORKSPACE_LIMIT } from '../launcher/run-job.js';
-import { readSettings } from '../launcher/runner-image.js';
+import { buildRunnerImage, readSettings } from '../launcher/runner-image.js';
 import { dockerConfigDirFrom } from '../registry/docker-config.js';
 import { HttpWorkerProtocol } from '../worker/protocol.js';
 import { Worker } from '../worker/worker.js';
 import type { Output } from './render.js';
+import { workerAdmin } from './remote.js';
 
 /** A setting under berth's name or the reference product's; both set differently is an error. */
 function setting(env: NodeJS.ProcessEnv, ours: string, theirs: string): string | undefined {
@@ -42,99 +43,128 @@ export function registerWorker(
   program
     .command('worker')
     .description('lease runs of a worker pool from a berth server and run them here')
+    .argument('[verb]', "list | drain | undrain: the server's workers (default: run a worker here)")
+    .argument('[id]', 'the worker to drain or undrain')
     .option('--server <url>', 'the berth server (default: $BERTH_SERVER)')
     .option('--concurrency <n>', 'runs at once', '1')
-    .action(async (opts: { server?: string; concurrency: string }) => {
-      const server = opts.server ?? env.BERTH_SERVER?.trim();
-      const token = env.BERTH_POOL_TOKEN?.trim();
-      if (!server)
-        throw new BerthError('BERTH_USAGE', 'berth worker needs --server URL (or BERTH_SERVER)');
-      if (!token) {
-        throw new BerthError(
-          'BERTH_USAGE',
-          'berth worker needs the pool token in BERTH_POOL_TOKEN',
-          {
-            hint: 'Set BERTH_POOL_TOKEN to the token `berth pool create` showed (not on the command line, where ps shows it).',
-          },
-        );
-      }
-      const concurrency = Number(opts.concurrency);
-      if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 256)
-        throw new BerthError(
-          'BERTH_USAGE',
-          `--concurrency ${JSON.stringify(opts.concurrency)}: use 1 to 256`,
-        );
-      const settings = readSettings(env);
-      const engine = EngineClient.fromEnv(env);
-      const executor = new DockerExecutor(engine, {
-        jobUsers: new FileJobUserCache(path.join(settings.stateDir, 'image-users')),
-      });
-      try {
-        await engine.ping();
-        const removed = await executor.removeOrphans(isLauncherAlive, new Date());
-        if (removed.length > 0)
-          io.stderr.write(
-            `berth: removed ${removed.length} container(s) left by a worker that died: ${removed.join(', ')}\n`,
+    .option('--json', 'list, drain, undrain: print JSON')
+    .action(
+      async (
+        verb: string | undefined,
+        id: string | undefined,
+        opts: { server?: string; concurrency: string; json?: boolean },
+      ) => {
+        if (verb !== undefined) {
+          await workerAdmin(verb, id, opts.json, io, env);
+          return;
+        }
+        const server = opts.server ?? env.BERTH_SERVER?.trim();
+        const token = env.BERTH_POOL_TOKEN?.trim();
+        if (!server)
+          throw new BerthError('BERTH_USAGE', 'berth worker needs --server URL (or BERTH_SERVER)');
+        if (!token) {
+          throw new BerthError(
+            'BERTH_USAGE',
+            'berth worker needs the pool token in BERTH_POOL_TOKEN',
+            {
+              hint: 'Set BERTH_POOL_TOKEN to the token `berth pool create` showed (not on the command line, where ps shows it).',
+            },
           );
-        const version_ = await engine.json<{ Version?: string }>('GET', '/version');
-        const idFile = path.join(settings.stateDir, 'worker-id');
-        let workerId: string | undefined;
-        try {
-          workerId = readFileSync(idFile, 'utf8').trim() || undefined;
-        } catch {
-          workerId = undefined;
         }
-        const logLimit = parseByteSize(env.BERTH_LOG_LIMIT?.trim() || '4MiB');
-        const worker = new Worker({
-          protocol: new HttpWorkerProtocol(server, token),
-          executor,
-          concurrency,
-          settings: {
-            timeoutMs: duration(
-              'run timeout',
-              setting(env, 'BERTH_LAUNCHER_RUN_TIMEOUT', 'SPACELIFT_LAUNCHER_RUN_TIMEOUT') ?? '70m',
-            ),
-            logsTimeoutMs: duration(
-              'logs timeout',
-              setting(env, 'BERTH_LAUNCHER_LOGS_TIMEOUT', 'SPACELIFT_LAUNCHER_LOGS_TIMEOUT') ??
-                '7m',
-            ),
-            graceMs: 30_000,
-            pullTimeoutMs: 10 * 60_000,
-            pidsLimit: 1024,
-            network: setting(env, 'BERTH_WORKER_NETWORK', 'SPACELIFT_WORKER_NETWORK') ?? 'bridge',
-            runtime: setting(env, 'BERTH_WORKER_RUNTIME', 'SPACELIFT_WORKER_RUNTIME'),
-            pullPolicy: 'auto',
-            logLimitBytes: 'bytes' in logLimit ? logLimit.bytes : 4 * 1024 * 1024,
-            savedWorkspaceLimitBytes: DEFAULT_SAVED_WORKSPACE_LIMIT,
-          },
-          dockerConfig: dockerConfigDirFrom(env),
-          env,
-          stateDir: settings.stateDir,
-          defaultRunnerImage:
-            setting(env, 'BERTH_DEFAULT_RUNNER_IMAGE', 'SPACELIFT_DEFAULT_RUNNER_IMAGE') ??
-            settings.defaultRunnerImage,
-          launcherId: currentLauncherId(),
-          berthVersion: version,
-          engineVersion: version_.Version ?? 'unknown',
-          workerId,
-          say: (line) => io.stderr.write(`berth: ${line}\n`),
-        });
-        await worker.start();
-        mkdirSync(settings.stateDir, { recursive: true, mode: 0o700 });
-        writeFileSync(idFile, `${worker.id}\n`, { mode: 0o600 });
-        const onTerm = (): void => worker.drain();
-        process.on('SIGTERM', onTerm);
-        process.on('SIGINT', onTerm);
-        try {
-          await worker.serve();
-        } finally {
-          process.off('SIGTERM', onTerm);
-          process.off('SIGINT', onTerm);
-        }
-        io.stderr.write('berth: worker stopped\n');
-      } finally {
-        engine.close();
-      }
+        const concurrency = Number(opts.concurrency);
+        if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 256)
+          throw new BerthError(
+            'BERTH_USAGE',
+            `--concurrency ${JSON.stringify(opts.concurrency)}: use 1 to 256`,
+          );
+        await runWorker({ server, token, concurrency, io, env, version });
+      },
+    );
+}
+
+/**
+ * A worker in this process until SIGTERM drains it: the engine, the sweep of what an earlier
+ * start left, registration (the id kept in the state directory), then leasing and running.
+ */
+export async function runWorker(options: {
+  server: string;
+  token: string;
+  concurrency: number;
+  io: Output;
+  env: NodeJS.ProcessEnv;
+  version: string;
+}): Promise<void> {
+  const { server, token, concurrency, io, env, version } = options;
+  const settings = readSettings(env);
+  const engine = EngineClient.fromEnv(env);
+  const executor = new DockerExecutor(engine, {
+    jobUsers: new FileJobUserCache(path.join(settings.stateDir, 'image-users')),
+  });
+  try {
+    await engine.ping();
+    const removed = await executor.removeOrphans(isLauncherAlive, new Date());
+    if (removed.length > 0)
+      io.stderr.write(
+        `berth: removed ${removed.length} container(s) left by a worker that died: ${removed.join(', ')}\n`,
+      );
+    const version_ = await engine.json<{ Version?: string }>('GET', '/version');
+    const idFile = path.join(settings.stateDir, 'worker-id');
+    let workerId: string | undefined;
+    try {
+      workerId = readFileSync(idFile, 'utf8').trim() || undefined;
+    } catch {
+      workerId = undefined;
+    }
+    const logLimit = parseByteSize(env.BERTH_LOG_LIMIT?.trim() || '4MiB');
+    const worker = new Worker({
+      protocol: new HttpWorkerProtocol(server, token),
+      executor,
+      concurrency,
+      settings: {
+        timeoutMs: duration(
+          'run timeout',
+          setting(env, 'BERTH_LAUNCHER_RUN_TIMEOUT', 'SPACELIFT_LAUNCHER_RUN_TIMEOUT') ?? '70m',
+        ),
+        logsTimeoutMs: duration(
+          'logs timeout',
+          setting(env, 'BERTH_LAUNCHER_LOGS_TIMEOUT', 'SPACELIFT_LAUNCHER_LOGS_TIMEOUT') ?? '7m',
+        ),
+        graceMs: 30_000,
+        pullTimeoutMs: 10 * 60_000,
+        pidsLimit: 1024,
+        network: setting(env, 'BERTH_WORKER_NETWORK', 'SPACELIFT_WORKER_NETWORK') ?? 'bridge',
+        runtime: setting(env, 'BERTH_WORKER_RUNTIME', 'SPACELIFT_WORKER_RUNTIME'),
+        pullPolicy: 'auto',
+        logLimitBytes: 'bytes' in logLimit ? logLimit.bytes : 4 * 1024 * 1024,
+        savedWorkspaceLimitBytes: DEFAULT_SAVED_WORKSPACE_LIMIT,
+      },
+      dockerConfig: dockerConfigDirFrom(env),
+      env,
+      stateDir: settings.stateDir,
+      defaultRunnerImage:
+        setting(env, 'BERTH_DEFAULT_RUNNER_IMAGE', 'SPACELIFT_DEFAULT_RUNNER_IMAGE') ??
+        settings.defaultRunnerImage,
+      launcherId: currentLauncherId(),
+      berthVersion: version,
+      engineVersion: version_.Version ?? 'unknown',
+      workerId,
+      buildRunnerImage: (image, onLine) => buildRunnerImage(engine, image, onLine),
+      say: (line) => io.stderr.write(`berth: ${line}\n`),
     });
+    await worker.start();
+    mkdirSync(settings.stateDir, { recursive: true, mode: 0o700 });
+    writeFileSync(idFile, `${worker.id}\n`, { mode: 0o600 });
+    const onTerm = (): void => worker.drain();
+    process.on('SIGTERM', onTerm);
+    process.on('SIGINT', onTerm);
+    try {
+      await worker.serve();
+    } finally {
+      process.off('SIGTERM', onTerm);
+      process.off('SIGINT', onTerm);
+    }
+    io.stderr.write('berth: worker stopped\n');
+  } finally {
+    engine.close();
+  }
 }

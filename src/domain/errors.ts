@@ -213,6 +213,16 @@ export const ERROR_CATALOGUE = {
     retryable: false,
     hint: 'Nothing was run. The release or the mirror may have been tampered with; check the mirror, or the signing key file you configured.',
   },
+  BERTH_SERVER_UNREACHABLE: {
+    kind: 'infra',
+    retryable: true,
+    hint: 'Check the server URL (berth login --server URL, or BERTH_SERVER) and that berth server runs and is reachable from here.',
+  },
+  BERTH_SERVER_REFUSED: {
+    kind: 'usage',
+    retryable: false,
+    hint: 'The berth server refused the request; its own code and words are in the message. Check the token (berth login) and the names you gave.',
+  },
   BERTH_INTERNAL: {
     kind: 'internal',
     retryable: false,

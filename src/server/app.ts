@@ -17,6 +17,7 @@ import { registerPoolRoutes } from './routes/pools.js';
 import { registerRunRoutes } from './routes/runs.js';
 import { registerStackRoutes } from './routes/stacks.js';
 import { registerWorkerRoutes } from './routes/worker.js';
+import { registerWorkerAdminRoutes } from './routes/workers.js';
 import { PoolSignals } from './pool-signals.js';
 import type { SecretBox } from './secrets.js';
 
@@ -271,6 +272,7 @@ export async function buildServer(deps: ServerDeps): Promise<BerthServer> {
       registerStackRoutes(api, context);
       registerRunRoutes(api, context);
       registerWorkerRoutes(api, context);
+      registerWorkerAdminRoutes(api, context);
       api.get('/openapi.json', { schema: { hide: true } }, () => openApiDocument(app));
       done();
     },

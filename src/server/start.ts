@@ -22,10 +22,17 @@ export interface ServerOptions {
   leaseMs?: number;
   /** Lines for the operator (the admin token, once). */
   say: (line: string) => void;
+  /**
+   * `berth up`: a private pool of this id exists (made if missing) and gets a fresh token for
+   * the worker running beside the server.
+   */
+  localPool?: string;
 }
 
 export interface RunningServer {
   url: string;
+  /** With `localPool`: a fresh token of that pool. */
+  poolToken: string | null;
   close(): Promise<void>;
 }
 
@@ -46,6 +53,25 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       } catch (err) {
         // Another server made it first.
         if (!(err instanceof StoreConflict)) throw err;
+      }
+    }
+    let poolToken: string | null = null;
+    if (options.localPool) {
+      poolToken = newToken('pool');
+      const hash = hashToken(poolToken);
+      if (!(await store.setPoolTokenHash(options.localPool, hash))) {
+        await store.createPool(
+          {
+            id: options.localPool,
+            name: 'this machine',
+            kind: 'private',
+            allowList: [],
+            defaultImage: null,
+            pullPolicy: null,
+          },
+          hash,
+          new Date(),
+        );
       }
     }
     const leaseMs = options.leaseMs ?? 60_000;
@@ -76,6 +102,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     );
     return {
       url,
+      poolToken,
       close: async () => {
         clearInterval(sweep);
         await app.close();

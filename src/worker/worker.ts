@@ -12,7 +12,7 @@ import { BerthError, coerceError } from '../domain/errors.js';
 import type { RunEvent } from '../domain/run-events.js';
 import type { RunStateName } from '../domain/run-state.js';
 import type { RunType } from '../domain/workflow.js';
-import type { Executor } from '../executor/executor.js';
+import type { Executor, ResolvedImage } from '../executor/executor.js';
 import { readJobFile } from '../launcher/job-files.js';
 import { planRun, type RunSettings } from '../launcher/plan-run.js';
 import { startRun, type RunningJob } from '../launcher/run-job.js';
@@ -37,6 +37,8 @@ export interface WorkerOptions {
   engineVersion: string;
   /** This worker's id from an earlier start, so it registers as the same worker. */
   workerId?: string;
+  /** Builds the standard runner image when a run needs it and it is missing (as berth run does). */
+  buildRunnerImage?: (image: string, onLine: (line: string) => void) => Promise<ResolvedImage>;
   say: (line: string) => void;
 }
 
@@ -45,6 +47,8 @@ export class Worker {
   private heartbeatMs = 20_000;
   private readonly running = new Map<string, RunningJob>();
   private draining = false;
+  /** Drained on the server (berth worker drain): no new runs until undrained; the process stays. */
+  private paused = false;
   private readonly stopLeasing = new AbortController();
   private heartbeatTimer: NodeJS.Timeout | undefined;
 
@@ -76,6 +80,10 @@ export class Worker {
     while (!this.draining) {
       if (slots.size >= this.options.concurrency) {
         await Promise.race(slots);
+        continue;
+      }
+      if (this.paused) {
+        await new Promise((resolve) => setTimeout(resolve, Math.min(this.heartbeatMs, 1000)));
         continue;
       }
       let assignment: AssignmentBody | null;
@@ -118,7 +126,13 @@ export class Worker {
     try {
       const answer = await this.options.protocol.heartbeat(this.workerId, [...this.running.keys()]);
       for (const id of answer.stop) this.running.get(id)?.cancel();
-      if (answer.drained && !this.draining) this.drain();
+      if (answer.drained !== this.paused)
+        this.options.say(
+          answer.drained
+            ? 'drained on the server: no new runs until undrained'
+            : 'undrained: taking runs again',
+        );
+      this.paused = answer.drained;
     } catch (err) {
       this.options.say(`heartbeat failed: ${coerceError(err).message}`);
     }

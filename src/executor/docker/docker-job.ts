@@ -96,23 +96,27 @@ export class DockerJob implements JobHandle {
 
   /** Kills whatever the phase left running (background jobs, daemons) before anything else runs. */
   private async endPhaseProcesses(): Promise<void> {
-    let exec: { Id: string };
+    // The container may have stopped meanwhile (killed, stopped): then no process of the phase
+    // is left, and the engine says so at either step.
+    const gone = (err: unknown): boolean =>
+      err instanceof DockerApiError &&
+      (err.status === 404 ||
+        err.status === 409 ||
+        /is not running|no such container/i.test(err.engineMessage));
+    let res;
     try {
-      exec = await this.engine.json<{ Id: string }>(
+      const exec = await this.engine.json<{ Id: string }>(
         'POST',
         `/containers/${this.containerId}/exec`,
-        {
-          body: toEndPhaseExecBody(),
-        },
+        { body: toEndPhaseExecBody() },
       );
+      res = await this.engine.stream('POST', `/exec/${exec.Id}/start`, {
+        body: { Detach: false, Tty: false },
+      });
     } catch (err) {
-      // The container is not running (killed, stopped): no process of the phase is left.
-      if (err instanceof DockerApiError && (err.status === 409 || err.status === 404)) return;
+      if (gone(err)) return;
       throw err;
     }
-    const res = await this.engine.stream('POST', `/exec/${exec.Id}/start`, {
-      body: { Detach: false, Tty: false },
-    });
     res.resume();
     await new Promise<void>((resolve) => {
       res.on('end', resolve);

@@ -1,0 +1,65 @@
+/** Workers as people see them: status (IDLE, BUSY, DRAINED), last heartbeat, current runs; drain. */
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import type { FastifyInstance } from 'fastify';
+import { WorkerList, WorkerOutput, WorkerParams } from '../../api/schemas.js';
+import { isTerminal } from '../../domain/run-state.js';
+import type { Worker } from '../../store/store.js';
+import {
+  ApiError,
+  errorResponses,
+  requireAdmin,
+  requirePerson,
+  type ServerContext,
+} from '../app.js';
+
+async function workerView(ctx: ServerContext, worker: Worker) {
+  const runs = (await ctx.store.listRuns({ limit: 500 }))
+    .filter((r) => r.workerId === worker.id && r.leaseExpiresAt !== null && !isTerminal(r.state))
+    .map((r) => r.id);
+  return {
+    id: worker.id,
+    pool: worker.poolId,
+    host: worker.host,
+    berthVersion: worker.berthVersion,
+    engineVersion: worker.engineVersion,
+    concurrency: worker.concurrency,
+    status: worker.drained
+      ? ('DRAINED' as const)
+      : runs.length > 0
+        ? ('BUSY' as const)
+        : ('IDLE' as const),
+    lastHeartbeatAt: worker.lastHeartbeatAt,
+    runs,
+  };
+}
+
+export function registerWorkerAdminRoutes(server: FastifyInstance, ctx: ServerContext): void {
+  const api = server.withTypeProvider<TypeBoxTypeProvider>();
+
+  api.get(
+    '/workers',
+    { schema: { response: { 200: WorkerList, ...errorResponses } } },
+    async (request) => {
+      requirePerson(request);
+      const workers = await ctx.store.listWorkers();
+      return { workers: await Promise.all(workers.map((w) => workerView(ctx, w))) };
+    },
+  );
+
+  for (const verb of ['drain', 'undrain'] as const) {
+    api.post(
+      `/workers/:id/${verb}`,
+      { schema: { params: WorkerParams, response: { 200: WorkerOutput, ...errorResponses } } },
+      async (request) => {
+        requireAdmin(request);
+        if (!(await ctx.store.setWorkerDrained(request.params.id, verb === 'drain'))) {
+          throw new ApiError(404, 'NOT_FOUND', `worker ${request.params.id} is not registered`);
+        }
+        const worker = await ctx.store.getWorker(request.params.id);
+        // A waiting worker hears of it now rather than at its next lease.
+        if (worker) ctx.signals.notify(worker.poolId);
+        return workerView(ctx, worker as Worker);
+      },
+    );
+  }
+}

@@ -1,0 +1,157 @@
+/**
+ * A new user's first try, with real processes: `berth up` (server and one worker), `berth login`,
+ * a stack from a local directory with a secret, a triggered run followed to its end, the runs
+ * and workers commands, and the errors of a wrong token and an unreachable server.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdirSync, statSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
+import type { EngineClient } from '../src/executor/docker/engine-client.js';
+import { expectNothingLeftBehind } from './harness/cleanup.js';
+import { BERTH_BIN, runBerth, type BerthResult } from './harness/cli.js';
+import { testEngine } from './harness/engine.js';
+import { ensureBuiltImage } from './harness/images.js';
+import { recordLauncherPid, tempDir } from './harness/ownership.js';
+
+let engine: EngineClient;
+let up: ChildProcess;
+let upSaid = '';
+let url = '';
+let admin = '';
+let home = '';
+let image = '';
+
+function berth(args: string[], env: Record<string, string> = {}): Promise<BerthResult> {
+  return runBerth(args, { XDG_CONFIG_HOME: home, ...env });
+}
+
+beforeAll(async () => {
+  engine = testEngine();
+  // An image built here (no registry origin): the local pool runs it without a registry check.
+  image = await ensureBuiltImage(
+    engine,
+    'remote-cli',
+    `FROM ${inject('busyboxImage')}\nENV BUILT_HERE=1\n`,
+  );
+  home = tempDir('berth-config-');
+  const dataDir = tempDir('berth-up-');
+  // berth up lives for the whole file (the per-test check ends the harness's own children); its
+  // worker's containers carry its launcher id, which the leak checks know.
+  up = spawn(
+    process.execPath,
+    [BERTH_BIN, 'up', '--listen', '127.0.0.1:0', '--data-dir', dataDir],
+    {
+      env: { ...process.env, NO_COLOR: '1', BERTH_STATE_DIR: path.join(dataDir, 'state') },
+      stdio: ['ignore', 'ignore', 'pipe'],
+    },
+  );
+  if (up.pid !== undefined) recordLauncherPid(up.pid);
+  await new Promise<void>((resolve, reject) => {
+    up.stderr?.on('data', (chunk: Buffer) => {
+      upSaid += chunk.toString();
+      if (/registered in pool local/.test(upSaid)) resolve();
+    });
+    up.on('exit', (code) => reject(new Error(`berth up exited (${code}): ${upSaid}`)));
+  });
+  url = /up: server (http:\/\/\S+),/.exec(upSaid)?.[1] as string;
+  admin = /admin token \(shown once, keep it\): (\S+)/.exec(upSaid)?.[1] as string;
+}, 120_000);
+
+afterEach(async () => {
+  await expectNothingLeftBehind(engine);
+});
+
+afterAll(async () => {
+  if (up && up.exitCode === null) {
+    const exited = new Promise((resolve) => up.on('exit', resolve));
+    up.kill('SIGTERM');
+    await exited;
+  }
+  engine?.close();
+});
+
+describe('berth up, login, stack, runs and worker commands', () => {
+  it('takes a new user from berth up to a finished run, with the secret masked', async () => {
+    expect(admin).toMatch(/^berth_admin_/);
+    const login = await berth(['login', '--server', url], { BERTH_TOKEN: admin });
+    expect(login.code, login.stderr).toBe(0);
+    const saved = path.join(home, 'berth', 'login.json');
+    expect(statSync(saved).mode & 0o777).toBe(0o600);
+
+    const pools = await berth(['pool', 'list']);
+    expect(pools.stdout).toMatch(/^local {2}private/m);
+
+    const repo = tempDir('berth-repo-');
+    mkdirSync(path.join(repo, '.berth'));
+    writeFileSync(
+      path.join(repo, '.berth', 'task.sh'),
+      'echo "hello from $TF_VAR_berth_stack_id with $TOKEN"\n',
+    );
+    const created = await berth([
+      'stack',
+      'create',
+      'first',
+      '--dir',
+      repo,
+      '--pool',
+      'local',
+      '--runner-image',
+      image,
+    ]);
+    expect(created.code, created.stderr).toBe(0);
+    expect(created.stdout).toContain('first  pool local');
+    const secret = await berth(['stack', 'env', 'set', 'first', 'TOKEN', '--secret'], {
+      TOKEN: 'first-try-secret-77',
+    });
+    expect(secret.code, secret.stderr).toBe(0);
+    expect((await berth(['stack', 'show', 'first'])).stdout).toContain('TOKEN (secret, set)');
+
+    const followed = await berth(['stack', 'trigger', 'first', '--type', 'task', '--follow']);
+    expect(followed.code, followed.stderr).toBe(0);
+    expect(followed.stdout).toBe('hello from first with *****\n');
+    expect(followed.stderr).toMatch(/FINISHED/);
+
+    const runs = await berth(['runs', 'list', '--json']);
+    const list = JSON.parse(runs.stdout) as { id: string; state: string }[];
+    expect(list.map((r) => r.state)).toEqual(['FINISHED']);
+    const id = (list[0] as { id: string }).id;
+    expect((await berth(['runs', 'logs', id])).stdout).toBe('hello from first with *****\n');
+    const shown = await berth(['runs', 'show', id]);
+    expect(shown.stdout).toMatch(/PERFORMING/);
+    expect(shown.stdout).toContain(`image  ${image}`);
+    for (const out of [followed, runs, shown])
+      expect(out.stdout + out.stderr).not.toContain('first-try-secret-77');
+  });
+
+  it('lists, drains and undrains workers', async () => {
+    const listed = JSON.parse((await berth(['worker', 'list', '--json'])).stdout) as {
+      id: string;
+      status: string;
+      pool: string;
+    }[];
+    expect(listed).toHaveLength(1);
+    expect(listed[0]).toMatchObject({ pool: 'local', status: 'IDLE' });
+    const id = (listed[0] as { id: string }).id;
+    expect((await berth(['worker', 'drain', id])).stdout).toContain(`${id}  DRAINED`);
+    expect((await berth(['worker', 'undrain', id])).stdout).toContain(`${id}  IDLE`);
+  });
+
+  it('says BERTH_SERVER_REFUSED for a wrong token and BERTH_SERVER_UNREACHABLE for no server', async () => {
+    const refused = await berth(['stack', 'list'], {
+      BERTH_SERVER: url,
+      BERTH_TOKEN: 'berth_api_wrong',
+    });
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toContain(
+      'the token is not valid [UNAUTHENTICATED] [BERTH_SERVER_REFUSED]',
+    );
+    const unreachable = await berth(['runs', 'list'], {
+      BERTH_SERVER: 'http://127.0.0.1:9',
+      BERTH_TOKEN: admin,
+    });
+    expect(unreachable.code).toBe(4);
+    expect(unreachable.stderr).toContain('BERTH_SERVER_UNREACHABLE');
+    expect(unreachable.stderr).toContain('http://127.0.0.1:9');
+  });
+});
