@@ -297,9 +297,18 @@ describe.each<Kind>(['sqlite', 'postgres'])('the store on %s', (kind) => {
       { workerId: 'w-gone', patch: { started: true } },
       t0,
     );
-    // A heartbeat renews both leases.
-    expect(await store.heartbeat('w-gone', later(8_000), 10_000)).toBe(true);
-    expect(await store.expireLeases(later(15_000))).toEqual([]);
+    // A run the worker leased but does not name (the lease answer never reached it).
+    const forgotten = await trigger('lease', 'TASK');
+    expect((await store.leaseRun('private-a', 'w-gone', t0, 10_000))?.id).toBe(forgotten.id);
+    // A heartbeat renews the leases of the runs the worker names.
+    expect(await store.heartbeat('w-gone', later(8_000), 10_000, [notStarted.id, started.id])).toBe(
+      true,
+    );
+    // Only the forgotten run's lease ran out: it goes back to the queue, nobody's.
+    expect(
+      (await store.expireLeases(later(15_000))).map((r) => [r.id, r.state, r.workerId]),
+    ).toEqual([[forgotten.id, 'READY', null]]);
+    await store.transitionRun(forgotten.id, 'CANCELED', {}, t0);
     const changed = await store.expireLeases(later(19_000));
     expect(changed.map((r) => [r.id, r.state]).sort()).toEqual(
       [
@@ -314,7 +323,7 @@ describe.each<Kind>(['sqlite', 'postgres'])('the store on %s', (kind) => {
     // The run keeps the worker that ran it; the one that went back to the queue forgets it.
     expect(failed).toMatchObject({ workerId: 'w-gone', leaseExpiresAt: null });
     expect((await store.getRun(notStarted.id))?.workerId).toBeNull();
-    expect(await store.heartbeat('nobody', t0, 1000)).toBe(false);
+    expect(await store.heartbeat('nobody', t0, 1000, [])).toBe(false);
     await store.transitionRun(notStarted.id, 'CANCELED', {}, t0);
   });
 

@@ -245,6 +245,8 @@ export const Assignment = closed({
     closed({ name: Type.String(), value: Type.String(), secret: Type.Boolean() }),
   ),
   pool: PoolOutput,
+  /** The sequence number the run's next log chunk gets (a run handed on continues its log). */
+  logNext: Type.Integer({ minimum: 1 }),
 });
 
 export const HeartbeatRequest = closed({
@@ -262,7 +264,9 @@ export const HeartbeatAnswer = closed({
 export const StateReport = closed({
   workerId: Type.String({ pattern: '^[0-9A-HJKMNP-TV-Z]{26}$' }),
   state: RunStateSchema,
-  reason: Type.Optional(Type.String({ maxLength: 4096 })),
+  reason: Type.Optional(
+    Type.String({ maxLength: 4096, pattern: '^[^\\u0000-\\u0008\\u000b-\\u001f\\u007f]*$' }),
+  ),
   started: Type.Optional(Type.Boolean()),
   image: Type.Optional(
     closed({

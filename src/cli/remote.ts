@@ -105,9 +105,13 @@ export async function followRun(client: ApiClient, id: string, io: Output): Prom
       );
     }
     if (isTerminal(run.state) || run.state === 'UNCONFIRMED') {
-      const rest = await client.logs(id, after);
-      for (const chunk of rest.chunks) io.stdout.write(chunk.text);
-      return run;
+      // Everything stored up to the end, page by page.
+      for (;;) {
+        const rest = await client.logs(id, after);
+        if (rest.chunks.length === 0) return run;
+        for (const chunk of rest.chunks) io.stdout.write(chunk.text);
+        after = rest.next;
+      }
     }
     if (log.chunks.length === 0) await new Promise((resolve) => setTimeout(resolve, 500));
   }

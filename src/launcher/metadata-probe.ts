@@ -24,14 +24,17 @@ export interface MetadataProbe {
 /** Tries a TCP connection with whatever the image has; prints reachable, unreachable or unknown. */
 export function probeScript(host: string, port: number): string {
   const h = shellQuote(host);
-  return `h=${h}; p=${port}
+  // An IPv6 address goes in brackets in a URL.
+  const u = shellQuote(host.includes(':') ? `[${host}]` : host);
+  return `h=${h}; u=${u}; p=${port}
 if command -v curl >/dev/null 2>&1; then
-  curl -s -m 3 -o /dev/null "http://$h:$p/"; rc=$?
-  case $rc in 7|28) echo unreachable ;; *) echo reachable ;; esac
+  curl -s -m 3 -o /dev/null "http://$u:$p/"; rc=$?
+  # 0: an answer; 22: an HTTP error, still an answer; 7, 28: refused, timed out; else unknown.
+  case $rc in 0|22|52|56) echo reachable ;; 7|28) echo unreachable ;; *) echo unknown ;; esac
 elif command -v nc >/dev/null 2>&1; then
   if nc -w 3 "$h" "$p" </dev/null >/dev/null 2>&1; then echo reachable; else echo unreachable; fi
 elif command -v wget >/dev/null 2>&1; then
-  if wget -q -T 3 -S -O /dev/null "http://$h:$p/" 2>&1 | grep -q 'HTTP/'; then echo reachable; else echo unreachable; fi
+  if wget -q -T 3 -S -O /dev/null "http://$u:$p/" 2>&1 | grep -q 'HTTP/'; then echo reachable; else echo unreachable; fi
 else
   echo unknown
 fi

@@ -84,12 +84,13 @@ describe('authentication', () => {
       expect((await call('GET', '/api/v1/stacks', undefined, `bad-${i}`, '10.9.9.9')).status).toBe(
         401,
       );
-    const blocked = await call('GET', '/api/v1/stacks', undefined, ADMIN, '10.9.9.9');
+    const blocked = await call('GET', '/api/v1/stacks', undefined, 'bad-6', '10.9.9.9');
     expect(blocked.status).toBe(429);
     expect(blocked.body.code).toBe('TOO_MANY_FAILED_LOGINS');
-    expect((await call('GET', '/api/v1/stacks', undefined, ADMIN, '10.9.9.8')).status).toBe(200);
-    clock = new Date(clock.getTime() + 61_000);
+    // A valid token still works from there: a stale client cannot lock the others out.
     expect((await call('GET', '/api/v1/stacks', undefined, ADMIN, '10.9.9.9')).status).toBe(200);
+    clock = new Date(clock.getTime() + 61_000);
+    expect((await call('GET', '/api/v1/stacks', undefined, 'bad-7', '10.9.9.9')).status).toBe(401);
   });
 });
 
@@ -173,6 +174,33 @@ describe('stacks', () => {
     expect((await store.listStacks()).map((s) => s.id)).toEqual(['demo']);
   });
 
+  it("lets only the admin give a private pool's stack a source on the workers' disks", async () => {
+    const userToken = 'berth_api_user-token-0123456789';
+    await store.createToken({ id: 'u1', name: 'user', role: 'user' }, hashToken(userToken), clock);
+    const local = { id: 'local-src', localDir: '/etc', pool: 'team-a' };
+    const byUser = await call('POST', '/api/v1/stacks', local, userToken);
+    expect(byUser.status).toBe(403);
+    const fileRepo = await call(
+      'POST',
+      '/api/v1/stacks',
+      { id: 'file-src', repository: 'file:///root/.ssh', pool: 'team-a' },
+      userToken,
+    );
+    expect(fileRepo.status).toBe(403);
+    const onPublic = await call('POST', '/api/v1/stacks', { ...local, pool: 'shared' });
+    expect(onPublic.status).toBe(400);
+    // Nor by a change of an existing stack.
+    const patched = await call(
+      'PATCH',
+      '/api/v1/stacks/demo',
+      { repository: null, localDir: '/root' },
+      userToken,
+    );
+    expect(patched.status).toBe(403);
+    expect((await store.getStack('demo'))?.localDir).toBeNull();
+    expect((await store.listStacks()).map((s) => s.id)).toEqual(['demo']);
+  });
+
   it('keeps secret variables write-only and sealed at rest', async () => {
     const secret = 'hunter2-very-secret-value';
     const put = await call('PUT', '/api/v1/stacks/demo/env/DB_PASSWORD', {
@@ -195,6 +223,14 @@ describe('stacks', () => {
 });
 
 describe('runs', () => {
+  it('refuses a tracked run the workers could not keep waiting for confirmation', async () => {
+    const refused = await call('POST', '/api/v1/stacks/demo/runs', { type: 'tracked' });
+    expect(refused.status).toBe(400);
+    expect(refused.body.code).toBe('CONFIRMATION_NOT_SUPPORTED');
+    expect(await store.listRuns({ stackId: 'demo', limit: 10 })).toEqual([]);
+    expect((await call('PATCH', '/api/v1/stacks/demo', { autoDeploy: true })).status).toBe(200);
+  });
+
   it('binds a run to a commit and refuses moves the state machine does not allow', async () => {
     const first = await call('POST', '/api/v1/stacks/demo/runs', { type: 'tracked' });
     expect(first.status).toBe(201);
@@ -414,6 +450,15 @@ describe('the worker protocol', () => {
       state: 'PERFORMING',
       image: { reference: 'debian:bookworm-slim' },
     });
+    // People's decisions and the queue's moves are not a worker's to report.
+    const notAWorkersMove = await call(
+      'POST',
+      `/api/v1/worker/runs/${runId}/state`,
+      { workerId, state: 'READY' },
+      poolToken,
+    );
+    expect(notAWorkersMove.status).toBe(409);
+    expect(leased.body.logNext).toBe(1);
     const batch = { workerId, firstSeq: 1, texts: ['hello\n', 'world\n'] };
     expect(
       (await call('POST', `/api/v1/worker/runs/${runId}/logs`, batch, poolToken)).body,

@@ -189,14 +189,6 @@ export async function buildServer(deps: ServerDeps): Promise<BerthServer> {
     )
       return;
     const address = request.ip;
-    if (failures.blocked(address)) {
-      throw new ApiError(
-        429,
-        'TOO_MANY_FAILED_LOGINS',
-        'too many requests with a wrong token from this address',
-        `Wait ${failures.retryAfter(address)} s and use a valid token.`,
-      );
-    }
     const token = bearerToken(request.headers.authorization);
     if (!token) {
       throw new ApiError(
@@ -218,7 +210,17 @@ export async function buildServer(deps: ServerDeps): Promise<BerthServer> {
         if (pool) caller = { kind: 'pool', poolId: pool.id };
       }
     }
+    // Only failures count, and only against further failures: a valid token always works, so a
+    // stale client behind the same proxy cannot lock everyone else out.
     if (!caller) {
+      if (failures.blocked(address)) {
+        throw new ApiError(
+          429,
+          'TOO_MANY_FAILED_LOGINS',
+          'too many requests with a wrong token from this address',
+          `Wait ${failures.retryAfter(address)} s and use a valid token.`,
+        );
+      }
       failures.record(address);
       throw new ApiError(
         401,

@@ -1,16 +1,17 @@
 /**
  * The commit a run is bound to when it is triggered: the head of the stack's branch at that
- * moment (`git ls-remote`), or of a local directory's checkout. Git runs without a terminal
- * prompt, hooks or configuration from the directory, under a deadline.
+ * moment (`git ls-remote`); none for a local directory (the worker reads it as it is). Git runs
+ * with no prompt, configuration, keys or agent of the server's user, under a deadline.
  */
 import { execFile } from 'node:child_process';
+import { gitEnvironment, gitSafetyOptions } from '../domain/git-environment.js';
 
 function git(args: string[]): Promise<string | null> {
   return new Promise((resolve) => {
     execFile(
       'git',
-      ['-c', 'core.fsmonitor=false', '-c', 'core.hooksPath=/dev/null', ...args],
-      { timeout: 20_000, env: { ...process.env, GIT_TERMINAL_PROMPT: '0' } },
+      [...gitSafetyOptions(), ...args],
+      { timeout: 20_000, env: gitEnvironment(process.env) },
       (err, stdout) => resolve(err ? null : stdout.trim()),
     );
   });
@@ -31,9 +32,7 @@ export async function resolveCommit(stack: {
     const sha = out?.split(/\s+/)[0] ?? '';
     return /^[0-9a-f]{40}([0-9a-f]{24})?$/.test(sha) ? sha : null;
   }
-  if (stack.localDir) {
-    const sha = await git(['-C', stack.localDir, 'rev-parse', '--verify', '-q', 'HEAD']);
-    return sha && /^[0-9a-f]{40}/.test(sha) ? sha : null;
-  }
+  // A local directory is read by the worker as it is when the run starts, on the worker's own
+  // disk: no commit binds it, and the server's copy (if any) says nothing about it.
   return null;
 }

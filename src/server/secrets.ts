@@ -23,8 +23,11 @@ export class SecretBox {
     return new SecretBox(key);
   }
 
-  /** BERTH_SECRETS_KEY, else `secrets.key` in the data directory (made on first use, 0600). */
-  static load(env: NodeJS.ProcessEnv, dataDir: string): SecretBox {
+  /**
+   * BERTH_SECRETS_KEY, else `secrets.key` in the data directory (made on first use, 0600). A key
+   * is never made anew while sealed values exist: they could not be opened with it.
+   */
+  static load(env: NodeJS.ProcessEnv, dataDir: string, sealedValuesExist = false): SecretBox {
     const given = env.BERTH_SECRETS_KEY?.trim();
     if (given) return SecretBox.fromKey(Buffer.from(given, 'base64'));
     const file = path.join(dataDir, 'secrets.key');
@@ -32,6 +35,15 @@ export class SecretBox {
       return SecretBox.fromKey(Buffer.from(readFileSync(file, 'utf8').trim(), 'base64'));
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    }
+    if (sealedValuesExist) {
+      throw new BerthError(
+        'BERTH_USAGE',
+        `the secrets key is missing (${file}, or BERTH_SECRETS_KEY), and the database holds secret variables sealed with it`,
+        {
+          hint: 'Put the key file back (or set BERTH_SECRETS_KEY to the key). Without it the secret variables cannot be opened; set them again after removing them if the key is lost.',
+        },
+      );
     }
     const key = randomBytes(32);
     // `wx`: two servers starting at once never overwrite each other's key.

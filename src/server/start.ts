@@ -77,7 +77,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     const leaseMs = options.leaseMs ?? 60_000;
     const app = await buildServer({
       store,
-      secrets: SecretBox.load(options.env, options.dataDir),
+      secrets: SecretBox.load(options.env, options.dataDir, await store.hasSecretVariables()),
       version: options.version,
       leaseMs,
       resolveCommit,

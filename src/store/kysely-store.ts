@@ -5,6 +5,7 @@
  */
 import { sql, type Kysely, type Selectable, type Transaction } from 'kysely';
 import {
+  TERMINAL_STATES,
   checkTransition,
   holdsStackLock,
   takesStackLock,
@@ -225,7 +226,12 @@ export class KyselyStore implements Store {
     return (await query.orderBy('id').execute()).map(toWorker);
   }
 
-  async heartbeat(workerId: string, at: Date, leaseMs: number): Promise<boolean> {
+  async heartbeat(
+    workerId: string,
+    at: Date,
+    leaseMs: number,
+    runIds: readonly string[],
+  ): Promise<boolean> {
     return this.db.transaction().execute(async (trx) => {
       const seen = await trx
         .updateTable('workers')
@@ -233,12 +239,17 @@ export class KyselyStore implements Store {
         .where('id', '=', workerId)
         .executeTakeFirst();
       if (Number(seen.numUpdatedRows) !== 1) return false;
-      await trx
-        .updateTable('runs')
-        .set({ lease_expires_at: iso(new Date(at.getTime() + leaseMs)) })
-        .where('worker_id', '=', workerId)
-        .where('lease_expires_at', 'is not', null)
-        .execute();
+      // Only the runs the worker says it runs: a lease it lost track of (a lease answer that
+      // never arrived) must expire, not be renewed for ever.
+      if (runIds.length > 0) {
+        await trx
+          .updateTable('runs')
+          .set({ lease_expires_at: iso(new Date(at.getTime() + leaseMs)) })
+          .where('worker_id', '=', workerId)
+          .where('id', 'in', [...runIds])
+          .where('lease_expires_at', 'is not', null)
+          .execute();
+      }
       return true;
     });
   }
@@ -322,7 +333,7 @@ export class KyselyStore implements Store {
         .selectFrom('runs')
         .select('id')
         .where('stack_id', '=', id)
-        .where('state', 'not in', ['FINISHED', 'FAILED', 'DISCARDED', 'CANCELED', 'STOPPED'])
+        .where('state', 'not in', [...TERMINAL_STATES])
         .executeTakeFirst();
       if (active)
         throw new StoreConflict(
@@ -440,7 +451,7 @@ export class KyselyStore implements Store {
       .select(['kind', 'state'])
       .where('stack_id', '=', stackId)
       .where('kind', 'in', ['TRACKED', 'DESTROY'])
-      .where('state', 'not in', ['FINISHED', 'FAILED', 'DISCARDED', 'CANCELED', 'STOPPED'])
+      .where('state', 'not in', [...TERMINAL_STATES])
       .execute();
     return rows.length > 0;
   }
@@ -452,7 +463,7 @@ export class KyselyStore implements Store {
       .select(['id', 'kind', 'state'])
       .where('stack_id', '=', stackId)
       .where('kind', 'in', ['TRACKED', 'DESTROY'])
-      .where('state', 'not in', ['FINISHED', 'FAILED', 'DISCARDED', 'CANCELED', 'STOPPED'])
+      .where('state', 'not in', [...TERMINAL_STATES])
       .orderBy('id')
       .execute();
     if (rows.some((r) => holdsStackLock(r.kind as RunKind, r.state as RunStateName))) return;
@@ -486,7 +497,13 @@ export class KyselyStore implements Store {
   async transitionRun(
     id: string,
     to: RunStateName,
-    options: { from?: readonly RunStateName[]; patch?: RunPatch; workerId?: string },
+    options: {
+      from?: readonly RunStateName[];
+      patch?: RunPatch;
+      workerId?: string;
+      /** Only when the run's lease ran out before this moment (the lease sweep). */
+      leaseExpiredBefore?: Date;
+    },
     at: Date,
   ): Promise<Run> {
     return this.db.transaction().execute(async (trx) => {
@@ -529,13 +546,18 @@ export class KyselyStore implements Store {
         set.worker_id = null;
         set.lease_expires_at = null;
       }
-      // Compare-and-set: the state read above must still be the state now.
-      const result = await trx
+      // Compare-and-set: the state and the worker read above must still be so now (a run that
+      // went back to the queue and to another worker meanwhile is not this report's), and for
+      // the lease sweep, the lease must still be out (a heartbeat may have renewed it).
+      let update = trx
         .updateTable('runs')
         .set(set)
         .where('id', '=', id)
         .where('state', '=', run.state)
-        .executeTakeFirst();
+        .where('worker_id', run.workerId === null ? 'is' : '=', run.workerId);
+      if (options.leaseExpiredBefore)
+        update = update.where('lease_expires_at', '<', iso(options.leaseExpiredBefore));
+      const result = await update.executeTakeFirst();
       if (Number(result.numUpdatedRows) !== 1) {
         throw new StoreConflict(
           'RUN_CHANGED',
@@ -608,6 +630,7 @@ export class KyselyStore implements Store {
             {
               from: [run.state],
               workerId: run.workerId ?? undefined,
+              leaseExpiredBefore: at,
               patch: {
                 stateReason: reason,
                 releaseWorker: true,
@@ -663,6 +686,25 @@ export class KyselyStore implements Store {
       if (fresh.length > 0) await trx.insertInto('log_chunks').values(fresh).execute();
       return Math.max(expected, firstSeq + texts.length);
     });
+  }
+
+  async nextLogSeq(runId: string): Promise<number> {
+    const last = await this.db
+      .selectFrom('log_chunks')
+      .select((eb) => eb.fn.max('seq').as('seq'))
+      .where('run_id', '=', runId)
+      .executeTakeFirst();
+    return Number(last?.seq ?? 0) + 1;
+  }
+
+  async hasSecretVariables(): Promise<boolean> {
+    const row = await this.db
+      .selectFrom('stack_env')
+      .select('name')
+      .where('secret', '=', 1)
+      .limit(1)
+      .executeTakeFirst();
+    return row !== undefined;
   }
 
   async readLog(runId: string, afterSeq: number, limit: number): Promise<LogChunk[]> {

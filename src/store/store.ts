@@ -171,8 +171,16 @@ export interface Store {
   ): Promise<Worker>;
   getWorker(id: string): Promise<Worker | null>;
   listWorkers(poolId?: string): Promise<Worker[]>;
-  /** Records a heartbeat and renews the leases of the worker's runs; false: unknown worker. */
-  heartbeat(workerId: string, at: Date, leaseMs: number): Promise<boolean>;
+  /**
+   * Records a heartbeat and renews the leases of the runs the worker names (only those it holds);
+   * false: unknown worker.
+   */
+  heartbeat(
+    workerId: string,
+    at: Date,
+    leaseMs: number,
+    runIds: readonly string[],
+  ): Promise<boolean>;
   setWorkerDrained(id: string, drained: boolean): Promise<boolean>;
 
   createStack(stack: Omit<Stack, 'createdAt' | 'updatedAt'>, at: Date): Promise<Stack>;
@@ -199,7 +207,12 @@ export interface Store {
   transitionRun(
     id: string,
     to: RunStateName,
-    options: { from?: readonly RunStateName[]; patch?: RunPatch; workerId?: string },
+    options: {
+      from?: readonly RunStateName[];
+      patch?: RunPatch;
+      workerId?: string;
+      leaseExpiredBefore?: Date;
+    },
     at: Date,
   ): Promise<Run>;
   /** The oldest dispatchable run of the pool (READY, or CONFIRMED for its apply), now the worker's. */
@@ -214,6 +227,10 @@ export interface Store {
   /** Stores chunks `firstSeq`, `firstSeq + 1`, …; returns the next sequence number expected. */
   appendLog(runId: string, firstSeq: number, texts: readonly string[], at: Date): Promise<number>;
   readLog(runId: string, afterSeq: number, limit: number): Promise<LogChunk[]>;
+  /** The sequence number the next chunk of the run's log gets (a new worker continues there). */
+  nextLogSeq(runId: string): Promise<number>;
+  /** Whether any stack has a secret variable (sealed with the server's key). */
+  hasSecretVariables(): Promise<boolean>;
 
   createToken(token: Omit<ApiToken, 'createdAt'>, tokenHash: string, at: Date): Promise<ApiToken>;
   findTokenByHash(tokenHash: string): Promise<ApiToken | null>;

@@ -12,6 +12,7 @@
  * and never loses or doubles a log chunk (the server keeps each sequence number once).
  */
 import type { Static } from 'typebox';
+import { LogRefused } from './log-shipper.js';
 import type {
   Assignment,
   HeartbeatAnswer,
@@ -57,7 +58,9 @@ export class HttpWorkerProtocol implements WorkerProtocol {
       method: 'POST',
       headers: { authorization: `Bearer ${this.token}`, 'content-type': 'application/json' },
       body: JSON.stringify(body),
-      signal: signal ?? AbortSignal.timeout(90_000),
+      signal: signal
+        ? AbortSignal.any([signal, AbortSignal.timeout(90_000)])
+        : AbortSignal.timeout(90_000),
     });
     if (res.status === 204) return null;
     const text = await res.text();
@@ -93,11 +96,18 @@ export class HttpWorkerProtocol implements WorkerProtocol {
   }
 
   async log(workerId: string, runId: string, firstSeq: number, texts: string[]): Promise<number> {
-    const answer = await this.call<{ next: number }>(`/worker/runs/${runId}/logs`, {
-      workerId,
-      firstSeq,
-      texts,
-    });
-    return answer?.next ?? firstSeq + texts.length;
+    try {
+      const answer = await this.call<{ next: number }>(`/worker/runs/${runId}/logs`, {
+        workerId,
+        firstSeq,
+        texts,
+      });
+      return answer?.next ?? firstSeq + texts.length;
+    } catch (err) {
+      // A refusal stays a refusal however often the batch is sent.
+      if (err instanceof ProtocolError && err.status >= 400 && err.status < 500)
+        throw new LogRefused(err.message);
+      throw err;
+    }
   }
 }

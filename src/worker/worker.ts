@@ -9,12 +9,14 @@ import { hostname, tmpdir } from 'node:os';
 import path from 'node:path';
 import { execFile } from 'node:child_process';
 import { BerthError, coerceError } from '../domain/errors.js';
+import { gitEnvironment, gitSafetyOptions } from '../domain/git-environment.js';
 import type { RunEvent } from '../domain/run-events.js';
 import type { RunStateName } from '../domain/run-state.js';
 import type { RunType } from '../domain/workflow.js';
 import type { Executor, ResolvedImage } from '../executor/executor.js';
 import { readJobFile } from '../launcher/job-files.js';
 import { planRun, type RunSettings } from '../launcher/plan-run.js';
+import { parseAllowList } from '../domain/pool-policy.js';
 import { startRun, type RunningJob } from '../launcher/run-job.js';
 import type { DockerConfigDir } from '../registry/docker-config.js';
 import { LogShipper } from './log-shipper.js';
@@ -45,7 +47,7 @@ export interface WorkerOptions {
 export class Worker {
   private workerId = '';
   private heartbeatMs = 20_000;
-  private readonly running = new Map<string, RunningJob>();
+  private readonly running = new Map<string, Slot>();
   private draining = false;
   /** Drained on the server (berth worker drain): no new runs until undrained; the process stays. */
   private paused = false;
@@ -112,7 +114,10 @@ export class Worker {
   /** First call: take no new runs, let the current ones finish. Second: stop them too. */
   drain(): void {
     if (this.draining) {
-      for (const run of this.running.values()) run.cancel();
+      for (const slot of this.running.values()) {
+        slot.canceled = true;
+        slot.job?.cancel();
+      }
       return;
     }
     this.draining = true;
@@ -125,7 +130,13 @@ export class Worker {
   private async beat(): Promise<void> {
     try {
       const answer = await this.options.protocol.heartbeat(this.workerId, [...this.running.keys()]);
-      for (const id of answer.stop) this.running.get(id)?.cancel();
+      for (const id of answer.stop) {
+        const slot = this.running.get(id);
+        if (slot) {
+          slot.canceled = true;
+          slot.job?.cancel();
+        }
+      }
       if (answer.drained !== this.paused)
         this.options.say(
           answer.drained
@@ -140,20 +151,22 @@ export class Worker {
 
   private async execute(assignment: AssignmentBody): Promise<void> {
     const runId = assignment.run.id;
-    const shipper = new LogShipper((first, texts) =>
-      this.options.protocol.log(this.workerId, runId, first, texts),
+    // Held from the lease on: a cancel arriving during the checkout is not lost.
+    const slot: Slot = { canceled: false, job: null };
+    this.running.set(runId, slot);
+    const shipper = new LogShipper(
+      (first, texts) => this.options.protocol.log(this.workerId, runId, first, texts),
+      { firstSeq: assignment.logNext },
     );
-    const reports: Report[] = [];
+    let started = false;
     let reporting = Promise.resolve();
     const report = (r: Report): void => {
-      reports.push(r);
-      reporting = reporting.then(() =>
-        this.options.protocol.report(this.workerId, runId, r).catch((err: unknown) => {
-          this.options.say(
-            `run ${runId}: reporting ${r.state} failed: ${coerceError(err).message}`,
-          );
-        }),
-      );
+      const body: Report = {
+        ...r,
+        ...(started ? { started: true } : {}),
+        ...(r.reason !== undefined ? { reason: printableReason(r.reason) } : {}),
+      };
+      reporting = reporting.then(() => this.deliverReport(runId, body, slot));
     };
     let source: { dir: string; cleanup: () => Promise<void> } | null = null;
     try {
@@ -180,6 +193,14 @@ export class Worker {
         assignment.environment.filter((v) => v.secret).map((v) => [v.name, v.value]),
       );
       const pool = assignment.pool;
+      // A public pool's allow-list is the operator's; berth's default only when it says so.
+      let allowList = null;
+      if (pool.kind === 'public' && pool.allowList.length > 0) {
+        const parsed = parseAllowList(pool.allowList.join(','));
+        if ('error' in parsed)
+          throw new BerthError('BERTH_USAGE', `pool ${pool.id}'s allow-list: ${parsed.error}`);
+        allowList = parsed.rules;
+      }
       const planned = await planRun({
         type,
         sourceDir: source.dir,
@@ -187,7 +208,7 @@ export class Worker {
         stack: assignment.stack.id,
         runnerImage: assignment.stack.runnerImage ?? undefined,
         projectRoot: assignment.stack.projectRoot || undefined,
-        tool: toolFlag(assignment.stack.tool),
+        tool: assignment.stack.tool ?? undefined,
         toolVersion: assignment.stack.toolVersion ?? undefined,
         command,
         autoDeploy: assignment.run.autoDeploy,
@@ -197,7 +218,7 @@ export class Worker {
           env,
           secretEnv,
           pool: pool.kind,
-          allowList: null,
+          allowList,
           ...(pool.pullPolicy ? { pullPolicy: pool.pullPolicy as RunSettings['pullPolicy'] } : {}),
         },
         dockerConfig: pool.kind === 'private' ? this.options.dockerConfig : null,
@@ -210,58 +231,62 @@ export class Worker {
         launcherId: this.options.launcherId,
         confirm: () => Promise.resolve(false),
       });
-      // No build of the standard runner image on a worker: its pool names the image to use.
-      const runOptions: Omit<typeof planned, 'usesDefaultImage'> & { usesDefaultImage?: boolean } =
-        {
-          ...planned,
-        };
-      delete runOptions.usesDefaultImage;
+      const { usesDefaultImage, ...planOptions } = planned;
+      const build = this.options.buildRunnerImage;
       let image: Report['image'];
       let plan: PlanCounts | undefined;
-      let started = false;
-      const running = startRun(runOptions, {
-        executor: this.options.executor,
-        runId,
-        emit: (event: RunEvent) => {
-          switch (event.type) {
-            case 'log':
-              shipper.add(event.text);
-              break;
-            case 'image.resolved':
-              image = { reference: event.reference, digest: event.digest, source: event.source };
-              break;
-            case 'plan.summary':
-              plan = {
-                add: event.add,
-                change: event.change,
-                destroy: event.destroy,
-                replace: event.replace,
-              };
-              break;
-            case 'phase.started':
-              if (type === 'task' && !started) {
-                started = true;
-                report({ state: 'PERFORMING', started: true, ...(image ? { image } : {}) });
-              }
-              break;
-            case 'run.state':
-              if (['INITIALIZING', 'PLANNING', 'APPLYING', 'DESTROYING'].includes(event.state)) {
-                started = true;
-                report({
-                  state: event.state as RunStateName,
-                  started: true,
-                  ...(image ? { image } : {}),
-                });
-              }
-              break;
-            default:
-              break;
-          }
+      const running = startRun(
+        {
+          ...planOptions,
+          buildMissingImage:
+            usesDefaultImage && build
+              ? (onLine: (line: string) => void) => build(planned.image, onLine)
+              : undefined,
         },
-      });
-      this.running.set(runId, running);
+        {
+          executor: this.options.executor,
+          runId,
+          emit: (event: RunEvent) => {
+            switch (event.type) {
+              case 'log':
+                shipper.add(event.text);
+                break;
+              case 'warning':
+                // What berth had to say about the run belongs to its log on the server too.
+                shipper.add(`[berth: warning: ${event.message}]\n`);
+                break;
+              case 'image.resolved':
+                image = { reference: event.reference, digest: event.digest, source: event.source };
+                break;
+              case 'plan.summary':
+                plan = {
+                  add: event.add,
+                  change: event.change,
+                  destroy: event.destroy,
+                  replace: event.replace,
+                };
+                break;
+              case 'phase.started':
+                if (type === 'task' && !started) {
+                  started = true;
+                  report({ state: 'PERFORMING', ...(image ? { image } : {}) });
+                }
+                break;
+              case 'run.state':
+                if (['INITIALIZING', 'PLANNING', 'APPLYING', 'DESTROYING'].includes(event.state)) {
+                  started = true;
+                  report({ state: event.state as RunStateName, ...(image ? { image } : {}) });
+                }
+                break;
+              default:
+                break;
+            }
+          },
+        },
+      );
+      slot.job = running;
+      if (slot.canceled) running.cancel();
       const summary = await running.result;
-      this.running.delete(runId);
       await shipper.close();
       await reporting;
       const reason = summary.error
@@ -283,15 +308,49 @@ export class Worker {
       await reporting;
       report({ state: 'FAILED', reason: `${error.message} [${error.code}]` });
     } finally {
-      this.running.delete(runId);
       await reporting;
+      this.running.delete(runId);
       await source?.cleanup();
     }
   }
+
+  /**
+   * Sends one state report: again after a network error or a server error (it changes nothing
+   * twice: the state machine refuses a repeat), never after a refusal. A refusal means the run is
+   * no longer this worker's to run (canceled, ended, handed on): its job is stopped.
+   */
+  private async deliverReport(runId: string, report: Report, slot: Slot): Promise<void> {
+    for (let attempt = 0; attempt < 12; attempt += 1) {
+      try {
+        await this.options.protocol.report(this.workerId, runId, report);
+        return;
+      } catch (err) {
+        const status = (err as { status?: number }).status ?? 0;
+        if (status >= 400 && status < 500) {
+          this.options.say(
+            `run ${runId}: the server refused ${report.state} (${coerceError(err).message}); stopping it here`,
+          );
+          slot.canceled = true;
+          slot.job?.cancel();
+          return;
+        }
+        await new Promise((resolve) => setTimeout(resolve, Math.min(500 * 2 ** attempt, 15_000)));
+      }
+    }
+    this.options.say(
+      `run ${runId}: could not report ${report.state}; the server's lease sweep ends it`,
+    );
+  }
 }
 
-function toolFlag(tool: string | null): string | undefined {
-  return tool ?? undefined;
+interface Slot {
+  canceled: boolean;
+  job: RunningJob | null;
+}
+
+/** A reason as the server takes it: no control characters but newlines and tabs, bounded. */
+function printableReason(text: string): string {
+  return text.replace(/[\u0000-\u0008\u000b-\u001f\u007f]/g, '?').slice(0, 4000);
 }
 
 /** The run's source on this machine: the stack's local directory, or a checkout of its commit. */
@@ -302,12 +361,14 @@ async function checkout(
   if (stack.localDir) return { dir: stack.localDir, cleanup: () => Promise.resolve() };
   if (!stack.repository) throw new BerthError('BERTH_USAGE', `stack ${stack.id} has no source`);
   const dir = await mkdtemp(path.join(tmpdir(), 'berth-checkout-'));
+  // file:// only on a private pool (the server lets only the admin name one there).
+  const allowFile = assignment.pool.kind === 'private';
   const git = (args: string[]): Promise<void> =>
     new Promise((resolve, reject) => {
       execFile(
         'git',
-        ['-c', 'core.hooksPath=/dev/null', '-c', 'core.fsmonitor=false', ...args],
-        { timeout: 10 * 60_000, env: { ...process.env, GIT_TERMINAL_PROMPT: '0' } },
+        [...gitSafetyOptions(allowFile), ...args],
+        { timeout: 10 * 60_000, env: gitEnvironment(process.env) },
         (err, _stdout, stderr) =>
           err
             ? reject(

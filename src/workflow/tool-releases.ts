@@ -384,7 +384,10 @@ async function fileSha256(file: string): Promise<string> {
 
 /**
  * A cache hit is only used when the binary still has the SHA-256 recorded when it was verified:
- * null when it does (use it), else why not (it is then discarded and fetched again).
+ * null when it does (use it), else why not (it is then discarded and fetched again). The record
+ * sits beside the binary, in berth's own root-owned cache: this catches a binary changed by
+ * corruption or by a path bug (a job never gets the cache writable), not someone who can write
+ * berth's state directory, who could change both.
  */
 async function cachedBinaryProblem(dir: string, binary: string): Promise<string | null> {
   let recorded: string;

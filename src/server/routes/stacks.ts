@@ -14,6 +14,7 @@ import {
 } from '../../api/schemas.js';
 import type { Stack, StackPatch } from '../../store/store.js';
 import { ApiError, errorResponses, requirePerson, type ServerContext } from '../app.js';
+import type { Caller } from '../auth.js';
 
 export async function stackView(ctx: ServerContext, stack: Stack) {
   const variables = await ctx.store.listStackVariables(stack.id);
@@ -26,6 +27,37 @@ export async function stackView(ctx: ServerContext, stack: Stack) {
       v.secret ? { name: v.name, secret: true } : { name: v.name, secret: false, value: v.value },
     ),
   };
+}
+
+/**
+ * A source on a worker's own disk (a local directory, a file:// repository) is read by the worker
+ * with the worker's rights: only the admin may name one, and only for a private pool (one team's
+ * machines). Otherwise any user could copy a worker's files (keys, credentials) into a job.
+ */
+async function checkSource(
+  ctx: ServerContext,
+  caller: Caller,
+  stack: { localDir: string | null; repository: string | null; poolId: string },
+): Promise<void> {
+  const local = stack.localDir !== null || (stack.repository ?? '').startsWith('file://');
+  if (!local) return;
+  if (caller.kind !== 'admin') {
+    throw new ApiError(
+      403,
+      'FORBIDDEN',
+      "only the admin token may give a stack a source on the workers' own disks (localDir, file://)",
+      'Use a repository URL (https:// or ssh://), or ask the admin.',
+    );
+  }
+  const pool = await ctx.store.getPool(stack.poolId);
+  if (pool?.kind !== 'private') {
+    throw new ApiError(
+      400,
+      'BAD_REQUEST',
+      `a stack of public pool ${stack.poolId} cannot have a source on the workers' disks (localDir, file://)`,
+      'Use a repository URL, or a private pool.',
+    );
+  }
 }
 
 /** Checks what the schema cannot: the image reference, the version constraint, the pool. */
@@ -56,7 +88,7 @@ export function registerStackRoutes(server: FastifyInstance, ctx: ServerContext)
     '/stacks',
     { schema: { body: StackInput, response: { 201: StackOutput, ...errorResponses } } },
     async (request, reply) => {
-      requirePerson(request);
+      const caller = requirePerson(request);
       const input = request.body;
       if (!input.repository && !input.localDir) {
         throw new ApiError(
@@ -87,6 +119,7 @@ export function registerStackRoutes(server: FastifyInstance, ctx: ServerContext)
         poolId: input.pool,
       };
       await checkStackFields(ctx, stack);
+      await checkSource(ctx, caller, stack);
       const created = await ctx.store.createStack(stack, ctx.now());
       return reply.status(201).send(await stackView(ctx, created));
     },
@@ -130,10 +163,22 @@ export function registerStackRoutes(server: FastifyInstance, ctx: ServerContext)
       },
     },
     async (request) => {
-      requirePerson(request);
+      const caller = requirePerson(request);
       const { pool, ...rest } = request.body;
       const patch: StackPatch = { ...rest, ...(pool !== undefined ? { poolId: pool } : {}) };
       await checkStackFields(ctx, patch);
+      const current = await ctx.store.getStack(request.params.id);
+      if (!current)
+        throw new ApiError(404, 'NOT_FOUND', `stack ${request.params.id} does not exist`);
+      const next = { ...current, ...patch };
+      if (next.repository && next.localDir) {
+        throw new ApiError(
+          400,
+          'BAD_REQUEST',
+          'a stack has one source: repository or localDir, not both',
+        );
+      }
+      await checkSource(ctx, caller, next);
       const updated = await ctx.store.updateStack(request.params.id, patch, ctx.now());
       if (!updated)
         throw new ApiError(404, 'NOT_FOUND', `stack ${request.params.id} does not exist`);

@@ -4,7 +4,7 @@
  */
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import { isTerminal } from '../../domain/run-state.js';
+import { isTerminal, type RunStateName } from '../../domain/run-state.js';
 import {
   Assignment,
   HeartbeatAnswer,
@@ -98,12 +98,26 @@ export function registerWorkerRoutes(server: FastifyInstance, ctx: ServerContext
       const poolId = callerPool(request);
       const worker = await ownWorker(ctx, poolId, request.body.workerId);
       const deadline = Date.now() + (request.body.waitMs ?? 0);
+      // The worker gave up waiting (its connection closed before an answer): hand it nothing.
       const gone = new AbortController();
-      request.raw.on('close', () => gone.abort());
+      reply.raw.on('close', () => {
+        if (!reply.raw.writableFinished) gone.abort();
+      });
       for (;;) {
         if (worker.drained || (await ctx.store.getWorker(worker.id))?.drained) break;
+        if (gone.signal.aborted) break;
         const run = await ctx.store.leaseRun(poolId, worker.id, ctx.now(), ctx.leaseMs);
-        if (run) return assignment(ctx, run);
+        if (run) {
+          try {
+            const given = await assignment(ctx, run);
+            if (given) return given;
+          } catch (err) {
+            // Nothing of the run reached the worker: back to the queue rather than stuck.
+            await requeue(ctx, run, 'the server could not hand the run to a worker');
+            throw err;
+          }
+          continue;
+        }
         const left = deadline - Date.now();
         if (left <= 0 || gone.signal.aborted) break;
         await ctx.signals.wait(poolId, left, gone.signal);
@@ -118,7 +132,7 @@ export function registerWorkerRoutes(server: FastifyInstance, ctx: ServerContext
     async (request) => {
       const poolId = callerPool(request);
       const worker = await ownWorker(ctx, poolId, request.body.workerId);
-      await ctx.store.heartbeat(worker.id, ctx.now(), ctx.leaseMs);
+      await ctx.store.heartbeat(worker.id, ctx.now(), ctx.leaseMs, request.body.runs);
       const stop: string[] = [];
       for (const id of request.body.runs) {
         const run = await ctx.store.getRun(id);
@@ -143,6 +157,26 @@ export function registerWorkerRoutes(server: FastifyInstance, ctx: ServerContext
       await ownWorker(ctx, poolId, request.body.workerId);
       const run = await ownRun(ctx, poolId, request.params.id);
       const body = request.body;
+      // A worker reports what its job did; people's decisions (confirm, discard) and the queue's
+      // moves are not a worker's to make, and only a run it still holds is its to report on.
+      if (!WORKER_STATES_REPORTED.includes(body.state)) {
+        throw new ApiError(409, 'RUN_TRANSITION_INVALID', `a worker does not report ${body.state}`);
+      }
+      if (run.workerId !== body.workerId || run.leaseExpiresAt === null) {
+        throw new ApiError(
+          409,
+          'RUN_CHANGED',
+          `run ${run.id} is not held by worker ${body.workerId} any more`,
+          'Stop the run: it was canceled, ended, or given to another worker.',
+        );
+      }
+      if (run.state === 'PLANNING' && body.state === 'APPLYING' && !run.autoDeploy) {
+        throw new ApiError(
+          409,
+          'RUN_TRANSITION_INVALID',
+          `run ${run.id} waits for confirmation before it applies (the stack has no auto-deploy)`,
+        );
+      }
       const ends = isTerminal(body.state) || body.state === 'UNCONFIRMED';
       const changed = await ctx.store.transitionRun(
         run.id,
@@ -204,10 +238,53 @@ export function registerWorkerRoutes(server: FastifyInstance, ctx: ServerContext
 
 const RunOutputRef = Assignment.properties.run;
 
+/** What a worker may report: its job's progress and its end. */
+const WORKER_STATES_REPORTED: readonly RunStateName[] = [
+  'INITIALIZING',
+  'PLANNING',
+  'UNCONFIRMED',
+  'APPLYING',
+  'PERFORMING',
+  'DESTROYING',
+  'FINISHED',
+  'FAILED',
+  'STOPPED',
+  'CANCELED',
+];
+
+/** A leased run whose worker never got it goes back to the queue, no worker recorded. */
+async function requeue(ctx: ServerContext, run: Run, reason: string): Promise<void> {
+  await ctx.store
+    .transitionRun(
+      run.id,
+      run.state === 'PREPARING_APPLY' ? 'CONFIRMED' : 'READY',
+      { from: [run.state], patch: { stateReason: reason, forgetWorker: true } },
+      ctx.now(),
+    )
+    .catch(() => undefined);
+}
+
 async function assignment(ctx: ServerContext, run: Run) {
   const stack = await ctx.store.getStack(run.stackId);
   const pool = await ctx.store.getPool(run.poolId);
   if (!stack || !pool) throw new ApiError(409, 'NOT_FOUND', `run ${run.id} lost its stack or pool`);
+  if (stack.poolId !== run.poolId) {
+    // The stack moved to another pool after this run was queued: its secrets go to the stack's
+    // pool only, so this run ends here.
+    await ctx.store.transitionRun(
+      run.id,
+      'FAILED',
+      {
+        from: [run.state],
+        patch: {
+          stateReason: `stack ${stack.id} moved from pool ${run.poolId} to ${stack.poolId} after the run was queued; trigger it again`,
+          releaseWorker: true,
+        },
+      },
+      ctx.now(),
+    );
+    return null;
+  }
   const variables = await ctx.store.listStackVariables(stack.id);
   return {
     run: runView(run),
@@ -228,5 +305,6 @@ async function assignment(ctx: ServerContext, run: Run) {
       secret: v.secret,
     })),
     pool,
+    logNext: await ctx.store.nextLogSeq(run.id),
   };
 }
