@@ -297,7 +297,10 @@ export type ServerContext = ServerDeps & {
 };
 
 /** Only people (admin and API tokens) may call this; pool tokens are for workers. */
-export function requirePerson(request: FastifyRequest): Caller {
+/** A caller with an admin or API token (never a pool token). */
+export type Person = Exclude<Caller, { kind: 'pool' }>;
+
+export function requirePerson(request: FastifyRequest): Person {
   const caller = request.caller;
   if (!caller || caller.kind === 'pool') {
     throw new ApiError(
@@ -310,7 +313,7 @@ export function requirePerson(request: FastifyRequest): Caller {
   return caller;
 }
 
-export function requireAdmin(request: FastifyRequest): Caller {
+export function requireAdmin(request: FastifyRequest): Person {
   const caller = requirePerson(request);
   if (caller.kind !== 'admin') {
     throw new ApiError(403, 'FORBIDDEN', 'only the admin token may do this');

@@ -114,10 +114,7 @@ export class Worker {
   /** First call: take no new runs, let the current ones finish. Second: stop them too. */
   drain(): void {
     if (this.draining) {
-      for (const slot of this.running.values()) {
-        slot.canceled = true;
-        slot.job?.cancel();
-      }
+      for (const slot of this.running.values()) stopSlot(slot);
       return;
     }
     this.draining = true;
@@ -132,10 +129,7 @@ export class Worker {
       const answer = await this.options.protocol.heartbeat(this.workerId, [...this.running.keys()]);
       for (const id of answer.stop) {
         const slot = this.running.get(id);
-        if (slot) {
-          slot.canceled = true;
-          slot.job?.cancel();
-        }
+        if (slot) stopSlot(slot);
       }
       if (answer.drained !== this.paused)
         this.options.say(
@@ -330,8 +324,7 @@ export class Worker {
           this.options.say(
             `run ${runId}: the server refused ${report.state} (${coerceError(err).message}); stopping it here`,
           );
-          slot.canceled = true;
-          slot.job?.cancel();
+          stopSlot(slot);
           return;
         }
         await new Promise((resolve) => setTimeout(resolve, Math.min(500 * 2 ** attempt, 15_000)));
@@ -346,6 +339,12 @@ export class Worker {
 interface Slot {
   canceled: boolean;
   job: RunningJob | null;
+}
+
+/** Stops a run now, or as soon as its job starts (a cancel during the checkout is kept). */
+function stopSlot(slot: Slot): void {
+  slot.canceled = true;
+  slot.job?.cancel();
 }
 
 /** A reason as the server takes it: no control characters but newlines and tabs, bounded. */

@@ -74,7 +74,7 @@ export function registerRunRoutes(server: FastifyInstance, ctx: ServerContext): 
           poolId: stack.poolId,
           kind: request.body.type.toUpperCase() as RunKind,
           commitSha: commit,
-          triggeredBy: caller.kind === 'pool' ? 'pool' : caller.id,
+          triggeredBy: caller.id,
           autoDeploy: stack.autoDeploy,
         },
         ctx.now(),
@@ -134,7 +134,7 @@ export function registerRunRoutes(server: FastifyInstance, ctx: ServerContext): 
       `/runs/:id/${path}`,
       { schema: { params: RunParams, response: { 200: RunOutput, ...errorResponses } } },
       async (request) => {
-        requirePerson(request);
+        const caller = requirePerson(request);
         const run = await existingRun(ctx, request.params.id);
         const to =
           path === 'confirm'
@@ -156,7 +156,7 @@ export function registerRunRoutes(server: FastifyInstance, ctx: ServerContext): 
           {
             from,
             patch: {
-              stateReason: `${path === 'cancel' ? 'canceled' : path === 'confirm' ? 'confirmed' : 'discarded'} by ${request.caller?.kind === 'pool' ? 'a worker' : (request.caller as { id: string }).id}`,
+              stateReason: `${path === 'cancel' ? 'canceled' : path === 'confirm' ? 'confirmed' : 'discarded'} by ${caller.id}`,
               ...(to === 'CONFIRMED' || to === 'DISCARDED' || to === 'CANCELED'
                 ? { releaseWorker: true }
                 : {}),
