@@ -346,6 +346,35 @@ describe.each<Kind>(['sqlite', 'postgres'])('the store on %s', (kind) => {
     await store.transitionRun(run.id, 'CANCELED', {}, t0);
   });
 
+  it('stores a log up to its limit, marks the cut, and refuses everything after it', async () => {
+    await stack('bounded');
+    const run = await trigger('bounded', 'TASK');
+    // Bytes, not characters: "é" is two.
+    expect(await store.appendLog(run.id, 1, ['12345', 'é\n'], t0, 10)).toBe(3);
+    const full = await conflict(store.appendLog(run.id, 3, ['abc', 'def'], t0, 10));
+    expect(full.code).toBe('LOG_TOO_LARGE');
+    expect(full.message).toContain('limit of 10 bytes');
+    const chunks = await store.readLog(run.id, 0, 100);
+    expect(chunks.map((c) => c.seq)).toEqual([1, 2, 3]);
+    expect(chunks[2]?.text).toContain("the server stored no more of this run's output here");
+    // Later batches, even small ones, are refused and add nothing.
+    expect((await conflict(store.appendLog(run.id, 4, ['x'], t0, 10))).code).toBe('LOG_TOO_LARGE');
+    expect(await store.nextLogSeq(run.id)).toBe(4);
+    await store.transitionRun(run.id, 'CANCELED', {}, t0);
+  });
+
+  it('masks values learnt later in every stored chunk, also across chunks', async () => {
+    await stack('remask');
+    const run = await trigger('remask', 'TASK');
+    await store.appendLog(run.id, 1, ['key=hunt', 'er2\n', 'ok hunter2\n', 'clean\n'], t0);
+    expect(await store.remaskLog(run.id, ['hunter2'])).toBe(3);
+    const texts = (await store.readLog(run.id, 0, 100)).map((c) => c.text);
+    expect(texts.join('')).not.toContain('hunt');
+    expect(texts).toEqual(['key=*****', '\n', 'ok *****\n', 'clean\n']);
+    expect(await store.remaskLog(run.id, ['hunter2'])).toBe(0);
+    await store.transitionRun(run.id, 'CANCELED', {}, t0);
+  });
+
   it('refuses to delete a stack whose runs have not ended', async () => {
     await stack('busy');
     const run = await trigger('busy', 'TASK');

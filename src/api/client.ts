@@ -21,6 +21,63 @@ export type Stack = Static<typeof StackOutput>;
 export type Pool = Static<typeof PoolOutput>;
 export type Worker = Static<typeof WorkerOutput>;
 export type Log = Static<typeof LogOutput>;
+export type LogChunk = Log['chunks'][number];
+
+/** What a follower hears: output chunks in order (each once) and the run on every change. */
+export interface FollowHandlers {
+  log(chunk: LogChunk): void;
+  run(run: Run): void;
+}
+
+export interface FollowOptions {
+  /** Start after this chunk (0: from the start). */
+  after?: number;
+  /** Stop following when a run event satisfies this (e.g. it waits for confirmation). */
+  stopWhen?: (run: Run) => boolean;
+  /** Give up after this many connection attempts in a row that brought nothing new. */
+  attempts?: number;
+  retryDelayMs?: number;
+  /** A connection silent this long is taken as cut (the server says something every 15 s). */
+  idleMs?: number;
+  signal?: AbortSignal;
+}
+
+/** One server-sent event. */
+interface SseEvent {
+  event: string;
+  data: string;
+  id: string | null;
+}
+
+/**
+ * Parses a text/event-stream body into events as it arrives (the WHATWG rules berth's server
+ * needs: `event`, `data` lines joined by newlines, `id`, comments ignored, CRLF or LF).
+ */
+async function* serverSentEvents(body: ReadableStream<Uint8Array>): AsyncGenerator<SseEvent> {
+  const decoder = new TextDecoder();
+  let buffer = '';
+  let event = { event: '', data: [] as string[], id: null as string | null };
+  for await (const bytes of body as unknown as AsyncIterable<Uint8Array>) {
+    buffer += decoder.decode(bytes, { stream: true });
+    for (let end = buffer.search(/\r?\n/); end !== -1; end = buffer.search(/\r?\n/)) {
+      const line = buffer.slice(0, end);
+      buffer = buffer.slice(end + (buffer[end] === '\r' ? 2 : 1));
+      if (line === '') {
+        if (event.data.length > 0 || event.event !== '')
+          yield { event: event.event || 'message', data: event.data.join('\n'), id: event.id };
+        event = { event: '', data: [], id: null };
+        continue;
+      }
+      if (line.startsWith(':')) continue;
+      const colon = line.indexOf(':');
+      const field = colon === -1 ? line : line.slice(0, colon);
+      const value = colon === -1 ? '' : line.slice(colon + 1).replace(/^ /, '');
+      if (field === 'event') event.event = value;
+      else if (field === 'data') event.data.push(value);
+      else if (field === 'id') event.id = value;
+    }
+  }
+}
 
 export class ApiClientError extends Error {
   constructor(
@@ -54,13 +111,7 @@ export class ApiClient {
         signal: AbortSignal.timeout(60_000),
       });
     } catch (err) {
-      const cause = (err as { cause?: { code?: string } }).cause?.code ?? (err as Error).name;
-      throw new ApiClientError(
-        0,
-        'SERVER_UNREACHABLE',
-        `cannot reach the berth server at ${this.baseUrl} (${cause})`,
-        'Check the URL (berth login --server URL) and that the server runs.',
-      );
+      throw unreachable(this.baseUrl, err);
     }
     const text = await res.text();
     const parsed = text ? (JSON.parse(text) as unknown) : undefined;
@@ -103,6 +154,115 @@ export class ApiClient {
     ).runs;
   };
   getRun = (id: string): Promise<Run> => this.call('GET', `/runs/${encodeURIComponent(id)}`);
+  /**
+   * Follows a run's log and states over server-sent events until the run ends (or `stopWhen`).
+   * A cut connection is resumed with Last-Event-ID, so every chunk is handed on exactly once and
+   * in order; only `attempts` reconnections in a row that bring nothing new make it give up.
+   */
+  followLogs = async (
+    id: string,
+    handlers: FollowHandlers,
+    options: FollowOptions = {},
+  ): Promise<void> => {
+    let last = options.after ?? 0;
+    let failures = 0;
+    const attempts = options.attempts ?? 10;
+    for (;;) {
+      const progress = last;
+      const outcome = await this.followOnce(id, last, handlers, options, (seq) => {
+        last = seq;
+      }).catch((err: unknown) => {
+        if (err instanceof ApiClientError && err.status >= 400 && err.status < 500) throw err;
+        if (options.signal?.aborted) throw err;
+        return { done: false, cause: err };
+      });
+      if (outcome.done) return;
+      failures = last > progress ? 1 : failures + 1;
+      if (failures >= attempts) {
+        const cause = (outcome as { cause?: unknown }).cause;
+        throw new ApiClientError(
+          0,
+          'SERVER_UNREACHABLE',
+          `lost the log stream of run ${id} at chunk ${last} and could not resume it (${cause instanceof Error ? cause.message : 'the server closed it'})`,
+          `Check that the server runs; \`berth runs logs ${id}\` shows what was stored.`,
+        );
+      }
+      await new Promise((resolve) =>
+        setTimeout(resolve, Math.min((options.retryDelayMs ?? 500) * 2 ** (failures - 1), 10_000)),
+      );
+    }
+  };
+
+  /** One connection of a follow; done when the run ended (or `stopWhen`), else cut. */
+  private async followOnce(
+    id: string,
+    after: number,
+    handlers: FollowHandlers,
+    options: FollowOptions,
+    got: (seq: number) => void,
+  ): Promise<{ done: boolean }> {
+    const idle = new AbortController();
+    const signals = [idle.signal, ...(options.signal ? [options.signal] : [])];
+    const res = await this.fetchImpl(
+      `${this.baseUrl.replace(/\/+$/, '')}/api/v1/runs/${encodeURIComponent(id)}/logs/stream`,
+      {
+        headers: {
+          authorization: `Bearer ${this.token}`,
+          accept: 'text/event-stream',
+          'last-event-id': String(after),
+        },
+        signal: AbortSignal.any(signals),
+      },
+    ).catch((err: unknown) => {
+      throw unreachable(this.baseUrl, err);
+    });
+    if (!res.ok || !res.body) {
+      const text = await res.text();
+      const error = (text.startsWith('{') ? JSON.parse(text) : {}) as {
+        code?: string;
+        message?: string;
+        hint?: string;
+      };
+      throw new ApiClientError(
+        res.status,
+        error.code ?? `HTTP_${res.status}`,
+        error.message ?? text,
+        error.hint,
+      );
+    }
+    let last = after;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const arm = (): void => {
+      clearTimeout(timer);
+      timer = setTimeout(() => idle.abort(), options.idleMs ?? 45_000);
+    };
+    arm();
+    try {
+      for await (const event of serverSentEvents(res.body)) {
+        arm();
+        if (event.event === 'log') {
+          const chunk = JSON.parse(event.data) as LogChunk;
+          // A chunk already handed on (a resumed stream never repeats one, but be sure).
+          if (chunk.seq <= last) continue;
+          last = chunk.seq;
+          got(last);
+          handlers.log(chunk);
+        } else if (event.event === 'run') {
+          const run = JSON.parse(event.data) as Run;
+          handlers.run(run);
+          if (options.stopWhen?.(run)) return { done: true };
+        } else if (event.event === 'end') {
+          return { done: true };
+        }
+      }
+      return { done: false };
+    } finally {
+      clearTimeout(timer);
+      // Leaves the connection when stopping early (stopWhen): the server sees it close.
+      idle.abort();
+    }
+  }
+
   logs = (id: string, after: number): Promise<Log> =>
     this.call('GET', `/runs/${encodeURIComponent(id)}/logs?after=${after}`);
   decide = (id: string, decision: 'confirm' | 'discard' | 'cancel'): Promise<Run> =>
@@ -118,3 +278,37 @@ export class ApiClient {
   setDrained = (id: string, drained: boolean): Promise<Worker> =>
     this.call('POST', `/workers/${encodeURIComponent(id)}/${drained ? 'drain' : 'undrain'}`);
 }
+
+/** A request that got no answer, with the reason the network gave (TLS ones explained). */
+function unreachable(baseUrl: string, err: unknown): ApiClientError {
+  const cause = (err as { cause?: { code?: string; message?: string } }).cause;
+  const code = cause?.code ?? (err as Error).name;
+  if (code && TLS_TRUST_ERRORS.has(code)) {
+    return new ApiClientError(
+      0,
+      'SERVER_NOT_TRUSTED',
+      `the berth server at ${baseUrl} presented a certificate this client does not trust (${code}: ${cause?.message ?? ''})`,
+      "Give the CA that signed the server's certificate with --ca-cert FILE or BERTH_CA_CERT=FILE (or NODE_EXTRA_CA_CERTS); berth never skips verifying the server.",
+    );
+  }
+  return new ApiClientError(
+    0,
+    'SERVER_UNREACHABLE',
+    `cannot reach the berth server at ${baseUrl} (${code})`,
+    'Check the URL (berth login --server URL) and that the server runs.',
+  );
+}
+
+/** Node's codes for a server certificate that does not verify. */
+export const TLS_TRUST_ERRORS = new Set([
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'UNABLE_TO_GET_ISSUER_CERT',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'CERT_HAS_EXPIRED',
+  'CERT_NOT_YET_VALID',
+  'ERR_TLS_CERT_ALTNAME_INVALID',
+  'CERT_UNTRUSTED',
+  'CERT_SIGNATURE_FAILURE',
+]);

@@ -247,6 +247,8 @@ export const Assignment = closed({
   pool: PoolOutput,
   /** The sequence number the run's next log chunk gets (a run handed on continues its log). */
   logNext: Type.Integer({ minimum: 1 }),
+  /** The most bytes of the run's log the server stores: the worker bounds the log within it. */
+  logLimitBytes: Type.Optional(Type.Integer({ minimum: 1024 })),
 });
 
 export const HeartbeatRequest = closed({
@@ -285,6 +287,17 @@ export const LogBatch = closed({
 });
 
 export const LogAccepted = closed({ next: Type.Integer() });
+
+/** Values a job masked mid-run (`::add-mask`), to mask in the run's already stored log. */
+export const MaskReport = closed({
+  workerId: Type.String({ pattern: '^[0-9A-HJKMNP-TV-Z]{26}$' }),
+  values: Type.Array(Type.String({ minLength: 1, maxLength: 4096 }), {
+    minItems: 1,
+    maxItems: 100,
+  }),
+});
+
+export const MaskAccepted = closed({ chunks: Type.Integer({ minimum: 0 }) });
 
 export const WorkerOutput = closed({
   id: Type.String(),

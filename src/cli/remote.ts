@@ -9,7 +9,7 @@ import path from 'node:path';
 import type { Command } from 'commander';
 import { ApiClient, ApiClientError, type Run, type Stack } from '../api/client.js';
 import { BerthError } from '../domain/errors.js';
-import { isTerminal, type RunStateName } from '../domain/run-state.js';
+import type { RunStateName } from '../domain/run-state.js';
 import type { Output } from './render.js';
 
 interface Login {
@@ -89,32 +89,29 @@ async function readStdin(): Promise<string> {
   return Buffer.concat(chunks).toString('utf8').split('\n')[0]?.trim() ?? '';
 }
 
-/** Follows a run's log and state until it ends; returns the final run. */
+/**
+ * Follows a run's log and states live (server-sent events, resumed after a cut without a line
+ * lost or doubled) until it ends or waits for confirmation; returns the run as it was then.
+ */
 export async function followRun(client: ApiClient, id: string, io: Output): Promise<Run> {
-  let after = 0;
   let state: RunStateName | null = null;
-  for (;;) {
-    const log = await client.logs(id, after);
-    for (const chunk of log.chunks) io.stdout.write(chunk.text);
-    after = log.next;
-    const run = await client.getRun(id);
-    if (run.state !== state) {
-      state = run.state;
-      io.stderr.write(
-        `berth: run ${id} ${state}${run.stateReason ? ` (${run.stateReason})` : ''}\n`,
-      );
-    }
-    if (isTerminal(run.state) || run.state === 'UNCONFIRMED') {
-      // Everything stored up to the end, page by page.
-      for (;;) {
-        const rest = await client.logs(id, after);
-        if (rest.chunks.length === 0) return run;
-        for (const chunk of rest.chunks) io.stdout.write(chunk.text);
-        after = rest.next;
-      }
-    }
-    if (log.chunks.length === 0) await new Promise((resolve) => setTimeout(resolve, 500));
-  }
+  let last: Run | null = null;
+  await client.followLogs(
+    id,
+    {
+      log: (chunk) => io.stdout.write(chunk.text),
+      run: (run) => {
+        last = run;
+        if (run.state === state) return;
+        state = run.state;
+        io.stderr.write(
+          `berth: run ${id} ${state}${run.stateReason ? ` (${run.stateReason})` : ''}\n`,
+        );
+      },
+    },
+    { stopWhen: (run) => run.state === 'UNCONFIRMED' },
+  );
+  return last ?? (await client.getRun(id));
 }
 
 export function registerRemote(

@@ -9,6 +9,15 @@ export function cutMarker(bytesCut: number): string {
   return `\n[berth: ${bytesCut} bytes of output cut here to keep the stored log within its limit; the job's own output was not changed]\n`;
 }
 
+/**
+ * Where the server stopped storing a run's output: its worker sent more than the server's limit
+ * (an honest worker bounds its log to head and tail below that limit, so this marks a worker that
+ * did not).
+ */
+export function serverLimitMarker(limitBytes: number): string {
+  return `\n[berth: the server stored no more of this run's output here: the log reached the server's limit of ${limitBytes} bytes (BERTH_LOG_LIMIT on the server); what the worker sent after this was refused]\n`;
+}
+
 export class HeadTailLog {
   private readonly headLimit: number;
   private readonly tailLimit: number;

@@ -35,6 +35,8 @@ export class OutputMasking {
   constructor(
     secrets: Iterable<string>,
     private readonly warn: (message: string) => void = () => {},
+    /** Told each value `::add-mask` added (output emitted before may hold it). */
+    private readonly added: (value: string) => void = () => {},
   ) {
     this.values = new MaskValues(secrets);
   }
@@ -61,7 +63,10 @@ export class OutputMasking {
       );
       return;
     }
-    if (this.values.add(value)) this.learnt += 1;
+    if (this.values.add(value)) {
+      this.learnt += 1;
+      this.added(value);
+    }
   }
 
   private warnOnce(kind: string, message: string): void {

@@ -124,6 +124,12 @@ export interface RunDeps {
   outputReady?: () => Promise<void> | undefined;
   clock?: Clock;
   runId?: string;
+  /**
+   * A value the job masked with `::add-mask` (after this, its output has it masked). Output
+   * already handed to `emit` may contain it: a consumer that keeps or sends output on (the
+   * worker) masks what it still holds and what it already sent. Never put it in an event.
+   */
+  maskAdded?: (value: string) => void;
 }
 
 export interface RunningJob {
@@ -185,8 +191,10 @@ class Run {
   ) {
     this.clock = deps.clock ?? systemClock;
     this.runId = deps.runId ?? newRunId(new Date(this.clock.now()));
-    this.masking = new OutputMasking(Object.values(options.secretEnv), (message) =>
-      this.warn(message),
+    this.masking = new OutputMasking(
+      Object.values(options.secretEnv),
+      (message) => this.warn(message),
+      deps.maskAdded,
     );
     this.variables = splitPhaseVariables({ ...options.env, ...options.secretEnv });
     this.started = this.clock.now();

@@ -19,6 +19,8 @@ import { registerStackRoutes } from './routes/stacks.js';
 import { registerWorkerRoutes } from './routes/worker.js';
 import { registerWorkerAdminRoutes } from './routes/workers.js';
 import { PoolSignals } from './pool-signals.js';
+import { LocalRunFeed, observeRuns, type RunFeed } from './run-feed.js';
+import { registerLogStreamRoute } from './routes/log-stream.js';
 import type { SecretBox } from './secrets.js';
 
 export const API_VERSION = 'v1';
@@ -42,7 +44,21 @@ export interface ServerDeps {
   authFailureLimit?: number;
   /** How long a worker's hold on a run lasts without a heartbeat. */
   leaseMs?: number;
+  /**
+   * Who hears that a run changed (log stream followers). Default: this process only; several
+   * servers on one PostgreSQL pass a feed fed by LISTEN/NOTIFY (see run-feed.ts).
+   */
+  runFeed?: RunFeed;
+  /**
+   * Bytes of one run's log the server stores at most (a worker that sends more is refused past
+   * it); workers are told, and bound their logs to head and tail within it. Default 4 MiB.
+   */
+  logLimitBytes?: number;
+  /** TLS: the server's certificate chain and key (PEM); without them the API is plain HTTP. */
+  tls?: { cert: Buffer; key: Buffer };
 }
+
+export const DEFAULT_LOG_LIMIT_BYTES = 4 * 1024 * 1024;
 
 export type Api = FastifyInstance & { withTypeProvider: FastifyInstance['withTypeProvider'] };
 
@@ -70,6 +86,7 @@ const STATUS_OF_CONFLICT: Record<StoreConflict['code'], number> = {
   RUN_TRANSITION_INVALID: 409,
   RUN_CHANGED: 409,
   LOG_GAP: 409,
+  LOG_TOO_LARGE: 413,
   STACK_HAS_RUNS: 409,
 };
 
@@ -146,7 +163,11 @@ function errorAnswer(err: unknown): { status: number; body: ErrorBody; log: bool
   };
 }
 
-export type BerthServer = FastifyInstance & { notifyPool(poolId: string): void };
+export type BerthServer = FastifyInstance & {
+  notifyPool(poolId: string): void;
+  /** Workers waiting in a long poll for a run of the pool (for tests and status). */
+  waitingWorkers(poolId: string): number;
+};
 
 export async function buildServer(deps: ServerDeps): Promise<BerthServer> {
   const now = deps.now ?? (() => new Date());
@@ -157,6 +178,7 @@ export async function buildServer(deps: ServerDeps): Promise<BerthServer> {
       (n) => randomBytes(n),
     );
   const app = Fastify({
+    ...(deps.tls ? { https: { cert: deps.tls.cert, key: deps.tls.key } } : {}),
     logger: false,
     bodyLimit: BODY_LIMIT,
     ajv: { customOptions: { removeAdditional: false, allErrors: false, coerceTypes: 'array' } },
@@ -244,12 +266,24 @@ export async function buildServer(deps: ServerDeps): Promise<BerthServer> {
     });
   });
 
+  const runFeed = deps.runFeed ?? new LocalRunFeed();
+  // Aborted as the server starts closing: long polls and log streams end at once, so a server
+  // with followers and waiting workers still exits promptly (they reconnect elsewhere or later).
+  const closing = new AbortController();
+  app.addHook('preClose', (done) => {
+    closing.abort();
+    done();
+  });
   const context: ServerContext = {
     ...deps,
+    store: observeRuns(deps.store, runFeed),
     now,
     newId,
     leaseMs: deps.leaseMs ?? 60_000,
+    logLimitBytes: deps.logLimitBytes ?? DEFAULT_LOG_LIMIT_BYTES,
     signals: new PoolSignals(),
+    runFeed,
+    closing: closing.signal,
   };
   await app.register(
     (api, _options, done) => {
@@ -273,6 +307,7 @@ export async function buildServer(deps: ServerDeps): Promise<BerthServer> {
       registerPoolRoutes(api, context);
       registerStackRoutes(api, context);
       registerRunRoutes(api, context);
+      registerLogStreamRoute(api, context);
       registerWorkerRoutes(api, context);
       registerWorkerAdminRoutes(api, context);
       api.get('/openapi.json', { schema: { hide: true } }, () => openApiDocument(app));
@@ -281,7 +316,10 @@ export async function buildServer(deps: ServerDeps): Promise<BerthServer> {
     { prefix: `/api/${API_VERSION}` },
   );
   await app.ready();
-  return Object.assign(app, { notifyPool: (poolId: string) => context.signals.notify(poolId) });
+  return Object.assign(app, {
+    notifyPool: (poolId: string) => context.signals.notify(poolId),
+    waitingWorkers: (poolId: string) => context.signals.waiters(poolId),
+  });
 }
 
 /** The OpenAPI document made from the routes' schemas (committed as docs/api/openapi.json). */
@@ -293,7 +331,11 @@ export type ServerContext = ServerDeps & {
   now: () => Date;
   newId: () => string;
   leaseMs: number;
+  logLimitBytes: number;
   signals: PoolSignals;
+  runFeed: RunFeed;
+  /** Aborted when the server starts closing: every wait and stream ends. */
+  closing: AbortSignal;
 };
 
 /** Only people (admin and API tokens) may call this; pool tokens are for workers. */

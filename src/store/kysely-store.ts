@@ -14,6 +14,8 @@ import {
 } from '../domain/run-state.js';
 import type { Database, PoolsTable, RunsTable, StacksTable, WorkersTable } from './schema.js';
 import { migrateToLatest } from './migrate.js';
+import { serverLimitMarker as logLimitMarker } from '../domain/log-bound.js';
+import { remaskChunks } from '../domain/log-remask.js';
 import {
   StoreConflict,
   type ApiToken,
@@ -345,6 +347,10 @@ export class KyselyStore implements Store {
         .where('run_id', 'in', trx.selectFrom('runs').select('id').where('stack_id', '=', id))
         .execute();
       await trx
+        .deleteFrom('log_sizes')
+        .where('run_id', 'in', trx.selectFrom('runs').select('id').where('stack_id', '=', id))
+        .execute();
+      await trx
         .deleteFrom('run_states')
         .where('run_id', 'in', trx.selectFrom('runs').select('id').where('stack_id', '=', id))
         .execute();
@@ -665,8 +671,9 @@ export class KyselyStore implements Store {
     firstSeq: number,
     texts: readonly string[],
     at: Date,
+    limitBytes?: number,
   ): Promise<number> {
-    return this.db.transaction().execute(async (trx) => {
+    const outcome = await this.db.transaction().execute(async (trx) => {
       const last = await trx
         .selectFrom('log_chunks')
         .select((eb) => eb.fn.max('seq').as('seq'))
@@ -683,8 +690,88 @@ export class KyselyStore implements Store {
       const fresh = texts
         .map((text, i) => ({ run_id: runId, seq: firstSeq + i, text, at: iso(at) }))
         .filter((c) => c.seq >= expected);
-      if (fresh.length > 0) await trx.insertInto('log_chunks').values(fresh).execute();
-      return Math.max(expected, firstSeq + texts.length);
+      const size = await trx
+        .selectFrom('log_sizes')
+        .select(['bytes', 'full'])
+        .where('run_id', '=', runId)
+        .executeTakeFirst();
+      let bytes = Number(size?.bytes ?? 0);
+      if (Number(size?.full ?? 0) === 1) return { next: expected, refused: fresh.length > 0 };
+      let kept = fresh.length;
+      if (limitBytes !== undefined) {
+        for (let i = 0; i < fresh.length; i += 1) {
+          const more = Buffer.byteLength((fresh[i] as { text: string }).text, 'utf8');
+          if (bytes + more > limitBytes) {
+            kept = i;
+            break;
+          }
+          bytes += more;
+        }
+      } else {
+        bytes += fresh.reduce((sum, c) => sum + Buffer.byteLength(c.text, 'utf8'), 0);
+      }
+      const stored = fresh.slice(0, kept);
+      const full = kept < fresh.length;
+      if (full) {
+        // The cut is marked in the log itself, where it happened.
+        stored.push({
+          run_id: runId,
+          seq: firstSeq + texts.length - fresh.length + kept,
+          text: logLimitMarker(limitBytes as number),
+          at: iso(at),
+        });
+      }
+      if (stored.length > 0) await trx.insertInto('log_chunks').values(stored).execute();
+      if (size) {
+        await trx
+          .updateTable('log_sizes')
+          .set({ bytes, full: full ? 1 : 0 })
+          .where('run_id', '=', runId)
+          .execute();
+      } else {
+        await trx
+          .insertInto('log_sizes')
+          .values({ run_id: runId, bytes, full: full ? 1 : 0 })
+          .execute();
+      }
+      return full
+        ? { next: expected + stored.length, refused: true }
+        : { next: Math.max(expected, firstSeq + texts.length), refused: false };
+    });
+    if (outcome.refused) {
+      throw new StoreConflict(
+        'LOG_TOO_LARGE',
+        `the log of run ${runId} reached the server's limit${limitBytes ? ` of ${limitBytes} bytes` : ''}; the rest of its output is not stored`,
+      );
+    }
+    return outcome.next;
+  }
+
+  async remaskLog(runId: string, values: readonly string[]): Promise<number> {
+    return this.db.transaction().execute(async (trx) => {
+      const rows = await trx
+        .selectFrom('log_chunks')
+        .select(['seq', 'text'])
+        .where('run_id', '=', runId)
+        .orderBy('seq')
+        .execute();
+      const masked = remaskChunks(
+        rows.map((r) => r.text),
+        values,
+      );
+      let changed = 0;
+      for (const [i, row] of rows.entries()) {
+        const text = masked[i] as string;
+        if (text === row.text) continue;
+        changed += 1;
+        await trx
+          .updateTable('log_chunks')
+          .set({ text })
+          .where('run_id', '=', runId)
+          .where('seq', '=', row.seq)
+          .execute();
+      }
+      return changed;
     });
   }
 

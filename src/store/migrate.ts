@@ -5,9 +5,11 @@
  */
 import { Migrator, type Kysely, type Migration, type MigrationProvider } from 'kysely';
 import * as initial from './migrations/001-initial.js';
+import * as logSizes from './migrations/003-log-sizes.js';
 
 const MIGRATIONS: Record<string, Migration> = {
   '001-initial': initial,
+  '003-log-sizes': logSizes,
 };
 
 const provider: MigrationProvider = {

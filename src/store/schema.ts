@@ -94,6 +94,14 @@ export interface LogChunksTable {
   at: string;
 }
 
+export interface LogSizesTable {
+  run_id: string;
+  /** UTF-8 bytes of the run's stored chunks (the server's own markers not counted). */
+  bytes: number;
+  /** 1 once the log reached the server's limit: nothing more is stored. */
+  full: number;
+}
+
 export interface ApiTokensTable {
   id: string;
   name: string;
@@ -114,5 +122,6 @@ export interface Database {
   runs: RunsTable;
   run_states: RunStatesTable;
   log_chunks: LogChunksTable;
+  log_sizes: LogSizesTable;
   api_tokens: ApiTokensTable;
 }

@@ -24,6 +24,7 @@ export class StoreConflict extends Error {
       | 'RUN_CHANGED'
       | 'ALREADY_EXISTS'
       | 'LOG_GAP'
+      | 'LOG_TOO_LARGE'
       | 'NOT_FOUND'
       | 'STACK_HAS_RUNS',
     message: string,
@@ -224,8 +225,24 @@ export interface Store {
   expireLeases(at: Date): Promise<Run[]>;
   runStates(runId: string): Promise<StateRecord[]>;
 
-  /** Stores chunks `firstSeq`, `firstSeq + 1`, …; returns the next sequence number expected. */
-  appendLog(runId: string, firstSeq: number, texts: readonly string[], at: Date): Promise<number>;
+  /**
+   * Stores chunks `firstSeq`, `firstSeq + 1`, …; returns the next sequence number expected. With
+   * `limitBytes`, a run's log holds at most that many bytes: the chunks that fit are stored, then
+   * one marker chunk saying the rest was refused, and StoreConflict LOG_TOO_LARGE is thrown (now
+   * and for every later batch of the run).
+   */
+  appendLog(
+    runId: string,
+    firstSeq: number,
+    texts: readonly string[],
+    at: Date,
+    limitBytes?: number,
+  ): Promise<number>;
+  /**
+   * Masks `values` in every stored chunk of the run (also a value split across chunks); returns
+   * how many chunks changed. The values themselves are not stored.
+   */
+  remaskLog(runId: string, values: readonly string[]): Promise<number>;
   readLog(runId: string, afterSeq: number, limit: number): Promise<LogChunk[]>;
   /** The sequence number the next chunk of the run's log gets (a new worker continues there). */
   nextLogSeq(runId: string): Promise<number>;

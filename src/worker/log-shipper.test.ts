@@ -1,48 +1,57 @@
 import { describe, expect, it } from 'vitest';
-import { BATCH_CHUNKS, LogRefused, LogShipper } from './log-shipper.js';
+import { CHUNK_CHARS, LogRefused, LogShipper } from './log-shipper.js';
 
 /** A server that stores chunks by sequence number once, and may fail some calls. */
 function server(failures: (call: number) => Error | null = () => null) {
   const stored = new Map<number, string>();
-  let calls = 0;
+  const calls: string[] = [];
   return {
     stored,
-    get calls() {
-      return calls;
-    },
+    calls,
+    text: () =>
+      [...stored.entries()]
+        .sort(([a], [b]) => a - b)
+        .map(([, t]) => t)
+        .join(''),
     send: (first: number, texts: string[]): Promise<number> => {
-      calls += 1;
-      const error = failures(calls);
+      calls.push(`log ${first}+${texts.length}`);
+      const error = failures(calls.length);
       // A lost answer: stored, but the worker hears an error.
       texts.forEach((t, i) => {
         if (!stored.has(first + i)) stored.set(first + i, t);
       });
       return error ? Promise.reject(error) : Promise.resolve(first + texts.length);
     },
+    remask: (values: string[]): Promise<void> => {
+      calls.push(`remask ${values.join(',')}`);
+      return Promise.resolve();
+    },
   };
 }
 
 describe('LogShipper', () => {
-  it('sends batches of at most the chunks the server takes, in order, each chunk once', async () => {
+  it('sends everything in order, each chunk once, in chunks the server takes', async () => {
     const s = server();
-    const shipper = new LogShipper(s.send, { retryDelayMs: 1 });
-    for (let i = 1; i <= 2500; i += 1) shipper.add(`${i}\n`);
+    const shipper = new LogShipper(s.send, { retryDelayMs: 1, holdMs: 1 });
+    const line = `${'x'.repeat(1000)}\n`;
+    for (let i = 0; i < 3000; i += 1) shipper.add(line);
     await shipper.close();
-    expect(s.stored.size).toBe(2500);
-    expect([...s.stored.keys()].sort((a, b) => a - b)).toEqual(
-      Array.from({ length: 2500 }, (_, i) => i + 1),
+    expect(s.text()).toBe(line.repeat(3000));
+    const seqs = [...s.stored.keys()].sort((a, b) => a - b);
+    expect(seqs).toEqual(Array.from({ length: seqs.length }, (_, i) => i + 1));
+    expect(Math.max(...[...s.stored.values()].map((t) => t.length))).toBeLessThanOrEqual(
+      CHUNK_CHARS,
     );
-    expect(s.calls).toBe(Math.ceil(2500 / BATCH_CHUNKS));
   });
 
   it('sends a batch again after a lost answer without doubling anything', async () => {
     const s = server((call) => (call === 1 ? new Error('socket hang up') : null));
-    const shipper = new LogShipper(s.send, { retryDelayMs: 1 });
+    const shipper = new LogShipper(s.send, { retryDelayMs: 1, holdMs: 1 });
     shipper.add('a\n');
     shipper.add('b\n');
     await shipper.close();
-    expect([...s.stored.values()]).toEqual(['a\n', 'b\n']);
-    expect(s.calls).toBe(2);
+    expect(s.text()).toBe('a\nb\n');
+    expect(s.calls).toEqual(['log 1+1', 'log 1+1']);
   });
 
   it('continues a log handed on from another worker at the sequence number given', async () => {
@@ -55,12 +64,50 @@ describe('LogShipper', () => {
 
   it('stops at a refusal instead of retrying it for ever', async () => {
     const s = server(() => new LogRefused('RUN_CHANGED'));
-    const shipper = new LogShipper(s.send, { retryDelayMs: 1 });
+    const shipper = new LogShipper(s.send, { retryDelayMs: 1, holdMs: 1 });
     shipper.add('x\n');
     await shipper.close();
-    expect(s.calls).toBe(1);
+    expect(s.calls).toHaveLength(1);
     expect(shipper.failure?.message).toBe('RUN_CHANGED');
     shipper.add('y\n');
-    expect(s.calls).toBe(1);
+    expect(s.calls).toHaveLength(1);
+  });
+
+  it('masks a value added while its text is held, before it leaves', async () => {
+    const s = server();
+    // A long window: nothing leaves before the mask arrives.
+    const shipper = new LogShipper(s.send, { holdMs: 60_000, remask: s.remask });
+    shipper.add('token: hunt');
+    shipper.add('er2\n');
+    shipper.addMask('hunter2');
+    shipper.add('later hunter2\n');
+    await shipper.close();
+    expect(s.text()).toBe('token: *****\nlater *****\n');
+    // Nothing had been sent: nothing to mask on the server.
+    expect(s.calls.filter((c) => c.startsWith('remask'))).toEqual([]);
+  });
+
+  it('asks the server to mask a value in what was sent, after what was sent and held', async () => {
+    const s = server();
+    const shipper = new LogShipper(s.send, { holdMs: 1, remask: s.remask });
+    shipper.add('early s3cr3t\n');
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    shipper.add('held s3cr3t\n');
+    shipper.addMask('s3cr3t');
+    await shipper.close();
+    expect(s.calls).toEqual(['log 1+1', 'log 2+1', 'remask s3cr3t']);
+    expect(s.stored.get(2)).toBe('held *****\n');
+  });
+
+  it('bounds the log to head and tail with the cut marked, the tail sent at the end', async () => {
+    const s = server();
+    const shipper = new LogShipper(s.send, { holdMs: 1, limitBytes: 100 });
+    for (let i = 0; i < 100; i += 1) shipper.add(`line ${String(i).padStart(3, '0')}\n`);
+    await shipper.close();
+    const text = s.text();
+    expect(text.startsWith('line 000\nline 001\n')).toBe(true);
+    expect(text).toContain('[berth: 800 bytes of output cut here');
+    expect(text.endsWith('line 098\nline 099\n')).toBe(true);
+    expect(text).not.toContain('line 050');
   });
 });

@@ -1,44 +1,80 @@
 /**
- * Ships a run's masked output to the server in ordered batches: text is gathered for a moment
- * (or until a batch is big or long), sent with its sequence numbers, and sent again after a
- * network error until the server has it. One batch is in flight at a time, so order holds; the
- * server keeps each sequence number once, so a batch sent twice is stored once. A run handed on
- * continues its log where the server says (`firstSeq`).
+ * Ships a run's masked output to the server in ordered batches. Text is held for a moment (the
+ * hold-back window, HOLD_MS) before it is sent, masked once more as it leaves with every value
+ * known then, and sent with its sequence numbers; again after a network error until the server
+ * has it. One batch is in flight at a time, so order holds; the server keeps each sequence number
+ * once, so a batch sent twice is stored once. A run handed on continues its log where the server
+ * says (`firstSeq`).
  *
- * A refusal (4xx: the run is no longer this worker's, or the batch is wrong) stops the shipping:
+ * Values masked mid-run (`addMask`, from a job's `::add-mask`): text still held is masked before
+ * it leaves, which covers a value printed shortly before its directive; for text already sent the
+ * server is asked to mask the value in the stored log (`remask`), after everything sent before.
+ *
+ * Bounded like `berth run`'s stored log (`limitBytes`, domain/log-bound.ts): the head is sent as
+ * it comes, the tail is kept in a ring and sent with the cut marker when the run ends; the server
+ * refuses a log past its own limit, which it tells the worker with the run.
+ *
+ * A refusal (4xx: the run is no longer this worker's, or the log is full) stops the shipping:
  * sending more could only be refused too. Output that piles up while the server cannot be reached
  * is bounded: past the limit it is dropped, and one line in the log says how much.
  */
+import { StringDecoder } from 'node:string_decoder';
+import { HeadTailLog } from '../domain/log-bound.js';
+import { MaskValues, maskAll } from '../domain/log-masker.js';
+
 export const BATCH_BYTES = 64 * 1024;
 /** The server takes at most this many chunks in one batch. */
 export const BATCH_CHUNKS = 1000;
-const BATCH_DELAY_MS = 200;
+/** One stored chunk holds at most this many characters of text (the server takes 256 KiB). */
+export const CHUNK_CHARS = 32 * 1024;
+/** How long text waits before it is sent, so a value masked a moment after it was printed is caught. */
+export const HOLD_MS = 1000;
 export const PENDING_LIMIT_BYTES = 64 * 1024 * 1024;
 
 /** An answer of the server that sending again cannot change. */
 export class LogRefused extends Error {}
 
+export interface ShipperOptions {
+  firstSeq?: number;
+  retryDelayMs?: number;
+  holdMs?: number;
+  /** Bound the log to this many bytes, head and tail (none: everything is sent). */
+  limitBytes?: number;
+  /** Values to mask in what was already sent (the server's re-mask). */
+  remask?: (values: string[]) => Promise<void>;
+}
+
+interface Held {
+  text: string;
+  at: number;
+}
+
 export class LogShipper {
-  private pending: string[] = [];
-  private pendingBytes = 0;
+  private pending: Held[] = [];
   /** Bytes waiting in batches not yet delivered (bounded by PENDING_LIMIT_BYTES). */
   private unsentBytes = 0;
   private droppedBytes = 0;
   private nextSeq: number;
+  private sent = false;
   private sending: Promise<void> = Promise.resolve();
   private timer: NodeJS.Timeout | undefined;
   private closed = false;
   private refused: Error | null = null;
+  private readonly masks = new MaskValues();
+  private readonly bound: HeadTailLog | null;
+  private readonly headText = new StringDecoder('utf8');
+  private readonly retryDelayMs: number;
+  private readonly holdMs: number;
 
   constructor(
     private readonly send: (firstSeq: number, texts: string[]) => Promise<number>,
-    options: { firstSeq?: number; retryDelayMs?: number } = {},
+    private readonly options: ShipperOptions = {},
   ) {
     this.nextSeq = options.firstSeq ?? 1;
     this.retryDelayMs = options.retryDelayMs ?? 1000;
+    this.holdMs = options.holdMs ?? HOLD_MS;
+    this.bound = options.limitBytes ? new HeadTailLog(options.limitBytes) : null;
   }
-
-  private readonly retryDelayMs: number;
 
   /** Why shipping stopped (the server refused a batch), or null. */
   get failure(): Error | null {
@@ -47,66 +83,117 @@ export class LogShipper {
 
   add(text: string): void {
     if (this.closed || this.refused || text === '') return;
+    if (!this.bound) {
+      this.hold(text);
+      return;
+    }
+    const head = this.headText.write(this.bound.append(Buffer.from(text, 'utf8')));
+    if (head !== '') this.hold(head);
+  }
+
+  /**
+   * A value to mask from now on, also in what is held and (through the server) in what was sent.
+   * Held text is sent first, so the server's re-mask also sees a value split across the two.
+   */
+  addMask(value: string): void {
+    if (!this.masks.add(value) || this.refused) return;
+    const sentBefore = this.sent;
+    this.flush(true);
+    const remask = this.options.remask;
+    if (!remask || !sentBefore) return;
+    this.sending = this.sending.then(() => this.deliver(() => remask([value])));
+  }
+
+  /** Sends what is held (and the bound's tail) and waits until everything sent is stored. */
+  async close(): Promise<void> {
+    if (!this.closed && this.bound) {
+      const rest = this.headText.end() + this.bound.finish().toString('utf8');
+      if (rest !== '') this.hold(rest);
+    }
+    if (this.droppedBytes > 0 && !this.refused) this.noteDropped();
+    this.closed = true;
+    this.flush(true);
+    await this.sending;
+  }
+
+  private hold(text: string): void {
     if (this.unsentBytes + text.length > PENDING_LIMIT_BYTES) {
       this.droppedBytes += text.length;
       return;
     }
     if (this.droppedBytes > 0) this.noteDropped();
-    this.pending.push(text);
-    this.pendingBytes += text.length;
-    this.unsentBytes += text.length;
-    if (this.pendingBytes >= BATCH_BYTES || this.pending.length >= BATCH_CHUNKS) this.flush();
-    else this.timer ??= setTimeout(() => this.flush(), BATCH_DELAY_MS);
+    this.keep(text);
   }
 
-  /** Sends what is pending and waits until everything sent so far is stored (or refused). */
-  async close(): Promise<void> {
-    if (this.droppedBytes > 0 && !this.refused) this.noteDropped();
-    this.closed = true;
-    this.flush();
-    await this.sending;
+  private keep(text: string): void {
+    this.pending.push({ text, at: Date.now() });
+    this.unsentBytes += text.length;
+    this.timer ??= setTimeout(() => this.flush(false), this.holdMs);
   }
 
   private noteDropped(): void {
     const line = `\n[berth: ${this.droppedBytes} bytes of output dropped here: the server could not be reached and the worker keeps at most ${PENDING_LIMIT_BYTES} bytes waiting]\n`;
     this.droppedBytes = 0;
-    this.pending.push(line);
-    this.pendingBytes += line.length;
-    this.unsentBytes += line.length;
+    this.keep(line);
   }
 
-  private flush(): void {
+  /** Sends what was held for the window (`all`: everything held), masked, in batches. */
+  private flush(all: boolean): void {
     clearTimeout(this.timer);
     this.timer = undefined;
-    while (this.pending.length > 0) {
-      const texts = this.pending.splice(0, BATCH_CHUNKS);
-      const bytes = texts.reduce((sum, t) => sum + t.length, 0);
+    const due = Date.now() - this.holdMs;
+    const count = all ? this.pending.length : this.pending.findIndex((h) => h.at > due);
+    const taken = this.pending.splice(0, count === -1 ? this.pending.length : count);
+    if (this.pending.length > 0) {
+      const wait = Math.max(0, (this.pending[0] as Held).at + this.holdMs - Date.now());
+      this.timer = setTimeout(() => this.flush(false), wait);
+    }
+    if (taken.length === 0) return;
+    const bytes = taken.reduce((sum, h) => sum + h.text.length, 0);
+    const joined = taken.map((h) => h.text).join('');
+    // Masked as a whole: a value split across two pieces of output is one match here.
+    const chunks = splitChunks(this.masks.size > 0 ? maskAll(joined, this.masks) : joined);
+    for (let i = 0; i < chunks.length; i += BATCH_CHUNKS) {
+      const texts = chunks.slice(i, i + BATCH_CHUNKS);
       const first = this.nextSeq;
       this.nextSeq += texts.length;
-      this.sending = this.sending.then(() => this.deliver(first, texts, bytes));
+      this.sent = true;
+      this.sending = this.sending.then(() => this.deliver(() => this.send(first, texts)));
     }
-    this.pendingBytes = 0;
+    this.sending = this.sending.then(() => {
+      this.unsentBytes -= bytes;
+    });
   }
 
-  private async deliver(first: number, texts: string[], bytes: number): Promise<void> {
-    try {
-      for (let attempt = 0; !this.refused; attempt += 1) {
-        try {
-          await this.send(first, texts);
+  /** One call to the server, again after a network error, never after a refusal. */
+  private async deliver(call: () => Promise<unknown>): Promise<void> {
+    for (let attempt = 0; !this.refused; attempt += 1) {
+      try {
+        await call();
+        return;
+      } catch (err) {
+        if (err instanceof LogRefused) {
+          this.refused = err;
           return;
-        } catch (err) {
-          if (err instanceof LogRefused) {
-            this.refused = err;
-            return;
-          }
-          // The server may have stored it before the answer was lost: sending again is safe.
-          await new Promise((resolve) =>
-            setTimeout(resolve, Math.min(this.retryDelayMs * 2 ** attempt, 15_000)),
-          );
         }
+        // The server may have stored it before the answer was lost: sending again is safe.
+        await new Promise((resolve) =>
+          setTimeout(resolve, Math.min(this.retryDelayMs * 2 ** attempt, 15_000)),
+        );
       }
-    } finally {
-      this.unsentBytes -= bytes;
     }
   }
+}
+
+/** Text cut into chunks of at most CHUNK_CHARS, never between the halves of a surrogate pair. */
+function splitChunks(text: string): string[] {
+  const chunks: string[] = [];
+  for (let at = 0; at < text.length; ) {
+    let end = Math.min(at + CHUNK_CHARS, text.length);
+    const code = text.charCodeAt(end - 1);
+    if (end < text.length && code >= 0xd800 && code <= 0xdbff) end -= 1;
+    chunks.push(text.slice(at, end));
+    at = end;
+  }
+  return chunks;
 }

@@ -7,6 +7,7 @@
  *   heartbeat  renew the leases of the runs held; the answer names the runs to stop
  *   report     move a held run to a state (with what was learnt: image, plan, reason)
  *   log        store a batch of a run's masked output under sequence numbers (resendable)
+ *   remask     mask values learnt mid-run (::add-mask) in the run's already stored log
  *
  * Every call may fail on the network; the worker retries what is idempotent (heartbeat, log)
  * and never loses or doubles a log chunk (the server keeps each sequence number once).
@@ -33,6 +34,7 @@ export interface WorkerProtocol {
   heartbeat(workerId: string, runs: string[]): Promise<Heartbeat>;
   report(workerId: string, runId: string, report: Report): Promise<void>;
   log(workerId: string, runId: string, firstSeq: number, texts: string[]): Promise<number>;
+  remask(workerId: string, runId: string, values: string[]): Promise<void>;
 }
 
 export class ProtocolError extends Error {
@@ -96,18 +98,24 @@ export class HttpWorkerProtocol implements WorkerProtocol {
   }
 
   async log(workerId: string, runId: string, firstSeq: number, texts: string[]): Promise<number> {
-    try {
-      const answer = await this.call<{ next: number }>(`/worker/runs/${runId}/logs`, {
-        workerId,
-        firstSeq,
-        texts,
-      });
-      return answer?.next ?? firstSeq + texts.length;
-    } catch (err) {
-      // A refusal stays a refusal however often the batch is sent.
-      if (err instanceof ProtocolError && err.status >= 400 && err.status < 500)
-        throw new LogRefused(err.message);
-      throw err;
-    }
+    const answer = await refusalAsFinal(
+      this.call<{ next: number }>(`/worker/runs/${runId}/logs`, { workerId, firstSeq, texts }),
+    );
+    return answer?.next ?? firstSeq + texts.length;
+  }
+
+  async remask(workerId: string, runId: string, values: string[]): Promise<void> {
+    await refusalAsFinal(this.call(`/worker/runs/${runId}/masks`, { workerId, values }));
+  }
+}
+
+/** A refusal (4xx) stays a refusal however often the call is made: LogRefused stops the shipper. */
+async function refusalAsFinal<T>(call: Promise<T>): Promise<T> {
+  try {
+    return await call;
+  } catch (err) {
+    if (err instanceof ProtocolError && err.status >= 400 && err.status < 500)
+      throw new LogRefused(err.message);
+    throw err;
   }
 }

@@ -150,7 +150,11 @@ export class Worker {
     this.running.set(runId, slot);
     const shipper = new LogShipper(
       (first, texts) => this.options.protocol.log(this.workerId, runId, first, texts),
-      { firstSeq: assignment.logNext },
+      {
+        firstSeq: assignment.logNext,
+        limitBytes: shippedLogLimit(this.options.settings.logLimitBytes, assignment.logLimitBytes),
+        remask: (values) => this.options.protocol.remask(this.workerId, runId, values),
+      },
     );
     let started = false;
     let reporting = Promise.resolve();
@@ -240,6 +244,7 @@ export class Worker {
         {
           executor: this.options.executor,
           runId,
+          maskAdded: (value) => shipper.addMask(value),
           emit: (event: RunEvent) => {
             switch (event.type) {
               case 'log':
@@ -345,6 +350,16 @@ interface Slot {
 function stopSlot(slot: Slot): void {
   slot.canceled = true;
   slot.job?.cancel();
+}
+
+/**
+ * The bound of a run's shipped log: the worker's own (BERTH_LOG_LIMIT) within the server's, less
+ * room for what berth adds around the bounded output (the cut marker, warnings, a dropped-output
+ * note), so an honest worker is never refused for its log's size.
+ */
+export function shippedLogLimit(own: number, server: number | undefined): number {
+  if (server === undefined) return own;
+  return Math.max(1024, Math.min(own, server - Math.min(16 * 1024, Math.floor(server / 8))));
 }
 
 /** A reason as the server takes it: no control characters but newlines and tabs, bounded. */

@@ -12,6 +12,8 @@ import {
   LeaseRequest,
   LogAccepted,
   LogBatch,
+  MaskAccepted,
+  MaskReport,
   RunParams,
   StateReport,
   WorkerRegistered,
@@ -105,7 +107,7 @@ export function registerWorkerRoutes(server: FastifyInstance, ctx: ServerContext
       });
       for (;;) {
         if (worker.drained || (await ctx.store.getWorker(worker.id))?.drained) break;
-        if (gone.signal.aborted) break;
+        if (gone.signal.aborted || ctx.closing.aborted) break;
         const run = await ctx.store.leaseRun(poolId, worker.id, ctx.now(), ctx.leaseMs);
         if (run) {
           try {
@@ -119,9 +121,11 @@ export function registerWorkerRoutes(server: FastifyInstance, ctx: ServerContext
           continue;
         }
         const left = deadline - Date.now();
-        if (left <= 0 || gone.signal.aborted) break;
-        await ctx.signals.wait(poolId, left, gone.signal);
+        if (left <= 0 || gone.signal.aborted || ctx.closing.aborted) break;
+        await ctx.signals.wait(poolId, left, AbortSignal.any([gone.signal, ctx.closing]));
       }
+      // A server that is closing lets go of the connection too, so it does not wait for it to idle out.
+      if (ctx.closing.aborted) void reply.header('connection', 'close');
       return reply.status(204).send(null);
     },
   );
@@ -230,8 +234,36 @@ export function registerWorkerRoutes(server: FastifyInstance, ctx: ServerContext
         request.body.firstSeq,
         request.body.texts,
         ctx.now(),
+        ctx.logLimitBytes,
       );
       return { next };
+    },
+  );
+
+  api.post(
+    '/worker/runs/:id/masks',
+    {
+      schema: {
+        summary: "Mask values learnt mid-run in the run's stored log",
+        description:
+          'A worker sends the values a job added with ::add-mask after some of its output was already shipped; the server masks them in every stored chunk of the run (also across chunks) and keeps the values nowhere. Idempotent.',
+        params: RunParams,
+        body: MaskReport,
+        response: { 200: MaskAccepted, ...errorResponses },
+      },
+    },
+    async (request) => {
+      const poolId = callerPool(request);
+      await ownWorker(ctx, poolId, request.body.workerId);
+      const run = await ownRun(ctx, poolId, request.params.id);
+      if (run.workerId !== request.body.workerId) {
+        throw new ApiError(
+          409,
+          'RUN_CHANGED',
+          `run ${run.id} is not held by worker ${request.body.workerId}`,
+        );
+      }
+      return { chunks: await ctx.store.remaskLog(run.id, request.body.values) };
     },
   );
 }
@@ -306,5 +338,6 @@ async function assignment(ctx: ServerContext, run: Run) {
     })),
     pool,
     logNext: await ctx.store.nextLogSeq(run.id),
+    logLimitBytes: ctx.logLimitBytes,
   };
 }
