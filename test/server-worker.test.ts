@@ -4,14 +4,15 @@
  * killed mid-run leaves a FAILED run with a reason (within the lease) and a container its next
  * start removes.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { EngineClient } from '../src/executor/docker/engine-client.js';
 import { expectNothingLeftBehind } from './harness/cleanup.js';
-import { BERTH_BIN, spawnBerth, type BerthProcess } from './harness/cli.js';
+import { spawnBerth, type BerthProcess } from './harness/cli.js';
 import { testEngine } from './harness/engine.js';
+import { startBerthServer, stopProcess, stopWorkers } from './harness/server.js';
 import { tempDir } from './harness/ownership.js';
 
 let engine: EngineClient;
@@ -84,44 +85,25 @@ function repo(task: string): string {
 
 beforeAll(async () => {
   engine = testEngine();
-  const dataDir = tempDir('berth-server-');
   // The server lives for the whole file (the per-test leak check ends the harness's children);
   // it makes no containers, and afterAll ends it.
-  server = spawn(
-    process.execPath,
-    [BERTH_BIN, 'server', '--listen', '127.0.0.1:0', '--data-dir', dataDir],
-    {
-      env: { ...process.env, NO_COLOR: '1', BERTH_WORKER_LEASE_TIMEOUT: '3s' },
-      stdio: ['ignore', 'ignore', 'pipe'],
-    },
-  );
-  let said = '';
-  await new Promise<void>((resolve, reject) => {
-    server.stderr?.on('data', (chunk: Buffer) => {
-      said += chunk.toString();
-      if (/listening on http/.test(said)) resolve();
-    });
-    server.on('exit', (code) => reject(new Error(`berth server exited (${code}): ${said}`)));
-  });
-  url = /listening on (http:\/\/\S+)/.exec(said)?.[1] as string;
-  admin = /admin token \(shown once, keep it\): (\S+)/.exec(said)?.[1] as string;
+  ({
+    child: server,
+    url,
+    admin,
+  } = await startBerthServer(['--data-dir', tempDir('berth-server-')], {
+    BERTH_WORKER_LEASE_TIMEOUT: '3s',
+  }));
   expect(admin).toMatch(/^berth_admin_/);
 });
 
 afterEach(async () => {
-  for (const worker of workers.splice(0)) {
-    worker.child.kill('SIGTERM');
-    await worker.exited;
-  }
+  await stopWorkers(workers);
   await expectNothingLeftBehind(engine);
 });
 
 afterAll(async () => {
-  if (server && server.exitCode === null) {
-    const exited = new Promise((resolve) => server.on('exit', resolve));
-    server.kill('SIGTERM');
-    await exited;
-  }
+  await stopProcess(server);
   engine?.close();
 });
 

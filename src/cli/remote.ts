@@ -9,12 +9,15 @@ import path from 'node:path';
 import type { Command } from 'commander';
 import { ApiClient, ApiClientError, type Run, type Stack } from '../api/client.js';
 import { BerthError } from '../domain/errors.js';
+import { fetchTrusting, trustedCas } from '../net/tls-files.js';
 import type { RunStateName } from '../domain/run-state.js';
 import type { Output } from './render.js';
 
 interface Login {
   server: string;
   token: string;
+  /** The CA to trust for the server (a file), beside the system's. */
+  caCert?: string;
 }
 
 export function loginFile(env: NodeJS.ProcessEnv): string {
@@ -26,14 +29,19 @@ export function loginFile(env: NodeJS.ProcessEnv): string {
 function readLogin(env: NodeJS.ProcessEnv): Login {
   const server = env.BERTH_SERVER?.trim();
   const token = env.BERTH_TOKEN?.trim();
-  if (server && token) return { server, token };
+  const caCert = env.BERTH_CA_CERT?.trim() || undefined;
+  if (server && token) return { server, token, ...(caCert ? { caCert } : {}) };
   let saved: Partial<Login> = {};
   try {
     saved = JSON.parse(readFileSync(loginFile(env), 'utf8')) as Partial<Login>;
   } catch {
     // No login yet: said below.
   }
-  const login = { server: server ?? saved.server, token: token ?? saved.token };
+  const login = {
+    server: server ?? saved.server,
+    token: token ?? saved.token,
+    caCert: caCert ?? saved.caCert,
+  };
   if (!login.server || !login.token) {
     throw new BerthError('BERTH_USAGE', 'no berth server to talk to', {
       hint: 'Run `berth login --server URL` (it reads the token from BERTH_TOKEN or standard input), or set BERTH_SERVER and BERTH_TOKEN.',
@@ -42,9 +50,16 @@ function readLogin(env: NodeJS.ProcessEnv): Login {
   return login as Login;
 }
 
+/** The typed client for a login: the server verified against its CA when one was given. */
+function apiClient(login: Login, env: NodeJS.ProcessEnv): ApiClient {
+  return new ApiClient(login.server, login.token, fetchTrusting(trustedCas(login.caCert, env)));
+}
+
 /** The server's refusal as a berth error (its code kept), or an unreachable server. */
 function asBerthError(err: unknown): unknown {
   if (!(err instanceof ApiClientError)) return err;
+  if (err.code === 'SERVER_NOT_TRUSTED')
+    return new BerthError('BERTH_SERVER_NOT_TRUSTED', err.message, { cause: err });
   if (err.status === 0)
     return new BerthError('BERTH_SERVER_UNREACHABLE', err.message, {
       cause: err,
@@ -120,10 +135,7 @@ export function registerRemote(
   env: NodeJS.ProcessEnv,
   setExit: (code: number) => void,
 ): void {
-  const client = (): ApiClient => {
-    const login = readLogin(env);
-    return new ApiClient(login.server, login.token);
-  };
+  const client = (): ApiClient => apiClient(readLogin(env), env);
   const act =
     <A extends unknown[]>(fn: (...args: A) => Promise<void>) =>
     async (...args: A): Promise<void> => {
@@ -138,14 +150,21 @@ export function registerRemote(
     .command('login')
     .description('remember a berth server and a token (read from BERTH_TOKEN or standard input)')
     .requiredOption('--server <url>', "the server's URL, e.g. http://127.0.0.1:8080")
+    .option(
+      '--ca-cert <file>',
+      "a CA to trust for the server's TLS certificate, beside the system's (default: $BERTH_CA_CERT)",
+    )
     .action(
-      act(async (opts: { server: string }) => {
+      act(async (opts: { server: string; caCert?: string }) => {
         const token = env.BERTH_TOKEN?.trim() || (await readStdin());
         if (!token) throw new BerthError('BERTH_USAGE', 'no token: set BERTH_TOKEN or pipe it in');
-        await new ApiClient(opts.server, token).listStacks();
+        const caFile = opts.caCert ?? env.BERTH_CA_CERT?.trim();
+        const caCert = caFile ? path.resolve(caFile) : undefined;
+        const login: Login = { server: opts.server, token, ...(caCert ? { caCert } : {}) };
+        await apiClient(login, env).listStacks();
         const file = loginFile(env);
         mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
-        writeFileSync(file, `${JSON.stringify({ server: opts.server, token })}\n`, { mode: 0o600 });
+        writeFileSync(file, `${JSON.stringify(login)}\n`, { mode: 0o600 });
         io.stderr.write(`berth: logged in to ${opts.server} (saved in ${file})\n`);
       }),
     );
@@ -432,8 +451,7 @@ export async function workerAdmin(
   io: Output,
   env: NodeJS.ProcessEnv,
 ): Promise<void> {
-  const login = readLogin(env);
-  const api = new ApiClient(login.server, login.token);
+  const api = apiClient(readLogin(env), env);
   try {
     if (verb === 'list') {
       const workers = await api.listWorkers();

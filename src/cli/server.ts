@@ -3,7 +3,8 @@ import { homedir } from 'node:os';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { BerthError } from '../domain/errors.js';
-import { parseDuration } from '../domain/units.js';
+import { parseByteSize, parseDuration } from '../domain/units.js';
+import { loadServerTls, trustedCas } from '../net/tls-files.js';
 import type { Output } from './render.js';
 
 export function dataDirFrom(env: NodeJS.ProcessEnv, flag?: string): string {
@@ -11,6 +12,40 @@ export function dataDirFrom(env: NodeJS.ProcessEnv, flag?: string): string {
   const dataHome =
     env.XDG_DATA_HOME?.trim() || path.join(env.HOME?.trim() || homedir(), '.local', 'share');
   return env.BERTH_DATA_DIR?.trim() || path.join(dataHome, 'berth');
+}
+
+/**
+ * The server's TLS files from --tls-cert and --tls-key (both or neither), read and checked
+ * before anything starts: a bad file is the operator's to fix first.
+ */
+function serverTls(opts: TlsOptions): { cert: Buffer; key: Buffer } | undefined {
+  if (!opts.tlsCert && !opts.tlsKey) return undefined;
+  if (!opts.tlsCert || !opts.tlsKey) {
+    throw new BerthError(
+      'BERTH_USAGE',
+      `--tls-cert and --tls-key go together (got only ${opts.tlsCert ? '--tls-cert' : '--tls-key'})`,
+      {
+        hint: "Give the server's certificate chain with --tls-cert FILE and its key with --tls-key FILE, or neither for plain HTTP (behind a TLS-terminating proxy).",
+      },
+    );
+  }
+  return loadServerTls(opts.tlsCert, opts.tlsKey);
+}
+
+interface TlsOptions {
+  tlsCert?: string;
+  tlsKey?: string;
+}
+
+/** BERTH_LOG_LIMIT on the server: the most bytes of one run's log it stores. */
+function serverLogLimit(env: NodeJS.ProcessEnv): number {
+  const text = env.BERTH_LOG_LIMIT?.trim() || '4MiB';
+  const parsed = parseByteSize(text);
+  if ('error' in parsed)
+    throw new BerthError('BERTH_USAGE', `BERTH_LOG_LIMIT=${text}: ${parsed.error}`);
+  if (parsed.bytes < 1024)
+    throw new BerthError('BERTH_USAGE', `BERTH_LOG_LIMIT=${text}: keep at least 1KiB`);
+  return parsed.bytes;
 }
 
 function listenAddress(text: string): { host: string; port: number } {
@@ -38,8 +73,15 @@ export function registerServer(
       '--data-dir <dir>',
       'SQLite database, secrets key and blobs (default: $BERTH_DATA_DIR or ~/.local/share/berth)',
     )
-    .action(async (opts: { listen: string; dataDir?: string }) => {
+    .option(
+      '--tls-cert <file>',
+      "serve HTTPS with this certificate chain (PEM, the server's first)",
+    )
+    .option('--tls-key <file>', 'the private key of --tls-cert (PEM, unencrypted)')
+    .action(async (opts: { listen: string; dataDir?: string } & TlsOptions) => {
       const { host, port } = listenAddress(opts.listen);
+      const tls = serverTls(opts);
+      const logLimitBytes = serverLogLimit(env);
       const leaseText = env.BERTH_WORKER_LEASE_TIMEOUT?.trim() || '60s';
       const lease = parseDuration(leaseText);
       if ('error' in lease)
@@ -56,6 +98,8 @@ export function registerServer(
         env,
         version,
         leaseMs: lease.ms,
+        logLimitBytes,
+        ...(tls ? { tls } : {}),
         say: (line) => io.stderr.write(`berth: ${line}\n`),
       });
       await new Promise<void>((resolve) => {
@@ -87,43 +131,64 @@ export function registerUp(
     .option('--listen <host:port>', 'address to listen on', '127.0.0.1:8080')
     .option('--data-dir <dir>', 'as for berth server')
     .option('--concurrency <n>', "the local worker's runs at once", '2')
-    .action(async (opts: { listen: string; dataDir?: string; concurrency: string }) => {
-      const { host, port } = listenAddress(opts.listen);
-      const concurrency = Number(opts.concurrency);
-      if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 64)
-        throw new BerthError(
-          'BERTH_USAGE',
-          `--concurrency ${JSON.stringify(opts.concurrency)}: use 1 to 64`,
-        );
-      const { startServer } = await import('../server/start.js');
-      const server = await startServer({
-        host,
-        port,
-        dataDir: dataDirFrom(env, opts.dataDir),
-        env,
-        version,
-        localPool: 'local',
-        say: (line) => io.stderr.write(`berth: ${line}\n`),
-      });
-      io.stderr.write(
-        `berth: up: server ${server.url}, worker pool "local"; next: berth login --server ${server.url} (with the admin token), then berth stack create NAME --dir DIR --pool local\n`,
-      );
-      try {
-        const { runWorker } = await import('./worker.js');
-        await runWorker({
-          server: server.url,
-          token: server.poolToken as string,
-          concurrency,
-          io,
-          env: {
-            ...env,
-            BERTH_STATE_DIR:
-              env.BERTH_STATE_DIR?.trim() || path.join(dataDirFrom(env, opts.dataDir), 'worker'),
-          },
+    .option('--tls-cert <file>', 'as for berth server')
+    .option('--tls-key <file>', 'as for berth server')
+    .option(
+      '--ca-cert <file>',
+      "the CA the local worker trusts for the server (default: $BERTH_CA_CERT, else --tls-cert's own chain)",
+    )
+    .action(
+      async (
+        opts: {
+          listen: string;
+          dataDir?: string;
+          concurrency: string;
+          caCert?: string;
+        } & TlsOptions,
+      ) => {
+        const { host, port } = listenAddress(opts.listen);
+        const tls = serverTls(opts);
+        const cas = trustedCas(opts.caCert ?? env.BERTH_CA_CERT?.trim() ?? opts.tlsCert, env);
+        const logLimitBytes = serverLogLimit(env);
+        const concurrency = Number(opts.concurrency);
+        if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 64)
+          throw new BerthError(
+            'BERTH_USAGE',
+            `--concurrency ${JSON.stringify(opts.concurrency)}: use 1 to 64`,
+          );
+        const { startServer } = await import('../server/start.js');
+        const server = await startServer({
+          host,
+          port,
+          dataDir: dataDirFrom(env, opts.dataDir),
+          env,
           version,
+          localPool: 'local',
+          logLimitBytes,
+          ...(tls ? { tls } : {}),
+          say: (line) => io.stderr.write(`berth: ${line}\n`),
         });
-      } finally {
-        await server.close();
-      }
-    });
+        io.stderr.write(
+          `berth: up: server ${server.url}, worker pool "local"; next: berth login --server ${server.url} (with the admin token), then berth stack create NAME --dir DIR --pool local\n`,
+        );
+        try {
+          const { runWorker } = await import('./worker.js');
+          await runWorker({
+            server: server.url,
+            token: server.poolToken as string,
+            concurrency,
+            io,
+            env: {
+              ...env,
+              BERTH_STATE_DIR:
+                env.BERTH_STATE_DIR?.trim() || path.join(dataDirFrom(env, opts.dataDir), 'worker'),
+            },
+            version,
+            cas,
+          });
+        } finally {
+          await server.close();
+        }
+      },
+    );
 }

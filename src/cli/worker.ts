@@ -11,6 +11,7 @@ import { currentLauncherId, isLauncherAlive } from '../launcher/launcher-identit
 import { DEFAULT_SAVED_WORKSPACE_LIMIT } from '../launcher/run-job.js';
 import { buildRunnerImage, readSettings } from '../launcher/runner-image.js';
 import { dockerConfigDirFrom } from '../registry/docker-config.js';
+import { fetchTrusting, trustedCas } from '../net/tls-files.js';
 import { HttpWorkerProtocol } from '../worker/protocol.js';
 import { Worker } from '../worker/worker.js';
 import type { Output } from './render.js';
@@ -47,12 +48,16 @@ export function registerWorker(
     .argument('[id]', 'the worker to drain or undrain')
     .option('--server <url>', 'the berth server (default: $BERTH_SERVER)')
     .option('--concurrency <n>', 'runs at once', '1')
+    .option(
+      '--ca-cert <file>',
+      "a CA to trust for the server's TLS certificate, beside the system's (default: $BERTH_CA_CERT)",
+    )
     .option('--json', 'list, drain, undrain: print JSON')
     .action(
       async (
         verb: string | undefined,
         id: string | undefined,
-        opts: { server?: string; concurrency: string; json?: boolean },
+        opts: { server?: string; concurrency: string; caCert?: string; json?: boolean },
       ) => {
         if (verb !== undefined) {
           await workerAdmin(verb, id, opts.json, io, env);
@@ -77,7 +82,8 @@ export function registerWorker(
             'BERTH_USAGE',
             `--concurrency ${JSON.stringify(opts.concurrency)}: use 1 to 256`,
           );
-        await runWorker({ server, token, concurrency, io, env, version });
+        const cas = trustedCas(opts.caCert ?? env.BERTH_CA_CERT?.trim(), env);
+        await runWorker({ server, token, concurrency, io, env, version, cas });
       },
     );
 }
@@ -93,6 +99,8 @@ export async function runWorker(options: {
   io: Output;
   env: NodeJS.ProcessEnv;
   version: string;
+  /** The CAs to verify the server with (null: the system's). */
+  cas?: string[] | null;
 }): Promise<void> {
   const { server, token, concurrency, io, env, version } = options;
   const settings = readSettings(env);
@@ -117,7 +125,7 @@ export async function runWorker(options: {
     }
     const logLimit = parseByteSize(env.BERTH_LOG_LIMIT?.trim() || '4MiB');
     const worker = new Worker({
-      protocol: new HttpWorkerProtocol(server, token),
+      protocol: new HttpWorkerProtocol(server, token, fetchTrusting(options.cas ?? null)),
       executor,
       concurrency,
       settings: {

@@ -223,6 +223,21 @@ export const ERROR_CATALOGUE = {
     retryable: false,
     hint: 'The berth server refused the request; its own code and words are in the message. Check the token (berth login) and the names you gave.',
   },
+  BERTH_TLS_FILE_UNREADABLE: {
+    kind: 'usage',
+    retryable: false,
+    hint: 'Give a certificate or key file that exists and that the user running berth can read (PEM): --tls-cert/--tls-key for berth server and berth up, --ca-cert or BERTH_CA_CERT for the CA a client trusts.',
+  },
+  BERTH_TLS_INVALID: {
+    kind: 'config',
+    retryable: false,
+    hint: "Use PEM files: the server's certificate (its chain, leaf first) with --tls-cert and the unencrypted private key of that same certificate with --tls-key; a CA certificate with --ca-cert. `openssl x509 -in FILE -noout -text` shows what a certificate file holds.",
+  },
+  BERTH_SERVER_NOT_TRUSTED: {
+    kind: 'infra',
+    retryable: false,
+    hint: "Give the CA that signed the server's certificate with --ca-cert FILE or BERTH_CA_CERT=FILE (or NODE_EXTRA_CA_CERTS), and use the host name the certificate names; berth always verifies the server and has no switch to skip it.",
+  },
   BERTH_INTERNAL: {
     kind: 'internal',
     retryable: false,

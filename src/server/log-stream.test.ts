@@ -166,18 +166,22 @@ describe('GET /runs/:id/logs/stream', () => {
       lastEventIds.push(new Headers(init?.headers).get('last-event-id'));
       const res = await fetch(input, init);
       if (connections > 1 || !res.body) return res;
-      const reader = res.body.getReader();
+      const reader = res.body.getReader() as ReadableStreamDefaultReader<Uint8Array>;
+      const decoder = new TextDecoder();
       let seen = '';
+      let passed = 0;
       const cut = new ReadableStream<Uint8Array>({
         async pull(controller) {
           const { value, done } = await reader.read();
           if (done) return controller.close();
-          seen += new TextDecoder().decode(value);
-          const end = seen.indexOf('event: log');
-          if (end === -1) return controller.enqueue(value);
+          seen += decoder.decode(value, { stream: true });
+          const log = seen.indexOf('event: log');
+          const end = log === -1 ? -1 : seen.indexOf('\n\n', log);
+          const upTo = end === -1 ? seen.length : end + 2;
           // Pass on up to the end of the first log event, then drop the connection.
-          const upTo = seen.indexOf('\n\n', end) + 2;
-          controller.enqueue(new TextEncoder().encode(seen.slice(0, upTo)));
+          controller.enqueue(new TextEncoder().encode(seen.slice(passed, upTo)));
+          passed = upTo;
+          if (end === -1) return;
           await reader.cancel();
           controller.close();
         },

@@ -27,6 +27,10 @@ export interface ServerOptions {
    * the worker running beside the server.
    */
   localPool?: string;
+  /** TLS: the certificate chain and key (PEM), read and checked by the caller (net/tls-files.ts). */
+  tls?: { cert: Buffer; key: Buffer };
+  /** Bytes of one run's log the server stores at most (BERTH_LOG_LIMIT). */
+  logLimitBytes?: number;
 }
 
 export interface RunningServer {
@@ -37,6 +41,7 @@ export interface RunningServer {
 }
 
 export async function startServer(options: ServerOptions): Promise<RunningServer> {
+  const tls = options.tls;
   mkdirSync(options.dataDir, { recursive: true, mode: 0o700 });
   const store = await openStore({ databaseUrl: options.databaseUrl, dataDir: options.dataDir });
   try {
@@ -81,10 +86,12 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       version: options.version,
       leaseMs,
       resolveCommit,
+      ...(tls ? { tls } : {}),
+      ...(options.logLimitBytes ? { logLimitBytes: options.logLimitBytes } : {}),
     });
     await app.listen({ host: options.host, port: options.port });
     const address = app.server.address() as AddressInfo;
-    const url = `http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`;
+    const url = `${tls ? 'https' : 'http'}://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`;
     options.say(
       `berth server listening on ${url} (${options.databaseUrl ? `PostgreSQL ${redact(options.databaseUrl)}` : `SQLite in ${options.dataDir}`})`,
     );

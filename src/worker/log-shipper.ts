@@ -188,7 +188,7 @@ export class LogShipper {
 /** Text cut into chunks of at most CHUNK_CHARS, never between the halves of a surrogate pair. */
 function splitChunks(text: string): string[] {
   const chunks: string[] = [];
-  for (let at = 0; at < text.length; ) {
+  for (let at = 0; at < text.length;) {
     let end = Math.min(at + CHUNK_CHARS, text.length);
     const code = text.charCodeAt(end - 1);
     if (end < text.length && code >= 0xd800 && code <= 0xdbff) end -= 1;

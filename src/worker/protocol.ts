@@ -13,6 +13,8 @@
  * and never loses or doubles a log chunk (the server keeps each sequence number once).
  */
 import type { Static } from 'typebox';
+import { TLS_TRUST_ERRORS } from '../api/client.js';
+import { BerthError } from '../domain/errors.js';
 import { LogRefused } from './log-shipper.js';
 import type {
   Assignment,
@@ -53,16 +55,28 @@ export class HttpWorkerProtocol implements WorkerProtocol {
   constructor(
     private readonly baseUrl: string,
     private readonly token: string,
+    /** fetch, verifying the server against a custom CA when one was given (net/tls-files.ts). */
+    private readonly fetchImpl: typeof fetch = fetch,
   ) {}
 
   private async call<T>(path: string, body: unknown, signal?: AbortSignal): Promise<T | null> {
-    const res = await fetch(`${this.baseUrl.replace(/\/+$/, '')}/api/v1${path}`, {
+    const res = await this.fetchImpl(`${this.baseUrl.replace(/\/+$/, '')}/api/v1${path}`, {
       method: 'POST',
       headers: { authorization: `Bearer ${this.token}`, 'content-type': 'application/json' },
       body: JSON.stringify(body),
       signal: signal
         ? AbortSignal.any([signal, AbortSignal.timeout(90_000)])
         : AbortSignal.timeout(90_000),
+    }).catch((err: unknown) => {
+      const cause = (err as { cause?: { code?: string; message?: string } }).cause;
+      if (cause?.code && TLS_TRUST_ERRORS.has(cause.code)) {
+        throw new BerthError(
+          'BERTH_SERVER_NOT_TRUSTED',
+          `the berth server at ${this.baseUrl} presented a certificate this worker does not trust (${cause.code}: ${cause.message ?? ''})`,
+          { cause: err },
+        );
+      }
+      throw err;
     });
     if (res.status === 204) return null;
     const text = await res.text();

@@ -4,7 +4,8 @@
  *
  *   event: run   data: the run as GET /runs/:id answers   (at the start and on every change)
  *   id: <seq>    event: log   data: {"seq","text","at"}   (every stored chunk after `after`)
- *   event: end   data: {}                                   (the run ended, all chunks sent)
+ *   event: end   data: {}                                   (the run ended, all chunks sent:
+ *                                                           its log quiet for END_QUIET_MS)
  *   : keep-alive                                            (every 15 s of silence)
  *
  * A client that was cut off reconnects with `Last-Event-ID` (the last seq it got), which wins
@@ -27,6 +28,8 @@ export const KEEP_ALIVE_MS = 15_000;
 /** Chunks read from the store at once (each at most 256 KiB of text). */
 const PAGE_CHUNKS = 64;
 export const DRAIN_TIMEOUT_MS = 60_000;
+/** How long the log of an ended run must have been quiet before the stream ends. */
+export const END_QUIET_MS = 3000;
 
 const StreamQuery = Type.Object(
   { after: Type.Optional(Type.Integer({ minimum: 0 })) },
@@ -60,6 +63,14 @@ export function registerLogStreamRoute(server: FastifyInstance, ctx: ServerConte
           'Answers text/event-stream: `event: run` (data: the run, as GET /runs/{id}) at the start and on every change; every stored chunk after `after` (or the `Last-Event-ID` header, which wins) as `id: <seq>`, `event: log`, `data: {"seq","text","at"}`; `event: end` (data: {}) once the run has ended and every chunk was sent, then the stream closes. A `: keep-alive` comment every 15 s. A client that reads nothing for 60 s gets `event: error` (data: {"code":"SLOW_READER"}) and is dropped; reconnect with Last-Event-ID.',
         params: RunParams,
         querystring: StreamQuery,
+        headers: Type.Object({
+          'last-event-id': Type.Optional(
+            Type.String({
+              maxLength: 40,
+              description: 'The seq of the last log event received: resume after it.',
+            }),
+          ),
+        }),
         response: {
           200: {
             description: 'The event stream.',
@@ -115,6 +126,7 @@ async function streamRun(
     wake?.();
   });
   let lastSeq = after;
+  let lastChunkAt = 0;
   let lastRun = '';
   const sendRun = async (run: Run): Promise<boolean> => {
     const states = await ctx.store.runStates(run.id);
@@ -143,13 +155,21 @@ async function streamRun(
           const event = `id: ${chunk.seq}\nevent: log\ndata: ${JSON.stringify(chunk)}\n\n`;
           if (!(await send(raw, event, stop))) return;
           lastSeq = chunk.seq;
+          lastChunkAt = Date.parse(chunk.at);
         }
         if (chunks.length < PAGE_CHUNKS) break;
       }
       if (!(await sendRun(run))) return;
+      let wait = KEEP_ALIVE_MS;
       if (isTerminal(run.state)) {
-        await send(raw, 'event: end\ndata: {}\n\n', stop);
-        return;
+        // A run ended by someone else (cancel, a lost lease) may still get the last output its
+        // worker ships while stopping the job: the end waits until the log was quiet a moment.
+        const quiet = ctx.now().getTime() - Math.max(Date.parse(run.updatedAt), lastChunkAt);
+        if (quiet >= END_QUIET_MS) {
+          await send(raw, 'event: end\ndata: {}\n\n', stop);
+          return;
+        }
+        wait = END_QUIET_MS - quiet;
       }
       if (changed) continue;
       const heard = await new Promise<boolean>((resolve) => {
@@ -160,11 +180,11 @@ async function streamRun(
           resolve(value);
         };
         const aborted = (): void => done(true);
-        const timer = setTimeout(() => done(false), KEEP_ALIVE_MS);
+        const timer = setTimeout(() => done(false), wait);
         stop.addEventListener('abort', aborted, { once: true });
         wake = () => done(true);
       });
-      if (!heard && !(await send(raw, ': keep-alive\n\n', stop))) return;
+      if (!heard && wait === KEEP_ALIVE_MS && !(await send(raw, ': keep-alive\n\n', stop))) return;
     }
   } finally {
     unsubscribe();

@@ -8,9 +8,7 @@ import type { Kysely } from 'kysely';
 export async function up(db: Kysely<unknown>): Promise<void> {
   await db.schema
     .createTable('log_sizes')
-    .addColumn('run_id', 'text', (c) =>
-      c.primaryKey().references('runs.id').onDelete('cascade'),
-    )
+    .addColumn('run_id', 'text', (c) => c.primaryKey().references('runs.id').onDelete('cascade'))
     .addColumn('bytes', 'integer', (c) => c.notNull())
     .addColumn('full', 'integer', (c) => c.notNull().defaultTo(0))
     .execute();

@@ -1,0 +1,277 @@
+/**
+ * Live logs and TLS with real processes: `berth server` over HTTPS (a certificate made here by
+ * openssl, signed by a CA made here), `berth worker` and the CLI trusting that CA, jobs on the
+ * real engine. A run is followed while its job still runs; values a job masks mid-run never reach
+ * the stored log (nor, when printed a moment before the directive, a follower); the log bound is
+ * marked; a client without the CA is refused with a clear error; bad TLS files stop the server
+ * before it starts; and a server with followers and waiting workers exits on SIGTERM.
+ */
+import type { ChildProcess } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
+import { ApiClient, type LogChunk, type Run } from '../src/api/client.js';
+import type { EngineClient } from '../src/executor/docker/engine-client.js';
+import { fetchTrusting, trustedCas } from '../src/net/tls-files.js';
+import { makeCa, issueCertificate, type TestCa, type TestCertificate } from './harness/certs.js';
+import { expectNothingLeftBehind } from './harness/cleanup.js';
+import { runBerth, spawnBerth, type BerthProcess } from './harness/cli.js';
+import { testEngine } from './harness/engine.js';
+import { startBerthServer, stopProcess, stopWorkers } from './harness/server.js';
+import { tempDir } from './harness/ownership.js';
+
+let engine: EngineClient;
+let server: ChildProcess;
+let dataDir = '';
+let url = '';
+let admin = '';
+let ca: TestCa;
+let cert: TestCertificate;
+let client: ApiClient;
+let poolToken = '';
+const workers: BerthProcess[] = [];
+const LOG_LIMIT = 16 * 1024;
+
+function repo(task: string): string {
+  const dir = tempDir('berth-stack-');
+  mkdirSync(path.join(dir, '.berth'));
+  writeFileSync(path.join(dir, '.berth', 'task.sh'), task);
+  return dir;
+}
+
+let stacks = 0;
+/** A stack of the test pool running `task`, triggered once; the run's id. */
+async function trigger(task: string): Promise<string> {
+  const id = `live-${(stacks += 1)}`;
+  await client.createStack({
+    id,
+    pool: 'live',
+    localDir: repo(task),
+    runnerImage: inject('busyboxImage'),
+    labels: [],
+    autoDeploy: false,
+  });
+  return (await client.trigger(id, { type: 'task' })).id;
+}
+
+async function until<T>(what: string, probe: () => T | Promise<T>, ms = 60_000): Promise<T> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const value = await probe();
+    if (value) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+async function storedLog(id: string): Promise<string> {
+  let text = '';
+  for (let after = 0; ;) {
+    const page = await client.logs(id, after);
+    if (page.chunks.length === 0) return text;
+    text += page.chunks.map((c) => c.text).join('');
+    after = page.next;
+  }
+}
+
+function follow(id: string) {
+  const chunks: LogChunk[] = [];
+  const runs: Run[] = [];
+  const done = client.followLogs(id, { log: (c) => chunks.push(c), run: (r) => runs.push(r) });
+  return { chunks, runs, done, text: () => chunks.map((c) => c.text).join('') };
+}
+
+beforeAll(async () => {
+  engine = testEngine();
+  const certs = tempDir('berth-certs-');
+  ca = makeCa(certs, 'berth live CA');
+  cert = issueCertificate(ca, 'berth server', { server: 'IP:127.0.0.1' });
+  dataDir = tempDir('berth-server-');
+  const started = await startBerthServer(
+    ['--data-dir', dataDir, '--tls-cert', cert.cert, '--tls-key', cert.key],
+    { BERTH_LOG_LIMIT: String(LOG_LIMIT) },
+  );
+  ({ child: server, url, admin } = started);
+  expect(url).toMatch(/^https:/);
+  client = new ApiClient(url, admin, fetchTrusting(trustedCas(ca.cert, {})));
+  poolToken = (await client.createPool({ id: 'live', kind: 'private', pullPolicy: 'never' })).token;
+});
+
+/** A worker of the test pool trusting the test CA (the per-test leak check ends children). */
+async function startWorker(): Promise<BerthProcess> {
+  const worker = spawnBerth(['worker', '--server', url, '--ca-cert', ca.cert], {
+    BERTH_POOL_TOKEN: poolToken,
+    BERTH_STATE_DIR: tempDir('berth-worker-'),
+  });
+  workers.push(worker);
+  await worker.waitFor('registered in pool');
+  return worker;
+}
+
+afterEach(async () => {
+  await stopWorkers(workers);
+  await expectNothingLeftBehind(engine);
+});
+
+afterAll(async () => {
+  await stopProcess(server);
+  engine?.close();
+});
+
+describe('live logs over server-sent events, through TLS', () => {
+  it('shows the output while the job still runs, and the CLI follows to the end', async () => {
+    await startWorker();
+    const id = await trigger('echo first line; sleep 300\n');
+    const cli = spawnBerth(['runs', 'logs', id, '-f'], {
+      BERTH_SERVER: url,
+      BERTH_TOKEN: admin,
+      BERTH_CA_CERT: ca.cert,
+    });
+    await cli.waitFor('first line');
+    // The job is still running (it sleeps for minutes): the line came live, not at the end.
+    expect((await client.getRun(id)).state).toBe('PERFORMING');
+    expect(cli.child.exitCode).toBeNull();
+    await client.decide(id, 'cancel');
+    const { code } = await cli.exited;
+    expect(code).toBe(0);
+    expect(cli.stdout().split('first line').length - 1).toBe(1);
+    expect(cli.stderr()).toMatch(/run \S+ (STOPPED|CANCELED)/);
+  });
+
+  it('never stores a value masked mid-run, nor streams one printed a moment before its directive', async () => {
+    await startWorker();
+    const id = await trigger(
+      [
+        'V="tok-5ecret-$(echo now)"',
+        'echo "before: $V"',
+        'echo "::add-mask $V"',
+        'echo "after: $V"',
+        'W="tok-l4te-$(echo later)"',
+        'echo "long before: $W"',
+        // Longer than the worker holds output back: this line is shipped before the directive.
+        'sleep 3',
+        'echo "::add-mask $W"',
+        'echo "done"',
+      ].join('\n'),
+    );
+    const follower = follow(id);
+    await follower.done;
+    expect(follower.runs.at(-1)?.state).toBe('FINISHED');
+    expect(follower.text()).toContain('before: *****');
+    expect(follower.text()).not.toContain('tok-5ecret-now');
+    const stored = await storedLog(id);
+    expect(stored).toContain('before: *****\n');
+    expect(stored).toContain('after: *****\n');
+    // Shipped before the job masked it, then masked in the stored log by the server.
+    expect(stored).toContain('long before: *****\n');
+    expect(stored).not.toContain('tok-5ecret-now');
+    expect(stored).not.toContain('tok-l4te-later');
+  });
+
+  it('bounds the stored log to head and tail, with the cut marked', async () => {
+    await startWorker();
+    const id = await trigger(
+      'i=0; while [ $i -lt 2000 ]; do echo "line $i of a long output"; i=$((i+1)); done\n',
+    );
+    const follower = follow(id);
+    await follower.done;
+    const stored = await storedLog(id);
+    // berth's warnings about the image come first.
+    const output = stored.replace(/^\[berth: warning: [^\n]*\]\n/gm, '');
+    expect(output.startsWith('line 0 of a long output\n')).toBe(true);
+    expect(stored).toMatch(/\[berth: \d+ bytes of output cut here/);
+    expect(stored.endsWith('line 1999 of a long output\n')).toBe(true);
+    expect(stored).not.toContain('line 1000 of');
+    expect(Buffer.byteLength(stored)).toBeLessThanOrEqual(LOG_LIMIT);
+    expect(follower.text()).toBe(stored);
+  });
+});
+
+describe('TLS refusals', () => {
+  it('refuses a CLI and a worker that do not trust the CA, with a clear error', async () => {
+    const cli = await runBerth(['runs', 'list'], { BERTH_SERVER: url, BERTH_TOKEN: admin });
+    expect(cli.code).toBe(4);
+    expect(cli.stderr).toContain('BERTH_SERVER_NOT_TRUSTED');
+    expect(cli.stderr).toContain('--ca-cert');
+    const worker = spawnBerth(['worker', '--server', url], {
+      BERTH_POOL_TOKEN: poolToken,
+      BERTH_STATE_DIR: tempDir('berth-worker-'),
+    });
+    const { code } = await worker.exited;
+    expect(code).toBe(4);
+    expect(worker.stderr()).toContain('BERTH_SERVER_NOT_TRUSTED');
+  });
+
+  it('stops a server with missing, unreadable or mismatched TLS files before it starts', async () => {
+    const other = issueCertificate(ca, 'another server', { server: 'IP:127.0.0.1' });
+    const otherDir = tempDir('berth-server-');
+    const cases: [string[], string, string][] = [
+      [['--tls-cert', cert.cert], 'BERTH_USAGE', '--tls-cert and --tls-key go together'],
+      [
+        ['--tls-cert', path.join(otherDir, 'missing.crt'), '--tls-key', cert.key],
+        'BERTH_TLS_FILE_UNREADABLE',
+        'no such file',
+      ],
+      [
+        ['--tls-cert', cert.cert, '--tls-key', other.key],
+        'BERTH_TLS_INVALID',
+        'does not belong to the certificate',
+      ],
+      [['--tls-cert', cert.key, '--tls-key', cert.key], 'BERTH_TLS_INVALID', 'no PEM certificate'],
+    ];
+    for (const [args, code, words] of cases) {
+      const result = await runBerth([
+        'server',
+        ...['--listen', '127.0.0.1:0', '--data-dir', otherDir],
+        ...args,
+      ]);
+      expect(result.code, result.stderr).toBe(2);
+      expect(result.stderr).toContain(code);
+      expect(result.stderr).toContain(words);
+    }
+  });
+
+  it('refuses a CA file that is not a certificate on the client side too', async () => {
+    const result = await runBerth(['runs', 'list'], {
+      BERTH_SERVER: url,
+      BERTH_TOKEN: admin,
+      BERTH_CA_CERT: cert.key,
+    });
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain('BERTH_TLS_INVALID');
+  });
+});
+
+describe('stopping the server', () => {
+  it('exits on SIGTERM with a follower and a waiting worker, and the follower resumes on its restart without a line lost or doubled', async () => {
+    const worker = await startWorker();
+    const id = await trigger('i=0; while true; do echo "tick $i"; i=$((i+1)); sleep 0.3; done\n');
+    const follower = follow(id);
+    await until('the job output', () => follower.text().includes('tick 2\n'));
+    expect(await stopProcess(server)).toBe(0);
+    // The same server again, at the same address, on the same database.
+    const again = await startBerthServer(
+      ['--listen', `127.0.0.1:${new URL(url).port}`, '--data-dir', dataDir].concat([
+        '--tls-cert',
+        cert.cert,
+        '--tls-key',
+        cert.key,
+      ]),
+      { BERTH_LOG_LIMIT: String(LOG_LIMIT) },
+    );
+    server = again.child;
+    const seen = follower.chunks.length;
+    await until('chunks after the restart', () => follower.chunks.length > seen + 2);
+    await client.decide(id, 'cancel');
+    await follower.done;
+    // The worker has shipped all it had once it was told the run is no longer its own.
+    await worker.waitFor(`run ${id}: the server refused`);
+    const ticks = follower
+      .text()
+      .split('\n')
+      .filter((line) => line.startsWith('tick '));
+    expect(ticks).toEqual(ticks.map((_, i) => `tick ${i}`));
+    expect(follower.chunks.map((c) => c.seq)).toEqual(follower.chunks.map((_, i) => i + 1));
+    expect(follower.text()).toBe(await storedLog(id));
+  }, 180_000);
+});
