@@ -202,34 +202,48 @@ describe('TLS refusals', () => {
     expect(worker.stderr()).toContain('BERTH_SERVER_NOT_TRUSTED');
   });
 
-  it('stops a server with missing, unreadable or mismatched TLS files before it starts', async () => {
-    const other = issueCertificate(ca, 'another server', { server: 'IP:127.0.0.1' });
-    const otherDir = tempDir('berth-server-');
-    const cases: [string[], string, string][] = [
-      [['--tls-cert', cert.cert], 'BERTH_USAGE', '--tls-cert and --tls-key go together'],
-      [
-        ['--tls-cert', path.join(otherDir, 'missing.crt'), '--tls-key', cert.key],
-        'BERTH_TLS_FILE_UNREADABLE',
-        'no such file',
-      ],
-      [
-        ['--tls-cert', cert.cert, '--tls-key', other.key],
-        'BERTH_TLS_INVALID',
-        'does not belong to the certificate',
-      ],
-      [['--tls-cert', cert.key, '--tls-key', cert.key], 'BERTH_TLS_INVALID', 'no PEM certificate'],
-    ];
-    for (const [args, code, words] of cases) {
+  /** A certificate of the same CA for another server: its key does not belong to `cert`. */
+  const otherKey = (): string =>
+    issueCertificate(ca, 'another server', { server: 'IP:127.0.0.1' }).key;
+  it.each([
+    [
+      'only a certificate',
+      () => ['--tls-cert', cert.cert],
+      'BERTH_USAGE',
+      '--tls-cert and --tls-key go together',
+    ],
+    [
+      'a missing certificate file',
+      () => ['--tls-cert', path.join(ca.dir, 'missing.crt'), '--tls-key', cert.key],
+      'BERTH_TLS_FILE_UNREADABLE',
+      'no such file',
+    ],
+    [
+      "another certificate's key",
+      () => ['--tls-cert', cert.cert, '--tls-key', otherKey()],
+      'BERTH_TLS_INVALID',
+      'does not belong to the certificate',
+    ],
+    [
+      'a key for a certificate',
+      () => ['--tls-cert', cert.key, '--tls-key', cert.key],
+      'BERTH_TLS_INVALID',
+      'no PEM certificate',
+    ],
+  ] as [string, () => string[], string, string][])(
+    'stops a server given %s before it starts',
+    async (_what, args, code, words) => {
+      const dataDir = tempDir('berth-server-');
       const result = await runBerth([
         'server',
-        ...['--listen', '127.0.0.1:0', '--data-dir', otherDir],
-        ...args,
+        ...['--listen', '127.0.0.1:0', '--data-dir', dataDir],
+        ...args(),
       ]);
       expect(result.code, result.stderr).toBe(2);
       expect(result.stderr).toContain(code);
       expect(result.stderr).toContain(words);
-    }
-  });
+    },
+  );
 
   it('refuses a CA file that is not a certificate on the client side too', async () => {
     const result = await runBerth(['runs', 'list'], {
