@@ -54,6 +54,8 @@ export interface ServerDeps {
    * it); workers are told, and bound their logs to head and tail within it. Default 4 MiB.
    */
   logLimitBytes?: number;
+  /** How long a log stream waits for a client that reads nothing before dropping it (60 s). */
+  streamDrainTimeoutMs?: number;
   /** TLS: the server's certificate chain and key (PEM); without them the API is plain HTTP. */
   tls?: { cert: Buffer; key: Buffer };
 }

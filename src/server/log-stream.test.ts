@@ -6,13 +6,14 @@
  * streams and long polls open.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ApiClient, type LogChunk, type Run } from '../api/client.js';
 import { openStore } from '../store/open-store.js';
 import type { Store } from '../store/store.js';
-import { buildServer, type BerthServer } from './app.js';
+import { buildServer, type BerthServer, type ServerDeps } from './app.js';
 import { hashToken } from './auth.js';
 import { LocalRunFeed } from './run-feed.js';
 import { SecretBox } from './secrets.js';
@@ -135,7 +136,7 @@ describe('GET /runs/:id/logs/stream', () => {
     expect(f.runs.at(-1)?.states?.map((s) => s.state)).toContain('PERFORMING');
   });
 
-  it('sends a stored log whole and ends at once for a run that has ended', async () => {
+  it('sends a stored log whole and ends for a run that has ended', async () => {
     const id = await runningRun();
     await ship(id, 1, ['a\n', 'b\n']);
     await report(id, 'FAILED');
@@ -259,40 +260,79 @@ describe('what the server stores', () => {
   });
 });
 
+/** A server of its own (with `deps`), listening, with a run leased by a worker. */
+async function ownServer(deps: Partial<ServerDeps> = {}) {
+  const ownStore = await openStore({ dataDir: mkdtempSync(path.join(tmpdir(), 'berth-')) });
+  await ownStore.migrate();
+  const feed = new LocalRunFeed();
+  const server = await buildServer({
+    runFeed: feed,
+    store: ownStore,
+    secrets: SecretBox.fromKey(Buffer.alloc(32, 4)),
+    adminTokenHash: hashToken(ADMIN),
+    version: 'test',
+    ...deps,
+  });
+  await server.listen({ host: '127.0.0.1', port: 0 });
+  const port = (server.server.address() as { port: number }).port;
+  const base = `http://127.0.0.1:${port}`;
+  const other = async (method: string, route: string, body: unknown, token = ADMIN) =>
+    (
+      await fetch(`${base}/api/v1${route}`, {
+        method,
+        headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+        body: JSON.stringify(body),
+      })
+    ).json() as Promise<Record<string, unknown>>;
+  const token = (await other('POST', '/pools', { id: 'p', kind: 'private' })).token as string;
+  await other('POST', '/stacks', { id: 's', localDir: dir, pool: 'p' });
+  const run = (await other('POST', '/stacks/s/runs', { type: 'task' })).id as string;
+  const worker = (
+    await other(
+      'POST',
+      '/worker/register',
+      { host: 'h', berthVersion: '0', engineVersion: '0', concurrency: 2 },
+      token,
+    )
+  ).workerId as string;
+  await other('POST', '/worker/lease', { workerId: worker, waitMs: 0 }, token);
+  return { server, store: ownStore, feed, base, port, other, token, run, worker };
+}
+
+describe('a client that reads nothing', () => {
+  it('is dropped once its socket stayed full instead of being buffered for', async () => {
+    const own = await ownServer({ logLimitBytes: 128 * 1024 * 1024, streamDrainTimeoutMs: 300 });
+    // More output than the sockets between the two can buffer: 48 MiB.
+    const text = 'x'.repeat(250_000);
+    for (let i = 0; i < 48; i += 1) {
+      const answer = await own.other(
+        'POST',
+        `/worker/runs/${own.run}/logs`,
+        { workerId: own.worker, firstSeq: i * 4 + 1, texts: [text, text, text, text] },
+        own.token,
+      );
+      expect(answer.next).toBe(i * 4 + 5);
+    }
+    // A raw connection that asks for the stream and then never reads.
+    const socket = connect(own.port, '127.0.0.1');
+    socket.pause();
+    socket.on('error', () => undefined);
+    socket.write(
+      `GET /api/v1/runs/${own.run}/logs/stream HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${ADMIN}\r\n\r\n`,
+    );
+    await until('the follower', () => own.feed.followers(own.run) === 1);
+    // The server gave up on it: the stream ended while the client had read nothing.
+    await until('the slow reader to be dropped', () => own.feed.followers(own.run) === 0);
+    expect(socket.bytesRead).toBe(0);
+    socket.destroy();
+    await own.server.close();
+    await own.store.close();
+  }, 60_000);
+});
+
 describe('closing the server', () => {
   it('ends open log streams and long polls, so close() returns', async () => {
-    const closingStore = await openStore({ dataDir: mkdtempSync(path.join(tmpdir(), 'berth-')) });
-    await closingStore.migrate();
-    const feed = new LocalRunFeed();
-    const server = await buildServer({
-      runFeed: feed,
-      store: closingStore,
-      secrets: SecretBox.fromKey(Buffer.alloc(32, 4)),
-      adminTokenHash: hashToken(ADMIN),
-      version: 'test',
-    });
-    await server.listen({ host: '127.0.0.1', port: 0 });
-    const base = `http://127.0.0.1:${(server.server.address() as { port: number }).port}`;
-    const other = async (method: string, route: string, body: unknown, token = ADMIN) =>
-      (
-        await fetch(`${base}/api/v1${route}`, {
-          method,
-          headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
-          body: JSON.stringify(body),
-        })
-      ).json() as Promise<Record<string, unknown>>;
-    const token = (await other('POST', '/pools', { id: 'p', kind: 'private' })).token as string;
-    await other('POST', '/stacks', { id: 's', localDir: dir, pool: 'p' });
-    const run = (await other('POST', '/stacks/s/runs', { type: 'task' })).id as string;
-    const worker = (
-      await other(
-        'POST',
-        '/worker/register',
-        { host: 'h', berthVersion: '0', engineVersion: '0', concurrency: 2 },
-        token,
-      )
-    ).workerId as string;
-    await other('POST', '/worker/lease', { workerId: worker, waitMs: 0 }, token);
+    const { server, store: closingStore, feed, base, token, run, worker } = await ownServer();
     // A follower of the running run, and a worker waiting for more work for a minute.
     const stream = await fetch(`${base}/api/v1/runs/${run}/logs/stream`, {
       headers: { authorization: `Bearer ${ADMIN}` },

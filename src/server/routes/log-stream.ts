@@ -119,6 +119,8 @@ async function streamRun(
   const gone = new AbortController();
   raw.on('close', () => gone.abort());
   const stop = AbortSignal.any([gone.signal, ctx.closing]);
+  const write = (text: string): Promise<boolean> =>
+    send(raw, text, stop, ctx.streamDrainTimeoutMs ?? DRAIN_TIMEOUT_MS);
   let changed: boolean;
   let wake: (() => void) | null = null;
   const unsubscribe = ctx.runFeed.subscribe(runId, () => {
@@ -137,7 +139,7 @@ async function streamRun(
     const key = JSON.stringify({ ...view, updatedAt: undefined });
     if (key === lastRun) return true;
     lastRun = key;
-    return send(raw, `event: run\ndata: ${JSON.stringify(view)}\n\n`, stop);
+    return write(`event: run\ndata: ${JSON.stringify(view)}\n\n`);
   };
   try {
     const first = await ctx.store.getRun(runId);
@@ -153,7 +155,7 @@ async function streamRun(
         const chunks = await ctx.store.readLog(runId, lastSeq, PAGE_CHUNKS);
         for (const chunk of chunks) {
           const event = `id: ${chunk.seq}\nevent: log\ndata: ${JSON.stringify(chunk)}\n\n`;
-          if (!(await send(raw, event, stop))) return;
+          if (!(await write(event))) return;
           lastSeq = chunk.seq;
           lastChunkAt = Date.parse(chunk.at);
         }
@@ -166,7 +168,7 @@ async function streamRun(
         // worker ships while stopping the job: the end waits until the log was quiet a moment.
         const quiet = ctx.now().getTime() - Math.max(Date.parse(run.updatedAt), lastChunkAt);
         if (quiet >= END_QUIET_MS) {
-          await send(raw, 'event: end\ndata: {}\n\n', stop);
+          await write('event: end\ndata: {}\n\n');
           return;
         }
         wait = END_QUIET_MS - quiet;
@@ -184,7 +186,7 @@ async function streamRun(
         stop.addEventListener('abort', aborted, { once: true });
         wake = () => done(true);
       });
-      if (!heard && wait === KEEP_ALIVE_MS && !(await send(raw, ': keep-alive\n\n', stop))) return;
+      if (!heard && wait === KEEP_ALIVE_MS && !(await write(': keep-alive\n\n'))) return;
     }
   } finally {
     unsubscribe();
@@ -196,7 +198,12 @@ async function streamRun(
  * read only then). False: the stream is over (the client left, the server closes, or the client
  * read nothing for DRAIN_TIMEOUT_MS and was dropped).
  */
-async function send(raw: ServerResponse, text: string, stop: AbortSignal): Promise<boolean> {
+async function send(
+  raw: ServerResponse,
+  text: string,
+  stop: AbortSignal,
+  drainTimeoutMs: number,
+): Promise<boolean> {
   if (stop.aborted || raw.destroyed) return false;
   if (raw.write(text)) return true;
   const drained = await new Promise<boolean | null>((resolve) => {
@@ -208,14 +215,14 @@ async function send(raw: ServerResponse, text: string, stop: AbortSignal): Promi
     };
     const onDrain = (): void => done(true);
     const onStop = (): void => done(false);
-    const timer = setTimeout(() => done(null), DRAIN_TIMEOUT_MS);
+    const timer = setTimeout(() => done(null), drainTimeoutMs);
     raw.on('drain', onDrain);
     stop.addEventListener('abort', onStop, { once: true });
   });
   if (drained === null) {
     // Best effort: the client is not reading, so it may never see this.
     raw.write(
-      `event: error\ndata: ${JSON.stringify({ code: 'SLOW_READER', message: `the client read nothing for ${DRAIN_TIMEOUT_MS / 1000} s; reconnect with Last-Event-ID` })}\n\n`,
+      `event: error\ndata: ${JSON.stringify({ code: 'SLOW_READER', message: `the client read nothing for ${drainTimeoutMs / 1000} s; reconnect with Last-Event-ID` })}\n\n`,
     );
     raw.destroy();
     return false;
