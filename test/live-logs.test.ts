@@ -187,6 +187,26 @@ describe('live logs over server-sent events, through TLS', () => {
   });
 });
 
+describe('berth up with TLS', () => {
+  it('serves HTTPS and its own worker trusts the CA given', async () => {
+    const up = spawnBerth(
+      ['up', '--listen', '127.0.0.1:0', '--data-dir', tempDir('berth-up-')].concat([
+        '--tls-cert',
+        cert.cert,
+        '--tls-key',
+        cert.key,
+        '--ca-cert',
+        ca.cert,
+      ]),
+      { BERTH_STATE_DIR: tempDir('berth-worker-') },
+    );
+    workers.push(up);
+    await up.waitFor(/listening on https:\/\/127\.0\.0\.1:\d+/);
+    await up.waitFor('registered in pool local');
+    expect(up.stderr()).not.toContain('BERTH_SERVER_NOT_TRUSTED');
+  });
+});
+
 describe('TLS refusals', () => {
   it('refuses a CLI and a worker that do not trust the CA, with a clear error', async () => {
     const cli = await runBerth(['runs', 'list'], { BERTH_SERVER: url, BERTH_TOKEN: admin });
