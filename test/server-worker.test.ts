@@ -351,6 +351,38 @@ describe('plan → confirm → apply across workers', () => {
     expect(follow.stderr()).toContain(`run ${id} FINISHED`);
   });
 
+  it('asks on a terminal whether to apply, and applies on y', async () => {
+    const token = await createPool('pool-ask');
+    await trackedStack('stack-ask', 'pool-ask');
+    const worker = startWorker(token, tempDir('berth-worker-'));
+    await worker.waitFor('registered in pool');
+    // script(1) gives the command a terminal for its standard input.
+    const command = [process.execPath, BERTH_BIN, 'stack', 'trigger', 'stack-ask']
+      .concat(['--type', 'tracked', '--follow'])
+      .join(' ');
+    const asking = spawn('script', ['-qec', command, '/dev/null'], {
+      env: { ...process.env, NO_COLOR: '1', BERTH_SERVER: url, BERTH_TOKEN: admin },
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    let said = '';
+    asking.stdout.on('data', (chunk: Buffer) => (said += chunk.toString()));
+    const exited = new Promise<number | null>((resolve) => asking.on('exit', resolve));
+    try {
+      for (;;) {
+        if (said.includes('Apply this plan? [y/N]')) break;
+        if (asking.exitCode !== null) throw new Error(`script ended early: ${said}`);
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+      expect(said).toContain('(1 to add, 0 to change, 0 to destroy)');
+      asking.stdin.write('y\n');
+      expect(await exited, said).toBe(0);
+      expect(said).toMatch(/applied planned with [0-9a-f]{48}/);
+      expect(said).toMatch(/run \S+ FINISHED/);
+    } finally {
+      if (asking.exitCode === null) asking.kill('SIGKILL');
+    }
+  });
+
   it("discard deletes the waiting workspace, which another pool's worker could not download", async () => {
     const token = await createPool('pool-discard');
     const otherToken = await createPool('pool-other');

@@ -233,7 +233,7 @@ export class Worker {
         confirm: () => Promise.resolve(false),
         // The plan waits on the server: its workspace goes there, and this worker is free.
         handOver: async (archive, signal) => {
-          await this.options.protocol.uploadWorkspace(this.workerId, runId, archive.file, signal);
+          await this.upload(runId, archive.file, signal);
           kept = archive.seal;
         },
       });
@@ -325,6 +325,26 @@ export class Worker {
       this.running.delete(runId);
       await source?.cleanup();
       await rm(this.workspaceFile(runId), { force: true });
+    }
+  }
+
+  /**
+   * Uploads a plan's sealed workspace; again after a network or server error (the server
+   * replaces a broken upload whole), never after a refusal.
+   */
+  private async upload(runId: string, file: string, signal: AbortSignal): Promise<void> {
+    for (let attempt = 1; ; attempt += 1) {
+      try {
+        await this.options.protocol.uploadWorkspace(this.workerId, runId, file, signal);
+        return;
+      } catch (err) {
+        const status = (err as { status?: number }).status ?? 0;
+        if ((status >= 400 && status < 500) || attempt >= 5 || signal.aborted) throw err;
+        this.options.say(
+          `run ${runId}: uploading the saved workspace failed (${coerceError(err).message}); trying again`,
+        );
+        await new Promise((resolve) => setTimeout(resolve, 1000 * attempt));
+      }
     }
   }
 
