@@ -307,7 +307,8 @@ describe('plan → confirm → apply across workers', () => {
     planner.child.kill('SIGKILL');
     await planner.exited;
     workers.splice(workers.indexOf(planner), 1);
-    const applier = startWorker(token, tempDir('berth-worker-'));
+    const applyStateDir = tempDir('berth-worker-');
+    const applier = startWorker(token, applyStateDir);
     await applier.waitFor('registered in pool');
     expect((await api<RunBody>('POST', `/runs/${run.id}/confirm`)).body.state).toBe('CONFIRMED');
     const done = await settled(run.id, ['FINISHED', 'FAILED']);
@@ -329,8 +330,11 @@ describe('plan → confirm → apply across workers', () => {
       'APPLYING',
       'FINISHED',
     ]);
-    // The ended run's workspace is gone from the server.
+    // The ended run's workspace is gone from the server, and the applier kept no copy.
     expect(blobs()).toEqual([]);
+    expect(readdirSync(path.join(applyStateDir, 'runs', run.id))).not.toContain(
+      'workspace.download',
+    );
   });
 
   it('follows a trigger to UNCONFIRMED, says how to confirm, and follows the apply to its end', async () => {

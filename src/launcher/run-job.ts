@@ -327,6 +327,11 @@ class Run {
       this.cacheEnv = tool?.cache?.env ?? {};
       if (tool?.cache) this.warn(tool.cache.note);
       if (this.options.resume) {
+        if (this.options.workflow?.type !== 'tracked')
+          throw new BerthError(
+            'BERTH_USAGE',
+            'only a tracked run has an apply to resume; its runtime configuration no longer makes it one',
+          );
         requireSameImage(this.options.resume.imageId, image);
         this.completed = await this.applySaved(this.options.resume.archive, phases, image);
       } else {
