@@ -414,6 +414,9 @@ function registerWorkspaceRoutes(server: FastifyInstance, ctx: ServerContext): v
         throw tooLarge(declared);
       }
       const bytes = await ctx.blobs.put(run.id, body, tooLarge);
+      // Canceled while the bytes streamed: the run's end came before its blob, which goes too.
+      const after = await ctx.store.getRun(run.id);
+      if (after) await forgetWorkspaceIfEnded(ctx, after);
       return reply.status(200).send({ bytes });
     },
   );
