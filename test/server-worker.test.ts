@@ -355,37 +355,45 @@ describe('plan → confirm → apply across workers', () => {
     expect(follow.stderr()).toContain(`run ${id} FINISHED`);
   });
 
-  it('asks on a terminal whether to apply, and applies on y', async () => {
-    const token = await createPool('pool-ask');
-    await trackedStack('stack-ask', 'pool-ask');
-    const worker = startWorker(token, tempDir('berth-worker-'));
-    await worker.waitFor('registered in pool');
-    // script(1) gives the command a terminal for its standard input.
-    const command = [process.execPath, BERTH_BIN, 'stack', 'trigger', 'stack-ask']
-      .concat(['--type', 'tracked', '--follow'])
-      .join(' ');
-    const asking = spawn('script', ['-qec', command, '/dev/null'], {
-      env: { ...process.env, NO_COLOR: '1', BERTH_SERVER: url, BERTH_TOKEN: admin },
-      stdio: ['pipe', 'pipe', 'pipe'],
-    });
-    let said = '';
-    asking.stdout.on('data', (chunk: Buffer) => (said += chunk.toString()));
-    const exited = new Promise<number | null>((resolve) => asking.on('exit', resolve));
-    try {
-      for (;;) {
-        if (said.includes('Apply this plan? [y/N]')) break;
-        if (asking.exitCode !== null) throw new Error(`script ended early: ${said}`);
-        await new Promise((resolve) => setTimeout(resolve, 100));
+  it.each(['answered y', 'confirmed elsewhere'] as const)(
+    'asks on a terminal whether to apply, and applies when %s',
+    async (how) => {
+      const pool = `pool-ask-${how === 'answered y' ? 'y' : 'api'}`;
+      const stack = `stack-${pool}`;
+      const token = await createPool(pool);
+      await trackedStack(stack, pool);
+      const worker = startWorker(token, tempDir('berth-worker-'));
+      await worker.waitFor('registered in pool');
+      // script(1) gives the command a terminal for its standard input.
+      const command = [process.execPath, BERTH_BIN, 'stack', 'trigger', stack]
+        .concat(['--type', 'tracked', '--follow'])
+        .join(' ');
+      const asking = spawn('script', ['-qec', command, '/dev/null'], {
+        env: { ...process.env, NO_COLOR: '1', BERTH_SERVER: url, BERTH_TOKEN: admin },
+        stdio: ['pipe', 'pipe', 'pipe'],
+      });
+      let said = '';
+      asking.stdout.on('data', (chunk: Buffer) => (said += chunk.toString()));
+      const exited = new Promise<number | null>((resolve) => asking.on('exit', resolve));
+      try {
+        for (;;) {
+          if (said.includes('Apply this plan? [y/N]')) break;
+          if (asking.exitCode !== null) throw new Error(`script ended early: ${said}`);
+          await new Promise((resolve) => setTimeout(resolve, 100));
+        }
+        expect(said).toContain('(1 to add, 0 to change, 0 to destroy)');
+        const id = /run (\S+) is UNCONFIRMED/.exec(said)?.[1] as string;
+        if (how === 'answered y') asking.stdin.write('y\n');
+        else expect((await api<RunBody>('POST', `/runs/${id}/confirm`)).status).toBe(200);
+        expect(await exited, said).toBe(0);
+        expect(said).toMatch(/applied planned with [0-9a-f]{48}/);
+        expect(said).toContain(`run ${id} FINISHED`);
+        if (how === 'confirmed elsewhere') expect(said).toContain('the run was decided elsewhere');
+      } finally {
+        if (asking.exitCode === null) asking.kill('SIGKILL');
       }
-      expect(said).toContain('(1 to add, 0 to change, 0 to destroy)');
-      asking.stdin.write('y\n');
-      expect(await exited, said).toBe(0);
-      expect(said).toMatch(/applied planned with [0-9a-f]{48}/);
-      expect(said).toMatch(/run \S+ FINISHED/);
-    } finally {
-      if (asking.exitCode === null) asking.kill('SIGKILL');
-    }
-  });
+    },
+  );
 
   it("discard deletes the waiting workspace, which another pool's worker could not download", async () => {
     const token = await createPool('pool-discard');

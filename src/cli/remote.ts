@@ -156,11 +156,28 @@ async function askToConfirm(client: ApiClient, run: Run, io: Output): Promise<vo
   );
   const { createInterface } = await import('node:readline');
   const lines = createInterface({ input: process.stdin });
+  // Decided elsewhere meanwhile (another terminal, the API): the question closes unanswered.
+  let elsewhere = false;
+  const watch = setInterval(() => {
+    void client.getRun(run.id).then(
+      (now) => {
+        if (now.state === 'UNCONFIRMED') return;
+        elsewhere = true;
+        lines.close();
+      },
+      () => undefined,
+    );
+  }, 1000);
   const answer = await new Promise<string>((resolve) => {
     lines.once('line', resolve);
     lines.once('close', () => resolve(''));
   });
+  clearInterval(watch);
   lines.close();
+  if (elsewhere) {
+    io.stderr.write('\nberth: the run was decided elsewhere\n');
+    return;
+  }
   const yes = /^y(es)?$/i.test(answer.trim());
   try {
     await client.decide(run.id, yes ? 'confirm' : 'discard');
