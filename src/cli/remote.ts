@@ -106,27 +106,102 @@ async function readStdin(): Promise<string> {
 
 /**
  * Follows a run's log and states live (server-sent events, resumed after a cut without a line
- * lost or doubled) until it ends or waits for confirmation; returns the run as it was then.
+ * lost or doubled) until it ends; returns the final run. A plan waiting for confirmation is shown,
+ * then `decide` asks (a terminal) or says how to decide; following goes on until the run ends (or
+ * the user stops following: Ctrl-C, which leaves the run as it is).
  */
-export async function followRun(client: ApiClient, id: string, io: Output): Promise<Run> {
+export async function followRun(
+  client: ApiClient,
+  id: string,
+  io: Output,
+  decide: (run: Run) => Promise<void> = (run) => Promise.resolve(sayHowToDecide(run, io)),
+): Promise<Run> {
   let state: RunStateName | null = null;
   let last: Run | null = null;
-  await client.followLogs(
-    id,
-    {
-      log: (chunk) => io.stdout.write(chunk.text),
-      run: (run) => {
-        last = run;
-        if (run.state === state) return;
-        state = run.state;
-        io.stderr.write(
-          `berth: run ${id} ${state}${run.stateReason ? ` (${run.stateReason})` : ''}\n`,
-        );
+  let deciding: Promise<void> = Promise.resolve();
+  let failed: { error: unknown } | null = null;
+  // A decision that failed ends the following: the run would otherwise wait for ever.
+  const stop = new AbortController();
+  try {
+    await client.followLogs(
+      id,
+      {
+        log: (chunk) => io.stdout.write(chunk.text),
+        run: (run) => {
+          last = run;
+          if (run.state === state) return;
+          state = run.state;
+          io.stderr.write(
+            `berth: run ${id} ${state}${run.stateReason ? ` (${run.stateReason})` : ''}\n`,
+          );
+          if (state !== 'UNCONFIRMED') return;
+          deciding = deciding
+            .then(() => decide(run))
+            .catch((error: unknown) => {
+              failed = { error };
+              stop.abort();
+            });
+        },
       },
-    },
-    { stopWhen: (run) => run.state === 'UNCONFIRMED' },
-  );
+      { signal: stop.signal },
+    );
+  } catch (err) {
+    if (!failed) throw err;
+  }
+  await deciding;
+  if (failed) throw (failed as { error: unknown }).error;
   return last ?? (await client.getRun(id));
+}
+
+function planLine(run: Run): string {
+  return run.plan
+    ? `${run.plan.add} to add, ${run.plan.change} to change, ${run.plan.destroy} to destroy${run.plan.replace ? ` (${run.plan.replace} replaced)` : ''}`
+    : 'no plan summary';
+}
+
+function sayHowToDecide(run: Run, io: Output): void {
+  io.stderr.write(
+    `berth: the plan of run ${run.id} waits for confirmation (${planLine(run)}); apply it with \`berth runs confirm ${run.id}\`, or \`berth runs discard ${run.id}\`. Still following (Ctrl-C stops following; the run waits).\n`,
+  );
+}
+
+/** On a terminal: y applies the plan, anything else discards it (as `berth run` asks). */
+async function askToConfirm(client: ApiClient, run: Run, io: Output): Promise<void> {
+  io.stderr.write(
+    `berth: run ${run.id} is UNCONFIRMED (${planLine(run)}). Apply this plan? [y/N] (N discards) `,
+  );
+  const { createInterface } = await import('node:readline');
+  const lines = createInterface({ input: process.stdin });
+  // Decided elsewhere meanwhile (another terminal, the API): the question closes unanswered.
+  let elsewhere = false;
+  const watch = setInterval(() => {
+    void client.getRun(run.id).then(
+      (now) => {
+        if (now.state === 'UNCONFIRMED') return;
+        elsewhere = true;
+        lines.close();
+      },
+      () => undefined,
+    );
+  }, 1000);
+  const answer = await new Promise<string>((resolve) => {
+    lines.once('line', resolve);
+    lines.once('close', () => resolve(''));
+  });
+  clearInterval(watch);
+  lines.close();
+  if (elsewhere) {
+    io.stderr.write('\nberth: the run was decided elsewhere\n');
+    return;
+  }
+  const yes = /^y(es)?$/i.test(answer.trim());
+  try {
+    await client.decide(run.id, yes ? 'confirm' : 'discard');
+  } catch (err) {
+    // Someone else decided (or canceled) meanwhile: following shows what happened.
+    if (!(err instanceof ApiClientError) || err.status !== 409) throw err;
+    io.stderr.write(`berth: ${err.message}\n`);
+  }
 }
 
 export function registerRemote(
@@ -302,8 +377,12 @@ export function registerRemote(
             print(io, o.json, run, () => runLine(run));
             return;
           }
-          const end = await followRun(api, run.id, io);
-          setExit(end.state === 'FINISHED' ? 0 : end.state === 'UNCONFIRMED' ? 0 : 1);
+          const end = await followRun(api, run.id, io, (waiting) =>
+            process.stdin.isTTY
+              ? askToConfirm(api, waiting, io)
+              : Promise.resolve(sayHowToDecide(waiting, io)),
+          );
+          setExit(end.state === 'FINISHED' || end.state === 'DISCARDED' ? 0 : 1);
         },
       ),
     );

@@ -59,6 +59,19 @@ function listenAddress(text: string): { host: string; port: number } {
   return { host: (match[1] ?? match[2]) as string, port };
 }
 
+/** The saved-workspace limit as `berth run` takes it (at least 1MiB); undefined: the default. */
+export function savedWorkspaceLimit(text: string | undefined): number | undefined {
+  if (!text) return undefined;
+  const limit = parseByteSize(text);
+  if ('error' in limit || limit.bytes < 1024 * 1024)
+    throw new BerthError(
+      'BERTH_USAGE',
+      `saved-workspace limit ${JSON.stringify(text)}: ${'error' in limit ? limit.error : 'allow at least 1MiB'}`,
+      { hint: 'e.g. --saved-workspace-limit 2GiB (BERTH_SAVED_WORKSPACE_LIMIT).' },
+    );
+  return limit.bytes;
+}
+
 export function registerServer(
   program: Command,
   io: Output,
@@ -78,42 +91,55 @@ export function registerServer(
       "serve HTTPS with this certificate chain (PEM, the server's first)",
     )
     .option('--tls-key <file>', 'the private key of --tls-cert (PEM, unencrypted)')
-    .action(async (opts: { listen: string; dataDir?: string } & TlsOptions) => {
-      const { host, port } = listenAddress(opts.listen);
-      const tls = serverTls(opts);
-      const logLimitBytes = serverLogLimit(env);
-      const leaseText = env.BERTH_WORKER_LEASE_TIMEOUT?.trim() || '60s';
-      const lease = parseDuration(leaseText);
-      if ('error' in lease)
-        throw new BerthError(
-          'BERTH_USAGE',
-          `BERTH_WORKER_LEASE_TIMEOUT=${leaseText}: ${lease.error}`,
+    .option(
+      '--saved-workspace-limit <size>',
+      'the most a tracked run may keep between plan and apply (default: $BERTH_SAVED_WORKSPACE_LIMIT or 1GiB)',
+    )
+    .action(
+      async (
+        opts: { listen: string; dataDir?: string; savedWorkspaceLimit?: string } & TlsOptions,
+      ) => {
+        const { host, port } = listenAddress(opts.listen);
+        const tls = serverTls(opts);
+        const logLimitBytes = serverLogLimit(env);
+        const savedWorkspaceLimitBytes = savedWorkspaceLimit(
+          opts.savedWorkspaceLimit ?? env.BERTH_SAVED_WORKSPACE_LIMIT?.trim(),
         );
-      const { startServer } = await import('../server/start.js');
-      const server = await startServer({
-        host,
-        port,
-        dataDir: dataDirFrom(env, opts.dataDir),
-        databaseUrl: env.BERTH_DATABASE_URL?.trim() || undefined,
-        env,
-        version,
-        leaseMs: lease.ms,
-        logLimitBytes,
-        ...(tls ? { tls } : {}),
-        say: (line) => io.stderr.write(`berth: ${line}\n`),
-      });
-      await new Promise<void>((resolve) => {
-        const stop = (): void => {
-          process.off('SIGINT', stop);
-          process.off('SIGTERM', stop);
-          resolve();
-        };
-        process.on('SIGINT', stop);
-        process.on('SIGTERM', stop);
-      });
-      io.stderr.write('berth: server stopping\n');
-      await server.close();
-    });
+        const leaseText = env.BERTH_WORKER_LEASE_TIMEOUT?.trim() || '60s';
+        const lease = parseDuration(leaseText);
+        if ('error' in lease)
+          throw new BerthError(
+            'BERTH_USAGE',
+            `BERTH_WORKER_LEASE_TIMEOUT=${leaseText}: ${lease.error}`,
+          );
+        const { startServer } = await import('../server/start.js');
+        const server = await startServer({
+          host,
+          port,
+          dataDir: dataDirFrom(env, opts.dataDir),
+          databaseUrl: env.BERTH_DATABASE_URL?.trim() || undefined,
+          env,
+          version,
+          leaseMs: lease.ms,
+          logLimitBytes,
+          ...(tls ? { tls } : {}),
+          blobDir: env.BERTH_BLOB_DIR?.trim() || undefined,
+          savedWorkspaceLimitBytes,
+          say: (line) => io.stderr.write(`berth: ${line}\n`),
+        });
+        await new Promise<void>((resolve) => {
+          const stop = (): void => {
+            process.off('SIGINT', stop);
+            process.off('SIGTERM', stop);
+            resolve();
+          };
+          process.on('SIGINT', stop);
+          process.on('SIGTERM', stop);
+        });
+        io.stderr.write('berth: server stopping\n');
+        await server.close();
+      },
+    );
 }
 
 /** `berth up`: a server on SQLite and one local worker in a private pool, for a first try. */

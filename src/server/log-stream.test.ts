@@ -15,6 +15,7 @@ import { openStore } from '../store/open-store.js';
 import type { Store } from '../store/store.js';
 import { buildServer, type BerthServer, type ServerDeps } from './app.js';
 import { hashToken } from './auth.js';
+import { BlobStore } from './blob-store.js';
 import { LocalRunFeed } from './run-feed.js';
 import { SecretBox } from './secrets.js';
 
@@ -80,6 +81,7 @@ beforeAll(async () => {
   app = await buildServer({
     store,
     secrets: SecretBox.fromKey(Buffer.alloc(32, 3)),
+    blobs: await BlobStore.open(path.join(dir, 'blobs'), 1024 * 1024),
     adminTokenHash: hashToken(ADMIN),
     version: 'test',
     logLimitBytes: 4096,
@@ -262,13 +264,15 @@ describe('what the server stores', () => {
 
 /** A server of its own (with `deps`), listening, with a run leased by a worker. */
 async function ownServer(deps: Partial<ServerDeps> = {}) {
-  const ownStore = await openStore({ dataDir: mkdtempSync(path.join(tmpdir(), 'berth-')) });
+  const ownDir = mkdtempSync(path.join(tmpdir(), 'berth-'));
+  const ownStore = await openStore({ dataDir: ownDir });
   await ownStore.migrate();
   const feed = new LocalRunFeed();
   const server = await buildServer({
     runFeed: feed,
     store: ownStore,
     secrets: SecretBox.fromKey(Buffer.alloc(32, 4)),
+    blobs: await BlobStore.open(path.join(ownDir, 'blobs'), 1024 * 1024),
     adminTokenHash: hashToken(ADMIN),
     version: 'test',
     ...deps,
@@ -296,7 +300,12 @@ async function ownServer(deps: Partial<ServerDeps> = {}) {
     )
   ).workerId as string;
   await other('POST', '/worker/lease', { workerId: worker, waitMs: 0 }, token);
-  return { server, store: ownStore, feed, base, port, other, token, run, worker };
+  const close = async (): Promise<void> => {
+    await server.close();
+    await ownStore.close();
+    rmSync(ownDir, { recursive: true, force: true });
+  };
+  return { server, store: ownStore, feed, base, port, other, token, run, worker, close };
 }
 
 describe('a client that reads nothing', () => {
@@ -325,14 +334,13 @@ describe('a client that reads nothing', () => {
     await until('the slow reader to be dropped', () => own.feed.followers(own.run) === 0);
     expect(socket.bytesRead).toBe(0);
     socket.destroy();
-    await own.server.close();
-    await own.store.close();
+    await own.close();
   }, 60_000);
 });
 
 describe('closing the server', () => {
   it('ends open log streams and long polls, so close() returns', async () => {
-    const { server, store: closingStore, feed, base, token, run, worker } = await ownServer();
+    const { server, feed, base, token, run, worker, close } = await ownServer();
     // A follower of the running run, and a worker waiting for more work for a minute.
     const stream = await fetch(`${base}/api/v1/runs/${run}/logs/stream`, {
       headers: { authorization: `Bearer ${ADMIN}` },
@@ -349,11 +357,10 @@ describe('closing the server', () => {
     );
     // Without letting go of them, close() waits for the keep-alive timeout (72 s): past this
     // test's 30 s.
-    await server.close();
+    await close();
     expect((await polling).status).toBe(204);
     const text = await streamed;
     expect(text).toContain('event: run');
     expect(text).not.toContain('event: end');
-    await closingStore.close();
   }, 30_000);
 });

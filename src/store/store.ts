@@ -106,7 +106,11 @@ export interface Run {
   imageReference: string | null;
   imageDigest: string | null;
   imageSource: string | null;
+  /** The id (content digest) of the image the job ran in. */
+  imageId: string | null;
   plan: PlanCounts | null;
+  /** The sealed seal of the saved workspace waiting for the apply (never shown by the API). */
+  workspaceSeal: string | null;
   createdAt: string;
   updatedAt: string;
 }
@@ -128,7 +132,9 @@ export interface RunPatch {
   imageReference?: string | null;
   imageDigest?: string | null;
   imageSource?: string | null;
+  imageId?: string | null;
   plan?: PlanCounts | null;
+  workspaceSeal?: string | null;
   /** Ends the worker's lease (the run ended or waits); the worker stays recorded. */
   releaseWorker?: boolean;
   /** Forgets the worker too (the run goes back to the queue before anything of it ran). */
@@ -243,6 +249,8 @@ export interface Store {
    * how many chunks changed. The values themselves are not stored.
    */
   remaskLog(runId: string, values: readonly string[]): Promise<number>;
+  /** Bytes of the run's log stored so far (what counts against the server's limit). */
+  logBytes(runId: string): Promise<number>;
   readLog(runId: string, afterSeq: number, limit: number): Promise<LogChunk[]>;
   /** The sequence number the next chunk of the run's log gets (a new worker continues there). */
   nextLogSeq(runId: string): Promise<number>;
