@@ -12,6 +12,7 @@ import { DEFAULT_SAVED_WORKSPACE_LIMIT } from '../launcher/run-job.js';
 import { buildRunnerImage, readSettings } from '../launcher/runner-image.js';
 import { dockerConfigDirFrom } from '../registry/docker-config.js';
 import { HttpWorkerProtocol } from '../worker/protocol.js';
+import { RepositoryCache } from '../worker/repository-cache.js';
 import { Worker } from '../worker/worker.js';
 import type { Output } from './render.js';
 import { workerAdmin } from './remote.js';
@@ -149,6 +150,12 @@ export async function runWorker(options: {
       engineVersion: version_.Version ?? 'unknown',
       workerId,
       buildRunnerImage: (image, onLine) => buildRunnerImage(engine, image, onLine),
+      repositories: new RepositoryCache({
+        dir: path.join(settings.stateDir, 'repositories'),
+        owner: currentLauncherId(),
+        isOwnerAlive: isLauncherAlive,
+        env,
+      }),
       say: (line) => io.stderr.write(`berth: ${line}\n`),
     });
     await worker.start();
