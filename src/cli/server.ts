@@ -1,4 +1,5 @@
 /** `berth server` and `berth worker`: the control plane and a launcher that leases its runs. */
+import { unknownVariablesWarning } from '../domain/worker-settings.js';
 import { homedir } from 'node:os';
 import path from 'node:path';
 import type { Command } from 'commander';
@@ -39,6 +40,8 @@ export function registerServer(
       'SQLite database, secrets key and blobs (default: $BERTH_DATA_DIR or ~/.local/share/berth)',
     )
     .action(async (opts: { listen: string; dataDir?: string }) => {
+      const unknown = unknownVariablesWarning(env);
+      if (unknown) io.stderr.write(`berth: ${unknown}\n`);
       const { host, port } = listenAddress(opts.listen);
       const leaseText = env.BERTH_WORKER_LEASE_TIMEOUT?.trim() || '60s';
       const lease = parseDuration(leaseText);

@@ -15,6 +15,7 @@ import { planRun, type RunSettings } from '../launcher/plan-run.js';
 import { parseAllowList } from '../domain/pool-policy.js';
 import { startRun, type RunningJob } from '../launcher/run-job.js';
 import type { DockerConfigDir } from '../registry/docker-config.js';
+import { extraMountsFor, jobVariables, type WorkerJobSettings } from '../domain/worker-settings.js';
 import { LogShipper } from './log-shipper.js';
 import type { RepositoryCache } from './repository-cache.js';
 import { prepareSource, type RunSource } from './source.js';
@@ -39,6 +40,8 @@ export interface WorkerOptions {
   workerId?: string;
   /** Builds the standard runner image when a run needs it and it is missing (as berth run does). */
   buildRunnerImage?: (image: string, onLine: (line: string) => void) => Promise<ResolvedImage>;
+  /** The worker's own variables and bind mounts for every job (whitelist, masks, extra mounts). */
+  jobSettings: Pick<WorkerJobSettings, 'env' | 'secretEnv' | 'mounts'>;
   /** The repository cache runs check their source out of (in the state directory). */
   repositories: RepositoryCache;
   say: (line: string) => void;
@@ -181,12 +184,7 @@ export class Worker {
           `a task run needs .berth/task.sh in the stack's source (${assignment.stack.projectRoot || '.'})`,
         );
       }
-      const env = Object.fromEntries(
-        source.environment.filter((v) => !v.secret).map((v) => [v.name, v.value]),
-      );
-      const secretEnv = Object.fromEntries(
-        source.environment.filter((v) => v.secret).map((v) => [v.name, v.value]),
-      );
+      const { env, secretEnv } = jobVariables(this.options.jobSettings, source.environment);
       const pool = assignment.pool;
       // A public pool's allow-list is the operator's; berth's default only when it says so.
       let allowList = null;
@@ -212,6 +210,7 @@ export class Worker {
           image: undefined,
           env,
           secretEnv,
+          extraMounts: extraMountsFor(type, this.options.jobSettings.mounts),
           pool: pool.kind,
           allowList,
           ...(pool.pullPolicy ? { pullPolicy: pool.pullPolicy as RunSettings['pullPolicy'] } : {}),
