@@ -58,11 +58,9 @@ describe("a stack's git credentials", () => {
       'has a colon',
     ],
   ])('BERTH_GIT_CREDENTIALS_INVALID: %j for %s', (variables, url, message) => {
+    expect(() => gitCredentialsFrom(url, variables)).toThrow(message);
     expect(() => gitCredentialsFrom(url, variables)).toThrow(
-      expect.objectContaining({
-        code: 'BERTH_GIT_CREDENTIALS_INVALID',
-        message: expect.stringContaining(message),
-      }),
+      expect.objectContaining({ code: 'BERTH_GIT_CREDENTIALS_INVALID' }),
     );
   });
 });

@@ -117,8 +117,9 @@ describe('whitelisted and masked variables', () => {
       /SPACELIFT_WORKER_RO_EXTRA_MOUNTS: "relative:\/x": both paths must be absolute/,
     ],
   ])('refuses %j (BERTH_USAGE)', (env, message) => {
+    expect(() => readWorkerJobSettings(env)).toThrow(message);
     expect(() => readWorkerJobSettings(env)).toThrow(
-      expect.objectContaining({ code: 'BERTH_USAGE', message: expect.stringMatching(message) }),
+      expect.objectContaining({ code: 'BERTH_USAGE' }),
     );
   });
 
