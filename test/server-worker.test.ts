@@ -4,38 +4,25 @@
  * killed mid-run leaves a FAILED run with a reason (within the lease) and a container its next
  * start removes.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { EngineClient } from '../src/executor/docker/engine-client.js';
 import { expectNothingLeftBehind } from './harness/cleanup.js';
-import { BERTH_BIN, spawnBerth, type BerthProcess } from './harness/cli.js';
+import {
+  createLocalPool,
+  startBerthServer,
+  type BerthServer,
+  stopWorkers,
+} from './harness/berth-server.js';
+import { spawnBerth, type BerthProcess } from './harness/cli.js';
 import { testEngine } from './harness/engine.js';
 import { tempDir } from './harness/ownership.js';
 
 let engine: EngineClient;
-let server: ChildProcess;
-let url = '';
-let admin = '';
+let server: BerthServer;
 const workers: BerthProcess[] = [];
-
-async function api<T = Record<string, unknown>>(
-  method: string,
-  route: string,
-  body?: unknown,
-): Promise<{ status: number; body: T }> {
-  const res = await fetch(`${url}/api/v1${route}`, {
-    method,
-    headers: {
-      authorization: `Bearer ${admin}`,
-      ...(body === undefined ? {} : { 'content-type': 'application/json' }),
-    },
-    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-  });
-  const text = await res.text();
-  return { status: res.status, body: (text ? JSON.parse(text) : {}) as T };
-}
+const api: BerthServer['api'] = (method, route, body) => server.api(method, route, body);
 
 interface RunBody {
   id: string;
@@ -55,19 +42,12 @@ async function settled(id: string, states: string[], timeoutMs = 60_000): Promis
   }
 }
 
-async function createPool(id: string): Promise<string> {
-  // The tests' images are this engine's own: the pool runs them without a registry.
-  const created = await api<{ token: string }>('POST', '/pools', {
-    id,
-    kind: 'private',
-    pullPolicy: 'never',
-  });
-  expect(created.status).toBe(201);
-  return created.body.token;
+function createPool(id: string): Promise<string> {
+  return createLocalPool(server, id);
 }
 
 function startWorker(token: string, stateDir: string): BerthProcess {
-  const worker = spawnBerth(['worker', '--server', url], {
+  const worker = spawnBerth(['worker', '--server', server.url], {
     BERTH_POOL_TOKEN: token,
     BERTH_STATE_DIR: stateDir,
   });
@@ -84,44 +64,18 @@ function repo(task: string): string {
 
 beforeAll(async () => {
   engine = testEngine();
-  const dataDir = tempDir('berth-server-');
   // The server lives for the whole file (the per-test leak check ends the harness's children);
   // it makes no containers, and afterAll ends it.
-  server = spawn(
-    process.execPath,
-    [BERTH_BIN, 'server', '--listen', '127.0.0.1:0', '--data-dir', dataDir],
-    {
-      env: { ...process.env, NO_COLOR: '1', BERTH_WORKER_LEASE_TIMEOUT: '3s' },
-      stdio: ['ignore', 'ignore', 'pipe'],
-    },
-  );
-  let said = '';
-  await new Promise<void>((resolve, reject) => {
-    server.stderr?.on('data', (chunk: Buffer) => {
-      said += chunk.toString();
-      if (/listening on http/.test(said)) resolve();
-    });
-    server.on('exit', (code) => reject(new Error(`berth server exited (${code}): ${said}`)));
-  });
-  url = /listening on (http:\/\/\S+)/.exec(said)?.[1] as string;
-  admin = /admin token \(shown once, keep it\): (\S+)/.exec(said)?.[1] as string;
-  expect(admin).toMatch(/^berth_admin_/);
+  server = await startBerthServer({ BERTH_WORKER_LEASE_TIMEOUT: '3s' });
 });
 
 afterEach(async () => {
-  for (const worker of workers.splice(0)) {
-    worker.child.kill('SIGTERM');
-    await worker.exited;
-  }
+  await stopWorkers(workers);
   await expectNothingLeftBehind(engine);
 });
 
 afterAll(async () => {
-  if (server && server.exitCode === null) {
-    const exited = new Promise((resolve) => server.on('exit', resolve));
-    server.kill('SIGTERM');
-    await exited;
-  }
+  await server?.stop();
   engine?.close();
 });
 

@@ -188,12 +188,16 @@ export function gitFailure(
   const said = lastGitLine(stderr);
   const host = hostOf(context.repository);
   switch (classifyGitFailure(stderr)) {
-    case 'auth':
+    case 'auth': {
+      // git's "could not read Username … terminal prompts disabled" only means: HTTP 401.
+      const why = /could not read (Username|Password)/i.test(said)
+        ? 'HTTP 401: the server wants other credentials'
+        : `git: ${said}`;
       return new BerthError(
         'BERTH_GIT_AUTH_FAILED',
         context.credentials === 'none'
-          ? `${shown} asked for credentials and the stack has none (git: ${said})`
-          : `${shown} refused the stack's ${context.credentials === 'token' ? GIT_VARIABLES.token : GIT_VARIABLES.sshKey} (git: ${said})`,
+          ? `${shown} asked for credentials and the stack has none (${why})`
+          : `${shown} refused the stack's ${context.credentials === 'token' ? GIT_VARIABLES.token : GIT_VARIABLES.sshKey} (${why})`,
         {
           hint:
             context.credentials === 'ssh-key'
@@ -201,6 +205,7 @@ export function gitFailure(
               : `Set a token with read access to the repository: berth stack env set STACK ${GIT_VARIABLES.token} --secret (and ${GIT_VARIABLES.username} if the host needs a particular user name).`,
         },
       );
+    }
     case 'not-found':
       return new BerthError(
         'BERTH_GIT_REPOSITORY_NOT_FOUND',
