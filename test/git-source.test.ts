@@ -13,6 +13,8 @@ import { BerthError } from '../src/domain/errors.js';
 import type { GitCredentials } from '../src/domain/git-source.js';
 import { currentLauncherId, isLauncherAlive } from '../src/launcher/launcher-identity.js';
 import { openGitAccess } from '../src/git/git-command.js';
+import type { AssignmentBody } from '../src/worker/protocol.js';
+import { prepareSource } from '../src/worker/source.js';
 import { RepositoryCache, type CheckoutRequest } from '../src/worker/repository-cache.js';
 import {
   commitFiles,
@@ -294,5 +296,60 @@ describe('git over SSH with a deploy key', () => {
     );
     expect(err.code).toBe('BERTH_GIT_HOST_KEY_UNKNOWN');
     expect(err.hint).toContain('BERTH_GIT_KNOWN_HOSTS');
+  });
+});
+
+describe("the worker's run source", () => {
+  /** An assignment as the server sends it, with only what prepareSource reads filled in. */
+  function assignment(
+    stack: { repository: string | null; localDir: string | null },
+    environment: { name: string; value: string; secret: boolean }[],
+  ): AssignmentBody {
+    return {
+      run: { commit: first } as AssignmentBody['run'],
+      stack: {
+        id: 'infra',
+        branch: 'main',
+        projectRoot: '',
+        tool: null,
+        toolVersion: null,
+        runnerImage: null,
+        labels: [],
+        ...stack,
+      },
+      environment,
+      pool: { kind: 'private' } as AssignmentBody['pool'],
+      logNext: 1,
+    };
+  }
+
+  it('checks the commit out and keeps the BERTH_GIT_ variables from the job', async () => {
+    const source = await prepareSource(
+      assignment({ repository: `${http.url}infra.git`, localDir: null }, [
+        { name: 'BERTH_GIT_TOKEN', value: TOKEN, secret: true },
+        { name: 'BERTH_GIT_USERNAME', value: 'deploy', secret: false },
+        { name: 'TF_LOG', value: 'info', secret: false },
+      ]),
+      cache(),
+    );
+    expect(readFileSync(path.join(source.dir, 'main.tf'), 'utf8')).toBe('one\n');
+    expect(source.environment).toEqual([{ name: 'TF_LOG', value: 'info', secret: false }]);
+    await source.cleanup();
+    expect(existsSync(source.dir)).toBe(false);
+  });
+
+  it('BERTH_GIT_CREDENTIALS_INVALID: a token for an SSH URL, before any git runs', async () => {
+    const err = await failure(
+      prepareSource(
+        assignment({ repository: 'ssh://git@127.0.0.1:1/infra.git', localDir: null }, [
+          { name: 'BERTH_GIT_TOKEN', value: TOKEN, secret: true },
+        ]),
+        cache(),
+      ),
+    );
+    expect(err.code).toBe('BERTH_GIT_CREDENTIALS_INVALID');
+    expect(err.message).toBe(
+      'BERTH_GIT_TOKEN is set but ssh://***@127.0.0.1:1/infra.git is not an https:// URL',
+    );
   });
 });
