@@ -268,6 +268,17 @@ describe('git over SSH with a deploy key', () => {
     expect(after).toEqual(before);
   });
 
+  it('keeps the key in a 0600 file of a 0700 directory only while git runs, never on its command line', async () => {
+    const access = await openGitAccess(url, key(), { env: process.env });
+    const keyFile = /IdentityFile='([^']+)'/.exec(access.env.GIT_SSH_COMMAND ?? '')?.[1] as string;
+    expect(statSync(keyFile).mode & 0o777).toBe(0o600);
+    expect(statSync(path.dirname(keyFile)).mode & 0o777).toBe(0o700);
+    expect(readFileSync(keyFile, 'utf8')).toBe(ssh.deployKey);
+    expect(access.options.join(' ') + access.env.GIT_SSH_COMMAND).not.toContain('PRIVATE KEY');
+    await access.close();
+    expect(existsSync(path.dirname(keyFile))).toBe(false);
+  });
+
   it('BERTH_GIT_AUTH_FAILED: a key the server does not know', async () => {
     const [other] = makeSshKey(tempDir('berth-key-'), 'other');
     const err = await failure(

@@ -43,8 +43,8 @@ interface RunBody {
   commit: string | null;
 }
 
-async function runToEnd(stack: string): Promise<RunBody> {
-  const created = await api<RunBody>('POST', `/stacks/${stack}/runs`, { type: 'task' });
+async function runToEnd(stack: string, type = 'task'): Promise<RunBody> {
+  const created = await api<RunBody>('POST', `/stacks/${stack}/runs`, { type });
   expect(created.status).toBe(201);
   for (;;) {
     const run = (await api<RunBody>('GET', `/runs/${created.body.id}`)).body;
@@ -243,6 +243,38 @@ describe("the worker's own settings", () => {
       'ro: not mounted in a write run',
     ]);
     expect(readFileSync(path.join(wo, 'out'), 'utf8')).toBe('written\n');
+
+    // A proposed run only plans: it gets the read-only runs' mounts, not the write runs'.
+    writeFileSync(path.join(ro, 'file'), 'read-only runs only\n', { mode: 0o644 });
+    const planDir = tempDir('berth-stack-');
+    mkdirSync(path.join(planDir, '.berth'));
+    writeFileSync(
+      path.join(planDir, '.berth', 'workflow.yml'),
+      [
+        'init: echo init',
+        `plan: 'echo "ro: $(cat /mnt/ro/file)"; test -e /mnt/wo || echo "wo: not mounted in a read-only run"; touch "{{ .PlanFileName }}"'`,
+        'showPlan: printf \'{"resource_changes":[]}\'',
+        'apply: "true"',
+        'destroy: "true"',
+        '',
+      ].join('\n'),
+    );
+    expect(
+      (
+        await api('POST', '/stacks', {
+          id: 'settings-plan',
+          localDir: planDir,
+          pool: 'pool-settings',
+          tool: 'CUSTOM',
+          runnerImage: inject('busyboxImage'),
+        })
+      ).status,
+    ).toBe(201);
+    const proposed = await runToEnd('settings-plan', 'proposed');
+    expect(proposed.state, proposed.stateReason ?? '').toBe('FINISHED');
+    const planLog = (await logOf(proposed.id)).lines;
+    expect(planLog).toContain('ro: read-only runs only');
+    expect(planLog).toContain('wo: not mounted in a read-only run');
     expect(worker.stderr()).not.toContain('s.vault-secret-value');
   });
 });
