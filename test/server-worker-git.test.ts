@@ -3,7 +3,8 @@
  * (git http-backend behind HTTPS with Basic authentication): a private repository is checked
  * out with the stack's token, the next run fetches only what is new into the worker's cache, a
  * wrong token fails the run with its code, and the token shows nowhere (API, stored log, job
- * environment, process output). Also the worker's own settings: whitelisted and masked
+ * environment, process output); over SSH, the deploy key and the pinned host key, a changed host
+ * key failing the run. Also the worker's own settings: whitelisted and masked
  * variables, extra mounts, and the warning about an unknown BERTH_ variable.
  */
 import { createHash } from 'node:crypto';
@@ -24,7 +25,9 @@ import { testEngine } from './harness/engine.js';
 import {
   commitFiles,
   createRepository,
+  makeSshKey,
   startGitHttpServer,
+  startSshGitServer,
   type GitHttpServer,
 } from './harness/git-server.js';
 import { tempDir } from './harness/ownership.js';
@@ -180,6 +183,48 @@ describe('a private git repository', () => {
     expect(seen).not.toContain(TOKEN);
     expect(seen).not.toContain('tok-wrong-0000');
     expect(seen).not.toContain(Buffer.from(`deploy:${TOKEN}`).toString('base64'));
+  });
+});
+
+describe('a repository over SSH', () => {
+  it('is checked out with the deploy key against the pinned host key; a changed host key fails the run', async () => {
+    const ssh = await startSshGitServer();
+    try {
+      const repo = createRepository(ssh.root, 'infra');
+      const head = commitFiles(repo, { '.berth/task.sh': 'echo "over ssh as $(id -u)"\n' });
+      const token = await createLocalPool(server, 'pool-ssh');
+      await api('POST', '/stacks', {
+        id: 'ssh-infra',
+        repository: ssh.urlOf(repo),
+        pool: 'pool-ssh',
+        runnerImage: inject('busyboxImage'),
+      });
+      await api('PUT', '/stacks/ssh-infra/env/BERTH_GIT_SSH_KEY', {
+        value: ssh.deployKey,
+        secret: true,
+      });
+      await api('PUT', '/stacks/ssh-infra/env/BERTH_GIT_KNOWN_HOSTS', { value: ssh.knownHosts });
+      await startWorker({ BERTH_POOL_TOKEN: token, BERTH_STATE_DIR: tempDir('berth-worker-') });
+      const run = await runToEnd('ssh-infra');
+      expect(run.state, run.stateReason ?? '').toBe('FINISHED');
+      expect(run.commit).toBe(head);
+      expect((await logOf(run.id)).lines).toEqual(['over ssh as 1983']);
+
+      const [, impostor] = makeSshKey(tempDir('berth-key-'), 'impostor');
+      const pinned = ssh.knownHosts.replace(
+        / \S+ \S+$/,
+        ` ${impostor.split(' ').slice(0, 2).join(' ')}`,
+      );
+      await api('PUT', '/stacks/ssh-infra/env/BERTH_GIT_KNOWN_HOSTS', { value: pinned });
+      const refused = await runToEnd('ssh-infra');
+      expect(refused.state).toBe('FAILED');
+      expect(refused.stateReason).toMatch(
+        /^the SSH host key of \[127\.0\.0\.1\]:\d+ does not match the stack's BERTH_GIT_KNOWN_HOSTS: .* \[BERTH_GIT_HOST_KEY_MISMATCH\]$/,
+      );
+    } finally {
+      await stopWorkers(workers);
+      await ssh.close();
+    }
   });
 });
 
