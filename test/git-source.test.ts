@@ -5,7 +5,15 @@
  * new, survives concurrent checkouts, takes over a dead owner's lock and re-clones when damaged.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  utimesSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -196,6 +204,12 @@ describe('git over HTTPS with a token', () => {
       env: { ...process.env, BERTH_GIT_CA_FILE: http.caFile },
     });
     await stale.checkout(one);
+    expect(existsSync(lock)).toBe(false);
+    // An empty lock whose maker died before writing its name, two minutes old.
+    writeFileSync(lock, '');
+    const twoMinutesAgo = new Date(Date.now() - 120_000);
+    utimesSync(lock, twoMinutesAgo, twoMinutesAgo);
+    await stale.checkout(request());
     expect(existsSync(lock)).toBe(false);
     writeFileSync(lock, currentLauncherId());
     const blocked = new RepositoryCache({

@@ -241,7 +241,9 @@ export class RepositoryCache {
         if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
       }
       const owner = await readFile(file, 'utf8').catch(() => null);
-      if (owner !== null && owner !== '' && !this.options.isOwnerAlive(owner)) {
+      // An empty lock is one whose owner died between making it and writing its name.
+      const ownerless = owner === '' && (await ageMs(file)) > 60_000;
+      if (ownerless || (owner !== null && owner !== '' && !this.options.isOwnerAlive(owner))) {
         // Left by a process that died mid-checkout: take it over.
         await unlink(file).catch(() => undefined);
         continue;
@@ -286,5 +288,12 @@ async function exists(file: string): Promise<boolean> {
 
 async function emptyDirectory(dir: string): Promise<void> {
   await rm(dir, { recursive: true, force: true });
-  await mkdir(dir, { mode: 0o700 });
+  await mkdir(dir);
+}
+
+async function ageMs(file: string): Promise<number> {
+  return stat(file).then(
+    (info) => Date.now() - info.mtimeMs,
+    () => 0,
+  );
 }
