@@ -322,4 +322,39 @@ describe("the worker's own settings", () => {
     expect(planLog).toContain('wo: not mounted in a read-only run');
     expect(worker.stderr()).not.toContain('s.vault-secret-value');
   });
+
+  it("takes the reference's names for the network, the default image and both timeouts", async () => {
+    const token = await createLocalPool(server, 'pool-limits');
+    const stack = async (id: string, task: string): Promise<void> => {
+      const dir = tempDir('berth-stack-');
+      mkdirSync(path.join(dir, '.berth'));
+      writeFileSync(path.join(dir, '.berth', 'task.sh'), task);
+      // No runner image: the worker's default (SPACELIFT_DEFAULT_RUNNER_IMAGE) is the run's.
+      expect(
+        (await api('POST', '/stacks', { id, localDir: dir, pool: 'pool-limits' })).status,
+      ).toBe(201);
+    };
+    await stack('net', 'echo "interfaces: $(ls /sys/class/net | tr "\\n" " ")"\n');
+    await stack('silent', 'echo started\nsleep 60\n');
+    await stack('endless', 'while true; do echo tick; sleep 0.2; done\n');
+    await startWorker({
+      BERTH_POOL_TOKEN: token,
+      BERTH_STATE_DIR: tempDir('berth-worker-'),
+      SPACELIFT_WORKER_NETWORK: 'none',
+      SPACELIFT_DEFAULT_RUNNER_IMAGE: inject('busyboxImage'),
+      SPACELIFT_LAUNCHER_LOGS_TIMEOUT: '2s',
+      SPACELIFT_LAUNCHER_RUN_TIMEOUT: '4s',
+    });
+    const net = await runToEnd('net');
+    expect(net.state, net.stateReason ?? '').toBe('FINISHED');
+    // Network "none": the loopback interface only.
+    expect((await logOf(net.id)).lines).toEqual(['interfaces: lo ']);
+    const image = (await api<{ image: { reference: string } | null }>('GET', `/runs/${net.id}`))
+      .body.image;
+    expect(image?.reference).toContain('busybox');
+    const silent = await runToEnd('silent');
+    expect(silent.stateReason).toMatch(/^stopped: logs-timeout/);
+    const endless = await runToEnd('endless');
+    expect(endless.stateReason).toMatch(/^stopped: run-timeout/);
+  });
 });
