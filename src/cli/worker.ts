@@ -22,6 +22,7 @@ import { RepositoryCache } from '../worker/repository-cache.js';
 import { Worker } from '../worker/worker.js';
 import type { Output } from './render.js';
 import { workerAdmin } from './remote.js';
+import { savedWorkspaceLimit } from './server.js';
 
 function duration(name: string, text: string): number {
   const parsed = parseDuration(text);
@@ -141,7 +142,10 @@ export async function runWorker(options: {
         runtime: settingOf(env, 'BERTH_WORKER_RUNTIME', 'SPACELIFT_WORKER_RUNTIME'),
         pullPolicy: 'auto',
         logLimitBytes: 'bytes' in logLimit ? logLimit.bytes : 4 * 1024 * 1024,
-        savedWorkspaceLimitBytes: DEFAULT_SAVED_WORKSPACE_LIMIT,
+        // As the server's limit (the same variable): a plan that the server would refuse fails here.
+        savedWorkspaceLimitBytes:
+          savedWorkspaceLimit(env.BERTH_SAVED_WORKSPACE_LIMIT?.trim()) ??
+          DEFAULT_SAVED_WORKSPACE_LIMIT,
       },
       dockerConfig: dockerConfigDirFrom(env),
       env,

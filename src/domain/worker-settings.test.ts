@@ -154,11 +154,10 @@ describe('extra mounts', () => {
     expect('error' in parsed && parsed.error).toContain(error);
   });
 
-  it('gives proposed runs the read-only list and the other runs the write list', () => {
+  it('gives read-only runs the read-only list and write runs the write list', () => {
     const m = (target: string) => ({ source: '/s', target, readOnly: false });
     const mounts = { all: [m('/all')], readOnly: [m('/ro')], writeOnly: [m('/wo')] };
-    expect(extraMountsFor('proposed', mounts).map((x) => x.target)).toEqual(['/all', '/ro']);
-    for (const type of ['tracked', 'destroy', 'task'])
-      expect(extraMountsFor(type, mounts).map((x) => x.target)).toEqual(['/all', '/wo']);
+    expect(extraMountsFor(true, mounts).map((x) => x.target)).toEqual(['/all', '/ro']);
+    expect(extraMountsFor(false, mounts).map((x) => x.target)).toEqual(['/all', '/wo']);
   });
 });

@@ -240,11 +240,15 @@ export function readWorkerJobSettings(env: Record<string, string | undefined>): 
 }
 
 /**
- * The extra mounts of one run: the general ones, and the read-only runs' (proposed: plan only)
- * or the write runs' (tracked, destroy, task), as the reference splits them.
+ * The extra mounts of one container: the general ones, and the read-only runs' (a proposed run,
+ * the plan of a tracked run that waits for confirmation) or the write runs' (an apply, a
+ * destroy, a task, a tracked run planned and applied in one go), as the reference splits them.
  */
-export function extraMountsFor(type: string, mounts: WorkerJobSettings['mounts']): ExtraMount[] {
-  return [...mounts.all, ...(type === 'proposed' ? mounts.readOnly : mounts.writeOnly)];
+export function extraMountsFor(
+  readsOnly: boolean,
+  mounts: WorkerJobSettings['mounts'],
+): ExtraMount[] {
+  return [...mounts.all, ...(readsOnly ? mounts.readOnly : mounts.writeOnly)];
 }
 
 /**
