@@ -320,6 +320,18 @@ describe("the worker's own settings", () => {
     const planLog = (await logOf(proposed.id)).lines;
     expect(planLog).toContain('ro: read-only runs only');
     expect(planLog).toContain('wo: not mounted in a read-only run');
+
+    // The plan of a tracked run that waits for confirmation has a container of its own: read-only.
+    const tracked = await api<RunBody>('POST', '/stacks/settings-plan/runs', { type: 'tracked' });
+    expect(tracked.status).toBe(201);
+    for (;;) {
+      const state = (await api<RunBody>('GET', `/runs/${tracked.body.id}`)).body;
+      expect(['FAILED', 'FINISHED']).not.toContain(state.state);
+      if (state.state === 'UNCONFIRMED') break;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    expect((await logOf(tracked.body.id)).lines).toContain('ro: read-only runs only');
+    expect((await api('POST', `/runs/${tracked.body.id}/discard`)).status).toBe(200);
     expect(worker.stderr()).not.toContain('s.vault-secret-value');
   });
 
