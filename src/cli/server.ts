@@ -1,4 +1,5 @@
 /** `berth server` and `berth worker`: the control plane and a launcher that leases its runs. */
+import { unknownVariablesWarning } from '../domain/worker-settings.js';
 import { homedir } from 'node:os';
 import path from 'node:path';
 import type { Command } from 'commander';
@@ -66,6 +67,10 @@ export function registerServer(
       'the most a tracked run may keep between plan and apply (default: $BERTH_SAVED_WORKSPACE_LIMIT or 1GiB)',
     )
     .action(async (opts: { listen?: string; dataDir?: string; savedWorkspaceLimit?: string }) => {
+      const unknown = unknownVariablesWarning(env);
+      if (unknown)
+        io.stderr.write(`berth: ${unknown}
+`);
       const { host, port } = listenAddress(...listenFrom(env, opts.listen));
       const savedWorkspaceLimitBytes = savedWorkspaceLimit(
         opts.savedWorkspaceLimit ?? env.BERTH_SAVED_WORKSPACE_LIMIT?.trim(),
