@@ -24,8 +24,9 @@ export function loginFile(env: NodeJS.ProcessEnv): string {
 }
 
 function readLogin(env: NodeJS.ProcessEnv): Login {
-  const server = env.BERTH_SERVER?.trim();
-  const token = env.BERTH_TOKEN?.trim();
+  // An empty variable counts as unset (as `BERTH_SERVER= berth …` means).
+  const server = env.BERTH_SERVER?.trim() || undefined;
+  const token = env.BERTH_TOKEN?.trim() || undefined;
   if (server && token) return { server, token };
   let saved: Partial<Login> = {};
   try {
