@@ -1,4 +1,5 @@
 /** `berth server` and `berth worker`: the control plane and a launcher that leases its runs. */
+import { unknownVariablesWarning } from '../domain/worker-settings.js';
 import { homedir } from 'node:os';
 import path from 'node:path';
 import type { Command } from 'commander';
@@ -48,11 +49,18 @@ function serverLogLimit(env: NodeJS.ProcessEnv): number {
   return parsed.bytes;
 }
 
-function listenAddress(text: string): { host: string; port: number } {
+/** The address to listen on: --listen, else BERTH_LISTEN, else 127.0.0.1:8080. */
+function listenFrom(env: NodeJS.ProcessEnv, flag?: string): [string, string] {
+  if (flag !== undefined) return [flag, '--listen'];
+  const fromEnv = env.BERTH_LISTEN?.trim();
+  return fromEnv ? [fromEnv, 'BERTH_LISTEN'] : ['127.0.0.1:8080', '--listen'];
+}
+
+function listenAddress(text: string, source: string): { host: string; port: number } {
   const match = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(text.trim());
   const port = Number(match?.[3]);
   if (!match || port > 65535) {
-    throw new BerthError('BERTH_USAGE', `--listen ${JSON.stringify(text)} is not HOST:PORT`, {
+    throw new BerthError('BERTH_USAGE', `${source} ${JSON.stringify(text)} is not HOST:PORT`, {
       hint: 'e.g. --listen 127.0.0.1:8080, or 0.0.0.0:8080 behind a TLS-terminating proxy.',
     });
   }
@@ -81,7 +89,10 @@ export function registerServer(
   program
     .command('server')
     .description('the control plane: stacks, runs, worker pools and workers over an HTTP API')
-    .option('--listen <host:port>', 'address to listen on', '127.0.0.1:8080')
+    .option(
+      '--listen <host:port>',
+      'address to listen on (default: $BERTH_LISTEN or 127.0.0.1:8080)',
+    )
     .option(
       '--data-dir <dir>',
       'SQLite database, secrets key and blobs (default: $BERTH_DATA_DIR or ~/.local/share/berth)',
@@ -97,9 +108,13 @@ export function registerServer(
     )
     .action(
       async (
-        opts: { listen: string; dataDir?: string; savedWorkspaceLimit?: string } & TlsOptions,
+        opts: { listen?: string; dataDir?: string; savedWorkspaceLimit?: string } & TlsOptions,
       ) => {
-        const { host, port } = listenAddress(opts.listen);
+        const unknown = unknownVariablesWarning(env);
+        if (unknown)
+          io.stderr.write(`berth: ${unknown}
+`);
+        const { host, port } = listenAddress(...listenFrom(env, opts.listen));
         const tls = serverTls(opts);
         const logLimitBytes = serverLogLimit(env);
         const savedWorkspaceLimitBytes = savedWorkspaceLimit(
@@ -121,10 +136,10 @@ export function registerServer(
           env,
           version,
           leaseMs: lease.ms,
-          logLimitBytes,
-          ...(tls ? { tls } : {}),
           blobDir: env.BERTH_BLOB_DIR?.trim() || undefined,
           savedWorkspaceLimitBytes,
+          logLimitBytes,
+          ...(tls ? { tls } : {}),
           say: (line) => io.stderr.write(`berth: ${line}\n`),
         });
         await new Promise<void>((resolve) => {
@@ -154,7 +169,7 @@ export function registerUp(
     .description(
       'a berth server (SQLite) and one worker of its private pool "local", on this machine',
     )
-    .option('--listen <host:port>', 'address to listen on', '127.0.0.1:8080')
+    .option('--listen <host:port>', 'as for berth server')
     .option('--data-dir <dir>', 'as for berth server')
     .option('--concurrency <n>', "the local worker's runs at once", '2')
     .option('--tls-cert <file>', 'as for berth server')
@@ -166,15 +181,15 @@ export function registerUp(
     .action(
       async (
         opts: {
-          listen: string;
+          listen?: string;
           dataDir?: string;
           concurrency: string;
           caCert?: string;
         } & TlsOptions,
       ) => {
-        const { host, port } = listenAddress(opts.listen);
+        const { host, port } = listenAddress(...listenFrom(env, opts.listen));
         const tls = serverTls(opts);
-        const cas = trustedCas(opts.caCert ?? env.BERTH_CA_CERT?.trim() ?? opts.tlsCert, env);
+        const cas = trustedCas(opts.caCert ?? (env.BERTH_CA_CERT?.trim() || opts.tlsCert), env);
         const logLimitBytes = serverLogLimit(env);
         const concurrency = Number(opts.concurrency);
         if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 64)
