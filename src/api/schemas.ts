@@ -304,3 +304,21 @@ export const WorkerOutput = closed({
 export const WorkerList = closed({ workers: Type.Array(WorkerOutput) });
 
 export const WorkerParams = closed({ id: Type.String({ pattern: '^[0-9A-HJKMNP-TV-Z]{26}$' }) });
+
+/** The web page's sign-in: a token (admin or API) for a session cookie. */
+export const SignInInput = closed({
+  token: Type.String({ minLength: 1, maxLength: 512 }),
+});
+
+export const SessionOutput = closed({
+  caller: closed({
+    kind: Type.Union([Type.Literal('admin'), Type.Literal('user')]),
+    id: Type.String(),
+  }),
+  /**
+   * With a session cookie: send it as the X-Berth-CSRF header on every request that changes
+   * something. Null for bearer-token callers, which need none.
+   */
+  csrfToken: Type.Union([Type.String(), Type.Null()]),
+  expiresAt: Type.Union([Type.String(), Type.Null()]),
+});

@@ -17,6 +17,7 @@ import { migrateToLatest } from './migrate.js';
 import {
   StoreConflict,
   type ApiToken,
+  type Session,
   type LogChunk,
   type NewRun,
   type Pool,
@@ -755,5 +756,46 @@ export class KyselyStore implements Store {
       .where('token_hash', '=', tokenHash)
       .executeTakeFirst();
     return row ? { id: row.id, name: row.name, role: row.role, createdAt: row.created_at } : null;
+  }
+
+  // Sessions
+
+  async createSession(tokenHash: string, session: Session, at: Date): Promise<void> {
+    await this.db.deleteFrom('sessions').where('expires_at', '<=', iso(at)).execute();
+    await this.db
+      .insertInto('sessions')
+      .values({
+        token_hash: tokenHash,
+        caller_kind: session.callerKind,
+        caller_id: session.callerId,
+        created_at: session.createdAt,
+        expires_at: session.expiresAt,
+      })
+      .execute();
+  }
+
+  async findSession(tokenHash: string, at: Date): Promise<Session | null> {
+    const row = await this.db
+      .selectFrom('sessions')
+      .selectAll()
+      .where('token_hash', '=', tokenHash)
+      .where('expires_at', '>', iso(at))
+      .executeTakeFirst();
+    return row
+      ? {
+          callerKind: row.caller_kind,
+          callerId: row.caller_id,
+          createdAt: row.created_at,
+          expiresAt: row.expires_at,
+        }
+      : null;
+  }
+
+  async deleteSession(tokenHash: string): Promise<boolean> {
+    const result = await this.db
+      .deleteFrom('sessions')
+      .where('token_hash', '=', tokenHash)
+      .executeTakeFirst();
+    return Number(result.numDeletedRows) > 0;
   }
 }

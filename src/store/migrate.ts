@@ -5,9 +5,11 @@
  */
 import { Migrator, type Kysely, type Migration, type MigrationProvider } from 'kysely';
 import * as initial from './migrations/001-initial.js';
+import * as sessions from './migrations/006-sessions.js';
 
 const MIGRATIONS: Record<string, Migration> = {
   '001-initial': initial,
+  '006-sessions': sessions,
 };
 
 const provider: MigrationProvider = {

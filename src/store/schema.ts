@@ -102,6 +102,15 @@ export interface ApiTokensTable {
   created_at: string;
 }
 
+/** A signed-in browser: the SHA-256 of its cookie's value and whom it speaks for. */
+export interface SessionsTable {
+  token_hash: string;
+  caller_kind: 'admin' | 'user';
+  caller_id: string;
+  created_at: string;
+  expires_at: string;
+}
+
 export interface MigrationsBookkeeping {
   id: Generated<number>;
 }
@@ -115,4 +124,5 @@ export interface Database {
   run_states: RunStatesTable;
   log_chunks: LogChunksTable;
   api_tokens: ApiTokensTable;
+  sessions: SessionsTable;
 }

@@ -153,6 +153,14 @@ export interface ApiToken {
   createdAt: string;
 }
 
+/** A browser's sign-in (the web page): whom it speaks for, until when. */
+export interface Session {
+  callerKind: 'admin' | 'user';
+  callerId: string;
+  createdAt: string;
+  expiresAt: string;
+}
+
 export interface Store {
   readonly dialect: 'sqlite' | 'postgres';
   migrate(): Promise<void>;
@@ -235,4 +243,11 @@ export interface Store {
   createToken(token: Omit<ApiToken, 'createdAt'>, tokenHash: string, at: Date): Promise<ApiToken>;
   findTokenByHash(tokenHash: string): Promise<ApiToken | null>;
   findTokenById(id: string): Promise<ApiToken | null>;
+
+  /** Records a session under the hash of its cookie's value; expired sessions are forgotten. */
+  createSession(tokenHash: string, session: Session, at: Date): Promise<void>;
+  /** The session of that hash if it has not expired at `at`. */
+  findSession(tokenHash: string, at: Date): Promise<Session | null>;
+  /** Ends a session (sign-out); false: there was none. */
+  deleteSession(tokenHash: string): Promise<boolean>;
 }
