@@ -3,7 +3,8 @@
  * admin token made on first start (printed once, stored as its hash), the HTTP API, and the
  * sweep that ends runs whose worker stopped answering. Several servers may share one PostgreSQL.
  */
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import type { AddressInfo } from 'node:net';
 import { StoreConflict } from '../store/store.js';
 import { openStore, redact } from '../store/open-store.js';
@@ -34,6 +35,18 @@ export interface RunningServer {
   /** With `localPool`: a fresh token of that pool. */
   poolToken: string | null;
   close(): Promise<void>;
+}
+
+/**
+ * The web page `npm run build` wrote: dist/web beside the bundle this file is part of (or, when
+ * running from source, the repository's dist/web). Without one the server answers the API only.
+ */
+function builtWebPage(): string | undefined {
+  for (const candidate of ['../web/', '../../dist/web/']) {
+    const dir = fileURLToPath(new URL(candidate, import.meta.url));
+    if (existsSync(`${dir}assets`)) return dir;
+  }
+  return undefined;
 }
 
 export async function startServer(options: ServerOptions): Promise<RunningServer> {
@@ -81,6 +94,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       version: options.version,
       leaseMs,
       resolveCommit,
+      webRoot: builtWebPage(),
     });
     await app.listen({ host: options.host, port: options.port });
     const address = app.server.address() as AddressInfo;
