@@ -13,6 +13,7 @@ import {
   TriggerInput,
 } from '../../api/schemas.js';
 import type { Run } from '../../store/store.js';
+import { checkStackImageAllowed } from '../image-policy.js';
 import { ApiError, errorResponses, requirePerson, type ServerContext } from '../app.js';
 
 export function runView(run: Run, states?: { state: Run['state']; at: string }[]) {
@@ -65,6 +66,7 @@ export function registerRunRoutes(server: FastifyInstance, ctx: ServerContext): 
           'Turn on auto-deploy for the stack (PATCH autoDeploy), trigger a proposed run to see the plan, or run `berth run --type tracked` on a machine of the pool.',
         );
       }
+      checkStackImageAllowed(stack, await ctx.store.getPool(stack.poolId));
       // The run is bound to one commit now: the one asked for, or the branch head at this moment.
       const commit = request.body.commit ?? (await ctx.resolveCommit?.(stack)) ?? null;
       const run = await ctx.store.createRun(
