@@ -352,6 +352,10 @@ describe('the web page', () => {
     for (const state of ['QUEUED', 'READY', 'PREPARING', 'INITIALIZING', 'PLANNING', 'FINISHED'])
       expect(timeline).toContain(state);
     expect(await page.locator('.settings').textContent()).toContain(inject('busyboxImage'));
+    // Where the image choice came from: the stack's own setting.
+    expect(await page.locator('.settings').textContent()).toContain(
+      'Image chosen bystack settings',
+    );
     await expectAccessible('a finished run');
     await screenshots('run');
 

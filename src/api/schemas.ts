@@ -167,7 +167,15 @@ export const RunOutput = closed({
   image: closed({
     reference: Type.Union([Type.String(), Type.Null()]),
     digest: Type.Union([Type.String(), Type.Null()]),
-    source: Type.Union([Type.String(), Type.Null()]),
+    source: Type.Union([Type.String(), Type.Null()], {
+      description: 'how the worker got it: present, pulled or built',
+    }),
+    chosenBy: Type.Optional(
+      Type.Union([Type.String(), Type.Null()], {
+        description:
+          "where the image was chosen: the runtime configuration's file, stack settings, pool default or berth's default",
+      }),
+    ),
   }),
   plan: Type.Union([Counts, Type.Null()]),
   states: Type.Optional(Type.Array(closed({ state: RunStateSchema, at: Type.String() }))),
@@ -273,6 +281,7 @@ export const StateReport = closed({
       reference: Type.String({ maxLength: 512 }),
       digest: Type.Union([Type.String({ maxLength: 600 }), Type.Null()]),
       source: Type.String({ maxLength: 64 }),
+      chosenBy: Type.Optional(Type.String({ maxLength: 200 })),
     }),
   ),
   plan: Type.Optional(Counts),

@@ -494,6 +494,32 @@ describe('the worker protocol', () => {
   });
 });
 
+describe('a public pool at trigger', () => {
+  it("refuses a run whose stack's runner image comes from a registry off the pool's allow-list", async () => {
+    expect((await call('POST', '/api/v1/pools', { id: 'open', kind: 'public' })).status).toBe(201);
+    const created = await call('POST', '/api/v1/stacks', {
+      id: 'on-open',
+      repository: 'https://git.example.com/on-open.git',
+      runnerImage: 'registry.internal.example:5000/team/runner:1',
+      pool: 'open',
+    });
+    expect(created.status).toBe(201);
+    const refused = await call('POST', '/api/v1/stacks/on-open/runs', { type: 'proposed' });
+    expect(refused.status).toBe(400);
+    expect(refused.body.code).toBe('IMAGE_NOT_ALLOWED');
+    expect(refused.body.message).toContain(
+      "registry registry.internal.example:5000 is not on this public pool's allow-list",
+    );
+    expect(refused.body.hint).toContain('move the stack to a private pool');
+    expect((await call('GET', '/api/v1/runs?stack=on-open')).body.runs).toEqual([]);
+    // An allow-listed registry is fine.
+    await call('PATCH', '/api/v1/stacks/on-open', { runnerImage: 'public.ecr.aws/team/runner:1' });
+    expect((await call('POST', '/api/v1/stacks/on-open/runs', { type: 'proposed' })).status).toBe(
+      201,
+    );
+  });
+});
+
 describe('browser sessions', () => {
   type Raw = Awaited<ReturnType<typeof app.inject>>;
   const signIn = (token: string, address = '127.0.0.1'): Promise<Raw> =>

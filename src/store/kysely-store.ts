@@ -98,6 +98,7 @@ function toRun(row: Selectable<RunsTable>): Run {
     imageReference: row.image_reference,
     imageDigest: row.image_digest,
     imageSource: row.image_source,
+    imageChoice: row.image_choice,
     plan: row.plan === null ? null : (JSON.parse(row.plan) as Run['plan']),
     createdAt: row.created_at,
     updatedAt: row.updated_at,
@@ -434,6 +435,7 @@ export class KyselyStore implements Store {
         image_reference: null,
         image_digest: null,
         image_source: null,
+        image_choice: null,
         plan: null,
         created_at: iso(at),
         updated_at: iso(at),
@@ -538,6 +540,7 @@ export class KyselyStore implements Store {
       if (patch.imageReference !== undefined) set.image_reference = patch.imageReference;
       if (patch.imageDigest !== undefined) set.image_digest = patch.imageDigest;
       if (patch.imageSource !== undefined) set.image_source = patch.imageSource;
+      if (patch.imageChoice !== undefined) set.image_choice = patch.imageChoice;
       if (patch.plan !== undefined)
         set.plan = patch.plan === null ? null : JSON.stringify(patch.plan);
       // The lease ends; the worker stays recorded as the one that ran the run (unless it goes

@@ -74,6 +74,8 @@ export interface RunsTable {
   image_reference: string | null;
   image_digest: string | null;
   image_source: string | null;
+  /** Where the image was chosen: runtime configuration, stack, pool default, berth's default. */
+  image_choice: string | null;
   /** JSON: { add, change, destroy, replace } or null. */
   plan: string | null;
   created_at: string;

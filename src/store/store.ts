@@ -105,6 +105,8 @@ export interface Run {
   imageReference: string | null;
   imageDigest: string | null;
   imageSource: string | null;
+  /** Where the image was chosen (runtime configuration, stack settings, pool default, built-in). */
+  imageChoice: string | null;
   plan: PlanCounts | null;
   createdAt: string;
   updatedAt: string;
@@ -127,6 +129,7 @@ export interface RunPatch {
   imageReference?: string | null;
   imageDigest?: string | null;
   imageSource?: string | null;
+  imageChoice?: string | null;
   plan?: PlanCounts | null;
   /** Ends the worker's lease (the run ended or waits); the worker stays recorded. */
   releaseWorker?: boolean;

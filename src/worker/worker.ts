@@ -250,7 +250,12 @@ export class Worker {
                 shipper.add(`[berth: warning: ${event.message}]\n`);
                 break;
               case 'image.resolved':
-                image = { reference: event.reference, digest: event.digest, source: event.source };
+                image = {
+                  reference: event.reference,
+                  digest: event.digest,
+                  source: event.source,
+                  chosenBy: planned.imageSource,
+                };
                 break;
               case 'plan.summary':
                 plan = {

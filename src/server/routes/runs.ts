@@ -28,7 +28,12 @@ export function runView(run: Run, states?: { state: Run['state']; at: string }[]
     triggeredBy: run.triggeredBy,
     autoDeploy: run.autoDeploy,
     worker: run.workerId,
-    image: { reference: run.imageReference, digest: run.imageDigest, source: run.imageSource },
+    image: {
+      reference: run.imageReference,
+      digest: run.imageDigest,
+      source: run.imageSource,
+      chosenBy: run.imageChoice,
+    },
     plan: run.plan,
     ...(states ? { states } : {}),
     createdAt: run.createdAt,

@@ -191,6 +191,7 @@ export function registerWorkerRoutes(server: FastifyInstance, ctx: ServerContext
                   imageReference: body.image.reference,
                   imageDigest: body.image.digest,
                   imageSource: body.image.source,
+                  ...(body.image.chosenBy ? { imageChoice: body.image.chosenBy } : {}),
                 }
               : {}),
             ...(body.plan ? { plan: body.plan } : {}),

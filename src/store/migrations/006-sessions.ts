@@ -1,4 +1,7 @@
-/** 006: browser sessions of the web page, stored as the SHA-256 of their cookie's value. */
+/**
+ * 006: browser sessions of the web page, stored as the SHA-256 of their cookie's value; and where
+ * a run's runner image was chosen (the web page shows it).
+ */
 import type { Kysely } from 'kysely';
 
 export async function up(db: Kysely<unknown>): Promise<void> {
@@ -10,5 +13,6 @@ export async function up(db: Kysely<unknown>): Promise<void> {
     .addColumn('created_at', 'text', (c) => c.notNull())
     .addColumn('expires_at', 'text', (c) => c.notNull())
     .execute();
+  await db.schema.alterTable('runs').addColumn('image_choice', 'text').execute();
   await db.schema.createIndex('sessions_expiry').on('sessions').columns(['expires_at']).execute();
 }

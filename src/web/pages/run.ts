@@ -87,7 +87,8 @@ function details(run: Run): HTMLElement {
       'Image digest',
       run.image.digest ? h('code', { class: 'digest' }, run.image.digest) : null,
     ),
-    ...item('Image chosen by', run.image.source),
+    ...item('Image chosen by', run.image.chosenBy ?? null),
+    ...item('Image on the worker', run.image.source),
     ...item('Pool', run.pool),
   );
 }
