@@ -51,6 +51,15 @@ export class AnsiParser {
       .filter((s) => s.text.length > 0);
   }
 
+  /**
+   * Text that is not shown (it scrolled out of the page's window before it was drawn): only its
+   * effect on the style counts. Only its last 64 KiB are read, so a 50 MB log costs no more than
+   * a short one; a colour set earlier than that and never reset is the one thing lost.
+   */
+  skip(text: string): void {
+    this.parse(text.slice(-65_536));
+  }
+
   private segment(text: string): Segment {
     const s = this.style;
     const classes: string[] = [];

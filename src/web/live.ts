@@ -15,7 +15,9 @@ export interface Follower {
   onError(err: unknown): void;
 }
 
-const POLL_MS = 250;
+const POLL_MS = 150;
+/** Chunks per poll: a worker's chunk may be large, and one answer is parsed at once. */
+const POLL_CHUNKS = 50;
 
 /** Starts following; the answer stops it. */
 export function followRun(api: ApiClient, runId: string, follower: Follower): () => void {
@@ -33,9 +35,9 @@ export function followRun(api: ApiClient, runId: string, follower: Follower): ()
     let ended = false;
     while (!stopped) {
       try {
-        const page = await api.logs(runId, last, 1000);
+        const page = await api.logs(runId, last, POLL_CHUNKS);
         for (const chunk of page.chunks) log(chunk);
-        if (page.chunks.length === 1000) continue;
+        if (page.chunks.length === POLL_CHUNKS) continue;
         if (ended) break;
         if (Date.now() - lastRunCheck > 1000) {
           lastRunCheck = Date.now();

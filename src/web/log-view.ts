@@ -13,6 +13,8 @@ import { AnsiParser, type Segment } from './ansi.js';
 import { h } from './dom.js';
 
 const MASK = '*****';
+/** Lines drawn in one frame at most: the rest waits for the next frames, the page stays responsive. */
+const LINES_PER_FRAME = 400;
 /** How close to the end (in pixels) still counts as "at the end". */
 const END_SLACK = 24;
 
@@ -86,24 +88,34 @@ export class LogView {
 
   private draw(): void {
     this.scheduled = false;
-    const text = this.pending.join('');
+    let text = this.pending.join('');
     this.pending = [];
-    const pieces = text.split('\n');
-    // pieces[0] continues the open line; each later piece starts a new line.
-    if (pieces[0]) this.fill(this.openLine(), pieces[0]);
-    let rest = pieces.slice(1);
-    if (rest.length > this.maxLines) {
-      // These would leave the window at once: keep only their colours' effect, draw nothing.
-      const skipped = rest.length - this.maxLines;
-      this.parser.parse(rest.slice(0, skipped).join('\n'));
-      this.hidden += skipped + this.count;
+    const cut = startOfLastLines(text, this.maxLines);
+    if (cut >= 0) {
+      // Everything before the last maxLines lines would leave the window at once: draw none of
+      // it, and drop what the page holds; only its colours carry on.
+      const skipped = text.slice(0, cut);
+      this.hidden += this.count + countLines(skipped);
+      this.parser.skip(skipped);
       this.lines.replaceChildren();
       this.count = 0;
       this.open = null;
-      rest = rest.slice(skipped);
+      text = text.slice(cut + 1);
     }
+    // Only so many lines this frame; the rest is drawn in the next ones (or skipped, if more
+    // text arrives meanwhile than the window holds).
+    const later = indexAfterLines(text, LINES_PER_FRAME);
+    if (later >= 0) {
+      this.pending.push(text.slice(later));
+      text = text.slice(0, later);
+      this.scheduled = true;
+      requestAnimationFrame(() => this.draw());
+    }
+    const pieces = text.split('\n');
+    // pieces[0] continues the open line; each later piece starts a new line.
+    if (pieces[0]) this.fill(this.openLine(), pieces[0]);
     const fragment = document.createDocumentFragment();
-    for (const piece of rest) {
+    for (const piece of pieces.slice(1)) {
       const line = h('div', { class: 'line' });
       this.fill(line, piece);
       fragment.appendChild(line);
@@ -154,6 +166,35 @@ export class LogView {
     this.jump.hidden = true;
     this.scroller.scrollTop = this.scroller.scrollHeight;
   }
+}
+
+/**
+ * Where the last `lines` lines of `text` start: the index of the newline before them, or -1 when
+ * the text has no more than that many newlines (cheap: it looks only at the end of the text).
+ */
+export function startOfLastLines(text: string, lines: number): number {
+  let at = text.length;
+  for (let n = 0; n <= lines; n += 1) {
+    at = text.lastIndexOf('\n', at - 1);
+    if (at < 0) return -1;
+  }
+  return at;
+}
+
+/** The index just after the `lines`-th newline of `text`, or -1 when it has no more. */
+function indexAfterLines(text: string, lines: number): number {
+  let at = -1;
+  for (let n = 0; n < lines; n += 1) {
+    at = text.indexOf('\n', at + 1);
+    if (at < 0) return -1;
+  }
+  return at + 1 < text.length ? at + 1 : -1;
+}
+
+function countLines(text: string): number {
+  let count = 0;
+  for (let at = text.indexOf('\n'); at >= 0; at = text.indexOf('\n', at + 1)) count += 1;
+  return count;
 }
 
 /** A segment's text in its style, with masked values marked for the eye and screen readers. */
