@@ -12,12 +12,7 @@
 export const BATCH_BYTES = 64 * 1024;
 /** The server takes at most this many chunks in one batch. */
 export const BATCH_CHUNKS = 1000;
-/**
- * How long the first line of a batch waits for company: short, since a person may be watching the
- * log live in the web page (docs/performance.md: line written to line drawn); a chatty job still
- * fills batches by size first.
- */
-const BATCH_DELAY_MS = 50;
+const BATCH_DELAY_MS = 200;
 export const PENDING_LIMIT_BYTES = 64 * 1024 * 1024;
 
 /** An answer of the server that sending again cannot change. */
