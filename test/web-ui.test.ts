@@ -389,6 +389,41 @@ describe('the web page', () => {
     expect(await page.locator('.timeline').textContent()).toContain('APPLYING');
   });
 
+  it('confirms a tracked run waiting for confirmation, and shows the apply finish', async () => {
+    await page.goto(`${url}/ui/stacks/network`);
+    await page.getByRole('button', { name: 'Trigger tracked run' }).click();
+    // Until tracked runs wait for confirmation on workers (issue 9's confirmation work), the
+    // server refuses them at trigger, and the page says so with the server's reason.
+    const refused = page.getByRole('alert').filter({ hasText: 'CONFIRMATION_NOT_SUPPORTED' });
+    const opened = page.waitForURL(/\/ui\/runs\//, { timeout: 10_000 }).then(
+      () => true,
+      () => false,
+    );
+    const wasRefused = refused.waitFor({ timeout: 10_000 }).then(
+      () => false,
+      () => true,
+    );
+    if (!(await Promise.race([opened, wasRefused]))) {
+      expect(await refused.textContent()).toContain('has no auto-deploy');
+      return;
+    }
+    await page.locator('.log').getByText('first line of the plan').waitFor({ timeout: 90_000 });
+    await touchInContainer(engine, await runningContainer(), '/tmp/go');
+    await waitForState('UNCONFIRMED');
+    expect((await page.locator('.plan').textContent())?.replace(/\s+/g, '')).toBe(
+      '2toadd1tochange1todestroy',
+    );
+    expect(await page.getByRole('button', { name: 'Cancel' }).count()).toBe(0);
+    await page.getByRole('button', { name: 'Discard' }).waitFor();
+    await page.getByRole('button', { name: 'Confirm' }).click();
+    await waitForState('FINISHED');
+    await page.locator('.log').getByText('applying planned').waitFor();
+    const timeline = (await page.locator('.timeline').textContent()) ?? '';
+    for (const state of ['UNCONFIRMED', 'CONFIRMED', 'APPLYING', 'FINISHED'])
+      expect(timeline).toContain(state);
+    expect(await page.getByRole('button', { name: /Confirm|Discard|Cancel/ }).count()).toBe(0);
+  });
+
   it('cancels a running run from its page', async () => {
     await page.goto(`${url}/ui/stacks/billing`);
     await page.getByRole('button', { name: 'Trigger proposed run' }).click();

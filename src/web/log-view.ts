@@ -2,9 +2,10 @@
  * The run page's log: colours rendered from ANSI codes (ansi.ts), every text in text nodes,
  * masked values (`*****`) and berth's own notes (`[berth: …]`, such as the mark where a long
  * log was cut between its head and tail) marked. It keeps a bounded window of lines in the page
- * (`maxLines`), so following a run that writes 50 MB stays as fast as following one that writes
- * 50 lines: text arrives in batches, is drawn once per frame, and lines that would scroll out of
- * the window at once are never drawn. The whole log is one click away (the download link).
+ * (`maxLines`), so the page stays usable while it follows a run that writes 50 MB: text arrives
+ * in batches, is drawn once per frame, at most LINES_PER_FRAME lines a frame; text that would
+ * scroll out of the window at once is never drawn; lines out of view are not laid out (CSS
+ * content-visibility). The whole log is one click away (the download link).
  *
  * Auto-scroll follows the end while the reader is there; scrolling up stops it (a button leads
  * back), and scrolling to the end again resumes it.
@@ -13,7 +14,7 @@ import { AnsiParser, type Segment } from './ansi.js';
 import { h } from './dom.js';
 
 const MASK = '*****';
-/** Lines drawn in one frame at most: the rest waits for the next frames, the page stays responsive. */
+/** Lines drawn in one frame at most: the rest waits for the next frames. */
 const LINES_PER_FRAME = 400;
 /** How close to the end (in pixels) still counts as "at the end". */
 const END_SLACK = 24;
