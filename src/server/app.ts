@@ -30,6 +30,10 @@ import { registerWorkerRoutes } from './routes/worker.js';
 import { registerWorkerAdminRoutes } from './routes/workers.js';
 import { PoolSignals } from './pool-signals.js';
 import type { SecretBox } from './secrets.js';
+import type { StackVariable } from '../domain/git-source.js';
+import type { BlobStore } from './blob-store.js';
+import { isTerminal } from '../domain/run-state.js';
+import type { Run } from '../store/store.js';
 
 export const API_VERSION = 'v1';
 export const BODY_LIMIT = 1024 * 1024;
@@ -37,17 +41,21 @@ export const BODY_LIMIT = 1024 * 1024;
 export interface ServerDeps {
   store: Store;
   secrets: SecretBox;
+  /** Saved workspaces of tracked runs waiting for confirmation. */
+  blobs: BlobStore;
   /** SHA-256 of an admin token kept outside the store (tests); the store's tokens work too. */
   adminTokenHash?: string;
   version: string;
   now?: () => Date;
   newId?: () => string;
-  /** The commit a run is bound to when none is given: the head of the stack's branch. */
-  resolveCommit?: (stack: {
-    repository: string | null;
-    branch: string | null;
-    localDir: string | null;
-  }) => Promise<string | null>;
+  /**
+   * The commit a run is bound to when none is given: the head of the stack's branch, read with
+   * the stack's git credentials (its BERTH_GIT_* variables, opened).
+   */
+  resolveCommit?: (
+    stack: { repository: string | null; branch: string | null; localDir: string | null },
+    variables: StackVariable[],
+  ) => Promise<string | null>;
   /** Failed authentications allowed per address per minute. */
   authFailureLimit?: number;
   /** How long a worker's hold on a run lasts without a heartbeat. */
@@ -351,6 +359,14 @@ export function requireAdmin(request: FastifyRequest): Person {
     throw new ApiError(403, 'FORBIDDEN', 'only the admin token may do this');
   }
   return caller;
+}
+
+/** A run that has ended needs no saved workspace any more: its blob goes (nothing leaks on disk). */
+export async function forgetWorkspaceIfEnded(
+  ctx: Pick<ServerContext, 'blobs'>,
+  run: Pick<Run, 'id' | 'state'>,
+): Promise<void> {
+  if (isTerminal(run.state)) await ctx.blobs.delete(run.id);
 }
 
 export const errorResponses = {

@@ -99,7 +99,9 @@ function toRun(row: Selectable<RunsTable>): Run {
     imageDigest: row.image_digest,
     imageSource: row.image_source,
     imageChoice: row.image_choice,
+    imageId: row.image_id,
     plan: row.plan === null ? null : (JSON.parse(row.plan) as Run['plan']),
+    workspaceSeal: row.workspace_seal,
     createdAt: row.created_at,
     updatedAt: row.updated_at,
   };
@@ -436,7 +438,9 @@ export class KyselyStore implements Store {
         image_digest: null,
         image_source: null,
         image_choice: null,
+        image_id: null,
         plan: null,
+        workspace_seal: null,
         created_at: iso(at),
         updated_at: iso(at),
       };
@@ -541,6 +545,8 @@ export class KyselyStore implements Store {
       if (patch.imageDigest !== undefined) set.image_digest = patch.imageDigest;
       if (patch.imageSource !== undefined) set.image_source = patch.imageSource;
       if (patch.imageChoice !== undefined) set.image_choice = patch.imageChoice;
+      if (patch.imageId !== undefined) set.image_id = patch.imageId;
+      if (patch.workspaceSeal !== undefined) set.workspace_seal = patch.workspaceSeal;
       if (patch.plan !== undefined)
         set.plan = patch.plan === null ? null : JSON.stringify(patch.plan);
       // The lease ends; the worker stays recorded as the one that ran the run (unless it goes
@@ -592,6 +598,8 @@ export class KyselyStore implements Store {
           state: sql<string>`case when state = 'READY' then 'PREPARING' else 'PREPARING_APPLY' end`,
           worker_id: workerId,
           lease_expires_at: iso(new Date(at.getTime() + leaseMs)),
+          // No container of this lease has started yet (the apply's worker starts a new one).
+          started: 0,
           state_reason: null,
           updated_at: iso(at),
         })

@@ -78,6 +78,13 @@ export interface RunsTable {
   image_choice: string | null;
   /** JSON: { add, change, destroy, replace } or null. */
   plan: string | null;
+  /**
+   * The seal (key, nonce, tag) of the run's saved workspace, sealed with the server's secrets
+   * key; null when no workspace waits (migration 002).
+   */
+  workspace_seal: string | null;
+  /** The id (content digest) of the image the run's plan ran in (migration 002). */
+  image_id: string | null;
   created_at: string;
   updated_at: string;
 }

@@ -107,7 +107,11 @@ export interface Run {
   imageSource: string | null;
   /** Where the image was chosen (runtime configuration, stack settings, pool default, built-in). */
   imageChoice: string | null;
+  /** The id (content digest) of the image the job ran in. */
+  imageId: string | null;
   plan: PlanCounts | null;
+  /** The sealed seal of the saved workspace waiting for the apply (never shown by the API). */
+  workspaceSeal: string | null;
   createdAt: string;
   updatedAt: string;
 }
@@ -130,7 +134,9 @@ export interface RunPatch {
   imageDigest?: string | null;
   imageSource?: string | null;
   imageChoice?: string | null;
+  imageId?: string | null;
   plan?: PlanCounts | null;
+  workspaceSeal?: string | null;
   /** Ends the worker's lease (the run ended or waits); the worker stays recorded. */
   releaseWorker?: boolean;
   /** Forgets the worker too (the run goes back to the queue before anything of it ran). */

@@ -3,13 +3,16 @@
  * runs up to `concurrency` of them at once through the same launcher as `berth run`, ships each
  * run's masked log in ordered batches, reports its states, and heartbeats. SIGTERM drains (no new
  * runs, the current ones finish); a second SIGTERM stops them the documented way.
+ *
+ * A tracked run without auto-deploy is two leases, maybe on two workers: the plan ends at
+ * UNCONFIRMED with its sealed workspace uploaded to the server (and this worker free again); after
+ * a confirm, the worker that leases the apply downloads it and the launcher restores it whole
+ * into a new container, in the image the plan ran in.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
-import { hostname, tmpdir } from 'node:os';
+import { mkdir, rm } from 'node:fs/promises';
+import { hostname } from 'node:os';
 import path from 'node:path';
-import { execFile } from 'node:child_process';
 import { BerthError, coerceError } from '../domain/errors.js';
-import { gitEnvironment, gitSafetyOptions } from '../domain/git-environment.js';
 import type { RunEvent } from '../domain/run-events.js';
 import type { RunStateName } from '../domain/run-state.js';
 import type { RunType } from '../domain/workflow.js';
@@ -17,9 +20,14 @@ import type { Executor, ResolvedImage } from '../executor/executor.js';
 import { readJobFile } from '../launcher/job-files.js';
 import { planRun, type RunSettings } from '../launcher/plan-run.js';
 import { parseAllowList } from '../domain/pool-policy.js';
-import { startRun, type RunningJob } from '../launcher/run-job.js';
+import { startRun, type ResumeOptions, type RunningJob } from '../launcher/run-job.js';
+import { openSealed } from '../launcher/sealed-archive.js';
+import { sealFromText, type Seal } from '../domain/workspace-seal.js';
 import type { DockerConfigDir } from '../registry/docker-config.js';
+import { extraMountsFor, jobVariables, type WorkerJobSettings } from '../domain/worker-settings.js';
 import { LogShipper } from './log-shipper.js';
+import type { RepositoryCache } from './repository-cache.js';
+import { prepareSource, type RunSource } from './source.js';
 import type { AssignmentBody, Report, WorkerProtocol } from './protocol.js';
 
 type PlanCounts = NonNullable<Report['plan']>;
@@ -41,6 +49,10 @@ export interface WorkerOptions {
   workerId?: string;
   /** Builds the standard runner image when a run needs it and it is missing (as berth run does). */
   buildRunnerImage?: (image: string, onLine: (line: string) => void) => Promise<ResolvedImage>;
+  /** The worker's own variables and bind mounts for every job (whitelist, masks, extra mounts). */
+  jobSettings: Pick<WorkerJobSettings, 'env' | 'secretEnv' | 'mounts'>;
+  /** The repository cache runs check their source out of (in the state directory). */
+  repositories: RepositoryCache;
   say: (line: string) => void;
 }
 
@@ -162,16 +174,17 @@ export class Worker {
       };
       reporting = reporting.then(() => this.deliverReport(runId, body, slot));
     };
-    let source: { dir: string; cleanup: () => Promise<void> } | null = null;
+    let source: RunSource | null = null;
     try {
-      source = await checkout(assignment);
+      source = await prepareSource(assignment, this.options.repositories);
+      for (const warning of source.warnings) shipper.add(`[berth: warning: ${warning}]\n`);
       const type = assignment.run.type.toLowerCase() as RunType;
-      if (type === 'tracked' && !assignment.run.autoDeploy) {
-        throw new BerthError(
-          'BERTH_USAGE',
-          'this worker cannot yet keep a plan for confirmation across workers: turn on auto-deploy for the stack, or plan and apply with `berth run --type tracked` on a machine of the pool',
-        );
-      }
+      const resume = assignment.resume ? await this.fetchWorkspace(assignment) : undefined;
+      // The apply runs in the image the plan ran in: by its registry digest when it has one.
+      const pinnedImage = resume
+        ? (assignment.run.image.digest ?? assignment.run.image.reference ?? undefined)
+        : undefined;
+      let kept: Seal | null = null;
       const command =
         type === 'task' ? ((await readJobFile(source.dir, '.berth/task.sh')) ?? '') : '';
       if (type === 'task' && command.trim() === '') {
@@ -180,12 +193,7 @@ export class Worker {
           `a task run needs .berth/task.sh in the stack's source (${assignment.stack.projectRoot || '.'})`,
         );
       }
-      const env = Object.fromEntries(
-        assignment.environment.filter((v) => !v.secret).map((v) => [v.name, v.value]),
-      );
-      const secretEnv = Object.fromEntries(
-        assignment.environment.filter((v) => v.secret).map((v) => [v.name, v.value]),
-      );
+      const { env, secretEnv } = jobVariables(this.options.jobSettings, source.environment);
       const pool = assignment.pool;
       // A public pool's allow-list is the operator's; berth's default only when it says so.
       let allowList = null;
@@ -208,9 +216,15 @@ export class Worker {
         autoDeploy: assignment.run.autoDeploy,
         settings: {
           ...this.options.settings,
-          image: undefined,
+          image: pinnedImage,
           env,
           secretEnv,
+          // A plan that waits for confirmation has a container of its own: a read-only run too.
+          extraMounts: extraMountsFor(
+            type === 'proposed' ||
+              (type === 'tracked' && !assignment.run.autoDeploy && !assignment.resume),
+            this.options.jobSettings.mounts,
+          ),
           pool: pool.kind,
           allowList,
           ...(pool.pullPolicy ? { pullPolicy: pool.pullPolicy as RunSettings['pullPolicy'] } : {}),
@@ -224,6 +238,11 @@ export class Worker {
         defaultRunnerImage: this.options.defaultRunnerImage,
         launcherId: this.options.launcherId,
         confirm: () => Promise.resolve(false),
+        // The plan waits on the server: its workspace goes there, and this worker is free.
+        handOver: async (archive, signal) => {
+          await this.upload(runId, archive.file, signal);
+          kept = archive.seal;
+        },
       });
       const { usesDefaultImage, ...planOptions } = planned;
       const build = this.options.buildRunnerImage;
@@ -232,6 +251,7 @@ export class Worker {
       const running = startRun(
         {
           ...planOptions,
+          ...(resume ? { resume } : {}),
           buildMissingImage:
             usesDefaultImage && build
               ? (onLine: (line: string) => void) => build(planned.image, onLine)
@@ -255,6 +275,7 @@ export class Worker {
                   digest: event.digest,
                   source: event.source,
                   chosenBy: planned.imageSource,
+                  ...(event.id ? { id: event.id } : {}),
                 };
                 break;
               case 'plan.summary':
@@ -300,6 +321,7 @@ export class Worker {
         ...(reason ? { reason } : {}),
         ...(image ? { image } : {}),
         ...(plan ? { plan } : {}),
+        ...(summary.state === 'UNCONFIRMED' && kept ? { workspace: sealBody(kept) } : {}),
       });
     } catch (err) {
       const error = coerceError(err);
@@ -310,7 +332,45 @@ export class Worker {
       await reporting;
       this.running.delete(runId);
       await source?.cleanup();
+      await rm(this.workspaceFile(runId), { force: true });
     }
+  }
+
+  /**
+   * Uploads a plan's sealed workspace; again after a network or server error (the server
+   * replaces a broken upload whole), never after a refusal.
+   */
+  private async upload(runId: string, file: string, signal: AbortSignal): Promise<void> {
+    for (let attempt = 1; ; attempt += 1) {
+      try {
+        await this.options.protocol.uploadWorkspace(this.workerId, runId, file, signal);
+        return;
+      } catch (err) {
+        const status = (err as { status?: number }).status ?? 0;
+        if ((status >= 400 && status < 500) || attempt >= 5 || signal.aborted) throw err;
+        this.options.say(
+          `run ${runId}: uploading the saved workspace failed (${coerceError(err).message}); trying again`,
+        );
+        await new Promise((resolve) => setTimeout(resolve, 1000 * attempt));
+      }
+    }
+  }
+
+  private workspaceFile(runId: string): string {
+    return path.join(this.options.stateDir, 'runs', runId, 'workspace.download');
+  }
+
+  /** The saved workspace of a confirmed run's plan, from the server, with what opens it. */
+  private async fetchWorkspace(assignment: AssignmentBody): Promise<ResumeOptions> {
+    const runId = assignment.run.id;
+    const given = assignment.resume as NonNullable<AssignmentBody['resume']>;
+    const seal = sealFromText(JSON.stringify(given.seal));
+    if (!seal)
+      throw new BerthError('BERTH_SAVED_WORKSPACE_INVALID', 'the server sent no usable seal');
+    const file = this.workspaceFile(runId);
+    await mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
+    await this.options.protocol.downloadWorkspace(this.workerId, runId, file);
+    return { archive: openSealed(file, seal), imageId: given.imageId };
   }
 
   /**
@@ -357,40 +417,11 @@ function printableReason(text: string): string {
   return text.replace(/[\u0000-\u0008\u000b-\u001f\u007f]/g, '?').slice(0, 4000);
 }
 
-/** The run's source on this machine: the stack's local directory, or a checkout of its commit. */
-async function checkout(
-  assignment: AssignmentBody,
-): Promise<{ dir: string; cleanup: () => Promise<void> }> {
-  const stack = assignment.stack;
-  if (stack.localDir) return { dir: stack.localDir, cleanup: () => Promise.resolve() };
-  if (!stack.repository) throw new BerthError('BERTH_USAGE', `stack ${stack.id} has no source`);
-  const dir = await mkdtemp(path.join(tmpdir(), 'berth-checkout-'));
-  // file:// only on a private pool (the server lets only the admin name one there).
-  const allowFile = assignment.pool.kind === 'private';
-  const git = (args: string[]): Promise<void> =>
-    new Promise((resolve, reject) => {
-      execFile(
-        'git',
-        [...gitSafetyOptions(allowFile), ...args],
-        { timeout: 10 * 60_000, env: gitEnvironment(process.env) },
-        (err, _stdout, stderr) =>
-          err
-            ? reject(
-                new BerthError(
-                  'BERTH_WORKSPACE_UNREADABLE',
-                  `git ${args[0]} of ${stack.repository} failed: ${stderr.trim().split('\n').at(-1) ?? err.message}`,
-                ),
-              )
-            : resolve(),
-      );
-    });
-  try {
-    await git(['clone', '--quiet', '--no-checkout', '--', stack.repository, dir]);
-    const target = assignment.run.commit ?? `origin/${stack.branch ?? 'main'}`;
-    await git(['-C', dir, 'checkout', '--quiet', '--detach', target]);
-  } catch (err) {
-    await rm(dir, { recursive: true, force: true });
-    throw err;
-  }
-  return { dir, cleanup: () => rm(dir, { recursive: true, force: true }) };
+/** The seal as the server takes it (base64 fields). */
+function sealBody(seal: Seal): { key: string; iv: string; tag: string } {
+  return {
+    key: seal.key.toString('base64'),
+    iv: seal.iv.toString('base64'),
+    tag: seal.tag.toString('base64'),
+  };
 }

@@ -1,4 +1,5 @@
 /** Runs: trigger (bound to one commit), list, show, logs, confirm, discard, cancel. */
+import { GIT_VARIABLES, type StackVariable } from '../../domain/git-source.js';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { FastifyInstance } from 'fastify';
 import { cancelTarget, type RunKind } from '../../domain/run-state.js';
@@ -14,7 +15,13 @@ import {
 } from '../../api/schemas.js';
 import type { Run } from '../../store/store.js';
 import { checkStackImageAllowed } from '../image-policy.js';
-import { ApiError, errorResponses, requirePerson, type ServerContext } from '../app.js';
+import {
+  ApiError,
+  errorResponses,
+  forgetWorkspaceIfEnded,
+  requirePerson,
+  type ServerContext,
+} from '../app.js';
 
 export function runView(run: Run, states?: { state: Run['state']; at: string }[]) {
   return {
@@ -47,6 +54,18 @@ async function existingRun(ctx: ServerContext, id: string): Promise<Run> {
   return run;
 }
 
+/** The stack's git credentials (BERTH_GIT_* variables), opened for the commit's resolution. */
+async function gitVariables(ctx: ServerContext, stackId: string): Promise<StackVariable[]> {
+  const names: string[] = Object.values(GIT_VARIABLES);
+  return (await ctx.store.listStackVariables(stackId))
+    .filter((v) => names.includes(v.name))
+    .map((v) => ({
+      name: v.name,
+      value: v.secret ? ctx.secrets.open(v.value) : v.value,
+      secret: v.secret,
+    }));
+}
+
 export function registerRunRoutes(server: FastifyInstance, ctx: ServerContext): void {
   const api = server.withTypeProvider<TypeBoxTypeProvider>();
 
@@ -63,17 +82,12 @@ export function registerRunRoutes(server: FastifyInstance, ctx: ServerContext): 
       const caller = requirePerson(request);
       const stack = await ctx.store.getStack(request.params.id);
       if (!stack) throw new ApiError(404, 'NOT_FOUND', `stack ${request.params.id} does not exist`);
-      if (request.body.type === 'tracked' && !stack.autoDeploy) {
-        throw new ApiError(
-          400,
-          'CONFIRMATION_NOT_SUPPORTED',
-          `stack ${stack.id} has no auto-deploy, and workers cannot yet keep a plan waiting for confirmation`,
-          'Turn on auto-deploy for the stack (PATCH autoDeploy), trigger a proposed run to see the plan, or run `berth run --type tracked` on a machine of the pool.',
-        );
-      }
       checkStackImageAllowed(stack, await ctx.store.getPool(stack.poolId));
       // The run is bound to one commit now: the one asked for, or the branch head at this moment.
-      const commit = request.body.commit ?? (await ctx.resolveCommit?.(stack)) ?? null;
+      const commit =
+        request.body.commit ??
+        (await ctx.resolveCommit?.(stack, await gitVariables(ctx, stack.id))) ??
+        null;
       const run = await ctx.store.createRun(
         {
           id: ctx.newId(),
@@ -171,6 +185,8 @@ export function registerRunRoutes(server: FastifyInstance, ctx: ServerContext): 
           },
           ctx.now(),
         );
+        // A discarded or canceled plan's workspace goes at once.
+        await forgetWorkspaceIfEnded(ctx, changed);
         ctx.signals.notify(changed.poolId);
         return runView(changed);
       },
