@@ -124,6 +124,22 @@ export default tseslint.config(
     'src/worker talks to the server only through its protocol (see docs/development/architecture.md).',
   ),
   restrict(
+    ['src/web/**'],
+    [
+      '**/executor/**',
+      '**/registry/**',
+      '**/workflow/**',
+      '**/launcher/**',
+      '**/cli/**',
+      '**/net/**',
+      '**/store/**',
+      '**/server/**',
+      '**/worker/**',
+      'node:*',
+    ],
+    'src/web is the browser page: it talks to the server through src/api/client.ts only (see docs/development/architecture.md).',
+  ),
+  restrict(
     ['src/store/**'],
     [
       '**/executor/**',

@@ -3,7 +3,8 @@
 // time Node.js spends loading berth (see docs/performance.md). Dependencies that only some runs
 // load (the AWS SDK, openpgp, fflate, undici, the YAML parser) stay ordinary packages, loaded by Node.js
 // when first used. Type checking is `npm run typecheck`; this step does not check types.
-import { rm } from 'node:fs/promises';
+import { readFile, rm, writeFile } from 'node:fs/promises';
+import path from 'node:path';
 import { build } from 'esbuild';
 
 const outdir = 'dist/bundle';
@@ -45,3 +46,28 @@ const bytes = Object.values(result.metafile.outputs).reduce((sum, o) => sum + o.
 console.log(
   `built ${outdir}/main.js (${Object.keys(result.metafile.outputs).length} files, ${(bytes / 1024).toFixed(0)} KiB)`,
 );
+
+// The web page (src/web): a browser bundle and its stylesheet, named by content hash, and the
+// page that loads them. `berth server` serves dist/web; nothing of it comes from elsewhere.
+const web = await build({
+  entryPoints: { app: 'src/web/main.ts', style: 'src/web/style.css' },
+  bundle: true,
+  platform: 'browser',
+  target: ['chrome120', 'firefox120', 'safari17'],
+  format: 'esm',
+  minify: true,
+  outdir: 'dist/web',
+  entryNames: 'assets/[name]-[hash]',
+  legalComments: 'none',
+  metafile: true,
+  logLevel: 'warning',
+});
+const assets = Object.keys(web.metafile.outputs).map((file) => path.relative('dist/web', file));
+const script = assets.find((file) => /^assets\/app-.*\.js$/.test(file));
+const style = assets.find((file) => /^assets\/style-.*\.css$/.test(file));
+const page = (await readFile('src/web/index.html', 'utf8'))
+  .replace('/ui/assets/SCRIPT', `/ui/${script}`)
+  .replace('/ui/assets/STYLE', `/ui/${style}`);
+await writeFile('dist/web/index.html', page);
+const webBytes = Object.values(web.metafile.outputs).reduce((sum, o) => sum + o.bytes, 0);
+console.log(`built dist/web (${(webBytes / 1024).toFixed(0)} KiB)`);

@@ -1,6 +1,8 @@
 /**
- * The one typed client of the API, for the command line (and the web page): every call's types
+ * The one typed client of the API, for the command line and the web page: every call's types
  * come from the same schemas the server validates with. Errors keep the server's code and hint.
+ * The command line sends a bearer token; the web page (token null) is signed in by its session
+ * cookie, which the browser sends itself, and adds the session's CSRF token to every change.
  */
 import type { Static } from 'typebox';
 import type {
@@ -9,6 +11,7 @@ import type {
   PoolOutput,
   PoolWithToken,
   RunOutput,
+  SessionOutput,
   StackInput,
   StackOutput,
   StackPatchInput,
@@ -78,6 +81,10 @@ async function* serverSentEvents(body: ReadableStream<Uint8Array>): AsyncGenerat
     }
   }
 }
+export type Session = Static<typeof SessionOutput>;
+
+/** The header a cookie-signed-in page sends its CSRF token in (the server checks it). */
+export const CSRF_HEADER = 'x-berth-csrf';
 
 export class ApiClientError extends Error {
   constructor(
@@ -92,19 +99,28 @@ export class ApiClientError extends Error {
 }
 
 export class ApiClient {
+  /** The web page's CSRF token, once signed in (sent with every call that changes something). */
+  csrfToken: string | null = null;
+
   constructor(
     readonly baseUrl: string,
-    private readonly token: string,
+    private readonly token: string | null,
     private readonly fetchImpl: typeof fetch = fetch,
   ) {}
+
+  /** The URL of an API path (the web page links the stored log's download with it). */
+  url(path: string): string {
+    return `${this.baseUrl.replace(/\/+$/, '')}/api/v1${path}`;
+  }
 
   private async call<T>(method: string, path: string, body?: unknown): Promise<T> {
     let res: Response;
     try {
-      res = await this.fetchImpl(`${this.baseUrl.replace(/\/+$/, '')}/api/v1${path}`, {
+      res = await this.fetchImpl(this.url(path), {
         method,
         headers: {
-          authorization: `Bearer ${this.token}`,
+          ...(this.token === null ? {} : { authorization: `Bearer ${this.token}` }),
+          ...(this.csrfToken === null || method === 'GET' ? {} : { [CSRF_HEADER]: this.csrfToken }),
           ...(body === undefined ? {} : { 'content-type': 'application/json' }),
         },
         ...(body === undefined ? {} : { body: JSON.stringify(body) }),
@@ -127,6 +143,22 @@ export class ApiClient {
     return parsed as T;
   }
 
+  /** Signs the web page in: the answer sets the session cookie. */
+  signIn = async (token: string): Promise<Session> => {
+    const session = await this.call<Session>('POST', '/session', { token });
+    this.csrfToken = session.csrfToken;
+    return session;
+  };
+  /** Who is signed in (and, for a cookie, its CSRF token again after a reload). */
+  session = async (): Promise<Session> => {
+    const session = await this.call<Session>('GET', '/session');
+    this.csrfToken = session.csrfToken;
+    return session;
+  };
+  signOut = async (): Promise<void> => {
+    await this.call('DELETE', '/session');
+    this.csrfToken = null;
+  };
   listStacks = async (): Promise<Stack[]> =>
     (await this.call<{ stacks: Stack[] }>('GET', '/stacks')).stacks;
   getStack = (id: string): Promise<Stack> => this.call('GET', `/stacks/${encodeURIComponent(id)}`);
@@ -207,7 +239,7 @@ export class ApiClient {
       `${this.baseUrl.replace(/\/+$/, '')}/api/v1/runs/${encodeURIComponent(id)}/logs/stream`,
       {
         headers: {
-          authorization: `Bearer ${this.token}`,
+          ...(this.token === null ? {} : { authorization: `Bearer ${this.token}` }),
           accept: 'text/event-stream',
           'last-event-id': String(after),
         },
@@ -263,8 +295,16 @@ export class ApiClient {
     }
   }
 
-  logs = (id: string, after: number): Promise<Log> =>
-    this.call('GET', `/runs/${encodeURIComponent(id)}/logs?after=${after}`);
+  logs = (id: string, after: number, limit?: number): Promise<Log> =>
+    this.call(
+      'GET',
+      `/runs/${encodeURIComponent(id)}/logs?after=${after}${limit ? `&limit=${limit}` : ''}`,
+    );
+  /** The whole stored (masked) log as a text file. */
+  logDownloadPath = (id: string): string => `/runs/${encodeURIComponent(id)}/logs/download`;
+  /** Live log and states as server-sent events (see docs/server.md). */
+  logStreamPath = (id: string, after: number): string =>
+    `/runs/${encodeURIComponent(id)}/logs/stream?after=${after}`;
   decide = (id: string, decision: 'confirm' | 'discard' | 'cancel'): Promise<Run> =>
     this.call('POST', `/runs/${encodeURIComponent(id)}/${decision}`);
   createPool = (input: Static<typeof PoolInput>): Promise<Static<typeof PoolWithToken>> =>

@@ -167,7 +167,15 @@ export const RunOutput = closed({
   image: closed({
     reference: Type.Union([Type.String(), Type.Null()]),
     digest: Type.Union([Type.String(), Type.Null()]),
-    source: Type.Union([Type.String(), Type.Null()]),
+    source: Type.Union([Type.String(), Type.Null()], {
+      description: 'how the worker got it: present, pulled or built',
+    }),
+    chosenBy: Type.Optional(
+      Type.Union([Type.String(), Type.Null()], {
+        description:
+          "where the image was chosen: the runtime configuration's file, stack settings, pool default or berth's default",
+      }),
+    ),
   }),
   plan: Type.Union([Counts, Type.Null()]),
   states: Type.Optional(Type.Array(closed({ state: RunStateSchema, at: Type.String() }))),
@@ -292,6 +300,7 @@ export const StateReport = closed({
       reference: Type.String({ maxLength: 512 }),
       digest: Type.Union([Type.String({ maxLength: 600 }), Type.Null()]),
       source: Type.String({ maxLength: 64 }),
+      chosenBy: Type.Optional(Type.String({ maxLength: 200 })),
       id: Type.Optional(Type.String({ maxLength: 600 })),
     }),
   ),
@@ -351,3 +360,21 @@ export const WorkerOutput = closed({
 export const WorkerList = closed({ workers: Type.Array(WorkerOutput) });
 
 export const WorkerParams = closed({ id: Type.String({ pattern: '^[0-9A-HJKMNP-TV-Z]{26}$' }) });
+
+/** The web page's sign-in: a token (admin or API) for a session cookie. */
+export const SignInInput = closed({
+  token: Type.String({ minLength: 1, maxLength: 512 }),
+});
+
+export const SessionOutput = closed({
+  caller: closed({
+    kind: Type.Union([Type.Literal('admin'), Type.Literal('user')]),
+    id: Type.String(),
+  }),
+  /**
+   * With a session cookie: send it as the X-Berth-CSRF header on every request that changes
+   * something. Null for bearer-token callers, which need none.
+   */
+  csrfToken: Type.Union([Type.String(), Type.Null()]),
+  expiresAt: Type.Union([Type.String(), Type.Null()]),
+});

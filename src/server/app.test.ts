@@ -3,7 +3,15 @@
  * stacks and write-only secrets, runs and the state machine's refusals, and bad input of every
  * kind answered with a 4xx and a stable code, never a 500, never a changed record.
  */
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import fc from 'fast-check';
@@ -12,7 +20,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openStore } from '../store/open-store.js';
 import type { Store } from '../store/store.js';
 import { buildServer, openApiDocument } from './app.js';
-import { hashToken } from './auth.js';
+import { hashToken, sessionSetCookie } from './auth.js';
 import { SecretBox } from './secrets.js';
 import { BlobStore } from './blob-store.js';
 
@@ -513,6 +521,208 @@ describe('the worker protocol', () => {
     const logs = await call('GET', `/api/v1/runs/${runId}/logs`);
     expect((logs.body.chunks as { text: string }[]).map((c) => c.text).join('')).toBe(
       'hello\nworld\n',
+    );
+  });
+});
+
+describe('a public pool at trigger', () => {
+  it("refuses a run whose stack's runner image comes from a registry off the pool's allow-list", async () => {
+    expect((await call('POST', '/api/v1/pools', { id: 'open', kind: 'public' })).status).toBe(201);
+    const created = await call('POST', '/api/v1/stacks', {
+      id: 'on-open',
+      repository: 'https://git.example.com/on-open.git',
+      runnerImage: 'registry.internal.example:5000/team/runner:1',
+      pool: 'open',
+    });
+    expect(created.status).toBe(201);
+    const refused = await call('POST', '/api/v1/stacks/on-open/runs', { type: 'proposed' });
+    expect(refused.status).toBe(400);
+    expect(refused.body.code).toBe('IMAGE_NOT_ALLOWED');
+    expect(refused.body.message).toContain(
+      "registry registry.internal.example:5000 is not on this public pool's allow-list",
+    );
+    expect(refused.body.hint).toContain('move the stack to a private pool');
+    expect((await call('GET', '/api/v1/runs?stack=on-open')).body.runs).toEqual([]);
+    // An allow-listed registry is fine.
+    await call('PATCH', '/api/v1/stacks/on-open', { runnerImage: 'public.ecr.aws/team/runner:1' });
+    expect((await call('POST', '/api/v1/stacks/on-open/runs', { type: 'proposed' })).status).toBe(
+      201,
+    );
+  });
+});
+
+describe('browser sessions', () => {
+  type Raw = Awaited<ReturnType<typeof app.inject>>;
+  const signIn = (token: string, address = '127.0.0.1'): Promise<Raw> =>
+    app.inject({
+      method: 'POST',
+      url: '/api/v1/session',
+      remoteAddress: address,
+      payload: { token },
+    });
+  const cookieOf = (res: Raw): string => {
+    const value = /^berth_session=([^;]+)/.exec(String(res.headers['set-cookie']))?.[1];
+    expect(value).toMatch(/^[A-Za-z0-9_-]{43}$/);
+    return `berth_session=${value}`;
+  };
+  const withCookie = (
+    method: 'GET' | 'POST' | 'DELETE',
+    url: string,
+    cookie: string,
+    headers: Record<string, string> = {},
+    payload?: Record<string, unknown>,
+  ): Promise<Raw> =>
+    app.inject({ method, url, headers: { cookie, ...headers }, ...(payload ? { payload } : {}) });
+
+  it('signs in with a token for an HttpOnly, SameSite=Strict cookie whose value is stored hashed only', async () => {
+    const res = await signIn(ADMIN);
+    expect(res.statusCode).toBe(201);
+    const setCookie = String(res.headers['set-cookie']);
+    expect(setCookie).toMatch(/^berth_session=[A-Za-z0-9_-]{43}; Max-Age=43200; /);
+    expect(setCookie.split('; ').slice(2)).toEqual(['Path=/', 'HttpOnly', 'SameSite=Strict']);
+    const cookie = cookieOf(res);
+    const body = JSON.parse(res.body) as { caller: unknown; csrfToken: string };
+    expect(body.caller).toEqual({ kind: 'admin', id: 'admin' });
+    const value = cookie.split('=')[1] as string;
+    expect(body.csrfToken).not.toContain(value);
+    expect(await store.findSession(value, clock)).toBeNull();
+    expect(await store.findSession(hashToken(value), clock)).toMatchObject({ callerId: 'admin' });
+    // The cookie alone reads the API, and tells the page its CSRF token again after a reload.
+    expect((await withCookie('GET', '/api/v1/stacks', cookie)).statusCode).toBe(200);
+    const session = await withCookie('GET', '/api/v1/session', cookie);
+    expect(JSON.parse(session.body)).toMatchObject({ csrfToken: body.csrfToken });
+  });
+
+  it('marks the cookie Secure when the server is reached over TLS', () => {
+    expect(sessionSetCookie('v', true).split('; ')).toContain('Secure');
+    expect(sessionSetCookie('v', false).split('; ')).not.toContain('Secure');
+  });
+
+  it('refuses a change made with the cookie but without its CSRF token, or with a wrong one, and changes nothing', async () => {
+    const signedIn = await signIn(ADMIN);
+    const cookie = cookieOf(signedIn);
+    const { csrfToken } = JSON.parse(signedIn.body) as { csrfToken: string };
+    const pool = { id: 'csrf-pool', kind: 'private' };
+    const missing = await withCookie('POST', '/api/v1/pools', cookie, {}, pool);
+    expect(missing.statusCode).toBe(403);
+    expect(JSON.parse(missing.body)).toMatchObject({ code: 'CSRF_TOKEN_MISSING' });
+    // Another session's token is a wrong one.
+    const other = JSON.parse((await signIn(ADMIN)).body) as { csrfToken: string };
+    const wrong = await withCookie(
+      'POST',
+      '/api/v1/pools',
+      cookie,
+      { 'x-berth-csrf': other.csrfToken },
+      pool,
+    );
+    expect(wrong.statusCode).toBe(403);
+    expect(JSON.parse(wrong.body)).toMatchObject({ code: 'CSRF_TOKEN_INVALID' });
+    expect(await store.getPool('csrf-pool')).toBeNull();
+    const right = await withCookie(
+      'POST',
+      '/api/v1/pools',
+      cookie,
+      { 'x-berth-csrf': csrfToken },
+      pool,
+    );
+    expect(right.statusCode).toBe(201);
+    // A bearer token needs no CSRF token: no other site's page can send one.
+    expect((await call('POST', '/api/v1/pools/csrf-pool/token')).status).toBe(200);
+  });
+
+  it('signs out: the session ends at once and the browser is told to forget the cookie', async () => {
+    const signedIn = await signIn(ADMIN);
+    const cookie = cookieOf(signedIn);
+    const { csrfToken } = JSON.parse(signedIn.body) as { csrfToken: string };
+    expect((await withCookie('DELETE', '/api/v1/session', cookie)).statusCode).toBe(403);
+    const out = await withCookie('DELETE', '/api/v1/session', cookie, {
+      'x-berth-csrf': csrfToken,
+    });
+    expect(out.statusCode).toBe(204);
+    expect(String(out.headers['set-cookie'])).toMatch(
+      /^berth_session=; Max-Age=0; Path=\/; HttpOnly/,
+    );
+    const after = await withCookie('GET', '/api/v1/stacks', cookie);
+    expect(after.statusCode).toBe(401);
+    expect(JSON.parse(after.body)).toMatchObject({
+      code: 'UNAUTHENTICATED',
+      message: expect.stringContaining('the session has ended') as unknown,
+    });
+    // A bearer caller has no session to end.
+    expect((await call('DELETE', '/api/v1/session')).body.code).toBe('NO_SESSION');
+  });
+
+  it('ends a session after 12 hours, and refuses pool tokens and wrong tokens at sign-in', async () => {
+    const cookie = cookieOf(await signIn(ADMIN));
+    const start = clock;
+    clock = new Date(start.getTime() + 12 * 3600_000);
+    try {
+      expect((await withCookie('GET', '/api/v1/stacks', cookie)).statusCode).toBe(401);
+    } finally {
+      clock = start;
+    }
+    const pool = await signIn(poolToken);
+    expect(pool.statusCode).toBe(403);
+    expect(pool.headers['set-cookie']).toBeUndefined();
+    const wrong = await signIn('berth_api_wrong', '10.7.7.7');
+    expect(wrong.statusCode).toBe(401);
+    expect(JSON.parse(wrong.body)).toMatchObject({ code: 'UNAUTHENTICATED' });
+    expect(wrong.headers['set-cookie']).toBeUndefined();
+  });
+});
+
+describe('the web page', () => {
+  let web: FastifyInstance;
+  let root: string;
+
+  beforeAll(async () => {
+    root = mkdtempSync(path.join(tmpdir(), 'berth-web-'));
+    mkdirSync(path.join(root, 'assets'));
+    writeFileSync(path.join(root, 'index.html'), '<!doctype html><title>berth</title>');
+    writeFileSync(path.join(root, 'assets', 'app-X1.js'), 'console.log(1)');
+    web = await buildServer({
+      store,
+      secrets: SecretBox.fromKey(Buffer.alloc(32, 7)),
+      adminTokenHash: hashToken(ADMIN),
+      version: 'test',
+      blobs: await BlobStore.open(path.join(root, 'blobs'), 1024),
+      webRoot: root,
+    });
+  });
+  afterAll(async () => {
+    await web?.close();
+    rmSync(root, { recursive: true, force: true });
+  });
+
+  it('is served under /ui/ with a strict Content-Security-Policy, and / leads there', async () => {
+    const home = await web.inject({ method: 'GET', url: '/' });
+    expect(home.statusCode).toBe(302);
+    expect(home.headers.location).toBe('/ui/');
+    // Any page path is the page itself: it routes in the browser.
+    const page = await web.inject({ method: 'GET', url: '/ui/runs/01ABC' });
+    expect(page.statusCode).toBe(200);
+    expect(page.body).toBe('<!doctype html><title>berth</title>');
+    expect(page.headers['content-type']).toBe('text/html; charset=utf-8');
+    const policy = String(page.headers['content-security-policy']);
+    expect(policy).toContain("default-src 'self'");
+    expect(policy).toContain("script-src 'self'");
+    expect(policy).not.toContain('unsafe-inline');
+    expect(page.headers['x-content-type-options']).toBe('nosniff');
+    expect(page.headers['x-frame-options']).toBe('DENY');
+    expect(page.headers['referrer-policy']).toBe('no-referrer');
+    const script = await web.inject({ method: 'GET', url: '/ui/assets/app-X1.js' });
+    expect(script.headers['content-type']).toBe('text/javascript; charset=utf-8');
+    expect(script.headers['cache-control']).toContain('immutable');
+    expect((await web.inject({ method: 'GET', url: '/ui/assets/none.js' })).statusCode).toBe(404);
+    // Nothing outside the built folder can be asked for.
+    const escape = await web.inject({ method: 'GET', url: '/ui/assets/../../package.json' });
+    expect(escape.body).not.toContain('"name"');
+  });
+
+  it('gives API answers a policy that lets nothing run', async () => {
+    const health = await web.inject({ method: 'GET', url: '/api/v1/health' });
+    expect(health.headers['content-security-policy']).toBe(
+      "default-src 'none'; frame-ancestors 'none'; sandbox",
     );
   });
 });

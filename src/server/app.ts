@@ -12,7 +12,17 @@ import { BerthError } from '../domain/errors.js';
 import { ulidGenerator } from '../domain/ulid.js';
 import { ErrorBody } from '../api/schemas.js';
 import { StoreConflict, type Store } from '../store/store.js';
-import { FailedAttempts, bearerToken, hashToken, sameHash, type Caller } from './auth.js';
+import {
+  FailedAttempts,
+  bearerToken,
+  hashToken,
+  sameHash,
+  sessionCookie,
+  type Caller,
+} from './auth.js';
+import { SESSION_ROUTE, callerOfSession, registerSessionRoutes } from './routes/session.js';
+import { registerWebPage, securityHeaders } from './web.js';
+import { registerLogDownload } from './routes/log-download.js';
 import { registerPoolRoutes } from './routes/pools.js';
 import { registerRunRoutes } from './routes/runs.js';
 import { registerStackRoutes } from './routes/stacks.js';
@@ -66,6 +76,8 @@ export interface ServerDeps {
   streamDrainTimeoutMs?: number;
   /** TLS: the server's certificate chain and key (PEM); without them the API is plain HTTP. */
   tls?: { cert: Buffer; key: Buffer };
+  /** The built web page (dist/web); without it the server answers the API only. */
+  webRoot?: string;
 }
 
 export const DEFAULT_LOG_LIMIT_BYTES = 4 * 1024 * 1024;
@@ -214,15 +226,52 @@ export async function buildServer(deps: ServerDeps): Promise<BerthServer> {
   const failures = new FailedAttempts(deps.authFailureLimit ?? 20, 60_000, () => now().getTime());
   app.decorateRequest('caller', null);
 
+  /** The caller a token stands for: the admin, an API token's owner, or a pool; null: none. */
+  const callerOfToken = async (token: string): Promise<Caller | null> => {
+    const hash = hashToken(token);
+    if (deps.adminTokenHash && sameHash(hash, deps.adminTokenHash))
+      return { kind: 'admin', id: 'admin' };
+    const api = await deps.store.findTokenByHash(hash);
+    if (api) return { kind: api.role === 'admin' ? 'admin' : 'user', id: api.id };
+    const pool = await deps.store.findPoolByTokenHash(hash);
+    return pool ? { kind: 'pool', poolId: pool.id } : null;
+  };
+  /** Counts a failed authentication; past the limit the address gets 429 instead. */
+  const refuseToken = (address: string): ApiError => {
+    if (failures.blocked(address)) {
+      return new ApiError(
+        429,
+        'TOO_MANY_FAILED_LOGINS',
+        'too many requests with a wrong token from this address',
+        `Wait ${failures.retryAfter(address)} s and use a valid token.`,
+      );
+    }
+    failures.record(address);
+    return new ApiError(
+      401,
+      'UNAUTHENTICATED',
+      'the token is not valid',
+      'Use the admin token, an API token, or log in again with `berth login`.',
+    );
+  };
+
   app.addHook('onRequest', async (request: FastifyRequest) => {
+    const route = request.url.split('?')[0] as string;
+    // The web page's own files are public; what they show comes from the API below.
+    if (!route.startsWith('/api/')) return;
     if (
-      request.url === `/api/${API_VERSION}/health` ||
-      request.url === `/api/${API_VERSION}/openapi.json`
+      route === `/api/${API_VERSION}/health` ||
+      route === `/api/${API_VERSION}/openapi.json` ||
+      (route === SESSION_ROUTE && request.method === 'POST')
     )
       return;
-    const address = request.ip;
     const token = bearerToken(request.headers.authorization);
     if (!token) {
+      const session = sessionCookie(request.headers.cookie);
+      if (session) {
+        request.caller = await callerOfSession(deps.store, session, request, now());
+        return;
+      }
       throw new ApiError(
         401,
         'UNAUTHENTICATED',
@@ -230,37 +279,10 @@ export async function buildServer(deps: ServerDeps): Promise<BerthServer> {
         'Send Authorization: Bearer TOKEN (the admin token printed on first start, an API token, or a pool token for workers).',
       );
     }
-    const hash = hashToken(token);
-    let caller: Caller | null = null;
-    if (deps.adminTokenHash && sameHash(hash, deps.adminTokenHash))
-      caller = { kind: 'admin', id: 'admin' };
-    else {
-      const api = await deps.store.findTokenByHash(hash);
-      if (api) caller = { kind: api.role === 'admin' ? 'admin' : 'user', id: api.id };
-      else {
-        const pool = await deps.store.findPoolByTokenHash(hash);
-        if (pool) caller = { kind: 'pool', poolId: pool.id };
-      }
-    }
     // Only failures count, and only against further failures: a valid token always works, so a
     // stale client behind the same proxy cannot lock everyone else out.
-    if (!caller) {
-      if (failures.blocked(address)) {
-        throw new ApiError(
-          429,
-          'TOO_MANY_FAILED_LOGINS',
-          'too many requests with a wrong token from this address',
-          `Wait ${failures.retryAfter(address)} s and use a valid token.`,
-        );
-      }
-      failures.record(address);
-      throw new ApiError(
-        401,
-        'UNAUTHENTICATED',
-        'the token is not valid',
-        'Use the admin token, an API token, or log in again with `berth login`.',
-      );
-    }
+    const caller = await callerOfToken(token);
+    if (!caller) throw refuseToken(request.ip);
     request.caller = caller;
   });
 
@@ -294,7 +316,11 @@ export async function buildServer(deps: ServerDeps): Promise<BerthServer> {
     signals: new PoolSignals(),
     runFeed,
     closing: closing.signal,
+    callerOfToken,
+    refuseToken,
   };
+  securityHeaders(app);
+  if (deps.webRoot) registerWebPage(app, deps.webRoot);
   await app.register(
     (api, _options, done) => {
       api.get(
@@ -320,6 +346,8 @@ export async function buildServer(deps: ServerDeps): Promise<BerthServer> {
       registerLogStreamRoute(api, context);
       registerWorkerRoutes(api, context);
       registerWorkerAdminRoutes(api, context);
+      registerSessionRoutes(api, context);
+      registerLogDownload(api, context);
       api.get('/openapi.json', { schema: { hide: true } }, () => openApiDocument(app));
       done();
     },
@@ -346,6 +374,10 @@ export type ServerContext = ServerDeps & {
   runFeed: RunFeed;
   /** Aborted when the server starts closing: every wait and stream ends. */
   closing: AbortSignal;
+  /** The caller a token stands for (null: none): the same check as every request's. */
+  callerOfToken: (token: string) => Promise<Caller | null>;
+  /** A failed authentication from that address, counted: the error to throw. */
+  refuseToken: (address: string) => ApiError;
 };
 
 /** Only people (admin and API tokens) may call this; pool tokens are for workers. */

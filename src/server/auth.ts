@@ -71,3 +71,56 @@ export class FailedAttempts {
     return Math.max(1, Math.ceil((first + this.windowMs - this.now()) / 1000));
   }
 }
+
+/**
+ * Browser sessions (the web page). Signing in with a token gives a random session value in a
+ * cookie (HttpOnly, so no script reads it; SameSite=Strict, so no other site's page sends it;
+ * Secure over TLS); the store keeps only its SHA-256. A state-changing request made with the
+ * cookie must also carry the session's CSRF token in a header: a value derived from the session
+ * (so the server stores nothing more) that only a page of this origin can have read.
+ */
+export const SESSION_COOKIE = 'berth_session';
+export const CSRF_HEADER = 'x-berth-csrf';
+export const SESSION_HOURS = 12;
+
+export function newSessionValue(): string {
+  return randomBytes(32).toString('base64url');
+}
+
+/** The CSRF token of a session: one-way from the cookie's value, so it never reveals it. */
+export function csrfTokenOf(sessionValue: string): string {
+  return createHash('sha256').update(`berth-csrf:${sessionValue}`).digest('base64url');
+}
+
+/** Whether the presented CSRF header belongs to the session (constant time). */
+export function csrfMatches(sessionValue: string, presented: string | undefined): boolean {
+  if (!presented) return false;
+  const expected = Buffer.from(csrfTokenOf(sessionValue));
+  const given = Buffer.from(presented);
+  return expected.length === given.length && timingSafeEqual(expected, given);
+}
+
+/** The session cookie's value in a Cookie header; null when there is none. */
+export function sessionCookie(header: string | undefined): string | null {
+  for (const part of (header ?? '').split(';')) {
+    const eq = part.indexOf('=');
+    if (eq > 0 && part.slice(0, eq).trim() === SESSION_COOKIE) {
+      const value = part.slice(eq + 1).trim();
+      return /^[A-Za-z0-9_-]{43}$/.test(value) ? value : null;
+    }
+  }
+  return null;
+}
+
+/** Set-Cookie for a new session, or (value null) one that makes the browser forget it. */
+export function sessionSetCookie(value: string | null, secure: boolean): string {
+  const attributes = ['Path=/', 'HttpOnly', 'SameSite=Strict', ...(secure ? ['Secure'] : [])];
+  return value === null
+    ? [`${SESSION_COOKIE}=`, 'Max-Age=0', ...attributes].join('; ')
+    : [`${SESSION_COOKIE}=${value}`, `Max-Age=${SESSION_HOURS * 3600}`, ...attributes].join('; ');
+}
+
+/** Methods that change nothing: the only ones a cookie alone may make. */
+export function isSafeMethod(method: string): boolean {
+  return method === 'GET' || method === 'HEAD' || method === 'OPTIONS';
+}

@@ -3,8 +3,9 @@
  * admin token made on first start (printed once, stored as its hash), the HTTP API, and the
  * sweep that ends runs whose worker stopped answering. Several servers may share one PostgreSQL.
  */
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import type { AddressInfo } from 'node:net';
 import { StoreConflict } from '../store/store.js';
 import { openStore, redact } from '../store/open-store.js';
@@ -51,6 +52,18 @@ export interface RunningServer {
   /** With `localPool`: a fresh token of that pool. */
   poolToken: string | null;
   close(): Promise<void>;
+}
+
+/**
+ * The web page `npm run build` wrote: dist/web beside the bundle this file is part of (or, when
+ * running from source, the repository's dist/web). Without one the server answers the API only.
+ */
+function builtWebPage(): string | undefined {
+  for (const candidate of ['../web/', '../../dist/web/']) {
+    const dir = fileURLToPath(new URL(candidate, import.meta.url));
+    if (existsSync(`${dir}assets`)) return dir;
+  }
+  return undefined;
 }
 
 export async function startServer(options: ServerOptions): Promise<RunningServer> {
@@ -112,6 +125,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       resolveCommit,
       ...(tls ? { tls } : {}),
       ...(options.logLimitBytes ? { logLimitBytes: options.logLimitBytes } : {}),
+      webRoot: builtWebPage(),
     });
     await app.listen({ host: options.host, port: options.port });
     const address = app.server.address() as AddressInfo;

@@ -19,6 +19,7 @@ import { remaskChunks } from '../domain/log-remask.js';
 import {
   StoreConflict,
   type ApiToken,
+  type Session,
   type LogChunk,
   type NewRun,
   type Pool,
@@ -99,6 +100,7 @@ function toRun(row: Selectable<RunsTable>): Run {
     imageReference: row.image_reference,
     imageDigest: row.image_digest,
     imageSource: row.image_source,
+    imageChoice: row.image_choice,
     imageId: row.image_id,
     plan: row.plan === null ? null : (JSON.parse(row.plan) as Run['plan']),
     workspaceSeal: row.workspace_seal,
@@ -441,6 +443,7 @@ export class KyselyStore implements Store {
         image_reference: null,
         image_digest: null,
         image_source: null,
+        image_choice: null,
         image_id: null,
         plan: null,
         workspace_seal: null,
@@ -547,6 +550,7 @@ export class KyselyStore implements Store {
       if (patch.imageReference !== undefined) set.image_reference = patch.imageReference;
       if (patch.imageDigest !== undefined) set.image_digest = patch.imageDigest;
       if (patch.imageSource !== undefined) set.image_source = patch.imageSource;
+      if (patch.imageChoice !== undefined) set.image_choice = patch.imageChoice;
       if (patch.imageId !== undefined) set.image_id = patch.imageId;
       if (patch.workspaceSeal !== undefined) set.workspace_seal = patch.workspaceSeal;
       if (patch.plan !== undefined)
@@ -859,5 +863,46 @@ export class KyselyStore implements Store {
       .where('token_hash', '=', tokenHash)
       .executeTakeFirst();
     return row ? { id: row.id, name: row.name, role: row.role, createdAt: row.created_at } : null;
+  }
+
+  // Sessions
+
+  async createSession(tokenHash: string, session: Session, at: Date): Promise<void> {
+    await this.db.deleteFrom('sessions').where('expires_at', '<=', iso(at)).execute();
+    await this.db
+      .insertInto('sessions')
+      .values({
+        token_hash: tokenHash,
+        caller_kind: session.callerKind,
+        caller_id: session.callerId,
+        created_at: session.createdAt,
+        expires_at: session.expiresAt,
+      })
+      .execute();
+  }
+
+  async findSession(tokenHash: string, at: Date): Promise<Session | null> {
+    const row = await this.db
+      .selectFrom('sessions')
+      .selectAll()
+      .where('token_hash', '=', tokenHash)
+      .where('expires_at', '>', iso(at))
+      .executeTakeFirst();
+    return row
+      ? {
+          callerKind: row.caller_kind,
+          callerId: row.caller_id,
+          createdAt: row.created_at,
+          expiresAt: row.expires_at,
+        }
+      : null;
+  }
+
+  async deleteSession(tokenHash: string): Promise<boolean> {
+    const result = await this.db
+      .deleteFrom('sessions')
+      .where('token_hash', '=', tokenHash)
+      .executeTakeFirst();
+    return Number(result.numDeletedRows) > 0;
   }
 }

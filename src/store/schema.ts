@@ -74,6 +74,8 @@ export interface RunsTable {
   image_reference: string | null;
   image_digest: string | null;
   image_source: string | null;
+  /** Where the image was chosen: runtime configuration, stack, pool default, berth's default. */
+  image_choice: string | null;
   /** JSON: { add, change, destroy, replace } or null. */
   plan: string | null;
   /**
@@ -117,6 +119,15 @@ export interface ApiTokensTable {
   created_at: string;
 }
 
+/** A signed-in browser: the SHA-256 of its cookie's value and whom it speaks for. */
+export interface SessionsTable {
+  token_hash: string;
+  caller_kind: 'admin' | 'user';
+  caller_id: string;
+  created_at: string;
+  expires_at: string;
+}
+
 export interface MigrationsBookkeeping {
   id: Generated<number>;
 }
@@ -131,4 +142,5 @@ export interface Database {
   log_chunks: LogChunksTable;
   log_sizes: LogSizesTable;
   api_tokens: ApiTokensTable;
+  sessions: SessionsTable;
 }

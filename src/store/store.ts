@@ -106,6 +106,8 @@ export interface Run {
   imageReference: string | null;
   imageDigest: string | null;
   imageSource: string | null;
+  /** Where the image was chosen (runtime configuration, stack settings, pool default, built-in). */
+  imageChoice: string | null;
   /** The id (content digest) of the image the job ran in. */
   imageId: string | null;
   plan: PlanCounts | null;
@@ -132,6 +134,7 @@ export interface RunPatch {
   imageReference?: string | null;
   imageDigest?: string | null;
   imageSource?: string | null;
+  imageChoice?: string | null;
   imageId?: string | null;
   plan?: PlanCounts | null;
   workspaceSeal?: string | null;
@@ -158,6 +161,14 @@ export interface ApiToken {
   name: string;
   role: 'admin' | 'user';
   createdAt: string;
+}
+
+/** A browser's sign-in (the web page): whom it speaks for, until when. */
+export interface Session {
+  callerKind: 'admin' | 'user';
+  callerId: string;
+  createdAt: string;
+  expiresAt: string;
 }
 
 export interface Store {
@@ -260,4 +271,11 @@ export interface Store {
   createToken(token: Omit<ApiToken, 'createdAt'>, tokenHash: string, at: Date): Promise<ApiToken>;
   findTokenByHash(tokenHash: string): Promise<ApiToken | null>;
   findTokenById(id: string): Promise<ApiToken | null>;
+
+  /** Records a session under the hash of its cookie's value; expired sessions are forgotten. */
+  createSession(tokenHash: string, session: Session, at: Date): Promise<void>;
+  /** The session of that hash if it has not expired at `at`. */
+  findSession(tokenHash: string, at: Date): Promise<Session | null>;
+  /** Ends a session (sign-out); false: there was none. */
+  deleteSession(tokenHash: string): Promise<boolean>;
 }

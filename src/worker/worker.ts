@@ -279,6 +279,7 @@ export class Worker {
                   reference: event.reference,
                   digest: event.digest,
                   source: event.source,
+                  chosenBy: planned.imageSource,
                   ...(event.id ? { id: event.id } : {}),
                 };
                 break;

@@ -14,6 +14,7 @@ import {
   TriggerInput,
 } from '../../api/schemas.js';
 import type { Run } from '../../store/store.js';
+import { checkStackImageAllowed } from '../image-policy.js';
 import {
   ApiError,
   errorResponses,
@@ -34,7 +35,12 @@ export function runView(run: Run, states?: { state: Run['state']; at: string }[]
     triggeredBy: run.triggeredBy,
     autoDeploy: run.autoDeploy,
     worker: run.workerId,
-    image: { reference: run.imageReference, digest: run.imageDigest, source: run.imageSource },
+    image: {
+      reference: run.imageReference,
+      digest: run.imageDigest,
+      source: run.imageSource,
+      chosenBy: run.imageChoice,
+    },
     plan: run.plan,
     ...(states ? { states } : {}),
     createdAt: run.createdAt,
@@ -76,6 +82,7 @@ export function registerRunRoutes(server: FastifyInstance, ctx: ServerContext): 
       const caller = requirePerson(request);
       const stack = await ctx.store.getStack(request.params.id);
       if (!stack) throw new ApiError(404, 'NOT_FOUND', `stack ${request.params.id} does not exist`);
+      checkStackImageAllowed(stack, await ctx.store.getPool(stack.poolId));
       // The run is bound to one commit now: the one asked for, or the branch head at this moment.
       const commit =
         request.body.commit ??

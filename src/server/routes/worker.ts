@@ -203,6 +203,7 @@ export function registerWorkerRoutes(server: FastifyInstance, ctx: ServerContext
                   imageReference: body.image.reference,
                   imageDigest: body.image.digest,
                   imageSource: body.image.source,
+                  ...(body.image.chosenBy ? { imageChoice: body.image.chosenBy } : {}),
                   ...(body.image.id !== undefined ? { imageId: body.image.id } : {}),
                 }
               : {}),
