@@ -42,6 +42,8 @@ export interface ServerDeps {
   authFailureLimit?: number;
   /** How long a worker's hold on a run lasts without a heartbeat. */
   leaseMs?: number;
+  /** Wake-ups, when they travel beyond this process (start.ts relays them over PostgreSQL). */
+  signals?: PoolSignals;
 }
 
 export type Api = FastifyInstance & { withTypeProvider: FastifyInstance['withTypeProvider'] };
@@ -249,7 +251,7 @@ export async function buildServer(deps: ServerDeps): Promise<BerthServer> {
     now,
     newId,
     leaseMs: deps.leaseMs ?? 60_000,
-    signals: new PoolSignals(),
+    signals: deps.signals ?? new PoolSignals(),
   };
   await app.register(
     (api, _options, done) => {

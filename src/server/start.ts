@@ -7,7 +7,9 @@ import { mkdirSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { StoreConflict } from '../store/store.js';
 import { openStore, redact } from '../store/open-store.js';
+import { Notifications } from '../store/notifications.js';
 import { buildServer } from './app.js';
+import { PoolSignals } from './pool-signals.js';
 import { hashToken, newToken } from './auth.js';
 import { SecretBox } from './secrets.js';
 import { resolveCommit } from './commits.js';
@@ -17,6 +19,8 @@ export interface ServerOptions {
   port: number;
   dataDir: string;
   databaseUrl?: string;
+  /** PostgreSQL connections of this process (BERTH_DATABASE_POOL_SIZE). */
+  databasePoolSize?: number;
   env: NodeJS.ProcessEnv;
   version: string;
   leaseMs?: number;
@@ -38,7 +42,12 @@ export interface RunningServer {
 
 export async function startServer(options: ServerOptions): Promise<RunningServer> {
   mkdirSync(options.dataDir, { recursive: true, mode: 0o700 });
-  const store = await openStore({ databaseUrl: options.databaseUrl, dataDir: options.dataDir });
+  let notifications: Notifications | null = null;
+  const store = await openStore({
+    databaseUrl: options.databaseUrl,
+    dataDir: options.dataDir,
+    ...(options.databasePoolSize === undefined ? {} : { poolSize: options.databasePoolSize }),
+  });
   try {
     await store.migrate();
     if (!(await store.findTokenById('admin'))) {
@@ -75,7 +84,21 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       }
     }
     const leaseMs = options.leaseMs ?? 60_000;
+    const signals = new PoolSignals();
+    if (store.dialect === 'postgres' && options.databaseUrl) {
+      notifications = await Notifications.listen(
+        options.databaseUrl,
+        {
+          onTopic: (topic) => signals.deliver(topic),
+          onResync: () => signals.wakeAll(),
+          onTrouble: (message) => options.say(message),
+        },
+        { send: (channel, payload) => store.notify(channel, payload) },
+      );
+      signals.relayTo(notifications);
+    }
     const app = await buildServer({
+      signals,
       store,
       secrets: SecretBox.load(options.env, options.dataDir, await store.hasSecretVariables()),
       version: options.version,
@@ -106,10 +129,12 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       close: async () => {
         clearInterval(sweep);
         await app.close();
+        await notifications?.close();
         await store.close();
       },
     };
   } catch (err) {
+    await notifications?.close();
     await store.close();
     throw err;
   }

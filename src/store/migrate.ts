@@ -5,9 +5,11 @@
  */
 import { Migrator, type Kysely, type Migration, type MigrationProvider } from 'kysely';
 import * as initial from './migrations/001-initial.js';
+import * as dispatch from './migrations/004-dispatch.js';
 
 const MIGRATIONS: Record<string, Migration> = {
   '001-initial': initial,
+  '004-dispatch': dispatch,
 };
 
 const provider: MigrationProvider = {

@@ -15,13 +15,24 @@ export interface StoreLocation {
   databaseUrl?: string;
   /** The data directory, for SQLite's file (`berth.db`). */
   dataDir: string;
+  /**
+   * PostgreSQL: connections of this server process (BERTH_DATABASE_POOL_SIZE). Every waiting
+   * request holds none; a lease, a report or a log batch holds one for one statement or a short
+   * transaction. Plus the one listening connection of the wake-ups (see notifications.ts).
+   */
+  poolSize?: number;
 }
+
+export const DEFAULT_POOL_SIZE = 20;
 
 export async function openStore(location: StoreLocation): Promise<KyselyStore> {
   const url = location.databaseUrl?.trim();
   if (url && /^postgres(ql)?:\/\//.test(url)) {
     const { default: pg } = await import('pg');
-    const pool = new pg.Pool({ connectionString: url, max: 10 });
+    const pool = new pg.Pool({
+      connectionString: url,
+      max: location.poolSize ?? DEFAULT_POOL_SIZE,
+    });
     const store = new KyselyStore(
       new Kysely<Database>({ dialect: new PostgresDialect({ pool }) }),
       'postgres',

@@ -78,6 +78,8 @@ export interface RunsTable {
   plan: string | null;
   created_at: string;
   updated_at: string;
+  /** The seq of the run's last state record (run_states), advanced with every state change. */
+  state_seq: number;
 }
 
 export interface RunStatesTable {

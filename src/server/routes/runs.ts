@@ -165,6 +165,7 @@ export function registerRunRoutes(server: FastifyInstance, ctx: ServerContext): 
           ctx.now(),
         );
         ctx.signals.notify(changed.poolId);
+        ctx.signals.notifyRun(changed.id);
         return runView(changed);
       },
     );

@@ -201,6 +201,7 @@ export function registerWorkerRoutes(server: FastifyInstance, ctx: ServerContext
         ctx.now(),
       );
       ctx.signals.notify(poolId);
+      ctx.signals.notifyRun(changed.id);
       return runView(changed);
     },
   );
@@ -231,6 +232,7 @@ export function registerWorkerRoutes(server: FastifyInstance, ctx: ServerContext
         request.body.texts,
         ctx.now(),
       );
+      ctx.signals.notifyRun(run.id);
       return { next };
     },
   );
