@@ -162,6 +162,8 @@ export function registerWorkerRoutes(server: FastifyInstance, ctx: ServerContext
       if (!WORKER_STATES_REPORTED.includes(body.state)) {
         throw new ApiError(409, 'RUN_TRANSITION_INVALID', `a worker does not report ${body.state}`);
       }
+      // The same report again (its answer was lost on the way): done already, and said so.
+      if (run.workerId === body.workerId && run.state === body.state) return runView(run);
       if (run.workerId !== body.workerId || run.leaseExpiresAt === null) {
         throw new ApiError(
           409,
