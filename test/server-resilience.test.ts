@@ -9,10 +9,15 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterEach, describe, expect, inject, it } from 'vitest';
 import { expectNothingLeftBehind } from './harness/cleanup.js';
-import { spawnBerth, type BerthProcess } from './harness/cli.js';
+import { runBerth, spawnBerth, type BerthProcess } from './harness/cli.js';
 import { testEngine } from './harness/engine.js';
 import { startApiProxy, type ApiProxy } from './harness/api-proxy.js';
-import { apiClient, startServerProcess, type ServerProcess } from './harness/berth-server.js';
+import {
+  apiClient,
+  jobOutput,
+  startServerProcess,
+  type ServerProcess,
+} from './harness/berth-server.js';
 import { tempDir } from './harness/ownership.js';
 
 const servers: ServerProcess[] = [];
@@ -49,14 +54,6 @@ function repo(lines: number, bursts: number, pause: string): string {
 
 function expectedLines(count: number): string {
   return Array.from({ length: count }, (_, i) => `line-${i + 1}\n`).join('');
-}
-
-/** The job's own output: berth's warnings about the run are log lines of their own. */
-function jobOutput(log: string): string {
-  return log
-    .split(/(?<=\n)/)
-    .filter((line) => !line.startsWith('[berth: warning: '))
-    .join('');
 }
 
 async function start(env: Record<string, string> = {}) {
@@ -173,5 +170,19 @@ describe('the worker path when the server or the network fails', () => {
       expect(proxy.cuts[kind]['POST /api/v1/worker/runs/:id/logs']).toBeGreaterThan(0);
     }
     expect(proxy.cuts.answer['POST /api/v1/worker/runs/:id/state']).toBeGreaterThan(0);
+  });
+});
+
+describe('berth server settings', () => {
+  it('refuses a database pool size that is not a number of connections, saying which', async () => {
+    const result = await runBerth(
+      ['server', '--listen', '127.0.0.1:0', '--data-dir', tempDir('berth-server-')],
+      { BERTH_DATABASE_POOL_SIZE: 'lots' },
+    );
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain('BERTH_USAGE');
+    expect(result.stderr).toContain(
+      'BERTH_DATABASE_POOL_SIZE="lots" is not a number of connections',
+    );
   });
 });

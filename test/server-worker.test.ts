@@ -4,70 +4,33 @@
  * killed mid-run leaves a FAILED run with a reason (within the lease) and a container its next
  * start removes.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { EngineClient } from '../src/executor/docker/engine-client.js';
 import { expectNothingLeftBehind } from './harness/cleanup.js';
-import { BERTH_BIN, spawnBerth, type BerthProcess } from './harness/cli.js';
+import {
+  apiClient,
+  startServerProcess,
+  type RunBody,
+  type ServerProcess,
+} from './harness/berth-server.js';
+import { spawnBerth, type BerthProcess } from './harness/cli.js';
 import { testEngine } from './harness/engine.js';
 import { tempDir } from './harness/ownership.js';
 
 let engine: EngineClient;
-let server: ChildProcess;
-let url = '';
-let admin = '';
+let server: ServerProcess;
 const workers: BerthProcess[] = [];
-
-async function api<T = Record<string, unknown>>(
-  method: string,
-  route: string,
-  body?: unknown,
-): Promise<{ status: number; body: T }> {
-  const res = await fetch(`${url}/api/v1${route}`, {
-    method,
-    headers: {
-      authorization: `Bearer ${admin}`,
-      ...(body === undefined ? {} : { 'content-type': 'application/json' }),
-    },
-    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-  });
-  const text = await res.text();
-  return { status: res.status, body: (text ? JSON.parse(text) : {}) as T };
+let client: ReturnType<typeof apiClient>;
+function api<T = Record<string, unknown>>(method: string, route: string, body?: unknown) {
+  return client.api<T>(method, route, body);
 }
-
-interface RunBody {
-  id: string;
-  state: string;
-  stateReason: string | null;
-  worker: string | null;
-}
-
-async function settled(id: string, states: string[], timeoutMs = 60_000): Promise<RunBody> {
-  const until = Date.now() + timeoutMs;
-  for (;;) {
-    const run = (await api<RunBody>('GET', `/runs/${id}`)).body;
-    if (states.includes(run.state)) return run;
-    if (Date.now() > until)
-      throw new Error(`run ${id} is still ${run.state} after ${timeoutMs} ms`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-}
-
-async function createPool(id: string): Promise<string> {
-  // The tests' images are this engine's own: the pool runs them without a registry.
-  const created = await api<{ token: string }>('POST', '/pools', {
-    id,
-    kind: 'private',
-    pullPolicy: 'never',
-  });
-  expect(created.status).toBe(201);
-  return created.body.token;
-}
+const settled: ReturnType<typeof apiClient>['settled'] = (...args) => client.settled(...args);
+const createPool = (id: string): Promise<string> => client.createPool(id);
 
 function startWorker(token: string, stateDir: string): BerthProcess {
-  const worker = spawnBerth(['worker', '--server', url], {
+  const worker = spawnBerth(['worker', '--server', server.url], {
     BERTH_POOL_TOKEN: token,
     BERTH_STATE_DIR: stateDir,
   });
@@ -84,28 +47,10 @@ function repo(task: string): string {
 
 beforeAll(async () => {
   engine = testEngine();
-  const dataDir = tempDir('berth-server-');
-  // The server lives for the whole file (the per-test leak check ends the harness's children);
-  // it makes no containers, and afterAll ends it.
-  server = spawn(
-    process.execPath,
-    [BERTH_BIN, 'server', '--listen', '127.0.0.1:0', '--data-dir', dataDir],
-    {
-      env: { ...process.env, NO_COLOR: '1', BERTH_WORKER_LEASE_TIMEOUT: '3s' },
-      stdio: ['ignore', 'ignore', 'pipe'],
-    },
-  );
-  let said = '';
-  await new Promise<void>((resolve, reject) => {
-    server.stderr?.on('data', (chunk: Buffer) => {
-      said += chunk.toString();
-      if (/listening on http/.test(said)) resolve();
-    });
-    server.on('exit', (code) => reject(new Error(`berth server exited (${code}): ${said}`)));
-  });
-  url = /listening on (http:\/\/\S+)/.exec(said)?.[1] as string;
-  admin = /admin token \(shown once, keep it\): (\S+)/.exec(said)?.[1] as string;
-  expect(admin).toMatch(/^berth_admin_/);
+  // The server lives for the whole file (it makes no containers); afterAll ends it.
+  server = await startServerProcess(tempDir('berth-server-'), { BERTH_WORKER_LEASE_TIMEOUT: '3s' });
+  expect(server.admin).toMatch(/^berth_admin_/);
+  client = apiClient(() => server.url, server.admin as string);
 });
 
 afterEach(async () => {
@@ -117,11 +62,7 @@ afterEach(async () => {
 });
 
 afterAll(async () => {
-  if (server && server.exitCode === null) {
-    const exited = new Promise((resolve) => server.on('exit', resolve));
-    server.kill('SIGTERM');
-    await exited;
-  }
+  await server?.stop();
   engine?.close();
 });
 

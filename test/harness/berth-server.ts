@@ -125,3 +125,11 @@ export function apiClient(url: () => string, admin: string) {
 
   return { api, settled, logText, createPool };
 }
+
+/** A run's own output in its log: berth's warnings about the run are log lines of their own. */
+export function jobOutput(log: string): string {
+  return log
+    .split(/(?<=\n)/)
+    .filter((line) => !line.startsWith('[berth: warning: '))
+    .join('');
+}
