@@ -109,8 +109,9 @@ function startBerth(
   args: string[],
   env: NodeJS.ProcessEnv,
   ready: RegExp,
+  nodeArgs: string[] = [],
 ): Promise<{ child: ChildProcess; said: () => string }> {
-  const child = spawn(process.execPath, [BERTH_BIN, ...args], {
+  const child = spawn(process.execPath, [...nodeArgs, BERTH_BIN, ...args], {
     env: { ...process.env, NO_COLOR: '1', ...env },
     stdio: ['ignore', 'ignore', 'pipe'],
   });
@@ -140,6 +141,8 @@ export async function startWorkerPath(options: {
     ['server', '--listen', '127.0.0.1:0', '--data-dir', path.join(scratch, 'server')],
     options.databaseUrl ? { BERTH_DATABASE_URL: options.databaseUrl } : {},
     /listening on http/,
+    // e.g. "--cpu-prof --cpu-prof-dir=DIR": where the server's time goes.
+    process.env.BENCH_SERVER_NODE_ARGS?.split(' ').filter(Boolean) ?? [],
   );
   const url = /listening on (http:\/\/\S+)/.exec(server.said())?.[1] as string;
   const admin = /admin token \(shown once, keep it\): (\S+)/.exec(server.said())?.[1] as string;

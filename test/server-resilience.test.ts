@@ -3,7 +3,7 @@
  * real engine: the server killed and started again mid-run loses no run and no log line (the
  * worker sends again what did not arrive), and a worker whose connections are cut, before a
  * request reaches the server or after the server handled it, still leaves a complete, ordered
- * log without duplicates and a finished run.
+ * log without duplicates and a finished run. And a bad server setting is refused with its value.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';

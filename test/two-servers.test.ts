@@ -4,9 +4,11 @@
  * both servers, each executed exactly once: one lease in each run's history, one container
  * started per run (the engine's own events), the run's own output once in its log.
  *
- * Long polls wait on one server while runs are queued through the other: only the wake-ups over
- * PostgreSQL (LISTEN/NOTIFY) get them leased before the poll's end, which is what keeps this
- * file within its time on 1,000 runs.
+ * Long polls wait on one server while runs are queued through the other: the wake-ups over
+ * PostgreSQL (LISTEN/NOTIFY) get them leased without waiting for the poll's end.
+ *
+ * 1,000 real containers take time: about 10 minutes on the 2-core development machine under
+ * load (2 runs a second). BERTH_TEST_RUNS sets another number for a quicker local run.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
