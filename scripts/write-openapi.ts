@@ -9,6 +9,7 @@ import { buildServer, openApiDocument } from '../src/server/app.js';
 import { hashToken } from '../src/server/auth.js';
 import { SecretBox } from '../src/server/secrets.js';
 import { openStore } from '../src/store/open-store.js';
+import { BlobStore } from '../src/server/blob-store.js';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'berth-openapi-'));
 try {
@@ -16,6 +17,7 @@ try {
   const app = await buildServer({
     store,
     secrets: SecretBox.fromKey(Buffer.alloc(32)),
+    blobs: await BlobStore.open(path.join(dir, 'blobs'), 1024 ** 3),
     adminTokenHash: hashToken('unused'),
     version: 'openapi',
   });

@@ -2,35 +2,44 @@
  * `berth server` and `berth worker` as real processes on the real engine: pools keep their runs
  * to their own workers, a stack's secret reaches the job and never the stored log, and a worker
  * killed mid-run leaves a FAILED run with a reason (within the lease) and a container its next
- * start removes.
+ * start removes. A tracked run without auto-deploy plans on one worker, waits UNCONFIRMED with its
+ * workspace on the server (its worker free, or even dead), and applies on another after a confirm.
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { EngineClient } from '../src/executor/docker/engine-client.js';
-import { expectNothingLeftBehind } from './harness/cleanup.js';
 import {
   apiClient,
   startServerProcess,
   type RunBody,
   type ServerProcess,
 } from './harness/berth-server.js';
-import { spawnBerth, type BerthProcess } from './harness/cli.js';
-import { testEngine } from './harness/engine.js';
+import { expectNothingLeftBehind } from './harness/cleanup.js';
+import { BERTH_BIN, spawnBerth, type BerthProcess } from './harness/cli.js';
+import { removeImage, tagImage, testEngine } from './harness/engine.js';
+import { ensureBuiltImage } from './harness/images.js';
 import { tempDir } from './harness/ownership.js';
 
 let engine: EngineClient;
 let server: ServerProcess;
+let url = '';
+let admin = '';
+let dataDir = '';
 const workers: BerthProcess[] = [];
+
 let client: ReturnType<typeof apiClient>;
 function api<T = Record<string, unknown>>(method: string, route: string, body?: unknown) {
   return client.api<T>(method, route, body);
 }
-const settled: ReturnType<typeof apiClient>['settled'] = (...args) => client.settled(...args);
+const settled = (id: string, states: string[], timeoutMs = 60_000): Promise<RunBody> =>
+  client.settled(id, states, timeoutMs);
 const createPool = (id: string): Promise<string> => client.createPool(id);
 
 function startWorker(token: string, stateDir: string): BerthProcess {
-  const worker = spawnBerth(['worker', '--server', server.url], {
+  const worker = spawnBerth(['worker', '--server', url], {
     BERTH_POOL_TOKEN: token,
     BERTH_STATE_DIR: stateDir,
   });
@@ -47,10 +56,14 @@ function repo(task: string): string {
 
 beforeAll(async () => {
   engine = testEngine();
-  // The server lives for the whole file (it makes no containers); afterAll ends it.
-  server = await startServerProcess(tempDir('berth-server-'), { BERTH_WORKER_LEASE_TIMEOUT: '3s' });
-  expect(server.admin).toMatch(/^berth_admin_/);
-  client = apiClient(() => server.url, server.admin as string);
+  dataDir = tempDir('berth-server-');
+  // The server lives for the whole file (the per-test leak check ends the harness's children);
+  // it makes no containers, and afterAll ends it.
+  server = await startServerProcess(dataDir, { BERTH_WORKER_LEASE_TIMEOUT: '3s' });
+  url = server.url;
+  admin = server.admin ?? '';
+  client = apiClient(() => url, admin);
+  expect(admin).toMatch(/^berth_admin_/);
 });
 
 afterEach(async () => {
@@ -163,5 +176,237 @@ describe('berth server and berth worker', () => {
     const again = startWorker(token, stateDir);
     await again.waitFor('registered in pool');
     expect(again.stderr()).toMatch(/removed 1 container\(s\) left by a worker that died/);
+  });
+});
+
+describe('plan → confirm → apply across workers', () => {
+  // A CUSTOM workflow: the plan leaves random bytes in the workspace and prints their digest;
+  // the apply, in another container (maybe on another worker), prints the bytes it finds.
+  const WORKFLOW = [
+    'init: echo init-done',
+    'plan: head -c 24 /dev/urandom | od -An -tx1 | tr -d " \\n" > kept.txt && echo "marker $(md5sum < kept.txt | cut -c1-32)" && echo planned > "{{ .PlanFileName }}"',
+    'showPlan: printf \'{"resource_changes":[{"address":"x.y","change":{"actions":["create"]}}]}\'',
+    'apply: echo "applied $(cat {{ .PlanFileName }}) with $(cat kept.txt)"',
+  ].join('\n');
+
+  function stackDir(): string {
+    const dir = tempDir('berth-stack-');
+    mkdirSync(path.join(dir, '.berth'));
+    writeFileSync(
+      path.join(dir, '.berth', 'config.yml'),
+      'version: 2\nstack_defaults:\n  terraform_workflow_tool: CUSTOM\n',
+    );
+    writeFileSync(path.join(dir, '.berth', 'workflow.yml'), `${WORKFLOW}\n`);
+    writeFileSync(path.join(dir, 'main.tf'), '');
+    return dir;
+  }
+
+  async function trackedStack(id: string, pool: string): Promise<void> {
+    const created = await api('POST', '/stacks', {
+      id,
+      localDir: stackDir(),
+      pool,
+      runnerImage: inject('busyboxImage'),
+    });
+    expect(created.status).toBe(201);
+  }
+
+  async function logText(id: string): Promise<string> {
+    const log = (await api<{ chunks: { text: string }[] }>('GET', `/runs/${id}/logs`)).body;
+    return log.chunks.map((c) => c.text).join('');
+  }
+
+  const stateNames = async (id: string): Promise<string[]> =>
+    (await api<{ states: { state: string }[] }>('GET', `/runs/${id}`)).body.states.map(
+      (s) => s.state,
+    );
+  const blobs = (): string[] => readdirSync(path.join(dataDir, 'blobs'));
+  const workerId = (w: BerthProcess): string =>
+    /worker (\S+) registered/.exec(w.stderr())?.[1] as string;
+  const cli = (args: string[]): BerthProcess =>
+    spawnBerth(args, { BERTH_SERVER: url, BERTH_TOKEN: admin });
+
+  it('plans on one worker, survives that worker dying while it waits, and applies on another with the workspace intact', async () => {
+    const token = await createPool('pool-confirm');
+    await trackedStack('stack-confirm', 'pool-confirm');
+    const planStateDir = tempDir('berth-worker-');
+    const planner = startWorker(token, planStateDir);
+    await planner.waitFor('registered in pool');
+    const run = (await api<RunBody>('POST', '/stacks/stack-confirm/runs', { type: 'tracked' }))
+      .body;
+    const waiting = await settled(run.id, ['UNCONFIRMED', 'FAILED']);
+    expect(waiting.state, waiting.stateReason ?? '').toBe('UNCONFIRMED');
+    expect(waiting.worker).toBe(workerId(planner));
+    expect(blobs()).toEqual([`${run.id}.workspace`]);
+    const marker = /marker ([0-9a-f]{32})/.exec(await logText(run.id))?.[1];
+    expect(marker).toMatch(/^[0-9a-f]{32}$/);
+    // The planner (one run at a time) is free at once: it runs a proposed run of the same stack
+    // while the plan waits. It keeps no copy of the workspace.
+    const proposed = (
+      await api<RunBody>('POST', '/stacks/stack-confirm/runs', { type: 'proposed' })
+    ).body;
+    const proposedDone = await settled(proposed.id, ['FINISHED', 'FAILED']);
+    expect(proposedDone.state, proposedDone.stateReason ?? '').toBe('FINISHED');
+    expect(proposedDone.worker).toBe(workerId(planner));
+    expect((await api<RunBody>('GET', `/runs/${run.id}`)).body.state).toBe('UNCONFIRMED');
+    for (const dir of readdirSync(path.join(planStateDir, 'runs')))
+      expect(readdirSync(path.join(planStateDir, 'runs', dir))).not.toContain(
+        'workspace.tar.sealed',
+      );
+    // The planner dies while the plan waits: nothing of the run is lost.
+    planner.child.kill('SIGKILL');
+    await planner.exited;
+    workers.splice(workers.indexOf(planner), 1);
+    const applyStateDir = tempDir('berth-worker-');
+    const applier = startWorker(token, applyStateDir);
+    await applier.waitFor('registered in pool');
+    expect((await api<RunBody>('POST', `/runs/${run.id}/confirm`)).body.state).toBe('CONFIRMED');
+    const done = await settled(run.id, ['FINISHED', 'FAILED']);
+    expect(done.state, done.stateReason ?? '').toBe('FINISHED');
+    expect(done.worker).toBe(workerId(applier));
+    const log = await logText(run.id);
+    const kept = /applied planned with ([0-9a-f]{48})\n/.exec(log)?.[1] as string;
+    expect(kept).toMatch(/^[0-9a-f]{48}$/);
+    expect(createHash('md5').update(kept).digest('hex')).toBe(marker);
+    expect(await stateNames(run.id)).toEqual([
+      'QUEUED',
+      'READY',
+      'PREPARING',
+      'INITIALIZING',
+      'PLANNING',
+      'UNCONFIRMED',
+      'CONFIRMED',
+      'PREPARING_APPLY',
+      'APPLYING',
+      'FINISHED',
+    ]);
+    // The ended run's workspace is gone from the server, and the applier kept no copy.
+    expect(blobs()).toEqual([]);
+    expect(readdirSync(path.join(applyStateDir, 'runs', run.id))).not.toContain(
+      'workspace.download',
+    );
+  });
+
+  it('follows a trigger to UNCONFIRMED, says how to confirm, and follows the apply to its end', async () => {
+    const token = await createPool('pool-follow');
+    await trackedStack('stack-follow', 'pool-follow');
+    const worker = startWorker(token, tempDir('berth-worker-'));
+    await worker.waitFor('registered in pool');
+    const follow = cli(['stack', 'trigger', 'stack-follow', '--type', 'tracked', '--follow']);
+    await follow.waitFor(/apply it with `berth runs confirm (\S+)`/);
+    const id = /berth runs confirm (\S+)`/.exec(follow.stderr())?.[1] as string;
+    expect(follow.stderr()).toContain('(1 to add, 0 to change, 0 to destroy)');
+    const confirm = cli(['runs', 'confirm', id]);
+    expect((await confirm.exited).code).toBe(0);
+    expect(confirm.stdout()).toContain('CONFIRMED');
+    const { code } = await follow.exited;
+    expect(code, follow.stderr()).toBe(0);
+    expect(follow.stdout()).toMatch(/applied planned with [0-9a-f]{48}\n/);
+    expect(follow.stderr()).toContain(`run ${id} FINISHED`);
+  });
+
+  it.each(['answered y', 'confirmed elsewhere'] as const)(
+    'asks on a terminal whether to apply, and applies when %s',
+    async (how) => {
+      const pool = `pool-ask-${how === 'answered y' ? 'y' : 'api'}`;
+      const stack = `stack-${pool}`;
+      const token = await createPool(pool);
+      await trackedStack(stack, pool);
+      const worker = startWorker(token, tempDir('berth-worker-'));
+      await worker.waitFor('registered in pool');
+      // script(1) gives the command a terminal for its standard input.
+      const command = [process.execPath, BERTH_BIN, 'stack', 'trigger', stack]
+        .concat(['--type', 'tracked', '--follow'])
+        .join(' ');
+      const asking = spawn('script', ['-qec', command, '/dev/null'], {
+        env: { ...process.env, NO_COLOR: '1', BERTH_SERVER: url, BERTH_TOKEN: admin },
+        stdio: ['pipe', 'pipe', 'pipe'],
+      });
+      let said = '';
+      asking.stdout.on('data', (chunk: Buffer) => (said += chunk.toString()));
+      const exited = new Promise<number | null>((resolve) => asking.on('exit', resolve));
+      try {
+        for (;;) {
+          if (said.includes('Apply this plan? [y/N]')) break;
+          if (asking.exitCode !== null) throw new Error(`script ended early: ${said}`);
+          await new Promise((resolve) => setTimeout(resolve, 100));
+        }
+        expect(said).toContain('(1 to add, 0 to change, 0 to destroy)');
+        const id = /run (\S+) is UNCONFIRMED/.exec(said)?.[1] as string;
+        if (how === 'answered y') asking.stdin.write('y\n');
+        else expect((await api<RunBody>('POST', `/runs/${id}/confirm`)).status).toBe(200);
+        expect(await exited, said).toBe(0);
+        expect(said).toMatch(/applied planned with [0-9a-f]{48}/);
+        expect(said).toContain(`run ${id} FINISHED`);
+        if (how === 'confirmed elsewhere') expect(said).toContain('the run was decided elsewhere');
+      } finally {
+        if (asking.exitCode === null) asking.kill('SIGKILL');
+      }
+    },
+  );
+
+  it("discard deletes the waiting workspace, which another pool's worker could not download", async () => {
+    const token = await createPool('pool-discard');
+    const otherToken = await createPool('pool-other');
+    await trackedStack('stack-discard', 'pool-discard');
+    const worker = startWorker(token, tempDir('berth-worker-'));
+    await worker.waitFor('registered in pool');
+    const run = (await api<RunBody>('POST', '/stacks/stack-discard/runs', { type: 'tracked' }))
+      .body;
+    expect((await settled(run.id, ['UNCONFIRMED', 'FAILED'])).state).toBe('UNCONFIRMED');
+    expect(existsSync(path.join(dataDir, 'blobs', `${run.id}.workspace`))).toBe(true);
+    // A worker of another pool, with its own valid token, asks for the workspace.
+    const other = await fetch(`${url}/api/v1/worker/register`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${otherToken}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ host: 'h', berthVersion: '0', engineVersion: '0', concurrency: 1 }),
+    });
+    const otherId = ((await other.json()) as { workerId: string }).workerId;
+    const stolen = await fetch(
+      `${url}/api/v1/worker/runs/${run.id}/workspace?workerId=${otherId}`,
+      { headers: { authorization: `Bearer ${otherToken}` } },
+    );
+    expect(stolen.status).toBe(404);
+    expect(((await stolen.json()) as { code: string }).code).toBe('NOT_FOUND');
+    const discard = cli(['runs', 'discard', run.id]);
+    expect((await discard.exited).code).toBe(0);
+    expect(discard.stdout()).toContain('DISCARDED');
+    expect(existsSync(path.join(dataDir, 'blobs', `${run.id}.workspace`))).toBe(false);
+    expect((await api<RunBody>('GET', `/runs/${run.id}`)).body.state).toBe('DISCARDED');
+  });
+
+  it('does not apply a plan in another image than the one it was planned in', async () => {
+    const token = await createPool('pool-moved');
+    const moving = 'berth-test/confirm-moving';
+    await tagImage(engine, inject('busyboxImage'), moving, 'v1');
+    try {
+      const created = await api('POST', '/stacks', {
+        id: 'stack-moved',
+        localDir: stackDir(),
+        pool: 'pool-moved',
+        runnerImage: `${moving}:v1`,
+      });
+      expect(created.status).toBe(201);
+      const worker = startWorker(token, tempDir('berth-worker-'));
+      await worker.waitFor('registered in pool');
+      const run = (await api<RunBody>('POST', '/stacks/stack-moved/runs', { type: 'tracked' }))
+        .body;
+      expect((await settled(run.id, ['UNCONFIRMED', 'FAILED'])).state).toBe('UNCONFIRMED');
+      // The tag moves to other content while the plan waits.
+      const other = await ensureBuiltImage(
+        engine,
+        'confirm-moved',
+        `FROM ${inject('busyboxImage')}\nLABEL berth.test=moved\n`,
+      );
+      await tagImage(engine, other, moving, 'v1');
+      await api('POST', `/runs/${run.id}/confirm`);
+      const failed = await settled(run.id, ['FINISHED', 'FAILED']);
+      expect(failed.state).toBe('FAILED');
+      expect(failed.stateReason).toContain('BERTH_APPLY_IMAGE_CHANGED');
+      expect(await logText(run.id)).not.toContain('applied planned');
+      expect(blobs()).toEqual([]);
+    } finally {
+      await removeImage(engine, `${moving}:v1`);
+    }
   });
 });

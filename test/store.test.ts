@@ -309,6 +309,41 @@ describe.each<Kind>(['sqlite', 'postgres'])('the store on %s', (kind) => {
     );
   });
 
+  it("hands a confirmed apply whose worker vanished before its container started to another worker, with the plan's seal and image", async () => {
+    await stack('apply-again');
+    const run = await trigger('apply-again', 'TRACKED');
+    await store.leaseRun('private-a', 'w1', t0, 30_000);
+    await store.transitionRun(
+      run.id,
+      'INITIALIZING',
+      { workerId: 'w1', patch: { started: true, imageId: 'sha256:plan' } },
+      t0,
+    );
+    await store.transitionRun(run.id, 'PLANNING', { workerId: 'w1' }, t0);
+    await store.transitionRun(
+      run.id,
+      'UNCONFIRMED',
+      { workerId: 'w1', patch: { workspaceSeal: 'sealed:v1:x', releaseWorker: true } },
+      t0,
+    );
+    await store.transitionRun(run.id, 'CONFIRMED', { patch: { releaseWorker: true } }, t0);
+    // The plan's container started; the apply's has not: losing this worker requeues the apply.
+    const apply = await store.leaseRun('private-a', 'w2', t0, 10_000);
+    expect(apply).toMatchObject({ state: 'PREPARING_APPLY', workerId: 'w2', started: false });
+    expect((await store.expireLeases(later(11_000))).map((r) => [r.id, r.state])).toEqual([
+      [run.id, 'CONFIRMED'],
+    ]);
+    const again = await store.leaseRun('private-a', 'w3', later(12_000), 10_000);
+    expect(again).toMatchObject({
+      id: run.id,
+      state: 'PREPARING_APPLY',
+      workerId: 'w3',
+      workspaceSeal: 'sealed:v1:x',
+      imageId: 'sha256:plan',
+    });
+    await store.transitionRun(run.id, 'CANCELED', {}, t0);
+  });
+
   it('ends runs of a vanished worker: back to the queue before a container started, FAILED after', async () => {
     await stack('lease');
     await store.upsertWorker(

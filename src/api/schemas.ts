@@ -227,6 +227,13 @@ export const LeaseRequest = closed({
   waitMs: Type.Optional(Type.Integer({ minimum: 0, maximum: 60_000 })),
 });
 
+/** What opens a sealed workspace (AES-256-GCM): key, nonce and tag, base64. */
+export const WorkspaceSeal = closed({
+  key: Type.String({ pattern: '^[A-Za-z0-9+/]{43}=$' }),
+  iv: Type.String({ pattern: '^[A-Za-z0-9+/]{16}$' }),
+  tag: Type.String({ pattern: '^[A-Za-z0-9+/]{22}==$' }),
+});
+
 export const Assignment = closed({
   run: RunOutput,
   stack: closed({
@@ -247,6 +254,16 @@ export const Assignment = closed({
   pool: PoolOutput,
   /** The sequence number the run's next log chunk gets (a run handed on continues its log). */
   logNext: Type.Integer({ minimum: 1 }),
+  /**
+   * The apply of a confirmed tracked run (PREPARING_APPLY): what opens its saved workspace
+   * (download it from `/worker/runs/{id}/workspace`) and the image the plan ran in.
+   */
+  resume: Type.Optional(
+    closed({
+      seal: WorkspaceSeal,
+      imageId: Type.Union([Type.String(), Type.Null()]),
+    }),
+  ),
 });
 
 export const HeartbeatRequest = closed({
@@ -273,9 +290,26 @@ export const StateReport = closed({
       reference: Type.String({ maxLength: 512 }),
       digest: Type.Union([Type.String({ maxLength: 600 }), Type.Null()]),
       source: Type.String({ maxLength: 64 }),
+      id: Type.Optional(Type.String({ maxLength: 600 })),
     }),
   ),
   plan: Type.Optional(Counts),
+  /** UNCONFIRMED: what opens the workspace uploaded before (kept sealed by the server). */
+  workspace: Type.Optional(WorkspaceSeal),
+});
+
+/** The worker that uploads or downloads a run's saved workspace. */
+export const WorkspaceQuery = closed({
+  workerId: Type.String({ pattern: '^[0-9A-HJKMNP-TV-Z]{26}$' }),
+});
+
+export const WorkspaceStored = closed({ bytes: Type.Integer() });
+
+/** The sealed workspace itself, as stored (the seal comes with the apply's assignment). */
+export const WorkspaceBlob = Type.Unsafe<unknown>({
+  type: 'string',
+  format: 'binary',
+  description: 'the sealed workspace (AES-256-GCM), as the planning worker uploaded it',
 });
 
 export const LogBatch = closed({

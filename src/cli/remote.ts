@@ -89,8 +89,17 @@ async function readStdin(): Promise<string> {
   return Buffer.concat(chunks).toString('utf8').split('\n')[0]?.trim() ?? '';
 }
 
-/** Follows a run's log and state until it ends; returns the final run. */
-export async function followRun(client: ApiClient, id: string, io: Output): Promise<Run> {
+/**
+ * Follows a run's log and state until it ends; returns the final run. A plan waiting for
+ * confirmation is shown, then `decide` asks (a terminal) or says how to decide; following goes on
+ * until the run ends (or the user stops following: Ctrl-C, which leaves the run as it is).
+ */
+export async function followRun(
+  client: ApiClient,
+  id: string,
+  io: Output,
+  decide: (run: Run) => Promise<void> = (run) => Promise.resolve(sayHowToDecide(run, io)),
+): Promise<Run> {
   let after = 0;
   let state: RunStateName | null = null;
   for (;;) {
@@ -103,17 +112,79 @@ export async function followRun(client: ApiClient, id: string, io: Output): Prom
       io.stderr.write(
         `berth: run ${id} ${state}${run.stateReason ? ` (${run.stateReason})` : ''}\n`,
       );
-    }
-    if (isTerminal(run.state) || run.state === 'UNCONFIRMED') {
-      // Everything stored up to the end, page by page.
-      for (;;) {
-        const rest = await client.logs(id, after);
-        if (rest.chunks.length === 0) return run;
-        for (const chunk of rest.chunks) io.stdout.write(chunk.text);
-        after = rest.next;
+      if (state === 'UNCONFIRMED') {
+        after = await showRest(client, id, after, io);
+        await decide(run);
+        continue;
       }
     }
+    if (isTerminal(run.state)) {
+      // Everything stored up to the end.
+      await showRest(client, id, after, io);
+      return run;
+    }
     if (log.chunks.length === 0) await new Promise((resolve) => setTimeout(resolve, 500));
+  }
+}
+
+/** The rest of a run's stored log, page by page; returns where it ends. */
+async function showRest(client: ApiClient, id: string, after: number, io: Output): Promise<number> {
+  for (;;) {
+    const rest = await client.logs(id, after);
+    if (rest.chunks.length === 0) return after;
+    for (const chunk of rest.chunks) io.stdout.write(chunk.text);
+    after = rest.next;
+  }
+}
+
+function planLine(run: Run): string {
+  return run.plan
+    ? `${run.plan.add} to add, ${run.plan.change} to change, ${run.plan.destroy} to destroy${run.plan.replace ? ` (${run.plan.replace} replaced)` : ''}`
+    : 'no plan summary';
+}
+
+function sayHowToDecide(run: Run, io: Output): void {
+  io.stderr.write(
+    `berth: the plan of run ${run.id} waits for confirmation (${planLine(run)}); apply it with \`berth runs confirm ${run.id}\`, or \`berth runs discard ${run.id}\`. Still following (Ctrl-C stops following; the run waits).\n`,
+  );
+}
+
+/** On a terminal: y applies the plan, anything else discards it (as `berth run` asks). */
+async function askToConfirm(client: ApiClient, run: Run, io: Output): Promise<void> {
+  io.stderr.write(
+    `berth: run ${run.id} is UNCONFIRMED (${planLine(run)}). Apply this plan? [y/N] (N discards) `,
+  );
+  const { createInterface } = await import('node:readline');
+  const lines = createInterface({ input: process.stdin });
+  // Decided elsewhere meanwhile (another terminal, the API): the question closes unanswered.
+  let elsewhere = false;
+  const watch = setInterval(() => {
+    void client.getRun(run.id).then(
+      (now) => {
+        if (now.state === 'UNCONFIRMED') return;
+        elsewhere = true;
+        lines.close();
+      },
+      () => undefined,
+    );
+  }, 1000);
+  const answer = await new Promise<string>((resolve) => {
+    lines.once('line', resolve);
+    lines.once('close', () => resolve(''));
+  });
+  clearInterval(watch);
+  lines.close();
+  if (elsewhere) {
+    io.stderr.write('\nberth: the run was decided elsewhere\n');
+    return;
+  }
+  const yes = /^y(es)?$/i.test(answer.trim());
+  try {
+    await client.decide(run.id, yes ? 'confirm' : 'discard');
+  } catch (err) {
+    // Someone else decided (or canceled) meanwhile: following shows what happened.
+    if (!(err instanceof ApiClientError) || err.status !== 409) throw err;
+    io.stderr.write(`berth: ${err.message}\n`);
   }
 }
 
@@ -286,8 +357,12 @@ export function registerRemote(
             print(io, o.json, run, () => runLine(run));
             return;
           }
-          const end = await followRun(api, run.id, io);
-          setExit(end.state === 'FINISHED' ? 0 : end.state === 'UNCONFIRMED' ? 0 : 1);
+          const end = await followRun(api, run.id, io, (waiting) =>
+            process.stdin.isTTY
+              ? askToConfirm(api, waiting, io)
+              : Promise.resolve(sayHowToDecide(waiting, io)),
+          );
+          setExit(end.state === 'FINISHED' || end.state === 'DISCARDED' ? 0 : 1);
         },
       ),
     );

@@ -3,7 +3,7 @@ import { homedir } from 'node:os';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { BerthError } from '../domain/errors.js';
-import { parseDuration } from '../domain/units.js';
+import { parseByteSize, parseDuration } from '../domain/units.js';
 import type { Output } from './render.js';
 
 export function dataDirFrom(env: NodeJS.ProcessEnv, flag?: string): string {
@@ -41,6 +41,19 @@ function databasePoolSize(env: NodeJS.ProcessEnv): number | undefined {
   return size;
 }
 
+/** The saved-workspace limit as `berth run` takes it (at least 1MiB); undefined: the default. */
+export function savedWorkspaceLimit(text: string | undefined): number | undefined {
+  if (!text) return undefined;
+  const limit = parseByteSize(text);
+  if ('error' in limit || limit.bytes < 1024 * 1024)
+    throw new BerthError(
+      'BERTH_USAGE',
+      `saved-workspace limit ${JSON.stringify(text)}: ${'error' in limit ? limit.error : 'allow at least 1MiB'}`,
+      { hint: 'e.g. --saved-workspace-limit 2GiB (BERTH_SAVED_WORKSPACE_LIMIT).' },
+    );
+  return limit.bytes;
+}
+
 export function registerServer(
   program: Command,
   io: Output,
@@ -55,8 +68,15 @@ export function registerServer(
       '--data-dir <dir>',
       'SQLite database, secrets key and blobs (default: $BERTH_DATA_DIR or ~/.local/share/berth)',
     )
-    .action(async (opts: { listen: string; dataDir?: string }) => {
+    .option(
+      '--saved-workspace-limit <size>',
+      'the most a tracked run may keep between plan and apply (default: $BERTH_SAVED_WORKSPACE_LIMIT or 1GiB)',
+    )
+    .action(async (opts: { listen: string; dataDir?: string; savedWorkspaceLimit?: string }) => {
       const { host, port } = listenAddress(opts.listen);
+      const savedWorkspaceLimitBytes = savedWorkspaceLimit(
+        opts.savedWorkspaceLimit ?? env.BERTH_SAVED_WORKSPACE_LIMIT?.trim(),
+      );
       const leaseText = env.BERTH_WORKER_LEASE_TIMEOUT?.trim() || '60s';
       const lease = parseDuration(leaseText);
       if ('error' in lease)
@@ -75,6 +95,8 @@ export function registerServer(
         env,
         version,
         leaseMs: lease.ms,
+        blobDir: env.BERTH_BLOB_DIR?.trim() || undefined,
+        savedWorkspaceLimitBytes,
         say: (line) => io.stderr.write(`berth: ${line}\n`),
       });
       await new Promise<void>((resolve) => {

@@ -15,6 +15,7 @@ import { HttpWorkerProtocol } from '../worker/protocol.js';
 import { Worker } from '../worker/worker.js';
 import type { Output } from './render.js';
 import { workerAdmin } from './remote.js';
+import { savedWorkspaceLimit } from './server.js';
 
 /** A setting under berth's name or the reference product's; both set differently is an error. */
 function setting(env: NodeJS.ProcessEnv, ours: string, theirs: string): string | undefined {
@@ -136,7 +137,10 @@ export async function runWorker(options: {
         runtime: setting(env, 'BERTH_WORKER_RUNTIME', 'SPACELIFT_WORKER_RUNTIME'),
         pullPolicy: 'auto',
         logLimitBytes: 'bytes' in logLimit ? logLimit.bytes : 4 * 1024 * 1024,
-        savedWorkspaceLimitBytes: DEFAULT_SAVED_WORKSPACE_LIMIT,
+        // As the server's limit (the same variable): a plan that the server would refuse fails here.
+        savedWorkspaceLimitBytes:
+          savedWorkspaceLimit(env.BERTH_SAVED_WORKSPACE_LIMIT?.trim()) ??
+          DEFAULT_SAVED_WORKSPACE_LIMIT,
       },
       dockerConfig: dockerConfigDirFrom(env),
       env,

@@ -48,6 +48,11 @@ export const ERROR_CATALOGUE = {
     retryable: false,
     hint: 'Nothing was applied. The workspace saved after the plan was changed or damaged on disk while it waited for confirmation; run the plan again.',
   },
+  BERTH_APPLY_IMAGE_CHANGED: {
+    kind: 'image',
+    retryable: false,
+    hint: 'Nothing was applied. The image reference now names another image than the one the plan ran in (a tag moved, or the worker that applies has another image under that name); trigger the run again to plan in the current image, or pin the runner image by digest.',
+  },
   BERTH_ENGINE_NOT_LOCAL: {
     kind: 'infra',
     retryable: false,

@@ -6,9 +6,10 @@
 
 /**
  * How a run ended. As in the reference: CANCELED when it was stopped before anything of the job
- * ran, STOPPED when it was stopped after (Ctrl-C, SIGTERM); a timeout is a failure.
+ * ran, STOPPED when it was stopped after (Ctrl-C, SIGTERM); a timeout is a failure. UNCONFIRMED
+ * ends only a worker's part of a tracked run: its plan waits on the server for a decision.
  */
-export type RunState = 'FINISHED' | 'FAILED' | 'CANCELED' | 'STOPPED' | 'DISCARDED';
+export type RunState = 'FINISHED' | 'FAILED' | 'CANCELED' | 'STOPPED' | 'DISCARDED' | 'UNCONFIRMED';
 
 import type { PlanSummary } from './workflow.js';
 

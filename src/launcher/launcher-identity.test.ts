@@ -20,10 +20,14 @@ function stateOf(pid: number): string {
   return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[0] as string;
 }
 
-/** Polls /proc until the process is in STATE: the kernel's own answer, no fixed sleep. */
+/**
+ * Polls /proc until the process is in STATE: the kernel's own answer, no fixed sleep. A killed
+ * process needs CPU time to exit: on a loaded machine that can take a while, so the poll waits a
+ * few milliseconds between looks (up to about 20 s) rather than spinning a fixed number of turns.
+ */
 async function untilState(pid: number, state: string): Promise<void> {
-  for (let i = 0; i < 2000 && stateOf(pid) !== state; i++) {
-    await new Promise((resolve) => setImmediate(resolve));
+  for (let i = 0; i < 4000 && stateOf(pid) !== state; i++) {
+    await new Promise((resolve) => setTimeout(resolve, 5));
   }
   expect(stateOf(pid)).toBe(state);
 }

@@ -61,6 +61,8 @@ export interface RunPlanInput extends Omit<
   launcherId: string;
   /** Asked when a tracked run reaches UNCONFIRMED without auto-deploy. */
   confirm: WorkflowOptions['confirm'];
+  /** Instead of asking: the front end keeps the plan's workspace elsewhere (a worker). */
+  handOver?: WorkflowOptions['handOver'];
 }
 
 /** The run's options, ready for startRun (the caller adds how to build a missing default image). */
@@ -128,6 +130,7 @@ export async function planRun(
             autoDeploy: input.autoDeploy,
             programs: run.workflow.programs,
             confirm: input.confirm,
+            ...(input.handOver ? { handOver: input.handOver } : {}),
           },
     image,
     imageSource: run.imageSource,

@@ -45,7 +45,7 @@ import type { ToolName } from '../workflow/tool-releases.js';
 import { rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { configurePlugins, hostPlatform, prepareTool, type ToolRequest } from './tool-setup.js';
-import { writeSealed } from './sealed-archive.js';
+import { writeSealed, type SealedArchive } from './sealed-archive.js';
 
 export interface Clock {
   now(): number;
@@ -101,6 +101,18 @@ export interface RunJobOptions {
   tool?: ToolRequest;
   /** Proposed, tracked and destroy runs: what follows the first container's phases. */
   workflow?: WorkflowOptions;
+  /**
+   * The apply of a tracked run planned and confirmed elsewhere (a worker, after its server's
+   * confirm): the plan's saved workspace is restored whole into a new container, where the apply
+   * phases run; the plan phases do not run again.
+   */
+  resume?: ResumeOptions;
+}
+
+export interface ResumeOptions {
+  archive: SealedArchive;
+  /** The id of the image the plan ran in: the apply runs in the same one, or not at all. */
+  imageId: string | null;
 }
 
 export interface WorkflowOptions {
@@ -112,9 +124,17 @@ export interface WorkflowOptions {
   autoDeploy: boolean;
   /** Programs a CUSTOM workflow's commands call: each must be in the image. */
   programs: string[];
-  /** Asked when a tracked run without auto-deploy reaches UNCONFIRMED. */
-  /** Asks whether to apply; must answer false soon after `signal` aborts (the run stopped). */
+  /**
+   * Asked when a tracked run without auto-deploy reaches UNCONFIRMED, whether to apply; must
+   * answer false soon after `signal` aborts (the run stopped).
+   */
   confirm: (plan: PlanSummary | null, signal: AbortSignal) => Promise<boolean>;
+  /**
+   * A front end whose decision comes later and maybe elsewhere (a worker: its server's confirm)
+   * instead of `confirm`: the sealed workspace is handed over at UNCONFIRMED (the file is
+   * removed afterwards) and the run ends UNCONFIRMED here; `resume` applies it later.
+   */
+  handOver?: (archive: SealedArchive, signal: AbortSignal) => Promise<void>;
 }
 
 export interface RunDeps {
@@ -177,6 +197,8 @@ class Run {
   /** Every intended phase ran and succeeded. */
   private completed = false;
   private discarded = false;
+  /** The plan's workspace went to the front end at UNCONFIRMED: the run waits elsewhere. */
+  private handedOver = false;
   private plan: PlanSummary | null = null;
 
   constructor(
@@ -304,13 +326,23 @@ class Run {
       this.tool = tool?.provided ?? null;
       this.cacheEnv = tool?.cache?.env ?? {};
       if (tool?.cache) this.warn(tool.cache.note);
-      await this.startContainer(this.spec);
-      await this.requirePrograms(this.options.workflow?.programs ?? [], image.reference);
-      if (this.stop) {
-        // Stopped while the container was being made: nothing of the job ran yet.
-        this.stop.endedBy = 'SIGINT';
-      } else if (await this.runPhases(this.options.phases, phases)) {
-        this.completed = !this.options.workflow || (await this.continueWorkflow(phases));
+      if (this.options.resume) {
+        if (this.options.workflow?.type !== 'tracked')
+          throw new BerthError(
+            'BERTH_USAGE',
+            'only a tracked run has an apply to resume; its runtime configuration no longer makes it one',
+          );
+        requireSameImage(this.options.resume.imageId, image);
+        this.completed = await this.applySaved(this.options.resume.archive, phases, image);
+      } else {
+        await this.startContainer(this.spec);
+        await this.requirePrograms(this.options.workflow?.programs ?? [], image.reference);
+        if (this.stop) {
+          // Stopped while the container was being made: nothing of the job ran yet.
+          this.stop.endedBy = 'SIGINT';
+        } else if (await this.runPhases(this.options.phases, phases)) {
+          this.completed = !this.options.workflow || (await this.continueWorkflow(phases));
+        }
       }
     } catch (err) {
       if (!this.stop) error = coerceError(err);
@@ -493,6 +525,15 @@ class Run {
     await job.destroy();
     this.job = undefined;
     this.clearTimers();
+    if (workflow.handOver) {
+      try {
+        await workflow.handOver(archive, this.abort.signal);
+      } finally {
+        await rm(archive.file, { force: true });
+      }
+      this.handedOver = !this.stop;
+      return false;
+    }
     const confirmed = await workflow.confirm(this.plan, this.abort.signal);
     if (this.stop) {
       // Canceled (Ctrl-C, SIGTERM) while waiting for the answer: nothing is applied or kept.
@@ -510,6 +551,21 @@ class Run {
       () => this.requestStop('run-timeout'),
       this.options.timeoutMs,
     );
+    return this.applySaved(archive, records, null);
+  }
+
+  /**
+   * The apply half of a tracked run, here or on another machine: the saved workspace restored
+   * whole (checked against its seal first) into a new container, then the apply phases. The
+   * archive's file is removed once it is in the container (or could not get there).
+   */
+  private async applySaved(
+    archive: SealedArchive,
+    records: PhaseRecord[],
+    /** Set when the plan ran elsewhere: the custom workflow's programs are checked here. */
+    resumedIn: ResolvedImage | null,
+  ): Promise<boolean> {
+    const workflow = this.options.workflow as WorkflowOptions;
     try {
       await this.startContainer({
         ...(this.spec as JobContainerSpec),
@@ -519,6 +575,8 @@ class Run {
     } finally {
       await rm(archive.file, { force: true });
     }
+    if (resumedIn) await this.requirePrograms(workflow.programs, resumedIn.reference);
+    if (this.stop) return false;
     return this.runPhases(workflow.apply, records);
   }
 
@@ -675,6 +733,7 @@ class Run {
     }
     if (error) return { state: 'FAILED', exitCode: exitCodeForError(error) };
     if (this.discarded) return { state: 'DISCARDED', exitCode: EXIT_CODES.success };
+    if (this.handedOver) return { state: 'UNCONFIRMED', exitCode: EXIT_CODES.success };
     if (this.completed && phases.at(-1)?.exitCode === 0)
       return { state: 'FINISHED', exitCode: EXIT_CODES.success };
     return { state: 'FAILED', exitCode: EXIT_CODES.jobFailed };
@@ -725,4 +784,13 @@ class Run {
     this.emit({ type: 'run.finished', ...summary });
     return summary;
   }
+}
+
+/** The apply runs in the image the plan ran in (by id: the same content), or not at all. */
+function requireSameImage(planned: string | null, image: ResolvedImage): void {
+  if (planned === null || planned === image.id) return;
+  throw new BerthError(
+    'BERTH_APPLY_IMAGE_CHANGED',
+    `the plan ran in image ${planned}, but ${image.reference} is now ${image.id}; the saved plan is not applied in another image`,
+  );
 }

@@ -6,7 +6,8 @@ import { pipeline } from 'node:stream/promises';
 import { describe, expect, it } from 'vitest';
 import { BerthError } from '../domain/errors.js';
 import { readAll } from '../executor/docker/engine-client.js';
-import { writeSealed } from './sealed-archive.js';
+import { sealFromText, sealToText } from '../domain/workspace-seal.js';
+import { openSealed, writeSealed } from './sealed-archive.js';
 
 const secret = 'TF_VAR_db_password=hunter2-plain-value\n'.repeat(1000);
 
@@ -73,5 +74,25 @@ describe('writeSealed', () => {
       tooLarge: () => new Error('never'),
     });
     expect(await readAll(await sealed.open())).toBe(secret);
+  });
+
+  it('opens elsewhere (a copy, another worker) with its seal as text, and only with it', async () => {
+    const file = sealedFile();
+    const sealed = await writeSealed(file, (sink) => pipeline(Readable.from([secret]), sink));
+    const copy = `${file}.copy`;
+    writeFileSync(copy, readFileSync(file));
+    const text = sealToText(sealed.seal);
+    const seal = sealFromText(text);
+    expect(seal).not.toBeNull();
+    expect(await readAll(await openSealed(copy, seal as NonNullable<typeof seal>).open())).toBe(
+      secret,
+    );
+    const wrong = { ...sealed.seal, key: Buffer.alloc(32, 9) };
+    const error = await openSealed(copy, wrong)
+      .open()
+      .catch((e: unknown) => e);
+    expect((error as BerthError).code).toBe('BERTH_SAVED_WORKSPACE_INVALID');
+    for (const bad of ['', '{}', '{"key":"AAAA","iv":"AAAA","tag":"AAAA"}', 'null'])
+      expect(sealFromText(bad)).toBeNull();
   });
 });

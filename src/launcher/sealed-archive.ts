@@ -13,11 +13,17 @@ import path from 'node:path';
 import { Transform, Writable, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { BerthError } from '../domain/errors.js';
+import type { Seal } from '../domain/workspace-seal.js';
 
 const CIPHER = 'aes-256-gcm';
 
 export interface SealedArchive {
   readonly file: string;
+  /**
+   * What opens the file: the key, the nonce and the authentication tag. Kept in memory by
+   * `berth run`; a worker hands it to its server (which keeps it sealed, apart from the file).
+   */
+  readonly seal: Seal;
   /** A fresh stream of the plain archive; rejects when the file is not what was sealed. */
   open(): Promise<Readable>;
 }
@@ -58,11 +64,16 @@ export async function writeSealed(
     await rm(file, { force: true });
     throw err;
   }
-  const tag = cipher.getAuthTag();
+  return openSealed(file, { key, iv, tag: cipher.getAuthTag() });
+}
+
+/** A sealed file written elsewhere (by another worker), with the seal that opens it. */
+export function openSealed(file: string, seal: Seal): SealedArchive {
   const decipher = (): ReturnType<typeof createDecipheriv> =>
-    createDecipheriv(CIPHER, key, iv).setAuthTag(tag);
+    createDecipheriv(CIPHER, seal.key, seal.iv).setAuthTag(seal.tag);
   return {
     file,
+    seal,
     async open() {
       // Whole-file check first: a changed archive must not reach a container even in part.
       try {

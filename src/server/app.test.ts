@@ -3,7 +3,7 @@
  * stacks and write-only secrets, runs and the state machine's refusals, and bad input of every
  * kind answered with a 4xx and a stable code, never a 500, never a changed record.
  */
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import fc from 'fast-check';
@@ -14,6 +14,7 @@ import type { Store } from '../store/store.js';
 import { buildServer, openApiDocument } from './app.js';
 import { hashToken } from './auth.js';
 import { SecretBox } from './secrets.js';
+import { BlobStore } from './blob-store.js';
 
 const ADMIN = 'berth_admin_test-token-0123456789';
 let dir: string;
@@ -28,6 +29,7 @@ beforeAll(async () => {
   app = await buildServer({
     store,
     secrets: SecretBox.fromKey(Buffer.alloc(32, 7)),
+    blobs: await BlobStore.open(path.join(dir, 'blobs'), 1024 * 1024),
     adminTokenHash: hashToken(ADMIN),
     version: 'test',
     now: () => clock,
@@ -223,11 +225,17 @@ describe('stacks', () => {
 });
 
 describe('runs', () => {
-  it('refuses a tracked run the workers could not keep waiting for confirmation', async () => {
-    const refused = await call('POST', '/api/v1/stacks/demo/runs', { type: 'tracked' });
-    expect(refused.status).toBe(400);
-    expect(refused.body.code).toBe('CONFIRMATION_NOT_SUPPORTED');
-    expect(await store.listRuns({ stackId: 'demo', limit: 10 })).toEqual([]);
+  it('queues a tracked run of a stack without auto-deploy (its plan will wait for a confirm)', async () => {
+    const queued = await call('POST', '/api/v1/stacks/demo/runs', { type: 'tracked' });
+    expect(queued.status).toBe(201);
+    expect(queued.body).toMatchObject({ type: 'TRACKED', state: 'READY', autoDeploy: false });
+    // Confirm before there is a plan: refused, nothing changed.
+    const early = await call('POST', `/api/v1/runs/${queued.body.id as string}/confirm`);
+    expect(early.status).toBe(409);
+    expect(early.body.code).toBe('RUN_TRANSITION_INVALID');
+    expect((await call('POST', `/api/v1/runs/${queued.body.id as string}/cancel`)).status).toBe(
+      200,
+    );
     expect((await call('PATCH', '/api/v1/stacks/demo', { autoDeploy: true })).status).toBe(200);
   });
 
@@ -501,5 +509,179 @@ describe('the worker protocol', () => {
     expect((logs.body.chunks as { text: string }[]).map((c) => c.text).join('')).toBe(
       'hello\nworld\n',
     );
+  });
+});
+
+describe('plan → confirm → apply across workers', () => {
+  let tokenA = '';
+  let tokenB = '';
+  let planner = '';
+  let applier = '';
+  let foreigner = '';
+  const seal = {
+    key: Buffer.alloc(32, 1).toString('base64'),
+    iv: Buffer.alloc(12, 2).toString('base64'),
+    tag: Buffer.alloc(16, 3).toString('base64'),
+  };
+  const blobFile = (runId: string): string => path.join(dir, 'blobs', `${runId}.workspace`);
+
+  async function register(token: string): Promise<string> {
+    return (
+      await call(
+        'POST',
+        '/api/v1/worker/register',
+        { host: 'h', berthVersion: '0', engineVersion: '0', concurrency: 1 },
+        token,
+      )
+    ).body.workerId as string;
+  }
+
+  async function upload(runId: string, workerId: string, token: string, payload: Buffer) {
+    const res = await app.inject({
+      method: 'PUT',
+      url: `/api/v1/worker/runs/${runId}/workspace?workerId=${workerId}`,
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/octet-stream' },
+      payload,
+    });
+    return { status: res.statusCode, body: JSON.parse(res.body) as Record<string, unknown> };
+  }
+
+  async function download(runId: string, workerId: string, token: string) {
+    return app.inject({
+      method: 'GET',
+      url: `/api/v1/worker/runs/${runId}/workspace?workerId=${workerId}`,
+      headers: { authorization: `Bearer ${token}` },
+    });
+  }
+
+  const report = (runId: string, workerId: string, body: Record<string, unknown>) =>
+    call('POST', `/api/v1/worker/runs/${runId}/state`, { workerId, ...body }, tokenA);
+
+  /** A tracked run of `plan-stack` planned by `planner`, now UNCONFIRMED with its blob stored. */
+  async function planned(content: Buffer): Promise<string> {
+    const run = await call('POST', '/api/v1/stacks/plan-stack/runs', { type: 'tracked' });
+    const runId = run.body.id as string;
+    const leased = await call('POST', '/api/v1/worker/lease', { workerId: planner }, tokenA);
+    expect(leased.body.run).toMatchObject({ id: runId, state: 'PREPARING' });
+    expect(leased.body.resume).toBeUndefined();
+    expect((await report(runId, planner, { state: 'INITIALIZING', started: true })).status).toBe(
+      200,
+    );
+    expect((await report(runId, planner, { state: 'PLANNING' })).status).toBe(200);
+    // UNCONFIRMED before the workspace is there: refused with its own code.
+    const early = await report(runId, planner, { state: 'UNCONFIRMED', workspace: seal });
+    expect(early.status).toBe(409);
+    expect(early.body.code).toBe('WORKSPACE_MISSING');
+    expect((await upload(runId, planner, tokenA, content)).body).toEqual({
+      bytes: content.length,
+    });
+    const noSeal = await report(runId, planner, { state: 'UNCONFIRMED' });
+    expect(noSeal.status).toBe(400);
+    expect(noSeal.body.code).toBe('WORKSPACE_SEAL_MISSING');
+    const waiting = await report(runId, planner, {
+      state: 'UNCONFIRMED',
+      workspace: seal,
+      plan: { add: 1, change: 0, destroy: 0, replace: 0 },
+      image: { reference: 'busybox', digest: null, source: 'present', id: 'sha256:abc' },
+    });
+    expect(waiting.body).toMatchObject({ state: 'UNCONFIRMED', plan: { add: 1 } });
+    // The seal is kept sealed with the server's key, never as given, and never shown.
+    const stored = await store.getRun(runId);
+    expect(stored?.workspaceSeal).not.toContain(seal.key);
+    expect(JSON.stringify(waiting.body)).not.toContain(seal.key);
+    expect(readFileSync(blobFile(runId))).toEqual(content);
+    return runId;
+  }
+
+  beforeAll(async () => {
+    tokenA = (await call('POST', '/api/v1/pools', { id: 'plan-a', kind: 'private' })).body
+      .token as string;
+    tokenB = (await call('POST', '/api/v1/pools', { id: 'plan-b', kind: 'private' })).body
+      .token as string;
+    expect(
+      (await call('POST', '/api/v1/stacks', { id: 'plan-stack', localDir: dir, pool: 'plan-a' }))
+        .status,
+    ).toBe(201);
+    planner = await register(tokenA);
+    applier = await register(tokenA);
+    foreigner = await register(tokenB);
+  });
+
+  it('keeps the workspace while the plan waits, hands it to the apply of the same pool only, and deletes it at the end', async () => {
+    const content = Buffer.from('sealed workspace bytes');
+    const runId = await planned(content);
+    // The stack's lock holds while the plan waits: the next tracked run queues behind it.
+    const next = await call('POST', '/api/v1/stacks/plan-stack/runs', { type: 'tracked' });
+    expect(next.body.state).toBe('QUEUED');
+    // Nobody may download a workspace before the apply is leased.
+    const tooSoon = await download(runId, planner, tokenA);
+    expect(tooSoon.statusCode).toBe(409);
+    expect((JSON.parse(tooSoon.body) as { code: string }).code).toBe('RUN_TRANSITION_INVALID');
+    expect((await call('POST', `/api/v1/runs/${runId}/confirm`)).body.state).toBe('CONFIRMED');
+    const again = await call('POST', `/api/v1/runs/${runId}/confirm`);
+    expect(again.status).toBe(409);
+    expect(again.body.code).toBe('RUN_TRANSITION_INVALID');
+    const lateDiscard = await call('POST', `/api/v1/runs/${runId}/discard`);
+    expect(lateDiscard.status).toBe(409);
+    expect(lateDiscard.body.code).toBe('RUN_TRANSITION_INVALID');
+    // Another pool's worker never gets it.
+    expect(
+      (await call('POST', '/api/v1/worker/lease', { workerId: foreigner }, tokenB)).status,
+    ).toBe(204);
+    const leased = await call('POST', '/api/v1/worker/lease', { workerId: applier }, tokenA);
+    expect(leased.body.run).toMatchObject({ id: runId, state: 'PREPARING_APPLY' });
+    expect(leased.body.resume).toEqual({ seal, imageId: 'sha256:abc' });
+    const foreign = await download(runId, foreigner, tokenB);
+    expect(foreign.statusCode).toBe(404);
+    expect((JSON.parse(foreign.body) as { code: string }).code).toBe('NOT_FOUND');
+    const notHolder = await download(runId, planner, tokenA);
+    expect(notHolder.statusCode).toBe(409);
+    expect((JSON.parse(notHolder.body) as { code: string }).code).toBe('RUN_CHANGED');
+    const got = await download(runId, applier, tokenA);
+    expect(got.statusCode).toBe(200);
+    expect(got.rawPayload).toEqual(content);
+    // No upload over a plan that is no longer being made.
+    const overwrite = await upload(runId, applier, tokenA, Buffer.from('other'));
+    expect(overwrite.status).toBe(409);
+    expect(overwrite.body.code).toBe('RUN_TRANSITION_INVALID');
+    expect((await report(runId, applier, { state: 'APPLYING', started: true })).status).toBe(200);
+    expect((await report(runId, applier, { state: 'FINISHED' })).body.state).toBe('FINISHED');
+    expect(existsSync(blobFile(runId))).toBe(false);
+    // The lock passed on; that run ends here.
+    expect((await call('GET', `/api/v1/runs/${next.body.id as string}`)).body.state).toBe('READY');
+    await call('POST', `/api/v1/runs/${next.body.id as string}/cancel`);
+  });
+
+  it.each(['discard', 'cancel'] as const)(
+    '%s at UNCONFIRMED ends the run DISCARDED and deletes its workspace',
+    async (decision) => {
+      const runId = await planned(Buffer.from(`to ${decision}`));
+      const ended = await call('POST', `/api/v1/runs/${runId}/${decision}`);
+      expect(ended.body.state).toBe('DISCARDED');
+      expect(existsSync(blobFile(runId))).toBe(false);
+      const afterwards = await call('POST', `/api/v1/runs/${runId}/confirm`);
+      expect(afterwards.status).toBe(409);
+      expect(afterwards.body.code).toBe('RUN_TRANSITION_INVALID');
+    },
+  );
+
+  it('refuses a workspace over the limit and keeps nothing of it', async () => {
+    const run = await call('POST', '/api/v1/stacks/plan-stack/runs', { type: 'tracked' });
+    const runId = run.body.id as string;
+    await call('POST', '/api/v1/worker/lease', { workerId: planner }, tokenA);
+    await report(runId, planner, { state: 'INITIALIZING', started: true });
+    await report(runId, planner, { state: 'PLANNING' });
+    const big = await upload(runId, planner, tokenA, Buffer.alloc(1024 * 1024 + 1));
+    expect(big.status).toBe(413);
+    expect(big.body.code).toBe('WORKSPACE_TOO_LARGE');
+    expect(readdirSync(path.join(dir, 'blobs'))).toEqual([]);
+    // A proposed run keeps no workspace.
+    const proposed = await call('POST', '/api/v1/stacks/plan-stack/runs', { type: 'proposed' });
+    await call('POST', '/api/v1/worker/lease', { workerId: applier }, tokenA);
+    const refused = await upload(proposed.body.id as string, applier, tokenA, Buffer.from('x'));
+    expect(refused.status).toBe(409);
+    expect(refused.body.code).toBe('RUN_TRANSITION_INVALID');
+    for (const id of [runId, proposed.body.id as string])
+      await call('POST', `/api/v1/runs/${id}/cancel`);
   });
 });

@@ -20,6 +20,9 @@ import { registerWorkerRoutes } from './routes/worker.js';
 import { registerWorkerAdminRoutes } from './routes/workers.js';
 import { PoolSignals } from './pool-signals.js';
 import type { SecretBox } from './secrets.js';
+import type { BlobStore } from './blob-store.js';
+import { isTerminal } from '../domain/run-state.js';
+import type { Run } from '../store/store.js';
 
 export const API_VERSION = 'v1';
 export const BODY_LIMIT = 1024 * 1024;
@@ -27,6 +30,8 @@ export const BODY_LIMIT = 1024 * 1024;
 export interface ServerDeps {
   store: Store;
   secrets: SecretBox;
+  /** Saved workspaces of tracked runs waiting for confirmation. */
+  blobs: BlobStore;
   /** SHA-256 of an admin token kept outside the store (tests); the store's tokens work too. */
   adminTokenHash?: string;
   version: string;
@@ -321,6 +326,14 @@ export function requireAdmin(request: FastifyRequest): Person {
     throw new ApiError(403, 'FORBIDDEN', 'only the admin token may do this');
   }
   return caller;
+}
+
+/** A run that has ended needs no saved workspace any more: its blob goes (nothing leaks on disk). */
+export async function forgetWorkspaceIfEnded(
+  ctx: Pick<ServerContext, 'blobs'>,
+  run: Pick<Run, 'id' | 'state'>,
+): Promise<void> {
+  if (isTerminal(run.state)) await ctx.blobs.delete(run.id);
 }
 
 export const errorResponses = {

@@ -4,6 +4,7 @@
  * sweep that ends runs whose worker stopped answering. Several servers may share one PostgreSQL.
  */
 import { mkdirSync } from 'node:fs';
+import path from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { StoreConflict } from '../store/store.js';
 import { openStore, redact } from '../store/open-store.js';
@@ -13,6 +14,14 @@ import { PoolSignals } from './pool-signals.js';
 import { hashToken, newToken } from './auth.js';
 import { SecretBox } from './secrets.js';
 import { resolveCommit } from './commits.js';
+import { BlobStore } from './blob-store.js';
+import { isTerminal } from '../domain/run-state.js';
+import type { Store } from '../store/store.js';
+
+/** The saved-workspace limit when none is set (as `berth run`'s, docs/usage.md). */
+export const DEFAULT_BLOB_LIMIT = 1024 ** 3;
+/** How often blobs no run needs any more (a crash between an end and its delete) are removed. */
+const BLOB_SWEEP_MS = 10 * 60_000;
 
 export interface ServerOptions {
   host: string;
@@ -24,6 +33,10 @@ export interface ServerOptions {
   env: NodeJS.ProcessEnv;
   version: string;
   leaseMs?: number;
+  /** Where saved workspaces are kept (default: `blobs` in the data directory). */
+  blobDir?: string;
+  /** The most one saved workspace may be, in bytes (default 1 GiB). */
+  savedWorkspaceLimitBytes?: number;
   /** Lines for the operator (the admin token, once). */
   say: (line: string) => void;
   /**
@@ -97,9 +110,20 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       );
       signals.relayTo(notifications);
     }
+    const blobs = await BlobStore.open(
+      options.blobDir ?? path.join(options.dataDir, 'blobs'),
+      options.savedWorkspaceLimitBytes ?? DEFAULT_BLOB_LIMIT,
+    );
+    const sweepBlobs = (): void => {
+      void blobs.sweep(blobNeeded(store), new Date()).catch((err: unknown) => {
+        options.say(`blob sweep failed: ${(err as Error).message}`);
+      });
+    };
+    sweepBlobs();
     const app = await buildServer({
       signals,
       store,
+      blobs,
       secrets: SecretBox.load(options.env, options.dataDir, await store.hasSecretVariables()),
       version: options.version,
       leaseMs,
@@ -116,18 +140,23 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       () => {
         void store.expireLeases(new Date()).then(
           (changed) => {
-            for (const run of changed) app.notifyPool(run.poolId);
+            for (const run of changed) {
+              app.notifyPool(run.poolId);
+              if (isTerminal(run.state)) void blobs.delete(run.id).catch(() => undefined);
+            }
           },
           (err: unknown) => options.say(`lease sweep failed: ${(err as Error).message}`),
         );
       },
       Math.max(250, Math.floor(leaseMs / 4)),
     );
+    const blobSweep = setInterval(sweepBlobs, BLOB_SWEEP_MS);
     return {
       url,
       poolToken,
       close: async () => {
         clearInterval(sweep);
+        clearInterval(blobSweep);
         await app.close();
         await notifications?.close();
         await store.close();
@@ -138,4 +167,12 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     await store.close();
     throw err;
   }
+}
+
+/** A blob is needed while its run exists and has not ended. */
+function blobNeeded(store: Store): (runId: string) => Promise<boolean> {
+  return async (runId) => {
+    const run = await store.getRun(runId);
+    return run !== null && !isTerminal(run.state);
+  };
 }

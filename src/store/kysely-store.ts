@@ -97,7 +97,9 @@ function toRun(row: Selectable<RunsTable>): Run {
     imageReference: row.image_reference,
     imageDigest: row.image_digest,
     imageSource: row.image_source,
+    imageId: row.image_id,
     plan: row.plan === null ? null : (JSON.parse(row.plan) as Run['plan']),
+    workspaceSeal: row.workspace_seal,
     createdAt: row.created_at,
     updatedAt: row.updated_at,
   };
@@ -445,7 +447,9 @@ export class KyselyStore implements Store {
         image_reference: null,
         image_digest: null,
         image_source: null,
+        image_id: null,
         plan: null,
+        workspace_seal: null,
         created_at: iso(at),
         updated_at: iso(at),
         state_seq: state === 'READY' ? 2 : 1,
@@ -556,6 +560,8 @@ export class KyselyStore implements Store {
       if (patch.imageReference !== undefined) set.image_reference = patch.imageReference;
       if (patch.imageDigest !== undefined) set.image_digest = patch.imageDigest;
       if (patch.imageSource !== undefined) set.image_source = patch.imageSource;
+      if (patch.imageId !== undefined) set.image_id = patch.imageId;
+      if (patch.workspaceSeal !== undefined) set.workspace_seal = patch.workspaceSeal;
       if (patch.plan !== undefined)
         set.plan = patch.plan === null ? null : JSON.stringify(patch.plan);
       // The lease ends; the worker stays recorded as the one that ran the run (unless it goes
@@ -613,6 +619,7 @@ export class KyselyStore implements Store {
             state = case when runs.state = 'READY' then 'PREPARING' else 'PREPARING_APPLY' end,
             worker_id = ${workerId},
             lease_expires_at = ${expires},
+            started = 0,
             state_reason = null,
             updated_at = ${iso(at)},
             state_seq = runs.state_seq + 1
@@ -641,6 +648,8 @@ export class KyselyStore implements Store {
           state: sql<string>`case when state = 'READY' then 'PREPARING' else 'PREPARING_APPLY' end`,
           worker_id: workerId,
           lease_expires_at: expires,
+          // No container of this lease has started yet (the apply's worker starts a new one).
+          started: 0,
           state_reason: null,
           updated_at: iso(at),
           state_seq: eb('state_seq', '+', 1),

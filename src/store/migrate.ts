@@ -5,10 +5,12 @@
  */
 import { Migrator, type Kysely, type Migration, type MigrationProvider } from 'kysely';
 import * as initial from './migrations/001-initial.js';
+import * as savedWorkspaces from './migrations/002-saved-workspaces.js';
 import * as dispatch from './migrations/004-dispatch.js';
 
 const MIGRATIONS: Record<string, Migration> = {
   '001-initial': initial,
+  '002-saved-workspaces': savedWorkspaces,
   '004-dispatch': dispatch,
 };
 

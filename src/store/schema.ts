@@ -76,6 +76,13 @@ export interface RunsTable {
   image_source: string | null;
   /** JSON: { add, change, destroy, replace } or null. */
   plan: string | null;
+  /**
+   * The seal (key, nonce, tag) of the run's saved workspace, sealed with the server's secrets
+   * key; null when no workspace waits (migration 002).
+   */
+  workspace_seal: string | null;
+  /** The id (content digest) of the image the run's plan ran in (migration 002). */
+  image_id: string | null;
   created_at: string;
   updated_at: string;
   /** The seq of the run's last state record (run_states), advanced with every state change. */

@@ -105,7 +105,11 @@ export interface Run {
   imageReference: string | null;
   imageDigest: string | null;
   imageSource: string | null;
+  /** The id (content digest) of the image the job ran in. */
+  imageId: string | null;
   plan: PlanCounts | null;
+  /** The sealed seal of the saved workspace waiting for the apply (never shown by the API). */
+  workspaceSeal: string | null;
   createdAt: string;
   updatedAt: string;
 }
@@ -127,7 +131,9 @@ export interface RunPatch {
   imageReference?: string | null;
   imageDigest?: string | null;
   imageSource?: string | null;
+  imageId?: string | null;
   plan?: PlanCounts | null;
+  workspaceSeal?: string | null;
   /** Ends the worker's lease (the run ended or waits); the worker stays recorded. */
   releaseWorker?: boolean;
   /** Forgets the worker too (the run goes back to the queue before anything of it ran). */

@@ -7,10 +7,16 @@
  *   heartbeat  renew the leases of the runs held; the answer names the runs to stop
  *   report     move a held run to a state (with what was learnt: image, plan, reason)
  *   log        store a batch of a run's masked output under sequence numbers (resendable)
+ *   uploadWorkspace    the sealed workspace of a plan waiting for confirmation, to the server
+ *   downloadWorkspace  that workspace, for the apply this worker leased (maybe another worker's plan)
  *
  * Every call may fail on the network; the worker retries what is idempotent (heartbeat, log)
  * and never loses or doubles a log chunk (the server keeps each sequence number once).
  */
+import { createReadStream, createWriteStream } from 'node:fs';
+import { stat } from 'node:fs/promises';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import type { Static } from 'typebox';
 import { LogRefused } from './log-shipper.js';
 import type {
@@ -33,7 +39,22 @@ export interface WorkerProtocol {
   heartbeat(workerId: string, runs: string[]): Promise<Heartbeat>;
   report(workerId: string, runId: string, report: Report): Promise<void>;
   log(workerId: string, runId: string, firstSeq: number, texts: string[]): Promise<number>;
+  uploadWorkspace(
+    workerId: string,
+    runId: string,
+    file: string,
+    signal?: AbortSignal,
+  ): Promise<void>;
+  downloadWorkspace(
+    workerId: string,
+    runId: string,
+    file: string,
+    signal?: AbortSignal,
+  ): Promise<void>;
 }
+
+/** A saved workspace may be large: its transfer gets longer than an API call. */
+const WORKSPACE_TIMEOUT_MS = 60 * 60_000;
 
 export class ProtocolError extends Error {
   constructor(
@@ -64,19 +85,55 @@ export class HttpWorkerProtocol implements WorkerProtocol {
     });
     if (res.status === 204) return null;
     const text = await res.text();
-    if (!res.ok) {
-      let code = 'HTTP_ERROR';
-      let message = text.slice(0, 500);
-      try {
-        const parsed = JSON.parse(text) as { code?: string; message?: string };
-        code = parsed.code ?? code;
-        message = parsed.message ?? message;
-      } catch {
-        // Not our server's JSON: keep the text.
-      }
-      throw new ProtocolError(res.status, code, `${path}: ${res.status} ${code}: ${message}`);
-    }
+    if (!res.ok) throw refusal(path, res.status, text);
     return JSON.parse(text) as T;
+  }
+
+  private workspaceUrl(workerId: string, runId: string): string {
+    return `${this.baseUrl.replace(/\/+$/, '')}/api/v1/worker/runs/${runId}/workspace?workerId=${workerId}`;
+  }
+
+  private signal(signal?: AbortSignal): AbortSignal {
+    const timeout = AbortSignal.timeout(WORKSPACE_TIMEOUT_MS);
+    return signal ? AbortSignal.any([signal, timeout]) : timeout;
+  }
+
+  async uploadWorkspace(
+    workerId: string,
+    runId: string,
+    file: string,
+    signal?: AbortSignal,
+  ): Promise<void> {
+    const { size } = await stat(file);
+    // Streamed from the file: a workspace is never held whole in memory.
+    const res = await fetch(this.workspaceUrl(workerId, runId), {
+      method: 'PUT',
+      headers: {
+        authorization: `Bearer ${this.token}`,
+        'content-type': 'application/octet-stream',
+        'content-length': String(size),
+      },
+      body: Readable.toWeb(createReadStream(file)) as ReadableStream,
+      duplex: 'half',
+      signal: this.signal(signal),
+    });
+    const text = await res.text();
+    if (!res.ok) throw refusal(`/worker/runs/${runId}/workspace`, res.status, text);
+  }
+
+  async downloadWorkspace(
+    workerId: string,
+    runId: string,
+    file: string,
+    signal?: AbortSignal,
+  ): Promise<void> {
+    const res = await fetch(this.workspaceUrl(workerId, runId), {
+      headers: { authorization: `Bearer ${this.token}` },
+      signal: this.signal(signal),
+    });
+    if (!res.ok || !res.body)
+      throw refusal(`/worker/runs/${runId}/workspace`, res.status, await res.text());
+    await pipeline(Readable.fromWeb(res.body), createWriteStream(file, { mode: 0o600 }));
   }
 
   async register(info: Registration): Promise<Registered> {
@@ -110,4 +167,18 @@ export class HttpWorkerProtocol implements WorkerProtocol {
       throw err;
     }
   }
+}
+
+/** A refusal of the server as a ProtocolError with its stable code. */
+function refusal(path: string, status: number, text: string): ProtocolError {
+  let code = 'HTTP_ERROR';
+  let message = text.slice(0, 500);
+  try {
+    const parsed = JSON.parse(text) as { code?: string; message?: string };
+    code = parsed.code ?? code;
+    message = parsed.message ?? message;
+  } catch {
+    // Not our server's JSON: keep the text.
+  }
+  return new ProtocolError(status, code, `${path}: ${status} ${code}: ${message}`);
 }

@@ -3,8 +3,13 @@
  * runs up to `concurrency` of them at once through the same launcher as `berth run`, ships each
  * run's masked log in ordered batches, reports its states, and heartbeats. SIGTERM drains (no new
  * runs, the current ones finish); a second SIGTERM stops them the documented way.
+ *
+ * A tracked run without auto-deploy is two leases, maybe on two workers: the plan ends at
+ * UNCONFIRMED with its sealed workspace uploaded to the server (and this worker free again); after
+ * a confirm, the worker that leases the apply downloads it and the launcher restores it whole
+ * into a new container, in the image the plan ran in.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { hostname, tmpdir } from 'node:os';
 import path from 'node:path';
 import { execFile } from 'node:child_process';
@@ -17,7 +22,9 @@ import type { Executor, ResolvedImage } from '../executor/executor.js';
 import { readJobFile } from '../launcher/job-files.js';
 import { planRun, type RunSettings } from '../launcher/plan-run.js';
 import { parseAllowList } from '../domain/pool-policy.js';
-import { startRun, type RunningJob } from '../launcher/run-job.js';
+import { startRun, type ResumeOptions, type RunningJob } from '../launcher/run-job.js';
+import { openSealed } from '../launcher/sealed-archive.js';
+import { sealFromText, type Seal } from '../domain/workspace-seal.js';
 import type { DockerConfigDir } from '../registry/docker-config.js';
 import { LogShipper } from './log-shipper.js';
 import type { AssignmentBody, Report, WorkerProtocol } from './protocol.js';
@@ -166,12 +173,12 @@ export class Worker {
     try {
       source = await checkout(assignment);
       const type = assignment.run.type.toLowerCase() as RunType;
-      if (type === 'tracked' && !assignment.run.autoDeploy) {
-        throw new BerthError(
-          'BERTH_USAGE',
-          'this worker cannot yet keep a plan for confirmation across workers: turn on auto-deploy for the stack, or plan and apply with `berth run --type tracked` on a machine of the pool',
-        );
-      }
+      const resume = assignment.resume ? await this.fetchWorkspace(assignment) : undefined;
+      // The apply runs in the image the plan ran in: by its registry digest when it has one.
+      const pinnedImage = resume
+        ? (assignment.run.image.digest ?? assignment.run.image.reference ?? undefined)
+        : undefined;
+      let kept: Seal | null = null;
       const command =
         type === 'task' ? ((await readJobFile(source.dir, '.berth/task.sh')) ?? '') : '';
       if (type === 'task' && command.trim() === '') {
@@ -208,7 +215,7 @@ export class Worker {
         autoDeploy: assignment.run.autoDeploy,
         settings: {
           ...this.options.settings,
-          image: undefined,
+          image: pinnedImage,
           env,
           secretEnv,
           pool: pool.kind,
@@ -224,6 +231,11 @@ export class Worker {
         defaultRunnerImage: this.options.defaultRunnerImage,
         launcherId: this.options.launcherId,
         confirm: () => Promise.resolve(false),
+        // The plan waits on the server: its workspace goes there, and this worker is free.
+        handOver: async (archive, signal) => {
+          await this.upload(runId, archive.file, signal);
+          kept = archive.seal;
+        },
       });
       const { usesDefaultImage, ...planOptions } = planned;
       const build = this.options.buildRunnerImage;
@@ -232,6 +244,7 @@ export class Worker {
       const running = startRun(
         {
           ...planOptions,
+          ...(resume ? { resume } : {}),
           buildMissingImage:
             usesDefaultImage && build
               ? (onLine: (line: string) => void) => build(planned.image, onLine)
@@ -250,7 +263,12 @@ export class Worker {
                 shipper.add(`[berth: warning: ${event.message}]\n`);
                 break;
               case 'image.resolved':
-                image = { reference: event.reference, digest: event.digest, source: event.source };
+                image = {
+                  reference: event.reference,
+                  digest: event.digest,
+                  source: event.source,
+                  ...(event.id ? { id: event.id } : {}),
+                };
                 break;
               case 'plan.summary':
                 plan = {
@@ -295,6 +313,7 @@ export class Worker {
         ...(reason ? { reason } : {}),
         ...(image ? { image } : {}),
         ...(plan ? { plan } : {}),
+        ...(summary.state === 'UNCONFIRMED' && kept ? { workspace: sealBody(kept) } : {}),
       });
     } catch (err) {
       const error = coerceError(err);
@@ -305,7 +324,45 @@ export class Worker {
       await reporting;
       this.running.delete(runId);
       await source?.cleanup();
+      await rm(this.workspaceFile(runId), { force: true });
     }
+  }
+
+  /**
+   * Uploads a plan's sealed workspace; again after a network or server error (the server
+   * replaces a broken upload whole), never after a refusal.
+   */
+  private async upload(runId: string, file: string, signal: AbortSignal): Promise<void> {
+    for (let attempt = 1; ; attempt += 1) {
+      try {
+        await this.options.protocol.uploadWorkspace(this.workerId, runId, file, signal);
+        return;
+      } catch (err) {
+        const status = (err as { status?: number }).status ?? 0;
+        if ((status >= 400 && status < 500) || attempt >= 5 || signal.aborted) throw err;
+        this.options.say(
+          `run ${runId}: uploading the saved workspace failed (${coerceError(err).message}); trying again`,
+        );
+        await new Promise((resolve) => setTimeout(resolve, 1000 * attempt));
+      }
+    }
+  }
+
+  private workspaceFile(runId: string): string {
+    return path.join(this.options.stateDir, 'runs', runId, 'workspace.download');
+  }
+
+  /** The saved workspace of a confirmed run's plan, from the server, with what opens it. */
+  private async fetchWorkspace(assignment: AssignmentBody): Promise<ResumeOptions> {
+    const runId = assignment.run.id;
+    const given = assignment.resume as NonNullable<AssignmentBody['resume']>;
+    const seal = sealFromText(JSON.stringify(given.seal));
+    if (!seal)
+      throw new BerthError('BERTH_SAVED_WORKSPACE_INVALID', 'the server sent no usable seal');
+    const file = this.workspaceFile(runId);
+    await mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
+    await this.options.protocol.downloadWorkspace(this.workerId, runId, file);
+    return { archive: openSealed(file, seal), imageId: given.imageId };
   }
 
   /**
@@ -388,4 +445,13 @@ async function checkout(
     throw err;
   }
   return { dir, cleanup: () => rm(dir, { recursive: true, force: true }) };
+}
+
+/** The seal as the server takes it (base64 fields). */
+function sealBody(seal: Seal): { key: string; iv: string; tag: string } {
+  return {
+    key: seal.key.toString('base64'),
+    iv: seal.iv.toString('base64'),
+    tag: seal.tag.toString('base64'),
+  };
 }

@@ -53,10 +53,31 @@ describe('StreamDemuxer', () => {
     expect(seen).toEqual(['abcdef']);
   });
 
-  it('copies no payload: pieces are views of the chunk they came in', () => {
-    const chunk = Buffer.concat([frame(1, 'abc'), frame(1, 'de')]);
+  it('passes a lone frame as a view of the chunk it came in, not a copy', () => {
+    const chunk = Buffer.concat([frame(1, 'abc'), frame(2, 'de')]);
     const payloads: Buffer[] = [];
     new StreamDemuxer((_s, payload) => payloads.push(payload)).write(chunk);
     expect(payloads.map((p) => p.buffer === chunk.buffer)).toEqual([true, true]);
+  });
+
+  it('joins the frames of one stream read in one chunk into one piece, in order', () => {
+    const seen: string[] = [];
+    const demux = new StreamDemuxer((stream, payload) =>
+      seen.push(`${stream}:${payload.toString()}`),
+    );
+    const data = Buffer.concat([
+      frame(1, 'a'),
+      frame(1, 'b'),
+      frame(1, 'c'),
+      frame(2, 'x'),
+      frame(2, 'y'),
+      frame(1, 'd'),
+    ]);
+    demux.write(data);
+    expect(seen).toEqual(['stdout:abc', 'stderr:xy', 'stdout:d']);
+    seen.length = 0;
+    // A header cut at the chunk's end: what came before it is passed on at once.
+    demux.write(Buffer.concat([frame(1, 'ef'), frame(1, 'g')]).subarray(0, 15));
+    expect(seen).toEqual(['stdout:ef']);
   });
 });

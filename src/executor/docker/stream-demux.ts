@@ -1,9 +1,11 @@
 /**
  * Splits the Docker engine's multiplexed attach stream (no TTY) into stdout and stderr. Each frame
  * is an 8-byte header (stream type, three zero bytes, big-endian payload length) and its payload;
- * frames arrive cut at arbitrary points. A payload is passed on as it arrives, in pieces where the
- * stream cut it (views of the caller's chunk, never copied: this is the hot path of a job's
- * output, and its consumers take output in arbitrary pieces anyway); only a cut header is kept.
+ * frames arrive cut at arbitrary points. Payloads are passed on as they arrive, one piece per run
+ * of frames on the same stream within one chunk the engine sent: a job's `write()`s are small
+ * frames (often 4 to 16 KiB) and every piece costs its consumers a decode, a mask scan, time stamps
+ * and a write of their own, so frames read together are delivered together. A lone piece is a view
+ * of the caller's chunk; pieces joined are copied once. Only a cut header is kept between chunks.
  */
 import type { OutputStream } from '../executor.js';
 
@@ -21,11 +23,13 @@ export class StreamDemuxer {
 
   write(chunk: Buffer): void {
     let at = 0;
+    /** Payload pieces of `this.stream` read from this chunk and not passed on yet. */
+    const pieces: Buffer[] = [];
     while (at < chunk.length) {
       if (this.remaining > 0) {
         const end = Math.min(chunk.length, at + this.remaining);
         this.remaining -= end - at;
-        this.onFrame(this.stream, chunk.subarray(at, end));
+        pieces.push(chunk.subarray(at, end));
         at = end;
         continue;
       }
@@ -43,9 +47,19 @@ export class StreamDemuxer {
         header = this.header;
       }
       // Type 1 is stdout, 2 stderr; 0 (stdin echo) never happens without a TTY and stdin.
-      this.stream = header[0] === 2 ? 'stderr' : 'stdout';
+      const stream = header[0] === 2 ? 'stderr' : 'stdout';
+      if (stream !== this.stream) this.pass(pieces);
+      this.stream = stream;
       this.remaining = header.readUInt32BE(4);
     }
+    this.pass(pieces);
+  }
+
+  /** Passes the pieces on as one (a lone piece as it is), and empties the list. */
+  private pass(pieces: Buffer[]): void {
+    if (pieces.length === 0) return;
+    this.onFrame(this.stream, pieces.length === 1 ? pieces[0]! : Buffer.concat(pieces));
+    pieces.length = 0;
   }
 
   /** Bytes of an incomplete frame still held (a cut header; payloads are never held). */

@@ -13,7 +13,13 @@ import {
   TriggerInput,
 } from '../../api/schemas.js';
 import type { Run } from '../../store/store.js';
-import { ApiError, errorResponses, requirePerson, type ServerContext } from '../app.js';
+import {
+  ApiError,
+  errorResponses,
+  forgetWorkspaceIfEnded,
+  requirePerson,
+  type ServerContext,
+} from '../app.js';
 
 export function runView(run: Run, states?: { state: Run['state']; at: string }[]) {
   return {
@@ -57,14 +63,6 @@ export function registerRunRoutes(server: FastifyInstance, ctx: ServerContext): 
       const caller = requirePerson(request);
       const stack = await ctx.store.getStack(request.params.id);
       if (!stack) throw new ApiError(404, 'NOT_FOUND', `stack ${request.params.id} does not exist`);
-      if (request.body.type === 'tracked' && !stack.autoDeploy) {
-        throw new ApiError(
-          400,
-          'CONFIRMATION_NOT_SUPPORTED',
-          `stack ${stack.id} has no auto-deploy, and workers cannot yet keep a plan waiting for confirmation`,
-          'Turn on auto-deploy for the stack (PATCH autoDeploy), trigger a proposed run to see the plan, or run `berth run --type tracked` on a machine of the pool.',
-        );
-      }
       // The run is bound to one commit now: the one asked for, or the branch head at this moment.
       const commit = request.body.commit ?? (await ctx.resolveCommit?.(stack)) ?? null;
       const run = await ctx.store.createRun(
@@ -164,6 +162,8 @@ export function registerRunRoutes(server: FastifyInstance, ctx: ServerContext): 
           },
           ctx.now(),
         );
+        // A discarded or canceled plan's workspace goes at once.
+        await forgetWorkspaceIfEnded(ctx, changed);
         ctx.signals.notify(changed.poolId);
         ctx.signals.notifyRun(changed.id);
         return runView(changed);

@@ -4,9 +4,11 @@
  */
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { Readable } from 'node:stream';
 import { isTerminal, type RunStateName } from '../../domain/run-state.js';
 import {
   Assignment,
+  ErrorBody,
   HeartbeatAnswer,
   HeartbeatRequest,
   LeaseRequest,
@@ -16,9 +18,13 @@ import {
   StateReport,
   WorkerRegistered,
   WorkerRegistration,
+  WorkspaceBlob,
+  WorkspaceQuery,
+  WorkspaceStored,
 } from '../../api/schemas.js';
+import { sealFromText, sealToText } from '../../domain/workspace-seal.js';
 import type { Run, Worker } from '../../store/store.js';
-import { ApiError, errorResponses, type ServerContext } from '../app.js';
+import { ApiError, errorResponses, forgetWorkspaceIfEnded, type ServerContext } from '../app.js';
 import { runView } from './runs.js';
 
 /** The pool of the calling pool token; people's tokens may not speak for a worker. */
@@ -179,6 +185,8 @@ export function registerWorkerRoutes(server: FastifyInstance, ctx: ServerContext
           `run ${run.id} waits for confirmation before it applies (the stack has no auto-deploy)`,
         );
       }
+      let workspaceSeal: string | undefined;
+      if (body.state === 'UNCONFIRMED') workspaceSeal = await keptWorkspace(ctx, run, body);
       const ends = isTerminal(body.state) || body.state === 'UNCONFIRMED';
       const changed = await ctx.store.transitionRun(
         run.id,
@@ -193,20 +201,25 @@ export function registerWorkerRoutes(server: FastifyInstance, ctx: ServerContext
                   imageReference: body.image.reference,
                   imageDigest: body.image.digest,
                   imageSource: body.image.source,
+                  ...(body.image.id !== undefined ? { imageId: body.image.id } : {}),
                 }
               : {}),
             ...(body.plan ? { plan: body.plan } : {}),
+            ...(workspaceSeal !== undefined ? { workspaceSeal } : {}),
             // A run that ends, or waits for confirmation, no longer needs its worker.
             ...(ends ? { releaseWorker: true } : {}),
           },
         },
         ctx.now(),
       );
+      await forgetWorkspaceIfEnded(ctx, changed);
       ctx.signals.notify(poolId);
       ctx.signals.notifyRun(changed.id);
       return runView(changed);
     },
   );
+
+  registerWorkspaceRoutes(server, ctx);
 
   api.post(
     '/worker/runs/:id/logs',
@@ -275,7 +288,7 @@ async function assignment(ctx: ServerContext, run: Run) {
   if (stack.poolId !== run.poolId) {
     // The stack moved to another pool after this run was queued: its secrets go to the stack's
     // pool only, so this run ends here.
-    await ctx.store.transitionRun(
+    const failed = await ctx.store.transitionRun(
       run.id,
       'FAILED',
       {
@@ -287,8 +300,11 @@ async function assignment(ctx: ServerContext, run: Run) {
       },
       ctx.now(),
     );
+    await forgetWorkspaceIfEnded(ctx, failed);
     return null;
   }
+  const resume = run.state === 'PREPARING_APPLY' ? await resumeOf(ctx, run) : undefined;
+  if (resume === null) return null;
   const variables = await ctx.store.listStackVariables(stack.id);
   return {
     run: runView(run),
@@ -310,5 +326,184 @@ async function assignment(ctx: ServerContext, run: Run) {
     })),
     pool,
     logNext: await ctx.store.nextLogSeq(run.id),
+    ...(resume ? { resume } : {}),
   };
+}
+
+/**
+ * What the worker leasing an apply needs to open the saved workspace. A run whose seal or blob
+ * is gone cannot be applied: it ends FAILED (null), saying so.
+ */
+async function resumeOf(ctx: ServerContext, run: Run) {
+  const seal = run.workspaceSeal ? sealFromText(ctx.secrets.open(run.workspaceSeal)) : null;
+  if (seal && (await ctx.blobs.has(run.id))) {
+    return {
+      seal: {
+        key: seal.key.toString('base64'),
+        iv: seal.iv.toString('base64'),
+        tag: seal.tag.toString('base64'),
+      },
+      imageId: run.imageId,
+    };
+  }
+  const failed = await ctx.store.transitionRun(
+    run.id,
+    'FAILED',
+    {
+      from: [run.state],
+      patch: {
+        stateReason: `the saved workspace of the plan is missing from the server's blob store (${ctx.blobs.dir}); nothing was applied: trigger the run again`,
+        releaseWorker: true,
+      },
+    },
+    ctx.now(),
+  );
+  await forgetWorkspaceIfEnded(ctx, failed);
+  return null;
+}
+
+/**
+ * The saved workspace of a tracked run without auto-deploy: uploaded by the worker that planned
+ * it (before it reports UNCONFIRMED), downloaded by the worker that leased its apply. Only a
+ * worker of the run's pool that holds the run in that very state gets either way.
+ */
+function registerWorkspaceRoutes(server: FastifyInstance, ctx: ServerContext): void {
+  const api = server.withTypeProvider<TypeBoxTypeProvider>();
+  // The body is streamed to the blob store as it arrives, never held whole in memory.
+  server.addContentTypeParser('application/octet-stream', (_request, payload, done) =>
+    done(null, payload),
+  );
+
+  api.put(
+    '/worker/runs/:id/workspace',
+    {
+      schema: {
+        params: RunParams,
+        querystring: WorkspaceQuery,
+        consumes: ['application/octet-stream'],
+        response: { 200: WorkspaceStored, 413: ErrorBody, ...errorResponses },
+      },
+    },
+    async (request, reply) => {
+      const poolId = callerPool(request);
+      const { workerId } = request.query;
+      await ownWorker(ctx, poolId, workerId);
+      const run = await ownRun(ctx, poolId, request.params.id);
+      if (run.kind !== 'TRACKED' || run.autoDeploy || run.state !== 'PLANNING') {
+        throw new ApiError(
+          409,
+          'RUN_TRANSITION_INVALID',
+          `run ${run.id} (${run.kind}, ${run.state}${run.autoDeploy ? ', auto-deploy' : ''}) keeps no workspace: only a tracked run without auto-deploy does, at the end of its plan`,
+        );
+      }
+      requireHeld(run, workerId);
+      const body = request.body as Readable | undefined;
+      if (!body || typeof body.pipe !== 'function') {
+        throw new ApiError(
+          415,
+          'UNSUPPORTED_MEDIA_TYPE',
+          'the workspace is sent as application/octet-stream',
+        );
+      }
+      const declared = Number(request.headers['content-length']);
+      const tooLarge = (bytes: number): ApiError =>
+        new ApiError(
+          413,
+          'WORKSPACE_TOO_LARGE',
+          `the saved workspace of run ${run.id} is ${bytes} bytes or more; this server keeps at most ${ctx.blobs.limitBytes} (its saved-workspace limit)`,
+          "Keep less in /mnt/workspace between plan and apply, or raise the server's --saved-workspace-limit (BERTH_SAVED_WORKSPACE_LIMIT).",
+        );
+      if (Number.isFinite(declared) && declared > ctx.blobs.limitBytes) {
+        body.resume();
+        throw tooLarge(declared);
+      }
+      const bytes = await ctx.blobs.put(run.id, body, tooLarge);
+      // Canceled while the bytes streamed: the run's end came before its blob, which goes too.
+      const after = await ctx.store.getRun(run.id);
+      if (after) await forgetWorkspaceIfEnded(ctx, after);
+      return reply.status(200).send({ bytes });
+    },
+  );
+
+  api.get(
+    '/worker/runs/:id/workspace',
+    {
+      schema: {
+        params: RunParams,
+        querystring: WorkspaceQuery,
+        produces: ['application/octet-stream'],
+        response: { 200: WorkspaceBlob, ...errorResponses },
+      },
+    },
+    async (request, reply) => {
+      const poolId = callerPool(request);
+      const { workerId } = request.query;
+      await ownWorker(ctx, poolId, workerId);
+      const run = await ownRun(ctx, poolId, request.params.id);
+      if (run.state !== 'PREPARING_APPLY') {
+        throw new ApiError(
+          409,
+          'RUN_TRANSITION_INVALID',
+          `run ${run.id} is ${run.state}: its workspace goes only to the worker preparing its apply`,
+        );
+      }
+      requireHeld(run, workerId);
+      const blob = await ctx.blobs.get(run.id);
+      if (!blob) throw workspaceMissing(run);
+      return reply
+        .status(200)
+        .header('content-type', 'application/octet-stream')
+        .header('content-length', String(blob.bytes))
+        .send(blob.stream);
+    },
+  );
+}
+
+/** The run must be this worker's, under a lease that has not ended. */
+function requireHeld(run: Run, workerId: string): void {
+  if (run.workerId !== workerId || run.leaseExpiresAt === null) {
+    throw new ApiError(
+      409,
+      'RUN_CHANGED',
+      `run ${run.id} is not held by worker ${workerId}`,
+      'Stop the run: it was canceled, ended, or given to another worker.',
+    );
+  }
+}
+
+function workspaceMissing(run: Run): ApiError {
+  return new ApiError(
+    409,
+    'WORKSPACE_MISSING',
+    `the saved workspace of run ${run.id} is not in the server's blob store`,
+    'Upload it first (PUT /worker/runs/{id}/workspace); if it was lost, trigger the run again.',
+  );
+}
+
+/**
+ * UNCONFIRMED is reported after the workspace was uploaded, with the seal that opens it: the
+ * seal is kept sealed again with the server's secrets key, apart from the blob.
+ */
+async function keptWorkspace(
+  ctx: ServerContext,
+  run: Run,
+  body: { workspace?: { key: string; iv: string; tag: string } },
+): Promise<string> {
+  if (run.autoDeploy) {
+    throw new ApiError(
+      409,
+      'RUN_TRANSITION_INVALID',
+      `run ${run.id} applies in the plan's container (the stack has auto-deploy): it does not wait for confirmation`,
+    );
+  }
+  const seal = body.workspace ? sealFromText(JSON.stringify(body.workspace)) : null;
+  if (!seal) {
+    throw new ApiError(
+      400,
+      'WORKSPACE_SEAL_MISSING',
+      `UNCONFIRMED of run ${run.id} needs the seal of its saved workspace`,
+    );
+  }
+  if (!(await ctx.blobs.has(run.id))) throw workspaceMissing(run);
+  return ctx.secrets.seal(sealToText(seal));
 }

@@ -26,3 +26,8 @@ export async function up(db: Kysely<unknown>): Promise<void> {
     .where(sql.ref('state'), 'in', ['READY', 'CONFIRMED'])
     .execute();
 }
+
+export async function down(db: Kysely<unknown>): Promise<void> {
+  await db.schema.dropIndex('runs_dispatch').execute();
+  await db.schema.alterTable('runs').dropColumn('state_seq').execute();
+}
