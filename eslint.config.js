@@ -80,6 +80,20 @@ export default tseslint.config(
     'src/net may import domain only (see docs/development/architecture.md).',
   ),
   restrict(
+    ['src/git/**'],
+    [
+      '**/executor/**',
+      '**/registry/**',
+      '**/workflow/**',
+      '**/launcher/**',
+      '**/cli/**',
+      '**/store/**',
+      '**/server/**',
+      '**/worker/**',
+    ],
+    'src/git may import domain only (see docs/development/architecture.md).',
+  ),
+  restrict(
     ['src/launcher/**'],
     ['**/cli/**', '**/store/**'],
     'src/launcher may not import the command line or the store.',

@@ -24,8 +24,9 @@ export function loginFile(env: NodeJS.ProcessEnv): string {
 }
 
 function readLogin(env: NodeJS.ProcessEnv): Login {
-  const server = env.BERTH_SERVER?.trim();
-  const token = env.BERTH_TOKEN?.trim();
+  // An empty variable counts as unset (as `BERTH_SERVER= berth …` means).
+  const server = env.BERTH_SERVER?.trim() || undefined;
+  const token = env.BERTH_TOKEN?.trim() || undefined;
   if (server && token) return { server, token };
   let saved: Partial<Login> = {};
   try {
@@ -84,9 +85,40 @@ function collect(value: string, previous: string[]): string[] {
 }
 
 async function readStdin(): Promise<string> {
+  if (process.stdin.isTTY) return askHidden('token (not shown): ');
   const chunks: Buffer[] = [];
   for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
   return Buffer.concat(chunks).toString('utf8').split('\n')[0]?.trim() ?? '';
+}
+
+/**
+ * Asks on the terminal for one line without echoing it (a token pasted there stays off the
+ * screen and out of the terminal's scroll-back). Ctrl-C or Ctrl-D gives an empty answer.
+ */
+function askHidden(prompt: string): Promise<string> {
+  const input = process.stdin;
+  process.stderr.write(prompt);
+  input.setRawMode(true);
+  input.resume();
+  return new Promise((resolve) => {
+    let typed = '';
+    const done = (answer: string): void => {
+      input.off('data', onData);
+      input.setRawMode(false);
+      input.pause();
+      process.stderr.write('\n');
+      resolve(answer.trim());
+    };
+    const onData = (chunk: Buffer): void => {
+      for (const char of chunk.toString('utf8')) {
+        if (char === '\r' || char === '\n') return done(typed);
+        if (char === '\u0003' || char === '\u0004') return done('');
+        if (char === '\u007f' || char === '\b') typed = typed.slice(0, -1);
+        else typed += char;
+      }
+    };
+    input.on('data', onData);
+  });
 }
 
 /**
@@ -210,7 +242,9 @@ export function registerRemote(
 
   program
     .command('login')
-    .description('remember a berth server and a token (read from BERTH_TOKEN or standard input)')
+    .description(
+      'remember a berth server and a token (from BERTH_TOKEN, asked for on a terminal, or read from standard input)',
+    )
     .requiredOption('--server <url>', "the server's URL, e.g. http://127.0.0.1:8080")
     .action(
       act(async (opts: { server: string }) => {

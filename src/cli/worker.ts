@@ -1,9 +1,15 @@
 /** `berth worker`: leases runs of its pool from a berth server and runs them here. */
-import { readFileSync, writeFileSync, mkdirSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { BerthError } from '../domain/errors.js';
 import { parseByteSize, parseDuration } from '../domain/units.js';
+import {
+  readWorkerJobSettings,
+  settingOf,
+  unknownVariablesWarning,
+  type ExtraMount,
+} from '../domain/worker-settings.js';
 import { DockerExecutor } from '../executor/docker/docker-executor.js';
 import { EngineClient } from '../executor/docker/engine-client.js';
 import { FileJobUserCache } from '../launcher/job-user-cache.js';
@@ -12,22 +18,11 @@ import { DEFAULT_SAVED_WORKSPACE_LIMIT } from '../launcher/run-job.js';
 import { buildRunnerImage, readSettings } from '../launcher/runner-image.js';
 import { dockerConfigDirFrom } from '../registry/docker-config.js';
 import { HttpWorkerProtocol } from '../worker/protocol.js';
+import { RepositoryCache } from '../worker/repository-cache.js';
 import { Worker } from '../worker/worker.js';
 import type { Output } from './render.js';
 import { workerAdmin } from './remote.js';
 import { savedWorkspaceLimit } from './server.js';
-
-/** A setting under berth's name or the reference product's; both set differently is an error. */
-function setting(env: NodeJS.ProcessEnv, ours: string, theirs: string): string | undefined {
-  const a = env[ours]?.trim() || undefined;
-  const b = env[theirs]?.trim() || undefined;
-  if (a && b && a !== b)
-    throw new BerthError(
-      'BERTH_USAGE',
-      `${ours}=${a} and ${theirs}=${b} disagree; set one of them`,
-    );
-  return a ?? b;
-}
 
 function duration(name: string, text: string): number {
   const parsed = parseDuration(text);
@@ -96,7 +91,17 @@ export async function runWorker(options: {
   version: string;
 }): Promise<void> {
   const { server, token, concurrency, io, env, version } = options;
+  const say = (line: string): void => void io.stderr.write(`berth: ${line}\n`);
+  const unknown = unknownVariablesWarning(env);
+  if (unknown) say(unknown);
   const settings = readSettings(env);
+  const jobSettings = readWorkerJobSettings(env);
+  for (const warning of jobSettings.warnings) say(`warning: ${warning}`);
+  checkMountSources([
+    ...jobSettings.mounts.all,
+    ...jobSettings.mounts.readOnly,
+    ...jobSettings.mounts.writeOnly,
+  ]);
   const engine = EngineClient.fromEnv(env);
   const executor = new DockerExecutor(engine, {
     jobUsers: new FileJobUserCache(path.join(settings.stateDir, 'image-users')),
@@ -124,17 +129,17 @@ export async function runWorker(options: {
       settings: {
         timeoutMs: duration(
           'run timeout',
-          setting(env, 'BERTH_LAUNCHER_RUN_TIMEOUT', 'SPACELIFT_LAUNCHER_RUN_TIMEOUT') ?? '70m',
+          settingOf(env, 'BERTH_LAUNCHER_RUN_TIMEOUT', 'SPACELIFT_LAUNCHER_RUN_TIMEOUT') ?? '70m',
         ),
         logsTimeoutMs: duration(
           'logs timeout',
-          setting(env, 'BERTH_LAUNCHER_LOGS_TIMEOUT', 'SPACELIFT_LAUNCHER_LOGS_TIMEOUT') ?? '7m',
+          settingOf(env, 'BERTH_LAUNCHER_LOGS_TIMEOUT', 'SPACELIFT_LAUNCHER_LOGS_TIMEOUT') ?? '7m',
         ),
         graceMs: 30_000,
         pullTimeoutMs: 10 * 60_000,
         pidsLimit: 1024,
-        network: setting(env, 'BERTH_WORKER_NETWORK', 'SPACELIFT_WORKER_NETWORK') ?? 'bridge',
-        runtime: setting(env, 'BERTH_WORKER_RUNTIME', 'SPACELIFT_WORKER_RUNTIME'),
+        network: settingOf(env, 'BERTH_WORKER_NETWORK', 'SPACELIFT_WORKER_NETWORK') ?? 'bridge',
+        runtime: settingOf(env, 'BERTH_WORKER_RUNTIME', 'SPACELIFT_WORKER_RUNTIME'),
         pullPolicy: 'auto',
         logLimitBytes: 'bytes' in logLimit ? logLimit.bytes : 4 * 1024 * 1024,
         // As the server's limit (the same variable): a plan that the server would refuse fails here.
@@ -146,14 +151,21 @@ export async function runWorker(options: {
       env,
       stateDir: settings.stateDir,
       defaultRunnerImage:
-        setting(env, 'BERTH_DEFAULT_RUNNER_IMAGE', 'SPACELIFT_DEFAULT_RUNNER_IMAGE') ??
+        settingOf(env, 'BERTH_DEFAULT_RUNNER_IMAGE', 'SPACELIFT_DEFAULT_RUNNER_IMAGE') ??
         settings.defaultRunnerImage,
       launcherId: currentLauncherId(),
       berthVersion: version,
       engineVersion: version_.Version ?? 'unknown',
       workerId,
       buildRunnerImage: (image, onLine) => buildRunnerImage(engine, image, onLine),
-      say: (line) => io.stderr.write(`berth: ${line}\n`),
+      jobSettings,
+      repositories: new RepositoryCache({
+        dir: path.join(settings.stateDir, 'repositories'),
+        owner: currentLauncherId(),
+        isOwnerAlive: isLauncherAlive,
+        env,
+      }),
+      say,
     });
     await worker.start();
     mkdirSync(settings.stateDir, { recursive: true, mode: 0o700 });
@@ -170,5 +182,19 @@ export async function runWorker(options: {
     io.stderr.write('berth: worker stopped\n');
   } finally {
     engine.close();
+  }
+}
+
+/** An extra mount's host path must exist: the engine would otherwise fail every run with it. */
+function checkMountSources(mounts: ExtraMount[]): void {
+  for (const mount of mounts) {
+    if (!existsSync(mount.source))
+      throw new BerthError(
+        'BERTH_USAGE',
+        `the extra mount ${mount.source}:${mount.target} names ${mount.source}, which does not exist on this machine`,
+        {
+          hint: 'Create the directory (or file), or fix BERTH_WORKER_EXTRA_MOUNTS (or its _RO_/_WO_ form).',
+        },
+      );
   }
 }

@@ -218,6 +218,41 @@ export const ERROR_CATALOGUE = {
     retryable: false,
     hint: 'Nothing was run. The release or the mirror may have been tampered with; check the mirror, or the signing key file you configured.',
   },
+  BERTH_GIT_CREDENTIALS_INVALID: {
+    kind: 'config',
+    retryable: false,
+    hint: "The stack's git credentials are stack variables: BERTH_GIT_TOKEN (secret; with BERTH_GIT_USERNAME) for an https:// repository, BERTH_GIT_SSH_KEY (secret; with BERTH_GIT_KNOWN_HOSTS) for an SSH one. Set the one that fits the URL, as a secret (berth stack env set STACK NAME --secret).",
+  },
+  BERTH_GIT_AUTH_FAILED: {
+    kind: 'config',
+    retryable: false,
+    hint: "Set a token with read access (berth stack env set STACK BERTH_GIT_TOKEN --secret) for https://, or add the deploy key's public half to the repository and its private half to BERTH_GIT_SSH_KEY for SSH.",
+  },
+  BERTH_GIT_REPOSITORY_NOT_FOUND: {
+    kind: 'config',
+    retryable: false,
+    hint: "Check the stack's repository URL (berth stack show STACK), and that its token or deploy key may read it.",
+  },
+  BERTH_GIT_COMMIT_NOT_FOUND: {
+    kind: 'config',
+    retryable: false,
+    hint: "Check the stack's branch and the run's commit; trigger the run again on a commit the repository has.",
+  },
+  BERTH_GIT_HOST_KEY_MISMATCH: {
+    kind: 'config',
+    retryable: false,
+    hint: "Check the server's key with its operator (ssh-keyscan HOST shows what answers now); if it really changed, set the new line in BERTH_GIT_KNOWN_HOSTS.",
+  },
+  BERTH_GIT_HOST_KEY_UNKNOWN: {
+    kind: 'config',
+    retryable: false,
+    hint: 'Pin the server\'s key after checking it with its operator: berth stack env set STACK BERTH_GIT_KNOWN_HOSTS="$(ssh-keyscan HOST)".',
+  },
+  BERTH_GIT_FAILED: {
+    kind: 'infra',
+    retryable: true,
+    hint: 'Check that the git host is reachable from the worker (proxy settings: HTTPS_PROXY, NO_PROXY) and try again.',
+  },
   BERTH_SERVER_UNREACHABLE: {
     kind: 'infra',
     retryable: true,

@@ -12,6 +12,7 @@ import {
   type PoolKind,
 } from '../domain/pool-policy.js';
 import type { PullPolicy } from '../executor/executor.js';
+import type { ExtraMount } from '../domain/worker-settings.js';
 import type { DockerConfigDir } from '../registry/docker-config.js';
 import { ecrTokenFromSdk } from '../registry/ecr.js';
 import { releaseSourceFromEnv } from '../workflow/tool-releases.js';
@@ -38,6 +39,8 @@ export interface RunSettings {
   pidsLimit: number;
   network: string;
   runtime?: string;
+  /** Bind mounts the operator gives the run (a worker's extra mounts). */
+  extraMounts?: ExtraMount[];
   /** `auto`: decided by the pool and the reference (see defaultPullPolicy). */
   pullPolicy: PullPolicy | 'auto';
   logLimitBytes: number;
@@ -145,6 +148,7 @@ export async function planRun(
     graceMs: settings.graceMs,
     network: settings.network,
     runtime: settings.runtime,
+    extraMounts: settings.extraMounts,
     nanoCpus: settings.nanoCpus,
     memoryBytes: settings.memoryBytes,
     pidsLimit: settings.pidsLimit,

@@ -9,6 +9,7 @@ import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { BerthError, EXIT_CODES, coerceError, exitCodeForError } from '../domain/errors.js';
 import { shellQuote } from '../domain/hook-script.js';
+import type { ExtraMount } from '../domain/worker-settings.js';
 import type {
   RunConfiguration,
   PhaseRecord,
@@ -81,6 +82,8 @@ export interface RunJobOptions {
   graceMs: number;
   network: string;
   runtime?: string;
+  /** The operator's bind mounts for this run (a worker's extra mounts), besides berth's own. */
+  extraMounts?: readonly ExtraMount[];
   nanoCpus?: number;
   memoryBytes?: number;
   pidsLimit: number;
@@ -320,7 +323,7 @@ class Run {
         pidsLimit: this.options.pidsLimit,
         phases: this.options.phases,
         solePhase: this.solePhase(tool !== null),
-        mounts: tool?.mounts ?? [],
+        mounts: [...(tool?.mounts ?? []), ...(this.options.extraMounts ?? [])],
         copies: tool?.copies ?? [],
       };
       this.tool = tool?.provided ?? null;

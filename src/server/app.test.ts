@@ -222,6 +222,21 @@ describe('stacks', () => {
     expect(SecretBox.fromKey(Buffer.alloc(32, 7)).open(stored?.value as string)).toBe(secret);
     expect(readFileSync(path.join(dir, 'berth.db')).toString('latin1')).not.toContain(secret);
   });
+
+  it.each(['BERTH_GIT_TOKEN', 'BERTH_GIT_SSH_KEY'])(
+    'refuses %s as a plain variable: a git credential is a secret',
+    async (name) => {
+      const put = await call('PUT', `/api/v1/stacks/demo/env/${name}`, { value: 'credential' });
+      expect(put.status).toBe(400);
+      expect(put.body.message).toBe(`${name} holds a git credential and must be a secret variable`);
+      expect((await store.listStackVariables('demo')).map((v) => v.name)).not.toContain(name);
+      const secret = await call('PUT', `/api/v1/stacks/demo/env/${name}`, {
+        value: 'credential',
+        secret: true,
+      });
+      expect(secret.status).toBe(200);
+    },
+  );
 });
 
 describe('runs', () => {

@@ -20,6 +20,7 @@ import { registerWorkerRoutes } from './routes/worker.js';
 import { registerWorkerAdminRoutes } from './routes/workers.js';
 import { PoolSignals } from './pool-signals.js';
 import type { SecretBox } from './secrets.js';
+import type { StackVariable } from '../domain/git-source.js';
 import type { BlobStore } from './blob-store.js';
 import { isTerminal } from '../domain/run-state.js';
 import type { Run } from '../store/store.js';
@@ -37,12 +38,14 @@ export interface ServerDeps {
   version: string;
   now?: () => Date;
   newId?: () => string;
-  /** The commit a run is bound to when none is given: the head of the stack's branch. */
-  resolveCommit?: (stack: {
-    repository: string | null;
-    branch: string | null;
-    localDir: string | null;
-  }) => Promise<string | null>;
+  /**
+   * The commit a run is bound to when none is given: the head of the stack's branch, read with
+   * the stack's git credentials (its BERTH_GIT_* variables, opened).
+   */
+  resolveCommit?: (
+    stack: { repository: string | null; branch: string | null; localDir: string | null },
+    variables: StackVariable[],
+  ) => Promise<string | null>;
   /** Failed authentications allowed per address per minute. */
   authFailureLimit?: number;
   /** How long a worker's hold on a run lasts without a heartbeat. */

@@ -9,12 +9,10 @@
  * a confirm, the worker that leases the apply downloads it and the launcher restores it whole
  * into a new container, in the image the plan ran in.
  */
-import { mkdir, mkdtemp, rm } from 'node:fs/promises';
-import { hostname, tmpdir } from 'node:os';
+import { mkdir, rm } from 'node:fs/promises';
+import { hostname } from 'node:os';
 import path from 'node:path';
-import { execFile } from 'node:child_process';
 import { BerthError, coerceError } from '../domain/errors.js';
-import { gitEnvironment, gitSafetyOptions } from '../domain/git-environment.js';
 import type { RunEvent } from '../domain/run-events.js';
 import type { RunStateName } from '../domain/run-state.js';
 import type { RunType } from '../domain/workflow.js';
@@ -26,7 +24,10 @@ import { startRun, type ResumeOptions, type RunningJob } from '../launcher/run-j
 import { openSealed } from '../launcher/sealed-archive.js';
 import { sealFromText, type Seal } from '../domain/workspace-seal.js';
 import type { DockerConfigDir } from '../registry/docker-config.js';
+import { extraMountsFor, jobVariables, type WorkerJobSettings } from '../domain/worker-settings.js';
 import { LogShipper } from './log-shipper.js';
+import type { RepositoryCache } from './repository-cache.js';
+import { prepareSource, type RunSource } from './source.js';
 import type { AssignmentBody, Report, WorkerProtocol } from './protocol.js';
 
 type PlanCounts = NonNullable<Report['plan']>;
@@ -48,6 +49,10 @@ export interface WorkerOptions {
   workerId?: string;
   /** Builds the standard runner image when a run needs it and it is missing (as berth run does). */
   buildRunnerImage?: (image: string, onLine: (line: string) => void) => Promise<ResolvedImage>;
+  /** The worker's own variables and bind mounts for every job (whitelist, masks, extra mounts). */
+  jobSettings: Pick<WorkerJobSettings, 'env' | 'secretEnv' | 'mounts'>;
+  /** The repository cache runs check their source out of (in the state directory). */
+  repositories: RepositoryCache;
   say: (line: string) => void;
 }
 
@@ -169,9 +174,10 @@ export class Worker {
       };
       reporting = reporting.then(() => this.deliverReport(runId, body, slot));
     };
-    let source: { dir: string; cleanup: () => Promise<void> } | null = null;
+    let source: RunSource | null = null;
     try {
-      source = await checkout(assignment);
+      source = await prepareSource(assignment, this.options.repositories);
+      for (const warning of source.warnings) shipper.add(`[berth: warning: ${warning}]\n`);
       const type = assignment.run.type.toLowerCase() as RunType;
       const resume = assignment.resume ? await this.fetchWorkspace(assignment) : undefined;
       // The apply runs in the image the plan ran in: by its registry digest when it has one.
@@ -187,12 +193,7 @@ export class Worker {
           `a task run needs .berth/task.sh in the stack's source (${assignment.stack.projectRoot || '.'})`,
         );
       }
-      const env = Object.fromEntries(
-        assignment.environment.filter((v) => !v.secret).map((v) => [v.name, v.value]),
-      );
-      const secretEnv = Object.fromEntries(
-        assignment.environment.filter((v) => v.secret).map((v) => [v.name, v.value]),
-      );
+      const { env, secretEnv } = jobVariables(this.options.jobSettings, source.environment);
       const pool = assignment.pool;
       // A public pool's allow-list is the operator's; berth's default only when it says so.
       let allowList = null;
@@ -218,6 +219,12 @@ export class Worker {
           image: pinnedImage,
           env,
           secretEnv,
+          // A plan that waits for confirmation has a container of its own: a read-only run too.
+          extraMounts: extraMountsFor(
+            type === 'proposed' ||
+              (type === 'tracked' && !assignment.run.autoDeploy && !assignment.resume),
+            this.options.jobSettings.mounts,
+          ),
           pool: pool.kind,
           allowList,
           ...(pool.pullPolicy ? { pullPolicy: pool.pullPolicy as RunSettings['pullPolicy'] } : {}),
@@ -407,44 +414,6 @@ function stopSlot(slot: Slot): void {
 /** A reason as the server takes it: no control characters but newlines and tabs, bounded. */
 function printableReason(text: string): string {
   return text.replace(/[\u0000-\u0008\u000b-\u001f\u007f]/g, '?').slice(0, 4000);
-}
-
-/** The run's source on this machine: the stack's local directory, or a checkout of its commit. */
-async function checkout(
-  assignment: AssignmentBody,
-): Promise<{ dir: string; cleanup: () => Promise<void> }> {
-  const stack = assignment.stack;
-  if (stack.localDir) return { dir: stack.localDir, cleanup: () => Promise.resolve() };
-  if (!stack.repository) throw new BerthError('BERTH_USAGE', `stack ${stack.id} has no source`);
-  const dir = await mkdtemp(path.join(tmpdir(), 'berth-checkout-'));
-  // file:// only on a private pool (the server lets only the admin name one there).
-  const allowFile = assignment.pool.kind === 'private';
-  const git = (args: string[]): Promise<void> =>
-    new Promise((resolve, reject) => {
-      execFile(
-        'git',
-        [...gitSafetyOptions(allowFile), ...args],
-        { timeout: 10 * 60_000, env: gitEnvironment(process.env) },
-        (err, _stdout, stderr) =>
-          err
-            ? reject(
-                new BerthError(
-                  'BERTH_WORKSPACE_UNREADABLE',
-                  `git ${args[0]} of ${stack.repository} failed: ${stderr.trim().split('\n').at(-1) ?? err.message}`,
-                ),
-              )
-            : resolve(),
-      );
-    });
-  try {
-    await git(['clone', '--quiet', '--no-checkout', '--', stack.repository, dir]);
-    const target = assignment.run.commit ?? `origin/${stack.branch ?? 'main'}`;
-    await git(['-C', dir, 'checkout', '--quiet', '--detach', target]);
-  } catch (err) {
-    await rm(dir, { recursive: true, force: true });
-    throw err;
-  }
-  return { dir, cleanup: () => rm(dir, { recursive: true, force: true }) };
 }
 
 /** The seal as the server takes it (base64 fields). */

@@ -1,4 +1,5 @@
 /** Runs: trigger (bound to one commit), list, show, logs, confirm, discard, cancel. */
+import { GIT_VARIABLES, type StackVariable } from '../../domain/git-source.js';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { FastifyInstance } from 'fastify';
 import { cancelTarget, type RunKind } from '../../domain/run-state.js';
@@ -47,6 +48,18 @@ async function existingRun(ctx: ServerContext, id: string): Promise<Run> {
   return run;
 }
 
+/** The stack's git credentials (BERTH_GIT_* variables), opened for the commit's resolution. */
+async function gitVariables(ctx: ServerContext, stackId: string): Promise<StackVariable[]> {
+  const names: string[] = Object.values(GIT_VARIABLES);
+  return (await ctx.store.listStackVariables(stackId))
+    .filter((v) => names.includes(v.name))
+    .map((v) => ({
+      name: v.name,
+      value: v.secret ? ctx.secrets.open(v.value) : v.value,
+      secret: v.secret,
+    }));
+}
+
 export function registerRunRoutes(server: FastifyInstance, ctx: ServerContext): void {
   const api = server.withTypeProvider<TypeBoxTypeProvider>();
 
@@ -64,7 +77,10 @@ export function registerRunRoutes(server: FastifyInstance, ctx: ServerContext): 
       const stack = await ctx.store.getStack(request.params.id);
       if (!stack) throw new ApiError(404, 'NOT_FOUND', `stack ${request.params.id} does not exist`);
       // The run is bound to one commit now: the one asked for, or the branch head at this moment.
-      const commit = request.body.commit ?? (await ctx.resolveCommit?.(stack)) ?? null;
+      const commit =
+        request.body.commit ??
+        (await ctx.resolveCommit?.(stack, await gitVariables(ctx, stack.id))) ??
+        null;
       const run = await ctx.store.createRun(
         {
           id: ctx.newId(),

@@ -1,4 +1,5 @@
 /** Stacks and their environment variables (secret values write-only, sealed at rest). */
+import { SECRET_GIT_VARIABLES } from '../../domain/git-source.js';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { FastifyInstance } from 'fastify';
 import { Type } from 'typebox';
@@ -217,6 +218,15 @@ export function registerStackRoutes(server: FastifyInstance, ctx: ServerContext)
           400,
           'BAD_REQUEST',
           `a secret variable (${request.params.name}) cannot be empty: there would be nothing to mask`,
+        );
+      }
+      if (!secret && SECRET_GIT_VARIABLES.includes(request.params.name)) {
+        // A plain variable's value is shown by the API: a token or a key never is.
+        throw new ApiError(
+          400,
+          'BAD_REQUEST',
+          `${request.params.name} holds a git credential and must be a secret variable`,
+          `Set it with secret: true (berth stack env set ${stack.id} ${request.params.name} --secret).`,
         );
       }
       await ctx.store.setStackVariable(stack.id, {

@@ -1,0 +1,110 @@
+import { describe, expect, it } from 'vitest';
+import {
+  classifyGitFailure,
+  displayRepository,
+  gitCredentialsFrom,
+  gitFailure,
+  httpCredentialScope,
+  repositoryTransport,
+} from './git-source.js';
+
+const KEY = '-----BEGIN OPENSSH PRIVATE KEY-----\nabc\n-----END OPENSSH PRIVATE KEY-----\n';
+const v = (name: string, value: string, secret = true) => ({ name, value, secret });
+
+describe("a stack's git credentials", () => {
+  it('takes a token for https:// and keeps it (and its user name) out of the job', () => {
+    expect(
+      gitCredentialsFrom('https://git.example.com/infra.git', [
+        v('BERTH_GIT_TOKEN', ' t0k \n'.trim()),
+        v('BERTH_GIT_USERNAME', 'ci', false),
+        v('TF_LOG', 'info', false),
+      ]),
+    ).toEqual({
+      credentials: { kind: 'token', username: 'ci', token: 't0k' },
+      jobVariables: [v('TF_LOG', 'info', false)],
+    });
+    expect(
+      gitCredentialsFrom('https://git.example.com/x', [v('BERTH_GIT_TOKEN', 't')]).credentials,
+    ).toEqual({ kind: 'token', username: 'x-access-token', token: 't' });
+  });
+
+  it('takes a deploy key and the pinned host keys for SSH URLs, scp-like ones too', () => {
+    for (const url of ['ssh://git@git.example.com:2222/infra.git', 'git@git.example.com:infra.git'])
+      expect(
+        gitCredentialsFrom(url, [
+          v('BERTH_GIT_SSH_KEY', KEY),
+          v('BERTH_GIT_KNOWN_HOSTS', 'git.example.com ssh-ed25519 AAAA', false),
+        ]).credentials,
+      ).toEqual({
+        kind: 'ssh-key',
+        privateKey: KEY,
+        knownHosts: 'git.example.com ssh-ed25519 AAAA',
+      });
+  });
+
+  it('has none without the variables (a public repository)', () => {
+    expect(gitCredentialsFrom('https://x/y', [v('A', 'b')]).credentials).toEqual({ kind: 'none' });
+  });
+
+  it.each([
+    [[v('BERTH_GIT_TOKEN', 't', false)], 'https://x/y', 'BERTH_GIT_TOKEN is a plain variable'],
+    [[v('BERTH_GIT_TOKEN', 't')], 'ssh://git@x/y', 'is not an https:// URL'],
+    [[v('BERTH_GIT_SSH_KEY', KEY)], 'https://x/y', 'is not an SSH URL'],
+    [[v('BERTH_GIT_SSH_KEY', 'ssh-ed25519 AAAA public')], 'ssh://x/y', 'is not a private key'],
+    [[v('BERTH_GIT_TOKEN', 't'), v('BERTH_GIT_SSH_KEY', KEY)], 'https://x/y', 'has both'],
+    [
+      [v('BERTH_GIT_TOKEN', 't'), v('BERTH_GIT_USERNAME', 'a:b', false)],
+      'https://x/y',
+      'has a colon',
+    ],
+  ])('BERTH_GIT_CREDENTIALS_INVALID: %j for %s', (variables, url, message) => {
+    expect(() => gitCredentialsFrom(url, variables)).toThrow(message);
+    expect(() => gitCredentialsFrom(url, variables)).toThrow(
+      expect.objectContaining({ code: 'BERTH_GIT_CREDENTIALS_INVALID' }),
+    );
+  });
+});
+
+describe('repository URLs', () => {
+  it('knows the transport, hides user info in messages, and scopes a token to the host', () => {
+    expect(repositoryTransport('https://h/r')).toBe('http');
+    expect(repositoryTransport('git@h:r.git')).toBe('ssh');
+    expect(repositoryTransport('file:///srv/r')).toBe('file');
+    expect(displayRepository('https://user:pw@h/r.git')).toBe('https://***@h/r.git');
+    expect(httpCredentialScope('https://user@h:8443/org/r.git')).toBe('https://h:8443/');
+  });
+});
+
+describe("git's failures", () => {
+  it.each([
+    ["fatal: Authentication failed for 'https://h/r.git/'", 'auth'],
+    ["fatal: could not read Username for 'https://h': terminal prompts disabled", 'auth'],
+    ['git@h: Permission denied (publickey).', 'auth'],
+    ["fatal: repository 'https://h/r.git/' not found", 'not-found'],
+    ["fatal: '/srv/r.git' does not appear to be a git repository", 'not-found'],
+    [
+      '@@@ WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED! @@@\nHost key verification failed.',
+      'host-key-mismatch',
+    ],
+    [
+      'No ED25519 host key is known for [h]:22 and you have requested strict checking.\nHost key verification failed.',
+      'host-key-unknown',
+    ],
+    ["fatal: couldn't find remote ref refs/heads/nope", 'ref-not-found'],
+    ['fatal: unable to access: Could not resolve host: h', 'other'],
+  ])('%s: %s', (stderr, kind) => {
+    expect(classifyGitFailure(stderr)).toBe(kind);
+  });
+
+  it('names the value and the fix', () => {
+    const err = gitFailure('fatal: Could not resolve host: h\n', {
+      repository: 'https://h/r.git',
+      credentials: 'none',
+      what: 'branch main',
+    });
+    expect(err.code).toBe('BERTH_GIT_FAILED');
+    expect(err.message).toBe(
+      'git could not fetch branch main from https://h/r.git: fatal: Could not resolve host: h',
+    );
+  });
+});

@@ -1,0 +1,154 @@
+/**
+ * git as an outside system, for a repository a tenant named, with the stack's credentials.
+ *
+ * Lifecycle: `openGitAccess` prepares the credentials (an SSH key and known_hosts in a private
+ * temporary directory, files mode 0600); every `runGit` with that access uses them; `close`
+ * removes the files and is safe to call twice. Credentials never go on a command line (`ps`
+ * shows those) or into a URL git could print: a token travels as an HTTP header set through
+ * git's `GIT_CONFIG_*` environment (readable by the same user only) and scoped to the
+ * repository's host, a key as a file path. git's own output is masked before anyone sees it.
+ */
+import { execFile } from 'node:child_process';
+import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { gitEnvironment, gitSafetyOptions } from '../domain/git-environment.js';
+import { httpCredentialScope, type GitCredentials } from '../domain/git-source.js';
+import { maskAll } from '../domain/log-masker.js';
+
+export interface GitAccess {
+  /** The environment of every git process for this repository. */
+  readonly env: Record<string, string>;
+  /** git's options before the command (no hooks, no fsmonitor, file:// only where allowed). */
+  readonly options: string[];
+  /** Values masked in anything git says. */
+  readonly secrets: string[];
+  readonly credentials: GitCredentials['kind'];
+  close(): Promise<void>;
+}
+
+export interface GitResult {
+  stdout: string;
+  stderr: string;
+}
+
+/** A git command that failed: its masked standard error, for classifyGitFailure. */
+export class GitCommandError extends Error {
+  constructor(
+    readonly args: string[],
+    readonly stderr: string,
+    readonly timedOut: boolean,
+  ) {
+    super(`git ${args[0] ?? ''} failed: ${stderr.trim().split('\n').at(-1) ?? ''}`);
+    this.name = 'GitCommandError';
+  }
+}
+
+/** Single-quotes a word for the shell git runs GIT_SSH_COMMAND with. */
+function shellWord(word: string): string {
+  return `'${word.replace(/'/g, `'\\''`)}'`;
+}
+
+export async function openGitAccess(
+  repository: string,
+  credentials: GitCredentials,
+  options: { allowFileTransport?: boolean; env: NodeJS.ProcessEnv },
+): Promise<GitAccess> {
+  const env = gitEnvironment(options.env);
+  const gitOptions = gitSafetyOptions(options.allowFileTransport ?? false);
+  const base = { options: gitOptions, credentials: credentials.kind };
+  if (credentials.kind === 'none') {
+    return { ...base, env, secrets: [], close: () => Promise.resolve() };
+  }
+  if (credentials.kind === 'token') {
+    const basic = Buffer.from(`${credentials.username}:${credentials.token}`).toString('base64');
+    return {
+      ...base,
+      env: {
+        ...env,
+        GIT_CONFIG_COUNT: '1',
+        GIT_CONFIG_KEY_0: `http.${httpCredentialScope(repository)}.extraHeader`,
+        GIT_CONFIG_VALUE_0: `Authorization: Basic ${basic}`,
+      },
+      secrets: [credentials.token, basic],
+      close: () => Promise.resolve(),
+    };
+  }
+  // The key and the pinned host keys live in a directory only this user can enter.
+  const dir = await mkdtemp(path.join(tmpdir(), 'berth-git-ssh-'));
+  await chmod(dir, 0o700);
+  const keyFile = path.join(dir, 'key');
+  const knownHostsFile = path.join(dir, 'known_hosts');
+  let closed = false;
+  const close = async (): Promise<void> => {
+    if (closed) return;
+    closed = true;
+    await rm(dir, { recursive: true, force: true });
+  };
+  try {
+    await writeFile(keyFile, credentials.privateKey, { mode: 0o600, flag: 'wx' });
+    await writeFile(knownHostsFile, credentials.knownHosts ? `${credentials.knownHosts}\n` : '', {
+      mode: 0o600,
+      flag: 'wx',
+    });
+  } catch (err) {
+    await close();
+    throw err;
+  }
+  // No configuration file, agent or other key of the machine's user; only the pinned host keys,
+  // checked strictly (an unknown or changed key fails the checkout).
+  const ssh = [
+    'ssh',
+    '-F /dev/null',
+    '-o BatchMode=yes',
+    '-o IdentitiesOnly=yes',
+    '-o IdentityAgent=none',
+    `-o IdentityFile=${shellWord(keyFile)}`,
+    `-o UserKnownHostsFile=${shellWord(knownHostsFile)}`,
+    '-o GlobalKnownHostsFile=/dev/null',
+    '-o StrictHostKeyChecking=yes',
+    '-o UpdateHostKeys=no',
+  ].join(' ');
+  return {
+    ...base,
+    env: { ...env, GIT_SSH_COMMAND: ssh, GIT_SSH_VARIANT: 'ssh' },
+    secrets: [credentials.privateKey.trim()],
+    close,
+  };
+}
+
+/**
+ * Runs one git command with the access's environment; rejects with a GitCommandError carrying
+ * git's masked standard error. `extraEnv` is for git's own variables (GIT_INDEX_FILE).
+ */
+export function runGit(
+  access: GitAccess,
+  args: string[],
+  options: { timeoutMs: number; extraEnv?: Record<string, string> } = { timeoutMs: 10 * 60_000 },
+): Promise<GitResult> {
+  return new Promise((resolve, reject) => {
+    execFile(
+      'git',
+      [...access.options, ...args],
+      {
+        timeout: options.timeoutMs,
+        killSignal: 'SIGKILL',
+        maxBuffer: 64 * 1024 * 1024,
+        env: { ...access.env, ...options.extraEnv },
+      },
+      (err, stdout, stderr) => {
+        const masked = maskAll(stderr, access.secrets);
+        if (err) {
+          const timedOut = (err as { killed?: boolean }).killed === true;
+          reject(
+            new GitCommandError(
+              args,
+              timedOut ? `${masked}\ngit timed out after ${options.timeoutMs} ms` : masked,
+              timedOut,
+            ),
+          );
+        } else resolve({ stdout, stderr: masked });
+      },
+    );
+  });
+}

@@ -1,0 +1,299 @@
+/**
+ * The worker's repository cache: one bare repository per repository URL in the worker's state
+ * directory (`repositories/<sha256 of the URL>.git`), so a run fetches only what is new since the
+ * last run of that repository, and the run's commit is checked out from it into a fresh directory
+ * (no `.git` there: the job gets the files, not the cache).
+ *
+ * Lifecycle and guarantees:
+ * - every checkout fetches from the repository with the run's own credentials first, so a cached
+ *   repository is never handed to a run that could not read it itself;
+ * - one checkout of a repository at a time, across runs and processes: a lock file beside the
+ *   cache names its owner; a lock whose owner is provably gone (launcher-identity) is taken over;
+ * - a cache git finds corrupt is removed and cloned again once, with a warning for the run's log;
+ * - a new cache appears whole (made in a temporary directory, then renamed).
+ */
+import { createHash } from 'node:crypto';
+import { mkdir, mkdtemp, readFile, rename, rm, stat, unlink, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { BerthError } from '../domain/errors.js';
+import { displayRepository, gitFailure, type GitCredentials } from '../domain/git-source.js';
+import { GitCommandError, openGitAccess, runGit, type GitAccess } from '../git/git-command.js';
+
+/** Words of git's that mean the repository's own files are damaged, not that the network failed. */
+const CORRUPT =
+  /corrupt|bad object|not a git repository|missing (blob|tree|commit) |unable to read|does not match index|invalid object|bad config|loose object|unable to parse|did not send all necessary objects|failed to read object|packfile|object file .* is empty|bad tree object|fatal: bad /i;
+
+export interface CheckoutRequest {
+  repository: string;
+  branch: string;
+  /** The run's commit; null: the branch's head now. */
+  commit: string | null;
+  credentials: GitCredentials;
+  /** file:// repositories: only a private pool's admin-made stacks. */
+  allowFileTransport: boolean;
+  /** An empty directory the source goes into. */
+  into: string;
+}
+
+export interface CheckoutResult {
+  commit: string;
+  /** For the run's log: e.g. a corrupt cache that was cloned again. */
+  warnings: string[];
+}
+
+export interface RepositoryCacheOptions {
+  /** The cache's directory (`<state dir>/repositories`). */
+  dir: string;
+  /** Who holds a lock: this process's launcher id. */
+  owner: string;
+  /** False only when the owner of a lock certainly is gone (isLauncherAlive). */
+  isOwnerAlive: (owner: string) => boolean;
+  /** berth's own environment (PATH, proxies). */
+  env: NodeJS.ProcessEnv;
+  timeoutMs?: number;
+  /** How long to wait for another process's lock before giving up. */
+  lockWaitMs?: number;
+}
+
+export class RepositoryCache {
+  /** Checkouts of one repository in this process, chained: the lock file guards other processes. */
+  private readonly queues = new Map<string, Promise<unknown>>();
+
+  constructor(private readonly options: RepositoryCacheOptions) {}
+
+  /** Where the cache of a repository URL lives (the URL's SHA-256: no path from a tenant's text). */
+  pathOf(repository: string): string {
+    const key = createHash('sha256').update(repository).digest('hex').slice(0, 40);
+    return path.join(this.options.dir, `${key}.git`);
+  }
+
+  async checkout(request: CheckoutRequest): Promise<CheckoutResult> {
+    const cache = this.pathOf(request.repository);
+    const previous = this.queues.get(cache) ?? Promise.resolve();
+    const mine = previous.catch(() => undefined).then(() => this.checkoutLocked(cache, request));
+    this.queues.set(cache, mine);
+    try {
+      return await mine;
+    } finally {
+      if (this.queues.get(cache) === mine) this.queues.delete(cache);
+    }
+  }
+
+  private async checkoutLocked(cache: string, request: CheckoutRequest): Promise<CheckoutResult> {
+    await mkdir(this.options.dir, { recursive: true, mode: 0o700 });
+    const release = await this.lock(cache);
+    const access = await openGitAccess(request.repository, request.credentials, {
+      allowFileTransport: request.allowFileTransport,
+      env: this.options.env,
+    });
+    try {
+      try {
+        return { commit: await this.fetchAndCheckout(cache, request, access), warnings: [] };
+      } catch (err) {
+        if (!(err instanceof CorruptCache)) throw err;
+        // Damaged files of our own: clone again from scratch, once.
+        await rm(cache, { recursive: true, force: true });
+        await emptyDirectory(request.into);
+        const commit = await this.fetchAndCheckout(cache, request, access);
+        return {
+          commit,
+          warnings: [
+            `the worker's cache of ${displayRepository(request.repository)} was damaged (git: ${err.detail}); it was removed and the repository cloned again`,
+          ],
+        };
+      }
+    } finally {
+      await access.close();
+      await release();
+    }
+  }
+
+  private async fetchAndCheckout(
+    cache: string,
+    request: CheckoutRequest,
+    access: GitAccess,
+  ): Promise<string> {
+    const timeoutMs = this.options.timeoutMs ?? 10 * 60_000;
+    const git = async (args: string[], extraEnv?: Record<string, string>): Promise<string> =>
+      (await runGit(access, ['--git-dir', cache, ...args], { timeoutMs, extraEnv })).stdout.trim();
+    // Our own repository's state first: a damaged cache is not the remote's fault.
+    if (await exists(cache)) {
+      try {
+        await git(['rev-parse', '--is-bare-repository']);
+      } catch (err) {
+        throw corruptOr(err, request, 'the cache');
+      }
+    } else {
+      await this.createCache(cache, access);
+    }
+    const branchRef = `refs/heads/${request.branch}`;
+    const fetch = async (refspec: string, what: string): Promise<void> => {
+      try {
+        await git([
+          'fetch',
+          '--quiet',
+          '--no-tags',
+          '--no-write-fetch-head',
+          '--',
+          request.repository,
+          refspec,
+        ]);
+      } catch (err) {
+        throw corruptOr(err, request, what);
+      }
+    };
+    // Always a fetch, even when the commit is here: it proves the run's credentials reach the
+    // repository, and it brings only the objects the cache lacks.
+    let branchMissing: unknown = null;
+    try {
+      await fetch(`+${branchRef}:${branchRef}`, `branch ${request.branch}`);
+    } catch (err) {
+      if (!(
+        err instanceof BerthError &&
+        err.code === 'BERTH_GIT_COMMIT_NOT_FOUND' &&
+        request.commit
+      ))
+        throw err;
+      branchMissing = err;
+    }
+    const target = request.commit ?? branchRef;
+    if (
+      request.commit &&
+      (branchMissing || !(await this.hasCommit(cache, access, request.commit)))
+    ) {
+      // Not on the branch (any more): ask for the commit itself (hosts allow reachable commits).
+      await fetch(`${request.commit}:refs/berth/${request.commit}`, `commit ${request.commit}`);
+    }
+    let commit: string;
+    try {
+      commit = await git(['rev-parse', '--verify', '--quiet', `${target}^{commit}`]);
+    } catch (err) {
+      if (err instanceof GitCommandError && err.stderr.trim() === '')
+        throw new BerthError(
+          'BERTH_GIT_COMMIT_NOT_FOUND',
+          `${request.commit ? `commit ${request.commit}` : `branch ${request.branch}`} is not in ${displayRepository(request.repository)}`,
+        );
+      throw corruptOr(err, request, 'the commit');
+    }
+    // A private index file: the cache's own stays untouched, so readers never disturb each other.
+    const index = path.join(path.dirname(request.into), `.${path.basename(request.into)}.index`);
+    await mkdir(request.into, { recursive: true });
+    try {
+      await git(
+        [
+          '-c',
+          'core.bare=false',
+          '--work-tree',
+          request.into,
+          'read-tree',
+          '--reset',
+          '-u',
+          commit,
+        ],
+        {
+          GIT_INDEX_FILE: index,
+        },
+      );
+    } catch (err) {
+      throw corruptOr(err, request, 'the checkout');
+    } finally {
+      await rm(index, { force: true });
+    }
+    return commit;
+  }
+
+  private async hasCommit(cache: string, access: GitAccess, commit: string): Promise<boolean> {
+    try {
+      await runGit(access, ['--git-dir', cache, 'cat-file', '-e', `${commit}^{commit}`], {
+        timeoutMs: 60_000,
+      });
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  /** A new bare repository, made beside the cache and renamed: never seen half made. */
+  private async createCache(cache: string, access: GitAccess): Promise<void> {
+    const temp = await mkdtemp(`${cache}.new-`);
+    try {
+      await runGit(access, ['init', '--quiet', '--bare', temp], { timeoutMs: 60_000 });
+      // gc in the foreground (under our lock), never a background process racing the next run.
+      await runGit(access, ['--git-dir', temp, 'config', 'gc.autoDetach', 'false'], {
+        timeoutMs: 60_000,
+      });
+      await rename(temp, cache);
+    } catch (err) {
+      await rm(temp, { recursive: true, force: true });
+      throw err;
+    }
+  }
+
+  /** Takes the cache's lock file; resolves to its release. */
+  private async lock(cache: string): Promise<() => Promise<void>> {
+    const file = `${cache}.lock`;
+    const until = Date.now() + (this.options.lockWaitMs ?? 15 * 60_000);
+    for (;;) {
+      try {
+        await writeFile(file, this.options.owner, { flag: 'wx', mode: 0o600 });
+        return () => unlink(file).catch(() => undefined);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      }
+      const owner = await readFile(file, 'utf8').catch(() => null);
+      // An empty lock is one whose owner died between making it and writing its name.
+      const ownerless = owner === '' && (await ageMs(file)) > 60_000;
+      if (ownerless || (owner !== null && owner !== '' && !this.options.isOwnerAlive(owner))) {
+        // Left by a process that died mid-checkout: take it over.
+        await unlink(file).catch(() => undefined);
+        continue;
+      }
+      if (Date.now() > until)
+        throw new BerthError(
+          'BERTH_GIT_FAILED',
+          `the repository cache ${cache} stayed locked by ${owner ?? 'another process'}`,
+          { hint: `If no berth worker uses this state directory any more, remove ${file}.` },
+        );
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  }
+}
+
+/** The cache was damaged (thrown inside, handled by cloning again). */
+class CorruptCache extends Error {
+  constructor(readonly detail: string) {
+    super(detail);
+  }
+}
+
+/** A git failure as berth's error, or CorruptCache when git says the cache's files are damaged. */
+function corruptOr(err: unknown, request: CheckoutRequest, what: string): Error {
+  if (!(err instanceof GitCommandError)) return err as Error;
+  const failure = gitFailure(err.stderr, {
+    repository: request.repository,
+    credentials: request.credentials.kind,
+    what,
+  });
+  if (failure.code === 'BERTH_GIT_FAILED' && !err.timedOut && CORRUPT.test(err.stderr))
+    return new CorruptCache(err.stderr.trim().split('\n').at(-1) ?? '');
+  return failure;
+}
+
+async function exists(file: string): Promise<boolean> {
+  return stat(file).then(
+    () => true,
+    () => false,
+  );
+}
+
+async function emptyDirectory(dir: string): Promise<void> {
+  await rm(dir, { recursive: true, force: true });
+  await mkdir(dir);
+}
+
+async function ageMs(file: string): Promise<number> {
+  return stat(file).then(
+    (info) => Date.now() - info.mtimeMs,
+    () => 0,
+  );
+}

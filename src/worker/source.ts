@@ -1,0 +1,60 @@
+/**
+ * A run's source on the worker: the stack's local directory as it is, or its repository at the
+ * run's commit, checked out from the worker's repository cache with the stack's git credentials.
+ * The credentials (BERTH_GIT_* variables) are berth's, for the checkout: they are taken out of
+ * the variables the job gets.
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { BerthError } from '../domain/errors.js';
+import { gitCredentialsFrom, type StackVariable } from '../domain/git-source.js';
+import type { AssignmentBody } from './protocol.js';
+import type { RepositoryCache } from './repository-cache.js';
+
+export interface RunSource {
+  dir: string;
+  /** The stack's variables for the job: without berth's git credentials. */
+  environment: StackVariable[];
+  /** Lines for the run's log (a damaged cache cloned again). */
+  warnings: string[];
+  /** Removes the checkout (never the stack's local directory); safe to call twice. */
+  cleanup: () => Promise<void>;
+}
+
+export async function prepareSource(
+  assignment: AssignmentBody,
+  cache: RepositoryCache,
+): Promise<RunSource> {
+  const stack = assignment.stack;
+  const { credentials, jobVariables } = gitCredentialsFrom(
+    stack.repository,
+    assignment.environment,
+  );
+  if (stack.localDir)
+    return {
+      dir: stack.localDir,
+      environment: jobVariables,
+      warnings: [],
+      cleanup: () => Promise.resolve(),
+    };
+  if (!stack.repository) throw new BerthError('BERTH_USAGE', `stack ${stack.id} has no source`);
+  const parent = await mkdtemp(path.join(tmpdir(), 'berth-checkout-'));
+  const dir = path.join(parent, 'source');
+  const cleanup = (): Promise<void> => rm(parent, { recursive: true, force: true });
+  try {
+    const { warnings } = await cache.checkout({
+      repository: stack.repository,
+      branch: stack.branch ?? 'main',
+      commit: assignment.run.commit,
+      credentials,
+      // file:// only on a private pool (the server lets only the admin name one there).
+      allowFileTransport: assignment.pool.kind === 'private',
+      into: dir,
+    });
+    return { dir, environment: jobVariables, warnings, cleanup };
+  } catch (err) {
+    await cleanup();
+    throw err;
+  }
+}
