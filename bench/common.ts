@@ -1,6 +1,8 @@
 /** Shared helpers for the benchmarks: spawning with timings, statistics, the test image. */
-import { spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { testEngine } from '../test/harness/engine.js';
 import { ensureBusyboxImage } from '../test/harness/images.js';
@@ -92,4 +94,118 @@ export async function benchImage(): Promise<string> {
   } finally {
     engine.close();
   }
+}
+
+/** A real `berth server` and `berth worker` for the worker-path benchmarks, and the API. */
+export interface WorkerPath {
+  api: <T>(method: string, route: string, body?: unknown) => Promise<T>;
+  serverPid: number | undefined;
+  workerPid: number | undefined;
+  /** Ends both processes (SIGTERM) and removes their directories. */
+  stop(): Promise<void>;
+}
+
+function startBerth(
+  args: string[],
+  env: NodeJS.ProcessEnv,
+  ready: RegExp,
+  nodeArgs: string[] = [],
+): Promise<{ child: ChildProcess; said: () => string }> {
+  const child = spawn(process.execPath, [...nodeArgs, BERTH_BIN, ...args], {
+    env: { ...process.env, NO_COLOR: '1', ...env },
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  let said = '';
+  return new Promise((resolve, reject) => {
+    child.stderr?.on('data', (chunk: Buffer) => {
+      said += chunk.toString();
+      if (ready.test(said)) resolve({ child, said: () => said });
+    });
+    child.on('exit', (code) => reject(new Error(`berth ${args[0]} exited (${code}): ${said}`)));
+  });
+}
+
+/**
+ * A server (SQLite in a scratch directory, or `databaseUrl`), a private pool `bench` that runs
+ * the engine's own images (pull policy never), a stack `bench` whose task is `task`, on `image`,
+ * and one worker of the pool with `concurrency`.
+ */
+export async function startWorkerPath(options: {
+  image: string;
+  task: string;
+  concurrency: number;
+  databaseUrl?: string;
+}): Promise<WorkerPath> {
+  const scratch = mkdtempSync(path.join(tmpdir(), 'berth-bench-worker-'));
+  const server = await startBerth(
+    ['server', '--listen', '127.0.0.1:0', '--data-dir', path.join(scratch, 'server')],
+    options.databaseUrl ? { BERTH_DATABASE_URL: options.databaseUrl } : {},
+    /listening on http/,
+    // e.g. "--cpu-prof --cpu-prof-dir=DIR": where the server's time goes.
+    process.env.BENCH_SERVER_NODE_ARGS?.split(' ').filter(Boolean) ?? [],
+  );
+  const url = /listening on (http:\/\/\S+)/.exec(server.said())?.[1] as string;
+  const admin = /admin token \(shown once, keep it\): (\S+)/.exec(server.said())?.[1] as string;
+  const api = async <T>(method: string, route: string, body?: unknown): Promise<T> => {
+    const res = await fetch(`${url}/api/v1${route}`, {
+      method,
+      headers: {
+        authorization: `Bearer ${admin}`,
+        ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+      },
+      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+    });
+    if (!res.ok) throw new Error(`${method} ${route}: ${res.status} ${await res.text()}`);
+    return (await res.json()) as T;
+  };
+  const source = path.join(scratch, 'stack');
+  mkdirSync(path.join(source, '.berth'), { recursive: true });
+  writeFileSync(path.join(source, '.berth', 'task.sh'), options.task);
+  const { token } = await api<{ token: string }>('POST', '/pools', {
+    id: 'bench',
+    kind: 'private',
+    pullPolicy: 'never',
+  });
+  await api('POST', '/stacks', {
+    id: 'bench',
+    localDir: source,
+    pool: 'bench',
+    runnerImage: options.image,
+  });
+  const worker = await startBerth(
+    ['worker', '--server', url, '--concurrency', String(options.concurrency)],
+    { BERTH_POOL_TOKEN: token, BERTH_STATE_DIR: path.join(scratch, 'worker') },
+    /registered in pool/,
+  );
+  return {
+    api,
+    serverPid: server.child.pid,
+    workerPid: worker.child.pid,
+    stop: async () => {
+      for (const child of [worker.child, server.child]) {
+        const exited = new Promise((resolve) => child.on('exit', resolve));
+        child.kill('SIGTERM');
+        await exited;
+      }
+      rmSync(scratch, { recursive: true, force: true });
+    },
+  };
+}
+
+/** A run as the API shows it, with its state history. */
+export interface RunView {
+  id: string;
+  state: string;
+  createdAt: string;
+  states: { state: string; at: string }[];
+}
+
+/** When the run entered `state`, by the server's clock (ms). */
+export function stateAt(run: RunView, state: string): number {
+  return Date.parse(run.states.find((s) => s.state === state)?.at ?? 'x');
+}
+
+/** Peak RSS of a process in MB (VmHWM). */
+export function peakRssMb(pid: number | undefined): number {
+  return readPeakRss(pid) / 1024;
 }

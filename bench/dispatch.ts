@@ -4,7 +4,8 @@
  * PostgreSQL, the single writer on SQLite), p50 and p99, until the queue is empty. Runs against a
  * SQLite file and a private PostgreSQL cluster (Debian's server binaries), as the store suite does.
  *
- *   npx tsx bench/dispatch.ts            (BENCH_QUEUED=1000,10000 BENCH_WORKERS=20,100)
+ *   npx tsx bench/dispatch.ts            (BENCH_QUEUED=1000,10000 BENCH_WORKERS=20,100
+ *                                         BENCH_STORES=sqlite,postgres BENCH_POOL_SIZE=20)
  */
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -17,6 +18,8 @@ import { startPostgres } from '../test/harness/postgres.js';
 
 const queuedSizes = (process.env.BENCH_QUEUED ?? '1000,10000').split(',').map(Number);
 const workerCounts = (process.env.BENCH_WORKERS ?? '20,100').split(',').map(Number);
+const stores = (process.env.BENCH_STORES ?? 'sqlite,postgres').split(',');
+const poolSize = Number(process.env.BENCH_POOL_SIZE ?? 20);
 const newId = ulidGenerator(Date.now, (n) => randomBytes(n));
 
 function percentile(sorted: number[], p: number): number {
@@ -97,7 +100,7 @@ async function measure(name: string, open: () => Promise<Store>): Promise<void> 
         const latencies = await drain(store, workers);
         const seconds = (performance.now() - started) / 1000;
         console.log(
-          `${name.padEnd(10)} queued ${String(queued).padStart(6)}  workers ${String(workers).padStart(3)}  leases ${latencies.length}  p50 ${percentile(latencies, 50).toFixed(2)} ms  p99 ${percentile(latencies, 99).toFixed(2)} ms  (${(latencies.length / seconds).toFixed(0)} leases/s)`,
+          `${name.padEnd(18)} queued ${String(queued).padStart(6)}  workers ${String(workers).padStart(3)}  leases ${latencies.length}  p50 ${percentile(latencies, 50).toFixed(2)} ms  p99 ${percentile(latencies, 99).toFixed(2)} ms  (${(latencies.length / seconds).toFixed(0)} leases/s)`,
         );
       } finally {
         await store.close();
@@ -107,20 +110,24 @@ async function measure(name: string, open: () => Promise<Store>): Promise<void> 
 }
 
 const dirs: string[] = [];
-await measure('sqlite', () => {
-  const dir = mkdtempSync(path.join(tmpdir(), 'berth-bench-sqlite-'));
-  dirs.push(dir);
-  return openStore({ dataDir: dir });
-});
-const postgres = startPostgres();
-let databases = 0;
-try {
-  await measure('postgres', () => {
-    const name = `bench_${(databases += 1)}`;
-    postgres.createDatabase(name);
-    return openStore({ databaseUrl: postgres.url(name), dataDir: '/nonexistent' });
+if (stores.includes('sqlite')) {
+  await measure('sqlite', () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'berth-bench-sqlite-'));
+    dirs.push(dir);
+    return openStore({ dataDir: dir });
   });
-} finally {
-  postgres.stop();
-  for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
 }
+if (stores.includes('postgres')) {
+  const postgres = startPostgres();
+  let databases = 0;
+  try {
+    await measure(`postgres (pool ${poolSize})`, () => {
+      const name = `bench_${(databases += 1)}`;
+      postgres.createDatabase(name);
+      return openStore({ databaseUrl: postgres.url(name), dataDir: '/nonexistent', poolSize });
+    });
+  } finally {
+    postgres.stop();
+  }
+}
+for (const dir of dirs) rmSync(dir, { recursive: true, force: true });

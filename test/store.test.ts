@@ -242,8 +242,15 @@ describe.each<Kind>(['sqlite', 'postgres'])('the store on %s', (kind) => {
     const leased = leases.filter((r) => r !== null);
     expect(leased.map((r) => r.id).sort()).toEqual(a.map((r) => r.id).sort());
     expect(new Set(leased.map((r) => r.id)).size).toBe(12);
-    for (const run of leased)
+    for (const run of leased) {
       expect(run).toMatchObject({ state: 'PREPARING', poolId: 'private-a' });
+      // The lease numbers its history entry from the run it locked: no gap, no repeat.
+      expect((await store.runStates(run.id)).map((s) => [s.seq, s.state])).toEqual([
+        [1, 'QUEUED'],
+        [2, 'READY'],
+        [3, 'PREPARING'],
+      ]);
+    }
     // The other pool's run was never handed out here.
     expect((await store.getRun(b.id))?.state).toBe('READY');
     expect(await store.leaseRun('private-a', 'worker-0', t0, 30_000)).toBeNull();
@@ -251,6 +258,34 @@ describe.each<Kind>(['sqlite', 'postgres'])('the store on %s', (kind) => {
     expect(other?.id).toBe(b.id);
     for (const run of [...leased, other])
       if (run) await store.transitionRun(run.id, 'CANCELED', {}, t0);
+  });
+
+  it('numbers the history of a run promoted while workers lease, and hands it out once', async () => {
+    await stack('promote');
+    for (let round = 0; round < 5; round += 1) {
+      const holder = await trigger('promote', 'TRACKED');
+      const waiting = await trigger('promote', 'TRACKED');
+      expect(waiting.state).toBe('QUEUED');
+      expect((await store.leaseRun('private-a', 'w-holder', t0, 30_000))?.id).toBe(holder.id);
+      // The holder ends (its lock passes to the waiting run) while four workers keep asking.
+      const leases = Array.from({ length: 4 }, async (_, w) => {
+        const got: string[] = [];
+        for (let i = 0; i < 40 && got.length === 0; i += 1) {
+          const run = await store.leaseRun('private-a', `w-${w}`, t0, 30_000);
+          if (run) got.push(run.id);
+        }
+        return got;
+      });
+      await store.transitionRun(holder.id, 'CANCELED', {}, t0);
+      const handed = (await Promise.all(leases)).flat();
+      expect(handed).toEqual([waiting.id]);
+      expect((await store.runStates(waiting.id)).map((s) => [s.seq, s.state])).toEqual([
+        [1, 'QUEUED'],
+        [2, 'READY'],
+        [3, 'PREPARING'],
+      ]);
+      await store.transitionRun(waiting.id, 'CANCELED', {}, t0);
+    }
   });
 
   it('takes a confirmed apply from the queue like any run', async () => {

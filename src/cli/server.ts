@@ -67,6 +67,23 @@ function listenAddress(text: string, source: string): { host: string; port: numb
   return { host: (match[1] ?? match[2]) as string, port };
 }
 
+/** BERTH_DATABASE_POOL_SIZE: PostgreSQL connections of one server process (default 20). */
+function databasePoolSize(env: NodeJS.ProcessEnv): number | undefined {
+  const text = env.BERTH_DATABASE_POOL_SIZE?.trim();
+  if (!text) return undefined;
+  const size = Number(text);
+  if (!/^\d+$/.test(text) || size < 2 || size > 1000) {
+    throw new BerthError(
+      'BERTH_USAGE',
+      `BERTH_DATABASE_POOL_SIZE=${JSON.stringify(text)} is not a number of connections from 2 to 1000`,
+      {
+        hint: 'Use e.g. BERTH_DATABASE_POOL_SIZE=20 (the default); every server process opens up to this many, plus one for wake-ups.',
+      },
+    );
+  }
+  return size;
+}
+
 /** The saved-workspace limit as `berth run` takes it (at least 1MiB); undefined: the default. */
 export function savedWorkspaceLimit(text: string | undefined): number | undefined {
   if (!text) return undefined;
@@ -127,12 +144,14 @@ export function registerServer(
             'BERTH_USAGE',
             `BERTH_WORKER_LEASE_TIMEOUT=${leaseText}: ${lease.error}`,
           );
+        const poolSize = databasePoolSize(env);
         const { startServer } = await import('../server/start.js');
         const server = await startServer({
           host,
           port,
           dataDir: dataDirFrom(env, opts.dataDir),
           databaseUrl: env.BERTH_DATABASE_URL?.trim() || undefined,
+          ...(poolSize === undefined ? {} : { databasePoolSize: poolSize }),
           env,
           version,
           leaseMs: lease.ms,

@@ -481,6 +481,16 @@ describe('the worker protocol', () => {
       state: 'PERFORMING',
       image: { reference: 'debian:bookworm-slim' },
     });
+    // The same report again (its answer was lost): accepted, nothing changes, the job goes on.
+    const repeated = await call(
+      'POST',
+      `/api/v1/worker/runs/${runId}/state`,
+      { workerId, state: 'PERFORMING', started: true },
+      poolToken,
+    );
+    expect(repeated.status).toBe(200);
+    expect(repeated.body).toMatchObject({ state: 'PERFORMING' });
+    expect((await store.runStates(runId)).filter((s) => s.state === 'PERFORMING')).toHaveLength(1);
     // People's decisions and the queue's moves are not a worker's to report.
     const notAWorkersMove = await call(
       'POST',

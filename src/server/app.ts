@@ -29,7 +29,7 @@ import { registerStackRoutes } from './routes/stacks.js';
 import { registerWorkerRoutes } from './routes/worker.js';
 import { registerWorkerAdminRoutes } from './routes/workers.js';
 import { PoolSignals } from './pool-signals.js';
-import { LocalRunFeed, observeRuns, type RunFeed } from './run-feed.js';
+import { observeRuns, signalsRunFeed, type RunFeed } from './run-feed.js';
 import { registerLogStreamRoute } from './routes/log-stream.js';
 import type { SecretBox } from './secrets.js';
 import type { StackVariable } from '../domain/git-source.js';
@@ -63,8 +63,8 @@ export interface ServerDeps {
   /** How long a worker's hold on a run lasts without a heartbeat. */
   leaseMs?: number;
   /**
-   * Who hears that a run changed (log stream followers). Default: this process only; several
-   * servers on one PostgreSQL pass a feed fed by LISTEN/NOTIFY (see run-feed.ts).
+   * Who hears that a run changed (log stream followers). Default: a feed over `signals`, so it
+   * reaches every server process when the signals are relayed (LISTEN/NOTIFY; see run-feed.ts).
    */
   runFeed?: RunFeed;
   /**
@@ -78,6 +78,8 @@ export interface ServerDeps {
   tls?: { cert: Buffer; key: Buffer };
   /** The built web page (dist/web); without it the server answers the API only. */
   webRoot?: string;
+  /** Wake-ups, when they travel beyond this process (start.ts relays them over PostgreSQL). */
+  signals?: PoolSignals;
 }
 
 export const DEFAULT_LOG_LIMIT_BYTES = 4 * 1024 * 1024;
@@ -298,7 +300,8 @@ export async function buildServer(deps: ServerDeps): Promise<BerthServer> {
     });
   });
 
-  const runFeed = deps.runFeed ?? new LocalRunFeed();
+  const signals = deps.signals ?? new PoolSignals();
+  const runFeed = deps.runFeed ?? signalsRunFeed(signals);
   // Aborted as the server starts closing: long polls and log streams end at once, so a server
   // with followers and waiting workers still exits promptly (they reconnect elsewhere or later).
   const closing = new AbortController();
@@ -313,7 +316,7 @@ export async function buildServer(deps: ServerDeps): Promise<BerthServer> {
     newId,
     leaseMs: deps.leaseMs ?? 60_000,
     logLimitBytes: deps.logLimitBytes ?? DEFAULT_LOG_LIMIT_BYTES,
-    signals: new PoolSignals(),
+    signals,
     runFeed,
     closing: closing.signal,
     callerOfToken,

@@ -8,13 +8,14 @@
  *   subscribe  hear the changes of one run until the returned function is called
  *
  * A change is a hint, not the data: a follower reads the store after hearing one, so a lost or
- * doubled hint costs only latency (followers also re-read at every keep-alive). In one process
- * LocalRunFeed is all there is. With several servers on one PostgreSQL, a feed that NOTIFYs on
- * publish and hands what it hears with LISTEN to a LocalRunFeed's publish gives every server's
- * followers every change (see `observeRuns`: the store's writes publish, whichever server made
- * them).
+ * doubled hint costs only latency (followers also re-read at every keep-alive). The server's feed
+ * is `signalsRunFeed`: its changes travel as the server's signals do, so with several servers on
+ * one PostgreSQL (LISTEN/NOTIFY relays the signals) every server's followers hear every change
+ * (see `observeRuns`: the store's writes publish, whichever server made them). LocalRunFeed is the
+ * same contract for one process alone (tests).
  */
 import type { Store } from '../store/store.js';
+import type { PoolSignals } from './pool-signals.js';
 
 export type RunChange = 'log' | 'state';
 
@@ -50,6 +51,18 @@ export class LocalRunFeed implements RunFeed {
   followers(runId: string): number {
     return this.listeners.get(runId)?.size ?? 0;
   }
+}
+
+/**
+ * The run feed over the server's signals (topic `run:ID`), relayed to the other server processes
+ * when they relay (PostgreSQL). A relayed signal does not say what changed: listeners hear `log`
+ * and re-read both the log and the run, as they do for every change.
+ */
+export function signalsRunFeed(signals: PoolSignals): RunFeed {
+  return {
+    publish: (runId) => signals.notifyRun(runId),
+    subscribe: (runId, listener) => signals.onRun(runId, () => listener('log')),
+  };
 }
 
 type RunLike = { id: string } | null | undefined;

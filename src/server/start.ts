@@ -9,7 +9,9 @@ import { fileURLToPath } from 'node:url';
 import type { AddressInfo } from 'node:net';
 import { StoreConflict } from '../store/store.js';
 import { openStore, redact } from '../store/open-store.js';
+import { Notifications } from '../store/notifications.js';
 import { buildServer } from './app.js';
+import { PoolSignals } from './pool-signals.js';
 import { hashToken, newToken } from './auth.js';
 import { SecretBox } from './secrets.js';
 import { resolveCommit } from './commits.js';
@@ -27,6 +29,8 @@ export interface ServerOptions {
   port: number;
   dataDir: string;
   databaseUrl?: string;
+  /** PostgreSQL connections of this process (BERTH_DATABASE_POOL_SIZE). */
+  databasePoolSize?: number;
   env: NodeJS.ProcessEnv;
   version: string;
   leaseMs?: number;
@@ -69,7 +73,12 @@ function builtWebPage(): string | undefined {
 export async function startServer(options: ServerOptions): Promise<RunningServer> {
   const tls = options.tls;
   mkdirSync(options.dataDir, { recursive: true, mode: 0o700 });
-  const store = await openStore({ databaseUrl: options.databaseUrl, dataDir: options.dataDir });
+  let notifications: Notifications | null = null;
+  const store = await openStore({
+    databaseUrl: options.databaseUrl,
+    dataDir: options.dataDir,
+    ...(options.databasePoolSize === undefined ? {} : { poolSize: options.databasePoolSize }),
+  });
   try {
     await store.migrate();
     if (!(await store.findTokenById('admin'))) {
@@ -106,6 +115,19 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       }
     }
     const leaseMs = options.leaseMs ?? 60_000;
+    const signals = new PoolSignals();
+    if (store.dialect === 'postgres' && options.databaseUrl) {
+      notifications = await Notifications.listen(
+        options.databaseUrl,
+        {
+          onTopic: (topic) => signals.deliver(topic),
+          onResync: () => signals.wakeAll(),
+          onTrouble: (message) => options.say(message),
+        },
+        { send: (channel, payload) => store.notify(channel, payload) },
+      );
+      signals.relayTo(notifications);
+    }
     const blobs = await BlobStore.open(
       options.blobDir ?? path.join(options.dataDir, 'blobs'),
       options.savedWorkspaceLimitBytes ?? DEFAULT_BLOB_LIMIT,
@@ -117,6 +139,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     };
     sweepBlobs();
     const app = await buildServer({
+      signals,
       store,
       blobs,
       secrets: SecretBox.load(options.env, options.dataDir, await store.hasSecretVariables()),
@@ -156,10 +179,12 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
         clearInterval(sweep);
         clearInterval(blobSweep);
         await app.close();
+        await notifications?.close();
         await store.close();
       },
     };
   } catch (err) {
+    await notifications?.close();
     await store.close();
     throw err;
   }

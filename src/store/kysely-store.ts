@@ -129,6 +129,12 @@ export class KyselyStore implements Store {
     await this.db.destroy();
   }
 
+  /** PostgreSQL: sends a notification to every connection listening on `channel`. */
+  async notify(channel: string, payload: string): Promise<void> {
+    if (this.dialect !== 'postgres') return;
+    await sql`select pg_notify(${channel}, ${payload})`.execute(this.db);
+  }
+
   // Pools
 
   async createPool(pool: Omit<Pool, 'createdAt'>, tokenHash: string, at: Date): Promise<Pool> {
@@ -409,15 +415,21 @@ export class KyselyStore implements Store {
     await trx.selectFrom('stacks').select('id').where('id', '=', stackId).forUpdate().execute();
   }
 
-  private async recordState(trx: Db, runId: string, state: RunStateName, at: Date): Promise<void> {
-    const last = await trx
-      .selectFrom('run_states')
-      .select((eb) => eb.fn.max('seq').as('seq'))
-      .where('run_id', '=', runId)
-      .executeTakeFirst();
+  /**
+   * Adds a run's state to its history. `seq` comes from the same statement that changed the run
+   * (`state_seq + 1 … returning`), made while the run's row is locked: no two writers can take
+   * the same number, and no `max(seq)` read is needed.
+   */
+  private async recordState(
+    trx: Db,
+    runId: string,
+    seq: number,
+    state: RunStateName,
+    at: Date,
+  ): Promise<void> {
     await trx
       .insertInto('run_states')
-      .values({ run_id: runId, seq: Number(last?.seq ?? 0) + 1, state, at: iso(at) })
+      .values({ run_id: runId, seq: Number(seq), state, at: iso(at) })
       .execute();
   }
 
@@ -449,10 +461,11 @@ export class KyselyStore implements Store {
         workspace_seal: null,
         created_at: iso(at),
         updated_at: iso(at),
+        state_seq: state === 'READY' ? 2 : 1,
       };
       await trx.insertInto('runs').values(row).execute();
-      if (state === 'READY') await this.recordState(trx, run.id, 'QUEUED', at);
-      await this.recordState(trx, run.id, state, at);
+      if (state === 'READY') await this.recordState(trx, run.id, 1, 'QUEUED', at);
+      await this.recordState(trx, run.id, row.state_seq, state, at);
       return toRun(row);
     });
   }
@@ -482,13 +495,19 @@ export class KyselyStore implements Store {
     if (rows.some((r) => holdsStackLock(r.kind as RunKind, r.state as RunStateName))) return;
     const next = rows.find((r) => r.state === 'QUEUED');
     if (!next) return;
-    await trx
+    const promoted = await trx
       .updateTable('runs')
-      .set({ state: 'READY', state_reason: null, updated_at: iso(at) })
+      .set((eb) => ({
+        state: 'READY',
+        state_reason: null,
+        updated_at: iso(at),
+        state_seq: eb('state_seq', '+', 1),
+      }))
       .where('id', '=', next.id)
       .where('state', '=', 'QUEUED')
-      .execute();
-    await this.recordState(trx, next.id, 'READY', at);
+      .returning('state_seq')
+      .executeTakeFirst();
+    if (promoted) await this.recordState(trx, next.id, promoted.state_seq, 'READY', at);
   }
 
   async getRun(id: string): Promise<Run | null> {
@@ -567,28 +586,64 @@ export class KyselyStore implements Store {
       // the lease sweep, the lease must still be out (a heartbeat may have renewed it).
       let update = trx
         .updateTable('runs')
-        .set(set)
+        .set((eb) => ({ ...set, state_seq: eb('state_seq', '+', 1) }))
         .where('id', '=', id)
         .where('state', '=', run.state)
         .where('worker_id', run.workerId === null ? 'is' : '=', run.workerId);
       if (options.leaseExpiredBefore)
         update = update.where('lease_expires_at', '<', iso(options.leaseExpiredBefore));
-      const result = await update.executeTakeFirst();
-      if (Number(result.numUpdatedRows) !== 1) {
+      const result = await update.returning('state_seq').executeTakeFirst();
+      if (!result) {
         throw new StoreConflict(
           'RUN_CHANGED',
           `run ${id} changed while it was being updated; try again`,
         );
       }
-      await this.recordState(trx, id, to, at);
+      await this.recordState(trx, id, result.state_seq, to, at);
       if (holdsStackLock(run.kind, run.state) && !holdsStackLock(run.kind, to)) {
         await this.promoteWaiting(trx, run.stackId, at);
       }
-      return toRun({ ...current, ...set });
+      return toRun({ ...current, ...set, state_seq: result.state_seq });
     });
   }
 
+  /**
+   * Hands the pool's oldest dispatchable run to a worker. On PostgreSQL this is one statement (one
+   * round trip, no transaction around it): the next run is locked with `FOR UPDATE SKIP LOCKED`,
+   * so concurrent leases from any number of servers each take a different run and never wait for
+   * each other, updated, and its history entry inserted, numbered from the row it locked. SQLite
+   * has one writer and no data-modifying `WITH`: the same in a short transaction.
+   */
   async leaseRun(poolId: string, workerId: string, at: Date, leaseMs: number): Promise<Run | null> {
+    const expires = iso(new Date(at.getTime() + leaseMs));
+    if (this.dialect === 'postgres') {
+      const result = await sql<Selectable<RunsTable>>`
+        with next as (
+          select id from runs
+          where pool_id = ${poolId} and state in ('READY', 'CONFIRMED')
+          order by id
+          limit 1
+          for update skip locked
+        ), leased as (
+          update runs set
+            state = case when runs.state = 'READY' then 'PREPARING' else 'PREPARING_APPLY' end,
+            worker_id = ${workerId},
+            lease_expires_at = ${expires},
+            started = 0,
+            state_reason = null,
+            updated_at = ${iso(at)},
+            state_seq = runs.state_seq + 1
+          from next
+          where runs.id = next.id
+          returning runs.*
+        ), history as (
+          insert into run_states (run_id, seq, state, at)
+          select id, state_seq, state, ${iso(at)} from leased
+        )
+        select * from leased`.execute(this.db);
+      const row = result.rows[0];
+      return row ? toRun(row) : null;
+    }
     return this.db.transaction().execute(async (trx) => {
       const next = trx
         .selectFrom('runs')
@@ -596,25 +651,25 @@ export class KyselyStore implements Store {
         .where('pool_id', '=', poolId)
         .where('state', 'in', ['READY', 'CONFIRMED'])
         .orderBy('id')
-        .limit(1)
-        .$if(this.dialect === 'postgres', (q) => q.forUpdate().skipLocked());
+        .limit(1);
       const row = await trx
         .updateTable('runs')
-        .set({
+        .set((eb) => ({
           state: sql<string>`case when state = 'READY' then 'PREPARING' else 'PREPARING_APPLY' end`,
           worker_id: workerId,
-          lease_expires_at: iso(new Date(at.getTime() + leaseMs)),
+          lease_expires_at: expires,
           // No container of this lease has started yet (the apply's worker starts a new one).
           started: 0,
           state_reason: null,
           updated_at: iso(at),
-        })
+          state_seq: eb('state_seq', '+', 1),
+        }))
         .where('id', '=', next)
         .where('state', 'in', ['READY', 'CONFIRMED'])
         .returningAll()
         .executeTakeFirst();
       if (!row) return null;
-      await this.recordState(trx, row.id, row.state as RunStateName, at);
+      await this.recordState(trx, row.id, row.state_seq, row.state as RunStateName, at);
       return toRun(row);
     });
   }

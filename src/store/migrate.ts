@@ -7,12 +7,14 @@ import { Migrator, type Kysely, type Migration, type MigrationProvider } from 'k
 import * as initial from './migrations/001-initial.js';
 import * as savedWorkspaces from './migrations/002-saved-workspaces.js';
 import * as logSizes from './migrations/003-log-sizes.js';
+import * as dispatch from './migrations/004-dispatch.js';
 import * as sessions from './migrations/006-sessions.js';
 
 const MIGRATIONS: Record<string, Migration> = {
   '001-initial': initial,
   '002-saved-workspaces': savedWorkspaces,
   '003-log-sizes': logSizes,
+  '004-dispatch': dispatch,
   '006-sessions': sessions,
 };
 

@@ -87,6 +87,8 @@ export interface RunsTable {
   image_id: string | null;
   created_at: string;
   updated_at: string;
+  /** The seq of the run's last state record (run_states), advanced with every state change. */
+  state_seq: number;
 }
 
 export interface RunStatesTable {

@@ -2,8 +2,12 @@
  * A real `berth server` process for end-to-end tests, on SQLite in a temporary directory, and a
  * small client of its API with the admin token it printed. The server lives for a whole test
  * file (it makes no containers); `stop` ends it.
+ *
+ * `startServerProcess` is the same for tests that need more of the process: a given data
+ * directory and database (several servers on one PostgreSQL), a restart on the same data after a
+ * kill, and an API client whose address can change.
  */
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { expect } from 'vitest';
 import { BERTH_BIN, type BerthProcess } from './cli.js';
 import { tempDir } from './ownership.js';
@@ -87,4 +91,131 @@ export async function stopWorkers(workers: BerthProcess[]): Promise<void> {
     worker.child.kill('SIGTERM');
     await worker.exited;
   }
+}
+
+export interface ServerProcess {
+  child: ChildProcess;
+  url: string;
+  /** The admin token, when this start made it (the first start on a database). */
+  admin: string | null;
+  stderr(): string;
+  /** SIGTERM, and wait for the exit. */
+  stop(): Promise<void>;
+  /** SIGKILL (a crash), and wait for the exit. */
+  kill(): Promise<void>;
+}
+
+export async function startServerProcess(
+  dataDir: string,
+  env: Record<string, string> = {},
+  listen = '127.0.0.1:0',
+): Promise<ServerProcess> {
+  const child = spawn(
+    process.execPath,
+    [BERTH_BIN, 'server', '--listen', listen, '--data-dir', dataDir],
+    {
+      env: { ...process.env, NO_COLOR: '1', ...env },
+      stdio: ['ignore', 'ignore', 'pipe'],
+    },
+  );
+  let said = '';
+  const exited = new Promise<void>((resolve) => child.on('exit', () => resolve()));
+  await new Promise<void>((resolve, reject) => {
+    child.stderr?.on('data', (chunk: Buffer) => {
+      said += chunk.toString();
+      if (/listening on http/.test(said)) resolve();
+    });
+    child.on('exit', (code) => reject(new Error(`berth server exited (${code}): ${said}`)));
+  });
+  const end = async (signal: NodeJS.Signals): Promise<void> => {
+    if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+    await exited;
+  };
+  return {
+    child,
+    url: /listening on (http:\/\/\S+)/.exec(said)?.[1] as string,
+    admin: /admin token \(shown once, keep it\): (\S+)/.exec(said)?.[1] ?? null,
+    stderr: () => said,
+    stop: () => end('SIGTERM'),
+    kill: () => end('SIGKILL'),
+  };
+}
+
+export interface RunBody {
+  id: string;
+  state: string;
+  stateReason: string | null;
+  worker: string | null;
+}
+
+/** The API as the admin, at `url()` (which may change: a restarted server). */
+export function apiClient(url: () => string, admin: string) {
+  async function api<T = Record<string, unknown>>(
+    method: string,
+    route: string,
+    body?: unknown,
+  ): Promise<{ status: number; body: T }> {
+    const res = await fetch(`${url()}/api/v1${route}`, {
+      method,
+      headers: {
+        authorization: `Bearer ${admin}`,
+        ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+      },
+      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+    });
+    const text = await res.text();
+    return { status: res.status, body: (text ? JSON.parse(text) : {}) as T };
+  }
+
+  async function settled(id: string, states: string[], timeoutMs = 120_000): Promise<RunBody> {
+    const until = Date.now() + timeoutMs;
+    for (;;) {
+      const run = (await api<RunBody>('GET', `/runs/${id}`)).body;
+      if (states.includes(run.state)) return run;
+      if (Date.now() > until)
+        throw new Error(`run ${id} is still ${run.state} after ${timeoutMs} ms`);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  }
+
+  /** The whole stored log of a run, as text. */
+  async function logText(id: string): Promise<string> {
+    let text = '';
+    let after = 0;
+    for (;;) {
+      const page = (
+        await api<{ chunks: { seq: number; text: string }[] }>(
+          'GET',
+          `/runs/${id}/logs?after=${after}`,
+        )
+      ).body.chunks;
+      if (page.length === 0) return text;
+      for (const chunk of page) {
+        expect(chunk.seq).toBe(after + 1);
+        after = chunk.seq;
+        text += chunk.text;
+      }
+    }
+  }
+
+  async function createPool(id: string): Promise<string> {
+    // The tests' images are this engine's own: the pool runs them without a registry.
+    const created = await api<{ token: string }>('POST', '/pools', {
+      id,
+      kind: 'private',
+      pullPolicy: 'never',
+    });
+    expect(created.status).toBe(201);
+    return created.body.token;
+  }
+
+  return { api, settled, logText, createPool };
+}
+
+/** A run's own output in its log: berth's warnings about the run are log lines of their own. */
+export function jobOutput(log: string): string {
+  return log
+    .split(/(?<=\n)/)
+    .filter((line) => !line.startsWith('[berth: warning: '))
+    .join('');
 }

@@ -188,6 +188,7 @@ export function registerRunRoutes(server: FastifyInstance, ctx: ServerContext): 
         // A discarded or canceled plan's workspace goes at once.
         await forgetWorkspaceIfEnded(ctx, changed);
         ctx.signals.notify(changed.poolId);
+        ctx.signals.notifyRun(changed.id);
         return runView(changed);
       },
     );

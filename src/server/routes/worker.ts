@@ -172,6 +172,8 @@ export function registerWorkerRoutes(server: FastifyInstance, ctx: ServerContext
       if (!WORKER_STATES_REPORTED.includes(body.state)) {
         throw new ApiError(409, 'RUN_TRANSITION_INVALID', `a worker does not report ${body.state}`);
       }
+      // The same report again (its answer was lost on the way): done already, and said so.
+      if (run.workerId === body.workerId && run.state === body.state) return runView(run);
       if (run.workerId !== body.workerId || run.leaseExpiresAt === null) {
         throw new ApiError(
           409,
@@ -217,6 +219,7 @@ export function registerWorkerRoutes(server: FastifyInstance, ctx: ServerContext
       );
       await forgetWorkspaceIfEnded(ctx, changed);
       ctx.signals.notify(poolId);
+      ctx.signals.notifyRun(changed.id);
       return runView(changed);
     },
   );
@@ -250,6 +253,7 @@ export function registerWorkerRoutes(server: FastifyInstance, ctx: ServerContext
         ctx.now(),
         ctx.logLimitBytes,
       );
+      ctx.signals.notifyRun(run.id);
       return { next };
     },
   );

@@ -1,0 +1,177 @@
+/**
+ * Two `berth server` processes on one PostgreSQL, a real `berth worker` (concurrency 8) whose
+ * requests go to the two servers in turn, the real engine: 1,000 queued runs, triggered through
+ * both servers, each executed exactly once: one lease in each run's history, one container
+ * started per run (the engine's own events), the run's own output once in its log.
+ *
+ * Long polls wait on one server while runs are queued through the other: the wake-ups over
+ * PostgreSQL (LISTEN/NOTIFY) get them leased without waiting for the poll's end.
+ *
+ * 1,000 real containers take time: about 10 minutes on the 2-core development machine under
+ * load (2 runs a second). BERTH_TEST_RUNS sets another number for a quicker local run.
+ */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import type { EngineClient } from '../src/executor/docker/engine-client.js';
+import { openStore } from '../src/store/open-store.js';
+import type { KyselyStore } from '../src/store/kysely-store.js';
+import { startApiProxy, type ApiProxy } from './harness/api-proxy.js';
+import {
+  apiClient,
+  jobOutput,
+  startServerProcess,
+  type ServerProcess,
+} from './harness/berth-server.js';
+import { expectNothingLeftBehind } from './harness/cleanup.js';
+import { spawnBerth, type BerthProcess } from './harness/cli.js';
+import { testEngine } from './harness/engine.js';
+import { tempDir } from './harness/ownership.js';
+import { startPostgres, type RunningPostgres } from './harness/postgres.js';
+
+const RUNS = Number(process.env.BERTH_TEST_RUNS ?? 1000);
+
+let engine: EngineClient;
+let postgres: RunningPostgres;
+let store: KyselyStore;
+let proxy: ApiProxy;
+const servers: ServerProcess[] = [];
+let worker: BerthProcess | undefined;
+
+beforeAll(async () => {
+  engine = testEngine();
+  postgres = startPostgres();
+  postgres.createDatabase('berth');
+  const env = { BERTH_DATABASE_URL: postgres.url('berth'), BERTH_WORKER_LEASE_TIMEOUT: '30s' };
+  // One after the other: the first migrates the database and makes the admin token.
+  servers.push(await startServerProcess(tempDir('berth-server-'), env));
+  servers.push(await startServerProcess(tempDir('berth-server-'), env));
+  store = await openStore({ databaseUrl: postgres.url('berth'), dataDir: '/nonexistent' });
+  proxy = await startApiProxy(servers.map((s) => s.url));
+}, 120_000);
+
+afterAll(async () => {
+  if (worker) {
+    worker.child.kill('SIGTERM');
+    await worker.exited;
+  }
+  await proxy?.stop();
+  for (const server of servers) await server.stop();
+  await store?.close();
+  postgres?.stop();
+  if (engine) await expectNothingLeftBehind(engine);
+  engine?.close();
+});
+
+/**
+ * Counts container starts per container name from the engine's live event stream, until `stop`
+ * (the engine keeps only its last 256 events, so they are watched as they come, not read later).
+ */
+async function watchContainerStarts(): Promise<{
+  starts: Map<string, number>;
+  stop(): Promise<void>;
+}> {
+  const res = await engine.stream('GET', '/events', {
+    query: { filters: JSON.stringify({ type: ['container'], event: ['start'] }) },
+  });
+  const starts = new Map<string, number>();
+  let rest = '';
+  res.on('data', (chunk: Buffer) => {
+    const lines = (rest + chunk.toString()).split('\n');
+    rest = lines.pop() ?? '';
+    for (const line of lines.filter(Boolean)) {
+      const event = JSON.parse(line) as { Actor?: { Attributes?: { name?: string } } };
+      const name = event.Actor?.Attributes?.name ?? '';
+      starts.set(name, (starts.get(name) ?? 0) + 1);
+    }
+  });
+  return {
+    starts,
+    stop: async () => {
+      res.destroy();
+      await new Promise((resolve) => res.once('close', resolve));
+    },
+  };
+}
+
+describe('two servers on one PostgreSQL', () => {
+  it(`executes each of ${RUNS} queued runs exactly once, leased through both servers`, async () => {
+    const admin = servers[0]?.admin as string;
+    expect(admin).toMatch(/^berth_admin_/);
+    const clients = servers.map((s) => apiClient(() => s.url, admin));
+    const [one, two] = clients as [(typeof clients)[0], (typeof clients)[0]];
+    const token = await one.createPool('pool-pg');
+    const dir = tempDir('berth-stack-');
+    mkdirSync(path.join(dir, '.berth'));
+    writeFileSync(path.join(dir, '.berth', 'task.sh'), 'echo "ran $TF_VAR_berth_run_id"\n');
+    expect(
+      (
+        await two.api('POST', '/stacks', {
+          id: 'many',
+          localDir: dir,
+          pool: 'pool-pg',
+          runnerImage: inject('busyboxImage'),
+        })
+      ).status,
+    ).toBe(201);
+
+    const ids: string[] = [];
+    for (let i = 0; i < RUNS; i += 1) {
+      const client = i % 2 === 0 ? one : two;
+      const created = await client.api<{ id: string }>('POST', '/stacks/many/runs', {
+        type: 'task',
+      });
+      expect(created.status).toBe(201);
+      ids.push(created.body.id);
+    }
+
+    const watch = await watchContainerStarts();
+    worker = spawnBerth(['worker', '--server', proxy.url, '--concurrency', '8'], {
+      BERTH_POOL_TOKEN: token,
+      BERTH_STATE_DIR: tempDir('berth-worker-'),
+    });
+    await worker.waitFor('registered in pool');
+    for (;;) {
+      const open = await store.db
+        .selectFrom('runs')
+        .select((eb) => eb.fn.countAll<string>().as('n'))
+        .where('state', 'not in', ['FINISHED', 'FAILED', 'STOPPED', 'CANCELED', 'DISCARDED'])
+        .executeTakeFirstOrThrow();
+      if (Number(open.n) === 0) break;
+      expect(worker.child.exitCode).toBeNull();
+      await new Promise((resolve) => setTimeout(resolve, 500));
+    }
+
+    const runs = await store.db
+      .selectFrom('runs')
+      .select(['id', 'state', 'state_reason'])
+      .execute();
+    expect(runs).toHaveLength(RUNS);
+    expect(runs.filter((r) => r.state !== 'FINISHED')).toEqual([]);
+    const leases = await store.db
+      .selectFrom('run_states')
+      .select(['run_id', (eb) => eb.fn.countAll<string>().as('n')])
+      .where('state', '=', 'PREPARING')
+      .groupBy('run_id')
+      .execute();
+    expect(leases).toHaveLength(RUNS);
+    expect(leases.filter((l) => Number(l.n) !== 1)).toEqual([]);
+    // Every run's container started (its event may trail the run's end a little), and once.
+    while (!ids.every((id) => watch.starts.has(`berth-${id}`)))
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    await watch.stop();
+    for (const id of ids) expect(watch.starts.get(`berth-${id}`), id).toBe(1);
+    const logs = await store.db
+      .selectFrom('log_chunks')
+      .select(['run_id', 'text'])
+      .orderBy('run_id')
+      .orderBy('seq')
+      .execute();
+    const output = new Map<string, string>();
+    for (const chunk of logs)
+      output.set(chunk.run_id, (output.get(chunk.run_id) ?? '') + chunk.text);
+    for (const id of ids) expect(jobOutput(output.get(id) ?? '')).toBe(`ran ${id}\n`);
+    // Both servers served the worker.
+    for (const server of servers) expect(proxy.served[server.url]).toBeGreaterThan(RUNS / 2);
+  }, 1_800_000);
+});
