@@ -298,8 +298,8 @@ describe('stopping the server', () => {
     await until('chunks after the restart', () => follower.chunks.length > seen + 2);
     await client.decide(id, 'cancel');
     await follower.done;
-    // The worker has shipped all it had once it was told the run is no longer its own.
-    await worker.waitFor(`run ${id}: the server refused`);
+    // The worker has shipped all it had once it is done with the run.
+    await worker.waitFor(`run ${id}: done here`);
     const ticks = follower
       .text()
       .split('\n')

@@ -338,6 +338,8 @@ export class Worker {
       this.running.delete(runId);
       await source?.cleanup();
       await rm(this.workspaceFile(runId), { force: true });
+      // For the operator (and tests): nothing of the run is left to ship or remove here.
+      this.options.say(`run ${runId}: done here (log shipped, container removed)`);
     }
   }
 
