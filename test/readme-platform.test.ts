@@ -23,6 +23,7 @@ import { BERTH_BIN, runBerth, spawnBerth, testStateDir, type BerthProcess } from
 import { testEngine } from './harness/engine.js';
 import { tempDir } from './harness/ownership.js';
 import { startReleaseMirror, type ReleaseMirror } from './harness/release-mirror.js';
+import { installedTerraform } from './harness/terraform.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const HEADING = '## The platform on one machine';
@@ -44,22 +45,6 @@ function words(line: string, pwd: string): string[] {
   return [...line.matchAll(/"([^"]*)"|(\S+)/g)].map((m) =>
     (m[1] ?? (m[2] as string)).replaceAll('$PWD', pwd),
   );
-}
-
-function installedTerraform(): { path: string; version: string } | null {
-  try {
-    const bin = execFileSync('sh', ['-c', 'command -v terraform'], { encoding: 'utf8' }).trim();
-    const out = execFileSync(bin, ['version', '-json'], {
-      encoding: 'utf8',
-      env: { ...process.env, CHECKPOINT_DISABLE: '1', TF_CLI_CONFIG_FILE: '/dev/null' },
-    });
-    return {
-      path: bin,
-      version: (JSON.parse(out) as { terraform_version: string }).terraform_version,
-    };
-  } catch {
-    return null;
-  }
 }
 
 const terraform = installedTerraform();

@@ -6,7 +6,6 @@
  * configuration without providers. No package installs Terraform (BUSL licence): on a machine
  * without it this test is skipped with the reason, the one skip .ci/run allows.
  */
-import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { EngineClient } from '../src/executor/docker/engine-client.js';
@@ -15,22 +14,7 @@ import { finished, runBerth, testStateDir } from './harness/cli.js';
 import { testEngine } from './harness/engine.js';
 import { jobDir } from './harness/files.js';
 import { startReleaseMirror, type ReleaseMirror } from './harness/release-mirror.js';
-
-/** The real terraform on this machine and its version, or null. */
-function installedTerraform(): { path: string; version: string } | null {
-  try {
-    const path = execFileSync('sh', ['-c', 'command -v terraform'], { encoding: 'utf8' }).trim();
-    const version = JSON.parse(
-      execFileSync(path, ['version', '-json'], {
-        encoding: 'utf8',
-        env: { ...process.env, CHECKPOINT_DISABLE: '1', TF_CLI_CONFIG_FILE: '/dev/null' },
-      }),
-    ) as { terraform_version: string };
-    return { path, version: version.terraform_version };
-  } catch {
-    return null;
-  }
-}
+import { installedTerraform } from './harness/terraform.js';
 
 const terraform = installedTerraform();
 let engine: EngineClient;

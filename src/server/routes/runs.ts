@@ -187,8 +187,8 @@ export function registerRunRoutes(server: FastifyInstance, ctx: ServerContext): 
         );
         // A discarded or canceled plan's workspace goes at once.
         await forgetWorkspaceIfEnded(ctx, changed);
+        // Its followers hear of the change through the store's run feed (observeRuns).
         ctx.signals.notify(changed.poolId);
-        ctx.signals.notifyRun(changed.id);
         return runView(changed);
       },
     );

@@ -218,8 +218,8 @@ export function registerWorkerRoutes(server: FastifyInstance, ctx: ServerContext
         ctx.now(),
       );
       await forgetWorkspaceIfEnded(ctx, changed);
+      // Its followers hear of the change through the store's run feed (observeRuns).
       ctx.signals.notify(poolId);
-      ctx.signals.notifyRun(changed.id);
       return runView(changed);
     },
   );
@@ -236,16 +236,7 @@ export function registerWorkerRoutes(server: FastifyInstance, ctx: ServerContext
       },
     },
     async (request) => {
-      const poolId = callerPool(request);
-      await ownWorker(ctx, poolId, request.body.workerId);
-      const run = await ownRun(ctx, poolId, request.params.id);
-      if (run.workerId !== request.body.workerId) {
-        throw new ApiError(
-          409,
-          'RUN_CHANGED',
-          `run ${run.id} is not held by worker ${request.body.workerId}`,
-        );
-      }
+      const run = await heldRun(ctx, request);
       const next = await ctx.store.appendLog(
         run.id,
         request.body.firstSeq,
@@ -253,7 +244,6 @@ export function registerWorkerRoutes(server: FastifyInstance, ctx: ServerContext
         ctx.now(),
         ctx.logLimitBytes,
       );
-      ctx.signals.notifyRun(run.id);
       return { next };
     },
   );
@@ -271,16 +261,7 @@ export function registerWorkerRoutes(server: FastifyInstance, ctx: ServerContext
       },
     },
     async (request) => {
-      const poolId = callerPool(request);
-      await ownWorker(ctx, poolId, request.body.workerId);
-      const run = await ownRun(ctx, poolId, request.params.id);
-      if (run.workerId !== request.body.workerId) {
-        throw new ApiError(
-          409,
-          'RUN_CHANGED',
-          `run ${run.id} is not held by worker ${request.body.workerId}`,
-        );
-      }
+      const run = await heldRun(ctx, request);
       return { chunks: await ctx.store.remaskLog(run.id, request.body.values) };
     },
   );
@@ -541,4 +522,22 @@ async function keptWorkspace(
   }
   if (!(await ctx.blobs.has(run.id))) throw workspaceMissing(run);
   return ctx.secrets.seal(sealToText(seal));
+}
+
+/** The run of the request, held by the worker that sends it (of the caller's own pool). */
+async function heldRun(
+  ctx: ServerContext,
+  request: FastifyRequest<{ Params: { id: string }; Body: { workerId: string } }>,
+): Promise<Run> {
+  const poolId = callerPool(request);
+  await ownWorker(ctx, poolId, request.body.workerId);
+  const run = await ownRun(ctx, poolId, request.params.id);
+  if (run.workerId !== request.body.workerId) {
+    throw new ApiError(
+      409,
+      'RUN_CHANGED',
+      `run ${run.id} is not held by worker ${request.body.workerId}`,
+    );
+  }
+  return run;
 }
