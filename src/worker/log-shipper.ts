@@ -27,8 +27,13 @@ export const BATCH_BYTES = 64 * 1024;
 export const BATCH_CHUNKS = 1000;
 /** One stored chunk holds at most this many characters of text (the server takes 256 KiB). */
 export const CHUNK_CHARS = 32 * 1024;
-/** How long text waits before it is sent, so a value masked a moment after it was printed is caught. */
-export const HOLD_MS = 1000;
+/**
+ * How long text waits before it is sent, so a value masked a moment after it was printed is caught
+ * (two lines of a script, or the other stream, come within milliseconds). It is also every live
+ * line's delay to a follower, so it stays short: what was sent before a mask arrives is re-masked
+ * on the server instead.
+ */
+export const HOLD_MS = 200;
 export const PENDING_LIMIT_BYTES = 64 * 1024 * 1024;
 
 /** An answer of the server that sending again cannot change. */
