@@ -72,7 +72,7 @@ afterAll(async () => {
   engine.close();
 });
 
-describe("README's platform on one machine", () => {
+describe('the README platform on one machine', () => {
   it('runs as written: berth up, login, a stack from git, a tracked run confirmed on a terminal and applied, the runs listed', async (ctx) => {
     if (!terraform || !mirror) {
       ctx.skip('terraform is not installed here (no package provides it); .ci/run lists this skip');
