@@ -1,6 +1,6 @@
 /**
  * berth's own output pipeline, alone: engine frames in (recorded, in memory), through the
- * demultiplexer, UTF-8 decoding, `::add-mask` filtering, masking, the stored log and the human
+ * demultiplexer, `::add-mask` filtering, masking (on byte strings), the stored log and the human
  * view's time stamps, out to /dev/null. No engine, no job, no pipe reader: the CPU time berth
  * spends per 100 MB of output, steadier than bench/throughput.ts's rates on a shared machine.
  * BENCH_MB (default 200), BENCH_ROUNDS (default 5).
@@ -9,7 +9,7 @@ import { mkdtempSync, openSync, rmSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Writable } from 'node:stream';
-import { humanRenderer } from '../src/cli/render.js';
+import { humanView } from '../src/cli/render.js';
 import { StreamDemuxer } from '../src/executor/docker/stream-demux.js';
 import { OutputLog } from '../src/launcher/output-log.js';
 import { OutputMasking } from '../src/launcher/output-masking.js';
@@ -42,13 +42,14 @@ function round(reads: Buffer[], dir: string): number {
       done();
     },
   });
-  const out = { stdout: sink, stderr: sink } as unknown as Parameters<typeof humanRenderer>[0];
-  const render = humanRenderer(out);
+  const out = { stdout: sink, stderr: sink } as unknown as Parameters<typeof humanView>[0];
+  const view = humanView(out);
   const log = new OutputLog(path.join(dir, 'output.log'), 4 * 1024 * 1024);
   const masking = new OutputMasking(['hunter2']);
-  const pipe = masking.forPhase((stream, text) => {
-    log.append(text);
-    render({ type: 'log', phase: 'task', stream, text, ts: new Date().toISOString() });
+  // As run-job.ts wires them: masked bytes to the stored log and to the view (RunDeps.output).
+  const pipe = masking.forPhase((stream, bytes) => {
+    log.append(bytes);
+    view.output({ phase: 'task', stream, bytes, ts: new Date().toISOString() });
   });
   const demux = new StreamDemuxer((stream, payload) => pipe.write(stream, payload));
   const before = process.cpuUsage();

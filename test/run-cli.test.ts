@@ -634,6 +634,40 @@ describe('berth run: logs', () => {
   });
 });
 
+describe('berth run: output bytes', () => {
+  // berth's pipeline works on the job's bytes (issue 8's throughput): a character cut between two
+  // writes, and bytes that are not UTF-8, must come out as the job wrote them.
+  const job = "printf 'caf\\303'; sleep 0.3; printf '\\251 \\377 hunter2 ok\\n'";
+  const stored = Buffer.from([
+    ...Buffer.from('caf'),
+    0xc3,
+    0xa9,
+    0x20,
+    0xff,
+    ...Buffer.from(' ***** ok\n'),
+  ]);
+  const runArgs = (...rest: string[]): string[] => {
+    const image = ['--image', busybox, '--pull', 'never'];
+    return ['run', jobDir(), ...image, '--secret-env', 'PW=hunter2', ...rest];
+  };
+
+  it('keeps a character cut between writes and bytes that are not UTF-8 (human view, stored log)', async () => {
+    const result = await berth(runArgs('--', job));
+    expect(result.code).toBe(0);
+    // The harness reads stdout as UTF-8: the lone 0xff shows as U+FFFD there.
+    expect(result.stdout).toMatch(/^\d\d:\d\d:\d\d\.\d{3} café \ufffd \*{5} ok$/m);
+    const logPath = /log\s+(\S+output\.log)/.exec(result.stderr)?.[1] as string;
+    expect(readFileSync(logPath).equals(stored)).toBe(true);
+  });
+
+  it('gives the same output as text in --json events', async () => {
+    const result = await berth(runArgs('--json', '--', job));
+    expect(result.code).toBe(0);
+    expect(jobOutput(result, 'stdout')).toBe('café \ufffd ***** ok\n');
+    expect(readFileSync(finished(result).log.path as string).equals(stored)).toBe(true);
+  });
+});
+
 describe('berth run: stopping and clean-up', () => {
   it('ends a job that exceeds --timeout with SIGINT, exit 124, FAILED, and leaves nothing', async () => {
     const result = await berth([

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { humanRenderer, planLine } from './render.js';
+import { humanRenderer, humanView, planLine } from './render.js';
 
 describe('planLine', () => {
   it('shows addresses escaped: a job cannot forge lines around the confirmation prompt', () => {
@@ -35,5 +35,32 @@ describe('humanRenderer', () => {
     expect(out.replace(/\u001b\[\d+m/g, '')).toBe(
       '14:07:26.123 a\n14:07:26.123 b\n14:07:26.123 \n14:07:26.123 \n14:07:26.123 c\n14:07:26.123 d',
     );
+  });
+});
+
+describe('humanView', () => {
+  it('writes job output bytes as they came, each line stamped, and closes an open line', () => {
+    const written: Buffer[] = [];
+    const sink = {
+      write: (s: string, encoding: BufferEncoding) => (
+        written.push(Buffer.from(s, encoding)),
+        true
+      ),
+    } as unknown as NodeJS.WritableStream;
+    const view = humanView({ stdout: sink, stderr: sink });
+    const ts = '2026-11-30T14:07:26.123Z';
+    const euro = Buffer.from('€');
+    const chunks = [
+      Buffer.concat([Buffer.from('a\n'), euro.subarray(0, 2)]),
+      Buffer.concat([euro.subarray(2), Buffer.from([0x0a, 0xff])]),
+    ];
+    for (const bytes of chunks) view.output({ phase: 'task', stream: 'stdout', bytes, ts });
+    view.emit({ type: 'phase.finished', phase: 'task', exitCode: 0, durationMs: 5, ts });
+    const out = Buffer.concat(written)
+      .toString('latin1')
+      .replace(/\u001b\[\d+m/g, '');
+    const stamp = '14:07:26.123 ';
+    expect(out.startsWith(`${stamp}a\n${stamp}\xe2\x82\xac\n${stamp}\xff\n`)).toBe(true);
+    expect(out).toContain('phase task ended with exit code 0');
   });
 });

@@ -8,6 +8,7 @@ import type { RunEvent, RunSummary } from '../domain/run-events.js';
 import { formatBytes, formatDuration } from '../domain/units.js';
 import { printable } from '../domain/printable.js';
 import type { PlanSummary } from '../domain/workflow.js';
+import type { OutputChunk } from '../launcher/run-job.js';
 
 export interface Output {
   stdout: NodeJS.WritableStream & { isTTY?: boolean };
@@ -37,7 +38,17 @@ function clock(ts: string): string {
   return ts.slice(11, 23);
 }
 
+/** The human view: events, and the job's masked output as bytes (RunDeps.output). */
+export interface HumanView {
+  emit: (event: RunEvent) => void;
+  output: (chunk: OutputChunk) => void;
+}
+
 export function humanRenderer(out: Output): (event: RunEvent) => void {
+  return humanView(out).emit;
+}
+
+export function humanView(out: Output): HumanView {
   const atLineStart = { stdout: true, stderr: true };
   const layers = new Map<string, { current: number; total: number; done: boolean }>();
   let pullLineOpen = false;
@@ -48,18 +59,27 @@ export function humanRenderer(out: Output): (event: RunEvent) => void {
     }
     out.stderr.write(`${pc.dim('berth:')} ${text}\n`);
   };
-  const writeJob = (stream: 'stdout' | 'stderr', text: string, ts: string): void => {
+  /**
+   * Job output with a time stamp at the start of each line: text (`log` events, UTF-8 out), or
+   * a byte string (`latin1` out: the bytes as they came, stamps being ASCII).
+   */
+  const writeJob = (
+    stream: 'stdout' | 'stderr',
+    text: string,
+    ts: string,
+    encoding: 'utf8' | 'latin1',
+  ): void => {
     // One replace per chunk (not a string per line): this is the hot path for large outputs.
     const stamp = pc.dim(`${clock(ts)} `);
     // A plain string replaceAll is about twice as fast as a regular expression with lookahead.
     const ends = text.endsWith('\n');
     const inner = (ends ? text.slice(0, -1) : text).replaceAll('\n', `\n${stamp}`);
     const body = ends ? `${inner}\n` : inner;
-    out[stream].write(atLineStart[stream] ? stamp + body : body);
-    atLineStart[stream] = text.endsWith('\n');
+    out[stream].write(atLineStart[stream] ? stamp + body : body, encoding);
+    atLineStart[stream] = ends;
   };
 
-  return (event) => {
+  const emit = (event: RunEvent): void => {
     switch (event.type) {
       case 'run.started':
         note(`run ${event.runId}: ${event.sourceDir} on ${event.image} (${event.imageSource})`);
@@ -137,7 +157,7 @@ export function humanRenderer(out: Output): (event: RunEvent) => void {
         note(`phase ${pc.bold(event.phase)} started`);
         break;
       case 'log':
-        writeJob(event.stream, event.text, event.ts);
+        writeJob(event.stream, event.text, event.ts, 'utf8');
         break;
       case 'phase.finished':
         for (const stream of ['stdout', 'stderr'] as const) {
@@ -163,6 +183,10 @@ export function humanRenderer(out: Output): (event: RunEvent) => void {
         out.stderr.write(formatSummary(event));
         break;
     }
+  };
+  return {
+    emit,
+    output: (chunk) => writeJob(chunk.stream, chunk.bytes.toString('latin1'), chunk.ts, 'latin1'),
   };
 }
 

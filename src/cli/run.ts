@@ -16,7 +16,7 @@ import { maskError } from '../launcher/output-masking.js';
 import { MaskValues, maskAll } from '../domain/log-masker.js';
 import { planRun } from '../launcher/plan-run.js';
 import { RUN_TYPES, type PlanSummary, type RunType } from '../domain/workflow.js';
-import { humanRenderer, jsonRenderer, type Output } from './render.js';
+import { humanView, jsonRenderer, type Output } from './render.js';
 import { checkRunOptions, secretValuesOf, taskScript, type RawRunOptions } from './run-options.js';
 
 /** Where a directory keeps its default task (documented in docs/usage.md). */
@@ -339,7 +339,8 @@ async function runCommand(
       launcherId: currentLauncherId(),
       confirm: (plan, signal) => askToApply(plan, io, signal),
     });
-    const emit = raw.json ? jsonRenderer(io) : humanRenderer(io);
+    // The human view takes the job's output as bytes; --json needs it as text in its events.
+    const view = raw.json ? { emit: jsonRenderer(io), output: undefined } : humanView(io);
     const unreachable = await reached;
     if (unreachable) throw unreachable;
     const { usesDefaultImage, ...runOptions } = planned;
@@ -350,7 +351,7 @@ async function runCommand(
           ? (onLine) => buildRunnerImage(engine, planned.image, onLine)
           : undefined,
       },
-      { executor, emit, outputReady: () => drained(io), runId },
+      { executor, emit: view.emit, output: view.output, outputReady: () => drained(io), runId },
     );
     const onSignal = (): void => running.cancel();
     // A closed terminal stops the job as Ctrl-C does; left to its default, SIGHUP would end berth

@@ -1,7 +1,14 @@
 import { cutAt } from '../../test/harness/chunks.js';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { ADD_MASK_LINE_LIMIT, AddMaskFilter, phaseScript } from './hook-script.js';
+import { toByteString } from './byte-string.js';
+import {
+  ADD_MASK_LINE_LIMIT,
+  AddMaskFilter,
+  BYTE_LINES,
+  phaseScript,
+  type LineForm,
+} from './hook-script.js';
 
 describe('phaseScript', () => {
   it('chains hooks and command with && in { } blocks', () => {
@@ -27,13 +34,19 @@ describe('phaseScript', () => {
   });
 });
 
-function run(chunks: string[]): { out: string; masked: string[]; overlong: number } {
+function run(
+  chunks: string[],
+  form?: LineForm,
+): { out: string; masked: string[]; overlong: number } {
   const masked: string[] = [];
   let overlong = 0;
-  const filter = new AddMaskFilter({
-    mask: (v) => masked.push(v),
-    overlong: () => (overlong += 1),
-  });
+  const filter = new AddMaskFilter(
+    {
+      mask: (v) => masked.push(v),
+      overlong: () => (overlong += 1),
+    },
+    form,
+  );
   const out = chunks.map((c) => filter.write(c)).join('') + filter.flush();
   return { out, masked, overlong };
 }
@@ -103,5 +116,38 @@ describe('AddMaskFilter', () => {
         },
       ),
     );
+  });
+
+  describe('on byte strings (the output pipeline)', () => {
+    it('reports the value as text, cut anywhere, a byte that is also a space in Latin-1 kept', () => {
+      // 'à' is C3 A0 in UTF-8; A0 alone is a no-break space, which trim() would have cut.
+      const bytes = toByteString('::add-mask pässwörd-à\nnext\n');
+      for (let cut = 0; cut <= bytes.length; cut += 1) {
+        expect(run([bytes.slice(0, cut), bytes.slice(cut)], BYTE_LINES)).toEqual({
+          out: '::add-mask *****\nnext\n',
+          masked: ['pässwörd-à'],
+          overlong: 0,
+        });
+      }
+    });
+
+    it('counts the line limit in characters, not bytes', () => {
+      // Each 'é' is two bytes: this line has more bytes than the limit, but fewer characters.
+      const within = 'é'.repeat(5000);
+      const bytes = toByteString(`::add-mask ${within}\n`);
+      expect(bytes.length).toBeGreaterThan(ADD_MASK_LINE_LIMIT);
+      const chunks = [bytes.slice(0, 9000), bytes.slice(9000)];
+      expect(run(chunks, BYTE_LINES)).toEqual({
+        out: '::add-mask *****\n',
+        masked: [within],
+        overlong: 0,
+      });
+      const over = toByteString(`::add-mask ${'é'.repeat(ADD_MASK_LINE_LIMIT)}\n`);
+      expect(run([over.slice(0, 9000), over.slice(9000)], BYTE_LINES)).toEqual({
+        out: '::add-mask *****\n',
+        masked: [],
+        overlong: 1,
+      });
+    });
   });
 });

@@ -7,6 +7,8 @@
  * unset variable, fails the hook and the phase.
  */
 
+import { fromByteString, textLength } from './byte-string.js';
+
 /** Quotes one word for /bin/sh. */
 export function shellQuote(word: string): string {
   if (/^[A-Za-z0-9_@%+=:,./-]+$/.test(word)) return word;
@@ -72,6 +74,19 @@ export interface AddMaskEvents {
   overlong(): void;
 }
 
+/** How the filter reads the strings it is given: text, or byte strings (see byte-string.ts). */
+export interface LineForm {
+  /** Length of a line in characters (UTF-16 code units), for ADD_MASK_LINE_LIMIT. */
+  length(line: string): number;
+  /** The line as text, for the value it names. */
+  text(line: string): string;
+}
+
+const TEXT: LineForm = { length: (line) => line.length, text: (line) => line };
+
+/** Byte strings: values and lengths are those of the text the bytes' UTF-8 holds. */
+export const BYTE_LINES: LineForm = { length: textLength, text: fromByteString };
+
 /**
  * Finds `::add-mask VALUE` lines in a job's output as it streams (a line may arrive in pieces),
  * reports VALUE so it is masked from then on, and shows the line with the value masked. Only a
@@ -79,12 +94,18 @@ export interface AddMaskEvents {
  */
 export class AddMaskFilter {
   private pending: string | null = null;
+  /** Length of `pending` in characters (see LineForm.length). */
+  private pendingLength = 0;
   private atLineStart = true;
   /** Inside an overlong directive line: dropped up to its newline. */
   private dropping = false;
   private readonly events: AddMaskEvents;
 
-  constructor(events: AddMaskEvents | ((value: string) => void)) {
+  /** `form`: byte strings in (and out) with BYTE_LINES; values are reported as text either way. */
+  constructor(
+    events: AddMaskEvents | ((value: string) => void),
+    private readonly form: LineForm = TEXT,
+  ) {
     this.events = typeof events === 'function' ? { mask: events, overlong: () => {} } : events;
   }
 
@@ -104,18 +125,24 @@ export class AddMaskFilter {
       if (this.pending === null && this.atLineStart) {
         // Only a line that starts with ':' can be a directive; any other is passed on whole.
         if (text.charCodeAt(i) !== COLON) this.atLineStart = false;
-        else this.pending = '';
+        else {
+          this.pending = '';
+          this.pendingLength = 0;
+        }
       }
       if (this.pending !== null) {
         const newline = text.indexOf('\n', i);
         if (newline < 0) {
-          this.pending += text.slice(i);
+          const piece = text.slice(i);
+          this.pending += piece;
+          // Counted piece by piece: a line's length is the same however it was cut.
+          this.pendingLength += this.form.length(piece);
           if (!ADD_MASK.startsWith(this.pending) && !this.pending.startsWith(ADD_MASK)) {
             out += this.pending;
             this.pending = null;
             this.atLineStart = false;
           } else if (
-            this.pending.length - (this.pending.endsWith('\r') ? 1 : 0) >
+            this.pendingLength - (this.pending.endsWith('\r') ? 1 : 0) >
             ADD_MASK_LINE_LIMIT
           ) {
             out += this.hideOverlong('');
@@ -162,9 +189,9 @@ export class AddMaskFilter {
     if (!line.startsWith(ADD_MASK)) return line;
     const ending = line.endsWith('\r\n') ? '\r\n' : line.endsWith('\n') ? '\n' : '';
     // The same answer however the line was cut: an overlong line never shows its ending's \r.
-    if (line.length - ending.length > ADD_MASK_LINE_LIMIT)
+    if (this.form.length(line) - ending.length > ADD_MASK_LINE_LIMIT)
       return this.hideOverlong(ending === '' ? '' : '\n');
-    const value = line.slice(ADD_MASK.length, line.length - ending.length).trim();
+    const value = this.form.text(line.slice(ADD_MASK.length, line.length - ending.length)).trim();
     if (value === '') return line;
     this.events.mask(value);
     return `${ADD_MASK}*****${ending}`;

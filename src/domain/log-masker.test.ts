@@ -160,4 +160,58 @@ describe('SecretMasker', () => {
     expect(masker.write(text) + masker.flush()).toBe(text);
     expect(masker.steps).toBeLessThanOrEqual(2 * text.length);
   });
+
+  describe('by string search (few values that cannot overlap in part)', () => {
+    // A value with `*` never occurs in these texts but makes the masker use its automaton only.
+    const automatonOnly = '*never*';
+
+    it('masks as the automaton does, however the output is cut (property)', () => {
+      const word = (max: number) =>
+        fc
+          .array(fc.constantFrom('a', 'b', 'c'), { minLength: 1, maxLength: max })
+          .map((cs) => cs.join(''));
+      fc.assert(
+        fc.property(
+          fc.array(word(5), { minLength: 1, maxLength: 3 }),
+          fc
+            .array(fc.constantFrom('a', 'b', 'c', '\n'), { maxLength: 40 })
+            .map((cs) => cs.join('')),
+          fc.array(fc.nat({ max: 40 }), { maxLength: 8 }),
+          (secrets, text, cuts) => {
+            const chunks = cutAt(text, cuts);
+            const expected = feed(new SecretMasker([...secrets, automatonOnly]), chunks);
+            expect(feed(new SecretMasker(secrets), chunks)).toBe(expected);
+            expect(expected).toBe(naiveMask(text, secrets));
+          },
+        ),
+        { numRuns: 2000 },
+      );
+    });
+
+    it('takes no automaton step per character: only the end of each chunk is run through it', () => {
+      const masker = new SecretMasker(['hunter2']);
+      const line = 'terraform-like output line: [10s elapsed] hunter2\n';
+      let out = '';
+      for (let i = 0; i < 100; i += 1) out += masker.write(line.repeat(100));
+      expect(out + masker.flush()).toBe(line.replaceAll('hunter2', MASK).repeat(10_000));
+      expect(masker.steps).toBeLessThanOrEqual(100 * 'hunter2'.length);
+    });
+
+    it('holds back the start of a value, and hides a shorter value inside it at the end', () => {
+      const masker = new SecretMasker(['hunter2', 'hunt']);
+      expect(masker.write('a hunt')).toBe('a ');
+      expect(masker.write('er2 b hun')).toBe(`${MASK} b `);
+      expect(masker.write('ting')).toBe(`${MASK}ing`);
+      expect(masker.write(' hunt') + masker.flush()).toBe(` ${MASK}`);
+    });
+
+    it('hands over to the automaton when a value that overlaps itself is added mid-stream', () => {
+      const values = new MaskValues(['tok']);
+      const masker = new SecretMasker(values);
+      expect(masker.write('x to')).toBe('x ');
+      values.add('abab');
+      expect(masker.write('k aba')).toBe(`${MASK} `);
+      expect(masker.write('bab tok') + masker.flush()).toBe(`${MASK} ${MASK}`);
+    });
+  });
 });

@@ -51,6 +51,13 @@ class Automaton {
   readonly firstChars: RegExp;
   /** The only character that starts a value, when there is one (indexOf is faster still). */
   readonly firstChar: string | null;
+  /** Length of the longest value. */
+  readonly longestValue: number;
+  /**
+   * The values, longest first, when the engine's own string search can mask them (see
+   * `replaceable`); null: only the automaton can.
+   */
+  readonly plain: readonly string[] | null;
 
   constructor(values: readonly string[]) {
     const size = 1 + values.reduce((sum, v) => sum + v.length, 0);
@@ -88,6 +95,7 @@ class Automaton {
       }
       ends[node] = value.length;
     }
+    this.longestValue = values.reduce((max, v) => Math.max(max, v.length), 0);
     const firsts: string[] = [];
     for (let c = firstChild[0] as number; c !== 0; c = sibling[c] as number) {
       firsts.push(`\\u${(label[c] as number).toString(16).padStart(4, '0')}`);
@@ -121,11 +129,51 @@ class Automaton {
       this.live[node] = firstChild[node] !== 0 ? (depth[node] as number) : (this.live[f] as number);
       for (let c = firstChild[node] as number; c !== 0; c = sibling[c] as number) queue[tail++] = c;
     }
+    this.plain = replaceable(values, ends, this.fail, this.live)
+      ? [...values].sort((a, b) => b.length - a.length)
+      : null;
+  }
+
+  /** One transition (with failure steps); returns the new state and counts the steps taken. */
+  step(state: number, code: number, steps: { n: number }): number {
+    let at = state;
+    for (;;) {
+      steps.n += 1;
+      const to = this.goto(at, code);
+      if (to !== 0 || at === 0) return to;
+      at = this.fail[at] as number;
+    }
   }
 
   goto(node: number, code: number): number {
     return node === 0 ? (this.rootNext[code] as number) : (this.next.get(node * CODES + code) ?? 0);
   }
+}
+
+/** At most this many values are masked by string search (one pass per value). */
+const PLAIN_VALUES = 8;
+
+/**
+ * Whether masking the values one after the other with the engine's string search (longest first)
+ * gives exactly what the automaton gives: true when no two occurrences can overlap in part (no
+ * proper suffix of a value is a proper prefix of a value, itself included: then occurrences are
+ * disjoint or one lies inside another, which the longer value's pass hides whole), no value holds
+ * the mask's `*` (a mask next to text could then form a new occurrence), and there are few values.
+ * A value's proper suffixes that are prefixes of values are the nodes on its end node's failure
+ * chain; `live` says whether any of them has children (is a proper prefix).
+ */
+function replaceable(
+  values: readonly string[],
+  ends: Int32Array,
+  fail: Int32Array,
+  live: Int32Array,
+): boolean {
+  if (values.length === 0 || values.length > PLAIN_VALUES) return false;
+  if (values.some((v) => v.includes('*'))) return false;
+  for (let node = 1; node < ends.length; node += 1) {
+    if ((ends[node] as number) > 0 && (live[fail[node] as number] as number) > 0) return false;
+  }
+  return true;
 }
 
 /**
@@ -221,14 +269,53 @@ export class SecretMasker {
       return chunk;
     }
     if (this.version !== this.values.version) this.rescan();
+    const auto = this.auto as Automaton;
+    if (auto.plain !== null && this.first === this.ends.length) return this.replace(chunk, auto);
     this.pieces.push(chunk);
     this.scan(chunk);
-    const auto = this.auto as Automaton;
     return this.release(this.pos - (auto.live[this.state] as number));
+  }
+
+  /**
+   * The fast way, for values string search can mask (see `replaceable`), while no occurrence is
+   * pending: each value replaced in one native pass over the text, and only the end of the text
+   * run through the automaton, to find how much of it may still become a value (its state there
+   * depends on the last `longestValue` characters only). That part is held back as the
+   * automaton's way holds it, so the two ways can take turns when the values change.
+   */
+  private replace(chunk: string, auto: Automaton): string {
+    const held = this.heldText();
+    const text = held.length > 0 ? held + chunk : chunk;
+    const steps = { n: 0 };
+    let state = 0;
+    for (let i = Math.max(0, text.length - auto.longestValue); i < text.length; i += 1) {
+      state = auto.step(state, text.charCodeAt(i), steps);
+    }
+    const keep = auto.live[state] as number;
+    const out = replaceAll(keep > 0 ? text.slice(0, text.length - keep) : text, auto);
+    this.work += steps.n;
+    this.state = state;
+    this.pos += chunk.length;
+    this.base = this.pos - keep;
+    this.pieces = keep > 0 ? [text.slice(text.length - keep)] : [];
+    this.pieceHead = 0;
+    this.pieceOffset = 0;
+    return out;
   }
 
   /** Ends the stream: whatever was held back cannot become a secret any more. */
   flush(): string {
+    const auto = this.auto;
+    if (auto?.plain && this.first === this.ends.length) {
+      // Held text may hold a whole shorter value (the start of a longer one that never came).
+      const out = replaceAll(this.heldText(), auto);
+      this.pieces = [];
+      this.pieceHead = 0;
+      this.pieceOffset = 0;
+      this.base = this.pos;
+      this.state = 0;
+      return out;
+    }
     const out = this.release(this.pos, true);
     this.state = 0;
     return out;
@@ -368,6 +455,15 @@ export class SecretMasker {
     if (rest.length > 0) rest[0] = (rest[0] as string).slice(this.pieceOffset);
     return rest.join('');
   }
+}
+
+/** Each of the automaton's plain values replaced by the mask, longest first. */
+function replaceAll(text: string, auto: Automaton): string {
+  let out = text;
+  for (const value of auto.plain as readonly string[]) {
+    if (out.includes(value)) out = out.replaceAll(value, MASK);
+  }
+  return out;
 }
 
 /** Masks every secret in a complete string (for messages, summaries, stored values). */

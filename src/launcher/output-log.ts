@@ -33,8 +33,9 @@ export class OutputLog {
     }
   }
 
-  append(text: string): void {
-    const bytes = Buffer.from(text, 'utf8');
+  /** Masked output: bytes, or text (stored as UTF-8). */
+  append(output: Buffer | string): void {
+    const bytes = typeof output === 'string' ? Buffer.from(output, 'utf8') : output;
     this.total += bytes.length;
     const head = this.bound.append(bytes);
     if (head.length > 0 && this.error === null) this.file?.write(head);

@@ -1,22 +1,25 @@
 /**
- * The text pipeline of a run's output: UTF-8 decoding (a character may be split across chunks),
- * `::add-mask` directives, and secret masking, per stream. A value masked on one stream or in one
+ * The pipeline of a run's output, per stream: `::add-mask` directives and secret masking, on the
+ * job's bytes. It works on byte strings (see domain/byte-string.ts): a Buffer taken in and given
+ * out as `latin1` is a plain copy, where decoding UTF-8 and encoding it back cost most of the
+ * pipeline's time; a character split across chunks needs no care, and bytes that are not UTF-8
+ * pass unchanged. Secrets are matched in their UTF-8 form. A value masked on one stream or in one
  * phase is masked everywhere from then on.
  */
 import { StringDecoder } from 'node:string_decoder';
-import { ADD_MASK_LINE_LIMIT, AddMaskFilter } from '../domain/hook-script.js';
+import { toByteString } from '../domain/byte-string.js';
+import { ADD_MASK_LINE_LIMIT, AddMaskFilter, BYTE_LINES } from '../domain/hook-script.js';
 import { ADD_MASK_LIMITS, MaskValues, SecretMasker, maskAll } from '../domain/log-masker.js';
 import type { OutputStream } from '../executor/executor.js';
 import { BerthError, coerceError } from '../domain/errors.js';
 
 interface StreamState {
-  decoder: StringDecoder;
   directives: AddMaskFilter;
   masker: SecretMasker;
 }
 
 export interface PhaseOutputPipe {
-  /** Raw bytes of a stream in; masked text out through `deliver`. */
+  /** Raw bytes of a stream in; masked bytes out through `deliver`. */
   write(stream: OutputStream, chunk: Buffer): void;
   /** The phase ended: releases whatever was held back. */
   end(): void;
@@ -25,6 +28,8 @@ export interface PhaseOutputPipe {
 export class OutputMasking {
   /** One set for the whole run: every stream's masker sees a value as soon as it is added. */
   private readonly values: MaskValues;
+  /** The same values as UTF-8 byte strings, for the job's output. */
+  private readonly byteValues: MaskValues;
   private learnt = 0;
   private readonly warned = new Set<string>();
 
@@ -38,7 +43,9 @@ export class OutputMasking {
     /** Told each value `::add-mask` added (output emitted before may hold it). */
     private readonly added: (value: string) => void = () => {},
   ) {
-    this.values = new MaskValues(secrets);
+    const list = [...secrets];
+    this.values = new MaskValues(list);
+    this.byteValues = new MaskValues(list.map(toByteString));
   }
 
   /** Whether `::add-mask` added a value during the run (output before it was not masked). */
@@ -64,6 +71,7 @@ export class OutputMasking {
       return;
     }
     if (this.values.add(value)) {
+      this.byteValues.add(toByteString(value));
       this.learnt += 1;
       this.added(value);
     }
@@ -80,36 +88,45 @@ export class OutputMasking {
     return maskAll(text, this.values);
   }
 
-  /** A pipe for one phase's output. */
-  forPhase(deliver: (stream: OutputStream, text: string) => void): PhaseOutputPipe {
+  /**
+   * A pipe for one phase's output. `deliver` gets masked bytes: the chunk itself when nothing in
+   * it was masked or held back, else a new Buffer.
+   */
+  forPhase(deliver: (stream: OutputStream, bytes: Buffer) => void): PhaseOutputPipe {
     const streams = new Map<OutputStream, StreamState>();
-    const send = (stream: OutputStream, text: string): void => {
-      if (text.length > 0) deliver(stream, text);
-    };
-    return {
-      write: (stream, chunk) => {
-        let state = streams.get(stream);
-        if (!state) {
-          state = {
-            decoder: new StringDecoder('utf8'),
-            masker: new SecretMasker(this.values),
-            directives: new AddMaskFilter({
+    const stateOf = (stream: OutputStream): StreamState => {
+      let state = streams.get(stream);
+      if (!state) {
+        state = {
+          masker: new SecretMasker(this.byteValues),
+          directives: new AddMaskFilter(
+            {
               mask: (value) => this.addSecret(value),
               overlong: () =>
                 this.warnOnce(
                   'line',
                   `::add-mask: a line longer than ${ADD_MASK_LINE_LIMIT} characters was hidden and its value not added; print the directive on a line of its own with a shorter value`,
                 ),
-            }),
-          };
-          streams.set(stream, state);
-        }
-        send(stream, state.masker.write(state.directives.write(state.decoder.write(chunk))));
+            },
+            BYTE_LINES,
+          ),
+        };
+        streams.set(stream, state);
+      }
+      return state;
+    };
+    return {
+      write: (stream, chunk) => {
+        const state = stateOf(stream);
+        const bytes = chunk.toString('latin1');
+        const out = state.masker.write(state.directives.write(bytes));
+        if (out === bytes) deliver(stream, chunk);
+        else if (out.length > 0) deliver(stream, Buffer.from(out, 'latin1'));
       },
       end: () => {
         for (const [stream, state] of streams) {
-          const rest = state.directives.write(state.decoder.end()) + state.directives.flush();
-          send(stream, state.masker.write(rest) + state.masker.flush());
+          const out = state.masker.write(state.directives.flush()) + state.masker.flush();
+          if (out.length > 0) deliver(stream, Buffer.from(out, 'latin1'));
         }
       },
     };
@@ -123,4 +140,28 @@ export function maskError(err: unknown, mask: (text: string) => string): BerthEr
   const hint = mask(error.hint);
   if (message === error.message && hint === error.hint) return error;
   return new BerthError(error.code, message, { cause: error.cause, hint });
+}
+
+/** Masked bytes to text per stream, a character split between chunks joined again. */
+export class OutputText {
+  private readonly decoders = new Map<OutputStream, StringDecoder>();
+
+  constructor(private readonly deliver: (stream: OutputStream, text: string) => void) {}
+
+  write(stream: OutputStream, bytes: Buffer): void {
+    let decoder = this.decoders.get(stream);
+    if (!decoder) {
+      decoder = new StringDecoder('utf8');
+      this.decoders.set(stream, decoder);
+    }
+    const text = decoder.write(bytes);
+    if (text.length > 0) this.deliver(stream, text);
+  }
+
+  end(): void {
+    for (const [stream, decoder] of this.decoders) {
+      const text = decoder.end();
+      if (text.length > 0) this.deliver(stream, text);
+    }
+  }
 }

@@ -25,6 +25,7 @@ import {
   type Executor,
   type JobContainerSpec,
   type JobHandle,
+  type OutputStream,
   type Phase,
   type PhaseOutcome,
   type PullPolicy,
@@ -34,7 +35,7 @@ import type { ImageAccessSettings } from './image-access.js';
 import { formatBytes } from '../domain/units.js';
 import { OutputLog } from './output-log.js';
 import { prepareRunImage, type ImageSource } from './prepare-image.js';
-import { OutputMasking } from './output-masking.js';
+import { OutputMasking, OutputText } from './output-masking.js';
 import {
   PLAN_JSON,
   splitPhaseVariables,
@@ -153,6 +154,20 @@ export interface RunDeps {
    * worker) masks what it still holds and what it already sent. Never put it in an event.
    */
   maskAdded?: (value: string) => void;
+  /**
+   * Takes the job's masked output as bytes instead of `log` events (which carry it decoded as
+   * text): a consumer that writes bytes on (the human view) spares decoding and encoding back.
+   */
+  output?: (chunk: OutputChunk) => void;
+}
+
+/** Masked job output as it came, for RunDeps.output. */
+export interface OutputChunk {
+  phase: string;
+  stream: OutputStream;
+  /** Masked bytes, cut anywhere (a character may be split between two chunks). */
+  bytes: Buffer;
+  ts: string;
 }
 
 export interface RunningJob {
@@ -190,6 +205,8 @@ class Run {
   private graceTimer: NodeJS.Timeout | undefined;
   private runTimer: NodeJS.Timeout | undefined;
   private logsTimer: NodeJS.Timeout | undefined;
+  /** When the running phase last gave output (see armLogsTimer). */
+  private lastOutputAt = 0;
   private readonly abort = new AbortController();
   private readonly warnings: string[] = [];
   private log: OutputLog | null = null;
@@ -647,9 +664,17 @@ class Run {
       this.containerToAnnounce = null;
       this.emit({ type: 'phase.started', phase: phase.name });
     };
-    const output = this.masking.forPhase((stream, text) => {
-      this.log?.append(text);
-      this.emit({ type: 'log', phase: phase.name, stream, text });
+    const toText = new OutputText((stream, text) =>
+      this.emit({ type: 'log', phase: phase.name, stream, text }),
+    );
+    const output = this.masking.forPhase((stream, bytes) => {
+      this.log?.append(bytes);
+      if (this.deps.output) {
+        const ts = new Date(this.clock.now()).toISOString();
+        this.deps.output({ phase: phase.name, stream, bytes, ts });
+      } else {
+        toText.write(stream, bytes);
+      }
     });
     this.armLogsTimer();
     let outcome: PhaseOutcome;
@@ -657,7 +682,7 @@ class Run {
       outcome = await job.runPhase(
         phase,
         (stream, chunk) => {
-          this.armLogsTimer();
+          this.lastOutputAt = this.clock.now();
           output.write(stream, chunk);
           return this.deps.outputReady?.();
         },
@@ -671,6 +696,7 @@ class Run {
     } finally {
       if (this.logsTimer) this.clock.clearTimeout(this.logsTimer);
       output.end();
+      toText.end();
     }
     announce();
     const record = {
@@ -687,12 +713,20 @@ class Run {
     return record;
   }
 
+  /**
+   * Starts the logs timeout for a phase. Output only notes its time (`lastOutputAt`): re-arming
+   * a timer on every chunk cost more than the rest of the run's bookkeeping on large outputs.
+   * When the timer fires it checks that time and waits again for the rest of the interval.
+   */
   private armLogsTimer(): void {
     if (this.logsTimer) this.clock.clearTimeout(this.logsTimer);
-    this.logsTimer = this.clock.setTimeout(
-      () => this.requestStop('logs-timeout'),
-      this.options.logsTimeoutMs,
-    );
+    this.lastOutputAt = this.clock.now();
+    const check = (): void => {
+      const quiet = this.clock.now() - this.lastOutputAt;
+      if (quiet >= this.options.logsTimeoutMs) this.requestStop('logs-timeout');
+      else this.logsTimer = this.clock.setTimeout(check, this.options.logsTimeoutMs - quiet);
+    };
+    this.logsTimer = this.clock.setTimeout(check, this.options.logsTimeoutMs);
   }
 
   private clearTimers(): void {

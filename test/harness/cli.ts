@@ -78,12 +78,16 @@ export function spawnBerth(
       }
     }
   };
-  child.stdout?.on('data', (chunk: Buffer) => {
-    out += chunk.toString();
+  // Decoded as a stream: a character may be cut between two of berth's writes (it passes the
+  // job's bytes on as they came).
+  child.stdout?.setEncoding('utf8');
+  child.stderr?.setEncoding('utf8');
+  child.stdout?.on('data', (chunk: string) => {
+    out += chunk;
     check();
   });
-  child.stderr?.on('data', (chunk: Buffer) => {
-    err += chunk.toString();
+  child.stderr?.on('data', (chunk: string) => {
+    err += chunk;
     check();
   });
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {

@@ -3,8 +3,7 @@
  * process), interruption, files in and out, removal. See the JobHandle contract in
  * ../executor.ts.
  */
-import type { IncomingMessage } from 'node:http';
-import type { Writable } from 'node:stream';
+import type { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { BerthError } from '../../domain/errors.js';
 import {
@@ -84,7 +83,7 @@ export class DockerJob implements JobHandle {
         ),
       },
     );
-    const res = await this.engine.stream('POST', `/exec/${exec.Id}/start`, {
+    const res = await this.engine.hijack('POST', `/exec/${exec.Id}/start`, {
       body: { Detach: false, Tty: false },
     });
     onStarted?.();
@@ -141,7 +140,7 @@ export class DockerJob implements JobHandle {
       );
     }
     this.soleStarted = true;
-    const res = await this.engine.stream('POST', `/containers/${this.containerId}/attach`, {
+    const res = await this.engine.hijack('POST', `/containers/${this.containerId}/attach`, {
       query: { stream: 1, stdout: 1, stderr: 1 },
     });
     try {
@@ -248,11 +247,12 @@ export class DockerJob implements JobHandle {
 }
 
 /**
- * Delivers a multiplexed engine stream (exec start, attach) to onOutput until it ends, pausing
- * the engine while the consumer catches up. It ends when the process exits or is killed.
+ * Delivers a multiplexed engine stream (exec start, attach: the hijacked connection) to onOutput
+ * until it ends, pausing the engine while the consumer catches up. It ends when the process
+ * exits or is killed.
  */
 async function pumpOutput(
-  res: IncomingMessage,
+  res: Readable,
   onOutput: (stream: OutputStream, chunk: Buffer) => void | Promise<void>,
 ): Promise<void> {
   let waiting: Promise<void> | undefined;

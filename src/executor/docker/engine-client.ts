@@ -184,6 +184,18 @@ export class EngineClient {
     return (text.length === 0 ? undefined : JSON.parse(text)) as T;
   }
 
+  /**
+   * A call whose answer is the engine's raw output stream (exec start, attach), taken over from
+   * HTTP as the Docker CLI does (`Upgrade: tcp`): the connection itself is returned, so every
+   * read goes to the caller without passing through the HTTP client's parser and body stream.
+   * An engine that answers without switching protocols gives its response body instead, the
+   * same bytes. The caller must consume or destroy it.
+   */
+  async hijack(method: string, path: string, options: RequestOptions = {}): Promise<Readable> {
+    const version = await this.ping();
+    return this.send(method, `/v${version}${path}`, options, true, true);
+  }
+
   /** A call whose answer is a stream; the caller must consume or destroy it. */
   async stream(
     method: string,
@@ -199,7 +211,21 @@ export class EngineClient {
     path: string,
     options: RequestOptions,
     checkStatus: boolean,
-  ): Promise<http.IncomingMessage> {
+  ): Promise<http.IncomingMessage>;
+  private send(
+    method: string,
+    path: string,
+    options: RequestOptions,
+    checkStatus: boolean,
+    upgrade: true,
+  ): Promise<Readable>;
+  private send(
+    method: string,
+    path: string,
+    options: RequestOptions,
+    checkStatus: boolean,
+    upgrade = false,
+  ): Promise<Readable> {
     const query = new URLSearchParams();
     for (const [key, value] of Object.entries(options.query ?? {})) {
       if (value !== undefined) query.set(key, String(value));
@@ -211,7 +237,10 @@ export class EngineClient {
       options.body === undefined || isStream
         ? undefined
         : Buffer.from(JSON.stringify(options.body));
-    const headers: Record<string, string> = { ...options.headers };
+    const headers: Record<string, string> = {
+      ...options.headers,
+      ...(upgrade ? { connection: 'Upgrade', upgrade: 'tcp' } : {}),
+    };
     if (payload) {
       headers['content-type'] = 'application/json';
       headers['content-length'] = String(payload.length);
@@ -252,14 +281,25 @@ export class EngineClient {
       req.on('error', (err: NodeJS.ErrnoException) => {
         fail(err.code ? connectionError(err, this.endpoint) : err);
       });
-      req.on('response', (res) => {
+      /** The answer came (false: too late, the call already failed; `late` is dropped). */
+      const answered = (late: { destroy(): void }): boolean => {
         if (settled) {
-          res.destroy();
-          return;
+          late.destroy();
+          return false;
         }
         settled = true;
         clearTimeout(timer);
         options.signal?.removeEventListener('abort', onAbort);
+        return true;
+      };
+      req.on('upgrade', (_res, socket, head) => {
+        if (!answered(socket)) return;
+        // Bytes of the stream that came with the response's headers are read first.
+        if (head.length > 0) socket.unshift(head);
+        resolve(socket);
+      });
+      req.on('response', (res) => {
+        if (!answered(res)) return;
         const status = res.statusCode ?? 0;
         if (!checkStatus || status < 400) {
           resolve(res);
