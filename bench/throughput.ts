@@ -5,8 +5,9 @@
  * - berth: `berth run` with a secret to mask in every line, human view (a time stamp per line),
  *   drained by this benchmark;
  * - ceiling: what the engine itself delivers: a minimal reader of the same exec stream berth
- *   reads (an exec in a running container, multiplexed, no TTY) that only counts bytes: no
- *   demultiplexing into lines, no masking, no time stamps, no writing anywhere;
+ *   reads (an exec in a running container, multiplexed, no TTY), read the same way (the
+ *   hijacked connection, small reads followed by a millisecond's pause), that only counts bytes: no demultiplexing into lines, no masking, no
+ *   time stamps, no writing anywhere;
  * - `docker run … | cat`: the Docker CLI, drained the same way.
  *
  * Rates are from the first byte of output to the end (start-up is bench/startup.ts's subject),
@@ -18,6 +19,7 @@
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { GATHER_BELOW, GATHER_MS } from '../src/executor/docker/docker-job.js';
 import type { EngineClient } from '../src/executor/docker/engine-client.js';
 import { testEngine } from '../test/harness/engine.js';
 import { BERTH_BIN, benchImage, percentile, timed } from './common.js';
@@ -71,7 +73,9 @@ async function ceiling(engine: EngineClient): Promise<Figure> {
     const exec = await engine.json<{ Id: string }>('POST', `/containers/${created.Id}/exec`, {
       body: { Cmd: ['/bin/sh', '-c', script], AttachStdout: true, AttachStderr: true },
     });
-    const res = await engine.stream('POST', `/exec/${exec.Id}/start`, {
+    // The cheapest way to read it, the one berth uses too: the hijacked connection, no HTTP
+    // client in between.
+    const res = await engine.hijack('POST', `/exec/${exec.Id}/start`, {
       body: { Detach: false, Tty: false },
     });
     let received = 0;
@@ -81,6 +85,12 @@ async function ceiling(engine: EngineClient): Promise<Figure> {
       res.on('data', (chunk: Buffer) => {
         if (received === 0) first = performance.now();
         received += chunk.length;
+        // As berth reads: after a small read, a millisecond for the next frames to gather (one
+        // wake-up per 4 KiB frame costs the reader, and so the engine beside it, more CPU).
+        if (chunk.length < GATHER_BELOW) {
+          res.pause();
+          setTimeout(() => res.resume(), GATHER_MS);
+        }
       });
       res.on('end', resolve);
       res.on('error', reject);

@@ -54,7 +54,9 @@ describe('humanView', () => {
       Buffer.concat([Buffer.from('a\n'), euro.subarray(0, 2)]),
       Buffer.concat([euro.subarray(2), Buffer.from([0x0a, 0xff])]),
     ];
-    for (const bytes of chunks) view.output({ phase: 'task', stream: 'stdout', bytes, ts });
+    for (const chunk of chunks) {
+      view.output({ phase: 'task', stream: 'stdout', bytes: chunk.toString('latin1'), ts });
+    }
     view.emit({ type: 'phase.finished', phase: 'task', exitCode: 0, durationMs: 5, ts });
     const out = Buffer.concat(written)
       .toString('latin1')

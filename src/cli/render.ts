@@ -186,7 +186,7 @@ export function humanView(out: Output): HumanView {
   };
   return {
     emit,
-    output: (chunk) => writeJob(chunk.stream, chunk.bytes.toString('latin1'), chunk.ts, 'latin1'),
+    output: (chunk) => writeJob(chunk.stream, chunk.bytes, chunk.ts, 'latin1'),
   };
 }
 

@@ -61,4 +61,24 @@ describe('HeadTailLog', () => {
       ),
     );
   });
+
+  it('keeps byte strings exactly as it keeps the same bytes in Buffers (property)', () => {
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 2, max: 40 }),
+        fc.array(fc.uint8Array({ maxLength: 30 }), { maxLength: 8 }),
+        (limit, chunks) => {
+          const buffers = new HeadTailLog(limit);
+          const strings = new HeadTailLog(limit);
+          for (const chunk of chunks) {
+            const bytes = Buffer.from(chunk);
+            const head = strings.appendBytes(bytes.toString('latin1'));
+            expect(head.equals(buffers.append(bytes))).toBe(true);
+          }
+          expect(strings.finish().equals(buffers.finish())).toBe(true);
+          expect(strings.bytesCut).toBe(buffers.bytesCut);
+        },
+      ),
+    );
+  });
 });

@@ -50,6 +50,23 @@ export class HeadTailLog {
     return head;
   }
 
+  /**
+   * The same for a byte string (one character per byte, see byte-string.ts): the tail is copied
+   * into the ring straight from the string, with no Buffer made for it.
+   */
+  appendBytes(bytes: string): Buffer {
+    let rest = bytes;
+    let head: Buffer = Buffer.alloc(0);
+    if (this.headBytes < this.headLimit) {
+      const take = Math.min(this.headLimit - this.headBytes, rest.length);
+      head = Buffer.from(rest.slice(0, take), 'latin1');
+      this.headBytes += take;
+      rest = rest.slice(take);
+    }
+    if (rest.length > 0) this.pushTail(rest);
+    return head;
+  }
+
   /** Bytes dropped between head and tail so far. */
   get bytesCut(): number {
     return this.cut;
@@ -66,15 +83,19 @@ export class HeadTailLog {
     return Buffer.concat(parts);
   }
 
-  private pushTail(chunk: Buffer): void {
+  private pushTail(chunk: Buffer | string): void {
     const capacity = this.tailLimit;
-    this.ring ??= Buffer.alloc(capacity);
-    let data = chunk;
+    const ring = (this.ring ??= Buffer.alloc(capacity));
+    /** Copies data[from, to) into the ring at `at`. */
+    const put = (data: Buffer | string, at: number, from: number, to: number): void => {
+      if (typeof data === 'string') ring.write(data.slice(from, to), at, 'latin1');
+      else data.copy(ring, at, from, to);
+    };
+    const data = chunk;
     if (data.length >= capacity) {
       // Only the last `capacity` bytes can survive; everything before them is cut.
       this.cut += this.ringLength + data.length - capacity;
-      data = data.subarray(data.length - capacity);
-      data.copy(this.ring, 0);
+      put(data, 0, data.length - capacity, data.length);
       this.ringStart = 0;
       this.ringLength = capacity;
       return;
@@ -82,8 +103,8 @@ export class HeadTailLog {
     const overflow = Math.max(0, this.ringLength + data.length - capacity);
     const writeAt = (this.ringStart + this.ringLength) % capacity;
     const first = Math.min(data.length, capacity - writeAt);
-    data.copy(this.ring, writeAt, 0, first);
-    if (first < data.length) data.copy(this.ring, 0, first);
+    put(data, writeAt, 0, first);
+    if (first < data.length) put(data, 0, first, data.length);
     this.cut += overflow;
     this.ringStart = (this.ringStart + overflow) % capacity;
     this.ringLength = Math.min(capacity, this.ringLength + data.length);

@@ -33,11 +33,18 @@ export class OutputLog {
     }
   }
 
-  /** Masked output: bytes, or text (stored as UTF-8). */
-  append(output: Buffer | string): void {
-    const bytes = typeof output === 'string' ? Buffer.from(output, 'utf8') : output;
-    this.total += bytes.length;
-    const head = this.bound.append(bytes);
+  /** Masked output as text (stored as UTF-8). */
+  append(text: string): void {
+    this.keep(this.bound.append(Buffer.from(text, 'utf8')), Buffer.byteLength(text, 'utf8'));
+  }
+
+  /** Masked output as a byte string (see domain/byte-string.ts), stored as the bytes it holds. */
+  appendBytes(bytes: string): void {
+    this.keep(this.bound.appendBytes(bytes), bytes.length);
+  }
+
+  private keep(head: Buffer, length: number): void {
+    this.total += length;
     if (head.length > 0 && this.error === null) this.file?.write(head);
   }
 

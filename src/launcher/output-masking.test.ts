@@ -3,16 +3,15 @@ import { MASK } from '../domain/log-masker.js';
 import type { OutputStream } from '../executor/executor.js';
 import { OutputMasking, OutputText } from './output-masking.js';
 
-/** Feeds byte chunks through one phase's pipe; what came out per stream, and the pieces. */
+/** Feeds byte chunks through one phase's pipe; the bytes that came out per stream. */
 function pipeThrough(masking: OutputMasking, chunks: [OutputStream, Buffer][]) {
-  const out = { stdout: [] as Buffer[], stderr: [] as Buffer[] };
-  const pipe = masking.forPhase((stream, bytes) => out[stream].push(bytes));
+  const out = { stdout: '', stderr: '' };
+  const pipe = masking.forPhase((stream, bytes) => (out[stream] += bytes));
   for (const [stream, chunk] of chunks) pipe.write(stream, chunk);
   pipe.end();
   return {
-    stdout: Buffer.concat(out.stdout),
-    stderr: Buffer.concat(out.stderr),
-    pieces: out,
+    stdout: Buffer.from(out.stdout, 'latin1'),
+    stderr: Buffer.from(out.stderr, 'latin1'),
   };
 }
 
@@ -36,12 +35,10 @@ describe('OutputMasking: a phase output on bytes', () => {
     }
   });
 
-  it('passes bytes that are not UTF-8 unchanged, and a chunk with nothing to mask as it is', () => {
+  it('passes bytes that are not UTF-8 unchanged', () => {
     const chunk = Buffer.from([0x61, 0xff, 0xc3, 0x0a, 0x80, 0x62]);
     const out = pipeThrough(new OutputMasking(['hunter2']), [['stderr', chunk]]);
     expect(out.stderr.equals(chunk)).toBe(true);
-    // No copy: the engine's chunk itself goes on.
-    expect(out.pieces.stderr[0]).toBe(chunk);
   });
 
   it('masks a value added by ::add-mask (non-ASCII) from then on, on every stream', () => {
@@ -62,11 +59,11 @@ describe('OutputText', () => {
   it('joins a character split between chunks, per stream', () => {
     const texts: [OutputStream, string][] = [];
     const text = new OutputText((stream, t) => texts.push([stream, t]));
-    const euro = Buffer.from('€');
-    text.write('stdout', Buffer.concat([Buffer.from('a'), euro.subarray(0, 1)]));
-    text.write('stderr', Buffer.from('b'));
-    text.write('stdout', euro.subarray(1));
-    text.write('stdout', Buffer.from([0xc3]));
+    const euro = Buffer.from('€').toString('latin1');
+    text.write('stdout', `a${euro.slice(0, 1)}`);
+    text.write('stderr', 'b');
+    text.write('stdout', euro.slice(1));
+    text.write('stdout', '\xc3');
     text.end();
     expect(texts).toEqual([
       ['stdout', 'a'],

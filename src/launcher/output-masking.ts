@@ -19,7 +19,7 @@ interface StreamState {
 }
 
 export interface PhaseOutputPipe {
-  /** Raw bytes of a stream in; masked bytes out through `deliver`. */
+  /** Raw bytes of a stream in; masked bytes out through `deliver`, as a byte string. */
   write(stream: OutputStream, chunk: Buffer): void;
   /** The phase ended: releases whatever was held back. */
   end(): void;
@@ -89,10 +89,11 @@ export class OutputMasking {
   }
 
   /**
-   * A pipe for one phase's output. `deliver` gets masked bytes: the chunk itself when nothing in
-   * it was masked or held back, else a new Buffer.
+   * A pipe for one phase's output. `deliver` gets the masked bytes as a byte string (one
+   * character per byte): what the consumers copy out of (the stored log's ring, the human
+   * view's writes) without a Buffer in between.
    */
-  forPhase(deliver: (stream: OutputStream, bytes: Buffer) => void): PhaseOutputPipe {
+  forPhase(deliver: (stream: OutputStream, bytes: string) => void): PhaseOutputPipe {
     const streams = new Map<OutputStream, StreamState>();
     const stateOf = (stream: OutputStream): StreamState => {
       let state = streams.get(stream);
@@ -118,15 +119,13 @@ export class OutputMasking {
     return {
       write: (stream, chunk) => {
         const state = stateOf(stream);
-        const bytes = chunk.toString('latin1');
-        const out = state.masker.write(state.directives.write(bytes));
-        if (out === bytes) deliver(stream, chunk);
-        else if (out.length > 0) deliver(stream, Buffer.from(out, 'latin1'));
+        const out = state.masker.write(state.directives.write(chunk.toString('latin1')));
+        if (out.length > 0) deliver(stream, out);
       },
       end: () => {
         for (const [stream, state] of streams) {
           const out = state.masker.write(state.directives.flush()) + state.masker.flush();
-          if (out.length > 0) deliver(stream, Buffer.from(out, 'latin1'));
+          if (out.length > 0) deliver(stream, out);
         }
       },
     };
@@ -148,13 +147,14 @@ export class OutputText {
 
   constructor(private readonly deliver: (stream: OutputStream, text: string) => void) {}
 
-  write(stream: OutputStream, bytes: Buffer): void {
+  /** `bytes`: a byte string. */
+  write(stream: OutputStream, bytes: string): void {
     let decoder = this.decoders.get(stream);
     if (!decoder) {
       decoder = new StringDecoder('utf8');
       this.decoders.set(stream, decoder);
     }
-    const text = decoder.write(bytes);
+    const text = decoder.write(Buffer.from(bytes, 'latin1'));
     if (text.length > 0) this.deliver(stream, text);
   }
 

@@ -165,8 +165,11 @@ export interface RunDeps {
 export interface OutputChunk {
   phase: string;
   stream: OutputStream;
-  /** Masked bytes, cut anywhere (a character may be split between two chunks). */
-  bytes: Buffer;
+  /**
+   * Masked bytes as a byte string (one character per byte: `Buffer.from(bytes, 'latin1')` gives
+   * them back), cut anywhere: a character may be split between two chunks.
+   */
+  bytes: string;
   ts: string;
 }
 
@@ -668,7 +671,7 @@ class Run {
       this.emit({ type: 'log', phase: phase.name, stream, text }),
     );
     const output = this.masking.forPhase((stream, bytes) => {
-      this.log?.append(bytes);
+      this.log?.appendBytes(bytes);
       if (this.deps.output) {
         const ts = new Date(this.clock.now()).toISOString();
         this.deps.output({ phase: phase.name, stream, bytes, ts });
