@@ -53,7 +53,8 @@ function round(reads: Buffer[], dir: string): number {
   });
   const demux = new StreamDemuxer((stream, payload) => pipe.write(stream, payload));
   const before = process.cpuUsage();
-  for (const read of reads) demux.write(read);
+  // A fresh copy of each read, as the socket gives (the demultiplexer changes what it is given).
+  for (const read of reads) demux.write(Buffer.from(read));
   pipe.end();
   const used = process.cpuUsage(before);
   return (used.user + used.system) / 1000;

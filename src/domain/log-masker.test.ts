@@ -153,6 +153,22 @@ describe('SecretMasker', () => {
     expect(masker.steps).toBeLessThanOrEqual(2 * (10 * line.length + secret.length + 1));
   });
 
+  it(
+    'masks a long value that cannot overlap itself in near misses in one pass too',
+    { timeout: 60_000 },
+    () => {
+      // String search took 10 s on this (500 kB); such values take the automaton.
+      const secret = `a${'b'.repeat(49_999)}`;
+      const masker = new SecretMasker([secret]);
+      const line = `a${'b'.repeat(49_998)}c`;
+      const out = masker.write(line.repeat(10)) + masker.write(secret) + masker.flush();
+      expect(out).toBe(`${line.repeat(10)}${MASK}`);
+      // Every character went through the automaton (string search runs it over chunk ends only).
+      expect(masker.steps).toBeGreaterThanOrEqual(10 * line.length);
+      expect(masker.steps).toBeLessThanOrEqual(2 * (10 * line.length + secret.length));
+    },
+  );
+
   it('takes linear steps on the worst case for failure transitions (many overlapping values)', () => {
     const secrets = Array.from({ length: 200 }, (_, i) => `${'a'.repeat(i)}b`);
     const masker = new SecretMasker(secrets);

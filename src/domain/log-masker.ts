@@ -152,13 +152,20 @@ class Automaton {
 
 /** At most this many values are masked by string search (one pass per value). */
 const PLAIN_VALUES = 8;
+/**
+ * Longest value masked by string search. The engine's search is not linear in the worst case: a
+ * value of 1024 characters (`a` then `b`s) in text made of its near misses went at 1 MB/s, one
+ * of 64 at 40 MB/s or more in every shape tried; longer values take the automaton.
+ */
+const PLAIN_LENGTH = 64;
 
 /**
  * Whether masking the values one after the other with the engine's string search (longest first)
  * gives exactly what the automaton gives: true when no two occurrences can overlap in part (no
  * proper suffix of a value is a proper prefix of a value, itself included: then occurrences are
  * disjoint or one lies inside another, which the longer value's pass hides whole), no value holds
- * the mask's `*` (a mask next to text could then form a new occurrence), and there are few values.
+ * the mask's `*` (a mask next to text could then form a new occurrence), and there are few, short
+ * values (see PLAIN_LENGTH).
  * A value's proper suffixes that are prefixes of values are the nodes on its end node's failure
  * chain; `live` says whether any of them has children (is a proper prefix).
  */
@@ -169,7 +176,7 @@ function replaceable(
   live: Int32Array,
 ): boolean {
   if (values.length === 0 || values.length > PLAIN_VALUES) return false;
-  if (values.some((v) => v.includes('*'))) return false;
+  if (values.some((v) => v.length > PLAIN_LENGTH || v.includes('*'))) return false;
   for (let node = 1; node < ends.length; node += 1) {
     if ((ends[node] as number) > 0 && (live[fail[node] as number] as number) > 0) return false;
   }

@@ -53,11 +53,17 @@ describe('StreamDemuxer', () => {
     expect(seen).toEqual(['abcdef']);
   });
 
-  it('passes a lone frame as a view of the chunk it came in, not a copy', () => {
-    const chunk = Buffer.concat([frame(1, 'abc'), frame(2, 'de')]);
+  it('passes frames as views of the chunk they came in, joined frames moved together in it', () => {
+    const chunk = Buffer.concat([frame(1, 'abc'), frame(1, 'de'), frame(2, 'f')]);
     const payloads: Buffer[] = [];
-    new StreamDemuxer((_s, payload) => payloads.push(payload)).write(chunk);
-    expect(payloads.map((p) => p.buffer === chunk.buffer)).toEqual([true, true]);
+    new StreamDemuxer(
+      (_s, payload) => payloads.push(Buffer.from(payload)) && payloads.push(payload),
+    ).write(chunk);
+    expect(payloads.filter((_, i) => i % 2 === 1).map((p) => p.buffer === chunk.buffer)).toEqual([
+      true,
+      true,
+    ]);
+    expect(payloads.filter((_, i) => i % 2 === 0).map((p) => p.toString())).toEqual(['abcde', 'f']);
   });
 
   it('joins the frames of one stream read in one chunk into one piece, in order', () => {

@@ -4,8 +4,8 @@
  * frames arrive cut at arbitrary points. Payloads are passed on as they arrive, one piece per run
  * of frames on the same stream within one chunk the engine sent: a job's `write()`s are small
  * frames (often 4 to 16 KiB) and every piece costs its consumers a decode, a mask scan, time stamps
- * and a write of their own, so frames read together are delivered together. A lone piece is a view
- * of the caller's chunk; pieces joined are copied once. Only a cut header is kept between chunks.
+ * and a write of their own, so frames read together are delivered together, as one view of the
+ * caller's chunk (see write). Only a cut header is kept between chunks.
  */
 import type { OutputStream } from '../executor.js';
 
@@ -21,16 +21,33 @@ export class StreamDemuxer {
 
   constructor(private readonly onFrame: (stream: OutputStream, payload: Buffer) => void) {}
 
+  /**
+   * Takes the next chunk of the stream. The chunk is changed: the payloads of a run of frames
+   * are moved together over the headers between them (one memmove each, no new buffer), so the
+   * caller must not use it afterwards; what is passed on are views of it.
+   */
   write(chunk: Buffer): void {
     let at = 0;
-    /** Payload pieces of `this.stream` read from this chunk and not passed on yet. */
-    const pieces: Buffer[] = [];
+    /** The payload of `this.stream` read from this chunk and not passed on yet: [start, end). */
+    let start = 0;
+    let end = 0;
+    const pass = (): void => {
+      if (end > start) this.onFrame(this.stream, chunk.subarray(start, end));
+      start = at;
+      end = at;
+    };
     while (at < chunk.length) {
       if (this.remaining > 0) {
-        const end = Math.min(chunk.length, at + this.remaining);
-        this.remaining -= end - at;
-        pieces.push(chunk.subarray(at, end));
-        at = end;
+        const until = Math.min(chunk.length, at + this.remaining);
+        this.remaining -= until - at;
+        if (end === start) {
+          start = at;
+          end = at;
+        } else if (at !== end) {
+          chunk.copyWithin(end, at, until);
+        }
+        end += until - at;
+        at = until;
         continue;
       }
       let header: Buffer;
@@ -48,18 +65,13 @@ export class StreamDemuxer {
       }
       // Type 1 is stdout, 2 stderr; 0 (stdin echo) never happens without a TTY and stdin.
       const stream = header[0] === 2 ? 'stderr' : 'stdout';
-      if (stream !== this.stream) this.pass(pieces);
+      // Read before a payload may be moved over it.
+      const length = header.readUInt32BE(4);
+      if (stream !== this.stream) pass();
       this.stream = stream;
-      this.remaining = header.readUInt32BE(4);
+      this.remaining = length;
     }
-    this.pass(pieces);
-  }
-
-  /** Passes the pieces on as one (a lone piece as it is), and empties the list. */
-  private pass(pieces: Buffer[]): void {
-    if (pieces.length === 0) return;
-    this.onFrame(this.stream, pieces.length === 1 ? pieces[0]! : Buffer.concat(pieces));
-    pieces.length = 0;
+    pass();
   }
 
   /** Bytes of an incomplete frame still held (a cut header; payloads are never held). */
