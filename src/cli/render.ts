@@ -71,9 +71,11 @@ export function humanView(out: Output): HumanView {
   ): void => {
     // One replace per chunk (not a string per line): this is the hot path for large outputs.
     const stamp = pc.dim(`${clock(ts)} `);
-    // A plain string replaceAll is about twice as fast as a regular expression with lookahead.
+    // A global regular expression builds its result as one flat string; replaceAll builds a rope
+    // of two pieces per line that the write then has to flatten (about 8 % of berth's CPU time
+    // on a 200 MB run). A lookahead (not stamping after the last newline) would double the cost.
     const ends = text.endsWith('\n');
-    const inner = (ends ? text.slice(0, -1) : text).replaceAll('\n', `\n${stamp}`);
+    const inner = (ends ? text.slice(0, -1) : text).replace(/\n/g, `\n${stamp}`);
     const body = ends ? `${inner}\n` : inner;
     out[stream].write(atLineStart[stream] ? stamp + body : body, encoding);
     atLineStart[stream] = ends;
