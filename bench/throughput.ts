@@ -16,7 +16,7 @@
  * berth's peak RSS (VmHWM) must stay under 150 MB.
  * Rounds interleave the three (BENCH_ROUNDS, default 3); the median of each is reported.
  */
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { GATHER_BELOW, GATHER_MS } from '../src/executor/docker/docker-job.js';
@@ -122,6 +122,8 @@ try {
   }
 } finally {
   engine.close();
+  // The job directory and berth's state (its stored logs: 4 MiB a run) go with the benchmark.
+  for (const dir of [jobDir, stateDir]) rmSync(dir, { recursive: true, force: true });
 }
 const median = (figures: Figure[]): number =>
   percentile(
