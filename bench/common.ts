@@ -1,6 +1,6 @@
 /** Shared helpers for the benchmarks: spawning with timings, statistics, the test image. */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -81,6 +81,61 @@ function readCpuMs(pid: number | undefined): number {
   }
 }
 
+/**
+ * CPU time so far (user + system, with that of its reaped children) of a process, in ms; 0 when
+ * it is gone. Children count: the engine re-executes itself for some calls (archive copies).
+ */
+export function processCpuMs(pid: number | undefined): number {
+  if (!pid) return 0;
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12]) + Number(fields[13]) + Number(fields[14])) * 10;
+  } catch {
+    return 0;
+  }
+}
+
+/** CPU time (user + system) of this process's reaped children so far, in ms. */
+export function childrenCpuMs(): number {
+  const stat = readFileSync('/proc/self/stat', 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[13]) + Number(fields[14])) * 10;
+}
+
+/**
+ * The engine's processes on this machine for DOCKER_HOST (a Unix socket): its dockerd and that
+ * dockerd's containerd, found in /proc by their command lines; empty when not found (a remote
+ * engine, or not allowed to look).
+ */
+export function engineProcesses(): { name: string; pid: number }[] {
+  const host = process.env.DOCKER_HOST ?? 'unix:///var/run/docker.sock';
+  const socket = host.startsWith('unix://') ? host.slice('unix://'.length) : null;
+  if (!socket) return [];
+  const all: { pid: number; ppid: number; args: string }[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const args = readFileSync(`/proc/${entry}/cmdline`, 'utf8').split('\0').join(' ');
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      all.push({ pid: Number(entry), ppid, args });
+    } catch {
+      // Gone meanwhile.
+    }
+  }
+  const daemons = all.filter((p) => /(^|\/)dockerd /.test(p.args));
+  const dockerd =
+    daemons.find((p) => p.args.includes(socket)) ??
+    (socket === '/var/run/docker.sock' && daemons.length === 1 ? daemons[0] : undefined);
+  if (!dockerd) return [];
+  const containerd = all.find((p) => p.ppid === dockerd.pid && /(^|\/)containerd /.test(p.args));
+  return [
+    { name: 'dockerd', pid: dockerd.pid },
+    ...(containerd ? [{ name: 'containerd', pid: containerd.pid }] : []),
+  ];
+}
+
 export function percentile(values: number[], p: number): number {
   const sorted = [...values].sort((a, b) => a - b);
   const index = Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1);
@@ -141,7 +196,8 @@ export async function startWorkerPath(options: {
     ['server', '--listen', '127.0.0.1:0', '--data-dir', path.join(scratch, 'server')],
     options.databaseUrl ? { BERTH_DATABASE_URL: options.databaseUrl } : {},
     /listening on http/,
-    // e.g. "--cpu-prof --cpu-prof-dir=DIR": where the server's time goes.
+    // e.g. "--cpu-prof --cpu-prof-dir=DIR": where the server's (BENCH_WORKER_NODE_ARGS: the
+    // worker's) time goes.
     process.env.BENCH_SERVER_NODE_ARGS?.split(' ').filter(Boolean) ?? [],
   );
   const url = /listening on (http:\/\/\S+)/.exec(server.said())?.[1] as string;
@@ -176,6 +232,7 @@ export async function startWorkerPath(options: {
     ['worker', '--server', url, '--concurrency', String(options.concurrency)],
     { BERTH_POOL_TOKEN: token, BERTH_STATE_DIR: path.join(scratch, 'worker') },
     /registered in pool/,
+    process.env.BENCH_WORKER_NODE_ARGS?.split(' ').filter(Boolean) ?? [],
   );
   return {
     api,

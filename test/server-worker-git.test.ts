@@ -8,7 +8,14 @@
  * variables, extra mounts, and the warning about an unknown BERTH_ variable.
  */
 import { createHash } from 'node:crypto';
-import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  readdirSync,
+  writeFileSync,
+} from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
@@ -105,7 +112,7 @@ describe('a private git repository', () => {
     const first = commitFiles(repo, {
       'main.tf': 'one\n',
       '.berth/task.sh':
-        'echo "main.tf says $(cat main.tf)"\necho "git variables in the job: $(env | grep -c BERTH_GIT_)"\n',
+        'echo "main.tf says $(cat main.tf)"\necho "git variables in the job: $(env | grep -c BERTH_GIT_)"\necho "commit $TF_VAR_berth_commit_sha on $TF_VAR_berth_commit_branch"\n',
     });
     const repository = `${git.url}infra.git`;
     const token = await createLocalPool(server, 'pool-git');
@@ -136,7 +143,17 @@ describe('a private git repository', () => {
     expect((await logOf(one.id)).lines).toEqual([
       'main.tf says one',
       'git variables in the job: 0',
+      // The checkout has no .git: the worker tells the job the commit it checked out.
+      `commit ${first} on main`,
     ]);
+    // Nothing of the run stays in the worker's state directory (its log is on the server).
+    await expect
+      .poll(
+        () =>
+          existsSync(path.join(stateDir, 'runs')) ? readdirSync(path.join(stateDir, 'runs')) : [],
+        { timeout: 30_000 },
+      )
+      .toEqual([]);
     const cache = path.join(
       stateDir,
       'repositories',

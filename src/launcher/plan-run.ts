@@ -84,6 +84,7 @@ export async function planRun(
     toolVersion: input.toolVersion,
     command: input.command,
     runId: input.runId,
+    ...(input.commit ? { commit: input.commit } : {}),
     imageOverride: settings.image,
     poolDefaultImage: env.BERTH_POOL_DEFAULT_RUNNER_IMAGE?.trim() || null,
     berthDefaultImage: input.defaultRunnerImage,

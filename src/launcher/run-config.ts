@@ -58,6 +58,11 @@ export interface RunConfigInput {
   berthDefaultImage: string;
   command: string;
   runId: string;
+  /**
+   * The commit and branch of the source when the front end knows them (a worker's checkout of
+   * the run's commit, which has no .git of its own); otherwise git is asked about `sourceDir`.
+   */
+  commit?: { sha: string; branch: string };
 }
 
 export interface ToolChoice {
@@ -261,7 +266,7 @@ export async function resolveRunConfig(input: RunConfigInput): Promise<RunConfig
     ? { name: 'after_run', workingDir, script: hookChain(values.after_run, strict) }
     : undefined;
 
-  const commit = await gitCommit(input.sourceDir);
+  const commit = input.commit ?? (await gitCommit(input.sourceDir));
   const runValues: Record<string, string> = {
     run_id: input.runId,
     commit_sha: commit.sha,
@@ -369,6 +374,9 @@ export async function loadCustomWorkflow(
 
 /** The commit and branch of the job directory when it is a git checkout; empty otherwise. */
 export async function gitCommit(dir: string): Promise<{ sha: string; branch: string }> {
+  // Two git processes per run cost more than the rest of preparing it on a busy worker: not
+  // started when git could find no repository here anyway.
+  if (!(await mayBeInRepository(dir, process.env))) return { sha: '', branch: '' };
   const { execFile } = await import('node:child_process');
   const git = (args: string[]): Promise<string> =>
     new Promise((resolve) => {
@@ -385,4 +393,28 @@ export async function gitCommit(dir: string): Promise<{ sha: string; branch: str
     git(['symbolic-ref', '--short', '-q', 'HEAD']),
   ]);
   return { sha, branch };
+}
+
+/**
+ * False only when git's own discovery could find no repository for `dir`: no `.git` in it or any
+ * directory above, none of them a bare repository (HEAD, objects and refs), and no GIT_DIR or
+ * GIT_WORK_TREE pointing elsewhere. True (ask git) in every other case, errors included.
+ */
+export async function mayBeInRepository(dir: string, env: NodeJS.ProcessEnv): Promise<boolean> {
+  if (env.GIT_DIR || env.GIT_WORK_TREE) return true;
+  const exists = (file: string): Promise<boolean> =>
+    stat(file).then(
+      () => true,
+      (err: NodeJS.ErrnoException) => err.code !== 'ENOENT' && err.code !== 'ENOTDIR',
+    );
+  for (let at = path.resolve(dir); ; at = path.dirname(at)) {
+    if (await exists(path.join(at, '.git'))) return true;
+    if (
+      (await exists(path.join(at, 'HEAD'))) &&
+      (await exists(path.join(at, 'objects'))) &&
+      (await exists(path.join(at, 'refs')))
+    )
+      return true;
+    if (path.dirname(at) === at) return false;
+  }
 }

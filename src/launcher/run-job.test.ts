@@ -12,7 +12,7 @@ import type {
   PhaseOutcome,
   ResolvedImage,
 } from '../executor/executor.js';
-import { startRun, type Clock, type RunJobOptions } from './run-job.js';
+import { startRun, type Clock, type RunDeps, type RunJobOptions } from './run-job.js';
 
 /** A clock that moves only when the test says so; due timers fire in order. */
 class FakeClock implements Clock {
@@ -79,6 +79,10 @@ class FakeJob implements JobHandle {
     onStarted?.();
     this.output = (stream, chunk) => void onOutput(stream, chunk);
     return new Promise((resolve) => (this.end = resolve));
+  }
+  /** The job's process ends by itself. */
+  exit(exitCode: number): void {
+    this.end?.({ exitCode });
   }
   /** The job prints something. */
   say(text: string): void {
@@ -170,6 +174,7 @@ function begin(
   behaviour: Behaviour,
   options: Partial<RunJobOptions> = {},
   imageGate?: Promise<void>,
+  deps: Partial<RunDeps> = {},
 ) {
   const clock = new FakeClock();
   const job = new FakeJob(behaviour);
@@ -177,7 +182,7 @@ function begin(
   const events: RunEvent[] = [];
   const run = startRun(
     { ...OPTIONS, ...options },
-    { executor, emit: (e) => events.push(e), clock, runId: 'r1' },
+    { executor, emit: (e) => events.push(e), clock, runId: 'r1', ...deps },
   );
   const stopping = (): unknown[] =>
     events
@@ -271,5 +276,30 @@ describe('stopping a run', () => {
       exitCode: 124,
       stop: { reason: 'logs-timeout', endedBy: 'SIGINT' },
     });
+  });
+});
+
+describe('removing the container later (a worker)', () => {
+  it('gives the summary before the container is removed, and the removal to the front end', async () => {
+    const removals: (() => Promise<void>)[] = [];
+    const { clock, job, run } = begin('honours-sigint', {}, undefined, {
+      removeLater: (remove) => removals.push(remove),
+    });
+    await clock.advance(0);
+    job.exit(0);
+    const summary = await run.result;
+    expect(summary).toMatchObject({ state: 'FINISHED', containerName: 'berth-fake' });
+    expect(job.calls).toEqual(['runPhase task']);
+    expect(removals).toHaveLength(1);
+    await removals[0]?.();
+    expect(job.calls).toEqual(['runPhase task', 'destroy']);
+  });
+
+  it('without it, the container is removed before the summary', async () => {
+    const { clock, job, run } = begin('honours-sigint');
+    await clock.advance(0);
+    job.exit(3);
+    expect(await run.result).toMatchObject({ state: 'FAILED', jobExitCode: 3 });
+    expect(job.calls).toEqual(['runPhase task', 'destroy']);
   });
 });

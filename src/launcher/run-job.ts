@@ -96,6 +96,11 @@ export interface RunJobOptions {
   savedWorkspaceLimitBytes?: number;
   /** Directory for this run's stored output; null keeps no stored log. */
   stateDir: string | null;
+  /**
+   * False: no stored log in `stateDir` (a worker's runs are logged on its server; a copy per run
+   * on the worker would only pile up there). The directory still holds a tracked run's workspace.
+   */
+  keepLog?: boolean;
   launcherId: string;
   /** Hooks run at the end of every run while the container is usable; BERTH_RUN_FINAL_STATE is set. */
   afterRun?: Phase;
@@ -159,6 +164,14 @@ export interface RunDeps {
    * text): a consumer that writes bytes on (the human view) spares decoding and encoding back.
    */
   output?: (chunk: OutputChunk) => void;
+  /**
+   * Takes over removing the run's container: the summary then comes as soon as the outcome and
+   * the output are complete, before the removal, which `remove` does (rejecting when it failed).
+   * A worker reports the run's end first and removes after, so the engine's removal is not part
+   * of every run's time; a worker that dies in between leaves a labelled container that its next
+   * start sweeps. Without it, the container is removed before the summary.
+   */
+  removeLater?: (remove: () => Promise<void>) => void;
 }
 
 /** Masked job output as it came, for RunDeps.output. */
@@ -293,7 +306,7 @@ class Run {
       this.options.timeoutMs,
     );
     try {
-      if (this.options.stateDir) {
+      if (this.options.stateDir && this.options.keepLog !== false) {
         this.log = new OutputLog(
           path.join(this.options.stateDir, 'runs', this.runId, 'output.log'),
           this.options.logLimitBytes,
@@ -740,19 +753,15 @@ class Run {
 
   private async cleanUp(): Promise<void> {
     const job = this.job;
-    if (job) {
-      let deadline: NodeJS.Timeout | undefined;
-      const timeout = new Promise<void>((resolve) => {
-        deadline = this.clock.setTimeout(resolve, CLEANUP_DEADLINE_MS);
-      });
+    if (job && this.deps.removeLater) {
+      this.deps.removeLater(() => this.removeContainer(job));
+    } else if (job) {
       try {
-        await Promise.race([job.destroy(), timeout]);
+        await this.removeContainer(job);
       } catch (err) {
         this.warn(
           `could not remove container ${job.containerName}: ${coerceError(err).message}; the next berth start removes it`,
         );
-      } finally {
-        if (deadline) this.clock.clearTimeout(deadline);
       }
     }
     // Values learnt from ::add-mask mid-run are masked once more over the whole stored log.
@@ -763,6 +772,19 @@ class Run {
       this.warn(
         `the stored log ${this.log.path} is incomplete (${this.log.failure}); the output shown above is complete`,
       );
+    }
+  }
+
+  /** Removes the job's container; no answer within the clean-up deadline ends the wait quietly. */
+  private async removeContainer(job: JobHandle): Promise<void> {
+    let deadline: NodeJS.Timeout | undefined;
+    const timeout = new Promise<void>((resolve) => {
+      deadline = this.clock.setTimeout(resolve, CLEANUP_DEADLINE_MS);
+    });
+    try {
+      await Promise.race([job.destroy(), timeout]);
+    } finally {
+      if (deadline) this.clock.clearTimeout(deadline);
     }
   }
 

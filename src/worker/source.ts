@@ -16,6 +16,8 @@ export interface RunSource {
   dir: string;
   /** The stack's variables for the job: without berth's git credentials. */
   environment: StackVariable[];
+  /** The commit checked out and the stack's branch; none for a local directory (git is asked). */
+  commit?: { sha: string; branch: string };
   /** Lines for the run's log (a damaged cache cloned again). */
   warnings: string[];
   /** Removes the checkout (never the stack's local directory); safe to call twice. */
@@ -43,7 +45,7 @@ export async function prepareSource(
   const dir = path.join(parent, 'source');
   const cleanup = (): Promise<void> => rm(parent, { recursive: true, force: true });
   try {
-    const { warnings } = await cache.checkout({
+    const { commit, warnings } = await cache.checkout({
       repository: stack.repository,
       branch: stack.branch ?? 'main',
       commit: assignment.run.commit,
@@ -52,7 +54,13 @@ export async function prepareSource(
       allowFileTransport: assignment.pool.kind === 'private',
       into: dir,
     });
-    return { dir, environment: jobVariables, warnings, cleanup };
+    return {
+      dir,
+      commit: { sha: commit, branch: stack.branch ?? 'main' },
+      environment: jobVariables,
+      warnings,
+      cleanup,
+    };
   } catch (err) {
     await cleanup();
     throw err;

@@ -179,6 +179,8 @@ export class Worker {
       reporting = reporting.then(() => this.deliverReport(runId, body, slot));
     };
     let source: RunSource | null = null;
+    // The container goes after the run's end is reported (its log complete and stored first).
+    let removeContainer: (() => Promise<void>) | null = null;
     try {
       source = await prepareSource(assignment, this.options.repositories);
       for (const warning of source.warnings) shipper.add(`[berth: warning: ${warning}]\n`);
@@ -217,6 +219,7 @@ export class Worker {
         tool: assignment.stack.tool ?? undefined,
         toolVersion: assignment.stack.toolVersion ?? undefined,
         command,
+        ...(source.commit ? { commit: source.commit } : {}),
         autoDeploy: assignment.run.autoDeploy,
         settings: {
           ...this.options.settings,
@@ -255,6 +258,7 @@ export class Worker {
       const running = startRun(
         {
           ...planOptions,
+          keepLog: false,
           ...(resume ? { resume } : {}),
           buildMissingImage:
             usesDefaultImage && build
@@ -265,6 +269,9 @@ export class Worker {
           executor: this.options.executor,
           runId,
           maskAdded: (value) => shipper.addMask(value),
+          removeLater: (remove) => {
+            removeContainer = remove;
+          },
           emit: (event: RunEvent) => {
             switch (event.type) {
               case 'log':
@@ -336,10 +343,26 @@ export class Worker {
     } finally {
       await reporting;
       this.running.delete(runId);
+      await this.removeAfterReport(runId, removeContainer);
       await source?.cleanup();
-      await rm(this.workspaceFile(runId), { force: true });
+      // The run's directory here: the downloaded workspace, nothing else is kept after the run.
+      await rm(path.dirname(this.workspaceFile(runId)), { recursive: true, force: true });
       // For the operator (and tests): nothing of the run is left to ship or remove here.
       this.options.say(`run ${runId}: done here (log shipped, container removed)`);
+    }
+  }
+
+  /** Removes a run's container once its end is reported; a failure is the operator's to know. */
+  private async removeAfterReport(
+    runId: string,
+    remove: (() => Promise<void>) | null,
+  ): Promise<void> {
+    try {
+      await remove?.();
+    } catch (err) {
+      this.options.say(
+        `run ${runId}: could not remove its container (${coerceError(err).message}); the next start of this worker removes it`,
+      );
     }
   }
 
