@@ -105,7 +105,7 @@ export interface WorkerPath {
   stop(): Promise<void>;
 }
 
-function startBerth(
+export function startBerth(
   args: string[],
   env: NodeJS.ProcessEnv,
   ready: RegExp,

@@ -47,7 +47,7 @@ interface LeaseRequest {
  * The most leases one statement makes: enough for every worker long-polling one server at once
  * in the benchmark (100), small enough that the statement stays short.
  */
-const LEASE_BATCH = 64;
+const LEASE_BATCH = 128;
 
 const iso = (at: Date): string => at.toISOString();
 const flag = (value: boolean): number => (value ? 1 : 0);

@@ -111,8 +111,9 @@ export function registerWorkerRoutes(server: FastifyInstance, ctx: ServerContext
       reply.raw.on('close', () => {
         if (!reply.raw.writableFinished) gone.abort();
       });
-      for (;;) {
-        if (worker.drained || (await ctx.store.getWorker(worker.id))?.drained) break;
+      // The worker was read just now: only a later round (after a wait) reads it again.
+      for (let round = 0; ; round += 1) {
+        if (worker.drained || (round > 0 && (await ctx.store.getWorker(worker.id))?.drained)) break;
         if (gone.signal.aborted || ctx.closing.aborted) break;
         const run = await ctx.store.leaseRun(poolId, worker.id, ctx.now(), ctx.leaseMs);
         if (run) {
@@ -296,8 +297,15 @@ async function requeue(ctx: ServerContext, run: Run, reason: string): Promise<vo
 }
 
 async function assignment(ctx: ServerContext, run: Run) {
-  const stack = await ctx.store.getStack(run.stackId);
-  const pool = await ctx.store.getPool(run.poolId);
+  // Independent reads, at once: on PostgreSQL each is a round trip on its own connection, and
+  // the worker waits for the last of them, not their sum.
+  const [stack, pool, variables, logNext, logBytes] = await Promise.all([
+    ctx.store.getStack(run.stackId),
+    ctx.store.getPool(run.poolId),
+    ctx.store.listStackVariables(run.stackId),
+    ctx.store.nextLogSeq(run.id),
+    ctx.store.logBytes(run.id),
+  ]);
   if (!stack || !pool) throw new ApiError(409, 'NOT_FOUND', `run ${run.id} lost its stack or pool`);
   if (stack.poolId !== run.poolId) {
     // The stack moved to another pool after this run was queued: its secrets go to the stack's
@@ -319,7 +327,6 @@ async function assignment(ctx: ServerContext, run: Run) {
   }
   const resume = run.state === 'PREPARING_APPLY' ? await resumeOf(ctx, run) : undefined;
   if (resume === null) return null;
-  const variables = await ctx.store.listStackVariables(stack.id);
   return {
     run: runView(run),
     stack: {
@@ -339,9 +346,9 @@ async function assignment(ctx: ServerContext, run: Run) {
       secret: v.secret,
     })),
     pool,
-    logNext: await ctx.store.nextLogSeq(run.id),
+    logNext,
     // What is left of the run's budget: an apply continues the log its plan began.
-    logLimitBytes: Math.max(1024, ctx.logLimitBytes - (await ctx.store.logBytes(run.id))),
+    logLimitBytes: Math.max(1024, ctx.logLimitBytes - logBytes),
     ...(resume ? { resume } : {}),
   };
 }
