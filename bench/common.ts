@@ -1,9 +1,12 @@
 /** Shared helpers for the benchmarks: spawning with timings, statistics, the test image. */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { ulidGenerator } from '../src/domain/ulid.js';
+import type { Store } from '../src/store/store.js';
 import { testEngine } from '../test/harness/engine.js';
 import { ensureBusyboxImage } from '../test/harness/images.js';
 
@@ -146,18 +149,7 @@ export async function startWorkerPath(options: {
   );
   const url = /listening on (http:\/\/\S+)/.exec(server.said())?.[1] as string;
   const admin = /admin token \(shown once, keep it\): (\S+)/.exec(server.said())?.[1] as string;
-  const api = async <T>(method: string, route: string, body?: unknown): Promise<T> => {
-    const res = await fetch(`${url}/api/v1${route}`, {
-      method,
-      headers: {
-        authorization: `Bearer ${admin}`,
-        ...(body === undefined ? {} : { 'content-type': 'application/json' }),
-      },
-      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-    });
-    if (!res.ok) throw new Error(`${method} ${route}: ${res.status} ${await res.text()}`);
-    return (await res.json()) as T;
-  };
+  const api = adminApi(url, admin);
   const source = path.join(scratch, 'stack');
   mkdirSync(path.join(source, '.berth'), { recursive: true });
   writeFileSync(path.join(source, '.berth', 'task.sh'), options.task);
@@ -190,6 +182,43 @@ export async function startWorkerPath(options: {
       rmSync(scratch, { recursive: true, force: true });
     },
   };
+}
+
+/** Calls the API of the server at `url` with the admin token; JSON in and out. */
+export function adminApi(url: string, admin: string) {
+  return async <T>(method: string, route: string, body?: unknown): Promise<T> => {
+    const res = await fetch(`${url}/api/v1${route}`, {
+      method,
+      headers: {
+        authorization: `Bearer ${admin}`,
+        ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+      },
+      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+    });
+    if (!res.ok) throw new Error(`${method} ${route}: ${res.status} ${await res.text()}`);
+    return (await res.json()) as T;
+  };
+}
+
+const newRunId = ulidGenerator(Date.now, (n) => randomBytes(n));
+
+/** Queues `count` task runs of stack `bench` in pool `bench` straight in the store. */
+export async function queueRuns(store: Store, count: number): Promise<void> {
+  const at = new Date();
+  for (let i = 0; i < count; i += 1) {
+    await store.createRun(
+      {
+        id: newRunId(),
+        stackId: 'bench',
+        poolId: 'bench',
+        kind: 'TASK',
+        commitSha: null,
+        triggeredBy: 'bench',
+        autoDeploy: false,
+      },
+      at,
+    );
+  }
 }
 
 /** A run as the API shows it, with its state history. */

@@ -16,16 +16,14 @@
  *                                     BENCH_STORES=sqlite,postgres; needs `npm run build`)
  */
 import { fork, type ChildProcess } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ulidGenerator } from '../src/domain/ulid.js';
 import { openStore } from '../src/store/open-store.js';
 import { HttpWorkerProtocol } from '../src/worker/protocol.js';
 import { startPostgres } from '../test/harness/postgres.js';
-import { percentile, startBerth, stateAt, type RunView } from './common.js';
+import { adminApi, percentile, queueRuns, startBerth, stateAt, type RunView } from './common.js';
 
 /** Wall-clock milliseconds with sub-millisecond resolution, comparable across processes. */
 const wallMs = (): number => performance.timeOrigin + performance.now();
@@ -106,7 +104,6 @@ async function main(): Promise<void> {
   const processes = Number(process.env.BENCH_POLLER_PROCESSES ?? 4);
   const triggers = Number(process.env.BENCH_TRIGGERS ?? 200);
   const gapMs = Number(process.env.BENCH_TRIGGER_GAP_MS ?? 25);
-  const newId = ulidGenerator(Date.now, (n) => randomBytes(n));
 
   console.log(
     '| store | queued | workers | drain: lease call p50 | p99 | leases/s | wake: queued → leased (server) p50 | p99 | trigger answered → worker has it p50 | p99 |',
@@ -132,18 +129,7 @@ async function main(): Promise<void> {
     try {
       const url = /listening on (http:\/\/\S+)/.exec(server.said())?.[1] as string;
       const admin = /admin token \(shown once, keep it\): (\S+)/.exec(server.said())?.[1] as string;
-      const api = async <T>(method: string, route: string, body?: unknown): Promise<T> => {
-        const res = await fetch(`${url}/api/v1${route}`, {
-          method,
-          headers: {
-            authorization: `Bearer ${admin}`,
-            ...(body === undefined ? {} : { 'content-type': 'application/json' }),
-          },
-          ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-        });
-        if (!res.ok) throw new Error(`${method} ${route}: ${res.status} ${await res.text()}`);
-        return (await res.json()) as T;
-      };
+      const api = adminApi(url, admin);
       const source = path.join(scratch, 'stack');
       mkdirSync(source);
       const { token } = await api<{ token: string }>('POST', '/pools', {
@@ -155,21 +141,7 @@ async function main(): Promise<void> {
       // measure the trigger), before any worker asks.
       const store = await openStore({ dataDir, ...(databaseUrl ? { databaseUrl } : {}) });
       try {
-        const at = new Date();
-        for (let i = 0; i < queued; i += 1) {
-          await store.createRun(
-            {
-              id: newId(),
-              stackId: 'bench',
-              poolId: 'bench',
-              kind: 'TASK',
-              commitSha: null,
-              triggeredBy: 'bench',
-              autoDeploy: false,
-            },
-            at,
-          );
-        }
+        await queueRuns(store, queued);
       } finally {
         await store.close();
       }
