@@ -138,11 +138,16 @@ export async function startWorkerPath(options: {
   task: string;
   concurrency: number;
   databaseUrl?: string;
+  /** More of the server's and the worker's environment (e.g. BERTH_LOG_LIMIT, read by both). */
+  env?: NodeJS.ProcessEnv;
 }): Promise<WorkerPath> {
   const scratch = mkdtempSync(path.join(tmpdir(), 'berth-bench-worker-'));
   const server = await startBerth(
     ['server', '--listen', '127.0.0.1:0', '--data-dir', path.join(scratch, 'server')],
-    options.databaseUrl ? { BERTH_DATABASE_URL: options.databaseUrl } : {},
+    {
+      ...options.env,
+      ...(options.databaseUrl ? { BERTH_DATABASE_URL: options.databaseUrl } : {}),
+    },
     /listening on http/,
     // e.g. "--cpu-prof --cpu-prof-dir=DIR": where the server's time goes.
     process.env.BENCH_SERVER_NODE_ARGS?.split(' ').filter(Boolean) ?? [],
@@ -166,7 +171,7 @@ export async function startWorkerPath(options: {
   });
   const worker = await startBerth(
     ['worker', '--server', url, '--concurrency', String(options.concurrency)],
-    { BERTH_POOL_TOKEN: token, BERTH_STATE_DIR: path.join(scratch, 'worker') },
+    { ...options.env, BERTH_POOL_TOKEN: token, BERTH_STATE_DIR: path.join(scratch, 'worker') },
     /registered in pool/,
   );
   return {

@@ -25,7 +25,7 @@ import {
   WorkspaceStored,
 } from '../../api/schemas.js';
 import { sealFromText, sealToText } from '../../domain/workspace-seal.js';
-import type { Run, Worker } from '../../store/store.js';
+import { StoreConflict, type Run, type Worker } from '../../store/store.js';
 import { ApiError, errorResponses, forgetWorkspaceIfEnded, type ServerContext } from '../app.js';
 import { runView } from './runs.js';
 
@@ -238,14 +238,7 @@ export function registerWorkerRoutes(server: FastifyInstance, ctx: ServerContext
     },
     async (request) => {
       const run = await heldRun(ctx, request);
-      const next = await ctx.store.appendLog(
-        run.id,
-        request.body.firstSeq,
-        request.body.texts,
-        ctx.now(),
-        ctx.logLimitBytes,
-      );
-      return { next };
+      return { next: await appendInOrder(ctx, run.id, request.body.firstSeq, request.body.texts) };
     },
   );
 
@@ -269,6 +262,36 @@ export function registerWorkerRoutes(server: FastifyInstance, ctx: ServerContext
 }
 
 const RunOutputRef = Assignment.properties.run;
+
+/** How long a log batch that arrived before the one ahead of it waits on the server for it. */
+const LOG_GAP_WAIT_MS = 10_000;
+/** How often such a batch looks again (a signal may come between its look and its wait). */
+const LOG_GAP_POLL_MS = 50;
+
+/**
+ * Stores a log batch after the batch before it: a worker sends a run's batches side by side
+ * (src/worker/log-shipper.ts), so one may arrive before its predecessor is stored. It waits here
+ * until the log reaches it (woken by the log's growth, or looking again every LOG_GAP_POLL_MS),
+ * at most LOG_GAP_WAIT_MS; then LOG_GAP is the answer, and the worker sends it again later.
+ */
+async function appendInOrder(
+  ctx: ServerContext,
+  runId: string,
+  firstSeq: number,
+  texts: string[],
+): Promise<number> {
+  const deadline = Date.now() + LOG_GAP_WAIT_MS;
+  for (;;) {
+    try {
+      return await ctx.store.appendLog(runId, firstSeq, texts, ctx.now(), ctx.logLimitBytes);
+    } catch (err) {
+      const left = deadline - Date.now();
+      if (!(err instanceof StoreConflict && err.code === 'LOG_GAP') || left <= 0) throw err;
+      if (ctx.closing.aborted) throw err;
+      await ctx.signals.waitFor(`run:${runId}`, Math.min(left, LOG_GAP_POLL_MS), ctx.closing);
+    }
+  }
+}
 
 /** What a worker may report: its job's progress and its end. */
 const WORKER_STATES_REPORTED: readonly RunStateName[] = [
