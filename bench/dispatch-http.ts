@@ -37,7 +37,7 @@ interface Lease {
   readAt: number;
 }
 
-type ToPoller = { type: 'count' } | { type: 'take' } | { type: 'stop' };
+type ToPoller = { type: 'go' } | { type: 'count' } | { type: 'take' } | { type: 'stop' };
 type FromPoller =
   { type: 'ready' } | { type: 'count'; count: number } | { type: 'leases'; leases: Lease[] };
 
@@ -50,9 +50,12 @@ async function poller(): Promise<void> {
   const workers = Number(process.env.BENCH_POLLS);
   const leases: Lease[] = [];
   const stop = new AbortController();
+  let go: () => void = () => undefined;
+  const started = new Promise<void>((resolve) => (go = resolve));
   const send = (message: FromPoller): boolean =>
     (process.send as (m: FromPoller) => boolean)(message);
   process.on('message', (message: ToPoller) => {
+    if (message.type === 'go') go();
     if (message.type === 'count') send({ type: 'count', count: leases.length });
     if (message.type === 'take') send({ type: 'leases', leases: leases.splice(0) });
     if (message.type === 'stop') stop.abort();
@@ -69,6 +72,8 @@ async function poller(): Promise<void> {
     }),
   );
   send({ type: 'ready' });
+  // All processes start together, once every worker of every process is registered.
+  await started;
   await Promise.all(
     ids.map(async (id) => {
       while (!stop.signal.aborted) {
@@ -192,6 +197,7 @@ async function main(): Promise<void> {
       }
       await Promise.all(ready);
       const drainStart = performance.now();
+      for (const child of pollers) child.send({ type: 'go' });
       await waitFor(queued);
       const drainSeconds = (performance.now() - drainStart) / 1000;
       const drained = (await take()).map((l) => l.callMs);

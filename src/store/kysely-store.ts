@@ -689,7 +689,10 @@ export class KyselyStore implements Store {
         .selectFrom('runs')
         .select('id')
         .where('pool_id', '=', poolId)
-        .where('state', 'in', ['READY', 'CONFIRMED'])
+        // Literal states, not parameters: SQLite uses the partial index runs_dispatch only when
+        // it can see that the query's states are the index's (with `?` it sorted every
+        // dispatchable run of the pool for each lease).
+        .where(sql<boolean>`state in ('READY', 'CONFIRMED')`)
         .orderBy('id')
         .limit(requests.length)
         .execute();
