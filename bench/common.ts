@@ -1,9 +1,12 @@
 /** Shared helpers for the benchmarks: spawning with timings, statistics, the test image. */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { ulidGenerator } from '../src/domain/ulid.js';
+import type { Store } from '../src/store/store.js';
 import { testEngine } from '../test/harness/engine.js';
 import { ensureBusyboxImage } from '../test/harness/images.js';
 
@@ -160,7 +163,7 @@ export interface WorkerPath {
   stop(): Promise<void>;
 }
 
-function startBerth(
+export function startBerth(
   args: string[],
   env: NodeJS.ProcessEnv,
   ready: RegExp,
@@ -190,11 +193,16 @@ export async function startWorkerPath(options: {
   task: string;
   concurrency: number;
   databaseUrl?: string;
+  /** More of the server's and the worker's environment (e.g. BERTH_LOG_LIMIT, read by both). */
+  env?: NodeJS.ProcessEnv;
 }): Promise<WorkerPath> {
   const scratch = mkdtempSync(path.join(tmpdir(), 'berth-bench-worker-'));
   const server = await startBerth(
     ['server', '--listen', '127.0.0.1:0', '--data-dir', path.join(scratch, 'server')],
-    options.databaseUrl ? { BERTH_DATABASE_URL: options.databaseUrl } : {},
+    {
+      ...options.env,
+      ...(options.databaseUrl ? { BERTH_DATABASE_URL: options.databaseUrl } : {}),
+    },
     /listening on http/,
     // e.g. "--cpu-prof --cpu-prof-dir=DIR": where the server's (BENCH_WORKER_NODE_ARGS: the
     // worker's) time goes.
@@ -202,18 +210,7 @@ export async function startWorkerPath(options: {
   );
   const url = /listening on (http:\/\/\S+)/.exec(server.said())?.[1] as string;
   const admin = /admin token \(shown once, keep it\): (\S+)/.exec(server.said())?.[1] as string;
-  const api = async <T>(method: string, route: string, body?: unknown): Promise<T> => {
-    const res = await fetch(`${url}/api/v1${route}`, {
-      method,
-      headers: {
-        authorization: `Bearer ${admin}`,
-        ...(body === undefined ? {} : { 'content-type': 'application/json' }),
-      },
-      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-    });
-    if (!res.ok) throw new Error(`${method} ${route}: ${res.status} ${await res.text()}`);
-    return (await res.json()) as T;
-  };
+  const api = adminApi(url, admin);
   const source = path.join(scratch, 'stack');
   mkdirSync(path.join(source, '.berth'), { recursive: true });
   writeFileSync(path.join(source, '.berth', 'task.sh'), options.task);
@@ -230,7 +227,7 @@ export async function startWorkerPath(options: {
   });
   const worker = await startBerth(
     ['worker', '--server', url, '--concurrency', String(options.concurrency)],
-    { BERTH_POOL_TOKEN: token, BERTH_STATE_DIR: path.join(scratch, 'worker') },
+    { ...options.env, BERTH_POOL_TOKEN: token, BERTH_STATE_DIR: path.join(scratch, 'worker') },
     /registered in pool/,
     process.env.BENCH_WORKER_NODE_ARGS?.split(' ').filter(Boolean) ?? [],
   );
@@ -247,6 +244,43 @@ export async function startWorkerPath(options: {
       rmSync(scratch, { recursive: true, force: true });
     },
   };
+}
+
+/** Calls the API of the server at `url` with the admin token; JSON in and out. */
+export function adminApi(url: string, admin: string) {
+  return async <T>(method: string, route: string, body?: unknown): Promise<T> => {
+    const res = await fetch(`${url}/api/v1${route}`, {
+      method,
+      headers: {
+        authorization: `Bearer ${admin}`,
+        ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+      },
+      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+    });
+    if (!res.ok) throw new Error(`${method} ${route}: ${res.status} ${await res.text()}`);
+    return (await res.json()) as T;
+  };
+}
+
+const newRunId = ulidGenerator(Date.now, (n) => randomBytes(n));
+
+/** Queues `count` task runs of stack `bench` in pool `bench` straight in the store. */
+export async function queueRuns(store: Store, count: number): Promise<void> {
+  const at = new Date();
+  for (let i = 0; i < count; i += 1) {
+    await store.createRun(
+      {
+        id: newRunId(),
+        stackId: 'bench',
+        poolId: 'bench',
+        kind: 'TASK',
+        commitSha: null,
+        triggeredBy: 'bench',
+        autoDeploy: false,
+      },
+      at,
+    );
+  }
 }
 
 /** A run as the API shows it, with its state history. */

@@ -11,37 +11,18 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { ulidGenerator } from '../src/domain/ulid.js';
 import { openStore } from '../src/store/open-store.js';
 import type { Store } from '../src/store/store.js';
 import { startPostgres } from '../test/harness/postgres.js';
+import { queueRuns } from './common.js';
 
 const queuedSizes = (process.env.BENCH_QUEUED ?? '1000,10000').split(',').map(Number);
 const workerCounts = (process.env.BENCH_WORKERS ?? '20,100').split(',').map(Number);
 const stores = (process.env.BENCH_STORES ?? 'sqlite,postgres').split(',');
 const poolSize = Number(process.env.BENCH_POOL_SIZE ?? 20);
-const newId = ulidGenerator(Date.now, (n) => randomBytes(n));
 
 function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN;
-}
-
-async function fill(store: Store, queued: number): Promise<void> {
-  const at = new Date();
-  for (let i = 0; i < queued; i += 1) {
-    await store.createRun(
-      {
-        id: newId(),
-        stackId: 'bench',
-        poolId: 'bench',
-        kind: 'TASK',
-        commitSha: null,
-        triggeredBy: 'bench',
-        autoDeploy: false,
-      },
-      at,
-    );
-  }
 }
 
 async function drain(store: Store, workers: number): Promise<number[]> {
@@ -95,7 +76,7 @@ async function measure(name: string, open: () => Promise<Store>): Promise<void> 
           },
           at,
         );
-        await fill(store, queued);
+        await queueRuns(store, queued);
         const started = performance.now();
         const latencies = await drain(store, workers);
         const seconds = (performance.now() - started) / 1000;

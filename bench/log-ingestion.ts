@@ -26,6 +26,8 @@ const workerPath = await startWorkerPath({
   image,
   task,
   concurrency: runs,
+  // Every byte is stored (the default bound, 4 MiB a run, would keep head and tail only).
+  env: { BERTH_LOG_LIMIT: `${mb * 2 + 1}MiB` },
   ...(process.env.BENCH_DATABASE_URL ? { databaseUrl: process.env.BENCH_DATABASE_URL } : {}),
 });
 const api = workerPath.api;

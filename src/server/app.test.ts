@@ -512,6 +512,21 @@ describe('the worker protocol', () => {
     ).toEqual({
       next: 3,
     });
+    // Batches travel side by side: one that overtakes the batch before it waits for it.
+    const early = call(
+      'POST',
+      `/api/v1/worker/runs/${runId}/logs`,
+      { workerId, firstSeq: 5, texts: ['!\n'] },
+      poolToken,
+    );
+    const behind = call(
+      'POST',
+      `/api/v1/worker/runs/${runId}/logs`,
+      { workerId, firstSeq: 3, texts: ['again\n', 'and\n'] },
+      poolToken,
+    );
+    expect((await early).body).toEqual({ next: 6 });
+    expect((await behind).body).toEqual({ next: 5 });
     expect(
       (await call('POST', '/api/v1/worker/heartbeat', { workerId, runs: [runId] }, poolToken)).body,
     ).toEqual({ stop: [], drained: false });
@@ -530,7 +545,7 @@ describe('the worker protocol', () => {
     expect((await store.getRun(runId))?.state).toBe('STOPPED');
     const logs = await call('GET', `/api/v1/runs/${runId}/logs`);
     expect((logs.body.chunks as { text: string }[]).map((c) => c.text).join('')).toBe(
-      'hello\nworld\n',
+      'hello\nworld\nagain\nand\n!\n',
     );
   });
 });

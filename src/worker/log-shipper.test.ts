@@ -1,13 +1,15 @@
 import { describe, expect, it } from 'vitest';
-import { CHUNK_CHARS, LogRefused, LogShipper } from './log-shipper.js';
+import { BATCH_BYTES, CHUNK_CHARS, IN_FLIGHT, LogRefused, LogShipper } from './log-shipper.js';
 
 /** A server that stores chunks by sequence number once, and may fail some calls. */
 function server(failures: (call: number) => Error | null = () => null) {
   const stored = new Map<number, string>();
   const calls: string[] = [];
+  const batches: string[][] = [];
   return {
     stored,
     calls,
+    batches,
     text: () =>
       [...stored.entries()]
         .sort(([a], [b]) => a - b)
@@ -15,6 +17,7 @@ function server(failures: (call: number) => Error | null = () => null) {
         .join(''),
     send: (first: number, texts: string[]): Promise<number> => {
       calls.push(`log ${first}+${texts.length}`);
+      batches.push(texts);
       const error = failures(calls.length);
       // A lost answer: stored, but the worker hears an error.
       texts.forEach((t, i) => {
@@ -109,5 +112,46 @@ describe('LogShipper', () => {
     expect(text).toContain('[berth: 800 bytes of output cut here');
     expect(text.endsWith('line 098\nline 099\n')).toBe(true);
     expect(text).not.toContain('line 050');
+  });
+
+  it("sends a window of heavy output in batches under the server's body limit, escapes counted", async () => {
+    const s = server();
+    // A long window: 3 MB arrive before anything leaves, as when output outruns the window.
+    const shipper = new LogShipper(s.send, { holdMs: 60_000 });
+    const line = `${'é'.repeat(40)}\u0001\t${'x'.repeat(40)}\n`;
+    for (let i = 0; i < 30_000; i += 1) shipper.add(line);
+    await shipper.close();
+    expect(s.text()).toBe(line.repeat(30_000));
+    expect(s.batches.length).toBeGreaterThan(4);
+    for (const texts of s.batches)
+      expect(Buffer.byteLength(JSON.stringify(texts))).toBeLessThanOrEqual(BATCH_BYTES + 2);
+  });
+
+  it('keeps several batches on the way at once and still stores them in order, each once', async () => {
+    // The server's order rule: a batch past a gap waits (here: refused for now, sent again).
+    const stored: string[] = [];
+    let inFlight = 0;
+    let most = 0;
+    let calls = 0;
+    const send = async (first: number, texts: string[]): Promise<number> => {
+      calls += 1;
+      inFlight += 1;
+      most = Math.max(most, inFlight);
+      // Later calls answer sooner: batches overtake each other on the way.
+      await new Promise((resolve) => setTimeout(resolve, calls % 2 === 0 ? 1 : 8));
+      inFlight -= 1;
+      if (first > stored.length + 1) throw new Error('LOG_GAP: the batch before it is missing');
+      texts.forEach((t, i) => {
+        if (first + i > stored.length) stored.push(t);
+      });
+      return first + texts.length;
+    };
+    const shipper = new LogShipper(send, { holdMs: 60_000, retryDelayMs: 1 });
+    const line = `${'y'.repeat(999)}\n`;
+    for (let i = 0; i < 4000; i += 1) shipper.add(line);
+    await shipper.close();
+    expect(stored.join('')).toBe(line.repeat(4000));
+    expect(most).toBeGreaterThan(1);
+    expect(most).toBeLessThanOrEqual(IN_FLIGHT);
   });
 });

@@ -2,9 +2,11 @@
  * Ships a run's masked output to the server in ordered batches. Text is held for a moment (the
  * hold-back window, HOLD_MS) before it is sent, masked once more as it leaves with every value
  * known then, and sent with its sequence numbers; again after a network error until the server
- * has it. One batch is in flight at a time, so order holds; the server keeps each sequence number
- * once, so a batch sent twice is stored once. A run handed on continues its log where the server
- * says (`firstSeq`).
+ * has it. Up to IN_FLIGHT batches of a run are on the way at once (heavy output does not wait a
+ * round trip per batch); they are numbered in order, and the server stores a batch only after
+ * the one before it (a batch that arrives early waits there for the gap to fill), so order
+ * holds; the server keeps each sequence number once, so a batch sent twice is stored once. A
+ * run handed on continues its log where the server says (`firstSeq`).
  *
  * Values masked mid-run (`addMask`, from a job's `::add-mask`): text still held is masked before
  * it leaves, which covers a value printed shortly before its directive; for text already sent the
@@ -22,7 +24,12 @@ import { StringDecoder } from 'node:string_decoder';
 import { HeadTailLog } from '../domain/log-bound.js';
 import { MaskValues, maskAll } from '../domain/log-masker.js';
 
-export const BATCH_BYTES = 64 * 1024;
+/**
+ * The most bytes of text one batch carries, counted as sent (JSON-encoded UTF-8): under the
+ * server's 1 MiB body limit with room for the rest of the request, and large enough that heavy
+ * output goes in few round trips (a batch a window's worth of output, however much came).
+ */
+export const BATCH_BYTES = 768 * 1024;
 /** The server takes at most this many chunks in one batch. */
 export const BATCH_CHUNKS = 1000;
 /** One stored chunk holds at most this many characters of text (the server takes 256 KiB). */
@@ -35,6 +42,11 @@ export const CHUNK_CHARS = 32 * 1024;
  */
 export const HOLD_MS = 200;
 export const PENDING_LIMIT_BYTES = 64 * 1024 * 1024;
+/**
+ * Batches of one run on the way at once. More than one hides the round trip; a few are enough,
+ * since each carries up to BATCH_BYTES and the server stores them one after another anyway.
+ */
+export const IN_FLIGHT = 3;
 
 /** An answer of the server that sending again cannot change. */
 export class LogRefused extends Error {}
@@ -61,7 +73,9 @@ export class LogShipper {
   private droppedBytes = 0;
   private nextSeq: number;
   private sent = false;
-  private sending: Promise<void> = Promise.resolve();
+  /** Starts the calls in order (a batch waits for a free place, a re-mask for all before it). */
+  private starting: Promise<void> = Promise.resolve();
+  private readonly inFlight = new Set<Promise<void>>();
   private timer: NodeJS.Timeout | undefined;
   private closed = false;
   private refused: Error | null = null;
@@ -106,7 +120,11 @@ export class LogShipper {
     this.flush(true);
     const remask = this.options.remask;
     if (!remask || !sentBefore) return;
-    this.sending = this.sending.then(() => this.deliver(() => remask([value])));
+    // After every batch sent before it: the server masks what it has stored.
+    this.starting = this.starting.then(async () => {
+      await Promise.all(this.inFlight);
+      await this.deliver(() => remask([value]));
+    });
   }
 
   /** Sends what is held (and the bound's tail) and waits until everything sent is stored. */
@@ -118,7 +136,8 @@ export class LogShipper {
     if (this.droppedBytes > 0 && !this.refused) this.noteDropped();
     this.closed = true;
     this.flush(true);
-    await this.sending;
+    await this.starting;
+    await Promise.all(this.inFlight);
   }
 
   private hold(text: string): void {
@@ -158,15 +177,28 @@ export class LogShipper {
     const joined = taken.map((h) => h.text).join('');
     // Masked as a whole: a value split across two pieces of output is one match here.
     const chunks = splitChunks(this.masks.size > 0 ? maskAll(joined, this.masks) : joined);
-    for (let i = 0; i < chunks.length; i += BATCH_CHUNKS) {
-      const texts = chunks.slice(i, i + BATCH_CHUNKS);
+    for (const texts of batches(chunks)) {
       const first = this.nextSeq;
       this.nextSeq += texts.length;
       this.sent = true;
-      this.sending = this.sending.then(() => this.deliver(() => this.send(first, texts)));
+      this.start(() => this.send(first, texts));
     }
-    this.sending = this.sending.then(() => {
-      this.unsentBytes -= bytes;
+    // Once this window's batches have started, its bytes count as unsent until they arrive.
+    this.starting = this.starting.then(() => {
+      void Promise.all(this.inFlight).then(() => {
+        this.unsentBytes -= bytes;
+      });
+    });
+  }
+
+  /** Starts `call` after the calls before it have started, when fewer than IN_FLIGHT are out. */
+  private start(call: () => Promise<unknown>): void {
+    this.starting = this.starting.then(async () => {
+      while (this.inFlight.size >= IN_FLIGHT) await Promise.race(this.inFlight);
+      const delivery: Promise<void> = this.deliver(call).finally(() => {
+        this.inFlight.delete(delivery);
+      });
+      this.inFlight.add(delivery);
     });
   }
 
@@ -188,6 +220,29 @@ export class LogShipper {
       }
     }
   }
+}
+
+/**
+ * Chunks in consecutive batches of at most BATCH_CHUNKS chunks and BATCH_BYTES bytes as sent
+ * (a chunk's JSON string: escapes and multi-byte characters count), so that no batch exceeds
+ * the server's body limit, which it would refuse, however much output came in one window.
+ */
+export function batches(chunks: readonly string[]): string[][] {
+  const out: string[][] = [];
+  let batch: string[] = [];
+  let bytes = 0;
+  for (const chunk of chunks) {
+    const size = Buffer.byteLength(JSON.stringify(chunk), 'utf8') + 1;
+    if (batch.length > 0 && (batch.length === BATCH_CHUNKS || bytes + size > BATCH_BYTES)) {
+      out.push(batch);
+      batch = [];
+      bytes = 0;
+    }
+    batch.push(chunk);
+    bytes += size;
+  }
+  if (batch.length > 0) out.push(batch);
+  return out;
 }
 
 /** Text cut into chunks of at most CHUNK_CHARS, never between the halves of a surrogate pair. */

@@ -180,12 +180,21 @@ export class HttpWorkerProtocol implements WorkerProtocol {
   }
 }
 
-/** A refusal (4xx) stays a refusal however often the call is made: LogRefused stops the shipper. */
+/**
+ * A refusal (4xx) stays a refusal however often the call is made: LogRefused stops the shipper.
+ * Except LOG_GAP: a batch that overtook the one before it (batches of a run travel side by side)
+ * and found it still missing after waiting on the server; sent again, it is taken.
+ */
 async function refusalAsFinal<T>(call: Promise<T>): Promise<T> {
   try {
     return await call;
   } catch (err) {
-    if (err instanceof ProtocolError && err.status >= 400 && err.status < 500)
+    if (
+      err instanceof ProtocolError &&
+      err.status >= 400 &&
+      err.status < 500 &&
+      err.code !== 'LOG_GAP'
+    )
       throw new LogRefused(err.message);
     throw err;
   }

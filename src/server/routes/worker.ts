@@ -25,7 +25,7 @@ import {
   WorkspaceStored,
 } from '../../api/schemas.js';
 import { sealFromText, sealToText } from '../../domain/workspace-seal.js';
-import type { Run, Worker } from '../../store/store.js';
+import { StoreConflict, type Run, type Worker } from '../../store/store.js';
 import { ApiError, errorResponses, forgetWorkspaceIfEnded, type ServerContext } from '../app.js';
 import { runView } from './runs.js';
 
@@ -111,8 +111,9 @@ export function registerWorkerRoutes(server: FastifyInstance, ctx: ServerContext
       reply.raw.on('close', () => {
         if (!reply.raw.writableFinished) gone.abort();
       });
-      for (;;) {
-        if (worker.drained || (await ctx.store.getWorker(worker.id))?.drained) break;
+      // The worker was read just now: only a later round (after a wait) reads it again.
+      for (let round = 0; ; round += 1) {
+        if (worker.drained || (round > 0 && (await ctx.store.getWorker(worker.id))?.drained)) break;
         if (gone.signal.aborted || ctx.closing.aborted) break;
         const run = await ctx.store.leaseRun(poolId, worker.id, ctx.now(), ctx.leaseMs);
         if (run) {
@@ -237,14 +238,7 @@ export function registerWorkerRoutes(server: FastifyInstance, ctx: ServerContext
     },
     async (request) => {
       const run = await heldRun(ctx, request);
-      const next = await ctx.store.appendLog(
-        run.id,
-        request.body.firstSeq,
-        request.body.texts,
-        ctx.now(),
-        ctx.logLimitBytes,
-      );
-      return { next };
+      return { next: await appendInOrder(ctx, run.id, request.body.firstSeq, request.body.texts) };
     },
   );
 
@@ -268,6 +262,36 @@ export function registerWorkerRoutes(server: FastifyInstance, ctx: ServerContext
 }
 
 const RunOutputRef = Assignment.properties.run;
+
+/** How long a log batch that arrived before the one ahead of it waits on the server for it. */
+const LOG_GAP_WAIT_MS = 10_000;
+/** How often such a batch looks again (a signal may come between its look and its wait). */
+const LOG_GAP_POLL_MS = 50;
+
+/**
+ * Stores a log batch after the batch before it: a worker sends a run's batches side by side
+ * (src/worker/log-shipper.ts), so one may arrive before its predecessor is stored. It waits here
+ * until the log reaches it (woken by the log's growth, or looking again every LOG_GAP_POLL_MS),
+ * at most LOG_GAP_WAIT_MS; then LOG_GAP is the answer, and the worker sends it again later.
+ */
+async function appendInOrder(
+  ctx: ServerContext,
+  runId: string,
+  firstSeq: number,
+  texts: string[],
+): Promise<number> {
+  const deadline = Date.now() + LOG_GAP_WAIT_MS;
+  for (;;) {
+    try {
+      return await ctx.store.appendLog(runId, firstSeq, texts, ctx.now(), ctx.logLimitBytes);
+    } catch (err) {
+      const left = deadline - Date.now();
+      if (!(err instanceof StoreConflict && err.code === 'LOG_GAP') || left <= 0) throw err;
+      if (ctx.closing.aborted) throw err;
+      await ctx.signals.waitFor(`run:${runId}`, Math.min(left, LOG_GAP_POLL_MS), ctx.closing);
+    }
+  }
+}
 
 /** What a worker may report: its job's progress and its end. */
 const WORKER_STATES_REPORTED: readonly RunStateName[] = [
@@ -296,8 +320,15 @@ async function requeue(ctx: ServerContext, run: Run, reason: string): Promise<vo
 }
 
 async function assignment(ctx: ServerContext, run: Run) {
-  const stack = await ctx.store.getStack(run.stackId);
-  const pool = await ctx.store.getPool(run.poolId);
+  // Independent reads, at once: on PostgreSQL each is a round trip on its own connection, and
+  // the worker waits for the last of them, not their sum.
+  const [stack, pool, variables, logNext, logBytes] = await Promise.all([
+    ctx.store.getStack(run.stackId),
+    ctx.store.getPool(run.poolId),
+    ctx.store.listStackVariables(run.stackId),
+    ctx.store.nextLogSeq(run.id),
+    ctx.store.logBytes(run.id),
+  ]);
   if (!stack || !pool) throw new ApiError(409, 'NOT_FOUND', `run ${run.id} lost its stack or pool`);
   if (stack.poolId !== run.poolId) {
     // The stack moved to another pool after this run was queued: its secrets go to the stack's
@@ -319,7 +350,6 @@ async function assignment(ctx: ServerContext, run: Run) {
   }
   const resume = run.state === 'PREPARING_APPLY' ? await resumeOf(ctx, run) : undefined;
   if (resume === null) return null;
-  const variables = await ctx.store.listStackVariables(stack.id);
   return {
     run: runView(run),
     stack: {
@@ -339,9 +369,9 @@ async function assignment(ctx: ServerContext, run: Run) {
       secret: v.secret,
     })),
     pool,
-    logNext: await ctx.store.nextLogSeq(run.id),
+    logNext,
     // What is left of the run's budget: an apply continues the log its plan began.
-    logLimitBytes: Math.max(1024, ctx.logLimitBytes - (await ctx.store.logBytes(run.id))),
+    logLimitBytes: Math.max(1024, ctx.logLimitBytes - logBytes),
     ...(resume ? { resume } : {}),
   };
 }
