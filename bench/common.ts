@@ -7,6 +7,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ulidGenerator } from '../src/domain/ulid.js';
 import type { Store } from '../src/store/store.js';
+import { apiRequest } from '../test/harness/api-request.js';
 import { testEngine } from '../test/harness/engine.js';
 import { ensureBusyboxImage } from '../test/harness/images.js';
 
@@ -71,17 +72,34 @@ function readPeakRss(pid: number | undefined): number {
   }
 }
 
-/** utime + stime of a process (fields 14 and 15 of /proc/PID/stat, in clock ticks of 10 ms). */
-function readCpuMs(pid: number | undefined): number {
+/**
+ * The fields of /proc/PID/stat after the command name (field 3 onwards: index 0 is the state):
+ * the name (field 2) may hold spaces, so they are counted after its closing parenthesis.
+ */
+function statFields(pid: number | 'self'): string[] {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+}
+
+/**
+ * Sums /proc/PID/stat's clock ticks (10 ms) from field index `from` to `to` (utime 11, stime 12,
+ * reaped children's cutime 13 and cstime 14), in ms; 0 when the process is gone.
+ */
+function statCpuMs(pid: number | 'self' | undefined, from: number, to: number): number {
   if (!pid) return 0;
   try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    // The command name (field 2) may hold spaces: count fields after its closing parenthesis.
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return (Number(fields[11]) + Number(fields[12])) * 10;
+    const fields = statFields(pid);
+    let ticks = 0;
+    for (let i = from; i <= to; i += 1) ticks += Number(fields[i]);
+    return ticks * 10;
   } catch {
     return 0;
   }
+}
+
+/** utime + stime of a process, in ms. */
+function readCpuMs(pid: number | undefined): number {
+  return statCpuMs(pid, 11, 12);
 }
 
 /**
@@ -89,21 +107,12 @@ function readCpuMs(pid: number | undefined): number {
  * it is gone. Children count: the engine re-executes itself for some calls (archive copies).
  */
 export function processCpuMs(pid: number | undefined): number {
-  if (!pid) return 0;
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return (Number(fields[11]) + Number(fields[12]) + Number(fields[13]) + Number(fields[14])) * 10;
-  } catch {
-    return 0;
-  }
+  return statCpuMs(pid, 11, 14);
 }
 
 /** CPU time (user + system) of this process's reaped children so far, in ms. */
 export function childrenCpuMs(): number {
-  const stat = readFileSync('/proc/self/stat', 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(fields[13]) + Number(fields[14])) * 10;
+  return statCpuMs('self', 13, 14);
 }
 
 /**
@@ -120,8 +129,7 @@ export function engineProcesses(): { name: string; pid: number }[] {
     if (!/^\d+$/.test(entry)) continue;
     try {
       const args = readFileSync(`/proc/${entry}/cmdline`, 'utf8').split('\0').join(' ');
-      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
-      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      const ppid = Number(statFields(Number(entry))[1]);
       all.push({ pid: Number(entry), ppid, args });
     } catch {
       // Gone meanwhile.
@@ -249,14 +257,7 @@ export async function startWorkerPath(options: {
 /** Calls the API of the server at `url` with the admin token; JSON in and out. */
 export function adminApi(url: string, admin: string) {
   return async <T>(method: string, route: string, body?: unknown): Promise<T> => {
-    const res = await fetch(`${url}/api/v1${route}`, {
-      method,
-      headers: {
-        authorization: `Bearer ${admin}`,
-        ...(body === undefined ? {} : { 'content-type': 'application/json' }),
-      },
-      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-    });
+    const res = await apiRequest(url, admin, method, route, body);
     if (!res.ok) throw new Error(`${method} ${route}: ${res.status} ${await res.text()}`);
     return (await res.json()) as T;
   };

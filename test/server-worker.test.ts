@@ -11,6 +11,7 @@ import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { EngineClient } from '../src/executor/docker/engine-client.js';
+import { apiRequest } from './harness/api-request.js';
 import { expectNothingLeftBehind } from './harness/cleanup.js';
 import { BERTH_BIN, spawnBerth, type BerthProcess } from './harness/cli.js';
 import { removeImage, tagImage, testEngine } from './harness/engine.js';
@@ -30,14 +31,7 @@ async function api<T = Record<string, unknown>>(
   route: string,
   body?: unknown,
 ): Promise<{ status: number; body: T }> {
-  const res = await fetch(`${url}/api/v1${route}`, {
-    method,
-    headers: {
-      authorization: `Bearer ${admin}`,
-      ...(body === undefined ? {} : { 'content-type': 'application/json' }),
-    },
-    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-  });
+  const res = await apiRequest(url, admin, method, route, body);
   const text = await res.text();
   return { status: res.status, body: (text ? JSON.parse(text) : {}) as T };
 }

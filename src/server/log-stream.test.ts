@@ -10,6 +10,7 @@ import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { apiRequest } from '../../test/harness/api-request.js';
 import { ApiClient, type LogChunk, type Run } from '../api/client.js';
 import { openStore } from '../store/open-store.js';
 import type { Store } from '../store/store.js';
@@ -33,14 +34,7 @@ async function call(
   body?: unknown,
   token = ADMIN,
 ): Promise<{ status: number; body: Record<string, unknown> }> {
-  const res = await fetch(`${url}/api/v1${route}`, {
-    method,
-    headers: {
-      authorization: `Bearer ${token}`,
-      ...(body === undefined ? {} : { 'content-type': 'application/json' }),
-    },
-    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-  });
+  const res = await apiRequest(url, token, method, route, body);
   const text = await res.text();
   return { status: res.status, body: text ? (JSON.parse(text) as Record<string, unknown>) : {} };
 }

@@ -9,6 +9,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { expect } from 'vitest';
+import { apiRequest } from './api-request.js';
 import { BERTH_BIN, type BerthProcess } from './cli.js';
 import { tempDir } from './ownership.js';
 
@@ -54,14 +55,7 @@ export async function startBerthServer(env: Record<string, string> = {}): Promis
     admin,
     output: () => said,
     async api<T>(method: string, route: string, body?: unknown): Promise<ApiAnswer<T>> {
-      const res = await fetch(`${url}/api/v1${route}`, {
-        method,
-        headers: {
-          authorization: `Bearer ${admin}`,
-          ...(body === undefined ? {} : { 'content-type': 'application/json' }),
-        },
-        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-      });
+      const res = await apiRequest(url, admin, method, route, body);
       const text = await res.text();
       return { status: res.status, body: (text ? JSON.parse(text) : {}) as T, text };
     },
@@ -155,14 +149,7 @@ export function apiClient(url: () => string, admin: string) {
     route: string,
     body?: unknown,
   ): Promise<{ status: number; body: T }> {
-    const res = await fetch(`${url()}/api/v1${route}`, {
-      method,
-      headers: {
-        authorization: `Bearer ${admin}`,
-        ...(body === undefined ? {} : { 'content-type': 'application/json' }),
-      },
-      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-    });
+    const res = await apiRequest(url(), admin, method, route, body);
     const text = await res.text();
     return { status: res.status, body: (text ? JSON.parse(text) : {}) as T };
   }
