@@ -527,6 +527,16 @@ describe('the worker protocol', () => {
     );
     expect((await early).body).toEqual({ next: 6 });
     expect((await behind).body).toEqual({ next: 5 });
+    // One whose predecessor never comes is answered LOG_GAP after the wait, and nothing of it
+    // is stored (the log below ends where it was).
+    const stranded = await call(
+      'POST',
+      `/api/v1/worker/runs/${runId}/logs`,
+      { workerId, firstSeq: 9, texts: ['never\n'] },
+      poolToken,
+    );
+    expect(stranded.status).toBe(409);
+    expect(stranded.body.code).toBe('LOG_GAP');
     expect(
       (await call('POST', '/api/v1/worker/heartbeat', { workerId, runs: [runId] }, poolToken)).body,
     ).toEqual({ stop: [], drained: false });
