@@ -62,6 +62,35 @@ describe('HeadTailLog', () => {
     );
   });
 
+  it('matches the simple model across hundreds of chunks, the tail copied in turns (property)', () => {
+    fc.assert(
+      fc.property(
+        // A tail longer than 256 chunks of one or two bytes, so that the copying in turns happens.
+        fc.integer({ min: 600, max: 2000 }),
+        fc.array(fc.string({ minLength: 1, maxLength: 2 }), { minLength: 300, maxLength: 1500 }),
+        (limit, chunks) => {
+          const all = chunks.join('');
+          const tail = limit - Math.ceil(limit / 2);
+          const log = new HeadTailLog(limit);
+          let head = '';
+          chunks.forEach((chunk) => {
+            head += log.append(Buffer.from(chunk)).toString();
+          });
+          expect(log.bytesCut).toBe(Math.max(0, all.length - limit));
+          const rest = log.finish().toString();
+          expect(head + rest).toBe(
+            all.length <= limit
+              ? all
+              : all.slice(0, Math.ceil(limit / 2)) +
+                  cutMarker(all.length - limit) +
+                  all.slice(all.length - tail),
+          );
+        },
+      ),
+      { numRuns: 60 },
+    );
+  });
+
   it('keeps byte strings exactly as it keeps the same bytes in Buffers (property)', () => {
     fc.assert(
       fc.property(
