@@ -4,6 +4,8 @@
  * killed mid-run leaves a FAILED run with a reason (within the lease) and a container its next
  * start removes. A tracked run without auto-deploy plans on one worker, waits UNCONFIRMED with its
  * workspace on the server (its worker free, or even dead), and applies on another after a confirm.
+ * SIGTERM drains a worker (its run finishes, no new one is taken, its container goes before it
+ * exits); a second SIGTERM stops the run it holds.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -203,6 +205,65 @@ describe('berth server and berth worker', () => {
     const again = startWorker(token, stateDir);
     await again.waitFor('registered in pool');
     expect(again.stderr()).toMatch(/removed 1 container\(s\) left by a worker that died/);
+  });
+});
+
+describe('berth worker on SIGTERM', () => {
+  async function drainSetup(pool: string, task: string) {
+    const token = await createPool(pool);
+    for (const id of [`${pool}-1`, `${pool}-2`]) {
+      const created = await api('POST', '/stacks', {
+        id,
+        localDir: repo(task),
+        pool,
+        runnerImage: inject('busyboxImage'),
+      });
+      expect(created.status).toBe(201);
+    }
+    const worker = startWorker(token, tempDir('berth-worker-'));
+    await worker.waitFor('registered in pool');
+    const first = (await api<RunBody>('POST', `/stacks/${pool}-1/runs`, { type: 'task' })).body;
+    await settled(first.id, ['PERFORMING']);
+    // The job's own output first: the signal comes while it runs.
+    for (;;) {
+      const log = (await api<{ chunks: unknown[] }>('GET', `/runs/${first.id}/logs`)).body;
+      if (log.chunks.length > 0) break;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    return { worker, first };
+  }
+
+  it('drains: finishes the run it holds, takes no new one, removes its container and exits', async () => {
+    const { worker, first } = await drainSetup('pool-drain', 'echo started; sleep 2; echo ended\n');
+    worker.child.kill('SIGTERM');
+    await worker.waitFor('draining: no new runs; 1 running');
+    // Triggered after the signal: it waits (READY) for another worker.
+    const second = (await api<RunBody>('POST', '/stacks/pool-drain-2/runs', { type: 'task' })).body;
+    expect((await worker.exited).code).toBe(0);
+    const done = await settled(first.id, ['FINISHED', 'FAILED', 'STOPPED', 'CANCELED']);
+    expect(done.state, done.stateReason ?? '').toBe('FINISHED');
+    const log = (await api<{ chunks: { text: string }[] }>('GET', `/runs/${first.id}/logs`)).body;
+    expect(log.chunks.map((c) => c.text).join('')).toContain('started\nended\n');
+    const waiting = (await api<RunBody>('GET', `/runs/${second.id}`)).body;
+    expect(waiting).toMatchObject({ state: 'READY', worker: null });
+    expect(worker.stderr()).toContain(
+      `run ${first.id}: done here (log shipped, container removed)`,
+    );
+    // Nothing left on the engine: afterEach checks.
+  });
+
+  it('a second SIGTERM stops the run it holds, which ends with the reason, and the worker exits', async () => {
+    const { worker, first } = await drainSetup('pool-stop', 'echo started; sleep 300\n');
+    worker.child.kill('SIGTERM');
+    await worker.waitFor('draining: no new runs; 1 running');
+    worker.child.kill('SIGTERM');
+    expect((await worker.exited).code).toBe(0);
+    const done = await settled(first.id, ['FINISHED', 'FAILED', 'STOPPED', 'CANCELED'], 30_000);
+    expect(done.state).not.toBe('FINISHED');
+    expect(done.stateReason).toMatch(/^stopped: /);
+    expect(worker.stderr()).toContain(
+      `run ${first.id}: done here (log shipped, container removed)`,
+    );
   });
 });
 

@@ -65,6 +65,12 @@ export class Worker {
   private paused = false;
   private readonly stopLeasing = new AbortController();
   private heartbeatTimer: NodeJS.Timeout | undefined;
+  /**
+   * What follows a run's reported end: removing its container and its files here. A run's slot
+   * is free once its end is reported (the next run need not wait for the engine's removal); at
+   * most `concurrency` of these run at once, and the worker exits only after all of them.
+   */
+  private readonly afterRuns = new Set<Promise<void>>();
 
   constructor(private readonly options: WorkerOptions) {}
 
@@ -96,6 +102,10 @@ export class Worker {
         await Promise.race(slots);
         continue;
       }
+      if (this.afterRuns.size >= this.options.concurrency) {
+        await Promise.race(this.afterRuns);
+        continue;
+      }
       if (this.paused) {
         await new Promise((resolve) => setTimeout(resolve, Math.min(this.heartbeatMs, 1000)));
         continue;
@@ -120,6 +130,7 @@ export class Worker {
       slots.add(slot);
     }
     await Promise.all(slots);
+    await Promise.all(this.afterRuns);
     clearInterval(this.heartbeatTimer);
   }
 
@@ -343,13 +354,31 @@ export class Worker {
     } finally {
       await reporting;
       this.running.delete(runId);
-      await this.removeAfterReport(runId, removeContainer);
+      const after = this.afterRun(runId, removeContainer, source).finally(() =>
+        this.afterRuns.delete(after),
+      );
+      this.afterRuns.add(after);
+    }
+  }
+
+  /** Removes what a run left here once its end is reported (see afterRuns). */
+  private async afterRun(
+    runId: string,
+    removeContainer: (() => Promise<void>) | null,
+    source: RunSource | null,
+  ): Promise<void> {
+    await this.removeAfterReport(runId, removeContainer);
+    try {
       await source?.cleanup();
       // The run's directory here: the downloaded workspace, nothing else is kept after the run.
       await rm(path.dirname(this.workspaceFile(runId)), { recursive: true, force: true });
-      // For the operator (and tests): nothing of the run is left to ship or remove here.
-      this.options.say(`run ${runId}: done here (log shipped, container removed)`);
+    } catch (err) {
+      this.options.say(
+        `run ${runId}: could not remove its files here: ${coerceError(err).message}`,
+      );
     }
+    // For the operator (and tests): nothing of the run is left to ship or remove here.
+    this.options.say(`run ${runId}: done here (log shipped, container removed)`);
   }
 
   /** Removes a run's container once its end is reported; a failure is the operator's to know. */
