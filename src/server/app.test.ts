@@ -537,6 +537,55 @@ describe('the worker protocol', () => {
     );
     expect(stranded.status).toBe(409);
     expect(stranded.body.code).toBe('LOG_GAP');
+    // At most four batches of a run wait at once (an honest worker has three in flight): a fifth
+    // is answered LOG_GAP at once, while the four still wait, and nothing of it is stored.
+    const settled = new Set<number>();
+    const held = [7, 8, 9, 10].map((firstSeq) =>
+      call(
+        'POST',
+        `/api/v1/worker/runs/${runId}/logs`,
+        { workerId, firstSeq, texts: [`w${firstSeq}\n`] },
+        poolToken,
+      ).then((answer: Answer) => {
+        settled.add(firstSeq);
+        return answer;
+      }),
+    );
+    // Time for the four to reach their wait (a few milliseconds each, in-process): nothing outside
+    // the server shows that they wait, and a second is far more than they need.
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    const fifth = await call(
+      'POST',
+      `/api/v1/worker/runs/${runId}/logs`,
+      { workerId, firstSeq: 11, texts: ['w11\n'] },
+      poolToken,
+    );
+    expect(fifth.body.code).toBe('LOG_GAP');
+    expect([...settled]).toEqual([]);
+    // The gap filled, the four are stored in order, and the fifth is taken when sent again.
+    const filled = await call(
+      'POST',
+      `/api/v1/worker/runs/${runId}/logs`,
+      { workerId, firstSeq: 6, texts: ['w6\n'] },
+      poolToken,
+    );
+    expect(filled.body).toEqual({ next: 7 });
+    expect((await Promise.all(held)).map((a) => a.body)).toEqual([
+      { next: 8 },
+      { next: 9 },
+      { next: 10 },
+      { next: 11 },
+    ]);
+    expect(
+      (
+        await call(
+          'POST',
+          `/api/v1/worker/runs/${runId}/logs`,
+          { workerId, firstSeq: 11, texts: ['w11\n'] },
+          poolToken,
+        )
+      ).body,
+    ).toEqual({ next: 12 });
     expect(
       (await call('POST', '/api/v1/worker/heartbeat', { workerId, runs: [runId] }, poolToken)).body,
     ).toEqual({ stop: [], drained: false });
@@ -555,7 +604,7 @@ describe('the worker protocol', () => {
     expect((await store.getRun(runId))?.state).toBe('STOPPED');
     const logs = await call('GET', `/api/v1/runs/${runId}/logs`);
     expect((logs.body.chunks as { text: string }[]).map((c) => c.text).join('')).toBe(
-      'hello\nworld\nagain\nand\n!\n',
+      'hello\nworld\nagain\nand\n!\nw6\nw7\nw8\nw9\nw10\nw11\n',
     );
   });
 });

@@ -267,12 +267,22 @@ const RunOutputRef = Assignment.properties.run;
 const LOG_GAP_WAIT_MS = 10_000;
 /** How often such a batch looks again (a signal may come between its look and its wait). */
 const LOG_GAP_POLL_MS = 50;
+/**
+ * Batches of one run that may wait at once. An honest worker has at most three of a run in
+ * flight (src/worker/log-shipper.ts), so at most two wait; the bound keeps a worker that sends
+ * more (a bug, or a stolen pool token) from holding the server's memory and connections: past
+ * it, LOG_GAP at once.
+ */
+const LOG_GAP_WAITING_PER_RUN = 4;
+/** Per server: how many batches of each run are waiting now. */
+const waitingBatches = new WeakMap<ServerContext, Map<string, number>>();
 
 /**
  * Stores a log batch after the batch before it: a worker sends a run's batches side by side
  * (src/worker/log-shipper.ts), so one may arrive before its predecessor is stored. It waits here
  * until the log reaches it (woken by the log's growth, or looking again every LOG_GAP_POLL_MS),
- * at most LOG_GAP_WAIT_MS; then LOG_GAP is the answer, and the worker sends it again later.
+ * at most LOG_GAP_WAIT_MS; then LOG_GAP is the answer, and the worker sends it again later. Past
+ * LOG_GAP_WAITING_PER_RUN waiting batches of the run, LOG_GAP at once.
  */
 async function appendInOrder(
   ctx: ServerContext,
@@ -281,14 +291,30 @@ async function appendInOrder(
   texts: string[],
 ): Promise<number> {
   const deadline = Date.now() + LOG_GAP_WAIT_MS;
-  for (;;) {
-    try {
-      return await ctx.store.appendLog(runId, firstSeq, texts, ctx.now(), ctx.logLimitBytes);
-    } catch (err) {
-      const left = deadline - Date.now();
-      if (!(err instanceof StoreConflict && err.code === 'LOG_GAP') || left <= 0) throw err;
-      if (ctx.closing.aborted) throw err;
-      await ctx.signals.waitFor(`run:${runId}`, Math.min(left, LOG_GAP_POLL_MS), ctx.closing);
+  let waiting = false;
+  const counts = waitingBatches.get(ctx) ?? new Map<string, number>();
+  waitingBatches.set(ctx, counts);
+  try {
+    for (;;) {
+      try {
+        return await ctx.store.appendLog(runId, firstSeq, texts, ctx.now(), ctx.logLimitBytes);
+      } catch (err) {
+        const left = deadline - Date.now();
+        if (!(err instanceof StoreConflict && err.code === 'LOG_GAP') || left <= 0) throw err;
+        if (ctx.closing.aborted) throw err;
+        if (!waiting) {
+          if ((counts.get(runId) ?? 0) >= LOG_GAP_WAITING_PER_RUN) throw err;
+          counts.set(runId, (counts.get(runId) ?? 0) + 1);
+          waiting = true;
+        }
+        await ctx.signals.waitFor(`run:${runId}`, Math.min(left, LOG_GAP_POLL_MS), ctx.closing);
+      }
+    }
+  } finally {
+    if (waiting) {
+      const left = (counts.get(runId) ?? 1) - 1;
+      if (left > 0) counts.set(runId, left);
+      else counts.delete(runId);
     }
   }
 }
