@@ -162,6 +162,20 @@ export async function benchImage(): Promise<string> {
   }
 }
 
+/**
+ * The engine the figures come from: its version matters (Docker 20.10, Debian 12's, re-executes
+ * itself for every archive copy into a container; 23 and later do not, docs/performance.md).
+ */
+export async function engineVersion(): Promise<string> {
+  const engine = testEngine();
+  try {
+    const v = await engine.json<{ Version: string; ApiVersion: string }>('GET', '/version');
+    return `Docker ${v.Version} (API ${v.ApiVersion})`;
+  } finally {
+    engine.close();
+  }
+}
+
 /** A real `berth server` and `berth worker` for the worker-path benchmarks, and the API. */
 export interface WorkerPath {
   api: <T>(method: string, route: string, body?: unknown) => Promise<T>;

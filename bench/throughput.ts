@@ -22,7 +22,7 @@ import path from 'node:path';
 import { GATHER_BELOW, GATHER_MS } from '../src/executor/docker/docker-job.js';
 import type { EngineClient } from '../src/executor/docker/engine-client.js';
 import { testEngine } from '../test/harness/engine.js';
-import { BERTH_BIN, benchImage, percentile, timed } from './common.js';
+import { BERTH_BIN, benchImage, engineVersion, percentile, timed } from './common.js';
 
 const megabytes = Number(process.env.BENCH_MB ?? 200);
 const rounds = Number(process.env.BENCH_ROUNDS ?? 3);
@@ -133,7 +133,9 @@ const median = (figures: Figure[]): number =>
 const top = median(results.ceiling);
 const row = (name: string, figures: Figure[]): string =>
   `${name.padEnd(24)} ${median(figures).toFixed(1).padStart(7)} MB/s  ${(median(figures) / top).toFixed(2)} of the ceiling  (rounds: ${figures.map((f) => f.mbPerS.toFixed(1)).join(', ')})`;
-console.log(`output throughput, ${megabytes} MB of job output, median of ${rounds} rounds:`);
+console.log(
+  `output throughput, ${megabytes} MB of job output, median of ${rounds} rounds, ${await engineVersion()}:`,
+);
 console.log(row('ceiling (engine stream)', results.ceiling));
 console.log(row('berth', results.berth));
 console.log(row('docker run | cat', results.docker));

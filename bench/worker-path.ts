@@ -20,6 +20,7 @@
 import {
   benchImage,
   childrenCpuMs,
+  engineVersion,
   engineProcesses,
   processCpuMs,
   percentile,
@@ -146,7 +147,9 @@ try {
     steps.performing.push(at(run, 'FINISHED') - at(run, 'PERFORMING'));
   }
   const median = (values: number[]): number => percentile(values, 50);
-  console.log(`per-job overhead, ${reps} interleaved repetitions each, image ${image}`);
+  console.log(
+    `per-job overhead, ${reps} interleaved repetitions each, image ${image}, ${await engineVersion()}`,
+  );
   console.log('| figure (ms) | median | p95 |');
   console.log('| --- | --- | --- |');
   console.log(
