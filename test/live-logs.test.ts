@@ -6,7 +6,6 @@
  * marked; a client without the CA is refused with a clear error; bad TLS files stop the server
  * before it starts; and a server with followers and waiting workers exits on SIGTERM.
  */
-import type { ChildProcess } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
@@ -17,11 +16,11 @@ import { makeCa, issueCertificate, type TestCa, type TestCertificate } from './h
 import { expectNothingLeftBehind } from './harness/cleanup.js';
 import { runBerth, spawnBerth, type BerthProcess } from './harness/cli.js';
 import { testEngine } from './harness/engine.js';
-import { startBerthServer, stopProcess, stopWorkers } from './harness/server.js';
+import { spawnServer, stopWorkers, type ServerProcess } from './harness/berth-server.js';
 import { tempDir } from './harness/ownership.js';
 
 let engine: EngineClient;
-let server: ChildProcess;
+let server: ServerProcess | undefined;
 let dataDir = '';
 let url = '';
 let admin = '';
@@ -87,11 +86,12 @@ beforeAll(async () => {
   ca = makeCa(certs, 'berth live CA');
   cert = issueCertificate(ca, 'berth server', { server: 'IP:127.0.0.1' });
   dataDir = tempDir('berth-server-');
-  const started = await startBerthServer(
+  server = await spawnServer(
     ['--data-dir', dataDir, '--tls-cert', cert.cert, '--tls-key', cert.key],
     { BERTH_LOG_LIMIT: String(LOG_LIMIT) },
   );
-  ({ child: server, url, admin } = started);
+  url = server.url;
+  admin = server.admin ?? '';
   expect(url).toMatch(/^https:/);
   client = new ApiClient(url, admin, fetchTrusting(trustedCas(ca.cert, {})));
   poolToken = (await client.createPool({ id: 'live', kind: 'private', pullPolicy: 'never' })).token;
@@ -114,7 +114,7 @@ afterEach(async () => {
 });
 
 afterAll(async () => {
-  await stopProcess(server);
+  await server?.stop();
   engine?.close();
 });
 
@@ -282,9 +282,9 @@ describe('stopping the server', () => {
     const id = await trigger('i=0; while true; do echo "tick $i"; i=$((i+1)); sleep 0.3; done\n');
     const follower = follow(id);
     await until('the job output', () => follower.text().includes('tick 2\n'));
-    expect(await stopProcess(server)).toBe(0);
+    expect(await server?.stop()).toBe(0);
     // The same server again, at the same address, on the same database.
-    const again = await startBerthServer(
+    server = await spawnServer(
       ['--listen', `127.0.0.1:${new URL(url).port}`, '--data-dir', dataDir].concat([
         '--tls-cert',
         cert.cert,
@@ -293,7 +293,6 @@ describe('stopping the server', () => {
       ]),
       { BERTH_LOG_LIMIT: String(LOG_LIMIT) },
     );
-    server = again.child;
     const seen = follower.chunks.length;
     await until('chunks after the restart', () => follower.chunks.length > seen + 2);
     await client.decide(id, 'cancel');

@@ -7,7 +7,7 @@
  * SIGTERM drains a worker (its run finishes, no new one is taken, its container goes before it
  * exits); a second SIGTERM stops the run it holds.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
@@ -18,11 +18,11 @@ import { expectNothingLeftBehind } from './harness/cleanup.js';
 import { BERTH_BIN, spawnBerth, type BerthProcess } from './harness/cli.js';
 import { removeImage, tagImage, testEngine } from './harness/engine.js';
 import { ensureBuiltImage } from './harness/images.js';
-import { startBerthServer, stopProcess, stopWorkers } from './harness/server.js';
+import { spawnServer, stopWorkers, type ServerProcess } from './harness/berth-server.js';
 import { tempDir } from './harness/ownership.js';
 
 let engine: EngineClient;
-let server: ChildProcess;
+let server: ServerProcess | undefined;
 let url = '';
 let admin = '';
 let dataDir = '';
@@ -88,13 +88,9 @@ beforeAll(async () => {
   dataDir = tempDir('berth-server-');
   // The server lives for the whole file (the per-test leak check ends the harness's children);
   // it makes no containers, and afterAll ends it.
-  ({
-    child: server,
-    url,
-    admin,
-  } = await startBerthServer(['--data-dir', dataDir], {
-    BERTH_WORKER_LEASE_TIMEOUT: '3s',
-  }));
+  server = await spawnServer(['--data-dir', dataDir], { BERTH_WORKER_LEASE_TIMEOUT: '3s' });
+  ({ url } = server);
+  admin = server.admin ?? '';
   expect(admin).toMatch(/^berth_admin_/);
 });
 
@@ -104,7 +100,7 @@ afterEach(async () => {
 });
 
 afterAll(async () => {
-  await stopProcess(server);
+  await server?.stop();
   engine?.close();
 });
 

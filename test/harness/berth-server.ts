@@ -34,36 +34,21 @@ export interface BerthServer {
 }
 
 export async function startBerthServer(env: Record<string, string> = {}): Promise<BerthServer> {
-  const child = spawn(
-    process.execPath,
-    [BERTH_BIN, 'server', '--listen', '127.0.0.1:0', '--data-dir', tempDir('berth-server-')],
-    { env: { ...process.env, NO_COLOR: '1', ...env }, stdio: ['ignore', 'ignore', 'pipe'] },
-  );
-  let said = '';
-  await new Promise<void>((resolve, reject) => {
-    child.stderr.on('data', (chunk: Buffer) => {
-      said += chunk.toString();
-      if (/listening on http/.test(said)) resolve();
-    });
-    child.on('exit', (code) => reject(new Error(`berth server exited (${code}): ${said}`)));
-  });
-  const url = /listening on (http:\/\/\S+)/.exec(said)?.[1] as string;
-  const admin = /admin token \(shown once, keep it\): (\S+)/.exec(said)?.[1] as string;
+  const server = await spawnServer(['--data-dir', tempDir('berth-server-')], env);
+  const { url } = server;
+  const admin = server.admin as string;
   expect(admin).toMatch(/^berth_admin_/);
   return {
     url,
     admin,
-    output: () => said,
+    output: () => server.stderr(),
     async api<T>(method: string, route: string, body?: unknown): Promise<ApiAnswer<T>> {
       const res = await apiRequest(url, admin, method, route, body);
       const text = await res.text();
       return { status: res.status, body: (text ? JSON.parse(text) : {}) as T, text };
     },
     async stop() {
-      if (child.exitCode !== null) return;
-      const exited = new Promise((resolve) => child.on('exit', resolve));
-      child.kill('SIGTERM');
-      await exited;
+      await server.stop();
     },
   };
 }
@@ -93,46 +78,55 @@ export interface ServerProcess {
   /** The admin token, when this start made it (the first start on a database). */
   admin: string | null;
   stderr(): string;
-  /** SIGTERM, and wait for the exit. */
-  stop(): Promise<void>;
+  /** SIGTERM, and the exit code once it has exited (at once when it had already). */
+  stop(): Promise<number | null>;
   /** SIGKILL (a crash), and wait for the exit. */
-  kill(): Promise<void>;
+  kill(): Promise<number | null>;
 }
 
-export async function startServerProcess(
-  dataDir: string,
+/**
+ * Starts `berth server ARGS` (on a free loopback port unless ARGS has --listen) and waits until it
+ * listens (HTTP or HTTPS): the one way the tests start a server process.
+ */
+export async function spawnServer(
+  args: string[],
   env: Record<string, string> = {},
-  listen = '127.0.0.1:0',
 ): Promise<ServerProcess> {
-  const child = spawn(
-    process.execPath,
-    [BERTH_BIN, 'server', '--listen', listen, '--data-dir', dataDir],
-    {
-      env: { ...process.env, NO_COLOR: '1', ...env },
-      stdio: ['ignore', 'ignore', 'pipe'],
-    },
-  );
+  const listen = args.includes('--listen') ? [] : ['--listen', '127.0.0.1:0'];
+  const child = spawn(process.execPath, [BERTH_BIN, 'server', ...listen, ...args], {
+    env: { ...process.env, NO_COLOR: '1', ...env },
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
   let said = '';
-  const exited = new Promise<void>((resolve) => child.on('exit', () => resolve()));
+  const exited = new Promise<number | null>((resolve) => child.on('exit', resolve));
   await new Promise<void>((resolve, reject) => {
     child.stderr?.on('data', (chunk: Buffer) => {
       said += chunk.toString();
-      if (/listening on http/.test(said)) resolve();
+      if (/listening on https?:/.test(said)) resolve();
     });
     child.on('exit', (code) => reject(new Error(`berth server exited (${code}): ${said}`)));
   });
-  const end = async (signal: NodeJS.Signals): Promise<void> => {
+  const end = async (signal: NodeJS.Signals): Promise<number | null> => {
     if (child.exitCode === null && child.signalCode === null) child.kill(signal);
-    await exited;
+    return exited;
   };
   return {
     child,
-    url: /listening on (http:\/\/\S+)/.exec(said)?.[1] as string,
+    url: /listening on (https?:\/\/\S+)/.exec(said)?.[1] as string,
     admin: /admin token \(shown once, keep it\): (\S+)/.exec(said)?.[1] ?? null,
     stderr: () => said,
     stop: () => end('SIGTERM'),
     kill: () => end('SIGKILL'),
   };
+}
+
+/** A server on `dataDir` (several servers may share one database through `env`). */
+export function startServerProcess(
+  dataDir: string,
+  env: Record<string, string> = {},
+  listen = '127.0.0.1:0',
+): Promise<ServerProcess> {
+  return spawnServer(['--listen', listen, '--data-dir', dataDir], env);
 }
 
 export interface RunBody {
