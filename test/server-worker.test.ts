@@ -230,7 +230,7 @@ describe('berth worker on SIGTERM', () => {
   }
 
   it('drains: finishes the run it holds, takes no new one, removes its container and exits', async () => {
-    const { worker, first } = await drainSetup('pool-drain', 'echo started; sleep 2; echo ended\n');
+    const { worker, first } = await drainSetup('pool-drain', 'echo started; sleep 5; echo ended\n');
     worker.child.kill('SIGTERM');
     await worker.waitFor('draining: no new runs; 1 running');
     // Triggered after the signal: it waits (READY) for another worker.

@@ -67,7 +67,11 @@ describe('HeadTailLog', () => {
       fc.property(
         // A tail longer than 256 chunks of one or two bytes, so that the copying in turns happens.
         fc.integer({ min: 600, max: 2000 }),
-        fc.array(fc.string({ minLength: 1, maxLength: 2 }), { minLength: 300, maxLength: 1500 }),
+        fc.array(fc.string({ minLength: 1, maxLength: 2 }), {
+          minLength: 300,
+          maxLength: 1500,
+          size: 'max',
+        }),
         (limit, chunks) => {
           const all = chunks.join('');
           const tail = limit - Math.ceil(limit / 2);

@@ -106,7 +106,7 @@ export class HeadTailLog {
     // A chunk wholly older than the last tailLimit bytes can never be kept: dropped uncopied.
     for (
       let oldest = this.pending[0];
-      oldest && this.pendingBytes - oldest.length >= this.tailLimit;
+      oldest !== undefined && this.pendingBytes - oldest.length >= this.tailLimit;
       oldest = this.pending[0]
     ) {
       this.pending.shift();

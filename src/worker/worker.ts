@@ -67,8 +67,9 @@ export class Worker {
   private heartbeatTimer: NodeJS.Timeout | undefined;
   /**
    * What follows a run's reported end: removing its container and its files here. A run's slot
-   * is free once its end is reported (the next run need not wait for the engine's removal); at
-   * most `concurrency` of these run at once, and the worker exits only after all of them.
+   * is free once its end is reported: a new run is taken while fewer than `concurrency` of these
+   * are in progress (so fewer than twice `concurrency` at once; with 1, the next run still waits
+   * for the removal), and the worker exits only after all of them.
    */
   private readonly afterRuns = new Set<Promise<void>>();
 
@@ -367,31 +368,38 @@ export class Worker {
     removeContainer: (() => Promise<void>) | null,
     source: RunSource | null,
   ): Promise<void> {
-    await this.removeAfterReport(runId, removeContainer);
+    let clean = await this.removeAfterReport(runId, removeContainer);
     try {
       await source?.cleanup();
       // The run's directory here: the downloaded workspace, nothing else is kept after the run.
       await rm(path.dirname(this.workspaceFile(runId)), { recursive: true, force: true });
     } catch (err) {
+      clean = false;
       this.options.say(
         `run ${runId}: could not remove its files here: ${coerceError(err).message}`,
       );
     }
     // For the operator (and tests): nothing of the run is left to ship or remove here.
-    this.options.say(`run ${runId}: done here (log shipped, container removed)`);
+    this.options.say(
+      clean
+        ? `run ${runId}: done here (log shipped, container removed)`
+        : `run ${runId}: done here (log shipped; what could not be removed is said above)`,
+    );
   }
 
   /** Removes a run's container once its end is reported; a failure is the operator's to know. */
   private async removeAfterReport(
     runId: string,
     remove: (() => Promise<void>) | null,
-  ): Promise<void> {
+  ): Promise<boolean> {
     try {
       await remove?.();
+      return true;
     } catch (err) {
       this.options.say(
         `run ${runId}: could not remove its container (${coerceError(err).message}); the next start of this worker removes it`,
       );
+      return false;
     }
   }
 

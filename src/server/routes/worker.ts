@@ -269,9 +269,10 @@ const LOG_GAP_WAIT_MS = 10_000;
 const LOG_GAP_POLL_MS = 50;
 /**
  * Batches of one run that may wait at once. An honest worker has at most three of a run in
- * flight (src/worker/log-shipper.ts), so at most two wait; the bound keeps a worker that sends
- * more (a bug, or a stolen pool token) from holding the server's memory and connections: past
- * it, LOG_GAP at once.
+ * flight (src/worker/log-shipper.ts), so two wait, or a few more for a moment when a batch is
+ * sent again after a cut connection while its first copy still waits; the bound keeps a worker
+ * that sends more (a bug, or a stolen pool token) from holding the server's memory and
+ * connections: past it, LOG_GAP at once (the worker sends it again later, as after any gap).
  */
 const LOG_GAP_WAITING_PER_RUN = 4;
 /** Per server: how many batches of each run are waiting now. */
