@@ -19,7 +19,7 @@ import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openStore } from '../store/open-store.js';
 import type { Store } from '../store/store.js';
-import { buildServer, openApiDocument } from './app.js';
+import { buildServer, openApiDocument, type BerthServer } from './app.js';
 import { hashToken, sessionSetCookie } from './auth.js';
 import { SecretBox } from './secrets.js';
 import { BlobStore } from './blob-store.js';
@@ -27,7 +27,7 @@ import { BlobStore } from './blob-store.js';
 const ADMIN = 'berth_admin_test-token-0123456789';
 let dir: string;
 let store: Store;
-let app: FastifyInstance;
+let app: BerthServer;
 let clock = new Date('2026-11-30T12:00:00.000Z');
 
 beforeAll(async () => {
@@ -551,9 +551,8 @@ describe('the worker protocol', () => {
         return answer;
       }),
     );
-    // Time for the four to reach their wait (a few milliseconds each, in-process): nothing outside
-    // the server shows that they wait, and a second is far more than they need.
-    await new Promise((resolve) => setTimeout(resolve, 1000));
+    while (app.waitingLogBatches(runId) < 4)
+      await new Promise((resolve) => setTimeout(resolve, 10));
     const fifth = await call(
       'POST',
       `/api/v1/worker/runs/${runId}/logs`,

@@ -191,6 +191,8 @@ export type BerthServer = FastifyInstance & {
   notifyPool(poolId: string): void;
   /** Workers waiting in a long poll for a run of the pool (for tests and status). */
   waitingWorkers(poolId: string): number;
+  /** Log batches of the run waiting for the batch before them (for tests and status). */
+  waitingLogBatches(runId: string): number;
 };
 
 export async function buildServer(deps: ServerDeps): Promise<BerthServer> {
@@ -319,6 +321,7 @@ export async function buildServer(deps: ServerDeps): Promise<BerthServer> {
     signals,
     runFeed,
     closing: closing.signal,
+    logBatchesWaiting: new Map(),
     callerOfToken,
     refuseToken,
   };
@@ -360,6 +363,7 @@ export async function buildServer(deps: ServerDeps): Promise<BerthServer> {
   return Object.assign(app, {
     notifyPool: (poolId: string) => context.signals.notify(poolId),
     waitingWorkers: (poolId: string) => context.signals.waiters(poolId),
+    waitingLogBatches: (runId: string) => context.logBatchesWaiting.get(runId) ?? 0,
   });
 }
 
@@ -377,6 +381,8 @@ export type ServerContext = ServerDeps & {
   runFeed: RunFeed;
   /** Aborted when the server starts closing: every wait and stream ends. */
   closing: AbortSignal;
+  /** How many log batches of each run wait for the batch before them (routes/worker.ts). */
+  logBatchesWaiting: Map<string, number>;
   /** The caller a token stands for (null: none): the same check as every request's. */
   callerOfToken: (token: string) => Promise<Caller | null>;
   /** A failed authentication from that address, counted: the error to throw. */

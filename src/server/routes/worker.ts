@@ -275,8 +275,6 @@ const LOG_GAP_POLL_MS = 50;
  * connections: past it, LOG_GAP at once (the worker sends it again later, as after any gap).
  */
 const LOG_GAP_WAITING_PER_RUN = 4;
-/** Per server: how many batches of each run are waiting now. */
-const waitingBatches = new WeakMap<ServerContext, Map<string, number>>();
 
 /**
  * Stores a log batch after the batch before it: a worker sends a run's batches side by side
@@ -293,8 +291,7 @@ async function appendInOrder(
 ): Promise<number> {
   const deadline = Date.now() + LOG_GAP_WAIT_MS;
   let waiting = false;
-  const counts = waitingBatches.get(ctx) ?? new Map<string, number>();
-  waitingBatches.set(ctx, counts);
+  const counts = ctx.logBatchesWaiting;
   try {
     for (;;) {
       try {
