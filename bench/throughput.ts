@@ -1,5 +1,5 @@
 /**
- * Output throughput and memory, three ways in one run on the same job output (200 MB of text
+ * Output throughput and memory, four ways in one run on the same job output (200 MB of text
  * lines, BENCH_MB to change):
  *
  * - berth: `berth run` with a secret to mask in every line, human view (a time stamp per line),
@@ -8,17 +8,22 @@
  *   reads (an exec in a running container, multiplexed, no TTY), read the same way (the
  *   hijacked connection, small reads followed by a millisecond's pause), that only counts bytes: no demultiplexing into lines, no masking, no
  *   time stamps, no writing anywhere;
+ * - relay: the ceiling's reader in a process of its own that writes what it reads, frames and
+ *   all, to its stdout, drained by this benchmark as berth's is: the engine's stream plus the one
+ *   hop every command-line reader pays (a pipe to its reader), and nothing else. berth's figure
+ *   against this one is what its own work on the output costs;
  * - `docker run … | cat`: the Docker CLI, drained the same way.
  *
  * Rates are from the first byte of output to the end (start-up is bench/startup.ts's subject),
  * reported as MB/s and as ratios to the ceiling. On a machine shared with other work the rates
  * swing from round to round; the CPU time each reader spends per 100 MB is the steadier figure.
  * berth's peak RSS (VmHWM) must stay under 150 MB.
- * Rounds interleave the three (BENCH_ROUNDS, default 3); the median of each is reported.
+ * Rounds interleave the four (BENCH_ROUNDS, default 3); the median of each is reported.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { GATHER_BELOW, GATHER_MS } from '../src/executor/docker/docker-job.js';
 import type { EngineClient } from '../src/executor/docker/engine-client.js';
 import { testEngine } from '../test/harness/engine.js';
@@ -26,6 +31,12 @@ import { BERTH_BIN, benchImage, engineVersion, percentile, timed } from './commo
 
 const megabytes = Number(process.env.BENCH_MB ?? 200);
 const rounds = Number(process.env.BENCH_ROUNDS ?? 3);
+if (process.argv[2] === '--relay') {
+  await relayProcess(process.argv[3] as string);
+  // Pipe writes are asynchronous: what is still queued is written before the process ends.
+  await new Promise((resolve) => process.stdout.write('', resolve));
+  process.exit(0);
+}
 const image = await benchImage();
 const jobDir = mkdtempSync(path.join(tmpdir(), 'berth-bench-'));
 const stateDir = mkdtempSync(path.join(tmpdir(), 'berth-bench-state-'));
@@ -63,38 +74,75 @@ async function dockerCli(): Promise<Figure> {
   return { mbPerS: megabytes / ((result.totalMs - (result.firstByteMs ?? 0)) / 1000) };
 }
 
-/** The ceiling: the engine's exec stream, only counted. */
-async function ceiling(engine: EngineClient): Promise<Figure> {
+/** A container of the bench image that runs `script` as an exec: its ids, and removal. */
+async function scriptExec(
+  engine: EngineClient,
+): Promise<{ execId: string; remove: () => Promise<void> }> {
   const created = await engine.json<{ Id: string }>('POST', '/containers/create', {
     body: { Image: image, Cmd: ['sleep', '3600'], Labels: { 'berth.bench': '1' } },
   });
+  const remove = async (): Promise<void> => {
+    await engine.json('DELETE', `/containers/${created.Id}`, { query: { force: 1 } });
+  };
   try {
     await engine.json('POST', `/containers/${created.Id}/start`);
     const exec = await engine.json<{ Id: string }>('POST', `/containers/${created.Id}/exec`, {
       body: { Cmd: ['/bin/sh', '-c', script], AttachStdout: true, AttachStderr: true },
     });
-    // The cheapest way to read it, the one berth uses too: the hijacked connection, no HTTP
-    // client in between.
-    const res = await engine.hijack('POST', `/exec/${exec.Id}/start`, {
-      body: { Detach: false, Tty: false },
+    return { execId: exec.Id, remove };
+  } catch (err) {
+    await remove();
+    throw err;
+  }
+}
+
+/**
+ * Reads an exec's output as berth does (the hijacked connection, no HTTP client in between;
+ * after a small read, a millisecond for the next frames to gather: one wake-up per 4 KiB frame
+ * costs the reader, and so the engine beside it, more CPU), handing each read to `take`; a false
+ * from `take` means the reader is full: reading waits for `room`.
+ */
+async function readExec(
+  engine: EngineClient,
+  execId: string,
+  take: (chunk: Buffer) => boolean,
+  room: () => Promise<void>,
+): Promise<void> {
+  const res = await engine.hijack('POST', `/exec/${execId}/start`, {
+    body: { Detach: false, Tty: false },
+  });
+  await new Promise<void>((resolve, reject) => {
+    res.on('data', (chunk: Buffer) => {
+      if (!take(chunk)) {
+        res.pause();
+        void room().then(() => res.resume());
+      } else if (chunk.length < GATHER_BELOW) {
+        res.pause();
+        setTimeout(() => res.resume(), GATHER_MS);
+      }
     });
+    res.on('end', resolve);
+    res.on('error', reject);
+  });
+}
+
+/** The ceiling: the engine's exec stream, only counted. */
+async function ceiling(engine: EngineClient): Promise<Figure> {
+  const { execId, remove } = await scriptExec(engine);
+  try {
     let received = 0;
     let first = 0;
     const cpu = process.cpuUsage();
-    await new Promise<void>((resolve, reject) => {
-      res.on('data', (chunk: Buffer) => {
+    await readExec(
+      engine,
+      execId,
+      (chunk) => {
         if (received === 0) first = performance.now();
         received += chunk.length;
-        // As berth reads: after a small read, a millisecond for the next frames to gather (one
-        // wake-up per 4 KiB frame costs the reader, and so the engine beside it, more CPU).
-        if (chunk.length < GATHER_BELOW) {
-          res.pause();
-          setTimeout(() => res.resume(), GATHER_MS);
-        }
-      });
-      res.on('end', resolve);
-      res.on('error', reject);
-    });
+        return true;
+      },
+      () => Promise.resolve(),
+    );
     const seconds = (performance.now() - first) / 1000;
     const used = process.cpuUsage(cpu);
     // Received bytes include the 8-byte frame headers; the rate counts the job's output only.
@@ -104,19 +152,53 @@ async function ceiling(engine: EngineClient): Promise<Figure> {
       cpuMsPer100MB: ((used.user + used.system) / 1000) * (100 / megabytes),
     };
   } finally {
-    await engine.json('DELETE', `/containers/${created.Id}`, { query: { force: 1 } });
+    await remove();
+  }
+}
+
+/** The relay: this file run again with `--relay EXEC_ID`, its stdout drained as berth's is. */
+async function relay(engine: EngineClient): Promise<Figure> {
+  const { execId, remove } = await scriptExec(engine);
+  try {
+    const self = fileURLToPath(import.meta.url);
+    const result = await timed(process.execPath, [...process.execArgv, self, '--relay', execId]);
+    if (result.exitCode !== 0) throw new Error(`the relay failed (exit ${result.exitCode})`);
+    if (result.stdoutBytes < bytes) throw new Error(`the relay gave ${result.stdoutBytes} bytes`);
+    return {
+      mbPerS: megabytes / ((result.totalMs - (result.firstByteMs ?? 0)) / 1000),
+      cpuMsPer100MB: (result.cpuMs * 100) / megabytes,
+    };
+  } finally {
+    await remove();
+  }
+}
+
+/** The relay's own process: the exec's stream to stdout, waiting for room as berth does. */
+async function relayProcess(execId: string): Promise<void> {
+  const engine = testEngine();
+  try {
+    await readExec(
+      engine,
+      execId,
+      (chunk) => process.stdout.write(chunk),
+      () => new Promise((resolve) => process.stdout.once('drain', resolve)),
+    );
+  } finally {
+    engine.close();
   }
 }
 
 const engine = testEngine();
-const results: Record<'berth' | 'ceiling' | 'docker', Figure[]> = {
+const results: Record<'berth' | 'ceiling' | 'relay' | 'docker', Figure[]> = {
   berth: [],
   ceiling: [],
+  relay: [],
   docker: [],
 };
 try {
   for (let round = 0; round < rounds; round += 1) {
     results.ceiling.push(await ceiling(engine));
+    results.relay.push(await relay(engine));
     results.berth.push(await berth());
     results.docker.push(await dockerCli());
   }
@@ -137,6 +219,7 @@ console.log(
   `output throughput, ${megabytes} MB of job output, median of ${rounds} rounds, ${await engineVersion()}:`,
 );
 console.log(row('ceiling (engine stream)', results.ceiling));
+console.log(row('relay (stream to a pipe)', results.relay));
 console.log(row('berth', results.berth));
 console.log(row('docker run | cat', results.docker));
 const cpu = (figures: Figure[]): string =>
@@ -145,7 +228,10 @@ const cpu = (figures: Figure[]): string =>
     50,
   ).toFixed(0);
 console.log(
-  `CPU time per 100 MB (median): berth ${cpu(results.berth)} ms (its whole process: engine calls, demultiplexing, decoding, masking, time stamps, stored log, writing stdout), the ceiling's reader ${cpu(results.ceiling)} ms`,
+  `berth / relay: ${(median(results.berth) / median(results.relay)).toFixed(2)} (what berth's own work on the output costs beyond the pipe hop)`,
+);
+console.log(
+  `CPU time per 100 MB (median): berth ${cpu(results.berth)} ms (its whole process: engine calls, demultiplexing, decoding, masking, time stamps, stored log, writing stdout), the relay ${cpu(results.relay)} ms (its whole process: start-up, reading, writing stdout), the ceiling's reader ${cpu(results.ceiling)} ms`,
 );
 const peak = Math.max(...results.berth.map((f) => f.peakRssMb ?? 0));
 console.log(
