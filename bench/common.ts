@@ -223,7 +223,14 @@ export async function startWorkerPath(options: {
     ['server', '--listen', '127.0.0.1:0', '--data-dir', path.join(scratch, 'server')],
     {
       ...options.env,
-      ...(options.databaseUrl ? { BERTH_DATABASE_URL: options.databaseUrl } : {}),
+      ...(options.databaseUrl
+        ? {
+            BERTH_DATABASE_URL: options.databaseUrl,
+            // One key for every benchmark run on a database given again (BENCH_DATABASE_URL): a
+            // new data directory's own key would be refused (BERTH_SECRETS_KEY_MISMATCH).
+            BERTH_SECRETS_KEY: Buffer.alloc(32, 1).toString('base64'),
+          }
+        : {}),
     },
     /listening on http/,
     // e.g. "--cpu-prof --cpu-prof-dir=DIR": where the server's (BENCH_WORKER_NODE_ARGS: the

@@ -3,9 +3,11 @@
  * real engine: the server killed and started again mid-run loses no run and no log line (the
  * worker sends again what did not arrive), and a worker whose connections are cut, before a
  * request reaches the server or after the server handled it, still leaves a complete, ordered
- * log without duplicates and a finished run. And a bad server setting is refused with its value.
+ * log without duplicates and a finished run. And a bad server setting is refused with its value,
+ * and a secrets key other than the database's stops the server before it serves anything.
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterEach, describe, expect, inject, it } from 'vitest';
 import { expectNothingLeftBehind } from './harness/cleanup.js';
@@ -15,10 +17,13 @@ import { startApiProxy, type ApiProxy } from './harness/api-proxy.js';
 import {
   apiClient,
   jobOutput,
+  spawnServer,
   startServerProcess,
   type ServerProcess,
 } from './harness/berth-server.js';
 import { tempDir } from './harness/ownership.js';
+import { SecretBox } from '../src/server/secrets.js';
+import { openStore } from '../src/store/open-store.js';
 
 const servers: ServerProcess[] = [];
 const workers: BerthProcess[] = [];
@@ -173,6 +178,28 @@ describe('the worker path when the server or the network fails', () => {
   });
 });
 
+/**
+ * A server's data directory whose stack `sealed` has a secret variable TOKEN (sealed with `key`)
+ * and a plain one REGION; the server is stopped again. Returns the admin token.
+ */
+async function sealedStack(dataDir: string, key: string): Promise<string> {
+  const server = await startServerProcess(dataDir, { BERTH_SECRETS_KEY: key });
+  servers.push(server);
+  const admin = server.admin as string;
+  const { api } = apiClient(() => server.url, admin);
+  expect((await api('POST', '/pools', { id: 'keys', kind: 'private' })).status).toBe(201);
+  const stackDir = tempDir('berth-stack-');
+  expect(
+    (await api('POST', '/stacks', { id: 'sealed', localDir: stackDir, pool: 'keys' })).status,
+  ).toBe(201);
+  const secret = await api('PUT', '/stacks/sealed/env/TOKEN', { value: 'hunter2', secret: true });
+  expect(secret.status).toBe(200);
+  expect((await api('PUT', '/stacks/sealed/env/REGION', { value: 'eu-west-1' })).status).toBe(200);
+  expect(await server.stop()).toBe(0);
+  servers.splice(0);
+  return admin;
+}
+
 describe('berth server settings', () => {
   it('refuses a database pool size that is not a number of connections, saying which', async () => {
     const result = await runBerth(
@@ -184,5 +211,114 @@ describe('berth server settings', () => {
     expect(result.stderr).toContain(
       'BERTH_DATABASE_POOL_SIZE="lots" is not a number of connections',
     );
+  });
+
+  it('refuses to start with a secrets key that does not open the secret values stored, and starts again with the right one, the secret intact', async () => {
+    const dataDir = tempDir('berth-server-');
+    const right = randomBytes(32).toString('base64');
+    const admin = await sealedStack(dataDir, right);
+
+    const wrong = await runBerth(['server', '--listen', '127.0.0.1:0', '--data-dir', dataDir], {
+      BERTH_SECRETS_KEY: randomBytes(32).toString('base64'),
+    });
+    expect(wrong.code).toBe(2);
+    expect(wrong.stderr).toContain('BERTH_SECRETS_KEY_MISMATCH');
+    expect(wrong.stderr).toContain(
+      'the secrets key (BERTH_SECRETS_KEY) does not open the secret values this database holds',
+    );
+    expect(wrong.stderr).toContain('Every server on one database needs the same secrets key');
+    expect(wrong.stderr).not.toContain('listening on');
+    // Without BERTH_SECRETS_KEY and without a key file, no key is made: one would not open them.
+    const generated = await runBerth(
+      ['server', '--listen', '127.0.0.1:0', '--data-dir', dataDir],
+      {},
+    );
+    expect(generated.code).toBe(2);
+    expect(generated.stderr).toContain(
+      `the secrets key is missing (${dataDir}/secrets.key, or BERTH_SECRETS_KEY)`,
+    );
+    expect(existsSync(path.join(dataDir, 'secrets.key'))).toBe(false);
+
+    const again = await startServerProcess(dataDir, { BERTH_SECRETS_KEY: right });
+    servers.push(again);
+    const stack = await apiClient(() => again.url, admin).api<{ variables: unknown[] }>(
+      'GET',
+      '/stacks/sealed',
+    );
+    expect(stack.body.variables).toContainEqual({ name: 'TOKEN', secret: true });
+    // Nothing was sealed again or lost on the way: the stored value opens with the right key.
+    const store = await openStore({ dataDir });
+    try {
+      const variable = (await store.listStackVariables('sealed')).find((v) => v.name === 'TOKEN');
+      expect(SecretBox.fromKey(Buffer.from(right, 'base64')).open(variable?.value ?? '')).toBe(
+        'hunter2',
+      );
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('refuses to start with another key than the first server on the database recorded, before any secret exists', async () => {
+    const dataDir = tempDir('berth-server-');
+    const first = await startServerProcess(dataDir, {
+      BERTH_SECRETS_KEY: randomBytes(32).toString('base64'),
+    });
+    expect(await first.stop()).toBe(0);
+    const second = await runBerth(['server', '--listen', '127.0.0.1:0', '--data-dir', dataDir], {
+      BERTH_SECRETS_KEY: randomBytes(32).toString('base64'),
+    });
+    expect(second.code).toBe(2);
+    expect(second.stderr).toContain('BERTH_SECRETS_KEY_MISMATCH');
+    expect(second.stderr).toContain(
+      'the secrets key (BERTH_SECRETS_KEY) is not the key of the other servers on this database',
+    );
+  });
+
+  it('forgets what a lost key sealed with --new-secrets-key, only when the key does not open it, and then holds to the new key', async () => {
+    const dataDir = tempDir('berth-server-');
+    const lost = randomBytes(32).toString('base64');
+    const fresh = randomBytes(32).toString('base64');
+    const admin = await sealedStack(dataDir, lost);
+
+    // The right key with the switch: nothing is forgotten.
+    const same = await spawnServer(['--data-dir', dataDir, '--new-secrets-key'], {
+      BERTH_SECRETS_KEY: lost,
+    });
+    servers.push(same);
+    expect(same.stderr()).toContain('opens what the database holds; nothing was forgotten');
+    const kept = await apiClient(() => same.url, admin).api<{ variables: unknown[] }>(
+      'GET',
+      '/stacks/sealed',
+    );
+    expect(kept.body.variables).toContainEqual({ name: 'TOKEN', secret: true });
+    expect(await same.stop()).toBe(0);
+    servers.splice(0);
+
+    // Another key with the switch: the secret goes (no one can open it), the plain one stays.
+    const renewed = await spawnServer(['--data-dir', dataDir, '--new-secrets-key'], {
+      BERTH_SECRETS_KEY: fresh,
+    });
+    servers.push(renewed);
+    expect(renewed.stderr()).toContain(
+      "--new-secrets-key: the secrets key (BERTH_SECRETS_KEY) is now the servers' key",
+    );
+    expect(renewed.stderr()).toContain('1 secret variable(s), to be set again: sealed/TOKEN');
+    const after = await apiClient(() => renewed.url, admin).api<{ variables: unknown[] }>(
+      'GET',
+      '/stacks/sealed',
+    );
+    expect(after.body.variables).toEqual([{ name: 'REGION', secret: false, value: 'eu-west-1' }]);
+    expect(await renewed.stop()).toBe(0);
+    servers.splice(0);
+
+    // From now on the new key is the one, and the lost one is refused.
+    const old = await runBerth(['server', '--listen', '127.0.0.1:0', '--data-dir', dataDir], {
+      BERTH_SECRETS_KEY: lost,
+    });
+    expect(old.code).toBe(2);
+    expect(old.stderr).toContain('BERTH_SECRETS_KEY_MISMATCH');
+    const next = await startServerProcess(dataDir, { BERTH_SECRETS_KEY: fresh });
+    servers.push(next);
+    expect(next.stderr()).not.toContain('--new-secrets-key');
   });
 });

@@ -10,6 +10,7 @@ import type { RunKind } from '../src/domain/run-state.js';
 import { openStore } from '../src/store/open-store.js';
 import { StoreConflict, type Store } from '../src/store/store.js';
 import { tempDir } from './harness/ownership.js';
+import { poolWithStack, waitingPlan } from './harness/store-fixtures.js';
 import { startPostgres, type RunningPostgres } from './harness/postgres.js';
 
 let postgres: RunningPostgres;
@@ -455,6 +456,37 @@ describe.each<Kind>(['sqlite', 'postgres'])('the store on %s', (kind) => {
     expect(await store.deleteStack('busy')).toBe(true);
     expect(await store.getStack('busy')).toBeNull();
     expect(await store.getRun(run.id)).toBeNull();
+  });
+
+  it('keeps a shared setting once, whoever claims it first, also when two claim it at once', async () => {
+    expect(await store.claimSetting('first-wins', 'one')).toBe('one');
+    expect(await store.claimSetting('first-wins', 'two')).toBe('one');
+    const [a, b] = await Promise.all([
+      store.claimSetting('at-once', 'a'),
+      store.claimSetting('at-once', 'b'),
+    ]);
+    expect(a).toBe(b);
+    expect(['a', 'b']).toContain(a);
+  });
+
+  it('finds a sealed value to check the secrets key against: a secret variable, else the seal of a live saved workspace', async () => {
+    const own = await freshStore(kind);
+    try {
+      expect(await own.sealedValueSample()).toBeNull();
+      await poolWithStack(own, 's', t0);
+      await own.setStackVariable('s', { name: 'PLAIN', value: 'not sealed', secret: false });
+      expect(await own.sealedValueSample()).toBeNull();
+      const runId = await waitingPlan(own, 's', newId(), 'sealed:v1:plan', t0);
+      expect(await own.sealedValueSample()).toBe('sealed:v1:plan');
+      await own.setStackVariable('s', { name: 'TOKEN', value: 'sealed:v1:token', secret: true });
+      expect(await own.sealedValueSample()).toBe('sealed:v1:token');
+      await own.unsetStackVariable('s', 'TOKEN');
+      // A run that ended keeps no workspace worth checking a key against.
+      await own.transitionRun(runId, 'DISCARDED', {}, t0);
+      expect(await own.sealedValueSample()).toBeNull();
+    } finally {
+      await own.close();
+    }
   });
 
   it('keeps API tokens by hash only', async () => {

@@ -10,6 +10,7 @@
  * 1,000 real containers take time: about 10 minutes on the 2-core development machine under
  * load (2 runs a second). BERTH_TEST_RUNS sets another number for a quicker local run.
  */
+import { randomBytes } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
@@ -24,7 +25,7 @@ import {
   type ServerProcess,
 } from './harness/berth-server.js';
 import { expectNothingLeftBehind } from './harness/cleanup.js';
-import { spawnBerth, type BerthProcess } from './harness/cli.js';
+import { runBerth, spawnBerth, type BerthProcess } from './harness/cli.js';
 import { testEngine } from './harness/engine.js';
 import { tempDir } from './harness/ownership.js';
 import { startPostgres, type RunningPostgres } from './harness/postgres.js';
@@ -42,7 +43,13 @@ beforeAll(async () => {
   engine = testEngine();
   postgres = startPostgres();
   postgres.createDatabase('berth');
-  const env = { BERTH_DATABASE_URL: postgres.url('berth'), BERTH_WORKER_LEASE_TIMEOUT: '30s' };
+  // Servers on one database share one secrets key (docs/server.md): each data directory would
+  // otherwise get a key of its own, and the second server would refuse to start.
+  const env = {
+    BERTH_DATABASE_URL: postgres.url('berth'),
+    BERTH_WORKER_LEASE_TIMEOUT: '30s',
+    BERTH_SECRETS_KEY: randomBytes(32).toString('base64'),
+  };
   // One after the other: the first migrates the database and makes the admin token.
   servers.push(await startServerProcess(tempDir('berth-server-'), env));
   servers.push(await startServerProcess(tempDir('berth-server-'), env));
@@ -95,6 +102,19 @@ async function watchContainerStarts(): Promise<{
 }
 
 describe('two servers on one PostgreSQL', () => {
+  it('refuses a third server whose data directory has a secrets key of its own', async () => {
+    const own = await runBerth(
+      ['server', '--listen', '127.0.0.1:0', '--data-dir', tempDir('berth-server-')],
+      { BERTH_DATABASE_URL: postgres.url('berth') },
+    );
+    expect(own.code).toBe(2);
+    expect(own.stderr).toContain('BERTH_SECRETS_KEY_MISMATCH');
+    expect(own.stderr).toMatch(
+      /the secrets key \(\S+\/secrets\.key\) is not the key of the other servers on this database/,
+    );
+    expect(own.stderr).not.toContain('admin token');
+  });
+
   it(`executes each of ${RUNS} queued runs exactly once, leased through both servers`, async () => {
     const admin = servers[0]?.admin as string;
     expect(admin).toMatch(/^berth_admin_/);

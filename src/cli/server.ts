@@ -123,9 +123,18 @@ export function registerServer(
       '--saved-workspace-limit <size>',
       'the most a tracked run may keep between plan and apply (default: $BERTH_SAVED_WORKSPACE_LIMIT or 1GiB)',
     )
+    .option(
+      '--new-secrets-key',
+      "the secrets key is lost for good: delete what it sealed (stacks' secret variables, saved workspaces of runs waiting) and make this server's key the servers' key",
+    )
     .action(
       async (
-        opts: { listen?: string; dataDir?: string; savedWorkspaceLimit?: string } & TlsOptions,
+        opts: {
+          listen?: string;
+          dataDir?: string;
+          savedWorkspaceLimit?: string;
+          newSecretsKey?: boolean;
+        } & TlsOptions,
       ) => {
         const unknown = unknownVariablesWarning(env);
         if (unknown)
@@ -159,6 +168,7 @@ export function registerServer(
           savedWorkspaceLimitBytes,
           logLimitBytes,
           ...(tls ? { tls } : {}),
+          ...(opts.newSecretsKey ? { newSecretsKey: true } : {}),
           say: (line) => io.stderr.write(`berth: ${line}\n`),
         });
         await new Promise<void>((resolve) => {

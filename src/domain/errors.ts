@@ -278,6 +278,11 @@ export const ERROR_CATALOGUE = {
     retryable: false,
     hint: "Give the CA that signed the server's certificate with --ca-cert FILE or BERTH_CA_CERT=FILE (or NODE_EXTRA_CA_CERTS), and use the host name the certificate names; berth always verifies the server and has no switch to skip it.",
   },
+  BERTH_SECRETS_KEY_MISMATCH: {
+    kind: 'config',
+    retryable: false,
+    hint: "Every server on one database needs the same secrets key: set BERTH_SECRETS_KEY to it on each, or copy the first server's secrets.key (from its data directory, mode 0600) into this server's data directory. A lost key cannot be replaced without losing what it sealed: `berth server --new-secrets-key` (see docs/server.md, 'The secrets key').",
+  },
   BERTH_INTERNAL: {
     kind: 'internal',
     retryable: false,

@@ -415,6 +415,39 @@ describe('the worker protocol', () => {
     expect(answer.status).toBe(403);
   });
 
+  it('ends a run whose secret this server cannot open (sealed with another key), naming it, rather than handing it out again', async () => {
+    const token = (await call('POST', '/api/v1/pools', { id: 'resealed', kind: 'private' })).body
+      .token as string;
+    expect(
+      (
+        await call('POST', '/api/v1/stacks', {
+          id: 'resealed',
+          repository: 'https://git.example.com/infra.git',
+          branch: 'main',
+          pool: 'resealed',
+        })
+      ).status,
+    ).toBe(201);
+    // As a server with another key would have stored it.
+    await store.setStackVariable('resealed', {
+      name: 'API_TOKEN',
+      value: SecretBox.fromKey(Buffer.alloc(32, 9)).seal('not for this server'),
+      secret: true,
+    });
+    const run = await call('POST', '/api/v1/stacks/resealed/runs', { type: 'task' });
+    expect(run.status).toBe(201);
+    const workerId = await register(token);
+    expect((await call('POST', '/api/v1/worker/lease', { workerId }, token)).status).toBe(204);
+    const ended = await call('GET', `/api/v1/runs/${run.body.id as string}`);
+    expect(ended.body).toMatchObject({
+      state: 'FAILED',
+      stateReason:
+        "stack resealed's secret variable API_TOKEN cannot be opened with this server's secrets key (the given key): it was sealed with another key [BERTH_SECRETS_KEY_MISMATCH]",
+    });
+    // Not back in the queue: the next lease finds nothing.
+    expect((await call('POST', '/api/v1/worker/lease', { workerId }, token)).status).toBe(204);
+  });
+
   it("wakes a waiting worker when a run of its pool is queued, and gives it the stack's secrets", async () => {
     const workerId = await register(poolToken);
     const otherId = await register(otherPoolToken);

@@ -13,7 +13,7 @@ import { Notifications } from '../store/notifications.js';
 import { buildServer } from './app.js';
 import { PoolSignals } from './pool-signals.js';
 import { hashToken, newToken } from './auth.js';
-import { SecretBox } from './secrets.js';
+import { SecretBox, checkSecretsKey, renewSecretsKey } from './secrets.js';
 import { resolveCommit } from './commits.js';
 import { BlobStore } from './blob-store.js';
 import { isTerminal } from '../domain/run-state.js';
@@ -49,6 +49,12 @@ export interface ServerOptions {
   tls?: { cert: Buffer; key: Buffer };
   /** Bytes of one run's log the server stores at most (BERTH_LOG_LIMIT). */
   logLimitBytes?: number;
+  /**
+   * `--new-secrets-key`: the key that sealed the database's values is lost; forget what it sealed
+   * and record this server's key (server/secrets.ts, renewSecretsKey). Nothing happens when the
+   * key opens what the database holds.
+   */
+  newSecretsKey?: boolean;
 }
 
 export interface RunningServer {
@@ -81,6 +87,17 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   });
   try {
     await store.migrate();
+    // Before anything is made or printed: a server with the wrong key does not start at all.
+    const secrets = SecretBox.load(
+      options.env,
+      options.dataDir,
+      (await store.sealedValueSample()) !== null && !options.newSecretsKey,
+    );
+    if (options.newSecretsKey) {
+      for (const line of await renewSecretsKey(store, secrets, new Date())) options.say(line);
+    } else {
+      await checkSecretsKey(store, secrets);
+    }
     if (!(await store.findTokenById('admin'))) {
       const token = newToken('admin');
       try {
@@ -142,7 +159,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       signals,
       store,
       blobs,
-      secrets: SecretBox.load(options.env, options.dataDir, await store.hasSecretVariables()),
+      secrets,
       version: options.version,
       leaseMs,
       resolveCommit,

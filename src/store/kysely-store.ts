@@ -907,14 +907,69 @@ export class KyselyStore implements Store {
     return Number(last?.seq ?? 0) + 1;
   }
 
-  async hasSecretVariables(): Promise<boolean> {
-    const row = await this.db
+  async sealedValueSample(): Promise<string | null> {
+    const variable = await this.db
       .selectFrom('stack_env')
-      .select('name')
+      .select('value')
       .where('secret', '=', 1)
       .limit(1)
       .executeTakeFirst();
-    return row !== undefined;
+    if (variable) return variable.value;
+    const run = await this.db
+      .selectFrom('runs')
+      .select('workspace_seal')
+      .where('workspace_seal', 'is not', null)
+      .where('state', 'not in', [...TERMINAL_STATES])
+      .limit(1)
+      .executeTakeFirst();
+    return run?.workspace_seal ?? null;
+  }
+
+  async claimSetting(name: string, value: string): Promise<string> {
+    await this.db
+      .insertInto('server_settings')
+      .values({ name, value })
+      .onConflict((oc) => oc.column('name').doNothing())
+      .execute();
+    const row = await this.db
+      .selectFrom('server_settings')
+      .select('value')
+      .where('name', '=', name)
+      .executeTakeFirstOrThrow();
+    return row.value;
+  }
+
+  async replaceSetting(name: string, value: string): Promise<void> {
+    await this.db
+      .insertInto('server_settings')
+      .values({ name, value })
+      .onConflict((oc) => oc.column('name').doUpdateSet({ value }))
+      .execute();
+  }
+
+  async forgetSecretVariables(): Promise<{ stackId: string; name: string }[]> {
+    return this.db.transaction().execute(async (trx) => {
+      const rows = await trx
+        .selectFrom('stack_env')
+        .select(['stack_id', 'name'])
+        .where('secret', '=', 1)
+        .orderBy('stack_id')
+        .orderBy('name')
+        .execute();
+      await trx.deleteFrom('stack_env').where('secret', '=', 1).execute();
+      return rows.map((r) => ({ stackId: r.stack_id, name: r.name }));
+    });
+  }
+
+  async runsWithSavedWorkspace(): Promise<Run[]> {
+    const rows = await this.db
+      .selectFrom('runs')
+      .selectAll()
+      .where('workspace_seal', 'is not', null)
+      .where('state', 'not in', [...TERMINAL_STATES])
+      .orderBy('id')
+      .execute();
+    return rows.map(toRun);
   }
 
   async readLog(runId: string, afterSeq: number, limit: number): Promise<LogChunk[]> {

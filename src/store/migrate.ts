@@ -9,6 +9,7 @@ import * as savedWorkspaces from './migrations/002-saved-workspaces.js';
 import * as logSizes from './migrations/003-log-sizes.js';
 import * as dispatch from './migrations/004-dispatch.js';
 import * as sessions from './migrations/006-sessions.js';
+import * as serverSettings from './migrations/007-server-settings.js';
 
 const MIGRATIONS: Record<string, Migration> = {
   '001-initial': initial,
@@ -16,6 +17,7 @@ const MIGRATIONS: Record<string, Migration> = {
   '003-log-sizes': logSizes,
   '004-dispatch': dispatch,
   '006-sessions': sessions,
+  '007-server-settings': serverSettings,
 };
 
 const provider: MigrationProvider = {

@@ -134,6 +134,12 @@ export interface MigrationsBookkeeping {
   id: Generated<number>;
 }
 
+/** Settings shared by every server on the database (migration 007). */
+export interface ServerSettingsTable {
+  name: string;
+  value: string;
+}
+
 export interface Database {
   pools: PoolsTable;
   workers: WorkersTable;
@@ -145,4 +151,5 @@ export interface Database {
   log_sizes: LogSizesTable;
   api_tokens: ApiTokensTable;
   sessions: SessionsTable;
+  server_settings: ServerSettingsTable;
 }

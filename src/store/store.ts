@@ -265,8 +265,22 @@ export interface Store {
   readLog(runId: string, afterSeq: number, limit: number): Promise<LogChunk[]>;
   /** The sequence number the next chunk of the run's log gets (a new worker continues there). */
   nextLogSeq(runId: string): Promise<number>;
-  /** Whether any stack has a secret variable (sealed with the server's key). */
-  hasSecretVariables(): Promise<boolean>;
+  /**
+   * One value sealed with the servers' secrets key, if the database holds any: a stack's secret
+   * variable, else the seal of a saved workspace whose run has not ended.
+   */
+  sealedValueSample(): Promise<string | null>;
+  /**
+   * The setting `name`: `value` is stored if it has none yet (the first of several servers
+   * starting at once wins); the stored value is returned either way.
+   */
+  claimSetting(name: string, value: string): Promise<string>;
+  /** Sets `name` to `value` whatever it was (berth server --new-secrets-key). */
+  replaceSetting(name: string, value: string): Promise<void>;
+  /** Deletes every secret variable of every stack; returns which they were. */
+  forgetSecretVariables(): Promise<{ stackId: string; name: string }[]>;
+  /** Runs that have not ended and hold the seal of a saved workspace. */
+  runsWithSavedWorkspace(): Promise<Run[]>;
 
   createToken(token: Omit<ApiToken, 'createdAt'>, tokenHash: string, at: Date): Promise<ApiToken>;
   findTokenByHash(tokenHash: string): Promise<ApiToken | null>;

@@ -61,7 +61,9 @@ async function gitVariables(ctx: ServerContext, stackId: string): Promise<StackV
     .filter((v) => names.includes(v.name))
     .map((v) => ({
       name: v.name,
-      value: v.secret ? ctx.secrets.open(v.value) : v.value,
+      value: v.secret
+        ? ctx.secrets.open(v.value, `stack ${stackId}'s secret variable ${v.name}`)
+        : v.value,
       secret: v.secret,
     }));
 }

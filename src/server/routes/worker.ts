@@ -25,6 +25,7 @@ import {
   WorkspaceStored,
 } from '../../api/schemas.js';
 import { sealFromText, sealToText } from '../../domain/workspace-seal.js';
+import { BerthError } from '../../domain/errors.js';
 import { StoreConflict, type Run, type Worker } from '../../store/store.js';
 import { ApiError, errorResponses, forgetWorkspaceIfEnded, type ServerContext } from '../app.js';
 import { runView } from './runs.js';
@@ -372,7 +373,34 @@ async function assignment(ctx: ServerContext, run: Run) {
     await forgetWorkspaceIfEnded(ctx, failed);
     return null;
   }
-  const resume = run.state === 'PREPARING_APPLY' ? await resumeOf(ctx, run) : undefined;
+  // A secret this server cannot open (sealed with another key: checkSecretsKey stops such a
+  // server at start, but a key changed under a running one is possible) ends the run, saying
+  // which value and why: sent back to the queue it would fail the same way on every lease.
+  let environment;
+  let resume;
+  try {
+    environment = variables.map((v) => ({
+      name: v.name,
+      value: v.secret
+        ? ctx.secrets.open(v.value, `stack ${stack.id}'s secret variable ${v.name}`)
+        : v.value,
+      secret: v.secret,
+    }));
+    resume = run.state === 'PREPARING_APPLY' ? await resumeOf(ctx, run) : undefined;
+  } catch (err) {
+    if (!(err instanceof BerthError) || err.code !== 'BERTH_SECRETS_KEY_MISMATCH') throw err;
+    const failed = await ctx.store.transitionRun(
+      run.id,
+      'FAILED',
+      {
+        from: [run.state],
+        patch: { stateReason: `${err.message} [${err.code}]`, releaseWorker: true },
+      },
+      ctx.now(),
+    );
+    await forgetWorkspaceIfEnded(ctx, failed);
+    return null;
+  }
   if (resume === null) return null;
   return {
     run: runView(run),
@@ -387,11 +415,7 @@ async function assignment(ctx: ServerContext, run: Run) {
       runnerImage: stack.runnerImage,
       labels: stack.labels,
     },
-    environment: variables.map((v) => ({
-      name: v.name,
-      value: v.secret ? ctx.secrets.open(v.value) : v.value,
-      secret: v.secret,
-    })),
+    environment,
     pool,
     logNext,
     // What is left of the run's budget: an apply continues the log its plan began.
@@ -405,7 +429,11 @@ async function assignment(ctx: ServerContext, run: Run) {
  * is gone cannot be applied: it ends FAILED (null), saying so.
  */
 async function resumeOf(ctx: ServerContext, run: Run) {
-  const seal = run.workspaceSeal ? sealFromText(ctx.secrets.open(run.workspaceSeal)) : null;
+  const seal = run.workspaceSeal
+    ? sealFromText(
+        ctx.secrets.open(run.workspaceSeal, `the seal of run ${run.id}'s saved workspace`),
+      )
+    : null;
   if (seal && (await ctx.blobs.has(run.id))) {
     return {
       seal: {

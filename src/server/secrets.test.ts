@@ -1,0 +1,113 @@
+/**
+ * The secrets key check at a server's start and its renewal after a lost key, on a real SQLite
+ * store: a key other than the database's is refused whether or not anything is sealed yet, and
+ * --new-secrets-key forgets only what no one can open any more.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { BerthError } from '../domain/errors.js';
+import { openStore } from '../store/open-store.js';
+import type { Store } from '../store/store.js';
+import { poolWithStack, waitingPlan } from '../../test/harness/store-fixtures.js';
+import { SecretBox, checkSecretsKey, renewSecretsKey } from './secrets.js';
+
+const keyA = SecretBox.fromKey(Buffer.alloc(32, 1), 'key A');
+const keyB = SecretBox.fromKey(Buffer.alloc(32, 2), 'key B');
+const at = new Date('2026-12-01T12:00:00.000Z');
+let dir: string;
+let store: Store;
+
+beforeEach(async () => {
+  dir = mkdtempSync(path.join(tmpdir(), 'berth-secrets-'));
+  store = await openStore({ dataDir: dir });
+  await store.migrate();
+  await poolWithStack(store, 's', at);
+});
+
+afterEach(async () => {
+  await store.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+async function refusal(promise: Promise<unknown>): Promise<BerthError> {
+  const error = await promise.then(
+    () => null,
+    (e: unknown) => e,
+  );
+  expect(error).toBeInstanceOf(BerthError);
+  expect((error as BerthError).code).toBe('BERTH_SECRETS_KEY_MISMATCH');
+  return error as BerthError;
+}
+
+/** A tracked run whose plan waits for confirmation, its workspace sealed with `box`. */
+function planSealedWith(box: SecretBox): Promise<string> {
+  return waitingPlan(store, 's', '01JDEMO0000000000000000000', box.seal('{"key":"k"}'), at);
+}
+
+describe('the secrets key check', () => {
+  it('records the first key and refuses another, before anything is sealed', async () => {
+    await checkSecretsKey(store, keyA);
+    await checkSecretsKey(store, keyA);
+    const error = await refusal(checkSecretsKey(store, keyB));
+    expect(error.message).toBe(
+      'the secrets key (key B) is not the key of the other servers on this database (the first server to start on it recorded its own)',
+    );
+  });
+
+  it('checks a database from before the record against what it holds sealed', async () => {
+    await store.setStackVariable('s', { name: 'TOKEN', value: keyA.seal('t'), secret: true });
+    const error = await refusal(checkSecretsKey(store, keyB));
+    expect(error.message).toBe(
+      'the secrets key (key B) does not open the secret values this database holds',
+    );
+    // Nothing was recorded by the refused key: the right one is still taken.
+    await checkSecretsKey(store, keyA);
+    await refusal(checkSecretsKey(store, keyB));
+  });
+
+  it('names the value a wrong key could not open', () => {
+    expect(() => keyB.open(keyA.seal('x'), 'stack s secret variable TOKEN')).toThrow(
+      "stack s secret variable TOKEN cannot be opened with this server's secrets key (key B): it was sealed with another key",
+    );
+    expect(keyB.opens(keyA.seal('x'))).toBe(false);
+    expect(keyA.opens(keyA.seal('x'), 'x')).toBe(true);
+    expect(keyA.opens(keyA.seal('x'), 'y')).toBe(false);
+  });
+});
+
+describe('--new-secrets-key', () => {
+  it('forgets nothing when the key opens what the database holds', async () => {
+    await checkSecretsKey(store, keyA);
+    await store.setStackVariable('s', { name: 'TOKEN', value: keyA.seal('t'), secret: true });
+    const runId = await planSealedWith(keyA);
+    expect(await renewSecretsKey(store, keyA, at)).toEqual([
+      '--new-secrets-key: the secrets key (key A) opens what the database holds; nothing was forgotten',
+    ]);
+    expect(await store.listStackVariables('s')).toHaveLength(1);
+    expect((await store.getRun(runId))?.state).toBe('UNCONFIRMED');
+  });
+
+  it('forgets the secret variables and ends the waiting plans a lost key sealed, keeps the rest, and records the new key', async () => {
+    await checkSecretsKey(store, keyA);
+    await store.setStackVariable('s', { name: 'TOKEN', value: keyA.seal('t'), secret: true });
+    await store.setStackVariable('s', { name: 'REGION', value: 'eu-west-1', secret: false });
+    const runId = await planSealedWith(keyA);
+    expect(await renewSecretsKey(store, keyB, at)).toEqual([
+      "--new-secrets-key: the secrets key (key B) is now the servers' key; what the lost key sealed is forgotten:",
+      '  1 secret variable(s), to be set again: s/TOKEN',
+      `  1 run(s) waiting with a saved workspace, now FAILED: ${runId}`,
+    ]);
+    expect(await store.listStackVariables('s')).toEqual([
+      { name: 'REGION', value: 'eu-west-1', secret: false },
+    ]);
+    expect(await store.getRun(runId)).toMatchObject({
+      state: 'FAILED',
+      stateReason:
+        'its saved workspace was sealed with a secrets key that was lost (berth server --new-secrets-key); nothing was applied: trigger the run again',
+    });
+    await checkSecretsKey(store, keyB);
+    await refusal(checkSecretsKey(store, keyA));
+  });
+});
