@@ -169,8 +169,7 @@ export async function benchImage(): Promise<string> {
 export async function engineVersion(): Promise<string> {
   const engine = testEngine();
   try {
-    const v = await engine.json<{ Version: string; ApiVersion: string }>('GET', '/version');
-    return `Docker ${v.Version} (API ${v.ApiVersion})`;
+    return (await engine.version()).text;
   } finally {
     engine.close();
   }

@@ -375,6 +375,10 @@ describe('defaults for shared workers', () => {
       const report = JSON.parse(reachable.stdout) as {
         checks: { name: string; status: string; detail: string; fix?: string }[];
       };
+      const version = await engine.json<{ Version: string; ApiVersion: string }>('GET', '/version');
+      expect(report.checks.find((c) => c.name === 'engine')?.detail).toContain(
+        `Docker ${version.Version} (API ${version.ApiVersion}) at `,
+      );
       const metadata = report.checks.find((c) => c.name === 'metadata');
       expect(metadata?.status).toBe('warning');
       expect(metadata?.detail).toContain(

@@ -129,6 +129,13 @@ describe('berth server and berth worker', () => {
     const idOf = (w: BerthProcess): string =>
       /worker (\S+) registered/.exec(w.stderr())?.[1] as string;
     const poolA = [idOf(a1), idOf(a2)];
+    // Each reported the engine it runs jobs on, as the engine itself names its release.
+    const release = (await engine.json<{ Version: string }>('GET', '/version')).Version;
+    const registered = (
+      await api<{ workers: { id: string; engineVersion: string }[] }>('GET', '/workers')
+    ).body.workers;
+    for (const w of [a1, a2, b1])
+      expect(registered.find((r) => r.id === idOf(w))?.engineVersion).toBe(release);
 
     const runsA = [];
     for (let i = 0; i < 3; i += 1)

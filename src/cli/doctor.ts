@@ -64,11 +64,10 @@ async function doctor(opts: DoctorOptions, io: Output, env: NodeJS.ProcessEnv): 
   const checks: Check[] = [];
   try {
     await engine.ping();
-    const version = await engine.json<{ Version?: string; ApiVersion?: string }>('GET', '/version');
     checks.push({
       name: 'engine',
       status: 'ok',
-      detail: `Docker ${version.Version ?? '?'} (API ${version.ApiVersion ?? '?'}) at ${engine.endpoint.display}`,
+      detail: `${(await engine.version()).text} at ${engine.endpoint.display}`,
     });
     const info = await engine.json<{ Runtimes?: Record<string, unknown> }>('GET', '/info');
     const runtimes = Object.keys(info.Runtimes ?? {});

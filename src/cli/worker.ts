@@ -121,7 +121,7 @@ export async function runWorker(options: {
       io.stderr.write(
         `berth: removed ${removed.length} container(s) left by a worker that died: ${removed.join(', ')}\n`,
       );
-    const version_ = await engine.json<{ Version?: string }>('GET', '/version');
+    const engineRelease = (await engine.version()).release;
     const idFile = path.join(settings.stateDir, 'worker-id');
     let workerId: string | undefined;
     try {
@@ -163,7 +163,7 @@ export async function runWorker(options: {
         settings.defaultRunnerImage,
       launcherId: currentLauncherId(),
       berthVersion: version,
-      engineVersion: version_.Version ?? 'unknown',
+      engineVersion: engineRelease === '?' ? 'unknown' : engineRelease,
       workerId,
       buildRunnerImage: (image, onLine) => buildRunnerImage(engine, image, onLine),
       jobSettings,

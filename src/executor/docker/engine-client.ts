@@ -177,6 +177,17 @@ export class EngineClient {
     return this.apiVersion;
   }
 
+  /**
+   * The engine's release and API version (GET /version; '?' for what it does not say), and the
+   * two as people read them: `Docker 20.10.24 (API 1.41)`.
+   */
+  async version(): Promise<{ release: string; api: string; text: string }> {
+    const answer = await this.json<{ Version?: string; ApiVersion?: string }>('GET', '/version');
+    const release = answer.Version ?? '?';
+    const api = answer.ApiVersion ?? '?';
+    return { release, api, text: `Docker ${release} (API ${api})` };
+  }
+
   /** A call whose answer is JSON (or empty). */
   async json<T>(method: string, path: string, options: RequestOptions = {}): Promise<T> {
     const res = await this.stream(method, path, options);
