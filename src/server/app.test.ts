@@ -996,6 +996,21 @@ describe('plan → confirm → apply across workers', () => {
     },
   );
 
+  it('ends a confirmed apply whose saved workspace is gone from the blob store FAILED, saying where it looked and why it may be elsewhere', async () => {
+    const runId = await planned(Buffer.from('to lose'));
+    expect((await call('POST', `/api/v1/runs/${runId}/confirm`)).body.state).toBe('CONFIRMED');
+    // As when a second server on the database keeps its blobs in a directory of its own.
+    rmSync(blobFile(runId));
+    expect((await call('POST', '/api/v1/worker/lease', { workerId: applier }, tokenA)).status).toBe(
+      204,
+    );
+    const ended = await call('GET', `/api/v1/runs/${runId}`);
+    expect(ended.body.state).toBe('FAILED');
+    expect(ended.body.stateReason).toBe(
+      `the saved workspace of the plan is missing from the server's blob store (${path.join(dir, 'blobs')}); nothing was applied: trigger the run again (several servers on one database must share one blob directory, BERTH_BLOB_DIR)`,
+    );
+  });
+
   it('refuses a workspace over the limit and keeps nothing of it', async () => {
     const run = await call('POST', '/api/v1/stacks/plan-stack/runs', { type: 'tracked' });
     const runId = run.body.id as string;

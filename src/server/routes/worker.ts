@@ -290,6 +290,8 @@ async function appendInOrder(
   firstSeq: number,
   texts: string[],
 ): Promise<number> {
+  // Real time, as for the lease's long poll: this bounds a wait on timers. ctx.now() is the clock
+  // records are stamped with (a test may hold it still).
   const deadline = Date.now() + LOG_GAP_WAIT_MS;
   let waiting = false;
   const counts = ctx.logBatchesWaiting;
@@ -450,7 +452,7 @@ async function resumeOf(ctx: ServerContext, run: Run) {
     {
       from: [run.state],
       patch: {
-        stateReason: `the saved workspace of the plan is missing from the server's blob store (${ctx.blobs.dir}); nothing was applied: trigger the run again`,
+        stateReason: `the saved workspace of the plan is missing from the server's blob store (${ctx.blobs.dir}); nothing was applied: trigger the run again (several servers on one database must share one blob directory, BERTH_BLOB_DIR)`,
         releaseWorker: true,
       },
     },
