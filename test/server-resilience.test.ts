@@ -213,7 +213,7 @@ describe('berth server settings', () => {
     );
   });
 
-  it('refuses to start with a secrets key that does not open the secret values stored, and starts again with the right one, the secret intact', async () => {
+  it('refuses to start with a secrets key other than the one the values of its database were sealed with, and starts again with the right one, the secret intact', async () => {
     const dataDir = tempDir('berth-server-');
     const right = randomBytes(32).toString('base64');
     const admin = await sealedStack(dataDir, right);
@@ -224,7 +224,7 @@ describe('berth server settings', () => {
     expect(wrong.code).toBe(2);
     expect(wrong.stderr).toContain('BERTH_SECRETS_KEY_MISMATCH');
     expect(wrong.stderr).toContain(
-      'the secrets key (BERTH_SECRETS_KEY) does not open the secret values this database holds',
+      'the secrets key (BERTH_SECRETS_KEY) is not the key this database was first used with',
     );
     expect(wrong.stderr).toContain('Every server on one database needs the same secrets key');
     expect(wrong.stderr).not.toContain('listening on');
@@ -234,8 +234,9 @@ describe('berth server settings', () => {
       {},
     );
     expect(generated.code).toBe(2);
+    expect(generated.stderr).toContain('BERTH_SECRETS_KEY_MISMATCH');
     expect(generated.stderr).toContain(
-      `the secrets key is missing (${dataDir}/secrets.key, or BERTH_SECRETS_KEY)`,
+      `the secrets key is missing (${dataDir}/secrets.key, or BERTH_SECRETS_KEY), and the database holds values sealed with it`,
     );
     expect(existsSync(path.join(dataDir, 'secrets.key'))).toBe(false);
 
@@ -270,8 +271,15 @@ describe('berth server settings', () => {
     expect(second.code).toBe(2);
     expect(second.stderr).toContain('BERTH_SECRETS_KEY_MISMATCH');
     expect(second.stderr).toContain(
-      'the secrets key (BERTH_SECRETS_KEY) is not the key of the other servers on this database',
+      'the secrets key (BERTH_SECRETS_KEY) is not the key this database was first used with',
     );
+    expect(second.stderr).not.toContain('listening on');
+    // No key at all: none is made, the record alone is something it could not open.
+    const none = await runBerth(['server', '--listen', '127.0.0.1:0', '--data-dir', dataDir], {});
+    expect(none.code).toBe(2);
+    expect(none.stderr).toContain('BERTH_SECRETS_KEY_MISMATCH');
+    expect(none.stderr).toContain('the secrets key is missing');
+    expect(existsSync(path.join(dataDir, 'secrets.key'))).toBe(false);
   });
 
   it('forgets what a lost key sealed with --new-secrets-key, only when the key does not open it, and then holds to the new key', async () => {
@@ -279,6 +287,16 @@ describe('berth server settings', () => {
     const lost = randomBytes(32).toString('base64');
     const fresh = randomBytes(32).toString('base64');
     const admin = await sealedStack(dataDir, lost);
+
+    // The switch without a key to use from now on: refused, nothing made, nothing forgotten.
+    const keyless = await runBerth(
+      ['server', '--listen', '127.0.0.1:0', '--data-dir', dataDir, '--new-secrets-key'],
+      {},
+    );
+    expect(keyless.code).toBe(2);
+    expect(keyless.stderr).toContain('BERTH_USAGE');
+    expect(keyless.stderr).toContain('--new-secrets-key needs the key to use from now on');
+    expect(existsSync(path.join(dataDir, 'secrets.key'))).toBe(false);
 
     // The right key with the switch: nothing is forgotten.
     const same = await spawnServer(['--data-dir', dataDir, '--new-secrets-key'], {

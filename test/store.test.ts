@@ -469,21 +469,27 @@ describe.each<Kind>(['sqlite', 'postgres'])('the store on %s', (kind) => {
     expect(['a', 'b']).toContain(a);
   });
 
-  it('finds a sealed value to check the secrets key against: a secret variable, else the seal of a live saved workspace', async () => {
+  it('lists the values sealed with the secrets key: secret variables, and the seals of saved workspaces whose run has not ended; reads a setting', async () => {
     const own = await freshStore(kind);
     try {
-      expect(await own.sealedValueSample()).toBeNull();
+      expect(await own.sealedValues()).toEqual([]);
+      expect(await own.readSetting('nothing')).toBeNull();
       await poolWithStack(own, 's', t0);
       await own.setStackVariable('s', { name: 'PLAIN', value: 'not sealed', secret: false });
-      expect(await own.sealedValueSample()).toBeNull();
+      expect(await own.sealedValues()).toEqual([]);
       const runId = await waitingPlan(own, 's', newId(), 'sealed:v1:plan', t0);
-      expect(await own.sealedValueSample()).toBe('sealed:v1:plan');
       await own.setStackVariable('s', { name: 'TOKEN', value: 'sealed:v1:token', secret: true });
-      expect(await own.sealedValueSample()).toBe('sealed:v1:token');
-      await own.unsetStackVariable('s', 'TOKEN');
+      expect(await own.sealedValues()).toEqual([
+        { kind: 'variable', stackId: 's', name: 'TOKEN', value: 'sealed:v1:token' },
+        { kind: 'workspace', runId, state: 'UNCONFIRMED', value: 'sealed:v1:plan' },
+      ]);
       // A run that ended keeps no workspace worth checking a key against.
       await own.transitionRun(runId, 'DISCARDED', {}, t0);
-      expect(await own.sealedValueSample()).toBeNull();
+      await own.unsetStackVariable('s', 'TOKEN');
+      expect(await own.sealedValues()).toEqual([]);
+      await own.replaceSetting('kept', 'one');
+      await own.replaceSetting('kept', 'two');
+      expect(await own.readSetting('kept')).toBe('two');
     } finally {
       await own.close();
     }

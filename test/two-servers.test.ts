@@ -11,7 +11,7 @@
  * load (2 runs a second). BERTH_TEST_RUNS sets another number for a quicker local run.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { EngineClient } from '../src/executor/docker/engine-client.js';
@@ -102,17 +102,27 @@ async function watchContainerStarts(): Promise<{
 }
 
 describe('two servers on one PostgreSQL', () => {
-  it('refuses a third server whose data directory has a secrets key of its own', async () => {
-    const own = await runBerth(
-      ['server', '--listen', '127.0.0.1:0', '--data-dir', tempDir('berth-server-')],
-      { BERTH_DATABASE_URL: postgres.url('berth') },
-    );
+  it("refuses a third server without the servers' secrets key, and makes it no key of its own", async () => {
+    const dataDir = tempDir('berth-server-');
+    const own = await runBerth(['server', '--listen', '127.0.0.1:0', '--data-dir', dataDir], {
+      BERTH_DATABASE_URL: postgres.url('berth'),
+    });
     expect(own.code).toBe(2);
     expect(own.stderr).toContain('BERTH_SECRETS_KEY_MISMATCH');
-    expect(own.stderr).toMatch(
-      /the secrets key \(\S+\/secrets\.key\) is not the key of the other servers on this database/,
+    expect(own.stderr).toContain(
+      `the secrets key is missing (${dataDir}/secrets.key, or BERTH_SECRETS_KEY), and the database holds values sealed with it`,
     );
-    expect(own.stderr).not.toContain('admin token');
+    expect(existsSync(path.join(dataDir, 'secrets.key'))).toBe(false);
+    // With a key of its own it is refused too, naming where its key came from.
+    const other = await runBerth(['server', '--listen', '127.0.0.1:0', '--data-dir', dataDir], {
+      BERTH_DATABASE_URL: postgres.url('berth'),
+      BERTH_SECRETS_KEY: randomBytes(32).toString('base64'),
+    });
+    expect(other.code).toBe(2);
+    expect(other.stderr).toContain(
+      'the secrets key (BERTH_SECRETS_KEY) is not the key this database was first used with',
+    );
+    expect(other.stderr).not.toContain('admin token');
   });
 
   it(`executes each of ${RUNS} queued runs exactly once, leased through both servers`, async () => {

@@ -154,6 +154,19 @@ export function registerServer(
             `BERTH_WORKER_LEASE_TIMEOUT=${leaseText}: ${lease.error}`,
           );
         const poolSize = databasePoolSize(env);
+        // Listening for SIGINT/SIGTERM before the server starts: a signal that comes while it
+        // starts (or right after its banner) stops it the same way, instead of killing it.
+        let stopRequested = (): void => {};
+        const stopping = new Promise<void>((resolve) => {
+          stopRequested = resolve;
+        });
+        const stop = (): void => {
+          process.off('SIGINT', stop);
+          process.off('SIGTERM', stop);
+          stopRequested();
+        };
+        process.on('SIGINT', stop);
+        process.on('SIGTERM', stop);
         const { startServer } = await import('../server/start.js');
         const server = await startServer({
           host,
@@ -170,16 +183,11 @@ export function registerServer(
           ...(tls ? { tls } : {}),
           ...(opts.newSecretsKey ? { newSecretsKey: true } : {}),
           say: (line) => io.stderr.write(`berth: ${line}\n`),
+        }).catch((err: unknown) => {
+          stop();
+          throw err;
         });
-        await new Promise<void>((resolve) => {
-          const stop = (): void => {
-            process.off('SIGINT', stop);
-            process.off('SIGTERM', stop);
-            resolve();
-          };
-          process.on('SIGINT', stop);
-          process.on('SIGTERM', stop);
-        });
+        await stopping;
         io.stderr.write('berth: server stopping\n');
         await server.close();
       },

@@ -34,9 +34,14 @@ beforeAll(async () => {
   dir = mkdtempSync(path.join(tmpdir(), 'berth-api-'));
   store = await openStore({ dataDir: dir });
   await store.migrate();
-  app = await buildServer({
+  app = await serverOn(SecretBox.fromKey(Buffer.alloc(32, 7)));
+});
+
+/** A server on this file's store and blob directory, with `secrets` as its key. */
+async function serverOn(secrets: SecretBox): Promise<BerthServer> {
+  return buildServer({
     store,
-    secrets: SecretBox.fromKey(Buffer.alloc(32, 7)),
+    secrets,
     blobs: await BlobStore.open(path.join(dir, 'blobs'), 1024 * 1024),
     adminTokenHash: hashToken(ADMIN),
     version: 'test',
@@ -44,7 +49,7 @@ beforeAll(async () => {
     resolveCommit: () => Promise.resolve('c'.repeat(40)),
     authFailureLimit: 5,
   });
-});
+}
 
 afterAll(async () => {
   await app?.close();
@@ -442,7 +447,7 @@ describe('the worker protocol', () => {
     expect(ended.body).toMatchObject({
       state: 'FAILED',
       stateReason:
-        "stack resealed's secret variable API_TOKEN cannot be opened with this server's secrets key (the given key): it was sealed with another key [BERTH_SECRETS_KEY_MISMATCH]",
+        "stack resealed's secret variable API_TOKEN cannot be opened with this server's secrets key: it was sealed with another key [BERTH_SECRETS_KEY_MISMATCH]",
     });
     // Not back in the queue: the next lease finds nothing.
     expect((await call('POST', '/api/v1/worker/lease', { workerId }, token)).status).toBe(204);
@@ -1009,6 +1014,29 @@ describe('plan → confirm → apply across workers', () => {
     expect(ended.body.stateReason).toBe(
       `the saved workspace of the plan is missing from the server's blob store (${path.join(dir, 'blobs')}); nothing was applied: trigger the run again (several servers on one database must share one blob directory, BERTH_BLOB_DIR)`,
     );
+  });
+
+  it('ends a confirmed apply whose seal this server cannot open (another key) FAILED, naming the seal', async () => {
+    const runId = await planned(Buffer.from('sealed elsewhere'));
+    expect((await call('POST', `/api/v1/runs/${runId}/confirm`)).body.state).toBe('CONFIRMED');
+    // A second server on the same database and blobs, with a key of its own.
+    const other = await serverOn(SecretBox.fromKey(Buffer.alloc(32, 9)));
+    try {
+      const leased = await other.inject({
+        method: 'POST',
+        url: '/api/v1/worker/lease',
+        headers: { authorization: `Bearer ${tokenA}` },
+        payload: { workerId: applier },
+      });
+      expect(leased.statusCode).toBe(204);
+    } finally {
+      await other.close();
+    }
+    expect((await call('GET', `/api/v1/runs/${runId}`)).body).toMatchObject({
+      state: 'FAILED',
+      stateReason: `the seal of run ${runId}'s saved workspace cannot be opened with this server's secrets key: it was sealed with another key [BERTH_SECRETS_KEY_MISMATCH]`,
+    });
+    expect(existsSync(blobFile(runId))).toBe(false);
   });
 
   it('refuses a workspace over the limit and keeps nothing of it', async () => {

@@ -52,24 +52,33 @@ describe('the secrets key check', () => {
     await checkSecretsKey(store, keyA);
     const error = await refusal(checkSecretsKey(store, keyB));
     expect(error.message).toBe(
-      'the secrets key (key B) is not the key of the other servers on this database (the first server to start on it recorded its own)',
+      'the secrets key (key B) is not the key this database was first used with (every server on one database needs that one key)',
     );
   });
 
-  it('checks a database from before the record against what it holds sealed', async () => {
-    await store.setStackVariable('s', { name: 'TOKEN', value: keyA.seal('t'), secret: true });
-    const error = await refusal(checkSecretsKey(store, keyB));
-    expect(error.message).toBe(
-      'the secrets key (key B) does not open the secret values this database holds',
-    );
-    // Nothing was recorded by the refused key: the right one is still taken.
+  it('checks a database from before the record against every value it holds sealed, naming those that do not open', async () => {
+    // Two servers with keys of their own wrote to it before the record existed.
+    await store.setStackVariable('s', { name: 'TOKEN_A', value: keyA.seal('a'), secret: true });
+    await store.setStackVariable('s', { name: 'TOKEN_B', value: keyB.seal('b'), secret: true });
+    for (const [key, other] of [
+      [keyA, 'TOKEN_B'],
+      [keyB, 'TOKEN_A'],
+    ] as const) {
+      const error = await refusal(checkSecretsKey(store, key));
+      expect(error.message).toBe(
+        `the secrets key (${key.source}) does not open 1 sealed value(s) of this database: stack s's secret variable ${other}`,
+      );
+    }
+    // Nothing was recorded by a refused key.
+    expect(await store.readSetting('secrets_key_check')).toBeNull();
+    await store.unsetStackVariable('s', 'TOKEN_B');
     await checkSecretsKey(store, keyA);
     await refusal(checkSecretsKey(store, keyB));
   });
 
   it('names the value a wrong key could not open', () => {
     expect(() => keyB.open(keyA.seal('x'), 'stack s secret variable TOKEN')).toThrow(
-      "stack s secret variable TOKEN cannot be opened with this server's secrets key (key B): it was sealed with another key",
+      "stack s secret variable TOKEN cannot be opened with this server's secrets key: it was sealed with another key",
     );
     expect(keyB.opens(keyA.seal('x'))).toBe(false);
     expect(keyA.opens(keyA.seal('x'), 'x')).toBe(true);
@@ -89,24 +98,46 @@ describe('--new-secrets-key', () => {
     expect((await store.getRun(runId))?.state).toBe('UNCONFIRMED');
   });
 
-  it('forgets the secret variables and ends the waiting plans a lost key sealed, keeps the rest, and records the new key', async () => {
+  it('forgets what only the lost key opened (secret variables, plans waiting for a decision), keeps the rest and an apply under way, and records the new key', async () => {
     await checkSecretsKey(store, keyA);
     await store.setStackVariable('s', { name: 'TOKEN', value: keyA.seal('t'), secret: true });
     await store.setStackVariable('s', { name: 'REGION', value: 'eu-west-1', secret: false });
-    const runId = await planSealedWith(keyA);
+    const waiting = await waitingPlan(store, 's', '01JDEMO0000000000000000001', keyA.seal('w'), at);
+    await store.transitionRun(waiting, 'CONFIRMED', { patch: { releaseWorker: true } }, at);
+    await poolWithStack(store, 'other', at);
+    const applying = await waitingPlan(
+      store,
+      'other',
+      '01JDEMO0000000000000000002',
+      keyA.seal('x'),
+      at,
+    );
+    await store.transitionRun(applying, 'CONFIRMED', { patch: { releaseWorker: true } }, at);
+    await store.leaseRun('other', 'w2', at, 30_000);
+    await store.transitionRun(
+      applying,
+      'APPLYING',
+      { workerId: 'w2', patch: { started: true } },
+      at,
+    );
+    // Sealed with the new key already (a server that had it wrote it): kept.
+    await store.setStackVariable('other', { name: 'KEPT', value: keyB.seal('k'), secret: true });
     expect(await renewSecretsKey(store, keyB, at)).toEqual([
-      "--new-secrets-key: the secrets key (key B) is now the servers' key; what the lost key sealed is forgotten:",
+      "--new-secrets-key: the secrets key (key B) is now the servers' key; what only the lost key opened is forgotten:",
       '  1 secret variable(s), to be set again: s/TOKEN',
-      `  1 run(s) waiting with a saved workspace, now FAILED: ${runId}`,
+      `  1 run(s) waiting with a saved workspace, now FAILED: ${waiting}`,
+      `  left alone, their apply already with a worker that holds the seal: ${applying}`,
     ]);
     expect(await store.listStackVariables('s')).toEqual([
       { name: 'REGION', value: 'eu-west-1', secret: false },
     ]);
-    expect(await store.getRun(runId)).toMatchObject({
+    expect((await store.listStackVariables('other')).map((v) => v.name)).toEqual(['KEPT']);
+    expect(await store.getRun(waiting)).toMatchObject({
       state: 'FAILED',
       stateReason:
         'its saved workspace was sealed with a secrets key that was lost (berth server --new-secrets-key); nothing was applied: trigger the run again',
     });
+    expect((await store.getRun(applying))?.state).toBe('APPLYING');
     await checkSecretsKey(store, keyB);
     await refusal(checkSecretsKey(store, keyA));
   });

@@ -8,7 +8,7 @@ import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { BerthError } from '../domain/errors.js';
-import type { Store } from '../store/store.js';
+import type { SealedValue, Store } from '../store/store.js';
 
 const PREFIX = 'sealed:v1:';
 
@@ -34,9 +34,15 @@ export class SecretBox {
 
   /**
    * BERTH_SECRETS_KEY, else `secrets.key` in the data directory (made on first use, 0600). A key
-   * is never made anew while sealed values exist: they could not be opened with it.
+   * is never made anew while the database holds anything sealed (a value or the key check): it
+   * could not open it. Nor for --new-secrets-key (`renewing`): the key to use from now on is the
+   * operator's to give.
    */
-  static load(env: NodeJS.ProcessEnv, dataDir: string, sealedValuesExist = false): SecretBox {
+  static load(
+    env: NodeJS.ProcessEnv,
+    dataDir: string,
+    database: { sealed: boolean; renewing?: boolean } = { sealed: false },
+  ): SecretBox {
     const given = env.BERTH_SECRETS_KEY?.trim();
     if (given) return SecretBox.fromKey(Buffer.from(given, 'base64'), 'BERTH_SECRETS_KEY');
     const file = path.join(dataDir, 'secrets.key');
@@ -45,12 +51,21 @@ export class SecretBox {
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
     }
-    if (sealedValuesExist) {
+    if (database.renewing) {
       throw new BerthError(
         'BERTH_USAGE',
-        `the secrets key is missing (${file}, or BERTH_SECRETS_KEY), and the database holds secret variables sealed with it`,
+        `--new-secrets-key needs the key to use from now on, and there is none (${file}, or BERTH_SECRETS_KEY)`,
         {
-          hint: 'Put the key file back (or set BERTH_SECRETS_KEY to the key). Without it the secret variables cannot be opened; set them again after removing them if the key is lost.',
+          hint: `Make one and give it to every server: BERTH_SECRETS_KEY=$(openssl rand -base64 32), or the same in ${file} (mode 0600). berth does not make it here: a key made on one machine would lock the other servers out.`,
+        },
+      );
+    }
+    if (database.sealed) {
+      throw new BerthError(
+        'BERTH_SECRETS_KEY_MISMATCH',
+        `the secrets key is missing (${file}, or BERTH_SECRETS_KEY), and the database holds values sealed with it`,
+        {
+          hint: `Put the key file back (mode 0600), or set BERTH_SECRETS_KEY to the key the other servers use. If it is lost for good: berth server --new-secrets-key with a new key (see docs/server.md, 'The secrets key').`,
         },
       );
     }
@@ -96,11 +111,18 @@ export class SecretBox {
     } catch (err) {
       throw new BerthError(
         'BERTH_SECRETS_KEY_MISMATCH',
-        `${what} cannot be opened with this server's secrets key (${this.source}): it was sealed with another key`,
+        `${what} cannot be opened with this server's secrets key: it was sealed with another key`,
         { cause: err },
       );
     }
   }
+}
+
+/** Whether the database holds anything sealed with the servers' key (a value, or the check). */
+export async function holdsSealed(store: Store): Promise<boolean> {
+  return (
+    (await store.readSetting(KEY_CHECK_SETTING)) !== null || (await store.sealedValues()).length > 0
+  );
 }
 
 /**
@@ -108,19 +130,20 @@ export class SecretBox {
  * anything: a server with another key (a second server that generated its own, a key file
  * replaced, BERTH_SECRETS_KEY mistyped) would otherwise start fine and fail each run that needs a
  * secret. The first server on a database records a known text sealed with its key; every later
- * start must open it. A database from before that record is checked against one of its sealed
- * values instead, then recorded.
+ * start must open it. A database from before that record must open every sealed value it holds
+ * first, then it is recorded.
  */
 export async function checkSecretsKey(store: Store, box: SecretBox): Promise<void> {
-  const sample = await store.sealedValueSample();
-  if (sample !== null && !box.opens(sample)) {
-    throw keyMismatch(box, 'does not open the secret values this database holds');
+  const recorded = await store.readSetting(KEY_CHECK_SETTING);
+  if (recorded === null) {
+    const closed = (await store.sealedValues()).filter((v) => !box.opens(v.value));
+    if (closed.length > 0) throw keyMismatch(box, `does not open ${describeSealed(closed)}`);
   }
-  const recorded = await store.claimSetting(KEY_CHECK_SETTING, box.seal(KEY_CHECK));
-  if (!box.opens(recorded, KEY_CHECK)) {
+  const claimed = recorded ?? (await store.claimSetting(KEY_CHECK_SETTING, box.seal(KEY_CHECK)));
+  if (!box.opens(claimed, KEY_CHECK)) {
     throw keyMismatch(
       box,
-      'is not the key of the other servers on this database (the first server to start on it recorded its own)',
+      'is not the key this database was first used with (every server on one database needs that one key)',
     );
   }
 }
@@ -129,45 +152,75 @@ function keyMismatch(box: SecretBox, what: string): BerthError {
   return new BerthError('BERTH_SECRETS_KEY_MISMATCH', `the secrets key (${box.source}) ${what}`);
 }
 
+/** "N sealed value(s) of this database: A, B, …" (the first five named). */
+function describeSealed(values: readonly SealedValue[]): string {
+  const named = values
+    .slice(0, 5)
+    .map((v) =>
+      v.kind === 'variable'
+        ? `stack ${v.stackId}'s secret variable ${v.name}`
+        : `the saved workspace of run ${v.runId}`,
+    );
+  const more = values.length > named.length ? `, and ${values.length - named.length} more` : '';
+  return `${values.length} sealed value(s) of this database: ${named.join(', ')}${more}`;
+}
+
+/** Runs whose saved workspace waits for a decision or a worker: nothing of the apply began. */
+const WAITING: readonly string[] = ['UNCONFIRMED', 'CONFIRMED'];
+
 /**
- * `berth server --new-secrets-key`: the key that sealed the database's values is lost, and with
- * it what it sealed (no one can open that any more). When this server's key does not open them:
- * the stacks' secret variables are deleted, to be set again; runs holding a saved workspace end
- * FAILED, to be triggered again; and this key is recorded as the servers' key. When it does, or
- * the database holds nothing sealed, nothing is forgotten. Returns what to tell the operator.
+ * `berth server --new-secrets-key`: the key that sealed some of the database's values is lost,
+ * and with it those values (no one can open them any more). Of what this server's key does not
+ * open: the stacks' secret variables are deleted, to be set again; runs whose saved workspace
+ * waits for a confirm or a worker end FAILED, to be triggered again (an apply already handed to a
+ * worker keeps going: that worker has its seal). Then this key is recorded as the servers' key.
+ * What the key opens is kept; when it opens everything and is the recorded key, nothing changes.
+ * Returns what to tell the operator.
  */
 export async function renewSecretsKey(store: Store, box: SecretBox, at: Date): Promise<string[]> {
-  try {
+  const recorded = await store.readSetting(KEY_CHECK_SETTING);
+  const closed = (await store.sealedValues()).filter((v) => !box.opens(v.value));
+  if (closed.length === 0 && (recorded === null || box.opens(recorded, KEY_CHECK))) {
     await checkSecretsKey(store, box);
     return [
       `--new-secrets-key: the secrets key (${box.source}) opens what the database holds; nothing was forgotten`,
     ];
-  } catch (err) {
-    if (!(err instanceof BerthError) || err.code !== 'BERTH_SECRETS_KEY_MISMATCH') throw err;
   }
-  const variables = await store.forgetSecretVariables();
+  const variables: string[] = [];
   const runs: string[] = [];
-  for (const run of await store.runsWithSavedWorkspace()) {
-    const failed = await store.transitionRun(
-      run.id,
-      'FAILED',
-      {
-        from: [run.state],
-        patch: {
-          stateReason:
-            'its saved workspace was sealed with a secrets key that was lost (berth server --new-secrets-key); nothing was applied: trigger the run again',
-          releaseWorker: true,
+  const applying: string[] = [];
+  for (const value of closed) {
+    if (value.kind === 'variable') {
+      await store.unsetStackVariable(value.stackId, value.name);
+      variables.push(`${value.stackId}/${value.name}`);
+    } else if (WAITING.includes(value.state)) {
+      await store.transitionRun(
+        value.runId,
+        'FAILED',
+        {
+          from: [value.state],
+          patch: {
+            stateReason:
+              'its saved workspace was sealed with a secrets key that was lost (berth server --new-secrets-key); nothing was applied: trigger the run again',
+            releaseWorker: true,
+          },
         },
-      },
-      at,
-    );
-    runs.push(failed.id);
+        at,
+      );
+      runs.push(value.runId);
+    } else {
+      applying.push(value.runId);
+    }
   }
   await store.replaceSetting(KEY_CHECK_SETTING, box.seal(KEY_CHECK));
-  const named = variables.map((v) => `${v.stackId}/${v.name}`).join(', ');
   return [
-    `--new-secrets-key: the secrets key (${box.source}) is now the servers' key; what the lost key sealed is forgotten:`,
-    `  ${variables.length} secret variable(s), to be set again${named ? `: ${named}` : ''}`,
+    `--new-secrets-key: the secrets key (${box.source}) is now the servers' key; what only the lost key opened is forgotten:`,
+    `  ${variables.length} secret variable(s), to be set again${variables.length ? `: ${variables.join(', ')}` : ''}`,
     `  ${runs.length} run(s) waiting with a saved workspace, now FAILED${runs.length ? `: ${runs.join(', ')}` : ''}`,
+    ...(applying.length
+      ? [
+          `  left alone, their apply already with a worker that holds the seal: ${applying.join(', ')}`,
+        ]
+      : []),
   ];
 }

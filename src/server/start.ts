@@ -13,7 +13,7 @@ import { Notifications } from '../store/notifications.js';
 import { buildServer } from './app.js';
 import { PoolSignals } from './pool-signals.js';
 import { hashToken, newToken } from './auth.js';
-import { SecretBox, checkSecretsKey, renewSecretsKey } from './secrets.js';
+import { SecretBox, checkSecretsKey, holdsSealed, renewSecretsKey } from './secrets.js';
 import { resolveCommit } from './commits.js';
 import { BlobStore } from './blob-store.js';
 import { isTerminal } from '../domain/run-state.js';
@@ -88,11 +88,10 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   try {
     await store.migrate();
     // Before anything is made or printed: a server with the wrong key does not start at all.
-    const secrets = SecretBox.load(
-      options.env,
-      options.dataDir,
-      (await store.sealedValueSample()) !== null && !options.newSecretsKey,
-    );
+    const secrets = SecretBox.load(options.env, options.dataDir, {
+      sealed: await holdsSealed(store),
+      renewing: options.newSecretsKey === true,
+    });
     if (options.newSecretsKey) {
       for (const line of await renewSecretsKey(store, secrets, new Date())) options.say(line);
     } else {

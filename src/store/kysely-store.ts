@@ -26,6 +26,7 @@ import {
   type Pool,
   type Run,
   type RunPatch,
+  type SealedValue,
   type Stack,
   type StackPatch,
   type StackVariable,
@@ -907,22 +908,44 @@ export class KyselyStore implements Store {
     return Number(last?.seq ?? 0) + 1;
   }
 
-  async sealedValueSample(): Promise<string | null> {
-    const variable = await this.db
+  async sealedValues(): Promise<SealedValue[]> {
+    const variables = await this.db
       .selectFrom('stack_env')
-      .select('value')
+      .select(['stack_id', 'name', 'value'])
       .where('secret', '=', 1)
-      .limit(1)
-      .executeTakeFirst();
-    if (variable) return variable.value;
-    const run = await this.db
+      .orderBy('stack_id')
+      .orderBy('name')
+      .execute();
+    const runs = await this.db
       .selectFrom('runs')
-      .select('workspace_seal')
+      .select(['id', 'state', 'workspace_seal'])
       .where('workspace_seal', 'is not', null)
       .where('state', 'not in', [...TERMINAL_STATES])
-      .limit(1)
+      .orderBy('id')
+      .execute();
+    return [
+      ...variables.map((v): SealedValue => ({
+        kind: 'variable',
+        stackId: v.stack_id,
+        name: v.name,
+        value: v.value,
+      })),
+      ...runs.map((r): SealedValue => ({
+        kind: 'workspace',
+        runId: r.id,
+        state: r.state as RunStateName,
+        value: r.workspace_seal as string,
+      })),
+    ];
+  }
+
+  async readSetting(name: string): Promise<string | null> {
+    const row = await this.db
+      .selectFrom('server_settings')
+      .select('value')
+      .where('name', '=', name)
       .executeTakeFirst();
-    return run?.workspace_seal ?? null;
+    return row?.value ?? null;
   }
 
   async claimSetting(name: string, value: string): Promise<string> {
@@ -945,31 +968,6 @@ export class KyselyStore implements Store {
       .values({ name, value })
       .onConflict((oc) => oc.column('name').doUpdateSet({ value }))
       .execute();
-  }
-
-  async forgetSecretVariables(): Promise<{ stackId: string; name: string }[]> {
-    return this.db.transaction().execute(async (trx) => {
-      const rows = await trx
-        .selectFrom('stack_env')
-        .select(['stack_id', 'name'])
-        .where('secret', '=', 1)
-        .orderBy('stack_id')
-        .orderBy('name')
-        .execute();
-      await trx.deleteFrom('stack_env').where('secret', '=', 1).execute();
-      return rows.map((r) => ({ stackId: r.stack_id, name: r.name }));
-    });
-  }
-
-  async runsWithSavedWorkspace(): Promise<Run[]> {
-    const rows = await this.db
-      .selectFrom('runs')
-      .selectAll()
-      .where('workspace_seal', 'is not', null)
-      .where('state', 'not in', [...TERMINAL_STATES])
-      .orderBy('id')
-      .execute();
-    return rows.map(toRun);
   }
 
   async readLog(runId: string, afterSeq: number, limit: number): Promise<LogChunk[]> {

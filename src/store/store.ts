@@ -171,6 +171,11 @@ export interface Session {
   expiresAt: string;
 }
 
+/** A value sealed with the servers' secrets key, and where it is kept. */
+export type SealedValue =
+  | { kind: 'variable'; stackId: string; name: string; value: string }
+  | { kind: 'workspace'; runId: string; state: RunStateName; value: string };
+
 export interface Store {
   readonly dialect: 'sqlite' | 'postgres';
   migrate(): Promise<void>;
@@ -266,10 +271,12 @@ export interface Store {
   /** The sequence number the next chunk of the run's log gets (a new worker continues there). */
   nextLogSeq(runId: string): Promise<number>;
   /**
-   * One value sealed with the servers' secrets key, if the database holds any: a stack's secret
-   * variable, else the seal of a saved workspace whose run has not ended.
+   * Every value sealed with the servers' secrets key: the stacks' secret variables, and the seals
+   * of saved workspaces whose run has not ended.
    */
-  sealedValueSample(): Promise<string | null>;
+  sealedValues(): Promise<SealedValue[]>;
+  /** The setting `name`, or null when none is stored. */
+  readSetting(name: string): Promise<string | null>;
   /**
    * The setting `name`: `value` is stored if it has none yet (the first of several servers
    * starting at once wins); the stored value is returned either way.
@@ -277,10 +284,6 @@ export interface Store {
   claimSetting(name: string, value: string): Promise<string>;
   /** Sets `name` to `value` whatever it was (berth server --new-secrets-key). */
   replaceSetting(name: string, value: string): Promise<void>;
-  /** Deletes every secret variable of every stack; returns which they were. */
-  forgetSecretVariables(): Promise<{ stackId: string; name: string }[]>;
-  /** Runs that have not ended and hold the seal of a saved workspace. */
-  runsWithSavedWorkspace(): Promise<Run[]>;
 
   createToken(token: Omit<ApiToken, 'createdAt'>, tokenHash: string, at: Date): Promise<ApiToken>;
   findTokenByHash(tokenHash: string): Promise<ApiToken | null>;

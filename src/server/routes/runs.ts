@@ -1,4 +1,5 @@
 /** Runs: trigger (bound to one commit), list, show, logs, confirm, discard, cancel. */
+import { BerthError } from '../../domain/errors.js';
 import { GIT_VARIABLES, type StackVariable } from '../../domain/git-source.js';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { FastifyInstance } from 'fastify';
@@ -57,15 +58,22 @@ async function existingRun(ctx: ServerContext, id: string): Promise<Run> {
 /** The stack's git credentials (BERTH_GIT_* variables), opened for the commit's resolution. */
 async function gitVariables(ctx: ServerContext, stackId: string): Promise<StackVariable[]> {
   const names: string[] = Object.values(GIT_VARIABLES);
-  return (await ctx.store.listStackVariables(stackId))
-    .filter((v) => names.includes(v.name))
-    .map((v) => ({
-      name: v.name,
-      value: v.secret
-        ? ctx.secrets.open(v.value, `stack ${stackId}'s secret variable ${v.name}`)
-        : v.value,
-      secret: v.secret,
-    }));
+  try {
+    return (await ctx.store.listStackVariables(stackId))
+      .filter((v) => names.includes(v.name))
+      .map((v) => ({
+        name: v.name,
+        value: v.secret
+          ? ctx.secrets.open(v.value, `stack ${stackId}'s secret variable ${v.name}`)
+          : v.value,
+        secret: v.secret,
+      }));
+  } catch (err) {
+    // The server's own setup, not the request: a 500 with the code, for the operator to act on.
+    if (err instanceof BerthError && err.code === 'BERTH_SECRETS_KEY_MISMATCH')
+      throw new ApiError(500, err.code, err.message, err.hint);
+    throw err;
+  }
 }
 
 export function registerRunRoutes(server: FastifyInstance, ctx: ServerContext): void {
