@@ -125,6 +125,25 @@ describe('two servers on one PostgreSQL', () => {
     expect(other.stderr).not.toContain('admin token');
   });
 
+  it('lets one of two servers that start at once on an empty database with keys of their own start, and refuses the other', async () => {
+    postgres.createDatabase('berth_race');
+    const both = [1, 2].map(() =>
+      spawnBerth(['server', '--listen', '127.0.0.1:0', '--data-dir', tempDir('berth-server-')], {
+        BERTH_DATABASE_URL: postgres.url('berth_race'),
+        BERTH_SECRETS_KEY: randomBytes(32).toString('base64'),
+      }),
+    );
+    const first = await Promise.race(
+      both.map((server) => server.exited.then(({ code }) => ({ server, code }))),
+    );
+    expect(first.code).toBe(2);
+    expect(first.server.stderr()).toContain('BERTH_SECRETS_KEY_MISMATCH');
+    const running = both.find((server) => server !== first.server) as BerthProcess;
+    await running.waitFor('listening on');
+    running.child.kill('SIGTERM');
+    expect((await running.exited).code).toBe(0);
+  });
+
   it(`executes each of ${RUNS} queued runs exactly once, leased through both servers`, async () => {
     const admin = servers[0]?.admin as string;
     expect(admin).toMatch(/^berth_admin_/);
