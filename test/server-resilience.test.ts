@@ -224,7 +224,7 @@ describe('berth server settings', () => {
     expect(wrong.code).toBe(2);
     expect(wrong.stderr).toContain('BERTH_SECRETS_KEY_MISMATCH');
     expect(wrong.stderr).toContain(
-      'the secrets key (BERTH_SECRETS_KEY) is not the key this database was first used with',
+      'the secrets key (BERTH_SECRETS_KEY) is not the key recorded for this database',
     );
     expect(wrong.stderr).toContain('Every server on one database needs the same secrets key');
     expect(wrong.stderr).not.toContain('listening on');
@@ -271,7 +271,7 @@ describe('berth server settings', () => {
     expect(second.code).toBe(2);
     expect(second.stderr).toContain('BERTH_SECRETS_KEY_MISMATCH');
     expect(second.stderr).toContain(
-      'the secrets key (BERTH_SECRETS_KEY) is not the key this database was first used with',
+      'the secrets key (BERTH_SECRETS_KEY) is not the key recorded for this database',
     );
     expect(second.stderr).not.toContain('listening on');
     // No key at all: none is made, the record alone is something it could not open.
@@ -312,6 +312,10 @@ describe('berth server settings', () => {
     expect(await same.stop()).toBe(0);
     servers.splice(0);
 
+    // A key file left from before holds yet another key: said, since BERTH_SECRETS_KEY wins.
+    writeFileSync(path.join(dataDir, 'secrets.key'), `${randomBytes(32).toString('base64')}\n`, {
+      mode: 0o600,
+    });
     // Another key with the switch: the secret goes (no one can open it), the plain one stays.
     const renewed = await spawnServer(['--data-dir', dataDir, '--new-secrets-key'], {
       BERTH_SECRETS_KEY: fresh,
@@ -321,6 +325,9 @@ describe('berth server settings', () => {
       "--new-secrets-key: the secrets key (BERTH_SECRETS_KEY) is now the servers' key",
     );
     expect(renewed.stderr()).toContain('1 secret variable(s), to be set again: sealed/TOKEN');
+    expect(renewed.stderr()).toContain(
+      `warning: ${dataDir}/secrets.key holds another key than BERTH_SECRETS_KEY, which is the one used`,
+    );
     const after = await apiClient(() => renewed.url, admin).api<{ variables: unknown[] }>(
       'GET',
       '/stacks/sealed',

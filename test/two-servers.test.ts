@@ -120,7 +120,7 @@ describe('two servers on one PostgreSQL', () => {
     });
     expect(other.code).toBe(2);
     expect(other.stderr).toContain(
-      'the secrets key (BERTH_SECRETS_KEY) is not the key this database was first used with',
+      'the secrets key (BERTH_SECRETS_KEY) is not the key recorded for this database',
     );
     expect(other.stderr).not.toContain('admin token');
   });

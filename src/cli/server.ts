@@ -125,7 +125,7 @@ export function registerServer(
     )
     .option(
       '--new-secrets-key',
-      "the secrets key is lost for good: delete what it sealed (stacks' secret variables, saved workspaces of runs waiting) and make this server's key the servers' key",
+      "the secrets key is lost for good: forget what only it opened (stacks' secret variables, saved workspaces of runs waiting) and make this server's key ($BERTH_SECRETS_KEY, else DIR/secrets.key; never made) the servers' key",
     )
     .action(
       async (

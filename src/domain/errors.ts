@@ -281,7 +281,7 @@ export const ERROR_CATALOGUE = {
   BERTH_SECRETS_KEY_MISMATCH: {
     kind: 'config',
     retryable: false,
-    hint: "Every server on one database needs the same secrets key: set BERTH_SECRETS_KEY to it on each, or copy the first server's secrets.key (from its data directory, mode 0600) into this server's data directory. A lost key cannot be replaced without losing what it sealed: `berth server --new-secrets-key` (see docs/server.md, 'The secrets key').",
+    hint: "Every server on one database needs the same secrets key: set BERTH_SECRETS_KEY to it on each (it wins over a key file), or copy the first server's secrets.key (from its data directory, mode 0600) into this server's data directory. Only if that key is lost for good: `berth server --new-secrets-key` with a new key, which forgets what the lost key sealed (see docs/server.md, 'The secrets key').",
   },
   BERTH_INTERNAL: {
     kind: 'internal',

@@ -3,7 +3,7 @@
  * store: a key other than the database's is refused whether or not anything is sealed yet, and
  * --new-secrets-key forgets only what no one can open any more.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -11,7 +11,7 @@ import { BerthError } from '../domain/errors.js';
 import { openStore } from '../store/open-store.js';
 import type { Store } from '../store/store.js';
 import { poolWithStack, waitingPlan } from '../../test/harness/store-fixtures.js';
-import { SecretBox, checkSecretsKey, renewSecretsKey } from './secrets.js';
+import { SecretBox, checkSecretsKey, renewSecretsKey, staleKeyFile } from './secrets.js';
 
 const keyA = SecretBox.fromKey(Buffer.alloc(32, 1), 'key A');
 const keyB = SecretBox.fromKey(Buffer.alloc(32, 2), 'key B');
@@ -52,7 +52,7 @@ describe('the secrets key check', () => {
     await checkSecretsKey(store, keyA);
     const error = await refusal(checkSecretsKey(store, keyB));
     expect(error.message).toBe(
-      'the secrets key (key B) is not the key this database was first used with (every server on one database needs that one key)',
+      'the secrets key (key B) is not the key recorded for this database (by the first server that started on it, or by the last --new-secrets-key): every server on one database needs that key',
     );
   });
 
@@ -83,6 +83,19 @@ describe('the secrets key check', () => {
     expect(keyB.opens(keyA.seal('x'))).toBe(false);
     expect(keyA.opens(keyA.seal('x'), 'x')).toBe(true);
     expect(keyA.opens(keyA.seal('x'), 'y')).toBe(false);
+  });
+});
+
+describe('a key file beside BERTH_SECRETS_KEY', () => {
+  it('is warned about only when it holds another key', () => {
+    const a = Buffer.alloc(32, 1).toString('base64');
+    expect(staleKeyFile({ BERTH_SECRETS_KEY: a }, dir)).toBeNull();
+    writeFileSync(path.join(dir, 'secrets.key'), `${a}\n`);
+    expect(staleKeyFile({ BERTH_SECRETS_KEY: a }, dir)).toBeNull();
+    expect(staleKeyFile({}, dir)).toBeNull();
+    expect(staleKeyFile({ BERTH_SECRETS_KEY: Buffer.alloc(32, 2).toString('base64') }, dir)).toBe(
+      `warning: ${path.join(dir, 'secrets.key')} holds another key than BERTH_SECRETS_KEY, which is the one used; a start without BERTH_SECRETS_KEY would take the file's and be refused: put the same key in the file (mode 0600) or remove it`,
+    );
   });
 });
 

@@ -118,6 +118,24 @@ export class SecretBox {
   }
 }
 
+/**
+ * A warning when BERTH_SECRETS_KEY is used and the data directory's key file holds another key:
+ * a later start without the variable would take the file and be refused. Null otherwise.
+ */
+export function staleKeyFile(env: NodeJS.ProcessEnv, dataDir: string): string | null {
+  const given = env.BERTH_SECRETS_KEY?.trim();
+  if (!given) return null;
+  const file = path.join(dataDir, 'secrets.key');
+  let inFile: string;
+  try {
+    inFile = readFileSync(file, 'utf8').trim();
+  } catch {
+    return null;
+  }
+  if (Buffer.from(inFile, 'base64').equals(Buffer.from(given, 'base64'))) return null;
+  return `warning: ${file} holds another key than BERTH_SECRETS_KEY, which is the one used; a start without BERTH_SECRETS_KEY would take the file's and be refused: put the same key in the file (mode 0600) or remove it`;
+}
+
 /** Whether the database holds anything sealed with the servers' key (a value, or the check). */
 export async function holdsSealed(store: Store): Promise<boolean> {
   return (
@@ -143,7 +161,7 @@ export async function checkSecretsKey(store: Store, box: SecretBox): Promise<voi
   if (!box.opens(claimed, KEY_CHECK)) {
     throw keyMismatch(
       box,
-      'is not the key this database was first used with (every server on one database needs that one key)',
+      'is not the key recorded for this database (by the first server that started on it, or by the last --new-secrets-key): every server on one database needs that key',
     );
   }
 }

@@ -13,7 +13,13 @@ import { Notifications } from '../store/notifications.js';
 import { buildServer } from './app.js';
 import { PoolSignals } from './pool-signals.js';
 import { hashToken, newToken } from './auth.js';
-import { SecretBox, checkSecretsKey, holdsSealed, renewSecretsKey } from './secrets.js';
+import {
+  SecretBox,
+  checkSecretsKey,
+  holdsSealed,
+  renewSecretsKey,
+  staleKeyFile,
+} from './secrets.js';
 import { resolveCommit } from './commits.js';
 import { BlobStore } from './blob-store.js';
 import { isTerminal } from '../domain/run-state.js';
@@ -92,6 +98,8 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       sealed: await holdsSealed(store),
       renewing: options.newSecretsKey === true,
     });
+    const stale = staleKeyFile(options.env, options.dataDir);
+    if (stale) options.say(stale);
     if (options.newSecretsKey) {
       for (const line of await renewSecretsKey(store, secrets, new Date())) options.say(line);
     } else {
