@@ -143,6 +143,26 @@ describe('berth up, login, stack, runs and worker commands', () => {
     expect((await berth(['worker', 'undrain', id])).stdout).toContain(`${id}  IDLE`);
   });
 
+  it('says what was refused and the fix on the command line: a bad value, a missing run, a run not waiting', async () => {
+    const bad = await berth(['stack', 'create', 'Bad Id!', '--dir', '/tmp', '--pool', 'local']);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain(
+      'id "Bad Id!" is not valid: it must match ^[a-z0-9][a-z0-9-]{0,62}$ [BAD_REQUEST]',
+    );
+    expect(bad.stderr).toContain('`berth COMMAND --help`');
+    const missing = await berth(['runs', 'confirm', `01JDEMA${'0'.repeat(19)}`]);
+    expect(missing.code).toBe(2);
+    expect(missing.stderr).toContain('BERTH_SERVER_REFUSED');
+    expect(missing.stderr).toContain('`berth runs list`');
+    const finished = (
+      JSON.parse((await berth(['runs', 'list', '--json'])).stdout) as { id: string }[]
+    )[0]?.id as string;
+    const notWaiting = await berth(['runs', 'confirm', finished]);
+    expect(notWaiting.code).toBe(2);
+    expect(notWaiting.stderr).toContain('[RUN_TRANSITION_INVALID]');
+    expect(notWaiting.stderr).toContain('only an UNCONFIRMED run can be confirmed');
+  });
+
   it('says BERTH_SERVER_REFUSED for a wrong token and BERTH_SERVER_UNREACHABLE for no server', async () => {
     const refused = await berth(['stack', 'list'], {
       BERTH_SERVER: url,

@@ -56,6 +56,21 @@ function apiClient(login: Login, env: NodeJS.ProcessEnv): ApiClient {
   return new ApiClient(login.server, login.token, fetchTrusting(trustedCas(login.caCert, env)));
 }
 
+/**
+ * Fixes for the command line, for refusals whose answer names no fix or one for API clients (the
+ * OpenAPI document): what to run to see what exists or what is accepted.
+ */
+const COMMAND_LINE_FIXES: Record<string, string> = {
+  BAD_REQUEST:
+    'Correct the value named above; `berth COMMAND --help` (e.g. `berth stack create --help`) lists the options and the values they take.',
+  NOT_FOUND:
+    'Check the name or id: `berth stack list`, `berth runs list`, `berth pool list` and `berth worker list` show what exists.',
+  ALREADY_EXISTS:
+    'Pick another id, or use the one that exists (`berth stack show ID`, `berth pool list`).',
+  RUN_TRANSITION_INVALID:
+    '`berth runs show RUN` shows its state: only an UNCONFIRMED run can be confirmed or discarded, and only a run that has not ended can be cancelled.',
+};
+
 /** The server's refusal as a berth error (its code kept), or an unreachable server. */
 function asBerthError(err: unknown): unknown {
   if (!(err instanceof ApiClientError)) return err;
@@ -66,9 +81,11 @@ function asBerthError(err: unknown): unknown {
       cause: err,
       ...(err.hint ? { hint: err.hint } : {}),
     });
+  const hint =
+    (err.code === 'BAD_REQUEST' ? undefined : err.hint) ?? COMMAND_LINE_FIXES[err.code] ?? null;
   return new BerthError('BERTH_SERVER_REFUSED', `${err.message} [${err.code}]`, {
     cause: err,
-    ...(err.hint ? { hint: err.hint } : {}),
+    ...(hint ? { hint } : {}),
   });
 }
 

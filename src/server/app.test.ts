@@ -336,6 +336,44 @@ describe('bad input', () => {
     expect((await call('GET', '/api/v1/runs/not-a-ulid')).status).toBe(400);
   });
 
+  it.each([
+    [
+      '/api/v1/stacks',
+      { id: 'Bad Id!', localDir: '/x', pool: 'team-a' },
+      'id "Bad Id!" is not valid: it must match ^[a-z0-9][a-z0-9-]{0,62}$',
+    ],
+    [
+      '/api/v1/stacks',
+      { id: 'ok', localDir: '/x', pool: 'team-a', tool: 'TERRAFORM' },
+      'tool "TERRAFORM" is not one of: TERRAFORM_FOSS, OPEN_TOFU, CUSTOM (or null)',
+    ],
+    [
+      '/api/v1/stacks/demo/runs',
+      { type: 'bogus' },
+      'type "bogus" is not one of: task, proposed, tracked, destroy',
+    ],
+    ['/api/v1/pools', { id: 'p', kind: 'shared' }, 'kind "shared" is not one of: public, private'],
+    ['/api/v1/pools', { kind: 'private' }, 'body needs the field id'],
+    [
+      '/api/v1/pools',
+      { id: 'p', kind: 'private', colour: 'red' },
+      'body has a field this endpoint does not take: colour',
+    ],
+  ])(
+    'says which field of POST %s is wrong, the value given and what is accepted',
+    async (url, body, message) => {
+      const answer = await call('POST', url, body);
+      expect(answer.status).toBe(400);
+      expect(answer.body).toMatchObject({ code: 'BAD_REQUEST', message });
+    },
+  );
+
+  it('says which part of the address is wrong', async () => {
+    const answer = await call('POST', '/api/v1/runs/NOPE/confirm');
+    expect(answer.status).toBe(400);
+    expect(answer.body.message).toMatch(/^id "NOPE" is not valid: it must match \S+$/);
+  });
+
   it('never answers a random body with a 500 or changes anything, on any endpoint', async () => {
     const ids = async (): Promise<string> =>
       JSON.stringify([(await store.listStacks()).map((s) => s.id), await store.listPools()]);

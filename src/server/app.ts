@@ -9,6 +9,7 @@ import swagger from '@fastify/swagger';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
 import { BerthError } from '../domain/errors.js';
+import { validationMessage, type SchemaError } from './validation-message.js';
 import { ulidGenerator } from '../domain/ulid.js';
 import { ErrorBody } from '../api/schemas.js';
 import { StoreConflict, type Store } from '../store/store.js';
@@ -114,7 +115,10 @@ const STATUS_OF_CONFLICT: Record<StoreConflict['code'], number> = {
   STACK_HAS_RUNS: 409,
 };
 
-function errorAnswer(err: unknown): { status: number; body: ErrorBody; log: boolean } {
+function errorAnswer(
+  err: unknown,
+  request?: { body?: unknown; query?: unknown; params?: unknown },
+): { status: number; body: ErrorBody; log: boolean } {
   if (err instanceof ApiError) {
     return {
       status: err.statusCode,
@@ -136,13 +140,29 @@ function errorAnswer(err: unknown): { status: number; body: ErrorBody; log: bool
       log: false,
     };
   }
-  const e = err as { validation?: unknown; code?: string; statusCode?: number; message?: string };
+  const e = err as {
+    validation?: SchemaError[];
+    validationContext?: string;
+    code?: string;
+    statusCode?: number;
+    message?: string;
+  };
   if (e.validation) {
+    const context = e.validationContext ?? 'body';
+    const input =
+      context === 'querystring'
+        ? request?.query
+        : context === 'params'
+          ? request?.params
+          : request?.body;
     return {
       status: 400,
       body: {
         code: 'BAD_REQUEST',
-        message: e.message ?? 'the request does not match its schema',
+        message:
+          validationMessage(e.validation, context, input) ??
+          e.message ??
+          'the request does not match its schema',
         hint: 'See /api/v1/openapi.json for the accepted fields and formats.',
       },
       log: false,
@@ -291,7 +311,7 @@ export async function buildServer(deps: ServerDeps): Promise<BerthServer> {
   });
 
   app.setErrorHandler((err, request, reply) => {
-    const answer = errorAnswer(err);
+    const answer = errorAnswer(err, request);
     if (answer.log) console.error(`berth server: ${request.method} ${request.url} failed:`, err);
     void reply.status(answer.status).send(answer.body);
   });
