@@ -10,6 +10,7 @@
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import { hostname } from 'node:os';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { EngineClient } from '../src/executor/docker/engine-client.js';
@@ -208,6 +209,25 @@ describe('berth server and berth worker', () => {
     const again = startWorker(token, stateDir);
     await again.waitFor('registered in pool');
     expect(again.stderr()).toMatch(/removed 1 container\(s\) left by a worker that died/);
+  });
+
+  it("fails a run whose stack's directory is not on the worker's machine, saying so", async () => {
+    const token = await createPool('pool-nodir');
+    const missing = path.join(tempDir('berth-stack-'), 'not-here');
+    await api('POST', '/stacks', {
+      id: 'stack-nodir',
+      localDir: missing,
+      pool: 'pool-nodir',
+      runnerImage: inject('busyboxImage'),
+    });
+    const worker = startWorker(token, tempDir('berth-worker-'));
+    await worker.waitFor('registered in pool');
+    const run = (await api<RunBody>('POST', '/stacks/stack-nodir/runs', { type: 'task' })).body;
+    const failed = await settled(run.id, ['FAILED', 'FINISHED']);
+    expect(failed.state).toBe('FAILED');
+    expect(failed.stateReason).toBe(
+      `stack stack-nodir's source directory ${missing} does not exist on worker host ${hostname()} [BERTH_WORKSPACE_UNREADABLE]`,
+    );
   });
 });
 

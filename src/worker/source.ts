@@ -4,8 +4,8 @@
  * The credentials (BERTH_GIT_* variables) are berth's, for the checkout: they are taken out of
  * the variables the job gets.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdtemp, rm, stat } from 'node:fs/promises';
+import { hostname, tmpdir } from 'node:os';
 import path from 'node:path';
 import { BerthError } from '../domain/errors.js';
 import { gitCredentialsFrom, type StackVariable } from '../domain/git-source.js';
@@ -33,13 +33,15 @@ export async function prepareSource(
     stack.repository,
     assignment.environment,
   );
-  if (stack.localDir)
+  if (stack.localDir) {
+    await requireDirectory(stack.id, stack.localDir);
     return {
       dir: stack.localDir,
       environment: jobVariables,
       warnings: [],
       cleanup: () => Promise.resolve(),
     };
+  }
   if (!stack.repository) throw new BerthError('BERTH_USAGE', `stack ${stack.id} has no source`);
   const parent = await mkdtemp(path.join(tmpdir(), 'berth-checkout-'));
   const dir = path.join(parent, 'source');
@@ -65,4 +67,24 @@ export async function prepareSource(
     await cleanup();
     throw err;
   }
+}
+
+/**
+ * A stack's local directory is read on the worker's machine: one that is not there (a path on
+ * another machine, a typo) fails the run saying so, not later with "no .berth/task.sh".
+ */
+async function requireDirectory(stackId: string, dir: string): Promise<void> {
+  const problem = await stat(dir).then(
+    (info) => (info.isDirectory() ? null : 'is not a directory'),
+    (err: NodeJS.ErrnoException) =>
+      err.code === 'ENOENT' ? 'does not exist' : `cannot be read (${err.code ?? err.message})`,
+  );
+  if (problem === null) return;
+  throw new BerthError(
+    'BERTH_WORKSPACE_UNREADABLE',
+    `stack ${stackId}'s source directory ${dir} ${problem} on worker host ${hostname()}`,
+    {
+      hint: "A stack's --dir names a directory on the machines of its pool's workers (with berth up, this machine): create it there, or make the stack again with the right --dir (berth stack delete, berth stack create), or give it a repository with --repo.",
+    },
+  );
 }
