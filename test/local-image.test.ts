@@ -5,7 +5,7 @@
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { EngineClient } from '../src/executor/docker/engine-client.js';
 import { expectNothingLeftBehind } from './harness/cleanup.js';
-import { removeImage, tagImage, testEngine } from './harness/engine.js';
+import { pushImage, removeImage, tagImage, testEngine } from './harness/engine.js';
 import { jobDir } from './harness/files.js';
 import { ensureBuiltImage } from './harness/images.js';
 import { finished, jobOutput, runBerth, testStateDir } from './harness/cli.js';
@@ -71,5 +71,40 @@ describe('berth run: images built on this machine', () => {
     expect(result.code).toBe(3);
     expect(result.stderr).toContain('BERTH_REGISTRY_UNREACHABLE');
     expect(result.stderr).toMatch(/fix .*--pull never/);
+  });
+
+  it("never builds berth's runner image over a present default image whose registry cannot be reached", async () => {
+    // An image with a registry origin (pushed to the test registry, so it has a repository
+    // digest), named after a registry that is gone (a loopback port where nothing listens): as
+    // when the registry of a team's default runner image is down.
+    const built = await ensureBuiltImage(
+      engine,
+      'present-default',
+      `FROM ${inject('busyboxImage')}\nLABEL registry.origin=yes\n`,
+    );
+    const pushed = `${inject('registryAddress')}/berth-test/present-default`;
+    const repository = '127.0.0.1:9/berth-test/present-default';
+    await tagImage(engine, built, pushed, '1');
+    await tagImage(engine, built, repository, '1');
+    try {
+      await pushImage(engine, `${pushed}:1`);
+      const before = await engine.json<{ Id: string; RepoDigests: string[] }>(
+        'GET',
+        `/images/${repository}:1/json`,
+      );
+      expect(before.RepoDigests.length).toBeGreaterThan(0);
+      const result = await runBerth(['run', jobDir(), '--json', '--', 'echo never'], {
+        BERTH_STATE_DIR: stateDir,
+        BERTH_DEFAULT_RUNNER_IMAGE: `${repository}:1`,
+      });
+      expect(result.code, result.stderr).not.toBe(0);
+      expect(finished(result).error?.code).toBe('BERTH_REGISTRY_UNREACHABLE');
+      expect(result.events.some((e) => e.type === 'image.build')).toBe(false);
+      const after = await engine.json<{ Id: string }>('GET', `/images/${repository}:1/json`);
+      expect(after.Id).toBe(before.Id);
+    } finally {
+      await removeImage(engine, `${repository}:1`);
+      await removeImage(engine, `${pushed}:1`);
+    }
   });
 });

@@ -21,6 +21,7 @@ import type { EngineClient } from '../src/executor/docker/engine-client.js';
 import { expectNothingLeftBehind } from './harness/cleanup.js';
 import { BERTH_BIN, runBerth, spawnBerth, testStateDir, type BerthProcess } from './harness/cli.js';
 import { testEngine } from './harness/engine.js';
+import { ensureBuiltImage } from './harness/images.js';
 import { tempDir } from './harness/ownership.js';
 import { startReleaseMirror, type ReleaseMirror } from './harness/release-mirror.js';
 import { installedTerraform } from './harness/terraform.js';
@@ -28,6 +29,7 @@ import { installedTerraform } from './harness/terraform.js';
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const HEADING = '## The platform on one machine';
 const README_ADDRESS = 'http://127.0.0.1:8080';
+let runnerImage = '';
 
 /** The commands of the first fenced block under HEADING, comments cut. */
 function platformBlock(): string[] {
@@ -57,6 +59,14 @@ beforeAll(async () => {
   if (!terraform) return;
   mirror = await startReleaseMirror('terraform');
   await mirror.publish(terraform.version, { content: readFileSync(terraform.path) });
+  // The default runner image, built here (no registry origin), as an air-gapped machine has it:
+  // the shared busybox image may have a registry origin by now (other tests push it), and a
+  // default image whose registry cannot be reached is refused, never built over.
+  runnerImage = await ensureBuiltImage(
+    engine,
+    'platform-runner',
+    `FROM ${inject('busyboxImage')}\nLABEL built.for=readme-platform\n`,
+  );
 });
 
 afterEach(async () => {
@@ -123,7 +133,7 @@ describe('the README platform on one machine', () => {
       ...env,
       BERTH_LISTEN: '127.0.0.1:0',
       BERTH_STATE_DIR: testStateDir(),
-      BERTH_DEFAULT_RUNNER_IMAGE: inject('busyboxImage'),
+      BERTH_DEFAULT_RUNNER_IMAGE: runnerImage,
       BERTH_TERRAFORM_RELEASES_URL: mirror.baseUrl,
       BERTH_TERRAFORM_SIGNING_KEY_FILE: mirror.keyFile,
       BERTH_WHITELIST_ENVS: 'CHECKPOINT_DISABLE',

@@ -197,6 +197,8 @@ export interface Executor {
    * digest: built or loaded on this machine, never pulled or pushed), else null.
    */
   localOnlyImage?(reference: string): Promise<ResolvedImage | null>;
+  /** Whether the engine has an image under `reference`, whatever its origin. */
+  hasImage?(reference: string): Promise<boolean>;
 }
 
 /** The labels on everything berth creates. */

@@ -54,6 +54,10 @@ export async function prepareRunImage(
       );
       image = local;
       source = 'present';
+    } else if (await input.executor.hasImage?.(input.image)) {
+      // Present, but its registry could not confirm it: the run fails as for any other image.
+      // Building would put berth's runner image under a tag that names another image.
+      throw err;
     } else {
       input.warn(
         `${input.image} is neither present nor pullable (${err.message}); building it from berth's bundled runner/Dockerfile`,

@@ -285,6 +285,10 @@ export class DockerExecutor implements Executor {
     return resolved(reference, image, false);
   }
 
+  async hasImage(reference: string): Promise<boolean> {
+    return (await this.inspectImage(reference)) !== null;
+  }
+
   async localOnlyImage(reference: string): Promise<ResolvedImage | null> {
     const image = await this.inspectImage(reference);
     if (!image || (image.RepoDigests ?? []).length > 0) return null;
