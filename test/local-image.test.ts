@@ -80,7 +80,8 @@ describe('berth run: images built on this machine', () => {
     const built = await ensureBuiltImage(
       engine,
       'present-default',
-      `FROM ${inject('busyboxImage')}\nLABEL registry.origin=yes\n`,
+      // Not the standard runner image (whose label berth trusts as its own build).
+      `FROM ${inject('busyboxImage')}\nLABEL registry.origin=yes dev.berth.runner-image=no\n`,
     );
     const pushed = `${inject('registryAddress')}/berth-test/present-default`;
     const repository = '127.0.0.1:9/berth-test/present-default';

@@ -11,6 +11,7 @@ import path from 'node:path';
 import { execFileSync, spawn } from 'node:child_process';
 import type { EngineClient } from '../../src/executor/docker/engine-client.js';
 import { readAll } from '../../src/executor/docker/engine-client.js';
+import { DockerApiError } from '../../src/executor/docker/daemon-errors.js';
 import { buildImage } from '../../src/executor/docker/image-build.js';
 import { imageExists } from './engine.js';
 
@@ -58,12 +59,39 @@ export async function importRootfs(
     throw new Error(`import of ${repo}:${tag} failed (tar exit ${code}): ${text}`);
 }
 
+/** The label the busybox test image is imported with: the hash its name carries. */
+const BUSYBOX_LABEL = 'berth-test.busybox';
+
+/** An image's id and labels, or null when the engine has none under `reference`. */
+async function imageInspect(
+  engine: EngineClient,
+  reference: string,
+): Promise<{ Id: string; Config?: { Labels?: Record<string, string> | null } } | null> {
+  try {
+    return await engine.json('GET', `/images/${encodeURI(reference)}/json`);
+  } catch (err) {
+    if (err instanceof DockerApiError && err.status === 404) return null;
+    throw err;
+  }
+}
+
+async function imageLabels(
+  engine: EngineClient,
+  reference: string,
+): Promise<Record<string, string> | null> {
+  return (await imageInspect(engine, reference))?.Config?.Labels ?? null;
+}
+
 /** The busybox image most tests run on: sh and the usual tools, no passwd entry for 1983. */
 export async function ensureBusyboxImage(engine: EngineClient): Promise<string> {
   requireBusybox();
   const binary = readFileSync(BUSYBOX);
-  const reference = `berth-test/busybox:${hash(binary, 'v1')}`;
-  if (await imageExists(engine, reference)) return reference;
+  const id = hash(binary, 'v1');
+  const reference = `berth-test/busybox:${id}`;
+  // Ours only if it carries our label: on an engine kept between runs, a bug may have put
+  // another image under this name (berth once built its runner image over a default image);
+  // then it is imported again, and the images built FROM it get new names (ensureBuiltImage).
+  if ((await imageLabels(engine, reference))?.[BUSYBOX_LABEL] === id) return reference;
   const dir = await mkdtemp(path.join(tmpdir(), 'berth-busybox-'));
   try {
     for (const sub of ['bin', 'etc', 'tmp', 'root']) await mkdir(path.join(dir, sub));
@@ -81,7 +109,7 @@ export async function ensureBusyboxImage(engine: EngineClient): Promise<string> 
     );
     await writeFile(path.join(dir, 'etc', 'group'), 'root:x:0:\nnogroup:x:65534:\n');
     const [repo, tag] = reference.split(':') as [string, string];
-    await importRootfs(engine, dir, repo, tag);
+    await importRootfs(engine, dir, repo, tag, `LABEL ${BUSYBOX_LABEL}=${id}`);
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
@@ -97,7 +125,10 @@ export async function ensureBuiltImage(
   dockerfile: string,
   files: Record<string, string> = {},
 ): Promise<string> {
-  const reference = `berth-test/${name}:${hash(dockerfile, JSON.stringify(files))}`;
+  // Named by content, the base image's id included: a base that changed is built on again.
+  const base = /^FROM\s+(\S+)/m.exec(dockerfile)?.[1];
+  const baseId = base ? ((await imageInspect(engine, base))?.Id ?? '') : '';
+  const reference = `berth-test/${name}:${hash(dockerfile, JSON.stringify(files), baseId)}`;
   if (await imageExists(engine, reference)) return reference;
   const dir = await mkdtemp(path.join(tmpdir(), 'berth-build-'));
   try {
