@@ -368,6 +368,19 @@ describe('bad input', () => {
     },
   );
 
+  it('never echoes a free-text value it refuses, such as a secret variable over the limit', async () => {
+    const secret = `hunter2-${'x'.repeat(65536)}`;
+    const answer = await call('PUT', '/api/v1/stacks/demo/env/TOO_LONG', {
+      value: secret,
+      secret: true,
+    });
+    expect(answer.status).toBe(400);
+    expect(answer.body.message).toBe(
+      'value is not valid: it must NOT have more than 65536 characters',
+    );
+    expect(JSON.stringify(answer.body)).not.toContain('hunter2');
+  });
+
   it('says which part of the address is wrong', async () => {
     const answer = await call('POST', '/api/v1/runs/NOPE/confirm');
     expect(answer.status).toBe(400);

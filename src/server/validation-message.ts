@@ -25,7 +25,7 @@ export function validationMessage(
   if (!first) return null;
   const at = first.instancePath;
   const name = at ? at.slice(1).replace(/\//g, '.') : context;
-  const value = show(valueAt(input, at));
+  const value = (): string => show(valueAt(input, at));
   const here = errors.filter((e) => e.instancePath === at);
   const allowed = here.flatMap((e) =>
     e.keyword === 'const'
@@ -36,11 +36,11 @@ export function validationMessage(
   );
   if (allowed.length > 0) {
     const orNull = here.some((e) => e.keyword === 'type' && e.params.type === 'null');
-    return `${name} ${value} is not one of: ${allowed.map(String).join(', ')}${orNull ? ' (or null)' : ''}`;
+    return `${name} ${value()} is not one of: ${allowed.map(String).join(', ')}${orNull ? ' (or null)' : ''}`;
   }
   switch (first.keyword) {
     case 'pattern':
-      return `${name} ${value} is not valid: it must match ${String(first.params.pattern)}`;
+      return `${name} ${value()} is not valid: it must match ${String(first.params.pattern)}`;
     case 'required':
       return `${context}${at ? ` ${name}` : ''} needs the field ${String(first.params.missingProperty)}`;
     case 'additionalProperties':
@@ -53,7 +53,10 @@ export function validationMessage(
     case 'minItems':
     case 'type':
     case 'format':
-      return `${name} ${value} is not valid: it ${first.message ?? 'does not match the schema'}`;
+      // Not the value: these fields are free text, a secret variable's value among them, and the
+      // answer is printed where the caller runs (a terminal, a CI log). A choice or a pattern's
+      // field above is an identifier the API shows back anyway.
+      return `${name} is not valid: it ${first.message ?? 'does not match the schema'}`;
     default:
       return null;
   }
