@@ -4,6 +4,7 @@ import {
   displayRepository,
   gitCredentialsFrom,
   gitFailure,
+  lastGitLine,
   httpCredentialScope,
   repositoryTransport,
 } from './git-source.js';
@@ -106,5 +107,22 @@ describe("git's failures", () => {
     expect(err.message).toBe(
       'git could not fetch branch main from https://h/r.git: fatal: Could not resolve host: h',
     );
+  });
+
+  it("quotes the line that says what went wrong, not git's closing advice", () => {
+    const advice =
+      'fatal: Could not read from remote repository.\n\nPlease make sure you have the correct access rights\nand the repository exists.\n';
+    const missing = gitFailure(
+      `fatal: '/srv/none.git' does not appear to be a git repository\n${advice}`,
+      { repository: 'file:///srv/none.git', credentials: 'none', what: 'branch main' },
+    );
+    expect(missing.code).toBe('BERTH_GIT_REPOSITORY_NOT_FOUND');
+    expect(missing.message).toBe(
+      "file:///srv/none.git is not a repository the worker can read (git: fatal: '/srv/none.git' does not appear to be a git repository)",
+    );
+    expect(lastGitLine(`Host key verification failed.\n${advice}`)).toBe(
+      'Host key verification failed.',
+    );
+    expect(lastGitLine(advice)).toBe('and the repository exists.');
   });
 });

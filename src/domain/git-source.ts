@@ -170,13 +170,20 @@ export function classifyGitFailure(stderr: string): GitFailureKind {
   return 'other';
 }
 
+/**
+ * git's closing words after a failed fetch over SSH or from a path, said whatever the cause:
+ * the line before them says what went wrong.
+ */
+const GIT_BOILERPLATE =
+  /^(fatal: Could not read from remote repository\.?|Please make sure you have the correct access rights|and the repository exists\.?)$/i;
+
 /** The last meaningful line of git's standard error, for a message. */
 export function lastGitLine(stderr: string): string {
   const lines = stderr
     .split(/\r?\n/)
     .map((l) => l.trim())
     .filter((l) => l !== '' && !/^(hint|warning):/i.test(l));
-  return lines.at(-1) ?? 'no output';
+  return lines.filter((l) => !GIT_BOILERPLATE.test(l)).at(-1) ?? lines.at(-1) ?? 'no output';
 }
 
 /** A failed git command as berth's error: what happened, the values, the fix. */
