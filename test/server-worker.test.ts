@@ -269,8 +269,9 @@ describe('berth worker on SIGTERM', () => {
     expect(log.chunks.map((c) => c.text).join('')).toContain('started\nended\n');
     const waiting = (await api<RunBody>('GET', `/runs/${second.id}`)).body;
     expect(waiting).toMatchObject({ state: 'READY', worker: null });
+    expect(worker.stderr()).toContain(`run ${first.id}: taken, TASK run of stack `);
     expect(worker.stderr()).toContain(
-      `run ${first.id}: done here (log shipped, container removed)`,
+      `run ${first.id}: done here, FINISHED (log shipped, container removed)`,
     );
     // Nothing left on the engine: afterEach checks.
   });
@@ -285,7 +286,7 @@ describe('berth worker on SIGTERM', () => {
     expect(done.state).not.toBe('FINISHED');
     expect(done.stateReason).toMatch(/^stopped: /);
     expect(worker.stderr()).toContain(
-      `run ${first.id}: done here (log shipped, container removed)`,
+      `run ${first.id}: done here, ${done.state} (log shipped, container removed)`,
     );
   });
 });
@@ -349,6 +350,8 @@ describe('plan → confirm → apply across workers', () => {
     expect(waiting.state, waiting.stateReason ?? '').toBe('UNCONFIRMED');
     expect(waiting.worker).toBe(workerId(planner));
     expect(blobs()).toEqual([`${run.id}.workspace`]);
+    await planner.waitFor(`run ${run.id}: done here, UNCONFIRMED`);
+    expect(planner.stderr()).toContain(`run ${run.id}: taken, TRACKED run of stack stack-confirm`);
     const marker = /marker ([0-9a-f]{32})/.exec(await logText(run.id))?.[1];
     expect(marker).toMatch(/^[0-9a-f]{32}$/);
     // The planner (one run at a time) is free at once: it runs a proposed run of the same stack
@@ -394,7 +397,10 @@ describe('plan → confirm → apply across workers', () => {
     // The ended run's workspace is gone from the server, and the applier kept no copy: its
     // files here go once the run's end is reported, beside whatever the worker does next.
     expect(blobs()).toEqual([]);
-    await applier.waitFor(`run ${run.id}: done here`);
+    expect(applier.stderr()).toContain(
+      `run ${run.id}: taken, the apply of its confirmed plan of stack stack-confirm`,
+    );
+    await applier.waitFor(`run ${run.id}: done here, FINISHED`);
     expect(existsSync(path.join(applyStateDir, 'runs', run.id))).toBe(false);
   });
 

@@ -182,7 +182,10 @@ export class Worker {
     );
     let started = false;
     let reporting = Promise.resolve();
+    // The state this worker last reported: what the operator's "done here" line names.
+    let reported: Report['state'] | null = null;
     const report = (r: Report): void => {
+      reported = r.state;
       const body: Report = {
         ...r,
         ...(started ? { started: true } : {}),
@@ -190,6 +193,9 @@ export class Worker {
       };
       reporting = reporting.then(() => this.deliverReport(runId, body, slot));
     };
+    this.options.say(
+      `run ${runId}: taken, ${assignment.resume ? 'the apply of its confirmed plan' : `${assignment.run.type} run`} of stack ${assignment.stack.id}`,
+    );
     let source: RunSource | null = null;
     // The container goes after the run's end is reported (its log complete and stored first).
     let removeContainer: (() => Promise<void>) | null = null;
@@ -355,7 +361,7 @@ export class Worker {
     } finally {
       await reporting;
       this.running.delete(runId);
-      const after = this.afterRun(runId, removeContainer, source).finally(() =>
+      const after = this.afterRun(runId, reported, removeContainer, source).finally(() =>
         this.afterRuns.delete(after),
       );
       this.afterRuns.add(after);
@@ -365,6 +371,7 @@ export class Worker {
   /** Removes what a run left here once its end is reported (see afterRuns). */
   private async afterRun(
     runId: string,
+    state: Report['state'] | null,
     removeContainer: (() => Promise<void>) | null,
     source: RunSource | null,
   ): Promise<void> {
@@ -379,11 +386,13 @@ export class Worker {
         `run ${runId}: could not remove its files here: ${coerceError(err).message}`,
       );
     }
-    // For the operator (and tests): nothing of the run is left to ship or remove here.
+    // For the operator (and tests): nothing of the run is left to ship or remove here. The state
+    // says which part it was: a plan ends UNCONFIRMED here, its apply elsewhere or later.
+    const ended = state ? `, ${state}` : '';
     this.options.say(
       clean
-        ? `run ${runId}: done here (log shipped, container removed)`
-        : `run ${runId}: done here (log shipped; what could not be removed is said above)`,
+        ? `run ${runId}: done here${ended} (log shipped, container removed)`
+        : `run ${runId}: done here${ended} (log shipped; what could not be removed is said above)`,
     );
   }
 
