@@ -46,6 +46,29 @@ function planSealedWith(box: SecretBox): Promise<string> {
   return waitingPlan(store, 's', '01JDEMO0000000000000000000', box.seal('{"key":"k"}'), at);
 }
 
+describe('the secrets key itself', () => {
+  it('names where a key of the wrong length came from, and how to make a right one', () => {
+    const fromEnv = (): SecretBox =>
+      SecretBox.load({ BERTH_SECRETS_KEY: Buffer.alloc(16, 1).toString('base64') }, dir);
+    expect(fromEnv).toThrow(
+      'BERTH_SECRETS_KEY holds 16 bytes in base64; a secrets key is 32 bytes',
+    );
+    expect(fromEnv).toThrow(expect.objectContaining({ code: 'BERTH_USAGE' }));
+    const file = path.join(dir, 'secrets.key');
+    writeFileSync(file, 'short\n', { mode: 0o600 });
+    const error = ((): BerthError => {
+      try {
+        SecretBox.load({}, dir);
+      } catch (e) {
+        return e as BerthError;
+      }
+      throw new Error('a 3-byte key file was accepted');
+    })();
+    expect(error.message).toBe(`${file} holds 3 bytes in base64; a secrets key is 32 bytes`);
+    expect(error.hint).toContain(`Put the key every server on this database uses in ${file}`);
+  });
+});
+
 describe('the secrets key check', () => {
   it('records the first key and refuses another, before anything is sealed', async () => {
     await checkSecretsKey(store, keyA);

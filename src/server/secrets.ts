@@ -25,9 +25,17 @@ export class SecretBox {
 
   static fromKey(key: Buffer, source?: string): SecretBox {
     if (key.length !== 32) {
-      throw new BerthError('BERTH_USAGE', `the secrets key is ${key.length} bytes; it must be 32`, {
-        hint: 'Set BERTH_SECRETS_KEY to 32 random bytes in base64 (`openssl rand -base64 32`), or unset it to let berth generate one in its data directory.',
-      });
+      const where = source ?? 'the secrets key';
+      throw new BerthError(
+        'BERTH_USAGE',
+        `${where} holds ${key.length} bytes in base64; a secrets key is 32 bytes`,
+        {
+          hint:
+            source === 'BERTH_SECRETS_KEY'
+              ? 'Set BERTH_SECRETS_KEY to the key every server on this database uses: 32 random bytes in base64 (`openssl rand -base64 32` makes one), or unset it to use the key file in the data directory.'
+              : `Put the key every server on this database uses in ${where}: 32 random bytes in base64 (\`openssl rand -base64 32\` makes one), mode 0600.`,
+        },
+      );
     }
     return new SecretBox(key, source);
   }
