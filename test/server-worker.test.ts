@@ -332,7 +332,9 @@ describe('plan → confirm → apply across workers', () => {
     (await api<{ states: { state: string }[] }>('GET', `/runs/${id}`)).body.states.map(
       (s) => s.state,
     );
-  const blobs = (): string[] => readdirSync(path.join(dataDir, 'blobs'));
+  /** The saved workspaces in the server's blob store (its mark file is no workspace). */
+  const blobs = (): string[] =>
+    readdirSync(path.join(dataDir, 'blobs')).filter((name) => name.endsWith('.workspace'));
   const workerId = (w: BerthProcess): string =>
     /worker (\S+) registered/.exec(w.stderr())?.[1] as string;
   const cli = (args: string[]): BerthProcess =>

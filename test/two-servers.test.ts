@@ -11,7 +11,7 @@
  * load (2 runs a second). BERTH_TEST_RUNS sets another number for a quicker local run.
  */
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { EngineClient } from '../src/executor/docker/engine-client.js';
@@ -38,6 +38,8 @@ let store: KyselyStore;
 let proxy: ApiProxy;
 const servers: ServerProcess[] = [];
 let worker: BerthProcess | undefined;
+/** What every server of the database is started with. */
+let shared: Record<string, string>;
 
 beforeAll(async () => {
   engine = testEngine();
@@ -45,14 +47,16 @@ beforeAll(async () => {
   postgres.createDatabase('berth');
   // Servers on one database share one secrets key (docs/server.md): each data directory would
   // otherwise get a key of its own, and the second server would refuse to start.
-  const env = {
+  // And one blob directory (a shared volume in production), where plans wait for their apply.
+  shared = {
     BERTH_DATABASE_URL: postgres.url('berth'),
     BERTH_WORKER_LEASE_TIMEOUT: '30s',
     BERTH_SECRETS_KEY: randomBytes(32).toString('base64'),
+    BERTH_BLOB_DIR: tempDir('berth-blobs-'),
   };
   // One after the other: the first migrates the database and makes the admin token.
-  servers.push(await startServerProcess(tempDir('berth-server-'), env));
-  servers.push(await startServerProcess(tempDir('berth-server-'), env));
+  servers.push(await startServerProcess(tempDir('berth-server-'), shared));
+  servers.push(await startServerProcess(tempDir('berth-server-'), shared));
   store = await openStore({ databaseUrl: postgres.url('berth'), dataDir: '/nonexistent' });
   proxy = await startApiProxy(servers.map((s) => s.url));
 }, 120_000);
@@ -123,6 +127,33 @@ describe('two servers on one PostgreSQL', () => {
       'the secrets key (BERTH_SECRETS_KEY) is not the key recorded for this database',
     );
     expect(other.stderr).not.toContain('admin token');
+  });
+
+  it('refuses a server whose blob directory is not the one the others share, and says which one is', async () => {
+    const dataDir = tempDir('berth-server-');
+    const shouldBe = readFileSync(
+      path.join(shared.BERTH_BLOB_DIR as string, '.berth-blob-store'),
+      'utf8',
+    ).trim();
+    expect(shouldBe).toMatch(/^[0-9a-f]{24}$/);
+    const own = await runBerth(['server', '--listen', '127.0.0.1:0', '--data-dir', dataDir], {
+      ...shared,
+      BERTH_BLOB_DIR: '',
+    });
+    expect(own.code).toBe(2);
+    expect(own.stderr).toContain('BERTH_BLOB_STORE_MISMATCH');
+    expect(own.stderr).toContain(
+      `the blob directory ${dataDir}/blobs is not the one this database's servers keep saved workspaces in: it has no .berth-blob-store, and the database's store is marked ${shouldBe} [BERTH_BLOB_STORE_MISMATCH]`,
+    );
+    expect(own.stderr).toContain(
+      `set BERTH_BLOB_DIR to the directory whose .berth-blob-store holds ${shouldBe}`,
+    );
+    expect(own.stderr).not.toContain('listening');
+    // The way back the fix names: the directory marked with the store's id is taken.
+    const fixed = path.join(dataDir, 'blobs', '.berth-blob-store');
+    writeFileSync(fixed, `${shouldBe}\n`);
+    const server = await startServerProcess(dataDir, { ...shared, BERTH_BLOB_DIR: '' });
+    await server.stop();
   });
 
   it('lets one of two servers that start at once on an empty database with keys of their own start, and refuses the other', async () => {

@@ -283,6 +283,11 @@ export const ERROR_CATALOGUE = {
     retryable: false,
     hint: "Every server on one database needs the same secrets key: set BERTH_SECRETS_KEY to it on each (it wins over a key file), or copy the first server's secrets.key (from its data directory, mode 0600) into this server's data directory. Only if that key is lost for good: `berth server --new-secrets-key` with a new key, which forgets what the lost key sealed (see docs/server.md, 'The secrets key').",
   },
+  BERTH_BLOB_STORE_MISMATCH: {
+    kind: 'config',
+    retryable: false,
+    hint: 'Every server on one database needs the same blob directory (a shared volume): set BERTH_BLOB_DIR to it on each.',
+  },
   BERTH_INTERNAL: {
     kind: 'internal',
     retryable: false,

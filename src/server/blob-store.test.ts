@@ -16,7 +16,9 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
-import { BlobStore } from './blob-store.js';
+import { openStore } from '../store/open-store.js';
+import type { Store } from '../store/store.js';
+import { BlobStore, checkBlobStore } from './blob-store.js';
 
 const RUN = '01JDZQ4V7D3W8M5X2K9T6R1B0C';
 const OTHER = '01JDZQ4V7D3W8M5X2K9T6R1B0D';
@@ -83,4 +85,54 @@ describe('the blob store', () => {
     await blobs.delete(RUN);
     expect(await blobs.has(RUN)).toBe(false);
   });
+});
+
+/** A fresh SQLite store for `use`, closed after. */
+async function withDatabase(use: (db: Store) => Promise<void>): Promise<void> {
+  const dataDir = mkdtempSync(path.join(tmpdir(), 'berth-blobs-db-'));
+  dirs.push(dataDir);
+  const db = await openStore({ dataDir });
+  try {
+    await db.migrate();
+    await use(db);
+  } finally {
+    await db.close();
+  }
+}
+
+describe('the blob store every server of a database shares', () => {
+  it('marks the first directory, records it, takes it again, and refuses any other', () =>
+    withDatabase(async (db) => {
+      const first = await store();
+      await checkBlobStore(db, first);
+      const id = readFileSync(path.join(first.dir, '.berth-blob-store'), 'utf8').trim();
+      expect(id).toMatch(/^[0-9a-f]{24}$/);
+      expect(await db.readSetting('blob_store_id')).toBe(id);
+      await checkBlobStore(db, first);
+      // The mark is no blob: the sweep leaves it.
+      expect(await first.sweep(() => Promise.resolve(false), new Date())).toEqual([]);
+
+      const unmarked = await store();
+      await expect(checkBlobStore(db, unmarked)).rejects.toThrow(
+        `the blob directory ${unmarked.dir} is not the one this database's servers keep saved workspaces in: it has no .berth-blob-store, and the database's store is marked ${id}`,
+      );
+      // Refused, it is left unmarked: a start with the right directory is not made harder.
+      expect(readdirSync(unmarked.dir)).toEqual([]);
+      const other = await store();
+      writeFileSync(path.join(other.dir, '.berth-blob-store'), 'feedfacefeedfacefeedface\n');
+      await expect(checkBlobStore(db, other)).rejects.toThrow(
+        expect.objectContaining({
+          code: 'BERTH_BLOB_STORE_MISMATCH',
+          message: `the blob directory ${other.dir} is not the one this database's servers keep saved workspaces in: it is marked feedfacefeedfacefeedface, the database's store ${id}`,
+        }),
+      );
+    }));
+
+  it('takes a marked directory on a database that has recorded none yet', () =>
+    withDatabase(async (db) => {
+      const blobs = await store();
+      writeFileSync(path.join(blobs.dir, '.berth-blob-store'), 'abcabcabcabcabcabcabcabc\n');
+      await checkBlobStore(db, blobs);
+      expect(await db.readSetting('blob_store_id')).toBe('abcabcabcabcabcabcabcabc');
+    }));
 });

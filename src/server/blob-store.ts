@@ -13,12 +13,17 @@
  */
 import { randomBytes } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
+import { mkdir, readFile, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { BerthError } from '../domain/errors.js';
 
 const SUFFIX = '.workspace';
+/** The file naming the store (see checkBlobStore); not a blob, so the sweep leaves it. */
+const MARK_FILE = '.berth-blob-store';
+/** The setting that holds the id of the blob store every server of the database uses. */
+const BLOB_STORE_SETTING = 'blob_store_id';
 const TEMP_MARK = '.upload-';
 /** An upload older than this is a broken one (the largest workspace streams far faster). */
 const STALE_UPLOAD_MS = 6 * 60 * 60_000;
@@ -88,6 +93,28 @@ export class BlobStore {
     }
   }
 
+  /** The id written in this directory's mark file, or null when it has none. */
+  async readMark(): Promise<string | null> {
+    try {
+      return (await readFile(path.join(this.dir, MARK_FILE), 'utf8')).trim() || null;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+      throw err;
+    }
+  }
+
+  /** Marks this directory with a new id (or, when a server beside this one did first, its id). */
+  async mark(): Promise<string> {
+    const id = randomBytes(12).toString('hex');
+    try {
+      await writeFile(path.join(this.dir, MARK_FILE), `${id}\n`, { mode: 0o600, flag: 'wx' });
+      return id;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      return (await this.readMark()) ?? id;
+    }
+  }
+
   async delete(runId: string): Promise<void> {
     await rm(this.file(runId), { force: true });
   }
@@ -113,4 +140,43 @@ export class BlobStore {
     }
     return removed;
   }
+}
+
+/** The database's settings, as checkBlobStore needs them. */
+export interface BlobStoreSettings {
+  readSetting(name: string): Promise<string | null>;
+  claimSetting(name: string, value: string): Promise<string>;
+}
+
+/**
+ * Makes sure this server keeps saved workspaces where the database's other servers do, before it
+ * serves anything. Two servers on one PostgreSQL, each with a directory of its own, start fine
+ * and then fail every apply whose plan was uploaded through the other one. The first server marks
+ * its directory with an id and records the id in the database; every later start must find that
+ * id in its directory.
+ */
+export async function checkBlobStore(settings: BlobStoreSettings, blobs: BlobStore): Promise<void> {
+  const recorded = await settings.readSetting(BLOB_STORE_SETTING);
+  const marked = await blobs.readMark();
+  if (recorded !== null && marked === recorded) return;
+  if (recorded === null) {
+    const mine = marked ?? (await blobs.mark());
+    const claimed = await settings.claimSetting(BLOB_STORE_SETTING, mine);
+    if (claimed === mine) return;
+    throw blobStoreMismatch(blobs.dir, claimed, mine);
+  }
+  throw blobStoreMismatch(blobs.dir, recorded, marked);
+}
+
+function blobStoreMismatch(dir: string, recorded: string, marked: string | null): BerthError {
+  const mark = path.join(dir, MARK_FILE);
+  return new BerthError(
+    'BERTH_BLOB_STORE_MISMATCH',
+    marked === null
+      ? `the blob directory ${dir} is not the one this database's servers keep saved workspaces in: it has no ${MARK_FILE}, and the database's store is marked ${recorded}`
+      : `the blob directory ${dir} is not the one this database's servers keep saved workspaces in: it is marked ${marked}, the database's store ${recorded}`,
+    {
+      hint: `Every server on one database needs the same blob directory (a shared volume): set BERTH_BLOB_DIR to the directory whose ${MARK_FILE} holds ${recorded}. If ${dir} is that store, emptied or moved on purpose: echo ${recorded} > ${mark}`,
+    },
+  );
 }

@@ -21,7 +21,7 @@ import {
   staleKeyFile,
 } from './secrets.js';
 import { resolveCommit } from './commits.js';
-import { BlobStore } from './blob-store.js';
+import { BlobStore, checkBlobStore } from './blob-store.js';
 import { isTerminal } from '../domain/run-state.js';
 import type { Store } from '../store/store.js';
 
@@ -105,6 +105,11 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     } else {
       await checkSecretsKey(store, secrets);
     }
+    const blobs = await BlobStore.open(
+      options.blobDir ?? path.join(options.dataDir, 'blobs'),
+      options.savedWorkspaceLimitBytes ?? DEFAULT_BLOB_LIMIT,
+    );
+    await checkBlobStore(store, blobs);
     if (!(await store.findTokenById('admin'))) {
       const token = newToken('admin');
       try {
@@ -152,10 +157,6 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       );
       signals.relayTo(notifications);
     }
-    const blobs = await BlobStore.open(
-      options.blobDir ?? path.join(options.dataDir, 'blobs'),
-      options.savedWorkspaceLimitBytes ?? DEFAULT_BLOB_LIMIT,
-    );
     const sweepBlobs = (): void => {
       void blobs.sweep(blobNeeded(store), new Date()).catch((err: unknown) => {
         options.say(`blob sweep failed: ${(err as Error).message}`);
