@@ -389,11 +389,12 @@ export class Worker {
     // For the operator (and tests): nothing of the run is left to ship or remove here. The state
     // says which part it was: a plan ends UNCONFIRMED here, its apply elsewhere or later.
     const ended = state ? `, ${state}` : '';
-    this.options.say(
-      clean
-        ? `run ${runId}: done here${ended} (log shipped, container removed)`
-        : `run ${runId}: done here${ended} (log shipped; what could not be removed is said above)`,
-    );
+    const left = !clean
+      ? 'log shipped; what could not be removed is said above'
+      : removeContainer
+        ? 'log shipped, container removed'
+        : 'log shipped; it ended before it had a container';
+    this.options.say(`run ${runId}: done here${ended} (${left})`);
   }
 
   /** Removes a run's container once its end is reported; a failure is the operator's to know. */
