@@ -6,8 +6,9 @@
  * log without duplicates and a finished run. And a bad server setting is refused with its value,
  * and a secrets key other than the database's stops the server before it serves anything.
  */
+import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterEach, describe, expect, inject, it } from 'vitest';
 import { expectNothingLeftBehind } from './harness/cleanup.js';
@@ -17,6 +18,7 @@ import { startApiProxy, type ApiProxy } from './harness/api-proxy.js';
 import {
   apiClient,
   jobOutput,
+  planStackDir,
   spawnServer,
   startServerProcess,
   type ServerProcess,
@@ -175,6 +177,45 @@ describe('the worker path when the server or the network fails', () => {
       expect(proxy.cuts[kind]['POST /api/v1/worker/runs/:id/logs']).toBeGreaterThan(0);
     }
     expect(proxy.cuts.answer['POST /api/v1/worker/runs/:id/state']).toBeGreaterThan(0);
+  });
+
+  it('fails a plan whose saved workspace the server has no room for, saying so, and keeps nothing of it', async () => {
+    if (process.getuid?.() !== 0) throw new Error('this test mounts a small tmpfs: run it as root');
+    const blobDir = tempDir('berth-blobs-');
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=64k', 'berth-test-blobs', blobDir]);
+    try {
+      const { client, token, server } = await start({ BERTH_BLOB_DIR: blobDir });
+      const { api, settled } = client;
+      const created = await api('POST', '/stacks', {
+        id: 'full',
+        // 256 KiB that no compression makes smaller, in a blob store of 64 KiB.
+        localDir: planStackDir({ 'large.bin': randomBytes(256 * 1024) }),
+        pool: 'pool-r',
+        runnerImage: inject('busyboxImage'),
+      });
+      expect(created.status).toBe(201);
+      const worker = startWorker(server().url, token);
+      await worker.waitFor('registered in pool');
+      const run = (await api<{ id: string }>('POST', '/stacks/full/runs', { type: 'tracked' }))
+        .body;
+      const failed = await settled(run.id, ['FAILED', 'UNCONFIRMED', 'FINISHED']);
+      expect(failed.state).toBe('FAILED');
+      expect(failed.stateReason).toBe(
+        `the berth server has no space left for the saved workspace of run ${run.id} (ENOSPC): nothing was kept [BERTH_SERVER_STORAGE_FULL]`,
+      );
+      expect(failed.stateReason).toContain('BERTH_SERVER_STORAGE_FULL');
+      // Tried once: the server's disk is not freed in the seconds a retry would wait.
+      expect(worker.stderr()).not.toContain('uploading the saved workspace failed');
+      // The operator learns where: the directory is in the server's output, not in the run.
+      expect(server().stderr()).toContain(
+        `the blob store ${blobDir} is full (ENOSPC): the saved workspace of run ${run.id} was not kept`,
+      );
+      expect(readdirSync(blobDir)).toEqual(['.berth-blob-store']);
+      await worker.waitFor(`run ${run.id}: done here, FAILED`);
+    } finally {
+      for (const server of servers.splice(0)) await server.stop();
+      execFileSync('umount', [blobDir]);
+    }
   });
 });
 

@@ -19,7 +19,12 @@ import { expectNothingLeftBehind } from './harness/cleanup.js';
 import { BERTH_BIN, spawnBerth, type BerthProcess } from './harness/cli.js';
 import { removeImage, tagImage, testEngine } from './harness/engine.js';
 import { ensureBuiltImage } from './harness/images.js';
-import { spawnServer, stopWorkers, type ServerProcess } from './harness/berth-server.js';
+import {
+  planStackDir,
+  spawnServer,
+  stopWorkers,
+  type ServerProcess,
+} from './harness/berth-server.js';
 import { tempDir } from './harness/ownership.js';
 
 let engine: EngineClient;
@@ -297,29 +302,10 @@ describe('berth worker on SIGTERM', () => {
 describe('plan → confirm → apply across workers', () => {
   // A CUSTOM workflow: the plan leaves random bytes in the workspace and prints their digest;
   // the apply, in another container (maybe on another worker), prints the bytes it finds.
-  const WORKFLOW = [
-    'init: echo init-done',
-    'plan: head -c 24 /dev/urandom | od -An -tx1 | tr -d " \\n" > kept.txt && echo "marker $(md5sum < kept.txt | cut -c1-32)" && echo planned > "{{ .PlanFileName }}"',
-    'showPlan: printf \'{"resource_changes":[{"address":"x.y","change":{"actions":["create"]}}]}\'',
-    'apply: echo "applied $(cat {{ .PlanFileName }}) with $(cat kept.txt)"',
-  ].join('\n');
-
-  function stackDir(): string {
-    const dir = tempDir('berth-stack-');
-    mkdirSync(path.join(dir, '.berth'));
-    writeFileSync(
-      path.join(dir, '.berth', 'config.yml'),
-      'version: 2\nstack_defaults:\n  terraform_workflow_tool: CUSTOM\n',
-    );
-    writeFileSync(path.join(dir, '.berth', 'workflow.yml'), `${WORKFLOW}\n`);
-    writeFileSync(path.join(dir, 'main.tf'), '');
-    return dir;
-  }
-
   async function trackedStack(id: string, pool: string): Promise<void> {
     const created = await api('POST', '/stacks', {
       id,
-      localDir: stackDir(),
+      localDir: planStackDir(),
       pool,
       runnerImage: inject('busyboxImage'),
     });
@@ -504,7 +490,7 @@ describe('plan → confirm → apply across workers', () => {
     try {
       const created = await api('POST', '/stacks', {
         id: 'stack-moved',
-        localDir: stackDir(),
+        localDir: planStackDir(),
         pool: 'pool-moved',
         runnerImage: `${moving}:v1`,
       });

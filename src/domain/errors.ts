@@ -288,6 +288,11 @@ export const ERROR_CATALOGUE = {
     retryable: false,
     hint: 'Every server on one database needs the same blob directory (a shared volume): set BERTH_BLOB_DIR to it on each.',
   },
+  BERTH_SERVER_STORAGE_FULL: {
+    kind: 'infra',
+    retryable: true,
+    hint: "Nothing was applied. The berth server's blob directory (BERTH_BLOB_DIR) has no room for the plan's saved workspace: its operator frees space there or gives it more; then trigger the run again.",
+  },
   BERTH_INTERNAL: {
     kind: 'internal',
     retryable: false,

@@ -424,6 +424,14 @@ export class Worker {
         return;
       } catch (err) {
         const status = (err as { status?: number }).status ?? 0;
+        if (status === 507) {
+          // The server's disk will not be freed in the seconds a retry waits: the plan fails.
+          throw new BerthError(
+            'BERTH_SERVER_STORAGE_FULL',
+            (err as Error).message.replace(/^.*SERVER_STORAGE_FULL: /, ''),
+            { cause: err },
+          );
+        }
         if ((status >= 400 && status < 500) || attempt >= 5 || signal.aborted) throw err;
         this.options.say(
           `run ${runId}: uploading the saved workspace failed (${coerceError(err).message}); trying again`,

@@ -8,6 +8,8 @@
  * kill, and an API client whose address can change.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
 import { expect } from 'vitest';
 import { apiRequest } from './api-request.js';
 import { BERTH_BIN, type BerthProcess } from './cli.js';
@@ -199,4 +201,30 @@ export function jobOutput(log: string): string {
     .split(/(?<=\n)/)
     .filter((line) => !line.startsWith('[berth: warning: '))
     .join('');
+}
+
+/**
+ * The CUSTOM workflow of a tracked run that stands in for Terraform: the plan writes random bytes
+ * to kept.txt and prints their hash (`marker …`), the apply prints what it finds, so a test can
+ * tell whether the apply saw the plan's workspace whole.
+ */
+const PLAN_WORKFLOW = [
+  'init: echo init-done',
+  'plan: head -c 24 /dev/urandom | od -An -tx1 | tr -d " \\n" > kept.txt && echo "marker $(md5sum < kept.txt | cut -c1-32)" && echo planned > "{{ .PlanFileName }}"',
+  'showPlan: printf \'{"resource_changes":[{"address":"x.y","change":{"actions":["create"]}}]}\'',
+  'apply: echo "applied $(cat {{ .PlanFileName }}) with $(cat kept.txt)"',
+].join('\n');
+
+/** A stack source for tracked runs with PLAN_WORKFLOW, and `files` (name → content) beside it. */
+export function planStackDir(files: Record<string, string | Buffer> = {}): string {
+  const dir = tempDir('berth-stack-');
+  mkdirSync(path.join(dir, '.berth'));
+  writeFileSync(
+    path.join(dir, '.berth', 'config.yml'),
+    'version: 2\nstack_defaults:\n  terraform_workflow_tool: CUSTOM\n',
+  );
+  writeFileSync(path.join(dir, '.berth', 'workflow.yml'), `${PLAN_WORKFLOW}\n`);
+  writeFileSync(path.join(dir, 'main.tf'), '');
+  for (const [name, content] of Object.entries(files)) writeFileSync(path.join(dir, name), content);
+  return dir;
 }

@@ -481,7 +481,7 @@ function registerWorkspaceRoutes(server: FastifyInstance, ctx: ServerContext): v
         params: RunParams,
         querystring: WorkspaceQuery,
         consumes: ['application/octet-stream'],
-        response: { 200: WorkspaceStored, 413: ErrorBody, ...errorResponses },
+        response: { 200: WorkspaceStored, 413: ErrorBody, 507: ErrorBody, ...errorResponses },
       },
     },
     async (request, reply) => {
@@ -517,7 +517,9 @@ function registerWorkspaceRoutes(server: FastifyInstance, ctx: ServerContext): v
         body.resume();
         throw tooLarge(declared);
       }
-      const bytes = await ctx.blobs.put(run.id, body, tooLarge);
+      const bytes = await ctx.blobs.put(run.id, body, tooLarge).catch((err: unknown) => {
+        throw storageFull(ctx, run.id, err) ?? err;
+      });
       // Canceled while the bytes streamed: the run's end came before its blob, which goes too.
       const after = await ctx.store.getRun(run.id);
       if (after) await forgetWorkspaceIfEnded(ctx, after);
@@ -624,4 +626,23 @@ async function heldRun(
     );
   }
   return run;
+}
+
+/**
+ * A blob store with no room left (ENOSPC, EDQUOT) as a refusal the worker can say: 507 with a
+ * stable code; the directory is named to the operator, not to the pool's worker. Null for any
+ * other failure.
+ */
+function storageFull(ctx: ServerContext, runId: string, err: unknown): ApiError | null {
+  const code = (err as { code?: string } | null)?.code;
+  if (code !== 'ENOSPC' && code !== 'EDQUOT') return null;
+  console.error(
+    `berth server: the blob store ${ctx.blobs.dir} is full (${code}): the saved workspace of run ${runId} was not kept, and the run fails; free space there or give it more`,
+  );
+  return new ApiError(
+    507,
+    'SERVER_STORAGE_FULL',
+    `the berth server has no space left for the saved workspace of run ${runId} (${code}): nothing was kept`,
+    "The server's operator frees space in its blob directory (BERTH_BLOB_DIR) or gives it more; then trigger the run again.",
+  );
 }
