@@ -8,7 +8,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterEach, describe, expect, inject, it } from 'vitest';
 import { expectNothingLeftBehind } from './harness/cleanup.js';
@@ -240,6 +240,44 @@ async function sealedStack(dataDir: string, key: string): Promise<string> {
   servers.splice(0);
   return admin;
 }
+
+describe('berth server on a full disk', () => {
+  it('answers 507 with a stable code while its database has no room, stores nothing half, and goes on once there is room', async () => {
+    if (process.getuid?.() !== 0) throw new Error('this test mounts a small tmpfs: run it as root');
+    const dataDir = tempDir('berth-server-');
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=4m', 'berth-test-full-db', dataDir]);
+    try {
+      const server = await startServerProcess(dataDir);
+      servers.push(server);
+      const { api } = apiClient(() => server.url, server.admin as string);
+      // Everything left on the file system taken: the database's next write has no room.
+      const filler = path.join(dataDir, 'filler');
+      expect(() => writeFileSync(filler, Buffer.alloc(8 * 1024 * 1024))).toThrow(/ENOSPC/);
+      const refused = await api<{ code: string; message: string; hint: string }>('POST', '/pools', {
+        id: 'roomless',
+        kind: 'private',
+      });
+      expect(refused.status).toBe(507);
+      expect(refused.body).toMatchObject({
+        code: 'SERVER_STORAGE_FULL',
+        message:
+          'the berth server has no space left to store this (SQLITE_FULL); nothing was stored',
+      });
+      expect(refused.body.hint).toContain('frees space where its database and data directory are');
+      expect(server.stderr()).toContain(
+        'berth server: POST /api/v1/pools failed: no space left (database or disk is full)',
+      );
+      expect(server.stderr()).not.toMatch(/^\s+at /m);
+      rmSync(filler);
+      // Nothing half made: the same pool is made whole now, not refused as existing.
+      const made = await api('POST', '/pools', { id: 'roomless', kind: 'private' });
+      expect(made.status).toBe(201);
+    } finally {
+      for (const server of servers.splice(0)) await server.stop();
+      execFileSync('umount', [dataDir]);
+    }
+  });
+});
 
 describe('berth server settings', () => {
   it('refuses a database pool size that is not a number of connections, saying which', async () => {

@@ -200,12 +200,29 @@ function errorAnswer(
       log: false,
     };
   }
+  if (e.code !== undefined && STORAGE_FULL_CODES.has(e.code)) {
+    return {
+      status: 507,
+      body: {
+        code: 'SERVER_STORAGE_FULL',
+        message: `the berth server has no space left to store this (${e.code}); nothing was stored`,
+        hint: "The server's operator frees space where its database and data directory are (or gives them more); then try again.",
+      },
+      log: true,
+    };
+  }
   return {
     status: 500,
     body: { code: 'INTERNAL', message: 'the server failed to answer; its log has the details' },
     log: true,
   };
 }
+
+/**
+ * What a full disk or database is called by the file system, SQLite and PostgreSQL (disk_full):
+ * the operator's to fix, not a bug, and the client's to try again later.
+ */
+const STORAGE_FULL_CODES = new Set(['ENOSPC', 'EDQUOT', 'SQLITE_FULL', '53100']);
 
 export type BerthServer = FastifyInstance & {
   notifyPool(poolId: string): void;
@@ -312,7 +329,14 @@ export async function buildServer(deps: ServerDeps): Promise<BerthServer> {
 
   app.setErrorHandler((err, request, reply) => {
     const answer = errorAnswer(err, request);
-    if (answer.log) console.error(`berth server: ${request.method} ${request.url} failed:`, err);
+    if (answer.status === 507) {
+      // The operator's to fix, in one line: where the trace would add nothing.
+      console.error(
+        `berth server: ${request.method} ${request.url} failed: no space left (${(err as Error).message}); free space where the database and the data directory are`,
+      );
+    } else if (answer.log) {
+      console.error(`berth server: ${request.method} ${request.url} failed:`, err);
+    }
     void reply.status(answer.status).send(answer.body);
   });
   app.setNotFoundHandler((request, reply) => {

@@ -393,7 +393,7 @@ export class Worker {
       ? 'log shipped; what could not be removed is said above'
       : removeContainer
         ? 'log shipped, container removed'
-        : 'log shipped; it ended before it had a container';
+        : 'log shipped, nothing left to remove';
     this.options.say(`run ${runId}: done here${ended} (${left})`);
   }
 

@@ -4,7 +4,7 @@
  */
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import type { Readable } from 'node:stream';
+import { PassThrough, type Readable } from 'node:stream';
 import { isTerminal, type RunStateName } from '../../domain/run-state.js';
 import {
   Assignment,
@@ -517,8 +517,17 @@ function registerWorkspaceRoutes(server: FastifyInstance, ctx: ServerContext): v
         body.resume();
         throw tooLarge(declared);
       }
-      const bytes = await ctx.blobs.put(run.id, body, tooLarge).catch((err: unknown) => {
-        throw storageFull(ctx, run.id, err) ?? err;
+      // Through a relay: a failed store destroys the relay, not the request, whose rest can then
+      // be read to its declared end, so that the worker hears the answer (see storageFull).
+      const relay = new PassThrough();
+      body.on('error', (err) => relay.destroy(err));
+      body.pipe(relay);
+      const bytes = await ctx.blobs.put(run.id, relay, tooLarge).catch((err: unknown) => {
+        const full = storageFull(ctx, run.id, err);
+        body.unpipe(relay);
+        if (full && Number.isFinite(declared)) body.resume();
+        else body.destroy();
+        throw full ?? err;
       });
       // Canceled while the bytes streamed: the run's end came before its blob, which goes too.
       const after = await ctx.store.getRun(run.id);
