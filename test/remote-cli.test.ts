@@ -130,6 +130,51 @@ describe('berth up, login, stack, runs and worker commands', () => {
       expect(out.stdout + out.stderr).not.toContain('first-try-secret-77');
   });
 
+  it('gives a script JSON: trigger --follow --json and runs logs --json, one object a line', async () => {
+    const followed = await berth([
+      'stack',
+      'trigger',
+      'first',
+      '--type',
+      'task',
+      '--follow',
+      '--json',
+    ]);
+    expect(followed.code, followed.stderr).toBe(0);
+    const events = followed.stdout
+      .trim()
+      .split('\n')
+      .map(
+        (line) =>
+          JSON.parse(line) as {
+            type: string;
+            runId: string;
+            state?: string;
+            seq?: number;
+            text?: string;
+          },
+      );
+    const runId = (events[0] as { runId: string }).runId;
+    expect(events.every((e) => e.runId === runId)).toBe(true);
+    expect(events.at(-1)).toMatchObject({ type: 'run.ended', state: 'FINISHED' });
+    expect(events.filter((e) => e.type === 'run.state').map((e) => e.state)).toContain(
+      'PERFORMING',
+    );
+    const logs = events.filter((e) => e.type === 'log');
+    expect(logs.map((e) => e.seq)).toEqual(logs.map((_e, i) => i + 1));
+    expect(logs.map((e) => e.text).join('')).toContain('hello from first with *****');
+
+    const stored = await berth(['runs', 'logs', runId, '--json']);
+    expect(stored.code, stored.stderr).toBe(0);
+    const chunks = stored.stdout
+      .trim()
+      .split('\n')
+      .map((line) => JSON.parse(line) as unknown);
+    expect(chunks).toEqual(logs.map((e) => ({ ...e, at: expect.any(String) as unknown })));
+    for (const out of [followed, stored])
+      expect(out.stdout + out.stderr).not.toContain('first-try-secret-77');
+  });
+
   it('lists, drains and undrains workers', async () => {
     const listed = JSON.parse((await berth(['worker', 'list', '--json'])).stdout) as {
       id: string;

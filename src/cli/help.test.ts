@@ -1,17 +1,42 @@
-/** `berth help run` and the options table of docs/usage.md, checked against each other. */
+/**
+ * `berth help run` and the options table of docs/usage.md, checked against each other; the server's
+ * commands each with a description and `--json`.
+ */
 import { readFileSync } from 'node:fs';
 import { PassThrough } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { main } from './main.js';
 
 async function helpOf(command: string): Promise<string> {
+  return helpText(['help', command]);
+}
+
+/** What `berth ARGV` prints on stdout (help: exit code 0). */
+async function helpText(argv: string[]): Promise<string> {
   const stdout = new PassThrough();
   const stderr = new PassThrough();
   let text = '';
   stdout.on('data', (chunk: Buffer) => (text += chunk.toString()));
-  const code = await main(['help', command], { stdout, stderr }, {});
+  const code = await main(argv, { stdout, stderr }, {});
   expect(code).toBe(0);
   return text;
+}
+
+/** The subcommands a command's help lists, each with its description ('' when it has none). */
+function subcommands(help: string): Map<string, string> {
+  const out = new Map<string, string>();
+  let current = '';
+  for (const line of help.slice(help.indexOf('Commands:')).split('\n').slice(1)) {
+    const start = /^ {2}(\S+)/.exec(line);
+    if (start) {
+      current = start[1] as string;
+      out.set(current, line.trim().split(/ {2,}/)[1] ?? '');
+    } else if (current && /^ {10,}\S/.test(line)) {
+      out.set(current, `${out.get(current) ?? ''} ${line.trim()}`);
+    }
+  }
+  out.delete('help');
+  return out;
 }
 
 /** Each option's help entry, joined over its wrapped lines. */
@@ -46,5 +71,30 @@ describe('berth help run', () => {
     for (const [option, text] of entries(await helpOf('run'))) {
       expect((text.match(/default:/g) ?? []).length, `${option}: ${text}`).toBeLessThanOrEqual(1);
     }
+  });
+});
+
+describe("the server's commands", () => {
+  const groups = [['stack'], ['stack', 'env'], ['runs'], ['pool']];
+
+  it.each(groups.map((group) => [group.join(' '), group] as const))(
+    'berth %s … has a description for every subcommand',
+    async (_name, group) => {
+      const listed = subcommands(await helpText([...group, '--help']));
+      expect(listed.size).toBeGreaterThan(1);
+      for (const [name, description] of listed) expect(description, name).not.toBe('');
+    },
+  );
+
+  it('every one of them takes --json, as docs/server.md says', async () => {
+    const leaves = [['login']];
+    for (const group of groups)
+      for (const name of subcommands(await helpText([...group, '--help'])).keys())
+        if (name !== 'env') leaves.push([...group, name]);
+    expect(leaves.length).toBeGreaterThan(15);
+    for (const leaf of leaves)
+      expect([...entries(await helpText([...leaf, '--help'])).keys()], leaf.join(' ')).toContain(
+        '--json',
+      );
   });
 });

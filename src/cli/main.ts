@@ -1,7 +1,13 @@
 /** berth's command line: parses arguments, runs one command, turns errors into exit codes. */
 import { Command, CommanderError } from 'commander';
-import { BerthError, EXIT_CODES, coerceError, exitCodeForError } from '../domain/errors.js';
-import { errorText, type Output } from './render.js';
+import {
+  BerthError,
+  ERROR_CATALOGUE,
+  EXIT_CODES,
+  coerceError,
+  exitCodeForError,
+} from '../domain/errors.js';
+import { errorText, fixText, type Output } from './render.js';
 import { registerDoctor } from './doctor.js';
 import { registerServer, registerUp } from './server.js';
 import { registerWorker } from './worker.js';
@@ -39,6 +45,7 @@ export async function main(argv: string[], io: Output, env: NodeJS.ProcessEnv): 
   registerUp(program, io, env, VERSION);
   registerWorker(program, io, env, VERSION);
   registerRemote(program, io, env, setExit);
+  const commandUsed = watchCommandUsed(program);
   try {
     await program.parseAsync(argv, { from: 'user' });
     return exitCode;
@@ -46,16 +53,65 @@ export async function main(argv: string[], io: Output, env: NodeJS.ProcessEnv): 
     if (err instanceof CommanderError) {
       // Help and version end here too, with their own (zero) exit code.
       if (err.exitCode === 0) return 0;
-      // Commander has printed its own message on stderr already.
+      // Commander has printed its own message on stderr already (or the help, for a command
+      // given without its subcommand): the fix names the command's own help.
+      const hint = usageHint(commandUsed());
+      if (err.code !== 'commander.help') io.stderr.write(fixText(hint));
       if (wantsJson(argv))
-        printJsonError(io, new BerthError('BERTH_USAGE', err.message.replace(/^error: /, '')));
+        printJsonError(
+          io,
+          new BerthError('BERTH_USAGE', err.message.replace(/^error: /, ''), { hint }),
+        );
       return EXIT_CODES.usage;
     }
-    const error = coerceError(err);
+    const error = withCommandHint(coerceError(err), commandUsed());
     printError(io, error);
     if (wantsJson(argv)) printJsonError(io, error);
     return exitCodeForError(error);
   }
+}
+
+/**
+ * The command commander went into (`berth runs logs` for `berth runs logs RUN --bogus`), followed
+ * through every level of subcommands; the program itself before any.
+ */
+function watchCommandUsed(program: Command): () => Command {
+  let used = program;
+  const watch = (command: Command): void => {
+    if (command.commands.length === 0) return;
+    command.hook('preSubcommand', (_parent, sub) => {
+      used = sub;
+    });
+    for (const sub of command.commands) watch(sub);
+  };
+  watch(program);
+  return () => used;
+}
+
+/** The words that run a command: `berth stack env set`. */
+function commandWords(command: Command): string {
+  const names: string[] = [];
+  for (let c: Command | null = command; c?.parent; c = c.parent) names.unshift(c.name());
+  return ['berth', ...names].join(' ');
+}
+
+/** The fix of a usage error: the help of the command the user ran, not of another one. */
+function usageHint(command: Command): string {
+  if (!command.parent)
+    return 'Run `berth --help` for the commands, and `berth COMMAND --help` for the options of one.';
+  const words = commandWords(command);
+  return command.commands.length > 0
+    ? `Run \`${words} --help\` for its subcommands (and \`${words} SUBCOMMAND --help\` for one's options).`
+    : `Run \`${words} --help\` for its arguments, options and the values they take.`;
+}
+
+/** A usage error with the catalogue's generic fix gets the fix for the command used. */
+function withCommandHint(error: BerthError, command: Command): BerthError {
+  if (error.code !== 'BERTH_USAGE' || error.hint !== ERROR_CATALOGUE.BERTH_USAGE.hint) return error;
+  return new BerthError('BERTH_USAGE', error.message, {
+    hint: usageHint(command),
+    ...(error.cause === undefined ? {} : { cause: error.cause }),
+  });
 }
 
 /** `--json` among the options (not among the job's words after `--`). */

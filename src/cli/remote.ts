@@ -7,10 +7,10 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import path from 'node:path';
 import type { Command } from 'commander';
-import { ApiClient, ApiClientError, type Run, type Stack } from '../api/client.js';
+import { ApiClient, ApiClientError, type LogChunk, type Run, type Stack } from '../api/client.js';
 import { BerthError } from '../domain/errors.js';
 import { fetchTrusting, trustedCas } from '../net/tls-files.js';
-import type { RunStateName } from '../domain/run-state.js';
+import { isTerminal, type RunStateName } from '../domain/run-state.js';
 import type { Output } from './render.js';
 
 interface Login {
@@ -64,12 +64,21 @@ const COMMAND_LINE_FIXES: Record<string, string> = {
   BAD_REQUEST:
     'Correct the value named above; `berth COMMAND --help` (e.g. `berth stack create --help`) lists the options and the values they take.',
   NOT_FOUND:
-    'Check the name or id: `berth stack list`, `berth runs list`, `berth pool list` and `berth worker list` show what exists.',
+    "Check the name or id: `berth stack list`, `berth runs list`, `berth pool list` and `berth worker list` show what exists (`berth stack show ID` a stack's variables).",
   ALREADY_EXISTS:
-    'Pick another id, or use the one that exists (`berth stack show ID`, `berth pool list`).',
+    "Pick another id, or use the one that exists (`berth stack show ID`, `berth pool list`); `berth stack update ID` changes a stack's settings.",
   RUN_TRANSITION_INVALID:
     '`berth runs show RUN` shows its state: only an UNCONFIRMED run can be confirmed or discarded, and only a run that has not ended can be cancelled.',
+  STACK_HAS_RUNS:
+    "Cancel the run named above (`berth runs cancel RUN`; `berth runs list --stack ID` shows the stack's runs) or wait for it to end, then delete the stack again.",
+  IMAGE_NOT_ALLOWED:
+    "Give the stack an image from a registry on the pool's allow-list (`berth stack update ID --runner-image REF`), move it to a private pool (`berth stack update ID --pool POOL`), or ask the pool's operator to allow-list the registry named above.",
+  FORBIDDEN:
+    "Use the admin token for this (`berth login --server URL` with it in BERTH_TOKEN, or BERTH_TOKEN for one command), or ask the server's admin.",
 };
+
+/** Codes whose hint from the server speaks to API clients (fields, PATCH): the fix above wins. */
+const API_CLIENT_HINTS = new Set(['BAD_REQUEST', 'IMAGE_NOT_ALLOWED']);
 
 /** The server's refusal as a berth error (its code kept), or an unreachable server. */
 function asBerthError(err: unknown): unknown {
@@ -82,7 +91,7 @@ function asBerthError(err: unknown): unknown {
       ...(err.hint ? { hint: err.hint } : {}),
     });
   const hint =
-    (err.code === 'BAD_REQUEST' ? undefined : err.hint) ?? COMMAND_LINE_FIXES[err.code] ?? null;
+    (API_CLIENT_HINTS.has(err.code) ? undefined : err.hint) ?? COMMAND_LINE_FIXES[err.code] ?? null;
   return new BerthError('BERTH_SERVER_REFUSED', `${err.message} [${err.code}]`, {
     cause: err,
     ...(hint ? { hint } : {}),
@@ -90,7 +99,13 @@ function asBerthError(err: unknown): unknown {
 }
 
 function print(io: Output, json: boolean | undefined, value: unknown, human: () => string): void {
-  io.stdout.write(json ? `${JSON.stringify(value)}\n` : `${human()}\n`);
+  if (json) printJson(io, value);
+  else io.stdout.write(`${human()}\n`);
+}
+
+/** `--json`: one object (or array) on one line of stdout. */
+function printJson(io: Output, value: unknown): void {
+  io.stdout.write(`${JSON.stringify(value)}\n`);
 }
 
 function runLine(run: Run): string {
@@ -112,7 +127,7 @@ function stackText(stack: Stack): string {
   return lines.join('\n');
 }
 
-function collect(value: string, previous: string[]): string[] {
+function collect(value: string, previous: string[] = []): string[] {
   return [...previous, value];
 }
 
@@ -153,6 +168,47 @@ function askHidden(prompt: string): Promise<string> {
   });
 }
 
+/** How a follower shows what it hears: the job's text and berth's lines, or `--json` events. */
+interface FollowView {
+  log(chunk: LogChunk): void;
+  /** The run changed state. */
+  state(run: Run): void;
+  /** The run has ended (the last thing shown). */
+  ended(run: Run): void;
+}
+
+/** Log text on stdout as it came; states on stderr. */
+function textView(io: Output): FollowView {
+  return {
+    log: (chunk) => io.stdout.write(chunk.text),
+    state: (run) =>
+      io.stderr.write(
+        `berth: run ${run.id} ${run.state}${run.stateReason ? ` (${run.stateReason})` : ''}\n`,
+      ),
+    ended: () => undefined,
+  };
+}
+
+/** One log chunk as a `--json` line (`berth runs logs`, following). */
+function logEvent(runId: string, chunk: LogChunk): string {
+  return `${JSON.stringify({ type: 'log', runId, seq: chunk.seq, at: chunk.at, text: chunk.text })}\n`;
+}
+
+/**
+ * One JSON object a line on stdout (docs/server.md): `run.state` at each state (the whole run,
+ * plan summary included), `log` per chunk (seq, at, text), `run.ended` last. A script gets the run
+ * id, the states and the output apart; berth's own lines stay on stderr.
+ */
+function jsonView(io: Output, runId: string): FollowView {
+  const runEvent = (type: string, run: Run): string =>
+    `${JSON.stringify({ type, runId: run.id, state: run.state, stateReason: run.stateReason, run })}\n`;
+  return {
+    log: (chunk) => io.stdout.write(logEvent(runId, chunk)),
+    state: (run) => io.stdout.write(runEvent('run.state', run)),
+    ended: (run) => io.stdout.write(runEvent('run.ended', run)),
+  };
+}
+
 /**
  * Follows a run's log and states live (server-sent events, resumed after a cut without a line
  * lost or doubled) until it ends; returns the final run. A plan waiting for confirmation is shown,
@@ -164,6 +220,7 @@ export async function followRun(
   id: string,
   io: Output,
   decide: (run: Run) => Promise<void> = (run) => Promise.resolve(sayHowToDecide(run, io)),
+  view: FollowView = textView(io),
 ): Promise<Run> {
   let state: RunStateName | null = null;
   let last: Run | null = null;
@@ -175,14 +232,12 @@ export async function followRun(
     await client.followLogs(
       id,
       {
-        log: (chunk) => io.stdout.write(chunk.text),
+        log: (chunk) => view.log(chunk),
         run: (run) => {
           last = run;
           if (run.state === state) return;
           state = run.state;
-          io.stderr.write(
-            `berth: run ${id} ${state}${run.stateReason ? ` (${run.stateReason})` : ''}\n`,
-          );
+          view.state(run);
           if (state !== 'UNCONFIRMED') return;
           deciding = deciding
             .then(() => decide(run))
@@ -199,7 +254,9 @@ export async function followRun(
   }
   await deciding;
   if (failed) throw (failed as { error: unknown }).error;
-  return last ?? (await client.getRun(id));
+  const end = last ?? (await client.getRun(id));
+  if (isTerminal(end.state)) view.ended(end);
+  return end;
 }
 
 function planLine(run: Run): string {
@@ -253,23 +310,44 @@ async function askToConfirm(client: ApiClient, run: Run, io: Output): Promise<vo
   }
 }
 
+/** What every remote command's action gets: the client, the output, the environment. */
+interface Remote {
+  client: () => ApiClient;
+  io: Output;
+  env: NodeJS.ProcessEnv;
+  setExit: (code: number) => void;
+  /** Wraps an action: the server's refusals become berth errors with a command-line fix. */
+  act: <A extends unknown[]>(fn: (...args: A) => Promise<void>) => (...args: A) => Promise<void>;
+}
+
 export function registerRemote(
   program: Command,
   io: Output,
   env: NodeJS.ProcessEnv,
   setExit: (code: number) => void,
 ): void {
-  const client = (): ApiClient => apiClient(readLogin(env), env);
-  const act =
-    <A extends unknown[]>(fn: (...args: A) => Promise<void>) =>
-    async (...args: A): Promise<void> => {
-      try {
-        await fn(...args);
-      } catch (err) {
-        throw asBerthError(err);
-      }
-    };
+  const remote: Remote = {
+    client: () => apiClient(readLogin(env), env),
+    io,
+    env,
+    setExit,
+    act:
+      (fn) =>
+      async (...args) => {
+        try {
+          await fn(...args);
+        } catch (err) {
+          throw asBerthError(err);
+        }
+      },
+  };
+  registerLogin(program, remote);
+  registerStack(program, remote);
+  registerRuns(program, remote);
+  registerPool(program, remote);
+}
 
+function registerLogin(program: Command, { io, env, act }: Remote): void {
   program
     .command('login')
     .description(
@@ -280,8 +358,9 @@ export function registerRemote(
       '--ca-cert <file>',
       "a CA to trust for the server's TLS certificate, beside the system's (default: $BERTH_CA_CERT)",
     )
+    .option('--json', 'say where the login was saved as one JSON object (never the token)')
     .action(
-      act(async (opts: { server: string; caCert?: string }) => {
+      act(async (opts: { server: string; caCert?: string; json?: boolean }) => {
         const token = env.BERTH_TOKEN?.trim() || (await readStdin());
         if (!token) throw new BerthError('BERTH_USAGE', 'no token: set BERTH_TOKEN or pipe it in');
         const caFile = opts.caCert ?? env.BERTH_CA_CERT?.trim();
@@ -291,62 +370,125 @@ export function registerRemote(
         const file = loginFile(env);
         mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
         writeFileSync(file, `${JSON.stringify(login)}\n`, { mode: 0o600 });
-        io.stderr.write(`berth: logged in to ${opts.server} (saved in ${file})\n`);
+        if (opts.json) printJson(io, { server: opts.server, file, caCert: caCert ?? null });
+        else io.stderr.write(`berth: logged in to ${opts.server} (saved in ${file})\n`);
       }),
     );
+}
 
-  const stack = program.command('stack').description('stacks on the berth server');
-  stack
-    .command('create')
-    .argument('<id>')
+/** The options `stack create` and `stack update` share (update: only those given change). */
+interface StackFlags {
+  repo?: string;
+  branch?: string;
+  dir?: string;
+  pool?: string;
+  projectRoot?: string;
+  tool?: string;
+  toolVersion?: string;
+  runnerImage?: string;
+  label?: string[];
+  autoDeploy?: boolean;
+  json?: boolean;
+}
+
+type StackPatch = Parameters<ApiClient['updateStack']>[1];
+
+/**
+ * Adds the stack settings as options. For `update`, an empty value ('') puts a setting back to
+ * its default (no runner image, tool or version of its own; the branch main; no labels; the
+ * source's root) and `--no-auto-deploy` turns auto-deploy off.
+ */
+function stackSettingOptions(command: Command, update: boolean): Command {
+  const clears = update ? " ('' clears)" : '';
+  command
     .option('--repo <url>', 'git repository (https:// or ssh://)')
-    .option('--branch <name>', 'branch of the repository', 'main')
-    .option('--dir <path>', "a directory on the server's machine instead of a repository")
-    .requiredOption('--pool <id>', 'worker pool')
-    .option('--project-root <path>', 'directory of the stack inside the source')
-    .option('--tool <tool>', 'TERRAFORM_FOSS | OPEN_TOFU | CUSTOM')
-    .option('--tool-version <version>')
-    .option('--runner-image <ref>')
-    .option('--label <label>', 'repeatable', collect, [])
-    .option('--auto-deploy')
-    .option('--json')
-    .action(
-      act(
-        async (
-          id: string,
-          o: {
-            repo?: string;
-            branch: string;
-            dir?: string;
-            pool: string;
-            projectRoot?: string;
-            tool?: string;
-            toolVersion?: string;
-            runnerImage?: string;
-            label: string[];
-            autoDeploy?: boolean;
-            json?: boolean;
-          },
-        ) => {
-          const created = await client().createStack({
-            id,
-            pool: o.pool,
-            ...(o.repo ? { repository: o.repo, branch: o.branch } : {}),
-            ...(o.dir ? { localDir: path.resolve(o.dir) } : {}),
-            ...(o.projectRoot ? { projectRoot: o.projectRoot } : {}),
-            ...(o.tool ? { tool: o.tool as 'OPEN_TOFU' } : {}),
-            ...(o.toolVersion ? { toolVersion: o.toolVersion } : {}),
-            ...(o.runnerImage ? { runnerImage: o.runnerImage } : {}),
-            labels: o.label,
-            autoDeploy: o.autoDeploy === true,
-          });
-          print(io, o.json, created, () => stackText(created));
-        },
-      ),
+    .option(
+      '--branch <name>',
+      `branch of the repository${update ? " ('' puts it back to main)" : ''}`,
+      ...(update ? [] : ['main']),
+    )
+    .option('--dir <path>', "a directory on the server's machine instead of a repository");
+  if (update) command.option('--pool <id>', 'move the stack to this worker pool');
+  else command.requiredOption('--pool <id>', 'worker pool');
+  command
+    .option('--project-root <path>', `directory of the stack inside the source${clears}`)
+    .option('--tool <tool>', `TERRAFORM_FOSS | OPEN_TOFU | CUSTOM${clears}`)
+    .option('--tool-version <version>', `the tool's version or constraint${clears}`)
+    .option(
+      '--runner-image <ref>',
+      `the image the stack's jobs run in${update ? " ('' clears: the pool's or berth's default)" : ''}`,
+    )
+    .option(
+      '--label <label>',
+      update ? "repeatable; replaces the stack's labels ('' clears them)" : 'repeatable',
+      collect,
+    )
+    .option('--auto-deploy', 'apply a tracked run without waiting for confirmation');
+  if (update) command.option('--no-auto-deploy', 'wait for confirmation before applying');
+  return command.option('--json', 'print the stack as one JSON object');
+}
+
+/** The change `stack update` asks for: only the options given, '' as "back to the default". */
+export function stackPatch(o: StackFlags): StackPatch {
+  if (o.repo !== undefined && o.dir !== undefined)
+    throw new BerthError('BERTH_USAGE', 'give --repo or --dir, not both: a stack has one source');
+  if (o.repo === '' || o.dir === '')
+    throw new BerthError(
+      'BERTH_USAGE',
+      `--${o.repo === '' ? 'repo' : 'dir'} is empty: a stack's source can be replaced (--repo URL or --dir DIR), not removed`,
     );
+  const orNull = (value: string): string | null => (value === '' ? null : value);
+  const patch: StackPatch = {
+    ...(o.repo !== undefined ? { repository: o.repo, localDir: null } : {}),
+    ...(o.dir !== undefined
+      ? { localDir: path.resolve(o.dir), repository: null, branch: null }
+      : {}),
+    ...(o.branch !== undefined ? { branch: orNull(o.branch) } : {}),
+    ...(o.pool !== undefined ? { pool: o.pool } : {}),
+    ...(o.projectRoot !== undefined ? { projectRoot: o.projectRoot } : {}),
+    ...(o.tool !== undefined ? { tool: orNull(o.tool) as StackPatch['tool'] } : {}),
+    ...(o.toolVersion !== undefined ? { toolVersion: orNull(o.toolVersion) } : {}),
+    ...(o.runnerImage !== undefined ? { runnerImage: orNull(o.runnerImage) } : {}),
+    ...(o.label !== undefined ? { labels: o.label.filter((l) => l !== '') } : {}),
+    ...(o.autoDeploy !== undefined ? { autoDeploy: o.autoDeploy } : {}),
+  };
+  if (Object.keys(patch).length === 0)
+    throw new BerthError('BERTH_USAGE', 'nothing to change: give at least one setting', {
+      hint: 'Run `berth stack update --help` for the settings; `berth stack show ID` shows the current ones.',
+    });
+  return patch;
+}
+
+function registerStack(program: Command, remote: Remote): void {
+  const { client, io, env, act } = remote;
+  const stack = program.command('stack').description('stacks on the berth server');
+  stackSettingOptions(
+    stack
+      .command('create')
+      .description('create a stack: its source (a repository or a directory), pool and settings')
+      .argument('<id>'),
+    false,
+  ).action(
+    act(async (id: string, o: StackFlags & { branch: string; pool: string }) => {
+      const created = await client().createStack({
+        id,
+        pool: o.pool,
+        ...(o.repo ? { repository: o.repo, branch: o.branch } : {}),
+        ...(o.dir ? { localDir: path.resolve(o.dir) } : {}),
+        ...(o.projectRoot ? { projectRoot: o.projectRoot } : {}),
+        ...(o.tool ? { tool: o.tool as 'OPEN_TOFU' } : {}),
+        ...(o.toolVersion ? { toolVersion: o.toolVersion } : {}),
+        ...(o.runnerImage ? { runnerImage: o.runnerImage } : {}),
+        labels: o.label ?? [],
+        autoDeploy: o.autoDeploy === true,
+      });
+      print(io, o.json, created, () => stackText(created));
+    }),
+  );
   stack
     .command('list')
-    .option('--json')
+    .description('list the stacks and their pools')
+    .option('--json', 'print the stacks as one JSON array')
     .action(
       act(async (o: { json?: boolean }) => {
         const stacks = await client().listStacks();
@@ -360,31 +502,52 @@ export function registerRemote(
     );
   stack
     .command('show')
+    .description("show a stack's settings and variables (secret values never)")
     .argument('<id>')
-    .option('--json')
+    .option('--json', 'print the stack as one JSON object')
     .action(
       act(async (id: string, o: { json?: boolean }) => {
         const found = await client().getStack(id);
         print(io, o.json, found, () => stackText(found));
       }),
     );
+  stackSettingOptions(
+    stack
+      .command('update')
+      .description(
+        "change a stack's settings (only the options given; its variables and runs stay)",
+      )
+      .argument('<id>'),
+    true,
+  ).action(
+    act(async (id: string, o: StackFlags) => {
+      const patch = stackPatch(o);
+      const updated = await client().updateStack(id, patch);
+      print(io, o.json, updated, () => stackText(updated));
+    }),
+  );
   stack
     .command('delete')
+    .description('delete a stack with its variables and runs (none may be active)')
     .argument('<id>')
+    .option('--json', 'print {"id", "deleted": true} as one JSON object')
     .action(
-      act(async (id: string) => {
+      act(async (id: string, o: { json?: boolean }) => {
         await client().deleteStack(id);
-        io.stderr.write(`berth: stack ${id} deleted\n`);
+        if (o.json) printJson(io, { id, deleted: true });
+        else io.stderr.write(`berth: stack ${id} deleted\n`);
       }),
     );
   const stackEnv = stack.command('env').description("a stack's environment variables");
   stackEnv
     .command('set')
+    .description('set a variable of a stack (plain, or --secret: write-only and masked)')
     .argument('<id>')
     .argument('<name[=value]>', "NAME alone takes the value from berth's environment")
     .option('--secret', 'write-only, sealed at rest, masked in every log')
+    .option('--json', 'print the stack as one JSON object (secret values never)')
     .action(
-      act(async (id: string, pair: string, o: { secret?: boolean }) => {
+      act(async (id: string, pair: string, o: { secret?: boolean; json?: boolean }) => {
         const eq = pair.indexOf('=');
         const name = eq < 0 ? pair : pair.slice(0, eq);
         const value = eq < 0 ? env[name] : pair.slice(eq + 1);
@@ -392,27 +555,39 @@ export function registerRemote(
           throw new BerthError('BERTH_USAGE', `${name} is not set in berth's environment`, {
             hint: `Export ${name} first (keeps the value out of the command line), or pass ${name}=VALUE.`,
           });
-        await client().setVariable(id, name, value, o.secret === true);
-        io.stderr.write(`berth: ${name} set on stack ${id}${o.secret ? ' (secret)' : ''}\n`);
+        const updated = await client().setVariable(id, name, value, o.secret === true);
+        if (o.json) printJson(io, updated);
+        else io.stderr.write(`berth: ${name} set on stack ${id}${o.secret ? ' (secret)' : ''}\n`);
       }),
     );
   stackEnv
     .command('unset')
+    .description('remove a variable from a stack')
     .argument('<id>')
     .argument('<name>')
+    .option('--json', 'print the stack as one JSON object (secret values never)')
     .action(
-      act(async (id: string, name: string) => {
-        await client().unsetVariable(id, name);
-        io.stderr.write(`berth: ${name} unset on stack ${id}\n`);
+      act(async (id: string, name: string, o: { json?: boolean }) => {
+        const updated = await client().unsetVariable(id, name);
+        if (o.json) printJson(io, updated);
+        else io.stderr.write(`berth: ${name} unset on stack ${id}\n`);
       }),
     );
+  registerTrigger(stack, remote);
+}
+
+function registerTrigger(stack: Command, { client, io, setExit, act }: Remote): void {
   stack
     .command('trigger')
+    .description('start a run of a stack (and follow it to its end with --follow)')
     .argument('<id>')
     .option('--type <type>', 'task | proposed | tracked | destroy', 'proposed')
     .option('--commit <sha>', 'the commit to run (default: the branch head now)')
     .option('--follow', 'show the log and states until the run ends')
-    .option('--json')
+    .option(
+      '--json',
+      'print the run as one JSON object; with --follow, one JSON event a line (run.state, log, run.ended)',
+    )
     .action(
       act(
         async (
@@ -428,21 +603,78 @@ export function registerRemote(
             print(io, o.json, run, () => runLine(run));
             return;
           }
-          const end = await followRun(api, run.id, io, (waiting) =>
-            process.stdin.isTTY
-              ? askToConfirm(api, waiting, io)
-              : Promise.resolve(sayHowToDecide(waiting, io)),
+          // A script (--json) is never asked: it is told how to decide, on stderr.
+          const ask = process.stdin.isTTY && !o.json;
+          const end = await followRun(
+            api,
+            run.id,
+            io,
+            (waiting) =>
+              ask ? askToConfirm(api, waiting, io) : Promise.resolve(sayHowToDecide(waiting, io)),
+            o.json ? jsonView(io, run.id) : textView(io),
           );
           setExit(end.state === 'FINISHED' || end.state === 'DISCARDED' ? 0 : 1);
         },
       ),
     );
+}
 
+function runText(run: Run): string {
+  return [
+    runLine(run),
+    ...(run.image.reference
+      ? [`  image  ${run.image.reference}${run.image.digest ? ` (${run.image.digest})` : ''}`]
+      : []),
+    ...(run.worker ? [`  worker ${run.worker}`] : []),
+    ...(run.plan
+      ? [
+          `  plan   ${run.plan.add} to add, ${run.plan.change} to change, ${run.plan.destroy} to destroy`,
+        ]
+      : []),
+    ...(run.states ?? []).map((s) => `  ${s.at}  ${s.state}`),
+  ].join('\n');
+}
+
+/**
+ * The stored log, page by page, as text or `--json` log events. An empty log says on stderr why:
+ * the run ended before any output (its state and reason), or has not started yet.
+ */
+async function printStoredLog(
+  api: ApiClient,
+  id: string,
+  io: Output,
+  json: boolean,
+): Promise<void> {
+  let after = 0;
+  for (;;) {
+    const log = await api.logs(id, after);
+    for (const chunk of log.chunks) io.stdout.write(json ? logEvent(id, chunk) : chunk.text);
+    if (log.chunks.length === 0) break;
+    after = log.next;
+  }
+  if (after > 0) return;
+  const run = await api.getRun(id);
+  const why = `${run.state}${run.stateReason ? `: ${run.stateReason}` : ''}`;
+  io.stderr.write(
+    isTerminal(run.state)
+      ? `berth: run ${id} has no log: it ended ${why} before any output\n`
+      : `berth: run ${id} has no log yet (${why}); \`berth runs logs ${id} -f\` follows it\n`,
+  );
+}
+
+const DECISIONS = {
+  confirm: 'apply the plan of an UNCONFIRMED run',
+  discard: 'discard the plan of an UNCONFIRMED run (nothing is applied)',
+  cancel: 'cancel a run that has not ended',
+} as const;
+
+function registerRuns(program: Command, { client, io, act }: Remote): void {
   const runs = program.command('runs').description('runs on the berth server');
   runs
     .command('list')
-    .option('--stack <id>')
-    .option('--json')
+    .description('list the latest 50 runs, newest first')
+    .option('--stack <id>', "only this stack's runs")
+    .option('--json', 'print the runs as one JSON array')
     .action(
       act(async (o: { stack?: string; json?: boolean }) => {
         const list = await client().listRuns({ ...(o.stack ? { stack: o.stack } : {}), limit: 50 });
@@ -451,71 +683,60 @@ export function registerRemote(
     );
   runs
     .command('show')
+    .description('show a run: its state, image, worker, plan summary and state history')
     .argument('<run>')
-    .option('--json')
+    .option('--json', 'print the run as one JSON object')
     .action(
       act(async (id: string, o: { json?: boolean }) => {
         const run = await client().getRun(id);
-        print(io, o.json, run, () =>
-          [
-            runLine(run),
-            ...(run.image.reference
-              ? [
-                  `  image  ${run.image.reference}${run.image.digest ? ` (${run.image.digest})` : ''}`,
-                ]
-              : []),
-            ...(run.worker ? [`  worker ${run.worker}`] : []),
-            ...(run.plan
-              ? [
-                  `  plan   ${run.plan.add} to add, ${run.plan.change} to change, ${run.plan.destroy} to destroy`,
-                ]
-              : []),
-            ...(run.states ?? []).map((s) => `  ${s.at}  ${s.state}`),
-          ].join('\n'),
-        );
+        print(io, o.json, run, () => runText(run));
       }),
     );
   runs
     .command('logs')
+    .description("show a run's stored log (masked), or follow it live with -f")
     .argument('<run>')
     .option('-f, --follow', 'keep showing output until the run ends')
+    .option(
+      '--json',
+      'one JSON object a line: a log event per chunk (seq, at, text); with -f also run.state and run.ended',
+    )
     .action(
-      act(async (id: string, o: { follow?: boolean }) => {
+      act(async (id: string, o: { follow?: boolean; json?: boolean }) => {
         const api = client();
         if (o.follow) {
-          await followRun(api, id, io);
+          await followRun(api, id, io, undefined, o.json ? jsonView(io, id) : textView(io));
           return;
         }
-        let after = 0;
-        for (;;) {
-          const log = await api.logs(id, after);
-          for (const chunk of log.chunks) io.stdout.write(chunk.text);
-          if (log.chunks.length === 0) break;
-          after = log.next;
-        }
+        await printStoredLog(api, id, io, o.json === true);
       }),
     );
-  for (const decision of ['confirm', 'discard', 'cancel'] as const) {
+  for (const [decision, what] of Object.entries(DECISIONS) as [keyof typeof DECISIONS, string][]) {
     runs
       .command(decision)
+      .description(what)
       .argument('<run>')
+      .option('--json', 'print the run as one JSON object')
       .action(
-        act(async (id: string) => {
+        act(async (id: string, o: { json?: boolean }) => {
           const run = await client().decide(id, decision);
-          io.stdout.write(`${runLine(run)}\n`);
+          print(io, o.json, run, () => runLine(run));
         }),
       );
   }
+}
 
+function registerPool(program: Command, { client, io, act }: Remote): void {
   const pool = program.command('pool').description('worker pools on the berth server');
   pool
     .command('create')
+    .description("create a worker pool and print its token (shown once: the pool's workers use it)")
     .argument('<id>')
     .requiredOption('--kind <kind>', 'public | private')
     .option('--allowed-registries <list>', 'public pools: allow-list, e.g. default,quay.io')
     .option('--default-image <ref>')
     .option('--pull <policy>', 'always | if-not-present | never')
-    .option('--json')
+    .option('--json', 'print the pool and its token as one JSON object')
     .action(
       act(
         async (
@@ -549,7 +770,8 @@ export function registerRemote(
     );
   pool
     .command('list')
-    .option('--json')
+    .description('list the worker pools')
+    .option('--json', 'print the pools as one JSON array')
     .action(
       act(async (o: { json?: boolean }) => {
         const pools = await client().listPools();
@@ -562,12 +784,19 @@ export function registerRemote(
     );
   pool
     .command('rotate-token')
+    .description(
+      'give a pool a new token (the old one stops working: restart its workers with the new)',
+    )
     .argument('<id>')
+    .option('--json', 'print the pool and its new token as one JSON object')
     .action(
-      act(async (id: string) => {
+      act(async (id: string, o: { json?: boolean }) => {
         const rotated = await client().rotatePoolToken(id);
-        io.stdout.write(
-          `new pool token for ${id} (the old one no longer works): ${rotated.token}\n`,
+        print(
+          io,
+          o.json,
+          rotated,
+          () => `new pool token for ${id} (the old one no longer works): ${rotated.token}`,
         );
       }),
     );

@@ -17,7 +17,12 @@ export interface Output {
 
 /** An error the way every berth command shows it on stderr: message, code, and the fix. */
 export function errorText(error: BerthError): string {
-  return `${pc.red('berth: error:')} ${error.message} [${error.code}]\n${pc.bold('fix:')} ${error.hint}\n`;
+  return `${pc.red('berth: error:')} ${error.message} [${error.code}]\n${fixText(error.hint)}`;
+}
+
+/** The fix line that ends every error berth shows. */
+export function fixText(hint: string): string {
+  return `${pc.bold('fix:')} ${hint}\n`;
 }
 
 export function jsonRenderer(out: Output): (event: RunEvent) => void {

@@ -16,7 +16,7 @@ export const ERROR_CATALOGUE = {
   BERTH_USAGE: {
     kind: 'usage',
     retryable: false,
-    hint: 'Run `berth help run` for the accepted options and their formats.',
+    hint: 'Run `berth COMMAND --help` (berth names the command) for its options and the values they take.',
   },
   BERTH_CONFIG_INVALID: {
     kind: 'config',

@@ -82,6 +82,21 @@ async function checkStackFields(ctx: ServerContext, fields: StackPatch): Promise
   }
 }
 
+/**
+ * A runner image or tool version of null arrives as '' (the validator's type coercion tries the
+ * string branch of `string | null` first): both mean "none", stored as null, so the pool's or
+ * berth's default applies again rather than an empty image reference.
+ */
+function noneIfEmpty(fields: {
+  runnerImage?: string | null;
+  toolVersion?: string | null;
+}): Pick<StackPatch, 'runnerImage' | 'toolVersion'> {
+  return {
+    ...(fields.runnerImage === '' ? { runnerImage: null } : {}),
+    ...(fields.toolVersion === '' ? { toolVersion: null } : {}),
+  };
+}
+
 export function registerStackRoutes(server: FastifyInstance, ctx: ServerContext): void {
   const api = server.withTypeProvider<TypeBoxTypeProvider>();
 
@@ -113,8 +128,8 @@ export function registerStackRoutes(server: FastifyInstance, ctx: ServerContext)
         localDir: input.localDir ?? null,
         projectRoot: input.projectRoot ?? '',
         tool: input.tool ?? null,
-        toolVersion: input.toolVersion ?? null,
-        runnerImage: input.runnerImage ?? null,
+        toolVersion: input.toolVersion || null,
+        runnerImage: input.runnerImage || null,
         labels: input.labels ?? [],
         autoDeploy: input.autoDeploy ?? false,
         poolId: input.pool,
@@ -166,7 +181,11 @@ export function registerStackRoutes(server: FastifyInstance, ctx: ServerContext)
     async (request) => {
       const caller = requirePerson(request);
       const { pool, ...rest } = request.body;
-      const patch: StackPatch = { ...rest, ...(pool !== undefined ? { poolId: pool } : {}) };
+      const patch: StackPatch = {
+        ...rest,
+        ...noneIfEmpty(rest),
+        ...(pool !== undefined ? { poolId: pool } : {}),
+      };
       await checkStackFields(ctx, patch);
       const current = await ctx.store.getStack(request.params.id);
       if (!current)

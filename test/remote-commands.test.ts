@@ -1,0 +1,368 @@
+/**
+ * The server's command line as a script and a new user meet it, against a real `berth server`
+ * process (no worker: runs stay queued until cancelled): `berth stack update`, `--json` on every
+ * command, usage errors whose fix names the command used, refusals with a command-line fix, and
+ * `berth runs logs` of a run that ended before any output.
+ */
+import { statSync } from 'node:fs';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runBerth, spawnBerth, resultOf, type BerthResult } from './harness/cli.js';
+import { startBerthServer, type BerthServer } from './harness/berth-server.js';
+import { tempDir } from './harness/ownership.js';
+
+let server: BerthServer;
+const COMMIT = 'a'.repeat(40);
+
+function berth(args: string[], env: Record<string, string> = {}): Promise<BerthResult> {
+  return runBerth(args, { BERTH_SERVER: server.url, BERTH_TOKEN: server.admin, ...env });
+}
+
+/** The one JSON object `--json` printed on stdout. */
+function json<T = Record<string, unknown>>(result: BerthResult): T {
+  expect(result.code, result.stderr).toBe(0);
+  const lines = result.stdout.trim().split('\n');
+  expect(lines).toHaveLength(1);
+  return JSON.parse(lines[0] as string) as T;
+}
+
+/** Each line of stdout as a JSON object (a line that is not one fails the test). */
+function jsonLines(stdout: string): Record<string, unknown>[] {
+  return stdout
+    .split('\n')
+    .filter((line) => line !== '')
+    .map((line) => JSON.parse(line) as Record<string, unknown>);
+}
+
+async function createStack(id: string, pool: string, ...more: string[]): Promise<void> {
+  const created = await berth([
+    'stack',
+    'create',
+    id,
+    '--repo',
+    'https://git.example.invalid/team/infra.git',
+    '--pool',
+    pool,
+    ...more,
+  ]);
+  expect(created.code, created.stderr).toBe(0);
+}
+
+/** A run of the stack (no worker takes it: it waits, READY). */
+async function trigger(stack: string): Promise<string> {
+  const run = json<{ id: string; state: string }>(
+    await berth(['stack', 'trigger', stack, '--commit', COMMIT, '--json']),
+  );
+  expect(run.state).toBe('READY');
+  return run.id;
+}
+
+beforeAll(async () => {
+  server = await startBerthServer();
+  const pool = await server.api('POST', '/pools', { id: 'team', kind: 'private' });
+  expect(pool.status).toBe(201);
+}, 120_000);
+
+afterAll(async () => {
+  await server?.stop();
+});
+
+describe('berth stack update', () => {
+  it("fixes a typo'd branch and other settings in place: variables and runs stay", async () => {
+    await createStack('typo', 'team', '--branch', 'mian', '--tool', 'OPEN_TOFU');
+    expect((await berth(['stack', 'env', 'set', 'typo', 'REGION=eu-1'])).code).toBe(0);
+    const run = await trigger('typo');
+
+    const fixed = json<Record<string, unknown>>(
+      await berth([
+        'stack',
+        'update',
+        'typo',
+        '--branch',
+        'main',
+        '--runner-image',
+        'quay.io/team/runner:1',
+        '--tool-version',
+        '~> 1.8',
+        '--label',
+        'prod',
+        '--label',
+        'eu',
+        '--auto-deploy',
+        '--json',
+      ]),
+    );
+    expect(fixed).toMatchObject({
+      id: 'typo',
+      repository: 'https://git.example.invalid/team/infra.git',
+      branch: 'main',
+      tool: 'OPEN_TOFU',
+      toolVersion: '~> 1.8',
+      runnerImage: 'quay.io/team/runner:1',
+      labels: ['prod', 'eu'],
+      autoDeploy: true,
+      variables: [{ name: 'REGION', secret: false, value: 'eu-1' }],
+    });
+    const runs = json<{ id: string }[]>(await berth(['runs', 'list', '--stack', 'typo', '--json']));
+    expect(runs.map((r) => r.id)).toEqual([run]);
+
+    // '' puts a setting back to its default; --no-auto-deploy turns auto-deploy off.
+    const cleared = json<Record<string, unknown>>(
+      await berth([
+        'stack',
+        'update',
+        'typo',
+        '--runner-image',
+        '',
+        '--tool',
+        '',
+        '--tool-version',
+        '',
+        '--label',
+        '',
+        '--no-auto-deploy',
+        '--json',
+      ]),
+    );
+    expect(cleared).toMatchObject({
+      branch: 'main',
+      tool: null,
+      toolVersion: null,
+      runnerImage: null,
+      labels: [],
+      autoDeploy: false,
+    });
+
+    // The API itself: null is "none" on create too (it was stored as an empty image reference).
+    const viaApi = await server.api('POST', '/stacks', {
+      id: 'nulls',
+      pool: 'team',
+      repository: 'https://git.example.invalid/team/infra.git',
+      runnerImage: null,
+      toolVersion: null,
+    });
+    expect(viaApi.body).toMatchObject({ runnerImage: null, toolVersion: null });
+
+    // The human view is the stack, as `stack show` prints it.
+    const dir = tempDir('berth-stack-dir-');
+    const moved = await berth(['stack', 'update', 'typo', '--dir', dir]);
+    expect(moved.code, moved.stderr).toBe(0);
+    expect(moved.stdout).toContain(`source        ${dir}`);
+    expect(json(await berth(['stack', 'show', 'typo', '--json']))).toMatchObject({
+      repository: null,
+      branch: null,
+      localDir: dir,
+    });
+    expect((await berth(['runs', 'cancel', run])).code).toBe(0);
+  });
+
+  it('says what is wrong: nothing to change, two sources, a stack that does not exist', async () => {
+    const nothing = await berth(['stack', 'update', 'typo']);
+    expect(nothing.code).toBe(2);
+    expect(nothing.stderr).toContain('nothing to change: give at least one setting [BERTH_USAGE]');
+    expect(nothing.stderr).toContain('`berth stack update --help`');
+    const both = await berth([
+      'stack',
+      'update',
+      'typo',
+      '--repo',
+      'https://x.example/r.git',
+      '--dir',
+      '/tmp',
+    ]);
+    expect(both.code).toBe(2);
+    expect(both.stderr).toContain('not both');
+    expect(both.stderr).toContain('fix: Run `berth stack update --help`');
+    const missing = await berth(['stack', 'update', 'no-such-stack', '--branch', 'main']);
+    expect(missing.code).toBe(2);
+    expect(missing.stderr).toContain('stack no-such-stack does not exist [NOT_FOUND]');
+    expect(missing.stderr).toContain('`berth stack list`');
+    const badPool = await berth(['stack', 'update', 'typo', '--pool', 'nowhere', '--json']);
+    expect(badPool.code).toBe(2);
+    expect(jsonLines(badPool.stdout).at(-1)).toMatchObject({
+      type: 'error',
+      error: {
+        code: 'BERTH_SERVER_REFUSED',
+        message: expect.stringContaining('[POOL_NOT_FOUND]') as unknown,
+      },
+    });
+  });
+});
+
+describe('--json on every command', () => {
+  it('stack env set/unset and stack delete print JSON (no secret value)', async () => {
+    await createStack('scripted', 'team');
+    const set = json<{ variables: unknown[] }>(
+      await berth(['stack', 'env', 'set', 'scripted', 'API_KEY', '--secret', '--json'], {
+        API_KEY: 'hidden-value-4242',
+      }),
+    );
+    expect(set.variables).toEqual([{ name: 'API_KEY', secret: true }]);
+    const unset = json<{ variables: unknown[] }>(
+      await berth(['stack', 'env', 'unset', 'scripted', 'API_KEY', '--json']),
+    );
+    expect(unset.variables).toEqual([]);
+    expect(json(await berth(['stack', 'delete', 'scripted', '--json']))).toEqual({
+      id: 'scripted',
+      deleted: true,
+    });
+    const gone = await berth(['stack', 'show', 'scripted', '--json']);
+    expect(gone.code).toBe(2);
+  });
+
+  it('runs cancel, confirm and discard print the run; a refusal is one error object', async () => {
+    await createStack('decided', 'team');
+    const id = await trigger('decided');
+    const canceled = json<{ id: string; state: string }>(
+      await berth(['runs', 'cancel', id, '--json']),
+    );
+    expect(canceled).toMatchObject({ id, state: 'CANCELED' });
+    for (const decision of ['confirm', 'discard']) {
+      const refused = await berth(['runs', decision, id, '--json']);
+      expect(refused.code).toBe(2);
+      expect(jsonLines(refused.stdout)).toEqual([
+        expect.objectContaining({
+          type: 'error',
+          error: expect.objectContaining({
+            code: 'BERTH_SERVER_REFUSED',
+            message: expect.stringContaining('[RUN_TRANSITION_INVALID]') as unknown,
+          }) as unknown,
+        }),
+      ]);
+    }
+  });
+
+  it('pool rotate-token prints the new token; login says where it saved, never the token', async () => {
+    const created = json<{ token: string }>(
+      await berth(['pool', 'create', 'rotated', '--kind', 'private', '--json']),
+    );
+    const rotated = json<{ pool: { id: string }; token: string }>(
+      await berth(['pool', 'rotate-token', 'rotated', '--json']),
+    );
+    expect(rotated.pool.id).toBe('rotated');
+    expect(rotated.token).toMatch(/^berth_pool_/);
+    expect(rotated.token).not.toBe(created.token);
+
+    const home = tempDir('berth-config-');
+    const login = await runBerth(['login', '--server', server.url, '--json'], {
+      BERTH_TOKEN: server.admin,
+      XDG_CONFIG_HOME: home,
+    });
+    const file = path.join(home, 'berth', 'login.json');
+    expect(json(login)).toEqual({ server: server.url, file, caCert: null });
+    expect(login.stdout + login.stderr).not.toContain(server.admin);
+    expect(statSync(file).mode & 0o777).toBe(0o600);
+  });
+
+  it('stack trigger --follow --json prints JSON events to the run’s end', async () => {
+    await createStack('followed', 'team');
+    const follow = spawnBerth(
+      ['stack', 'trigger', 'followed', '--commit', COMMIT, '--follow', '--json'],
+      { BERTH_SERVER: server.url, BERTH_TOKEN: server.admin },
+    );
+    await follow.waitFor('"type":"run.state"');
+    const first = jsonLines(follow.stdout())[0] as { runId: string; state: string };
+    expect(first).toMatchObject({ type: 'run.state', state: 'READY' });
+    expect((await berth(['runs', 'cancel', first.runId])).code).toBe(0);
+    const result = await resultOf(follow, true);
+    // A run that did not finish: exit 1, as without --json.
+    expect(result.code, result.stderr).toBe(1);
+    const events = jsonLines(result.stdout);
+    expect(events.map((e) => [e.type, e.state])).toEqual([
+      ['run.state', 'READY'],
+      ['run.state', 'CANCELED'],
+      ['run.ended', 'CANCELED'],
+    ]);
+    for (const event of events) {
+      expect(event.runId).toBe(first.runId);
+      expect(event.run).toMatchObject({ id: first.runId, stack: 'followed' });
+    }
+  });
+});
+
+describe('errors name the command used and a fix on the command line', () => {
+  it.each([
+    [['runs', 'logs', 'RUN', '--bogus'], 'berth runs logs --help'],
+    [['stack', 'env', 'set', 'S', 'A=1', '--bogus'], 'berth stack env set --help'],
+    [['pool', 'create'], 'berth pool create --help'],
+    [['stack', 'frob'], 'berth stack --help'],
+    [['--bogus'], 'berth --help'],
+  ])('berth %s: the fix is `%s`', async (args, help) => {
+    const text = await berth(args);
+    expect(text.code).toBe(2);
+    expect(text.stderr).toContain(`fix: Run \`${help}\``);
+    expect(text.stderr).not.toContain('berth help run');
+    const asJson = await berth([...args, '--json']);
+    expect(jsonLines(asJson.stdout).at(-1)).toMatchObject({
+      type: 'error',
+      error: { code: 'BERTH_USAGE', hint: expect.stringContaining(`\`${help}\``) as unknown },
+    });
+  });
+
+  it('a stack with an active run is not deleted: STACK_HAS_RUNS says to cancel it', async () => {
+    await createStack('busy', 'team');
+    const id = await trigger('busy');
+    const refused = await berth(['stack', 'delete', 'busy']);
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toContain(`(${id}); cancel it first [STACK_HAS_RUNS]`);
+    expect(refused.stderr).toContain('fix: Cancel the run named above (`berth runs cancel RUN`');
+    expect(refused.stderr).not.toContain('Check the token');
+    expect((await berth(['runs', 'cancel', id])).code).toBe(0);
+    expect((await berth(['stack', 'delete', 'busy'])).code).toBe(0);
+  });
+
+  it('an image a public pool does not allow: the fix is `berth stack update`, then it runs', async () => {
+    const pool = await server.api('POST', '/pools', {
+      id: 'open',
+      kind: 'public',
+      allowList: ['quay.io'],
+    });
+    expect(pool.status).toBe(201);
+    await createStack(
+      'on-open',
+      'open',
+      '--runner-image',
+      'registry.internal.example:5000/runner:1',
+    );
+    const refused = await berth(['stack', 'trigger', 'on-open', '--commit', COMMIT]);
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toContain('[IMAGE_NOT_ALLOWED]');
+    expect(refused.stderr).toContain('`berth stack update ID --runner-image REF`');
+    expect(refused.stderr).not.toContain('PATCH');
+    const updated = await berth([
+      'stack',
+      'update',
+      'on-open',
+      '--runner-image',
+      'quay.io/team/runner:1',
+    ]);
+    expect(updated.code, updated.stderr).toBe(0);
+    const id = await trigger('on-open');
+    expect((await berth(['runs', 'cancel', id])).code).toBe(0);
+  });
+});
+
+describe('berth runs logs of a run without output', () => {
+  it('says on stderr that there is no log and why (not yet, or how the run ended)', async () => {
+    await createStack('quiet', 'team');
+    const id = await trigger('quiet');
+    const waiting = await berth(['runs', 'logs', id]);
+    expect(waiting.code).toBe(0);
+    expect(waiting.stdout).toBe('');
+    expect(waiting.stderr).toContain(`run ${id} has no log yet (READY)`);
+    expect(waiting.stderr).toContain(`berth runs logs ${id} -f`);
+
+    expect((await berth(['runs', 'cancel', id])).code).toBe(0);
+    for (const args of [
+      ['runs', 'logs', id],
+      ['runs', 'logs', id, '--json'],
+    ]) {
+      const ended = await berth(args);
+      expect(ended.code).toBe(0);
+      expect(ended.stdout).toBe('');
+      expect(ended.stderr).toMatch(
+        new RegExp(`run ${id} has no log: it ended CANCELED.* before any output`),
+      );
+    }
+  });
+});
