@@ -175,6 +175,30 @@ describe('berth up, login, stack, runs and worker commands', () => {
       expect(out.stdout + out.stderr).not.toContain('first-try-secret-77');
   });
 
+  it('berth runs logs of a run that failed before any output says so and why', async () => {
+    const gone = path.join(tempDir('berth-gone-'), 'not-here');
+    const created = await berth(['stack', 'create', 'nowhere', '--dir', gone, '--pool', 'local']);
+    expect(created.code, created.stderr).toBe(0);
+    const followed = await berth(['stack', 'trigger', 'nowhere', '--type', 'task', '--follow']);
+    expect(followed.code).toBe(1);
+    const run = (
+      JSON.parse((await berth(['runs', 'list', '--stack', 'nowhere', '--json'])).stdout) as {
+        id: string;
+        state: string;
+        stateReason: string;
+      }[]
+    )[0] as { id: string; state: string; stateReason: string };
+    expect(run.state).toBe('FAILED');
+    const logs = await berth(['runs', 'logs', run.id]);
+    expect(logs.code).toBe(0);
+    expect(logs.stdout).toBe('');
+    expect(logs.stderr).toContain(
+      `run ${run.id} has no log: it ended FAILED before any output: ${run.stateReason}\n`,
+    );
+    expect(run.stateReason).toContain(gone);
+    expect((await berth(['stack', 'delete', 'nowhere'])).code).toBe(0);
+  });
+
   it('lists, drains and undrains workers', async () => {
     const listed = JSON.parse((await berth(['worker', 'list', '--json'])).stdout) as {
       id: string;

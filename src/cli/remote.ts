@@ -654,11 +654,11 @@ async function printStoredLog(
   }
   if (after > 0) return;
   const run = await api.getRun(id);
-  const why = `${run.state}${run.stateReason ? `: ${run.stateReason}` : ''}`;
+  const reason = run.stateReason ? `: ${run.stateReason}` : '';
   io.stderr.write(
     isTerminal(run.state)
-      ? `berth: run ${id} has no log: it ended ${why} before any output\n`
-      : `berth: run ${id} has no log yet (${why}); \`berth runs logs ${id} -f\` follows it\n`,
+      ? `berth: run ${id} has no log: it ended ${run.state} before any output${reason}\n`
+      : `berth: run ${id} has no log yet (it is ${run.state}${reason}); \`berth runs logs ${id} -f\` follows it\n`,
   );
 }
 
