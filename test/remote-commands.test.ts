@@ -177,6 +177,15 @@ describe('berth stack update', () => {
     expect(missing.code).toBe(2);
     expect(missing.stderr).toContain('stack no-such-stack does not exist [NOT_FOUND]');
     expect(missing.stderr).toContain('`berth stack list`');
+    // Creating it again points at update; a variable it lacks at `stack show`.
+    const again = await berth(['stack', 'create', 'typo', '--dir', '/tmp', '--pool', 'team']);
+    expect(again.code).toBe(2);
+    expect(again.stderr).toContain('[ALREADY_EXISTS]');
+    expect(again.stderr).toContain("`berth stack update ID` changes a stack's settings");
+    const noVariable = await berth(['stack', 'env', 'unset', 'typo', 'NOT_SET']);
+    expect(noVariable.code).toBe(2);
+    expect(noVariable.stderr).toContain('has no variable NOT_SET [NOT_FOUND]');
+    expect(noVariable.stderr).toContain("`berth stack show ID` a stack's variables");
     const badPool = await berth(['stack', 'update', 'typo', '--pool', 'nowhere', '--json']);
     expect(badPool.code).toBe(2);
     expect(jsonLines(badPool.stdout).at(-1)).toMatchObject({

@@ -73,8 +73,6 @@ const COMMAND_LINE_FIXES: Record<string, string> = {
     "Cancel the run named above (`berth runs cancel RUN`; `berth runs list --stack ID` shows the stack's runs) or wait for it to end, then delete the stack again.",
   IMAGE_NOT_ALLOWED:
     "Give the stack an image from a registry on the pool's allow-list (`berth stack update ID --runner-image REF`), move it to a private pool (`berth stack update ID --pool POOL`), or ask the pool's operator to allow-list the registry named above.",
-  FORBIDDEN:
-    "Use the admin token for this (`berth login --server URL` with it in BERTH_TOKEN, or BERTH_TOKEN for one command), or ask the server's admin.",
 };
 
 /** Codes whose hint from the server speaks to API clients (fields, PATCH): the fix above wins. */
