@@ -13,6 +13,7 @@ import { validationMessage, type SchemaError } from './validation-message.js';
 import { ulidGenerator } from '../domain/ulid.js';
 import { ErrorBody } from '../api/schemas.js';
 import { StoreConflict, type Store } from '../store/store.js';
+import { databaseTrouble } from '../store/database-trouble.js';
 import {
   FailedAttempts,
   bearerToken,
@@ -200,6 +201,18 @@ function errorAnswer(
       log: false,
     };
   }
+  const database = databaseTrouble(err);
+  if (database) {
+    return {
+      status: 503,
+      body: {
+        code: 'DATABASE_UNAVAILABLE',
+        message: `the berth server cannot use its database now (${database.cause}); nothing was changed`,
+        hint: 'Try again shortly; if it lasts, the server operator checks its PostgreSQL database.',
+      },
+      log: true,
+    };
+  }
   if (e.code !== undefined && STORAGE_FULL_CODES.has(e.code)) {
     return {
       status: 507,
@@ -329,7 +342,11 @@ export async function buildServer(deps: ServerDeps): Promise<BerthServer> {
 
   app.setErrorHandler((err, request, reply) => {
     const answer = errorAnswer(err, request);
-    if (answer.status === 507) {
+    if (answer.status === 503 && answer.body.code === 'DATABASE_UNAVAILABLE') {
+      console.error(
+        `berth server: ${request.method} ${request.url} failed: the database cannot be used now (${databaseTrouble(err)?.cause ?? ''})`,
+      );
+    } else if (answer.status === 507) {
       // The operator's to fix, in one line: where the trace would add nothing.
       console.error(
         `berth server: ${request.method} ${request.url} failed: no space left (${(err as Error).message}); free space where the database and the data directory are`,
