@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runBerth } from './harness/cli.js';
 import { apiClient, startServerProcess, type ServerProcess } from './harness/berth-server.js';
 import { tempDir } from './harness/ownership.js';
+import { until } from './harness/until.js';
 import { startPostgres, type RunningPostgres } from './harness/postgres.js';
 
 let postgres: RunningPostgres;
@@ -62,7 +63,10 @@ describe('berth server without its database', () => {
     postgres.sql(
       "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = 'outage' AND pid <> pg_backend_pid()",
     );
-    await waitFor(() => server.stderr().includes('lost an idle connection to the database'));
+    await until(
+      () => server.stderr().includes('lost an idle connection to the database'),
+      'the server says it lost a connection',
+    );
     expect(server.child.exitCode).toBeNull();
     expect((await api('GET', '/pools')).status).toBe(200);
 
@@ -76,20 +80,12 @@ describe('berth server without its database', () => {
     } finally {
       postgres.resume();
     }
-    await waitFor(async () => (await api('GET', '/pools')).status === 200);
+    await until(
+      async () => (await api('GET', '/pools')).status === 200,
+      'the server answers again',
+    );
     const pools = (await api<{ pools: { id: string }[] }>('GET', '/pools')).body.pools;
     expect(pools.map((p) => p.id)).toContain('before');
     expect(server.stderr()).not.toMatch(/Unhandled 'error' event/);
   });
 });
-
-async function waitFor(
-  condition: () => boolean | Promise<boolean>,
-  timeoutMs = 30_000,
-): Promise<void> {
-  const until = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > until) throw new Error(`not true within ${timeoutMs} ms`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-}

@@ -82,6 +82,8 @@ export interface ServerDeps {
   webRoot?: string;
   /** Wake-ups, when they travel beyond this process (start.ts relays them over PostgreSQL). */
   signals?: PoolSignals;
+  /** Lines for the operator (workers registering, addresses refused); default: none. */
+  say?: (line: string) => void;
 }
 
 export const DEFAULT_LOG_LIMIT_BYTES = 4 * 1024 * 1024;
@@ -277,6 +279,7 @@ export async function buildServer(deps: ServerDeps): Promise<BerthServer> {
     },
   });
 
+  const say = deps.say ?? (() => undefined);
   const failures = new FailedAttempts(deps.authFailureLimit ?? 20, 60_000, () => now().getTime());
   app.decorateRequest('caller', null);
 
@@ -301,6 +304,11 @@ export async function buildServer(deps: ServerDeps): Promise<BerthServer> {
       );
     }
     failures.record(address);
+    if (failures.blocked(address)) {
+      say(
+        `${deps.authFailureLimit ?? 20} requests with a wrong token from ${address} within a minute: it is refused (429) for ${failures.retryAfter(address)} s`,
+      );
+    }
     return new ApiError(
       401,
       'UNAUTHENTICATED',

@@ -162,6 +162,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       version: options.version,
       leaseMs,
       resolveCommit,
+      say: options.say,
       ...(tls ? { tls } : {}),
       ...(options.logLimitBytes ? { logLimitBytes: options.logLimitBytes } : {}),
       webRoot: builtWebPage(),
@@ -197,6 +198,9 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
         void store.expireLeases(new Date()).then(
           (changed) => {
             for (const run of changed) {
+              options.say(
+                `run ${run.id} of stack ${run.stackId}: ${run.state}${run.stateReason ? ` (${run.stateReason})` : ''}`,
+              );
               app.notifyPool(run.poolId);
               if (isTerminal(run.state)) void blobs.delete(run.id).catch(() => undefined);
             }
