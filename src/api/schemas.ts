@@ -226,6 +226,8 @@ export const WorkerRegistered = closed({
   pool: Type.String(),
   leaseMs: Type.Integer(),
   heartbeatMs: Type.Integer(),
+  /** The server records the commit a worker reports (StateReport.commit); older ones refuse it. */
+  reportsCommit: Type.Optional(Type.Boolean()),
 });
 
 export const WorkerRef = closed({ workerId: Type.String({ pattern: '^[0-9A-HJKMNP-TV-Z]{26}$' }) });
@@ -305,6 +307,11 @@ export const StateReport = closed({
     }),
   ),
   plan: Type.Optional(Counts),
+  /**
+   * The commit the worker checked out, for a run bound to none when it was triggered (the server
+   * could not read the branch head then): recorded once, never replacing a bound commit.
+   */
+  commit: Type.Optional(Type.String({ pattern: '^[0-9a-f]{40}([0-9a-f]{24})?$' })),
   /** UNCONFIRMED: what opens the workspace uploaded before (kept sealed by the server). */
   workspace: Type.Optional(WorkspaceSeal),
 });

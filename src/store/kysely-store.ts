@@ -587,6 +587,7 @@ export class KyselyStore implements Store {
       if (patch.imageChoice !== undefined) set.image_choice = patch.imageChoice;
       if (patch.imageId !== undefined) set.image_id = patch.imageId;
       if (patch.workspaceSeal !== undefined) set.workspace_seal = patch.workspaceSeal;
+      if (patch.commitSha !== undefined) set.commit_sha = patch.commitSha;
       if (patch.plan !== undefined)
         set.plan = patch.plan === null ? null : JSON.stringify(patch.plan);
       // The lease ends; the worker stays recorded as the one that ran the run (unless it goes

@@ -138,6 +138,8 @@ export interface RunPatch {
   imageId?: string | null;
   plan?: PlanCounts | null;
   workspaceSeal?: string | null;
+  /** The commit the run executed, when it was bound to none at its trigger. */
+  commitSha?: string;
   /** Ends the worker's lease (the run ended or waits); the worker stays recorded. */
   releaseWorker?: boolean;
   /** Forgets the worker too (the run goes back to the queue before anything of it ran). */

@@ -95,6 +95,7 @@ export function registerWorkerRoutes(server: FastifyInstance, ctx: ServerContext
         pool: poolId,
         leaseMs: ctx.leaseMs,
         heartbeatMs: Math.floor(ctx.leaseMs / 3),
+        reportsCommit: true,
       };
     },
   );
@@ -216,6 +217,8 @@ export function registerWorkerRoutes(server: FastifyInstance, ctx: ServerContext
                 }
               : {}),
             ...(body.plan ? { plan: body.plan } : {}),
+            // The commit checked out, for a run the trigger could bind to none.
+            ...(body.commit && !run.commitSha ? { commitSha: body.commit } : {}),
             ...(workspaceSeal !== undefined ? { workspaceSeal } : {}),
             // A run that ends, or waits for confirmation, no longer needs its worker.
             ...(ends ? { releaseWorker: true } : {}),
