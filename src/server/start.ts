@@ -4,6 +4,7 @@
  * sweep that ends runs whose worker stopped answering. Several servers may share one PostgreSQL.
  */
 import { existsSync, mkdirSync } from 'node:fs';
+import { rmdir } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { AddressInfo } from 'node:net';
@@ -110,11 +111,17 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     } else {
       await checkSecretsKey(store, secrets);
     }
+    const blobDir = options.blobDir ?? path.join(options.dataDir, 'blobs');
+    const blobDirExisted = existsSync(blobDir);
     const blobs = await BlobStore.open(
-      options.blobDir ?? path.join(options.dataDir, 'blobs'),
+      blobDir,
       options.savedWorkspaceLimitBytes ?? DEFAULT_BLOB_LIMIT,
     );
-    await checkBlobStore(store, blobs);
+    await checkBlobStore(store, blobs).catch(async (err: unknown) => {
+      // A refused start leaves no directory of its own behind (rmdir: only an empty one).
+      if (!blobDirExisted) await rmdir(blobDir).catch(() => undefined);
+      throw err;
+    });
     let poolToken: string | null = null;
     if (options.localPool) {
       poolToken = newToken('pool');
