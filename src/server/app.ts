@@ -27,6 +27,7 @@ import { registerLogDownload } from './routes/log-download.js';
 import { registerPoolRoutes } from './routes/pools.js';
 import { registerRunRoutes } from './routes/runs.js';
 import { registerStackRoutes } from './routes/stacks.js';
+import { registerTokenRoutes } from './routes/tokens.js';
 import { registerWorkerRoutes } from './routes/worker.js';
 import { registerWorkerAdminRoutes } from './routes/workers.js';
 import { PoolSignals } from './pool-signals.js';
@@ -113,6 +114,7 @@ const STATUS_OF_CONFLICT: Record<StoreConflict['code'], number> = {
   LOG_GAP: 409,
   LOG_TOO_LARGE: 413,
   STACK_HAS_RUNS: 409,
+  TOKEN_LAST_ADMIN: 409,
 };
 
 function errorAnswer(
@@ -397,6 +399,7 @@ export async function buildServer(deps: ServerDeps): Promise<BerthServer> {
       registerWorkerRoutes(api, context);
       registerWorkerAdminRoutes(api, context);
       registerSessionRoutes(api, context);
+      registerTokenRoutes(api, context);
       registerLogDownload(api, context);
       api.get('/openapi.json', { schema: { hide: true } }, () => openApiDocument(app));
       done();

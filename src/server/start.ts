@@ -61,6 +61,8 @@ export interface ServerOptions {
    * key opens what the database holds.
    */
   newSecretsKey?: boolean;
+  /** `--new-admin-token`: the admin token is lost; the token `admin` gets a new one, said once. */
+  newAdminToken?: boolean;
 }
 
 export interface RunningServer {
@@ -110,7 +112,12 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       options.savedWorkspaceLimitBytes ?? DEFAULT_BLOB_LIMIT,
     );
     await checkBlobStore(store, blobs);
-    if (!(await store.findTokenById('admin'))) {
+    if (options.newAdminToken) {
+      const token = newToken('admin');
+      const admin = { id: 'admin', name: 'admin', role: 'admin' } as const;
+      await store.replaceToken(admin, hashToken(token), new Date());
+      options.say(`new admin token (shown once, keep it; the old one no longer works): ${token}`);
+    } else if (!(await store.findTokenById('admin'))) {
       const token = newToken('admin');
       try {
         await store.createToken(
