@@ -74,10 +74,11 @@ export function registerTokens(
   token
     .command('revoke')
     .argument('<id>', 'the id `berth token list` shows')
+    .option('--json')
     .action(
-      act(async (id: string) => {
+      act(async (id: string, o: { json?: boolean }) => {
         await client().revokeToken(id);
-        io.stdout.write(`token ${id} revoked: it no longer works\n`);
+        write(io, o.json, { id, revoked: true }, () => `token ${id} revoked: it no longer works`);
       }),
     );
 }

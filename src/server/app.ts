@@ -456,7 +456,12 @@ export function requirePerson(request: FastifyRequest): Person {
 export function requireAdmin(request: FastifyRequest): Person {
   const caller = requirePerson(request);
   if (caller.kind !== 'admin') {
-    throw new ApiError(403, 'FORBIDDEN', 'only the admin token may do this');
+    throw new ApiError(
+      403,
+      'FORBIDDEN',
+      'only an admin token may do this',
+      'Use an admin token: the admin token, or one an admin made with `berth token create NAME --role admin`.',
+    );
   }
   return caller;
 }
