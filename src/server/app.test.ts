@@ -48,8 +48,12 @@ async function serverOn(secrets: SecretBox): Promise<BerthServer> {
     now: () => clock,
     resolveCommit: () => Promise.resolve('c'.repeat(40)),
     authFailureLimit: 5,
+    say: (line) => said.push(line),
   });
 }
+
+/** What the server said for the operator. */
+const said: string[] = [];
 
 afterAll(async () => {
   await app?.close();
@@ -102,6 +106,10 @@ describe('authentication', () => {
     const blocked = await call('GET', '/api/v1/stacks', undefined, 'bad-6', '10.9.9.9');
     expect(blocked.status).toBe(429);
     expect(blocked.body.code).toBe('TOO_MANY_FAILED_LOGINS');
+    // The operator hears it once, when the address is refused, not at each request after.
+    expect(said.filter((line) => line.includes('10.9.9.9'))).toEqual([
+      '5 requests with a wrong token from 10.9.9.9 within a minute: it is refused (429) for 60 s',
+    ]);
     // A valid token still works from there: a stale client cannot lock the others out.
     expect((await call('GET', '/api/v1/stacks', undefined, ADMIN, '10.9.9.9')).status).toBe(200);
     clock = new Date(clock.getTime() + 61_000);

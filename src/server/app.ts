@@ -13,6 +13,7 @@ import { validationMessage, type SchemaError } from './validation-message.js';
 import { ulidGenerator } from '../domain/ulid.js';
 import { ErrorBody } from '../api/schemas.js';
 import { StoreConflict, type Store } from '../store/store.js';
+import { databaseTrouble } from '../store/database-trouble.js';
 import {
   FailedAttempts,
   bearerToken,
@@ -82,6 +83,8 @@ export interface ServerDeps {
   webRoot?: string;
   /** Wake-ups, when they travel beyond this process (start.ts relays them over PostgreSQL). */
   signals?: PoolSignals;
+  /** Lines for the operator (workers registering, addresses refused); default: none. */
+  say?: (line: string) => void;
 }
 
 export const DEFAULT_LOG_LIMIT_BYTES = 4 * 1024 * 1024;
@@ -202,6 +205,18 @@ function errorAnswer(
       log: false,
     };
   }
+  const database = databaseTrouble(err);
+  if (database) {
+    return {
+      status: 503,
+      body: {
+        code: 'DATABASE_UNAVAILABLE',
+        message: `the berth server cannot use its database now (${database.cause}); nothing was changed`,
+        hint: 'Try again shortly; if it lasts, the server operator checks its PostgreSQL database.',
+      },
+      log: true,
+    };
+  }
   if (e.code !== undefined && STORAGE_FULL_CODES.has(e.code)) {
     return {
       status: 507,
@@ -266,6 +281,7 @@ export async function buildServer(deps: ServerDeps): Promise<BerthServer> {
     },
   });
 
+  const say = deps.say ?? (() => undefined);
   const failures = new FailedAttempts(deps.authFailureLimit ?? 20, 60_000, () => now().getTime());
   app.decorateRequest('caller', null);
 
@@ -290,6 +306,11 @@ export async function buildServer(deps: ServerDeps): Promise<BerthServer> {
       );
     }
     failures.record(address);
+    if (failures.blocked(address)) {
+      say(
+        `${deps.authFailureLimit ?? 20} requests with a wrong token from ${address} within a minute: it is refused (429) for ${failures.retryAfter(address)} s`,
+      );
+    }
     return new ApiError(
       401,
       'UNAUTHENTICATED',
@@ -331,7 +352,11 @@ export async function buildServer(deps: ServerDeps): Promise<BerthServer> {
 
   app.setErrorHandler((err, request, reply) => {
     const answer = errorAnswer(err, request);
-    if (answer.status === 507) {
+    if (answer.status === 503 && answer.body.code === 'DATABASE_UNAVAILABLE') {
+      console.error(
+        `berth server: ${request.method} ${request.url} failed: the database cannot be used now (${databaseTrouble(err)?.cause ?? ''})`,
+      );
+    } else if (answer.status === 507) {
       // The operator's to fix, in one line: where the trace would add nothing.
       console.error(
         `berth server: ${request.method} ${request.url} failed: no space left (${(err as Error).message}); free space where the database and the data directory are`,

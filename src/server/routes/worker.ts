@@ -86,6 +86,10 @@ export function registerWorkerRoutes(server: FastifyInstance, ctx: ServerContext
         );
       }
       await ctx.store.upsertWorker({ ...request.body, id, poolId }, ctx.now());
+      const { host, berthVersion, engineVersion, concurrency } = request.body;
+      ctx.say?.(
+        `worker ${id} ${existing ? 'registered again' : 'registered'} in pool ${poolId}: ${host}, berth ${berthVersion}, Docker ${engineVersion}, up to ${concurrency} run(s) at once`,
+      );
       return {
         workerId: id,
         pool: poolId,
