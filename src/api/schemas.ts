@@ -63,6 +63,26 @@ export const PoolWithToken = closed({
   token: Type.String({ description: 'the pool token, shown this once: workers register with it' }),
 });
 
+/** API tokens for people and scripts: admin may do everything, user everything but administer. */
+export const TokenRole = Type.Union([Type.Literal('admin'), Type.Literal('user')]);
+
+export const TokenInput = closed({ name: Text(200), role: TokenRole });
+export type TokenInput = Static<typeof TokenInput>;
+
+export const TokenOutput = closed({
+  id: Type.String(),
+  name: Type.String(),
+  role: TokenRole,
+  createdAt: Type.String(),
+});
+
+export const TokenWithToken = closed({
+  apiToken: TokenOutput,
+  token: Type.String({ description: 'the token, shown this once: only its SHA-256 is stored' }),
+});
+
+export const TokenList = closed({ tokens: Type.Array(TokenOutput) });
+
 export const WorkflowTool = Type.Union([
   Type.Literal('TERRAFORM_FOSS'),
   Type.Literal('OPEN_TOFU'),

@@ -28,6 +28,7 @@ import { registerLogDownload } from './routes/log-download.js';
 import { registerPoolRoutes } from './routes/pools.js';
 import { registerRunRoutes } from './routes/runs.js';
 import { registerStackRoutes } from './routes/stacks.js';
+import { registerTokenRoutes } from './routes/tokens.js';
 import { registerWorkerRoutes } from './routes/worker.js';
 import { registerWorkerAdminRoutes } from './routes/workers.js';
 import { PoolSignals } from './pool-signals.js';
@@ -116,6 +117,7 @@ const STATUS_OF_CONFLICT: Record<StoreConflict['code'], number> = {
   LOG_GAP: 409,
   LOG_TOO_LARGE: 413,
   STACK_HAS_RUNS: 409,
+  TOKEN_LAST_ADMIN: 409,
 };
 
 function errorAnswer(
@@ -422,6 +424,7 @@ export async function buildServer(deps: ServerDeps): Promise<BerthServer> {
       registerWorkerRoutes(api, context);
       registerWorkerAdminRoutes(api, context);
       registerSessionRoutes(api, context);
+      registerTokenRoutes(api, context);
       registerLogDownload(api, context);
       api.get('/openapi.json', { schema: { hide: true } }, () => openApiDocument(app));
       done();
@@ -478,7 +481,12 @@ export function requirePerson(request: FastifyRequest): Person {
 export function requireAdmin(request: FastifyRequest): Person {
   const caller = requirePerson(request);
   if (caller.kind !== 'admin') {
-    throw new ApiError(403, 'FORBIDDEN', 'only the admin token may do this');
+    throw new ApiError(
+      403,
+      'FORBIDDEN',
+      'only an admin token may do this',
+      'Use an admin token: the admin token, or one an admin made with `berth token create NAME --role admin`.',
+    );
   }
   return caller;
 }

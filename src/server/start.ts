@@ -64,6 +64,8 @@ export interface ServerOptions {
    * key opens what the database holds.
    */
   newSecretsKey?: boolean;
+  /** `--new-admin-token`: the admin token is lost; the token `admin` gets a new one, said once. */
+  newAdminToken?: boolean;
 }
 
 export interface RunningServer {
@@ -179,8 +181,13 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       throw listenFailure(err, options.host, options.port);
     });
     // Only once the address is this server's: a start that cannot listen prints no token it
-    // would never show again.
-    if (!(await store.findTokenById('admin'))) {
+    // would never show again (nor replaces the admin token with one it does not show).
+    if (options.newAdminToken) {
+      const token = newToken('admin');
+      const admin = { id: 'admin', name: 'admin', role: 'admin' } as const;
+      await store.replaceToken(admin, hashToken(token), new Date());
+      options.say(`new admin token (shown once, keep it; the old one no longer works): ${token}`);
+    } else if (!(await store.findTokenById('admin'))) {
       const token = newToken('admin');
       try {
         await store.createToken(
