@@ -12,6 +12,7 @@ import { BerthError } from '../domain/errors.js';
 import { fetchTrusting, trustedCas } from '../net/tls-files.js';
 import { isTerminal, type RunStateName } from '../domain/run-state.js';
 import type { Output } from './render.js';
+import { registerTokens } from './tokens.js';
 
 interface Login {
   server: string;
@@ -798,6 +799,7 @@ function registerPool(program: Command, { client, io, act }: Remote): void {
         );
       }),
     );
+  registerTokens(program, io, client, act);
 }
 
 /** `berth worker list|drain|undrain`: the server's view of its workers. */
