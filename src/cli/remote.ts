@@ -344,6 +344,7 @@ export function registerRemote(
   registerStack(program, remote);
   registerRuns(program, remote);
   registerPool(program, remote);
+  registerTokens(program, io, remote.client, remote.act);
 }
 
 function registerLogin(program: Command, { io, env, act }: Remote): void {
@@ -799,7 +800,6 @@ function registerPool(program: Command, { client, io, act }: Remote): void {
         );
       }),
     );
-  registerTokens(program, io, client, act);
 }
 
 /** `berth worker list|drain|undrain`: the server's view of its workers. */
