@@ -226,6 +226,8 @@ export const WorkerRegistered = closed({
   pool: Type.String(),
   leaseMs: Type.Integer(),
   heartbeatMs: Type.Integer(),
+  /** Drained (berth worker drain): the worker takes no runs until undrained. */
+  drained: Type.Boolean(),
 });
 
 export const WorkerRef = closed({ workerId: Type.String({ pattern: '^[0-9A-HJKMNP-TV-Z]{26}$' }) });
@@ -349,9 +351,13 @@ export const WorkerOutput = closed({
   berthVersion: Type.String(),
   engineVersion: Type.String(),
   concurrency: Type.Integer(),
-  status: Type.Unsafe<'IDLE' | 'BUSY' | 'DRAINED'>({
+  /**
+   * OFFLINE: the worker said it leaves (a clean exit), or its last heartbeat is older than the
+   * lease time (it died, or cannot reach the server).
+   */
+  status: Type.Unsafe<'IDLE' | 'BUSY' | 'DRAINED' | 'OFFLINE'>({
     type: 'string',
-    enum: ['IDLE', 'BUSY', 'DRAINED'],
+    enum: ['IDLE', 'BUSY', 'DRAINED', 'OFFLINE'],
   }),
   lastHeartbeatAt: Type.String(),
   runs: Type.Array(Type.String()),

@@ -28,7 +28,14 @@ import { extraMountsFor, jobVariables, type WorkerJobSettings } from '../domain/
 import { LogShipper } from './log-shipper.js';
 import type { RepositoryCache } from './repository-cache.js';
 import { prepareSource, type RunSource } from './source.js';
-import type { AssignmentBody, Report, WorkerProtocol } from './protocol.js';
+import { OutageNotice } from './outage.js';
+import {
+  isTokenRejection,
+  POOL_TOKEN_FIX,
+  type AssignmentBody,
+  type Report,
+  type WorkerProtocol,
+} from './protocol.js';
 
 type PlanCounts = NonNullable<Report['plan']>;
 
@@ -72,8 +79,23 @@ export class Worker {
    * for the removal), and the worker exits only after all of them.
    */
   private readonly afterRuns = new Set<Promise<void>>();
+  /** The server refused the pool token (401): the worker stops its runs and exits with this. */
+  private rejected: BerthError | null = null;
+  private readonly leaseOutage: OutageNotice;
+  private heartbeatOutage: OutageNotice;
 
-  constructor(private readonly options: WorkerOptions) {}
+  constructor(private readonly options: WorkerOptions) {
+    this.leaseOutage = new OutageNotice(options.say, 'lease from the server', 'every 2 s');
+    this.heartbeatOutage = this.heartbeatNotice();
+  }
+
+  private heartbeatNotice(): OutageNotice {
+    return new OutageNotice(
+      this.options.say,
+      'send a heartbeat to the server',
+      `every ${Math.max(1, Math.round(this.heartbeatMs / 1000))} s`,
+    );
+  }
 
   get id(): string {
     return this.workerId;
@@ -89,8 +111,12 @@ export class Worker {
     });
     this.workerId = registered.workerId;
     this.heartbeatMs = registered.heartbeatMs;
+    this.heartbeatOutage = this.heartbeatNotice();
+    this.paused = registered.drained === true;
     this.options.say(
-      `worker ${this.workerId} registered in pool ${registered.pool}; up to ${this.options.concurrency} run(s) at once`,
+      this.paused
+        ? `worker ${this.workerId} registered in pool ${registered.pool}; drained: it takes no runs until \`berth worker undrain ${this.workerId}\``
+        : `worker ${this.workerId} registered in pool ${registered.pool}; up to ${this.options.concurrency} run(s) at once`,
     );
     this.heartbeatTimer = setInterval(() => void this.beat(), this.heartbeatMs);
   }
@@ -119,13 +145,12 @@ export class Worker {
           this.stopLeasing.signal,
         );
       } catch (err) {
-        if (this.draining) break;
-        this.options.say(
-          `cannot lease from the server: ${coerceError(err).message}; trying again in 2 s`,
-        );
+        if (this.tokenRejected(err) || this.draining) break;
+        this.leaseOutage.failed(coerceError(err).message);
         await new Promise((resolve) => setTimeout(resolve, 2000));
         continue;
       }
+      this.leaseOutage.succeeded();
       if (!assignment) continue;
       const slot = this.execute(assignment).finally(() => slots.delete(slot));
       slots.add(slot);
@@ -133,6 +158,40 @@ export class Worker {
     await Promise.all(slots);
     await Promise.all(this.afterRuns);
     clearInterval(this.heartbeatTimer);
+    if (this.rejected) throw this.rejected;
+  }
+
+  /** Tells the server this worker leaves (a clean exit): it shows as OFFLINE at once. */
+  async leave(): Promise<void> {
+    try {
+      await this.options.protocol.deregister(this.workerId);
+    } catch (err) {
+      this.options.say(
+        `could not tell the server this worker leaves (${coerceError(err).message}); it shows as OFFLINE once its lease time passes`,
+      );
+    }
+  }
+
+  /**
+   * A 401 from the server: it no longer takes this worker's pool token (rotated, or wrong). Said
+   * once; the worker takes no more runs, stops the ones it holds (as a second SIGTERM does) and
+   * exits with the error (retrying would only hammer the server with a dead token).
+   */
+  private tokenRejected(err: unknown): boolean {
+    if (!isTokenRejection(err)) return false;
+    if (this.rejected) return true;
+    this.rejected = new BerthError(
+      'BERTH_SERVER_REFUSED',
+      `the berth server no longer accepts this worker's pool token (${(err as Error).message}): it was rotated (berth pool rotate-token) or is wrong`,
+      { cause: err, hint: POOL_TOKEN_FIX },
+    );
+    this.options.say(
+      `${this.rejected.message}; stopping ${this.running.size} run(s) and exiting. ${POOL_TOKEN_FIX}`,
+    );
+    this.draining = true;
+    this.stopLeasing.abort();
+    for (const slot of this.running.values()) stopSlot(slot);
+    return true;
   }
 
   /** First call: take no new runs, let the current ones finish. Second: stop them too. */
@@ -151,6 +210,7 @@ export class Worker {
   private async beat(): Promise<void> {
     try {
       const answer = await this.options.protocol.heartbeat(this.workerId, [...this.running.keys()]);
+      this.heartbeatOutage.succeeded();
       for (const id of answer.stop) {
         const slot = this.running.get(id);
         if (slot) stopSlot(slot);
@@ -163,7 +223,7 @@ export class Worker {
         );
       this.paused = answer.drained;
     } catch (err) {
-      this.options.say(`heartbeat failed: ${coerceError(err).message}`);
+      if (!this.tokenRejected(err)) this.heartbeatOutage.failed(coerceError(err).message);
     }
   }
 
@@ -173,7 +233,11 @@ export class Worker {
     const slot: Slot = { canceled: false, job: null };
     this.running.set(runId, slot);
     const shipper = new LogShipper(
-      (first, texts) => this.options.protocol.log(this.workerId, runId, first, texts),
+      (first, texts) =>
+        this.options.protocol.log(this.workerId, runId, first, texts).catch((err: unknown) => {
+          this.tokenRejected(err);
+          throw err;
+        }),
       {
         firstSeq: assignment.logNext,
         limitBytes: shippedLogLimit(this.options.settings.logLimitBytes, assignment.logLimitBytes),
@@ -354,6 +418,7 @@ export class Worker {
         ...(summary.state === 'UNCONFIRMED' && kept ? { workspace: sealBody(kept) } : {}),
       });
     } catch (err) {
+      this.tokenRejected(err);
       const error = coerceError(err);
       await shipper.close().catch(() => undefined);
       await reporting;
@@ -361,7 +426,8 @@ export class Worker {
     } finally {
       await reporting;
       this.running.delete(runId);
-      const after = this.afterRun(runId, reported, removeContainer, source).finally(() =>
+      const unshipped = shipper.failure;
+      const after = this.afterRun(runId, reported, removeContainer, source, unshipped).finally(() =>
         this.afterRuns.delete(after),
       );
       this.afterRuns.add(after);
@@ -374,6 +440,8 @@ export class Worker {
     state: Report['state'] | null,
     removeContainer: (() => Promise<void>) | null,
     source: RunSource | null,
+    /** Why the log shipper stopped (the server refused a batch), or null: all of it was shipped. */
+    unshipped: Error | null,
   ): Promise<void> {
     let clean = await this.removeAfterReport(runId, removeContainer);
     try {
@@ -389,11 +457,12 @@ export class Worker {
     // For the operator (and tests): nothing of the run is left to ship or remove here. The state
     // says which part it was: a plan ends UNCONFIRMED here, its apply elsewhere or later.
     const ended = state ? `, ${state}` : '';
+    const log = unshipped ? `log not all shipped: ${unshipped.message}` : 'log shipped';
     const left = !clean
-      ? 'log shipped; what could not be removed is said above'
+      ? `${log}; what could not be removed is said above`
       : removeContainer
-        ? 'log shipped, container removed'
-        : 'log shipped, nothing left to remove';
+        ? `${log}, container removed`
+        : `${log}, nothing left to remove`;
     this.options.say(`run ${runId}: done here${ended} (${left})`);
   }
 
@@ -470,6 +539,7 @@ export class Worker {
         return;
       } catch (err) {
         const status = (err as { status?: number }).status ?? 0;
+        if (this.tokenRejected(err)) return;
         if (status >= 400 && status < 500) {
           this.options.say(
             `run ${runId}: the server refused ${report.state} (${coerceError(err).message}); stopping it here`,

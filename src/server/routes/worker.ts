@@ -23,6 +23,7 @@ import {
   WorkspaceBlob,
   WorkspaceQuery,
   WorkspaceStored,
+  WorkerRef,
 } from '../../api/schemas.js';
 import { sealFromText, sealToText } from '../../domain/workspace-seal.js';
 import { BerthError } from '../../domain/errors.js';
@@ -85,13 +86,26 @@ export function registerWorkerRoutes(server: FastifyInstance, ctx: ServerContext
           'Let the server give the worker a new id (remove its id file).',
         );
       }
-      await ctx.store.upsertWorker({ ...request.body, id, poolId }, ctx.now());
+      const worker = await ctx.store.upsertWorker({ ...request.body, id, poolId }, ctx.now());
       return {
         workerId: id,
         pool: poolId,
         leaseMs: ctx.leaseMs,
         heartbeatMs: Math.floor(ctx.leaseMs / 3),
+        drained: worker.drained,
       };
+    },
+  );
+
+  api.post(
+    '/worker/deregister',
+    { schema: { body: WorkerRef, response: { 204: { type: 'null' }, ...errorResponses } } },
+    async (request, reply) => {
+      // A clean exit: the worker list shows it OFFLINE now, not IDLE until its heartbeat is old.
+      const poolId = callerPool(request);
+      const worker = await ownWorker(ctx, poolId, request.body.workerId);
+      await ctx.store.markWorkerLeft(worker.id, ctx.now());
+      return reply.status(204).send(null);
     },
   );
 

@@ -96,7 +96,7 @@ export const workersPage: Page = async (main) => {
                           h(
                             'span',
                             {
-                              class: `badge ${w.status === 'DRAINED' ? 'quiet' : w.status === 'BUSY' ? 'busy' : 'good'}`,
+                              class: `badge ${w.status === 'DRAINED' || w.status === 'OFFLINE' ? 'quiet' : w.status === 'BUSY' ? 'busy' : 'good'}`,
                             },
                             w.status,
                           ),
