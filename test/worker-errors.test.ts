@@ -170,8 +170,12 @@ describe('berth worker once running', () => {
     await worker.waitFor('registered in pool pool-outage');
     const port = new URL(url).port;
     await server?.stop();
+    // The lease waiting when the server stopped is answered 503 (the server closing) or cut
+    // (ECONNRESET), the next ones refused (ECONNREFUSED): the first is said, naming the server.
     await worker.waitFor(
-      `cannot lease from the server: cannot reach the berth server at ${url} (ECONNREFUSED`,
+      new RegExp(
+        `cannot lease from the server: (cannot reach the berth server at ${url} \\([A-Z_]+: |the berth server at ${url} answered /worker/lease: 503 )`,
+      ),
     );
     await worker.waitFor('cannot send a heartbeat to the server: cannot reach the berth server');
     server = await startServerProcess(

@@ -14,6 +14,7 @@ describe('OutageNotice', () => {
     );
     notice.succeeded();
     expect(said).toEqual([]);
+    expect(notice.ongoing).toBe(false);
     notice.failed('cannot reach the berth server at http://h:1 (ECONNREFUSED)');
     // 29 more failures within the minute: nothing more said.
     for (let i = 0; i < 29; i += 1) {
@@ -28,6 +29,7 @@ describe('OutageNotice', () => {
     expect(said[1]).toBe(
       'still cannot lease from the server after 31 attempts over 60 s: cannot reach the berth server at http://h:1 (ECONNREFUSED)',
     );
+    expect(notice.ongoing).toBe(true);
     now += 5000;
     notice.succeeded();
     notice.succeeded();

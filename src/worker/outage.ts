@@ -18,6 +18,11 @@ export class OutageNotice {
     private readonly now: () => number = Date.now,
   ) {}
 
+  /** A failure was said and no attempt has worked since. */
+  get ongoing(): boolean {
+    return this.since !== null;
+  }
+
   /** One more failed attempt; said when it is the first, or a minute after the last said. */
   failed(why: string): void {
     const now = this.now();

@@ -140,7 +140,7 @@ export class HttpWorkerProtocol implements WorkerProtocol {
     });
     if (res.status === 204) return null;
     const text = await res.text();
-    if (!res.ok) throw refusal(path, res.status, text);
+    if (!res.ok) throw refusal(path, res.status, text, this.baseUrl);
     return JSON.parse(text) as T;
   }
 
@@ -175,7 +175,7 @@ export class HttpWorkerProtocol implements WorkerProtocol {
       throw this.unreachable(err);
     });
     const text = await res.text();
-    if (!res.ok) throw refusal(`/worker/runs/${runId}/workspace`, res.status, text);
+    if (!res.ok) throw refusal(`/worker/runs/${runId}/workspace`, res.status, text, this.baseUrl);
   }
 
   async downloadWorkspace(
@@ -191,7 +191,7 @@ export class HttpWorkerProtocol implements WorkerProtocol {
       throw this.unreachable(err);
     });
     if (!res.ok || !res.body)
-      throw refusal(`/worker/runs/${runId}/workspace`, res.status, await res.text());
+      throw refusal(`/worker/runs/${runId}/workspace`, res.status, await res.text(), this.baseUrl);
     await pipeline(Readable.fromWeb(res.body), createWriteStream(file, { mode: 0o600 }));
   }
 
@@ -247,8 +247,11 @@ async function refusalAsFinal<T>(call: Promise<T>): Promise<T> {
   }
 }
 
-/** A refusal of the server as a ProtocolError with its stable code. */
-function refusal(path: string, status: number, text: string): ProtocolError {
+/**
+ * A refusal of the server as a ProtocolError with its stable code. A server error names the
+ * server: a 503 is often not berth's answer but a server closing (or a proxy before it).
+ */
+function refusal(path: string, status: number, text: string, server: string): ProtocolError {
   let code = 'HTTP_ERROR';
   let message = text.slice(0, 500);
   try {
@@ -258,7 +261,8 @@ function refusal(path: string, status: number, text: string): ProtocolError {
   } catch {
     // Not our server's JSON: keep the text.
   }
-  return new ProtocolError(status, code, `${path}: ${status} ${code}: ${message}`);
+  const where = status >= 500 ? `the berth server at ${server} answered ` : '';
+  return new ProtocolError(status, code, `${where}${path}: ${status} ${code}: ${message}`);
 }
 
 /** What a worker is told when its pool token is refused: where the right one comes from. */

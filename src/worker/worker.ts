@@ -139,9 +139,11 @@ export class Worker {
       }
       let assignment: AssignmentBody | null;
       try {
+        // After a failure, a quick lease (no wait): the return of the server is said at once,
+        // not at the end of a long poll.
         assignment = await this.options.protocol.lease(
           this.workerId,
-          25_000,
+          this.leaseOutage.ongoing ? 0 : 25_000,
           this.stopLeasing.signal,
         );
       } catch (err) {
@@ -457,12 +459,12 @@ export class Worker {
     // For the operator (and tests): nothing of the run is left to ship or remove here. The state
     // says which part it was: a plan ends UNCONFIRMED here, its apply elsewhere or later.
     const ended = state ? `, ${state}` : '';
-    const log = unshipped ? `log not all shipped: ${unshipped.message}` : 'log shipped';
+    const log = unshipped ? `log not all shipped: ${unshipped.message};` : 'log shipped,';
     const left = !clean
-      ? `${log}; what could not be removed is said above`
+      ? `${log.slice(0, -1)}; what could not be removed is said above`
       : removeContainer
-        ? `${log}, container removed`
-        : `${log}, nothing left to remove`;
+        ? `${log} container removed`
+        : `${log} nothing left to remove`;
     this.options.say(`run ${runId}: done here${ended} (${left})`);
   }
 
