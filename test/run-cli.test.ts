@@ -2,6 +2,7 @@
  * `berth run` end to end: the real command, the real engine, busybox images built by the tests.
  */
 import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import net from 'node:net';
 import { readFileSync, readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
@@ -930,6 +931,25 @@ describe('berth run: clear errors', () => {
     } finally {
       execFileSync('umount', [full]);
     }
+  });
+
+  it('refuses an image this engine lacks under the pull policy never, naming the policy, not a flag the user did not give', async () => {
+    const missing = `berth-test/not-here:${randomBytes(6).toString('hex')}`;
+    const result = await berth([
+      'run',
+      jobDir(),
+      '--image',
+      missing,
+      '--pull',
+      'never',
+      '--',
+      'true',
+    ]);
+    expect(result.code).toBe(3);
+    expect(result.stderr).toContain(
+      `image ${missing} is not in the local Docker engine, and the pull policy "never" forbids pulling it [BERTH_IMAGE_NOT_FOUND]`,
+    );
+    expect(result.stderr).toContain('--pull if-not-present for berth run');
   });
 
   it('reports a configuration error before an unreachable engine', async () => {

@@ -280,6 +280,25 @@ describe('berth server on a full disk', () => {
 });
 
 describe('berth server settings', () => {
+  it('refuses an address another process listens on, naming it, and makes no admin token it would never show', async () => {
+    const first = await startServerProcess(tempDir('berth-server-'));
+    servers.push(first);
+    const address = new URL(first.url).host;
+    const dataDir = tempDir('berth-server-');
+    const taken = await runBerth(['server', '--listen', address, '--data-dir', dataDir]);
+    expect(taken.code).toBe(2);
+    expect(taken.stderr).toContain(
+      `cannot listen on ${address}: another process listens there (EADDRINUSE) [BERTH_USAGE]`,
+    );
+    expect(taken.stderr).toContain('give another --listen HOST:PORT');
+    expect(taken.stderr).not.toContain('admin token');
+    expect(taken.stderr).not.toMatch(/^\s+at /m);
+    // The token was never made: the next start on that data directory makes and shows it.
+    const next = await startServerProcess(dataDir);
+    servers.push(next);
+    expect(next.admin).toMatch(/^berth_admin_/);
+  });
+
   it('refuses a database pool size that is not a number of connections, saying which', async () => {
     const result = await runBerth(
       ['server', '--listen', '127.0.0.1:0', '--data-dir', tempDir('berth-server-')],

@@ -38,6 +38,7 @@ import {
   type GitHttpServer,
 } from './harness/git-server.js';
 import { tempDir } from './harness/ownership.js';
+import { until } from './harness/until.js';
 
 const TOKEN = 'tok-5e1f0c77a2d94b';
 let engine: EngineClient;
@@ -200,6 +201,33 @@ describe('a private git repository', () => {
     expect(seen).not.toContain(TOKEN);
     expect(seen).not.toContain('tok-wrong-0000');
     expect(seen).not.toContain(Buffer.from(`deploy:${TOKEN}`).toString('base64'));
+  });
+});
+
+describe('a repository only the worker reads', () => {
+  it('records the commit the worker checked out when the server could bind the run to none', async () => {
+    // file:// is read on the worker's machine; the server does not read paths for a trigger.
+    const repo = createRepository(tempDir('berth-git-local-'), 'local');
+    const head = commitFiles(repo, { '.berth/task.sh': 'echo "at $TF_VAR_berth_commit_sha"\n' });
+    const token = await createLocalPool(server, 'pool-file');
+    const created = await api('POST', '/stacks', {
+      id: 'file-infra',
+      repository: `file://${repo}`,
+      pool: 'pool-file',
+      runnerImage: inject('busyboxImage'),
+    });
+    expect(created.status).toBe(201);
+    await startWorker({ BERTH_POOL_TOKEN: token, BERTH_STATE_DIR: tempDir('berth-worker-') });
+    const triggered = await api<RunBody>('POST', '/stacks/file-infra/runs', { type: 'task' });
+    expect(triggered.body.commit).toBeNull();
+    let run = triggered.body;
+    await until(async () => {
+      run = (await api<RunBody>('GET', `/runs/${triggered.body.id}`)).body;
+      return ['FINISHED', 'FAILED', 'STOPPED'].includes(run.state);
+    }, 'the run ends');
+    expect(run.state, run.stateReason ?? '').toBe('FINISHED');
+    expect((await logOf(run.id)).lines).toEqual([`at ${head}`]);
+    expect(run.commit).toBe(head);
   });
 });
 

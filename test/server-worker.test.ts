@@ -26,6 +26,7 @@ import {
   type ServerProcess,
 } from './harness/berth-server.js';
 import { tempDir } from './harness/ownership.js';
+import { until } from './harness/until.js';
 
 let engine: EngineClient;
 let server: ServerProcess | undefined;
@@ -209,6 +210,20 @@ describe('berth server and berth worker', () => {
     const failed = await settled(run.id, ['FAILED'], 30_000);
     expect(failed.stateReason).toMatch(
       /^worker \S+ stopped answering while the run was PERFORMING/,
+    );
+    // The operator reads it in the server's output too, and who had registered.
+    await until(
+      () =>
+        server
+          ?.stderr()
+          .includes(`run ${run.id} of stack stack-kill: FAILED (${failed.stateReason})`) ?? false,
+      "the server's line about the failed run",
+    );
+    const id = /worker (\S+) registered/.exec(worker.stderr())?.[1] as string;
+    expect(server?.stderr()).toMatch(
+      new RegExp(
+        `worker ${id} registered in pool pool-kill: \\S+, berth \\S+, Docker .+, up to 1 run\\(s\\) at once`,
+      ),
     );
     // The same worker, started again, removes the container its dead process left.
     const again = startWorker(token, stateDir);

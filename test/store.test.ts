@@ -500,4 +500,73 @@ describe.each<Kind>(['sqlite', 'postgres'])('the store on %s', (kind) => {
     expect(await store.findTokenByHash('token-hash-1')).toMatchObject({ id: 't1', role: 'user' });
     expect(await store.findTokenByHash('token-1')).toBeNull();
   });
+
+  it('lists tokens without hashes, revokes one with its sessions, and keeps the last admin token', async () => {
+    const own = await freshStore(kind);
+    try {
+      await own.createToken({ id: 'admin', name: 'admin', role: 'admin' }, 'h-admin', t0);
+      await own.createToken({ id: 'u1', name: 'ci deploy', role: 'user' }, 'h-u1', later(1000));
+      await own.createToken({ id: 'a2', name: 'ops', role: 'admin' }, 'h-a2', later(2000));
+      expect(await own.listTokens()).toEqual([
+        { id: 'admin', name: 'admin', role: 'admin', createdAt: t0.toISOString() },
+        { id: 'u1', name: 'ci deploy', role: 'user', createdAt: later(1000).toISOString() },
+        { id: 'a2', name: 'ops', role: 'admin', createdAt: later(2000).toISOString() },
+      ]);
+      const session = {
+        callerKind: 'user' as const,
+        callerId: 'u1',
+        createdAt: t0.toISOString(),
+        expiresAt: later(3_600_000).toISOString(),
+      };
+      await own.createSession('session-of-u1', session, t0);
+      await own.createSession('session-of-a2', { ...session, callerId: 'a2' }, t0);
+      expect(await own.deleteToken('u1')).toBe(true);
+      expect(await own.findTokenByHash('h-u1')).toBeNull();
+      expect(await own.findSession('session-of-u1', t0)).toBeNull();
+      expect(await own.findSession('session-of-a2', t0)).not.toBeNull();
+      expect(await own.deleteToken('u1')).toBe(false);
+      // Two admins revoking each other's tokens at once: one wins, one admin token is left.
+      const outcomes = await Promise.allSettled([own.deleteToken('admin'), own.deleteToken('a2')]);
+      expect(outcomes.filter((o) => o.status === 'fulfilled')).toHaveLength(1);
+      const refused = outcomes.find((o) => o.status === 'rejected');
+      expect((refused as PromiseRejectedResult).reason).toMatchObject({ code: 'TOKEN_LAST_ADMIN' });
+      const [last] = await own.listTokens();
+      expect(last?.role).toBe('admin');
+      expect((await conflict(own.deleteToken(last?.id as string))).code).toBe('TOKEN_LAST_ADMIN');
+      expect(await own.listTokens()).toHaveLength(1);
+    } finally {
+      await own.close();
+    }
+  });
+
+  it('gives a token a new hash, or makes it, and ends its sessions (a lost admin token)', async () => {
+    const own = await freshStore(kind);
+    try {
+      const admin = { id: 'admin', name: 'admin', role: 'admin' } as const;
+      expect(await own.replaceToken(admin, 'h-first', t0)).toEqual({
+        ...admin,
+        createdAt: t0.toISOString(),
+      });
+      await own.createSession(
+        'session-of-admin',
+        {
+          callerKind: 'admin',
+          callerId: 'admin',
+          createdAt: t0.toISOString(),
+          expiresAt: later(3_600_000).toISOString(),
+        },
+        t0,
+      );
+      expect(await own.replaceToken(admin, 'h-second', later(5000))).toEqual({
+        ...admin,
+        createdAt: t0.toISOString(),
+      });
+      expect(await own.findTokenByHash('h-first')).toBeNull();
+      expect((await own.findTokenByHash('h-second'))?.id).toBe('admin');
+      expect(await own.findSession('session-of-admin', t0)).toBeNull();
+      expect(await own.listTokens()).toHaveLength(1);
+    } finally {
+      await own.close();
+    }
+  });
 });

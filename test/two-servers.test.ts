@@ -149,7 +149,10 @@ describe('two servers on one PostgreSQL', () => {
       `set BERTH_BLOB_DIR to the directory whose .berth-blob-store holds ${shouldBe}`,
     );
     expect(own.stderr).not.toContain('listening');
+    // Refused, it leaves no blob directory of its own behind.
+    expect(existsSync(path.join(dataDir, 'blobs'))).toBe(false);
     // The way back the fix names: the directory marked with the store's id is taken.
+    mkdirSync(path.join(dataDir, 'blobs'));
     const fixed = path.join(dataDir, 'blobs', '.berth-blob-store');
     writeFileSync(fixed, `${shouldBe}\n`);
     const server = await startServerProcess(dataDir, { ...shared, BERTH_BLOB_DIR: '' });

@@ -15,6 +15,9 @@ import type {
   StackInput,
   StackOutput,
   StackPatchInput,
+  TokenInput,
+  TokenOutput,
+  TokenWithToken,
   TriggerInput,
   WorkerOutput,
 } from './schemas.js';
@@ -23,6 +26,7 @@ export type Run = Static<typeof RunOutput>;
 export type Stack = Static<typeof StackOutput>;
 export type Pool = Static<typeof PoolOutput>;
 export type Worker = Static<typeof WorkerOutput>;
+export type ApiToken = Static<typeof TokenOutput>;
 export type Log = Static<typeof LogOutput>;
 export type LogChunk = Log['chunks'][number];
 
@@ -317,6 +321,12 @@ export class ApiClient {
     (await this.call<{ workers: Worker[] }>('GET', '/workers')).workers;
   setDrained = (id: string, drained: boolean): Promise<Worker> =>
     this.call('POST', `/workers/${encodeURIComponent(id)}/${drained ? 'drain' : 'undrain'}`);
+  createToken = (input: TokenInput): Promise<Static<typeof TokenWithToken>> =>
+    this.call('POST', '/tokens', input);
+  listTokens = async (): Promise<ApiToken[]> =>
+    (await this.call<{ tokens: ApiToken[] }>('GET', '/tokens')).tokens;
+  revokeToken = (id: string): Promise<void> =>
+    this.call('DELETE', `/tokens/${encodeURIComponent(id)}`);
 }
 
 /** A request that got no answer, with the reason the network gave (TLS ones explained). */

@@ -63,6 +63,26 @@ export const PoolWithToken = closed({
   token: Type.String({ description: 'the pool token, shown this once: workers register with it' }),
 });
 
+/** API tokens for people and scripts: admin may do everything, user everything but administer. */
+export const TokenRole = Type.Union([Type.Literal('admin'), Type.Literal('user')]);
+
+export const TokenInput = closed({ name: Text(200), role: TokenRole });
+export type TokenInput = Static<typeof TokenInput>;
+
+export const TokenOutput = closed({
+  id: Type.String(),
+  name: Type.String(),
+  role: TokenRole,
+  createdAt: Type.String(),
+});
+
+export const TokenWithToken = closed({
+  apiToken: TokenOutput,
+  token: Type.String({ description: 'the token, shown this once: only its SHA-256 is stored' }),
+});
+
+export const TokenList = closed({ tokens: Type.Array(TokenOutput) });
+
 export const WorkflowTool = Type.Union([
   Type.Literal('TERRAFORM_FOSS'),
   Type.Literal('OPEN_TOFU'),
@@ -226,8 +246,10 @@ export const WorkerRegistered = closed({
   pool: Type.String(),
   leaseMs: Type.Integer(),
   heartbeatMs: Type.Integer(),
-  /** Drained (berth worker drain): the worker takes no runs until undrained. */
-  drained: Type.Boolean(),
+  /** The server records the commit a worker reports (StateReport.commit); older ones refuse it. */
+  reportsCommit: Type.Optional(Type.Boolean()),
+  /** Drained (berth worker drain): the worker takes no runs until undrained (older servers: absent). */
+  drained: Type.Optional(Type.Boolean()),
 });
 
 export const WorkerRef = closed({ workerId: Type.String({ pattern: '^[0-9A-HJKMNP-TV-Z]{26}$' }) });
@@ -307,6 +329,11 @@ export const StateReport = closed({
     }),
   ),
   plan: Type.Optional(Counts),
+  /**
+   * The commit the worker checked out, for a run bound to none when it was triggered (the server
+   * could not read the branch head then): recorded once, never replacing a bound commit.
+   */
+  commit: Type.Optional(Type.String({ pattern: '^[0-9a-f]{40}([0-9a-f]{24})?$' })),
   /** UNCONFIRMED: what opens the workspace uploaded before (kept sealed by the server). */
   workspace: Type.Optional(WorkspaceSeal),
 });

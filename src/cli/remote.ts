@@ -12,6 +12,7 @@ import { BerthError } from '../domain/errors.js';
 import { fetchTrusting, trustedCas } from '../net/tls-files.js';
 import type { RunStateName } from '../domain/run-state.js';
 import type { Output } from './render.js';
+import { registerTokens } from './tokens.js';
 
 interface Login {
   server: string;
@@ -571,6 +572,7 @@ export function registerRemote(
         );
       }),
     );
+  registerTokens(program, io, client, act);
 }
 
 /** `berth worker list|drain|undrain`: the server's view of its workers. */

@@ -127,6 +127,10 @@ export function registerServer(
       '--new-secrets-key',
       "the secrets key is lost for good: forget what only it opened (stacks' secret variables, saved workspaces of runs waiting) and make this server's key ($BERTH_SECRETS_KEY, else DIR/secrets.key; never made) the servers' key",
     )
+    .option(
+      '--new-admin-token',
+      "the admin token is lost: give the token 'admin' a new one (printed once; the old one and its web sessions stop working), then serve",
+    )
     .action(
       async (
         opts: {
@@ -134,6 +138,7 @@ export function registerServer(
           dataDir?: string;
           savedWorkspaceLimit?: string;
           newSecretsKey?: boolean;
+          newAdminToken?: boolean;
         } & TlsOptions,
       ) => {
         const unknown = unknownVariablesWarning(env);
@@ -182,6 +187,7 @@ export function registerServer(
           logLimitBytes,
           ...(tls ? { tls } : {}),
           ...(opts.newSecretsKey ? { newSecretsKey: true } : {}),
+          ...(opts.newAdminToken ? { newAdminToken: true } : {}),
           say: (line) => io.stderr.write(`berth: ${line}\n`),
         }).catch((err: unknown) => {
           stop();

@@ -293,6 +293,11 @@ export const ERROR_CATALOGUE = {
     retryable: true,
     hint: "Nothing was applied. The berth server's blob directory (BERTH_BLOB_DIR) has no room for the plan's saved workspace: its operator frees space there or gives it more; then trigger the run again.",
   },
+  BERTH_DATABASE_UNAVAILABLE: {
+    kind: 'infra',
+    retryable: true,
+    hint: 'Check that PostgreSQL runs, that this machine reaches it, and the user, password and database name in BERTH_DATABASE_URL.',
+  },
   BERTH_INTERNAL: {
     kind: 'internal',
     retryable: false,

@@ -48,8 +48,12 @@ async function serverOn(secrets: SecretBox): Promise<BerthServer> {
     now: () => clock,
     resolveCommit: () => Promise.resolve('c'.repeat(40)),
     authFailureLimit: 5,
+    say: (line) => said.push(line),
   });
 }
+
+/** What the server said for the operator. */
+const said: string[] = [];
 
 afterAll(async () => {
   await app?.close();
@@ -102,6 +106,10 @@ describe('authentication', () => {
     const blocked = await call('GET', '/api/v1/stacks', undefined, 'bad-6', '10.9.9.9');
     expect(blocked.status).toBe(429);
     expect(blocked.body.code).toBe('TOO_MANY_FAILED_LOGINS');
+    // The operator hears it once, when the address is refused, not at each request after.
+    expect(said.filter((line) => line.includes('10.9.9.9'))).toEqual([
+      '5 requests with a wrong token from 10.9.9.9 within a minute: it is refused (429) for 60 s',
+    ]);
     // A valid token still works from there: a stale client cannot lock the others out.
     expect((await call('GET', '/api/v1/stacks', undefined, ADMIN, '10.9.9.9')).status).toBe(200);
     clock = new Date(clock.getTime() + 61_000);
@@ -143,6 +151,135 @@ describe('pools', () => {
     const answer = await call('GET', '/api/v1/stacks', undefined, poolToken);
     expect(answer.status).toBe(403);
     expect(answer.body.code).toBe('FORBIDDEN');
+  });
+});
+
+describe('API tokens', () => {
+  type Created = { apiToken: { id: string; name: string; role: string }; token: string };
+  const create = async (name: string, role: 'admin' | 'user', as = ADMIN): Promise<Created> => {
+    const answer = await call('POST', '/api/v1/tokens', { name, role }, as);
+    expect(answer.status).toBe(201);
+    return answer.body as unknown as Created;
+  };
+
+  it('shows a new token once, stores it hashed, and lists tokens without any secret', async () => {
+    const created = await create('ci deploy', 'user');
+    expect(created.token).toMatch(/^berth_user_[A-Za-z0-9_-]{32}$/);
+    expect(created.apiToken).toEqual({
+      id: expect.stringMatching(/^[0-9a-z]{26}$/) as string,
+      name: 'ci deploy',
+      role: 'user',
+      createdAt: clock.toISOString(),
+    });
+    expect((await store.findTokenByHash(hashToken(created.token)))?.id).toBe(created.apiToken.id);
+    expect((await create('ops', 'admin')).token).toMatch(/^berth_admin_/);
+    const listed = await call('GET', '/api/v1/tokens');
+    expect(listed.status).toBe(200);
+    const tokens = listed.body.tokens as Record<string, unknown>[];
+    expect(tokens).toContainEqual({ ...created.apiToken, createdAt: clock.toISOString() });
+    for (const token of tokens)
+      expect(Object.keys(token).sort()).toEqual(['createdAt', 'id', 'name', 'role']);
+    expect(JSON.stringify(listed.body)).not.toContain(created.token);
+    expect(JSON.stringify(listed.body)).not.toContain(hashToken(created.token));
+  });
+
+  it('lets a user token read and manage stacks, but not create pools or touch tokens (403)', async () => {
+    const { token } = await create('reader', 'user');
+    expect((await call('GET', '/api/v1/pools', undefined, token)).status).toBe(200);
+    expect((await call('GET', '/api/v1/stacks', undefined, token)).status).toBe(200);
+    for (const [method, url, body] of [
+      ['POST', '/api/v1/pools', { id: 'by-user', kind: 'private' }],
+      ['POST', '/api/v1/tokens', { name: 'more', role: 'admin' }],
+      ['GET', '/api/v1/tokens', undefined],
+      ['DELETE', '/api/v1/tokens/admin', undefined],
+    ] as const) {
+      const answer = await call(method, url, body, token);
+      expect(answer.status, `${method} ${url}`).toBe(403);
+      expect(answer.body.code).toBe('FORBIDDEN');
+    }
+    expect(await store.getPool('by-user')).toBeNull();
+    const pool = await call('POST', '/api/v1/tokens', { name: 'x', role: 'user' }, poolToken);
+    expect(pool.status).toBe(403);
+  });
+
+  it('revokes a token at once: its next request and its browser session are refused (401)', async () => {
+    const { apiToken, token } = await create('leaving', 'user');
+    const signedIn = await app.inject({
+      method: 'POST',
+      url: '/api/v1/session',
+      payload: { token },
+    });
+    const cookie = /^(berth_session=[^;]+)/.exec(String(signedIn.headers['set-cookie']))?.[1];
+    expect(cookie).toBeDefined();
+    expect((await call('GET', '/api/v1/stacks', undefined, token)).status).toBe(200);
+    expect((await call('DELETE', `/api/v1/tokens/${apiToken.id}`)).status).toBe(204);
+    const after = await call('GET', '/api/v1/stacks', undefined, token);
+    expect(after.status).toBe(401);
+    expect(after.body.code).toBe('UNAUTHENTICATED');
+    const session = await app.inject({
+      method: 'GET',
+      url: '/api/v1/session',
+      headers: { cookie: cookie as string },
+    });
+    expect(session.statusCode).toBe(401);
+    const again = await call('DELETE', `/api/v1/tokens/${apiToken.id}`);
+    expect(again.status).toBe(404);
+    expect(again.body.code).toBe('NOT_FOUND');
+    expect(again.body.hint).toContain('berth token list');
+  });
+
+  it("refuses to revoke the caller's own token and the last admin token, with a code, and keeps them", async () => {
+    // This server's ADMIN is kept outside the store: the store's one admin token is 'ops'.
+    const admins = (await store.listTokens()).filter((t) => t.role === 'admin');
+    expect(admins.map((t) => t.name)).toEqual(['ops']);
+    const ops = admins[0] as { id: string };
+    const lastOps = await call('DELETE', `/api/v1/tokens/${ops.id}`);
+    expect(lastOps.status).toBe(409);
+    expect(lastOps.body.code).toBe('TOKEN_LAST_ADMIN');
+    const first = await create('first admin', 'admin');
+    expect((await call('DELETE', `/api/v1/tokens/${ops.id}`)).status).toBe(204);
+    const own = await call('DELETE', `/api/v1/tokens/${first.apiToken.id}`, undefined, first.token);
+    expect(own.status).toBe(409);
+    expect(own.body.code).toBe('TOKEN_IN_USE');
+    expect(own.body.hint).toContain('another admin token');
+    const last = await call('DELETE', `/api/v1/tokens/${first.apiToken.id}`);
+    expect(last.status).toBe(409);
+    expect(last.body.code).toBe('TOKEN_LAST_ADMIN');
+    expect(last.body.hint).toContain('berth token create NAME --role admin');
+    expect((await call('GET', '/api/v1/tokens', undefined, first.token)).status).toBe(200);
+    // With a second admin token, the first may go (revoked by the second).
+    const second = await create('second admin', 'admin', first.token);
+    const gone = await call(
+      'DELETE',
+      `/api/v1/tokens/${first.apiToken.id}`,
+      undefined,
+      second.token,
+    );
+    expect(gone.status).toBe(204);
+    expect((await call('GET', '/api/v1/tokens', undefined, first.token)).status).toBe(401);
+  });
+
+  it('answers bad bodies and ids with a 400 and a code, and makes no token of them', async () => {
+    const before = (await store.listTokens()).length;
+    for (const body of [
+      {},
+      { name: 'no role' },
+      { role: 'user' },
+      { name: 'x', role: 'root' },
+      { name: '', role: 'user' },
+      { name: 'bell\u0007', role: 'user' },
+      { name: 'x'.repeat(201), role: 'user' },
+      { name: 'x', role: 'user', token: 'berth_user_mine' },
+      { name: { first: 'x' }, role: 'user' },
+    ]) {
+      const answer = await call('POST', '/api/v1/tokens', body);
+      expect(answer.status, JSON.stringify(body)).toBe(400);
+      expect(answer.body.code).toBe('BAD_REQUEST');
+    }
+    const badId = await call('DELETE', '/api/v1/tokens/NOT%20AN%20ID');
+    expect(badId.status).toBe(400);
+    expect(badId.body.code).toBe('BAD_REQUEST');
+    expect(await store.listTokens()).toHaveLength(before);
   });
 });
 
@@ -389,7 +526,11 @@ describe('bad input', () => {
 
   it('never answers a random body with a 500 or changes anything, on any endpoint', async () => {
     const ids = async (): Promise<string> =>
-      JSON.stringify([(await store.listStacks()).map((s) => s.id), await store.listPools()]);
+      JSON.stringify([
+        (await store.listStacks()).map((s) => s.id),
+        await store.listPools(),
+        await store.listTokens(),
+      ]);
     const before = await ids();
     const endpoints: ['POST' | 'PUT' | 'PATCH', string][] = [
       ['POST', '/api/v1/pools'],
@@ -397,6 +538,7 @@ describe('bad input', () => {
       ['PATCH', '/api/v1/stacks/demo'],
       ['PUT', '/api/v1/stacks/demo/env/X'],
       ['POST', '/api/v1/stacks/demo/runs'],
+      ['POST', '/api/v1/tokens'],
     ];
     await fc.assert(
       fc.asyncProperty(
@@ -425,7 +567,7 @@ describe('bad input', () => {
       ),
       { numRuns: 300 },
     );
-    // No random body makes a pool or a stack (none carries every field one needs).
+    // No random body makes a pool, a stack or a token (none carries every field one needs).
     expect(await ids()).toBe(before);
   });
 });

@@ -13,6 +13,7 @@ import { validationMessage, type SchemaError } from './validation-message.js';
 import { ulidGenerator } from '../domain/ulid.js';
 import { ErrorBody } from '../api/schemas.js';
 import { StoreConflict, type Store } from '../store/store.js';
+import { databaseTrouble } from '../store/database-trouble.js';
 import {
   FailedAttempts,
   bearerToken,
@@ -27,6 +28,7 @@ import { registerLogDownload } from './routes/log-download.js';
 import { registerPoolRoutes } from './routes/pools.js';
 import { registerRunRoutes } from './routes/runs.js';
 import { registerStackRoutes } from './routes/stacks.js';
+import { registerTokenRoutes } from './routes/tokens.js';
 import { registerWorkerRoutes } from './routes/worker.js';
 import { registerWorkerAdminRoutes } from './routes/workers.js';
 import { PoolSignals } from './pool-signals.js';
@@ -81,6 +83,8 @@ export interface ServerDeps {
   webRoot?: string;
   /** Wake-ups, when they travel beyond this process (start.ts relays them over PostgreSQL). */
   signals?: PoolSignals;
+  /** Lines for the operator (workers registering, addresses refused); default: none. */
+  say?: (line: string) => void;
 }
 
 export const DEFAULT_LOG_LIMIT_BYTES = 4 * 1024 * 1024;
@@ -113,6 +117,7 @@ const STATUS_OF_CONFLICT: Record<StoreConflict['code'], number> = {
   LOG_GAP: 409,
   LOG_TOO_LARGE: 413,
   STACK_HAS_RUNS: 409,
+  TOKEN_LAST_ADMIN: 409,
 };
 
 function errorAnswer(
@@ -200,6 +205,18 @@ function errorAnswer(
       log: false,
     };
   }
+  const database = databaseTrouble(err);
+  if (database) {
+    return {
+      status: 503,
+      body: {
+        code: 'DATABASE_UNAVAILABLE',
+        message: `the berth server cannot use its database now (${database.cause}); nothing was changed`,
+        hint: 'Try again shortly; if it lasts, the server operator checks its PostgreSQL database.',
+      },
+      log: true,
+    };
+  }
   if (e.code !== undefined && STORAGE_FULL_CODES.has(e.code)) {
     return {
       status: 507,
@@ -264,6 +281,7 @@ export async function buildServer(deps: ServerDeps): Promise<BerthServer> {
     },
   });
 
+  const say = deps.say ?? (() => undefined);
   const failures = new FailedAttempts(deps.authFailureLimit ?? 20, 60_000, () => now().getTime());
   app.decorateRequest('caller', null);
 
@@ -288,6 +306,11 @@ export async function buildServer(deps: ServerDeps): Promise<BerthServer> {
       );
     }
     failures.record(address);
+    if (failures.blocked(address)) {
+      say(
+        `${deps.authFailureLimit ?? 20} requests with a wrong token from ${address} within a minute: it is refused (429) for ${failures.retryAfter(address)} s`,
+      );
+    }
     return new ApiError(
       401,
       'UNAUTHENTICATED',
@@ -329,7 +352,11 @@ export async function buildServer(deps: ServerDeps): Promise<BerthServer> {
 
   app.setErrorHandler((err, request, reply) => {
     const answer = errorAnswer(err, request);
-    if (answer.status === 507) {
+    if (answer.status === 503 && answer.body.code === 'DATABASE_UNAVAILABLE') {
+      console.error(
+        `berth server: ${request.method} ${request.url} failed: the database cannot be used now (${databaseTrouble(err)?.cause ?? ''})`,
+      );
+    } else if (answer.status === 507) {
       // The operator's to fix, in one line: where the trace would add nothing.
       console.error(
         `berth server: ${request.method} ${request.url} failed: no space left (${(err as Error).message}); free space where the database and the data directory are`,
@@ -397,6 +424,7 @@ export async function buildServer(deps: ServerDeps): Promise<BerthServer> {
       registerWorkerRoutes(api, context);
       registerWorkerAdminRoutes(api, context);
       registerSessionRoutes(api, context);
+      registerTokenRoutes(api, context);
       registerLogDownload(api, context);
       api.get('/openapi.json', { schema: { hide: true } }, () => openApiDocument(app));
       done();
@@ -453,7 +481,12 @@ export function requirePerson(request: FastifyRequest): Person {
 export function requireAdmin(request: FastifyRequest): Person {
   const caller = requirePerson(request);
   if (caller.kind !== 'admin') {
-    throw new ApiError(403, 'FORBIDDEN', 'only the admin token may do this');
+    throw new ApiError(
+      403,
+      'FORBIDDEN',
+      'only an admin token may do this',
+      'Use an admin token: the admin token, or one an admin made with `berth token create NAME --role admin`.',
+    );
   }
   return caller;
 }

@@ -8,7 +8,8 @@ import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 export type Caller =
   { kind: 'admin'; id: string } | { kind: 'user'; id: string } | { kind: 'pool'; poolId: string };
 
-export function newToken(prefix: 'admin' | 'api' | 'pool'): string {
+/** A new random token; its prefix says what it is for (admin, user: API tokens; pool: workers). */
+export function newToken(prefix: 'admin' | 'user' | 'pool'): string {
   return `berth_${prefix}_${randomBytes(24).toString('base64url')}`;
 }
 

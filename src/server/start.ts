@@ -4,11 +4,14 @@
  * sweep that ends runs whose worker stopped answering. Several servers may share one PostgreSQL.
  */
 import { existsSync, mkdirSync } from 'node:fs';
+import { rmdir } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { AddressInfo } from 'node:net';
 import { StoreConflict } from '../store/store.js';
 import { openStore, redact } from '../store/open-store.js';
+import { databaseTrouble, type DatabaseTrouble } from '../store/database-trouble.js';
+import { BerthError } from '../domain/errors.js';
 import { Notifications } from '../store/notifications.js';
 import { buildServer } from './app.js';
 import { PoolSignals } from './pool-signals.js';
@@ -61,6 +64,8 @@ export interface ServerOptions {
    * key opens what the database holds.
    */
   newSecretsKey?: boolean;
+  /** `--new-admin-token`: the admin token is lost; the token `admin` gets a new one, said once. */
+  newAdminToken?: boolean;
 }
 
 export interface RunningServer {
@@ -90,9 +95,12 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     databaseUrl: options.databaseUrl,
     dataDir: options.dataDir,
     ...(options.databasePoolSize === undefined ? {} : { poolSize: options.databasePoolSize }),
+    onTrouble: options.say,
   });
   try {
-    await store.migrate();
+    await store.migrate().catch((err: unknown) => {
+      throw databaseUnavailable(err, options.databaseUrl) ?? err;
+    });
     // Before anything is made or printed: a server with the wrong key does not start at all.
     const secrets = SecretBox.load(options.env, options.dataDir, {
       sealed: await holdsSealed(store),
@@ -105,25 +113,17 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     } else {
       await checkSecretsKey(store, secrets);
     }
+    const blobDir = options.blobDir ?? path.join(options.dataDir, 'blobs');
+    const blobDirExisted = existsSync(blobDir);
     const blobs = await BlobStore.open(
-      options.blobDir ?? path.join(options.dataDir, 'blobs'),
+      blobDir,
       options.savedWorkspaceLimitBytes ?? DEFAULT_BLOB_LIMIT,
     );
-    await checkBlobStore(store, blobs);
-    if (!(await store.findTokenById('admin'))) {
-      const token = newToken('admin');
-      try {
-        await store.createToken(
-          { id: 'admin', name: 'admin', role: 'admin' },
-          hashToken(token),
-          new Date(),
-        );
-        options.say(`admin token (shown once, keep it): ${token}`);
-      } catch (err) {
-        // Another server made it first.
-        if (!(err instanceof StoreConflict)) throw err;
-      }
-    }
+    await checkBlobStore(store, blobs).catch(async (err: unknown) => {
+      // A refused start leaves no directory of its own behind (rmdir: only an empty one).
+      if (!blobDirExisted) await rmdir(blobDir).catch(() => undefined);
+      throw err;
+    });
     let poolToken: string | null = null;
     if (options.localPool) {
       poolToken = newToken('pool');
@@ -171,11 +171,36 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       version: options.version,
       leaseMs,
       resolveCommit,
+      say: options.say,
       ...(tls ? { tls } : {}),
       ...(options.logLimitBytes ? { logLimitBytes: options.logLimitBytes } : {}),
       webRoot: builtWebPage(),
     });
-    await app.listen({ host: options.host, port: options.port });
+    await app.listen({ host: options.host, port: options.port }).catch(async (err: unknown) => {
+      await app.close();
+      throw listenFailure(err, options.host, options.port);
+    });
+    // Only once the address is this server's: a start that cannot listen prints no token it
+    // would never show again (nor replaces the admin token with one it does not show).
+    if (options.newAdminToken) {
+      const token = newToken('admin');
+      const admin = { id: 'admin', name: 'admin', role: 'admin' } as const;
+      await store.replaceToken(admin, hashToken(token), new Date());
+      options.say(`new admin token (shown once, keep it; the old one no longer works): ${token}`);
+    } else if (!(await store.findTokenById('admin'))) {
+      const token = newToken('admin');
+      try {
+        await store.createToken(
+          { id: 'admin', name: 'admin', role: 'admin' },
+          hashToken(token),
+          new Date(),
+        );
+        options.say(`admin token (shown once, keep it): ${token}`);
+      } catch (err) {
+        // Another server made it first.
+        if (!(err instanceof StoreConflict)) throw err;
+      }
+    }
     const address = app.server.address() as AddressInfo;
     const url = `${tls ? 'https' : 'http'}://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`;
     options.say(
@@ -187,6 +212,9 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
         void store.expireLeases(new Date()).then(
           (changed) => {
             for (const run of changed) {
+              options.say(
+                `run ${run.id} of stack ${run.stackId}: ${run.state}${run.stateReason ? ` (${run.stateReason})` : ''}`,
+              );
               app.notifyPool(run.poolId);
               if (isTerminal(run.state)) void blobs.delete(run.id).catch(() => undefined);
             }
@@ -221,4 +249,50 @@ function blobNeeded(store: Store): (runId: string) => Promise<boolean> {
     const run = await store.getRun(runId);
     return run !== null && !isTerminal(run.state);
   };
+}
+
+/** A database that cannot be used at start, as berth's error naming it (null: another failure). */
+function databaseUnavailable(err: unknown, url: string | undefined): BerthError | null {
+  const trouble = url ? databaseTrouble(err) : null;
+  if (!url || !trouble) return null;
+  const where = `the database at ${redact(url)}`;
+  const hints: Record<DatabaseTrouble['kind'], string> = {
+    unreachable: `Check that PostgreSQL runs and that this machine reaches it at the host and port of BERTH_DATABASE_URL.`,
+    auth: 'Check the user name and password in BERTH_DATABASE_URL (and pg_hba.conf for this machine).',
+    missing:
+      "Create the database (e.g. `createdb NAME`, owned by the URL's user), or name one that exists in BERTH_DATABASE_URL.",
+    down: 'PostgreSQL is shutting down or starting up: try again when it is up.',
+    busy: 'PostgreSQL has no connection free (max_connections): lower BERTH_DATABASE_POOL_SIZE on the servers or raise max_connections.',
+  };
+  return new BerthError(
+    'BERTH_DATABASE_UNAVAILABLE',
+    `berth server cannot use ${where}: ${trouble.cause}`,
+    { hint: hints[trouble.kind], cause: err },
+  );
+}
+
+/** Why the server could not listen, as a usage error naming the address. */
+function listenFailure(err: unknown, host: string, port: number): unknown {
+  const code = (err as { code?: string }).code;
+  const address = `${host.includes(':') ? `[${host}]` : host}:${port}`;
+  const why: Record<string, [string, string]> = {
+    EADDRINUSE: [
+      'another process listens there',
+      'Stop it (a berth server or berth up already running?), or give another --listen HOST:PORT (BERTH_LISTEN).',
+    ],
+    EACCES: [
+      'this user may not listen on that port',
+      'Use a port above 1023, or give the process the right to bind low ports.',
+    ],
+    EADDRNOTAVAIL: [
+      "that address is not one of this machine's",
+      'Give an address of this machine in --listen (e.g. 127.0.0.1 or 0.0.0.0).',
+    ],
+  };
+  const known = code ? why[code] : undefined;
+  if (!known) return err;
+  return new BerthError('BERTH_USAGE', `cannot listen on ${address}: ${known[0]} (${code})`, {
+    hint: known[1],
+    cause: err,
+  });
 }

@@ -599,6 +599,7 @@ export class KyselyStore implements Store {
       if (patch.imageChoice !== undefined) set.image_choice = patch.imageChoice;
       if (patch.imageId !== undefined) set.image_id = patch.imageId;
       if (patch.workspaceSeal !== undefined) set.workspace_seal = patch.workspaceSeal;
+      if (patch.commitSha !== undefined) set.commit_sha = patch.commitSha;
       if (patch.plan !== undefined)
         set.plan = patch.plan === null ? null : JSON.stringify(patch.plan);
       // The lease ends; the worker stays recorded as the one that ran the run (unless it goes
@@ -1021,6 +1022,54 @@ export class KyselyStore implements Store {
       })
       .execute();
     return { ...token, createdAt: iso(at) };
+  }
+
+  async listTokens(): Promise<ApiToken[]> {
+    const rows = await this.db
+      .selectFrom('api_tokens')
+      .select(['id', 'name', 'role', 'created_at'])
+      .orderBy('created_at')
+      .orderBy('id')
+      .execute();
+    return rows.map((r) => ({ id: r.id, name: r.name, role: r.role, createdAt: r.created_at }));
+  }
+
+  async deleteToken(id: string): Promise<boolean> {
+    return this.db.transaction().execute(async (trx) => {
+      // The admin tokens, locked on PostgreSQL (SQLite has one writer): a concurrent revoke of
+      // another admin token waits here, then counts without the one this deletes.
+      let admins = trx.selectFrom('api_tokens').select('id').where('role', '=', 'admin');
+      if (this.dialect === 'postgres') admins = admins.forUpdate();
+      const adminIds = (await admins.execute()).map((r) => r.id);
+      if (adminIds.length === 1 && adminIds[0] === id)
+        throw new StoreConflict('TOKEN_LAST_ADMIN', `token ${id} is the last admin token`);
+      const result = await trx.deleteFrom('api_tokens').where('id', '=', id).executeTakeFirst();
+      if (Number(result.numDeletedRows) === 0) return false;
+      await trx.deleteFrom('sessions').where('caller_id', '=', id).execute();
+      return true;
+    });
+  }
+
+  async replaceToken(
+    token: Omit<ApiToken, 'createdAt'>,
+    tokenHash: string,
+    at: Date,
+  ): Promise<ApiToken> {
+    return this.db.transaction().execute(async (trx) => {
+      await trx.deleteFrom('sessions').where('caller_id', '=', token.id).execute();
+      const updated = await trx
+        .updateTable('api_tokens')
+        .set({ name: token.name, role: token.role, token_hash: tokenHash })
+        .where('id', '=', token.id)
+        .returning('created_at')
+        .executeTakeFirst();
+      if (updated) return { ...token, createdAt: updated.created_at };
+      await trx
+        .insertInto('api_tokens')
+        .values({ ...token, token_hash: tokenHash, created_at: iso(at) })
+        .execute();
+      return { ...token, createdAt: iso(at) };
+    });
   }
 
   async findTokenByHash(tokenHash: string): Promise<ApiToken | null> {

@@ -30,9 +30,14 @@ export async function migrateToLatest<T>(db: Kysely<T>): Promise<void> {
   const migrator = new Migrator({ db, provider });
   const { error, results } = await migrator.migrateToLatest();
   if (error) {
-    const failed = results?.find((r) => r.status === 'Error')?.migrationName ?? 'a migration';
-    throw new Error(`database migration ${failed} failed: ${(error as Error).message}`, {
-      cause: error,
-    });
+    const failed = results?.find((r) => r.status === 'Error')?.migrationName;
+    // Before any migration ran (no connection, no such database): the driver's error as it is.
+    if (!failed && error instanceof Error) throw error;
+    throw new Error(
+      `database migration ${failed ?? 'before the first'} failed: ${(error as Error).message}`,
+      {
+        cause: error,
+      },
+    );
   }
 }

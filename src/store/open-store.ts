@@ -9,6 +9,7 @@ import { Kysely, PostgresDialect, SqliteDialect, type SqliteDatabase } from 'kys
 import { BerthError } from '../domain/errors.js';
 import type { Database } from './schema.js';
 import { KyselyStore } from './kysely-store.js';
+import { databaseCause } from './database-trouble.js';
 
 export interface StoreLocation {
   /** postgres://… or postgresql://…; else SQLite. */
@@ -21,6 +22,11 @@ export interface StoreLocation {
    * transaction. Plus the one listening connection of the wake-ups (see notifications.ts).
    */
   poolSize?: number;
+  /**
+   * PostgreSQL: a connection the pool held idle was lost (a database restart, an idle timeout of
+   * a proxy): said here; the pool opens a new one on its next use. Default: one line on stderr.
+   */
+  onTrouble?: (message: string) => void;
 }
 
 export const DEFAULT_POOL_SIZE = 20;
@@ -32,6 +38,14 @@ export async function openStore(location: StoreLocation): Promise<KyselyStore> {
     const pool = new pg.Pool({
       connectionString: url,
       max: location.poolSize ?? DEFAULT_POOL_SIZE,
+    });
+    // Without a listener, an idle connection's error would end the process (an 'error' event).
+    const trouble =
+      location.onTrouble ?? ((message: string) => process.stderr.write(`berth: ${message}\n`));
+    pool.on('error', (err) => {
+      trouble(
+        `lost an idle connection to the database at ${redact(url)} (${databaseCause(err)}); the next query opens a new one`,
+      );
     });
     const store = new KyselyStore(
       new Kysely<Database>({ dialect: new PostgresDialect({ pool }) }),

@@ -26,7 +26,8 @@ export class StoreConflict extends Error {
       | 'LOG_GAP'
       | 'LOG_TOO_LARGE'
       | 'NOT_FOUND'
-      | 'STACK_HAS_RUNS',
+      | 'STACK_HAS_RUNS'
+      | 'TOKEN_LAST_ADMIN',
     message: string,
   ) {
     super(message);
@@ -140,6 +141,8 @@ export interface RunPatch {
   imageId?: string | null;
   plan?: PlanCounts | null;
   workspaceSeal?: string | null;
+  /** The commit the run executed, when it was bound to none at its trigger. */
+  commitSha?: string;
   /** Ends the worker's lease (the run ended or waits); the worker stays recorded. */
   releaseWorker?: boolean;
   /** Forgets the worker too (the run goes back to the queue before anything of it ran). */
@@ -292,6 +295,19 @@ export interface Store {
   createToken(token: Omit<ApiToken, 'createdAt'>, tokenHash: string, at: Date): Promise<ApiToken>;
   findTokenByHash(tokenHash: string): Promise<ApiToken | null>;
   findTokenById(id: string): Promise<ApiToken | null>;
+  /** Every API token, oldest first (never their hashes). */
+  listTokens(): Promise<ApiToken[]>;
+  /**
+   * Revokes a token and ends the browser sessions it opened; false: none of that id. The last
+   * admin token is kept (StoreConflict TOKEN_LAST_ADMIN): checked and deleted under one lock, so
+   * two admins revoking each other's tokens at once cannot leave none.
+   */
+  deleteToken(id: string): Promise<boolean>;
+  /**
+   * Gives token `token.id` a new hash (making it if missing) and ends its sessions: the old
+   * token stops working at once (berth server --new-admin-token).
+   */
+  replaceToken(token: Omit<ApiToken, 'createdAt'>, tokenHash: string, at: Date): Promise<ApiToken>;
 
   /** Records a session under the hash of its cookie's value; expired sessions are forgotten. */
   createSession(tokenHash: string, session: Session, at: Date): Promise<void>;

@@ -66,6 +66,8 @@ export interface WorkerOptions {
 export class Worker {
   private workerId = '';
   private heartbeatMs = 20_000;
+  /** Whether the server records a checked-out commit in a state report (older ones refuse it). */
+  private reportsCommit = false;
   private readonly running = new Map<string, Slot>();
   private draining = false;
   /** Drained on the server (berth worker drain): no new runs until undrained; the process stays. */
@@ -113,6 +115,7 @@ export class Worker {
     this.heartbeatMs = registered.heartbeatMs;
     this.heartbeatOutage = this.heartbeatNotice();
     this.paused = registered.drained === true;
+    this.reportsCommit = registered.reportsCommit === true;
     this.options.say(
       this.paused
         ? `worker ${this.workerId} registered in pool ${registered.pool}; drained: it takes no runs until \`berth worker undrain ${this.workerId}\``
@@ -250,10 +253,13 @@ export class Worker {
     let reporting = Promise.resolve();
     // The state this worker last reported: what the operator's "done here" line names.
     let reported: Report['state'] | null = null;
+    // The commit checked out for a run bound to none: the server records it with the next report.
+    let checkedOut: string | undefined;
     const report = (r: Report): void => {
       reported = r.state;
       const body: Report = {
         ...r,
+        ...(checkedOut ? { commit: checkedOut } : {}),
         ...(started ? { started: true } : {}),
         ...(r.reason !== undefined ? { reason: printableReason(r.reason) } : {}),
       };
@@ -267,6 +273,8 @@ export class Worker {
     let removeContainer: (() => Promise<void>) | null = null;
     try {
       source = await prepareSource(assignment, this.options.repositories);
+      if (this.reportsCommit && !assignment.run.commit && source.commit)
+        checkedOut = source.commit.sha;
       for (const warning of source.warnings) shipper.add(`[berth: warning: ${warning}]\n`);
       const type = assignment.run.type.toLowerCase() as RunType;
       const resume = assignment.resume ? await this.fetchWorkspace(assignment) : undefined;

@@ -13,6 +13,11 @@ export interface RunningPostgres {
   /** A connection URL for database `name` (created by createDatabase). */
   url(name: string): string;
   createDatabase(name: string): void;
+  /** Runs SQL as the cluster's superuser (in database `postgres`). */
+  sql(text: string): void;
+  /** Stops the cluster, keeping its data (`resume` starts it again on the same port). */
+  halt(): void;
+  resume(): void;
   stop(): void;
 }
 
@@ -49,16 +54,19 @@ export function startPostgres(): RunningPostgres {
   const port = 20000 + Math.floor(Math.random() * 20000);
   const user = asRoot ? 'postgres' : (process.env.USER ?? 'postgres');
   run('initdb', ['-D', data, '-A', 'trust', '-U', user, '--no-sync', '-E', 'UTF8']);
-  run('pg_ctl', [
-    '-D',
-    data,
-    '-l',
-    path.join(dir, 'server.log'),
-    '-w',
-    '-o',
-    `-k ${dir} -p ${port} -c listen_addresses= -c fsync=off -c full_page_writes=off -c max_connections=200`,
-    'start',
-  ]);
+  const start = (): void => {
+    run('pg_ctl', [
+      '-D',
+      data,
+      '-l',
+      path.join(dir, 'server.log'),
+      '-w',
+      '-o',
+      `-k ${dir} -p ${port} -c listen_addresses= -c fsync=off -c full_page_writes=off -c max_connections=200`,
+      'start',
+    ]);
+  };
+  start();
   const psql = (sqlText: string): void => {
     run('psql', [
       '-h',
@@ -79,6 +87,11 @@ export function startPostgres(): RunningPostgres {
     url: (name) =>
       `postgres://${user}@localhost/${name}?host=${encodeURIComponent(dir)}&port=${port}`,
     createDatabase: (name) => psql(`CREATE DATABASE "${name}"`),
+    sql: psql,
+    halt: () => {
+      run('pg_ctl', ['-D', data, '-m', 'fast', '-w', 'stop']);
+    },
+    resume: start,
     stop: () => {
       try {
         run('pg_ctl', ['-D', data, '-m', 'immediate', '-w', 'stop']);

@@ -117,8 +117,10 @@ export class DockerExecutor implements Executor {
     if (request.pullPolicy === 'never') {
       throw new BerthError(
         'BERTH_IMAGE_NOT_FOUND',
-        `image ${reference} is not in the local Docker engine and --pull never forbids pulling it`,
-        { hint: `Pull or build ${reference} first, or use --pull if-not-present.` },
+        `image ${reference} is not in the local Docker engine, and the pull policy "never" forbids pulling it`,
+        {
+          hint: `Pull or build ${reference} on this machine first, or use a pull policy that pulls: --pull if-not-present for berth run; the pool's policy (berth pool create --pull) for a worker.`,
+        },
       );
     }
     await this.pullImage(

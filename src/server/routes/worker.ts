@@ -87,11 +87,16 @@ export function registerWorkerRoutes(server: FastifyInstance, ctx: ServerContext
         );
       }
       const worker = await ctx.store.upsertWorker({ ...request.body, id, poolId }, ctx.now());
+      const { host, berthVersion, engineVersion, concurrency } = request.body;
+      ctx.say?.(
+        `worker ${id} ${existing ? 'registered again' : 'registered'} in pool ${poolId}: ${host}, berth ${berthVersion}, Docker ${engineVersion}, up to ${concurrency} run(s) at once`,
+      );
       return {
         workerId: id,
         pool: poolId,
         leaseMs: ctx.leaseMs,
         heartbeatMs: Math.floor(ctx.leaseMs / 3),
+        reportsCommit: true,
         drained: worker.drained,
       };
     },
@@ -226,6 +231,8 @@ export function registerWorkerRoutes(server: FastifyInstance, ctx: ServerContext
                 }
               : {}),
             ...(body.plan ? { plan: body.plan } : {}),
+            // The commit checked out, for a run the trigger could bind to none.
+            ...(body.commit && !run.commitSha ? { commitSha: body.commit } : {}),
             ...(workspaceSeal !== undefined ? { workspaceSeal } : {}),
             // A run that ends, or waits for confirmation, no longer needs its worker.
             ...(ends ? { releaseWorker: true } : {}),

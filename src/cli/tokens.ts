@@ -1,0 +1,84 @@
+/**
+ * `berth token create|list|revoke`: API tokens on the berth server, so that each person or script
+ * has a token of its own instead of everyone sharing the admin token. The login, the client and
+ * the translation of the server's refusals into berth errors are remote.ts's, handed in.
+ */
+import type { Command } from 'commander';
+import type { ApiClient, ApiToken } from '../api/client.js';
+import { BerthError } from '../domain/errors.js';
+import type { Output } from './render.js';
+
+/** Wraps an action so that a refusal of the server becomes a berth error (remote.ts's `act`). */
+type Act = <A extends unknown[]>(
+  fn: (...args: A) => Promise<void>,
+) => (...args: A) => Promise<void>;
+
+const ROLES = ['user', 'admin'] as const;
+type Role = (typeof ROLES)[number];
+
+function roleOf(value: string): Role {
+  const role = ROLES.find((r) => r === value);
+  if (!role) {
+    throw new BerthError('BERTH_USAGE', `--role ${value}: a token's role is user or admin`, {
+      hint: 'user manages stacks and runs; admin may also create pools and tokens.',
+    });
+  }
+  return role;
+}
+
+function tokenLine(t: ApiToken): string {
+  return `${t.id}  ${t.role.padEnd(5)}  ${t.name}  created ${t.createdAt}`;
+}
+
+function write(io: Output, json: boolean | undefined, value: unknown, human: () => string): void {
+  io.stdout.write(json ? `${JSON.stringify(value)}\n` : `${human()}\n`);
+}
+
+export function registerTokens(
+  program: Command,
+  io: Output,
+  client: () => ApiClient,
+  act: Act,
+): void {
+  const token = program
+    .command('token')
+    .description('API tokens on the berth server, one per person or script (admin token only)');
+  token
+    .command('create')
+    .argument('<name>', 'who or what the token is for, e.g. ci-deploy')
+    .option('--role <role>', 'user | admin', 'user')
+    .option('--json')
+    .action(
+      act(async (name: string, o: { role: string; json?: boolean }) => {
+        const created = await client().createToken({ name, role: roleOf(o.role) });
+        write(
+          io,
+          o.json,
+          created,
+          () =>
+            `token ${created.apiToken.id} "${created.apiToken.name}" (role ${created.apiToken.role})\n` +
+            'shown this once, keep it (e.g. as BERTH_TOKEN for `berth login --server URL`):\n' +
+            created.token,
+        );
+      }),
+    );
+  token
+    .command('list')
+    .option('--json')
+    .action(
+      act(async (o: { json?: boolean }) => {
+        const tokens = await client().listTokens();
+        write(io, o.json, tokens, () => tokens.map(tokenLine).join('\n') || 'no tokens');
+      }),
+    );
+  token
+    .command('revoke')
+    .argument('<id>', 'the id `berth token list` shows')
+    .option('--json')
+    .action(
+      act(async (id: string, o: { json?: boolean }) => {
+        await client().revokeToken(id);
+        write(io, o.json, { id, revoked: true }, () => `token ${id} revoked: it no longer works`);
+      }),
+    );
+}

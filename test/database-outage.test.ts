@@ -1,0 +1,91 @@
+/**
+ * `berth server` and its PostgreSQL database when the database is not there: a start against a
+ * database it cannot use is refused with the URL (no password) and a fix, not reported as a bug;
+ * while serving, a connection PostgreSQL drops does not end the process, an outage is answered
+ * 503 with a stable code, and the server goes on once the database is back. On a real private
+ * cluster (test/harness/postgres.ts), stopped and started again by the test.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runBerth } from './harness/cli.js';
+import { apiClient, startServerProcess, type ServerProcess } from './harness/berth-server.js';
+import { tempDir } from './harness/ownership.js';
+import { until } from './harness/until.js';
+import { startPostgres, type RunningPostgres } from './harness/postgres.js';
+
+let postgres: RunningPostgres;
+const servers: ServerProcess[] = [];
+
+beforeAll(() => {
+  postgres = startPostgres();
+  postgres.createDatabase('outage');
+}, 120_000);
+
+afterAll(async () => {
+  for (const server of servers.splice(0)) await server.stop();
+  postgres?.stop();
+});
+
+describe('berth server without its database', () => {
+  it('refuses to start against a database it cannot reach or that does not exist, saying which and how to fix it', async () => {
+    const refused = await runBerth(
+      ['server', '--listen', '127.0.0.1:0', '--data-dir', tempDir('berth-server-')],
+      { BERTH_DATABASE_URL: 'postgres://berth:hunter2@127.0.0.1:1/berth' },
+    );
+    expect(refused.code).toBe(4);
+    expect(refused.stderr).toContain('BERTH_DATABASE_UNAVAILABLE');
+    expect(refused.stderr).toContain(
+      'berth server cannot use the database at postgres://berth:*****@127.0.0.1:1/berth: connect ECONNREFUSED 127.0.0.1:1',
+    );
+    expect(refused.stderr).toContain('fix: Check that PostgreSQL runs');
+    expect(refused.stderr).not.toContain('hunter2');
+    expect(refused.stderr).not.toMatch(/^\s+at /m);
+
+    const missing = await runBerth(
+      ['server', '--listen', '127.0.0.1:0', '--data-dir', tempDir('berth-server-')],
+      { BERTH_DATABASE_URL: postgres.url('nosuchdb') },
+    );
+    expect(missing.code).toBe(4);
+    expect(missing.stderr).toContain('database "nosuchdb" does not exist');
+    expect(missing.stderr).toContain('[BERTH_DATABASE_UNAVAILABLE]');
+    expect(missing.stderr).toContain('fix: Create the database');
+    expect(missing.stderr).not.toContain('admin token');
+  });
+
+  it('survives PostgreSQL dropping its connections and being stopped, answers 503 meanwhile, and goes on once it is back', async () => {
+    const server = await startServerProcess(tempDir('berth-server-'), {
+      BERTH_DATABASE_URL: postgres.url('outage'),
+    });
+    servers.push(server);
+    const { api } = apiClient(() => server.url, server.admin as string);
+    expect((await api('POST', '/pools', { id: 'before', kind: 'private' })).status).toBe(201);
+    // Every connection of the server's pool dropped by the database (an administrator, a proxy's
+    // idle timeout): the process lives on, says so, and opens new ones.
+    postgres.sql(
+      "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = 'outage' AND pid <> pg_backend_pid()",
+    );
+    await until(
+      () => server.stderr().includes('lost an idle connection to the database'),
+      'the server says it lost a connection',
+    );
+    expect(server.child.exitCode).toBeNull();
+    expect((await api('GET', '/pools')).status).toBe(200);
+
+    postgres.halt();
+    try {
+      const down = await api<{ code: string; message: string }>('GET', '/pools');
+      expect(down.status).toBe(503);
+      expect(down.body.code).toBe('DATABASE_UNAVAILABLE');
+      expect(down.body.message).toMatch(/^the berth server cannot use its database now \(/);
+      expect(server.child.exitCode).toBeNull();
+    } finally {
+      postgres.resume();
+    }
+    await until(
+      async () => (await api('GET', '/pools')).status === 200,
+      'the server answers again',
+    );
+    const pools = (await api<{ pools: { id: string }[] }>('GET', '/pools')).body.pools;
+    expect(pools.map((p) => p.id)).toContain('before');
+    expect(server.stderr()).not.toMatch(/Unhandled 'error' event/);
+  });
+});
