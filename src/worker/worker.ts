@@ -74,6 +74,8 @@ export class Worker {
   private paused = false;
   private readonly stopLeasing = new AbortController();
   private heartbeatTimer: NodeJS.Timeout | undefined;
+  /** The heartbeat on its way: awaited at the end, so none lands after the worker's goodbye. */
+  private beating: Promise<void> = Promise.resolve();
   /**
    * What follows a run's reported end: removing its container and its files here. A run's slot
    * is free once its end is reported: a new run is taken while fewer than `concurrency` of these
@@ -121,7 +123,9 @@ export class Worker {
         ? `worker ${this.workerId} registered in pool ${registered.pool}; drained: it takes no runs until \`berth worker undrain ${this.workerId}\``
         : `worker ${this.workerId} registered in pool ${registered.pool}; up to ${this.options.concurrency} run(s) at once`,
     );
-    this.heartbeatTimer = setInterval(() => void this.beat(), this.heartbeatMs);
+    this.heartbeatTimer = setInterval(() => {
+      this.beating = this.beat();
+    }, this.heartbeatMs);
   }
 
   /** Leases and runs until drained; resolves once every run it started has ended. */
@@ -163,6 +167,7 @@ export class Worker {
     await Promise.all(slots);
     await Promise.all(this.afterRuns);
     clearInterval(this.heartbeatTimer);
+    await this.beating;
     if (this.rejected) throw this.rejected;
   }
 
