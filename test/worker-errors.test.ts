@@ -21,6 +21,7 @@ import { spawnBerth, type BerthProcess } from './harness/cli.js';
 import { testEngine } from './harness/engine.js';
 import { tempDir } from './harness/ownership.js';
 import { freePort } from './harness/registry.js';
+import { until } from './harness/until.js';
 
 let engine: EngineClient;
 let server: ServerProcess | undefined;
@@ -52,12 +53,8 @@ async function statusOf(id: string): Promise<string | undefined> {
   return listed.body.workers.find((w) => w.id === id)?.status;
 }
 
-async function untilStatus(id: string, status: string): Promise<void> {
-  const until = Date.now() + 30_000;
-  while ((await statusOf(id)) !== status) {
-    if (Date.now() > until) throw new Error(`worker ${id} is ${await statusOf(id)}, not ${status}`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
+function untilStatus(id: string, status: string): Promise<void> {
+  return until(async () => (await statusOf(id)) === status, `worker ${id} listed ${status}`);
 }
 
 function idOf(worker: BerthProcess): string {
@@ -214,11 +211,11 @@ describe('berth worker once running', () => {
       await admins().api<{ id: string }>('POST', '/stacks/stack-rotate/runs', { type: 'task' })
     ).body;
     await admins().settled(run.id, ['PERFORMING']);
-    const until = Date.now() + 60_000;
-    while (!(await admins().logText(run.id)).includes('tick')) {
-      if (Date.now() > until) throw new Error('the run printed nothing');
-      await new Promise((resolve) => setTimeout(resolve, 100));
-    }
+    await until(
+      async () => (await admins().logText(run.id)).includes('tick'),
+      'the run logged its output',
+      60_000,
+    );
     const rotated = await admins().api('POST', '/pools/pool-rotate/token');
     expect(rotated.status).toBe(200);
 
