@@ -46,6 +46,7 @@ function startWorker(token: string, stateDir: string, server = url): BerthProces
 interface WorkerRow {
   id: string;
   status: string;
+  drained: boolean;
 }
 
 async function statusOf(id: string): Promise<string | undefined> {
@@ -263,5 +264,11 @@ describe('the worker list', () => {
     again.child.kill('SIGKILL');
     await again.exited;
     await untilStatus(id, 'OFFLINE');
+    // Still drained (the web page's Undrain button goes by this, not by the status).
+    const listed = await admins().api<{ workers: WorkerRow[] }>('GET', '/workers');
+    expect(listed.body.workers.find((w) => w.id === id)).toMatchObject({
+      status: 'OFFLINE',
+      drained: true,
+    });
   });
 });

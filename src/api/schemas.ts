@@ -386,6 +386,8 @@ export const WorkerOutput = closed({
     type: 'string',
     enum: ['IDLE', 'BUSY', 'DRAINED', 'OFFLINE'],
   }),
+  /** Drained (berth worker drain), whatever its status: an OFFLINE worker may be drained too. */
+  drained: Type.Boolean(),
   lastHeartbeatAt: Type.String(),
   runs: Type.Array(Type.String()),
 });

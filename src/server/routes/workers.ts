@@ -33,6 +33,7 @@ async function workerView(ctx: ServerContext, worker: Worker) {
         : runs.length > 0
           ? ('BUSY' as const)
           : ('IDLE' as const),
+    drained: worker.drained,
     lastHeartbeatAt: worker.lastHeartbeatAt,
     runs,
   };

@@ -7,7 +7,7 @@ export const workersPage: Page = async (main) => {
   const draw = async (): Promise<void> => {
     const [pools, workers] = await Promise.all([api.listPools(), api.listWorkers()]);
     const drainButton = (worker: Worker): HTMLButtonElement => {
-      const drained = worker.status === 'DRAINED';
+      const drained = worker.drained;
       const b: HTMLButtonElement = h(
         'button',
         {
