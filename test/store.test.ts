@@ -345,6 +345,25 @@ describe.each<Kind>(['sqlite', 'postgres'])('the store on %s', (kind) => {
     await store.transitionRun(run.id, 'CANCELED', {}, t0);
   });
 
+  it("records a worker's goodbye until it registers or heartbeats again", async () => {
+    const worker = {
+      id: 'w-leaves',
+      poolId: 'private-a',
+      host: 'h',
+      berthVersion: '0.1.0',
+      engineVersion: '20.10',
+      concurrency: 1,
+    };
+    expect((await store.upsertWorker(worker, t0)).leftAt).toBeNull();
+    expect(await store.markWorkerLeft('w-leaves', later(1_000))).toBe(true);
+    expect((await store.getWorker('w-leaves'))?.leftAt).toBe(later(1_000).toISOString());
+    expect(await store.markWorkerLeft('w-unknown', later(1_000))).toBe(false);
+    expect(await store.heartbeat('w-leaves', later(2_000), 10_000, [])).toBe(true);
+    expect((await store.getWorker('w-leaves'))?.leftAt).toBeNull();
+    await store.markWorkerLeft('w-leaves', later(3_000));
+    expect((await store.upsertWorker(worker, later(4_000))).leftAt).toBeNull();
+  });
+
   it('ends runs of a vanished worker: back to the queue before a container started, FAILED after', async () => {
     await stack('lease');
     await store.upsertWorker(

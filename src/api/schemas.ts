@@ -248,6 +248,8 @@ export const WorkerRegistered = closed({
   heartbeatMs: Type.Integer(),
   /** The server records the commit a worker reports (StateReport.commit); older ones refuse it. */
   reportsCommit: Type.Optional(Type.Boolean()),
+  /** Drained (berth worker drain): the worker takes no runs until undrained (older servers: absent). */
+  drained: Type.Optional(Type.Boolean()),
 });
 
 export const WorkerRef = closed({ workerId: Type.String({ pattern: '^[0-9A-HJKMNP-TV-Z]{26}$' }) });
@@ -376,10 +378,16 @@ export const WorkerOutput = closed({
   berthVersion: Type.String(),
   engineVersion: Type.String(),
   concurrency: Type.Integer(),
-  status: Type.Unsafe<'IDLE' | 'BUSY' | 'DRAINED'>({
+  /**
+   * OFFLINE: the worker said it leaves (a clean exit), or its last heartbeat is older than the
+   * lease time (it died, or cannot reach the server).
+   */
+  status: Type.Unsafe<'IDLE' | 'BUSY' | 'DRAINED' | 'OFFLINE'>({
     type: 'string',
-    enum: ['IDLE', 'BUSY', 'DRAINED'],
+    enum: ['IDLE', 'BUSY', 'DRAINED', 'OFFLINE'],
   }),
+  /** Drained (berth worker drain), whatever its status: an OFFLINE worker may be drained too. */
+  drained: Type.Boolean(),
   lastHeartbeatAt: Type.String(),
   runs: Type.Array(Type.String()),
 });

@@ -18,7 +18,7 @@ import { DEFAULT_SAVED_WORKSPACE_LIMIT } from '../launcher/run-job.js';
 import { buildRunnerImage, readSettings } from '../launcher/runner-image.js';
 import { dockerConfigDirFrom } from '../registry/docker-config.js';
 import { fetchTrusting, trustedCas } from '../net/tls-files.js';
-import { HttpWorkerProtocol } from '../worker/protocol.js';
+import { HttpWorkerProtocol, registrationRefused } from '../worker/protocol.js';
 import { RepositoryCache } from '../worker/repository-cache.js';
 import { Worker } from '../worker/worker.js';
 import type { Output } from './render.js';
@@ -72,6 +72,7 @@ export function registerWorker(
             },
           );
         }
+        checkServerUrl(server);
         const concurrency = Number(opts.concurrency);
         if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 256)
           throw new BerthError(
@@ -175,7 +176,9 @@ export async function runWorker(options: {
       }),
       say,
     });
-    await worker.start();
+    await worker.start().catch((err: unknown) => {
+      throw registrationRefused(server, err);
+    });
     mkdirSync(settings.stateDir, { recursive: true, mode: 0o700 });
     writeFileSync(idFile, `${worker.id}\n`, { mode: 0o600 });
     const onTerm = (): void => worker.drain();
@@ -183,6 +186,7 @@ export async function runWorker(options: {
     process.on('SIGINT', onTerm);
     try {
       await worker.serve();
+      await worker.leave();
     } finally {
       process.off('SIGTERM', onTerm);
       process.off('SIGINT', onTerm);
@@ -191,6 +195,24 @@ export async function runWorker(options: {
   } finally {
     engine.close();
   }
+}
+
+/** The server's address must be an http(s) URL: fetch would otherwise fail with its own words. */
+function checkServerUrl(server: string): void {
+  let protocol: string;
+  try {
+    protocol = new URL(server).protocol;
+  } catch {
+    protocol = '';
+  }
+  if (protocol !== 'http:' && protocol !== 'https:')
+    throw new BerthError(
+      'BERTH_USAGE',
+      `--server ${JSON.stringify(server)} is not an http:// or https:// URL`,
+      {
+        hint: 'Give the address berth server printed when it started, with its scheme: e.g. --server http://127.0.0.1:8080 (or BERTH_SERVER).',
+      },
+    );
 }
 
 /** An extra mount's host path must exist: the engine would otherwise fail every run with it. */

@@ -76,6 +76,7 @@ function toWorker(row: Selectable<WorkersTable>): Worker {
     drained: Number(row.drained) === 1,
     registeredAt: row.registered_at,
     lastHeartbeatAt: row.last_heartbeat_at,
+    leftAt: row.left_at ?? null,
   };
 }
 
@@ -208,7 +209,7 @@ export class KyselyStore implements Store {
   // Workers
 
   async upsertWorker(
-    worker: Omit<Worker, 'registeredAt' | 'lastHeartbeatAt' | 'drained'>,
+    worker: Omit<Worker, 'registeredAt' | 'lastHeartbeatAt' | 'drained' | 'leftAt'>,
     at: Date,
   ): Promise<Worker> {
     const values = {
@@ -221,6 +222,7 @@ export class KyselyStore implements Store {
       drained: 0,
       registered_at: iso(at),
       last_heartbeat_at: iso(at),
+      left_at: null,
     };
     await this.db
       .insertInto('workers')
@@ -232,6 +234,7 @@ export class KyselyStore implements Store {
           engine_version: values.engine_version,
           concurrency: values.concurrency,
           last_heartbeat_at: values.last_heartbeat_at,
+          left_at: null,
         }),
       )
       .execute();
@@ -262,7 +265,7 @@ export class KyselyStore implements Store {
     return this.db.transaction().execute(async (trx) => {
       const seen = await trx
         .updateTable('workers')
-        .set({ last_heartbeat_at: iso(at) })
+        .set({ last_heartbeat_at: iso(at), left_at: null })
         .where('id', '=', workerId)
         .executeTakeFirst();
       if (Number(seen.numUpdatedRows) !== 1) return false;
@@ -285,6 +288,15 @@ export class KyselyStore implements Store {
     const result = await this.db
       .updateTable('workers')
       .set({ drained: flag(drained) })
+      .where('id', '=', id)
+      .executeTakeFirst();
+    return Number(result.numUpdatedRows) === 1;
+  }
+
+  async markWorkerLeft(id: string, at: Date): Promise<boolean> {
+    const result = await this.db
+      .updateTable('workers')
+      .set({ left_at: iso(at) })
       .where('id', '=', id)
       .executeTakeFirst();
     return Number(result.numUpdatedRows) === 1;

@@ -10,6 +10,7 @@ import * as logSizes from './migrations/003-log-sizes.js';
 import * as dispatch from './migrations/004-dispatch.js';
 import * as sessions from './migrations/006-sessions.js';
 import * as serverSettings from './migrations/007-server-settings.js';
+import * as workerLeft from './migrations/008-worker-left.js';
 
 const MIGRATIONS: Record<string, Migration> = {
   '001-initial': initial,
@@ -18,6 +19,7 @@ const MIGRATIONS: Record<string, Migration> = {
   '004-dispatch': dispatch,
   '006-sessions': sessions,
   '007-server-settings': serverSettings,
+  '008-worker-left': workerLeft,
 };
 
 const provider: MigrationProvider = {

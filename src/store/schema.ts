@@ -28,6 +28,8 @@ export interface WorkersTable {
   drained: number;
   registered_at: string;
   last_heartbeat_at: string;
+  /** When the worker said it leaves (008); null once it registers or heartbeats again. */
+  left_at: string | null;
 }
 
 export interface StacksTable {

@@ -55,6 +55,8 @@ export interface Worker {
   drained: boolean;
   registeredAt: string;
   lastHeartbeatAt: string;
+  /** When the worker said it leaves (a clean exit), or null. */
+  leftAt: string | null;
 }
 
 export interface Stack {
@@ -192,7 +194,7 @@ export interface Store {
 
   /** Registers a worker, or refreshes the metadata of one that registers again. */
   upsertWorker(
-    worker: Omit<Worker, 'registeredAt' | 'lastHeartbeatAt' | 'drained'>,
+    worker: Omit<Worker, 'registeredAt' | 'lastHeartbeatAt' | 'drained' | 'leftAt'>,
     at: Date,
   ): Promise<Worker>;
   getWorker(id: string): Promise<Worker | null>;
@@ -208,6 +210,8 @@ export interface Store {
     runIds: readonly string[],
   ): Promise<boolean>;
   setWorkerDrained(id: string, drained: boolean): Promise<boolean>;
+  /** The worker said it leaves (a clean exit): OFFLINE until it registers or heartbeats again. */
+  markWorkerLeft(id: string, at: Date): Promise<boolean>;
 
   createStack(stack: Omit<Stack, 'createdAt' | 'updatedAt'>, at: Date): Promise<Stack>;
   getStack(id: string): Promise<Stack | null>;

@@ -5,6 +5,7 @@
  *   register   announce this worker in its pool (idempotent: the same id registers again)
  *   lease      wait up to waitMs for a run of the pool; null when none came
  *   heartbeat  renew the leases of the runs held; the answer names the runs to stop
+ *   deregister say this worker leaves (a clean exit): it shows OFFLINE
  *   report     move a held run to a state (with what was learnt: image, plan, reason)
  *   log        store a batch of a run's masked output under sequence numbers (resendable)
  *   remask     mask values learnt mid-run (::add-mask) in the run's already stored log
@@ -40,6 +41,8 @@ export interface WorkerProtocol {
   register(info: Registration): Promise<Registered>;
   lease(workerId: string, waitMs: number, signal?: AbortSignal): Promise<AssignmentBody | null>;
   heartbeat(workerId: string, runs: string[]): Promise<Heartbeat>;
+  /** This worker leaves (a clean exit): the server shows it OFFLINE. */
+  deregister(workerId: string): Promise<void>;
   report(workerId: string, runId: string, report: Report): Promise<void>;
   log(workerId: string, runId: string, firstSeq: number, texts: string[]): Promise<number>;
   remask(workerId: string, runId: string, values: string[]): Promise<void>;
@@ -71,6 +74,20 @@ export class ProtocolError extends Error {
   }
 }
 
+/**
+ * The network's reason in one line: its code and first line (OpenSSL appends its source file), and
+ * what a TLS record error means here: the port speaks plain HTTP.
+ */
+function networkReason(
+  cause: { code?: string; message?: string } | undefined,
+  err: unknown,
+): string {
+  const said = (cause?.message ?? (err as Error).message).split('\n')[0]?.trim() ?? '';
+  if (cause?.code === 'ERR_SSL_WRONG_VERSION_NUMBER' || cause?.code === 'EPROTO')
+    return `${cause.code}: no TLS on that port; if the server listens on plain HTTP, use http://`;
+  return cause?.code ? `${cause.code}${said ? `: ${said}` : ''}` : said;
+}
+
 /** The protocol over the server's HTTP API, with the pool token. */
 export class HttpWorkerProtocol implements WorkerProtocol {
   constructor(
@@ -80,8 +97,38 @@ export class HttpWorkerProtocol implements WorkerProtocol {
     private readonly fetchImpl: typeof fetch = fetch,
   ) {}
 
+  /** The server's address as given, less a trailing `/api/v1` (the API's own prefix, added here). */
+  private get root(): string {
+    return this.baseUrl.replace(/\/+$/, '').replace(/\/api\/v1$/, '');
+  }
+
+  /**
+   * A request that got no answer, as a berth error naming the server and the network's reason
+   * (a certificate this worker does not trust is its own error): never "a bug in berth".
+   */
+  private unreachable(err: unknown): BerthError {
+    if (err instanceof BerthError || (err as Error).name === 'AbortError') return err as BerthError;
+    const cause = (err as { cause?: { code?: string; message?: string } }).cause;
+    if (cause?.code && TLS_TRUST_ERRORS.has(cause.code)) {
+      return new BerthError(
+        'BERTH_SERVER_NOT_TRUSTED',
+        `the berth server at ${this.baseUrl} presented a certificate this worker does not trust (${cause.code}: ${cause.message ?? ''})`,
+        { cause: err },
+      );
+    }
+    const why = networkReason(cause, err);
+    return new BerthError(
+      'BERTH_SERVER_UNREACHABLE',
+      `cannot reach the berth server at ${this.baseUrl} (${why})`,
+      {
+        cause: err,
+        hint: 'Check the URL given with --server (or BERTH_SERVER): http:// or https:// as the server listens, its host and port; and that berth server runs and is reachable from here.',
+      },
+    );
+  }
+
   private async call<T>(path: string, body: unknown, signal?: AbortSignal): Promise<T | null> {
-    const res = await this.fetchImpl(`${this.baseUrl.replace(/\/+$/, '')}/api/v1${path}`, {
+    const res = await this.fetchImpl(`${this.root}/api/v1${path}`, {
       method: 'POST',
       headers: { authorization: `Bearer ${this.token}`, 'content-type': 'application/json' },
       body: JSON.stringify(body),
@@ -89,24 +136,16 @@ export class HttpWorkerProtocol implements WorkerProtocol {
         ? AbortSignal.any([signal, AbortSignal.timeout(90_000)])
         : AbortSignal.timeout(90_000),
     }).catch((err: unknown) => {
-      const cause = (err as { cause?: { code?: string; message?: string } }).cause;
-      if (cause?.code && TLS_TRUST_ERRORS.has(cause.code)) {
-        throw new BerthError(
-          'BERTH_SERVER_NOT_TRUSTED',
-          `the berth server at ${this.baseUrl} presented a certificate this worker does not trust (${cause.code}: ${cause.message ?? ''})`,
-          { cause: err },
-        );
-      }
-      throw err;
+      throw this.unreachable(err);
     });
     if (res.status === 204) return null;
     const text = await res.text();
-    if (!res.ok) throw refusal(path, res.status, text);
+    if (!res.ok) throw refusal(path, res.status, text, this.baseUrl);
     return JSON.parse(text) as T;
   }
 
   private workspaceUrl(workerId: string, runId: string): string {
-    return `${this.baseUrl.replace(/\/+$/, '')}/api/v1/worker/runs/${runId}/workspace?workerId=${workerId}`;
+    return `${this.root}/api/v1/worker/runs/${runId}/workspace?workerId=${workerId}`;
   }
 
   private signal(signal?: AbortSignal): AbortSignal {
@@ -132,9 +171,11 @@ export class HttpWorkerProtocol implements WorkerProtocol {
       body: Readable.toWeb(createReadStream(file)) as ReadableStream,
       duplex: 'half',
       signal: this.signal(signal),
+    }).catch((err: unknown) => {
+      throw this.unreachable(err);
     });
     const text = await res.text();
-    if (!res.ok) throw refusal(`/worker/runs/${runId}/workspace`, res.status, text);
+    if (!res.ok) throw refusal(`/worker/runs/${runId}/workspace`, res.status, text, this.baseUrl);
   }
 
   async downloadWorkspace(
@@ -146,9 +187,11 @@ export class HttpWorkerProtocol implements WorkerProtocol {
     const res = await fetch(this.workspaceUrl(workerId, runId), {
       headers: { authorization: `Bearer ${this.token}` },
       signal: this.signal(signal),
+    }).catch((err: unknown) => {
+      throw this.unreachable(err);
     });
     if (!res.ok || !res.body)
-      throw refusal(`/worker/runs/${runId}/workspace`, res.status, await res.text());
+      throw refusal(`/worker/runs/${runId}/workspace`, res.status, await res.text(), this.baseUrl);
     await pipeline(Readable.fromWeb(res.body), createWriteStream(file, { mode: 0o600 }));
   }
 
@@ -162,6 +205,10 @@ export class HttpWorkerProtocol implements WorkerProtocol {
 
   async heartbeat(workerId: string, runs: string[]): Promise<Heartbeat> {
     return (await this.call<Heartbeat>('/worker/heartbeat', { workerId, runs })) as Heartbeat;
+  }
+
+  async deregister(workerId: string): Promise<void> {
+    await this.call('/worker/deregister', { workerId });
   }
 
   async report(workerId: string, runId: string, report: Report): Promise<void> {
@@ -195,13 +242,16 @@ async function refusalAsFinal<T>(call: Promise<T>): Promise<T> {
       err.status < 500 &&
       err.code !== 'LOG_GAP'
     )
-      throw new LogRefused(err.message);
+      throw new LogRefused(err.message, { cause: err });
     throw err;
   }
 }
 
-/** A refusal of the server as a ProtocolError with its stable code. */
-function refusal(path: string, status: number, text: string): ProtocolError {
+/**
+ * A refusal of the server as a ProtocolError with its stable code. A server error names the
+ * server: a 503 is often not berth's answer but a server closing (or a proxy before it).
+ */
+function refusal(path: string, status: number, text: string, server: string): ProtocolError {
   let code = 'HTTP_ERROR';
   let message = text.slice(0, 500);
   try {
@@ -211,5 +261,57 @@ function refusal(path: string, status: number, text: string): ProtocolError {
   } catch {
     // Not our server's JSON: keep the text.
   }
-  return new ProtocolError(status, code, `${path}: ${status} ${code}: ${message}`);
+  const where = status >= 500 ? `the berth server at ${server} answered ` : '';
+  return new ProtocolError(status, code, `${where}${path}: ${status} ${code}: ${message}`);
+}
+
+/** What a worker is told when its pool token is refused: where the right one comes from. */
+export const POOL_TOKEN_FIX =
+  "Start berth worker again with BERTH_POOL_TOKEN set to the pool's current token: the one `berth pool create` showed, or the newest `berth pool rotate-token POOL` showed (a rotation ends the old token at once).";
+
+/** The server does not take (or no longer takes) the worker's pool token: 401 on any worker call. */
+export function isTokenRejection(err: unknown): boolean {
+  const refusal = err instanceof LogRefused ? err.cause : err;
+  return refusal instanceof ProtocolError && refusal.status === 401;
+}
+
+/**
+ * A refusal of the registration as a berth error with the fix for it (a wrong token, a person's
+ * token, a URL that is not the server's); anything else is kept (an unreachable server is already
+ * a berth error).
+ */
+export function registrationRefused(server: string, err: unknown): unknown {
+  if (!(err instanceof ProtocolError)) return err;
+  const said = err.message.replace(/^\/worker\/register: /, '');
+  if (err.status === 401)
+    return new BerthError(
+      'BERTH_SERVER_REFUSED',
+      `the berth server at ${server} does not accept this worker's pool token (${said})`,
+      { cause: err, hint: POOL_TOKEN_FIX },
+    );
+  if (err.status === 403)
+    return new BerthError(
+      'BERTH_SERVER_REFUSED',
+      `the berth server at ${server} refused BERTH_POOL_TOKEN: it is not a pool token (${said})`,
+      {
+        cause: err,
+        hint: "berth worker takes a pool's token (berth_pool_…), not the admin token or an API token: set BERTH_POOL_TOKEN to the token `berth pool create POOL` showed (`berth pool rotate-token POOL` makes a new one).",
+      },
+    );
+  if (err.status === 404 && err.code === 'NOT_FOUND')
+    return new BerthError(
+      'BERTH_SERVER_REFUSED',
+      `${server} answered but is not the address of a berth server's API (${said})`,
+      {
+        cause: err,
+        hint: 'Give --server (or BERTH_SERVER) the address berth server printed (http(s)://HOST:PORT), without a path.',
+      },
+    );
+  return new BerthError(
+    'BERTH_SERVER_REFUSED',
+    `the berth server at ${server} refused to register this worker (${said})`,
+    {
+      cause: err,
+    },
+  );
 }

@@ -28,7 +28,14 @@ import { extraMountsFor, jobVariables, type WorkerJobSettings } from '../domain/
 import { LogShipper } from './log-shipper.js';
 import type { RepositoryCache } from './repository-cache.js';
 import { prepareSource, type RunSource } from './source.js';
-import type { AssignmentBody, Report, WorkerProtocol } from './protocol.js';
+import { OutageNotice } from './outage.js';
+import {
+  isTokenRejection,
+  POOL_TOKEN_FIX,
+  type AssignmentBody,
+  type Report,
+  type WorkerProtocol,
+} from './protocol.js';
 
 type PlanCounts = NonNullable<Report['plan']>;
 
@@ -67,6 +74,8 @@ export class Worker {
   private paused = false;
   private readonly stopLeasing = new AbortController();
   private heartbeatTimer: NodeJS.Timeout | undefined;
+  /** The heartbeat on its way: awaited at the end, so none lands after the worker's goodbye. */
+  private beating: Promise<void> = Promise.resolve();
   /**
    * What follows a run's reported end: removing its container and its files here. A run's slot
    * is free once its end is reported: a new run is taken while fewer than `concurrency` of these
@@ -74,8 +83,23 @@ export class Worker {
    * for the removal), and the worker exits only after all of them.
    */
   private readonly afterRuns = new Set<Promise<void>>();
+  /** The server refused the pool token (401): the worker stops its runs and exits with this. */
+  private rejected: BerthError | null = null;
+  private readonly leaseOutage: OutageNotice;
+  private heartbeatOutage: OutageNotice;
 
-  constructor(private readonly options: WorkerOptions) {}
+  constructor(private readonly options: WorkerOptions) {
+    this.leaseOutage = new OutageNotice(options.say, 'lease from the server', 'every 2 s');
+    this.heartbeatOutage = this.heartbeatNotice();
+  }
+
+  private heartbeatNotice(): OutageNotice {
+    return new OutageNotice(
+      this.options.say,
+      'send a heartbeat to the server',
+      `every ${Math.max(1, Math.round(this.heartbeatMs / 1000))} s`,
+    );
+  }
 
   get id(): string {
     return this.workerId;
@@ -91,11 +115,17 @@ export class Worker {
     });
     this.workerId = registered.workerId;
     this.heartbeatMs = registered.heartbeatMs;
+    this.heartbeatOutage = this.heartbeatNotice();
+    this.paused = registered.drained === true;
     this.reportsCommit = registered.reportsCommit === true;
     this.options.say(
-      `worker ${this.workerId} registered in pool ${registered.pool}; up to ${this.options.concurrency} run(s) at once`,
+      this.paused
+        ? `worker ${this.workerId} registered in pool ${registered.pool}; drained: it takes no runs until \`berth worker undrain ${this.workerId}\``
+        : `worker ${this.workerId} registered in pool ${registered.pool}; up to ${this.options.concurrency} run(s) at once`,
     );
-    this.heartbeatTimer = setInterval(() => void this.beat(), this.heartbeatMs);
+    this.heartbeatTimer = setInterval(() => {
+      this.beating = this.beat();
+    }, this.heartbeatMs);
   }
 
   /** Leases and runs until drained; resolves once every run it started has ended. */
@@ -116,19 +146,20 @@ export class Worker {
       }
       let assignment: AssignmentBody | null;
       try {
+        // After a failure, a quick lease (no wait): the return of the server is said at once,
+        // not at the end of a long poll.
         assignment = await this.options.protocol.lease(
           this.workerId,
-          25_000,
+          this.leaseOutage.ongoing ? 0 : 25_000,
           this.stopLeasing.signal,
         );
       } catch (err) {
-        if (this.draining) break;
-        this.options.say(
-          `cannot lease from the server: ${coerceError(err).message}; trying again in 2 s`,
-        );
+        if (this.tokenRejected(err) || this.draining) break;
+        this.leaseOutage.failed(coerceError(err).message);
         await new Promise((resolve) => setTimeout(resolve, 2000));
         continue;
       }
+      this.leaseOutage.succeeded();
       if (!assignment) continue;
       const slot = this.execute(assignment).finally(() => slots.delete(slot));
       slots.add(slot);
@@ -136,6 +167,41 @@ export class Worker {
     await Promise.all(slots);
     await Promise.all(this.afterRuns);
     clearInterval(this.heartbeatTimer);
+    await this.beating;
+    if (this.rejected) throw this.rejected;
+  }
+
+  /** Tells the server this worker leaves (a clean exit): it shows as OFFLINE at once. */
+  async leave(): Promise<void> {
+    try {
+      await this.options.protocol.deregister(this.workerId);
+    } catch (err) {
+      this.options.say(
+        `could not tell the server this worker leaves (${coerceError(err).message}); it shows as OFFLINE once its lease time passes`,
+      );
+    }
+  }
+
+  /**
+   * A 401 from the server: it no longer takes this worker's pool token (rotated, or wrong). Said
+   * once; the worker takes no more runs, stops the ones it holds (as a second SIGTERM does) and
+   * exits with the error (retrying would only hammer the server with a dead token).
+   */
+  private tokenRejected(err: unknown): boolean {
+    if (!isTokenRejection(err)) return false;
+    if (this.rejected) return true;
+    this.rejected = new BerthError(
+      'BERTH_SERVER_REFUSED',
+      `the berth server no longer accepts this worker's pool token (${(err as Error).message}): it was rotated (berth pool rotate-token) or is wrong`,
+      { cause: err, hint: POOL_TOKEN_FIX },
+    );
+    this.options.say(
+      `${this.rejected.message}; stopping ${this.running.size} run(s) and exiting. ${POOL_TOKEN_FIX}`,
+    );
+    this.draining = true;
+    this.stopLeasing.abort();
+    for (const slot of this.running.values()) stopSlot(slot);
+    return true;
   }
 
   /** First call: take no new runs, let the current ones finish. Second: stop them too. */
@@ -154,6 +220,7 @@ export class Worker {
   private async beat(): Promise<void> {
     try {
       const answer = await this.options.protocol.heartbeat(this.workerId, [...this.running.keys()]);
+      this.heartbeatOutage.succeeded();
       for (const id of answer.stop) {
         const slot = this.running.get(id);
         if (slot) stopSlot(slot);
@@ -166,7 +233,7 @@ export class Worker {
         );
       this.paused = answer.drained;
     } catch (err) {
-      this.options.say(`heartbeat failed: ${coerceError(err).message}`);
+      if (!this.tokenRejected(err)) this.heartbeatOutage.failed(coerceError(err).message);
     }
   }
 
@@ -176,7 +243,11 @@ export class Worker {
     const slot: Slot = { canceled: false, job: null };
     this.running.set(runId, slot);
     const shipper = new LogShipper(
-      (first, texts) => this.options.protocol.log(this.workerId, runId, first, texts),
+      (first, texts) =>
+        this.options.protocol.log(this.workerId, runId, first, texts).catch((err: unknown) => {
+          this.tokenRejected(err);
+          throw err;
+        }),
       {
         firstSeq: assignment.logNext,
         limitBytes: shippedLogLimit(this.options.settings.logLimitBytes, assignment.logLimitBytes),
@@ -362,6 +433,7 @@ export class Worker {
         ...(summary.state === 'UNCONFIRMED' && kept ? { workspace: sealBody(kept) } : {}),
       });
     } catch (err) {
+      this.tokenRejected(err);
       const error = coerceError(err);
       await shipper.close().catch(() => undefined);
       await reporting;
@@ -369,7 +441,8 @@ export class Worker {
     } finally {
       await reporting;
       this.running.delete(runId);
-      const after = this.afterRun(runId, reported, removeContainer, source).finally(() =>
+      const unshipped = shipper.failure;
+      const after = this.afterRun(runId, reported, removeContainer, source, unshipped).finally(() =>
         this.afterRuns.delete(after),
       );
       this.afterRuns.add(after);
@@ -382,6 +455,8 @@ export class Worker {
     state: Report['state'] | null,
     removeContainer: (() => Promise<void>) | null,
     source: RunSource | null,
+    /** Why the log shipper stopped (the server refused a batch), or null: all of it was shipped. */
+    unshipped: Error | null,
   ): Promise<void> {
     let clean = await this.removeAfterReport(runId, removeContainer);
     try {
@@ -397,11 +472,12 @@ export class Worker {
     // For the operator (and tests): nothing of the run is left to ship or remove here. The state
     // says which part it was: a plan ends UNCONFIRMED here, its apply elsewhere or later.
     const ended = state ? `, ${state}` : '';
+    const log = unshipped ? `log not all shipped: ${unshipped.message};` : 'log shipped,';
     const left = !clean
-      ? 'log shipped; what could not be removed is said above'
+      ? `${log.slice(0, -1)}; what could not be removed is said above`
       : removeContainer
-        ? 'log shipped, container removed'
-        : 'log shipped, nothing left to remove';
+        ? `${log} container removed`
+        : `${log} nothing left to remove`;
     this.options.say(`run ${runId}: done here${ended} (${left})`);
   }
 
@@ -478,6 +554,7 @@ export class Worker {
         return;
       } catch (err) {
         const status = (err as { status?: number }).status ?? 0;
+        if (this.tokenRejected(err)) return;
         if (status >= 400 && status < 500) {
           this.options.say(
             `run ${runId}: the server refused ${report.state} (${coerceError(err).message}); stopping it here`,

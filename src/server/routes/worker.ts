@@ -23,6 +23,7 @@ import {
   WorkspaceBlob,
   WorkspaceQuery,
   WorkspaceStored,
+  WorkerRef,
 } from '../../api/schemas.js';
 import { sealFromText, sealToText } from '../../domain/workspace-seal.js';
 import { BerthError } from '../../domain/errors.js';
@@ -85,7 +86,7 @@ export function registerWorkerRoutes(server: FastifyInstance, ctx: ServerContext
           'Let the server give the worker a new id (remove its id file).',
         );
       }
-      await ctx.store.upsertWorker({ ...request.body, id, poolId }, ctx.now());
+      const worker = await ctx.store.upsertWorker({ ...request.body, id, poolId }, ctx.now());
       const { host, berthVersion, engineVersion, concurrency } = request.body;
       ctx.say?.(
         `worker ${id} ${existing ? 'registered again' : 'registered'} in pool ${poolId}: ${host}, berth ${berthVersion}, Docker ${engineVersion}, up to ${concurrency} run(s) at once`,
@@ -96,7 +97,20 @@ export function registerWorkerRoutes(server: FastifyInstance, ctx: ServerContext
         leaseMs: ctx.leaseMs,
         heartbeatMs: Math.floor(ctx.leaseMs / 3),
         reportsCommit: true,
+        drained: worker.drained,
       };
+    },
+  );
+
+  api.post(
+    '/worker/deregister',
+    { schema: { body: WorkerRef, response: { 204: { type: 'null' }, ...errorResponses } } },
+    async (request, reply) => {
+      // A clean exit: the worker list shows it OFFLINE now, not IDLE until its heartbeat is old.
+      const poolId = callerPool(request);
+      const worker = await ownWorker(ctx, poolId, request.body.workerId);
+      await ctx.store.markWorkerLeft(worker.id, ctx.now());
+      return reply.status(204).send(null);
     },
   );
 

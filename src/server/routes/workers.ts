@@ -1,4 +1,7 @@
-/** Workers as people see them: status (IDLE, BUSY, DRAINED), last heartbeat, current runs; drain. */
+/**
+ * Workers as people see them: status (IDLE, BUSY, DRAINED, OFFLINE), last heartbeat, current
+ * runs; drain.
+ */
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { FastifyInstance } from 'fastify';
 import { WorkerList, WorkerOutput, WorkerParams } from '../../api/schemas.js';
@@ -23,14 +26,27 @@ async function workerView(ctx: ServerContext, worker: Worker) {
     berthVersion: worker.berthVersion,
     engineVersion: worker.engineVersion,
     concurrency: worker.concurrency,
-    status: worker.drained
-      ? ('DRAINED' as const)
-      : runs.length > 0
-        ? ('BUSY' as const)
-        : ('IDLE' as const),
+    status: isOffline(ctx, worker)
+      ? ('OFFLINE' as const)
+      : worker.drained
+        ? ('DRAINED' as const)
+        : runs.length > 0
+          ? ('BUSY' as const)
+          : ('IDLE' as const),
+    drained: worker.drained,
     lastHeartbeatAt: worker.lastHeartbeatAt,
     runs,
   };
+}
+
+/**
+ * A worker that said it leaves, or whose last heartbeat is older than the lease time: a live
+ * worker heartbeats three times within it, so it has died or lost the server.
+ */
+function isOffline(ctx: ServerContext, worker: Worker): boolean {
+  return (
+    worker.leftAt !== null || ctx.now().getTime() - Date.parse(worker.lastHeartbeatAt) > ctx.leaseMs
+  );
 }
 
 export function registerWorkerAdminRoutes(server: FastifyInstance, ctx: ServerContext): void {

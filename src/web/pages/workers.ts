@@ -7,7 +7,7 @@ export const workersPage: Page = async (main) => {
   const draw = async (): Promise<void> => {
     const [pools, workers] = await Promise.all([api.listPools(), api.listWorkers()]);
     const drainButton = (worker: Worker): HTMLButtonElement => {
-      const drained = worker.status === 'DRAINED';
+      const drained = worker.drained;
       const b: HTMLButtonElement = h(
         'button',
         {
@@ -96,7 +96,7 @@ export const workersPage: Page = async (main) => {
                           h(
                             'span',
                             {
-                              class: `badge ${w.status === 'DRAINED' ? 'quiet' : w.status === 'BUSY' ? 'busy' : 'good'}`,
+                              class: `badge ${w.status === 'DRAINED' || w.status === 'OFFLINE' ? 'quiet' : w.status === 'BUSY' ? 'busy' : 'good'}`,
                             },
                             w.status,
                           ),
