@@ -75,7 +75,7 @@ describe('berth help run', () => {
 });
 
 describe("the server's commands", () => {
-  const groups = [['stack'], ['stack', 'env'], ['runs'], ['pool']];
+  const groups = [['stack'], ['stack', 'env'], ['runs'], ['pool'], ['token']];
 
   it.each(groups.map((group) => [group.join(' '), group] as const))(
     'berth %s … has a description for every subcommand',

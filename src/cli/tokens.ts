@@ -45,6 +45,7 @@ export function registerTokens(
     .description('API tokens on the berth server, one per person or script (admin token only)');
   token
     .command('create')
+    .description('make a token (shown this once), stored hashed on the server')
     .argument('<name>', 'who or what the token is for, e.g. ci-deploy')
     .option('--role <role>', 'user | admin', 'user')
     .option('--json')
@@ -64,6 +65,7 @@ export function registerTokens(
     );
   token
     .command('list')
+    .description('the tokens: id, name, role, when made (never the token)')
     .option('--json')
     .action(
       act(async (o: { json?: boolean }) => {
@@ -73,6 +75,7 @@ export function registerTokens(
     );
   token
     .command('revoke')
+    .description('end a token at once (not the one you use, not the last admin token)')
     .argument('<id>', 'the id `berth token list` shows')
     .option('--json')
     .action(
