@@ -222,7 +222,7 @@ describe('berth run: environment and secrets', () => {
       'true',
     ]);
     expect(inRun.code).toBe(3);
-    expect(inRun.stderr).toContain('fix        Pull or build *****:v1 first');
+    expect(inRun.stderr).toContain('fix        Pull or build *****:v1 on this machine first');
     // (The image reference itself is shown as given: berth masks output, messages and hints.)
     const errorLines = inRun.stderr.split('\n').filter((l) => /^\s+(error|fix)\s/.test(l));
     expect(errorLines).toHaveLength(2);
