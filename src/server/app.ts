@@ -217,7 +217,7 @@ function errorAnswer(
       log: true,
     };
   }
-  if (e.code !== undefined && STORAGE_FULL_CODES.has(e.code)) {
+  if (isStorageFull(err)) {
     return {
       status: 507,
       body: {
@@ -240,6 +240,12 @@ function errorAnswer(
  * the operator's to fix, not a bug, and the client's to try again later.
  */
 const STORAGE_FULL_CODES = new Set(['ENOSPC', 'EDQUOT', 'SQLITE_FULL', '53100']);
+
+/** Whether `err` says the disk or the database has no room (STORAGE_FULL_CODES). */
+export function isStorageFull(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && STORAGE_FULL_CODES.has(code);
+}
 
 export type BerthServer = FastifyInstance & {
   notifyPool(poolId: string): void;

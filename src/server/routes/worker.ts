@@ -28,7 +28,13 @@ import {
 import { sealFromText, sealToText } from '../../domain/workspace-seal.js';
 import { BerthError } from '../../domain/errors.js';
 import { StoreConflict, type Run, type Worker } from '../../store/store.js';
-import { ApiError, errorResponses, forgetWorkspaceIfEnded, type ServerContext } from '../app.js';
+import {
+  ApiError,
+  errorResponses,
+  forgetWorkspaceIfEnded,
+  isStorageFull,
+  type ServerContext,
+} from '../app.js';
 import { runView } from './runs.js';
 
 /** The pool of the calling pool token; people's tokens may not speak for a worker. */
@@ -664,8 +670,8 @@ async function heldRun(
  * other failure.
  */
 function storageFull(ctx: ServerContext, runId: string, err: unknown): ApiError | null {
-  const code = (err as { code?: string } | null)?.code;
-  if (code !== 'ENOSPC' && code !== 'EDQUOT') return null;
+  if (!isStorageFull(err)) return null;
+  const code = (err as { code: string }).code;
   console.error(
     `berth server: the blob store ${ctx.blobs.dir} is full (${code}): the saved workspace of run ${runId} was not kept, and the run fails; free space there or give it more`,
   );
