@@ -211,7 +211,9 @@ function errorAnswer(
       status: 503,
       body: {
         code: 'DATABASE_UNAVAILABLE',
-        message: `the berth server cannot use its database now (${database.cause}); nothing was changed`,
+        // The driver's words (the database's address, its user) are for the operator's log:
+        // this answer may go to a caller that has not even authenticated.
+        message: `the berth server cannot use its database now (${database.kind}); nothing was changed`,
         hint: 'Try again shortly; if it lasts, the server operator checks its PostgreSQL database.',
       },
       log: true,
