@@ -49,6 +49,9 @@ const processes: ChildProcess[] = [];
 const bodies: Promise<string>[] = [];
 const cspViolations: string[] = [];
 
+/** What each started process has written to stderr so far, whole. */
+const transcripts = new WeakMap<ChildProcess, { text: string }>();
+
 function startBerth(args: string[], env: Record<string, string>): ChildProcess {
   const child = spawn(process.execPath, [BERTH_BIN, ...args], {
     env: { ...process.env, NO_COLOR: '1', ...env },
@@ -56,18 +59,43 @@ function startBerth(args: string[], env: Record<string, string>): ChildProcess {
   });
   if (child.pid !== undefined) recordLauncherPid(child.pid);
   processes.push(child);
+  const transcript = { text: '' };
+  transcripts.set(child, transcript);
+  child.stderr?.on('data', (chunk: Buffer) => (transcript.text += chunk.toString()));
   return child;
 }
 
-function said(child: ChildProcess, pattern: RegExp): Promise<RegExpExecArray> {
-  let text = '';
+/**
+ * The first match of `pattern` in everything `child` has said, waiting for it if need be. It
+ * reads the whole transcript, not only what arrives after the call: two lines the process wrote
+ * together may come in one chunk, before the second wait began.
+ */
+function said(child: ChildProcess, pattern: RegExp, timeoutMs = 60_000): Promise<RegExpExecArray> {
+  const transcript = transcripts.get(child) as { text: string };
   return new Promise((resolve, reject) => {
-    child.stderr?.on('data', (chunk: Buffer) => {
-      text += chunk.toString();
-      const match = pattern.exec(text);
-      if (match) resolve(match);
-    });
-    child.on('exit', (code) => reject(new Error(`berth exited (${code}): ${text}`)));
+    const check = (): void => {
+      const match = pattern.exec(transcript.text);
+      if (!match) return;
+      stop();
+      resolve(match);
+    };
+    const exited = (code: number | null): void => {
+      stop();
+      reject(new Error(`berth exited (${code}) before saying ${pattern}: ${transcript.text}`));
+    };
+    const timer = setTimeout(() => {
+      stop();
+      reject(new Error(`berth did not say ${pattern} in ${timeoutMs} ms: ${transcript.text}`));
+    }, timeoutMs);
+    const stop = (): void => {
+      clearTimeout(timer);
+      child.stderr?.off('data', check);
+      child.off('exit', exited);
+    };
+    // Listeners added after startBerth's: the transcript already holds the chunk.
+    child.stderr?.on('data', check);
+    child.on('exit', exited);
+    check();
   });
 }
 
@@ -261,7 +289,9 @@ beforeAll(async () => {
     if (/Content Security Policy/i.test(message.text())) cspViolations.push(message.text());
   });
   page.on('pageerror', (err) => cspViolations.push(`page error: ${err.message}`));
-});
+  // Each wait above has its own limit; this one only keeps a hang from costing the whole hook
+  // timeout of the suite.
+}, 240_000);
 
 afterEach(async () => {
   await expectNoBerthContainers(engine);
