@@ -11,6 +11,7 @@ import { errorText, fixText, type Output } from './render.js';
 import { registerDoctor } from './doctor.js';
 import { registerServer, registerUp } from './server.js';
 import { registerWorker } from './worker.js';
+import { unknownVariablesWarning } from '../domain/worker-settings.js';
 import { registerRemote } from './remote.js';
 import { registerImage } from './image.js';
 import { registerRun } from './run.js';
@@ -46,6 +47,12 @@ export async function main(argv: string[], io: Output, env: NodeJS.ProcessEnv): 
   registerWorker(program, io, env, VERSION);
   registerRemote(program, io, env, setExit);
   const commandUsed = watchCommandUsed(program);
+  // A misspelt BERTH_ variable sets nothing: said once, for every command, before it starts
+  // (on stderr, so that a --json stream on stdout stays JSON).
+  program.hook('preAction', () => {
+    const unknown = unknownVariablesWarning(env);
+    if (unknown) io.stderr.write(`berth: ${unknown}\n`);
+  });
   try {
     await program.parseAsync(argv, { from: 'user' });
     return exitCode;

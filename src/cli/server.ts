@@ -1,5 +1,4 @@
 /** `berth server` and `berth worker`: the control plane and a launcher that leases its runs. */
-import { unknownVariablesWarning } from '../domain/worker-settings.js';
 import { homedir } from 'node:os';
 import path from 'node:path';
 import type { Command } from 'commander';
@@ -141,10 +140,6 @@ export function registerServer(
           newAdminToken?: boolean;
         } & TlsOptions,
       ) => {
-        const unknown = unknownVariablesWarning(env);
-        if (unknown)
-          io.stderr.write(`berth: ${unknown}
-`);
         const { host, port } = listenAddress(...listenFrom(env, opts.listen));
         const tls = serverTls(opts);
         const logLimitBytes = serverLogLimit(env);

@@ -4,12 +4,7 @@ import path from 'node:path';
 import type { Command } from 'commander';
 import { BerthError } from '../domain/errors.js';
 import { parseByteSize, parseDuration } from '../domain/units.js';
-import {
-  readWorkerJobSettings,
-  settingOf,
-  unknownVariablesWarning,
-  type ExtraMount,
-} from '../domain/worker-settings.js';
+import { readWorkerJobSettings, settingOf, type ExtraMount } from '../domain/worker-settings.js';
 import { DockerExecutor } from '../executor/docker/docker-executor.js';
 import { EngineClient } from '../executor/docker/engine-client.js';
 import { FileJobUserCache } from '../launcher/job-user-cache.js';
@@ -101,8 +96,6 @@ export async function runWorker(options: {
 }): Promise<void> {
   const { server, token, concurrency, io, env, version } = options;
   const say = (line: string): void => void io.stderr.write(`berth: ${line}\n`);
-  const unknown = unknownVariablesWarning(env);
-  if (unknown) say(unknown);
   const settings = readSettings(env);
   const jobSettings = readWorkerJobSettings(env);
   for (const warning of jobSettings.warnings) say(`warning: ${warning}`);

@@ -1,0 +1,67 @@
+/**
+ * A misspelt BERTH_ variable sets nothing: every command says so once, on stderr, with the name
+ * it was probably meant to be; a --json stream on stdout stays JSON.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { PassThrough } from 'node:stream';
+import { afterAll, describe, expect, it } from 'vitest';
+import { main } from './main.js';
+
+const CONFIG = mkdtempSync(path.join(tmpdir(), 'berth-unknown-vars-'));
+afterAll(() => rmSync(CONFIG, { recursive: true, force: true }));
+
+async function berth(
+  argv: string[],
+  env: Record<string, string>,
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  const stdout = new PassThrough();
+  const stderr = new PassThrough();
+  let out = '';
+  let err = '';
+  stdout.on('data', (chunk: Buffer) => (out += chunk.toString()));
+  stderr.on('data', (chunk: Buffer) => (err += chunk.toString()));
+  // No login of the machine's user: the server commands find no server.
+  const code = await main(argv, { stdout, stderr }, { XDG_CONFIG_HOME: CONFIG, ...env });
+  return { code, stdout: out, stderr: err };
+}
+
+const WARNING = (name: string, meant: string): string =>
+  `berth: warning: berth does not know the variable ${name} (did you mean ${meant}?); it is ignored\n`;
+
+describe('unknown BERTH_ variables', () => {
+  it('are named by berth run, once, before its own error, with stdout left to the JSON stream', async () => {
+    const result = await berth(['run', '/nonexistent-berth-dir', '--json'], {
+      BERTH_DEFAULT_RUNER_IMAGE: 'alpine:3',
+    });
+    expect(result.code).toBe(2);
+    expect(
+      result.stderr.startsWith(WARNING('BERTH_DEFAULT_RUNER_IMAGE', 'BERTH_DEFAULT_RUNNER_IMAGE')),
+    ).toBe(true);
+    expect(result.stderr.split('warning:').length).toBe(2);
+    const events = result.stdout
+      .trim()
+      .split('\n')
+      .map((line) => JSON.parse(line) as { type: string; error?: { code: string } });
+    expect(events.at(-1)?.error?.code).toBe('BERTH_WORKSPACE_UNREADABLE');
+    expect(result.stdout).not.toContain('RUNER');
+  });
+
+  it('are named by the server commands too: a misspelt BERTH_SERVER is why there is no server', async () => {
+    const result = await berth(['stack', 'list'], { BERTH_SEVER: 'http://127.0.0.1:1' });
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain(WARNING('BERTH_SEVER', 'BERTH_SERVER'));
+    expect(result.stderr).toContain('no berth server to talk to');
+  });
+
+  it('say nothing when every BERTH_ variable is known, or belongs to the test suite', async () => {
+    const result = await berth(['stack', 'list'], {
+      BERTH_DEFAULT_RUNNER_IMAGE: 'alpine:3',
+      BERTH_TEST_ANYTHING: '1',
+    });
+    expect(result.code).toBe(2);
+    expect(result.stderr).not.toContain('warning');
+    expect(result.stderr).toContain('no berth server to talk to');
+  });
+});
