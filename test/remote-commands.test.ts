@@ -2,7 +2,8 @@
  * The server's command line as a script and a new user meet it, against a real `berth server`
  * process (no worker: runs stay queued until cancelled): `berth stack update`, `--json` on every
  * command, usage errors whose fix names the command used, refusals with a command-line fix, and
- * `berth runs logs` of a run that ended before any output.
+ * `berth runs logs` of a run that ended before any output, and what following a run says when no
+ * worker of its pool can take it.
  */
 import { statSync } from 'node:fs';
 import path from 'node:path';
@@ -10,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runBerth, spawnBerth, resultOf, type BerthResult } from './harness/cli.js';
 import { startBerthServer, type BerthServer } from './harness/berth-server.js';
 import { tempDir } from './harness/ownership.js';
+import { apiRequest } from './harness/api-request.js';
 
 let server: BerthServer;
 const COMMIT = 'a'.repeat(40);
@@ -286,6 +288,81 @@ describe('--json on every command', () => {
       expect(event.runId).toBe(first.runId);
       expect(event.run).toMatchObject({ id: first.runId, stack: 'followed' });
     }
+  });
+});
+
+describe('following a run no worker can take', () => {
+  /** Registers a worker in `pool` through the worker API, as `berth worker` does; its id. */
+  async function registerWorker(poolToken: string, host: string): Promise<string> {
+    const res = await apiRequest(server.url, poolToken, 'POST', '/worker/register', {
+      host,
+      berthVersion: '0.1.0',
+      engineVersion: '20.10.24',
+      concurrency: 1,
+    });
+    expect(res.status).toBe(200);
+    return ((await res.json()) as { workerId: string }).workerId;
+  }
+
+  /** Follows a new run of `stack` until berth says why it waits; cancels it. */
+  async function followUntilHint(stack: string, hint: string): Promise<BerthResult> {
+    const follow = spawnBerth(['stack', 'trigger', stack, '--commit', COMMIT, '--follow'], {
+      BERTH_SERVER: server.url,
+      BERTH_TOKEN: server.admin,
+    });
+    await follow.waitFor(hint, 30_000);
+    const id = /run (\S+) READY/.exec(follow.stderr())?.[1] as string;
+    expect((await berth(['runs', 'cancel', id])).code).toBe(0);
+    const result = await resultOf(follow, true);
+    expect(result.code).toBe(1);
+    // Said once, and only while the run waited.
+    expect(result.stderr.split('waits for a worker').length).toBe(2);
+    expect(result.stderr.indexOf('waits for a worker')).toBeLessThan(
+      result.stderr.indexOf('CANCELED'),
+    );
+    return result;
+  }
+
+  it('says when no worker has registered in its pool, and how to start one', async () => {
+    const created = await server.api('POST', '/pools', { id: 'empty', kind: 'private' });
+    expect(created.status).toBe(201);
+    await createStack('unserved', 'empty');
+    const result = await followUntilHint('unserved', 'no worker has registered in that pool');
+    expect(result.stderr).toContain(
+      `waits for a worker of pool empty, and no worker has registered in that pool: start one on a machine with Docker: \`BERTH_POOL_TOKEN=<the pool's token> berth worker --server ${server.url}\``,
+    );
+    expect(result.stderr).toContain('`berth pool rotate-token empty` gives a new token');
+  });
+
+  it('says when every worker of its pool is offline, naming the last one heard of', async () => {
+    const created = await server.api<{ token: string }>('POST', '/pools', {
+      id: 'gone',
+      kind: 'private',
+    });
+    const workerId = await registerWorker(created.body.token, 'build-7.example');
+    const left = await apiRequest(server.url, created.body.token, 'POST', '/worker/deregister', {
+      workerId,
+    });
+    expect(left.status).toBe(204);
+    await createStack('abandoned', 'gone');
+    const result = await followUntilHint('abandoned', 'is offline');
+    expect(result.stderr).toContain(
+      `waits for a worker of pool gone, and its only worker is offline (last heard of: ${workerId} on build-7.example at `,
+    );
+  });
+
+  it('says when every online worker of its pool is drained, and how to undrain it', async () => {
+    const created = await server.api<{ token: string }>('POST', '/pools', {
+      id: 'drained',
+      kind: 'private',
+    });
+    const workerId = await registerWorker(created.body.token, 'build-8.example');
+    expect((await berth(['worker', 'drain', workerId])).code).toBe(0);
+    await createStack('paused', 'drained');
+    const result = await followUntilHint('paused', 'is drained');
+    expect(result.stderr).toContain(
+      `waits for a worker of pool drained, and every online worker of it is drained: \`berth worker undrain ${workerId}\` lets it take runs again`,
+    );
   });
 });
 

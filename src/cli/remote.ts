@@ -7,7 +7,14 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import path from 'node:path';
 import type { Command } from 'commander';
-import { ApiClient, ApiClientError, type LogChunk, type Run, type Stack } from '../api/client.js';
+import {
+  ApiClient,
+  ApiClientError,
+  type LogChunk,
+  type Run,
+  type Stack,
+  type Worker,
+} from '../api/client.js';
 import { BerthError } from '../domain/errors.js';
 import { fetchTrusting, trustedCas } from '../net/tls-files.js';
 import { isTerminal, type RunStateName } from '../domain/run-state.js';
@@ -208,6 +215,72 @@ function jsonView(io: Output, runId: string): FollowView {
   };
 }
 
+/** How long a run may wait for a worker before the follower looks at why (a lease takes ms). */
+export const WORKER_WAIT_HINT_MS = 2000;
+
+/**
+ * Why a READY run of `pool` is not taken, when the pool's workers say so: none has registered,
+ * none is online, or every online one is drained. Null when some worker could take it (they are
+ * busy: the run's turn comes).
+ */
+export function noWorkerHint(run: Run, workers: readonly Worker[], server: string): string | null {
+  const ours = workers.filter((w) => w.pool === run.pool);
+  const start = `BERTH_POOL_TOKEN=<the pool's token> berth worker --server ${server}`;
+  const lostToken = `(\`berth pool rotate-token ${run.pool}\` gives a new token if it is lost)`;
+  const head = `run ${run.id} waits for a worker of pool ${run.pool}`;
+  const still = 'Still following (Ctrl-C stops following; the run stays queued).';
+  if (ours.length === 0)
+    return `${head}, and no worker has registered in that pool: start one on a machine with Docker: \`${start}\` ${lostToken}. ${still}`;
+  const online = ours.filter((w) => w.status !== 'OFFLINE');
+  if (online.length === 0) {
+    const last = [...ours].sort((a, b) => b.lastHeartbeatAt.localeCompare(a.lastHeartbeatAt))[0];
+    return `${head}, and ${ours.length === 1 ? 'its only worker is offline' : `none of its ${ours.length} workers is online`} (last heard of: ${last?.id} on ${last?.host} at ${last?.lastHeartbeatAt}): start one again: \`${start}\` ${lostToken}. ${still}`;
+  }
+  if (online.every((w) => w.drained))
+    return `${head}, and every online worker of it is drained: \`${online.map((w) => `berth worker undrain ${w.id}`).join('` or `')}\` lets ${online.length === 1 ? 'it' : 'them'} take runs again. ${still}`;
+  return null;
+}
+
+/**
+ * Once a run has waited WORKER_WAIT_HINT_MS for a worker, says why when no worker of its pool can
+ * take it (once). `state` hears of each run the follower gets; `stop` ends the watch.
+ */
+function watchWorkerWait(client: ApiClient, io: Output): { state(run: Run): void; stop(): void } {
+  let timer: NodeJS.Timeout | null = null;
+  let said = false;
+  let current: string | null = null;
+  const clear = (): void => {
+    if (timer) clearTimeout(timer);
+    timer = null;
+  };
+  return {
+    state(run) {
+      current = run.state;
+      if (run.state !== 'READY') return clear();
+      if (timer || said) return;
+      timer = setTimeout(() => {
+        timer = null;
+        void client.listWorkers().then(
+          (workers) => {
+            const hint = noWorkerHint(run, workers, client.baseUrl);
+            // Taken (or ended) while the list was on its way: nothing to explain any more.
+            if (!hint || current !== 'READY') return;
+            said = true;
+            io.stderr.write(`berth: ${hint}\n`);
+          },
+          // The worker list is a help, not the point: following goes on without it.
+          () => undefined,
+        );
+      }, WORKER_WAIT_HINT_MS);
+      timer.unref();
+    },
+    stop() {
+      clear();
+      current = null;
+    },
+  };
+}
+
 /**
  * Follows a run's log and states live (server-sent events, resumed after a cut without a line
  * lost or doubled) until it ends; returns the final run. A plan waiting for confirmation is shown,
@@ -227,6 +300,7 @@ export async function followRun(
   let failed: { error: unknown } | null = null;
   // A decision that failed ends the following: the run would otherwise wait for ever.
   const stop = new AbortController();
+  const waiting = watchWorkerWait(client, io);
   try {
     await client.followLogs(
       id,
@@ -234,6 +308,7 @@ export async function followRun(
         log: (chunk) => view.log(chunk),
         run: (run) => {
           last = run;
+          waiting.state(run);
           if (run.state === state) return;
           state = run.state;
           view.state(run);
@@ -250,6 +325,8 @@ export async function followRun(
     );
   } catch (err) {
     if (!failed) throw err;
+  } finally {
+    waiting.stop();
   }
   await deciding;
   if (failed) throw (failed as { error: unknown }).error;
