@@ -345,7 +345,7 @@ describe.each<Kind>(['sqlite', 'postgres'])('the store on %s', (kind) => {
     await store.transitionRun(run.id, 'CANCELED', {}, t0);
   });
 
-  it("records a worker's goodbye until it registers or heartbeats again", async () => {
+  it("records a worker's goodbye until it registers again (a late heartbeat does not undo it)", async () => {
     const worker = {
       id: 'w-leaves',
       poolId: 'private-a',
@@ -359,7 +359,8 @@ describe.each<Kind>(['sqlite', 'postgres'])('the store on %s', (kind) => {
     expect((await store.getWorker('w-leaves'))?.leftAt).toBe(later(1_000).toISOString());
     expect(await store.markWorkerLeft('w-unknown', later(1_000))).toBe(false);
     expect(await store.heartbeat('w-leaves', later(2_000), 10_000, [])).toBe(true);
-    expect((await store.getWorker('w-leaves'))?.leftAt).toBeNull();
+    expect((await store.getWorker('w-leaves'))?.leftAt).toBe(later(1_000).toISOString());
+    expect((await store.getWorker('w-leaves'))?.lastHeartbeatAt).toBe(later(2_000).toISOString());
     await store.markWorkerLeft('w-leaves', later(3_000));
     expect((await store.upsertWorker(worker, later(4_000))).leftAt).toBeNull();
   });

@@ -250,7 +250,7 @@ describe('the worker list', () => {
     await untilStatus(id, 'IDLE');
     await stopWorkers(workers);
     // A clean exit says goodbye: OFFLINE at once, not IDLE until the heartbeat grows old.
-    expect(await statusOf(id)).toBe('OFFLINE');
+    expect(await statusOf(id), first.stderr()).toBe('OFFLINE');
 
     // The same worker (its id kept in the state directory), drained while away, says so at start.
     expect((await admins().api('POST', `/workers/${id}/drain`)).status).toBe(200);

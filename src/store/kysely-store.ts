@@ -265,7 +265,9 @@ export class KyselyStore implements Store {
     return this.db.transaction().execute(async (trx) => {
       const seen = await trx
         .updateTable('workers')
-        .set({ last_heartbeat_at: iso(at), left_at: null })
+        // Not left_at: a goodbye stands until the worker registers again (a heartbeat still on its
+        // way when the worker said goodbye must not bring it back to the list as IDLE).
+        .set({ last_heartbeat_at: iso(at) })
         .where('id', '=', workerId)
         .executeTakeFirst();
       if (Number(seen.numUpdatedRows) !== 1) return false;

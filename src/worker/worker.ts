@@ -123,8 +123,15 @@ export class Worker {
         ? `worker ${this.workerId} registered in pool ${registered.pool}; drained: it takes no runs until \`berth worker undrain ${this.workerId}\``
         : `worker ${this.workerId} registered in pool ${registered.pool}; up to ${this.options.concurrency} run(s) at once`,
     );
+    // One heartbeat at a time: on a slow server they do not pile up, and the one awaited at the
+    // end is the only one on its way (nothing of this worker reaches the server after its goodbye).
+    let inFlight = false;
     this.heartbeatTimer = setInterval(() => {
-      this.beating = this.beat();
+      if (inFlight) return;
+      inFlight = true;
+      this.beating = this.beat().finally(() => {
+        inFlight = false;
+      });
     }, this.heartbeatMs);
   }
 
