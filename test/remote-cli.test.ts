@@ -175,7 +175,7 @@ describe('berth up, login, stack, runs and worker commands', () => {
       expect(out.stdout + out.stderr).not.toContain('first-try-secret-77');
   });
 
-  it('berth runs logs of a run that failed before any output says so and why', async () => {
+  it('berth runs logs of a run that failed before any output shows why, as berth run would', async () => {
     const gone = path.join(tempDir('berth-gone-'), 'not-here');
     const created = await berth(['stack', 'create', 'nowhere', '--dir', gone, '--pool', 'local']);
     expect(created.code, created.stderr).toBe(0);
@@ -191,10 +191,11 @@ describe('berth up, login, stack, runs and worker commands', () => {
     expect(run.state).toBe('FAILED');
     const logs = await berth(['runs', 'logs', run.id]);
     expect(logs.code).toBe(0);
-    expect(logs.stdout).toBe('');
-    expect(logs.stderr).toContain(
-      `run ${run.id} has no log: it ended FAILED before any output: ${run.stateReason}\n`,
+    // The worker's own lines: the error (the run's reason) and what to do about it.
+    expect(logs.stdout).toBe(
+      `[berth: error: ${run.stateReason}]\n[berth: fix: A stack's --dir names a directory on the machines of its pool's workers (with berth up, this machine): create it there, or point the stack at the right one (\`berth stack update STACK --dir DIR\`) or at a repository (\`--repo URL\`).]\n`,
     );
+    expect(followed.stdout).toBe(logs.stdout);
     expect(run.stateReason).toContain(gone);
     expect((await berth(['stack', 'delete', 'nowhere'])).code).toBe(0);
   });

@@ -63,6 +63,16 @@ async function settled(id: string, states: string[], timeoutMs = 60_000): Promis
   }
 }
 
+/** A run's stored log, as its non-empty lines. */
+async function logLines(runId: string): Promise<string[]> {
+  const log = (await api<{ chunks: { text: string }[] }>('GET', `/runs/${runId}/logs`)).body;
+  return log.chunks
+    .map((c) => c.text)
+    .join('')
+    .split('\n')
+    .filter(Boolean);
+}
+
 async function createPool(id: string): Promise<string> {
   // The tests' images are this engine's own: the pool runs them without a registry.
   const created = await api<{ token: string }>('POST', '/pools', {
@@ -161,13 +171,8 @@ describe('berth server and berth worker', () => {
         'PERFORMING',
         'FINISHED',
       ]);
-      const log = (await api<{ chunks: { text: string }[] }>('GET', `/runs/${run.id}/logs`)).body;
       // The job's output, and berth's warnings about the run as log lines of their own.
-      const lines = log.chunks
-        .map((c) => c.text)
-        .join('')
-        .split('\n')
-        .filter(Boolean);
+      const lines = await logLines(run.id);
       expect(lines.filter((l) => !l.startsWith('[berth: warning: '))).toEqual([
         'run of stack-a as 1983 with *****',
       ]);
@@ -249,6 +254,35 @@ describe('berth server and berth worker', () => {
       `stack stack-nodir's source directory ${missing} does not exist on worker host ${hostname()} [BERTH_WORKSPACE_UNREADABLE]`,
     );
     await worker.waitFor(`run ${run.id}: done here, FAILED (log shipped, nothing left to remove)`);
+  });
+
+  it('ends the log of a run that berth failed with the error and its fix, a secret masked in both and in the reason', async () => {
+    const token = await createPool('pool-noimage');
+    // The image's name holds the stack's secret: the error quotes it.
+    const secret = 'zq7noimagesecret';
+    const missing = `localhost/berth-absent-${secret}:v1`;
+    await api('POST', '/stacks', {
+      id: 'stack-noimage',
+      localDir: repo('echo never\n'),
+      pool: 'pool-noimage',
+      runnerImage: missing,
+    });
+    await api('PUT', '/stacks/stack-noimage/env/HIDDEN', { value: secret, secret: true });
+    const worker = startWorker(token, tempDir('berth-worker-'));
+    await worker.waitFor('registered in pool');
+    const run = (await api<RunBody>('POST', '/stacks/stack-noimage/runs', { type: 'task' })).body;
+    const failed = await settled(run.id, ['FAILED', 'FINISHED']);
+    expect(failed.state).toBe('FAILED');
+    const masked = missing.replace(secret, '*****');
+    expect(failed.stateReason).toContain(`image ${masked} is not in the local Docker engine`);
+    expect(failed.stateReason).toMatch(/\[BERTH_IMAGE_NOT_FOUND\]$/);
+    await worker.waitFor(`run ${run.id}: done here, FAILED`);
+    const lines = await logLines(run.id);
+    expect(lines.slice(-2)).toEqual([
+      `[berth: error: ${failed.stateReason}]`,
+      `[berth: fix: Pull or build ${masked} on this machine first, or use a pull policy that pulls: --pull if-not-present for berth run; the pool's policy (berth pool create --pull) for a worker.]`,
+    ]);
+    expect(lines.join('\n')).not.toContain(secret);
   });
 });
 

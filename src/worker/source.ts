@@ -84,7 +84,7 @@ async function requireDirectory(stackId: string, dir: string): Promise<void> {
     'BERTH_WORKSPACE_UNREADABLE',
     `stack ${stackId}'s source directory ${dir} ${problem} on worker host ${hostname()}`,
     {
-      hint: "A stack's --dir names a directory on the machines of its pool's workers (with berth up, this machine): create it there, or make the stack again with the right --dir (berth stack delete, berth stack create), or give it a repository with --repo.",
+      hint: "A stack's --dir names a directory on the machines of its pool's workers (with berth up, this machine): create it there, or point the stack at the right one (`berth stack update STACK --dir DIR`) or at a repository (`--repo URL`).",
     },
   );
 }

@@ -13,6 +13,7 @@ import { mkdir, rm } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import path from 'node:path';
 import { BerthError, coerceError } from '../domain/errors.js';
+import { MaskValues, maskAll } from '../domain/log-masker.js';
 import type { RunEvent } from '../domain/run-events.js';
 import type { RunStateName } from '../domain/run-state.js';
 import type { RunType } from '../domain/workflow.js';
@@ -261,6 +262,13 @@ export class Worker {
         remask: (values) => this.options.protocol.remask(this.workerId, runId, values),
       },
     );
+    // What berth itself says of the run (its failure, in the log and the reason) is masked as the
+    // job's output is: an error message may quote a value.
+    const secrets = new MaskValues([
+      ...assignment.environment.filter((v) => v.secret).map((v) => v.value),
+      ...Object.values(this.options.jobSettings.secretEnv),
+    ]);
+    const masked = (text: string): string => (secrets.size > 0 ? maskAll(text, secrets) : text);
     let started = false;
     let reporting = Promise.resolve();
     // The state this worker last reported: what the operator's "done here" line names.
@@ -273,7 +281,7 @@ export class Worker {
         ...r,
         ...(checkedOut ? { commit: checkedOut } : {}),
         ...(started ? { started: true } : {}),
-        ...(r.reason !== undefined ? { reason: printableReason(r.reason) } : {}),
+        ...(r.reason !== undefined ? { reason: printableReason(masked(r.reason)) } : {}),
       };
       reporting = reporting.then(() => this.deliverReport(runId, body, slot));
     };
@@ -287,7 +295,7 @@ export class Worker {
       source = await prepareSource(assignment, this.options.repositories);
       if (this.reportsCommit && !assignment.run.commit && source.commit)
         checkedOut = source.commit.sha;
-      for (const warning of source.warnings) shipper.add(`[berth: warning: ${warning}]\n`);
+      for (const warning of source.warnings) shipper.add(masked(`[berth: warning: ${warning}]\n`));
       const type = assignment.run.type.toLowerCase() as RunType;
       const resume = assignment.resume ? await this.fetchWorkspace(assignment) : undefined;
       // The apply runs in the image the plan ran in: by its registry digest when it has one.
@@ -383,7 +391,7 @@ export class Worker {
                 break;
               case 'warning':
                 // What berth had to say about the run belongs to its log on the server too.
-                shipper.add(`[berth: warning: ${event.message}]\n`);
+                shipper.add(masked(`[berth: warning: ${event.message}]\n`));
                 break;
               case 'image.resolved':
                 image = {
@@ -423,6 +431,7 @@ export class Worker {
       slot.job = running;
       if (slot.canceled) running.cancel();
       const summary = await running.result;
+      if (summary.error) shipper.add(masked(failureLines(summary.error)));
       await shipper.close();
       await reporting;
       const reason = summary.error
@@ -442,6 +451,7 @@ export class Worker {
     } catch (err) {
       this.tokenRejected(err);
       const error = coerceError(err);
+      shipper.add(masked(failureLines(error)));
       await shipper.close().catch(() => undefined);
       await reporting;
       report({ state: 'FAILED', reason: `${error.message} [${error.code}]` });
@@ -600,6 +610,14 @@ export function shippedLogLimit(own: number, server: number | undefined): number
 }
 
 /** A reason as the server takes it: no control characters but newlines and tabs, bounded. */
+/**
+ * The run's failure as its log's last lines, as `berth run` shows it on the terminal: the reason
+ * says what happened, the log also says how to fix it (the state reason has no room for that).
+ */
+function failureLines(error: { code: string; message: string; hint?: string }): string {
+  return `[berth: error: ${error.message} [${error.code}]]\n${error.hint ? `[berth: fix: ${error.hint}]\n` : ''}`;
+}
+
 function printableReason(text: string): string {
   return text.replace(/[\u0000-\u0008\u000b-\u001f\u007f]/g, '?').slice(0, 4000);
 }
