@@ -209,6 +209,16 @@ describe('--json on every command', () => {
       }),
     );
     expect(set.variables).toEqual([{ name: 'API_KEY', secret: true }]);
+    // A secret too short to mask well is set, with a warning on stderr (stdout stays JSON).
+    const short = await berth(['stack', 'env', 'set', 'scripted', 'ZONE=eu', '--secret', '--json']);
+    expect(json<{ variables: unknown[] }>(short).variables).toContainEqual({
+      name: 'ZONE',
+      secret: true,
+    });
+    expect(short.stderr).toBe(
+      'berth: warning: the secret ZONE is only 2 characters long: every occurrence of it in the output is masked, inside other words too; if it is not secret, pass it as a plain variable\n',
+    );
+    expect((await berth(['stack', 'env', 'unset', 'scripted', 'ZONE'])).code).toBe(0);
     const unset = json<{ variables: unknown[] }>(
       await berth(['stack', 'env', 'unset', 'scripted', 'API_KEY', '--json']),
     );

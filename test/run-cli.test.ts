@@ -25,6 +25,11 @@ import { tempDir } from './harness/ownership.js';
 
 let engine: EngineClient;
 let busybox: string;
+
+/** `berth run` of a new job directory in the test image, which is never pulled; then `rest`. */
+function localRun(...rest: string[]): string[] {
+  return ['run', jobDir(), '--image', busybox, '--pull', 'never', ...rest];
+}
 let stateDir: string;
 
 function berth(
@@ -205,6 +210,22 @@ describe('berth run: environment and secrets', () => {
     const log = readFileSync(finished(result).log.path as string, 'utf8');
     expect(log).toContain('token=*****');
     expect(log).not.toContain('s3cr3t');
+  });
+
+  it('warns of a secret so short that masking it garbles other words, and masks it all the same', async () => {
+    const secrets = ['--secret-env', 'REGION=eu', '--secret-env', 'LONG_ENOUGH=s3cr3t-4711'];
+    const result = await berth([
+      ...localRun('--json', ...secrets),
+      '--',
+      'echo "in $REGION: europe"',
+    ]);
+    expect(result.code, result.stderr).toBe(0);
+    expect(jobOutput(result, 'stdout')).toBe('in *****: *****rope\n');
+    // One warning, for the short one only (busybox's missing user is warned about as well).
+    const warnings = finished(result).warnings.filter((w) => w.startsWith('the secret '));
+    expect(warnings).toEqual([
+      'the secret REGION is only 2 characters long: every occurrence of it in the output is masked, inside other words too; if it is not secret, pass it as a plain variable',
+    ]);
   });
 
   it('masks secrets in error hints, in the run and before it', async () => {

@@ -20,6 +20,7 @@ import { fetchTrusting, trustedCas } from '../net/tls-files.js';
 import { isTerminal, type RunStateName } from '../domain/run-state.js';
 import type { Output } from './render.js';
 import { registerTokens } from './tokens.js';
+import { shortSecretWarnings } from '../domain/log-masker.js';
 
 interface Login {
   server: string;
@@ -633,6 +634,10 @@ function registerStack(program: Command, remote: Remote): void {
             hint: `Export ${name} first (keeps the value out of the command line), or pass ${name}=VALUE.`,
           });
         const updated = await client().setVariable(id, name, value, o.secret === true);
+        // Said now, not only in the log of every run it will be masked in.
+        if (o.secret)
+          for (const warning of shortSecretWarnings({ [name]: value }))
+            io.stderr.write(`berth: warning: ${warning}\n`);
         if (o.json) printJson(io, updated);
         else io.stderr.write(`berth: ${name} set on stack ${id}${o.secret ? ' (secret)' : ''}\n`);
       }),

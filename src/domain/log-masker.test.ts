@@ -1,7 +1,7 @@
 import { cutAt } from '../../test/harness/chunks.js';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { MASK, MaskValues, SecretMasker, maskAll } from './log-masker.js';
+import { MASK, MaskValues, SecretMasker, maskAll, shortSecretWarnings } from './log-masker.js';
 
 function feed(masker: SecretMasker, chunks: string[]): string {
   return chunks.map((c) => masker.write(c)).join('') + masker.flush();
@@ -229,5 +229,16 @@ describe('SecretMasker', () => {
       expect(masker.write('k aba')).toBe(`${MASK} `);
       expect(masker.write('bab tok') + masker.flush()).toBe(`${MASK} ${MASK}`);
     });
+  });
+});
+
+describe('shortSecretWarnings', () => {
+  it('warns of each secret shorter than 4 characters, by name, never by value', () => {
+    const warnings = shortSecretWarnings({ A: 'x', B: 'xyz', C: 'wxyz', D: '' });
+    expect(warnings).toEqual([
+      'the secret A is only 1 character long: every occurrence of it in the output is masked, inside other words too; if it is not secret, pass it as a plain variable',
+      'the secret B is only 3 characters long: every occurrence of it in the output is masked, inside other words too; if it is not secret, pass it as a plain variable',
+    ]);
+    expect(warnings.join('\n')).not.toContain('xyz');
   });
 });

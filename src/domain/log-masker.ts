@@ -478,3 +478,20 @@ export function maskAll(text: string, secrets: Iterable<string> | MaskValues): s
   const masker = new SecretMasker(secrets);
   return masker.write(text) + masker.flush();
 }
+
+/** Secret values shorter than this many characters are masked all the same, with a warning. */
+export const SHORT_SECRET_CHARS = 4;
+
+/**
+ * A warning per secret whose value is so short that masking it also masks the same letters
+ * inside ordinary words (a secret `eu` turns `europe` into `*****rope`): the log becomes hard to
+ * read, and the mask hints at the value. Never names the value.
+ */
+export function shortSecretWarnings(secretEnv: Record<string, string>): string[] {
+  return Object.entries(secretEnv)
+    .filter(([, value]) => value.length > 0 && value.length < SHORT_SECRET_CHARS)
+    .map(
+      ([name, value]) =>
+        `the secret ${name} is only ${value.length} character${value.length === 1 ? '' : 's'} long: every occurrence of it in the output is masked, inside other words too; if it is not secret, pass it as a plain variable`,
+    );
+}

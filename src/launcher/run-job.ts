@@ -36,6 +36,7 @@ import { formatBytes } from '../domain/units.js';
 import { OutputLog } from './output-log.js';
 import { prepareRunImage, type ImageSource } from './prepare-image.js';
 import { OutputMasking, OutputText } from './output-masking.js';
+import { shortSecretWarnings } from '../domain/log-masker.js';
 import {
   PLAN_JSON,
   splitPhaseVariables,
@@ -321,6 +322,7 @@ class Run {
       });
       if (this.options.configuration)
         this.emit({ type: 'run.configured', ...this.options.configuration });
+      for (const warning of shortSecretWarnings(this.options.secretEnv)) this.warn(warning);
       ({ image, source: imageSource } = await this.prepareImage());
       this.throwIfStopped();
       const tool = this.options.tool
