@@ -241,6 +241,25 @@ describe('berth worker once running', () => {
 });
 
 describe('the worker list', () => {
+  it('refuses a second worker on the same state directory, naming the first; takes it over once the first died', async () => {
+    const token = await admins().createPool('pool-shared-dir');
+    const stateDir = tempDir('berth-worker-');
+    const first = startWorker(token, stateDir);
+    await first.waitFor('registered in pool pool-shared-dir');
+    const second = startWorker(token, stateDir);
+    expect((await second.exited).code).toBe(2);
+    expect(second.stderr()).toContain(
+      `another berth worker (process ${first.child.pid}) uses the state directory ${stateDir} [BERTH_USAGE]`,
+    );
+    expect(second.stderr()).toContain('BERTH_STATE_DIR=DIR berth worker');
+    expectNoBug(second.stderr());
+    // Killed, the first leaves its claim behind: the next worker takes it over, with the same id.
+    first.child.kill('SIGKILL');
+    await first.exited;
+    const third = startWorker(token, stateDir);
+    await third.waitFor(`worker ${idOf(first)} registered in pool pool-shared-dir`);
+  });
+
   it('shows a worker that left cleanly, or died, as OFFLINE; a drained one says so at start', async () => {
     const token = await admins().createPool('pool-list');
     const stateDir = tempDir('berth-worker-');

@@ -1,5 +1,5 @@
 /** `berth worker`: leases runs of its pool from a berth server and runs them here. */
-import { existsSync, readFileSync, writeFileSync, mkdirSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { BerthError } from '../domain/errors.js';
@@ -8,7 +8,11 @@ import { readWorkerJobSettings, settingOf, type ExtraMount } from '../domain/wor
 import { DockerExecutor } from '../executor/docker/docker-executor.js';
 import { EngineClient } from '../executor/docker/engine-client.js';
 import { FileJobUserCache } from '../launcher/job-user-cache.js';
-import { currentLauncherId, isLauncherAlive } from '../launcher/launcher-identity.js';
+import {
+  currentLauncherId,
+  isLauncherAlive,
+  isLauncherOfThisHost,
+} from '../launcher/launcher-identity.js';
 import { DEFAULT_SAVED_WORKSPACE_LIMIT } from '../launcher/run-job.js';
 import { buildRunnerImage, readSettings } from '../launcher/runner-image.js';
 import { dockerConfigDirFrom } from '../registry/docker-config.js';
@@ -108,6 +112,7 @@ export async function runWorker(options: {
   const executor = new DockerExecutor(engine, {
     jobUsers: new FileJobUserCache(path.join(settings.stateDir, 'image-users')),
   });
+  const releaseStateDir = claimStateDir(settings.stateDir);
   try {
     await engine.ping();
     const removed = await executor.removeOrphans(isLauncherAlive, new Date());
@@ -186,6 +191,7 @@ export async function runWorker(options: {
     }
     io.stderr.write('berth: worker stopped\n');
   } finally {
+    releaseStateDir();
     engine.close();
   }
 }
@@ -220,4 +226,47 @@ function checkMountSources(mounts: ExtraMount[]): void {
         },
       );
   }
+}
+
+/**
+ * Takes the worker's state directory for this process: two workers on one directory would share
+ * one worker id (one line in the list, one drain, each other's goodbye) and one repository cache.
+ * A claim whose process is gone, or that a copy brought from another machine, is taken over.
+ * Returns what gives the directory back.
+ */
+function claimStateDir(stateDir: string): () => void {
+  mkdirSync(stateDir, { recursive: true, mode: 0o700 });
+  const file = path.join(stateDir, 'worker.owner');
+  const me = currentLauncherId();
+  for (;;) {
+    try {
+      writeFileSync(file, `${me}\n`, { flag: 'wx', mode: 0o600 });
+      break;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    }
+    let owner = '';
+    try {
+      owner = readFileSync(file, 'utf8').trim();
+    } catch {
+      // Given back meanwhile: claim it again.
+    }
+    if (owner && isLauncherOfThisHost(owner) && isLauncherAlive(owner)) {
+      throw new BerthError(
+        'BERTH_USAGE',
+        `another berth worker (process ${owner.split('/')[2] ?? '?'}) uses the state directory ${stateDir}`,
+        {
+          hint: 'Give each worker on a machine its own state directory: BERTH_STATE_DIR=DIR berth worker …',
+        },
+      );
+    }
+    rmSync(file, { force: true });
+  }
+  return () => {
+    try {
+      if (readFileSync(file, 'utf8').trim() === me) rmSync(file, { force: true });
+    } catch {
+      // Already gone.
+    }
+  };
 }

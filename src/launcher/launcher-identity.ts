@@ -45,3 +45,9 @@ export function isLauncherAlive(launcherId: string): boolean {
   if (current === null || current.state === 'Z' || current.state === 'X') return false;
   return ticks === 'unknown' || current.startTicks === ticks;
 }
+
+/** Whether `launcherId` names a process of this machine (one that isLauncherAlive can judge). */
+export function isLauncherOfThisHost(launcherId: string): boolean {
+  const [prefix, host] = launcherId.split('/');
+  return prefix === PREFIX && host === hostname();
+}

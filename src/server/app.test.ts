@@ -603,6 +603,32 @@ describe('the worker protocol', () => {
     return answer.body.workerId as string;
   }
 
+  it('refuses the id of a live worker on another host (a copied state directory) until that worker left', async () => {
+    const token = (await call('POST', '/api/v1/pools', { id: 'copied', kind: 'private' })).body
+      .token as string;
+    const id = await register(token);
+    const as = (host: string): Promise<Answer> =>
+      call(
+        'POST',
+        '/api/v1/worker/register',
+        { id, host, berthVersion: '0.1.0', engineVersion: '20.10.24', concurrency: 1 },
+        token,
+      );
+    const copy = await as('worker-2');
+    expect(copy.status).toBe(409);
+    expect(copy.body).toMatchObject({
+      code: 'WORKER_ID_TAKEN',
+      message: `worker id ${id} is in use by a live worker on host worker-1 (last heartbeat ${clock.toISOString()}); a copy of its state directory?`,
+    });
+    expect(copy.body.hint).toContain('BERTH_STATE_DIR');
+    // The same host again is the worker restarted (after a crash its heartbeat is still fresh).
+    expect((await as('worker-1')).status).toBe(200);
+    expect((await call('POST', '/api/v1/worker/deregister', { workerId: id }, token)).status).toBe(
+      204,
+    );
+    expect((await as('worker-2')).status).toBe(200);
+  });
+
   it('is for pool tokens only', async () => {
     const answer = await call('POST', '/api/v1/worker/register', {
       host: 'h',

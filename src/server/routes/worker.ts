@@ -92,6 +92,22 @@ export function registerWorkerRoutes(server: FastifyInstance, ctx: ServerContext
           'Let the server give the worker a new id (remove its id file).',
         );
       }
+      // The id of a live worker on another host: its state directory was copied (an image or a
+      // volume with it baked in). Two workers under one id would share leases, drains and the
+      // list's one line: the second is refused until it has its own id.
+      if (
+        existing &&
+        existing.host !== request.body.host &&
+        existing.leftAt === null &&
+        ctx.now().getTime() - Date.parse(existing.lastHeartbeatAt) <= ctx.leaseMs
+      ) {
+        throw new ApiError(
+          409,
+          'WORKER_ID_TAKEN',
+          `worker id ${id} is in use by a live worker on host ${existing.host} (last heartbeat ${existing.lastHeartbeatAt}); a copy of its state directory?`,
+          "Give each worker its own state directory (BERTH_STATE_DIR), or remove this one's worker-id file: the server then gives it a new id.",
+        );
+      }
       const worker = await ctx.store.upsertWorker({ ...request.body, id, poolId }, ctx.now());
       const { host, berthVersion, engineVersion, concurrency } = request.body;
       ctx.say?.(
