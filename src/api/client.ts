@@ -21,6 +21,7 @@ import type {
   TriggerInput,
   WorkerOutput,
 } from './schemas.js';
+import { noAnswer } from '../domain/no-answer.js';
 
 export type Run = Static<typeof RunOutput>;
 export type Stack = Static<typeof StackOutput>;
@@ -331,34 +332,18 @@ export class ApiClient {
 
 /** A request that got no answer, with the reason the network gave (TLS ones explained). */
 function unreachable(baseUrl: string, err: unknown): ApiClientError {
-  const cause = (err as { cause?: { code?: string; message?: string } }).cause;
-  const code = cause?.code ?? (err as Error).name;
-  if (code && TLS_TRUST_ERRORS.has(code)) {
-    return new ApiClientError(
-      0,
-      'SERVER_NOT_TRUSTED',
-      `the berth server at ${baseUrl} presented a certificate this client does not trust (${code}: ${cause?.message ?? ''})`,
-      "Give the CA that signed the server's certificate with --ca-cert FILE or BERTH_CA_CERT=FILE (or NODE_EXTRA_CA_CERTS); berth never skips verifying the server.",
-    );
-  }
-  return new ApiClientError(
-    0,
-    'SERVER_UNREACHABLE',
-    `cannot reach the berth server at ${baseUrl} (${code})`,
-    'Check the URL (berth login --server URL) and that the server runs.',
-  );
+  const { kind, message } = noAnswer(baseUrl, err, 'client');
+  return kind === 'not-trusted'
+    ? new ApiClientError(
+        0,
+        'SERVER_NOT_TRUSTED',
+        message,
+        "Give the CA that signed the server's certificate with --ca-cert FILE or BERTH_CA_CERT=FILE (or NODE_EXTRA_CA_CERTS); berth never skips verifying the server.",
+      )
+    : new ApiClientError(
+        0,
+        'SERVER_UNREACHABLE',
+        message,
+        'Check the URL (berth login --server URL) and that the server runs.',
+      );
 }
-
-/** Node's codes for a server certificate that does not verify. */
-export const TLS_TRUST_ERRORS = new Set([
-  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
-  'SELF_SIGNED_CERT_IN_CHAIN',
-  'DEPTH_ZERO_SELF_SIGNED_CERT',
-  'UNABLE_TO_GET_ISSUER_CERT',
-  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
-  'CERT_HAS_EXPIRED',
-  'CERT_NOT_YET_VALID',
-  'ERR_TLS_CERT_ALTNAME_INVALID',
-  'CERT_UNTRUSTED',
-  'CERT_SIGNATURE_FAILURE',
-]);

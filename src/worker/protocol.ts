@@ -20,7 +20,7 @@ import { stat } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { Static } from 'typebox';
-import { TLS_TRUST_ERRORS } from '../api/client.js';
+import { noAnswer } from '../domain/no-answer.js';
 import { BerthError } from '../domain/errors.js';
 import { LogRefused } from './log-shipper.js';
 import type {
@@ -74,20 +74,6 @@ export class ProtocolError extends Error {
   }
 }
 
-/**
- * The network's reason in one line: its code and first line (OpenSSL appends its source file), and
- * what a TLS record error means here: the port speaks plain HTTP.
- */
-function networkReason(
-  cause: { code?: string; message?: string } | undefined,
-  err: unknown,
-): string {
-  const said = (cause?.message ?? (err as Error).message).split('\n')[0]?.trim() ?? '';
-  if (cause?.code === 'ERR_SSL_WRONG_VERSION_NUMBER' || cause?.code === 'EPROTO')
-    return `${cause.code}: no TLS on that port; if the server listens on plain HTTP, use http://`;
-  return cause?.code ? `${cause.code}${said ? `: ${said}` : ''}` : said;
-}
-
 /** The protocol over the server's HTTP API, with the pool token. */
 export class HttpWorkerProtocol implements WorkerProtocol {
   constructor(
@@ -108,23 +94,13 @@ export class HttpWorkerProtocol implements WorkerProtocol {
    */
   private unreachable(err: unknown): BerthError {
     if (err instanceof BerthError || (err as Error).name === 'AbortError') return err as BerthError;
-    const cause = (err as { cause?: { code?: string; message?: string } }).cause;
-    if (cause?.code && TLS_TRUST_ERRORS.has(cause.code)) {
-      return new BerthError(
-        'BERTH_SERVER_NOT_TRUSTED',
-        `the berth server at ${this.baseUrl} presented a certificate this worker does not trust (${cause.code}: ${cause.message ?? ''})`,
-        { cause: err },
-      );
-    }
-    const why = networkReason(cause, err);
-    return new BerthError(
-      'BERTH_SERVER_UNREACHABLE',
-      `cannot reach the berth server at ${this.baseUrl} (${why})`,
-      {
-        cause: err,
-        hint: 'Check the URL given with --server (or BERTH_SERVER): http:// or https:// as the server listens, its host and port; and that berth server runs and is reachable from here.',
-      },
-    );
+    const { kind, message } = noAnswer(this.baseUrl, err, 'worker');
+    if (kind === 'not-trusted')
+      return new BerthError('BERTH_SERVER_NOT_TRUSTED', message, { cause: err });
+    return new BerthError('BERTH_SERVER_UNREACHABLE', message, {
+      cause: err,
+      hint: 'Check the URL given with --server (or BERTH_SERVER): http:// or https:// as the server listens, its host and port; and that berth server runs and is reachable from here.',
+    });
   }
 
   private async call<T>(path: string, body: unknown, signal?: AbortSignal): Promise<T | null> {
