@@ -31,6 +31,8 @@ import { tempDir } from './harness/ownership.js';
 import { startPostgres, type RunningPostgres } from './harness/postgres.js';
 
 const RUNS = Number(process.env.BERTH_TEST_RUNS ?? 1000);
+/** How long the many-runs test waits for the next run to end before it fails. */
+const STALL_MS = 180_000;
 
 let engine: EngineClient;
 let postgres: RunningPostgres;
@@ -214,14 +216,24 @@ describe('two servers on one PostgreSQL', () => {
       BERTH_STATE_DIR: tempDir('berth-worker-'),
     });
     await worker.waitFor('registered in pool');
+    // Progress, not a time limit: the test fails when no run has ended for STALL_MS, rather than
+    // waiting for its own timeout. (Seen once: Debian 12's Docker 20.10.24 deadlocked in libnetwork
+    // under this many container exits at once, moby/moby#42545, and started no container again.)
+    let open = RUNS;
+    let progressAt = Date.now();
     for (;;) {
-      const open = await store.db
+      const now = await store.db
         .selectFrom('runs')
         .select((eb) => eb.fn.countAll<string>().as('n'))
         .where('state', 'not in', ['FINISHED', 'FAILED', 'STOPPED', 'CANCELED', 'DISCARDED'])
         .executeTakeFirstOrThrow();
-      if (Number(open.n) === 0) break;
+      if (Number(now.n) === 0) break;
+      if (Number(now.n) < open) [open, progressAt] = [Number(now.n), Date.now()];
       expect(worker.child.exitCode).toBeNull();
+      expect(
+        Date.now() - progressAt,
+        `no run ended for ${STALL_MS / 1000} s with ${open} open; the worker said: ${worker.stderr().slice(-2000)}`,
+      ).toBeLessThan(STALL_MS);
       await new Promise((resolve) => setTimeout(resolve, 500));
     }
 
