@@ -616,9 +616,10 @@ describe('the worker protocol', () => {
       );
     const copy = await as('worker-2');
     expect(copy.status).toBe(409);
+    // Free in the whole default lease time (60 s): the test's clock has not moved.
     expect(copy.body).toMatchObject({
       code: 'WORKER_ID_TAKEN',
-      message: `worker id ${id} is in use by a live worker on host worker-1 (last heartbeat ${clock.toISOString()}); a copy of its state directory?`,
+      message: `worker id ${id} is in use by a live worker on host worker-1 (last heartbeat ${clock.toISOString()}): a copy of its state directory, or this worker restarted under another host name; if that worker has stopped, the id is free in 60 s`,
     });
     expect(copy.body.hint).toContain('BERTH_STATE_DIR');
     // The same host again is the worker restarted (after a crash its heartbeat is still fresh).

@@ -93,19 +93,22 @@ export function registerWorkerRoutes(server: FastifyInstance, ctx: ServerContext
         );
       }
       // The id of a live worker on another host: its state directory was copied (an image or a
-      // volume with it baked in). Two workers under one id would share leases, drains and the
-      // list's one line: the second is refused until it has its own id.
+      // volume with it baked in), or the worker came back under another host name (a new
+      // container on the same volume) before its old self's lease time passed. Two workers under
+      // one id would share leases, drains and the list's one line: this one waits its turn.
+      const quietMs = existing ? ctx.now().getTime() - Date.parse(existing.lastHeartbeatAt) : 0;
       if (
         existing &&
         existing.host !== request.body.host &&
         existing.leftAt === null &&
-        ctx.now().getTime() - Date.parse(existing.lastHeartbeatAt) <= ctx.leaseMs
+        quietMs <= ctx.leaseMs
       ) {
+        const freeIn = Math.max(1, Math.ceil((ctx.leaseMs - quietMs) / 1000));
         throw new ApiError(
           409,
           'WORKER_ID_TAKEN',
-          `worker id ${id} is in use by a live worker on host ${existing.host} (last heartbeat ${existing.lastHeartbeatAt}); a copy of its state directory?`,
-          "Give each worker its own state directory (BERTH_STATE_DIR), or remove this one's worker-id file: the server then gives it a new id.",
+          `worker id ${id} is in use by a live worker on host ${existing.host} (last heartbeat ${existing.lastHeartbeatAt}): a copy of its state directory, or this worker restarted under another host name; if that worker has stopped, the id is free in ${freeIn} s`,
+          "Give each worker its own state directory (BERTH_STATE_DIR), or remove this one's worker-id file to get a new id; a worker that restarted under another host name can start again once the id is free.",
         );
       }
       const worker = await ctx.store.upsertWorker({ ...request.body, id, poolId }, ctx.now());
