@@ -481,6 +481,43 @@ describe('the web page', () => {
     await expectFitsPhone();
   });
 
+  it('creates an API token shown once, and revokes it; refuses to revoke its own session', async () => {
+    await page.getByRole('link', { name: 'API tokens' }).click();
+    await page.getByRole('heading', { name: 'API tokens' }).waitFor();
+    await page.getByLabel('Name').fill('ci-pipeline');
+    await page.getByLabel('Role').selectOption('user');
+    await page.getByRole('button', { name: 'Create token' }).click();
+    const shown = page.locator('#new-token-value');
+    await shown.waitFor();
+    const token = (await shown.textContent()) ?? '';
+    expect(token).toMatch(/^berth_/);
+    const row = page.getByRole('row').filter({ hasText: 'ci-pipeline' });
+    await row.getByText('user').waitFor();
+    await expectAccessible('the API tokens');
+    await expectFitsPhone();
+    // The token works, as a user: stacks yes, tokens no.
+    const asUser = new ApiClient(url, token);
+    expect((await asUser.listStacks()).length).toBeGreaterThan(0);
+    await expect(asUser.listTokens()).rejects.toMatchObject({ status: 403 });
+
+    page.once('dialog', (dialog) => void dialog.accept());
+    await row.getByRole('button', { name: /^Revoke token ci-pipeline/ }).click();
+    await row.waitFor({ state: 'detached' });
+    await expect(asUser.listStacks()).rejects.toMatchObject({ status: 401 });
+    // Shown once: the list and every later answer hold no token.
+    expect(await page.content()).not.toContain(token);
+
+    // The admin token signed this session in: the server refuses, the page says why.
+    page.once('dialog', (dialog) => void dialog.accept());
+    await page
+      .getByRole('row')
+      .filter({ hasText: 'admin' })
+      .getByRole('button', { name: /^Revoke token admin/ })
+      .click();
+    await page.getByRole('alert').filter({ hasText: 'TOKEN_IN_USE' }).waitFor();
+    expect((await client.listTokens()).map((t) => t.id)).toContain('admin');
+  });
+
   it('signs out: the session ends on the server too', async () => {
     await page.getByRole('button', { name: 'Sign out' }).click();
     await page.getByLabel('Token').waitFor();

@@ -1,5 +1,5 @@
 /**
- * berth's web page: a small TypeScript front end without a framework. The page has four views
+ * berth's web page: a small TypeScript front end without a framework. The page has five views
  * and one live log; plain DOM building (dom.ts) keeps every text out of markup by construction,
  * adds nothing to download or audit, and builds in milliseconds with the esbuild the project
  * already uses (docs/web-ui.md says more).
@@ -12,6 +12,7 @@ import { h, replace } from './dom.js';
 import { runPage } from './pages/run.js';
 import { stackPage } from './pages/stack.js';
 import { stacksPage } from './pages/stacks.js';
+import { tokensPage } from './pages/tokens.js';
 import { workersPage } from './pages/workers.js';
 
 const ROUTES: [RegExp, Page, string][] = [
@@ -19,6 +20,7 @@ const ROUTES: [RegExp, Page, string][] = [
   [/^\/ui\/stacks\/([a-z0-9-]+)$/, stackPage, 'Stack'],
   [/^\/ui\/runs\/([0-9A-Z]+)$/, runPage, 'Run'],
   [/^\/ui\/workers$/, workersPage, 'Worker pools'],
+  [/^\/ui\/tokens$/, tokensPage, 'API tokens'],
 ];
 
 const main = document.getElementById('main') as HTMLElement;
@@ -86,6 +88,8 @@ function shell(caller: { kind: string; id: string }): void {
       {},
       h('li', {}, link('/ui/', 'Stacks')),
       h('li', {}, link('/ui/workers', 'Worker pools')),
+      // Only admins may manage tokens: others are not shown a page the server would refuse.
+      caller.kind === 'admin' ? h('li', {}, link('/ui/tokens', 'API tokens')) : null,
     ),
     h('p', { class: 'who' }, `Signed in as ${caller.id} (${caller.kind}) `, signOut),
   );
