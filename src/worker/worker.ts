@@ -76,7 +76,7 @@ export class Worker {
   private readonly stopLeasing = new AbortController();
   private heartbeatTimer: NodeJS.Timeout | undefined;
   /** The heartbeat on its way: awaited at the end, so none lands after the worker's goodbye. */
-  private beating: Promise<void> = Promise.resolve();
+  private readonly beating = new Set<Promise<void>>();
   /**
    * What follows a run's reported end: removing its container and its files here. A run's slot
    * is free once its end is reported: a new run is taken while fewer than `concurrency` of these
@@ -124,15 +124,13 @@ export class Worker {
         ? `worker ${this.workerId} registered in pool ${registered.pool}; drained: it takes no runs until \`berth worker undrain ${this.workerId}\``
         : `worker ${this.workerId} registered in pool ${registered.pool}; up to ${this.options.concurrency} run(s) at once`,
     );
-    // One heartbeat at a time: on a slow server they do not pile up, and the one awaited at the
-    // end is the only one on its way (nothing of this worker reaches the server after its goodbye).
-    let inFlight = false;
+    // Every heartbeat on its way is awaited before the goodbye: one the server handled after it
+    // would bring this worker back to the list. (They may overlap: a hung one must not hold back
+    // the next, or the leases of the runs would expire behind it.)
     this.heartbeatTimer = setInterval(() => {
-      if (inFlight) return;
-      inFlight = true;
-      this.beating = this.beat().finally(() => {
-        inFlight = false;
-      });
+      const beat = this.beat();
+      this.beating.add(beat);
+      void beat.finally(() => this.beating.delete(beat));
     }, this.heartbeatMs);
   }
 
@@ -175,7 +173,7 @@ export class Worker {
     await Promise.all(slots);
     await Promise.all(this.afterRuns);
     clearInterval(this.heartbeatTimer);
-    await this.beating;
+    await Promise.all(this.beating);
     if (this.rejected) throw this.rejected;
   }
 
