@@ -214,6 +214,8 @@ describe('berth run: environment and secrets', () => {
 
   it('warns of a secret so short that masking it garbles other words, and masks it all the same', async () => {
     const secrets = ['--secret-env', 'REGION=eu', '--secret-env', 'LONG_ENOUGH=s3cr3t-4711'];
+    // `on` is in the warning's own words: the warning is not masked (it holds no value).
+    secrets.push('--secret-env', 'MODE=on');
     const result = await berth([
       ...localRun('--json', ...secrets),
       '--',
@@ -221,11 +223,14 @@ describe('berth run: environment and secrets', () => {
     ]);
     expect(result.code, result.stderr).toBe(0);
     expect(jobOutput(result, 'stdout')).toBe('in *****: *****rope\n');
-    // One warning, for the short one only (busybox's missing user is warned about as well).
+    // One warning per short one (busybox's missing user is warned about as well).
     const warnings = finished(result).warnings.filter((w) => w.startsWith('the secret '));
-    expect(warnings).toEqual([
-      'the secret REGION is only 2 characters long: every occurrence of it in the output is masked, inside other words too; if it is not secret, pass it as a plain variable',
-    ]);
+    expect(warnings).toEqual(
+      ['REGION', 'MODE'].map(
+        (name) =>
+          `the secret ${name} is only 2 characters long: every occurrence of it in the output is masked, inside other words too; if it is not secret, pass it as a plain variable`,
+      ),
+    );
   });
 
   it('masks secrets in error hints, in the run and before it', async () => {

@@ -263,10 +263,10 @@ class Run {
     this.deps.emit({ ...event, ts: new Date(this.clock.now()).toISOString() });
   }
 
-  private warn(message: string): void {
-    const masked = this.masking.mask(message);
-    this.warnings.push(masked);
-    this.emit({ type: 'warning', message: masked });
+  private warn(message: string, mask = true): void {
+    const shown = mask ? this.masking.mask(message) : message;
+    this.warnings.push(shown);
+    this.emit({ type: 'warning', message: shown });
   }
 
   /** Starts (or hurries) stopping. Safe to call at any time, any number of times. */
@@ -322,7 +322,9 @@ class Run {
       });
       if (this.options.configuration)
         this.emit({ type: 'run.configured', ...this.options.configuration });
-      for (const warning of shortSecretWarnings(this.options.secretEnv)) this.warn(warning);
+      // Not masked: they hold no value, and masking the value's letters in them would show it
+      // (`*****ly 2 characters l*****g` for `on`).
+      for (const warning of shortSecretWarnings(this.options.secretEnv)) this.warn(warning, false);
       ({ image, source: imageSource } = await this.prepareImage());
       this.throwIfStopped();
       const tool = this.options.tool

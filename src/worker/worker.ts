@@ -388,8 +388,9 @@ export class Worker {
                 shipper.add(event.text);
                 break;
               case 'warning':
-                // What berth had to say about the run belongs to its log on the server too.
-                shipper.add(masked(`[berth: warning: ${event.message}]\n`));
+                // What berth had to say about the run belongs to its log on the server too
+                // (masked by the launcher already).
+                shipper.add(`[berth: warning: ${event.message}]\n`);
                 break;
               case 'image.resolved':
                 image = {
