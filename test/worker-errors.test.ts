@@ -21,6 +21,7 @@ import { spawnBerth, type BerthProcess } from './harness/cli.js';
 import { testEngine } from './harness/engine.js';
 import { tempDir } from './harness/ownership.js';
 import { freePort } from './harness/registry.js';
+import { apiRequest } from './harness/api-request.js';
 import { until } from './harness/until.js';
 
 let engine: EngineClient;
@@ -258,6 +259,35 @@ describe('the worker list', () => {
     await first.exited;
     const third = startWorker(token, stateDir);
     await third.waitFor(`worker ${idOf(first)} registered in pool pool-shared-dir`);
+  });
+
+  it('waits while its id is in use by a live worker on another host, and starts once that one left', async () => {
+    const token = await admins().createPool('pool-id-in-use');
+    // The live worker elsewhere: registered through the worker API under another host name.
+    const elsewhere = await apiRequest(url, token, 'POST', '/worker/register', {
+      host: 'build-9.example',
+      berthVersion: '0.1.0',
+      engineVersion: '20.10.24',
+      concurrency: 1,
+    });
+    expect(elsewhere.status).toBe(200);
+    const { workerId } = (await elsewhere.json()) as { workerId: string };
+    // This machine's worker has a copy of its state directory (its id).
+    const stateDir = tempDir('berth-worker-');
+    writeFileSync(path.join(stateDir, 'worker-id'), `${workerId}\n`);
+    const copy = startWorker(token, stateDir);
+    await copy.waitFor(
+      `cannot register with worker id ${workerId}: /worker/register: 409 WORKER_ID_IN_USE: worker id ${workerId} is in use by a live worker on host build-9.example`,
+    );
+    expect(copy.stderr()).toContain('trying again every 2 s');
+    expect(copy.child.exitCode).toBeNull();
+    const left = await apiRequest(url, token, 'POST', '/worker/deregister', { workerId });
+    expect(left.status).toBe(204);
+    await copy.waitFor(`worker ${workerId} registered in pool pool-id-in-use`);
+    expect(copy.stderr()).toContain(
+      `the server answers again: could not register with worker id ${workerId}`,
+    );
+    expectNoBug(copy.stderr());
   });
 
   it('shows a worker that left cleanly, or died, as OFFLINE; a drained one says so at start', async () => {

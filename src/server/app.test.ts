@@ -618,7 +618,7 @@ describe('the worker protocol', () => {
     expect(copy.status).toBe(409);
     // Free in the whole default lease time (60 s): the test's clock has not moved.
     expect(copy.body).toMatchObject({
-      code: 'WORKER_ID_TAKEN',
+      code: 'WORKER_ID_IN_USE',
       message: `worker id ${id} is in use by a live worker on host worker-1 (last heartbeat ${clock.toISOString()}): a copy of its state directory, or this worker restarted under another host name; if that worker has stopped, the id is free in 60 s`,
     });
     expect(copy.body.hint).toContain('BERTH_STATE_DIR');

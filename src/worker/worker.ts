@@ -33,6 +33,7 @@ import { OutageNotice } from './outage.js';
 import {
   isTokenRejection,
   POOL_TOKEN_FIX,
+  ProtocolError,
   type AssignmentBody,
   type Report,
   type WorkerProtocol,
@@ -40,6 +41,8 @@ import {
 
 type PlanCounts = NonNullable<Report['plan']>;
 
+/** How often a worker whose id is in use elsewhere asks again (WORKER_ID_IN_USE). */
+const ID_IN_USE_RETRY_MS = 2000;
 export interface WorkerOptions {
   protocol: WorkerProtocol;
   executor: Executor;
@@ -107,13 +110,33 @@ export class Worker {
   }
 
   async start(): Promise<void> {
-    const registered = await this.options.protocol.register({
+    const registration = {
       ...(this.options.workerId ? { id: this.options.workerId } : {}),
       host: hostname(),
       berthVersion: this.options.berthVersion,
       engineVersion: this.options.engineVersion,
       concurrency: this.options.concurrency,
-    });
+    };
+    // Its id in use by a live worker on another host: this one waits until the id is free (the
+    // same worker back under another host name after a crash) rather than exit and be restarted
+    // into the same refusal; a real copy waits for ever, saying so once a minute.
+    const idInUse = new OutageNotice(
+      this.options.say,
+      `register with worker id ${this.options.workerId ?? ''}`,
+      `every ${ID_IN_USE_RETRY_MS / 1000} s`,
+    );
+    let registered: Awaited<ReturnType<WorkerProtocol['register']>>;
+    for (;;) {
+      try {
+        registered = await this.options.protocol.register(registration);
+        break;
+      } catch (err) {
+        if (!(err instanceof ProtocolError && err.code === 'WORKER_ID_IN_USE')) throw err;
+        idInUse.failed(err.message);
+        await new Promise((resolve) => setTimeout(resolve, ID_IN_USE_RETRY_MS));
+      }
+    }
+    idInUse.succeeded();
     this.workerId = registered.workerId;
     this.heartbeatMs = registered.heartbeatMs;
     this.heartbeatOutage = this.heartbeatNotice();

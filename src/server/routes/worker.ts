@@ -95,7 +95,8 @@ export function registerWorkerRoutes(server: FastifyInstance, ctx: ServerContext
       // The id of a live worker on another host: its state directory was copied (an image or a
       // volume with it baked in), or the worker came back under another host name (a new
       // container on the same volume) before its old self's lease time passed. Two workers under
-      // one id would share leases, drains and the list's one line: this one waits its turn.
+      // one id would share leases, drains and the list's one line: this one waits its turn (the
+      // worker asks again until the id is free).
       const quietMs = existing ? ctx.now().getTime() - Date.parse(existing.lastHeartbeatAt) : 0;
       if (
         existing &&
@@ -106,9 +107,9 @@ export function registerWorkerRoutes(server: FastifyInstance, ctx: ServerContext
         const freeIn = Math.max(1, Math.ceil((ctx.leaseMs - quietMs) / 1000));
         throw new ApiError(
           409,
-          'WORKER_ID_TAKEN',
+          'WORKER_ID_IN_USE',
           `worker id ${id} is in use by a live worker on host ${existing.host} (last heartbeat ${existing.lastHeartbeatAt}): a copy of its state directory, or this worker restarted under another host name; if that worker has stopped, the id is free in ${freeIn} s`,
-          "Give each worker its own state directory (BERTH_STATE_DIR), or remove this one's worker-id file to get a new id; a worker that restarted under another host name can start again once the id is free.",
+          "Give each worker its own state directory (BERTH_STATE_DIR), or remove this one's worker-id file to get a new id. berth worker asks again every 2 s and starts once the id is free.",
         );
       }
       const worker = await ctx.store.upsertWorker({ ...request.body, id, poolId }, ctx.now());
