@@ -1,5 +1,5 @@
 /** `berth worker`: leases runs of its pool from a berth server and runs them here. */
-import { existsSync, readFileSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
+import { existsSync, linkSync, readFileSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { BerthError } from '../domain/errors.js';
@@ -238,29 +238,37 @@ function claimStateDir(stateDir: string): () => void {
   mkdirSync(stateDir, { recursive: true, mode: 0o700 });
   const file = path.join(stateDir, 'worker.owner');
   const me = currentLauncherId();
-  for (;;) {
-    try {
-      writeFileSync(file, `${me}\n`, { flag: 'wx', mode: 0o600 });
-      break;
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+  // Written whole first, then linked into place: a claim is never seen half written.
+  const mine = `${file}.${process.pid}`;
+  writeFileSync(mine, `${me}\n`, { mode: 0o600 });
+  try {
+    for (;;) {
+      try {
+        linkSync(mine, file);
+        break;
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      }
+      let owner = '';
+      try {
+        owner = readFileSync(file, 'utf8').trim();
+      } catch {
+        continue; // Given back meanwhile: claim it again.
+      }
+      if (isLauncherOfThisHost(owner) && isLauncherAlive(owner)) {
+        throw new BerthError(
+          'BERTH_USAGE',
+          `another berth worker (process ${owner.split('/')[2] ?? '?'}) uses the state directory ${stateDir}`,
+          {
+            hint: 'Give each worker on a machine its own state directory: BERTH_STATE_DIR=DIR berth worker …',
+          },
+        );
+      }
+      // Its process is gone, or it came with a copy from another machine: taken over.
+      rmSync(file, { force: true });
     }
-    let owner = '';
-    try {
-      owner = readFileSync(file, 'utf8').trim();
-    } catch {
-      // Given back meanwhile: claim it again.
-    }
-    if (owner && isLauncherOfThisHost(owner) && isLauncherAlive(owner)) {
-      throw new BerthError(
-        'BERTH_USAGE',
-        `another berth worker (process ${owner.split('/')[2] ?? '?'}) uses the state directory ${stateDir}`,
-        {
-          hint: 'Give each worker on a machine its own state directory: BERTH_STATE_DIR=DIR berth worker …',
-        },
-      );
-    }
-    rmSync(file, { force: true });
+  } finally {
+    rmSync(mine, { force: true });
   }
   return () => {
     try {
