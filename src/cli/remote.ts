@@ -235,7 +235,7 @@ export function noWorkerHint(run: Run, workers: readonly Worker[], server: strin
   const online = ours.filter((w) => w.status !== 'OFFLINE');
   if (online.length === 0) {
     const last = [...ours].sort((a, b) => b.lastHeartbeatAt.localeCompare(a.lastHeartbeatAt))[0];
-    return `${head}, and ${ours.length === 1 ? 'its only worker is offline' : `none of its ${ours.length} workers is online`} (last heard of: ${last?.id} on ${last?.host} at ${last?.lastHeartbeatAt}): start one again: \`${start}\` ${lostToken}. ${still}`;
+    return `${head}, and ${ours.length === 1 ? 'its only worker is offline' : `none of its ${ours.length} workers is online`} (last heard of: ${last?.id} on ${last?.host} at ${last?.lastHeartbeatAt}): start one again: \`${start}\`. ${still}`;
   }
   if (online.every((w) => w.drained))
     return `${head}, and every online worker of it is drained: \`${online.map((w) => `berth worker undrain ${w.id}`).join('` or `')}\` lets ${online.length === 1 ? 'it' : 'them'} take runs again. ${still}`;

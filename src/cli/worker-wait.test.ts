@@ -49,6 +49,8 @@ describe('noWorkerHint', () => {
       'none of its 2 workers is online (last heard of: w2 on w2.example at 2026-12-01T09:30:00.000Z)',
     );
     expect(hint).toContain('berth worker --server https://berth.example');
+    // Offline is not a lost token: rotating it would lock out workers that were only away.
+    expect(hint).not.toContain('rotate-token');
   });
 
   it('gives the undrain command of each online worker when all of them are drained', () => {

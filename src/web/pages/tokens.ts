@@ -10,6 +10,8 @@ import { h, replace, timeAgo } from '../dom.js';
 export const tokensPage: Page = async (main) => {
   const body = h('tbody');
   const shown = h('div', { class: 'new-token', 'aria-live': 'polite' });
+  /** The id of the token shown once in `shown`: it stays until it is copied, unless revoked. */
+  let shownId: string | null = null;
 
   const revokeButton = (token: ApiToken): HTMLButtonElement => {
     const b: HTMLButtonElement = h(
@@ -22,7 +24,10 @@ export const tokensPage: Page = async (main) => {
             return;
           void act(b, async () => {
             await api.revokeToken(token.id);
-            replace(shown);
+            if (token.id === shownId) {
+              replace(shown);
+              shownId = null;
+            }
             await draw();
           });
         },
@@ -86,6 +91,7 @@ export const tokensPage: Page = async (main) => {
         role: role.value as 'user' | 'admin',
       });
       name.value = '';
+      shownId = made.apiToken.id;
       replace(
         shown,
         h('p', {}, `Token ${made.apiToken.name}, shown this once: copy it now.`),
