@@ -55,4 +55,13 @@ describe('noAnswer', () => {
       'cannot reach the berth server at http://h (Failed to fetch)',
     );
   });
+
+  it('says a request that timed out had no answer in time', () => {
+    const timeout = Object.assign(new Error('The operation was aborted due to timeout'), {
+      name: 'TimeoutError',
+    });
+    expect(noAnswer('http://h', timeout, 'client').message).toBe(
+      'cannot reach the berth server at http://h (TimeoutError: no answer within the time limit; the server may be overloaded or hung)',
+    );
+  });
 });

@@ -39,10 +39,12 @@ export function noAnswer(baseUrl: string, err: unknown, who: string): NoAnswer {
   }
   const said = (cause?.message ?? (err as Error).message).split('\n')[0]?.trim() ?? '';
   const why =
-    code === 'ERR_SSL_WRONG_VERSION_NUMBER' || code === 'EPROTO'
-      ? `${code}: no TLS on that port; if the server listens on plain HTTP, use http://`
-      : code
-        ? `${code}${said ? `: ${said}` : ''}`
-        : said || (err as Error).name;
+    (err as Error).name === 'TimeoutError'
+      ? 'TimeoutError: no answer within the time limit; the server may be overloaded or hung'
+      : code === 'ERR_SSL_WRONG_VERSION_NUMBER' || code === 'EPROTO'
+        ? `${code}: no TLS on that port; if the server listens on plain HTTP, use http://`
+        : code
+          ? `${code}${said ? `: ${said}` : ''}`
+          : said || (err as Error).name;
   return { kind: 'unreachable', message: `cannot reach the berth server at ${baseUrl} (${why})` };
 }
