@@ -313,13 +313,13 @@ afterAll(async () => {
 describe('the web page', () => {
   it('signs in with the admin token and lists the stacks with their last run, tool, image and pool', async () => {
     await page.goto(`${url}/`);
-    await page.getByLabel('Token').waitFor();
+    await page.getByLabel('Token', { exact: true }).waitFor();
     expect(new URL(page.url()).pathname).toBe('/ui/');
     await expectAccessible('the sign-in form');
-    await page.getByLabel('Token').fill('berth_admin_wrong');
+    await page.getByLabel('Token', { exact: true }).fill('berth_admin_wrong');
     await page.getByRole('button', { name: 'Sign in' }).click();
     await page.getByRole('alert').filter({ hasText: 'UNAUTHENTICATED' }).waitFor();
-    await page.getByLabel('Token').fill(admin);
+    await page.getByLabel('Token', { exact: true }).fill(admin);
     await page.getByRole('button', { name: 'Sign in' }).click();
     await page.getByRole('heading', { name: 'Stacks' }).waitFor();
     // The cookie is HttpOnly: the page's scripts cannot read it.
@@ -520,7 +520,10 @@ describe('the web page', () => {
 
   it('signs out: the session ends on the server too', async () => {
     await page.getByRole('button', { name: 'Sign out' }).click();
-    await page.getByLabel('Token').waitFor();
+    // The sign-in form replaces the page once the server has ended the session; until then
+    // the tokens page is still shown (its revoke buttons' names hold 'token' too).
+    await page.getByRole('heading', { name: 'Sign in to berth' }).waitFor();
+    await page.getByLabel('Token', { exact: true }).waitFor();
     expect(await context.cookies()).toEqual([]);
     const res = await page.request.get(`${url}/api/v1/stacks`);
     expect(res.status()).toBe(401);
