@@ -170,5 +170,5 @@ describe('berth server --new-admin-token', () => {
     await restart();
     expect(server.stderr()).not.toContain('admin token');
     expect((await listed(renewed)).length).toBe(2);
-  }, 60_000);
+  }, 180_000);
 });

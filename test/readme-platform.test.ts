@@ -168,7 +168,8 @@ describe('the README platform on one machine', () => {
     });
     let said = '';
     following.stdout.on('data', (chunk: Buffer) => (said += chunk.toString()));
-    const exited = new Promise<number | null>((resolve) => following.on('exit', resolve));
+    // 'close', not 'exit': the output is read to its end first.
+    const exited = new Promise<number | null>((resolve) => following.on('close', resolve));
     try {
       while (!said.includes('Apply this plan? [y/N]')) {
         if (following.exitCode !== null) throw new Error(`the trigger ended early: ${said}`);

@@ -761,10 +761,11 @@ describe('berth run: stopping and clean-up', () => {
       'never',
       '--json',
       '--logs-timeout',
-      '1500ms',
+      // Counted from before the container starts: room for a slow start on a loaded machine.
+      '5s',
       '--',
       // Re-arming by output is unit-tested with a clock (src/launcher/run-job.test.ts).
-      'echo one; echo two; sleep 30; echo never',
+      'echo one; echo two; sleep 60; echo never',
     ]);
     expect(result.code).toBe(124);
     const end = finished(result);

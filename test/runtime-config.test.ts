@@ -393,7 +393,8 @@ describe('hooks', () => {
 
     const timedOut = await berth(
       withHooks('  after_run: ["echo final=$BERTH_RUN_FINAL_STATE"]\n'),
-      ['--timeout', '1s', '--grace', '5s'],
+      // Counted from the run's start, before the container's: room for a slow engine.
+      ['--timeout', '5s', '--grace', '5s'],
       'sleep 30',
     );
     expect(timedOut.code).toBe(124);

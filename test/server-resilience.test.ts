@@ -24,6 +24,7 @@ import {
   type ServerProcess,
 } from './harness/berth-server.js';
 import { tempDir } from './harness/ownership.js';
+import { until } from './harness/until.js';
 import { SecretBox } from '../src/server/secrets.js';
 import { openStore } from '../src/store/open-store.js';
 
@@ -207,8 +208,14 @@ describe('the worker path when the server or the network fails', () => {
       // Tried once: the server's disk is not freed in the seconds a retry would wait.
       expect(worker.stderr()).not.toContain('uploading the saved workspace failed');
       // The operator learns where: the directory is in the server's output, not in the run.
-      expect(server().stderr()).toContain(
-        `the blob store ${blobDir} is full (ENOSPC): the saved workspace of run ${run.id} was not kept`,
+      await until(
+        () =>
+          server()
+            .stderr()
+            .includes(
+              `the blob store ${blobDir} is full (ENOSPC): the saved workspace of run ${run.id} was not kept`,
+            ),
+        "the server's line about its full blob store",
       );
       expect(readdirSync(blobDir)).toEqual(['.berth-blob-store']);
       await worker.waitFor(`run ${run.id}: done here, FAILED`);

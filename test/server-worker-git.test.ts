@@ -399,8 +399,10 @@ describe("the worker's own settings", () => {
       BERTH_STATE_DIR: tempDir('berth-worker-'),
       SPACELIFT_WORKER_NETWORK: 'none',
       SPACELIFT_DEFAULT_RUNNER_IMAGE: inject('busyboxImage'),
-      SPACELIFT_LAUNCHER_LOGS_TIMEOUT: '2s',
-      SPACELIFT_LAUNCHER_RUN_TIMEOUT: '4s',
+      // Both count from before the container starts: long enough for a start on a loaded
+      // machine (net finishes, endless prints before the logs time-out), the logs' the shorter.
+      SPACELIFT_LAUNCHER_LOGS_TIMEOUT: '5s',
+      SPACELIFT_LAUNCHER_RUN_TIMEOUT: '12s',
     });
     const net = await runToEnd('net');
     expect(net.state, net.stateReason ?? '').toBe('FINISHED');

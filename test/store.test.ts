@@ -269,11 +269,17 @@ describe.each<Kind>(['sqlite', 'postgres'])('the store on %s', (kind) => {
       expect(waiting.state).toBe('QUEUED');
       expect((await store.leaseRun('private-a', 'w-holder', t0, 30_000))?.id).toBe(holder.id);
       // The holder ends (its lock passes to the waiting run) while four workers keep asking.
+      let handedOut = false;
       const leases = Array.from({ length: 4 }, async (_, w) => {
         const got: string[] = [];
-        for (let i = 0; i < 40 && got.length === 0; i += 1) {
+        // Until one of them is handed the run (the asks on their way then still count), or a
+        // deadline: not a count of tries, which a loaded machine could use up before the cancel.
+        for (const end = Date.now() + 20_000; Date.now() < end && !handedOut;) {
           const run = await store.leaseRun('private-a', `w-${w}`, t0, 30_000);
-          if (run) got.push(run.id);
+          if (run) {
+            got.push(run.id);
+            handedOut = true;
+          }
         }
         return got;
       });

@@ -73,7 +73,7 @@ function expectNoBug(stderr: string): void {
 beforeAll(async () => {
   engine = testEngine();
   dataDir = tempDir('berth-server-');
-  server = await startServerProcess(dataDir, { BERTH_WORKER_LEASE_TIMEOUT: '3s' });
+  server = await startServerProcess(dataDir, { BERTH_WORKER_LEASE_TIMEOUT: '10s' });
   ({ url } = server);
   admin = server.admin ?? '';
   expect(admin).toMatch(/^berth_admin_/);
@@ -179,7 +179,7 @@ describe('berth worker once running', () => {
     await worker.waitFor('cannot send a heartbeat to the server: cannot reach the berth server');
     server = await startServerProcess(
       dataDir,
-      { BERTH_WORKER_LEASE_TIMEOUT: '3s' },
+      { BERTH_WORKER_LEASE_TIMEOUT: '10s' },
       `127.0.0.1:${port}`,
     );
     await worker.waitFor(
@@ -275,12 +275,23 @@ describe('the worker list', () => {
     // This machine's worker has a copy of its state directory (its id).
     const stateDir = tempDir('berth-worker-');
     writeFileSync(path.join(stateDir, 'worker-id'), `${workerId}\n`);
+    // It stays live while the other starts (only as long as the lease after its last heartbeat).
+    const beating = setInterval(() => {
+      apiRequest(url, token, 'POST', '/worker/heartbeat', { workerId, runs: [] }).then(
+        (res) => res.body?.cancel(),
+        () => undefined,
+      );
+    }, 500);
     const copy = startWorker(token, stateDir);
-    await copy.waitFor(
-      `cannot register with worker id ${workerId}: /worker/register: 409 WORKER_ID_IN_USE: worker id ${workerId} is in use by a live worker on host build-9.example`,
-    );
-    expect(copy.stderr()).toContain('trying again every 2 s');
-    expect(copy.child.exitCode).toBeNull();
+    try {
+      await copy.waitFor(
+        `cannot register with worker id ${workerId}: /worker/register: 409 WORKER_ID_IN_USE: worker id ${workerId} is in use by a live worker on host build-9.example`,
+      );
+      expect(copy.stderr()).toContain('trying again every 2 s');
+      expect(copy.child.exitCode).toBeNull();
+    } finally {
+      clearInterval(beating);
+    }
     const left = await apiRequest(url, token, 'POST', '/worker/deregister', { workerId });
     expect(left.status).toBe(204);
     await copy.waitFor(`worker ${workerId} registered in pool pool-id-in-use`);
@@ -309,7 +320,7 @@ describe('the worker list', () => {
     );
     await untilStatus(id, 'DRAINED');
 
-    // Killed: no goodbye; OFFLINE once its last heartbeat is older than the lease time (3 s).
+    // Killed: no goodbye; OFFLINE once its last heartbeat is older than the lease time (10 s).
     again.child.kill('SIGKILL');
     await again.exited;
     await untilStatus(id, 'OFFLINE');

@@ -100,13 +100,14 @@ export async function spawnServer(
     stdio: ['ignore', 'ignore', 'pipe'],
   });
   let said = '';
-  const exited = new Promise<number | null>((resolve) => child.on('exit', resolve));
+  // 'close', not 'exit': what the server printed last has been read by then.
+  const exited = new Promise<number | null>((resolve) => child.on('close', resolve));
   await new Promise<void>((resolve, reject) => {
     child.stderr?.on('data', (chunk: Buffer) => {
       said += chunk.toString();
       if (/listening on https?:/.test(said)) resolve();
     });
-    child.on('exit', (code) => reject(new Error(`berth server exited (${code}): ${said}`)));
+    child.on('close', (code) => reject(new Error(`berth server exited (${code}): ${said}`)));
   });
   const end = async (signal: NodeJS.Signals): Promise<number | null> => {
     if (child.exitCode === null && child.signalCode === null) child.kill(signal);
