@@ -5,15 +5,7 @@
  * new, survives concurrent checkouts, takes over a dead owner's lock and re-clones when damaged.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import {
-  existsSync,
-  readdirSync,
-  readFileSync,
-  rmSync,
-  statSync,
-  utimesSync,
-  writeFileSync,
-} from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -205,10 +197,8 @@ describe('git over HTTPS with a token', () => {
     });
     await stale.checkout(one);
     expect(existsSync(lock)).toBe(false);
-    // An empty lock whose maker died before writing its name, two minutes old.
+    // An empty lock (berth links a lock into place only once written: left by something else).
     writeFileSync(lock, '');
-    const twoMinutesAgo = new Date(Date.now() - 120_000);
-    utimesSync(lock, twoMinutesAgo, twoMinutesAgo);
     await stale.checkout(request());
     expect(existsSync(lock)).toBe(false);
     writeFileSync(lock, currentLauncherId());
@@ -291,6 +281,30 @@ describe('git over SSH with a deploy key', () => {
     expect(access.options.join(' ') + access.env.GIT_SSH_COMMAND).not.toContain('PRIVATE KEY');
     await access.close();
     expect(existsSync(path.dirname(keyFile))).toBe(false);
+  });
+
+  it("gives the cache's lock back when the key cannot be set up", async () => {
+    const dir = tempDir('berth-repos-');
+    const repos = new RepositoryCache({
+      dir,
+      owner: currentLauncherId(),
+      isOwnerAlive: isLauncherAlive,
+      env: process.env,
+      lockWaitMs: 2_000,
+    });
+    const first = request({ repository: url, credentials: key() });
+    const saved = process.env.TMPDIR;
+    // The key's directory cannot be made: a temporary directory that does not exist.
+    process.env.TMPDIR = path.join(dir, 'no-such-directory');
+    try {
+      await expect(repos.checkout(first)).rejects.toThrow(/no-such-directory/);
+    } finally {
+      if (saved === undefined) delete process.env.TMPDIR;
+      else process.env.TMPDIR = saved;
+    }
+    expect(readdirSync(dir).filter((f) => f.endsWith('.lock'))).toEqual([]);
+    const one = request({ repository: url, credentials: key() });
+    expect((await repos.checkout(one)).commit).toBe(sshFirst);
   });
 
   it('BERTH_GIT_AUTH_FAILED: a key the server does not know', async () => {

@@ -13,10 +13,11 @@
  * - a new cache appears whole (made in a temporary directory, then renamed).
  */
 import { createHash } from 'node:crypto';
-import { mkdir, mkdtemp, readFile, rename, rm, stat, unlink, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { BerthError } from '../domain/errors.js';
 import { displayRepository, gitFailure, type GitCredentials } from '../domain/git-source.js';
+import { claimOwnerFile } from '../launcher/owner-file.js';
 import { GitCommandError, openGitAccess, runGit, type GitAccess } from '../git/git-command.js';
 
 /** Words of git's that mean the repository's own files are damaged, not that the network failed. */
@@ -82,11 +83,11 @@ export class RepositoryCache {
   private async checkoutLocked(cache: string, request: CheckoutRequest): Promise<CheckoutResult> {
     await mkdir(this.options.dir, { recursive: true, mode: 0o700 });
     const release = await this.lock(cache);
-    const access = await openGitAccess(request.repository, request.credentials, {
-      allowFileTransport: request.allowFileTransport,
-      env: this.options.env,
-    });
     try {
+      const access = await openGitAccess(request.repository, request.credentials, {
+        allowFileTransport: request.allowFileTransport,
+        env: this.options.env,
+      });
       try {
         return { commit: await this.fetchAndCheckout(cache, request, access), warnings: [] };
       } catch (err) {
@@ -101,10 +102,12 @@ export class RepositoryCache {
             `the worker's cache of ${displayRepository(request.repository)} was damaged (git: ${err.detail}); it was removed and the repository cloned again`,
           ],
         };
+      } finally {
+        await access.close();
       }
     } finally {
-      await access.close();
-      await release();
+      // Given back however the checkout ended (a failure to set up the credentials included).
+      release();
     }
   }
 
@@ -229,29 +232,21 @@ export class RepositoryCache {
     }
   }
 
-  /** Takes the cache's lock file; resolves to its release. */
-  private async lock(cache: string): Promise<() => Promise<void>> {
+  /** Takes the cache's lock file (waiting for a live owner's); resolves to its release. */
+  private async lock(cache: string): Promise<() => void> {
     const file = `${cache}.lock`;
     const until = Date.now() + (this.options.lockWaitMs ?? 15 * 60_000);
     for (;;) {
-      try {
-        await writeFile(file, this.options.owner, { flag: 'wx', mode: 0o600 });
-        return () => unlink(file).catch(() => undefined);
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-      }
-      const owner = await readFile(file, 'utf8').catch(() => null);
-      // An empty lock is one whose owner died between making it and writing its name.
-      const ownerless = owner === '' && (await ageMs(file)) > 60_000;
-      if (ownerless || (owner !== null && owner !== '' && !this.options.isOwnerAlive(owner))) {
-        // Left by a process that died mid-checkout: take it over.
-        await unlink(file).catch(() => undefined);
-        continue;
-      }
+      const claim = claimOwnerFile(
+        file,
+        this.options.owner,
+        (owner) => !this.options.isOwnerAlive(owner),
+      );
+      if (claim.held) return claim.release;
       if (Date.now() > until)
         throw new BerthError(
           'BERTH_GIT_FAILED',
-          `the repository cache ${cache} stayed locked by ${owner ?? 'another process'}`,
+          `the repository cache ${cache} stayed locked by ${claim.owner}`,
           { hint: `If no berth worker uses this state directory any more, remove ${file}.` },
         );
       await new Promise((resolve) => setTimeout(resolve, 100));
@@ -289,11 +284,4 @@ async function exists(file: string): Promise<boolean> {
 async function emptyDirectory(dir: string): Promise<void> {
   await rm(dir, { recursive: true, force: true });
   await mkdir(dir);
-}
-
-async function ageMs(file: string): Promise<number> {
-  return stat(file).then(
-    (info) => Date.now() - info.mtimeMs,
-    () => 0,
-  );
 }
