@@ -21,6 +21,7 @@ let url = '';
 let admin = '';
 let home = '';
 let image = '';
+let dataDir = '';
 
 function berth(args: string[], env: Record<string, string> = {}): Promise<BerthResult> {
   return runBerth(args, { XDG_CONFIG_HOME: home, ...env });
@@ -35,7 +36,7 @@ beforeAll(async () => {
     `FROM ${inject('busyboxImage')}\nENV BUILT_HERE=1\n`,
   );
   home = tempDir('berth-config-');
-  const dataDir = tempDir('berth-up-');
+  dataDir = tempDir('berth-up-');
   // berth up lives for the whole file (the per-test check ends the harness's own children); its
   // worker's containers carry its launcher id, which the leak checks know.
   up = spawn(
@@ -128,6 +129,35 @@ describe('berth up, login, stack, runs and worker commands', () => {
     expect(shown.stdout).toContain(`image  ${image}`);
     for (const out of [followed, runs, shown])
       expect(out.stdout + out.stderr).not.toContain('first-try-secret-77');
+  });
+
+  it('refuses a second berth up, on the same address or the same data directory, and the first goes on', async () => {
+    const address = new URL(url).host;
+    const sameAddress = await berth([
+      'up',
+      '--listen',
+      address,
+      '--data-dir',
+      tempDir('berth-up-'),
+    ]);
+    expect(sameAddress.code).toBe(2);
+    expect(sameAddress.stderr).toContain(
+      `cannot listen on ${address}: another process listens there (EADDRINUSE) [BERTH_USAGE]`,
+    );
+    const sameData = await berth(['up', '--listen', '127.0.0.1:0', '--data-dir', dataDir], {
+      BERTH_STATE_DIR: path.join(dataDir, 'state'),
+    });
+    expect(sameData.code).toBe(2);
+    expect(sameData.stderr).toContain(
+      `another berth up (process ${up.pid}) uses the data directory ${dataDir} [BERTH_USAGE]`,
+    );
+    expect(sameData.stderr).toContain('another --data-dir');
+    expect(sameData.stderr).not.toContain('listening on');
+    // The first one's worker still has its pool's token: it takes and finishes a run.
+    const followed = await berth(['stack', 'trigger', 'first', '--type', 'task', '--follow']);
+    expect(followed.code, followed.stderr).toBe(0);
+    expect(followed.stderr).toMatch(/FINISHED/);
+    expect(upSaid).not.toContain('no longer accepts');
   });
 
   it('gives a script JSON: trigger --follow --json and runs logs --json, one object a line', async () => {
@@ -248,5 +278,24 @@ describe('berth up, login, stack, runs and worker commands', () => {
     expect(unreachable.code).toBe(4);
     expect(unreachable.stderr).toContain('BERTH_SERVER_UNREACHABLE');
     expect(unreachable.stderr).toContain('http://127.0.0.1:9');
+  });
+
+  // Last: it ends the berth up of this file.
+  it('stops on SIGTERM once its worker left, without waiting out its connections', async () => {
+    const exited = new Promise<number | null>((resolve) => up.on('close', resolve));
+    up.kill('SIGTERM');
+    // Its worker's last connection to its server stayed open for the keep-alive time (72 s).
+    let waited: NodeJS.Timeout | undefined;
+    const code = await Promise.race([
+      exited,
+      new Promise<never>((_, reject) => {
+        waited = setTimeout(
+          () => reject(new Error(`berth up still runs 30 s after SIGTERM: ${upSaid}`)),
+          30_000,
+        );
+      }),
+    ]).finally(() => clearTimeout(waited));
+    expect(code).toBe(0);
+    expect(upSaid).toContain('berth: worker stopped');
   });
 });

@@ -5,6 +5,7 @@ import type { Command } from 'commander';
 import { BerthError } from '../domain/errors.js';
 import { parseByteSize, parseDuration } from '../domain/units.js';
 import { loadServerTls, trustedCas } from '../net/tls-files.js';
+import { claimDirectory } from './directory-claim.js';
 import type { Output } from './render.js';
 
 export function dataDirFrom(env: NodeJS.ProcessEnv, flag?: string): string {
@@ -235,38 +236,50 @@ export function registerUp(
             'BERTH_USAGE',
             `--concurrency ${JSON.stringify(opts.concurrency)}: use 1 to 64`,
           );
-        const { startServer } = await import('../server/start.js');
-        const server = await startServer({
-          host,
-          port,
-          dataDir: dataDirFrom(env, opts.dataDir),
-          env,
-          version,
-          localPool: 'local',
-          logLimitBytes,
-          ...(tls ? { tls } : {}),
-          say: (line) => io.stderr.write(`berth: ${line}\n`),
+        const dataDir = dataDirFrom(env, opts.dataDir);
+        // A second `berth up` on the same data directory would give the local pool a new token,
+        // which the first one's worker would then be refused with.
+        const release = claimDirectory(dataDir, {
+          file: 'up.owner',
+          holder: 'berth up',
+          what: 'data directory',
+          hint: 'Use the berth up that runs already (its address is in its first lines), stop it first, or give this one another --data-dir (BERTH_DATA_DIR).',
         });
-        io.stderr.write(
-          `berth: up: server ${server.url}, worker pool "local"; next: berth login --server ${server.url} (with the admin token), then berth stack create NAME --dir DIR --pool local\n`,
-        );
         try {
-          const { runWorker } = await import('./worker.js');
-          await runWorker({
-            server: server.url,
-            token: server.poolToken as string,
-            concurrency,
-            io,
-            env: {
-              ...env,
-              BERTH_STATE_DIR:
-                env.BERTH_STATE_DIR?.trim() || path.join(dataDirFrom(env, opts.dataDir), 'worker'),
-            },
+          const { startServer } = await import('../server/start.js');
+          const server = await startServer({
+            host,
+            port,
+            dataDir,
+            env,
             version,
-            cas,
+            localPool: 'local',
+            logLimitBytes,
+            ...(tls ? { tls } : {}),
+            say: (line) => io.stderr.write(`berth: ${line}\n`),
           });
+          io.stderr.write(
+            `berth: up: server ${server.url}, worker pool "local"; next: berth login --server ${server.url} (with the admin token), then berth stack create NAME --dir DIR --pool local\n`,
+          );
+          try {
+            const { runWorker } = await import('./worker.js');
+            await runWorker({
+              server: server.url,
+              token: server.poolToken as string,
+              concurrency,
+              io,
+              env: {
+                ...env,
+                BERTH_STATE_DIR: env.BERTH_STATE_DIR?.trim() || path.join(dataDir, 'worker'),
+              },
+              version,
+              cas,
+            });
+          } finally {
+            await server.close();
+          }
         } finally {
-          await server.close();
+          release();
         }
       },
     );

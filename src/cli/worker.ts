@@ -1,5 +1,5 @@
 /** `berth worker`: leases runs of its pool from a berth server and runs them here. */
-import { existsSync, linkSync, readFileSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { BerthError } from '../domain/errors.js';
@@ -8,11 +8,7 @@ import { readWorkerJobSettings, settingOf, type ExtraMount } from '../domain/wor
 import { DockerExecutor } from '../executor/docker/docker-executor.js';
 import { EngineClient } from '../executor/docker/engine-client.js';
 import { FileJobUserCache } from '../launcher/job-user-cache.js';
-import {
-  currentLauncherId,
-  isLauncherAlive,
-  isLauncherOfThisHost,
-} from '../launcher/launcher-identity.js';
+import { currentLauncherId, isLauncherAlive } from '../launcher/launcher-identity.js';
 import { DEFAULT_SAVED_WORKSPACE_LIMIT } from '../launcher/run-job.js';
 import { buildRunnerImage, readSettings } from '../launcher/runner-image.js';
 import { dockerConfigDirFrom } from '../registry/docker-config.js';
@@ -20,6 +16,7 @@ import { fetchTrusting, trustedCas } from '../net/tls-files.js';
 import { HttpWorkerProtocol, registrationRefused } from '../worker/protocol.js';
 import { RepositoryCache } from '../worker/repository-cache.js';
 import { Worker } from '../worker/worker.js';
+import { claimDirectory } from './directory-claim.js';
 import type { Output } from './render.js';
 import { workerAdmin } from './remote.js';
 import { savedWorkspaceLimit } from './server.js';
@@ -235,46 +232,10 @@ function checkMountSources(mounts: ExtraMount[]): void {
  * Returns what gives the directory back.
  */
 function claimStateDir(stateDir: string): () => void {
-  mkdirSync(stateDir, { recursive: true, mode: 0o700 });
-  const file = path.join(stateDir, 'worker.owner');
-  const me = currentLauncherId();
-  // Written whole first, then linked into place: a claim is never seen half written.
-  const mine = `${file}.${process.pid}`;
-  writeFileSync(mine, `${me}\n`, { mode: 0o600 });
-  try {
-    for (;;) {
-      try {
-        linkSync(mine, file);
-        break;
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-      }
-      let owner = '';
-      try {
-        owner = readFileSync(file, 'utf8').trim();
-      } catch {
-        continue; // Given back meanwhile: claim it again.
-      }
-      if (isLauncherOfThisHost(owner) && isLauncherAlive(owner)) {
-        throw new BerthError(
-          'BERTH_USAGE',
-          `another berth worker (process ${owner.split('/')[2] ?? '?'}) uses the state directory ${stateDir}`,
-          {
-            hint: 'Give each worker on a machine its own state directory: BERTH_STATE_DIR=DIR berth worker …',
-          },
-        );
-      }
-      // Its process is gone, or it came with a copy from another machine: taken over.
-      rmSync(file, { force: true });
-    }
-  } finally {
-    rmSync(mine, { force: true });
-  }
-  return () => {
-    try {
-      if (readFileSync(file, 'utf8').trim() === me) rmSync(file, { force: true });
-    } catch {
-      // Already gone.
-    }
-  };
+  return claimDirectory(stateDir, {
+    file: 'worker.owner',
+    holder: 'berth worker',
+    what: 'state directory',
+    hint: 'Give each worker on a machine its own state directory: BERTH_STATE_DIR=DIR berth worker …',
+  });
 }

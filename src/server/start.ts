@@ -124,25 +124,6 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       if (!blobDirExisted) await rmdir(blobDir).catch(() => undefined);
       throw err;
     });
-    let poolToken: string | null = null;
-    if (options.localPool) {
-      poolToken = newToken('pool');
-      const hash = hashToken(poolToken);
-      if (!(await store.setPoolTokenHash(options.localPool, hash))) {
-        await store.createPool(
-          {
-            id: options.localPool,
-            name: 'this machine',
-            kind: 'private',
-            allowList: [],
-            defaultImage: null,
-            pullPolicy: null,
-          },
-          hash,
-          new Date(),
-        );
-      }
-    }
     const leaseMs = options.leaseMs ?? 60_000;
     const signals = new PoolSignals();
     if (store.dialect === 'postgres' && options.databaseUrl) {
@@ -180,6 +161,27 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       await app.close();
       throw listenFailure(err, options.host, options.port);
     });
+    // The local pool's token too: a second `berth up` that cannot listen (the first holds the
+    // address) must not replace the token the first one's worker uses.
+    let poolToken: string | null = null;
+    if (options.localPool) {
+      poolToken = newToken('pool');
+      const hash = hashToken(poolToken);
+      if (!(await store.setPoolTokenHash(options.localPool, hash))) {
+        await store.createPool(
+          {
+            id: options.localPool,
+            name: 'this machine',
+            kind: 'private',
+            allowList: [],
+            defaultImage: null,
+            pullPolicy: null,
+          },
+          hash,
+          new Date(),
+        );
+      }
+    }
     // Only once the address is this server's: a start that cannot listen prints no token it
     // would never show again (nor replaces the admin token with one it does not show).
     if (options.newAdminToken) {
@@ -231,7 +233,16 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       close: async () => {
         clearInterval(sweep);
         clearInterval(blobSweep);
-        await app.close();
+        // Closing ends every wait and stream at once (preClose in app.ts) and the connections
+        // idle then; a connection Node does not count as idle would stay open for the keep-alive
+        // time (72 s): `berth up` waited that long on its own worker's last one after its
+        // goodbye. What is still open after a moment for the answers on their way is closed.
+        const force = setTimeout(() => app.server.closeAllConnections(), CLOSE_GRACE_MS);
+        try {
+          await app.close();
+        } finally {
+          clearTimeout(force);
+        }
         await notifications?.close();
         await store.close();
       },
@@ -242,6 +253,9 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     throw err;
   }
 }
+
+/** How long a closing server lets answers on their way finish before it closes their connections. */
+const CLOSE_GRACE_MS = 1000;
 
 /** A blob is needed while its run exists and has not ended. */
 function blobNeeded(store: Store): (runId: string) => Promise<boolean> {
