@@ -2,16 +2,17 @@
  * The server's command line as a script and a new user meet it, against a real `berth server`
  * process (no worker: runs stay queued until cancelled): `berth stack update`, `--json` on every
  * command, usage errors whose fix names the command used, refusals with a command-line fix, and
- * `berth runs logs` of a run that ended before any output, and what following a run says when no
- * worker of its pool can take it.
+ * `berth runs logs` of a run that ended before any output, what following a run says when no
+ * worker of its pool can take it, and the server's address as a new user gives it.
  */
-import { statSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runBerth, spawnBerth, resultOf, type BerthResult } from './harness/cli.js';
 import { startBerthServer, type BerthServer } from './harness/berth-server.js';
 import { tempDir } from './harness/ownership.js';
 import { apiRequest } from './harness/api-request.js';
+import { startWebPage } from './harness/web-page.js';
 
 let server: BerthServer;
 const COMMIT = 'a'.repeat(40);
@@ -460,5 +461,84 @@ describe('berth runs logs of a run without output', () => {
         new RegExp(`run ${id} has no log: it ended CANCELED before any output`),
       );
     }
+  });
+});
+
+describe("the server's address", () => {
+  it("takes the web page's address, the API's and a trailing /, for login and every command", async () => {
+    const home = tempDir('berth-config-');
+    const login = await runBerth(['login', '--server', `${server.url}/ui/`, '--json'], {
+      BERTH_TOKEN: server.admin,
+      XDG_CONFIG_HOME: home,
+    });
+    const file = path.join(home, 'berth', 'login.json');
+    expect(json(login)).toEqual({ server: server.url, file, caCert: null });
+    expect((JSON.parse(readFileSync(file, 'utf8')) as { server: string }).server).toBe(server.url);
+    for (const address of [
+      `${server.url}/`,
+      `${server.url}/api/v1`,
+      `${server.url}/api/v1/`,
+      `${server.url}/ui/`,
+      `${server.url}/ui/runs/01JRUN`,
+    ]) {
+      const listed = await berth(['pool', 'list'], { BERTH_SERVER: address });
+      expect(listed.code, `${address}: ${listed.stderr}`).toBe(0);
+      expect(listed.stdout).toMatch(/^team {2}private/m);
+    }
+  });
+
+  it('refuses an address without http:// or https://, naming it, with an example', async () => {
+    const bare = server.url.replace(/^http:\/\//, '');
+    const home = tempDir('berth-config-');
+    const login = await runBerth(['login', '--server', bare], {
+      BERTH_TOKEN: server.admin,
+      XDG_CONFIG_HOME: home,
+    });
+    expect(login.code).toBe(2);
+    expect(login.stderr).toContain(`--server "${bare}" is not an http:// or https:// URL`);
+    expect(login.stderr).toContain(`e.g. --server http://${bare} `);
+    expect(login.stderr).toContain('[BERTH_USAGE]');
+    expect(existsSync(path.join(home, 'berth', 'login.json'))).toBe(false);
+    const listed = await berth(['stack', 'list'], { BERTH_SERVER: bare });
+    expect(listed.code).toBe(2);
+    expect(listed.stderr).toContain(`BERTH_SERVER "${bare}" is not an http:// or https:// URL`);
+    expect(listed.stderr).toContain('[BERTH_USAGE]');
+  });
+
+  it('says a web page that answers is not berth, and login saves nothing', async () => {
+    const page = await startWebPage();
+    try {
+      const home = tempDir('berth-config-');
+      const login = await runBerth(['login', '--server', page.url], {
+        BERTH_TOKEN: server.admin,
+        XDG_CONFIG_HOME: home,
+      });
+      expect(login.code).toBe(2);
+      expect(login.stderr).toContain(`${page.url} answered 200 with text/html`);
+      expect(login.stderr).toContain("the address may not be a berth server's");
+      expect(login.stderr).toContain('[BERTH_SERVER_ANSWER_UNEXPECTED]');
+      expect(login.stderr).not.toMatch(/BERTH_INTERNAL|a bug in berth|\n {4}at /);
+      expect(existsSync(path.join(home, 'berth', 'login.json'))).toBe(false);
+
+      const listed = await berth(['runs', 'list', '--json'], { BERTH_SERVER: page.url });
+      expect(listed.code).toBe(2);
+      const failed = JSON.parse(listed.stdout) as { error: { code: string } };
+      expect(failed.error.code).toBe('BERTH_SERVER_ANSWER_UNEXPECTED');
+    } finally {
+      await page.close();
+    }
+  });
+
+  it('with BERTH_SERVER but no token anywhere, says the token is missing and how to give it', async () => {
+    const listed = await runBerth(['stack', 'list'], {
+      BERTH_SERVER: server.url,
+      BERTH_TOKEN: '',
+      XDG_CONFIG_HOME: tempDir('berth-config-'),
+    });
+    expect(listed.code).toBe(2);
+    expect(listed.stderr).toContain(`no token for the berth server at ${server.url}`);
+    expect(listed.stderr).toContain('BERTH_TOKEN');
+    expect(listed.stderr).toContain(`berth login --server ${server.url}`);
+    expect(listed.stderr).not.toContain('no berth server to talk to');
   });
 });

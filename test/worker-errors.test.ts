@@ -1,7 +1,7 @@
 /**
  * `berth worker` when things go wrong, with real `berth server` and `berth worker` processes: a
  * start-up mistake (wrong token, a person's token, no server, https on a plain port, no scheme,
- * the API's path in the URL) is said with its code, the server's address and the fix, never as a
+ * the API's or the web page's path in the URL, a web page that is not berth's) is said with its code, the server's address and the fix, never as a
  * bug in berth; an outage of the server is said once (with the address and the cause) and its end
  * too; a rotated pool token stops the worker (its run stopped, a non-zero exit, no retries); and
  * the worker list shows a worker that left or died as OFFLINE.
@@ -23,6 +23,7 @@ import { tempDir } from './harness/ownership.js';
 import { freePort } from './harness/registry.js';
 import { apiRequest } from './harness/api-request.js';
 import { until } from './harness/until.js';
+import { startWebPage } from './harness/web-page.js';
 
 let engine: EngineClient;
 let server: ServerProcess | undefined;
@@ -159,6 +160,22 @@ describe('berth worker start-up mistakes', () => {
     );
     expect(wrong.stderr()).toContain('without a path');
     expectNoBug(wrong.stderr());
+  });
+
+  it("the web page's address is taken; a web page that is not berth's is said to be one", async () => {
+    const token = await admins().createPool('pool-web');
+    const worker = startWorker(token, tempDir('berth-worker-'), `${url}/ui/runs/01JRUN`);
+    await worker.waitFor('registered in pool pool-web');
+    const page = await startWebPage();
+    try {
+      const wrong = startWorker(token, tempDir('berth-worker-'), page.url);
+      expect((await wrong.exited).code).toBe(2);
+      expect(wrong.stderr()).toContain(`${page.url} answered 200 with text/html`);
+      expect(wrong.stderr()).toContain('[BERTH_SERVER_ANSWER_UNEXPECTED]');
+      expectNoBug(wrong.stderr());
+    } finally {
+      await page.close();
+    }
   });
 });
 

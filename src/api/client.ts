@@ -22,6 +22,7 @@ import type {
   WorkerOutput,
 } from './schemas.js';
 import { noAnswer } from '../domain/no-answer.js';
+import { parseApiAnswer, unexpectedAnswer, type ServerAnswer } from '../domain/server-address.js';
 
 export type Run = Static<typeof RunOutput>;
 export type Stack = Static<typeof StackOutput>;
@@ -134,18 +135,19 @@ export class ApiClient {
     } catch (err) {
       throw unreachable(this.baseUrl, err);
     }
-    const text = await res.text();
-    const parsed = text ? (JSON.parse(text) as unknown) : undefined;
+    const answer = await answerOf(res);
+    const parsed = parseApiAnswer(answer);
+    if (!parsed.ok) throw notTheApi(this.baseUrl, answer);
     if (!res.ok) {
-      const error = (parsed ?? {}) as { code?: string; message?: string; hint?: string };
+      const error = (parsed.body ?? {}) as { code?: string; message?: string; hint?: string };
       throw new ApiClientError(
         res.status,
         error.code ?? `HTTP_${res.status}`,
-        error.message ?? text,
+        error.message ?? answer.text,
         error.hint,
       );
     }
-    return parsed as T;
+    return parsed.body as T;
   }
 
   /** Signs the web page in: the answer sets the session cookie. */
@@ -210,6 +212,9 @@ export class ApiClient {
         last = seq;
       }).catch((err: unknown) => {
         if (err instanceof ApiClientError && err.status >= 400 && err.status < 500) throw err;
+        // Not berth's answer, and no failing proxy's either (a web page): trying again will not help.
+        if (err instanceof ApiClientError && err.code === ANSWER_UNEXPECTED && err.status < 500)
+          throw err;
         if (options.signal?.aborted) throw err;
         return { done: false, cause: err };
       });
@@ -253,9 +258,12 @@ export class ApiClient {
     ).catch((err: unknown) => {
       throw unreachable(this.baseUrl, err);
     });
-    if (!res.ok || !res.body) {
-      const text = await res.text();
-      const error = (text.startsWith('{') ? JSON.parse(text) : {}) as {
+    if (!res.ok || !res.body || !isEventStream(res)) {
+      const answer = await answerOf(res);
+      const parsed = parseApiAnswer(answer);
+      if (!parsed.ok || res.ok) throw notTheApi(this.baseUrl, answer);
+      const text = answer.text;
+      const error = (parsed.body ?? {}) as {
         code?: string;
         message?: string;
         hint?: string;
@@ -328,6 +336,27 @@ export class ApiClient {
     (await this.call<{ tokens: ApiToken[] }>('GET', '/tokens')).tokens;
   revokeToken = (id: string): Promise<void> =>
     this.call('DELETE', `/tokens/${encodeURIComponent(id)}`);
+}
+
+/** The code of an answer that is not berth's API (the command line makes it a berth error). */
+export const ANSWER_UNEXPECTED = 'SERVER_ANSWER_UNEXPECTED';
+
+async function answerOf(res: Response): Promise<ServerAnswer> {
+  return {
+    status: res.status,
+    contentType: res.headers.get('content-type'),
+    text: await res.text(),
+  };
+}
+
+function isEventStream(res: Response): boolean {
+  return /^text\/event-stream\b/i.test(res.headers.get('content-type') ?? '');
+}
+
+/** An answer that is not berth's (a web page, a proxy's page): said with what answered. */
+function notTheApi(baseUrl: string, answer: ServerAnswer): ApiClientError {
+  const said = unexpectedAnswer(baseUrl || 'the server', answer);
+  return new ApiClientError(answer.status, ANSWER_UNEXPECTED, said.message, said.hint);
 }
 
 /** A request that got no answer, with the reason the network gave (TLS ones explained). */

@@ -10,12 +10,14 @@ import type { Command } from 'commander';
 import {
   ApiClient,
   ApiClientError,
+  ANSWER_UNEXPECTED,
   type LogChunk,
   type Run,
   type Stack,
   type Worker,
 } from '../api/client.js';
 import { BerthError } from '../domain/errors.js';
+import { parseServerAddress } from '../domain/server-address.js';
 import { fetchTrusting, trustedCas } from '../net/tls-files.js';
 import { isTerminal, type RunStateName } from '../domain/run-state.js';
 import type { Output } from './render.js';
@@ -36,28 +38,53 @@ export function loginFile(env: NodeJS.ProcessEnv): string {
 }
 
 function readLogin(env: NodeJS.ProcessEnv): Login {
-  // An empty variable counts as unset (as `BERTH_SERVER= berth …` means).
-  const server = env.BERTH_SERVER?.trim() || undefined;
-  const token = env.BERTH_TOKEN?.trim() || undefined;
-  const caCert = env.BERTH_CA_CERT?.trim() || undefined;
-  if (server && token) return { server, token, ...(caCert ? { caCert } : {}) };
+  const file = loginFile(env);
   let saved: Partial<Login> = {};
   try {
-    saved = JSON.parse(readFileSync(loginFile(env), 'utf8')) as Partial<Login>;
+    saved = JSON.parse(readFileSync(file, 'utf8')) as Partial<Login>;
   } catch {
-    // No login yet: said below.
+    // No login yet: said by loginFrom if BERTH_SERVER and BERTH_TOKEN do not make up for it.
   }
-  const login = {
-    server: server ?? saved.server,
-    token: token ?? saved.token,
-    caCert: caCert ?? saved.caCert,
-  };
-  if (!login.server || !login.token) {
+  return loginFrom(env, saved, file);
+}
+
+/**
+ * The login a remote command uses: BERTH_SERVER, BERTH_TOKEN and BERTH_CA_CERT over what `berth
+ * login` saved in `file`; the server's address as every client reads it. What is missing is said
+ * with how to give it.
+ */
+export function loginFrom(env: NodeJS.ProcessEnv, saved: Partial<Login>, file: string): Login {
+  // An empty variable counts as unset (as `BERTH_SERVER= berth …` means).
+  const fromEnv = env.BERTH_SERVER?.trim() || undefined;
+  // Both given: the saved login (its CA too) may be another server's.
+  const stored = fromEnv && env.BERTH_TOKEN?.trim() ? {} : saved;
+  const given = fromEnv ?? (stored.server || undefined);
+  const token = env.BERTH_TOKEN?.trim() || stored.token || undefined;
+  const caCert = env.BERTH_CA_CERT?.trim() || stored.caCert || undefined;
+  if (!given && !token) {
     throw new BerthError('BERTH_USAGE', 'no berth server to talk to', {
       hint: 'Run `berth login --server URL` (it reads the token from BERTH_TOKEN or standard input), or set BERTH_SERVER and BERTH_TOKEN.',
     });
   }
-  return login as Login;
+  if (!given) {
+    throw new BerthError(
+      'BERTH_USAGE',
+      'no berth server to talk to: a token is given, but no server',
+      {
+        hint: 'Set BERTH_SERVER to the address berth server printed (e.g. http://127.0.0.1:8080), or run `berth login --server URL` to save it.',
+      },
+    );
+  }
+  const server = parseServerAddress(
+    given,
+    fromEnv ? 'BERTH_SERVER' : `the server saved by berth login in ${file}`,
+  );
+  if (!token) {
+    throw new BerthError('BERTH_USAGE', `no token for the berth server at ${server}`, {
+      hint: `Set BERTH_TOKEN to your API token (the admin token berth server printed, or one \`berth token create\` made), or run \`berth login --server ${server}\` once with the token in BERTH_TOKEN or on standard input to save it.`,
+    });
+  }
+  return { server, token, ...(caCert ? { caCert } : {}) };
 }
 
 /** The typed client for a login: the server verified against its CA when one was given. */
@@ -90,6 +117,8 @@ const API_CLIENT_HINTS = new Set(['BAD_REQUEST', 'IMAGE_NOT_ALLOWED']);
 /** The server's refusal as a berth error (its code kept), or an unreachable server. */
 function asBerthError(err: unknown): unknown {
   if (!(err instanceof ApiClientError)) return err;
+  if (err.code === ANSWER_UNEXPECTED)
+    return new BerthError('BERTH_SERVER_ANSWER_UNEXPECTED', err.message, { cause: err });
   if (err.code === 'SERVER_NOT_TRUSTED')
     return new BerthError('BERTH_SERVER_NOT_TRUSTED', err.message, { cause: err });
   if (err.status === 0)
@@ -439,17 +468,19 @@ function registerLogin(program: Command, { io, env, act }: Remote): void {
     .option('--json', 'say where the login was saved as one JSON object (never the token)')
     .action(
       act(async (opts: { server: string; caCert?: string; json?: boolean }) => {
+        const server = parseServerAddress(opts.server, '--server');
         const token = env.BERTH_TOKEN?.trim() || (await readStdin());
         if (!token) throw new BerthError('BERTH_USAGE', 'no token: set BERTH_TOKEN or pipe it in');
         const caFile = opts.caCert ?? env.BERTH_CA_CERT?.trim();
         const caCert = caFile ? path.resolve(caFile) : undefined;
-        const login: Login = { server: opts.server, token, ...(caCert ? { caCert } : {}) };
+        const login: Login = { server, token, ...(caCert ? { caCert } : {}) };
+        // Saved only once the server answered as berth's API does, with this token.
         await apiClient(login, env).listStacks();
         const file = loginFile(env);
         mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
         writeFileSync(file, `${JSON.stringify(login)}\n`, { mode: 0o600 });
-        if (opts.json) printJson(io, { server: opts.server, file, caCert: caCert ?? null });
-        else io.stderr.write(`berth: logged in to ${opts.server} (saved in ${file})\n`);
+        if (opts.json) printJson(io, { server, file, caCert: caCert ?? null });
+        else io.stderr.write(`berth: logged in to ${server} (saved in ${file})\n`);
       }),
     );
 }

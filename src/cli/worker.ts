@@ -3,6 +3,7 @@ import { existsSync, readFileSync, writeFileSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { BerthError } from '../domain/errors.js';
+import { parseServerAddress } from '../domain/server-address.js';
 import { parseByteSize, parseDuration } from '../domain/units.js';
 import { readWorkerJobSettings, settingOf, type ExtraMount } from '../domain/worker-settings.js';
 import { DockerExecutor } from '../executor/docker/docker-executor.js';
@@ -55,9 +56,9 @@ export function registerWorker(
           await workerAdmin(verb, id, opts.json, io, env);
           return;
         }
-        const server = opts.server ?? env.BERTH_SERVER?.trim();
+        const given = opts.server ?? env.BERTH_SERVER?.trim();
         const token = env.BERTH_POOL_TOKEN?.trim();
-        if (!server)
+        if (!given)
           throw new BerthError('BERTH_USAGE', 'berth worker needs --server URL (or BERTH_SERVER)');
         if (!token) {
           throw new BerthError(
@@ -68,7 +69,10 @@ export function registerWorker(
             },
           );
         }
-        checkServerUrl(server);
+        const server = parseServerAddress(
+          given,
+          opts.server === undefined ? 'BERTH_SERVER' : '--server',
+        );
         const concurrency = Number(opts.concurrency);
         if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 256)
           throw new BerthError(
@@ -191,24 +195,6 @@ export async function runWorker(options: {
     releaseStateDir();
     engine.close();
   }
-}
-
-/** The server's address must be an http(s) URL: fetch would otherwise fail with its own words. */
-function checkServerUrl(server: string): void {
-  let protocol: string;
-  try {
-    protocol = new URL(server).protocol;
-  } catch {
-    protocol = '';
-  }
-  if (protocol !== 'http:' && protocol !== 'https:')
-    throw new BerthError(
-      'BERTH_USAGE',
-      `--server ${JSON.stringify(server)} is not an http:// or https:// URL`,
-      {
-        hint: 'Give the address berth server printed when it started, with its scheme: e.g. --server http://127.0.0.1:8080 (or BERTH_SERVER).',
-      },
-    );
 }
 
 /** An extra mount's host path must exist: the engine would otherwise fail every run with it. */

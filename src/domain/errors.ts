@@ -263,6 +263,11 @@ export const ERROR_CATALOGUE = {
     retryable: false,
     hint: 'The berth server refused the request; its own code and words are in the message. Check the token (berth login) and the names you gave.',
   },
+  BERTH_SERVER_ANSWER_UNEXPECTED: {
+    kind: 'usage',
+    retryable: false,
+    hint: "Give the address berth server printed when it started, e.g. --server http://127.0.0.1:8080 (or BERTH_SERVER); the web page's address works too. If a proxy stands before the server, check that it passes /api/v1 on to berth server and that the server runs.",
+  },
   BERTH_TLS_FILE_UNREADABLE: {
     kind: 'usage',
     retryable: false,

@@ -22,6 +22,12 @@ import { pipeline } from 'node:stream/promises';
 import type { Static } from 'typebox';
 import { noAnswer } from '../domain/no-answer.js';
 import { BerthError } from '../domain/errors.js';
+import {
+  parseApiAnswer,
+  parseServerAddress,
+  unexpectedAnswer,
+  type ServerAnswer,
+} from '../domain/server-address.js';
 import { LogRefused } from './log-shipper.js';
 import type {
   Assignment,
@@ -68,6 +74,8 @@ export class ProtocolError extends Error {
     readonly status: number,
     readonly code: string,
     message: string,
+    /** The answer, when it was not berth's API (a web page, a proxy's page). */
+    readonly notTheApi?: ServerAnswer,
   ) {
     super(message);
     this.name = 'ProtocolError';
@@ -83,9 +91,9 @@ export class HttpWorkerProtocol implements WorkerProtocol {
     private readonly fetchImpl: typeof fetch = fetch,
   ) {}
 
-  /** The server's address as given, less a trailing `/api/v1` (the API's own prefix, added here). */
+  /** The server's base address (a trailing `/api/v1`, the API's own prefix, is added here). */
   private get root(): string {
-    return this.baseUrl.replace(/\/+$/, '').replace(/\/api\/v1$/, '');
+    return parseServerAddress(this.baseUrl, '--server');
   }
 
   /**
@@ -116,8 +124,13 @@ export class HttpWorkerProtocol implements WorkerProtocol {
     });
     if (res.status === 204) return null;
     const text = await res.text();
-    if (!res.ok) throw refusal(path, res.status, text, this.baseUrl);
-    return JSON.parse(text) as T;
+    const answer = { status: res.status, contentType: res.headers.get('content-type'), text };
+    const parsed = parseApiAnswer(answer);
+    if (!res.ok)
+      throw refusal(path, res.status, text, this.baseUrl, parsed.ok ? undefined : answer);
+    // Not berth's JSON (a web page at that address): said as such, never "a bug in berth".
+    if (!parsed.ok) throw unexpectedAnswer(this.baseUrl, answer);
+    return parsed.body as T;
   }
 
   private workspaceUrl(workerId: string, runId: string): string {
@@ -227,7 +240,13 @@ async function refusalAsFinal<T>(call: Promise<T>): Promise<T> {
  * A refusal of the server as a ProtocolError with its stable code. A server error names the
  * server: a 503 is often not berth's answer but a server closing (or a proxy before it).
  */
-function refusal(path: string, status: number, text: string, server: string): ProtocolError {
+function refusal(
+  path: string,
+  status: number,
+  text: string,
+  server: string,
+  notTheApi?: ServerAnswer,
+): ProtocolError {
   let code = 'HTTP_ERROR';
   let message = text.slice(0, 500);
   try {
@@ -238,7 +257,12 @@ function refusal(path: string, status: number, text: string, server: string): Pr
     // Not our server's JSON: keep the text.
   }
   const where = status >= 500 ? `the berth server at ${server} answered ` : '';
-  return new ProtocolError(status, code, `${where}${path}: ${status} ${code}: ${message}`);
+  return new ProtocolError(
+    status,
+    code,
+    `${where}${path}: ${status} ${code}: ${message}`,
+    notTheApi,
+  );
 }
 
 /** What a worker is told when its pool token is refused: where the right one comes from. */
@@ -258,6 +282,8 @@ export function isTokenRejection(err: unknown): boolean {
  */
 export function registrationRefused(server: string, err: unknown): unknown {
   if (!(err instanceof ProtocolError)) return err;
+  // Something else answers at that address (a web page, a proxy's page).
+  if (err.notTheApi) return unexpectedAnswer(server, err.notTheApi);
   const said = err.message.replace(/^\/worker\/register: /, '');
   if (err.status === 401)
     return new BerthError(

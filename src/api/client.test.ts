@@ -1,0 +1,77 @@
+/** The typed client's reading of answers: berth's JSON, its errors, and what is not berth's API. */
+import { describe, expect, it } from 'vitest';
+import { ANSWER_UNEXPECTED, ApiClient, ApiClientError } from './client.js';
+
+/** A fetch that answers every request with this body and content type. */
+function answering(status: number, contentType: string | null, body: string): typeof fetch {
+  return () =>
+    Promise.resolve(
+      new Response(body === '' ? null : body, {
+        status,
+        headers: contentType ? { 'content-type': contentType } : {},
+      }),
+    );
+}
+
+async function failure(call: Promise<unknown>): Promise<ApiClientError> {
+  try {
+    await call;
+  } catch (err) {
+    return err as ApiClientError;
+  }
+  throw new Error('the call succeeded');
+}
+
+describe('ApiClient', () => {
+  it("reads berth's JSON answers and refusals (code, message, hint kept)", async () => {
+    const json = 'application/json; charset=utf-8';
+    const ok = new ApiClient('http://h', 't', answering(200, json, '{"stacks":[{"id":"a"}]}'));
+    expect(await ok.listStacks()).toEqual([{ id: 'a' }]);
+    const gone = new ApiClient('http://h', 't', answering(204, null, ''));
+    await expect(gone.deleteStack('a')).resolves.toBeUndefined();
+    const refused = new ApiClient(
+      'http://h',
+      't',
+      answering(404, json, '{"code":"NOT_FOUND","message":"no stack a","hint":"list them"}'),
+    );
+    const err = await failure(refused.getStack('a'));
+    expect([err.status, err.code, err.message, err.hint]).toEqual([
+      404,
+      'NOT_FOUND',
+      'no stack a',
+      'list them',
+    ]);
+  });
+
+  it.each([
+    [200, 'text/html; charset=utf-8', '<!doctype html><html><body>berth</body></html>'],
+    [502, 'text/html', '<html><h1>502 Bad Gateway</h1></html>'],
+    [200, 'application/json', '{"stacks": ['],
+    [200, null, ''],
+  ])(
+    'says a %i %s answer is not berth’s API (never a JSON syntax error)',
+    async (status, type, body) => {
+      const client = new ApiClient('http://h:8080', 't', answering(status, type, body));
+      const err = await failure(client.listStacks());
+      expect(err).toBeInstanceOf(ApiClientError);
+      expect(err.code).toBe(ANSWER_UNEXPECTED);
+      expect(err.status).toBe(status);
+      expect(err.message).toContain(
+        `http://h:8080 answered ${status} with ${type ? type.split(';')[0] : 'no content type'}`,
+      );
+      expect(err.message).toContain("the address may not be a berth server's");
+    },
+  );
+
+  it('gives up following a log at once when a web page answers for the stream', async () => {
+    const client = new ApiClient('http://h', 't', answering(200, 'text/html', '<html></html>'));
+    const err = await failure(
+      client.followLogs(
+        '01JRUN',
+        { log: () => undefined, run: () => undefined },
+        { retryDelayMs: 1 },
+      ),
+    );
+    expect(err.code).toBe(ANSWER_UNEXPECTED);
+  });
+});

@@ -1,0 +1,98 @@
+/** The server's address as every client reads it, and an answer that is not berth's API. */
+import { describe, expect, it } from 'vitest';
+import { BerthError } from './errors.js';
+import { parseApiAnswer, parseServerAddress, unexpectedAnswer } from './server-address.js';
+
+function refusal(value: string, source = '--server'): BerthError {
+  try {
+    parseServerAddress(value, source);
+  } catch (err) {
+    return err as BerthError;
+  }
+  throw new Error(`${value} was taken`);
+}
+
+describe('parseServerAddress', () => {
+  it.each([
+    ['http://127.0.0.1:8080', 'http://127.0.0.1:8080'],
+    ['http://127.0.0.1:8080/', 'http://127.0.0.1:8080'],
+    ['  https://berth.example  ', 'https://berth.example'],
+    ['http://127.0.0.1:8080/api/v1', 'http://127.0.0.1:8080'],
+    ['http://127.0.0.1:8080/api/v1/', 'http://127.0.0.1:8080'],
+    ['http://127.0.0.1:8080/api/v1/stacks', 'http://127.0.0.1:8080'],
+    ['http://127.0.0.1:8080/ui', 'http://127.0.0.1:8080'],
+    ['http://127.0.0.1:8080/ui/', 'http://127.0.0.1:8080'],
+    ['http://127.0.0.1:8080/ui/runs/01JRUN?x=1#top', 'http://127.0.0.1:8080'],
+    ['HTTP://Berth.Example:443/ui/', 'http://berth.example:443'],
+    // A proxy's path before the server is kept; only the web page's and the API's are dropped.
+    ['https://ci.example/berth/', 'https://ci.example/berth'],
+    ['https://ci.example/berth/ui/stacks', 'https://ci.example/berth'],
+    ['https://ci.example/berth/api/v1', 'https://ci.example/berth'],
+    ['https://ci.example/guide', 'https://ci.example/guide'],
+    ['https://ci.example/uid/', 'https://ci.example/uid'],
+  ])('reads %j as %s', (given, base) => {
+    expect(parseServerAddress(given, '--server')).toBe(base);
+  });
+
+  it.each([
+    ['127.0.0.1:8080', 'http://127.0.0.1:8080'],
+    ['berth.example:8080/', 'http://berth.example:8080'],
+    ['localhost:8080', 'http://localhost:8080'],
+    ['ftp://berth.example', 'http://127.0.0.1:8080'],
+    ['http//oops', 'http://127.0.0.1:8080'],
+    ['', 'http://127.0.0.1:8080'],
+  ])('refuses %j (no http:// or https://), with an example', (given, example) => {
+    const err = refusal(given, 'BERTH_SERVER');
+    expect(err.code).toBe('BERTH_USAGE');
+    expect(err.message).toBe(
+      `BERTH_SERVER ${JSON.stringify(given)} is not an http:// or https:// URL`,
+    );
+    expect(err.hint).toContain(`e.g. --server ${example} `);
+  });
+});
+
+describe('parseApiAnswer', () => {
+  const json = 'application/json; charset=utf-8';
+  it.each([
+    [
+      { status: 200, contentType: json, text: '{"stacks":[]}' },
+      { ok: true, body: { stacks: [] } },
+    ],
+    [
+      { status: 404, contentType: json, text: '{"code":"NOT_FOUND"}' },
+      { ok: true, body: { code: 'NOT_FOUND' } },
+    ],
+    [
+      { status: 204, contentType: null, text: '' },
+      { ok: true, body: undefined },
+    ],
+    [{ status: 200, contentType: 'text/html', text: '<!doctype html><html>' }, { ok: false }],
+    [{ status: 200, contentType: 'text/plain', text: '{"stacks":[]}' }, { ok: false }],
+    [{ status: 200, contentType: null, text: '{"stacks":[]}' }, { ok: false }],
+    [{ status: 200, contentType: json, text: '' }, { ok: false }],
+    [{ status: 200, contentType: json, text: '{"stacks":[' }, { ok: false }],
+    [{ status: 502, contentType: 'text/html', text: '<h1>Bad Gateway</h1>' }, { ok: false }],
+  ])('%j: %j', (answer, expected) => {
+    expect(parseApiAnswer(answer)).toEqual(expected);
+  });
+});
+
+describe('unexpectedAnswer', () => {
+  it('says what answered and that the address may not be a berth server’s', () => {
+    const err = unexpectedAnswer('http://h:8080', {
+      status: 200,
+      contentType: 'text/html; charset=utf-8',
+      text: `<!doctype html>\n<html lang="en">\n${'x'.repeat(100)}`,
+    });
+    expect(err.code).toBe('BERTH_SERVER_ANSWER_UNEXPECTED');
+    expect(err.message).toBe(
+      `http://h:8080 answered 200 with text/html ("<!doctype html> <html lang=\\"en\\"> ${'x'.repeat(27)}…"), not berth's API: the address may not be a berth server's, or something before it (a proxy) answered instead`,
+    );
+  });
+
+  it('says an answer without content type or body as such', () => {
+    expect(unexpectedAnswer('http://h', { status: 502, contentType: null, text: '' }).message).toBe(
+      "http://h answered 502 with no content type, not berth's API: the address may not be a berth server's, or something before it (a proxy) answered instead",
+    );
+  });
+});
