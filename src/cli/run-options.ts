@@ -40,7 +40,7 @@ export interface RawRunOptions {
 export type CheckedRunOptions = RunSettings;
 
 /** What --pull accepts; leaving it out is the documented default ('auto' inside berth). */
-const PULL_POLICIES: readonly PullPolicy[] = ['always', 'if-not-present', 'never'];
+export const PULL_POLICIES: readonly PullPolicy[] = ['always', 'if-not-present', 'never'];
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 const RESERVED_ENV = new Set(['HOME', 'PWD', 'OLDPWD', 'SHLVL']);
 

@@ -68,6 +68,39 @@ export interface RunPlanInput extends Omit<
   handOver?: WorkflowOptions['handOver'];
 }
 
+/**
+ * The pull policy a run of `image` uses and the image access it checks (null: none, a private
+ * pool told never to pull runs what its own engine has). Shared with `berth image check`.
+ */
+export function imagePolicyFor(
+  image: string,
+  settings: {
+    pool: PoolKind;
+    pullPolicy: PullPolicy | 'auto';
+    allowList: AllowRule[] | null;
+    dockerConfig: DockerConfigDir | null;
+    env: NodeJS.ProcessEnv;
+  },
+): { pullPolicy: PullPolicy; imageAccess: ImageAccessSettings | null } {
+  const { pool, env } = settings;
+  const pullPolicy =
+    settings.pullPolicy === 'auto'
+      ? defaultPullPolicy(pool, parseReferenceOrThrow(image))
+      : settings.pullPolicy;
+  const imageAccess: ImageAccessSettings | null =
+    pool === 'private' && pullPolicy === 'never'
+      ? null
+      : {
+          pool,
+          allowList: settings.allowList ?? DEFAULT_PUBLIC_ALLOW_LIST,
+          dockerConfig: settings.dockerConfig,
+          env,
+          ecrToken: ecrTokenFromSdk,
+          publicEcrAccounts: publicEcrAccountsFrom(env),
+        };
+  return { pullPolicy, imageAccess };
+}
+
 /** The run's options, ready for startRun (the caller adds how to build a missing default image). */
 export async function planRun(
   input: RunPlanInput,
@@ -90,22 +123,13 @@ export async function planRun(
     berthDefaultImage: input.defaultRunnerImage,
   });
   const image = run.image;
-  const pullPolicy =
-    settings.pullPolicy === 'auto'
-      ? defaultPullPolicy(settings.pool, parseReferenceOrThrow(image))
-      : settings.pullPolicy;
-  // A private pool told never to pull runs what its own engine has: nothing to check.
-  const imageAccess: ImageAccessSettings | null =
-    settings.pool === 'private' && pullPolicy === 'never'
-      ? null
-      : {
-          pool: settings.pool,
-          allowList: settings.allowList ?? DEFAULT_PUBLIC_ALLOW_LIST,
-          dockerConfig: input.dockerConfig,
-          env,
-          ecrToken: ecrTokenFromSdk,
-          publicEcrAccounts: publicEcrAccountsFrom(env),
-        };
+  const { pullPolicy, imageAccess } = imagePolicyFor(image, {
+    pool: settings.pool,
+    pullPolicy: settings.pullPolicy,
+    allowList: settings.allowList,
+    dockerConfig: input.dockerConfig,
+    env,
+  });
   return {
     usesDefaultImage: run.imageSource === "berth's default",
     sourceDir: input.sourceDir,

@@ -78,16 +78,23 @@ export async function prepareRunImage(
 
 /**
  * An image built or loaded on this machine has no registry to check. A private pool runs it
- * and says so; a public pool refuses it (it runs only what a registry confirms as public).
- * Null: not such an image, or no registry check was asked for anyway.
+ * and says so (`warning`); a public pool refuses it (it runs only what a registry confirms as
+ * public). Null: not such an image, or no registry check was asked for anyway. Shared by runs
+ * and `berth image check`, so both decide alike.
  */
-async function localOnly(input: PrepareImageInput): Promise<ResolvedImage | null> {
+export async function findLocalOnlyImage(input: {
+  image: string;
+  imageAccess: ImageAccessSettings | null;
+  executor: Pick<Executor, 'localOnlyImage' | 'localRunnerImage'>;
+  /** The run may fall back on berth's own build of its default runner image (see prepareRunImage). */
+  runnerImageFallback: boolean;
+}): Promise<{ image: ResolvedImage; warning: string } | null> {
   const settings = input.imageAccess;
   if (!settings || !input.executor.localOnlyImage) return null;
   parseReferenceOrThrow(input.image);
   // The standard runner image berth built here has its own way (see prepareRunImage): the
   // registry first, then this copy, on public pools too.
-  if (input.buildMissingImage && (await input.executor.localRunnerImage?.(input.image)))
+  if (input.runnerImageFallback && (await input.executor.localRunnerImage?.(input.image)))
     return null;
   const local = await input.executor.localOnlyImage(input.image);
   if (!local) return null;
@@ -100,10 +107,22 @@ async function localOnly(input: PrepareImageInput): Promise<ResolvedImage | null
       },
     );
   }
-  input.warn(
-    `${input.image} is a local image (built or loaded on this machine, never pulled): used without a registry check`,
-  );
-  return local;
+  return {
+    image: local,
+    warning: `${input.image} is a local image (built or loaded on this machine, never pulled): used without a registry check`,
+  };
+}
+
+async function localOnly(input: PrepareImageInput): Promise<ResolvedImage | null> {
+  const local = await findLocalOnlyImage({
+    image: input.image,
+    imageAccess: input.imageAccess,
+    executor: input.executor,
+    runnerImageFallback: Boolean(input.buildMissingImage),
+  });
+  if (!local) return null;
+  input.warn(local.warning);
+  return local.image;
 }
 
 async function pullChecked(input: PrepareImageInput): Promise<ResolvedImage> {
