@@ -288,6 +288,34 @@ describe('berth server and berth worker', () => {
   });
 });
 
+describe('a task run whose source has no task', () => {
+  it('fails saying what to add, with a fix of its own rather than a command-line template', async () => {
+    const token = await createPool('pool-notask');
+    const empty = tempDir('berth-stack-');
+    await api('POST', '/stacks', {
+      id: 'stack-notask',
+      localDir: empty,
+      pool: 'pool-notask',
+      runnerImage: inject('busyboxImage'),
+    });
+    const worker = startWorker(token, tempDir('berth-worker-'));
+    await worker.waitFor('registered in pool');
+    const run = (await api<RunBody>('POST', '/stacks/stack-notask/runs', { type: 'task' })).body;
+    const failed = await settled(run.id, ['FAILED', 'FINISHED']);
+    expect(failed.state).toBe('FAILED');
+    expect(failed.stateReason).toBe(
+      "a task run needs .berth/task.sh at the root of the stack's source, and it has none [BERTH_USAGE]",
+    );
+    await worker.waitFor(`run ${run.id}: done here, FAILED`);
+    const lines = await logLines(run.id);
+    expect(lines.slice(-2)).toEqual([
+      `[berth: error: ${failed.stateReason}]`,
+      "[berth: fix: Add .berth/task.sh with the task's shell commands at the root of the stack's source (for a repository: commit and push it; for a stack's --dir: on the workers' machines), then trigger the run again. A task run on a worker runs that file; `berth run DIR -- COMMAND` runs a command of your own on this machine.]",
+    ]);
+    expect(lines.join('\n')).not.toContain('COMMAND --help');
+  });
+});
+
 describe('berth worker on SIGTERM', () => {
   async function drainSetup(pool: string, task: string) {
     const token = await createPool(pool);

@@ -379,6 +379,9 @@ class Run {
           throw new BerthError(
             'BERTH_USAGE',
             'only a tracked run has an apply to resume; its runtime configuration no longer makes it one',
+            {
+              hint: "Nothing was applied. The stack's runtime configuration changed since the plan; trigger a new tracked run to plan and apply with the current one.",
+            },
           );
         requireSameImage(this.options.resume.imageId, image);
         this.completed = await this.applySaved(this.options.resume.archive, phases, image);

@@ -42,7 +42,10 @@ export async function prepareSource(
       cleanup: () => Promise.resolve(),
     };
   }
-  if (!stack.repository) throw new BerthError('BERTH_USAGE', `stack ${stack.id} has no source`);
+  if (!stack.repository)
+    throw new BerthError('BERTH_USAGE', `stack ${stack.id} has no source`, {
+      hint: `Give the stack a source: \`berth stack update ${stack.id} --repo URL\` (a repository) or \`--dir DIR\` (a directory on the workers' machines).`,
+    });
   const parent = await mkdtemp(path.join(tmpdir(), 'berth-checkout-'));
   const dir = path.join(parent, 'source');
   const cleanup = (): Promise<void> => rm(parent, { recursive: true, force: true });

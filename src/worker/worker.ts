@@ -12,7 +12,7 @@
 import { mkdir, rm } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import path from 'node:path';
-import { BerthError, coerceError } from '../domain/errors.js';
+import { BerthError, ERROR_CATALOGUE, coerceError } from '../domain/errors.js';
 import { MaskValues, maskAll } from '../domain/log-masker.js';
 import type { RunEvent } from '../domain/run-events.js';
 import type { RunStateName } from '../domain/run-state.js';
@@ -324,12 +324,15 @@ export class Worker {
         ? (assignment.run.image.digest ?? assignment.run.image.reference ?? undefined)
         : undefined;
       let kept: Seal | null = null;
-      const command =
-        type === 'task' ? ((await readJobFile(source.dir, '.berth/task.sh')) ?? '') : '';
+      const taskFile = type === 'task' ? await readJobFile(source.dir, '.berth/task.sh') : null;
+      const command = taskFile ?? '';
       if (type === 'task' && command.trim() === '') {
         throw new BerthError(
           'BERTH_USAGE',
-          `a task run needs .berth/task.sh in the stack's source (${assignment.stack.projectRoot || '.'})`,
+          taskFile === null
+            ? "a task run needs .berth/task.sh at the root of the stack's source, and it has none"
+            : ".berth/task.sh at the root of the stack's source is empty: a task run has nothing to run",
+          { hint: NO_TASK_FIX },
         );
       }
       const { env, secretEnv } = jobVariables(this.options.jobSettings, source.environment);
@@ -339,7 +342,9 @@ export class Worker {
       if (pool.kind === 'public' && pool.allowList.length > 0) {
         const parsed = parseAllowList(pool.allowList.join(','));
         if ('error' in parsed)
-          throw new BerthError('BERTH_USAGE', `pool ${pool.id}'s allow-list: ${parsed.error}`);
+          throw new BerthError('BERTH_USAGE', `pool ${pool.id}'s allow-list: ${parsed.error}`, {
+            hint: `The allow-list is pool ${pool.id}'s setting on the server: correct its entries there (the registry hosts or patterns the pool may pull from), then trigger the run again.`,
+          });
         allowList = parsed.rules;
       }
       const planned = await planRun({
@@ -636,9 +641,22 @@ export function shippedLogLimit(own: number, server: number | undefined): number
  * The run's failure as its log's last lines, as `berth run` shows it on the terminal: the reason
  * says what happened, the log also says how to fix it (the state reason has no room for that).
  */
-function failureLines(error: { code: string; message: string; hint?: string }): string {
-  return `[berth: error: ${error.message} [${error.code}]]\n${error.hint ? `[berth: fix: ${error.hint}]\n` : ''}`;
+export function failureLines(error: { code: string; message: string; hint?: string }): string {
+  // The catalogue's generic usage fix names a command's --help: a worker's run has no command.
+  const hint =
+    error.code === 'BERTH_USAGE' && error.hint === ERROR_CATALOGUE.BERTH_USAGE.hint
+      ? WORKER_USAGE_FIX
+      : error.hint;
+  return `[berth: error: ${error.message} [${error.code}]]\n${hint ? `[berth: fix: ${hint}]\n` : ''}`;
 }
+
+/** The fix of a task run whose source has no task (a worker's run takes no command). */
+export const NO_TASK_FIX =
+  "Add .berth/task.sh with the task's shell commands at the root of the stack's source (for a repository: commit and push it; for a stack's --dir: on the workers' machines), then trigger the run again. A task run on a worker runs that file; `berth run DIR -- COMMAND` runs a command of your own on this machine.";
+
+/** A usage error of a worker's run without a fix of its own. */
+const WORKER_USAGE_FIX =
+  "The run's settings come from its stack and its pool on the server (`berth stack show STACK`): correct the one named above there, then trigger the run again.";
 
 function printableReason(text: string): string {
   return text.replace(/[\u0000-\u0008\u000b-\u001f\u007f]/g, '?').slice(0, 4000);
