@@ -159,6 +159,27 @@ describe('berth stack update', () => {
     expect((await berth(['runs', 'cancel', run])).code).toBe(0);
   });
 
+  it('takes the tool names berth run takes, stores the canonical one, and shows what the default is', async () => {
+    await createStack('spelled', 'team', '--tool', 'terraform');
+    const created = json<{ tool: string | null }>(
+      await berth(['stack', 'show', 'spelled', '--json']),
+    );
+    expect(created.tool).toBe('TERRAFORM_FOSS');
+    const tofu = json<{ tool: string | null }>(
+      await berth(['stack', 'update', 'spelled', '--tool', 'Tofu', '--json']),
+    );
+    expect(tofu.tool).toBe('OPEN_TOFU');
+    const bad = await berth(['stack', 'update', 'spelled', '--tool', 'pulumi']);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain('--tool "pulumi" is not a workflow tool [BERTH_USAGE]');
+    expect(bad.stderr).toContain('fix: Use terraform, opentofu (or tofu) or custom');
+    const cleared = await berth(['stack', 'update', 'spelled', '--tool', '']);
+    expect(cleared.code, cleared.stderr).toBe(0);
+    expect(cleared.stdout).toContain(
+      "tool          default (OpenTofu, newest stable unless a version is set, when the source's .berth/config.yml names no tool; a task run gets none)",
+    );
+  });
+
   it('says what is wrong: nothing to change, two sources, a stack that does not exist', async () => {
     const nothing = await berth(['stack', 'update', 'typo']);
     expect(nothing.code).toBe(2);

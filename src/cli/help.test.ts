@@ -97,4 +97,18 @@ describe("the server's commands", () => {
         '--json',
       );
   });
+
+  it("says where a stack's source may be: file:// and --dir on the workers' machines, for the admin", async () => {
+    for (const command of ['create', 'update']) {
+      const options = entries(await helpText(['stack', command, '--help']));
+      expect(options.get('--repo')).toContain('file://');
+      expect(options.get('--repo')).toContain(
+        'only with the admin token, for a stack of a private pool',
+      );
+      expect(options.get('--dir')).toContain("a directory on the workers' machines");
+      expect(options.get('--dir')).toContain('resolved against the current directory here');
+      expect(options.get('--dir')).not.toContain("server's machine");
+      expect(options.get('--tool')).toContain('terraform | opentofu | custom');
+    }
+  });
 });

@@ -18,6 +18,7 @@ import {
 } from '../api/client.js';
 import { BerthError } from '../domain/errors.js';
 import { parseServerAddress } from '../domain/server-address.js';
+import { parseWorkflowTool, TOOL_SPELLINGS, type WorkflowTool } from '../domain/runtime-config.js';
 import { fetchTrusting, trustedCas } from '../net/tls-files.js';
 import { isTerminal, type RunStateName } from '../domain/run-state.js';
 import type { Output } from './render.js';
@@ -148,12 +149,16 @@ function runLine(run: Run): string {
   return `${run.id}  ${run.type.padEnd(8)} ${run.state.padEnd(15)} ${run.stack}${run.commit ? `  ${run.commit.slice(0, 12)}` : ''}${run.stateReason ? `  (${run.stateReason})` : ''}`;
 }
 
+/** What a stack without a tool of its own runs (launcher/run-config.ts, docs/workflow.md). */
+const DEFAULT_TOOL =
+  "OpenTofu, newest stable unless a version is set, when the source's .berth/config.yml names no tool; a task run gets none";
+
 function stackText(stack: Stack): string {
   const lines = [
     `${stack.id}  pool ${stack.pool}`,
     `  source        ${stack.repository ? `${stack.repository} (${stack.branch ?? 'main'})` : stack.localDir}`,
     `  project root  ${stack.projectRoot || '.'}`,
-    `  tool          ${stack.tool ?? 'default'}${stack.toolVersion ? ` ${stack.toolVersion}` : ''}`,
+    `  tool          ${stack.tool ?? 'default'}${stack.toolVersion ? ` ${stack.toolVersion}` : ''}${stack.tool ? '' : ` (${DEFAULT_TOOL})`}`,
     `  runner image  ${stack.runnerImage ?? "the pool's or berth's default"}`,
     `  auto-deploy   ${stack.autoDeploy ? 'yes' : 'no'}`,
   ];
@@ -510,18 +515,24 @@ type StackPatch = Parameters<ApiClient['updateStack']>[1];
 function stackSettingOptions(command: Command, update: boolean): Command {
   const clears = update ? " ('' clears)" : '';
   command
-    .option('--repo <url>', 'git repository (https:// or ssh://)')
+    .option(
+      '--repo <url>',
+      "git repository: https:// or ssh://; file:// (a repository on the workers' machines) only with the admin token, for a stack of a private pool",
+    )
     .option(
       '--branch <name>',
       `branch of the repository${update ? " ('' puts it back to main)" : ''}`,
       ...(update ? [] : ['main']),
     )
-    .option('--dir <path>', "a directory on the server's machine instead of a repository");
+    .option(
+      '--dir <path>',
+      "instead of a repository: a directory on the workers' machines (a relative path is resolved against the current directory here); only with the admin token, for a stack of a private pool",
+    );
   if (update) command.option('--pool <id>', 'move the stack to this worker pool');
   else command.requiredOption('--pool <id>', 'worker pool');
   command
     .option('--project-root <path>', `directory of the stack inside the source${clears}`)
-    .option('--tool <tool>', `TERRAFORM_FOSS | OPEN_TOFU | CUSTOM${clears}`)
+    .option('--tool <tool>', `terraform | opentofu | custom, as for berth run${clears}`)
     .option('--tool-version <version>', `the tool's version or constraint${clears}`)
     .option(
       '--runner-image <ref>',
@@ -535,6 +546,16 @@ function stackSettingOptions(command: Command, update: boolean): Command {
     .option('--auto-deploy', 'apply a tracked run without waiting for confirmation');
   if (update) command.option('--no-auto-deploy', 'wait for confirmation before applying');
   return command.option('--json', 'print the stack as one JSON object');
+}
+
+/** `--tool` as `berth run` takes it, sent as the API's canonical name. */
+function toolOf(text: string): WorkflowTool {
+  const tool = parseWorkflowTool(text);
+  if (!tool)
+    throw new BerthError('BERTH_USAGE', `--tool ${JSON.stringify(text)} is not a workflow tool`, {
+      hint: `Use ${TOOL_SPELLINGS}.`,
+    });
+  return tool;
 }
 
 /** The change `stack update` asks for: only the options given, '' as "back to the default". */
@@ -555,7 +576,7 @@ export function stackPatch(o: StackFlags): StackPatch {
     ...(o.branch !== undefined ? { branch: orNull(o.branch) } : {}),
     ...(o.pool !== undefined ? { pool: o.pool } : {}),
     ...(o.projectRoot !== undefined ? { projectRoot: o.projectRoot } : {}),
-    ...(o.tool !== undefined ? { tool: orNull(o.tool) as StackPatch['tool'] } : {}),
+    ...(o.tool !== undefined ? { tool: o.tool === '' ? null : toolOf(o.tool) } : {}),
     ...(o.toolVersion !== undefined ? { toolVersion: orNull(o.toolVersion) } : {}),
     ...(o.runnerImage !== undefined ? { runnerImage: orNull(o.runnerImage) } : {}),
     ...(o.label !== undefined ? { labels: o.label.filter((l) => l !== '') } : {}),
@@ -585,7 +606,7 @@ function registerStack(program: Command, remote: Remote): void {
         ...(o.repo ? { repository: o.repo, branch: o.branch } : {}),
         ...(o.dir ? { localDir: path.resolve(o.dir) } : {}),
         ...(o.projectRoot ? { projectRoot: o.projectRoot } : {}),
-        ...(o.tool ? { tool: o.tool as 'OPEN_TOFU' } : {}),
+        ...(o.tool ? { tool: toolOf(o.tool) } : {}),
         ...(o.toolVersion ? { toolVersion: o.toolVersion } : {}),
         ...(o.runnerImage ? { runnerImage: o.runnerImage } : {}),
         labels: o.label ?? [],

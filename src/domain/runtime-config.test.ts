@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import {
   formatProblem,
   normaliseProjectRoot,
+  parseWorkflowTool,
   projectRootProblem,
   resolveRunnerImage,
   resolveStackSettings,
@@ -276,5 +277,21 @@ describe('project_root', () => {
     ['a//b', 'a/b'],
   ])('normalises %s to %j', (value, expected) => {
     expect(normaliseProjectRoot(value)).toBe(expected);
+  });
+});
+
+describe('parseWorkflowTool', () => {
+  it.each([
+    ['terraform', 'TERRAFORM_FOSS'],
+    ['Terraform', 'TERRAFORM_FOSS'],
+    ['opentofu', 'OPEN_TOFU'],
+    ['tofu', 'OPEN_TOFU'],
+    ['custom', 'CUSTOM'],
+    ['OPEN_TOFU', 'OPEN_TOFU'],
+    ['TERRAFORM_FOSS', 'TERRAFORM_FOSS'],
+    ['pulumi', null],
+    ['', null],
+  ])('%s is %s', (text, tool) => {
+    expect(parseWorkflowTool(text)).toBe(tool);
   });
 });

@@ -22,6 +22,23 @@ export type HookName = (typeof HOOKS)[number];
 export const WORKFLOW_TOOLS = ['TERRAFORM_FOSS', 'OPEN_TOFU', 'CUSTOM'] as const;
 export type WorkflowTool = (typeof WORKFLOW_TOOLS)[number];
 
+/** The short names `--tool` takes besides the canonical ones (`berth run`, `berth stack`). */
+const TOOL_NAMES: Record<string, WorkflowTool> = {
+  terraform: 'TERRAFORM_FOSS',
+  opentofu: 'OPEN_TOFU',
+  tofu: 'OPEN_TOFU',
+  custom: 'CUSTOM',
+};
+
+/** What `--tool` accepts, for a fix. */
+export const TOOL_SPELLINGS =
+  'terraform, opentofu (or tofu) or custom (or TERRAFORM_FOSS, OPEN_TOFU, CUSTOM)';
+
+/** A tool as a user names it (any case of a short name, or the canonical name), else null. */
+export function parseWorkflowTool(text: string): WorkflowTool | null {
+  return TOOL_NAMES[text.trim().toLowerCase()] ?? WORKFLOW_TOOLS.find((t) => t === text) ?? null;
+}
+
 export interface StackSettings {
   runner_image?: string;
   terraform_version?: string;

@@ -15,11 +15,11 @@ import {
   projectRootProblem,
   resolveRunnerImage,
   resolveStackSettings,
-  WORKFLOW_TOOLS,
+  parseWorkflowTool,
+  TOOL_SPELLINGS,
   type ConfigProblem,
   type RuntimeConfig,
   type StackSettings,
-  type WorkflowTool,
 } from '../domain/runtime-config.js';
 import { parseConstraint } from '../domain/versions.js';
 import { SOURCE_DIR, type Phase } from '../executor/executor.js';
@@ -154,13 +154,6 @@ async function loadStackSettings(input: RunConfigInput): Promise<StackSettings> 
   return withToolFlags(settings, input.tool, input.toolVersion);
 }
 
-const TOOL_FLAGS: Record<string, WorkflowTool> = {
-  terraform: 'TERRAFORM_FOSS',
-  opentofu: 'OPEN_TOFU',
-  tofu: 'OPEN_TOFU',
-  custom: 'CUSTOM',
-};
-
 /** `--tool` and `--tool-version` over the stack's own settings. */
 export function withToolFlags(
   settings: StackSettings,
@@ -169,10 +162,10 @@ export function withToolFlags(
 ): StackSettings {
   let result = settings;
   if (tool !== undefined) {
-    const named = TOOL_FLAGS[tool.trim().toLowerCase()] ?? WORKFLOW_TOOLS.find((t) => t === tool);
+    const named = parseWorkflowTool(tool);
     if (!named) {
       throw new BerthError('BERTH_USAGE', `--tool ${JSON.stringify(tool)} is not a workflow tool`, {
-        hint: 'Use terraform, opentofu or custom (or TERRAFORM_FOSS, OPEN_TOFU, CUSTOM).',
+        hint: `Use ${TOOL_SPELLINGS}.`,
       });
     }
     result = { ...result, terraform_workflow_tool: named };
