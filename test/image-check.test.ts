@@ -70,6 +70,19 @@ describe('berth image check: the human view', () => {
     );
   });
 
+  it('without an engine, lets the registry decide and says the engine was not asked', async () => {
+    const result = await runBerth(['image', 'check', 'busybox', '--no-registry-check'], {
+      DOCKER_HOST: 'unix:///nonexistent/docker.sock',
+    });
+    expect(result.code, result.stderr).toBe(0);
+    expect(fields(result.stdout).get('engine')).toMatch(/^not asked \(.+\); a local-only image/);
+    const never = await runBerth(['image', 'check', 'busybox', '--pull', 'never'], {
+      DOCKER_HOST: 'unix:///nonexistent/docker.sock',
+    });
+    expect(never.code).toBe(4);
+    expect(fields(never.stdout).get('verdict')).toMatch(/^REFUSED by the local image check \[/);
+  });
+
   it('keeps --json one object, with the deciding step', async () => {
     const result = await runBerth([
       'image',
