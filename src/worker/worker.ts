@@ -150,11 +150,14 @@ export class Worker {
     // Every heartbeat on its way is awaited before the goodbye: one the server handled after it
     // would bring this worker back to the list. (They may overlap: a hung one must not hold back
     // the next, or the leases of the runs would expire behind it.)
-    this.heartbeatTimer = setInterval(() => {
-      const beat = this.beat();
-      this.beating.add(beat);
-      void beat.finally(() => this.beating.delete(beat));
-    }, this.heartbeatMs);
+    this.heartbeatTimer = setInterval(() => void this.heartbeat(), this.heartbeatMs);
+  }
+
+  /** One heartbeat, kept among those on their way until it is answered. */
+  private heartbeat(): Promise<void> {
+    const beat = this.beat();
+    this.beating.add(beat);
+    return beat.finally(() => this.beating.delete(beat));
   }
 
   /** Leases and runs until drained; resolves once every run it started has ended. */
@@ -170,7 +173,10 @@ export class Worker {
         continue;
       }
       if (this.paused) {
+        // Drained: a heartbeat a second (not one per heartbeat period, up to 20 s) learns of an
+        // undrain soon after it is given.
         await new Promise((resolve) => setTimeout(resolve, Math.min(this.heartbeatMs, 1000)));
+        if (this.paused && !this.draining) await this.heartbeat();
         continue;
       }
       let assignment: AssignmentBody | null;
