@@ -119,7 +119,7 @@ afterAll(async () => {
 });
 
 describe('live logs over server-sent events, through TLS', () => {
-  it('shows the output while the job still runs, and the CLI follows to the end', async () => {
+  it('shows the output while the job still runs, and the CLI follows to the end (Ctrl-C stops only the following)', async () => {
     await startWorker();
     const id = await trigger('echo first line; sleep 300\n');
     const cli = spawnBerth(['runs', 'logs', id, '-f'], {
@@ -131,6 +131,19 @@ describe('live logs over server-sent events, through TLS', () => {
     // The job is still running (it sleeps for minutes): the line came live, not at the end.
     expect((await client.getRun(id)).state).toBe('PERFORMING');
     expect(cli.child.exitCode).toBeNull();
+    // Ctrl-C stops a second follower, not the run, and it says how to reach the run again.
+    const second = spawnBerth(['runs', 'logs', id, '-f'], {
+      BERTH_SERVER: url,
+      BERTH_TOKEN: admin,
+      BERTH_CA_CERT: ca.cert,
+    });
+    await second.waitFor('first line');
+    second.child.kill('SIGINT');
+    expect(await second.exited).toEqual({ code: 130, signal: null });
+    expect(second.stderr()).toContain(
+      `berth: stopped following; run ${id} goes on (PERFORMING): \`berth runs logs ${id} --follow\` follows it again, \`berth runs cancel ${id}\` stops it`,
+    );
+    expect((await client.getRun(id)).state).toBe('PERFORMING');
     await client.decide(id, 'cancel');
     const { code } = await cli.exited;
     expect(code).toBe(0);

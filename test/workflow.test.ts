@@ -176,7 +176,8 @@ describe('run types', () => {
     expect(sealed.length).toBeGreaterThan(10_000);
     for (const plain of ['kept-across-containers', 'terraform {}', 'echo deploy', 'FROM_PLAN'])
       expect(sealed.toString('latin1')).not.toContain(plain);
-    proc.child.stdin?.end('yes\n');
+    // `y` applies, as `berth stack trigger --follow` reads it (`yes` does too).
+    proc.child.stdin?.end('y\n');
     const result = await resultOf(proc, true);
     expect(result.code, JSON.stringify(finished(result).error)).toBe(0);
     expect(states(result)).toEqual([
@@ -194,7 +195,7 @@ describe('run types', () => {
     expect(output(result, 'apply')).toBe(
       `applied ${planned}\nafter_apply: kept-across-containers 750 main.tf 1983\n`,
     );
-    expect(result.stderr).toContain('Apply this plan? Type yes to apply');
+    expect(result.stderr).toContain('Apply this plan? [y/N] (y applies, anything else discards)');
     expect(readdirSync(path.join(stateDir, 'runs', finished(result).runId))).not.toContain(
       'workspace.tar.sealed',
     );

@@ -21,6 +21,7 @@ import { parseServerAddress } from '../domain/server-address.js';
 import { parseWorkflowTool, TOOL_SPELLINGS, type WorkflowTool } from '../domain/runtime-config.js';
 import { fetchTrusting, trustedCas } from '../net/tls-files.js';
 import { isTerminal, type RunStateName } from '../domain/run-state.js';
+import { APPLY_QUESTION, appliesPlan } from './apply-question.js';
 import type { Output } from './render.js';
 import { registerTokens } from './tokens.js';
 import { shortSecretWarnings } from '../domain/log-masker.js';
@@ -316,6 +317,14 @@ function watchWorkerWait(client: ApiClient, io: Output): { state(run: Run): void
   };
 }
 
+/** What a Ctrl-C while following says: the run is left as it is, and the commands that reach it. */
+export function stoppedFollowing(id: string, state: RunStateName | null): string {
+  if (state === 'UNCONFIRMED')
+    return `berth: stopped following; run ${id} still waits for confirmation: \`berth runs confirm ${id}\` applies its plan, \`berth runs discard ${id}\` discards it`;
+  if (state !== null && isTerminal(state)) return `berth: stopped following; run ${id} is ${state}`;
+  return `berth: stopped following; run ${id} goes on${state ? ` (${state})` : ''}: \`berth runs logs ${id} --follow\` follows it again, \`berth runs cancel ${id}\` stops it`;
+}
+
 /**
  * Follows a run's log and states live (server-sent events, resumed after a cut without a line
  * lost or doubled) until it ends; returns the final run. A plan waiting for confirmation is shown,
@@ -336,34 +345,44 @@ export async function followRun(
   // A decision that failed ends the following: the run would otherwise wait for ever.
   const stop = new AbortController();
   const waiting = watchWorkerWait(client, io);
+  // Ctrl-C stops following, not the run: say so, and how to reach the run again.
+  const interrupted = (): void => {
+    io.stderr.write(`\n${stoppedFollowing(id, last?.state ?? state)}\n`);
+    process.exit(130);
+  };
+  process.once('SIGINT', interrupted);
   try {
-    await client.followLogs(
-      id,
-      {
-        log: (chunk) => view.log(chunk),
-        run: (run) => {
-          last = run;
-          waiting.state(run);
-          if (run.state === state) return;
-          state = run.state;
-          view.state(run);
-          if (state !== 'UNCONFIRMED') return;
-          deciding = deciding
-            .then(() => decide(run))
-            .catch((error: unknown) => {
-              failed = { error };
-              stop.abort();
-            });
+    try {
+      await client.followLogs(
+        id,
+        {
+          log: (chunk) => view.log(chunk),
+          run: (run) => {
+            last = run;
+            waiting.state(run);
+            if (run.state === state) return;
+            state = run.state;
+            view.state(run);
+            if (state !== 'UNCONFIRMED') return;
+            deciding = deciding
+              .then(() => decide(run))
+              .catch((error: unknown) => {
+                failed = { error };
+                stop.abort();
+              });
+          },
         },
-      },
-      { signal: stop.signal },
-    );
-  } catch (err) {
-    if (!failed) throw err;
+        { signal: stop.signal },
+      );
+    } catch (err) {
+      if (!failed) throw err;
+    } finally {
+      waiting.stop();
+    }
+    await deciding;
   } finally {
-    waiting.stop();
+    process.off('SIGINT', interrupted);
   }
-  await deciding;
   if (failed) throw (failed as { error: unknown }).error;
   const end = last ?? (await client.getRun(id));
   if (isTerminal(end.state)) view.ended(end);
@@ -382,11 +401,9 @@ function sayHowToDecide(run: Run, io: Output): void {
   );
 }
 
-/** On a terminal: y applies the plan, anything else discards it (as `berth run` asks). */
+/** On a terminal: the question `berth run` asks, its answer read the same way (apply-question.ts). */
 async function askToConfirm(client: ApiClient, run: Run, io: Output): Promise<void> {
-  io.stderr.write(
-    `berth: run ${run.id} is UNCONFIRMED (${planLine(run)}). Apply this plan? [y/N] (N discards) `,
-  );
+  io.stderr.write(`berth: run ${run.id} is UNCONFIRMED (${planLine(run)}). ${APPLY_QUESTION} `);
   const { createInterface } = await import('node:readline');
   const lines = createInterface({ input: process.stdin });
   // Decided elsewhere meanwhile (another terminal, the API): the question closes unanswered.
@@ -411,7 +428,7 @@ async function askToConfirm(client: ApiClient, run: Run, io: Output): Promise<vo
     io.stderr.write('\nberth: the run was decided elsewhere\n');
     return;
   }
-  const yes = /^y(es)?$/i.test(answer.trim());
+  const yes = appliesPlan(answer);
   try {
     await client.decide(run.id, yes ? 'confirm' : 'discard');
   } catch (err) {

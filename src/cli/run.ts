@@ -16,6 +16,7 @@ import { maskError } from '../launcher/output-masking.js';
 import { MaskValues, maskAll } from '../domain/log-masker.js';
 import { planRun } from '../launcher/plan-run.js';
 import { RUN_TYPES, type PlanSummary, type RunType } from '../domain/workflow.js';
+import { APPLY_QUESTION, appliesPlan } from './apply-question.js';
 import { humanView, jsonRenderer, type Output } from './render.js';
 import { checkRunOptions, secretValuesOf, taskScript, type RawRunOptions } from './run-options.js';
 
@@ -157,7 +158,7 @@ function splitAtDoubleDash(run: Command): void {
   };
 }
 
-/** Asks on the terminal (or whatever stdin is) whether to apply; anything but yes discards. */
+/** Asks on the terminal (or whatever stdin is) whether to apply (apply-question.ts). */
 async function askToApply(
   plan: PlanSummary | null,
   io: Output,
@@ -166,9 +167,7 @@ async function askToApply(
   const summary = plan
     ? ` (${plan.add} to add, ${plan.change} to change, ${plan.destroy} to destroy)`
     : '';
-  io.stderr.write(
-    `berth: the run is UNCONFIRMED${summary}. Apply this plan? Type yes to apply, anything else discards: `,
-  );
+  io.stderr.write(`berth: the run is UNCONFIRMED${summary}. ${APPLY_QUESTION} `);
   const { createInterface } = await import('node:readline');
   const lines = createInterface({ input: process.stdin });
   // A stopped run (Ctrl-C while asking) closes the question: no answer, nothing applied.
@@ -184,7 +183,7 @@ async function askToApply(
   });
   signal.removeEventListener('abort', onAbort);
   lines.close();
-  return answer.trim().toLowerCase() === 'yes';
+  return appliesPlan(answer);
 }
 
 /**
