@@ -267,6 +267,8 @@ describe.each<Kind>(['sqlite', 'postgres'])('the store on %s', (kind) => {
       const holder = await trigger('promote', 'TRACKED');
       const waiting = await trigger('promote', 'TRACKED');
       expect(waiting.state).toBe('QUEUED');
+      // The reason names the run it waits for (one to look at, or to cancel).
+      expect(waiting.stateReason).toBe(`waiting for run ${holder.id} of the stack to end`);
       expect((await store.leaseRun('private-a', 'w-holder', t0, 30_000))?.id).toBe(holder.id);
       // The holder ends (its lock passes to the waiting run) while four workers keep asking.
       let handedOut = false;

@@ -466,15 +466,15 @@ export class KyselyStore implements Store {
     return this.db.transaction().execute(async (trx) => {
       await this.lockStack(trx, run.stackId);
       // A run that takes the stack's lock waits while an earlier one holds it or waits for it.
-      let state: RunStateName = 'READY';
-      if (takesStackLock(run.kind) && (await this.lockBusy(trx, run.stackId))) state = 'QUEUED';
+      const ahead = takesStackLock(run.kind) ? await this.lockAhead(trx, run.stackId) : null;
+      const state: RunStateName = ahead ? 'QUEUED' : 'READY';
       const row = {
         id: run.id,
         stack_id: run.stackId,
         pool_id: run.poolId,
         kind: run.kind,
         state,
-        state_reason: state === 'QUEUED' ? 'waiting for an earlier run of the stack to end' : null,
+        state_reason: ahead ? `waiting for run ${ahead} of the stack to end` : null,
         commit_sha: run.commitSha,
         triggered_by: run.triggeredBy,
         auto_deploy: flag(run.autoDeploy),
@@ -499,16 +499,18 @@ export class KyselyStore implements Store {
     });
   }
 
-  /** Whether a tracked or destroy run of the stack holds its lock or waits for it. */
-  private async lockBusy(trx: Db, stackId: string): Promise<boolean> {
+  /** The run that holds the stack's lock (or the first one waiting for it), or null: it is free. */
+  private async lockAhead(trx: Db, stackId: string): Promise<string | null> {
     const rows = await trx
       .selectFrom('runs')
-      .select(['kind', 'state'])
+      .select(['id', 'kind', 'state'])
       .where('stack_id', '=', stackId)
       .where('kind', 'in', ['TRACKED', 'DESTROY'])
       .where('state', 'not in', [...TERMINAL_STATES])
+      .orderBy('id')
       .execute();
-    return rows.length > 0;
+    const holder = rows.find((r) => holdsStackLock(r.kind as RunKind, r.state as RunStateName));
+    return (holder ?? rows[0])?.id ?? null;
   }
 
   /** Passes a free stack lock to the oldest waiting run. */
