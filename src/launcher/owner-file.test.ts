@@ -1,4 +1,13 @@
-import { mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  renameSync,
+  rmSync,
+  utimesSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -77,6 +86,16 @@ describe('claimOwnerFile', () => {
     });
     expect(claim).toEqual({ held: false, owner: 'local/host/10/1' });
     expect(readFileSync(file, 'utf8')).toBe('local/host/10/1\n');
+    expect(readdirSync(path.dirname(file))).toEqual(['thing.lock']);
+  });
+
+  it('removes a takeover guard left by a process that died while taking over', () => {
+    const file = lockFile();
+    writeFileSync(file, 'local/host/11/1\n');
+    mkdirSync(`${file}.takeover`);
+    const old = new Date(Date.now() - 60_000);
+    utimesSync(`${file}.takeover`, old, old);
+    expect(claimOwnerFile(file, 'local/host/12/1', gone).held).toBe(true);
     expect(readdirSync(path.dirname(file))).toEqual(['thing.lock']);
   });
 });

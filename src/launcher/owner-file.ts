@@ -1,13 +1,29 @@
 /**
  * A file that names the one process holding something: a worker's state directory, a repository
  * cache. The claim is written whole to a file of its own and then linked into place, so a reader
- * never sees it half written; a claim whose owner is gone is taken over.
+ * never sees it half written; a claim whose owner is gone is removed and the place claimed again.
+ *
+ * Taking over is serialised by a short-lived directory beside the file (`FILE.takeover`): whoever
+ * holds it reads the owner again and removes the claim only if it is still the gone one. Without
+ * that, two processes that both saw the same gone owner could each remove what the other had just
+ * claimed. A free place needs no such guard: only one link into it succeeds.
  */
-import { linkSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  linkSync,
+  mkdirSync,
+  readFileSync,
+  rmSync,
+  rmdirSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 
 export type Claim =
   | { held: true; release: () => void }
   | { held: false; /** Who holds it (a launcher id). */ owner: string };
+
+/** A takeover directory older than this was left by a process that died while taking over. */
+const TAKEOVER_STALE_MS = 30_000;
 
 let claims = 0;
 
@@ -21,8 +37,7 @@ export function claimOwnerFile(
   owner: string,
   isGone: (owner: string) => boolean,
 ): Claim {
-  const unique = `${process.pid}.${++claims}`;
-  const mine = `${file}.${unique}`;
+  const mine = `${file}.${process.pid}.${++claims}`;
   writeFileSync(mine, `${owner}\n`, { mode: 0o600 });
   try {
     for (;;) {
@@ -35,22 +50,7 @@ export function claimOwnerFile(
       const current = readOwner(file);
       if (current === null) continue; // Given back meanwhile: claim it again.
       if (current !== '' && !isGone(current)) return { held: false, owner: current };
-      // Taken over: moved aside first, so that a claim made meanwhile by another process (which
-      // saw the same gone owner) is not removed in its place; such a claim is put back.
-      const aside = `${file}.gone.${unique}`;
-      try {
-        renameSync(file, aside);
-      } catch {
-        continue;
-      }
-      if (readOwner(aside) !== current) {
-        try {
-          linkSync(aside, file);
-        } catch {
-          // A third claim took the place meanwhile: the next round reads it.
-        }
-      }
-      rmSync(aside, { force: true });
+      removeGoneClaim(file, current);
     }
   } finally {
     rmSync(mine, { force: true });
@@ -62,10 +62,42 @@ export function releaseOwnerFile(file: string, owner: string): void {
   if (readOwner(file) === owner) rmSync(file, { force: true });
 }
 
+/** Removes the claim of `gone` at `file`, if it is still there, under the takeover guard. */
+function removeGoneClaim(file: string, gone: string): void {
+  const guard = `${file}.takeover`;
+  try {
+    mkdirSync(guard);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    // Another process takes over now (a moment), or died doing it: then its guard is removed.
+    if (ageMs(guard) > TAKEOVER_STALE_MS) rmSync(guard, { recursive: true, force: true });
+    else pause(10);
+    return;
+  }
+  try {
+    if (readOwner(file) === gone) rmSync(file, { force: true });
+  } finally {
+    rmdirSync(guard);
+  }
+}
+
 function readOwner(file: string): string | null {
   try {
     return readFileSync(file, 'utf8').trim();
   } catch {
     return null;
   }
+}
+
+function ageMs(path: string): number {
+  try {
+    return Date.now() - statSync(path).mtimeMs;
+  } catch {
+    return 0;
+  }
+}
+
+/** Waits `ms` without returning to the event loop (claims are taken synchronously). */
+function pause(ms: number): void {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
 }
