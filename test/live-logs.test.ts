@@ -16,7 +16,12 @@ import { makeCa, issueCertificate, type TestCa, type TestCertificate } from './h
 import { expectNothingLeftBehind } from './harness/cleanup.js';
 import { runBerth, spawnBerth, type BerthProcess } from './harness/cli.js';
 import { testEngine } from './harness/engine.js';
-import { spawnServer, stopWorkers, type ServerProcess } from './harness/berth-server.js';
+import {
+  planStackDir,
+  spawnServer,
+  stopWorkers,
+  type ServerProcess,
+} from './harness/berth-server.js';
 import { tempDir } from './harness/ownership.js';
 
 let engine: EngineClient;
@@ -53,7 +58,11 @@ async function trigger(task: string): Promise<string> {
   return (await client.trigger(id, { type: 'task' })).id;
 }
 
-async function until<T>(what: string, probe: () => T | Promise<T>, ms = 60_000): Promise<T> {
+async function until<T>(
+  what: string,
+  probe: () => T | Promise<T>,
+  ms = 60_000,
+): Promise<NonNullable<T>> {
   const deadline = Date.now() + ms;
   for (;;) {
     const value = await probe();
@@ -202,6 +211,28 @@ describe('live logs over server-sent events, through TLS', () => {
 });
 
 describe('berth up with TLS', () => {
+  it("moves a tracked run's saved workspace to the HTTPS server and back, trusting the CA given", async () => {
+    await startWorker();
+    await client.createStack({
+      id: 'live-tracked',
+      pool: 'live',
+      localDir: planStackDir(),
+      runnerImage: inject('busyboxImage'),
+      labels: [],
+      autoDeploy: false,
+    });
+    const { id } = await client.trigger('live-tracked', { type: 'tracked' });
+    // Up at UNCONFIRMED (the worker's upload), down for the apply (its download).
+    await until('the plan waiting', async () => (await client.getRun(id)).state === 'UNCONFIRMED');
+    await client.decide(id, 'confirm');
+    const end = await until('the apply ended', async () => {
+      const run = await client.getRun(id);
+      return ['FINISHED', 'FAILED'].includes(run.state) ? run : undefined;
+    });
+    expect(end.state, end.stateReason ?? '').toBe('FINISHED');
+    expect(await storedLog(id)).toMatch(/applied planned with [0-9a-f]{48}/);
+  });
+
   it('serves HTTPS and its own worker trusts the CA given', async () => {
     const up = spawnBerth(
       ['up', '--listen', '127.0.0.1:0', '--data-dir', tempDir('berth-up-')].concat([

@@ -149,8 +149,9 @@ export class HttpWorkerProtocol implements WorkerProtocol {
     signal?: AbortSignal,
   ): Promise<void> {
     const { size } = await stat(file);
-    // Streamed from the file: a workspace is never held whole in memory.
-    const res = await fetch(this.workspaceUrl(workerId, runId), {
+    // Streamed from the file: a workspace is never held whole in memory. Through fetchImpl, as
+    // every call: it trusts the custom CA given (the built-in fetch refused such a server).
+    const res = await this.fetchImpl(this.workspaceUrl(workerId, runId), {
       method: 'PUT',
       headers: {
         authorization: `Bearer ${this.token}`,
@@ -173,7 +174,7 @@ export class HttpWorkerProtocol implements WorkerProtocol {
     file: string,
     signal?: AbortSignal,
   ): Promise<void> {
-    const res = await fetch(this.workspaceUrl(workerId, runId), {
+    const res = await this.fetchImpl(this.workspaceUrl(workerId, runId), {
       headers: { authorization: `Bearer ${this.token}` },
       signal: this.signal(signal),
     }).catch((err: unknown) => {

@@ -80,6 +80,9 @@ export class Worker {
   private heartbeatTimer: NodeJS.Timeout | undefined;
   /** The heartbeat on its way: awaited at the end, so none lands after the worker's goodbye. */
   private readonly beating = new Set<Promise<void>>();
+  /** Heartbeats sent, and the newest one whose answer set `paused`. */
+  private beatsSent = 0;
+  private drainHeardFrom = 0;
   /**
    * What follows a run's reported end: removing its container and its files here. A run's slot
    * is free once its end is reported: a new run is taken while fewer than `concurrency` of these
@@ -253,6 +256,7 @@ export class Worker {
   }
 
   private async beat(): Promise<void> {
+    const sent = ++this.beatsSent;
     try {
       const answer = await this.options.protocol.heartbeat(this.workerId, [...this.running.keys()]);
       this.heartbeatOutage.succeeded();
@@ -260,6 +264,9 @@ export class Worker {
         const slot = this.running.get(id);
         if (slot) stopSlot(slot);
       }
+      // Heartbeats may overlap: an answer older than one already heard says an older drain state.
+      if (sent < this.drainHeardFrom) return;
+      this.drainHeardFrom = sent;
       if (answer.drained !== this.paused)
         this.options.say(
           answer.drained
