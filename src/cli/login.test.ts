@@ -27,7 +27,7 @@ describe('loginFrom', () => {
     });
   });
 
-  it('takes the variables over the saved login; both variables leave the saved CA aside', () => {
+  it('takes the variables over the saved login; never sends the saved token to another server', () => {
     const saved = { server: 'https://a', token: 'saved', caCert: '/ca.pem' };
     expect(loginFrom({ BERTH_TOKEN: 'mine' }, saved, FILE)).toEqual({
       server: 'https://a',
@@ -38,7 +38,15 @@ describe('loginFrom', () => {
       server: 'https://b',
       token: 'mine',
     });
-    expect(loginFrom({ BERTH_SERVER: 'https://b' }, saved, FILE).token).toBe('saved');
+    // The saved token goes to its own server only (the same address, however written).
+    expect(loginFrom({ BERTH_SERVER: 'https://a/ui/' }, saved, FILE)).toEqual({
+      server: 'https://a',
+      token: 'saved',
+      caCert: '/ca.pem',
+    });
+    expect(refusal({ BERTH_SERVER: 'https://b' }, saved).message).toBe(
+      `no token for the berth server at https://b (the login saved in ${FILE} is for another server)`,
+    );
   });
 
   it('says the token is what is missing when only the server is given, and how to give it', () => {

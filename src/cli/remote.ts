@@ -59,7 +59,11 @@ export function loginFrom(env: NodeJS.ProcessEnv, saved: Partial<Login>, file: s
   // An empty variable counts as unset (as `BERTH_SERVER= berth …` means).
   const fromEnv = env.BERTH_SERVER?.trim() || undefined;
   // Both given: the saved login (its CA too) may be another server's.
-  const stored = fromEnv && env.BERTH_TOKEN?.trim() ? {} : saved;
+  let stored = fromEnv && env.BERTH_TOKEN?.trim() ? {} : saved;
+  // The saved token goes only to the server it was saved for: BERTH_SERVER naming another server
+  // must not be handed it (nor its CA trusted for it).
+  const elsewhere = fromEnv !== undefined && stored.token && !sameServer(fromEnv, stored.server);
+  if (elsewhere) stored = {};
   const given = fromEnv ?? (stored.server || undefined);
   const token = env.BERTH_TOKEN?.trim() || stored.token || undefined;
   const caCert = env.BERTH_CA_CERT?.trim() || stored.caCert || undefined;
@@ -82,11 +86,22 @@ export function loginFrom(env: NodeJS.ProcessEnv, saved: Partial<Login>, file: s
     fromEnv ? 'BERTH_SERVER' : `the server saved by berth login in ${file}`,
   );
   if (!token) {
-    throw new BerthError('BERTH_USAGE', `no token for the berth server at ${server}`, {
+    const saved = elsewhere ? ` (the login saved in ${file} is for another server)` : '';
+    throw new BerthError('BERTH_USAGE', `no token for the berth server at ${server}${saved}`, {
       hint: `Set BERTH_TOKEN to your API token (the admin token berth server printed, or one \`berth token create\` made), or run \`berth login --server ${server}\` once with the token in BERTH_TOKEN or on standard input to save it.`,
     });
   }
   return { server, token, ...(caCert ? { caCert } : {}) };
+}
+
+/** Whether two addresses name the same server (as read for a request); unreadable: not. */
+function sameServer(a: string, b: string | undefined): boolean {
+  if (!b) return false;
+  try {
+    return parseServerAddress(a, 'BERTH_SERVER') === parseServerAddress(b, 'the saved login');
+  } catch {
+    return false;
+  }
 }
 
 /** The typed client for a login: the server verified against its CA when one was given. */
@@ -119,8 +134,13 @@ const API_CLIENT_HINTS = new Set(['BAD_REQUEST', 'IMAGE_NOT_ALLOWED']);
 /** The server's refusal as a berth error (its code kept), or an unreachable server. */
 function asBerthError(err: unknown): unknown {
   if (!(err instanceof ApiClientError)) return err;
+  // Not berth's answer: a proxy's error page (5xx) is a server out of reach, worth another try.
   if (err.code === ANSWER_UNEXPECTED)
-    return new BerthError('BERTH_SERVER_ANSWER_UNEXPECTED', err.message, { cause: err });
+    return new BerthError(
+      err.status >= 500 ? 'BERTH_SERVER_UNREACHABLE' : 'BERTH_SERVER_ANSWER_UNEXPECTED',
+      err.message,
+      { cause: err, ...(err.status >= 500 && err.hint ? { hint: err.hint } : {}) },
+    );
   if (err.code === 'SERVER_NOT_TRUSTED')
     return new BerthError('BERTH_SERVER_NOT_TRUSTED', err.message, { cause: err });
   if (err.status === 0)
@@ -320,7 +340,8 @@ function watchWorkerWait(client: ApiClient, io: Output): { state(run: Run): void
 /** What a Ctrl-C while following says: the run is left as it is, and the commands that reach it. */
 export function stoppedFollowing(id: string, state: RunStateName | null): string {
   if (state === 'UNCONFIRMED')
-    return `berth: stopped following; run ${id} still waits for confirmation: \`berth runs confirm ${id}\` applies its plan, \`berth runs discard ${id}\` discards it`;
+    // An answer given just before may be on its way: the run's own state is the word on it.
+    return `berth: stopped following; run ${id} was waiting for confirmation (\`berth runs show ${id}\` says where it stands): \`berth runs confirm ${id}\` applies its plan, \`berth runs discard ${id}\` discards it`;
   if (state !== null && isTerminal(state)) return `berth: stopped following; run ${id} is ${state}`;
   return `berth: stopped following; run ${id} goes on${state ? ` (${state})` : ''}: \`berth runs logs ${id} --follow\` follows it again, \`berth runs cancel ${id}\` stops it`;
 }

@@ -254,6 +254,8 @@ export function registerUp(
             env,
             version,
             localPool: 'local',
+            // Its own worker has left by the time it closes: nothing waits for an answer.
+            closeConnectionsAfterMs: 1000,
             logLimitBytes,
             ...(tls ? { tls } : {}),
             say: (line) => io.stderr.write(`berth: ${line}\n`),

@@ -30,6 +30,11 @@ describe('parseServerAddress', () => {
     ['https://ci.example/berth/api/v1', 'https://ci.example/berth'],
     ['https://ci.example/guide', 'https://ci.example/guide'],
     ['https://ci.example/uid/', 'https://ci.example/uid'],
+    // Only the end: a proxy path holding `ui` or `api/v1` segments of its own is kept.
+    ['https://ci.example/tools/ui/berth', 'https://ci.example/tools/ui/berth'],
+    ['https://ci.example/tools/ui/berth/ui/runs/01JRUN', 'https://ci.example/tools/ui/berth'],
+    ['https://gw.example/api/v1/berth/api/v1/runs', 'https://gw.example/api/v1/berth'],
+    ['https://ci.example/berth/ui/workers', 'https://ci.example/berth'],
   ])('reads %j as %s', (given, base) => {
     expect(parseServerAddress(given, '--server')).toBe(base);
   });
@@ -48,6 +53,15 @@ describe('parseServerAddress', () => {
       `BERTH_SERVER ${JSON.stringify(given)} is not an http:// or https:// URL`,
     );
     expect(err.hint).toContain(`e.g. --server ${example} `);
+  });
+
+  it('refuses a user and password in the address, never repeating the password', () => {
+    const err = refusal('https://me:hunter2@berth.example/', '--server');
+    expect(err.code).toBe('BERTH_USAGE');
+    expect(err.message).toBe(
+      '--server names a user in the address (https://me@berth.example): berth sends its token, not a user and password in the URL',
+    );
+    expect(`${err.message} ${err.hint}`).not.toContain('hunter2');
   });
 });
 
@@ -91,8 +105,22 @@ describe('unexpectedAnswer', () => {
   });
 
   it('says an answer without content type or body as such', () => {
-    expect(unexpectedAnswer('http://h', { status: 502, contentType: null, text: '' }).message).toBe(
-      "http://h answered 502 with no content type, not berth's API: the address may not be a berth server's, or something before it (a proxy) answered instead",
+    expect(unexpectedAnswer('http://h', { status: 404, contentType: null, text: '' }).message).toBe(
+      "http://h answered 404 with no content type, not berth's API: the address may not be a berth server's, or something before it (a proxy) answered instead",
     );
+  });
+
+  it("takes a proxy's error page (5xx) for a berth server out of reach, worth another try", () => {
+    const said = unexpectedAnswer('http://h', {
+      status: 502,
+      contentType: 'text/html',
+      text: '<h1>502 Bad Gateway</h1>',
+    });
+    expect(said.code).toBe('BERTH_SERVER_UNREACHABLE');
+    expect(said.retryable).toBe(true);
+    expect(said.message).toBe(
+      'http://h answered 502 with text/html ("<h1>502 Bad Gateway</h1>"), not berth\'s API: something before the berth server (a proxy) answered for it; the server may be down or restarting',
+    );
+    expect(said.hint).toContain('Try again in a moment');
   });
 });

@@ -27,11 +27,21 @@ export function parseServerAddress(value: string, source: string): string {
       },
     );
   }
+  if (url.username || url.password) {
+    throw new BerthError(
+      'BERTH_USAGE',
+      `${source} names a user in the address (${url.protocol}//${url.username ? `${decodeURIComponent(url.username)}@` : ''}${url.host}): berth sends its token, not a user and password in the URL`,
+      {
+        hint: `Give the address without them (e.g. ${url.origin}) and the token in BERTH_TOKEN (or berth login).`,
+      },
+    );
+  }
+  // Only the end of the path: the web page's own routes (under /ui of the server) or the API's
+  // prefix with any API path after it (the clients add the prefix themselves). The last such
+  // segment counts, so a proxy's own path before it (…/tools/ui/berth, …/api/v1/berth) is kept.
   const base = url.pathname
-    // The web page's own paths: the page is served under /ui/ of the server.
-    .replace(/\/ui(\/.*)?$/, '')
-    // The API's prefix, which the clients add themselves (and any API path after it).
-    .replace(/\/api\/v1(\/.*)?$/, '')
+    .replace(/^(.*)\/ui(\/(stacks|runs)(\/[^/]+)?|\/(workers|tokens))?\/?$/, '$1')
+    .replace(/^(.*)\/api\/v1(\/.*)?$/, '$1')
     .replace(/\/+$/, '');
   return `${url.origin}${base}`;
 }
@@ -71,13 +81,24 @@ export function parseApiAnswer(answer: ServerAnswer): { ok: true; body: unknown 
 
 /**
  * What to say when `server` answered with something that is not berth's API: what answered (its
- * status, content type and first words), and that the address may not be a berth server's.
+ * status, content type and first words). A server error (5xx) is a proxy answering for a berth
+ * server that is down or restarting: unreachable, worth another try; anything else means the
+ * address may not be a berth server's.
  */
 export function unexpectedAnswer(server: string, answer: ServerAnswer): BerthError {
   const words = answer.text.replace(/\s+/g, ' ').trim();
   const start = words.length > 60 ? `${words.slice(0, 60)}…` : words;
+  const what = `${server} answered ${answer.status} with ${answer.contentType ? answer.contentType.split(';')[0] : 'no content type'}${start ? ` (${JSON.stringify(start)})` : ''}`;
+  if (answer.status >= 500)
+    return new BerthError(
+      'BERTH_SERVER_UNREACHABLE',
+      `${what}, not berth's API: something before the berth server (a proxy) answered for it; the server may be down or restarting`,
+      {
+        hint: 'Try again in a moment; if it lasts, check that berth server runs behind that address and that the proxy passes /api/v1 on to it.',
+      },
+    );
   return new BerthError(
     'BERTH_SERVER_ANSWER_UNEXPECTED',
-    `${server} answered ${answer.status} with ${answer.contentType ? answer.contentType.split(';')[0] : 'no content type'}${start ? ` (${JSON.stringify(start)})` : ''}, not berth's API: the address may not be a berth server's, or something before it (a proxy) answered instead`,
+    `${what}, not berth's API: the address may not be a berth server's, or something before it (a proxy) answered instead`,
   );
 }

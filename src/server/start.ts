@@ -54,6 +54,12 @@ export interface ServerOptions {
    * the worker running beside the server.
    */
   localPool?: string;
+  /**
+   * Closing: connections still open this long after closing began are closed, whatever they do
+   * (`berth up`, whose worker has left by then). Unset: closing waits for every answer on its way
+   * (a worker's workspace upload or download may take long).
+   */
+  closeConnectionsAfterMs?: number;
   /** TLS: the certificate chain and key (PEM), read and checked by the caller (net/tls-files.ts). */
   tls?: { cert: Buffer; key: Buffer };
   /** Bytes of one run's log the server stores at most (BERTH_LOG_LIMIT). */
@@ -91,6 +97,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const tls = options.tls;
   mkdirSync(options.dataDir, { recursive: true, mode: 0o700 });
   let notifications: Notifications | null = null;
+  let listening: { close: () => Promise<unknown> } | null = null;
   const store = await openStore({
     databaseUrl: options.databaseUrl,
     dataDir: options.dataDir,
@@ -161,6 +168,9 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       await app.close();
       throw listenFailure(err, options.host, options.port);
     });
+    // A failure from here on (the database) closes the server too: the process would otherwise
+    // print the error and go on listening.
+    listening = app;
     // The local pool's token too: a second `berth up` that cannot listen (the first holds the
     // address) must not replace the token the first one's worker uses.
     let poolToken: string | null = null;
@@ -234,10 +244,13 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
         clearInterval(sweep);
         clearInterval(blobSweep);
         // Closing ends every wait and stream at once (preClose in app.ts) and the connections
-        // idle then; a connection Node does not count as idle would stay open for the keep-alive
-        // time (72 s): `berth up` waited that long on its own worker's last one after its
-        // goodbye. What is still open after a moment for the answers on their way is closed.
-        const force = setTimeout(() => app.server.closeAllConnections(), CLOSE_GRACE_MS);
+        // idle then; one Node does not count as idle stays open for the keep-alive time (72 s):
+        // `berth up` waited that long on its own worker's last one after its goodbye.
+        const after = options.closeConnectionsAfterMs;
+        const force =
+          after === undefined
+            ? undefined
+            : setTimeout(() => app.server.closeAllConnections(), after);
         try {
           await app.close();
         } finally {
@@ -248,14 +261,12 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       },
     };
   } catch (err) {
+    await listening?.close();
     await notifications?.close();
     await store.close();
     throw err;
   }
 }
-
-/** How long a closing server lets answers on their way finish before it closes their connections. */
-const CLOSE_GRACE_MS = 1000;
 
 /** A blob is needed while its run exists and has not ended. */
 function blobNeeded(store: Store): (runId: string) => Promise<boolean> {
