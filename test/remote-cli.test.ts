@@ -247,9 +247,16 @@ describe('berth up, login, stack, runs and worker commands', () => {
     const bad = await berth(['stack', 'create', 'Bad Id!', '--dir', '/tmp', '--pool', 'local']);
     expect(bad.code).toBe(2);
     expect(bad.stderr).toContain(
-      'id "Bad Id!" is not valid: it must match ^[a-z0-9][a-z0-9-]{0,62}$ [BAD_REQUEST]',
+      'id "Bad Id!" is not valid: it must be an id of lowercase letters, digits and -, starting with a letter or digit, at most 63 characters [BAD_REQUEST]',
     );
-    expect(bad.stderr).toContain('`berth COMMAND --help`');
+    expect(bad.stderr).toContain('`berth stack create --help` lists the options');
+    expect(bad.stderr).not.toContain('COMMAND');
+    const run = await berth(['runs', 'show', '01XYZ']);
+    expect(run.code).toBe(2);
+    expect(run.stderr).toContain(
+      'id "01XYZ" is not valid: it must be a run id: 26 characters, digits and capital letters, as `berth runs list` shows [BAD_REQUEST]',
+    );
+    expect(run.stderr).toContain('`berth runs show --help`');
     const missing = await berth(['runs', 'confirm', `01JDEMA${'0'.repeat(19)}`]);
     expect(missing.code).toBe(2);
     expect(missing.stderr).toContain('BERTH_SERVER_REFUSED');

@@ -12,12 +12,43 @@ const closed = <T extends Record<string, TSchema>>(properties: T, description?: 
 /** Stack and pool ids: lowercase slugs, safe in URLs, paths and labels. */
 export const Slug = Type.String({
   pattern: '^[a-z0-9][a-z0-9-]{0,62}$',
-  description: 'lowercase letters, digits and -, starting with a letter or digit, at most 63',
+  description:
+    'an id of lowercase letters, digits and -, starting with a letter or digit, at most 63 characters',
+});
+
+/*
+ * Every field with a pattern has a description: a noun phrase that says what the field accepts,
+ * which the message for a refused value quotes instead of the pattern (server/validation-message.ts).
+ */
+const ULID = '^[0-9A-HJKMNP-TV-Z]{26}$';
+
+/** A run's id: a ULID. */
+export const RunId = Type.String({
+  pattern: ULID,
+  description: 'a run id: 26 characters, digits and capital letters, as `berth runs list` shows',
+});
+
+/** A worker's id: a ULID. */
+export const WorkerId = Type.String({
+  pattern: ULID,
+  description:
+    'a worker id: 26 characters, digits and capital letters, as `berth worker list` shows',
+});
+
+/** A git commit: a full SHA-1 or SHA-256 hash. */
+const CommitHash = Type.String({
+  pattern: '^[0-9a-f]{40}([0-9a-f]{24})?$',
+  description: 'a full commit hash: 40 (SHA-1) or 64 (SHA-256) lowercase hexadecimal digits',
 });
 
 /** Display text: no control characters, bounded. */
 const Text = (maxLength: number) =>
-  Type.String({ minLength: 1, maxLength, pattern: '^[^\\u0000-\\u001f\\u007f]*$' });
+  Type.String({
+    minLength: 1,
+    maxLength,
+    pattern: '^[^\\u0000-\\u001f\\u007f]*$',
+    description: 'text without control characters (no tabs, no line breaks)',
+  });
 
 export const ErrorBody = closed(
   {
@@ -93,18 +124,40 @@ const stackFields = {
   name: Type.Optional(Text(200)),
   repository: Type.Optional(
     Type.Union([
-      Type.String({ maxLength: 2048, pattern: '^(https://|ssh://|git@|file://)[^\\s]+$' }),
+      Type.String({
+        maxLength: 2048,
+        pattern: '^(https://|ssh://|git@|file://)[^\\s]+$',
+        description: 'an https://, ssh://, git@ or file:// URL, without spaces',
+      }),
       Type.Null(),
     ]),
   ),
   branch: Type.Optional(
-    Type.Union([Type.String({ maxLength: 255, pattern: '^[A-Za-z0-9._/-]+$' }), Type.Null()]),
+    Type.Union([
+      Type.String({
+        maxLength: 255,
+        pattern: '^[A-Za-z0-9._/-]+$',
+        description: 'a branch name: letters, digits and . _ / -',
+      }),
+      Type.Null(),
+    ]),
   ),
   localDir: Type.Optional(
-    Type.Union([Type.String({ maxLength: 4096, pattern: '^/' }), Type.Null()]),
+    Type.Union([
+      Type.String({
+        maxLength: 4096,
+        pattern: '^/',
+        description: "an absolute path (starting with /) on the workers' machines",
+      }),
+      Type.Null(),
+    ]),
   ),
   projectRoot: Type.Optional(
-    Type.String({ maxLength: 1024, pattern: '^(?!/)(?!.*(^|/)\\.\\.(/|$))[^\\u0000]*$' }),
+    Type.String({
+      maxLength: 1024,
+      pattern: '^(?!/)(?!.*(^|/)\\.\\.(/|$))[^\\u0000]*$',
+      description: 'a relative path inside the source, without `..`',
+    }),
   ),
   tool: Type.Optional(Type.Union([WorkflowTool, Type.Null()])),
   toolVersion: Type.Optional(Type.Union([Type.String({ maxLength: 64 }), Type.Null()])),
@@ -150,7 +203,11 @@ export const VariableInput = closed({
   secret: Type.Optional(Type.Boolean()),
 });
 
-export const VariableName = Type.String({ pattern: '^[A-Za-z_][A-Za-z0-9_]{0,127}$' });
+export const VariableName = Type.String({
+  pattern: '^[A-Za-z_][A-Za-z0-9_]{0,127}$',
+  description:
+    'a variable name: letters, digits and _, not starting with a digit, at most 128 characters',
+});
 
 export const TriggerInput = closed({
   type: Type.Union([
@@ -159,7 +216,7 @@ export const TriggerInput = closed({
     Type.Literal('tracked'),
     Type.Literal('destroy'),
   ]),
-  commit: Type.Optional(Type.String({ pattern: '^[0-9a-f]{40}([0-9a-f]{24})?$' })),
+  commit: Type.Optional(CommitHash),
 });
 export type TriggerInput = Static<typeof TriggerInput>;
 
@@ -223,7 +280,7 @@ export const ListQuery = closed({
 });
 
 export const IdParams = closed({ id: Slug });
-export const RunParams = closed({ id: Type.String({ pattern: '^[0-9A-HJKMNP-TV-Z]{26}$' }) });
+export const RunParams = closed({ id: RunId });
 export const VariableParams = closed({ id: Slug, name: VariableName });
 
 export const Health = closed({ status: Type.Literal('ok'), version: Type.String() });
@@ -234,7 +291,7 @@ export const Health = closed({ status: Type.Literal('ok'), version: Type.String(
  * heartbeat's answer names the runs it must stop (canceled, or no longer its own).
  */
 export const WorkerRegistration = closed({
-  id: Type.Optional(Type.String({ pattern: '^[0-9A-HJKMNP-TV-Z]{26}$' })),
+  id: Type.Optional(WorkerId),
   host: Text(253),
   berthVersion: Text(64),
   engineVersion: Text(64),
@@ -252,18 +309,18 @@ export const WorkerRegistered = closed({
   drained: Type.Optional(Type.Boolean()),
 });
 
-export const WorkerRef = closed({ workerId: Type.String({ pattern: '^[0-9A-HJKMNP-TV-Z]{26}$' }) });
+export const WorkerRef = closed({ workerId: WorkerId });
 
 export const LeaseRequest = closed({
-  workerId: Type.String({ pattern: '^[0-9A-HJKMNP-TV-Z]{26}$' }),
+  workerId: WorkerId,
   waitMs: Type.Optional(Type.Integer({ minimum: 0, maximum: 60_000 })),
 });
 
 /** What opens a sealed workspace (AES-256-GCM): key, nonce and tag, base64. */
 export const WorkspaceSeal = closed({
-  key: Type.String({ pattern: '^[A-Za-z0-9+/]{43}=$' }),
-  iv: Type.String({ pattern: '^[A-Za-z0-9+/]{16}$' }),
-  tag: Type.String({ pattern: '^[A-Za-z0-9+/]{22}==$' }),
+  key: Type.String({ pattern: '^[A-Za-z0-9+/]{43}=$', description: 'base64 of 32 bytes' }),
+  iv: Type.String({ pattern: '^[A-Za-z0-9+/]{16}$', description: 'base64 of 12 bytes' }),
+  tag: Type.String({ pattern: '^[A-Za-z0-9+/]{22}==$', description: 'base64 of 16 bytes' }),
 });
 
 export const Assignment = closed({
@@ -301,9 +358,9 @@ export const Assignment = closed({
 });
 
 export const HeartbeatRequest = closed({
-  workerId: Type.String({ pattern: '^[0-9A-HJKMNP-TV-Z]{26}$' }),
+  workerId: WorkerId,
   /** The runs the worker is executing now. */
-  runs: Type.Array(Type.String({ pattern: '^[0-9A-HJKMNP-TV-Z]{26}$' }), { maxItems: 256 }),
+  runs: Type.Array(RunId, { maxItems: 256 }),
 });
 
 export const HeartbeatAnswer = closed({
@@ -313,10 +370,14 @@ export const HeartbeatAnswer = closed({
 });
 
 export const StateReport = closed({
-  workerId: Type.String({ pattern: '^[0-9A-HJKMNP-TV-Z]{26}$' }),
+  workerId: WorkerId,
   state: RunStateSchema,
   reason: Type.Optional(
-    Type.String({ maxLength: 4096, pattern: '^[^\\u0000-\\u0008\\u000b-\\u001f\\u007f]*$' }),
+    Type.String({
+      maxLength: 4096,
+      pattern: '^[^\\u0000-\\u0008\\u000b-\\u001f\\u007f]*$',
+      description: 'text without control characters other than tabs and line breaks',
+    }),
   ),
   started: Type.Optional(Type.Boolean()),
   image: Type.Optional(
@@ -333,14 +394,14 @@ export const StateReport = closed({
    * The commit the worker checked out, for a run bound to none when it was triggered (the server
    * could not read the branch head then): recorded once, never replacing a bound commit.
    */
-  commit: Type.Optional(Type.String({ pattern: '^[0-9a-f]{40}([0-9a-f]{24})?$' })),
+  commit: Type.Optional(CommitHash),
   /** UNCONFIRMED: what opens the workspace uploaded before (kept sealed by the server). */
   workspace: Type.Optional(WorkspaceSeal),
 });
 
 /** The worker that uploads or downloads a run's saved workspace. */
 export const WorkspaceQuery = closed({
-  workerId: Type.String({ pattern: '^[0-9A-HJKMNP-TV-Z]{26}$' }),
+  workerId: WorkerId,
 });
 
 export const WorkspaceStored = closed({ bytes: Type.Integer() });
@@ -353,7 +414,7 @@ export const WorkspaceBlob = Type.Unsafe<unknown>({
 });
 
 export const LogBatch = closed({
-  workerId: Type.String({ pattern: '^[0-9A-HJKMNP-TV-Z]{26}$' }),
+  workerId: WorkerId,
   firstSeq: Type.Integer({ minimum: 1 }),
   texts: Type.Array(Type.String({ maxLength: 262_144 }), { minItems: 1, maxItems: 1000 }),
 });
@@ -362,7 +423,7 @@ export const LogAccepted = closed({ next: Type.Integer() });
 
 /** Values a job masked mid-run (`::add-mask`), to mask in the run's already stored log. */
 export const MaskReport = closed({
-  workerId: Type.String({ pattern: '^[0-9A-HJKMNP-TV-Z]{26}$' }),
+  workerId: WorkerId,
   values: Type.Array(Type.String({ minLength: 1, maxLength: 4096 }), {
     minItems: 1,
     maxItems: 100,
@@ -394,7 +455,7 @@ export const WorkerOutput = closed({
 
 export const WorkerList = closed({ workers: Type.Array(WorkerOutput) });
 
-export const WorkerParams = closed({ id: Type.String({ pattern: '^[0-9A-HJKMNP-TV-Z]{26}$' }) });
+export const WorkerParams = closed({ id: WorkerId });
 
 /** The web page's sign-in: a token (admin or API) for a session cookie. */
 export const SignInInput = closed({

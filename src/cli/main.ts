@@ -12,7 +12,7 @@ import { registerDoctor } from './doctor.js';
 import { registerServer, registerUp } from './server.js';
 import { registerWorker } from './worker.js';
 import { unknownVariablesWarning } from '../domain/worker-settings.js';
-import { registerRemote } from './remote.js';
+import { refusedValueFix, registerRemote } from './remote.js';
 import { registerImage } from './image.js';
 import { registerRun } from './run.js';
 import { registerRunnerImage } from './runner-image.js';
@@ -112,11 +112,20 @@ function usageHint(command: Command): string {
     : `Run \`${words} --help\` for its arguments, options and the values they take.`;
 }
 
-/** A usage error with the catalogue's generic fix gets the fix for the command used. */
+/**
+ * A usage error with the catalogue's generic fix, or a value the server refused with the generic
+ * `berth COMMAND --help` fix, gets the fix for the command used.
+ */
 function withCommandHint(error: BerthError, command: Command): BerthError {
-  if (error.code !== 'BERTH_USAGE' || error.hint !== ERROR_CATALOGUE.BERTH_USAGE.hint) return error;
-  return new BerthError('BERTH_USAGE', error.message, {
-    hint: usageHint(command),
+  const hint =
+    error.code === 'BERTH_USAGE' && error.hint === ERROR_CATALOGUE.BERTH_USAGE.hint
+      ? usageHint(command)
+      : error.code === 'BERTH_SERVER_REFUSED' && error.hint === refusedValueFix() && command.parent
+        ? refusedValueFix(commandWords(command))
+        : null;
+  if (hint === null) return error;
+  return new BerthError(error.code, error.message, {
+    hint,
     ...(error.cause === undefined ? {} : { cause: error.cause }),
   });
 }

@@ -110,12 +110,21 @@ function apiClient(login: Login, env: NodeJS.ProcessEnv): ApiClient {
 }
 
 /**
+ * The fix of a value the server refused (BAD_REQUEST): the help of `words` (`berth stack
+ * create`), or, not knowing the command, of any (main.ts puts in the command that was run).
+ */
+export function refusedValueFix(words?: string): string {
+  return words
+    ? `Correct the value named above; \`${words} --help\` lists the options and the values they take.`
+    : 'Correct the value named above; `berth COMMAND --help` (e.g. `berth stack create --help`) lists the options and the values they take.';
+}
+
+/**
  * Fixes for the command line, for refusals whose answer names no fix or one for API clients (the
  * OpenAPI document): what to run to see what exists or what is accepted.
  */
 const COMMAND_LINE_FIXES: Record<string, string> = {
-  BAD_REQUEST:
-    'Correct the value named above; `berth COMMAND --help` (e.g. `berth stack create --help`) lists the options and the values they take.',
+  BAD_REQUEST: refusedValueFix(),
   NOT_FOUND:
     "Check the name or id: `berth stack list`, `berth runs list`, `berth pool list` and `berth worker list` show what exists (`berth stack show ID` a stack's variables).",
   ALREADY_EXISTS:

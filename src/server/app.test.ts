@@ -477,7 +477,17 @@ describe('bad input', () => {
     [
       '/api/v1/stacks',
       { id: 'Bad Id!', localDir: '/x', pool: 'team-a' },
-      'id "Bad Id!" is not valid: it must match ^[a-z0-9][a-z0-9-]{0,62}$',
+      'id "Bad Id!" is not valid: it must be an id of lowercase letters, digits and -, starting with a letter or digit, at most 63 characters',
+    ],
+    [
+      '/api/v1/stacks',
+      { id: 'ok', repository: '/tmp/walk/repo', pool: 'team-a' },
+      'repository "/tmp/walk/repo" is not valid: it must be an https://, ssh://, git@ or file:// URL, without spaces',
+    ],
+    [
+      '/api/v1/stacks',
+      { id: 'ok', localDir: '/x', pool: 'team-a', projectRoot: '..' },
+      'projectRoot ".." is not valid: it must be a relative path inside the source, without `..`',
     ],
     [
       '/api/v1/stacks',
@@ -518,10 +528,16 @@ describe('bad input', () => {
     expect(JSON.stringify(answer.body)).not.toContain('hunter2');
   });
 
-  it('says which part of the address is wrong', async () => {
+  it('says which part of the address is wrong, and what it takes in words', async () => {
     const answer = await call('POST', '/api/v1/runs/NOPE/confirm');
     expect(answer.status).toBe(400);
-    expect(answer.body.message).toMatch(/^id "NOPE" is not valid: it must match \S+$/);
+    expect(answer.body.message).toBe(
+      'id "NOPE" is not valid: it must be a run id: 26 characters, digits and capital letters, as `berth runs list` shows',
+    );
+    const worker = await call('POST', '/api/v1/workers/nosuchworker/drain');
+    expect(worker.body.message).toBe(
+      'id "nosuchworker" is not valid: it must be a worker id: 26 characters, digits and capital letters, as `berth worker list` shows',
+    );
   });
 
   it('never answers a random body with a 500 or changes anything, on any endpoint', async () => {

@@ -269,7 +269,15 @@ export async function buildServer(deps: ServerDeps): Promise<BerthServer> {
     ...(deps.tls ? { https: { cert: deps.tls.cert, key: deps.tls.key } } : {}),
     logger: false,
     bodyLimit: BODY_LIMIT,
-    ajv: { customOptions: { removeAdditional: false, allErrors: false, coerceTypes: 'array' } },
+    ajv: {
+      customOptions: {
+        removeAdditional: false,
+        allErrors: false,
+        coerceTypes: 'array',
+        // Errors carry the refused value's schema: its description words the message.
+        verbose: true,
+      },
+    },
   }).withTypeProvider<TypeBoxTypeProvider>();
 
   // The API speaks JSON only: a text body is refused (415), not parsed as a string.

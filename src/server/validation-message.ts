@@ -1,7 +1,8 @@
 /**
  * A request that does not match its schema, said for people: which field, the value given, and
- * what is accepted (the values of a choice, the pattern of a name), from the validator's own
- * errors. The schemas stay the one source of the rules; this only words their answer.
+ * what is accepted (the values of a choice; for a pattern, the description the schema gives the
+ * field, never the regular expression), from the validator's own errors. The schemas stay the one
+ * source of the rules and of their wording (src/api/schemas.ts); this only puts them together.
  */
 
 /** The part of a validator error this reads (Ajv's shape, as Fastify hands it on). */
@@ -10,6 +11,8 @@ export interface SchemaError {
   keyword: string;
   params: Record<string, unknown>;
   message?: string;
+  /** The schema of the refused value (the validator's `verbose` option): its description. */
+  parentSchema?: { description?: unknown };
 }
 
 /**
@@ -39,8 +42,14 @@ export function validationMessage(
     return `${name} ${value()} is not one of: ${allowed.map(String).join(', ')}${orNull ? ' (or null)' : ''}`;
   }
   switch (first.keyword) {
-    case 'pattern':
-      return `${name} ${value()} is not valid: it must match ${String(first.params.pattern)}`;
+    case 'pattern': {
+      // Every pattern of the API's schemas has a description (schemas.test.ts); a pattern without
+      // one would be some other schema's, whose validator message is the best there is.
+      const accepted = first.parentSchema?.description;
+      return typeof accepted === 'string'
+        ? `${name} ${value()} is not valid: it must be ${accepted}`
+        : `${name} ${value()} is not valid: it ${first.message ?? 'does not match the schema'}`;
+    }
     case 'required':
       return `${context}${at ? ` ${name}` : ''} needs the field ${String(first.params.missingProperty)}`;
     case 'additionalProperties':
