@@ -94,7 +94,8 @@ describe('berth token', () => {
       expect(refused.stderr).toContain('[FORBIDDEN]');
     }
 
-    const revoked = await berth(admin, ['token', 'revoke', id]);
+    // The id in capitals (as run and worker ids are written) is the same token.
+    const revoked = await berth(admin, ['token', 'revoke', id.toUpperCase()]);
     expect(revoked.code, revoked.stderr).toBe(0);
     expect(revoked.stdout).toBe(`token ${id} revoked: it no longer works\n`);
     const after = await berth(token as string, ['pool', 'list']);
@@ -123,7 +124,11 @@ describe('berth token', () => {
       ],
       [
         ['token', 'revoke', 'no-such-token'],
-        ['token no-such-token does not exist [NOT_FOUND]', '`berth token list`'],
+        ['no token has the id or the name "no-such-token" [BERTH_USAGE]', '`berth token list`'],
+      ],
+      [
+        ['token', 'create', 'ops'],
+        [`a token named "ops" exists already (id ${body.apiToken.id}) [TOKEN_NAME_TAKEN]`],
       ],
       [
         ['token', 'revoke', 'admin'],
@@ -143,6 +148,13 @@ describe('berth token', () => {
     expect((await berth(body.token, ['token', 'revoke', body.apiToken.id])).stderr).toContain(
       '[TOKEN_IN_USE]',
     );
+    expect((await listed(body.token)).map((t) => t.name)).toEqual(['ops']);
+    // A token is revoked by its name too, when one token has it.
+    const alice = await berth(body.token, ['token', 'create', 'alice', '--json']);
+    const aliceId = (JSON.parse(alice.stdout) as { apiToken: Listed }).apiToken.id;
+    const byName = await berth(body.token, ['token', 'revoke', 'alice']);
+    expect(byName.code, byName.stderr).toBe(0);
+    expect(byName.stdout).toBe(`token ${aliceId} revoked: it no longer works\n`);
     expect((await listed(body.token)).map((t) => t.name)).toEqual(['ops']);
   });
 });

@@ -30,6 +30,28 @@ function tokenLine(t: ApiToken): string {
   return `${t.id}  ${t.role.padEnd(5)}  ${t.name}  created ${t.createdAt}`;
 }
 
+/**
+ * The token `given` names: its id in any letter case (ids are lowercase; run and worker ids are
+ * not, and people copy their style), else its name when one token has it. Several of that name
+ * (made before names were unique) are refused with their ids, as is a token of neither.
+ */
+export function tokenToRevoke(tokens: readonly ApiToken[], given: string): string {
+  const id = given.toLowerCase();
+  if (tokens.some((t) => t.id === id)) return id;
+  const named = tokens.filter((t) => t.name === given);
+  if (named.length === 1) return (named[0] as ApiToken).id;
+  if (named.length > 1) {
+    throw new BerthError(
+      'BERTH_USAGE',
+      `${named.length} tokens are named ${JSON.stringify(given)}: ${named.map((t) => `${t.id} (${t.role}, created ${t.createdAt})`).join(', ')}`,
+      { hint: 'Give the id of the one to revoke: `berth token revoke ID`.' },
+    );
+  }
+  throw new BerthError('BERTH_USAGE', `no token has the id or the name ${JSON.stringify(given)}`, {
+    hint: '`berth token list` shows each token: its id, then its role and name.',
+  });
+}
+
 function write(io: Output, json: boolean | undefined, value: unknown, human: () => string): void {
   io.stdout.write(json ? `${JSON.stringify(value)}\n` : `${human()}\n`);
 }
@@ -76,11 +98,13 @@ export function registerTokens(
   token
     .command('revoke')
     .description('end a token at once (not the one you use, not the last admin token)')
-    .argument('<id>', 'the id `berth token list` shows')
+    .argument('<token>', 'its id (as `berth token list` shows it, in any letter case) or its name')
     .option('--json')
     .action(
-      act(async (id: string, o: { json?: boolean }) => {
-        await client().revokeToken(id);
+      act(async (given: string, o: { json?: boolean }) => {
+        const api = client();
+        const id = tokenToRevoke(await api.listTokens(), given);
+        await api.revokeToken(id);
         write(io, o.json, { id, revoked: true }, () => `token ${id} revoked: it no longer works`);
       }),
     );

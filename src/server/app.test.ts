@@ -183,6 +183,20 @@ describe('API tokens', () => {
     expect(JSON.stringify(listed.body)).not.toContain(hashToken(created.token));
   });
 
+  it('refuses a second token of a name with TOKEN_NAME_TAKEN (409), naming the one there is', async () => {
+    const first = await create('alice', 'user');
+    const before = (await store.listTokens()).length;
+    const again = await call('POST', '/api/v1/tokens', { name: 'alice', role: 'admin' });
+    expect(again.status).toBe(409);
+    expect(again.body).toEqual({
+      code: 'TOKEN_NAME_TAKEN',
+      message: `a token named "alice" exists already (id ${first.apiToken.id})`,
+      hint: `Pick another name, or revoke that token first (\`berth token revoke ${first.apiToken.id}\`).`,
+    });
+    expect(await store.listTokens()).toHaveLength(before);
+    expect((await create('Alice', 'user')).apiToken.name).toBe('Alice');
+  });
+
   it('lets a user token read and manage stacks, but not create pools or touch tokens (403)', async () => {
     const { token } = await create('reader', 'user');
     expect((await call('GET', '/api/v1/pools', undefined, token)).status).toBe(200);

@@ -2,6 +2,8 @@
  * API tokens (admin only): made with a role, shown once and stored as their SHA-256, listed
  * without any secret, revoked at once. The token a caller is using and the last admin token are
  * never revoked: either would lock the caller, or everyone, out of administering the server.
+ * A name is given once (TOKEN_NAME_TAKEN): people refer to tokens by name (`berth token revoke
+ * NAME`), so two of one name would leave them guessing which one is which.
  */
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { FastifyInstance } from 'fastify';
@@ -21,10 +23,20 @@ export function registerTokenRoutes(server: FastifyInstance, ctx: ServerContext)
     { schema: { body: TokenInput, response: { 201: TokenWithToken, ...errorResponses } } },
     async (request, reply) => {
       requireAdmin(request);
+      const name = request.body.name;
+      const taken = (await ctx.store.listTokens()).find((t) => t.name === name);
+      if (taken) {
+        throw new ApiError(
+          409,
+          'TOKEN_NAME_TAKEN',
+          `a token named ${JSON.stringify(name)} exists already (id ${taken.id})`,
+          `Pick another name, or revoke that token first (\`berth token revoke ${taken.id}\`).`,
+        );
+      }
       const token = newToken(request.body.role);
       // Lowercase: a ULID that is also a slug, so ids fit the same path parameter as 'admin'.
       const apiToken = await ctx.store.createToken(
-        { id: ctx.newId().toLowerCase(), name: request.body.name, role: request.body.role },
+        { id: ctx.newId().toLowerCase(), name, role: request.body.role },
         hashToken(token),
         ctx.now(),
       );
