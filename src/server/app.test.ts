@@ -367,6 +367,46 @@ describe('stacks', () => {
     expect((await store.listStacks()).map((s) => s.id)).toEqual(['demo']);
   });
 
+  it("lets only the admin change a stack whose source is on the workers' disks, and says so", async () => {
+    const userToken = 'berth_api_user-token-local-stack-01';
+    await store.createToken(
+      { id: 'u2', name: 'local stack user', role: 'user' },
+      hashToken(userToken),
+      clock,
+    );
+    const made = await call('POST', '/api/v1/stacks', {
+      id: 'infra',
+      localDir: '/srv/infra',
+      pool: 'team-a',
+    });
+    expect(made.status).toBe(201);
+    for (const patch of [
+      { runnerImage: 'busybox:evil' },
+      { repository: 'https://g/x.git', localDir: null },
+    ]) {
+      const byUser = await call('PATCH', '/api/v1/stacks/infra', patch, userToken);
+      expect(byUser.status, JSON.stringify(patch)).toBe(403);
+      expect(byUser.body).toEqual({
+        code: 'FORBIDDEN',
+        message:
+          "stack infra's source is on the workers' own disks (/srv/infra): only the admin token may change the stack",
+        hint: 'Ask the admin to make the change (`berth stack update` with the admin token).',
+      });
+    }
+    expect((await store.getStack('infra'))?.runnerImage).toBeNull();
+    const byAdmin = await call('PATCH', '/api/v1/stacks/infra', { runnerImage: 'busybox:1.36' });
+    expect(byAdmin.status).toBe(200);
+    // Its runs and variables are a user's to manage, as for any stack.
+    const variable = await call(
+      'PUT',
+      '/api/v1/stacks/infra/env/TF_LOG',
+      { value: 'info' },
+      userToken,
+    );
+    expect(variable.status).toBe(200);
+    expect((await call('DELETE', '/api/v1/stacks/infra')).status).toBe(204);
+  });
+
   it('keeps secret variables write-only and sealed at rest', async () => {
     const secret = 'hunter2-very-secret-value';
     const put = await call('PUT', '/api/v1/stacks/demo/env/DB_PASSWORD', {

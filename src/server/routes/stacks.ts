@@ -30,6 +30,30 @@ export async function stackView(ctx: ServerContext, stack: Stack) {
   };
 }
 
+/** The stack's source is on the workers' own disks: a local directory or a file:// repository. */
+function sourceOnWorkers(stack: { localDir: string | null; repository: string | null }): boolean {
+  return stack.localDir !== null || (stack.repository ?? '').startsWith('file://');
+}
+
+/**
+ * A stack whose source is on the workers' disks is the admin's to change, whatever the change:
+ * its runner image, pool or project root decide what runs over the files the admin pointed the
+ * workers at, so a user who could change them could read those files. (A user token still
+ * triggers its runs and sets its variables, as for any stack; docs/server.md, "Who may do what".)
+ */
+function checkChangeOfLocalStack(
+  caller: Caller,
+  stack: { id: string; localDir: string | null; repository: string | null },
+): void {
+  if (caller.kind === 'admin' || !sourceOnWorkers(stack)) return;
+  throw new ApiError(
+    403,
+    'FORBIDDEN',
+    `stack ${stack.id}'s source is on the workers' own disks (${stack.localDir ?? stack.repository}): only the admin token may change the stack`,
+    'Ask the admin to make the change (`berth stack update` with the admin token).',
+  );
+}
+
 /**
  * A source on a worker's own disk (a local directory, a file:// repository) is read by the worker
  * with the worker's rights: only the admin may name one, and only for a private pool (one team's
@@ -40,8 +64,7 @@ async function checkSource(
   caller: Caller,
   stack: { localDir: string | null; repository: string | null; poolId: string },
 ): Promise<void> {
-  const local = stack.localDir !== null || (stack.repository ?? '').startsWith('file://');
-  if (!local) return;
+  if (!sourceOnWorkers(stack)) return;
   if (caller.kind !== 'admin') {
     throw new ApiError(
       403,
@@ -190,6 +213,7 @@ export function registerStackRoutes(server: FastifyInstance, ctx: ServerContext)
       const current = await ctx.store.getStack(request.params.id);
       if (!current)
         throw new ApiError(404, 'NOT_FOUND', `stack ${request.params.id} does not exist`);
+      checkChangeOfLocalStack(caller, current);
       const next = { ...current, ...patch };
       if (next.repository && next.localDir) {
         throw new ApiError(
