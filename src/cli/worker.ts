@@ -175,15 +175,19 @@ export async function runWorker(options: {
       }),
       say,
     });
-    await worker.start().catch((err: unknown) => {
-      throw registrationRefused(server, err);
-    });
-    mkdirSync(settings.stateDir, { recursive: true, mode: 0o700 });
-    writeFileSync(idFile, `${worker.id}\n`, { mode: 0o600 });
+    // From before the registration: a signal as it registers drains it too (the default action
+    // would end the process after the server listed it, and it would show IDLE, not OFFLINE).
     const onTerm = (): void => worker.drain();
     process.on('SIGTERM', onTerm);
     process.on('SIGINT', onTerm);
     try {
+      await worker.start().catch((err: unknown) => {
+        throw registrationRefused(server, err);
+      });
+      if (worker.id) {
+        mkdirSync(settings.stateDir, { recursive: true, mode: 0o700 });
+        writeFileSync(idFile, `${worker.id}\n`, { mode: 0o600 });
+      }
       await worker.serve();
       await worker.leave();
     } finally {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { Executor } from '../executor/executor.js';
-import type { WorkerProtocol } from './protocol.js';
+import { ProtocolError, type WorkerProtocol } from './protocol.js';
 import type { RepositoryCache } from './repository-cache.js';
 import { Worker } from './worker.js';
 
@@ -41,27 +41,32 @@ function drainedServer() {
   return { protocol, calls, firstLease, undrain: () => (drained = false) };
 }
 
+function workerOf(protocol: WorkerProtocol, said: string[]): Worker {
+  return new Worker({
+    protocol,
+    // Neither is used: no run is handed out.
+    executor: {} as Executor,
+    repositories: {} as RepositoryCache,
+    concurrency: 1,
+    settings: {} as ConstructorParameters<typeof Worker>[0]['settings'],
+    dockerConfig: null,
+    env: {},
+    stateDir: '/nonexistent',
+    defaultRunnerImage: 'runner',
+    launcherId: 'local/test/1/1',
+    berthVersion: '0.0.0',
+    engineVersion: 'test',
+    workerId: '01JWORKER0000000000000000A',
+    jobSettings: { env: {}, secretEnv: {}, mounts: { all: [], readOnly: [], writeOnly: [] } },
+    say: (line) => said.push(line),
+  });
+}
+
 describe('a drained worker', () => {
   it('takes runs again within about a second of an undrain, not at its next heartbeat', async () => {
     const server = drainedServer();
     const said: string[] = [];
-    const worker = new Worker({
-      protocol: server.protocol,
-      // Neither is used: no run is handed out.
-      executor: {} as Executor,
-      repositories: {} as RepositoryCache,
-      concurrency: 1,
-      settings: {} as ConstructorParameters<typeof Worker>[0]['settings'],
-      dockerConfig: null,
-      env: {},
-      stateDir: '/nonexistent',
-      defaultRunnerImage: 'runner',
-      launcherId: 'local/test/1/1',
-      berthVersion: '0.0.0',
-      engineVersion: 'test',
-      jobSettings: { env: {}, secretEnv: {}, mounts: { all: [], readOnly: [], writeOnly: [] } },
-      say: (line) => said.push(line),
-    });
+    const worker = workerOf(server.protocol, said);
     await worker.start();
     expect(said.join('\n')).toContain('drained: it takes no runs until');
     const serving = worker.serve();
@@ -73,4 +78,54 @@ describe('a drained worker', () => {
     worker.drain();
     await serving;
   }, 15_000);
+
+  it('stopped while it registers, it says goodbye once registered (never left listed IDLE)', async () => {
+    const server = drainedServer();
+    const calls: string[] = [];
+    const worker = workerOf(
+      {
+        ...server.protocol,
+        register: async (info) => {
+          worker.drain(); // The signal comes while the registration is on its way.
+          return server.protocol.register(info);
+        },
+        deregister: () => {
+          calls.push('deregister');
+          return Promise.resolve();
+        },
+      },
+      [],
+    );
+    await worker.start();
+    await worker.serve();
+    await worker.leave();
+    expect(calls).toEqual(['deregister']);
+    expect(server.calls).not.toContain('lease');
+  });
+
+  it('stopped while it waits for its id to be free, it ends without registering', async () => {
+    const server = drainedServer();
+    const said: string[] = [];
+    const calls: string[] = [];
+    const worker = workerOf(
+      {
+        ...server.protocol,
+        register: () => {
+          calls.push('register');
+          worker.drain();
+          return Promise.reject(new ProtocolError(409, 'WORKER_ID_IN_USE', 'in use elsewhere'));
+        },
+        deregister: () => {
+          calls.push('deregister');
+          return Promise.resolve();
+        },
+      },
+      said,
+    );
+    await worker.start();
+    await worker.serve();
+    await worker.leave();
+    expect(calls).toEqual(['register']);
+    expect(worker.id).toBe('');
+  });
 });

@@ -137,6 +137,8 @@ export class Worker {
         if (!(err instanceof ProtocolError && err.code === 'WORKER_ID_IN_USE')) throw err;
         idInUse.failed(err.message);
         await new Promise((resolve) => setTimeout(resolve, ID_IN_USE_RETRY_MS));
+        // Stopped while it waits for its id: it never registered, so it has nothing to leave.
+        if (this.draining) return;
       }
     }
     idInUse.succeeded();
@@ -211,6 +213,7 @@ export class Worker {
 
   /** Tells the server this worker leaves (a clean exit): it shows as OFFLINE at once. */
   async leave(): Promise<void> {
+    if (!this.workerId) return; // Stopped before it registered.
     try {
       await this.options.protocol.deregister(this.workerId);
     } catch (err) {
