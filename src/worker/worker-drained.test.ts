@@ -128,4 +128,40 @@ describe('a drained worker', () => {
     expect(calls).toEqual(['register']);
     expect(worker.id).toBe('');
   });
+
+  it("does not take an older heartbeat's answer, come late, over a newer one", async () => {
+    const server = drainedServer();
+    const said: string[] = [];
+    let beats = 0;
+    let late: (answer: { stop: string[]; drained: boolean }) => void = () => undefined;
+    let leases = 0;
+    const worker = workerOf(
+      {
+        ...server.protocol,
+        // Heartbeats every 200 ms beside the drained worker's own; the first answer comes last.
+        register: async (info) => ({ ...(await server.protocol.register(info)), heartbeatMs: 200 }),
+        heartbeat: () => {
+          beats += 1;
+          if (beats === 1) return new Promise((resolve) => (late = resolve));
+          return Promise.resolve({ stop: [], drained: false });
+        },
+        lease: async () => {
+          leases += 1;
+          await new Promise((resolve) => setTimeout(resolve, 20));
+          return null;
+        },
+      },
+      said,
+    );
+    await worker.start();
+    const serving = worker.serve();
+    while (leases === 0) await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(said).toContain('undrained: taking runs again');
+    // The first heartbeat's answer, sent while drained, arrives now.
+    late({ stop: [], drained: true });
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(said).not.toContain('drained on the server: no new runs until undrained');
+    worker.drain();
+    await serving;
+  });
 });
