@@ -22,7 +22,12 @@ import type {
   WorkerOutput,
 } from './schemas.js';
 import { noAnswer } from '../domain/no-answer.js';
-import { parseApiAnswer, unexpectedAnswer, type ServerAnswer } from '../domain/server-address.js';
+import {
+  parseApiAnswer,
+  readAnswer,
+  unexpectedAnswer,
+  type ServerAnswer,
+} from '../domain/server-address.js';
 
 export type Run = Static<typeof RunOutput>;
 export type Stack = Static<typeof StackOutput>;
@@ -135,7 +140,7 @@ export class ApiClient {
     } catch (err) {
       throw unreachable(this.baseUrl, err);
     }
-    const answer = await answerOf(res);
+    const answer = await readAnswer(res);
     const parsed = parseApiAnswer(answer);
     if (!parsed.ok) throw notTheApi(this.baseUrl, answer);
     if (!res.ok) {
@@ -259,7 +264,7 @@ export class ApiClient {
       throw unreachable(this.baseUrl, err);
     });
     if (!res.ok || !res.body || !isEventStream(res)) {
-      const answer = await answerOf(res);
+      const answer = await readAnswer(res);
       const parsed = parseApiAnswer(answer);
       if (!parsed.ok || res.ok) throw notTheApi(this.baseUrl, answer);
       const text = answer.text;
@@ -340,14 +345,6 @@ export class ApiClient {
 
 /** The code of an answer that is not berth's API (the command line makes it a berth error). */
 export const ANSWER_UNEXPECTED = 'SERVER_ANSWER_UNEXPECTED';
-
-async function answerOf(res: Response): Promise<ServerAnswer> {
-  return {
-    status: res.status,
-    contentType: res.headers.get('content-type'),
-    text: await res.text(),
-  };
-}
 
 function isEventStream(res: Response): boolean {
   return /^text\/event-stream\b/i.test(res.headers.get('content-type') ?? '');

@@ -65,6 +65,15 @@ export interface ServerAnswer {
   text: string;
 }
 
+/** An answer as far as `parseApiAnswer` and `unexpectedAnswer` read it (its body read whole). */
+export async function readAnswer(res: Response): Promise<ServerAnswer> {
+  return {
+    status: res.status,
+    contentType: res.headers.get('content-type'),
+    text: await res.text(),
+  };
+}
+
 /**
  * The body of an answer of berth's API: JSON with a JSON content type, or nothing for 204. Anything
  * else (a web page, a proxy's error page, a cut body) is `undefined` with `ok: false`.

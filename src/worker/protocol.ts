@@ -25,6 +25,7 @@ import { BerthError } from '../domain/errors.js';
 import {
   parseApiAnswer,
   parseServerAddress,
+  readAnswer,
   unexpectedAnswer,
   type ServerAnswer,
 } from '../domain/server-address.js';
@@ -84,16 +85,16 @@ export class ProtocolError extends Error {
 
 /** The protocol over the server's HTTP API, with the pool token. */
 export class HttpWorkerProtocol implements WorkerProtocol {
+  /** The server's base address, read once (the API's own prefix, `/api/v1`, is added here). */
+  private readonly root: string;
+
   constructor(
     private readonly baseUrl: string,
     private readonly token: string,
     /** fetch, verifying the server against a custom CA when one was given (net/tls-files.ts). */
     private readonly fetchImpl: typeof fetch = fetch,
-  ) {}
-
-  /** The server's base address (a trailing `/api/v1`, the API's own prefix, is added here). */
-  private get root(): string {
-    return parseServerAddress(this.baseUrl, '--server');
+  ) {
+    this.root = parseServerAddress(baseUrl, '--server');
   }
 
   /**
@@ -123,11 +124,10 @@ export class HttpWorkerProtocol implements WorkerProtocol {
       throw this.unreachable(err);
     });
     if (res.status === 204) return null;
-    const text = await res.text();
-    const answer = { status: res.status, contentType: res.headers.get('content-type'), text };
+    const answer = await readAnswer(res);
     const parsed = parseApiAnswer(answer);
     if (!res.ok)
-      throw refusal(path, res.status, text, this.baseUrl, parsed.ok ? undefined : answer);
+      throw refusal(path, res.status, answer.text, this.baseUrl, parsed.ok ? undefined : answer);
     // Not berth's JSON (a web page at that address): said as such, never "a bug in berth".
     if (!parsed.ok) throw unexpectedAnswer(this.baseUrl, answer);
     return parsed.body as T;
