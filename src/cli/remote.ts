@@ -86,8 +86,8 @@ export function loginFrom(env: NodeJS.ProcessEnv, saved: Partial<Login>, file: s
     fromEnv ? 'BERTH_SERVER' : `the server saved by berth login in ${file}`,
   );
   if (!token) {
-    const saved = elsewhere ? ` (the login saved in ${file} is for another server)` : '';
-    throw new BerthError('BERTH_USAGE', `no token for the berth server at ${server}${saved}`, {
+    const why = elsewhere ? ` (the login saved in ${file} is for another server)` : '';
+    throw new BerthError('BERTH_USAGE', `no token for the berth server at ${server}${why}`, {
       hint: `Set BERTH_TOKEN to your API token (the admin token berth server printed, or one \`berth token create\` made), or run \`berth login --server ${server}\` once with the token in BERTH_TOKEN or on standard input to save it.`,
     });
   }
