@@ -93,6 +93,26 @@ function startWorker(token: string, stateDir: string): BerthProcess {
   return worker;
 }
 
+/**
+ * A task run of stack `stack-NAME` (made with `source`) on a worker of its own pool `pool-NAME`,
+ * followed until it ends FAILED; `before` runs once the stack exists (to set a variable, say).
+ */
+async function failedTaskRun(
+  name: string,
+  source: { localDir: string; runnerImage: string },
+  before?: () => Promise<unknown>,
+): Promise<{ run: RunBody; failed: RunBody; worker: BerthProcess }> {
+  const token = await createPool(`pool-${name}`);
+  await api('POST', '/stacks', { id: `stack-${name}`, ...source, pool: `pool-${name}` });
+  await before?.();
+  const worker = startWorker(token, tempDir('berth-worker-'));
+  await worker.waitFor('registered in pool');
+  const run = (await api<RunBody>('POST', `/stacks/stack-${name}/runs`, { type: 'task' })).body;
+  const failed = await settled(run.id, ['FAILED', 'FINISHED']);
+  expect(failed.state).toBe('FAILED');
+  return { run, failed, worker };
+}
+
 function repo(task: string): string {
   const dir = tempDir('berth-stack-');
   mkdirSync(path.join(dir, '.berth'));
@@ -239,19 +259,11 @@ describe('berth server and berth worker', () => {
   });
 
   it("fails a run whose stack's directory is not on the worker's machine, saying so", async () => {
-    const token = await createPool('pool-nodir');
     const missing = path.join(tempDir('berth-stack-'), 'not-here');
-    await api('POST', '/stacks', {
-      id: 'stack-nodir',
+    const { run, failed, worker } = await failedTaskRun('nodir', {
       localDir: missing,
-      pool: 'pool-nodir',
       runnerImage: inject('busyboxImage'),
     });
-    const worker = startWorker(token, tempDir('berth-worker-'));
-    await worker.waitFor('registered in pool');
-    const run = (await api<RunBody>('POST', '/stacks/stack-nodir/runs', { type: 'task' })).body;
-    const failed = await settled(run.id, ['FAILED', 'FINISHED']);
-    expect(failed.state).toBe('FAILED');
     expect(failed.stateReason).toBe(
       `stack stack-nodir's source directory ${missing} does not exist on worker host ${hostname()} [BERTH_WORKSPACE_UNREADABLE]`,
     );
@@ -259,22 +271,14 @@ describe('berth server and berth worker', () => {
   });
 
   it('ends the log of a run that berth failed with the error and its fix, a secret masked in both and in the reason', async () => {
-    const token = await createPool('pool-noimage');
     // The image's name holds the stack's secret: the error quotes it.
     const secret = 'zq7noimagesecret';
     const missing = `localhost/berth-absent-${secret}:v1`;
-    await api('POST', '/stacks', {
-      id: 'stack-noimage',
-      localDir: repo('echo never\n'),
-      pool: 'pool-noimage',
-      runnerImage: missing,
-    });
-    await api('PUT', '/stacks/stack-noimage/env/HIDDEN', { value: secret, secret: true });
-    const worker = startWorker(token, tempDir('berth-worker-'));
-    await worker.waitFor('registered in pool');
-    const run = (await api<RunBody>('POST', '/stacks/stack-noimage/runs', { type: 'task' })).body;
-    const failed = await settled(run.id, ['FAILED', 'FINISHED']);
-    expect(failed.state).toBe('FAILED');
+    const { run, failed, worker } = await failedTaskRun(
+      'noimage',
+      { localDir: repo('echo never\n'), runnerImage: missing },
+      () => api('PUT', '/stacks/stack-noimage/env/HIDDEN', { value: secret, secret: true }),
+    );
     const masked = missing.replace(secret, '*****');
     expect(failed.stateReason).toContain(`image ${masked} is not in the local Docker engine`);
     expect(failed.stateReason).toMatch(/\[BERTH_IMAGE_NOT_FOUND\]$/);
@@ -290,19 +294,10 @@ describe('berth server and berth worker', () => {
 
 describe('a task run whose source has no task', () => {
   it('fails saying what to add, with a fix of its own rather than a command-line template', async () => {
-    const token = await createPool('pool-notask');
-    const empty = tempDir('berth-stack-');
-    await api('POST', '/stacks', {
-      id: 'stack-notask',
-      localDir: empty,
-      pool: 'pool-notask',
+    const { run, failed, worker } = await failedTaskRun('notask', {
+      localDir: tempDir('berth-stack-'),
       runnerImage: inject('busyboxImage'),
     });
-    const worker = startWorker(token, tempDir('berth-worker-'));
-    await worker.waitFor('registered in pool');
-    const run = (await api<RunBody>('POST', '/stacks/stack-notask/runs', { type: 'task' })).body;
-    const failed = await settled(run.id, ['FAILED', 'FINISHED']);
-    expect(failed.state).toBe('FAILED');
     expect(failed.stateReason).toBe(
       "a task run needs .berth/task.sh at the root of the stack's source, and it has none [BERTH_USAGE]",
     );
