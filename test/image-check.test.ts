@@ -4,8 +4,8 @@
  */
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { EngineClient } from '../src/executor/docker/engine-client.js';
-import { removeImage, tagImage, testEngine } from './harness/engine.js';
-import { ensureBuiltImage } from './harness/images.js';
+import { removeImage, testEngine } from './harness/engine.js';
+import { ensureLocalOnlyImage } from './harness/images.js';
 import { runBerth } from './harness/cli.js';
 
 /** The value of each `key  value` line (continuation lines are left out). */
@@ -110,12 +110,13 @@ describe('berth image check: images on this machine', () => {
 
   beforeAll(async () => {
     engine = testEngine();
-    const built = await ensureBuiltImage(
+    await ensureLocalOnlyImage(
       engine,
       'check-local',
-      `FROM ${inject('busyboxImage')}\nLABEL built.here=yes\n`,
+      inject('busyboxImage'),
+      '127.0.0.1:9/check-local/app',
+      '1',
     );
-    await tagImage(engine, built, '127.0.0.1:9/check-local/app', '1');
   });
 
   afterAll(async () => {

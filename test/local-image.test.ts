@@ -7,7 +7,7 @@ import type { EngineClient } from '../src/executor/docker/engine-client.js';
 import { expectNothingLeftBehind } from './harness/cleanup.js';
 import { pushImage, removeImage, tagImage, testEngine } from './harness/engine.js';
 import { jobDir } from './harness/files.js';
-import { ensureBuiltImage } from './harness/images.js';
+import { ensureBuiltImage, ensureLocalOnlyImage } from './harness/images.js';
 import { finished, jobOutput, runBerth, testStateDir } from './harness/cli.js';
 
 let engine: EngineClient;
@@ -18,12 +18,13 @@ const LOCAL = 'everyday-local/app:1';
 beforeAll(async () => {
   engine = testEngine();
   stateDir = testStateDir();
-  const built = await ensureBuiltImage(
+  await ensureLocalOnlyImage(
     engine,
     'local-only',
-    `FROM ${inject('busyboxImage')}\nLABEL built.here=yes\n`,
+    inject('busyboxImage'),
+    'everyday-local/app',
+    '1',
   );
-  await tagImage(engine, built, 'everyday-local/app', '1');
 });
 
 afterEach(async () => {

@@ -13,7 +13,7 @@ import type { EngineClient } from '../../src/executor/docker/engine-client.js';
 import { readAll } from '../../src/executor/docker/engine-client.js';
 import { DockerApiError } from '../../src/executor/docker/daemon-errors.js';
 import { buildImage } from '../../src/executor/docker/image-build.js';
-import { imageExists } from './engine.js';
+import { imageExists, tagImage } from './engine.js';
 
 export const BUSYBOX = '/bin/busybox';
 
@@ -140,4 +140,19 @@ export async function ensureBuiltImage(
     await rm(dir, { recursive: true, force: true });
   }
   return reference;
+}
+
+/**
+ * An image as a user's own build is: made on this machine from `base` (no registry origin, never
+ * pulled), tagged `repository:tag`; `name` keeps each test file's build its own.
+ */
+export async function ensureLocalOnlyImage(
+  engine: EngineClient,
+  name: string,
+  base: string,
+  repository: string,
+  tag: string,
+): Promise<void> {
+  const built = await ensureBuiltImage(engine, name, `FROM ${base}\nLABEL built.here=yes\n`);
+  await tagImage(engine, built, repository, tag);
 }
