@@ -110,6 +110,17 @@ describe('unexpectedAnswer', () => {
     );
   });
 
+  it("quotes what answered escaped and cut short: a page's control characters never reach the terminal", () => {
+    const said = unexpectedAnswer('http://h', {
+      status: 200,
+      contentType: 'text/html',
+      text: `\u001b[2J\u001b]0;pwned\u0007<p>${'x'.repeat(10_000)}</p>`,
+    });
+    expect(said.message).not.toMatch(/[\u0000-\u001f]/);
+    expect(said.message).toContain('"\\u001b[2J\\u001b]0;pwned\\u0007<p>xxx');
+    expect(said.message.length).toBeLessThan(400);
+  });
+
   it("takes a proxy's error page (5xx) for a berth server out of reach, worth another try", () => {
     const said = unexpectedAnswer('http://h', {
       status: 502,
