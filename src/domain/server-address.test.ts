@@ -1,7 +1,15 @@
 /** The server's address as every client reads it, and an answer that is not berth's API. */
+import { createServer, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { BerthError } from './errors.js';
-import { parseApiAnswer, parseServerAddress, unexpectedAnswer } from './server-address.js';
+import {
+  NOT_JSON_READ_LIMIT,
+  parseApiAnswer,
+  parseServerAddress,
+  readAnswer,
+  unexpectedAnswer,
+} from './server-address.js';
 
 function refusal(value: string, source = '--server'): BerthError {
   try {
@@ -133,5 +141,86 @@ describe('unexpectedAnswer', () => {
       'http://h answered 502 with text/html ("<h1>502 Bad Gateway</h1>"), not berth\'s API: something before the berth server (a proxy) answered for it; the server may be down or restarting',
     );
     expect(said.hint).toContain('Try again in a moment');
+  });
+});
+
+describe('readAnswer', () => {
+  /** A loopback server whose every answer is written by `answer`; closed after `use`. */
+  async function serving(
+    answer: (res: ServerResponse) => void,
+    use: (url: string, closed: Promise<void>) => Promise<void>,
+  ): Promise<void> {
+    let connectionClosed!: () => void;
+    const closed = new Promise<void>((resolve) => (connectionClosed = resolve));
+    const server = createServer((req, res) => {
+      req.socket.on('close', connectionClosed);
+      answer(res);
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      await use(`http://127.0.0.1:${(server.address() as AddressInfo).port}`, closed);
+    } finally {
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
+    }
+  }
+
+  it('reads only the start of a page that never ends, and lets its connection go', async () => {
+    let written = 0;
+    await serving(
+      (res) => {
+        res.writeHead(200, { 'content-type': 'text/html' });
+        const page = Buffer.alloc(64 * 1024, 'a');
+        const more = (): void => {
+          // Endless: whoever reads it whole never gets an answer.
+          let room = true;
+          while (!res.destroyed && room) {
+            room = res.write(page);
+            written += page.length;
+          }
+          if (!res.destroyed) res.once('drain', more);
+        };
+        more();
+      },
+      async (url, closed) => {
+        const answer = await readAnswer(await fetch(url));
+        expect(answer.status).toBe(200);
+        expect(answer.contentType).toBe('text/html');
+        expect(answer.text.length).toBe(NOT_JSON_READ_LIMIT);
+        expect(answer.text).toMatch(/^a+$/);
+        await closed;
+        expect(written).toBeGreaterThan(NOT_JSON_READ_LIMIT);
+      },
+    );
+  });
+
+  it("reads berth's JSON whole, however long", async () => {
+    const long = 'x'.repeat(NOT_JSON_READ_LIMIT * 4);
+    await serving(
+      (res) => {
+        res.writeHead(200, { 'content-type': 'application/json; charset=utf-8' });
+        res.end(JSON.stringify({ long }));
+      },
+      async (url) => {
+        const answer = await readAnswer(await fetch(url));
+        expect(parseApiAnswer(answer)).toEqual({ ok: true, body: { long } });
+      },
+    );
+  });
+
+  it('reads a short page that is not JSON whole', async () => {
+    await serving(
+      (res) => {
+        res.writeHead(404, { 'content-type': 'text/plain' });
+        res.end('not here');
+      },
+      async (url) => {
+        expect(await readAnswer(await fetch(url))).toEqual({
+          status: 404,
+          contentType: 'text/plain',
+          text: 'not here',
+        });
+      },
+    );
   });
 });

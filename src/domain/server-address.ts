@@ -65,13 +65,49 @@ export interface ServerAnswer {
   text: string;
 }
 
-/** An answer as far as `parseApiAnswer` and `unexpectedAnswer` read it (its body read whole). */
+/**
+ * How much of an answer that is not JSON is read: enough to quote its first words. Such an answer
+ * is a web page or a proxy's page, never berth's API, and it may be large or never end.
+ */
+export const NOT_JSON_READ_LIMIT = 16 * 1024;
+
+/**
+ * An answer as far as `parseApiAnswer` and `unexpectedAnswer` read it: berth's JSON whole, any
+ * other answer only its first NOT_JSON_READ_LIMIT bytes (the rest is not waited for).
+ */
 export async function readAnswer(res: Response): Promise<ServerAnswer> {
+  const contentType = res.headers.get('content-type');
   return {
     status: res.status,
-    contentType: res.headers.get('content-type'),
-    text: await res.text(),
+    contentType,
+    text: isJson(contentType) ? await res.text() : await readStart(res, NOT_JSON_READ_LIMIT),
   };
+}
+
+function isJson(contentType: string | null): boolean {
+  return /\bjson\b/i.test(contentType ?? '');
+}
+
+/** The first `limit` bytes of a body (fewer if it ends sooner), as text; the rest is dropped. */
+async function readStart(res: Response, limit: number): Promise<string> {
+  if (!res.body) return '';
+  const reader = res.body.getReader();
+  const start = new Uint8Array(limit);
+  let size = 0;
+  try {
+    while (size < limit) {
+      const read = (await reader.read()) as { done: boolean; value?: Uint8Array };
+      if (read.done || !read.value) break;
+      const taken = read.value.subarray(0, limit - size);
+      start.set(taken, size);
+      size += taken.byteLength;
+    }
+  } finally {
+    // Not read to its end: the connection is given up rather than drained.
+    if (size >= limit) await reader.cancel().catch(() => undefined);
+    reader.releaseLock();
+  }
+  return new TextDecoder().decode(start.subarray(0, size));
 }
 
 /**
@@ -80,7 +116,7 @@ export async function readAnswer(res: Response): Promise<ServerAnswer> {
  */
 export function parseApiAnswer(answer: ServerAnswer): { ok: true; body: unknown } | { ok: false } {
   if (answer.status === 204 && answer.text === '') return { ok: true, body: undefined };
-  if (!/\bjson\b/i.test(answer.contentType ?? '')) return { ok: false };
+  if (!isJson(answer.contentType)) return { ok: false };
   try {
     return { ok: true, body: JSON.parse(answer.text) as unknown };
   } catch {

@@ -164,7 +164,7 @@ export class HttpWorkerProtocol implements WorkerProtocol {
     }).catch((err: unknown) => {
       throw this.unreachable(err);
     });
-    const text = await res.text();
+    const { text } = await readAnswer(res);
     if (!res.ok) throw refusal(`/worker/runs/${runId}/workspace`, res.status, text, this.baseUrl);
   }
 
@@ -181,7 +181,12 @@ export class HttpWorkerProtocol implements WorkerProtocol {
       throw this.unreachable(err);
     });
     if (!res.ok || !res.body)
-      throw refusal(`/worker/runs/${runId}/workspace`, res.status, await res.text(), this.baseUrl);
+      throw refusal(
+        `/worker/runs/${runId}/workspace`,
+        res.status,
+        (await readAnswer(res)).text,
+        this.baseUrl,
+      );
     await pipeline(Readable.fromWeb(res.body), createWriteStream(file, { mode: 0o600 }));
   }
 
