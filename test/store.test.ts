@@ -7,6 +7,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { randomBytes } from 'node:crypto';
 import { ulidGenerator } from '../src/domain/ulid.js';
 import type { RunKind } from '../src/domain/run-state.js';
+import type { KyselyStore } from '../src/store/kysely-store.js';
+import { migrateToLatest } from '../src/store/migrate.js';
 import { openStore } from '../src/store/open-store.js';
 import { StoreConflict, type Store } from '../src/store/store.js';
 import { tempDir } from './harness/ownership.js';
@@ -27,6 +29,7 @@ afterAll(() => {
 const newId = ulidGenerator(Date.now, (n) => randomBytes(n));
 const t0 = new Date('2026-11-30T12:00:00.000Z');
 const later = (ms: number): Date => new Date(t0.getTime() + ms);
+const iso = (at: Date): string => at.toISOString();
 
 type Kind = 'sqlite' | 'postgres';
 
@@ -593,6 +596,72 @@ describe.each<Kind>(['sqlite', 'postgres'])('the store on %s', (kind) => {
       expect((await own.findTokenByHash('h-second'))?.id).toBe('admin');
       expect(await own.findSession('session-of-admin', t0)).toBeNull();
       expect(await own.listTokens()).toHaveLength(1);
+    } finally {
+      await own.close();
+    }
+  });
+});
+
+describe.each<Kind>(['sqlite', 'postgres'])('token names on %s', (kind) => {
+  it('are unique: a second token of a name is refused, even when both are made at once', async () => {
+    const own = await freshStore(kind);
+    try {
+      await own.createToken({ id: 't1', name: 'ci', role: 'user' }, 'h-1', t0);
+      expect(
+        (await conflict(own.createToken({ id: 't2', name: 'ci', role: 'admin' }, 'h-2', t0))).code,
+      ).toBe('TOKEN_NAME_TAKEN');
+      const outcomes = await Promise.allSettled(
+        ['a', 'b', 'c', 'd'].map((id) =>
+          own.createToken({ id, name: 'deploy', role: 'user' }, `h-${id}`, t0),
+        ),
+      );
+      expect(outcomes.filter((o) => o.status === 'fulfilled')).toHaveLength(1);
+      for (const outcome of outcomes.filter((o) => o.status === 'rejected'))
+        expect(outcome.reason).toMatchObject({ code: 'TOKEN_NAME_TAKEN' });
+      expect(
+        (await conflict(own.createToken({ id: 't1', name: 'other', role: 'user' }, 'h-3', t0)))
+          .code,
+      ).toBe('ALREADY_EXISTS');
+      expect((await own.listTokens()).map((t) => t.name).sort()).toEqual(['ci', 'deploy']);
+    } finally {
+      await own.close();
+    }
+  });
+
+  it('held twice by a database from before are made unique, the admin token keeping its name', async () => {
+    const name = `berth_test_${process.pid}_${(databases += 1)}`;
+    if (kind === 'postgres') postgres.createDatabase(name);
+    const own = (await openStore(
+      kind === 'sqlite'
+        ? { dataDir: tempDir('berth-store-') }
+        : { databaseUrl: postgres.url(name), dataDir: '/nonexistent' },
+    )) as KyselyStore;
+    try {
+      // As berth left a database before names were unique (migration 008 the last).
+      await migrateToLatest(own.db, '008-worker-left');
+      const rows = [
+        ['u-old', 'ops', later(1000)],
+        ['u-new', 'ops', later(2000)],
+        ['u-admin', 'admin', t0],
+        ['admin', 'admin', later(3000)],
+        ['u-other', 'ci', later(4000)],
+      ] as const;
+      for (const [id, tokenName, at] of rows)
+        await own.db
+          .insertInto('api_tokens')
+          .values({ id, name: tokenName, role: 'user', token_hash: `h-${id}`, created_at: iso(at) })
+          .execute();
+      await own.migrate();
+      expect(Object.fromEntries((await own.listTokens()).map((t) => [t.id, t.name]))).toEqual({
+        admin: 'admin',
+        'u-admin': 'admin (u-admin)',
+        'u-old': 'ops',
+        'u-new': 'ops (u-new)',
+        'u-other': 'ci',
+      });
+      expect(
+        (await conflict(own.createToken({ id: 'x', name: 'ops', role: 'user' }, 'h-x', t0))).code,
+      ).toBe('TOKEN_NAME_TAKEN');
     } finally {
       await own.close();
     }

@@ -197,6 +197,32 @@ describe('API tokens', () => {
     expect((await create('Alice', 'user')).apiToken.name).toBe('Alice');
   });
 
+  it('refuses the name "admin" (the server\'s own admin token\'s), and a name taken since it looked', async () => {
+    const admin = await call('POST', '/api/v1/tokens', { name: 'admin', role: 'admin' });
+    expect(admin.status).toBe(409);
+    expect(admin.body).toMatchObject({
+      code: 'TOKEN_NAME_TAKEN',
+      message: 'the name "admin" is the server\'s own admin token\'s (made on its first start)',
+    });
+    // Another request makes "twice" between this one's look and its insert: the store's unique
+    // name refuses the insert, and the answer names the token that won.
+    const first = await create('twice', 'user');
+    const list = store.listTokens.bind(store);
+    let looks = 0;
+    store.listTokens = async () => ((looks += 1) === 1 ? [] : list());
+    try {
+      const again = await call('POST', '/api/v1/tokens', { name: 'twice', role: 'user' });
+      expect(again.status).toBe(409);
+      expect(again.body).toMatchObject({
+        code: 'TOKEN_NAME_TAKEN',
+        message: `a token named "twice" exists already (id ${first.apiToken.id})`,
+      });
+    } finally {
+      store.listTokens = list;
+    }
+    expect((await store.listTokens()).filter((t) => t.name === 'twice')).toHaveLength(1);
+  });
+
   it('lets a user token read and manage stacks, but not create pools or touch tokens (403)', async () => {
     const { token } = await create('reader', 'user');
     expect((await call('GET', '/api/v1/pools', undefined, token)).status).toBe(200);

@@ -210,7 +210,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
         options.say(`admin token (shown once, keep it): ${token}`);
       } catch (err) {
         // Another server made it first.
-        if (!(err instanceof StoreConflict)) throw err;
+        if (!(err instanceof StoreConflict && err.code === 'ALREADY_EXISTS')) throw err;
       }
     }
     const address = app.server.address() as AddressInfo;

@@ -131,6 +131,12 @@ function isUniqueViolation(err: unknown): boolean {
   return e.code === '23505' || /UNIQUE constraint failed/.test(e.message ?? '');
 }
 
+/** Whether a unique-key violation is of one key: its name (PostgreSQL) or its column (SQLite). */
+function violates(err: unknown, constraint: string, column: string): boolean {
+  const e = err as { constraint?: string; message?: string };
+  return e.constraint === constraint || (e.message ?? '').includes(column);
+}
+
 export class KyselyStore implements Store {
   constructor(
     readonly db: Kysely<Database>,
@@ -1015,16 +1021,23 @@ export class KyselyStore implements Store {
     tokenHash: string,
     at: Date,
   ): Promise<ApiToken> {
-    await this.db
-      .insertInto('api_tokens')
-      .values({
-        id: token.id,
-        name: token.name,
-        role: token.role,
-        token_hash: tokenHash,
-        created_at: iso(at),
-      })
-      .execute();
+    try {
+      await this.db
+        .insertInto('api_tokens')
+        .values({
+          id: token.id,
+          name: token.name,
+          role: token.role,
+          token_hash: tokenHash,
+          created_at: iso(at),
+        })
+        .execute();
+    } catch (err) {
+      if (!isUniqueViolation(err)) throw err;
+      if (violates(err, 'api_tokens_name', 'api_tokens.name'))
+        throw new StoreConflict('TOKEN_NAME_TAKEN', `a token named ${token.name} exists already`);
+      throw new StoreConflict('ALREADY_EXISTS', `token ${token.id} exists already`);
+    }
     return { ...token, createdAt: iso(at) };
   }
 

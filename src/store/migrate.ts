@@ -11,6 +11,7 @@ import * as dispatch from './migrations/004-dispatch.js';
 import * as sessions from './migrations/006-sessions.js';
 import * as serverSettings from './migrations/007-server-settings.js';
 import * as workerLeft from './migrations/008-worker-left.js';
+import * as tokenNames from './migrations/009-token-names.js';
 
 const MIGRATIONS: Record<string, Migration> = {
   '001-initial': initial,
@@ -20,15 +21,21 @@ const MIGRATIONS: Record<string, Migration> = {
   '006-sessions': sessions,
   '007-server-settings': serverSettings,
   '008-worker-left': workerLeft,
+  '009-token-names': tokenNames,
 };
 
 const provider: MigrationProvider = {
   getMigrations: () => Promise.resolve(MIGRATIONS),
 };
 
-export async function migrateToLatest<T>(db: Kysely<T>): Promise<void> {
+/**
+ * Applies the migrations not yet applied, all of them or (`upTo`, for a test of one migration on
+ * a database as an earlier berth left it) those up to and including the one named.
+ */
+export async function migrateToLatest<T>(db: Kysely<T>, upTo?: string): Promise<void> {
   const migrator = new Migrator({ db, provider });
-  const { error, results } = await migrator.migrateToLatest();
+  const { error, results } =
+    upTo === undefined ? await migrator.migrateToLatest() : await migrator.migrateTo(upTo);
   if (error) {
     const failed = results?.find((r) => r.status === 'Error')?.migrationName;
     // Before any migration ran (no connection, no such database): the driver's error as it is.

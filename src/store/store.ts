@@ -23,6 +23,7 @@ export class StoreConflict extends Error {
       | 'RUN_TRANSITION_INVALID'
       | 'RUN_CHANGED'
       | 'ALREADY_EXISTS'
+      | 'TOKEN_NAME_TAKEN'
       | 'LOG_GAP'
       | 'LOG_TOO_LARGE'
       | 'NOT_FOUND'

@@ -24,23 +24,42 @@ export function registerTokenRoutes(server: FastifyInstance, ctx: ServerContext)
     async (request, reply) => {
       requireAdmin(request);
       const name = request.body.name;
-      const taken = (await ctx.store.listTokens()).find((t) => t.name === name);
-      if (taken) {
+      if (name === 'admin') {
         throw new ApiError(
           409,
           'TOKEN_NAME_TAKEN',
-          `a token named ${JSON.stringify(name)} exists already (id ${taken.id})`,
-          `Pick another name, or revoke that token first (\`berth token revoke ${taken.id}\`).`,
+          'the name "admin" is the server\'s own admin token\'s (made on its first start)',
+          'Pick another name.',
         );
       }
+      const nameTaken = async (): Promise<ApiError | null> => {
+        const taken = (await ctx.store.listTokens()).find((t) => t.name === name);
+        return taken
+          ? new ApiError(
+              409,
+              'TOKEN_NAME_TAKEN',
+              `a token named ${JSON.stringify(name)} exists already (id ${taken.id})`,
+              `Pick another name, or revoke that token first (\`berth token revoke ${taken.id}\`).`,
+            )
+          : null;
+      };
+      const taken = await nameTaken();
+      if (taken) throw taken;
       const token = newToken(request.body.role);
-      // Lowercase: a ULID that is also a slug, so ids fit the same path parameter as 'admin'.
-      const apiToken = await ctx.store.createToken(
-        { id: ctx.newId().toLowerCase(), name, role: request.body.role },
-        hashToken(token),
-        ctx.now(),
-      );
-      return reply.status(201).send({ apiToken, token });
+      try {
+        // Lowercase: a ULID that is also a slug, so ids fit the same path parameter as 'admin'.
+        const apiToken = await ctx.store.createToken(
+          { id: ctx.newId().toLowerCase(), name, role: request.body.role },
+          hashToken(token),
+          ctx.now(),
+        );
+        return await reply.status(201).send({ apiToken, token });
+      } catch (err) {
+        // Another request made a token of this name since the look above (the name is unique).
+        if (err instanceof StoreConflict && err.code === 'TOKEN_NAME_TAKEN')
+          throw (await nameTaken()) ?? err;
+        throw err;
+      }
     },
   );
 
