@@ -7,7 +7,6 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { randomBytes } from 'node:crypto';
 import { ulidGenerator } from '../src/domain/ulid.js';
 import type { RunKind } from '../src/domain/run-state.js';
-import type { KyselyStore } from '../src/store/kysely-store.js';
 import { migrateToLatest } from '../src/store/migrate.js';
 import { openStore } from '../src/store/open-store.js';
 import { StoreConflict, type Store } from '../src/store/store.js';
@@ -635,7 +634,7 @@ describe.each<Kind>(['sqlite', 'postgres'])('token names on %s', (kind) => {
       kind === 'sqlite'
         ? { dataDir: tempDir('berth-store-') }
         : { databaseUrl: postgres.url(name), dataDir: '/nonexistent' },
-    )) as KyselyStore;
+    ));
     try {
       // As berth left a database before names were unique (migration 008 the last).
       await migrateToLatest(own.db, '008-worker-left');
