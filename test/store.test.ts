@@ -630,11 +630,11 @@ describe.each<Kind>(['sqlite', 'postgres'])('token names on %s', (kind) => {
   it('held twice by a database from before are made unique, the admin token keeping its name', async () => {
     const name = `berth_test_${process.pid}_${(databases += 1)}`;
     if (kind === 'postgres') postgres.createDatabase(name);
-    const own = (await openStore(
+    const own = await openStore(
       kind === 'sqlite'
         ? { dataDir: tempDir('berth-store-') }
         : { databaseUrl: postgres.url(name), dataDir: '/nonexistent' },
-    ));
+    );
     try {
       // As berth left a database before names were unique (migration 008 the last).
       await migrateToLatest(own.db, '008-worker-left');
