@@ -96,6 +96,12 @@ describe('authentication', () => {
     expect(none.body.code).toBe('UNAUTHENTICATED');
     expect(none.body.hint).toContain('Authorization: Bearer');
     expect((await call('GET', '/api/v1/stacks', undefined, 'berth_admin_wrong')).status).toBe(401);
+    // The router decodes the path: an API route spelt with escapes is still an API route.
+    for (const spelt of ['/%61pi/v1/stacks', '/api/v1/%73tacks', '/api/%76%31/pools']) {
+      const escaped = await call('GET', spelt, undefined, null);
+      expect(escaped.status, spelt).toBe(401);
+      expect(escaped.body.code, spelt).toBe('UNAUTHENTICATED');
+    }
   });
 
   it('limits failed attempts per address, not for others', async () => {
@@ -430,6 +436,16 @@ describe('stacks', () => {
       userToken,
     );
     expect(variable.status).toBe(200);
+    // Deleting it is a change too: its runs and logs would go, and its id be free for the user.
+    const deleteByUser = await call('DELETE', '/api/v1/stacks/infra', undefined, userToken);
+    expect(deleteByUser.status).toBe(403);
+    expect(deleteByUser.body).toEqual({
+      code: 'FORBIDDEN',
+      message:
+        "stack infra's source is on the workers' own disks (/srv/infra): only the admin token may delete the stack",
+      hint: 'Ask the admin to make the change (`berth stack delete` with the admin token).',
+    });
+    expect(await store.getStack('infra')).not.toBeNull();
     expect((await call('DELETE', '/api/v1/stacks/infra')).status).toBe(204);
   });
 
@@ -944,6 +960,9 @@ describe('the worker protocol', () => {
     ).toEqual({ stop: [], drained: false });
     // A person cancels it: the next heartbeat tells the worker to stop.
     expect((await call('POST', `/api/v1/runs/${runId}/cancel`)).body.state).toBe('STOPPED');
+    // Ended, it is no longer leased: no lease sweep looks at it again.
+    expect((await store.getRun(runId))?.leaseExpiresAt).toBeNull();
+    expect(await store.expireLeases(new Date(Date.now() + 24 * 3_600_000))).toEqual([]);
     expect(
       (await call('POST', '/api/v1/worker/heartbeat', { workerId, runs: [runId] }, poolToken)).body,
     ).toEqual({ stop: [runId], drained: false });
@@ -955,9 +974,26 @@ describe('the worker protocol', () => {
     );
     expect(late.status).toBe(409);
     expect((await store.getRun(runId))?.state).toBe('STOPPED');
+    // What the job says while its worker stops it still reaches the log, for a while.
+    const stopping = (seq: number) =>
+      call(
+        'POST',
+        `/api/v1/worker/runs/${runId}/logs`,
+        { workerId, firstSeq: seq, texts: ['stopping\n'] },
+        poolToken,
+      );
+    clock = new Date(clock.getTime() + 60_000);
+    expect((await stopping(12)).body).toEqual({ next: 13 });
+    clock = new Date(clock.getTime() + 100_000);
+    const closed = await stopping(13);
+    expect(closed.status).toBe(409);
+    expect(closed.body).toMatchObject({
+      code: 'RUN_CHANGED',
+      message: `run ${runId} ended (STOPPED) 160 s ago; its log is closed`,
+    });
     const logs = await call('GET', `/api/v1/runs/${runId}/logs`);
     expect((logs.body.chunks as { text: string }[]).map((c) => c.text).join('')).toBe(
-      'hello\nworld\nagain\nand\n!\nw6\nw7\nw8\nw9\nw10\nw11\n',
+      'hello\nworld\nagain\nand\n!\nw6\nw7\nw8\nw9\nw10\nw11\nstopping\n',
     );
   });
 });
@@ -1157,10 +1193,13 @@ describe('the web page', () => {
   });
 
   it('gives API answers a policy that lets nothing run', async () => {
-    const health = await web.inject({ method: 'GET', url: '/api/v1/health' });
-    expect(health.headers['content-security-policy']).toBe(
-      "default-src 'none'; frame-ancestors 'none'; sandbox",
-    );
+    for (const url of ['/api/v1/health', '/%61pi/v1/health']) {
+      const health = await web.inject({ method: 'GET', url });
+      expect(health.statusCode, url).toBe(200);
+      expect(health.headers['content-security-policy'], url).toBe(
+        "default-src 'none'; frame-ancestors 'none'; sandbox",
+      );
+    }
   });
 });
 
@@ -1242,6 +1281,23 @@ describe('plan → confirm → apply across workers', () => {
     expect(stored?.workspaceSeal).not.toContain(seal.key);
     expect(JSON.stringify(waiting.body)).not.toContain(seal.key);
     expect(readFileSync(blobFile(runId))).toEqual(content);
+    // Its part done, the planner may not add to or rewrite the log a person now reviews.
+    for (const [route, body] of [
+      ['logs', { firstSeq: 1, texts: ['added later\n'] }],
+      ['masks', { values: ['plan'] }],
+    ] as const) {
+      const late = await call(
+        'POST',
+        `/api/v1/worker/runs/${runId}/${route}`,
+        { workerId: planner, ...body },
+        tokenA,
+      );
+      expect(late.status).toBe(409);
+      expect(late.body).toMatchObject({
+        code: 'RUN_CHANGED',
+        message: `run ${runId} is UNCONFIRMED: worker ${planner} no longer holds it, and its log is closed to it`,
+      });
+    }
     return runId;
   }
 

@@ -23,7 +23,7 @@ import {
   type Caller,
 } from './auth.js';
 import { SESSION_ROUTE, callerOfSession, registerSessionRoutes } from './routes/session.js';
-import { registerWebPage, securityHeaders } from './web.js';
+import { registerWebPage, routeOf, securityHeaders } from './web.js';
 import { registerLogDownload } from './routes/log-download.js';
 import { registerPoolRoutes } from './routes/pools.js';
 import { registerRunRoutes } from './routes/runs.js';
@@ -337,7 +337,7 @@ export async function buildServer(deps: ServerDeps): Promise<BerthServer> {
   };
 
   app.addHook('onRequest', async (request: FastifyRequest) => {
-    const route = request.url.split('?')[0] as string;
+    const route = routeOf(request);
     // The web page's own files are public; what they show comes from the API below.
     if (!route.startsWith('/api/')) return;
     if (

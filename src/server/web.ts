@@ -10,7 +10,7 @@
  */
 import { readFileSync, readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
 
 const PAGE_POLICY = [
   "default-src 'self'",
@@ -58,10 +58,20 @@ export function readWebFiles(root: string): Map<string, WebFile> {
   return files;
 }
 
+/**
+ * The route a request reached: the one the router matched (it decodes the path, so
+ * `/%61pi/v1/pools` is `/api/v1/pools`), or the raw path when none matched. Whether a request is
+ * the API's is read from this, never from the raw address, which could spell an API route so as
+ * to pass for a page.
+ */
+export function routeOf(request: FastifyRequest): string {
+  return request.routeOptions.url ?? (request.url.split('?')[0] as string);
+}
+
 /** Security headers on every answer: the page's policy, or the data policy for the API. */
 export function securityHeaders(app: FastifyInstance): void {
   app.addHook('onSend', async (request, reply, payload) => {
-    const isApi = request.url.startsWith('/api/');
+    const isApi = routeOf(request).startsWith('/api/');
     void reply.headers({
       'content-security-policy': isApi ? DATA_POLICY : PAGE_POLICY,
       'x-content-type-options': 'nosniff',

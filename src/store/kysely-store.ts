@@ -751,6 +751,7 @@ export class KyselyStore implements Store {
       .selectAll()
       .where('lease_expires_at', '<', iso(at))
       .where('worker_id', 'is not', null)
+      .where('state', 'not in', [...TERMINAL_STATES])
       .execute();
     const changed: Run[] = [];
     for (const row of expired) {

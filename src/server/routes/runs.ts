@@ -3,7 +3,7 @@ import { BerthError } from '../../domain/errors.js';
 import { GIT_VARIABLES, type StackVariable } from '../../domain/git-source.js';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { FastifyInstance } from 'fastify';
-import { cancelTarget, type RunKind } from '../../domain/run-state.js';
+import { cancelTarget, isTerminal, type RunKind } from '../../domain/run-state.js';
 import {
   IdParams,
   ListQuery,
@@ -188,9 +188,9 @@ export function registerRunRoutes(server: FastifyInstance, ctx: ServerContext): 
             from,
             patch: {
               stateReason: `${path === 'cancel' ? 'canceled' : path === 'confirm' ? 'confirmed' : 'discarded'} by ${caller.id}`,
-              ...(to === 'CONFIRMED' || to === 'DISCARDED' || to === 'CANCELED'
-                ? { releaseWorker: true }
-                : {}),
+              // The run leaves its worker's hands (an ended run's lease would be looked at by
+              // every lease sweep again, for nothing).
+              ...(to === 'CONFIRMED' || isTerminal(to) ? { releaseWorker: true } : {}),
             },
           },
           ctx.now(),

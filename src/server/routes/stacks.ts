@@ -44,13 +44,14 @@ function sourceOnWorkers(stack: { localDir: string | null; repository: string | 
 function checkChangeOfLocalStack(
   caller: Caller,
   stack: { id: string; localDir: string | null; repository: string | null },
+  change: 'update' | 'delete' = 'update',
 ): void {
   if (caller.kind === 'admin' || !sourceOnWorkers(stack)) return;
   throw new ApiError(
     403,
     'FORBIDDEN',
-    `stack ${stack.id}'s source is on the workers' own disks (${stack.localDir ?? stack.repository}): only the admin token may change the stack`,
-    'Ask the admin to make the change (`berth stack update` with the admin token).',
+    `stack ${stack.id}'s source is on the workers' own disks (${stack.localDir ?? stack.repository}): only the admin token may ${change === 'update' ? 'change' : 'delete'} the stack`,
+    `Ask the admin to make the change (\`berth stack ${change}\` with the admin token).`,
   );
 }
 
@@ -234,7 +235,11 @@ export function registerStackRoutes(server: FastifyInstance, ctx: ServerContext)
     '/stacks/:id',
     { schema: { params: IdParams, response: { 204: Type.Null(), ...errorResponses } } },
     async (request, reply) => {
-      requirePerson(request);
+      const caller = requirePerson(request);
+      // Deleting it (its runs and logs with it) is a change as any other; the id would then be
+      // free for a stack of the user's own.
+      const stack = await ctx.store.getStack(request.params.id);
+      if (stack) checkChangeOfLocalStack(caller, stack, 'delete');
       if (!(await ctx.store.deleteStack(request.params.id))) {
         throw new ApiError(404, 'NOT_FOUND', `stack ${request.params.id} does not exist`);
       }

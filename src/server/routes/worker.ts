@@ -285,7 +285,7 @@ export function registerWorkerRoutes(server: FastifyInstance, ctx: ServerContext
       },
     },
     async (request) => {
-      const run = await heldRun(ctx, request);
+      const run = await loggedRun(ctx, request);
       return { next: await appendInOrder(ctx, run.id, request.body.firstSeq, request.body.texts) };
     },
   );
@@ -303,7 +303,7 @@ export function registerWorkerRoutes(server: FastifyInstance, ctx: ServerContext
       },
     },
     async (request) => {
-      const run = await heldRun(ctx, request);
+      const run = await loggedRun(ctx, request);
       return { chunks: await ctx.store.remaskLog(run.id, request.body.values) };
     },
   );
@@ -682,6 +682,35 @@ async function heldRun(
     );
   }
   return run;
+}
+
+/**
+ * A run whose log its worker may still write: while it holds the run's lease, and for a while
+ * after the run ended (a canceled job's last output comes while the worker stops it: it hears of
+ * the cancel within a heartbeat, then gives the job 30 s). Not once its part is done and the
+ * run waits (a plan a person reviews), nor long after the end: a worker that once held a run
+ * cannot add to or rewrite its log later.
+ */
+async function loggedRun(
+  ctx: ServerContext,
+  request: FastifyRequest<{ Params: { id: string }; Body: { workerId: string } }>,
+): Promise<Run> {
+  const run = await heldRun(ctx, request);
+  if (run.leaseExpiresAt !== null) return run;
+  const endedAgo = ctx.now().getTime() - Date.parse(run.updatedAt);
+  if (isTerminal(run.state) && endedAgo <= logAfterEndMs(ctx.leaseMs)) return run;
+  throw new ApiError(
+    409,
+    'RUN_CHANGED',
+    isTerminal(run.state)
+      ? `run ${run.id} ended (${run.state}) ${Math.round(endedAgo / 1000)} s ago; its log is closed`
+      : `run ${run.id} is ${run.state}: worker ${request.body.workerId} no longer holds it, and its log is closed to it`,
+  );
+}
+
+/** How long after a run's end its worker may still write its log (see loggedRun). */
+export function logAfterEndMs(leaseMs: number): number {
+  return 2 * leaseMs + 30_000;
 }
 
 /**
