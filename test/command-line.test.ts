@@ -28,7 +28,7 @@ afterAll(() => engine.close());
 function berth(
   args: string[],
   env: Record<string, string | undefined> = {},
-  options: { cwd?: string } = {},
+  options: { cwd?: string; command?: boolean } = {},
 ): ReturnType<typeof runBerth> {
   return runBerth(args, { BERTH_STATE_DIR: stateDir, ...env }, options);
 }
@@ -169,6 +169,41 @@ describe("berth run: variables from berth's environment and env-files", () => {
     expect(result.code).toBe(0);
     expect(jobOutput(result)).toBe('***** ***** prod\n12\n');
     expect(result.stdout).not.toMatch(/pa55-in-file|key-from-env/);
+  });
+});
+
+describe('the berth command and Node.js', () => {
+  it("hands --env-file to the job, never to Node.js (which reads it even among a script's arguments)", async () => {
+    const files = jobDir({ 'plain.env': 'GREETING=hi\nBERTH_NOT_A_SETTING=1\n' });
+    const run = (envFile: string, ...more: string[]) =>
+      berth(
+        [
+          'run',
+          jobDir(),
+          '--image',
+          busybox,
+          '--pull',
+          'never',
+          ...more,
+          '--env-file',
+          envFile,
+          '--',
+          'echo "$GREETING $BERTH_NOT_A_SETTING"',
+        ],
+        {},
+        { command: true },
+      );
+    const missing = await run(`${files}/missing.env`);
+    expect(missing.stderr).not.toMatch(/^node:/m);
+    expect(missing.stderr).toContain(`${files}/missing.env`);
+    expect(missing.stderr).toContain('[BERTH_USAGE]');
+    expect(missing.code).toBe(2);
+    // The file's variables are the job's; berth's own environment does not get them (it would
+    // warn of a BERTH_ variable it does not know).
+    const given = await run(`${files}/plain.env`, '--json');
+    expect(given.code).toBe(0);
+    expect(jobOutput(given)).toBe('hi 1\n');
+    expect(given.stderr).not.toContain('BERTH_NOT_A_SETTING');
   });
 });
 

@@ -112,7 +112,7 @@ beforeAll(async () => {
   mkdirSync(binDir);
   writeFileSync(
     path.join(binDir, 'berth'),
-    `#!/bin/sh\nexec "${process.execPath}" "${BERTH_BIN}" "$@"\n`,
+    `#!/bin/sh\nexec "${process.execPath}" -- "${BERTH_BIN}" "$@"\n`,
   );
   chmodSync(path.join(binDir, 'berth'), 0o755);
   stateDir = testStateDir();

@@ -9,6 +9,8 @@ import type { RunEvent } from '../../src/domain/run-events.js';
 import { recordLauncherPid, tempDir } from './ownership.js';
 
 export const BERTH_BIN = fileURLToPath(new URL('../../bin/berth.js', import.meta.url));
+/** The installed command (package.json's bin): a shell script that starts BERTH_BIN. */
+export const BERTH_COMMAND = fileURLToPath(new URL('../../bin/berth', import.meta.url));
 
 const children = new Set<ChildProcess>();
 
@@ -55,10 +57,16 @@ export function spawnBerth(
     input?: string;
     /** Leave stdin open for the test to write to (child.stdin). */
     interactive?: boolean;
+    /** Start it as users do: the installed command, bin/berth (which runs `node -- bin/berth.js`). */
+    command?: boolean;
   } = {},
 ): BerthProcess {
-  const { input, interactive, ...spawnOptions } = identity;
-  const child = spawn(process.execPath, [BERTH_BIN, ...args], {
+  const { input, interactive, command, ...spawnOptions } = identity;
+  // After "--", Node.js takes none of berth's arguments for its own (see bin/berth).
+  const [file, argv] = command
+    ? [BERTH_COMMAND, args]
+    : [process.execPath, ['--', BERTH_BIN, ...args]];
+  const child = spawn(file, argv, {
     ...spawnOptions,
     env: { ...withoutProxy(process.env), NO_COLOR: '1', ...env },
     stdio: [input === undefined && !interactive ? 'ignore' : 'pipe', 'pipe', 'pipe'],
@@ -138,7 +146,7 @@ export function spawnBerth(
 export async function runBerth(
   args: string[],
   env: Record<string, string | undefined> = {},
-  options: { cwd?: string; input?: string } = {},
+  options: { cwd?: string; input?: string; command?: boolean } = {},
 ): Promise<BerthResult> {
   return resultOf(spawnBerth(args, env, options), args.includes('--json'));
 }
