@@ -6,6 +6,19 @@
 import { BerthError } from './errors.js';
 
 /** Every BERTH_ variable berth itself reads from its environment (server, worker, berth run). */
+/**
+ * Where a tool's releases come from, as BERTH_TERRAFORM_NAME and BERTH_OPENTOFU_NAME
+ * (workflow/tool-releases.ts reads them by these names only, so this list is all there are).
+ */
+export const RELEASE_SETTINGS = [
+  'RELEASES_URL',
+  'RELEASES_LAYOUT',
+  'INDEX_URL',
+  'SIGNING_KEY_FILE',
+  'SIGNATURE_SUFFIX',
+] as const;
+export type ReleaseSetting = (typeof RELEASE_SETTINGS)[number];
+
 export const KNOWN_BERTH_VARIABLES: readonly string[] = [
   'BERTH_SERVER',
   'BERTH_TOKEN',
@@ -42,9 +55,7 @@ export const KNOWN_BERTH_VARIABLES: readonly string[] = [
   'BERTH_WORKER_WO_EXTRA_MOUNTS',
   'BERTH_GIT_CA_FILE',
   ...['TERRAFORM', 'OPENTOFU'].flatMap((tool) =>
-    ['RELEASES_URL', 'RELEASES_LAYOUT', 'INDEX_URL', 'SIGNING_KEY_FILE'].map(
-      (name) => `BERTH_${tool}_${name}`,
-    ),
+    RELEASE_SETTINGS.map((name) => `BERTH_${tool}_${name}`),
   ),
 ];
 

@@ -21,6 +21,7 @@ import { fileURLToPath } from 'node:url';
 import { httpFetch } from '../net/http-fetch.js';
 import { BodyTooLarge, readBody } from '../net/http-body.js';
 import { formatBytes } from '../domain/units.js';
+import type { ReleaseSetting } from '../domain/worker-settings.js';
 import { BerthError, fetchFailureCause } from '../domain/errors.js';
 import { parseConstraint, parseVersion, resolveVersion } from '../domain/versions.js';
 import { isReleasePlatform } from '../domain/platform.js';
@@ -102,7 +103,7 @@ export async function releaseSourceFromEnv(
   env: NodeJS.ProcessEnv,
 ): Promise<ReleaseSource> {
   const prefix = tool === 'terraform' ? 'BERTH_TERRAFORM' : 'BERTH_OPENTOFU';
-  const setting = (name: string): string | undefined =>
+  const setting = (name: ReleaseSetting): string | undefined =>
     env[`${prefix}_${name}`]?.trim() || undefined;
   const official = OFFICIAL_RELEASES[tool];
   const layoutText = setting('RELEASES_LAYOUT') ?? official.layout;
