@@ -13,7 +13,8 @@ import path from 'node:path';
 import { afterEach, describe, expect, inject, it } from 'vitest';
 import { expectNothingLeftBehind } from './harness/cleanup.js';
 import { runBerth, spawnBerth, type BerthProcess } from './harness/cli.js';
-import { testEngine } from './harness/engine.js';
+import { berthContainers, testEngine } from './harness/engine.js';
+import { LABELS } from '../src/executor/executor.js';
 import { startApiProxy, type ApiProxy } from './harness/api-proxy.js';
 import {
   apiClient,
@@ -178,6 +179,89 @@ describe('the worker path when the server or the network fails', () => {
       expect(proxy.cuts[kind]['POST /api/v1/worker/runs/:id/logs']).toBeGreaterThan(0);
     }
     expect(proxy.cuts.answer['POST /api/v1/worker/runs/:id/state']).toBeGreaterThan(0);
+  });
+
+  /**
+   * A task run of `script` (which prints `started` first) on a worker that reaches the server
+   * through the test's proxy, once `started` is in the run's stored log.
+   */
+  async function startedTask(stackId: string, script: string) {
+    const setup = await start();
+    const { api, logText } = setup.client;
+    const dir = tempDir('berth-stack-');
+    mkdirSync(path.join(dir, '.berth'));
+    writeFileSync(path.join(dir, '.berth', 'task.sh'), script);
+    await api('POST', '/stacks', {
+      id: stackId,
+      localDir: dir,
+      pool: 'pool-r',
+      runnerImage: inject('busyboxImage'),
+    });
+    const worker = startWorker(setup.proxy.url, setup.token);
+    await worker.waitFor('registered in pool');
+    const run = (await api<{ id: string }>('POST', `/stacks/${stackId}/runs`, { type: 'task' }))
+      .body;
+    await until(async () => (await logText(run.id)).includes('started'), 'the job started', 60_000);
+    return { ...setup, worker, run };
+  }
+
+  it('stops a job whose lease its worker cannot renew before the server gives the run up, and says why in its log', async () => {
+    // A 20 s lease: the worker stops the job 12 s after its last renewal and kills it at 16 s;
+    // the server gives the run up no sooner than 20 s after it. A job that ignores SIGINT: only
+    // the kill before the lease runs out ends it.
+    const { proxy, client, server, worker, run } = await startedTask(
+      'unrenewed',
+      "trap '' INT TERM\necho started\nsleep 300\n",
+    );
+    // The worker's connections to the server fail from now on; the test still reaches it.
+    proxy.setTargets([]);
+    try {
+      await worker.waitFor(`run ${run.id}: this worker could not renew its lease`);
+      const gaveUp = await client.settled(run.id, ['FAILED', 'STOPPED', 'FINISHED']);
+      expect(gaveUp.state).toBe('FAILED');
+      expect(gaveUp.stateReason).toContain('stopped answering while the run was PERFORMING');
+      // When the server gave the run up (another run of the stack could start now), the job was
+      // no longer running on the worker.
+      const engine = testEngine();
+      try {
+        const running = (await berthContainers(engine)).filter(
+          (c) => c.State === 'running' && c.Labels[LABELS.runId]?.toUpperCase() === run.id,
+        );
+        expect(running).toEqual([]);
+      } finally {
+        engine.close();
+      }
+    } finally {
+      // Back in touch (also after a failure above: the worker could not end otherwise).
+      proxy.setTargets([server().url]);
+    }
+    // The worker ships what it held: the reason is in the run's log.
+    await until(
+      async () =>
+        (await client.logText(run.id)).includes('[berth: warning: this worker could not renew'),
+      "the worker's warning in the run's log",
+      60_000,
+    );
+    await worker.waitFor(`run ${run.id}: done here`);
+  });
+
+  it('ends a worker told twice to stop while its server is out of reach, saying what it could not ship', async () => {
+    // It says something as it stops: output that cannot reach the server.
+    const { proxy, worker, run } = await startedTask(
+      'unreached',
+      "trap 'echo stopping; exit 1' INT\necho started\nsleep 300 &\nwait\n",
+    );
+    proxy.setTargets([]);
+    worker.child.kill('SIGTERM');
+    await worker.waitFor('draining: no new runs');
+    worker.child.kill('SIGTERM');
+    // The job stopped, its last output and its end cannot reach the server: given up, and said.
+    await worker.waitFor(
+      new RegExp(
+        `run ${run.id}: done here, STOPPED \\(log not all shipped: the worker was told to stop at once while the server could not be reached`,
+      ),
+    );
+    expect((await worker.exited).code).not.toBeNull();
   });
 
   it('fails a plan whose saved workspace the server has no room for, saying so, and keeps nothing of it', async () => {

@@ -79,6 +79,10 @@ export class LogShipper {
   private timer: NodeJS.Timeout | undefined;
   private closed = false;
   private refused: Error | null = null;
+  /** Set by stopRetrying: a call that fails on the network is not sent again. */
+  private givenUp: string | null = null;
+  /** Ends the waits before the next try at once (stopRetrying). */
+  private readonly retryWaits = new Set<() => void>();
   private readonly masks = new MaskValues();
   private readonly bound: HeadTailLog | null;
   private readonly headText = new StringDecoder('utf8');
@@ -95,9 +99,19 @@ export class LogShipper {
     this.bound = options.limitBytes ? new HeadTailLog(options.limitBytes) : null;
   }
 
-  /** Why shipping stopped (the server refused a batch), or null. */
+  /** Why shipping stopped (the server refused a batch, or it was given up), or null. */
   get failure(): Error | null {
     return this.refused;
+  }
+
+  /**
+   * From now on, what the server cannot be reached for is not sent again but given up (`why`
+   * says why, in `failure`): a worker told to stop at once does not wait for ever for a server
+   * that is gone. What the server answers is still sent as usual.
+   */
+  stopRetrying(why: string): void {
+    this.givenUp = why;
+    for (const wake of this.retryWaits) wake();
   }
 
   add(text: string): void {
@@ -213,10 +227,20 @@ export class LogShipper {
           this.refused = err;
           return;
         }
+        if (this.givenUp !== null) {
+          this.refused ??= new Error(`${this.givenUp} (${(err as Error).message})`);
+          return;
+        }
         // The server may have stored it before the answer was lost: sending again is safe.
-        await new Promise((resolve) =>
-          setTimeout(resolve, Math.min(this.retryDelayMs * 2 ** attempt, 15_000)),
-        );
+        await new Promise<void>((resolve) => {
+          const wake = (): void => {
+            clearTimeout(timer);
+            this.retryWaits.delete(wake);
+            resolve();
+          };
+          const timer = setTimeout(wake, Math.min(this.retryDelayMs * 2 ** attempt, 15_000));
+          this.retryWaits.add(wake);
+        });
       }
     }
   }

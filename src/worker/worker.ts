@@ -70,6 +70,14 @@ export interface WorkerOptions {
 export class Worker {
   private workerId = '';
   private heartbeatMs = 20_000;
+  /** How long the server keeps a run leased to this worker without a heartbeat (registration). */
+  private leaseMs = 60_000;
+  /** Looks every second whether a run's lease is running out unrenewed (see checkLeases). */
+  private leaseWatch: NodeJS.Timeout | undefined;
+  /** A heartbeat again soon after one failed (see beat), instead of a whole period later. */
+  private heartbeatRetry: NodeJS.Timeout | undefined;
+  /** No heartbeat after the goodbye: set once the last one is awaited. */
+  private beatsOver = false;
   /** Whether the server records a checked-out commit in a state report (older ones refuse it). */
   private reportsCommit = false;
   private readonly running = new Map<string, Slot>();
@@ -144,6 +152,7 @@ export class Worker {
     idInUse.succeeded();
     this.workerId = registered.workerId;
     this.heartbeatMs = registered.heartbeatMs;
+    this.leaseMs = registered.leaseMs;
     this.heartbeatOutage = this.heartbeatNotice();
     this.paused = registered.drained === true;
     this.reportsCommit = registered.reportsCommit === true;
@@ -156,6 +165,7 @@ export class Worker {
     // would bring this worker back to the list. (They may overlap: a hung one must not hold back
     // the next, or the leases of the runs would expire behind it.)
     this.heartbeatTimer = setInterval(() => void this.heartbeat(), this.heartbeatMs);
+    this.leaseWatch = setInterval(() => this.checkLeases(Date.now()), LEASE_WATCH_MS);
   }
 
   /** One heartbeat, kept among those on their way until it is answered. */
@@ -207,6 +217,9 @@ export class Worker {
     await Promise.all(slots);
     await Promise.all(this.afterRuns);
     clearInterval(this.heartbeatTimer);
+    clearInterval(this.leaseWatch);
+    this.beatsOver = true;
+    clearTimeout(this.heartbeatRetry);
     await Promise.all(this.beating);
     if (this.rejected) throw this.rejected;
   }
@@ -245,10 +258,18 @@ export class Worker {
     return true;
   }
 
-  /** First call: take no new runs, let the current ones finish. Second: stop them too. */
+  /**
+   * First call: take no new runs, let the current ones finish. Second: stop them too, and give
+   * up shipping what the server cannot be reached for (the worker would wait for ever for a
+   * server that is gone).
+   */
   drain(): void {
     if (this.draining) {
-      for (const slot of this.running.values()) stopSlot(slot);
+      for (const slot of this.running.values()) {
+        stopSlot(slot);
+        slot.givingUp = true;
+        slot.giveUpShipping?.();
+      }
       return;
     }
     this.draining = true;
@@ -260,9 +281,16 @@ export class Worker {
 
   private async beat(): Promise<void> {
     const sent = ++this.beatsSent;
+    // The server renews each run's lease from when it handles this heartbeat: no sooner than now.
+    const sentAt = Date.now();
+    const held = [...this.running.entries()];
     try {
-      const answer = await this.options.protocol.heartbeat(this.workerId, [...this.running.keys()]);
+      const answer = await this.options.protocol.heartbeat(
+        this.workerId,
+        held.map(([id]) => id),
+      );
       this.heartbeatOutage.succeeded();
+      for (const [, slot] of held) slot.renewedAt = Math.max(slot.renewedAt, sentAt);
       for (const id of answer.stop) {
         const slot = this.running.get(id);
         if (slot) stopSlot(slot);
@@ -278,14 +306,48 @@ export class Worker {
         );
       this.paused = answer.drained;
     } catch (err) {
-      if (!this.tokenRejected(err)) this.heartbeatOutage.failed(coerceError(err).message);
+      if (this.tokenRejected(err)) return;
+      this.heartbeatOutage.failed(coerceError(err).message);
+      // While runs are held, the next try comes in a second: their leases are renewed as soon
+      // as the server is back (a restart), not up to a heartbeat period later.
+      if (this.running.size > 0 && !this.beatsOver && !this.heartbeatRetry)
+        this.heartbeatRetry = setTimeout(() => {
+          this.heartbeatRetry = undefined;
+          if (!this.beatsOver) void this.heartbeat();
+        }, LEASE_WATCH_MS);
+    }
+  }
+
+  /**
+   * Stops the runs whose lease the server has not renewed for long: past the lease time the
+   * server takes this worker for gone and ends the run or hands it to another worker, and a job
+   * still running here would then run beside the next run of its stack (two applies at once).
+   * At 60 % of the lease time without a renewal the job is stopped (SIGINT, as a cancel), and
+   * killed shortly before the lease runs out if it has not ended by then; what it did is in its
+   * log, and the run ends STOPPED with the reason (or FAILED by the server's sweep, if the server
+   * is not back by then).
+   */
+  private checkLeases(now: number): void {
+    for (const [runId, slot] of this.running) {
+      const unrenewed = now - slot.renewedAt;
+      if (unrenewed >= leaseKillAfterMs(this.leaseMs) && slot.leaseLost && !slot.leaseKilled) {
+        slot.leaseKilled = true;
+        // A second stop skips what is left of the grace period.
+        slot.job?.cancel();
+        continue;
+      }
+      if (unrenewed < leaseStopAfterMs(this.leaseMs) || slot.leaseLost || slot.canceled) continue;
+      slot.leaseLost = `this worker could not renew its lease on the run with the server for ${Math.round(unrenewed / 1000)} s (the lease is ${Math.round(this.leaseMs / 1000)} s): stopped before the server gives the run up, so that it never runs beside another worker's`;
+      this.options.say(`run ${runId}: ${slot.leaseLost}`);
+      slot.onLeaseLost?.(slot.leaseLost);
+      stopSlot(slot);
     }
   }
 
   private async execute(assignment: AssignmentBody): Promise<void> {
     const runId = assignment.run.id;
     // Held from the lease on: a cancel arriving during the checkout is not lost.
-    const slot: Slot = { canceled: false, job: null };
+    const slot: Slot = { canceled: false, job: null, renewedAt: Date.now() };
     this.running.set(runId, slot);
     const shipper = new LogShipper(
       (first, texts) =>
@@ -306,6 +368,11 @@ export class Worker {
       ...Object.values(this.options.jobSettings.secretEnv),
     ]);
     const masked = (text: string): string => (secrets.size > 0 ? maskAll(text, secrets) : text);
+    slot.onLeaseLost = (why) => shipper.add(`[berth: warning: ${why}]\n`);
+    slot.giveUpShipping = () =>
+      shipper.stopRetrying(
+        'the worker was told to stop at once while the server could not be reached',
+      );
     let started = false;
     let reporting = Promise.resolve();
     // The state this worker last reported: what the operator's "done here" line names.
@@ -480,7 +547,7 @@ export class Worker {
       const reason = summary.error
         ? `${summary.error.message} [${summary.error.code}]`
         : summary.stop
-          ? `stopped: ${summary.stop.reason}, ended by ${summary.stop.endedBy}`
+          ? `stopped: ${slot.leaseLost ?? summary.stop.reason}, ended by ${summary.stop.endedBy}`
           : summary.state === 'FAILED'
             ? `the job ended with exit code ${summary.jobExitCode ?? 'none'}`
             : null;
@@ -622,6 +689,8 @@ export class Worker {
           stopSlot(slot);
           return;
         }
+        // Told to stop at once (a second SIGTERM): the server's sweep ends the run instead.
+        if (slot.givingUp) break;
         await new Promise((resolve) => setTimeout(resolve, Math.min(500 * 2 ** attempt, 15_000)));
       }
     }
@@ -634,6 +703,31 @@ export class Worker {
 interface Slot {
   canceled: boolean;
   job: RunningJob | null;
+  /** When the server last renewed the run's lease, at the latest (the lease, then heartbeats). */
+  renewedAt: number;
+  /** Why the run was stopped for a lease not renewed (see checkLeases), once it was. */
+  leaseLost?: string;
+  /** The job was then killed, its lease about to run out. */
+  leaseKilled?: boolean;
+  /** Puts a line in the run's log (set once its log is shipped). */
+  onLeaseLost?: (why: string) => void;
+  /** Stops sending again what the server cannot be reached for (a second SIGTERM)… */
+  giveUpShipping?: () => void;
+  /** …and the run's reports too. */
+  givingUp?: boolean;
+}
+
+/** How often the worker looks at its runs' leases, and tries a failed heartbeat again. */
+const LEASE_WATCH_MS = 1000;
+
+/** A run's lease unrenewed this long (60 % of the lease time): its job is stopped. */
+export function leaseStopAfterMs(leaseMs: number): number {
+  return Math.floor(leaseMs * 0.6);
+}
+
+/** …and killed this long after its last renewal, shortly before the server gives the run up. */
+export function leaseKillAfterMs(leaseMs: number): number {
+  return leaseMs - Math.min(5000, Math.floor(leaseMs / 5));
 }
 
 /** Stops a run now, or as soon as its job starts (a cancel during the checkout is kept). */
