@@ -794,10 +794,19 @@ function registerTrigger(stack: Command, { client, io, setExit, act }: Remote): 
               ask ? askToConfirm(api, waiting, io) : Promise.resolve(sayHowToDecide(waiting, io)),
             o.json ? jsonView(io, run.id) : textView(io),
           );
-          setExit(end.state === 'FINISHED' || end.state === 'DISCARDED' ? 0 : 1);
+          setExit(followedExit(end.state));
         },
       ),
     );
+}
+
+/**
+ * The exit code of a command that followed a run to its end (`stack trigger --follow`, `runs logs
+ * -f`): 0 when it ended as it should (FINISHED, or DISCARDED: a plan a person turned down), 1
+ * when it failed or was stopped or canceled, so that a script can tell.
+ */
+function followedExit(state: string): number {
+  return state === 'FINISHED' || state === 'DISCARDED' ? 0 : 1;
 }
 
 function runText(run: Run): string {
@@ -849,7 +858,7 @@ const DECISIONS = {
   cancel: 'cancel a run that has not ended',
 } as const;
 
-function registerRuns(program: Command, { client, io, act }: Remote): void {
+function registerRuns(program: Command, { client, io, act, setExit }: Remote): void {
   const runs = program.command('runs').description('runs on the berth server');
   runs
     .command('list')
@@ -886,7 +895,14 @@ function registerRuns(program: Command, { client, io, act }: Remote): void {
       act(async (id: string, o: { follow?: boolean; json?: boolean }) => {
         const api = client();
         if (o.follow) {
-          await followRun(api, id, io, undefined, o.json ? jsonView(io, id) : textView(io));
+          const end = await followRun(
+            api,
+            id,
+            io,
+            undefined,
+            o.json ? jsonView(io, id) : textView(io),
+          );
+          setExit(followedExit(end.state));
           return;
         }
         await printStoredLog(api, id, io, o.json === true);
