@@ -1016,6 +1016,11 @@ describe('a public pool at trigger', () => {
     );
     expect(refused.body.hint).toContain('move the stack to a private pool');
     expect((await call('GET', '/api/v1/runs?stack=on-open')).body.runs).toEqual([]);
+    // A stack that does not exist (a typo) is not a stack without runs.
+    expect(await call('GET', '/api/v1/runs?stack=on-opne')).toEqual({
+      status: 404,
+      body: { code: 'NOT_FOUND', message: 'stack on-opne does not exist' },
+    });
     // An allow-listed registry is fine.
     await call('PATCH', '/api/v1/stacks/on-open', { runnerImage: 'public.ecr.aws/team/runner:1' });
     expect((await call('POST', '/api/v1/stacks/on-open/runs', { type: 'proposed' })).status).toBe(

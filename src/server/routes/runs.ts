@@ -120,6 +120,9 @@ export function registerRunRoutes(server: FastifyInstance, ctx: ServerContext): 
     { schema: { querystring: ListQuery, response: { 200: RunList, ...errorResponses } } },
     async (request) => {
       requirePerson(request);
+      // A stack that does not exist is said as such, not listed as one without runs (a typo).
+      if (request.query.stack !== undefined && !(await ctx.store.getStack(request.query.stack)))
+        throw new ApiError(404, 'NOT_FOUND', `stack ${request.query.stack} does not exist`);
       const runs = await ctx.store.listRuns({
         stackId: request.query.stack,
         limit: request.query.limit ?? 50,
