@@ -278,6 +278,11 @@ describe('berth up, login, stack, runs and worker commands', () => {
     expect(refused.code).toBe(2);
     expect(refused.stderr).toContain('BERTH_SERVER_REFUSED');
     expect(refused.stderr).toContain('the token is not valid [UNAUTHENTICATED]');
+    // Logging in again would not help: the variable wins over the saved login.
+    expect(refused.stderr).toContain(
+      'fix: The token comes from BERTH_TOKEN, which wins over the login `berth login` saved',
+    );
+    expect(refused.stderr).not.toContain('log in again');
     const unreachable = await berth(['runs', 'list'], {
       BERTH_SERVER: 'http://127.0.0.1:9',
       BERTH_TOKEN: admin,

@@ -231,6 +231,12 @@ describe('--json on every command', () => {
       }),
     );
     expect(set.variables).toEqual([{ name: 'API_KEY', secret: true }]);
+    // A secret not in the environment: the fix keeps its value off the command line.
+    const missing = await berth(['stack', 'env', 'set', 'scripted', 'NOT_SET_HERE', '--secret']);
+    expect(missing.code).toBe(2);
+    expect(missing.stderr).toContain(
+      "fix: Export NOT_SET_HERE first: a secret given as NOT_SET_HERE=VALUE is seen by `ps` and kept in the shell's history",
+    );
     // A secret too short to mask well is set, with a warning on stderr (stdout stays JSON).
     const short = await berth(['stack', 'env', 'set', 'scripted', 'ZONE=eu', '--secret', '--json']);
     expect(json<{ variables: unknown[] }>(short).variables).toContainEqual({

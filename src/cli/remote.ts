@@ -141,8 +141,15 @@ const COMMAND_LINE_FIXES: Record<string, string> = {
 const API_CLIENT_HINTS = new Set(['BAD_REQUEST', 'IMAGE_NOT_ALLOWED']);
 
 /** The server's refusal as a berth error (its code kept), or an unreachable server. */
-function asBerthError(err: unknown): unknown {
+function asBerthError(err: unknown, env: NodeJS.ProcessEnv): unknown {
   if (!(err instanceof ApiClientError)) return err;
+  // A token refused while BERTH_TOKEN is set: logging in again would change nothing, since the
+  // variable wins over the saved login.
+  if (err.code === 'UNAUTHENTICATED' && env.BERTH_TOKEN?.trim())
+    return new BerthError('BERTH_SERVER_REFUSED', `${err.message} [${err.code}]`, {
+      cause: err,
+      hint: 'The token comes from BERTH_TOKEN, which wins over the login `berth login` saved: set it to a valid token (the admin token, or one `berth token create` made), or unset it to use the saved login.',
+    });
   // Not berth's answer: a proxy's error page (5xx) is a server out of reach, worth another try.
   if (err.code === ANSWER_UNEXPECTED)
     return new BerthError(
@@ -495,7 +502,7 @@ export function registerRemote(
         try {
           await fn(...args);
         } catch (err) {
-          throw asBerthError(err);
+          throw asBerthError(err, env);
         }
       },
   };
@@ -730,7 +737,9 @@ function registerStack(program: Command, remote: Remote): void {
         const value = eq < 0 ? env[name] : pair.slice(eq + 1);
         if (value === undefined)
           throw new BerthError('BERTH_USAGE', `${name} is not set in berth's environment`, {
-            hint: `Export ${name} first (keeps the value out of the command line), or pass ${name}=VALUE.`,
+            hint: o.secret
+              ? `Export ${name} first: a secret given as ${name}=VALUE is seen by \`ps\` and kept in the shell's history (\`read -rs ${name} && export ${name}\` asks for it without showing it).`
+              : `Export ${name} first (keeps the value out of the command line), or pass ${name}=VALUE.`,
           });
         const updated = await client().setVariable(id, name, value, o.secret === true);
         // Said now, not only in the log of every run it will be masked in.
@@ -1031,7 +1040,7 @@ export async function workerAdmin(
       return;
     }
   } catch (err) {
-    throw asBerthError(err);
+    throw asBerthError(err, env);
   }
   throw new BerthError(
     'BERTH_USAGE',

@@ -89,7 +89,19 @@ describe('checkRunOptions', () => {
     } catch (err) {
       message = (err as BerthError).message;
     }
-    expect(message).toContain("--secret-env TOKEN: TOKEN is not set in berth's environment");
+    expect(message).toContain(
+      "--secret-env TOKEN: TOKEN is not set in berth's environment; set it (export TOKEN=…, or read -rs TOKEN && export TOKEN) or put it in a --secret-env-file",
+    );
+    // A secret's value is never suggested for the command line, where `ps` sees it.
+    expect(message).not.toContain('TOKEN=VALUE');
+    try {
+      checkRunOptions({ ...defaults, env: ['STAGE'] }, {});
+    } catch (err) {
+      message = (err as BerthError).message;
+    }
+    expect(message).toContain(
+      "--env STAGE: STAGE is not set in berth's environment; set it (export STAGE=…) or give STAGE=VALUE",
+    );
   });
 
   it('reads Docker env-files, flags over files, and names file:line in problems', () => {

@@ -62,7 +62,12 @@ export function checkRunOptions(
     return parsed.ms;
   };
   /** One NAME=VALUE or NAME; `where` names the option or the file:line it came from. */
-  const addPair = (out: Record<string, string>, where: string, value: string): void => {
+  const addPair = (
+    out: Record<string, string>,
+    where: string,
+    value: string,
+    secret: boolean,
+  ): void => {
     const eq = value.indexOf('=');
     const name = eq < 0 ? value : value.slice(0, eq);
     const given = eq < 0 ? environment[name] : value.slice(eq + 1);
@@ -73,8 +78,11 @@ export function checkRunOptions(
     } else if (RESERVED_ENV.has(name)) {
       problems.push(`${where} ${name}: berth sets ${name} itself for every job`);
     } else if (given === undefined) {
+      // A secret's value on the command line is where `ps` and the shell's history see it.
       problems.push(
-        `${where} ${name}: ${name} is not set in berth's environment; set it (export ${name}=…) or give ${name}=VALUE`,
+        secret
+          ? `${where} ${name}: ${name} is not set in berth's environment; set it (export ${name}=…, or read -rs ${name} && export ${name}) or put it in a --secret-env-file`
+          : `${where} ${name}: ${name} is not set in berth's environment; set it (export ${name}=…) or give ${name}=VALUE`,
       );
     } else {
       out[name] = given;
@@ -84,9 +92,10 @@ export function checkRunOptions(
     const out: Record<string, string> = {};
     for (const file of files) {
       const lines = readEnvFile(`${option}-file`, file, problems);
-      for (const { line, text } of lines) addPair(out, `${file}:${line}:`, text);
+      for (const { line, text } of lines)
+        addPair(out, `${file}:${line}:`, text, option === '--secret-env');
     }
-    for (const value of values) addPair(out, option, value);
+    for (const value of values) addPair(out, option, value, option === '--secret-env');
     return out;
   };
 
