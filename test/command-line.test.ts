@@ -207,6 +207,21 @@ describe('the berth command and Node.js', () => {
   });
 });
 
+describe('--concurrency', () => {
+  it('has one bound for berth worker and berth up', async () => {
+    for (const args of [
+      ['worker', '--server', 'http://127.0.0.1:9', '--concurrency', '300'],
+      ['up', '--data-dir', jobDir(), '--concurrency', '300'],
+    ]) {
+      const result = await berth(args, { BERTH_POOL_TOKEN: 'berth_pool_x' });
+      expect(result.code, args[0]).toBe(2);
+      expect(result.stderr, args[0]).toContain(
+        '--concurrency "300": use a whole number from 1 to 256 [BERTH_USAGE]',
+      );
+    }
+  });
+});
+
 describe('exit codes: one rule', () => {
   it('gives an invalid image reference exit 3 in berth run and in berth image check alike', async () => {
     const run = await berth(['run', jobDir(), '--image', 'UPPER/Case', '--', 'true']);

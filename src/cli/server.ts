@@ -3,6 +3,7 @@ import { homedir } from 'node:os';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { BerthError } from '../domain/errors.js';
+import { parseConcurrency } from './concurrency.js';
 import { parseByteSize, parseDuration } from '../domain/units.js';
 import { loadServerTls, trustedCas } from '../net/tls-files.js';
 import { claimDirectory } from './directory-claim.js';
@@ -230,12 +231,7 @@ export function registerUp(
         const tls = serverTls(opts);
         const cas = trustedCas(opts.caCert ?? (env.BERTH_CA_CERT?.trim() || opts.tlsCert), env);
         const logLimitBytes = serverLogLimit(env);
-        const concurrency = Number(opts.concurrency);
-        if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 64)
-          throw new BerthError(
-            'BERTH_USAGE',
-            `--concurrency ${JSON.stringify(opts.concurrency)}: use 1 to 64`,
-          );
+        const concurrency = parseConcurrency(opts.concurrency);
         const dataDir = dataDirFrom(env, opts.dataDir);
         // A second `berth up` on the same data directory would give the local pool a new token,
         // which the first one's worker would then be refused with.

@@ -3,6 +3,7 @@ import { existsSync, readFileSync, writeFileSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { BerthError } from '../domain/errors.js';
+import { parseConcurrency } from './concurrency.js';
 import { parseServerAddress } from '../domain/server-address.js';
 import { parseByteSize, parseDuration } from '../domain/units.js';
 import { readWorkerJobSettings, settingOf, type ExtraMount } from '../domain/worker-settings.js';
@@ -73,12 +74,7 @@ export function registerWorker(
           given,
           opts.server === undefined ? 'BERTH_SERVER' : '--server',
         );
-        const concurrency = Number(opts.concurrency);
-        if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 256)
-          throw new BerthError(
-            'BERTH_USAGE',
-            `--concurrency ${JSON.stringify(opts.concurrency)}: use 1 to 256`,
-          );
+        const concurrency = parseConcurrency(opts.concurrency);
         const cas = trustedCas(opts.caCert ?? env.BERTH_CA_CERT?.trim(), env);
         await runWorker({ server, token, concurrency, io, env, version, cas });
       },
