@@ -123,7 +123,8 @@ describe('a Docker engine over TLS', () => {
     expect(result.stderr).toContain(
       `the Docker engine at ${endpoint.host} speaks TLS and refused a plain connection`,
     );
-    expect(result.stderr).toContain('BERTH_DOCKER_UNREACHABLE');
+    // The engine's answer ends with a newline: the code stays on the message's line.
+    expect(result.stderr).toMatch(/HTTPS server\.? \[BERTH_DOCKER_UNREACHABLE\]/);
     expect(result.stderr).toContain('set DOCKER_TLS_VERIFY=1');
   });
 

@@ -161,7 +161,10 @@ export class EngineClient {
     if (this.endpoint.host && !this.endpoint.tls && res.statusCode === 400) {
       const text = await readAll(res);
       if (isPlainToTls(400, text))
-        throw plainToTlsEngine(this.endpoint, `speaks TLS and refused a plain connection: ${text}`);
+        throw plainToTlsEngine(
+          this.endpoint,
+          `speaks TLS and refused a plain connection: ${text.trim()}`,
+        );
     }
     res.resume();
     const header = res.headers['api-version'];
