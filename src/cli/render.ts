@@ -4,7 +4,12 @@
  */
 import pc from 'picocolors';
 import type { BerthError } from '../domain/errors.js';
-import type { RunEvent, RunSummary } from '../domain/run-events.js';
+import {
+  stopReasonText,
+  stoppingText,
+  type RunEvent,
+  type RunSummary,
+} from '../domain/run-events.js';
 import { formatBytes, formatDuration } from '../domain/units.js';
 import { printable } from '../domain/printable.js';
 import type { PlanSummary } from '../domain/workflow.js';
@@ -178,13 +183,7 @@ export function humanView(out: Output): HumanView {
         );
         break;
       case 'run.stopping':
-        note(
-          event.signal === 'SIGINT'
-            ? pc.yellow(
-                `stopping (${describeReason(event.reason)}): SIGINT sent to the job, ${formatDuration(event.graceMs)} grace before SIGKILL`,
-              )
-            : pc.yellow(`stopping (${describeReason(event.reason)}): SIGKILL`),
-        );
+        note(pc.yellow(stoppingText(event)));
         break;
       case 'run.finished':
         out.stderr.write(formatSummary(event));
@@ -195,17 +194,6 @@ export function humanView(out: Output): HumanView {
     emit,
     output: (chunk) => writeJob(chunk.stream, chunk.bytes, chunk.ts, 'latin1'),
   };
-}
-
-function describeReason(reason: string): string {
-  switch (reason) {
-    case 'run-timeout':
-      return 'run timeout reached';
-    case 'logs-timeout':
-      return 'no output for longer than the logs timeout';
-    default:
-      return 'canceled';
-  }
 }
 
 export function formatSummary(summary: RunSummary): string {
@@ -251,7 +239,7 @@ export function formatSummary(summary: RunSummary): string {
       summary.stop.endedBy === 'SIGINT'
         ? `SIGINT sent; the job ended within the ${formatDuration(summary.stop.graceMs)} grace period`
         : `SIGINT sent; the job was still running after ${formatDuration(summary.stop.graceMs)} and was killed with SIGKILL`;
-    lines.push(`  stopped    ${describeReason(summary.stop.reason)}: ${how}`);
+    lines.push(`  stopped    ${stopReasonText(summary.stop.reason)}: ${how}`);
   }
   if (summary.log.path) {
     const cut =

@@ -11,6 +11,7 @@
  */
 export type RunState = 'FINISHED' | 'FAILED' | 'CANCELED' | 'STOPPED' | 'DISCARDED' | 'UNCONFIRMED';
 
+import { formatDuration } from './units.js';
 import type { PlanSummary } from './workflow.js';
 
 /** Why a run was stopped before its job ended by itself. */
@@ -146,3 +147,28 @@ export type RunEventInput = RunEvent extends infer E
     ? Omit<E, 'ts'>
     : never
   : never;
+
+/** A stop's reason in words. */
+export function stopReasonText(reason: StopReason): string {
+  switch (reason) {
+    case 'run-timeout':
+      return 'run timeout reached';
+    case 'logs-timeout':
+      return 'no output for longer than the logs timeout';
+    default:
+      return 'canceled';
+  }
+}
+
+/**
+ * What a stopping run does, in words: berth run's note, and a worker's line in the run's log.
+ * `why` says why when the launcher's own reason does not (a worker stopped, not a person).
+ */
+export function stoppingText(
+  event: Extract<RunEvent, { type: 'run.stopping' }>,
+  why: string = stopReasonText(event.reason),
+): string {
+  return event.signal === 'SIGINT'
+    ? `stopping (${why}): SIGINT sent to the job, ${formatDuration(event.graceMs)} grace before SIGKILL`
+    : `stopping (${why}): SIGKILL`;
+}

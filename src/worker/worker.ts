@@ -14,7 +14,7 @@ import { hostname } from 'node:os';
 import path from 'node:path';
 import { BerthError, ERROR_CATALOGUE, coerceError } from '../domain/errors.js';
 import { MaskValues, maskAll } from '../domain/log-masker.js';
-import type { RunEvent } from '../domain/run-events.js';
+import { stoppingText, type RunEvent } from '../domain/run-events.js';
 import type { RunStateName } from '../domain/run-state.js';
 import type { RunType } from '../domain/workflow.js';
 import type { Executor, ResolvedImage } from '../executor/executor.js';
@@ -254,7 +254,10 @@ export class Worker {
     );
     this.draining = true;
     this.stopLeasing.abort();
-    for (const slot of this.running.values()) stopSlot(slot);
+    for (const slot of this.running.values()) {
+      slot.stopWhy ??= "the server no longer accepts the worker's pool token";
+      stopSlot(slot);
+    }
     return true;
   }
 
@@ -266,6 +269,7 @@ export class Worker {
   drain(): void {
     if (this.draining) {
       for (const slot of this.running.values()) {
+        slot.stopWhy ??= 'the worker was told to stop at once (a second SIGTERM)';
         stopSlot(slot);
         slot.givingUp = true;
         slot.giveUpShipping?.();
@@ -337,6 +341,7 @@ export class Worker {
         continue;
       }
       if (unrenewed < leaseStopAfterMs(this.leaseMs) || slot.leaseLost || slot.canceled) continue;
+      slot.stopWhy ??= 'its lease could not be renewed with the server';
       slot.leaseLost = `this worker could not renew its lease on the run with the server for ${Math.round(unrenewed / 1000)} s (the lease is ${Math.round(this.leaseMs / 1000)} s): stopped before the server gives the run up, so that it never runs beside another worker's`;
       this.options.say(`run ${runId}: ${slot.leaseLost}`);
       slot.onLeaseLost?.(slot.leaseLost);
@@ -503,6 +508,10 @@ export class Worker {
                 // (masked by the launcher already).
                 shipper.add(`[berth: warning: ${event.message}]\n`);
                 break;
+              case 'run.stopping':
+                // As berth run says it: why, and what the job is given before it is killed.
+                shipper.add(`[berth: ${stoppingText(event, slot.stopWhy)}]\n`);
+                break;
               case 'image.resolved':
                 image = {
                   reference: event.reference,
@@ -547,7 +556,7 @@ export class Worker {
       const reason = summary.error
         ? `${summary.error.message} [${summary.error.code}]`
         : summary.stop
-          ? `stopped: ${slot.leaseLost ?? summary.stop.reason}, ended by ${summary.stop.endedBy}`
+          ? `stopped: ${slot.leaseLost ?? slot.stopWhy ?? summary.stop.reason}, ended by ${summary.stop.endedBy}`
           : summary.state === 'FAILED'
             ? `the job ended with exit code ${summary.jobExitCode ?? 'none'}`
             : null;
@@ -707,6 +716,8 @@ interface Slot {
   renewedAt: number;
   /** Why the run was stopped for a lease not renewed (see checkLeases), once it was. */
   leaseLost?: string;
+  /** Why this worker stopped the run itself (not a cancel on the server), in a few words. */
+  stopWhy?: string;
   /** The job was then killed, its lease about to run out. */
   leaseKilled?: boolean;
   /** Puts a line in the run's log (set once its log is shipped). */
