@@ -245,6 +245,26 @@ describe('the worker path when the server or the network fails', () => {
     await worker.waitFor(`run ${run.id}: done here`);
   });
 
+  it('does not take one heartbeat that hangs for a lost server: the job runs to its end', async () => {
+    // A 20 s lease, a heartbeat every 6.7 s: the worker would stop the job 12 s after the last
+    // renewal. One heartbeat is held unanswered; the worker gives up on it (after a quarter of
+    // the heartbeat period) and asks again, instead of waiting for it until the job is stopped.
+    const { proxy, client, run } = await startedTask(
+      'hung-beat',
+      'echo started\nsleep 16\necho done\n',
+    );
+    let beats = 0;
+    proxy.setRule(({ method, path: route }) => {
+      if (method !== 'POST' || route !== '/api/v1/worker/heartbeat') return 'pass';
+      beats += 1;
+      return beats === 1 ? 'hold' : 'pass';
+    });
+    const done = await client.settled(run.id, ['FINISHED', 'FAILED', 'STOPPED']);
+    expect(done.state, done.stateReason ?? '').toBe('FINISHED');
+    expect(proxy.held['POST /api/v1/worker/heartbeat']).toBe(1);
+    expect(await client.logText(done.id)).not.toContain('could not renew its lease');
+  });
+
   it('ends a worker told twice to stop while its server is out of reach, saying what it could not ship', async () => {
     // It says something as it stops: output that cannot reach the server.
     const { proxy, worker, run } = await startedTask(

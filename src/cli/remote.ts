@@ -997,13 +997,22 @@ function registerPool(program: Command, { client, io, act }: Remote): void {
     .option('--json', 'print the pool and its new token as one JSON object')
     .action(
       act(async (id: string, o: { json?: boolean }) => {
-        const rotated = await client().rotatePoolToken(id);
+        const api = client();
+        const rotated = await api.rotatePoolToken(id);
         print(
           io,
           o.json,
           rotated,
           () => `new pool token for ${id} (the old one no longer works): ${rotated.token}`,
         );
+        // Its running workers hold the old token: said, since each stops at its next call.
+        const online = (await api.listWorkers()).filter(
+          (w) => w.pool === id && w.status !== 'OFFLINE',
+        );
+        if (online.length > 0)
+          io.stderr.write(
+            `berth: ${online.length} worker(s) of pool ${id} hold the old token (${online.map((w) => w.id).join(', ')}): each stops its runs and exits at its next call to the server; start them again with BERTH_POOL_TOKEN set to the new token${id === 'local' ? " (berth up's own worker: start berth up again, it sets the token itself)" : ''}\n`,
+          );
       }),
     );
 }

@@ -4,6 +4,7 @@ import {
   RUN_STATES,
   cancelTarget,
   checkTransition,
+  heldByWorker,
   holdsStackLock,
   isTerminal,
   nextStates,
@@ -62,6 +63,18 @@ describe('the run state machine', () => {
       expect(result.refusal.message).toContain(`${kind} run in state ${from} cannot become ${to}`);
       expect(result.refusal.message).toContain('it may become');
     }
+  });
+
+  it('says in which states a worker holds the run: from its lease to its end or its wait', () => {
+    expect(RUN_STATES.filter(heldByWorker)).toEqual([
+      'PREPARING',
+      'INITIALIZING',
+      'PLANNING',
+      'PREPARING_APPLY',
+      'APPLYING',
+      'PERFORMING',
+      'DESTROYING',
+    ]);
   });
 
   it('lets nothing leave an end state', () => {

@@ -1375,6 +1375,17 @@ describe('plan → confirm → apply across workers', () => {
       const afterwards = await call('POST', `/api/v1/runs/${runId}/confirm`);
       expect(afterwards.status).toBe(409);
       expect(afterwards.body.code).toBe('RUN_TRANSITION_INVALID');
+      // Ended by a person long after the planner's part: its log does not open to it again.
+      const late = await call(
+        'POST',
+        `/api/v1/worker/runs/${runId}/logs`,
+        { workerId: planner, firstSeq: 1, texts: ['added later\n'] },
+        tokenA,
+      );
+      expect(late.body).toMatchObject({
+        code: 'RUN_CHANGED',
+        message: `run ${runId} ended (DISCARDED) after worker ${planner}'s part was done; its log is closed to it`,
+      });
     },
   );
 

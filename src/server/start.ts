@@ -209,8 +209,8 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
         );
         options.say(`admin token (shown once, keep it): ${token}`);
       } catch (err) {
-        // Another server made it first.
-        if (!(err instanceof StoreConflict && err.code === 'ALREADY_EXISTS')) throw err;
+        // Another server made it first (SQLite may name the unique name rather than the id).
+        if (!(err instanceof StoreConflict) || !(await store.findTokenById('admin'))) throw err;
       }
     }
     const address = app.server.address() as AddressInfo;

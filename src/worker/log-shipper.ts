@@ -54,6 +54,8 @@ export class LogRefused extends Error {}
 export interface ShipperOptions {
   firstSeq?: number;
   retryDelayMs?: number;
+  /** After stopRetrying, how long failed calls are still tried again (quickly) before given up. */
+  giveUpAfterMs?: number;
   holdMs?: number;
   /** Bound the log to this many bytes, head and tail (none: everything is sent). */
   limitBytes?: number;
@@ -79,14 +81,15 @@ export class LogShipper {
   private timer: NodeJS.Timeout | undefined;
   private closed = false;
   private refused: Error | null = null;
-  /** Set by stopRetrying: a call that fails on the network is not sent again. */
-  private givenUp: string | null = null;
+  /** Set by stopRetrying: a call that still fails on the network after GIVE_UP_AFTER_MS is dropped. */
+  private givenUp: { why: string; at: number } | null = null;
   /** Ends the waits before the next try at once (stopRetrying). */
   private readonly retryWaits = new Set<() => void>();
   private readonly masks = new MaskValues();
   private readonly bound: HeadTailLog | null;
   private readonly headText = new StringDecoder('utf8');
   private readonly retryDelayMs: number;
+  private readonly giveUpAfterMs: number;
   private readonly holdMs: number;
 
   constructor(
@@ -95,6 +98,7 @@ export class LogShipper {
   ) {
     this.nextSeq = options.firstSeq ?? 1;
     this.retryDelayMs = options.retryDelayMs ?? 1000;
+    this.giveUpAfterMs = options.giveUpAfterMs ?? 5000;
     this.holdMs = options.holdMs ?? HOLD_MS;
     this.bound = options.limitBytes ? new HeadTailLog(options.limitBytes) : null;
   }
@@ -105,12 +109,13 @@ export class LogShipper {
   }
 
   /**
-   * From now on, what the server cannot be reached for is not sent again but given up (`why`
-   * says why, in `failure`): a worker told to stop at once does not wait for ever for a server
-   * that is gone. What the server answers is still sent as usual.
+   * From now on, what the server cannot be reached for is tried again for a few seconds only
+   * (`giveUpAfterMs`, a second apart: a cut connection or a server's restart is not a server
+   * gone), then given up (`why` says why, in `failure`): a worker told to stop at once does not
+   * wait for ever for a server that is gone. What the server answers is sent as usual.
    */
   stopRetrying(why: string): void {
-    this.givenUp = why;
+    this.givenUp = { why, at: performance.now() };
     for (const wake of this.retryWaits) wake();
   }
 
@@ -227,18 +232,20 @@ export class LogShipper {
           this.refused = err;
           return;
         }
-        if (this.givenUp !== null) {
-          this.refused ??= new Error(`${this.givenUp} (${(err as Error).message})`);
+        const givenUp = this.givenUp;
+        if (givenUp && performance.now() - givenUp.at >= this.giveUpAfterMs) {
+          this.refused ??= new Error(`${givenUp.why} (${(err as Error).message})`);
           return;
         }
         // The server may have stored it before the answer was lost: sending again is safe.
+        const delay = Math.min(this.retryDelayMs * 2 ** attempt, givenUp ? 1000 : 15_000);
         await new Promise<void>((resolve) => {
           const wake = (): void => {
             clearTimeout(timer);
             this.retryWaits.delete(wake);
             resolve();
           };
-          const timer = setTimeout(wake, Math.min(this.retryDelayMs * 2 ** attempt, 15_000));
+          const timer = setTimeout(wake, delay);
           this.retryWaits.add(wake);
         });
       }

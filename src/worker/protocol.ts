@@ -47,7 +47,8 @@ export type Heartbeat = Static<typeof HeartbeatAnswer>;
 export interface WorkerProtocol {
   register(info: Registration): Promise<Registered>;
   lease(workerId: string, waitMs: number, signal?: AbortSignal): Promise<AssignmentBody | null>;
-  heartbeat(workerId: string, runs: string[]): Promise<Heartbeat>;
+  /** `signal`: a heartbeat that takes longer is given up (and tried again, see Worker.beat). */
+  heartbeat(workerId: string, runs: string[], signal?: AbortSignal): Promise<Heartbeat>;
   /** This worker leaves (a clean exit): the server shows it OFFLINE. */
   deregister(workerId: string): Promise<void>;
   report(workerId: string, runId: string, report: Report): Promise<void>;
@@ -198,8 +199,12 @@ export class HttpWorkerProtocol implements WorkerProtocol {
     return this.call<AssignmentBody>('/worker/lease', { workerId, waitMs }, signal);
   }
 
-  async heartbeat(workerId: string, runs: string[]): Promise<Heartbeat> {
-    return (await this.call<Heartbeat>('/worker/heartbeat', { workerId, runs })) as Heartbeat;
+  async heartbeat(workerId: string, runs: string[], signal?: AbortSignal): Promise<Heartbeat> {
+    return (await this.call<Heartbeat>(
+      '/worker/heartbeat',
+      { workerId, runs },
+      signal,
+    )) as Heartbeat;
   }
 
   async deregister(workerId: string): Promise<void> {

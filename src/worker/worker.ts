@@ -165,7 +165,7 @@ export class Worker {
     // would bring this worker back to the list. (They may overlap: a hung one must not hold back
     // the next, or the leases of the runs would expire behind it.)
     this.heartbeatTimer = setInterval(() => void this.heartbeat(), this.heartbeatMs);
-    this.leaseWatch = setInterval(() => this.checkLeases(Date.now()), LEASE_WATCH_MS);
+    this.leaseWatch = setInterval(() => this.checkLeases(performance.now()), LEASE_WATCH_MS);
   }
 
   /** One heartbeat, kept among those on their way until it is answered. */
@@ -271,7 +271,7 @@ export class Worker {
       for (const slot of this.running.values()) {
         slot.stopWhy ??= 'the worker was told to stop at once (a second SIGTERM)';
         stopSlot(slot);
-        slot.givingUp = true;
+        slot.givingUpAt ??= performance.now();
         slot.giveUpShipping?.();
       }
       return;
@@ -286,12 +286,15 @@ export class Worker {
   private async beat(): Promise<void> {
     const sent = ++this.beatsSent;
     // The server renews each run's lease from when it handles this heartbeat: no sooner than now.
-    const sentAt = Date.now();
+    const sentAt = performance.now();
     const held = [...this.running.entries()];
     try {
+      // Not waited for long: one that hangs (a half-open connection, a stuck proxy) would keep
+      // the leases unrenewed until the jobs are stopped for it; it fails, and is tried again.
       const answer = await this.options.protocol.heartbeat(
         this.workerId,
         held.map(([id]) => id),
+        AbortSignal.timeout(heartbeatTimeoutMs(this.heartbeatMs)),
       );
       this.heartbeatOutage.succeeded();
       for (const [, slot] of held) slot.renewedAt = Math.max(slot.renewedAt, sentAt);
@@ -333,26 +336,39 @@ export class Worker {
    */
   private checkLeases(now: number): void {
     for (const [runId, slot] of this.running) {
+      // Its job is over (only its end is still being reported): nothing runs to stop.
+      if (slot.ended) continue;
       const unrenewed = now - slot.renewedAt;
-      if (unrenewed >= leaseKillAfterMs(this.leaseMs) && slot.leaseLost && !slot.leaseKilled) {
+      if (unrenewed >= leaseKillAfterMs(this.leaseMs)) {
+        if (slot.leaseKilled) continue;
         slot.leaseKilled = true;
-        // A second stop skips what is left of the grace period.
+        this.leaseLost(runId, slot, unrenewed);
+        // Killed, whether or not it was stopping already (a stop asked for earlier gives the
+        // job a grace period that may outlast the lease): a second stop skips the grace.
+        if (!slot.canceled) stopSlot(slot);
         slot.job?.cancel();
         continue;
       }
-      if (unrenewed < leaseStopAfterMs(this.leaseMs) || slot.leaseLost || slot.canceled) continue;
-      slot.stopWhy ??= 'its lease could not be renewed with the server';
-      slot.leaseLost = `this worker could not renew its lease on the run with the server for ${Math.round(unrenewed / 1000)} s (the lease is ${Math.round(this.leaseMs / 1000)} s): stopped before the server gives the run up, so that it never runs beside another worker's`;
-      this.options.say(`run ${runId}: ${slot.leaseLost}`);
-      slot.onLeaseLost?.(slot.leaseLost);
-      stopSlot(slot);
+      if (unrenewed < leaseStopAfterMs(this.leaseMs) || slot.leaseLost) continue;
+      this.leaseLost(runId, slot, unrenewed);
+      if (!slot.canceled) stopSlot(slot);
     }
+  }
+
+  /** Says, once, that a run's lease could not be renewed: on stderr and in the run's log. */
+  private leaseLost(runId: string, slot: Slot, unrenewed: number): void {
+    if (slot.leaseLost) return;
+    slot.stopWhy ??= 'its lease could not be renewed with the server';
+    slot.leaseLost = `this worker could not renew its lease on the run with the server for ${Math.round(unrenewed / 1000)} s (the lease is ${Math.round(this.leaseMs / 1000)} s): stopped before the server gives the run up, so that it never runs beside another worker's`;
+    this.options.say(`run ${runId}: ${slot.leaseLost}`);
+    slot.onLeaseLost?.(slot.leaseLost);
   }
 
   private async execute(assignment: AssignmentBody): Promise<void> {
     const runId = assignment.run.id;
     // Held from the lease on: a cancel arriving during the checkout is not lost.
-    const slot: Slot = { canceled: false, job: null, renewedAt: Date.now() };
+    // The lease was granted a moment before its answer came: the kill's margin covers that.
+    const slot: Slot = { canceled: false, job: null, renewedAt: performance.now() };
     this.running.set(runId, slot);
     const shipper = new LogShipper(
       (first, texts) =>
@@ -364,6 +380,7 @@ export class Worker {
         firstSeq: assignment.logNext,
         limitBytes: shippedLogLimit(this.options.settings.logLimitBytes, assignment.logLimitBytes),
         remask: (values) => this.options.protocol.remask(this.workerId, runId, values),
+        giveUpAfterMs: GIVE_UP_AFTER_MS,
       },
     );
     // What berth itself says of the run (its failure, in the log and the reason) is masked as the
@@ -550,6 +567,7 @@ export class Worker {
       slot.job = running;
       if (slot.canceled) running.cancel();
       const summary = await running.result;
+      slot.ended = true;
       if (summary.error) shipper.add(masked(failureLines(summary.error)));
       await shipper.close();
       await reporting;
@@ -568,6 +586,7 @@ export class Worker {
         ...(summary.state === 'UNCONFIRMED' && kept ? { workspace: sealBody(kept) } : {}),
       });
     } catch (err) {
+      slot.ended = true;
       this.tokenRejected(err);
       const error = coerceError(err);
       shipper.add(masked(failureLines(error)));
@@ -698,9 +717,15 @@ export class Worker {
           stopSlot(slot);
           return;
         }
-        // Told to stop at once (a second SIGTERM): the server's sweep ends the run instead.
-        if (slot.givingUp) break;
-        await new Promise((resolve) => setTimeout(resolve, Math.min(500 * 2 ** attempt, 15_000)));
+        // Told to stop at once (a second SIGTERM): a few seconds more, then the server's sweep
+        // ends the run instead.
+        if (
+          slot.givingUpAt !== undefined &&
+          performance.now() - slot.givingUpAt >= GIVE_UP_AFTER_MS
+        )
+          break;
+        const delay = Math.min(500 * 2 ** attempt, slot.givingUpAt === undefined ? 15_000 : 1000);
+        await new Promise((resolve) => setTimeout(resolve, delay));
       }
     }
     this.options.say(
@@ -720,16 +745,26 @@ interface Slot {
   stopWhy?: string;
   /** The job was then killed, its lease about to run out. */
   leaseKilled?: boolean;
+  /** The job has ended (its end may still be on the way to the server). */
+  ended?: boolean;
   /** Puts a line in the run's log (set once its log is shipped). */
   onLeaseLost?: (why: string) => void;
   /** Stops sending again what the server cannot be reached for (a second SIGTERM)… */
   giveUpShipping?: () => void;
-  /** …and the run's reports too. */
-  givingUp?: boolean;
+  /** …and the run's reports too, from then (a few seconds more: GIVE_UP_AFTER_MS). */
+  givingUpAt?: number;
 }
+
+/** After a second SIGTERM, how long what fails on the network is still tried again. */
+const GIVE_UP_AFTER_MS = 5000;
 
 /** How often the worker looks at its runs' leases, and tries a failed heartbeat again. */
 const LEASE_WATCH_MS = 1000;
+
+/** How long a heartbeat is waited for: a quarter of the period, from 1 to 10 s. */
+export function heartbeatTimeoutMs(heartbeatMs: number): number {
+  return Math.min(10_000, Math.max(1000, Math.floor(heartbeatMs / 4)));
+}
 
 /** A run's lease unrenewed this long (60 % of the lease time): its job is stopped. */
 export function leaseStopAfterMs(leaseMs: number): number {

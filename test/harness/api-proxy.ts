@@ -3,8 +3,9 @@
  * request goes to the next server in turn (two servers behind one address, as behind a load
  * balancer), and a test's rule may cut the worker's connection instead: before the request
  * reaches a server (`drop-request`), or after the server has handled it and before its answer
- * reaches the worker (`drop-answer`: the worker cannot know the request was done). While no
- * server answers (restarting), connections are cut as a dead address would.
+ * reaches the worker (`drop-answer`: the worker cannot know the request was done), or hold it
+ * unanswered with the connection open (`hold`: a server or network that hangs). While no server
+ * answers (restarting), connections are cut as a dead address would.
  */
 import http from 'node:http';
 import type net from 'node:net';
@@ -14,7 +15,7 @@ export type ProxyRule = (request: {
   path: string;
   /** How many requests with the same method and path (ids replaced by `:id`) came before. */
   nth: number;
-}) => 'pass' | 'drop-request' | 'drop-answer';
+}) => 'pass' | 'drop-request' | 'drop-answer' | 'hold';
 
 export interface ApiProxy {
   url: string;
@@ -23,6 +24,8 @@ export interface ApiProxy {
   setRule(rule: ProxyRule): void;
   /** Connections cut, by kind, per route pattern (`POST /api/v1/worker/runs/:id/logs`). */
   cuts: { request: Record<string, number>; answer: Record<string, number> };
+  /** Requests held unanswered, per route pattern. */
+  held: Record<string, number>;
   /** Requests passed to each target. */
   served: Record<string, number>;
   stop(): Promise<void>;
@@ -37,6 +40,7 @@ export async function startApiProxy(targets: string[]): Promise<ApiProxy> {
   const seen = new Map<string, number>();
   const cuts = { request: {} as Record<string, number>, answer: {} as Record<string, number> };
   const served: Record<string, number> = {};
+  const held: Record<string, number> = {};
   const sockets = new Set<net.Socket>();
   const agent = new http.Agent({ keepAlive: true });
 
@@ -45,6 +49,12 @@ export async function startApiProxy(targets: string[]): Promise<ApiProxy> {
     const nth = seen.get(route) ?? 0;
     seen.set(route, nth + 1);
     const decision = rule({ method: req.method ?? '', path: route.split(' ')[1] ?? '', nth });
+    if (decision === 'hold') {
+      // Read and never answered: the connection stays open until the worker gives up on it.
+      held[route] = (held[route] ?? 0) + 1;
+      req.resume();
+      return;
+    }
     if (decision === 'drop-request') {
       cuts.request[route] = (cuts.request[route] ?? 0) + 1;
       req.socket.destroy();
@@ -94,6 +104,7 @@ export async function startApiProxy(targets: string[]): Promise<ApiProxy> {
       rule = next;
     },
     cuts,
+    held,
     served,
     stop: async () => {
       for (const socket of sockets) socket.destroy();

@@ -5,7 +5,7 @@
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { PassThrough, type Readable } from 'node:stream';
-import { isTerminal, type RunStateName } from '../../domain/run-state.js';
+import { heldByWorker, isTerminal, type RunStateName } from '../../domain/run-state.js';
 import {
   Assignment,
   ErrorBody,
@@ -696,15 +696,25 @@ async function loggedRun(
   request: FastifyRequest<{ Params: { id: string }; Body: { workerId: string } }>,
 ): Promise<Run> {
   const run = await heldRun(ctx, request);
-  if (run.leaseExpiresAt !== null) return run;
+  if (!isTerminal(run.state)) {
+    if (run.leaseExpiresAt !== null) return run;
+    throw new ApiError(
+      409,
+      'RUN_CHANGED',
+      `run ${run.id} is ${run.state}: worker ${request.body.workerId} no longer holds it, and its log is closed to it`,
+    );
+  }
+  // Only a run that ended while its worker held it: not one a person ended while it waited (a
+  // plan discarded hours after its worker's part was done).
   const endedAgo = ctx.now().getTime() - Date.parse(run.updatedAt);
-  if (isTerminal(run.state) && endedAgo <= logAfterEndMs(ctx.leaseMs)) return run;
+  const before = (await ctx.store.runStates(run.id)).at(-2)?.state;
+  if (before && heldByWorker(before) && endedAgo <= logAfterEndMs(ctx.leaseMs)) return run;
   throw new ApiError(
     409,
     'RUN_CHANGED',
-    isTerminal(run.state)
+    before && heldByWorker(before)
       ? `run ${run.id} ended (${run.state}) ${Math.round(endedAgo / 1000)} s ago; its log is closed`
-      : `run ${run.id} is ${run.state}: worker ${request.body.workerId} no longer holds it, and its log is closed to it`,
+      : `run ${run.id} ended (${run.state}) after worker ${request.body.workerId}'s part was done; its log is closed to it`,
   );
 }
 
