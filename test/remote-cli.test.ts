@@ -9,7 +9,7 @@ import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { EngineClient } from '../src/executor/docker/engine-client.js';
 import { expectNothingLeftBehind } from './harness/cleanup.js';
-import { BERTH_BIN, runBerth, type BerthResult } from './harness/cli.js';
+import { BERTH_BIN, runBerth, spawnBerth, type BerthResult } from './harness/cli.js';
 import { testEngine } from './harness/engine.js';
 import { ensureBuiltImage } from './harness/images.js';
 import { recordLauncherPid, tempDir } from './harness/ownership.js';
@@ -290,6 +290,32 @@ describe('berth up, login, stack, runs and worker commands', () => {
     expect(unreachable.code).toBe(4);
     expect(unreachable.stderr).toContain('BERTH_SERVER_UNREACHABLE');
     expect(unreachable.stderr).toContain('http://127.0.0.1:9');
+  });
+
+  it("says who holds a rotated pool token, and a berth up whose local pool's token was rotated says to start it again", async () => {
+    const other = spawnBerth(
+      ['up', '--listen', '127.0.0.1:0', '--data-dir', tempDir('berth-up-')],
+      // A short lease: its worker's heartbeat (a third of it) meets the rotation soon.
+      { BERTH_STATE_DIR: tempDir('berth-state-'), BERTH_WORKER_LEASE_TIMEOUT: '6s' },
+    );
+    await other.waitFor('registered in pool local');
+    const otherUrl = /up: server (http:\/\/\S+),/.exec(other.stderr())?.[1] as string;
+    const otherAdmin = /admin token \(shown once, keep it\): (\S+)/.exec(other.stderr())?.[1];
+    const workerId = /worker (\S+) registered in pool local/.exec(other.stderr())?.[1] as string;
+    const rotated = await berth(['pool', 'rotate-token', 'local'], {
+      BERTH_SERVER: otherUrl,
+      BERTH_TOKEN: otherAdmin as string,
+    });
+    expect(rotated.code, rotated.stderr).toBe(0);
+    expect(rotated.stderr).toContain(
+      `berth: 1 worker(s) of pool local hold the old token (${workerId}): each stops its runs and exits at its next call to the server; start them again with BERTH_POOL_TOKEN set to the new token (berth up's own worker: start berth up again, it sets the token itself)`,
+    );
+    const { code } = await other.exited;
+    expect(code).not.toBe(0);
+    expect(other.stderr()).toContain(
+      "fix: Start berth up again: it gives its worker the local pool's current token itself",
+    );
+    expect(other.stderr()).not.toContain('Start berth worker again');
   });
 
   // Last: it ends the berth up of this file.

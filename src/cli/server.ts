@@ -148,13 +148,7 @@ export function registerServer(
         const savedWorkspaceLimitBytes = savedWorkspaceLimit(
           opts.savedWorkspaceLimit ?? env.BERTH_SAVED_WORKSPACE_LIMIT?.trim(),
         );
-        const leaseText = env.BERTH_WORKER_LEASE_TIMEOUT?.trim() || '60s';
-        const lease = parseDuration(leaseText);
-        if ('error' in lease)
-          throw new BerthError(
-            'BERTH_USAGE',
-            `BERTH_WORKER_LEASE_TIMEOUT=${leaseText}: ${lease.error}`,
-          );
+        const leaseMs = leaseFrom(env);
         const poolSize = databasePoolSize(env);
         // Listening for SIGINT/SIGTERM before the server starts: a signal that comes while it
         // starts (or right after its banner) stops it the same way, instead of killing it.
@@ -178,7 +172,7 @@ export function registerServer(
           ...(poolSize === undefined ? {} : { databasePoolSize: poolSize }),
           env,
           version,
-          leaseMs: lease.ms,
+          leaseMs,
           blobDir: env.BERTH_BLOB_DIR?.trim() || undefined,
           savedWorkspaceLimitBytes,
           logLimitBytes,
@@ -253,6 +247,7 @@ export function registerUp(
             // Its own worker has left by the time it closes: nothing waits for an answer.
             closeConnectionsAfterMs: 1000,
             logLimitBytes,
+            leaseMs: leaseFrom(env),
             ...(tls ? { tls } : {}),
             say: (line) => io.stderr.write(`berth: ${line}\n`),
           });
@@ -272,6 +267,9 @@ export function registerUp(
               },
               version,
               cas,
+              // Its token is the local pool's, which berth up sets on every start.
+              tokenFix:
+                "Start berth up again: it gives its worker the local pool's current token itself (a `berth pool rotate-token local` ends the old one at once).",
             });
           } finally {
             await server.close();
@@ -281,4 +279,13 @@ export function registerUp(
         }
       },
     );
+}
+
+/** How long a worker holds a run without a heartbeat (BERTH_WORKER_LEASE_TIMEOUT, 60 s). */
+function leaseFrom(env: NodeJS.ProcessEnv): number {
+  const text = env.BERTH_WORKER_LEASE_TIMEOUT?.trim() || '60s';
+  const lease = parseDuration(text);
+  if ('error' in lease)
+    throw new BerthError('BERTH_USAGE', `BERTH_WORKER_LEASE_TIMEOUT=${text}: ${lease.error}`);
+  return lease.ms;
 }

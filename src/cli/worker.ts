@@ -94,6 +94,8 @@ export async function runWorker(options: {
   version: string;
   /** The CAs to verify the server with (null: the system's). */
   cas?: string[] | null;
+  /** What to do when the server refuses the pool token (see Worker's option). */
+  tokenFix?: string;
 }): Promise<void> {
   const { server, token, concurrency, io, env, version } = options;
   const say = (line: string): void => void io.stderr.write(`berth: ${line}\n`);
@@ -170,6 +172,7 @@ export async function runWorker(options: {
         env,
       }),
       say,
+      ...(options.tokenFix ? { tokenFix: options.tokenFix } : {}),
     });
     // From before the registration: a signal as it registers drains it too (the default action
     // would end the process after the server listed it, and it would show IDLE, not OFFLINE).

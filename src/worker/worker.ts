@@ -65,6 +65,8 @@ export interface WorkerOptions {
   /** The repository cache runs check their source out of (in the state directory). */
   repositories: RepositoryCache;
   say: (line: string) => void;
+  /** What to do when the server refuses the pool token (`berth up`'s own worker: restart it). */
+  tokenFix?: string;
 }
 
 export class Worker {
@@ -247,10 +249,10 @@ export class Worker {
     this.rejected = new BerthError(
       'BERTH_SERVER_REFUSED',
       `the berth server no longer accepts this worker's pool token (${(err as Error).message}): it was rotated (berth pool rotate-token) or is wrong`,
-      { cause: err, hint: POOL_TOKEN_FIX },
+      { cause: err, hint: this.options.tokenFix ?? POOL_TOKEN_FIX },
     );
     this.options.say(
-      `${this.rejected.message}; stopping ${this.running.size} run(s) and exiting. ${POOL_TOKEN_FIX}`,
+      `${this.rejected.message}; stopping ${this.running.size} run(s) and exiting. ${this.options.tokenFix ?? POOL_TOKEN_FIX}`,
     );
     this.draining = true;
     this.stopLeasing.abort();
