@@ -34,6 +34,15 @@ function berth(
 }
 
 describe('berth run: DIR and --', () => {
+  it('says to put -- before a command taken for DIR', async () => {
+    const result = await berth(['run', 'echo', 'hi there'], {}, { cwd: jobDir() });
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain('/echo does not exist or cannot be read (ENOENT)');
+    expect(result.stderr).toContain(
+      "fix: If echo is the command, put -- before it (words before -- are DIR and options): berth run -- echo 'hi there'",
+    );
+  });
+
   it('takes every word after -- as the command, with no DIR before it', async () => {
     const dir = jobDir({ 'here.txt': 'x\n' });
     const result = await berth(

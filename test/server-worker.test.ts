@@ -366,11 +366,11 @@ describe('berth worker on SIGTERM', () => {
     expect(done.state).not.toBe('FINISHED');
     // Said as the worker's doing, not as a person's cancel; the log says it as berth run does.
     expect(done.stateReason).toMatch(
-      /^stopped: the worker was told to stop at once \(a second SIGTERM\), ended by SIG(INT|KILL)$/,
+      /^stopped: the worker was told to stop at once \(a second SIGTERM or Ctrl-C\), ended by SIG(INT|KILL)$/,
     );
     const log = (await api<{ chunks: { text: string }[] }>('GET', `/runs/${first.id}/logs`)).body;
     expect(log.chunks.map((c) => c.text).join('')).toContain(
-      '[berth: stopping (the worker was told to stop at once (a second SIGTERM)): SIGINT sent to the job, 30.0s grace before SIGKILL]\n',
+      '[berth: stopping (the worker was told to stop at once (a second SIGTERM or Ctrl-C)): SIGINT sent to the job, 30.0s grace before SIGKILL]\n',
     );
     expect(worker.stderr()).toContain(
       `run ${first.id}: done here, ${done.state} (log shipped, container removed)`,

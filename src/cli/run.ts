@@ -3,6 +3,7 @@ import { stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { BerthError } from '../domain/errors.js';
+import { shellQuote } from '../domain/hook-script.js';
 import { DockerExecutor } from '../executor/docker/docker-executor.js';
 import { EngineClient } from '../executor/docker/engine-client.js';
 import { PUBLIC_POOL_DEFAULT_LIMITS } from '../domain/pool-policy.js';
@@ -301,7 +302,7 @@ async function runCommand(
       `--type ${JSON.stringify(raw.type)}: use one of ${RUN_TYPES.join(', ')}`,
     );
   }
-  const command = type === 'task' ? await resolveTask(sourceDir, words) : '';
+  const command = type === 'task' ? await resolveTask(sourceDir, words, dir) : '';
   const runId = newRunId();
   const engine = EngineClient.fromEnv(env);
   // The engine check and the sweep of leftovers overlap with reading the configuration; a
@@ -388,15 +389,25 @@ async function runCommand(
   }
 }
 
-async function resolveTask(sourceDir: string, words: string[]): Promise<string> {
+async function resolveTask(sourceDir: string, words: string[], given: string): Promise<string> {
   let info;
   try {
     info = await stat(sourceDir);
   } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    // `berth run echo hi`: a command given without `--` before it is taken for DIR.
+    const maybeCommand = code === 'ENOENT' && !given.includes('/') && given !== '.';
     throw new BerthError(
       'BERTH_WORKSPACE_UNREADABLE',
-      `job directory ${sourceDir} does not exist or cannot be read (${(err as NodeJS.ErrnoException).code ?? String(err)})`,
-      { cause: err },
+      `job directory ${sourceDir} does not exist or cannot be read (${code ?? String(err)})`,
+      {
+        cause: err,
+        ...(maybeCommand
+          ? {
+              hint: `If ${given} is the command, put -- before it (words before -- are DIR and options): berth run -- ${[given, ...words].map(shellQuote).join(' ')}`,
+            }
+          : {}),
+      },
     );
   }
   if (!info.isDirectory()) {

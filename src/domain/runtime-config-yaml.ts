@@ -404,6 +404,15 @@ export function parseRuntimeConfig(text: string, file: string): ParsedConfig {
   const { doc, out } = parseYaml(text, file);
   if (out.problems.length > 0) return { ok: false, problems: out.problems };
   const root = doc.contents;
+  if (root === null || (isScalar(root) && root.value === null)) {
+    // Nothing but comments, or nothing at all: said as such, not as the wrong kind of value.
+    out.add(
+      root,
+      'the runtime configuration is empty',
+      'add version: 2 and the settings, or remove the file: berth runs without one',
+    );
+    return { ok: false, problems: out.problems };
+  }
   if (!isMap(root)) {
     out.add(root, 'the runtime configuration must be a mapping', 'start with version: 2');
     return { ok: false, problems: out.problems };

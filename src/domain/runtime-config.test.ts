@@ -169,6 +169,8 @@ colour: blue
   it.each([
     ['stacks: {}\n', 'version is missing'],
     ['- a list\n', 'must be a mapping'],
+    ['', 'the runtime configuration is empty'],
+    ['# nothing yet\n', 'the runtime configuration is empty'],
     ['version: 2\nstacks: [a]\n', 'stacks must be a mapping'],
     ['version: 2\nversion: 2\n', 'YAML'],
     ['version: 2\nstacks:\n  a: [unclosed\n', 'YAML'],

@@ -271,7 +271,7 @@ export class Worker {
   drain(): void {
     if (this.draining) {
       for (const slot of this.running.values()) {
-        slot.stopWhy ??= 'the worker was told to stop at once (a second SIGTERM)';
+        slot.stopWhy ??= 'the worker was told to stop at once (a second SIGTERM or Ctrl-C)';
         stopSlot(slot);
         slot.givingUpAt ??= performance.now();
         slot.giveUpShipping?.();
@@ -281,7 +281,7 @@ export class Worker {
     this.draining = true;
     this.stopLeasing.abort();
     this.options.say(
-      `draining: no new runs; ${this.running.size} running (a second SIGTERM stops them)`,
+      `draining: no new runs; ${this.running.size} running (a second SIGTERM or Ctrl-C stops them)`,
     );
   }
 
