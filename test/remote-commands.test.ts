@@ -301,6 +301,21 @@ describe('--json on every command', () => {
     expect(json(login)).toEqual({ server: server.url, file, caCert: null });
     expect(login.stdout + login.stderr).not.toContain(server.admin);
     expect(statSync(file).mode & 0o777).toBe(0o600);
+    // Logged in: a command needs no BERTH_TOKEN. Logged out: the file is gone, and it does.
+    const saved = { BERTH_SERVER: '', BERTH_TOKEN: '', XDG_CONFIG_HOME: home };
+    expect((await runBerth(['stack', 'list'], saved)).code).toBe(0);
+    expect(json(await runBerth(['logout', '--json'], saved))).toEqual({
+      file,
+      loggedOut: true,
+      server: server.url,
+    });
+    expect(existsSync(file)).toBe(false);
+    const after = await runBerth(['stack', 'list'], saved);
+    expect(after.code).toBe(2);
+    expect(after.stderr).toContain('no berth server to talk to');
+    const again = await runBerth(['logout'], saved);
+    expect(again.code).toBe(0);
+    expect(again.stderr).toBe(`berth: not logged in (no ${file})\n`);
   });
 
   it('stack trigger --follow --json prints JSON events to the run’s end', async () => {

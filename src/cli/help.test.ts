@@ -112,3 +112,18 @@ describe("the server's commands", () => {
     }
   });
 });
+
+describe("the parser's own errors", () => {
+  it('are said as berth says errors: one line with the code, then the fix', async () => {
+    const stdout = new PassThrough();
+    const stderr = new PassThrough();
+    let said = '';
+    stderr.on('data', (chunk: Buffer) => (said += chunk.toString()));
+    const code = await main(['run', '.', '--imgae', 'x'], { stdout, stderr }, { NO_COLOR: '1' });
+    expect(code).toBe(2);
+    expect(said).toBe(
+      "berth: error: unknown option '--imgae' (Did you mean --image?) [BERTH_USAGE]\n" +
+        'fix: Run `berth run --help` for its arguments, options and the values they take.\n',
+    );
+  });
+});

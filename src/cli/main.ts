@@ -33,6 +33,10 @@ export async function main(argv: string[], io: Output, env: NodeJS.ProcessEnv): 
     .configureOutput({
       writeOut: (text) => io.stdout.write(text),
       writeErr: (text) => io.stderr.write(text),
+      // The parser's own errors (an unknown option, a missing argument) as berth says errors.
+      // One line: commander puts its "(Did you mean …?)" on a line of its own.
+      outputError: (text, write) =>
+        write(`berth: ${text.trim().replace(/\s*\n\s*/g, ' ')} [BERTH_USAGE]\n`),
     });
   // A reader that went away (EPIPE, a closed terminal) must not end berth with an unhandled
   // 'error' event: `berth run` stops its job in order (see watchOutput), and whatever berth

@@ -3,7 +3,7 @@
  * `berth stack …`, `berth runs …`, `berth pool …`, and `berth worker list|drain|undrain`. The
  * server and token come from BERTH_SERVER / BERTH_TOKEN, else from `berth login`'s file (0600).
  */
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import path from 'node:path';
 import type { Command } from 'commander';
@@ -540,6 +540,33 @@ function registerLogin(program: Command, { io, env, act }: Remote): void {
         writeFileSync(file, `${JSON.stringify(login)}\n`, { mode: 0o600 });
         if (opts.json) printJson(io, { server, file, caCert: caCert ?? null });
         else io.stderr.write(`berth: logged in to ${server} (saved in ${file})\n`);
+      }),
+    );
+  program
+    .command('logout')
+    .description('forget the server and token `berth login` saved (the token itself stays valid)')
+    .option('--json', 'say what was forgotten as one JSON object')
+    .action(
+      act(async (opts: { json?: boolean }) => {
+        const file = loginFile(env);
+        let server: string | null = null;
+        try {
+          server = (JSON.parse(readFileSync(file, 'utf8')) as Partial<Login>).server ?? null;
+        } catch {
+          // None saved, or not readable as a login: removed all the same.
+        }
+        const existed = existsSync(file);
+        rmSync(file, { force: true });
+        if (opts.json) printJson(io, { file, loggedOut: existed, server });
+        else
+          io.stderr.write(
+            existed
+              ? `berth: logged out${server ? ` of ${server}` : ''} (removed ${file}); the token still works until an admin revokes it (\`berth token revoke\`)\n`
+              : `berth: not logged in (no ${file})\n`,
+          );
+        // BERTH_SERVER and BERTH_TOKEN, set in the environment, still log every command in.
+        if (env.BERTH_TOKEN?.trim())
+          io.stderr.write('berth: note: BERTH_TOKEN is set, and still gives commands a token\n');
       }),
     );
 }
