@@ -331,7 +331,7 @@ export class Worker {
    * Stops the runs whose lease the server has not renewed for long: past the lease time the
    * server takes this worker for gone and ends the run or hands it to another worker, and a job
    * still running here would then run beside the next run of its stack (two applies at once).
-   * At 60 % of the lease time without a renewal the job is stopped (SIGINT, as a cancel), and
+   * At 75 % of the lease time without a renewal the job is stopped (SIGINT, as a cancel), and
    * killed shortly before the lease runs out if it has not ended by then; what it did is in its
    * log, and the run ends STOPPED with the reason (or FAILED by the server's sweep, if the server
    * is not back by then).
@@ -768,9 +768,12 @@ export function heartbeatTimeoutMs(heartbeatMs: number): number {
   return Math.min(10_000, Math.max(1000, Math.floor(heartbeatMs / 4)));
 }
 
-/** A run's lease unrenewed this long (60 % of the lease time): its job is stopped. */
+/**
+ * A run's lease unrenewed this long (75 % of the lease time): its job is stopped. Heartbeats come
+ * every third of the lease time, so one lost heartbeat never stops a job; two in a row may.
+ */
 export function leaseStopAfterMs(leaseMs: number): number {
-  return Math.floor(leaseMs * 0.6);
+  return Math.floor(leaseMs * 0.75);
 }
 
 /** …and killed this long after its last renewal, shortly before the server gives the run up. */
