@@ -197,6 +197,12 @@ describe('berth stack update', () => {
     expect(both.code).toBe(2);
     expect(both.stderr).toContain('not both');
     expect(both.stderr).toContain('fix: Run `berth stack update --help`');
+    // No source at all: the fix names the options, not the API's fields.
+    const sourceless = await berth(['stack', 'create', 'nowhere', '--pool', 'team']);
+    expect(sourceless.code).toBe(2);
+    expect(sourceless.stderr).toContain(
+      'fix: Give one: `berth stack create ID --repo URL [--branch B]` or `--dir DIR`',
+    );
     const missing = await berth(['stack', 'update', 'no-such-stack', '--branch', 'main']);
     expect(missing.code).toBe(2);
     expect(missing.stderr).toContain('stack no-such-stack does not exist [NOT_FOUND]');

@@ -137,8 +137,15 @@ const COMMAND_LINE_FIXES: Record<string, string> = {
     "Give the stack an image from a registry on the pool's allow-list (`berth stack update ID --runner-image REF`), move it to a private pool (`berth stack update ID --pool POOL`), or ask the pool's operator to allow-list the registry named above.",
 };
 
-/** Codes whose hint from the server speaks to API clients (fields, PATCH): the fix above wins. */
+/**
+ * Codes whose hint from the server speaks to API clients (fields, PATCH): the fix above wins,
+ * unless the server's hint names the command itself (it then knows the command-line fix).
+ */
 const API_CLIENT_HINTS = new Set(['BAD_REQUEST', 'IMAGE_NOT_ALLOWED']);
+
+function speaksToApiClients(err: ApiClientError): boolean {
+  return API_CLIENT_HINTS.has(err.code) && !(err.hint ?? '').includes('`berth ');
+}
 
 /** The server's refusal as a berth error (its code kept), or an unreachable server. */
 function asBerthError(err: unknown, env: NodeJS.ProcessEnv): unknown {
@@ -165,7 +172,7 @@ function asBerthError(err: unknown, env: NodeJS.ProcessEnv): unknown {
       ...(err.hint ? { hint: err.hint } : {}),
     });
   const hint =
-    (API_CLIENT_HINTS.has(err.code) ? undefined : err.hint) ?? COMMAND_LINE_FIXES[err.code] ?? null;
+    (speaksToApiClients(err) ? undefined : err.hint) ?? COMMAND_LINE_FIXES[err.code] ?? null;
   return new BerthError('BERTH_SERVER_REFUSED', `${err.message} [${err.code}]`, {
     cause: err,
     ...(hint ? { hint } : {}),
@@ -547,7 +554,7 @@ function registerLogin(program: Command, { io, env, act }: Remote): void {
     .description('forget the server and token `berth login` saved (the token itself stays valid)')
     .option('--json', 'say what was forgotten as one JSON object')
     .action(
-      act(async (opts: { json?: boolean }) => {
+      act((opts: { json?: boolean }) => {
         const file = loginFile(env);
         let server: string | null = null;
         try {
@@ -567,6 +574,7 @@ function registerLogin(program: Command, { io, env, act }: Remote): void {
         // BERTH_SERVER and BERTH_TOKEN, set in the environment, still log every command in.
         if (env.BERTH_TOKEN?.trim())
           io.stderr.write('berth: note: BERTH_TOKEN is set, and still gives commands a token\n');
+        return Promise.resolve();
       }),
     );
 }

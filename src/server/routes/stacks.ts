@@ -70,7 +70,7 @@ async function checkSource(
     throw new ApiError(
       403,
       'FORBIDDEN',
-      "only the admin token may give a stack a source on the workers' own disks (localDir, file://)",
+      "only the admin token may give a stack a source on the workers' own disks (localDir, berth's --dir; or a file:// repository)",
       'Use a repository URL (https:// or ssh://), or ask the admin.',
     );
   }
@@ -79,7 +79,7 @@ async function checkSource(
     throw new ApiError(
       400,
       'BAD_REQUEST',
-      `a stack of public pool ${stack.poolId} cannot have a source on the workers' disks (localDir, file://)`,
+      `a stack of public pool ${stack.poolId} cannot have a source on the workers' disks (localDir, berth's --dir; or a file:// repository)`,
       'Use a repository URL, or a private pool.',
     );
   }
@@ -135,13 +135,14 @@ export function registerStackRoutes(server: FastifyInstance, ctx: ServerContext)
           400,
           'BAD_REQUEST',
           'a stack needs a source: repository (with branch) or localDir',
+          "Give one: `berth stack create ID --repo URL [--branch B]` or `--dir DIR` (a directory on the machines of the pool's workers).",
         );
       }
       if (input.repository && input.localDir) {
         throw new ApiError(
           400,
           'BAD_REQUEST',
-          'a stack has one source: repository or localDir, not both',
+          "a stack has one source: repository or localDir (berth's --repo or --dir), not both",
         );
       }
       const stack = {
@@ -220,7 +221,7 @@ export function registerStackRoutes(server: FastifyInstance, ctx: ServerContext)
         throw new ApiError(
           400,
           'BAD_REQUEST',
-          'a stack has one source: repository or localDir, not both',
+          "a stack has one source: repository or localDir (berth's --repo or --dir), not both",
         );
       }
       await checkSource(ctx, caller, next);
