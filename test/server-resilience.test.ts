@@ -266,13 +266,15 @@ describe('the worker path when the server or the network fails', () => {
     expect(await client.logText(done.id)).not.toContain('could not renew its lease');
   });
 
-  it('ends a worker told twice to stop while its server is out of reach, saying what it could not ship', async () => {
+  it('ends a worker told twice to stop while its server does not answer, saying what it could not ship', async () => {
     // It says something as it stops: output that cannot reach the server.
     const { proxy, worker, run } = await startedTask(
       'unreached',
       "trap 'echo stopping; exit 1' INT\necho started\nsleep 300 &\nwait\n",
     );
-    proxy.setTargets([]);
+    // The server stops answering at all (requests held, connections open): the worker's calls
+    // would each wait for their timeout.
+    proxy.setRule(() => 'hold');
     worker.child.kill('SIGTERM');
     await worker.waitFor('draining: no new runs');
     worker.child.kill('SIGTERM');

@@ -50,10 +50,17 @@ export interface WorkerProtocol {
   /** `signal`: a heartbeat that takes longer is given up (and tried again, see Worker.beat). */
   heartbeat(workerId: string, runs: string[], signal?: AbortSignal): Promise<Heartbeat>;
   /** This worker leaves (a clean exit): the server shows it OFFLINE. */
-  deregister(workerId: string): Promise<void>;
-  report(workerId: string, runId: string, report: Report): Promise<void>;
-  log(workerId: string, runId: string, firstSeq: number, texts: string[]): Promise<number>;
-  remask(workerId: string, runId: string, values: string[]): Promise<void>;
+  /** `signal` (here and below): the worker gives the call up (told to stop at once). */
+  deregister(workerId: string, signal?: AbortSignal): Promise<void>;
+  report(workerId: string, runId: string, report: Report, signal?: AbortSignal): Promise<void>;
+  log(
+    workerId: string,
+    runId: string,
+    firstSeq: number,
+    texts: string[],
+    signal?: AbortSignal,
+  ): Promise<number>;
+  remask(workerId: string, runId: string, values: string[], signal?: AbortSignal): Promise<void>;
   uploadWorkspace(
     workerId: string,
     runId: string,
@@ -207,23 +214,43 @@ export class HttpWorkerProtocol implements WorkerProtocol {
     )) as Heartbeat;
   }
 
-  async deregister(workerId: string): Promise<void> {
-    await this.call('/worker/deregister', { workerId });
+  async deregister(workerId: string, signal?: AbortSignal): Promise<void> {
+    await this.call('/worker/deregister', { workerId }, signal);
   }
 
-  async report(workerId: string, runId: string, report: Report): Promise<void> {
-    await this.call(`/worker/runs/${runId}/state`, { workerId, ...report });
+  async report(
+    workerId: string,
+    runId: string,
+    report: Report,
+    signal?: AbortSignal,
+  ): Promise<void> {
+    await this.call(`/worker/runs/${runId}/state`, { workerId, ...report }, signal);
   }
 
-  async log(workerId: string, runId: string, firstSeq: number, texts: string[]): Promise<number> {
+  async log(
+    workerId: string,
+    runId: string,
+    firstSeq: number,
+    texts: string[],
+    signal?: AbortSignal,
+  ): Promise<number> {
     const answer = await refusalAsFinal(
-      this.call<{ next: number }>(`/worker/runs/${runId}/logs`, { workerId, firstSeq, texts }),
+      this.call<{ next: number }>(
+        `/worker/runs/${runId}/logs`,
+        { workerId, firstSeq, texts },
+        signal,
+      ),
     );
     return answer?.next ?? firstSeq + texts.length;
   }
 
-  async remask(workerId: string, runId: string, values: string[]): Promise<void> {
-    await refusalAsFinal(this.call(`/worker/runs/${runId}/masks`, { workerId, values }));
+  async remask(
+    workerId: string,
+    runId: string,
+    values: string[],
+    signal?: AbortSignal,
+  ): Promise<void> {
+    await refusalAsFinal(this.call(`/worker/runs/${runId}/masks`, { workerId, values }, signal));
   }
 }
 

@@ -80,6 +80,12 @@ export class Worker {
   private heartbeatRetry: NodeJS.Timeout | undefined;
   /** No heartbeat after the goodbye: set once the last one is awaited. */
   private beatsOver = false;
+  /**
+   * Aborts the calls still on their way to the server GIVE_UP_AFTER_MS after a second SIGTERM:
+   * against a server that does not answer at all, each would otherwise wait for its timeout.
+   */
+  private readonly givingUp = new AbortController();
+  private givingUpTimer: NodeJS.Timeout | undefined;
   /** Whether the server records a checked-out commit in a state report (older ones refuse it). */
   private reportsCommit = false;
   private readonly running = new Map<string, Slot>();
@@ -230,7 +236,7 @@ export class Worker {
   async leave(): Promise<void> {
     if (!this.workerId) return; // Stopped before it registered.
     try {
-      await this.options.protocol.deregister(this.workerId);
+      await this.options.protocol.deregister(this.workerId, this.givingUp.signal);
     } catch (err) {
       this.options.say(
         `could not tell the server this worker leaves (${coerceError(err).message}); it shows as OFFLINE once its lease time passes`,
@@ -270,6 +276,8 @@ export class Worker {
    */
   drain(): void {
     if (this.draining) {
+      // Not holding the process up once everything else has ended.
+      this.givingUpTimer ??= setTimeout(() => this.givingUp.abort(), GIVE_UP_AFTER_MS).unref();
       for (const slot of this.running.values()) {
         slot.stopWhy ??= 'the worker was told to stop at once (a second SIGTERM or Ctrl-C)';
         stopSlot(slot);
@@ -374,14 +382,17 @@ export class Worker {
     this.running.set(runId, slot);
     const shipper = new LogShipper(
       (first, texts) =>
-        this.options.protocol.log(this.workerId, runId, first, texts).catch((err: unknown) => {
-          this.tokenRejected(err);
-          throw err;
-        }),
+        this.options.protocol
+          .log(this.workerId, runId, first, texts, this.givingUp.signal)
+          .catch((err: unknown) => {
+            this.tokenRejected(err);
+            throw err;
+          }),
       {
         firstSeq: assignment.logNext,
         limitBytes: shippedLogLimit(this.options.settings.logLimitBytes, assignment.logLimitBytes),
-        remask: (values) => this.options.protocol.remask(this.workerId, runId, values),
+        remask: (values) =>
+          this.options.protocol.remask(this.workerId, runId, values, this.givingUp.signal),
         giveUpAfterMs: GIVE_UP_AFTER_MS,
       },
     );
@@ -707,7 +718,7 @@ export class Worker {
   private async deliverReport(runId: string, report: Report, slot: Slot): Promise<void> {
     for (let attempt = 0; attempt < 12; attempt += 1) {
       try {
-        await this.options.protocol.report(this.workerId, runId, report);
+        await this.options.protocol.report(this.workerId, runId, report, this.givingUp.signal);
         return;
       } catch (err) {
         const status = (err as { status?: number }).status ?? 0;
