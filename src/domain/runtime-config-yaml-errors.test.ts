@@ -62,6 +62,27 @@ describe('runtime configuration: YAML errors where they are', () => {
     expect(parsed.ok ? undefined : parsed.problems).toBeUndefined();
   });
 
+  it('says every other problem of the file beside an undefined alias, at once', () => {
+    const text = [
+      'version: 2',
+      'stack_defaults:',
+      '  <<: *missing',
+      '  bogus_key: 1',
+      'stacks:',
+      '  a:',
+      '    runner_image: "UPPER/Case"',
+      '',
+    ].join('\n');
+    const parsed = parseRuntimeConfig(text, 'c.yml');
+    expect(
+      parsed.ok ? [] : parsed.problems.map((p) => `${p.line}:${p.column} ${p.message}`),
+    ).toEqual([
+      '3:7 this value is the alias *missing, which no anchor defines',
+      '4:3 unknown setting "bogus_key" in stack_defaults',
+      expect.stringMatching(/^7:19 stacks\.a\.runner_image: invalid image reference "UPPER\/Case"/),
+    ]);
+  });
+
   it('applies the same to a stack settings file', () => {
     const parsed = parseStackSettings('runner_image: *missing\n', 'settings.yml');
     expect(parsed.ok).toBe(false);

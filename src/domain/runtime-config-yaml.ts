@@ -112,6 +112,9 @@ function pairsOf(map: YAMLMap, doc: Document, out: Collector, path: YAMLMap[] = 
     return own;
   };
   for (const pair of map.items) {
+    // A value that is an alias with no anchor was said where the document was parsed; checking
+    // it again would only add a second, misleading problem (a setting of no value).
+    if (isAlias(pair.value) && resolveNode(pair.value, doc) === undefined) continue;
     if (!isMergeKey(pair.key)) {
       own.push(pair);
       continue;
@@ -197,14 +200,8 @@ function editDistance(a: string, b: string): number {
 
 function readSettings(map: unknown, doc: Document, where: string, out: Collector): StackSettings {
   const node = resolveNode(map, doc);
-  if (isAlias(map) && node === undefined) {
-    out.add(
-      map,
-      `${where} uses the alias *${map.source}, which no anchor defines`,
-      `define &${map.source} before it is used`,
-    );
-    return {};
-  }
+  // An alias with no anchor: said where the document is parsed (parseYaml), once.
+  if (isAlias(map) && node === undefined) return {};
   const settings: StackSettings = {};
   if (node === null || (isScalar(node) && node.value === null)) return settings;
   if (!isMap(node)) {
@@ -363,7 +360,10 @@ export type ParsedConfig =
   { ok: true; config: RuntimeConfig } | { ok: false; problems: ConfigProblem[] };
 
 /** Parses YAML with positions; YAML errors become problems. */
-function parseYaml(text: string, file: string): { doc: Document; out: Collector } {
+function parseYaml(
+  text: string,
+  file: string,
+): { doc: Document; out: Collector; syntaxErrors: number } {
   const lines = new LineCounter();
   const doc = parseDocument(text, {
     merge: true,
@@ -396,13 +396,15 @@ function parseYaml(text: string, file: string): { doc: Document; out: Collector 
         );
     },
   });
-  return { doc, out };
+  // An alias with no anchor is no reason to stop there: the rest of the file is checked too, and
+  // every problem said at once (a syntax error is: the document is not what it seems).
+  return { doc, out, syntaxErrors: doc.errors.length };
 }
 
 /** Parses and validates a runtime configuration file's text. Never throws. */
 export function parseRuntimeConfig(text: string, file: string): ParsedConfig {
-  const { doc, out } = parseYaml(text, file);
-  if (out.problems.length > 0) return { ok: false, problems: out.problems };
+  const { doc, out, syntaxErrors } = parseYaml(text, file);
+  if (syntaxErrors > 0) return { ok: false, problems: out.problems };
   const root = doc.contents;
   if (root === null || (isScalar(root) && root.value === null)) {
     // Nothing but comments, or nothing at all: said as such, not as the wrong kind of value.
@@ -471,8 +473,8 @@ export function parseStackSettings(
   text: string,
   file: string,
 ): { ok: true; settings: StackSettings } | { ok: false; problems: ConfigProblem[] } {
-  const { doc, out } = parseYaml(text, file);
-  if (out.problems.length > 0) return { ok: false, problems: out.problems };
+  const { doc, out, syntaxErrors } = parseYaml(text, file);
+  if (syntaxErrors > 0) return { ok: false, problems: out.problems };
   const settings = readSettings(doc.contents, doc, 'stack settings', out);
   return out.problems.length > 0 ? { ok: false, problems: out.problems } : { ok: true, settings };
 }
