@@ -157,15 +157,15 @@ export function cancelTarget(state: RunStateName): RunStateName | null {
   return RUNNING.includes(state) ? 'STOPPED' : 'CANCELED';
 }
 
-/**
- * Runs that take the stack's lock: one tracked or destroy run per stack at a time, in trigger
- * order; proposed runs and tasks may overlap.
- */
 /** Whether a worker holds a run in this state: preparing its job, or running it. */
 export function heldByWorker(state: RunStateName): boolean {
   return state === 'PREPARING' || state === 'PREPARING_APPLY' || RUNNING.includes(state);
 }
 
+/**
+ * Runs that take the stack's lock: one tracked or destroy run per stack at a time, in trigger
+ * order; proposed runs and tasks may overlap.
+ */
 export function takesStackLock(kind: RunKind): boolean {
   return kind === 'TRACKED' || kind === 'DESTROY';
 }

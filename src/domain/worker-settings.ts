@@ -5,7 +5,6 @@
  */
 import { BerthError } from './errors.js';
 
-/** Every BERTH_ variable berth itself reads from its environment (server, worker, berth run). */
 /**
  * Where a tool's releases come from, as BERTH_TERRAFORM_NAME and BERTH_OPENTOFU_NAME
  * (workflow/tool-releases.ts reads them by these names only, so this list is all there are).
@@ -19,6 +18,7 @@ export const RELEASE_SETTINGS = [
 ] as const;
 export type ReleaseSetting = (typeof RELEASE_SETTINGS)[number];
 
+/** Every BERTH_ variable berth itself reads from its environment (server, worker, berth run). */
 export const KNOWN_BERTH_VARIABLES: readonly string[] = [
   'BERTH_SERVER',
   'BERTH_TOKEN',

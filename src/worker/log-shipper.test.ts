@@ -83,7 +83,7 @@ describe('LogShipper', () => {
       calls.push(`log ${first}`);
       return Promise.reject(new Error('connect ECONNREFUSED 127.0.0.1:1'));
     };
-    const shipper = new LogShipper(gone, { retryDelayMs: 10_000, holdMs: 1, giveUpAfterMs: 300 });
+    const shipper = new LogShipper(gone, { retryDelayMs: 10_000, holdMs: 1 });
     shipper.add('last words\n');
     let closed = false;
     const closing = shipper.close().then(() => (closed = true));
@@ -93,7 +93,7 @@ describe('LogShipper', () => {
     expect(shipper.failure).toBeNull();
     // Tried again at once, then a second apart at most, until the 300 ms are over: given up.
     const told = performance.now();
-    shipper.stopRetrying('the worker was told to stop');
+    shipper.stopRetrying('the worker was told to stop', AbortSignal.timeout(300));
     await closing;
     expect(performance.now() - told).toBeGreaterThanOrEqual(300);
     expect(calls.length).toBeGreaterThanOrEqual(3);
@@ -106,7 +106,7 @@ describe('LogShipper', () => {
   it('still sends what the server takes after being told to stop retrying, a cut connection too', async () => {
     const s = server((call) => (call === 1 ? new Error('socket hang up') : null));
     const shipper = new LogShipper(s.send, { retryDelayMs: 10_000, holdMs: 1 });
-    shipper.stopRetrying('told to stop');
+    shipper.stopRetrying('told to stop', new AbortController().signal);
     shipper.add('a\n');
     await shipper.close();
     expect(s.text()).toBe('a\n');

@@ -54,8 +54,6 @@ export class LogRefused extends Error {}
 export interface ShipperOptions {
   firstSeq?: number;
   retryDelayMs?: number;
-  /** After stopRetrying, how long failed calls are still tried again (quickly) before given up. */
-  giveUpAfterMs?: number;
   holdMs?: number;
   /** Bound the log to this many bytes, head and tail (none: everything is sent). */
   limitBytes?: number;
@@ -81,15 +79,14 @@ export class LogShipper {
   private timer: NodeJS.Timeout | undefined;
   private closed = false;
   private refused: Error | null = null;
-  /** Set by stopRetrying: a call that still fails on the network after GIVE_UP_AFTER_MS is dropped. */
-  private givenUp: { why: string; at: number } | null = null;
+  /** Set by stopRetrying: a call that fails on the network once `signal` is aborted is dropped. */
+  private givenUp: { why: string; signal: AbortSignal } | null = null;
   /** Ends the waits before the next try at once (stopRetrying). */
   private readonly retryWaits = new Set<() => void>();
   private readonly masks = new MaskValues();
   private readonly bound: HeadTailLog | null;
   private readonly headText = new StringDecoder('utf8');
   private readonly retryDelayMs: number;
-  private readonly giveUpAfterMs: number;
   private readonly holdMs: number;
 
   constructor(
@@ -98,7 +95,6 @@ export class LogShipper {
   ) {
     this.nextSeq = options.firstSeq ?? 1;
     this.retryDelayMs = options.retryDelayMs ?? 1000;
-    this.giveUpAfterMs = options.giveUpAfterMs ?? 5000;
     this.holdMs = options.holdMs ?? HOLD_MS;
     this.bound = options.limitBytes ? new HeadTailLog(options.limitBytes) : null;
   }
@@ -109,13 +105,13 @@ export class LogShipper {
   }
 
   /**
-   * From now on, what the server cannot be reached for is tried again for a few seconds only
-   * (`giveUpAfterMs`, a second apart: a cut connection or a server's restart is not a server
-   * gone), then given up (`why` says why, in `failure`): a worker told to stop at once does not
-   * wait for ever for a server that is gone. What the server answers is sent as usual.
+   * From now on, what the server cannot be reached for is tried again a second apart at most (a
+   * cut connection or a server's restart is not a server gone) until `giveUp` is aborted, then
+   * given up (`why` says why, in `failure`): a worker told to stop at once does not wait for ever
+   * for a server that is gone. What the server answers is sent as usual.
    */
-  stopRetrying(why: string): void {
-    this.givenUp = { why, at: performance.now() };
+  stopRetrying(why: string, giveUp: AbortSignal): void {
+    this.givenUp = { why, signal: giveUp };
     for (const wake of this.retryWaits) wake();
   }
 
@@ -233,7 +229,7 @@ export class LogShipper {
           return;
         }
         const givenUp = this.givenUp;
-        if (givenUp && performance.now() - givenUp.at >= this.giveUpAfterMs) {
+        if (givenUp?.signal.aborted) {
           this.refused ??= new Error(`${givenUp.why} (${(err as Error).message})`);
           return;
         }

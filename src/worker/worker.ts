@@ -252,13 +252,14 @@ export class Worker {
   private tokenRejected(err: unknown): boolean {
     if (!isTokenRejection(err)) return false;
     if (this.rejected) return true;
+    const fix = this.options.tokenFix ?? POOL_TOKEN_FIX;
     this.rejected = new BerthError(
       'BERTH_SERVER_REFUSED',
       `the berth server no longer accepts this worker's pool token (${(err as Error).message}): it was rotated (berth pool rotate-token) or is wrong`,
-      { cause: err, hint: this.options.tokenFix ?? POOL_TOKEN_FIX },
+      { cause: err, hint: fix },
     );
     this.options.say(
-      `${this.rejected.message}; stopping ${this.running.size} run(s) and exiting. ${this.options.tokenFix ?? POOL_TOKEN_FIX}`,
+      `${this.rejected.message}; stopping ${this.running.size} run(s) and exiting. ${fix}`,
     );
     this.draining = true;
     this.stopLeasing.abort();
@@ -281,7 +282,6 @@ export class Worker {
       for (const slot of this.running.values()) {
         slot.stopWhy ??= 'the worker was told to stop at once (a second SIGTERM or Ctrl-C)';
         stopSlot(slot);
-        slot.givingUpAt ??= performance.now();
         slot.giveUpShipping?.();
       }
       return;
@@ -393,7 +393,6 @@ export class Worker {
         limitBytes: shippedLogLimit(this.options.settings.logLimitBytes, assignment.logLimitBytes),
         remask: (values) =>
           this.options.protocol.remask(this.workerId, runId, values, this.givingUp.signal),
-        giveUpAfterMs: GIVE_UP_AFTER_MS,
       },
     );
     // What berth itself says of the run (its failure, in the log and the reason) is masked as the
@@ -407,6 +406,7 @@ export class Worker {
     slot.giveUpShipping = () =>
       shipper.stopRetrying(
         'the worker was told to stop at once while the server could not be reached',
+        this.givingUp.signal,
       );
     let started = false;
     let reporting = Promise.resolve();
@@ -730,14 +730,10 @@ export class Worker {
           stopSlot(slot);
           return;
         }
-        // Told to stop at once (a second SIGTERM): a few seconds more, then the server's sweep
-        // ends the run instead.
-        if (
-          slot.givingUpAt !== undefined &&
-          performance.now() - slot.givingUpAt >= GIVE_UP_AFTER_MS
-        )
-          break;
-        const delay = Math.min(500 * 2 ** attempt, slot.givingUpAt === undefined ? 15_000 : 1000);
+        // Told to stop at once (a second SIGTERM: givingUpTimer set): a second apart for a few
+        // seconds more, then the server's sweep ends the run instead.
+        if (this.givingUp.signal.aborted) break;
+        const delay = Math.min(500 * 2 ** attempt, this.givingUpTimer ? 1000 : 15_000);
         await new Promise((resolve) => setTimeout(resolve, delay));
       }
     }
@@ -762,10 +758,8 @@ interface Slot {
   ended?: boolean;
   /** Puts a line in the run's log (set once its log is shipped). */
   onLeaseLost?: (why: string) => void;
-  /** Stops sending again what the server cannot be reached for (a second SIGTERM)… */
+  /** Stops sending again what the server cannot be reached for (a second SIGTERM). */
   giveUpShipping?: () => void;
-  /** …and the run's reports too, from then (a few seconds more: GIVE_UP_AFTER_MS). */
-  givingUpAt?: number;
 }
 
 /** After a second SIGTERM, how long what fails on the network is still tried again. */

@@ -708,11 +708,12 @@ async function loggedRun(
   // plan discarded hours after its worker's part was done).
   const endedAgo = ctx.now().getTime() - Date.parse(run.updatedAt);
   const before = (await ctx.store.runStates(run.id)).at(-2)?.state;
-  if (before && heldByWorker(before) && endedAgo <= logAfterEndMs(ctx.leaseMs)) return run;
+  const endedWhileHeld = before !== undefined && heldByWorker(before);
+  if (endedWhileHeld && endedAgo <= logAfterEndMs(ctx.leaseMs)) return run;
   throw new ApiError(
     409,
     'RUN_CHANGED',
-    before && heldByWorker(before)
+    endedWhileHeld
       ? `run ${run.id} ended (${run.state}) ${Math.round(endedAgo / 1000)} s ago; its log is closed`
       : `run ${run.id} ended (${run.state}) after worker ${request.body.workerId}'s part was done; its log is closed to it`,
   );
