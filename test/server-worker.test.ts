@@ -475,6 +475,69 @@ describe('plan → confirm → apply across workers', () => {
     expect(existsSync(path.join(applyStateDir, 'runs', run.id))).toBe(false);
   });
 
+  it('a tracked run canceled mid-plan keeps its stack locked until the worker has stopped the job, grace and all', async () => {
+    const token = await createPool('pool-cancel');
+    // The plan takes its time to stop: SIGINT starts a clean-up of two seconds.
+    const workflow = [
+      'init: echo init-done',
+      "plan: trap 'echo got-int; sleep 2; echo cleaned-up; exit 130' INT; echo planning; while :; do sleep 0.1; done",
+      "showPlan: printf '{}'",
+      'apply: echo applied',
+    ].join('\n');
+    const created = await api('POST', '/stacks', {
+      id: 'stack-cancel',
+      localDir: planStackDir({ '.berth/workflow.yml': `${workflow}\n` }),
+      pool: 'pool-cancel',
+      runnerImage: inject('busyboxImage'),
+    });
+    expect(created.status).toBe(201);
+    const worker = startWorker(token, tempDir('berth-worker-'));
+    await worker.waitFor('registered in pool');
+    const first = (await api<RunBody>('POST', '/stacks/stack-cancel/runs', { type: 'tracked' }))
+      .body;
+    await until(
+      async () => (await logText(first.id)).includes('planning\n'),
+      'the plan running',
+      60_000,
+    );
+    const second = (await api<RunBody>('POST', '/stacks/stack-cancel/runs', { type: 'tracked' }))
+      .body;
+    expect(second.state).toBe('QUEUED');
+    const cancel = cli(['runs', 'cancel', first.id]);
+    expect((await cancel.exited).code).toBe(0);
+    expect(cancel.stdout()).toMatch(
+      new RegExp(`^${first.id}  TRACKED  PLANNING .* \\(stopping: canceled by \\S+\\)\n$`),
+    );
+    expect(cancel.stderr()).toContain(
+      `berth: worker ${workerId(worker)} stops the job (SIGINT, then SIGKILL after its grace) and reports its end; the stack stays locked until then.`,
+    );
+    // While the job stops, the stack's next tracked run waits: never two at once.
+    let ended: RunBody;
+    for (;;) {
+      ended = (await api<RunBody>('GET', `/runs/${first.id}`)).body;
+      if (['STOPPED', 'FAILED', 'FINISHED', 'CANCELED'].includes(ended.state)) break;
+      expect((await api<RunBody>('GET', `/runs/${second.id}`)).body.state).toBe('QUEUED');
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    expect(ended.state, ended.stateReason ?? '').toBe('STOPPED');
+    expect(ended.stateReason).toMatch(
+      new RegExp(
+        `^canceled by \\S+; worker ${workerId(worker)}: stopped: canceled, ended by SIGINT$`,
+      ),
+    );
+    expect(await logText(first.id)).toMatch(/got-int\n(.*\n)*cleaned-up\n/);
+    // Then the next one runs; canceled in turn, it ends the same way.
+    await until(
+      async () => (await logText(second.id)).includes('planning\n'),
+      'the next plan',
+      60_000,
+    );
+    expect((await api<RunBody>('POST', `/runs/${second.id}/cancel`)).body.state).toBe('PLANNING');
+    expect((await settled(second.id, ['STOPPED', 'FAILED', 'FINISHED'], 60_000)).state).toBe(
+      'STOPPED',
+    );
+  });
+
   it('follows a trigger to UNCONFIRMED, says how to confirm, and follows the apply to its end', async () => {
     const token = await createPool('pool-follow');
     await trackedStack('stack-follow', 'pool-follow');

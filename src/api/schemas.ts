@@ -255,6 +255,10 @@ export const RunOutput = closed({
     ),
   }),
   plan: Type.Union([Counts, Type.Null()]),
+  stopRequested: Type.Union([closed({ reason: Type.String(), at: Type.String() }), Type.Null()], {
+    description:
+      'a cancel of a run its worker holds: the worker stops the job (SIGINT, then SIGKILL after the grace) and reports the end; until then the run keeps its state, and its stack stays locked',
+  }),
   states: Type.Optional(Type.Array(closed({ state: RunStateSchema, at: Type.String() }))),
   createdAt: Type.String(),
   updatedAt: Type.String(),

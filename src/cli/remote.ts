@@ -190,7 +190,14 @@ function printJson(io: Output, value: unknown): void {
 }
 
 function runLine(run: Run): string {
-  return `${run.id}  ${run.type.padEnd(8)} ${run.state.padEnd(15)} ${run.stack}${run.commit ? `  ${run.commit.slice(0, 12)}` : ''}${run.stateReason ? `  (${run.stateReason})` : ''}`;
+  const why = reasonText(run);
+  return `${run.id}  ${run.type.padEnd(8)} ${run.state.padEnd(15)} ${run.stack}${run.commit ? `  ${run.commit.slice(0, 12)}` : ''}${why ? `  (${why})` : ''}`;
+}
+
+/** Why the run is as it is: a stop on its way to the worker first, else the state's reason. */
+function reasonText(run: Run): string | null {
+  if (run.stopRequested && !isTerminal(run.state)) return `stopping: ${run.stopRequested.reason}`;
+  return run.stateReason;
 }
 
 /** What a stack without a tool of its own runs (launcher/run-config.ts, docs/workflow.md). */
@@ -266,10 +273,10 @@ interface FollowView {
 function textView(io: Output): FollowView {
   return {
     log: (chunk) => io.stdout.write(chunk.text),
-    state: (run) =>
-      io.stderr.write(
-        `berth: run ${run.id} ${run.state}${run.stateReason ? ` (${run.stateReason})` : ''}\n`,
-      ),
+    state: (run) => {
+      const why = reasonText(run);
+      io.stderr.write(`berth: run ${run.id} ${run.state}${why ? ` (${why})` : ''}\n`);
+    },
     ended: () => undefined,
   };
 }
@@ -383,6 +390,7 @@ export async function followRun(
   view: FollowView = textView(io),
 ): Promise<Run> {
   let state: RunStateName | null = null;
+  let stopping = false;
   let last: Run | null = null;
   let deciding: Promise<void> = Promise.resolve();
   let failed: { error: unknown } | null = null;
@@ -404,8 +412,11 @@ export async function followRun(
           run: (run) => {
             last = run;
             waiting.state(run);
-            if (run.state === state) return;
+            // A stop asked of the worker is news too (the state stays until the job ends).
+            const nowStopping = run.stopRequested !== null;
+            if (run.state === state && nowStopping === stopping) return;
             state = run.state;
+            stopping = nowStopping;
             view.state(run);
             if (state !== 'UNCONFIRMED') return;
             deciding = deciding
@@ -962,6 +973,11 @@ function registerRuns(program: Command, { client, io, act, setExit }: Remote): v
         act(async (id: string, o: { json?: boolean }) => {
           const run = await client().decide(id, decision);
           print(io, o.json, run, () => runLine(run));
+          if (run.stopRequested && !isTerminal(run.state) && !o.json) {
+            io.stderr.write(
+              `berth: worker ${run.worker ?? '?'} stops the job (SIGINT, then SIGKILL after its grace) and reports its end; the stack stays locked until then. \`berth runs logs ${run.id} -f\` follows it to the end.\n`,
+            );
+          }
         }),
       );
   }

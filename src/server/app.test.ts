@@ -958,8 +958,46 @@ describe('the worker protocol', () => {
     expect(
       (await call('POST', '/api/v1/worker/heartbeat', { workerId, runs: [runId] }, poolToken)).body,
     ).toEqual({ stop: [], drained: false });
-    // A person cancels it: the next heartbeat tells the worker to stop.
-    expect((await call('POST', `/api/v1/runs/${runId}/cancel`)).body.state).toBe('STOPPED');
+    // A person cancels it while its job runs: the run is not ended under the job's feet (the
+    // stack's next run would start beside it); the worker is asked to stop it.
+    const canceled = await call('POST', `/api/v1/runs/${runId}/cancel`);
+    expect(canceled.status).toBe(200);
+    expect(canceled.body).toMatchObject({
+      state: 'PERFORMING',
+      stopRequested: { reason: expect.stringMatching(/^canceled by \S+$/) as unknown },
+    });
+    expect((await store.getRun(runId))?.leaseExpiresAt).not.toBeNull();
+    // Asked again: the same, the first request kept.
+    const again = await call('POST', `/api/v1/runs/${runId}/cancel`);
+    expect(again.body).toMatchObject({
+      state: 'PERFORMING',
+      stopRequested: canceled.body.stopRequested,
+    });
+    // The next heartbeat tells the worker, and keeps the lease; the job's last output still lands.
+    expect(
+      (await call('POST', '/api/v1/worker/heartbeat', { workerId, runs: [runId] }, poolToken)).body,
+    ).toEqual({ stop: [runId], drained: false });
+    expect(
+      (
+        await call(
+          'POST',
+          `/api/v1/worker/runs/${runId}/logs`,
+          { workerId, firstSeq: 12, texts: ['interrupted\n'] },
+          poolToken,
+        )
+      ).body,
+    ).toEqual({ next: 13 });
+    // The worker says the job stopped: the run ends STOPPED, the cancel's reason first.
+    const stoppedReport = await call(
+      'POST',
+      `/api/v1/worker/runs/${runId}/state`,
+      { workerId, state: 'STOPPED', reason: 'stopped: canceled, ended by SIGINT' },
+      poolToken,
+    );
+    expect(stoppedReport.body).toMatchObject({
+      state: 'STOPPED',
+      stateReason: `${(canceled.body.stopRequested as { reason: string }).reason}; worker ${workerId}: stopped: canceled, ended by SIGINT`,
+    });
     // Ended, it is no longer leased: no lease sweep looks at it again.
     expect((await store.getRun(runId))?.leaseExpiresAt).toBeNull();
     expect(await store.expireLeases(new Date(Date.now() + 24 * 3_600_000))).toEqual([]);
@@ -983,9 +1021,9 @@ describe('the worker protocol', () => {
         poolToken,
       );
     clock = new Date(clock.getTime() + 60_000);
-    expect((await stopping(12)).body).toEqual({ next: 13 });
+    expect((await stopping(13)).body).toEqual({ next: 14 });
     clock = new Date(clock.getTime() + 100_000);
-    const closed = await stopping(13);
+    const closed = await stopping(14);
     expect(closed.status).toBe(409);
     expect(closed.body).toMatchObject({
       code: 'RUN_CHANGED',
@@ -993,7 +1031,7 @@ describe('the worker protocol', () => {
     });
     const logs = await call('GET', `/api/v1/runs/${runId}/logs`);
     expect((logs.body.chunks as { text: string }[]).map((c) => c.text).join('')).toBe(
-      'hello\nworld\nagain\nand\n!\nw6\nw7\nw8\nw9\nw10\nw11\nstopping\n',
+      'hello\nworld\nagain\nand\n!\nw6\nw7\nw8\nw9\nw10\nw11\ninterrupted\nstopping\n',
     );
   });
 });
@@ -1443,7 +1481,99 @@ describe('plan → confirm → apply across workers', () => {
     const refused = await upload(proposed.body.id as string, applier, tokenA, Buffer.from('x'));
     expect(refused.status).toBe(409);
     expect(refused.body.code).toBe('RUN_TRANSITION_INVALID');
-    for (const id of [runId, proposed.body.id as string])
-      await call('POST', `/api/v1/runs/${id}/cancel`);
+    // Canceled while their workers hold them: ended once the workers say the jobs stopped (the
+    // plan's had started, the proposed run's had not).
+    for (const [id, worker, end] of [
+      [runId, planner, 'STOPPED'],
+      [proposed.body.id as string, applier, 'CANCELED'],
+    ] as const) {
+      expect((await call('POST', `/api/v1/runs/${id}/cancel`)).body.stopRequested).not.toBeNull();
+      expect((await report(id, worker, { state: end })).body.state).toBe(end);
+    }
+  });
+
+  it("keeps the stack's lock while a canceled run's job is being stopped, and passes it on once the worker says it stopped", async () => {
+    const run = await call('POST', '/api/v1/stacks/plan-stack/runs', { type: 'tracked' });
+    const runId = run.body.id as string;
+    await call('POST', '/api/v1/worker/lease', { workerId: planner }, tokenA);
+    await report(runId, planner, { state: 'INITIALIZING', started: true });
+    const next = await call('POST', '/api/v1/stacks/plan-stack/runs', { type: 'tracked' });
+    const nextId = next.body.id as string;
+    expect(next.body.state).toBe('QUEUED');
+    const canceled = await call('POST', `/api/v1/runs/${runId}/cancel`);
+    expect(canceled.body).toMatchObject({
+      state: 'INITIALIZING',
+      stopRequested: { reason: expect.stringMatching(/^canceled by /) as unknown },
+    });
+    // Shown as stopping wherever the run is read, and to the worker in every report's answer.
+    expect((await call('GET', `/api/v1/runs/${runId}`)).body.stopRequested).toEqual(
+      canceled.body.stopRequested,
+    );
+    const planning = await report(runId, planner, { state: 'PLANNING' });
+    expect(planning.body).toMatchObject({
+      state: 'PLANNING',
+      stopRequested: { reason: expect.any(String) as unknown },
+    });
+    // The job may still be running: the next tracked run waits, no worker gets it.
+    expect((await call('GET', `/api/v1/runs/${nextId}`)).body.state).toBe('QUEUED');
+    expect((await call('POST', '/api/v1/worker/lease', { workerId: applier }, tokenA)).status).toBe(
+      204,
+    );
+    const stopped = await report(runId, planner, {
+      state: 'STOPPED',
+      reason: 'stopped: canceled, ended by SIGINT',
+    });
+    expect(stopped.body).toMatchObject({
+      state: 'STOPPED',
+      stateReason: `${(canceled.body.stopRequested as { reason: string }).reason}; worker ${planner}: stopped: canceled, ended by SIGINT`,
+    });
+    expect((await call('GET', `/api/v1/runs/${nextId}`)).body.state).toBe('READY');
+    expect(await call('POST', `/api/v1/runs/${nextId}/cancel`)).toMatchObject({
+      body: { state: 'CANCELED' },
+    });
+  });
+
+  it('discards a plan that its worker reports just after the cancel, and deletes its workspace', async () => {
+    const run = await call('POST', '/api/v1/stacks/plan-stack/runs', { type: 'tracked' });
+    const runId = run.body.id as string;
+    await call('POST', '/api/v1/worker/lease', { workerId: planner }, tokenA);
+    await report(runId, planner, { state: 'INITIALIZING', started: true });
+    await report(runId, planner, { state: 'PLANNING' });
+    expect((await call('POST', `/api/v1/runs/${runId}/cancel`)).body.state).toBe('PLANNING');
+    expect((await upload(runId, planner, tokenA, Buffer.from('plan'))).status).toBe(200);
+    const waiting = await report(runId, planner, { state: 'UNCONFIRMED', workspace: seal });
+    expect(waiting.body).toMatchObject({
+      state: 'DISCARDED',
+      stateReason: expect.stringMatching(
+        /^canceled by \S+; its plan was done before the worker heard, and is discarded$/,
+      ) as unknown,
+    });
+    expect(existsSync(blobFile(runId))).toBe(false);
+    expect((await call('POST', `/api/v1/runs/${runId}/confirm`)).status).toBe(409);
+  });
+
+  it('ends a canceled run whose worker goes silent as the cancel meant at the lease end, never back in the queue', async () => {
+    const preparing = await call('POST', '/api/v1/stacks/plan-stack/runs', { type: 'proposed' });
+    const preparingId = preparing.body.id as string;
+    await call('POST', '/api/v1/worker/lease', { workerId: planner }, tokenA);
+    const running = await call('POST', '/api/v1/stacks/plan-stack/runs', { type: 'proposed' });
+    const runningId = running.body.id as string;
+    await call('POST', '/api/v1/worker/lease', { workerId: applier }, tokenA);
+    await report(runningId, applier, { state: 'INITIALIZING', started: true });
+    for (const id of [preparingId, runningId])
+      expect((await call('POST', `/api/v1/runs/${id}/cancel`)).body.stopRequested).not.toBeNull();
+    const expired = await store.expireLeases(new Date(clock.getTime() + 24 * 3_600_000));
+    const ended = (id: string) => expired.find((r) => r.id === id);
+    // No container had started: without the cancel it would go back to the queue; with it, it ends.
+    expect(ended(preparingId)).toMatchObject({ state: 'CANCELED', leaseExpiresAt: null });
+    expect(ended(runningId)).toMatchObject({ state: 'STOPPED', leaseExpiresAt: null });
+    expect(ended(runningId)?.stateReason).toMatch(
+      new RegExp(
+        `^canceled by \\S+; worker ${applier} did not say that the job stopped before its lease expired at \\S+: whether it did is unknown$`,
+      ),
+    );
+    expect((await call('POST', '/api/v1/worker/lease', { workerId: planner }, tokenA)).status).toBe(
+      204,
+    );
   });
 });

@@ -80,6 +80,7 @@ export function observeRuns(store: Store, feed: RunFeed): Store {
     createRun: (run) => stateOf(run as RunLike),
     transitionRun: (run) => stateOf(run as RunLike),
     leaseRun: (run) => stateOf(run as RunLike),
+    requestStop: (run) => stateOf(run as RunLike),
     expireLeases: (runs) => (runs as RunLike[]).forEach(stateOf),
     appendLog: (_next, args) => feed.publish(args[0] as string, 'log'),
     remaskLog: (_n, args) => feed.publish(args[0] as string, 'log'),

@@ -6,6 +6,7 @@
 import { sql, type Kysely, type Selectable, type Transaction } from 'kysely';
 import {
   TERMINAL_STATES,
+  cancelTarget,
   checkTransition,
   holdsStackLock,
   takesStackLock,
@@ -120,6 +121,10 @@ function toRun(row: Selectable<RunsTable>): Run {
     imageId: row.image_id,
     plan: row.plan === null ? null : (JSON.parse(row.plan) as Run['plan']),
     workspaceSeal: row.workspace_seal,
+    stopRequest:
+      row.stop_reason === null
+        ? null
+        : { reason: row.stop_reason, at: row.stop_requested_at ?? row.updated_at },
     createdAt: row.created_at,
     updatedAt: row.updated_at,
   };
@@ -497,6 +502,8 @@ export class KyselyStore implements Store {
         created_at: iso(at),
         updated_at: iso(at),
         state_seq: state === 'READY' ? 2 : 1,
+        stop_reason: null,
+        stop_requested_at: null,
       };
       await trx.insertInto('runs').values(row).execute();
       if (state === 'READY') await this.recordState(trx, run.id, 1, 'QUEUED', at);
@@ -745,6 +752,27 @@ export class KyselyStore implements Store {
     });
   }
 
+  async requestStop(
+    id: string,
+    held: { state: RunStateName; workerId: string },
+    reason: string,
+    at: Date,
+  ): Promise<Run | null> {
+    // Compare-and-set: still in the state and with the worker the caller saw, still leased, and
+    // no stop asked yet (the first reason is the one kept). Not a state change: no history entry.
+    const row = await this.db
+      .updateTable('runs')
+      .set({ stop_reason: reason, stop_requested_at: iso(at), updated_at: iso(at) })
+      .where('id', '=', id)
+      .where('state', '=', held.state)
+      .where('worker_id', '=', held.workerId)
+      .where('lease_expires_at', 'is not', null)
+      .where('stop_reason', 'is', null)
+      .returningAll()
+      .executeTakeFirst();
+    return row ? toRun(row) : null;
+  }
+
   async expireLeases(at: Date): Promise<Run[]> {
     const expired = await this.db
       .selectFrom('runs')
@@ -757,14 +785,20 @@ export class KyselyStore implements Store {
     for (const row of expired) {
       const run = toRun(row);
       const back: RunStateName | null =
-        run.state === 'PREPARING' && !run.started
-          ? 'READY'
-          : run.state === 'PREPARING_APPLY' && !run.started
-            ? 'CONFIRMED'
-            : null;
-      const to: RunStateName = back ?? 'FAILED';
-      const reason =
-        back === null
+        run.stopRequest !== null
+          ? null
+          : run.state === 'PREPARING' && !run.started
+            ? 'READY'
+            : run.state === 'PREPARING_APPLY' && !run.started
+              ? 'CONFIRMED'
+              : null;
+      // A run somebody asked to stop ends as the cancel meant it to, never back in the queue.
+      const to: RunStateName = run.stopRequest
+        ? (cancelTarget(run.state) ?? 'FAILED')
+        : (back ?? 'FAILED');
+      const reason = run.stopRequest
+        ? `${run.stopRequest.reason}; worker ${run.workerId} did not say that the job stopped before its lease expired at ${run.leaseExpiresAt}: whether it did is unknown`
+        : back === null
           ? `worker ${run.workerId} stopped answering while the run was ${run.state} (its lease expired at ${run.leaseExpiresAt}); what the job did after its last report is unknown`
           : `worker ${run.workerId} stopped answering before any container started; the run went back to the queue`;
       try {

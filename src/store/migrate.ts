@@ -12,6 +12,7 @@ import * as sessions from './migrations/006-sessions.js';
 import * as serverSettings from './migrations/007-server-settings.js';
 import * as workerLeft from './migrations/008-worker-left.js';
 import * as tokenNames from './migrations/009-token-names.js';
+import * as stopRequests from './migrations/010-stop-requests.js';
 
 const MIGRATIONS: Record<string, Migration> = {
   '001-initial': initial,
@@ -22,6 +23,7 @@ const MIGRATIONS: Record<string, Migration> = {
   '007-server-settings': serverSettings,
   '008-worker-left': workerLeft,
   '009-token-names': tokenNames,
+  '010-stop-requests': stopRequests,
 };
 
 const provider: MigrationProvider = {

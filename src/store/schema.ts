@@ -91,6 +91,10 @@ export interface RunsTable {
   updated_at: string;
   /** The seq of the run's last state record (run_states), advanced with every state change. */
   state_seq: number;
+  /** Why a stop was asked of the run while a worker held it (migration 010), or null. */
+  stop_reason: string | null;
+  /** When that stop was asked. */
+  stop_requested_at: string | null;
 }
 
 export interface RunStatesTable {

@@ -117,6 +117,11 @@ export interface Run {
   plan: PlanCounts | null;
   /** The sealed seal of the saved workspace waiting for the apply (never shown by the API). */
   workspaceSeal: string | null;
+  /**
+   * A stop asked while a worker held the run (a cancel while its job ran): the run keeps its
+   * state, lease and stack lock until the worker says the job ended. Null: none was asked.
+   */
+  stopRequest: { reason: string; at: string } | null;
   createdAt: string;
   updatedAt: string;
 }
@@ -249,8 +254,21 @@ export interface Store {
   /** The oldest dispatchable run of the pool (READY, or CONFIRMED for its apply), now the worker's. */
   leaseRun(poolId: string, workerId: string, at: Date, leaseMs: number): Promise<Run | null>;
   /**
+   * Asks the worker holding a run to stop it (a cancel while its job runs): the reason is kept
+   * with the run, which keeps its state, lease and stack lock until the worker reports the end.
+   * Only if the run is still in `held.state`, held by `held.workerId` under a lease, and no stop
+   * was asked yet; null otherwise (the caller reads the run again).
+   */
+  requestStop(
+    id: string,
+    held: { state: RunStateName; workerId: string },
+    reason: string,
+    at: Date,
+  ): Promise<Run | null>;
+  /**
    * Runs whose lease has expired: back to the queue if no container had started, else FAILED
-   * with a reason naming the worker. Returns the runs changed.
+   * with a reason naming the worker; a run asked to stop ends CANCELED or STOPPED (as the cancel
+   * meant), its reason saying that the worker never confirmed the stop. Returns the runs changed.
    */
   expireLeases(at: Date): Promise<Run[]>;
   runStates(runId: string): Promise<StateRecord[]>;

@@ -52,7 +52,13 @@ export interface WorkerProtocol {
   /** This worker leaves (a clean exit): the server shows it OFFLINE. */
   /** `signal` (here and below): the worker gives the call up (told to stop at once). */
   deregister(workerId: string, signal?: AbortSignal): Promise<void>;
-  report(workerId: string, runId: string, report: Report, signal?: AbortSignal): Promise<void>;
+  /** Resolves with whether the run has been asked to stop (a cancel while its job runs). */
+  report(
+    workerId: string,
+    runId: string,
+    report: Report,
+    signal?: AbortSignal,
+  ): Promise<{ stopRequested: boolean }>;
   log(
     workerId: string,
     runId: string,
@@ -223,8 +229,13 @@ export class HttpWorkerProtocol implements WorkerProtocol {
     runId: string,
     report: Report,
     signal?: AbortSignal,
-  ): Promise<void> {
-    await this.call(`/worker/runs/${runId}/state`, { workerId, ...report }, signal);
+  ): Promise<{ stopRequested: boolean }> {
+    const run = await this.call<{ stopRequested?: unknown }>(
+      `/worker/runs/${runId}/state`,
+      { workerId, ...report },
+      signal,
+    );
+    return { stopRequested: run?.stopRequested !== null && run?.stopRequested !== undefined };
   }
 
   async log(

@@ -32,7 +32,7 @@ function drainedServer() {
       return Promise.resolve(null);
     },
     deregister: () => Promise.resolve(),
-    report: () => Promise.resolve(),
+    report: () => Promise.resolve({ stopRequested: false }),
     log: (_w, _r, firstSeq, texts) => Promise.resolve(firstSeq + texts.length),
     remask: () => Promise.resolve(),
     uploadWorkspace: () => Promise.resolve(),

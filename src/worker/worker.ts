@@ -15,7 +15,7 @@ import path from 'node:path';
 import { BerthError, ERROR_CATALOGUE, coerceError } from '../domain/errors.js';
 import { MaskValues, maskAll } from '../domain/log-masker.js';
 import { stoppingText, type RunEvent } from '../domain/run-events.js';
-import type { RunStateName } from '../domain/run-state.js';
+import { isTerminal, type RunStateName } from '../domain/run-state.js';
 import type { RunType } from '../domain/workflow.js';
 import type { Executor, ResolvedImage } from '../executor/executor.js';
 import { readJobFile } from '../launcher/job-files.js';
@@ -718,7 +718,14 @@ export class Worker {
   private async deliverReport(runId: string, report: Report, slot: Slot): Promise<void> {
     for (let attempt = 0; attempt < 12; attempt += 1) {
       try {
-        await this.options.protocol.report(this.workerId, runId, report, this.givingUp.signal);
+        const answer = await this.options.protocol.report(
+          this.workerId,
+          runId,
+          report,
+          this.givingUp.signal,
+        );
+        // Canceled on the server: stopped now rather than at the next heartbeat.
+        if (answer.stopRequested && !isTerminal(report.state)) stopSlot(slot);
         return;
       } catch (err) {
         const status = (err as { status?: number }).status ?? 0;

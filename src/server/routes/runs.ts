@@ -3,7 +3,7 @@ import { BerthError } from '../../domain/errors.js';
 import { GIT_VARIABLES, type StackVariable } from '../../domain/git-source.js';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { FastifyInstance } from 'fastify';
-import { cancelTarget, isTerminal, type RunKind } from '../../domain/run-state.js';
+import { cancelTarget, heldByWorker, isTerminal, type RunKind } from '../../domain/run-state.js';
 import {
   IdParams,
   ListQuery,
@@ -43,10 +43,41 @@ export function runView(run: Run, states?: { state: Run['state']; at: string }[]
       chosenBy: run.imageChoice,
     },
     plan: run.plan,
+    stopRequested: run.stopRequest,
     ...(states ? { states } : {}),
     createdAt: run.createdAt,
     updatedAt: run.updatedAt,
   };
+}
+
+/**
+ * Cancel of a run a worker holds: its job may be running, so the run is not ended here (the next
+ * tracked run of the stack would start beside a job still stopping). The stop is asked instead;
+ * the worker hears it at its next heartbeat, stops the job (SIGINT, then SIGKILL after the grace)
+ * and reports the end, and the run keeps its lease and its stack's lock until then. `asked`
+ * false: the run is not held (any more) and is cancelled the ordinary way, as now read.
+ */
+async function askWorkerToStop(
+  ctx: ServerContext,
+  given: Run,
+  reason: string,
+): Promise<{ asked: boolean; run: Run }> {
+  let run = given;
+  // A report may move the run between the read and the request: read it again, a few times.
+  for (let attempt = 0; attempt < 5; attempt += 1) {
+    if (!heldByWorker(run.state) || run.workerId === null || run.leaseExpiresAt === null)
+      return { asked: false, run };
+    if (run.stopRequest) return { asked: true, run };
+    const asked = await ctx.store.requestStop(
+      run.id,
+      { state: run.state, workerId: run.workerId },
+      reason,
+      ctx.now(),
+    );
+    if (asked) return { asked: true, run: asked };
+    run = await existingRun(ctx, run.id);
+  }
+  throw new ApiError(409, 'RUN_CHANGED', `run ${run.id} kept changing; cancel it again`);
 }
 
 async function existingRun(ctx: ServerContext, id: string): Promise<Run> {
@@ -169,7 +200,12 @@ export function registerRunRoutes(server: FastifyInstance, ctx: ServerContext): 
       { schema: { params: RunParams, response: { 200: RunOutput, ...errorResponses } } },
       async (request) => {
         const caller = requirePerson(request);
-        const run = await existingRun(ctx, request.params.id);
+        let run = await existingRun(ctx, request.params.id);
+        if (path === 'cancel') {
+          const stopping = await askWorkerToStop(ctx, run, `canceled by ${caller.id}`);
+          if (stopping.asked) return runView(stopping.run);
+          run = stopping.run;
+        }
         const to =
           path === 'confirm'
             ? 'CONFIRMED'

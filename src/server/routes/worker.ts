@@ -193,7 +193,13 @@ export function registerWorkerRoutes(server: FastifyInstance, ctx: ServerContext
       const stop: string[] = [];
       for (const id of request.body.runs) {
         const run = await ctx.store.getRun(id);
-        if (!run || run.poolId !== poolId || run.workerId !== worker.id || isTerminal(run.state))
+        if (
+          !run ||
+          run.poolId !== poolId ||
+          run.workerId !== worker.id ||
+          isTerminal(run.state) ||
+          run.stopRequest !== null
+        )
           stop.push(id);
       }
       return { stop, drained: worker.drained };
@@ -239,13 +245,18 @@ export function registerWorkerRoutes(server: FastifyInstance, ctx: ServerContext
       let workspaceSeal: string | undefined;
       if (body.state === 'UNCONFIRMED') workspaceSeal = await keptWorkspace(ctx, run, body);
       const ends = isTerminal(body.state) || body.state === 'UNCONFIRMED';
+      // A run asked to stop that ends stopped: the person's cancel first, then what the worker did.
+      const reason =
+        run.stopRequest && (body.state === 'STOPPED' || body.state === 'CANCELED')
+          ? `${run.stopRequest.reason}; worker ${body.workerId}: ${body.reason ?? 'the job was stopped'}`
+          : body.reason;
       const changed = await ctx.store.transitionRun(
         run.id,
         body.state,
         {
           workerId: body.workerId,
           patch: {
-            ...(body.reason !== undefined ? { stateReason: body.reason } : {}),
+            ...(reason !== undefined ? { stateReason: reason } : {}),
             ...(body.started !== undefined ? { started: body.started } : {}),
             ...(body.image
               ? {
@@ -266,10 +277,14 @@ export function registerWorkerRoutes(server: FastifyInstance, ctx: ServerContext
         },
         ctx.now(),
       );
-      await forgetWorkspaceIfEnded(ctx, changed);
+      const settled =
+        changed.state === 'UNCONFIRMED' && run.stopRequest
+          ? await discardStopped(ctx, changed, run.stopRequest.reason)
+          : changed;
+      await forgetWorkspaceIfEnded(ctx, settled);
       // Its followers hear of the change through the store's run feed (observeRuns).
       ctx.signals.notify(poolId);
-      return runView(changed);
+      return runView(settled);
     },
   );
 
@@ -381,13 +396,39 @@ const WORKER_STATES_REPORTED: readonly RunStateName[] = [
   'CANCELED',
 ];
 
-/** A leased run whose worker never got it goes back to the queue, no worker recorded. */
-async function requeue(ctx: ServerContext, run: Run, reason: string): Promise<void> {
+/**
+ * A plan finished just as its run was canceled (the worker reported it before it heard of the
+ * stop): the cancel still holds, so the plan is discarded rather than left for a confirm.
+ */
+async function discardStopped(ctx: ServerContext, run: Run, why: string): Promise<Run> {
+  return ctx.store.transitionRun(
+    run.id,
+    'DISCARDED',
+    {
+      from: ['UNCONFIRMED'],
+      patch: { stateReason: `${why}; its plan was done before the worker heard, and is discarded` },
+    },
+    ctx.now(),
+  );
+}
+
+/**
+ * A leased run whose worker never got it goes back to the queue, no worker recorded; or, if it
+ * was canceled meanwhile, ends CANCELED (nothing of it ran).
+ */
+async function requeue(ctx: ServerContext, leased: Run, reason: string): Promise<void> {
+  const run = (await ctx.store.getRun(leased.id).catch(() => null)) ?? leased;
+  const to = run.stopRequest ? 'CANCELED' : run.state === 'PREPARING_APPLY' ? 'CONFIRMED' : 'READY';
   await ctx.store
     .transitionRun(
       run.id,
-      run.state === 'PREPARING_APPLY' ? 'CONFIRMED' : 'READY',
-      { from: [run.state], patch: { stateReason: reason, forgetWorker: true } },
+      to,
+      {
+        from: [run.state],
+        patch: run.stopRequest
+          ? { stateReason: `${run.stopRequest.reason} before a worker got it`, releaseWorker: true }
+          : { stateReason: reason, forgetWorker: true },
+      },
       ctx.now(),
     )
     .catch(() => undefined);

@@ -130,21 +130,29 @@ export const runPage: Page = async (main, params) => {
       states = [...states, { state: next.state, at: next.updatedAt }];
     run = next;
     const ended = isTerminal(run.state);
+    // Canceled while its job runs: the worker is stopping it, the state changes when it has.
+    const stopping = !ended && run.stopRequested !== null;
     replace(
       status,
       stateBadge(run.state),
       h('span', { class: 'type' }, ` ${run.type.toLowerCase()} run`),
-      ended ? null : h('span', { class: 'live' }, ' live'),
-      run.stateReason
-        ? h('p', { class: run.state === 'FAILED' ? 'reason bad' : 'reason' }, run.stateReason)
-        : null,
+      ended ? null : h('span', { class: 'live' }, stopping ? ' stopping' : ' live'),
+      stopping
+        ? h(
+            'p',
+            { class: 'reason' },
+            `Stopping (${run.stopRequested?.reason ?? 'canceled'}): worker ${run.worker ?? ''} stops the job (SIGINT, then SIGKILL after its grace) and reports its end; the stack stays locked until then.`,
+          )
+        : run.stateReason
+          ? h('p', { class: run.state === 'FAILED' ? 'reason bad' : 'reason' }, run.stateReason)
+          : null,
     );
     replace(plan, h('h2', { id: 'plan-title' }, 'Plan'), planSummary(run));
     replace(
       actions,
       run.state === 'UNCONFIRMED' ? button('Confirm', 'confirm', 'primary') : null,
       run.state === 'UNCONFIRMED' ? button('Discard', 'discard') : null,
-      cancelTarget(run.state) !== null && run.state !== 'UNCONFIRMED'
+      cancelTarget(run.state) !== null && run.state !== 'UNCONFIRMED' && !stopping
         ? button('Cancel', 'cancel', 'danger')
         : null,
     );
