@@ -428,6 +428,68 @@ describe.each<Kind>(['sqlite', 'postgres'])('the store on %s', (kind) => {
     await store.transitionRun(notStarted.id, 'CANCELED', {}, t0);
   });
 
+  it('asks a held run to stop once, only as the caller saw it; its lease ending ends it as the cancel meant', async () => {
+    await stack('stop');
+    await store.upsertWorker(
+      {
+        id: 'w-stop',
+        poolId: 'private-a',
+        host: 'h',
+        berthVersion: '0.1.0',
+        engineVersion: '20.10',
+        concurrency: 2,
+      },
+      t0,
+    );
+    const preparing = await trigger('stop', 'TASK');
+    const running = await trigger('stop', 'TASK');
+    expect((await store.leaseRun('private-a', 'w-stop', t0, 10_000))?.id).toBe(preparing.id);
+    expect((await store.leaseRun('private-a', 'w-stop', t0, 10_000))?.id).toBe(running.id);
+    await store.transitionRun(
+      running.id,
+      'PERFORMING',
+      { workerId: 'w-stop', patch: { started: true } },
+      t0,
+    );
+    // Not as the caller saw it (the state moved meanwhile, or another worker): nothing asked.
+    const held = { state: 'PERFORMING', workerId: 'w-stop' } as const;
+    expect(
+      await store.requestStop(running.id, { ...held, state: 'PREPARING' }, 'r', t0),
+    ).toBeNull();
+    expect(await store.requestStop(running.id, { ...held, workerId: 'w-x' }, 'r', t0)).toBeNull();
+    const asked = await store.requestStop(running.id, held, 'canceled by alice', later(1000));
+    expect(asked).toMatchObject({
+      state: 'PERFORMING',
+      workerId: 'w-stop',
+      stopRequest: { reason: 'canceled by alice', at: later(1000).toISOString() },
+    });
+    // The first reason stays; no state history entry for it.
+    expect(await store.requestStop(running.id, held, 'canceled by bob', t0)).toBeNull();
+    expect((await store.getRun(running.id))?.stopRequest?.reason).toBe('canceled by alice');
+    expect((await store.runStates(running.id)).map((s) => s.state).at(-1)).toBe('PERFORMING');
+    expect(
+      await store.requestStop(
+        preparing.id,
+        { state: 'PREPARING', workerId: 'w-stop' },
+        'canceled by carol',
+        t0,
+      ),
+    ).not.toBeNull();
+    // The worker goes silent: neither goes back to the queue, each ends as its cancel meant.
+    const changed = await store.expireLeases(later(20_000));
+    expect(changed.map((r) => [r.id, r.state, r.workerId, r.leaseExpiresAt]).sort()).toEqual(
+      [
+        [preparing.id, 'CANCELED', 'w-stop', null],
+        [running.id, 'STOPPED', 'w-stop', null],
+      ].sort(),
+    );
+    expect((await store.getRun(running.id))?.stateReason).toBe(
+      `canceled by alice; worker w-stop did not say that the job stopped before its lease expired at ${later(10_000).toISOString()}: whether it did is unknown`,
+    );
+    // Ended: not held, so no stop can be asked any more.
+    expect(await store.requestStop(running.id, { ...held, state: 'STOPPED' }, 'r', t0)).toBeNull();
+  });
+
   it('stores a log batch sent twice once, refuses a gap, and reads from an offset', async () => {
     await stack('logs');
     const run = await trigger('logs', 'TASK');
