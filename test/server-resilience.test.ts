@@ -101,6 +101,49 @@ function startWorker(url: string, token: string): BerthProcess {
 }
 
 describe('the worker path when the server or the network fails', () => {
+  it('forgets a worker silent for longer than BERTH_WORKER_FORGET_AFTER, which registers again under its id when it is back', async () => {
+    const { proxy, client, token, server } = await start({
+      BERTH_WORKER_LEASE_TIMEOUT: '3s',
+      BERTH_WORKER_FORGET_AFTER: '4s',
+    });
+    const { api, settled } = client;
+    expect(
+      (
+        await api('POST', '/stacks', {
+          id: 'forgotten',
+          localDir: repo(2, 1, '0'),
+          pool: 'pool-r',
+          runnerImage: inject('busyboxImage'),
+        })
+      ).status,
+    ).toBe(201);
+    const worker = startWorker(proxy.url, token);
+    await worker.waitFor('registered in pool');
+    const id = /worker (\S+) registered/.exec(worker.stderr())?.[1] as string;
+    const listed = async (): Promise<string[]> =>
+      (await api<{ workers: { id: string }[] }>('GET', '/workers')).body.workers.map((w) => w.id);
+    expect(await listed()).toEqual([id]);
+    // Cut off from the server: the worker is forgotten once silent for the forget time.
+    proxy.setRule(() => 'drop-request');
+    await until(async () => !(await listed()).includes(id), 'the worker forgotten', 30_000);
+    expect(server().stderr()).toMatch(
+      new RegExp(
+        `worker ${id} of pool pool-r \\(host \\S+\\) forgotten: not heard from since \\S+ \\(BERTH_WORKER_FORGET_AFTER\\); it registers again if it comes back`,
+      ),
+    );
+    // Back: it registers again under the same id, and runs what comes.
+    proxy.setRule(() => 'pass');
+    await worker.waitFor(
+      `worker ${id} registered again in pool pool-r (the server had forgotten this worker: it was not heard from for longer than the server's BERTH_WORKER_FORGET_AFTER)`,
+      30_000,
+    );
+    expect(await listed()).toEqual([id]);
+    const run = (await api<{ id: string }>('POST', '/stacks/forgotten/runs', { type: 'task' }))
+      .body;
+    const done = await settled(run.id, ['FINISHED', 'FAILED']);
+    expect(done).toMatchObject({ state: 'FINISHED', worker: id });
+  }, 120_000);
+
   it('loses no run and no log line when the server is killed and started again mid-run', async () => {
     const { proxy, client, token, restart } = await start();
     const { api, settled, logText } = client;
@@ -411,6 +454,22 @@ describe('berth server settings', () => {
     const next = await startServerProcess(dataDir);
     servers.push(next);
     expect(next.admin).toMatch(/^berth_admin_/);
+  });
+
+  it('refuses a worker forget time shorter than the lease, or not a duration, saying which', async () => {
+    const args = ['server', '--listen', '127.0.0.1:0', '--data-dir', tempDir('berth-server-')];
+    const short = await runBerth(args, {
+      BERTH_WORKER_LEASE_TIMEOUT: '60s',
+      BERTH_WORKER_FORGET_AFTER: '30s',
+    });
+    expect(short.code).toBe(2);
+    expect(short.stderr).toContain(
+      'BERTH_WORKER_FORGET_AFTER=30s is shorter than the lease time (BERTH_WORKER_LEASE_TIMEOUT, 60 s) [BERTH_USAGE]',
+    );
+    expect(short.stderr).toContain('Set BERTH_WORKER_FORGET_AFTER to the lease time or longer');
+    const bad = await runBerth(args, { BERTH_WORKER_FORGET_AFTER: 'a day' });
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain('BERTH_WORKER_FORGET_AFTER=a day: ');
   });
 
   it('refuses a database pool size that is not a number of connections, saying which', async () => {

@@ -490,6 +490,44 @@ describe.each<Kind>(['sqlite', 'postgres'])('the store on %s', (kind) => {
     expect(await store.requestStop(running.id, { ...held, state: 'STOPPED' }, 'r', t0)).toBeNull();
   });
 
+  it('forgets workers silent since a time that hold no lease; their runs keep their id', async () => {
+    await stack('forget');
+    const worker = (id: string, at: Date) =>
+      store.upsertWorker(
+        {
+          id,
+          poolId: 'private-a',
+          host: 'h',
+          berthVersion: '0.1.0',
+          engineVersion: '20.10',
+          concurrency: 1,
+        },
+        at,
+      );
+    // A day before every other worker of this suite's store: only these three are old enough.
+    const dayBefore = later(-24 * 3_600_000);
+    const after = (ms: number): Date => new Date(dayBefore.getTime() + ms);
+    await worker('w-old', dayBefore);
+    await worker('w-holding', dayBefore);
+    await worker('w-recent', after(50_000));
+    const ran = await trigger('forget', 'TASK');
+    expect((await store.leaseRun('private-a', 'w-old', t0, 10_000))?.id).toBe(ran.id);
+    await store.transitionRun(ran.id, 'FAILED', { patch: { releaseWorker: true } }, t0);
+    const held = await trigger('forget', 'TASK');
+    expect((await store.leaseRun('private-a', 'w-holding', t0, 10_000))?.id).toBe(held.id);
+    const gone = await store.forgetWorkers(after(40_000));
+    expect(gone.map((w) => w.id)).toEqual(['w-old']);
+    const left = (await store.listWorkers('private-a')).map((w) => w.id);
+    expect(left).toContain('w-holding');
+    expect(left).toContain('w-recent');
+    expect(left).not.toContain('w-old');
+    expect((await store.getRun(ran.id))?.workerId).toBe('w-old');
+    // Registering again brings it back.
+    await worker('w-old', later(60_000));
+    expect((await store.listWorkers('private-a')).map((w) => w.id)).toContain('w-old');
+    await store.transitionRun(held.id, 'CANCELED', {}, t0);
+  });
+
   it('stores a log batch sent twice once, refuses a gap, and reads from an offset', async () => {
     await stack('logs');
     const run = await trigger('logs', 'TASK');

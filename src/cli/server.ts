@@ -149,6 +149,7 @@ export function registerServer(
           opts.savedWorkspaceLimit ?? env.BERTH_SAVED_WORKSPACE_LIMIT?.trim(),
         );
         const leaseMs = leaseFrom(env);
+        const forgetWorkersAfterMs = forgetWorkersAfter(env, leaseMs);
         const poolSize = databasePoolSize(env);
         // Listening for SIGINT/SIGTERM before the server starts: a signal that comes while it
         // starts (or right after its banner) stops it the same way, instead of killing it.
@@ -173,6 +174,7 @@ export function registerServer(
           env,
           version,
           leaseMs,
+          forgetWorkersAfterMs,
           blobDir: env.BERTH_BLOB_DIR?.trim() || undefined,
           savedWorkspaceLimitBytes,
           logLimitBytes,
@@ -248,6 +250,7 @@ export function registerUp(
             closeConnectionsAfterMs: 1000,
             logLimitBytes,
             leaseMs: leaseFrom(env),
+            forgetWorkersAfterMs: forgetWorkersAfter(env, leaseFrom(env)),
             ...(tls ? { tls } : {}),
             say: (line) => io.stderr.write(`berth: ${line}\n`),
           });
@@ -279,6 +282,25 @@ export function registerUp(
         }
       },
     );
+}
+
+/**
+ * How long a worker may be silent before the server forgets it (BERTH_WORKER_FORGET_AFTER, 24 h):
+ * at least the lease time, or a worker would be forgotten while its runs are still its own.
+ */
+export function forgetWorkersAfter(env: NodeJS.ProcessEnv, leaseMs: number): number {
+  const text = env.BERTH_WORKER_FORGET_AFTER?.trim() || '24h';
+  const forget = parseDuration(text);
+  if ('error' in forget)
+    throw new BerthError('BERTH_USAGE', `BERTH_WORKER_FORGET_AFTER=${text}: ${forget.error}`);
+  if (forget.ms < leaseMs) {
+    throw new BerthError(
+      'BERTH_USAGE',
+      `BERTH_WORKER_FORGET_AFTER=${text} is shorter than the lease time (BERTH_WORKER_LEASE_TIMEOUT, ${leaseMs / 1000} s)`,
+      { hint: 'Set BERTH_WORKER_FORGET_AFTER to the lease time or longer (default 24h).' },
+    );
+  }
+  return forget.ms;
 }
 
 /** How long a worker holds a run without a heartbeat (BERTH_WORKER_LEASE_TIMEOUT, 60 s). */

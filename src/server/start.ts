@@ -32,6 +32,8 @@ import type { Store } from '../store/store.js';
 export const DEFAULT_BLOB_LIMIT = 1024 ** 3;
 /** How often blobs no run needs any more (a crash between an end and its delete) are removed. */
 const BLOB_SWEEP_MS = 10 * 60_000;
+/** BERTH_WORKER_FORGET_AFTER's default. */
+export const DEFAULT_FORGET_WORKERS_AFTER_MS = 24 * 3600_000;
 
 export interface ServerOptions {
   host: string;
@@ -43,6 +45,11 @@ export interface ServerOptions {
   env: NodeJS.ProcessEnv;
   version: string;
   leaseMs?: number;
+  /**
+   * Workers not heard from for this long (and holding no lease) are removed from the list
+   * (BERTH_WORKER_FORGET_AFTER, 24 h); one that comes back registers again.
+   */
+  forgetWorkersAfterMs?: number;
   /** Where saved workspaces are kept (default: `blobs` in the data directory). */
   blobDir?: string;
   /** The most one saved workspace may be, in bytes (default 1 GiB). */
@@ -237,12 +244,32 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       Math.max(250, Math.floor(leaseMs / 4)),
     );
     const blobSweep = setInterval(sweepBlobs, BLOB_SWEEP_MS);
+    // Workers gone for good (an autoscaled machine, a container with a new id each start) leave
+    // the list once they have been silent for the forget time; their runs keep their id.
+    const forgetMs = options.forgetWorkersAfterMs ?? DEFAULT_FORGET_WORKERS_AFTER_MS;
+    const workerSweep = setInterval(
+      () => {
+        const silentBefore = new Date(Date.now() - forgetMs);
+        void store.forgetWorkers(silentBefore).then(
+          (gone) => {
+            for (const worker of gone) {
+              options.say(
+                `worker ${worker.id} of pool ${worker.poolId} (host ${worker.host}) forgotten: not heard from since ${worker.lastHeartbeatAt} (BERTH_WORKER_FORGET_AFTER); it registers again if it comes back`,
+              );
+            }
+          },
+          (err: unknown) => options.say(`worker sweep failed: ${(err as Error).message}`),
+        );
+      },
+      Math.max(250, Math.min(60_000, Math.floor(forgetMs / 4))),
+    );
     return {
       url,
       poolToken,
       close: async () => {
         clearInterval(sweep);
         clearInterval(blobSweep);
+        clearInterval(workerSweep);
         // Closing ends every wait and stream at once (preClose in app.ts) and the connections
         // idle then; one Node does not count as idle stays open for the keep-alive time (72 s):
         // `berth up` waited that long on its own worker's last one after its goodbye.

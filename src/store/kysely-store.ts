@@ -261,6 +261,27 @@ export class KyselyStore implements Store {
     return row ? toWorker(row) : null;
   }
 
+  async forgetWorkers(silentBefore: Date): Promise<Worker[]> {
+    const rows = await this.db
+      .deleteFrom('workers')
+      .where('last_heartbeat_at', '<', iso(silentBefore))
+      // One that still holds a lease stays until the lease sweep has ended its runs.
+      .where((eb) =>
+        eb.not(
+          eb.exists(
+            eb
+              .selectFrom('runs')
+              .select('runs.id')
+              .whereRef('runs.worker_id', '=', 'workers.id')
+              .where('runs.lease_expires_at', 'is not', null),
+          ),
+        ),
+      )
+      .returningAll()
+      .execute();
+    return rows.map(toWorker);
+  }
+
   async listWorkers(poolId?: string): Promise<Worker[]> {
     let query = this.db.selectFrom('workers').selectAll();
     if (poolId !== undefined) query = query.where('pool_id', '=', poolId);

@@ -206,6 +206,12 @@ export interface Store {
   getWorker(id: string): Promise<Worker | null>;
   listWorkers(poolId?: string): Promise<Worker[]>;
   /**
+   * Removes the workers not heard from since `silentBefore` (gone for good, or out of reach that
+   * long) that hold no lease; returns them. The runs they ran keep their worker's id. A worker
+   * that comes back registers again under its id.
+   */
+  forgetWorkers(silentBefore: Date): Promise<Worker[]>;
+  /**
    * Records a heartbeat and renews the leases of the runs the worker names (only those it holds);
    * false: unknown worker.
    */

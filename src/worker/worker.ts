@@ -35,6 +35,7 @@ import {
   POOL_TOKEN_FIX,
   ProtocolError,
   type AssignmentBody,
+  type Registration,
   type Report,
   type WorkerProtocol,
 } from './protocol.js';
@@ -110,6 +111,8 @@ export class Worker {
   private rejected: BerthError | null = null;
   private readonly leaseOutage: OutageNotice;
   private heartbeatOutage: OutageNotice;
+  /** What this worker registered with (its id as the server gave it), to register again. */
+  private registration: Registration | null = null;
 
   constructor(private readonly options: WorkerOptions) {
     this.leaseOutage = new OutageNotice(options.say, 'lease from the server', 'every 2 s');
@@ -139,9 +142,23 @@ export class Worker {
     // Its id in use by a live worker on another host: this one waits until the id is free (the
     // same worker back under another host name after a crash) rather than exit and be restarted
     // into the same refusal; a real copy waits for ever, saying so once a minute.
+    // Stopped while it waits for its id: it never registered, so it has nothing to leave.
+    if (!(await this.register(registration))) return;
+    // Every heartbeat on its way is awaited before the goodbye: one the server handled after it
+    // would bring this worker back to the list. (They may overlap: a hung one must not hold back
+    // the next, or the leases of the runs would expire behind it.)
+    this.heartbeatTimer = setInterval(() => void this.heartbeat(), this.heartbeatMs);
+    this.leaseWatch = setInterval(() => this.checkLeases(performance.now()), LEASE_WATCH_MS);
+  }
+
+  /**
+   * Registers (again, `again`: the server forgot this worker, silent longer than its
+   * BERTH_WORKER_FORGET_AFTER); waits while another live worker holds the id.
+   */
+  private async register(registration: Registration, again = false): Promise<boolean> {
     const idInUse = new OutageNotice(
       this.options.say,
-      `register with worker id ${this.options.workerId ?? ''}`,
+      `register with worker id ${registration.id ?? ''}`,
       `every ${ID_IN_USE_RETRY_MS / 1000} s`,
     );
     let registered: Awaited<ReturnType<WorkerProtocol['register']>>;
@@ -153,27 +170,26 @@ export class Worker {
         if (!(err instanceof ProtocolError && err.code === 'WORKER_ID_IN_USE')) throw err;
         idInUse.failed(err.message);
         await new Promise((resolve) => setTimeout(resolve, ID_IN_USE_RETRY_MS));
-        // Stopped while it waits for its id: it never registered, so it has nothing to leave.
-        if (this.draining) return;
+        if (this.draining) return false;
       }
     }
     idInUse.succeeded();
     this.workerId = registered.workerId;
+    this.registration = { ...registration, id: registered.workerId };
     this.heartbeatMs = registered.heartbeatMs;
     this.leaseMs = registered.leaseMs;
     this.heartbeatOutage = this.heartbeatNotice();
     this.paused = registered.drained === true;
     this.reportsCommit = registered.reportsCommit === true;
+    const registeredText = again
+      ? `registered again in pool ${registered.pool} (the server had forgotten this worker: it was not heard from for longer than the server's BERTH_WORKER_FORGET_AFTER)`
+      : `registered in pool ${registered.pool}`;
     this.options.say(
       this.paused
-        ? `worker ${this.workerId} registered in pool ${registered.pool}; drained: it takes no runs until \`berth worker undrain ${this.workerId}\``
-        : `worker ${this.workerId} registered in pool ${registered.pool}; up to ${this.options.concurrency} run(s) at once`,
+        ? `worker ${this.workerId} ${registeredText}; drained: it takes no runs until \`berth worker undrain ${this.workerId}\``
+        : `worker ${this.workerId} ${registeredText}; up to ${this.options.concurrency} run(s) at once`,
     );
-    // Every heartbeat on its way is awaited before the goodbye: one the server handled after it
-    // would bring this worker back to the list. (They may overlap: a hung one must not hold back
-    // the next, or the leases of the runs would expire behind it.)
-    this.heartbeatTimer = setInterval(() => void this.heartbeat(), this.heartbeatMs);
-    this.leaseWatch = setInterval(() => this.checkLeases(performance.now()), LEASE_WATCH_MS);
+    return true;
   }
 
   /** One heartbeat, kept among those on their way until it is answered. */
@@ -213,6 +229,12 @@ export class Worker {
         );
       } catch (err) {
         if (this.tokenRejected(err) || this.draining) break;
+        // Forgotten by the server (silent too long): the same worker registers again.
+        if (err instanceof ProtocolError && err.code === 'WORKER_NOT_FOUND' && this.registration) {
+          this.leaseOutage.succeeded();
+          if (!(await this.register(this.registration, true))) break;
+          continue;
+        }
         this.leaseOutage.failed(coerceError(err).message);
         await new Promise((resolve) => setTimeout(resolve, 2000));
         continue;
