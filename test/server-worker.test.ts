@@ -509,12 +509,14 @@ describe('plan → confirm → apply across workers', () => {
       new RegExp(`^${first.id}  TRACKED  PLANNING .* \\(stopping: canceled by \\S+\\)\n$`),
     );
     expect(cancel.stderr()).toContain(
-      `berth: worker ${workerId(worker)} stops the job (SIGINT, then SIGKILL after its grace) and reports its end; the stack stays locked until then.`,
+      `berth: worker ${workerId(worker)} stops the run (its job, if started: SIGINT, then SIGKILL after its 30 s grace) and reports its end; the stack stays locked until then.`,
     );
     // While the job stops, the stack's next tracked run waits: never two at once.
     let ended: RunBody;
+    const deadline = Date.now() + 90_000;
     for (;;) {
       ended = (await api<RunBody>('GET', `/runs/${first.id}`)).body;
+      if (Date.now() > deadline) throw new Error(`run ${first.id} is still ${ended.state}`);
       if (['STOPPED', 'FAILED', 'FINISHED', 'CANCELED'].includes(ended.state)) break;
       expect((await api<RunBody>('GET', `/runs/${second.id}`)).body.state).toBe('QUEUED');
       await new Promise((resolve) => setTimeout(resolve, 100));

@@ -486,6 +486,54 @@ describe.each<Kind>(['sqlite', 'postgres'])('the store on %s', (kind) => {
     expect((await store.getRun(running.id))?.stateReason).toBe(
       `canceled by alice; worker w-stop did not say that the job stopped before its lease expired at ${later(10_000).toISOString()}: whether it did is unknown`,
     );
+    // A run asked to stop never goes back to the queue, nor waits for a confirm.
+    const back = await trigger('stop', 'TASK');
+    expect((await store.leaseRun('private-a', 'w-stop', t0, 10_000))?.id).toBe(back.id);
+    await store.requestStop(
+      back.id,
+      { state: 'PREPARING', workerId: 'w-stop' },
+      'canceled by dan',
+      t0,
+    );
+    const requeued = await store.transitionRun(
+      back.id,
+      'READY',
+      {
+        from: ['PREPARING'],
+        patch: { stateReason: 'the worker never got it', forgetWorker: true },
+      },
+      t0,
+    );
+    expect(requeued).toMatchObject({
+      state: 'CANCELED',
+      workerId: 'w-stop',
+      stateReason: 'canceled by dan, before its job started',
+    });
+    await stack('stop-plan');
+    const plan = await trigger('stop-plan', 'TRACKED');
+    expect((await store.leaseRun('private-a', 'w-stop', t0, 10_000))?.id).toBe(plan.id);
+    for (const state of ['INITIALIZING', 'PLANNING'] as const)
+      await store.transitionRun(plan.id, state, { workerId: 'w-stop' }, t0);
+    await store.requestStop(
+      plan.id,
+      { state: 'PLANNING', workerId: 'w-stop' },
+      'canceled by eve',
+      t0,
+    );
+    const waiting = await store.transitionRun(
+      plan.id,
+      'UNCONFIRMED',
+      { workerId: 'w-stop', patch: { releaseWorker: true } },
+      t0,
+    );
+    expect(waiting).toMatchObject({
+      state: 'DISCARDED',
+      stateReason: 'canceled by eve; its plan was done before the worker heard, and is discarded',
+    });
+    expect((await store.runStates(plan.id)).map((r) => r.state).slice(-2)).toEqual([
+      'UNCONFIRMED',
+      'DISCARDED',
+    ]);
     // Ended: not held, so no stop can be asked any more.
     expect(await store.requestStop(running.id, { ...held, state: 'STOPPED' }, 'r', t0)).toBeNull();
   });

@@ -413,7 +413,7 @@ export async function followRun(
             last = run;
             waiting.state(run);
             // A stop asked of the worker is news too (the state stays until the job ends).
-            const nowStopping = run.stopRequested !== null;
+            const nowStopping = Boolean(run.stopRequested);
             if (run.state === state && nowStopping === stopping) return;
             state = run.state;
             stopping = nowStopping;
@@ -975,7 +975,7 @@ function registerRuns(program: Command, { client, io, act, setExit }: Remote): v
           print(io, o.json, run, () => runLine(run));
           if (run.stopRequested && !isTerminal(run.state) && !o.json) {
             io.stderr.write(
-              `berth: worker ${run.worker ?? '?'} stops the job (SIGINT, then SIGKILL after its grace) and reports its end; the stack stays locked until then. \`berth runs logs ${run.id} -f\` follows it to the end.\n`,
+              `berth: worker ${run.worker ?? '?'} stops the run (its job, if started: SIGINT, then SIGKILL after its 30 s grace) and reports its end; the stack stays locked until then. \`berth runs logs ${run.id} -f\` follows it to the end. If the worker never does, \`berth runs cancel ${run.id}\` again once the lease time and the grace have passed ends the run on the server.\n`,
             );
           }
         }),

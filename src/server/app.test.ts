@@ -1487,7 +1487,9 @@ describe('plan → confirm → apply across workers', () => {
       [runId, planner, 'STOPPED'],
       [proposed.body.id as string, applier, 'CANCELED'],
     ] as const) {
-      expect((await call('POST', `/api/v1/runs/${id}/cancel`)).body.stopRequested).not.toBeNull();
+      expect((await call('POST', `/api/v1/runs/${id}/cancel`)).body.stopRequested).toMatchObject({
+        reason: expect.stringMatching(/^canceled by /) as unknown,
+      });
       expect((await report(id, worker, { state: end })).body.state).toBe(end);
     }
   });
@@ -1531,6 +1533,50 @@ describe('plan → confirm → apply across workers', () => {
     expect(await call('POST', `/api/v1/runs/${nextId}/cancel`)).toMatchObject({
       body: { state: 'CANCELED' },
     });
+  });
+
+  it('records a stop as the state machine tells CANCELED from STOPPED, and a second cancel after the lease and grace ends a run its worker never stopped', async () => {
+    // Reported STOPPED (the worker's container had started) before any job state: CANCELED.
+    const early = await call('POST', '/api/v1/stacks/plan-stack/runs', { type: 'proposed' });
+    const earlyId = early.body.id as string;
+    await call('POST', '/api/v1/worker/lease', { workerId: planner }, tokenA);
+    await call('POST', `/api/v1/runs/${earlyId}/cancel`);
+    const reported = await report(earlyId, planner, {
+      state: 'STOPPED',
+      reason: 'stopped: canceled, ended by SIGINT',
+    });
+    expect(reported.body).toMatchObject({
+      state: 'CANCELED',
+      stateReason: expect.stringMatching(
+        new RegExp(`^canceled by \\S+; worker ${planner}: stopped: canceled, ended by SIGINT$`),
+      ) as unknown,
+    });
+    // Its answer lost, the same report again is taken as done.
+    expect((await report(earlyId, planner, { state: 'STOPPED', reason: 'again' })).body.state).toBe(
+      'CANCELED',
+    );
+    // A worker that heartbeats but never stops the run (stuck before its job).
+    const stuck = await call('POST', '/api/v1/stacks/plan-stack/runs', { type: 'proposed' });
+    const stuckId = stuck.body.id as string;
+    await call('POST', '/api/v1/worker/lease', { workerId: applier }, tokenA);
+    const asked = await call('POST', `/api/v1/runs/${stuckId}/cancel`);
+    expect(asked.body).toMatchObject({ state: 'PREPARING' });
+    clock = new Date(clock.getTime() + 60_000);
+    expect((await call('POST', `/api/v1/runs/${stuckId}/cancel`)).body).toMatchObject({
+      state: 'PREPARING',
+      stopRequested: asked.body.stopRequested,
+    });
+    clock = new Date(clock.getTime() + 31_000);
+    const forced = await call('POST', `/api/v1/runs/${stuckId}/cancel`);
+    expect(forced.body).toMatchObject({
+      state: 'CANCELED',
+      stateReason: expect.stringMatching(
+        new RegExp(
+          `^canceled by \\S+, and again by \\S+ 91 s later: worker ${applier} never said that the job stopped, and whether it did is unknown$`,
+        ),
+      ) as unknown,
+    });
+    expect((await store.getRun(stuckId))?.leaseExpiresAt).toBeNull();
   });
 
   it('discards a plan that its worker reports just after the cancel, and deletes its workspace', async () => {

@@ -604,73 +604,140 @@ export class KyselyStore implements Store {
     at: Date,
   ): Promise<Run> {
     return this.db.transaction().execute(async (trx) => {
-      const current = await trx
-        .selectFrom('runs')
-        .selectAll()
-        .where('id', '=', id)
-        .executeTakeFirst();
-      if (!current) throw new StoreConflict('NOT_FOUND', `run ${id} does not exist`);
-      await this.lockStack(trx, current.stack_id);
-      const run = toRun(current);
-      if (options.from && !options.from.includes(run.state)) {
-        throw new StoreConflict(
-          'RUN_TRANSITION_INVALID',
-          `run ${id} is ${run.state}, not ${options.from.join(' or ')}; it cannot become ${to} from there`,
-        );
+      // A stop asked meanwhile (requestStop does not wait for the stack's lock) fails the
+      // compare-and-set below without changing what it compares otherwise: read again, decide
+      // again with the stop in view. Anything else that changed is the caller's conflict.
+      for (let attempt = 0; ; attempt += 1) {
+        const moved = await this.transitionIn(trx, id, to, options, at);
+        if (moved !== 'stop-asked-meanwhile') return moved;
+        if (attempt >= 2) {
+          throw new StoreConflict(
+            'RUN_CHANGED',
+            `run ${id} changed while it was being updated; try again`,
+          );
+        }
       }
-      if (options.workerId !== undefined && run.workerId !== options.workerId) {
-        throw new StoreConflict(
-          'RUN_CHANGED',
-          `run ${id} is not held by worker ${options.workerId} (its lease ended or it went to another worker)`,
-        );
-      }
-      const check = checkTransition(run.kind, run.state, to);
-      if (!check.ok)
-        throw new StoreConflict('RUN_TRANSITION_INVALID', `run ${id}: ${check.refusal.message}`);
-      const patch = options.patch ?? {};
-      const set: Partial<RunsTable> = { state: to, updated_at: iso(at) };
-      if (patch.stateReason !== undefined) set.state_reason = patch.stateReason;
-      if (patch.started !== undefined) set.started = flag(patch.started);
-      if (patch.imageReference !== undefined) set.image_reference = patch.imageReference;
-      if (patch.imageDigest !== undefined) set.image_digest = patch.imageDigest;
-      if (patch.imageSource !== undefined) set.image_source = patch.imageSource;
-      if (patch.imageChoice !== undefined) set.image_choice = patch.imageChoice;
-      if (patch.imageId !== undefined) set.image_id = patch.imageId;
-      if (patch.workspaceSeal !== undefined) set.workspace_seal = patch.workspaceSeal;
-      if (patch.commitSha !== undefined) set.commit_sha = patch.commitSha;
-      if (patch.plan !== undefined)
-        set.plan = patch.plan === null ? null : JSON.stringify(patch.plan);
-      // The lease ends; the worker stays recorded as the one that ran the run (unless it goes
-      // back to the queue, when no worker ran any of it).
-      if (patch.releaseWorker) set.lease_expires_at = null;
-      if (patch.forgetWorker) {
-        set.worker_id = null;
-        set.lease_expires_at = null;
-      }
-      // Compare-and-set: the state and the worker read above must still be so now (a run that
-      // went back to the queue and to another worker meanwhile is not this report's), and for
-      // the lease sweep, the lease must still be out (a heartbeat may have renewed it).
-      let update = trx
-        .updateTable('runs')
-        .set((eb) => ({ ...set, state_seq: eb('state_seq', '+', 1) }))
-        .where('id', '=', id)
-        .where('state', '=', run.state)
-        .where('worker_id', run.workerId === null ? 'is' : '=', run.workerId);
-      if (options.leaseExpiredBefore)
-        update = update.where('lease_expires_at', '<', iso(options.leaseExpiredBefore));
-      const result = await update.returning('state_seq').executeTakeFirst();
-      if (!result) {
-        throw new StoreConflict(
-          'RUN_CHANGED',
-          `run ${id} changed while it was being updated; try again`,
-        );
-      }
-      await this.recordState(trx, id, result.state_seq, to, at);
-      if (holdsStackLock(run.kind, run.state) && !holdsStackLock(run.kind, to)) {
-        await this.promoteWaiting(trx, run.stackId, at);
-      }
-      return toRun({ ...current, ...set, state_seq: result.state_seq });
     });
+  }
+
+  /** One try of transitionRun, in its transaction (see there). */
+  private async transitionIn(
+    trx: Db,
+    id: string,
+    asked: RunStateName,
+    options: {
+      from?: readonly RunStateName[];
+      patch?: RunPatch;
+      workerId?: string;
+      leaseExpiredBefore?: Date;
+    },
+    at: Date,
+  ): Promise<Run | 'stop-asked-meanwhile'> {
+    const current = await trx
+      .selectFrom('runs')
+      .selectAll()
+      .where('id', '=', id)
+      .executeTakeFirst();
+    if (!current) throw new StoreConflict('NOT_FOUND', `run ${id} does not exist`);
+    await this.lockStack(trx, current.stack_id);
+    const run = toRun(current);
+    if (options.from && !options.from.includes(run.state)) {
+      throw new StoreConflict(
+        'RUN_TRANSITION_INVALID',
+        `run ${id} is ${run.state}, not ${options.from.join(' or ')}; it cannot become ${asked} from there`,
+      );
+    }
+    if (options.workerId !== undefined && run.workerId !== options.workerId) {
+      throw new StoreConflict(
+        'RUN_CHANGED',
+        `run ${id} is not held by worker ${options.workerId} (its lease ended or it went to another worker)`,
+      );
+    }
+    let to = asked;
+    let patch = options.patch ?? {};
+    // A run asked to stop that leaves its worker's hands without ending (back to the queue: its
+    // worker vanished, or never got it) ends instead, as the cancel meant: never run again.
+    if (run.stopRequest && (to === 'READY' || to === 'CONFIRMED')) {
+      to = 'CANCELED';
+      patch = {
+        stateReason: `${run.stopRequest.reason}, before its job started`,
+        releaseWorker: true,
+      };
+    }
+    const check = checkTransition(run.kind, run.state, to);
+    if (!check.ok)
+      throw new StoreConflict('RUN_TRANSITION_INVALID', `run ${id}: ${check.refusal.message}`);
+    const set: Partial<RunsTable> = { state: to, updated_at: iso(at) };
+    if (patch.stateReason !== undefined) set.state_reason = patch.stateReason;
+    if (patch.started !== undefined) set.started = flag(patch.started);
+    if (patch.imageReference !== undefined) set.image_reference = patch.imageReference;
+    if (patch.imageDigest !== undefined) set.image_digest = patch.imageDigest;
+    if (patch.imageSource !== undefined) set.image_source = patch.imageSource;
+    if (patch.imageChoice !== undefined) set.image_choice = patch.imageChoice;
+    if (patch.imageId !== undefined) set.image_id = patch.imageId;
+    if (patch.workspaceSeal !== undefined) set.workspace_seal = patch.workspaceSeal;
+    if (patch.commitSha !== undefined) set.commit_sha = patch.commitSha;
+    if (patch.plan !== undefined)
+      set.plan = patch.plan === null ? null : JSON.stringify(patch.plan);
+    // The lease ends; the worker stays recorded as the one that ran the run (unless it goes
+    // back to the queue, when no worker ran any of it).
+    if (patch.releaseWorker) set.lease_expires_at = null;
+    if (patch.forgetWorker) {
+      set.worker_id = null;
+      set.lease_expires_at = null;
+    }
+    // Compare-and-set: the state, the worker and the stop request read above must still be so
+    // now (a run that went back to the queue and to another worker meanwhile is not this
+    // report's), and for the lease sweep, the lease must still be out (a heartbeat may have
+    // renewed it).
+    let update = trx
+      .updateTable('runs')
+      .set((eb) => ({ ...set, state_seq: eb('state_seq', '+', 1) }))
+      .where('id', '=', id)
+      .where('state', '=', run.state)
+      .where('worker_id', run.workerId === null ? 'is' : '=', run.workerId)
+      .where('stop_reason', current.stop_reason === null ? 'is' : '=', current.stop_reason);
+    if (options.leaseExpiredBefore)
+      update = update.where('lease_expires_at', '<', iso(options.leaseExpiredBefore));
+    const row = await update.returningAll().executeTakeFirst();
+    if (!row) {
+      const now = await trx.selectFrom('runs').selectAll().where('id', '=', id).executeTakeFirst();
+      if (
+        now &&
+        current.stop_reason === null &&
+        now.stop_reason !== null &&
+        now.state === current.state &&
+        now.worker_id === current.worker_id
+      )
+        return 'stop-asked-meanwhile';
+      throw new StoreConflict(
+        'RUN_CHANGED',
+        `run ${id} changed while it was being updated; try again`,
+      );
+    }
+    await this.recordState(trx, id, row.state_seq, to, at);
+    if (holdsStackLock(run.kind, run.state) && !holdsStackLock(run.kind, to)) {
+      await this.promoteWaiting(trx, run.stackId, at);
+    }
+    const moved = toRun(row);
+    // A plan its worker finished as the cancel came: the cancel holds, the plan is discarded
+    // rather than left waiting for a confirm (its workspace goes with the end).
+    if (moved.state === 'UNCONFIRMED' && moved.stopRequest) {
+      const discarded = await this.transitionIn(
+        trx,
+        id,
+        'DISCARDED',
+        {
+          from: ['UNCONFIRMED'],
+          patch: {
+            stateReason: `${moved.stopRequest.reason}; its plan was done before the worker heard, and is discarded`,
+          },
+        },
+        at,
+      );
+      if (discarded !== 'stop-asked-meanwhile') return discarded;
+    }
+    return moved;
   }
 
   /**

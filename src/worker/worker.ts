@@ -15,7 +15,7 @@ import path from 'node:path';
 import { BerthError, ERROR_CATALOGUE, coerceError } from '../domain/errors.js';
 import { MaskValues, maskAll } from '../domain/log-masker.js';
 import { stoppingText, type RunEvent } from '../domain/run-events.js';
-import { isTerminal, type RunStateName } from '../domain/run-state.js';
+import type { RunStateName } from '../domain/run-state.js';
 import type { RunType } from '../domain/workflow.js';
 import type { Executor, ResolvedImage } from '../executor/executor.js';
 import { readJobFile } from '../launcher/job-files.js';
@@ -747,7 +747,7 @@ export class Worker {
           this.givingUp.signal,
         );
         // Canceled on the server: stopped now rather than at the next heartbeat.
-        if (answer.stopRequested && !isTerminal(report.state)) stopSlot(slot);
+        if (answer.stopRequested && !slot.ended) stopSlot(slot);
         return;
       } catch (err) {
         const status = (err as { status?: number }).status ?? 0;

@@ -54,8 +54,9 @@ export function runView(run: Run, states?: { state: Run['state']; at: string }[]
  * Cancel of a run a worker holds: its job may be running, so the run is not ended here (the next
  * tracked run of the stack would start beside a job still stopping). The stop is asked instead;
  * the worker hears it at its next heartbeat, stops the job (SIGINT, then SIGKILL after the grace)
- * and reports the end, and the run keeps its lease and its stack's lock until then. `asked`
- * false: the run is not held (any more) and is cancelled the ordinary way, as now read.
+ * and reports the end, and the run keeps its lease and its stack's lock until then. Asked again
+ * (an answer as before), or again after forceCancelAfterMs: `asked` false, as for a run not held
+ * (any more): it is cancelled the ordinary way, as now read.
  */
 async function askWorkerToStop(
   ctx: ServerContext,
@@ -67,7 +68,10 @@ async function askWorkerToStop(
   for (let attempt = 0; attempt < 5; attempt += 1) {
     if (!heldByWorker(run.state) || run.workerId === null || run.leaseExpiresAt === null)
       return { asked: false, run };
-    if (run.stopRequest) return { asked: true, run };
+    if (run.stopRequest) {
+      const asked = Date.parse(run.stopRequest.at);
+      return { asked: ctx.now().getTime() - asked < forceCancelAfterMs(ctx.leaseMs), run };
+    }
     const asked = await ctx.store.requestStop(
       run.id,
       { state: run.state, workerId: run.workerId },
@@ -78,6 +82,14 @@ async function askWorkerToStop(
     run = await existingRun(ctx, run.id);
   }
   throw new ApiError(409, 'RUN_CHANGED', `run ${run.id} kept changing; cancel it again`);
+}
+
+/**
+ * A cancel again this long after the stop was asked ends the run on the server: the job's grace
+ * (30 s) and a lease time (a heartbeat's way to the worker and the report's back) have passed.
+ */
+export function forceCancelAfterMs(leaseMs: number): number {
+  return leaseMs + 30_000;
 }
 
 async function existingRun(ctx: ServerContext, id: string): Promise<Run> {
@@ -201,10 +213,16 @@ export function registerRunRoutes(server: FastifyInstance, ctx: ServerContext): 
       async (request) => {
         const caller = requirePerson(request);
         let run = await existingRun(ctx, request.params.id);
+        let reason = `${path === 'cancel' ? 'canceled' : path === 'confirm' ? 'confirmed' : 'discarded'} by ${caller.id}`;
         if (path === 'cancel') {
-          const stopping = await askWorkerToStop(ctx, run, `canceled by ${caller.id}`);
+          const stopping = await askWorkerToStop(ctx, run, reason);
           if (stopping.asked) return runView(stopping.run);
           run = stopping.run;
+          // Asked long ago and never confirmed (a worker stuck before its job, or out of reach
+          // while its heartbeats still come): a second cancel ends the run here.
+          if (run.stopRequest && !isTerminal(run.state)) {
+            reason = `${run.stopRequest.reason}, and again by ${caller.id} ${Math.round((ctx.now().getTime() - Date.parse(run.stopRequest.at)) / 1000)} s later: worker ${run.workerId ?? '?'} never said that the job stopped, and whether it did is unknown`;
+          }
         }
         const to =
           path === 'confirm'
@@ -226,7 +244,7 @@ export function registerRunRoutes(server: FastifyInstance, ctx: ServerContext): 
           {
             from,
             patch: {
-              stateReason: `${path === 'cancel' ? 'canceled' : path === 'confirm' ? 'confirmed' : 'discarded'} by ${caller.id}`,
+              stateReason: reason,
               // The run leaves its worker's hands (an ended run's lease would be looked at by
               // every lease sweep again, for nothing).
               ...(to === 'CONFIRMED' || isTerminal(to) ? { releaseWorker: true } : {}),

@@ -5,7 +5,12 @@
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { PassThrough, type Readable } from 'node:stream';
-import { heldByWorker, isTerminal, type RunStateName } from '../../domain/run-state.js';
+import {
+  cancelTarget,
+  heldByWorker,
+  isTerminal,
+  type RunStateName,
+} from '../../domain/run-state.js';
 import {
   Assignment,
   ErrorBody,
@@ -226,7 +231,13 @@ export function registerWorkerRoutes(server: FastifyInstance, ctx: ServerContext
         throw new ApiError(409, 'RUN_TRANSITION_INVALID', `a worker does not report ${body.state}`);
       }
       // The same report again (its answer was lost on the way): done already, and said so.
-      if (run.workerId === body.workerId && run.state === body.state) return runView(run);
+      // (A stop is recorded as CANCELED or STOPPED whichever the worker said: see below.)
+      const stops = ['STOPPED', 'CANCELED'];
+      if (
+        run.workerId === body.workerId &&
+        (run.state === body.state || (stops.includes(run.state) && stops.includes(body.state)))
+      )
+        return runView(run);
       if (run.workerId !== body.workerId || run.leaseExpiresAt === null) {
         throw new ApiError(
           409,
@@ -245,14 +256,21 @@ export function registerWorkerRoutes(server: FastifyInstance, ctx: ServerContext
       let workspaceSeal: string | undefined;
       if (body.state === 'UNCONFIRMED') workspaceSeal = await keptWorkspace(ctx, run, body);
       const ends = isTerminal(body.state) || body.state === 'UNCONFIRMED';
-      // A run asked to stop that ends stopped: the person's cancel first, then what the worker did.
+      // Stopped or canceled as the state machine tells them apart: CANCELED before the job's
+      // first reported state, STOPPED after (the worker's view can differ: a container that had
+      // started, or an after_run hook that ran, before any job state was reported).
+      const state =
+        body.state === 'STOPPED' || body.state === 'CANCELED'
+          ? (cancelTarget(run.state) ?? body.state)
+          : body.state;
+      // A run asked to stop: the person's cancel first, then what the worker says of the end.
       const reason =
-        run.stopRequest && (body.state === 'STOPPED' || body.state === 'CANCELED')
-          ? `${run.stopRequest.reason}; worker ${body.workerId}: ${body.reason ?? 'the job was stopped'}`
+        run.stopRequest && isTerminal(state)
+          ? `${run.stopRequest.reason}; worker ${body.workerId}: ${body.reason ?? `the job ended ${state}`}`
           : body.reason;
       const changed = await ctx.store.transitionRun(
         run.id,
-        body.state,
+        state,
         {
           workerId: body.workerId,
           patch: {
@@ -277,14 +295,11 @@ export function registerWorkerRoutes(server: FastifyInstance, ctx: ServerContext
         },
         ctx.now(),
       );
-      const settled =
-        changed.state === 'UNCONFIRMED' && run.stopRequest
-          ? await discardStopped(ctx, changed, run.stopRequest.reason)
-          : changed;
-      await forgetWorkspaceIfEnded(ctx, settled);
+      // A plan reported after a cancel is discarded by the same change (the store's rule).
+      await forgetWorkspaceIfEnded(ctx, changed);
       // Its followers hear of the change through the store's run feed (observeRuns).
       ctx.signals.notify(poolId);
-      return runView(settled);
+      return runView(changed);
     },
   );
 
@@ -397,41 +412,19 @@ const WORKER_STATES_REPORTED: readonly RunStateName[] = [
 ];
 
 /**
- * A plan finished just as its run was canceled (the worker reported it before it heard of the
- * stop): the cancel still holds, so the plan is discarded rather than left for a confirm.
+ * A leased run whose worker never got it goes back to the queue, no worker recorded (or, canceled
+ * meanwhile, ends CANCELED: the store's rule for a run asked to stop).
  */
-async function discardStopped(ctx: ServerContext, run: Run, why: string): Promise<Run> {
-  return ctx.store.transitionRun(
-    run.id,
-    'DISCARDED',
-    {
-      from: ['UNCONFIRMED'],
-      patch: { stateReason: `${why}; its plan was done before the worker heard, and is discarded` },
-    },
-    ctx.now(),
-  );
-}
-
-/**
- * A leased run whose worker never got it goes back to the queue, no worker recorded; or, if it
- * was canceled meanwhile, ends CANCELED (nothing of it ran).
- */
-async function requeue(ctx: ServerContext, leased: Run, reason: string): Promise<void> {
-  const run = (await ctx.store.getRun(leased.id).catch(() => null)) ?? leased;
-  const to = run.stopRequest ? 'CANCELED' : run.state === 'PREPARING_APPLY' ? 'CONFIRMED' : 'READY';
-  await ctx.store
+async function requeue(ctx: ServerContext, run: Run, reason: string): Promise<void> {
+  const moved = await ctx.store
     .transitionRun(
       run.id,
-      to,
-      {
-        from: [run.state],
-        patch: run.stopRequest
-          ? { stateReason: `${run.stopRequest.reason} before a worker got it`, releaseWorker: true }
-          : { stateReason: reason, forgetWorker: true },
-      },
+      run.state === 'PREPARING_APPLY' ? 'CONFIRMED' : 'READY',
+      { from: [run.state], patch: { stateReason: reason, forgetWorker: true } },
       ctx.now(),
     )
-    .catch(() => undefined);
+    .catch(() => null);
+  if (moved) await forgetWorkspaceIfEnded(ctx, moved);
 }
 
 async function assignment(ctx: ServerContext, run: Run) {

@@ -131,7 +131,7 @@ export const runPage: Page = async (main, params) => {
     run = next;
     const ended = isTerminal(run.state);
     // Canceled while its job runs: the worker is stopping it, the state changes when it has.
-    const stopping = !ended && run.stopRequested !== null;
+    const stopping = !ended && Boolean(run.stopRequested);
     replace(
       status,
       stateBadge(run.state),
@@ -141,7 +141,7 @@ export const runPage: Page = async (main, params) => {
         ? h(
             'p',
             { class: 'reason' },
-            `Stopping (${run.stopRequested?.reason ?? 'canceled'}): worker ${run.worker ?? ''} stops the job (SIGINT, then SIGKILL after its grace) and reports its end; the stack stays locked until then.`,
+            `Stopping (${run.stopRequested?.reason ?? 'canceled'}): worker ${run.worker ?? ''} stops the run (its job, if started: SIGINT, then SIGKILL after its 30 s grace) and reports its end; the stack stays locked until then.`,
           )
         : run.stateReason
           ? h('p', { class: run.state === 'FAILED' ? 'reason bad' : 'reason' }, run.stateReason)

@@ -1,5 +1,6 @@
 /** A table of runs (the stack page's), newest first. */
 import type { Run } from '../../api/client.js';
+import { isTerminal } from '../../domain/run-state.js';
 import { link, stateBadge } from '../app.js';
 import { h, timeAgo } from '../dom.js';
 
@@ -36,7 +37,15 @@ export function runsTable(runs: Run[], caption: string): HTMLElement {
               link(`/ui/runs/${run.id}`, h('span', { class: 'mono' }, run.id)),
             ),
             h('td', {}, run.type),
-            h('td', {}, stateBadge(run.state)),
+            h(
+              'td',
+              {},
+              stateBadge(run.state),
+              // Canceled while held: its worker is stopping it (run.ts says more).
+              run.stopRequested && !isTerminal(run.state)
+                ? h('span', { class: 'quiet' }, ' stopping')
+                : null,
+            ),
             h('td', { class: 'mono' }, run.commit ? run.commit.slice(0, 12) : '—'),
             h('td', {}, timeAgo(run.createdAt), ` by ${run.triggeredBy}`),
           ),
