@@ -26,7 +26,7 @@ import {
   type NewRun,
   type Pool,
   type Run,
-  type RunPatch,
+  type TransitionOptions,
   type SealedValue,
   type Stack,
   type StackPatch,
@@ -594,13 +594,7 @@ export class KyselyStore implements Store {
   async transitionRun(
     id: string,
     to: RunStateName,
-    options: {
-      from?: readonly RunStateName[];
-      patch?: RunPatch;
-      workerId?: string;
-      /** Only when the run's lease ran out before this moment (the lease sweep). */
-      leaseExpiredBefore?: Date;
-    },
+    options: TransitionOptions,
     at: Date,
   ): Promise<Run> {
     return this.db.transaction().execute(async (trx) => {
@@ -625,12 +619,7 @@ export class KyselyStore implements Store {
     trx: Db,
     id: string,
     asked: RunStateName,
-    options: {
-      from?: readonly RunStateName[];
-      patch?: RunPatch;
-      workerId?: string;
-      leaseExpiredBefore?: Date;
-    },
+    options: TransitionOptions,
     at: Date,
   ): Promise<Run | 'stop-asked-meanwhile'> {
     const current = await trx

@@ -136,6 +136,17 @@ export interface NewRun {
   autoDeploy: boolean;
 }
 
+/** The conditions of a state change (transitionRun) and what it records besides the state. */
+export interface TransitionOptions {
+  /** Only from one of these states. */
+  from?: readonly RunStateName[];
+  patch?: RunPatch;
+  /** Only while this worker holds the run. */
+  workerId?: string;
+  /** Only when the run's lease ran out before this moment (the lease sweep). */
+  leaseExpiredBefore?: Date;
+}
+
 /** What a state change may record besides the state. */
 export interface RunPatch {
   stateReason?: string | null;
@@ -246,17 +257,7 @@ export interface Store {
    * Moves a run to `to` if the state machine allows it from its current state (and, with
    * `from`, only from one of those). Ending a run that held its stack's lock passes the lock on.
    */
-  transitionRun(
-    id: string,
-    to: RunStateName,
-    options: {
-      from?: readonly RunStateName[];
-      patch?: RunPatch;
-      workerId?: string;
-      leaseExpiredBefore?: Date;
-    },
-    at: Date,
-  ): Promise<Run>;
+  transitionRun(id: string, to: RunStateName, options: TransitionOptions, at: Date): Promise<Run>;
   /** The oldest dispatchable run of the pool (READY, or CONFIRMED for its apply), now the worker's. */
   leaseRun(poolId: string, workerId: string, at: Date, leaseMs: number): Promise<Run | null>;
   /**
