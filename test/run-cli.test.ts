@@ -4,7 +4,7 @@
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import net from 'node:net';
-import { readFileSync, readdirSync, statSync } from 'node:fs';
+import { mkdirSync, readFileSync, readdirSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { EngineClient } from '../src/executor/docker/engine-client.js';
@@ -77,6 +77,30 @@ describe('berth run: jobs and their containers', () => {
       { name: 'task', exitCode: 0, durationMs: expect.any(Number) as number },
     ]);
     expect(end.durations.preparingMs).toBeGreaterThan(0);
+  });
+
+  it('keeps the stored logs of the newest BERTH_KEEP_RUNS runs, this one included, and refuses a count that is none', async () => {
+    const own = testStateDir();
+    const old = path.join(own, 'runs', '20250101t000000z-0123abcd');
+    mkdirSync(old, { recursive: true });
+    writeFileSync(path.join(old, 'output.log'), 'an old run\n');
+    const longAgo = new Date('2025-01-01T00:00:00Z');
+    utimesSync(path.join(old, 'output.log'), longAgo, longAgo);
+    utimesSync(old, longAgo, longAgo);
+    const result = await runBerth(localRun('--json', '--', 'echo kept'), {
+      BERTH_STATE_DIR: own,
+      BERTH_KEEP_RUNS: '1',
+    });
+    expect(result.code).toBe(0);
+    expect(readdirSync(path.join(own, 'runs'))).toEqual([finished(result).runId]);
+    const refused = await runBerth(localRun('--', 'true'), {
+      BERTH_STATE_DIR: own,
+      BERTH_KEEP_RUNS: '0',
+    });
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toContain(
+      'BERTH_KEEP_RUNS="0" is not a number of runs (1 or more) nor `all` [BERTH_USAGE]',
+    );
   });
 
   it('gives two jobs different containers, and what one writes the other cannot see', async () => {

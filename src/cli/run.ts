@@ -16,6 +16,7 @@ import { newRunId, startRun } from '../launcher/run-job.js';
 import { maskError } from '../launcher/output-masking.js';
 import { MaskValues, maskAll } from '../domain/log-masker.js';
 import { planRun } from '../launcher/plan-run.js';
+import { keepRunsFrom, pruneRunDirectories } from '../launcher/run-history.js';
 import { RUN_TYPES, type PlanSummary, type RunType } from '../domain/workflow.js';
 import { APPLY_QUESTION, appliesPlan } from './apply-question.js';
 import { humanView, jsonRenderer, type Output } from './render.js';
@@ -292,6 +293,7 @@ async function runCommand(
     env,
   );
   const settings = readSettings(env);
+  const keepRuns = keepRunsFrom(env);
   const dockerConfig =
     options.pool === 'private' ? dockerConfigDirFrom(env, raw.dockerConfigDir) : null;
   const sourceDir = path.resolve(dir);
@@ -304,6 +306,8 @@ async function runCommand(
   }
   const command = type === 'task' ? await resolveTask(sourceDir, words, dir) : '';
   const runId = newRunId();
+  // Older runs' directories beyond BERTH_KEEP_RUNS go while this one starts (never throws).
+  const pruning = pruneRunDirectories(settings.stateDir, keepRuns, new Date());
   const engine = EngineClient.fromEnv(env);
   // The engine check and the sweep of leftovers overlap with reading the configuration; a
   // configuration error is still the one reported when both fail.
@@ -377,6 +381,12 @@ async function runCommand(
         );
       }
       const summary = await running.result;
+      const { failed } = await pruning;
+      if (failed.length > 0) {
+        io.stderr.write(
+          `berth: warning: could not remove ${failed.length} old run director${failed.length === 1 ? 'y' : 'ies'} (BERTH_KEEP_RUNS), e.g. ${failed[0]?.dir} (${failed[0]?.why}); remove them yourself or fix their permissions\n`,
+        );
+      }
       return summary.exitCode;
     } finally {
       process.off('SIGINT', onSignal);
