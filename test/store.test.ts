@@ -484,7 +484,7 @@ describe.each<Kind>(['sqlite', 'postgres'])('the store on %s', (kind) => {
       ].sort(),
     );
     expect((await store.getRun(running.id))?.stateReason).toBe(
-      `canceled by alice; worker w-stop did not say that the job stopped before its lease expired at ${later(10_000).toISOString()}: whether it did is unknown`,
+      `canceled by alice; worker w-stop did not say that the run stopped before its lease expired at ${later(10_000).toISOString()}: whether its job ran on is unknown`,
     );
     // A run asked to stop never goes back to the queue, nor waits for a confirm.
     const back = await trigger('stop', 'TASK');
@@ -558,6 +558,9 @@ describe.each<Kind>(['sqlite', 'postgres'])('the store on %s', (kind) => {
     await worker('w-old', dayBefore);
     await worker('w-holding', dayBefore);
     await worker('w-recent', after(50_000));
+    // Drained: kept, or its drain would be lost when it comes back.
+    await worker('w-drained', dayBefore);
+    expect(await store.setWorkerDrained('w-drained', true)).toBe(true);
     const ran = await trigger('forget', 'TASK');
     expect((await store.leaseRun('private-a', 'w-old', t0, 10_000))?.id).toBe(ran.id);
     await store.transitionRun(ran.id, 'FAILED', { patch: { releaseWorker: true } }, t0);
@@ -568,6 +571,7 @@ describe.each<Kind>(['sqlite', 'postgres'])('the store on %s', (kind) => {
     const left = (await store.listWorkers('private-a')).map((w) => w.id);
     expect(left).toContain('w-holding');
     expect(left).toContain('w-recent');
+    expect(left).toContain('w-drained');
     expect(left).not.toContain('w-old');
     expect((await store.getRun(ran.id))?.workerId).toBe('w-old');
     // Registering again brings it back.

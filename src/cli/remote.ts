@@ -975,7 +975,7 @@ function registerRuns(program: Command, { client, io, act, setExit }: Remote): v
           print(io, o.json, run, () => runLine(run));
           if (run.stopRequested && !isTerminal(run.state) && !o.json) {
             io.stderr.write(
-              `berth: worker ${run.worker ?? '?'} stops the run (its job, if started: SIGINT, then SIGKILL after its 30 s grace) and reports its end; the stack stays locked until then. \`berth runs logs ${run.id} -f\` follows it to the end. If the worker never does, \`berth runs cancel ${run.id}\` again once the lease time and the grace have passed ends the run on the server.\n`,
+              `berth: worker ${run.worker ?? '?'} stops the run (its job, if started: SIGINT, then SIGKILL after its 30 s grace) and reports its end; the stack stays locked until then. \`berth runs logs ${run.id} -f\` follows it to the end. ${run.state === 'PREPARING' || run.state === 'PREPARING_APPLY' ? `If the worker stays stuck before the job, \`berth runs cancel ${run.id}\` again once the lease time and the grace have passed ends the run on the server.` : 'If the worker stops answering, the run ends when its lease runs out.'}\n`,
             );
           }
         }),

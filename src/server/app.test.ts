@@ -1572,11 +1572,23 @@ describe('plan → confirm → apply across workers', () => {
       state: 'CANCELED',
       stateReason: expect.stringMatching(
         new RegExp(
-          `^canceled by \\S+, and again by \\S+ 91 s later: worker ${applier} never said that the job stopped, and whether it did is unknown$`,
+          `^canceled by \\S+, and again by \\S+ 91 s later: worker ${applier} had not started its job nor said that it stopped the run$`,
         ),
       ) as unknown,
     });
     expect((await store.getRun(stuckId))?.leaseExpiresAt).toBeNull();
+    // A job that may be running is never ended that way: it would run beside the next one.
+    const running = await call('POST', '/api/v1/stacks/plan-stack/runs', { type: 'proposed' });
+    const runningId = running.body.id as string;
+    await call('POST', '/api/v1/worker/lease', { workerId: applier }, tokenA);
+    await report(runningId, applier, { state: 'INITIALIZING', started: true });
+    await call('POST', `/api/v1/runs/${runningId}/cancel`);
+    clock = new Date(clock.getTime() + 3_600_000);
+    expect((await call('POST', `/api/v1/runs/${runningId}/cancel`)).body).toMatchObject({
+      state: 'INITIALIZING',
+      stopRequested: { reason: expect.stringMatching(/^canceled by /) as unknown },
+    });
+    expect((await report(runningId, applier, { state: 'STOPPED' })).body.state).toBe('STOPPED');
   });
 
   it('discards a plan that its worker reports just after the cancel, and deletes its workspace', async () => {
@@ -1615,7 +1627,7 @@ describe('plan → confirm → apply across workers', () => {
     expect(ended(runningId)).toMatchObject({ state: 'STOPPED', leaseExpiresAt: null });
     expect(ended(runningId)?.stateReason).toMatch(
       new RegExp(
-        `^canceled by \\S+; worker ${applier} did not say that the job stopped before its lease expired at \\S+: whether it did is unknown$`,
+        `^canceled by \\S+; worker ${applier} did not say that the run stopped before its lease expired at \\S+: whether its job ran on is unknown$`,
       ),
     );
     expect((await call('POST', '/api/v1/worker/lease', { workerId: planner }, tokenA)).status).toBe(

@@ -247,8 +247,12 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     // Workers gone for good (an autoscaled machine, a container with a new id each start) leave
     // the list once they have been silent for the forget time; their runs keep their id.
     const forgetMs = options.forgetWorkersAfterMs ?? DEFAULT_FORGET_WORKERS_AFTER_MS;
+    const upSince = Date.now();
     const workerSweep = setInterval(
       () => {
+        // Not before live workers have had a lease time to reach this server again: a server
+        // that was down longer than the forget time would otherwise forget them all at start.
+        if (Date.now() - upSince < leaseMs) return;
         const silentBefore = new Date(Date.now() - forgetMs);
         void store.forgetWorkers(silentBefore).then(
           (gone) => {

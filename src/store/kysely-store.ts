@@ -7,6 +7,7 @@ import { sql, type Kysely, type Selectable, type Transaction } from 'kysely';
 import {
   TERMINAL_STATES,
   cancelTarget,
+  isTerminal,
   checkTransition,
   holdsStackLock,
   takesStackLock,
@@ -265,6 +266,8 @@ export class KyselyStore implements Store {
     const rows = await this.db
       .deleteFrom('workers')
       .where('last_heartbeat_at', '<', iso(silentBefore))
+      // A drained one stays: its drain must still hold when it comes back.
+      .where('drained', '=', 0)
       // One that still holds a lease stays until the lease sweep has ended its runs.
       .where((eb) =>
         eb.not(
@@ -644,12 +647,21 @@ export class KyselyStore implements Store {
     }
     let to = asked;
     let patch = options.patch ?? {};
-    // A run asked to stop that leaves its worker's hands without ending (back to the queue: its
-    // worker vanished, or never got it) ends instead, as the cancel meant: never run again.
-    if (run.stopRequest && (to === 'READY' || to === 'CONFIRMED')) {
+    // A run asked to stop ends as the cancel meant, never back in the queue: one whose lease
+    // ran out (its worker never confirmed the stop), or that goes back to the queue otherwise
+    // (a worker that never got it).
+    if (run.stopRequest && options.leaseExpiredBefore && isTerminal(to)) {
+      to = cancelTarget(run.state) ?? to;
+      patch = {
+        stateReason: `${run.stopRequest.reason}; worker ${run.workerId} did not say that the run stopped before its lease expired at ${run.leaseExpiresAt}: whether its job ran on is unknown`,
+        releaseWorker: true,
+      };
+    } else if (run.stopRequest && (to === 'READY' || to === 'CONFIRMED')) {
       to = 'CANCELED';
       patch = {
-        stateReason: `${run.stopRequest.reason}, before its job started`,
+        stateReason: options.leaseExpiredBefore
+          ? `${run.stopRequest.reason}; worker ${run.workerId} stopped answering before its job started`
+          : `${run.stopRequest.reason}, before its job started`,
         releaseWorker: true,
       };
     }
@@ -861,21 +873,17 @@ export class KyselyStore implements Store {
     const changed: Run[] = [];
     for (const row of expired) {
       const run = toRun(row);
+      // (A run asked to stop ends as the cancel meant instead: transitionIn decides that, with
+      // the run as it is when it changes.)
       const back: RunStateName | null =
-        run.stopRequest !== null
-          ? null
-          : run.state === 'PREPARING' && !run.started
-            ? 'READY'
-            : run.state === 'PREPARING_APPLY' && !run.started
-              ? 'CONFIRMED'
-              : null;
-      // A run somebody asked to stop ends as the cancel meant it to, never back in the queue.
-      const to: RunStateName = run.stopRequest
-        ? (cancelTarget(run.state) ?? 'FAILED')
-        : (back ?? 'FAILED');
-      const reason = run.stopRequest
-        ? `${run.stopRequest.reason}; worker ${run.workerId} did not say that the job stopped before its lease expired at ${run.leaseExpiresAt}: whether it did is unknown`
-        : back === null
+        run.state === 'PREPARING' && !run.started
+          ? 'READY'
+          : run.state === 'PREPARING_APPLY' && !run.started
+            ? 'CONFIRMED'
+            : null;
+      const to: RunStateName = back ?? 'FAILED';
+      const reason =
+        back === null
           ? `worker ${run.workerId} stopped answering while the run was ${run.state} (its lease expired at ${run.leaseExpiresAt}); what the job did after its last report is unknown`
           : `worker ${run.workerId} stopped answering before any container started; the run went back to the queue`;
       try {

@@ -164,4 +164,49 @@ describe('a drained worker', () => {
     worker.drain();
     await serving;
   });
+
+  it('forgotten by the server while drained (its heartbeat unknown), registers again, a failed try tried again', async () => {
+    const server = drainedServer();
+    const said: string[] = [];
+    let known = true;
+    let registrations = 0;
+    const worker = workerOf(
+      {
+        ...server.protocol,
+        register: (info) => {
+          registrations += 1;
+          // The second registration (the first again) meets a server still coming back.
+          if (registrations === 2) return Promise.reject(new Error('connect ECONNREFUSED'));
+          known = true;
+          return server.protocol.register(info);
+        },
+        heartbeat: (...args) =>
+          known
+            ? server.protocol.heartbeat(...args)
+            : Promise.reject(
+                new ProtocolError(
+                  404,
+                  'WORKER_NOT_FOUND',
+                  'worker W1 is not registered in this pool',
+                ),
+              ),
+      },
+      said,
+    );
+    await worker.start();
+    const serving = worker.serve();
+    known = false;
+    const until = Date.now() + 10_000;
+    while (!said.some((line) => line.includes('registered again')) && Date.now() < until)
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(registrations).toBe(3);
+    expect(said.join('\n')).toContain(
+      'cannot lease from the server: register again: connect ECONNREFUSED',
+    );
+    expect(said).toContain(
+      "worker W1 registered again in pool p (the server had forgotten this worker: it was not heard from for longer than the server's BERTH_WORKER_FORGET_AFTER); drained: it takes no runs until `berth worker undrain W1`",
+    );
+    worker.drain();
+    await serving;
+  }, 15_000);
 });

@@ -113,6 +113,15 @@ export class Worker {
   private heartbeatOutage: OutageNotice;
   /** What this worker registered with (its id as the server gave it), to register again. */
   private registration: Registration | null = null;
+  /**
+   * Registered with the server now: false before the first registration and while the server
+   * has forgotten this worker (silent longer than its BERTH_WORKER_FORGET_AFTER) until it has
+   * registered again. No heartbeat and no goodbye is sent under the id meanwhile: the id may be
+   * another live worker's by then.
+   */
+  private registered = false;
+  /** Registering again, once at a time (the lease and a heartbeat may both find it forgotten). */
+  private reregistering: Promise<void> | null = null;
 
   constructor(private readonly options: WorkerOptions) {
     this.leaseOutage = new OutageNotice(options.say, 'lease from the server', 'every 2 s');
@@ -176,9 +185,14 @@ export class Worker {
     idInUse.succeeded();
     this.workerId = registered.workerId;
     this.registration = { ...registration, id: registered.workerId };
+    this.registered = true;
+    if (again && registered.heartbeatMs !== this.heartbeatMs && this.heartbeatTimer) {
+      clearInterval(this.heartbeatTimer);
+      this.heartbeatTimer = setInterval(() => void this.heartbeat(), registered.heartbeatMs);
+    }
     this.heartbeatMs = registered.heartbeatMs;
     this.leaseMs = registered.leaseMs;
-    this.heartbeatOutage = this.heartbeatNotice();
+    if (!again) this.heartbeatOutage = this.heartbeatNotice();
     this.paused = registered.drained === true;
     this.reportsCommit = registered.reportsCommit === true;
     const registeredText = again
@@ -194,6 +208,7 @@ export class Worker {
 
   /** One heartbeat, kept among those on their way until it is answered. */
   private heartbeat(): Promise<void> {
+    if (!this.registered) return Promise.resolve();
     const beat = this.beat();
     this.beating.add(beat);
     return beat.finally(() => this.beating.delete(beat));
@@ -230,9 +245,9 @@ export class Worker {
       } catch (err) {
         if (this.tokenRejected(err) || this.draining) break;
         // Forgotten by the server (silent too long): the same worker registers again.
-        if (err instanceof ProtocolError && err.code === 'WORKER_NOT_FOUND' && this.registration) {
+        if (forgotten(err)) {
           this.leaseOutage.succeeded();
-          if (!(await this.register(this.registration, true))) break;
+          await this.registerAgain();
           continue;
         }
         this.leaseOutage.failed(coerceError(err).message);
@@ -254,9 +269,46 @@ export class Worker {
     if (this.rejected) throw this.rejected;
   }
 
+  /**
+   * The server has forgotten this worker (a lease or a heartbeat answered WORKER_NOT_FOUND):
+   * registers again under its id, trying again every 2 s while the server cannot be reached; a
+   * refused pool token ends the worker as anywhere else. The leases of runs it still holds are
+   * renewed by the heartbeats that follow (the same id).
+   */
+  private registerAgain(): Promise<void> {
+    const registration = this.registration;
+    if (!registration) return Promise.resolve();
+    this.registered = false;
+    this.reregistering ??= (async () => {
+      // Not once the worker is done (drained with nothing left to run, or told to stop at once).
+      const over = (): boolean =>
+        this.beatsOver ||
+        this.rejected !== null ||
+        this.givingUp.signal.aborted ||
+        (this.draining && this.running.size === 0);
+      while (!over()) {
+        try {
+          if (!(await this.register(registration, true))) return;
+          this.leaseOutage.succeeded();
+          // The runs it holds: their leases renewed now, not a heartbeat period later.
+          if (this.running.size > 0) void this.heartbeat();
+          return;
+        } catch (err) {
+          if (this.tokenRejected(err)) return;
+          this.leaseOutage.failed(`register again: ${coerceError(err).message}`);
+          await new Promise((resolve) => setTimeout(resolve, 2000));
+        }
+      }
+    })().finally(() => {
+      this.reregistering = null;
+    });
+    return this.reregistering;
+  }
+
   /** Tells the server this worker leaves (a clean exit): it shows as OFFLINE at once. */
   async leave(): Promise<void> {
-    if (!this.workerId) return; // Stopped before it registered.
+    // Stopped before it registered, or while registering again (the id may be another's).
+    if (!this.workerId || !this.registered) return;
     try {
       await this.options.protocol.deregister(this.workerId, this.givingUp.signal);
     } catch (err) {
@@ -332,7 +384,7 @@ export class Worker {
       for (const [, slot] of held) slot.renewedAt = Math.max(slot.renewedAt, sentAt);
       for (const id of answer.stop) {
         const slot = this.running.get(id);
-        if (slot) stopSlot(slot);
+        if (slot && !slot.ended) stopSlot(slot);
       }
       // Heartbeats may overlap: an answer older than one already heard says an older drain state.
       if (sent < this.drainHeardFrom) return;
@@ -346,6 +398,11 @@ export class Worker {
       this.paused = answer.drained;
     } catch (err) {
       if (this.tokenRejected(err)) return;
+      if (forgotten(err)) {
+        // A drained worker never leases, and a busy one may not for long: register again now.
+        void this.registerAgain();
+        return;
+      }
       this.heartbeatOutage.failed(coerceError(err).message);
       // While runs are held, the next try comes in a second: their leases are renewed as soon
       // as the server is back (a restart), not up to a heartbeat period later.
@@ -813,6 +870,11 @@ export function leaseStopAfterMs(leaseMs: number): number {
 /** …and killed this long after its last renewal, shortly before the server gives the run up. */
 export function leaseKillAfterMs(leaseMs: number): number {
   return leaseMs - Math.min(5000, Math.floor(leaseMs / 5));
+}
+
+/** The server answered that it does not know this worker (it forgot it: see registerAgain). */
+function forgotten(err: unknown): boolean {
+  return err instanceof ProtocolError && err.code === 'WORKER_NOT_FOUND';
 }
 
 /** Stops a run now, or as soon as its job starts (a cancel during the checkout is kept). */

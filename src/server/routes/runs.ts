@@ -54,9 +54,9 @@ export function runView(run: Run, states?: { state: Run['state']; at: string }[]
  * Cancel of a run a worker holds: its job may be running, so the run is not ended here (the next
  * tracked run of the stack would start beside a job still stopping). The stop is asked instead;
  * the worker hears it at its next heartbeat, stops the job (SIGINT, then SIGKILL after the grace)
- * and reports the end, and the run keeps its lease and its stack's lock until then. Asked again
- * (an answer as before), or again after forceCancelAfterMs: `asked` false, as for a run not held
- * (any more): it is cancelled the ordinary way, as now read.
+ * and reports the end, and the run keeps its lease and its stack's lock until then. Asked again:
+ * the same answer, except for a run stuck before its job past forceCancelAfterMs, which (as a run
+ * not held any more) is cancelled the ordinary way, as now read: `asked` false.
  */
 async function askWorkerToStop(
   ctx: ServerContext,
@@ -69,8 +69,13 @@ async function askWorkerToStop(
     if (!heldByWorker(run.state) || run.workerId === null || run.leaseExpiresAt === null)
       return { asked: false, run };
     if (run.stopRequest) {
-      const asked = Date.parse(run.stopRequest.at);
-      return { asked: ctx.now().getTime() - asked < forceCancelAfterMs(ctx.leaseMs), run };
+      // Asked again: the same answer, unless the run is stuck before its job (a checkout or a
+      // download that hangs on a worker whose heartbeats still come) past the force time. A job
+      // that may be running is never ended here: it would run beside the stack's next run.
+      const stuck =
+        !jobMayRun(run.state) &&
+        ctx.now().getTime() - Date.parse(run.stopRequest.at) >= forceCancelAfterMs(ctx.leaseMs);
+      return { asked: !stuck, run };
     }
     const asked = await ctx.store.requestStop(
       run.id,
@@ -85,11 +90,17 @@ async function askWorkerToStop(
 }
 
 /**
- * A cancel again this long after the stop was asked ends the run on the server: the job's grace
- * (30 s) and a lease time (a heartbeat's way to the worker and the report's back) have passed.
+ * A cancel again this long after the stop was asked ends a run whose job has not started on the
+ * server: the job's grace (30 s) and a lease time (a heartbeat's way to the worker and the
+ * report's back) have passed.
  */
 export function forceCancelAfterMs(leaseMs: number): number {
   return leaseMs + 30_000;
+}
+
+/** Whether a job of the run may be running: it has reported a state of its own. */
+function jobMayRun(state: Run['state']): boolean {
+  return heldByWorker(state) && cancelTarget(state) === 'STOPPED';
 }
 
 async function existingRun(ctx: ServerContext, id: string): Promise<Run> {
@@ -218,10 +229,9 @@ export function registerRunRoutes(server: FastifyInstance, ctx: ServerContext): 
           const stopping = await askWorkerToStop(ctx, run, reason);
           if (stopping.asked) return runView(stopping.run);
           run = stopping.run;
-          // Asked long ago and never confirmed (a worker stuck before its job, or out of reach
-          // while its heartbeats still come): a second cancel ends the run here.
+          // Asked long ago, and the worker is stuck before its job: a second cancel ends it here.
           if (run.stopRequest && !isTerminal(run.state)) {
-            reason = `${run.stopRequest.reason}, and again by ${caller.id} ${Math.round((ctx.now().getTime() - Date.parse(run.stopRequest.at)) / 1000)} s later: worker ${run.workerId ?? '?'} never said that the job stopped, and whether it did is unknown`;
+            reason = `${run.stopRequest.reason}, and again by ${caller.id} ${Math.round((ctx.now().getTime() - Date.parse(run.stopRequest.at)) / 1000)} s later: worker ${run.workerId ?? '?'} had not started its job nor said that it stopped the run`;
           }
         }
         const to =

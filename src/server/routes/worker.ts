@@ -164,7 +164,12 @@ export function registerWorkerRoutes(server: FastifyInstance, ctx: ServerContext
       });
       // The worker was read just now: only a later round (after a wait) reads it again.
       for (let round = 0; ; round += 1) {
-        if (worker.drained || (round > 0 && (await ctx.store.getWorker(worker.id))?.drained)) break;
+        if (worker.drained) break;
+        if (round > 0) {
+          const now = await ctx.store.getWorker(worker.id);
+          // Drained meanwhile, or forgotten (BERTH_WORKER_FORGET_AFTER): nothing for it here.
+          if (!now || now.drained) break;
+        }
         if (gone.signal.aborted || ctx.closing.aborted) break;
         const run = await ctx.store.leaseRun(poolId, worker.id, ctx.now(), ctx.leaseMs);
         if (run) {
@@ -232,10 +237,13 @@ export function registerWorkerRoutes(server: FastifyInstance, ctx: ServerContext
       }
       // The same report again (its answer was lost on the way): done already, and said so.
       // (A stop is recorded as CANCELED or STOPPED whichever the worker said: see below.)
+      // (And a plan reported after a cancel was discarded by that report.)
       const stops = ['STOPPED', 'CANCELED'];
       if (
         run.workerId === body.workerId &&
-        (run.state === body.state || (stops.includes(run.state) && stops.includes(body.state)))
+        (run.state === body.state ||
+          (stops.includes(run.state) && stops.includes(body.state)) ||
+          (run.stopRequest && run.state === 'DISCARDED' && body.state === 'UNCONFIRMED'))
       )
         return runView(run);
       if (run.workerId !== body.workerId || run.leaseExpiresAt === null) {
@@ -256,11 +264,12 @@ export function registerWorkerRoutes(server: FastifyInstance, ctx: ServerContext
       let workspaceSeal: string | undefined;
       if (body.state === 'UNCONFIRMED') workspaceSeal = await keptWorkspace(ctx, run, body);
       const ends = isTerminal(body.state) || body.state === 'UNCONFIRMED';
-      // Stopped or canceled as the state machine tells them apart: CANCELED before the job's
-      // first reported state, STOPPED after (the worker's view can differ: a container that had
-      // started, or an after_run hook that ran, before any job state was reported).
+      // A run canceled while held ends stopped or canceled as the state machine tells them
+      // apart: CANCELED before the job's first reported state, STOPPED after (the worker's view
+      // can differ: a container that had started, or an after_run hook that ran, before any job
+      // state was reported).
       const state =
-        body.state === 'STOPPED' || body.state === 'CANCELED'
+        run.stopRequest && (body.state === 'STOPPED' || body.state === 'CANCELED')
           ? (cancelTarget(run.state) ?? body.state)
           : body.state;
       // A run asked to stop: the person's cancel first, then what the worker says of the end.

@@ -72,9 +72,13 @@ export function registerWorkerAdminRoutes(server: FastifyInstance, ctx: ServerCo
           throw new ApiError(404, 'NOT_FOUND', `worker ${request.params.id} is not registered`);
         }
         const worker = await ctx.store.getWorker(request.params.id);
+        // Forgotten in between (BERTH_WORKER_FORGET_AFTER): as if it had not been there.
+        if (!worker) {
+          throw new ApiError(404, 'NOT_FOUND', `worker ${request.params.id} is not registered`);
+        }
         // A waiting worker hears of it now rather than at its next lease.
-        if (worker) ctx.signals.notify(worker.poolId);
-        return workerView(ctx, worker as Worker);
+        ctx.signals.notify(worker.poolId);
+        return workerView(ctx, worker);
       },
     );
   }
