@@ -263,6 +263,29 @@ describe('stopping a run', () => {
     expect(summary).toMatchObject({ state: 'CANCELED', exitCode: 130, phases: [] });
   });
 
+  it('canceled once its container exists but before the job: CANCELED, as the after_run hooks are told', async () => {
+    const clock = new FakeClock();
+    const job = new FakeJob('honours-sigint');
+    const executor = fakeExecutor(job);
+    const events: RunEvent[] = [];
+    const holder: { run?: ReturnType<typeof startRun> } = {};
+    executor.startJob = () => {
+      executor.started += 1;
+      holder.run?.cancel(); // The cancel comes while the container starts.
+      return Promise.resolve(job);
+    };
+    holder.run = startRun(
+      { ...OPTIONS, afterRun: { name: 'after_run', script: 'echo "$BERTH_RUN_FINAL_STATE"' } },
+      { executor, emit: (e) => events.push(e), clock, runId: 'r1' },
+    );
+    await clock.advance(0);
+    expect(job.calls).toEqual(['runPhase after_run']);
+    job.exit(0);
+    const summary = await holder.run.result;
+    expect(summary).toMatchObject({ state: 'CANCELED', exitCode: 130, phases: [] });
+    expect(summary.afterRun).toMatchObject({ name: 'after_run', exitCode: 0 });
+  });
+
   it('logs timeout: silence for the whole interval stops the run; output re-arms it', async () => {
     const { clock, job, run, stopping } = begin('honours-sigint', { logsTimeoutMs: 5_000 });
     await clock.advance(4_000);

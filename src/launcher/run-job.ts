@@ -636,18 +636,22 @@ class Run {
     const hooks = this.options.afterRun;
     if (!hooks || !this.job || this.stop?.endedBy === 'SIGKILL') return;
     try {
-      const record = await this.runPhase(this.job, {
-        ...(Object.keys(this.options.secretEnv).length
-          ? {
-              env: {
-                ...this.secretEnv(),
-                BERTH_PHASE_ONLY: Object.keys(this.options.secretEnv).join(' '),
-              },
-            }
-          : {}),
-        ...hooks,
-        script: `BERTH_RUN_FINAL_STATE=${state}; export BERTH_RUN_FINAL_STATE\n${hooks.script}`,
-      });
+      const record = await this.runPhase(
+        this.job,
+        {
+          ...(Object.keys(this.options.secretEnv).length
+            ? {
+                env: {
+                  ...this.secretEnv(),
+                  BERTH_PHASE_ONLY: Object.keys(this.options.secretEnv).join(' '),
+                },
+              }
+            : {}),
+          ...hooks,
+          script: `BERTH_RUN_FINAL_STATE=${state}; export BERTH_RUN_FINAL_STATE\n${hooks.script}`,
+        },
+        false,
+      );
       this.afterRunRecord = record;
       if (record.exitCode !== 0)
         this.warn(
@@ -677,7 +681,8 @@ class Run {
     if (this.stop) throw new BerthError('BERTH_USAGE', `run stopped: ${this.stop.reason}`);
   }
 
-  private async runPhase(job: JobHandle, phase: Phase): Promise<PhaseRecord> {
+  /** `isJob` false: the after_run hooks (they do not make the job a started one). */
+  private async runPhase(job: JobHandle, phase: Phase, isJob = true): Promise<PhaseRecord> {
     let started = this.clock.now();
     let announced = false;
     const announce = (): void => {
@@ -712,7 +717,8 @@ class Run {
         () => {
           // The phase's time is its process's: a sole phase's container start is preparing.
           started = this.clock.now();
-          this.firstPhaseAt ??= started;
+          // after_run hooks are not the job: a run stopped before its job ran stays CANCELED.
+          if (isJob) this.firstPhaseAt ??= started;
           announce();
         },
       );
