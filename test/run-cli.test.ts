@@ -87,6 +87,17 @@ describe('berth run: jobs and their containers', () => {
     const longAgo = new Date('2025-01-01T00:00:00Z');
     utimesSync(path.join(old, 'output.log'), longAgo, longAgo);
     utimesSync(old, longAgo, longAgo);
+    // A run refused before it starts (its configuration) removes nothing.
+    const badDir = jobDir();
+    mkdirSync(path.join(badDir, '.berth'));
+    writeFileSync(path.join(badDir, '.berth', 'config.yml'), 'version: [\n');
+    const refusedEarly = await runBerth(
+      ['run', badDir, '--image', busybox, '--pull', 'never', '--', 'true'],
+      { BERTH_STATE_DIR: own, BERTH_KEEP_RUNS: '1' },
+    );
+    expect(refusedEarly.code).toBe(2);
+    expect(refusedEarly.stderr).toContain('BERTH_CONFIG_INVALID');
+    expect(readdirSync(path.join(own, 'runs'))).toEqual([path.basename(old)]);
     const result = await runBerth(localRun('--json', '--', 'echo kept'), {
       BERTH_STATE_DIR: own,
       BERTH_KEEP_RUNS: '1',

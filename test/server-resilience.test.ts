@@ -470,6 +470,9 @@ describe('berth server settings', () => {
     const bad = await runBerth(args, { BERTH_WORKER_FORGET_AFTER: 'a day' });
     expect(bad.code).toBe(2);
     expect(bad.stderr).toContain('BERTH_WORKER_FORGET_AFTER=a day: ');
+    expect(bad.stderr).toContain(
+      'Set BERTH_WORKER_FORGET_AFTER to a duration such as 24h, 168h (a week) or 90m',
+    );
   });
 
   it('refuses a database pool size that is not a number of connections, saying which', async () => {

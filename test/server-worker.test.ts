@@ -477,10 +477,12 @@ describe('plan → confirm → apply across workers', () => {
 
   it('a tracked run canceled mid-plan keeps its stack locked until the worker has stopped the job, grace and all', async () => {
     const token = await createPool('pool-cancel');
-    // The plan takes its time to stop: SIGINT starts a clean-up of two seconds.
+    // The plan takes its time to stop: SIGINT starts a clean-up of 8 s, longer than two of the
+    // worker's heartbeats (a third of the 10 s lease) and within the 30 s grace: the heartbeats
+    // that name the stopping run again must not cut the grace short.
     const workflow = [
       'init: echo init-done',
-      "plan: trap 'echo got-int; sleep 2; echo cleaned-up; exit 130' INT; echo planning; while :; do sleep 0.1; done",
+      "plan: trap 'echo got-int; sleep 8; echo cleaned-up; exit 130' INT; echo planning; while :; do sleep 0.1; done",
       "showPlan: printf '{}'",
       'apply: echo applied',
     ].join('\n');
@@ -509,7 +511,15 @@ describe('plan → confirm → apply across workers', () => {
       new RegExp(`^${first.id}  TRACKED  PLANNING .* \\(stopping: canceled by \\S+\\)\n$`),
     );
     expect(cancel.stderr()).toContain(
-      `berth: worker ${workerId(worker)} stops the run (its job, if started: SIGINT, then SIGKILL after its 30 s grace) and reports its end; the stack stays locked until then.`,
+      `berth: worker ${workerId(worker)} hears of it within a heartbeat, stops the run (its job, if started: SIGINT, then SIGKILL after its 30 s grace) and reports its end; the stack stays locked until then.`,
+    );
+    // Asked again while it stops: said to change nothing.
+    const again = cli(['runs', 'cancel', first.id]);
+    expect((await again.exited).code).toBe(0);
+    expect(again.stderr()).toMatch(
+      new RegExp(
+        `berth: run ${first.id} was already asked to stop at \\S+ \\(canceled by \\S+\\); asking again changes nothing: the worker stops it, or the run ends when its lease runs out`,
+      ),
     );
     // While the job stops, the stack's next tracked run waits: never two at once.
     let ended: RunBody;

@@ -17,7 +17,7 @@ import {
   type ServerProcess,
 } from './harness/berth-server.js';
 import { expectNothingLeftBehind } from './harness/cleanup.js';
-import { spawnBerth, type BerthProcess } from './harness/cli.js';
+import { runBerth, spawnBerth, type BerthProcess } from './harness/cli.js';
 import { testEngine } from './harness/engine.js';
 import { tempDir } from './harness/ownership.js';
 import { freePort } from './harness/registry.js';
@@ -347,5 +347,8 @@ describe('the worker list', () => {
       status: 'OFFLINE',
       drained: true,
     });
+    // The list says it too (a drained worker is never forgotten: why its row stays).
+    const shown = await runBerth(['worker', 'list'], { BERTH_SERVER: url, BERTH_TOKEN: admin });
+    expect(shown.stdout).toMatch(new RegExp(`^${id}  pool-list  OFFLINE \\(drained\\) `, 'm'));
   });
 });

@@ -971,11 +971,18 @@ function registerRuns(program: Command, { client, io, act, setExit }: Remote): v
       .option('--json', 'print the run as one JSON object')
       .action(
         act(async (id: string, o: { json?: boolean }) => {
+          // A cancel of a run already stopping changes nothing (but for one stuck before its
+          // job): said, so that it does not read as a new stop.
+          const before = decision === 'cancel' ? await client().getRun(id) : null;
           const run = await client().decide(id, decision);
           print(io, o.json, run, () => runLine(run));
-          if (run.stopRequested && !isTerminal(run.state) && !o.json) {
+          if (!o.json && before?.stopRequested && !isTerminal(run.state)) {
             io.stderr.write(
-              `berth: worker ${run.worker ?? '?'} stops the run (its job, if started: SIGINT, then SIGKILL after its 30 s grace) and reports its end; the stack stays locked until then. \`berth runs logs ${run.id} -f\` follows it to the end. ${run.state === 'PREPARING' || run.state === 'PREPARING_APPLY' ? `If the worker stays stuck before the job, \`berth runs cancel ${run.id}\` again once the lease time and the grace have passed ends the run on the server.` : 'If the worker stops answering, the run ends when its lease runs out.'}\n`,
+              `berth: run ${run.id} was already asked to stop at ${before.stopRequested.at} (${before.stopRequested.reason}); asking again changes nothing${run.state === 'PREPARING' || run.state === 'PREPARING_APPLY' ? ' until the lease time and the 30 s grace have passed since then' : ': the worker stops it, or the run ends when its lease runs out'}\n`,
+            );
+          } else if (run.stopRequested && !isTerminal(run.state) && !o.json) {
+            io.stderr.write(
+              `berth: worker ${run.worker ?? '?'} hears of it within a heartbeat, stops the run (its job, if started: SIGINT, then SIGKILL after its 30 s grace) and reports its end; the stack stays locked until then. \`berth runs logs ${run.id} -f\` follows it to the end. ${run.state === 'PREPARING' || run.state === 'PREPARING_APPLY' ? `If the worker stays stuck before the job, \`berth runs cancel ${run.id}\` again once the lease time and the grace have passed ends the run on the server.` : 'If the worker stops answering, the run ends when its lease runs out.'}\n`,
             );
           }
         }),
@@ -1088,7 +1095,7 @@ export async function workerAdmin(
           workers
             .map(
               (w) =>
-                `${w.id}  ${w.pool}  ${w.status.padEnd(7)} ${w.host}  last heartbeat ${w.lastHeartbeatAt}${w.runs.length ? `  running ${w.runs.join(', ')}` : ''}`,
+                `${w.id}  ${w.pool}  ${(w.status === 'OFFLINE' && w.drained ? 'OFFLINE (drained)' : w.status).padEnd(7)} ${w.host}  last heartbeat ${w.lastHeartbeatAt}${w.runs.length ? `  running ${w.runs.join(', ')}` : ''}`,
             )
             .join('\n') || 'no workers',
       );

@@ -306,8 +306,6 @@ async function runCommand(
   }
   const command = type === 'task' ? await resolveTask(sourceDir, words, dir) : '';
   const runId = newRunId();
-  // Older runs' directories beyond BERTH_KEEP_RUNS go while this one starts (never throws).
-  const pruning = pruneRunDirectories(settings.stateDir, keepRuns, new Date());
   const engine = EngineClient.fromEnv(env);
   // The engine check and the sweep of leftovers overlap with reading the configuration; a
   // configuration error is still the one reported when both fail.
@@ -347,10 +345,18 @@ async function runCommand(
     const view = raw.json ? { emit: jsonRenderer(io), output: undefined } : humanView(io);
     const unreachable = await reached;
     if (unreachable) throw unreachable;
+    // The run starts now: older runs' directories beyond BERTH_KEEP_RUNS go (never throws; a
+    // run refused before this point removes nothing).
+    const { failed } = await pruneRunDirectories(settings.stateDir, keepRuns, new Date());
     const { usesDefaultImage, ...runOptions } = planned;
     const running = startRun(
       {
         ...runOptions,
+        startWarnings: failed.length
+          ? [
+              `could not remove ${failed.length} old run director${failed.length === 1 ? 'y' : 'ies'} beyond BERTH_KEEP_RUNS, e.g. ${failed[0]?.dir} (${failed[0]?.why}); remove them yourself or fix what keeps them`,
+            ]
+          : undefined,
         buildMissingImage: usesDefaultImage
           ? (onLine) => buildRunnerImage(engine, planned.image, onLine)
           : undefined,
@@ -381,12 +387,6 @@ async function runCommand(
         );
       }
       const summary = await running.result;
-      const { failed } = await pruning;
-      if (failed.length > 0) {
-        io.stderr.write(
-          `berth: warning: could not remove ${failed.length} old run director${failed.length === 1 ? 'y' : 'ies'} (BERTH_KEEP_RUNS), e.g. ${failed[0]?.dir} (${failed[0]?.why}); remove them yourself or fix their permissions\n`,
-        );
-      }
       return summary.exitCode;
     } finally {
       process.off('SIGINT', onSignal);

@@ -70,7 +70,8 @@ export async function pruneRunDirectories(
       await rm(dir, { recursive: true, force: true });
       removed.push(dir);
     } catch (err) {
-      failed.push({ dir, why: (err as NodeJS.ErrnoException).code ?? String(err) });
+      // The message, not only the code: rm names the entry it could not remove and why.
+      failed.push({ dir, why: (err as Error).message ?? String(err) });
     }
   }
   return { removed, failed };

@@ -105,6 +105,8 @@ export interface RunJobOptions {
   launcherId: string;
   /** Hooks run at the end of every run while the container is usable; BERTH_RUN_FINAL_STATE is set. */
   afterRun?: Phase;
+  /** Warnings of the front end's own about this run, given as the run starts. */
+  startWarnings?: readonly string[];
   /** Resolved settings and where each came from, shown at the start and in the summary. */
   configuration?: RunConfiguration;
   /** Terraform or OpenTofu to mount into the container, with /plugins configured. */
@@ -325,6 +327,7 @@ class Run {
       // Not masked: they hold no value, and masking the value's letters in them would show it
       // (`*****ly 2 characters l*****g` for `on`).
       for (const warning of shortSecretWarnings(this.options.secretEnv)) this.warn(warning, false);
+      for (const warning of this.options.startWarnings ?? []) this.warn(warning);
       ({ image, source: imageSource } = await this.prepareImage());
       this.throwIfStopped();
       const tool = this.options.tool

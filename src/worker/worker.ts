@@ -433,7 +433,8 @@ export class Worker {
         slot.leaseKilled = true;
         this.leaseLost(runId, slot, unrenewed);
         // Killed, whether or not it was stopping already (a stop asked for earlier gives the
-        // job a grace period that may outlast the lease): a second stop skips the grace.
+        // job a grace period that may outlast the lease): a second cancel of the job skips the
+        // grace.
         if (!slot.canceled) stopSlot(slot);
         slot.job?.cancel();
         continue;
@@ -877,8 +878,14 @@ function forgotten(err: unknown): boolean {
   return err instanceof ProtocolError && err.code === 'WORKER_NOT_FOUND';
 }
 
-/** Stops a run now, or as soon as its job starts (a cancel during the checkout is kept). */
+/**
+ * Stops a run now, or as soon as its job starts (a cancel during the checkout is kept). Once:
+ * a stop asked again (every heartbeat names a canceled run until its end is reported) must not
+ * cut the job's grace short, as a second cancel of the job would (see checkLeases for the one
+ * stop that does).
+ */
 function stopSlot(slot: Slot): void {
+  if (slot.canceled) return;
   slot.canceled = true;
   slot.job?.cancel();
 }
