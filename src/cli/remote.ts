@@ -1095,7 +1095,7 @@ export async function workerAdmin(
           workers
             .map(
               (w) =>
-                `${w.id}  ${w.pool}  ${(w.status === 'OFFLINE' && w.drained ? 'OFFLINE (drained)' : w.status).padEnd(7)} ${w.host}  last heartbeat ${w.lastHeartbeatAt}${w.runs.length ? `  running ${w.runs.join(', ')}` : ''}`,
+                `${w.id}  ${w.pool}  ${(w.status === 'OFFLINE' && w.drained ? 'OFFLINE (drained)' : w.status).padEnd(17)} ${w.host}  last heartbeat ${w.lastHeartbeatAt}${w.runs.length ? `  running ${w.runs.join(', ')}` : ''}`,
             )
             .join('\n') || 'no workers',
       );

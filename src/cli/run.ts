@@ -16,7 +16,7 @@ import { newRunId, startRun } from '../launcher/run-job.js';
 import { maskError } from '../launcher/output-masking.js';
 import { MaskValues, maskAll } from '../domain/log-masker.js';
 import { planRun } from '../launcher/plan-run.js';
-import { keepRunsFrom, pruneRunDirectories } from '../launcher/run-history.js';
+import { claimRunDirectory, keepRunsFrom, pruneRunDirectories } from '../launcher/run-history.js';
 import { RUN_TYPES, type PlanSummary, type RunType } from '../domain/workflow.js';
 import { APPLY_QUESTION, appliesPlan } from './apply-question.js';
 import { humanView, jsonRenderer, type Output } from './render.js';
@@ -348,6 +348,8 @@ async function runCommand(
     // The run starts now: older runs' directories beyond BERTH_KEEP_RUNS go (never throws; a
     // run refused before this point removes nothing).
     const { failed } = await pruneRunDirectories(settings.stateDir, keepRuns, new Date());
+    // Best effort: a state directory that cannot be written is said by the stored log's warning.
+    await claimRunDirectory(settings.stateDir, runId, currentLauncherId()).catch(() => undefined);
     const { usesDefaultImage, ...runOptions } = planned;
     const running = startRun(
       {

@@ -1,9 +1,23 @@
-import { mkdirSync, mkdtempSync, readdirSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
+import {
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  utimesSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { newRunId } from './run-job.js';
-import { DEFAULT_KEEP_RUNS, keepRunsFrom, pruneRunDirectories } from './run-history.js';
+import {
+  DEFAULT_KEEP_RUNS,
+  LAUNCHER_FILE,
+  claimRunDirectory,
+  keepRunsFrom,
+  pruneRunDirectories,
+} from './run-history.js';
 
 const dirs: string[] = [];
 
@@ -52,6 +66,23 @@ describe('the run directories berth run keeps (BERTH_KEEP_RUNS)', () => {
     mkdirSync(path.join(dir, 'runs', 'my-notes'));
     await pruneRunDirectories(dir, 1, now);
     expect(left(dir)).toEqual([ids[0], 'my-notes']);
+  });
+
+  it('never removes the directory of a berth process still alive (a plan waiting days for its answer)', async () => {
+    const { dir, ids } = stateDir([3, 2, 1].map((d) => ({ at: daysAgo(d) })));
+    const claim = async (id: string, launcher: string) => {
+      await claimRunDirectory(dir, id, launcher);
+      const runDir = path.join(dir, 'runs', id);
+      for (const file of [path.join(runDir, LAUNCHER_FILE), runDir])
+        utimesSync(file, daysAgo(3), daysAgo(3));
+    };
+    await claim(ids[0] as string, 'live-launcher');
+    await claim(ids[1] as string, 'gone-launcher');
+    await pruneRunDirectories(dir, 1, now, (launcher) => launcher === 'live-launcher');
+    expect(left(dir)).toEqual([ids[0]]);
+    expect(readFileSync(path.join(dir, 'runs', ids[0] as string, LAUNCHER_FILE), 'utf8')).toBe(
+      'live-launcher\n',
+    );
   });
 
   it('keeps everything with `all`, and does nothing without a runs directory', async () => {

@@ -2,14 +2,29 @@
  * `berth run` keeps each run's directory under STATE_DIR/runs (its stored log, bounded by
  * --log-limit). Kept for ever, they fill the disk of a machine that runs berth for years: at the
  * start of each run the newest BERTH_KEEP_RUNS directories (200 unless set; `all` keeps every
- * one) stay, this run's among them, and the older ones go. A directory touched within the last
- * day stays whatever its age by name: another berth may still be running that job (its run time
- * is bounded, 70 minutes unless set otherwise), and its log must not vanish under it. Only
- * directories named as berth names runs are looked at.
+ * one) stay, this run's among them, and the older ones go. A directory whose berth process is
+ * still alive (its `launcher` file: a plan waiting for an answer may wait for days) stays, and so
+ * does one touched within the last day (made by a berth before that file, or on another host).
+ * Only directories named as berth names runs are looked at.
  */
-import { readdir, rm, stat } from 'node:fs/promises';
+import { mkdir, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { BerthError } from '../domain/errors.js';
+import { isLauncherAlive } from './launcher-identity.js';
+
+/** The file in a run's directory that names the berth process running it. */
+export const LAUNCHER_FILE = 'launcher';
+
+/** Makes the run's directory and names this process in it, so that no other berth prunes it. */
+export async function claimRunDirectory(
+  stateDir: string,
+  runId: string,
+  launcherId: string,
+): Promise<void> {
+  const dir = path.join(stateDir, 'runs', runId);
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  await writeFile(path.join(dir, LAUNCHER_FILE), `${launcherId}\n`, { mode: 0o600 });
+}
 
 /** BERTH_KEEP_RUNS's default. */
 export const DEFAULT_KEEP_RUNS = 200;
@@ -47,6 +62,7 @@ export async function pruneRunDirectories(
   stateDir: string,
   keep: number | null,
   now: Date,
+  alive: (launcherId: string) => boolean = isLauncherAlive,
 ): Promise<{ removed: string[]; failed: { dir: string; why: string }[] }> {
   const removed: string[] = [];
   const failed: { dir: string; why: string }[] = [];
@@ -67,9 +83,13 @@ export async function pruneRunDirectories(
     const dir = path.join(runsDir, name);
     try {
       if (now.getTime() - (await lastModified(dir)) < RECENT_RUN_MS) continue;
+      const launcher = await readFile(path.join(dir, LAUNCHER_FILE), 'utf8').catch(() => null);
+      if (launcher !== null && alive(launcher.trim())) continue;
       await rm(dir, { recursive: true, force: true });
       removed.push(dir);
     } catch (err) {
+      // Removed meanwhile (another berth pruning at the same time): gone, as wanted.
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') continue;
       // The message, not only the code: rm names the entry it could not remove and why.
       failed.push({ dir, why: (err as Error).message ?? String(err) });
     }

@@ -286,6 +286,32 @@ describe('stopping a run', () => {
     expect(summary.afterRun).toMatchObject({ name: 'after_run', exitCode: 0 });
   });
 
+  it('canceled while its container starts: after_run hooks that hang are killed when the grace is over', async () => {
+    const clock = new FakeClock();
+    const job = new FakeJob('ignores-sigint');
+    const executor = fakeExecutor(job);
+    const holder: { run?: ReturnType<typeof startRun> } = {};
+    executor.startJob = () => {
+      executor.started += 1;
+      holder.run?.cancel();
+      return Promise.resolve(job);
+    };
+    holder.run = startRun(
+      { ...OPTIONS, afterRun: { name: 'after_run', script: 'sleep infinity' } },
+      { executor, emit: () => undefined, clock, runId: 'r1' },
+    );
+    await clock.advance(0);
+    expect(job.calls).toEqual(['runPhase after_run']);
+    await clock.advance(2_999);
+    expect(job.calls).not.toContain('kill');
+    await clock.advance(1);
+    expect(job.calls).toContain('kill');
+    expect(await holder.run.result).toMatchObject({
+      state: 'CANCELED',
+      stop: { reason: 'canceled', endedBy: 'SIGKILL' },
+    });
+  });
+
   it('logs timeout: silence for the whole interval stops the run; output re-arms it', async () => {
     const { clock, job, run, stopping } = begin('honours-sigint', { logsTimeoutMs: 5_000 });
     await clock.advance(4_000);

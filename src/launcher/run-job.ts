@@ -391,10 +391,8 @@ class Run {
       } else {
         await this.startContainer(this.spec);
         await this.requirePrograms(this.options.workflow?.programs ?? [], image.reference);
-        if (this.stop) {
-          // Stopped while the container was being made: nothing of the job ran yet.
-          this.stop.endedBy = 'SIGINT';
-        } else if (await this.runPhases(this.options.phases, phases)) {
+        // Stopped while the container was being made: nothing of the job ran (see startContainer).
+        if (!this.stop && (await this.runPhases(this.options.phases, phases))) {
           this.completed = !this.options.workflow || (await this.continueWorkflow(phases));
         }
       }
@@ -416,6 +414,13 @@ class Run {
       this.emit({ type: 'workspace.copying', bytes }),
     );
     this.job = job;
+    // Stopped while the container was being made (requestStop found no job to signal): the grace
+    // starts now, so after_run hooks that hang are killed as a job would be; a kill asked for
+    // meanwhile (a second Ctrl-C, the worker's lease watch) is carried out at once.
+    if (this.stop) {
+      if (this.stop.endedBy === 'SIGKILL') void job.kill().catch(() => undefined);
+      else this.graceTimer ??= this.clock.setTimeout(() => this.forceKill(), this.options.graceMs);
+    }
     // A sole phase's container starts with that phase (see runPhase); others are running now.
     if (spec.solePhase) this.containerToAnnounce = job;
     else this.announceContainer(job);

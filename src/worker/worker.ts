@@ -355,7 +355,8 @@ export class Worker {
       this.givingUpTimer ??= setTimeout(() => this.givingUp.abort(), GIVE_UP_AFTER_MS).unref();
       for (const slot of this.running.values()) {
         slot.stopWhy ??= 'the worker was told to stop at once (a second SIGTERM or Ctrl-C)';
-        stopSlot(slot);
+        // Told again while its job stops (a third signal): no more grace, as berth run's Ctrl-C.
+        stopHarder(slot);
         slot.giveUpShipping?.();
       }
       return;
@@ -640,7 +641,9 @@ export class Worker {
                 };
                 break;
               case 'phase.started':
-                if (type === 'task' && !started) {
+                // The after_run hooks are not the task: a task stopped before it ran is not one
+                // that performed.
+                if (type === 'task' && !started && event.phase !== AFTER_RUN_PHASE) {
                   started = true;
                   report({ state: 'PERFORMING', ...(image ? { image } : {}) });
                 }
@@ -814,7 +817,8 @@ export class Worker {
           this.options.say(
             `run ${runId}: the server refused ${report.state} (${coerceError(err).message}); stopping it here`,
           );
-          stopSlot(slot);
+          // Not this worker's any more (the stack's next run may start): no grace left to give.
+          stopHarder(slot);
           return;
         }
         // Told to stop at once (a second SIGTERM: givingUpTimer set): a second apart for a few
@@ -849,6 +853,9 @@ interface Slot {
   giveUpShipping?: () => void;
 }
 
+/** The after_run hooks' phase (launcher/run-config.ts names it so). */
+const AFTER_RUN_PHASE = 'after_run';
+
 /** After a second SIGTERM, how long what fails on the network is still tried again. */
 const GIVE_UP_AFTER_MS = 5000;
 
@@ -871,6 +878,13 @@ export function leaseStopAfterMs(leaseMs: number): number {
 /** …and killed this long after its last renewal, shortly before the server gives the run up. */
 export function leaseKillAfterMs(leaseMs: number): number {
   return leaseMs - Math.min(5000, Math.floor(leaseMs / 5));
+}
+
+/** Stops a run, or a job already stopping at once (its grace cut short), unless it has ended. */
+function stopHarder(slot: Slot): void {
+  if (slot.ended) return;
+  if (slot.canceled) slot.job?.cancel();
+  else stopSlot(slot);
 }
 
 /** The server answered that it does not know this worker (it forgot it: see registerAgain). */
