@@ -16,7 +16,12 @@ import { newRunId, startRun } from '../launcher/run-job.js';
 import { maskError } from '../launcher/output-masking.js';
 import { MaskValues, maskAll } from '../domain/log-masker.js';
 import { planRun } from '../launcher/plan-run.js';
-import { claimRunDirectory, keepRunsFrom, pruneRunDirectories } from '../launcher/run-history.js';
+import {
+  claimRunDirectory,
+  keepRunsFrom,
+  pruneRunDirectories,
+  releaseRunDirectory,
+} from '../launcher/run-history.js';
 import { RUN_TYPES, type PlanSummary, type RunType } from '../domain/workflow.js';
 import { APPLY_QUESTION, appliesPlan } from './apply-question.js';
 import { humanView, jsonRenderer, type Output } from './render.js';
@@ -391,6 +396,7 @@ async function runCommand(
       const summary = await running.result;
       return summary.exitCode;
     } finally {
+      await releaseRunDirectory(settings.stateDir, runId);
       process.off('SIGINT', onSignal);
       process.off('SIGTERM', onSignal);
       process.off('SIGHUP', onHangup);

@@ -53,6 +53,13 @@ export function keepRunsFrom(env: NodeJS.ProcessEnv): number | null {
   return count;
 }
 
+/** The run has ended: its directory no longer names a process (only its stored log is kept). */
+export async function releaseRunDirectory(stateDir: string, runId: string): Promise<void> {
+  await rm(path.join(stateDir, 'runs', runId, LAUNCHER_FILE), { force: true }).catch(
+    () => undefined,
+  );
+}
+
 /**
  * Removes the run directories beyond the newest `keep` (the run starting now counts as one of
  * them, its directory not made yet), except recently modified ones. Returns what it removed and
