@@ -26,15 +26,18 @@ import {
   type SshGitServer,
 } from './harness/git-server.js';
 import { tempDir } from './harness/ownership.js';
+import { until } from './harness/until.js';
 
 const TOKEN = 'tok-7f3a9c2e51';
 let http: GitHttpServer;
 let ssh: SshGitServer;
 let first = '';
 let privateRepo = '';
+/** While true, the HTTPS git server answers nothing (a stalled server). */
+let holding = false;
 
 beforeAll(async () => {
-  http = await startGitHttpServer({ deploy: TOKEN });
+  http = await startGitHttpServer({ deploy: TOKEN }, { hold: () => holding });
   privateRepo = createRepository(http.root, 'infra');
   first = commitFiles(privateRepo, { 'main.tf': 'one\n', 'envs/dev/x.tf': 'dev\n' });
   ssh = await startSshGitServer();
@@ -213,6 +216,45 @@ describe('git over HTTPS with a token', () => {
     expect(waited.code).toBe('BERTH_GIT_FAILED');
     expect(waited.message).toContain('stayed locked');
     rmSync(lock);
+  });
+
+  it('stops a checkout under way, and one waiting for its turn, when their signal aborts: git and its helpers ended, the lock given back', async () => {
+    const repos = cache();
+    const repository = `${http.url}infra.git`;
+    // git's helper for HTTPS (git-remote-https) has the repository's URL on its command line.
+    const helpers = (): string[] =>
+      readdirSync('/proc')
+        .filter((pid) => /^\d+$/.test(pid))
+        .map((pid) => {
+          try {
+            return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').join(' ');
+          } catch {
+            return '';
+          }
+        })
+        .filter((line) => line.includes(repository));
+    holding = true;
+    try {
+      const running = new AbortController();
+      const waiting = new AbortController();
+      const ahead = repos.checkout(request({ signal: running.signal }));
+      const behind = repos.checkout(request({ signal: waiting.signal }));
+      await until(() => http.requests.some((r) => r.held), 'git reaches the stalled server');
+      await until(() => helpers().length > 0, "git's HTTPS helper runs");
+      // The checkout waiting for its turn ends now, not once the one ahead of it is done.
+      const queued = new Error('stopped while waiting for its turn');
+      waiting.abort(queued);
+      await expect(behind).rejects.toBe(queued);
+      const stopped = new Error('stopped during the fetch');
+      running.abort(stopped);
+      await expect(ahead).rejects.toBe(stopped);
+      expect(helpers()).toEqual([]);
+      expect(existsSync(`${repos.pathOf(repository)}.lock`)).toBe(false);
+    } finally {
+      holding = false;
+    }
+    // Nothing of the stopped fetch is in the way: the next checkout of the repository works.
+    expect((await repos.checkout(request({ commit: first }))).commit).toBe(first);
   });
 
   it('removes a damaged cache, clones again and says so', async () => {

@@ -89,9 +89,12 @@ function objectCount(repo: string): number {
   return field('count') + field('in-pack');
 }
 
+/** While true, the git server answers nothing (a stalled server). */
+let holding = false;
+
 beforeAll(async () => {
   engine = testEngine();
-  git = await startGitHttpServer({ deploy: TOKEN });
+  git = await startGitHttpServer({ deploy: TOKEN }, { hold: () => holding });
   // The server reads the branch head with the stack's token too: it trusts the test CA.
   server = await startBerthServer({ BERTH_GIT_CA_FILE: git.caFile });
 });
@@ -201,6 +204,56 @@ describe('a private git repository', () => {
     expect(seen).not.toContain(TOKEN);
     expect(seen).not.toContain('tok-wrong-0000');
     expect(seen).not.toContain(Buffer.from(`deploy:${TOKEN}`).toString('base64'));
+  });
+});
+
+describe('a repository that stops answering', () => {
+  it('a cancel ends the checkout under way: CANCELED, its job never started, the worker free for the next run', async () => {
+    const repo = createRepository(git.root, 'stalls');
+    commitFiles(repo, { '.berth/task.sh': 'echo ran\n' });
+    const token = await createLocalPool(server, 'pool-stall');
+    const created = await api('POST', '/stacks', {
+      id: 'stalls',
+      repository: `${git.url}stalls.git`,
+      branch: 'main',
+      pool: 'pool-stall',
+      runnerImage: inject('busyboxImage'),
+    });
+    expect(created.status).toBe(201);
+    await api('PUT', '/stacks/stalls/env/BERTH_GIT_TOKEN', { value: TOKEN, secret: true });
+    await api('PUT', '/stacks/stalls/env/BERTH_GIT_USERNAME', { value: 'deploy' });
+    // Triggered while the server answers (the trigger reads the branch head); then it stalls.
+    const triggered = (await api<RunBody>('POST', '/stacks/stalls/runs', { type: 'task' })).body;
+    holding = true;
+    try {
+      const worker = await startWorker({
+        BERTH_POOL_TOKEN: token,
+        BERTH_STATE_DIR: tempDir('berth-worker-'),
+        BERTH_GIT_CA_FILE: git.caFile,
+      });
+      await until(() => git.requests.some((r) => r.held), 'the checkout reaches the server');
+      expect((await api('POST', `/runs/${triggered.id}/cancel`)).status).toBe(200);
+      let run = triggered;
+      await until(async () => {
+        run = (await api<RunBody>('GET', `/runs/${triggered.id}`)).body;
+        return run.state !== 'PREPARING';
+      }, 'the worker stops the checkout');
+      expect(run.state).toBe('CANCELED');
+      const stopped = 'stopped: canceled, during the checkout of its source; its job never started';
+      expect(run.stateReason).toMatch(/^canceled by \S+; worker \S+: /);
+      expect(run.stateReason?.endsWith(stopped)).toBe(true);
+      expect((await logOf(run.id)).lines).toEqual([`[berth: ${stopped}]`]);
+      await until(
+        () => worker.stderr().includes(`run ${run.id}: done here, CANCELED`),
+        'the worker is done with the run',
+      );
+    } finally {
+      holding = false;
+    }
+    // The cache's lock was given back and the worker's slot freed: the next run goes through.
+    const next = await runToEnd('stalls');
+    expect(next.state, next.stateReason ?? '').toBe('FINISHED');
+    expect((await logOf(next.id)).lines).toEqual(['ran']);
   });
 });
 

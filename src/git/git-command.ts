@@ -8,7 +8,7 @@
  * git's `GIT_CONFIG_*` environment (readable by the same user only) and scoped to the
  * repository's host, a key as a file path. git's own output is masked before anyone sees it.
  */
-import { execFile } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -117,38 +117,95 @@ export async function openGitAccess(
   };
 }
 
+/** Why `signal` aborted, as an Error (what AbortSignal.abort was given, when it is one). */
+export function stopReason(signal: AbortSignal | undefined): Error {
+  const reason: unknown = signal?.reason;
+  return reason instanceof Error ? reason : new Error(`stopped: ${String(reason)}`);
+}
+
+/** git's output kept for one command (a `ls-remote` of a large repository is the largest). */
+const MAX_OUTPUT_BYTES = 64 * 1024 * 1024;
+
 /**
  * Runs one git command with the access's environment; rejects with a GitCommandError carrying
- * git's masked standard error. `extraEnv` is for git's own variables (GIT_INDEX_FILE).
+ * git's masked standard error. `extraEnv` is for git's own variables (GIT_INDEX_FILE). Once
+ * `signal` aborts, git is killed and the call rejects with the signal's reason.
+ *
+ * git runs in a process group of its own, and a timeout or a stop kills the whole group: git's
+ * helpers (git-remote-https, ssh, index-pack) would otherwise stay, waiting on a stalled server,
+ * after git itself was killed.
  */
 export function runGit(
   access: GitAccess,
   args: string[],
-  options: { timeoutMs: number; extraEnv?: Record<string, string> } = { timeoutMs: 10 * 60_000 },
+  options: { timeoutMs: number; extraEnv?: Record<string, string>; signal?: AbortSignal } = {
+    timeoutMs: 10 * 60_000,
+  },
 ): Promise<GitResult> {
   return new Promise((resolve, reject) => {
-    execFile(
-      'git',
-      [...access.options, ...args],
-      {
-        timeout: options.timeoutMs,
-        killSignal: 'SIGKILL',
-        maxBuffer: 64 * 1024 * 1024,
-        env: { ...access.env, ...options.extraEnv },
-      },
-      (err, stdout, stderr) => {
-        const masked = maskAll(stderr, access.secrets);
-        if (err) {
-          const timedOut = (err as { killed?: boolean }).killed === true;
-          reject(
-            new GitCommandError(
-              args,
-              timedOut ? `${masked}\ngit timed out after ${options.timeoutMs} ms` : masked,
-              timedOut,
-            ),
-          );
-        } else resolve({ stdout, stderr: masked });
-      },
-    );
+    const child = spawn('git', [...access.options, ...args], {
+      env: { ...access.env, ...options.extraEnv },
+      detached: true,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const stdout: Buffer[] = [];
+    const stderr: Buffer[] = [];
+    let size = 0;
+    let ended: 'timeout' | 'stopped' | 'overflow' | null = null;
+    const end = (why: NonNullable<typeof ended>): void => {
+      if (ended !== null) return;
+      ended = why;
+      try {
+        process.kill(-(child.pid as number), 'SIGKILL');
+      } catch {
+        // Already gone.
+      }
+    };
+    const keep =
+      (into: Buffer[]) =>
+      (chunk: Buffer): void => {
+        size += chunk.length;
+        if (size > MAX_OUTPUT_BYTES) end('overflow');
+        else into.push(chunk);
+      };
+    child.stdout.on('data', keep(stdout));
+    child.stderr.on('data', keep(stderr));
+    const timer = setTimeout(() => end('timeout'), options.timeoutMs);
+    const onAbort = (): void => end('stopped');
+    let settled = false;
+    const settle = (): boolean => {
+      if (settled) return false;
+      settled = true;
+      clearTimeout(timer);
+      options.signal?.removeEventListener('abort', onAbort);
+      return true;
+    };
+    child.on('error', () => {
+      // git could not be started (not installed): no output to classify.
+      if (settle()) reject(new GitCommandError(args, '', false));
+    });
+    child.on('close', (code) => {
+      if (!settle()) return;
+      const masked = maskAll(Buffer.concat(stderr).toString('utf8'), access.secrets);
+      if (ended === 'stopped') reject(stopReason(options.signal));
+      else if (ended === 'timeout')
+        reject(
+          new GitCommandError(args, `${masked}\ngit timed out after ${options.timeoutMs} ms`, true),
+        );
+      else if (ended === 'overflow')
+        reject(
+          new GitCommandError(
+            args,
+            `${masked}\ngit wrote more than ${MAX_OUTPUT_BYTES} bytes`,
+            false,
+          ),
+        );
+      else if (code !== 0) reject(new GitCommandError(args, masked, false));
+      else resolve({ stdout: Buffer.concat(stdout).toString('utf8'), stderr: masked });
+    });
+    if (child.pid !== undefined) {
+      if (options.signal?.aborted) onAbort();
+      else options.signal?.addEventListener('abort', onAbort, { once: true });
+    }
   });
 }

@@ -18,7 +18,13 @@ import path from 'node:path';
 import { BerthError } from '../domain/errors.js';
 import { displayRepository, gitFailure, type GitCredentials } from '../domain/git-source.js';
 import { claimOwnerFile } from '../launcher/owner-file.js';
-import { GitCommandError, openGitAccess, runGit, type GitAccess } from '../git/git-command.js';
+import {
+  GitCommandError,
+  openGitAccess,
+  runGit,
+  stopReason,
+  type GitAccess,
+} from '../git/git-command.js';
 
 /** Words of git's that mean the repository's own files are damaged, not that the network failed. */
 const CORRUPT =
@@ -34,6 +40,8 @@ export interface CheckoutRequest {
   allowFileTransport: boolean;
   /** An empty directory the source goes into. */
   into: string;
+  /** Stops the checkout (git is killed, a wait for the lock ends) with the signal's reason. */
+  signal?: AbortSignal;
 }
 
 export interface CheckoutResult {
@@ -71,18 +79,39 @@ export class RepositoryCache {
   async checkout(request: CheckoutRequest): Promise<CheckoutResult> {
     const cache = this.pathOf(request.repository);
     const previous = this.queues.get(cache) ?? Promise.resolve();
-    const mine = previous.catch(() => undefined).then(() => this.checkoutLocked(cache, request));
+    let started = false;
+    const mine = previous
+      .catch(() => undefined)
+      .then(() => {
+        started = true;
+        return this.checkoutLocked(cache, request);
+      });
     this.queues.set(cache, mine);
-    try {
-      return await mine;
-    } finally {
-      if (this.queues.get(cache) === mine) this.queues.delete(cache);
-    }
+    // Left in the queue until it has run, even when its caller stopped waiting for it: the next
+    // checkout of the repository comes after it.
+    mine
+      .finally(() => {
+        if (this.queues.get(cache) === mine) this.queues.delete(cache);
+      })
+      .catch(() => undefined);
+    const signal = request.signal;
+    if (!signal) return mine;
+    // A checkout stopped while it waits for another run's ends that wait now; one under way
+    // ends once git is gone and the lock given back (checkoutLocked).
+    return new Promise((resolve, reject) => {
+      const stop = (): void => {
+        if (!started) reject(stopReason(signal));
+      };
+      if (signal.aborted) return stop();
+      signal.addEventListener('abort', stop, { once: true });
+      mine.finally(() => signal.removeEventListener('abort', stop)).then(resolve, reject);
+    });
   }
 
   private async checkoutLocked(cache: string, request: CheckoutRequest): Promise<CheckoutResult> {
+    request.signal?.throwIfAborted();
     await mkdir(this.options.dir, { recursive: true, mode: 0o700 });
-    const release = await this.lock(cache);
+    const release = await this.lock(cache, request.signal);
     try {
       const access = await openGitAccess(request.repository, request.credentials, {
         allowFileTransport: request.allowFileTransport,
@@ -91,7 +120,7 @@ export class RepositoryCache {
       try {
         return { commit: await this.fetchAndCheckout(cache, request, access), warnings: [] };
       } catch (err) {
-        if (!(err instanceof CorruptCache)) throw err;
+        if (!(err instanceof CorruptCache) || request.signal?.aborted) throw err;
         // Damaged files of our own: clone again from scratch, once.
         await rm(cache, { recursive: true, force: true });
         await emptyDirectory(request.into);
@@ -117,8 +146,11 @@ export class RepositoryCache {
     access: GitAccess,
   ): Promise<string> {
     const timeoutMs = this.options.timeoutMs ?? 10 * 60_000;
+    const signal = request.signal;
     const git = async (args: string[], extraEnv?: Record<string, string>): Promise<string> =>
-      (await runGit(access, ['--git-dir', cache, ...args], { timeoutMs, extraEnv })).stdout.trim();
+      (
+        await runGit(access, ['--git-dir', cache, ...args], { timeoutMs, extraEnv, signal })
+      ).stdout.trim();
     // Our own repository's state first: a damaged cache is not the remote's fault.
     if (await exists(cache)) {
       try {
@@ -127,7 +159,7 @@ export class RepositoryCache {
         throw corruptOr(err, request, 'the cache');
       }
     } else {
-      await this.createCache(cache, access);
+      await this.createCache(cache, access, signal);
     }
     const branchRef = `refs/heads/${request.branch}`;
     const fetch = async (refspec: string, what: string): Promise<void> => {
@@ -162,7 +194,7 @@ export class RepositoryCache {
     const target = request.commit ?? branchRef;
     if (
       request.commit &&
-      (branchMissing || !(await this.hasCommit(cache, access, request.commit)))
+      (branchMissing || !(await this.hasCommit(cache, access, request.commit, signal)))
     ) {
       // Not on the branch (any more): ask for the commit itself (hosts allow reachable commits).
       await fetch(`${request.commit}:refs/berth/${request.commit}`, `commit ${request.commit}`);
@@ -205,25 +237,37 @@ export class RepositoryCache {
     return commit;
   }
 
-  private async hasCommit(cache: string, access: GitAccess, commit: string): Promise<boolean> {
+  private async hasCommit(
+    cache: string,
+    access: GitAccess,
+    commit: string,
+    signal: AbortSignal | undefined,
+  ): Promise<boolean> {
     try {
       await runGit(access, ['--git-dir', cache, 'cat-file', '-e', `${commit}^{commit}`], {
         timeoutMs: 60_000,
+        signal,
       });
       return true;
-    } catch {
+    } catch (err) {
+      if (signal?.aborted) throw err;
       return false;
     }
   }
 
   /** A new bare repository, made beside the cache and renamed: never seen half made. */
-  private async createCache(cache: string, access: GitAccess): Promise<void> {
+  private async createCache(
+    cache: string,
+    access: GitAccess,
+    signal: AbortSignal | undefined,
+  ): Promise<void> {
     const temp = await mkdtemp(`${cache}.new-`);
     try {
-      await runGit(access, ['init', '--quiet', '--bare', temp], { timeoutMs: 60_000 });
+      await runGit(access, ['init', '--quiet', '--bare', temp], { timeoutMs: 60_000, signal });
       // gc in the foreground (under our lock), never a background process racing the next run.
       await runGit(access, ['--git-dir', temp, 'config', 'gc.autoDetach', 'false'], {
         timeoutMs: 60_000,
+        signal,
       });
       await rename(temp, cache);
     } catch (err) {
@@ -233,7 +277,7 @@ export class RepositoryCache {
   }
 
   /** Takes the cache's lock file (waiting for a live owner's); resolves to its release. */
-  private async lock(cache: string): Promise<() => void> {
+  private async lock(cache: string, signal: AbortSignal | undefined): Promise<() => void> {
     const file = `${cache}.lock`;
     const until = Date.now() + (this.options.lockWaitMs ?? 15 * 60_000);
     for (;;) {
@@ -250,6 +294,7 @@ export class RepositoryCache {
           { hint: `If no berth worker uses this state directory any more, remove ${file}.` },
         );
       await new Promise((resolve) => setTimeout(resolve, 100));
+      signal?.throwIfAborted();
     }
   }
 }

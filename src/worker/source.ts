@@ -24,9 +24,11 @@ export interface RunSource {
   cleanup: () => Promise<void>;
 }
 
+/** Gets a run's source; `signal` stops a checkout under way (with the signal's reason). */
 export async function prepareSource(
   assignment: AssignmentBody,
   cache: RepositoryCache,
+  signal?: AbortSignal,
 ): Promise<RunSource> {
   const stack = assignment.stack;
   const { credentials, jobVariables } = gitCredentialsFrom(
@@ -58,6 +60,7 @@ export async function prepareSource(
       // file:// only on a private pool (the server lets only the admin name one there).
       allowFileTransport: assignment.pool.kind === 'private',
       into: dir,
+      signal,
     });
     return {
       dir,

@@ -459,7 +459,12 @@ export class Worker {
     const runId = assignment.run.id;
     // Held from the lease on: a cancel arriving during the checkout is not lost.
     // The lease was granted a moment before its answer came: the kill's margin covers that.
-    const slot: Slot = { canceled: false, job: null, renewedAt: performance.now() };
+    const slot: Slot = {
+      canceled: false,
+      job: null,
+      renewedAt: performance.now(),
+      preparing: new AbortController(),
+    };
     this.running.set(runId, slot);
     const shipper = new LogShipper(
       (first, texts) =>
@@ -511,13 +516,19 @@ export class Worker {
     let source: RunSource | null = null;
     // The container goes after the run's end is reported (its log complete and stored first).
     let removeContainer: (() => Promise<void>) | null = null;
+    // What a stop before the job started ended (see stopSlot), for its reason.
+    let preparing = 'the checkout of its source';
     try {
-      source = await prepareSource(assignment, this.options.repositories);
+      source = await prepareSource(assignment, this.options.repositories, slot.preparing.signal);
       if (this.reportsCommit && !assignment.run.commit && source.commit)
         checkedOut = source.commit.sha;
       for (const warning of source.warnings) shipper.add(masked(`[berth: warning: ${warning}]\n`));
       const type = assignment.run.type.toLowerCase() as RunType;
-      const resume = assignment.resume ? await this.fetchWorkspace(assignment) : undefined;
+      preparing = 'the download of its saved workspace';
+      const resume = assignment.resume
+        ? await this.fetchWorkspace(assignment, slot.preparing.signal)
+        : undefined;
+      preparing = 'its preparation';
       // The apply runs in the image the plan ran in: by its registry digest when it has one.
       const pinnedImage = resume
         ? (assignment.run.image.digest ?? assignment.run.image.reference ?? undefined)
@@ -684,6 +695,16 @@ export class Worker {
     } catch (err) {
       slot.ended = true;
       this.tokenRejected(err);
+      if (slot.canceled && slot.job === null) {
+        // Stopped before anything of the job ran: what was under way (a checkout, a download) was
+        // ended for it, and whatever it threw is that end.
+        const reason = `stopped: ${slot.leaseLost ?? slot.stopWhy ?? 'canceled'}, during ${preparing}; its job never started`;
+        shipper.add(masked(`[berth: ${reason}]\n`));
+        await shipper.close().catch(() => undefined);
+        await reporting;
+        report({ state: 'CANCELED', reason });
+        return;
+      }
       const error = coerceError(err);
       shipper.add(masked(failureLines(error)));
       await shipper.close().catch(() => undefined);
@@ -781,7 +802,10 @@ export class Worker {
   }
 
   /** The saved workspace of a confirmed run's plan, from the server, with what opens it. */
-  private async fetchWorkspace(assignment: AssignmentBody): Promise<ResumeOptions> {
+  private async fetchWorkspace(
+    assignment: AssignmentBody,
+    signal: AbortSignal,
+  ): Promise<ResumeOptions> {
     const runId = assignment.run.id;
     const given = assignment.resume as NonNullable<AssignmentBody['resume']>;
     const seal = sealFromText(JSON.stringify(given.seal));
@@ -789,7 +813,7 @@ export class Worker {
       throw new BerthError('BERTH_SAVED_WORKSPACE_INVALID', 'the server sent no usable seal');
     const file = this.workspaceFile(runId);
     await mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
-    await this.options.protocol.downloadWorkspace(this.workerId, runId, file);
+    await this.options.protocol.downloadWorkspace(this.workerId, runId, file, signal);
     return { archive: openSealed(file, seal), imageId: given.imageId };
   }
 
@@ -851,6 +875,8 @@ interface Slot {
   onLeaseLost?: (why: string) => void;
   /** Stops sending again what the server cannot be reached for (a second SIGTERM). */
   giveUpShipping?: () => void;
+  /** Aborted by a stop: ends the checkout or download under way before the job starts. */
+  preparing: AbortController;
 }
 
 /** The after_run hooks' phase (launcher/run-config.ts names it so). */
@@ -893,7 +919,8 @@ function forgotten(err: unknown): boolean {
 }
 
 /**
- * Stops a run now, or as soon as its job starts (a cancel during the checkout is kept). Once:
+ * Stops a run now: its job, or the checkout or download under way before it (a stop that comes
+ * between the two is kept, and the job stops as soon as it starts). Once:
  * a stop asked again (every heartbeat names a canceled run until its end is reported) must not
  * cut the job's grace short, as a second cancel of the job would (see checkLeases for the one
  * stop that does).
@@ -901,7 +928,8 @@ function forgotten(err: unknown): boolean {
 function stopSlot(slot: Slot): void {
   if (slot.canceled) return;
   slot.canceled = true;
-  slot.job?.cancel();
+  if (slot.job) slot.job.cancel();
+  else slot.preparing.abort(new Error('the run was stopped'));
 }
 
 /**

@@ -66,6 +66,8 @@ export interface GitRequest {
   path: string;
   user: string | null;
   status: number;
+  /** Never answered (the server's `hold` said so): a stalled server. */
+  held?: true;
 }
 
 export interface GitHttpServer {
@@ -81,9 +83,13 @@ export interface GitHttpServer {
 
 /**
  * `git http-backend` (CGI) behind HTTPS with Basic authentication: `users` maps a user name to
- * its token; a request without them, or with a wrong one, gets 401 as from a forge.
+ * its token; a request without them, or with a wrong one, gets 401 as from a forge. While
+ * `hold()` is true, requests get no answer at all (a stalled server) until the server closes.
  */
-export async function startGitHttpServer(users: Record<string, string>): Promise<GitHttpServer> {
+export async function startGitHttpServer(
+  users: Record<string, string>,
+  options: { hold?: () => boolean } = {},
+): Promise<GitHttpServer> {
   const root = tempDir('berth-git-root-');
   const ca = makeCa(tempDir('berth-git-ca-'), 'berth git test CA');
   const cert = issueCertificate(ca, 'git server', { server: 'IP:127.0.0.1' });
@@ -104,6 +110,11 @@ export async function startGitHttpServer(users: Record<string, string>): Promise
         status: 0,
       };
       requests.push(record);
+      if (options.hold?.()) {
+        record.held = true;
+        req.resume();
+        return;
+      }
       if (!ok) {
         record.status = 401;
         res.writeHead(401, { 'www-authenticate': 'Basic realm="git"' }).end();
