@@ -471,7 +471,7 @@ describe('berth server settings', () => {
     expect(bad.code).toBe(2);
     expect(bad.stderr).toContain('BERTH_WORKER_FORGET_AFTER=a day: ');
     expect(bad.stderr).toContain(
-      'Set BERTH_WORKER_FORGET_AFTER to a duration such as 24h, 168h (a week) or 90m',
+      'Set BERTH_WORKER_FORGET_AFTER to a duration such as 24h, 7d or 90m',
     );
   });
 

@@ -11,7 +11,7 @@ import { errorText, fixText, type Output } from './render.js';
 import { registerDoctor } from './doctor.js';
 import { registerServer, registerUp } from './server.js';
 import { registerWorker } from './worker.js';
-import { unknownVariablesWarning } from '../domain/worker-settings.js';
+import { serverOnlyVariablesWarning, unknownVariablesWarning } from '../domain/worker-settings.js';
 import { refusedValueFix, registerRemote } from './remote.js';
 import { registerImage } from './image.js';
 import { registerRun } from './run.js';
@@ -53,9 +53,16 @@ export async function main(argv: string[], io: Output, env: NodeJS.ProcessEnv): 
   const commandUsed = watchCommandUsed(program);
   // A misspelt BERTH_ variable sets nothing: said once, for every command, before it starts
   // (on stderr, so that a --json stream on stdout stays JSON).
-  program.hook('preAction', () => {
+  program.hook('preAction', (_program, action) => {
     const unknown = unknownVariablesWarning(env);
     if (unknown) io.stderr.write(`berth: ${unknown}\n`);
+    // A worker's own machine may carry the server's settings by mistake (the lease time and the
+    // forget time read as worker settings): said, as they change nothing here.
+    const elsewhere =
+      action.name() === 'worker' && action.args.length === 0
+        ? serverOnlyVariablesWarning(env)
+        : null;
+    if (elsewhere) io.stderr.write(`berth: ${elsewhere}\n`);
   });
   try {
     await program.parseAsync(argv, { from: 'user' });

@@ -293,7 +293,7 @@ export function forgetWorkersAfter(env: NodeJS.ProcessEnv, leaseMs: number): num
   const forget = parseDuration(text);
   if ('error' in forget)
     throw new BerthError('BERTH_USAGE', `BERTH_WORKER_FORGET_AFTER=${text}: ${forget.error}`, {
-      hint: 'Set BERTH_WORKER_FORGET_AFTER to a duration such as 24h, 168h (a week) or 90m, at least the lease time (BERTH_WORKER_LEASE_TIMEOUT); unset, it is 24h.',
+      hint: 'Set BERTH_WORKER_FORGET_AFTER to a duration such as 24h, 7d or 90m, at least the lease time (BERTH_WORKER_LEASE_TIMEOUT); unset, it is 24h.',
     });
   if (forget.ms < leaseMs) {
     throw new BerthError(

@@ -55,6 +55,25 @@ describe('unknown BERTH_ variables', () => {
     expect(result.stderr).toContain('no berth server to talk to');
   });
 
+  it("are the server's settings when a worker is given them: berth worker says they change nothing there", async () => {
+    const env = { BERTH_WORKER_FORGET_AFTER: '7d', BERTH_WORKER_LEASE_TIMEOUT: '2m' };
+    const worker = await berth(['worker'], env);
+    expect(worker.code).toBe(2);
+    expect(worker.stderr).toContain(
+      'berth: warning: BERTH_WORKER_LEASE_TIMEOUT, BERTH_WORKER_FORGET_AFTER are settings of `berth server`, which `berth worker` does not read: set them where the server runs\n',
+    );
+    expect(worker.stderr).toContain('BERTH_USAGE');
+    // The same variables for the server's own commands, or the worker list, are no mistake.
+    for (const argv of [
+      ['worker', 'list'],
+      ['stack', 'list'],
+    ]) {
+      const other = await berth(argv, env);
+      expect(other.code).toBe(2);
+      expect(other.stderr).not.toContain('warning');
+    }
+  });
+
   it('say nothing when every BERTH_ variable is known, or belongs to the test suite', async () => {
     const result = await berth(['stack', 'list'], {
       BERTH_DEFAULT_RUNNER_IMAGE: 'alpine:3',

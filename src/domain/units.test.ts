@@ -9,11 +9,13 @@ describe('parseDuration', () => {
     ['1h30m', 5_400_000],
     ['250ms', 250],
     ['1.5s', 1500],
+    ['7d', 604_800_000],
+    ['1d12h', 129_600_000],
   ])('%s is %d ms', (text, ms) => {
     expect(parseDuration(text)).toEqual({ ms });
   });
 
-  it.each(['', '10', 'm', '5 minutes', '-3s', '0s', '1d'])('rejects %j', (text) => {
+  it.each(['', '10', 'm', '5 minutes', '-3s', '0s', '1w', '2days'])('rejects %j', (text) => {
     expect(parseDuration(text)).toHaveProperty('error');
   });
 });

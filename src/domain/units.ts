@@ -5,16 +5,17 @@ const DURATION_UNITS: Record<string, number> = {
   s: 1000,
   m: 60_000,
   h: 3_600_000,
+  d: 86_400_000,
 };
 
 /**
- * Parses a duration such as `70m`, `1h30m`, `45s` or `250ms` into milliseconds. A bare number is
+ * Parses a duration such as `70m`, `1h30m`, `45s`, `250ms` or `7d` into milliseconds. A bare number is
  * rejected: the unit is never guessed. Returns an error message instead of throwing so callers can
  * name the option that carried the value.
  */
 export function parseDuration(text: string): { ms: number } | { error: string } {
   const trimmed = text.trim();
-  const part = /(\d+(?:\.\d+)?)(ms|h|m|s)/y;
+  const part = /(\d+(?:\.\d+)?)(ms|d|h|m|s)/y;
   let total = 0;
   let index = 0;
   if (trimmed === '') return { error: 'empty duration' };
@@ -23,7 +24,7 @@ export function parseDuration(text: string): { ms: number } | { error: string } 
     const match = part.exec(trimmed);
     if (!match) {
       return {
-        error: `cannot read "${trimmed.slice(index)}" as a duration; use a number with a unit: ms, s, m or h (e.g. 30s, 7m, 1h30m)`,
+        error: `cannot read "${trimmed.slice(index)}" as a duration; use a number with a unit: ms, s, m, h or d (e.g. 30s, 7m, 1h30m, 7d)`,
       };
     }
     total += Number(match[1]) * (DURATION_UNITS[match[2] as string] as number);

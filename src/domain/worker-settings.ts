@@ -61,6 +61,29 @@ export const KNOWN_BERTH_VARIABLES: readonly string[] = [
   ),
 ];
 
+/** Settings only `berth server` reads (`berth up` runs a server too): a worker's are ignored. */
+export const SERVER_ONLY_VARIABLES: readonly string[] = [
+  'BERTH_LISTEN',
+  'BERTH_DATA_DIR',
+  'BERTH_DATABASE_URL',
+  'BERTH_DATABASE_POOL_SIZE',
+  'BERTH_SECRETS_KEY',
+  'BERTH_BLOB_DIR',
+  'BERTH_WORKER_LEASE_TIMEOUT',
+  'BERTH_WORKER_FORGET_AFTER',
+];
+
+/**
+ * One warning line for the server's settings set in a worker's environment (the lease time and
+ * the forget time are the server's, whatever their names say); null when there are none.
+ */
+export function serverOnlyVariablesWarning(env: Record<string, string | undefined>): string | null {
+  const set = SERVER_ONLY_VARIABLES.filter((name) => (env[name] ?? '').trim() !== '');
+  if (set.length === 0) return null;
+  const one = set.length === 1;
+  return `warning: ${set.join(', ')} ${one ? 'is a setting' : 'are settings'} of \`berth server\`, which \`berth worker\` does not read: set ${one ? 'it' : 'them'} where the server runs`;
+}
+
 /** Prefixes that are not settings of berth's: its own test suite's variables. */
 const RESERVED_PREFIXES = ['BERTH_TEST_'];
 
