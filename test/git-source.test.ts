@@ -232,7 +232,7 @@ describe('git over HTTPS with a token', () => {
             return '';
           }
         })
-        .filter((line) => line.includes(repository));
+        .filter((line) => line.includes('remote-https') && line.includes(repository));
     holding = true;
     try {
       const running = new AbortController();
@@ -284,6 +284,23 @@ describe('git over HTTPS with a token', () => {
       ),
     );
     expect(readFileSync(path.join(again.into, 'main.tf'), 'utf8')).toBe('one\n');
+  });
+
+  it("takes a ref's lock file left in the cache (by a git that was killed) as damage: cloned again", async () => {
+    const repo = createRepository(http.root, 'left-lock');
+    commitFiles(repo, { 'a.tf': 'one\n' });
+    const repos = cache();
+    const repository = `${http.url}left-lock.git`;
+    await repos.checkout(request({ repository }));
+    writeFileSync(path.join(repos.pathOf(repository), 'refs', 'heads', 'main.lock'), '');
+    // A new commit: the fetch must move the branch, which takes the ref's lock.
+    const second = commitFiles(repo, { 'a.tf': 'two\n' });
+    const again = request({ repository });
+    const result = await repos.checkout(again);
+    expect(result.commit).toBe(second);
+    expect(result.warnings).toHaveLength(1);
+    expect(result.warnings[0]).toMatch(/was damaged \(git: .*main\.lock.*\); it was removed/);
+    expect(readFileSync(path.join(again.into, 'a.tf'), 'utf8')).toBe('two\n');
   });
 });
 

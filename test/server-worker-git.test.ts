@@ -234,10 +234,15 @@ describe('a repository that stops answering', () => {
       await until(() => git.requests.some((r) => r.held), 'the checkout reaches the server');
       expect((await api('POST', `/runs/${triggered.id}/cancel`)).status).toBe(200);
       let run = triggered;
-      await until(async () => {
-        run = (await api<RunBody>('GET', `/runs/${triggered.id}`)).body;
-        return run.state !== 'PREPARING';
-      }, 'the worker stops the checkout');
+      await until(
+        async () => {
+          run = (await api<RunBody>('GET', `/runs/${triggered.id}`)).body;
+          return run.state !== 'PREPARING';
+          // The worker hears of the cancel at its next heartbeat: up to a third of the lease.
+        },
+        'the worker stops the checkout',
+        60_000,
+      );
       expect(run.state).toBe('CANCELED');
       const stopped = 'stopped: canceled, during the checkout of its source; its job never started';
       expect(run.stateReason).toMatch(/^canceled by \S+; worker \S+: /);

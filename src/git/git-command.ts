@@ -123,6 +123,9 @@ export function stopReason(signal: AbortSignal | undefined): Error {
   return reason instanceof Error ? reason : new Error(`stopped: ${String(reason)}`);
 }
 
+/** How long git and its helpers get to end on SIGTERM (a timeout, a stop) before SIGKILL. */
+const GIT_KILL_GRACE_MS = 2000;
+
 /** git's output kept for one command (a `ls-remote` of a large repository is the largest). */
 const MAX_OUTPUT_BYTES = 64 * 1024 * 1024;
 
@@ -131,9 +134,10 @@ const MAX_OUTPUT_BYTES = 64 * 1024 * 1024;
  * git's masked standard error. `extraEnv` is for git's own variables (GIT_INDEX_FILE). Once
  * `signal` aborts, git is killed and the call rejects with the signal's reason.
  *
- * git runs in a process group of its own, and a timeout or a stop kills the whole group: git's
- * helpers (git-remote-https, ssh, index-pack) would otherwise stay, waiting on a stalled server,
- * after git itself was killed.
+ * git runs in a process group of its own, and a timeout or a stop ends the whole group (SIGTERM,
+ * then SIGKILL): git's helpers (git-remote-https, ssh, index-pack) would otherwise stay, waiting
+ * on a stalled server, after git itself was killed. Its own group also keeps a terminal's Ctrl-C
+ * (the worker's drain) from ending a checkout under way.
  */
 export function runGit(
   access: GitAccess,
@@ -143,6 +147,10 @@ export function runGit(
   },
 ): Promise<GitResult> {
   return new Promise((resolve, reject) => {
+    if (options.signal?.aborted) {
+      reject(stopReason(options.signal));
+      return;
+    }
     const child = spawn('git', [...access.options, ...args], {
       env: { ...access.env, ...options.extraEnv },
       detached: true,
@@ -152,14 +160,21 @@ export function runGit(
     const stderr: Buffer[] = [];
     let size = 0;
     let ended: 'timeout' | 'stopped' | 'overflow' | null = null;
-    const end = (why: NonNullable<typeof ended>): void => {
-      if (ended !== null) return;
-      ended = why;
+    const signalGroup = (signal: NodeJS.Signals): void => {
       try {
-        process.kill(-(child.pid as number), 'SIGKILL');
+        process.kill(-(child.pid as number), signal);
       } catch {
         // Already gone.
       }
+    };
+    let killTimer: NodeJS.Timeout | undefined;
+    // SIGTERM first: git then removes its lock and temporary files (a ref's `.lock` left behind
+    // would fail every later fetch into the cache); SIGKILL for what has not ended after that.
+    const end = (why: NonNullable<typeof ended>): void => {
+      if (ended !== null) return;
+      ended = why;
+      signalGroup('SIGTERM');
+      killTimer = setTimeout(() => signalGroup('SIGKILL'), GIT_KILL_GRACE_MS);
     };
     const keep =
       (into: Buffer[]) =>
@@ -177,6 +192,7 @@ export function runGit(
       if (settled) return false;
       settled = true;
       clearTimeout(timer);
+      clearTimeout(killTimer);
       options.signal?.removeEventListener('abort', onAbort);
       return true;
     };
@@ -203,9 +219,6 @@ export function runGit(
       else if (code !== 0) reject(new GitCommandError(args, masked, false));
       else resolve({ stdout: Buffer.concat(stdout).toString('utf8'), stderr: masked });
     });
-    if (child.pid !== undefined) {
-      if (options.signal?.aborted) onAbort();
-      else options.signal?.addEventListener('abort', onAbort, { once: true });
-    }
+    if (child.pid !== undefined) options.signal?.addEventListener('abort', onAbort, { once: true });
   });
 }

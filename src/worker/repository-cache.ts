@@ -26,9 +26,13 @@ import {
   type GitAccess,
 } from '../git/git-command.js';
 
-/** Words of git's that mean the repository's own files are damaged, not that the network failed. */
+/**
+ * Words of git's that mean the repository's own files are damaged, not that the network failed.
+ * A lock file of git's in the cache is damage too: no other git works in it while berth holds the
+ * cache's lock, so one is left by a git that was killed.
+ */
 const CORRUPT =
-  /corrupt|bad object|not a git repository|missing (blob|tree|commit) |unable to read|does not match index|invalid object|bad config|loose object|unable to parse|did not send all necessary objects|failed to read object|packfile|object file .* is empty|bad tree object|fatal: bad /i;
+  /\.lock': File exists|cannot lock ref|corrupt|bad object|not a git repository|missing (blob|tree|commit) |unable to read|does not match index|invalid object|bad config|loose object|unable to parse|did not send all necessary objects|failed to read object|packfile|object file .* is empty|bad tree object|fatal: bad /i;
 
 export interface CheckoutRequest {
   repository: string;
@@ -314,8 +318,11 @@ function corruptOr(err: unknown, request: CheckoutRequest, what: string): Error 
     credentials: request.credentials.kind,
     what,
   });
-  if (failure.code === 'BERTH_GIT_FAILED' && !err.timedOut && CORRUPT.test(err.stderr))
-    return new CorruptCache(err.stderr.trim().split('\n').at(-1) ?? '');
+  if (failure.code === 'BERTH_GIT_FAILED' && !err.timedOut && CORRUPT.test(err.stderr)) {
+    // The line that says what is damaged (git may add advice after it).
+    const lines = err.stderr.trim().split('\n');
+    return new CorruptCache(lines.find((line) => CORRUPT.test(line)) ?? lines.at(-1) ?? '');
+  }
   return failure;
 }
 

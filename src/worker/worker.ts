@@ -699,6 +699,10 @@ export class Worker {
         // Stopped before anything of the job ran: what was under way (a checkout, a download) was
         // ended for it, and whatever it threw is that end.
         const reason = `stopped: ${slot.leaseLost ?? slot.stopWhy ?? 'canceled'}, during ${preparing}; its job never started`;
+        // A failure of its own that came with the stop (not the stop's end of the checkout) is
+        // said too: the run is over either way, but what went wrong is not hidden.
+        if (err !== slot.preparing.signal.reason)
+          shipper.add(masked(failureLines(coerceError(err))));
         shipper.add(masked(`[berth: ${reason}]\n`));
         await shipper.close().catch(() => undefined);
         await reporting;
@@ -813,7 +817,13 @@ export class Worker {
       throw new BerthError('BERTH_SAVED_WORKSPACE_INVALID', 'the server sent no usable seal');
     const file = this.workspaceFile(runId);
     await mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
-    await this.options.protocol.downloadWorkspace(this.workerId, runId, file, signal);
+    await this.options.protocol
+      .downloadWorkspace(this.workerId, runId, file, signal)
+      .catch((err: unknown) => {
+        // Stopped: the stop's own end of the download, not a network failure.
+        signal.throwIfAborted();
+        throw err;
+      });
     return { archive: openSealed(file, seal), imageId: given.imageId };
   }
 
