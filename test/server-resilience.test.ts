@@ -80,6 +80,16 @@ async function start(env: Record<string, string> = {}) {
     client,
     token,
     server: () => current,
+    /** A stack of pool pool-r, on the busybox image, from a directory of this machine. */
+    stack: async (id: string, localDir: string): Promise<void> => {
+      const created = await client.api('POST', '/stacks', {
+        id,
+        localDir,
+        pool: 'pool-r',
+        runnerImage: inject('busyboxImage'),
+      });
+      expect(created.status, JSON.stringify(created.body)).toBe(201);
+    },
     /** Kills the server (a crash) and starts it again on the same data; the proxy follows. */
     restart: async (): Promise<void> => {
       await current.kill();
@@ -102,21 +112,12 @@ function startWorker(url: string, token: string): BerthProcess {
 
 describe('the worker path when the server or the network fails', () => {
   it('forgets a worker silent for longer than BERTH_WORKER_FORGET_AFTER, which registers again under its id when it is back', async () => {
-    const { proxy, client, token, server } = await start({
+    const { proxy, client, token, server, stack } = await start({
       BERTH_WORKER_LEASE_TIMEOUT: '3s',
       BERTH_WORKER_FORGET_AFTER: '4s',
     });
     const { api, settled } = client;
-    expect(
-      (
-        await api('POST', '/stacks', {
-          id: 'forgotten',
-          localDir: repo(2, 1, '0'),
-          pool: 'pool-r',
-          runnerImage: inject('busyboxImage'),
-        })
-      ).status,
-    ).toBe(201);
+    await stack('forgotten', repo(2, 1, '0'));
     const worker = startWorker(proxy.url, token);
     await worker.waitFor('registered in pool');
     const id = /worker (\S+) registered/.exec(worker.stderr())?.[1] as string;
@@ -145,18 +146,9 @@ describe('the worker path when the server or the network fails', () => {
   }, 120_000);
 
   it('loses no run and no log line when the server is killed and started again mid-run', async () => {
-    const { proxy, client, token, restart } = await start();
+    const { proxy, client, token, restart, stack } = await start();
     const { api, settled, logText } = client;
-    expect(
-      (
-        await api('POST', '/stacks', {
-          id: 'restart',
-          localDir: repo(60, 30, '0.2'),
-          pool: 'pool-r',
-          runnerImage: inject('busyboxImage'),
-        })
-      ).status,
-    ).toBe(201);
+    await stack('restart', repo(60, 30, '0.2'));
     const worker = startWorker(proxy.url, token);
     await worker.waitFor('registered in pool');
     // One worker slot: the second run waits in the queue while the server is gone.
@@ -183,14 +175,9 @@ describe('the worker path when the server or the network fails', () => {
   });
 
   it('keeps the log complete, ordered and without duplicates when connections are cut', async () => {
-    const { proxy, client, token } = await start();
+    const { proxy, client, token, stack } = await start();
     const { api, settled, logText } = client;
-    await api('POST', '/stacks', {
-      id: 'cuts',
-      localDir: repo(300, 5, '0.3'),
-      pool: 'pool-r',
-      runnerImage: inject('busyboxImage'),
-    });
+    await stack('cuts', repo(300, 5, '0.3'));
     // Log batches and state reports cut after the server stored them (the worker cannot know)
     // and before they arrived, the first time and again later.
     proxy.setRule(({ method, path: route, nth }) => {
@@ -234,12 +221,7 @@ describe('the worker path when the server or the network fails', () => {
     const dir = tempDir('berth-stack-');
     mkdirSync(path.join(dir, '.berth'));
     writeFileSync(path.join(dir, '.berth', 'task.sh'), script);
-    await api('POST', '/stacks', {
-      id: stackId,
-      localDir: dir,
-      pool: 'pool-r',
-      runnerImage: inject('busyboxImage'),
-    });
+    await setup.stack(stackId, dir);
     const worker = startWorker(setup.proxy.url, setup.token);
     await worker.waitFor('registered in pool');
     const run = (await api<{ id: string }>('POST', `/stacks/${stackId}/runs`, { type: 'task' }))

@@ -29,6 +29,15 @@ const newId = ulidGenerator(Date.now, (n) => randomBytes(n));
 const t0 = new Date('2026-11-30T12:00:00.000Z');
 const later = (ms: number): Date => new Date(t0.getTime() + ms);
 const iso = (at: Date): string => at.toISOString();
+/** A worker of pool private-a as it registers (host h, berth 0.1.0, engine 20.10). */
+const workerInfo = (id: string, concurrency = 1) => ({
+  id,
+  poolId: 'private-a',
+  host: 'h',
+  berthVersion: '0.1.0',
+  engineVersion: '20.10',
+  concurrency,
+});
 
 type Kind = 'sqlite' | 'postgres';
 
@@ -356,14 +365,7 @@ describe.each<Kind>(['sqlite', 'postgres'])('the store on %s', (kind) => {
   });
 
   it("records a worker's goodbye until it registers again (a late heartbeat does not undo it)", async () => {
-    const worker = {
-      id: 'w-leaves',
-      poolId: 'private-a',
-      host: 'h',
-      berthVersion: '0.1.0',
-      engineVersion: '20.10',
-      concurrency: 1,
-    };
+    const worker = workerInfo('w-leaves');
     expect((await store.upsertWorker(worker, t0)).leftAt).toBeNull();
     expect(await store.markWorkerLeft('w-leaves', later(1_000))).toBe(true);
     expect((await store.getWorker('w-leaves'))?.leftAt).toBe(later(1_000).toISOString());
@@ -377,17 +379,7 @@ describe.each<Kind>(['sqlite', 'postgres'])('the store on %s', (kind) => {
 
   it('ends runs of a vanished worker: back to the queue before a container started, FAILED after', async () => {
     await stack('lease');
-    await store.upsertWorker(
-      {
-        id: 'w-gone',
-        poolId: 'private-a',
-        host: 'h',
-        berthVersion: '0.1.0',
-        engineVersion: '20.10',
-        concurrency: 2,
-      },
-      t0,
-    );
+    await store.upsertWorker(workerInfo('w-gone', 2), t0);
     const notStarted = await trigger('lease', 'TASK');
     const started = await trigger('lease', 'TASK');
     expect((await store.leaseRun('private-a', 'w-gone', t0, 10_000))?.id).toBe(notStarted.id);
@@ -430,17 +422,7 @@ describe.each<Kind>(['sqlite', 'postgres'])('the store on %s', (kind) => {
 
   it('asks a held run to stop once, only as the caller saw it; its lease ending ends it as the cancel meant', async () => {
     await stack('stop');
-    await store.upsertWorker(
-      {
-        id: 'w-stop',
-        poolId: 'private-a',
-        host: 'h',
-        berthVersion: '0.1.0',
-        engineVersion: '20.10',
-        concurrency: 2,
-      },
-      t0,
-    );
+    await store.upsertWorker(workerInfo('w-stop', 2), t0);
     const preparing = await trigger('stop', 'TASK');
     const running = await trigger('stop', 'TASK');
     expect((await store.leaseRun('private-a', 'w-stop', t0, 10_000))?.id).toBe(preparing.id);
@@ -540,18 +522,7 @@ describe.each<Kind>(['sqlite', 'postgres'])('the store on %s', (kind) => {
 
   it('forgets workers silent since a time that hold no lease; their runs keep their id', async () => {
     await stack('forget');
-    const worker = (id: string, at: Date) =>
-      store.upsertWorker(
-        {
-          id,
-          poolId: 'private-a',
-          host: 'h',
-          berthVersion: '0.1.0',
-          engineVersion: '20.10',
-          concurrency: 1,
-        },
-        at,
-      );
+    const worker = (id: string, at: Date) => store.upsertWorker(workerInfo(id), at);
     // A day before every other worker of this suite's store: only these three are old enough.
     const dayBefore = later(-24 * 3_600_000);
     const after = (ms: number): Date => new Date(dayBefore.getTime() + ms);
