@@ -145,6 +145,39 @@ describe('the worker path when the server or the network fails', () => {
     expect(done).toMatchObject({ state: 'FINISHED', worker: id });
   }, 120_000);
 
+  it("stops the download of a confirmed plan's workspace at a cancel: CANCELED, its apply never started", async () => {
+    const { proxy, client, token, stack } = await start();
+    const { api, settled, logText } = client;
+    await stack('download', planStackDir());
+    const worker = startWorker(proxy.url, token);
+    await worker.waitFor('registered in pool');
+    const run = (await api<{ id: string }>('POST', '/stacks/download/runs', { type: 'tracked' }))
+      .body;
+    expect((await settled(run.id, ['UNCONFIRMED', 'FAILED'])).state).toBe('UNCONFIRMED');
+    await worker.waitFor(`run ${run.id}: done here, UNCONFIRMED`);
+    // The workspace's download hangs (a server or network that stops answering).
+    const download = 'GET /api/v1/worker/runs/:id/workspace';
+    proxy.setRule(({ method, path: route }) =>
+      `${method} ${route}` === download ? 'hold' : 'pass',
+    );
+    expect((await api('POST', `/runs/${run.id}/confirm`)).status).toBe(200);
+    await until(() => (proxy.held[download] ?? 0) > 0, 'the download hangs');
+    expect((await api('POST', `/runs/${run.id}/cancel`)).status).toBe(200);
+    // Heard at the worker's next heartbeat (a third of the 20 s lease), not at the lease's end.
+    const ended = await settled(run.id, ['CANCELED', 'FAILED', 'STOPPED', 'FINISHED']);
+    expect(ended.state).toBe('CANCELED');
+    expect(ended.stateReason).toMatch(
+      /^canceled by \S+; worker \S+: stopped: canceled, during the download of its saved workspace; its job never started$/,
+    );
+    // The stop's own end of the download is no failure of the server's.
+    const log = await logText(run.id);
+    expect(log).toContain(
+      '[berth: stopped: canceled, during the download of its saved workspace; its job never started]\n',
+    );
+    expect(log).not.toContain('[berth: error:');
+    await worker.waitFor(`run ${run.id}: done here, CANCELED`);
+  });
+
   it('loses no run and no log line when the server is killed and started again mid-run', async () => {
     const { proxy, client, token, restart, stack } = await start();
     const { api, settled, logText } = client;
