@@ -286,20 +286,38 @@ describe('git over HTTPS with a token', () => {
     expect(readFileSync(path.join(again.into, 'main.tf'), 'utf8')).toBe('one\n');
   });
 
+  it('checks out a branch named under a deleted one (release, then release/1.0) from the same cache', async () => {
+    const repo = createRepository(http.root, 'renamed-branches');
+    const before = commitFiles(repo, { 'a.tf': 'release\n' }, 'release', 'release');
+    const repos = cache();
+    const repository = `${http.url}renamed-branches.git`;
+    expect((await repos.checkout(request({ repository, branch: 'release' }))).commit).toBe(before);
+    // The repository moves on: release is gone, release/1.0 (a name under it) is made.
+    execFileSync('git', ['--git-dir', repo, 'update-ref', '-d', 'refs/heads/release']);
+    const after = commitFiles(repo, { 'a.tf': 'release/1.0\n' }, 'release/1.0', 'release/1.0');
+    const next = request({ repository, branch: 'release/1.0' });
+    const result = await repos.checkout(next);
+    expect(result).toEqual({ commit: after, warnings: [] });
+    expect(readFileSync(path.join(next.into, 'a.tf'), 'utf8')).toBe('release/1.0\n');
+  });
+
   it("takes a ref's lock file left in the cache (by a git that was killed) as damage: cloned again", async () => {
     const repo = createRepository(http.root, 'left-lock');
     commitFiles(repo, { 'a.tf': 'one\n' });
     const repos = cache();
     const repository = `${http.url}left-lock.git`;
     await repos.checkout(request({ repository }));
-    writeFileSync(path.join(repos.pathOf(repository), 'refs', 'heads', 'main.lock'), '');
+    const ref = path.join('refs', 'berth', 'branches', Buffer.from('main').toString('hex'));
+    writeFileSync(path.join(repos.pathOf(repository), `${ref}.lock`), '');
     // A new commit: the fetch must move the branch, which takes the ref's lock.
     const second = commitFiles(repo, { 'a.tf': 'two\n' });
     const again = request({ repository });
     const result = await repos.checkout(again);
     expect(result.commit).toBe(second);
     expect(result.warnings).toHaveLength(1);
-    expect(result.warnings[0]).toMatch(/was damaged \(git: .*main\.lock.*\); it was removed/);
+    expect(result.warnings[0]).toMatch(
+      new RegExp(`was damaged \\(git: .*${ref}\\.lock': File exists.*\\); it was removed`),
+    );
     expect(readFileSync(path.join(again.into, 'a.tf'), 'utf8')).toBe('two\n');
   });
 });

@@ -32,7 +32,7 @@ import {
  * cache's lock, so one is left by a git that was killed.
  */
 const CORRUPT =
-  /\.lock': File exists|cannot lock ref|corrupt|bad object|not a git repository|missing (blob|tree|commit) |unable to read|does not match index|invalid object|bad config|loose object|unable to parse|did not send all necessary objects|failed to read object|packfile|object file .* is empty|bad tree object|fatal: bad /i;
+  /\.lock': File exists|corrupt|bad object|not a git repository|missing (blob|tree|commit) |unable to read|does not match index|invalid object|bad config|loose object|unable to parse|did not send all necessary objects|failed to read object|packfile|object file .* is empty|bad tree object|fatal: bad /i;
 
 export interface CheckoutRequest {
   repository: string;
@@ -165,7 +165,9 @@ export class RepositoryCache {
     } else {
       await this.createCache(cache, access, signal);
     }
-    const branchRef = `refs/heads/${request.branch}`;
+    // Each branch under a name of its own in the cache: `release` and `release/1.0` (two stacks
+    // of one repository) cannot both be refs/heads/ names, one being the other's directory.
+    const branchRef = `refs/berth/branches/${Buffer.from(request.branch).toString('hex')}`;
     const fetch = async (refspec: string, what: string): Promise<void> => {
       try {
         await git([
@@ -185,7 +187,7 @@ export class RepositoryCache {
     // repository, and it brings only the objects the cache lacks.
     let branchMissing: unknown = null;
     try {
-      await fetch(`+${branchRef}:${branchRef}`, `branch ${request.branch}`);
+      await fetch(`+refs/heads/${request.branch}:${branchRef}`, `branch ${request.branch}`);
     } catch (err) {
       if (!(
         err instanceof BerthError &&
