@@ -227,6 +227,23 @@ describe('DockerExecutor', () => {
     expect(events.join('')).toBe('go\n');
   });
 
+  it('interrupt while a phase is being started reaches its process once it runs, and once', async () => {
+    // Counts the SIGINTs it gets over 3 s (sleep is interrupted too; the loop goes on).
+    const script =
+      'n=0; trap \'n=$((n+1))\' INT; echo up; i=0; while [ $i -lt 30 ]; do sleep 0.1; i=$((i+1)); done; echo "interrupts: $n"';
+    const sole = { name: 'task', script };
+    for (const job of [await start(), await start({ solePhase: sole })]) {
+      let out = '';
+      const running = job.runPhase(sole, (_stream, chunk) => {
+        out += chunk.toString();
+      });
+      // Asked before the phase's process exists (its exec or its container not yet started).
+      await job.interrupt();
+      expect((await running).exitCode).toBe(0);
+      expect(out).toBe('up\ninterrupts: 1\n');
+    }
+  });
+
   it('says the engine is not on this machine when a file it should mount is not there', async () => {
     const error = await executor
       .startJob(

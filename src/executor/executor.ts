@@ -11,7 +11,8 @@
  *                    what it created before throwing.
  *   3. runPhase      run one phase in the container; phases run one after another and share the
  *                    workspace and exported environment. Output is delivered as it arrives.
- *   4. interrupt     SIGINT to every job process (idempotent; harmless when nothing runs);
+ *   4. interrupt     SIGINT to every job process (idempotent; harmless when nothing runs; a
+ *                    phase whose process is being started gets it once that process runs);
  *      kill          SIGKILL to the whole container (idempotent).
  *   5. destroy       remove the container and everything berth created for it. Idempotent, safe
  *                    after any failure, bounded by its own deadline, and independent of whatever

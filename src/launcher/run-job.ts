@@ -485,6 +485,8 @@ class Run {
   /** Runs phases in the current container until one fails; true when all succeeded. */
   private async runPhases(list: readonly Phase[], records: PhaseRecord[]): Promise<boolean> {
     for (const phase of list) {
+      // Stopped since the last phase (or before the first): the next one never starts.
+      if (this.stop) return false;
       const state = this.options.workflow?.states[phase.name];
       if (state) this.emit({ type: 'run.state', state });
       const record = await this.runPhase(this.job as JobHandle, this.withPhaseEnv(phase));

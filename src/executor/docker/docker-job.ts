@@ -45,6 +45,11 @@ export class DockerJob implements JobHandle {
   readonly warnings: readonly string[];
   private destroying: Promise<void> | undefined;
   private soleStarted = false;
+  /**
+   * The phase being started or run: until its process runs, a SIGINT would reach nothing (see
+   * interrupt). An exec's id, or the sole phase's container start.
+   */
+  private current: { execId: Promise<string | null> } | { starting: Promise<void> } | null = null;
 
   constructor(
     private readonly engine: EngineClient,
@@ -61,36 +66,44 @@ export class DockerJob implements JobHandle {
     onStarted?: () => void,
   ): Promise<PhaseOutcome> {
     if (this.parts.solePhase !== null) return this.runSolePhase(phase, onOutput, onStarted);
-    const script = phaseScriptEntry(phase.script);
-    if (!this.parts.preloaded.has(script.name)) {
-      await uploadArchive(
-        this.engine,
-        this.containerId,
-        [script],
-        `the script of phase ${phase.name}`,
+    let execCreated: (id: string | null) => void = () => undefined;
+    this.current = { execId: new Promise((resolve) => (execCreated = resolve)) };
+    try {
+      const script = phaseScriptEntry(phase.script);
+      if (!this.parts.preloaded.has(script.name)) {
+        await uploadArchive(
+          this.engine,
+          this.containerId,
+          [script],
+          `the script of phase ${phase.name}`,
+        );
+        this.parts.preloaded.add(script.name);
+      }
+      const scriptPath = `/${script.name}`;
+      const exec = await this.engine.json<{ Id: string }>(
+        'POST',
+        `/containers/${this.containerId}/exec`,
+        {
+          body: toPhaseExecBody(
+            scriptPath,
+            { ...phase.env, HOME: this.parts.home },
+            phase.workingDir,
+          ),
+        },
       );
-      this.parts.preloaded.add(script.name);
+      execCreated(exec.Id);
+      const res = await this.engine.hijack('POST', `/exec/${exec.Id}/start`, {
+        body: { Detach: false, Tty: false },
+      });
+      onStarted?.();
+      await pumpOutput(res, onOutput);
+      const exitCode = await this.exitCodeOf(exec.Id);
+      await this.endPhaseProcesses();
+      return { exitCode };
+    } finally {
+      execCreated(null);
+      this.current = null;
     }
-    const scriptPath = `/${script.name}`;
-    const exec = await this.engine.json<{ Id: string }>(
-      'POST',
-      `/containers/${this.containerId}/exec`,
-      {
-        body: toPhaseExecBody(
-          scriptPath,
-          { ...phase.env, HOME: this.parts.home },
-          phase.workingDir,
-        ),
-      },
-    );
-    const res = await this.engine.hijack('POST', `/exec/${exec.Id}/start`, {
-      body: { Detach: false, Tty: false },
-    });
-    onStarted?.();
-    await pumpOutput(res, onOutput);
-    const exitCode = await this.exitCodeOf(exec.Id);
-    await this.endPhaseProcesses();
-    return { exitCode };
   }
 
   /** Kills whatever the phase left running (background jobs, daemons) before anything else runs. */
@@ -140,14 +153,23 @@ export class DockerJob implements JobHandle {
       );
     }
     this.soleStarted = true;
-    const res = await this.engine.hijack('POST', `/containers/${this.containerId}/attach`, {
-      query: { stream: 1, stdout: 1, stderr: 1 },
-    });
+    let startedOrNot: () => void = () => undefined;
+    this.current = { starting: new Promise<void>((resolve) => (startedOrNot = resolve)) };
+    let res;
     try {
-      await this.engine.json('POST', `/containers/${this.containerId}/start`);
-    } catch (err) {
-      res.destroy();
-      throw containerError(err, this.parts.imageReference);
+      res = await this.engine.hijack('POST', `/containers/${this.containerId}/attach`, {
+        query: { stream: 1, stdout: 1, stderr: 1 },
+      });
+      try {
+        // The engine answers once the container's process runs.
+        await this.engine.json('POST', `/containers/${this.containerId}/start`);
+      } catch (err) {
+        res.destroy();
+        throw containerError(err, this.parts.imageReference);
+      }
+    } finally {
+      startedOrNot();
+      this.current = null;
     }
     onStarted?.();
     await pumpOutput(res, onOutput);
@@ -213,6 +235,11 @@ export class DockerJob implements JobHandle {
   }
 
   async interrupt(): Promise<void> {
+    // A phase whose process is being started would miss a SIGINT sent now (it reaches only the
+    // processes there are), and then run its whole grace: the SIGINT goes once the process runs.
+    // Never twice: a second SIGINT ends Terraform at once instead of gracefully.
+    const current = this.current;
+    if (current) await this.untilStarted(current);
     try {
       const exec = await this.engine.json<{ Id: string }>(
         'POST',
@@ -226,6 +253,27 @@ export class DockerJob implements JobHandle {
       });
     } catch {
       // Nothing to interrupt (container stopped or gone); the caller escalates to kill after grace.
+    }
+  }
+
+  /** Resolves once the phase's process runs, or can no longer (it ended, or never started). */
+  private async untilStarted(
+    current: { execId: Promise<string | null> } | { starting: Promise<void> },
+  ): Promise<void> {
+    if ('starting' in current) {
+      await current.starting;
+      return;
+    }
+    // Not made at all (the phase failed before): nothing will run.
+    const execId = await current.execId;
+    if (execId === null) return;
+    for (let attempt = 0; attempt < 250; attempt += 1) {
+      const info = await this.engine
+        .json<{ ExitCode: number | null; Pid: number }>('GET', `/exec/${execId}/json`)
+        .catch(() => null);
+      // Pid, not Running: the engine says Running just before it has the process started.
+      if (!info || info.Pid > 0 || info.ExitCode !== null) return;
+      await new Promise((resolve) => setTimeout(resolve, 20));
     }
   }
 
