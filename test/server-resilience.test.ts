@@ -490,6 +490,29 @@ describe('berth server settings', () => {
     );
   });
 
+  it('refuses a data or state directory it cannot make, saying where and why, never as a bug (nor hanging on /proc)', async () => {
+    const file = path.join(tempDir('berth-not-a-dir-'), 'file');
+    writeFileSync(file, '');
+    const server = await runBerth(['server', '--listen', '127.0.0.1:0', '--data-dir', file], {});
+    expect(server.code).toBe(2);
+    expect(server.stderr).toContain(
+      `berth: error: cannot create the data directory ${file}: ${file} is a file [BERTH_USAGE]`,
+    );
+    expect(server.stderr).toContain('in --data-dir (BERTH_DATA_DIR), or create');
+    const worker = await runBerth(['worker', '--server', 'http://127.0.0.1:1'], {
+      BERTH_POOL_TOKEN: 'unused',
+      BERTH_STATE_DIR: '/proc/berth-test-nope/state',
+    });
+    expect(worker.code).toBe(2);
+    expect(worker.stderr).toContain(
+      'cannot create the state directory /proc/berth-test-nope/state: this file system does not let berth create it at /proc/berth-test-nope (ENOENT) [BERTH_USAGE]',
+    );
+    for (const { stderr } of [server, worker]) {
+      expect(stderr).not.toContain('bug in berth');
+      expect(stderr).not.toMatch(/\n\s+at /);
+    }
+  });
+
   it('refuses a database pool size that is not a number of connections, saying which', async () => {
     const result = await runBerth(
       ['server', '--listen', '127.0.0.1:0', '--data-dir', tempDir('berth-server-')],

@@ -3,7 +3,6 @@
  * claim is an owner file in the directory (owner-file.ts); one whose process is gone, or that a
  * copy of the directory brought from another machine, is taken over.
  */
-import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { BerthError } from '../domain/errors.js';
 import {
@@ -12,6 +11,7 @@ import {
   isLauncherOfThisHost,
 } from '../launcher/launcher-identity.js';
 import { claimOwnerFile } from '../launcher/owner-file.js';
+import { makeDirectory } from '../store/make-directory.js';
 
 export interface DirectoryUse {
   /** The owner file's name in the directory. */
@@ -20,12 +20,14 @@ export interface DirectoryUse {
   holder: string;
   /** What the directory is, for the error: e.g. `state directory`. */
   what: string;
+  /** Where the user chose it, for the fix when it cannot be made: e.g. `BERTH_STATE_DIR`. */
+  setting: string;
   hint: string;
 }
 
 /** Takes `dir` for this process, or throws BERTH_USAGE naming the live one that has it. */
 export function claimDirectory(dir: string, use: DirectoryUse): () => void {
-  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  makeDirectory(dir, use.what, use.setting);
   const claim = claimOwnerFile(
     path.join(dir, use.file),
     currentLauncherId(),

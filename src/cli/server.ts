@@ -235,6 +235,7 @@ export function registerUp(
           file: 'up.owner',
           holder: 'berth up',
           what: 'data directory',
+          setting: '--data-dir (BERTH_DATA_DIR)',
           hint: 'Use the berth up that runs already (its address is in its first lines), stop it first, or give this one another --data-dir (BERTH_DATA_DIR).',
         });
         try {

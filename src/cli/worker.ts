@@ -1,5 +1,5 @@
 /** `berth worker`: leases runs of its pool from a berth server and runs them here. */
-import { existsSync, readFileSync, writeFileSync, mkdirSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { BerthError } from '../domain/errors.js';
@@ -18,6 +18,7 @@ import { fetchTrusting, trustedCas } from '../net/tls-files.js';
 import { HttpWorkerProtocol, registrationRefused } from '../worker/protocol.js';
 import { RepositoryCache } from '../worker/repository-cache.js';
 import { Worker } from '../worker/worker.js';
+import { makeDirectory } from '../store/make-directory.js';
 import { claimDirectory } from './directory-claim.js';
 import type { Output } from './render.js';
 import { workerAdmin } from './remote.js';
@@ -184,7 +185,7 @@ export async function runWorker(options: {
         throw registrationRefused(server, err);
       });
       if (worker.id) {
-        mkdirSync(settings.stateDir, { recursive: true, mode: 0o700 });
+        makeDirectory(settings.stateDir, 'state directory', 'BERTH_STATE_DIR');
         writeFileSync(idFile, `${worker.id}\n`, { mode: 0o600 });
       }
       await worker.serve();
@@ -225,6 +226,7 @@ function claimStateDir(stateDir: string): () => void {
     file: 'worker.owner',
     holder: 'berth worker',
     what: 'state directory',
+    setting: 'BERTH_STATE_DIR',
     hint: 'Give each worker on a machine its own state directory: BERTH_STATE_DIR=DIR berth worker …',
   });
 }

@@ -3,7 +3,7 @@
  * admin token made on first start (printed once, stored as its hash), the HTTP API, and the
  * sweep that ends runs whose worker stopped answering. Several servers may share one PostgreSQL.
  */
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { rmdir } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -11,6 +11,7 @@ import type { AddressInfo } from 'node:net';
 import { StoreConflict } from '../store/store.js';
 import { openStore, redact } from '../store/open-store.js';
 import { databaseTrouble, type DatabaseTrouble } from '../store/database-trouble.js';
+import { makeDirectory } from '../store/make-directory.js';
 import { BerthError } from '../domain/errors.js';
 import { Notifications } from '../store/notifications.js';
 import { buildServer } from './app.js';
@@ -102,7 +103,7 @@ function builtWebPage(): string | undefined {
 
 export async function startServer(options: ServerOptions): Promise<RunningServer> {
   const tls = options.tls;
-  mkdirSync(options.dataDir, { recursive: true, mode: 0o700 });
+  makeDirectory(options.dataDir, 'data directory', '--data-dir (BERTH_DATA_DIR)');
   let notifications: Notifications | null = null;
   let listening: { close: () => Promise<unknown> } | null = null;
   const store = await openStore({
