@@ -513,6 +513,19 @@ describe('berth server settings', () => {
     }
   });
 
+  it("refuses to listen on a port fetch clients refuse (its own command line's and workers' too)", async () => {
+    const args = ['server', '--data-dir', tempDir('berth-server-'), '--listen', '127.0.0.1:6666'];
+    const refused = await runBerth(args, {});
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toContain(
+      `berth: error: --listen "127.0.0.1:6666": port 6666 is one that web browsers and Node's fetch refuse to connect to`,
+    );
+    expect(refused.stderr).toContain('Give another port, e.g. --listen 127.0.0.1:8080.');
+    // Node's fetch does refuse it: the list is the one the clients apply.
+    const reached = await fetch('http://127.0.0.1:6666/').catch((err: Error) => err);
+    expect(String((reached as Error).cause)).toContain('bad port');
+  });
+
   it('refuses a database pool size that is not a number of connections, saying which', async () => {
     const result = await runBerth(
       ['server', '--listen', '127.0.0.1:0', '--data-dir', tempDir('berth-server-')],

@@ -3,6 +3,7 @@ import { homedir } from 'node:os';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { BerthError } from '../domain/errors.js';
+import { FETCH_BAD_PORTS } from '../domain/server-address.js';
 import { parseConcurrency } from './concurrency.js';
 import { parseByteSize, parseDuration } from '../domain/units.js';
 import { loadServerTls, trustedCas } from '../net/tls-files.js';
@@ -64,6 +65,13 @@ function listenAddress(text: string, source: string): { host: string; port: numb
     throw new BerthError('BERTH_USAGE', `${source} ${JSON.stringify(text)} is not HOST:PORT`, {
       hint: 'e.g. --listen 127.0.0.1:8080, or 0.0.0.0:8080 behind a TLS-terminating proxy.',
     });
+  }
+  if (FETCH_BAD_PORTS.has(port)) {
+    throw new BerthError(
+      'BERTH_USAGE',
+      `${source} ${JSON.stringify(text)}: port ${port} is one that web browsers and Node's fetch refuse to connect to (a "bad port" of the fetch standard), so neither berth's command line, its workers nor the web page could reach the server there`,
+      { hint: 'Give another port, e.g. --listen 127.0.0.1:8080.' },
+    );
   }
   return { host: (match[1] ?? match[2]) as string, port };
 }
