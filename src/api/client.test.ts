@@ -79,4 +79,50 @@ describe('ApiClient', () => {
     );
     expect(err.code).toBe(ANSWER_UNEXPECTED);
   });
+
+  it('ends a follow whose stream is lost after the run ended, saying so, instead of trying for a minute', async () => {
+    let calls = 0;
+    const stream = (states: string[]): Response =>
+      new Response(
+        states.map((state) => `event: run\ndata: {"id":"01JRUN","state":"${state}"}\n\n`).join(''),
+        { status: 200, headers: { 'content-type': 'text/event-stream' } },
+      );
+    // The stream says the run ended, then the server goes away before the stream's end.
+    const serverGoes = (states: string[]): typeof fetch => {
+      calls = 0;
+      return () => {
+        calls += 1;
+        return calls === 1
+          ? Promise.resolve(stream(states))
+          : Promise.reject(new TypeError('fetch failed'));
+      };
+    };
+    const lost: string[] = [];
+    const states: string[] = [];
+    const ended = new ApiClient('http://h', 't', serverGoes(['PERFORMING', 'FINISHED']));
+    await ended.followLogs(
+      '01JRUN',
+      { log: () => undefined, run: (run) => states.push(run.state), lost: (why) => lost.push(why) },
+      { retryDelayMs: 1 },
+    );
+    expect(states).toEqual(['PERFORMING', 'FINISHED']);
+    // The cut stream, then one more try.
+    expect(calls).toBe(2);
+    expect(lost).toEqual([
+      expect.stringMatching(
+        /^the server stopped answering after run 01JRUN ended FINISHED \(.+\): its log here may lack its last lines; `berth runs logs 01JRUN` shows what was stored once the server is back$/,
+      ),
+    ]);
+    // A run still going on: every try is made before the follow gives up.
+    const going = new ApiClient('http://h', 't', serverGoes(['PERFORMING']));
+    const err = await failure(
+      going.followLogs(
+        '01JRUN',
+        { log: () => undefined, run: () => undefined },
+        { retryDelayMs: 1, attempts: 4 },
+      ),
+    );
+    expect(err.code).toBe('SERVER_UNREACHABLE');
+    expect(calls).toBe(4);
+  });
 });

@@ -22,6 +22,7 @@ import type {
   WorkerOutput,
 } from './schemas.js';
 import { noAnswer } from '../domain/no-answer.js';
+import { isTerminal } from '../domain/run-state.js';
 import {
   parseApiAnswer,
   readAnswer,
@@ -41,6 +42,11 @@ export type LogChunk = Log['chunks'][number];
 export interface FollowHandlers {
   log(chunk: LogChunk): void;
   run(run: Run): void;
+  /**
+   * The stream was lost after the run had ended (the server went away before the stream's end):
+   * the follow ends there, and this says why (the log may lack its last chunks).
+   */
+  lost?(why: string): void;
 }
 
 export interface FollowOptions {
@@ -211,9 +217,19 @@ export class ApiClient {
     let last = options.after ?? 0;
     let failures = 0;
     const attempts = options.attempts ?? 10;
+    // The run's end, once the stream has said it: a lost stream is then not worth a minute of
+    // tries (only the last chunks can be missing, and the exit code is known).
+    let ended: Run | null = null;
+    const noting: FollowHandlers = {
+      log: (chunk) => handlers.log(chunk),
+      run: (run) => {
+        if (isTerminal(run.state)) ended = run;
+        handlers.run(run);
+      },
+    };
     for (;;) {
       const progress = last;
-      const outcome = await this.followOnce(id, last, handlers, options, (seq) => {
+      const outcome = await this.followOnce(id, last, noting, options, (seq) => {
         last = seq;
       }).catch((err: unknown) => {
         if (err instanceof ApiClientError && err.status >= 400 && err.status < 500) throw err;
@@ -225,8 +241,15 @@ export class ApiClient {
       });
       if (outcome.done) return;
       failures = last > progress ? 1 : failures + 1;
+      const cause = (outcome as { cause?: unknown }).cause;
+      if (ended !== null && failures >= Math.min(2, attempts)) {
+        const why = cause instanceof Error ? cause.message : 'the server closed it';
+        handlers.lost?.(
+          `the server stopped answering after run ${id} ended ${(ended as Run).state} (${why}): its log here may lack its last lines; \`berth runs logs ${id}\` shows what was stored once the server is back`,
+        );
+        return;
+      }
       if (failures >= attempts) {
-        const cause = (outcome as { cause?: unknown }).cause;
         throw new ApiClientError(
           0,
           'SERVER_UNREACHABLE',

@@ -426,6 +426,7 @@ export async function followRun(
                 stop.abort();
               });
           },
+          lost: (why) => io.stderr.write(`berth: warning: ${why}\n`),
         },
         { signal: stop.signal },
       );
