@@ -51,6 +51,7 @@ try {
   const url = `file://${makeRepository(root)}`;
   const cache = new RepositoryCache({
     dir: path.join(root, 'cache'),
+    checkoutsDir: path.join(root, 'checkouts'),
     owner: currentLauncherId(),
     isOwnerAlive: isLauncherAlive,
     env: process.env,

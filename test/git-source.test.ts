@@ -51,6 +51,7 @@ afterAll(async () => {
 function cache(dir = tempDir('berth-repos-')): RepositoryCache {
   return new RepositoryCache({
     dir,
+    checkoutsDir: tempDir('berth-checkouts-'),
     owner: currentLauncherId(),
     isOwnerAlive: isLauncherAlive,
     env: { ...process.env, BERTH_GIT_CA_FILE: http.caFile },
@@ -194,6 +195,7 @@ describe('git over HTTPS with a token', () => {
     // Another host's lock counts as alive: only the owner of this machine can be judged.
     const stale = new RepositoryCache({
       dir: path.dirname(lock),
+      checkoutsDir: tempDir('berth-checkouts-'),
       owner: currentLauncherId(),
       isOwnerAlive: (owner) => owner !== 'local/nowhere-host-that-is-this/999999999/1',
       env: { ...process.env, BERTH_GIT_CA_FILE: http.caFile },
@@ -207,6 +209,7 @@ describe('git over HTTPS with a token', () => {
     writeFileSync(lock, currentLauncherId());
     const blocked = new RepositoryCache({
       dir: path.dirname(lock),
+      checkoutsDir: tempDir('berth-checkouts-'),
       owner: currentLauncherId(),
       isOwnerAlive: () => true,
       env: { ...process.env, BERTH_GIT_CA_FILE: http.caFile },
@@ -364,6 +367,7 @@ describe('git over SSH with a deploy key', () => {
     const dir = tempDir('berth-repos-');
     const repos = new RepositoryCache({
       dir,
+      checkoutsDir: tempDir('berth-checkouts-'),
       owner: currentLauncherId(),
       isOwnerAlive: isLauncherAlive,
       env: process.env,
@@ -440,18 +444,38 @@ describe("the worker's run source", () => {
   }
 
   it('checks the commit out and keeps the BERTH_GIT_ variables from the job', async () => {
+    const checkouts = tempDir('berth-checkouts-');
+    const repos = new RepositoryCache({
+      dir: tempDir('berth-repos-'),
+      checkoutsDir: checkouts,
+      owner: currentLauncherId(),
+      isOwnerAlive: isLauncherAlive,
+      env: { ...process.env, BERTH_GIT_CA_FILE: http.caFile },
+    });
     const source = await prepareSource(
       assignment({ repository: `${http.url}infra.git`, localDir: null }, [
         { name: 'BERTH_GIT_TOKEN', value: TOKEN, secret: true },
         { name: 'BERTH_GIT_USERNAME', value: 'deploy', secret: false },
         { name: 'TF_LOG', value: 'info', secret: false },
       ]),
-      cache(),
+      repos,
     );
     expect(readFileSync(path.join(source.dir, 'main.tf'), 'utf8')).toBe('one\n');
     expect(source.environment).toEqual([{ name: 'TF_LOG', value: 'info', secret: false }]);
+    // In the worker's own directory for checkouts, which its next start clears.
+    expect(path.dirname(path.dirname(source.dir))).toBe(checkouts);
+    const second = await prepareSource(
+      assignment({ repository: `${http.url}infra.git`, localDir: null }, [
+        { name: 'BERTH_GIT_TOKEN', value: TOKEN, secret: true },
+        { name: 'BERTH_GIT_USERNAME', value: 'deploy', secret: false },
+      ]),
+      repos,
+    );
     await source.cleanup();
     expect(existsSync(source.dir)).toBe(false);
+    expect(await repos.clearCheckouts()).toBe(1);
+    expect(existsSync(second.dir)).toBe(false);
+    expect(readdirSync(checkouts)).toEqual([]);
   });
 
   it('BERTH_GIT_CREDENTIALS_INVALID: a token for an SSH URL, before any git runs', async () => {

@@ -252,10 +252,18 @@ describe('berth server and berth worker', () => {
         `worker ${id} registered in pool pool-kill: \\S+, berth \\S+, Docker .+, up to 1 run\\(s\\) at once`,
       ),
     );
-    // The same worker, started again, removes the container its dead process left.
+    // The same worker, started again, removes the container its dead process left, and the
+    // checkouts (this run had none: one as a killed run of a repository stack leaves it).
+    const left = path.join(stateDir, 'checkouts', 'run-Ab12Cd', 'source');
+    mkdirSync(left, { recursive: true });
+    writeFileSync(path.join(left, 'main.tf'), '');
     const again = startWorker(token, stateDir);
     await again.waitFor('registered in pool');
     expect(again.stderr()).toMatch(/removed 1 container\(s\) left by a worker that died/);
+    expect(again.stderr()).toContain(
+      'berth: removed 1 checkout(s) left by an earlier run of this worker that died\n',
+    );
+    expect(readdirSync(path.join(stateDir, 'checkouts'))).toEqual([]);
   });
 
   it("fails a run whose stack's directory is not on the worker's machine, saying so", async () => {

@@ -113,6 +113,13 @@ export async function runWorker(options: {
     jobUsers: new FileJobUserCache(path.join(settings.stateDir, 'image-users')),
   });
   const releaseStateDir = claimStateDir(settings.stateDir);
+  const repositories = new RepositoryCache({
+    dir: path.join(settings.stateDir, 'repositories'),
+    checkoutsDir: path.join(settings.stateDir, 'checkouts'),
+    owner: currentLauncherId(),
+    isOwnerAlive: isLauncherAlive,
+    env,
+  });
   try {
     await engine.ping();
     const removed = await executor.removeOrphans(isLauncherAlive, new Date());
@@ -120,6 +127,10 @@ export async function runWorker(options: {
       io.stderr.write(
         `berth: removed ${removed.length} container(s) left by a worker that died: ${removed.join(', ')}\n`,
       );
+    // The state directory is this process's (claimed above): checkouts in it are of the past.
+    const checkouts = await repositories.clearCheckouts();
+    if (checkouts > 0)
+      say(`removed ${checkouts} checkout(s) left by an earlier run of this worker that died`);
     const engineRelease = (await engine.version()).release;
     const idFile = path.join(settings.stateDir, 'worker-id');
     let workerId: string | undefined;
@@ -166,12 +177,7 @@ export async function runWorker(options: {
       workerId,
       buildRunnerImage: (image, onLine) => buildRunnerImage(engine, image, onLine),
       jobSettings,
-      repositories: new RepositoryCache({
-        dir: path.join(settings.stateDir, 'repositories'),
-        owner: currentLauncherId(),
-        isOwnerAlive: isLauncherAlive,
-        env,
-      }),
+      repositories,
       say,
       ...(options.tokenFix ? { tokenFix: options.tokenFix } : {}),
     });

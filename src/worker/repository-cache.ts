@@ -13,7 +13,7 @@
  * - a new cache appears whole (made in a temporary directory, then renamed).
  */
 import { createHash } from 'node:crypto';
-import { mkdir, mkdtemp, rename, rm, stat } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { BerthError } from '../domain/errors.js';
 import { displayRepository, gitFailure, type GitCredentials } from '../domain/git-source.js';
@@ -57,6 +57,11 @@ export interface CheckoutResult {
 export interface RepositoryCacheOptions {
   /** The cache's directory (`<state dir>/repositories`). */
   dir: string;
+  /**
+   * Where runs' checkouts go (`<state dir>/checkouts`), one directory each, removed after the
+   * run; what a worker that died left there is removed when it starts again (clearCheckouts).
+   */
+  checkoutsDir: string;
   /** Who holds a lock: this process's launcher id. */
   owner: string;
   /** False only when the owner of a lock certainly is gone (isLauncherAlive). */
@@ -73,6 +78,20 @@ export class RepositoryCache {
   private readonly queues = new Map<string, Promise<unknown>>();
 
   constructor(private readonly options: RepositoryCacheOptions) {}
+
+  /** A new empty directory for one run's checkout (under checkoutsDir). */
+  async newCheckoutDir(): Promise<string> {
+    await mkdir(this.options.checkoutsDir, { recursive: true, mode: 0o700 });
+    return mkdtemp(path.join(this.options.checkoutsDir, 'run-'));
+  }
+
+  /** Removes every checkout left by an earlier process of this worker (it died mid-run). */
+  async clearCheckouts(): Promise<number> {
+    const left = await readdir(this.options.checkoutsDir).catch(() => []);
+    for (const name of left)
+      await rm(path.join(this.options.checkoutsDir, name), { recursive: true, force: true });
+    return left.length;
+  }
 
   /** Where the cache of a repository URL lives (the URL's SHA-256: no path from a tenant's text). */
   pathOf(repository: string): string {

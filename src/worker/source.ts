@@ -4,8 +4,8 @@
  * The credentials (BERTH_GIT_* variables) are berth's, for the checkout: they are taken out of
  * the variables the job gets.
  */
-import { mkdtemp, rm, stat } from 'node:fs/promises';
-import { hostname, tmpdir } from 'node:os';
+import { rm, stat } from 'node:fs/promises';
+import { hostname } from 'node:os';
 import path from 'node:path';
 import { BerthError } from '../domain/errors.js';
 import { gitCredentialsFrom, type StackVariable } from '../domain/git-source.js';
@@ -48,7 +48,7 @@ export async function prepareSource(
     throw new BerthError('BERTH_USAGE', `stack ${stack.id} has no source`, {
       hint: `Give the stack a source: \`berth stack update ${stack.id} --repo URL\` (a repository) or \`--dir DIR\` (a directory on the workers' machines).`,
     });
-  const parent = await mkdtemp(path.join(tmpdir(), 'berth-checkout-'));
+  const parent = await cache.newCheckoutDir();
   const dir = path.join(parent, 'source');
   const cleanup = (): Promise<void> => rm(parent, { recursive: true, force: true });
   try {
