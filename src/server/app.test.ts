@@ -475,6 +475,10 @@ describe('stacks', () => {
       const put = await call('PUT', `/api/v1/stacks/demo/env/${name}`, { value: 'credential' });
       expect(put.status).toBe(400);
       expect(put.body.message).toBe(`${name} holds a git credential and must be a secret variable`);
+      // The command line keeps a fix that names its command (not its generic one for values).
+      expect(put.body.hint).toBe(
+        `Set it as a secret: \`berth stack env set demo ${name} --secret\` (through the API, secret: true).`,
+      );
       expect((await store.listStackVariables('demo')).map((v) => v.name)).not.toContain(name);
       const secret = await call('PUT', `/api/v1/stacks/demo/env/${name}`, {
         value: 'credential',

@@ -275,7 +275,7 @@ export function registerStackRoutes(server: FastifyInstance, ctx: ServerContext)
           400,
           'BAD_REQUEST',
           `${request.params.name} holds a git credential and must be a secret variable`,
-          `Set it with secret: true (berth stack env set ${stack.id} ${request.params.name} --secret).`,
+          `Set it as a secret: \`berth stack env set ${stack.id} ${request.params.name} --secret\` (through the API, secret: true).`,
         );
       }
       await ctx.store.setStackVariable(stack.id, {
