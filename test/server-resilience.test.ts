@@ -513,14 +513,27 @@ describe('berth server settings', () => {
     }
   });
 
-  it("refuses to listen on a port fetch clients refuse (its own command line's and workers' too)", async () => {
-    const args = ['server', '--data-dir', tempDir('berth-server-'), '--listen', '127.0.0.1:6666'];
-    const refused = await runBerth(args, {});
-    expect(refused.code).toBe(2);
-    expect(refused.stderr).toContain(
-      `berth: error: --listen "127.0.0.1:6666": port 6666 is one that web browsers and Node's fetch refuse to connect to`,
+  it('says a port fetch clients refuse is one its clients cannot reach: refused by berth up, said by berth server', async () => {
+    const up = await runBerth(
+      ['up', '--data-dir', tempDir('berth-up-'), '--listen', '127.0.0.1:6666'],
+      {},
     );
-    expect(refused.stderr).toContain('Give another port, e.g. --listen 127.0.0.1:8080.');
+    expect(up.code).toBe(2);
+    expect(up.stderr).toContain(
+      `berth: error: --listen "127.0.0.1:6666": port 6666 is one that web browsers and Node's fetch refuse to connect to (a "bad port" of the fetch standard), so this berth up's own worker could never reach its server there [BERTH_USAGE]`,
+    );
+    expect(up.stderr).toContain('Give another port, e.g. --listen 127.0.0.1:8080.');
+    // A server may sit behind a proxy on another port: it starts, and says what it means.
+    const server = spawnBerth(
+      ['server', '--data-dir', tempDir('berth-server-'), '--listen', '127.0.0.1:6666'],
+      {},
+    );
+    try {
+      await server.waitFor('can reach this server only through a proxy on another port');
+    } finally {
+      server.child.kill('SIGTERM');
+      await server.exited;
+    }
     // Node's fetch does refuse it: the list is the one the clients apply.
     const reached = await fetch('http://127.0.0.1:6666/').catch((err: Error) => err);
     expect(String((reached as Error).cause)).toContain('bad port');

@@ -66,14 +66,16 @@ function listenAddress(text: string, source: string): { host: string; port: numb
       hint: 'e.g. --listen 127.0.0.1:8080, or 0.0.0.0:8080 behind a TLS-terminating proxy.',
     });
   }
-  if (FETCH_BAD_PORTS.has(port)) {
-    throw new BerthError(
-      'BERTH_USAGE',
-      `${source} ${JSON.stringify(text)}: port ${port} is one that web browsers and Node's fetch refuse to connect to (a "bad port" of the fetch standard), so neither berth's command line, its workers nor the web page could reach the server there`,
-      { hint: 'Give another port, e.g. --listen 127.0.0.1:8080.' },
-    );
-  }
   return { host: (match[1] ?? match[2]) as string, port };
+}
+
+/**
+ * A port that fetch clients refuse (FETCH_BAD_PORTS): `berth up`'s own worker could never reach
+ * its server there (refused); a `berth server` may sit behind a proxy on another port (said).
+ */
+function badPort(port: number, listen: [string, string]): string | null {
+  if (!FETCH_BAD_PORTS.has(port)) return null;
+  return `${listen[1]} ${JSON.stringify(listen[0])}: port ${port} is one that web browsers and Node's fetch refuse to connect to (a "bad port" of the fetch standard)`;
 }
 
 /** BERTH_DATABASE_POOL_SIZE: PostgreSQL connections of one server process (default 20). */
@@ -150,7 +152,13 @@ export function registerServer(
           newAdminToken?: boolean;
         } & TlsOptions,
       ) => {
-        const { host, port } = listenAddress(...listenFrom(env, opts.listen));
+        const listen = listenFrom(env, opts.listen);
+        const { host, port } = listenAddress(...listen);
+        const unreachable = badPort(port, listen);
+        if (unreachable)
+          io.stderr.write(
+            `berth: warning: ${unreachable}: berth's command line, its workers and the web page can reach this server only through a proxy on another port\n`,
+          );
         const tls = serverTls(opts);
         const logLimitBytes = serverLogLimit(env);
         const savedWorkspaceLimitBytes = savedWorkspaceLimit(
@@ -231,7 +239,15 @@ export function registerUp(
           caCert?: string;
         } & TlsOptions,
       ) => {
-        const { host, port } = listenAddress(...listenFrom(env, opts.listen));
+        const listen = listenFrom(env, opts.listen);
+        const { host, port } = listenAddress(...listen);
+        const unreachable = badPort(port, listen);
+        if (unreachable)
+          throw new BerthError(
+            'BERTH_USAGE',
+            `${unreachable}, so this berth up's own worker could never reach its server there`,
+            { hint: 'Give another port, e.g. --listen 127.0.0.1:8080.' },
+          );
         const tls = serverTls(opts);
         const cas = trustedCas(opts.caCert ?? (env.BERTH_CA_CERT?.trim() || opts.tlsCert), env);
         const logLimitBytes = serverLogLimit(env);

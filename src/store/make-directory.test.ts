@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -38,6 +38,14 @@ describe('makeDirectory', () => {
     );
     expect(refusal(path.join(file, 'below')).message).toBe(
       `cannot create the data directory ${file}/below: ${file} is a file`,
+    );
+  });
+
+  it('says a symbolic link leads nowhere', () => {
+    const link = path.join(root, 'dangling');
+    symlinkSync(path.join(root, 'nowhere'), link);
+    expect(refusal(path.join(link, 'data')).message).toBe(
+      `cannot create the data directory ${link}/data: ${link} is a symbolic link to nothing`,
     );
   });
 

@@ -6,7 +6,7 @@
  * Node's own recursive mkdir never ends on a file system that answers ENOENT to a create
  * (`/proc`): the parents are made one at a time here.
  */
-import { mkdirSync, statSync } from 'node:fs';
+import { accessSync, constants, lstatSync, mkdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { BerthError } from '../domain/errors.js';
 
@@ -21,29 +21,46 @@ const WHY: Record<string, string> = {
 
 /** `what`: e.g. `data directory`; `setting`: how the user chose it, e.g. `--data-dir`. */
 export function makeDirectory(dir: string, what: string, setting: string, mode = 0o700): void {
+  const refuse = (why: string, cause?: unknown): BerthError =>
+    new BerthError('BERTH_USAGE', `cannot create the ${what} ${dir}: ${why}`, {
+      hint: `Give a directory this user (uid ${process.getuid?.() ?? '?'}) may create and write, in ${setting}, or create ${dir} for it.`,
+      ...(cause === undefined ? {} : { cause }),
+    });
   const full = path.resolve(dir);
   let current = path.parse(full).root;
   for (const part of full.slice(current.length).split(path.sep).filter(Boolean)) {
     current = path.join(current, part);
+    // What is there is only looked at (a mkdir of an existing parent can be refused on a
+    // network file system); what is not is made.
+    const kind = kindOf(current);
+    if (kind === 'directory') continue;
+    if (kind === 'file') throw refuse(`${current} is a file`);
+    if (kind === 'dangling') throw refuse(`${current} is a symbolic link to nothing`);
     try {
       mkdirSync(current, { mode });
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code ?? '';
-      if (code === 'EEXIST' && isDirectory(current)) continue;
-      const why =
-        code === 'EEXIST' ? `${current} is a file` : `${WHY[code] ?? code} at ${current} (${code})`;
-      throw new BerthError('BERTH_USAGE', `cannot create the ${what} ${dir}: ${why}`, {
-        hint: `Give a directory this user (uid ${process.getuid?.() ?? '?'}) may create and write, in ${setting}, or create ${dir} for it.`,
-        cause: err,
-      });
+      if (code === 'EEXIST' && kindOf(current) === 'directory') continue;
+      throw refuse(`${WHY[code] ?? code} at ${current} (${code})`, err);
     }
+  }
+  try {
+    accessSync(full, constants.W_OK | constants.X_OK);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code ?? '';
+    throw refuse(`this user may not write in it (${code})`, err);
   }
 }
 
-function isDirectory(file: string): boolean {
+function kindOf(file: string): 'directory' | 'file' | 'dangling' | 'absent' {
   try {
-    return statSync(file).isDirectory();
-  } catch {
-    return false;
+    return statSync(file).isDirectory() ? 'directory' : 'file';
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOTDIR') return 'file';
+    try {
+      return lstatSync(file).isSymbolicLink() ? 'dangling' : 'absent';
+    } catch {
+      return 'absent';
+    }
   }
 }

@@ -44,6 +44,8 @@ export class DockerJob implements JobHandle {
   readonly containerName: string;
   readonly warnings: readonly string[];
   private destroying: Promise<void> | undefined;
+  /** The last interrupt, and the phase it was for (see interrupt). */
+  private interrupting: { phase: DockerJob['current']; done: Promise<void> } | undefined;
   private soleStarted = false;
   /**
    * The phase being started or run: until its process runs, a SIGINT would reach nothing (see
@@ -67,7 +69,8 @@ export class DockerJob implements JobHandle {
   ): Promise<PhaseOutcome> {
     if (this.parts.solePhase !== null) return this.runSolePhase(phase, onOutput, onStarted);
     let execCreated: (id: string | null) => void = () => undefined;
-    this.current = { execId: new Promise((resolve) => (execCreated = resolve)) };
+    const current = { execId: new Promise<string | null>((resolve) => (execCreated = resolve)) };
+    this.current = current;
     try {
       const script = phaseScriptEntry(phase.script);
       if (!this.parts.preloaded.has(script.name)) {
@@ -102,7 +105,7 @@ export class DockerJob implements JobHandle {
       return { exitCode };
     } finally {
       execCreated(null);
-      this.current = null;
+      if (this.current === current) this.current = null;
     }
   }
 
@@ -154,31 +157,35 @@ export class DockerJob implements JobHandle {
     }
     this.soleStarted = true;
     let startedOrNot: () => void = () => undefined;
-    this.current = { starting: new Promise<void>((resolve) => (startedOrNot = resolve)) };
-    let res;
+    const current = { starting: new Promise<void>((resolve) => (startedOrNot = resolve)) };
+    this.current = current;
     try {
-      res = await this.engine.hijack('POST', `/containers/${this.containerId}/attach`, {
-        query: { stream: 1, stdout: 1, stderr: 1 },
-      });
+      let res;
       try {
-        // The engine answers once the container's process runs.
-        await this.engine.json('POST', `/containers/${this.containerId}/start`);
-      } catch (err) {
-        res.destroy();
-        throw containerError(err, this.parts.imageReference);
+        res = await this.engine.hijack('POST', `/containers/${this.containerId}/attach`, {
+          query: { stream: 1, stdout: 1, stderr: 1 },
+        });
+        try {
+          // The engine answers once the container's process runs.
+          await this.engine.json('POST', `/containers/${this.containerId}/start`);
+        } catch (err) {
+          res.destroy();
+          throw containerError(err, this.parts.imageReference);
+        }
+      } finally {
+        startedOrNot();
       }
+      onStarted?.();
+      await pumpOutput(res, onOutput);
+      const waited = await this.engine.json<{ StatusCode: number }>(
+        'POST',
+        `/containers/${this.containerId}/wait`,
+        { query: { condition: 'not-running' } },
+      );
+      return { exitCode: waited.StatusCode };
     } finally {
-      startedOrNot();
-      this.current = null;
+      if (this.current === current) this.current = null;
     }
-    onStarted?.();
-    await pumpOutput(res, onOutput);
-    const waited = await this.engine.json<{ StatusCode: number }>(
-      'POST',
-      `/containers/${this.containerId}/wait`,
-      { query: { condition: 'not-running' } },
-    );
-    return { exitCode: waited.StatusCode };
   }
 
   private async exitCodeOf(execId: string): Promise<number> {
@@ -234,12 +241,25 @@ export class DockerJob implements JobHandle {
     );
   }
 
-  async interrupt(): Promise<void> {
+  interrupt(): Promise<void> {
+    // Once per phase: a second SIGINT ends Terraform at once instead of gracefully.
+    const phase = this.current;
+    if (phase !== null && this.interrupting?.phase === phase) return this.interrupting.done;
+    const done = this.interruptOnce();
+    this.interrupting = { phase, done };
+    return done;
+  }
+
+  private async interruptOnce(): Promise<void> {
     // A phase whose process is being started would miss a SIGINT sent now (it reaches only the
     // processes there are), and then run its whole grace: the SIGINT goes once the process runs.
-    // Never twice: a second SIGINT ends Terraform at once instead of gracefully.
     const current = this.current;
-    if (current) await this.untilStarted(current);
+    if (current) {
+      await this.untilStarted(current);
+      // That phase ended meanwhile, or never started: what runs now (after_run hooks, which run
+      // after a stop on purpose) was not asked to stop.
+      if (this.current !== current) return;
+    }
     try {
       const exec = await this.engine.json<{ Id: string }>(
         'POST',
@@ -267,7 +287,7 @@ export class DockerJob implements JobHandle {
     // Not made at all (the phase failed before): nothing will run.
     const execId = await current.execId;
     if (execId === null) return;
-    for (let attempt = 0; attempt < 250; attempt += 1) {
+    for (let attempt = 0; attempt < 250 && this.current === current; attempt += 1) {
       const info = await this.engine
         .json<{ ExitCode: number | null; Pid: number }>('GET', `/exec/${execId}/json`)
         .catch(() => null);
