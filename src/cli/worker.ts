@@ -18,7 +18,6 @@ import { fetchTrusting, trustedCas } from '../net/tls-files.js';
 import { HttpWorkerProtocol, registrationRefused } from '../worker/protocol.js';
 import { RepositoryCache } from '../worker/repository-cache.js';
 import { Worker } from '../worker/worker.js';
-import { makeDirectory } from '../store/make-directory.js';
 import { claimDirectory } from './directory-claim.js';
 import type { Output } from './render.js';
 import { workerAdmin } from './remote.js';
@@ -190,8 +189,8 @@ export async function runWorker(options: {
       await worker.start().catch((err: unknown) => {
         throw registrationRefused(server, err);
       });
+      // The state directory exists: claimStateDir made it.
       if (worker.id) {
-        makeDirectory(settings.stateDir, 'state directory', 'BERTH_STATE_DIR');
         writeFileSync(idFile, `${worker.id}\n`, { mode: 0o600 });
       }
       await worker.serve();

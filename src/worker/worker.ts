@@ -436,13 +436,13 @@ export class Worker {
         // Killed, whether or not it was stopping already (a stop asked for earlier gives the
         // job a grace period that may outlast the lease): a second cancel of the job skips the
         // grace.
-        if (!slot.canceled) stopSlot(slot);
+        stopSlot(slot);
         slot.job?.cancel();
         continue;
       }
       if (unrenewed < leaseStopAfterMs(this.leaseMs) || slot.leaseLost) continue;
       this.leaseLost(runId, slot, unrenewed);
-      if (!slot.canceled) stopSlot(slot);
+      stopSlot(slot);
     }
   }
 
