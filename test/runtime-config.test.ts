@@ -105,11 +105,11 @@ stacks:
     const result = await berth(
       dir,
       ['--stack', 'prod', '--stack-settings', path.join(dir, 'settings.yml'), '--env', 'FLAG=yes'],
-      'pwd; echo "$FROM $FLAG"; echo "$TF_VAR_berth_stack_id $TF_VAR_spacelift_project_root $TF_VAR_berth_run_type"',
+      'pwd; echo "$FROM $FLAG"; echo "$TF_VAR_berth_stack_id $TF_VAR_spacelift_project_root $TF_VAR_berth_run_type"; echo "$TF_VAR_berth_run_trigger [$TF_VAR_berth_stack_labels]"',
     );
     expect(result.code, result.stderr).toBe(0);
     expect(jobOutput(result)).toBe(
-      '/mnt/workspace/source/infra/prod\ndefaults yes\nprod infra/prod TASK\n',
+      '/mnt/workspace/source/infra/prod\ndefaults yes\nprod infra/prod TASK\nberth run []\n',
     );
     const configured = result.events.find((e) => e.type === 'run.configured');
     expect(configured).toMatchObject({

@@ -154,9 +154,13 @@ describe('berth server and berth worker', () => {
     ] as const) {
       const created = await api('POST', '/stacks', {
         id,
-        localDir: repo('echo "run of $TF_VAR_berth_stack_id as $(id -u) with $TOKEN"\n'),
+        localDir: repo(
+          'echo "run of $TF_VAR_berth_stack_id as $(id -u) with $TOKEN"\n' +
+            'echo "triggered by $TF_VAR_berth_run_trigger, labels $TF_VAR_spacelift_stack_labels"\n',
+        ),
         pool,
         runnerImage: image,
+        labels: ['team-x', pool],
       });
       expect(created.status).toBe(201);
       await api('PUT', `/stacks/${id}/env/TOKEN`, { value: `secret-of-${id}`, secret: true });
@@ -197,6 +201,7 @@ describe('berth server and berth worker', () => {
       const lines = await logLines(run.id);
       expect(lines.filter((l) => !l.startsWith('[berth: warning: '))).toEqual([
         'run of stack-a as 1983 with *****',
+        'triggered by admin, labels team-x,pool-a',
       ]);
     }
     const doneB = await settled(runB.id, ['FINISHED', 'FAILED']);

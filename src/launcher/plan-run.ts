@@ -118,6 +118,8 @@ export async function planRun(
     command: input.command,
     runId: input.runId,
     ...(input.commit ? { commit: input.commit } : {}),
+    ...(input.trigger === undefined ? {} : { trigger: input.trigger }),
+    ...(input.stackLabels === undefined ? {} : { stackLabels: input.stackLabels }),
     imageOverride: settings.image,
     poolDefaultImage: env.BERTH_POOL_DEFAULT_RUNNER_IMAGE?.trim() || null,
     berthDefaultImage: input.defaultRunnerImage,

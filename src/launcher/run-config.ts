@@ -63,6 +63,13 @@ export interface RunConfigInput {
    * the run's commit, which has no .git of its own); otherwise git is asked about `sourceDir`.
    */
   commit?: { sha: string; branch: string };
+  /**
+   * Who or what triggered the run (`TF_VAR_berth_run_trigger`): the token's name for a server's
+   * run; `berth run` when absent.
+   */
+  trigger?: string;
+  /** The stack's labels (`TF_VAR_berth_stack_labels`, comma-separated; a server's stack). */
+  stackLabels?: string[];
 }
 
 export interface ToolChoice {
@@ -268,7 +275,8 @@ export async function resolveRunConfig(input: RunConfigInput): Promise<RunConfig
     run_type: input.type.toUpperCase(),
     project_root: projectRoot,
     workspace_root: SOURCE_DIR,
-    run_trigger: 'berth run',
+    run_trigger: input.trigger ?? 'berth run',
+    stack_labels: (input.stackLabels ?? []).join(','),
   };
   const environment: Record<string, string> = { ...(values.environment ?? {}) };
   for (const [name, value] of Object.entries(runValues)) {

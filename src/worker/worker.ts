@@ -568,6 +568,8 @@ export class Worker {
         toolVersion: assignment.stack.toolVersion ?? undefined,
         command,
         ...(source.commit ? { commit: source.commit } : {}),
+        trigger: assignment.run.triggeredBy,
+        stackLabels: assignment.stack.labels,
         autoDeploy: assignment.run.autoDeploy,
         settings: {
           ...this.options.settings,
