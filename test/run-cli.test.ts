@@ -988,10 +988,33 @@ describe('berth run: clear errors', () => {
       // Nothing of the job's output is lost on the way to the user.
       expect(jobOutput(result)).toBe('0123456789\n'.repeat(100_000).slice(0, 1_000_000));
       expect(finished(result).warnings.join('\n')).toMatch(
-        /the stored log \S+output\.log is incomplete \(ENOSPC/,
+        /the stored log \S+output\.log is incomplete \(ENOSPC: no space left on device/,
       );
     } finally {
       execFileSync('umount', [full]);
+    }
+  });
+
+  it('refuses a state directory it cannot make before anything starts (it hung under /proc)', async () => {
+    const file = path.join(tempDir('berth-state-file-'), 'file');
+    writeFileSync(file, '');
+    for (const [stateDir, why] of [
+      [file, `${file} is a file`],
+      [path.join(file, 'below'), `${file} is a file`],
+      ['/proc/berth-test-nope', 'this file system does not let berth create it'],
+    ] as const) {
+      const result = await berth(
+        ['run', jobDir(), '--image', busybox, '--pull', 'never', '--json', '--', 'echo ran'],
+        { BERTH_STATE_DIR: stateDir },
+      );
+      expect(result.code, result.stderr).toBe(2);
+      const last = result.events.at(-1);
+      expect(last).toMatchObject({ type: 'error', error: { code: 'BERTH_USAGE' } });
+      expect(JSON.stringify(last)).toContain(
+        `cannot create the state directory ${stateDir}: ${why}`,
+      );
+      expect(JSON.stringify(last)).toContain('in BERTH_STATE_DIR');
+      expect(result.stdout).not.toContain('ran');
     }
   });
 

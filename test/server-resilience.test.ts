@@ -498,7 +498,9 @@ describe('berth server settings', () => {
     expect(server.stderr).toContain(
       `berth: error: cannot create the data directory ${file}: ${file} is a file [BERTH_USAGE]`,
     );
-    expect(server.stderr).toContain('in --data-dir (BERTH_DATA_DIR), or create');
+    expect(server.stderr).toContain(
+      `in --data-dir (BERTH_DATA_DIR), or move ${file} out of the way.`,
+    );
     const worker = await runBerth(['worker', '--server', 'http://127.0.0.1:1'], {
       BERTH_POOL_TOKEN: 'unused',
       BERTH_STATE_DIR: '/proc/berth-test-nope/state',

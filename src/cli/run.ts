@@ -16,6 +16,7 @@ import { newRunId, startRun } from '../launcher/run-job.js';
 import { maskError } from '../launcher/output-masking.js';
 import { MaskValues, maskAll } from '../domain/log-masker.js';
 import { planRun } from '../launcher/plan-run.js';
+import { makeDirectory } from '../store/make-directory.js';
 import {
   claimRunDirectory,
   keepRunsFrom,
@@ -298,6 +299,9 @@ async function runCommand(
     env,
   );
   const settings = readSettings(env);
+  // Its run logs, tool downloads and image checks go there: a path that cannot be a directory is
+  // said now (Node's own recursive mkdir never returns under /proc).
+  makeDirectory(settings.stateDir, 'state directory', 'BERTH_STATE_DIR');
   const keepRuns = keepRunsFrom(env);
   const dockerConfig =
     options.pool === 'private' ? dockerConfigDirFrom(env, raw.dockerConfigDir) : null;

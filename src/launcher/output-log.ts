@@ -59,7 +59,9 @@ export class OutputLog {
   /** Why the stored log is incomplete (null: it is complete). Final after close(). */
   get failure(): string | null {
     if (!this.error) return null;
-    return this.error.code ? `${this.error.code}: ${this.error.message}` : this.error.message;
+    const { code, message } = this.error;
+    // Node's errors of the file system already start with their code.
+    return code && !message.startsWith(`${code}:`) ? `${code}: ${message}` : message;
   }
 
   /**

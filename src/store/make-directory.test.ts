@@ -34,7 +34,7 @@ describe('makeDirectory', () => {
     expect(itself.code).toBe('BERTH_USAGE');
     expect(itself.message).toBe(`cannot create the data directory ${file}: ${file} is a file`);
     expect(itself.hint).toMatch(
-      /^Give a directory this user \(uid \d+\) may create and write, in --data-dir, or create /,
+      /^Give a directory this user \(uid \d+\) may create and write, in --data-dir, or move \S+ out of the way\.$/,
     );
     expect(refusal(path.join(file, 'below')).message).toBe(
       `cannot create the data directory ${file}/below: ${file} is a file`,

@@ -21,9 +21,10 @@ const WHY: Record<string, string> = {
 
 /** `what`: e.g. `data directory`; `setting`: how the user chose it, e.g. `--data-dir`. */
 export function makeDirectory(dir: string, what: string, setting: string, mode = 0o700): void {
-  const refuse = (why: string, cause?: unknown): BerthError =>
+  const other = `Give a directory this user (uid ${process.getuid?.() ?? '?'}) may create and write, in ${setting}`;
+  const refuse = (why: string, cause?: unknown, hint = `${other}, or create ${dir} for it.`) =>
     new BerthError('BERTH_USAGE', `cannot create the ${what} ${dir}: ${why}`, {
-      hint: `Give a directory this user (uid ${process.getuid?.() ?? '?'}) may create and write, in ${setting}, or create ${dir} for it.`,
+      hint,
       ...(cause === undefined ? {} : { cause }),
     });
   const full = path.resolve(dir);
@@ -34,8 +35,10 @@ export function makeDirectory(dir: string, what: string, setting: string, mode =
     // network file system); what is not is made.
     const kind = kindOf(current);
     if (kind === 'directory') continue;
-    if (kind === 'file') throw refuse(`${current} is a file`);
-    if (kind === 'dangling') throw refuse(`${current} is a symbolic link to nothing`);
+    const inTheWay = `${other}, or move ${current} out of the way.`;
+    if (kind === 'file') throw refuse(`${current} is a file`, undefined, inTheWay);
+    if (kind === 'dangling')
+      throw refuse(`${current} is a symbolic link to nothing`, undefined, inTheWay);
     try {
       mkdirSync(current, { mode });
     } catch (err) {
