@@ -113,6 +113,37 @@ async function failedTaskRun(
   return { run, failed, worker };
 }
 
+/**
+ * A task run of stack `stack-NAME` that sleeps, on a worker of pool `pool-NAME` with its own state
+ * directory, killed (SIGKILL) once the job has printed its first line.
+ */
+async function killedMidRun(
+  name: string,
+): Promise<{ token: string; stateDir: string; run: RunBody; worker: BerthProcess }> {
+  const token = await createPool(`pool-${name}`);
+  await api('POST', '/stacks', {
+    id: `stack-${name}`,
+    localDir: repo('echo started; sleep 300\n'),
+    pool: `pool-${name}`,
+    runnerImage: inject('busyboxImage'),
+  });
+  const stateDir = tempDir('berth-worker-');
+  const worker = startWorker(token, stateDir);
+  await worker.waitFor('registered in pool');
+  const run = (await api<RunBody>('POST', `/stacks/stack-${name}/runs`, { type: 'task' })).body;
+  await settled(run.id, ['PERFORMING']);
+  // Wait for the job's own output before pulling the plug.
+  for (;;) {
+    const log = (await api<{ chunks: unknown[] }>('GET', `/runs/${run.id}/logs`)).body;
+    if (log.chunks.length > 0) break;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  worker.child.kill('SIGKILL');
+  await worker.exited;
+  workers.splice(workers.indexOf(worker), 1);
+  return { token, stateDir, run, worker };
+}
+
 function repo(task: string): string {
   const dir = tempDir('berth-stack-');
   mkdirSync(path.join(dir, '.berth'));
@@ -218,27 +249,7 @@ describe('berth server and berth worker', () => {
   });
 
   it('fails a run whose worker was killed, within the lease, and the restarted worker removes its container', async () => {
-    const token = await createPool('pool-kill');
-    await api('POST', '/stacks', {
-      id: 'stack-kill',
-      localDir: repo('echo started; sleep 300\n'),
-      pool: 'pool-kill',
-      runnerImage: inject('busyboxImage'),
-    });
-    const stateDir = tempDir('berth-worker-');
-    const worker = startWorker(token, stateDir);
-    await worker.waitFor('registered in pool');
-    const run = (await api<RunBody>('POST', '/stacks/stack-kill/runs', { type: 'task' })).body;
-    await settled(run.id, ['PERFORMING']);
-    // Wait for the job's own output before pulling the plug.
-    for (;;) {
-      const log = (await api<{ chunks: unknown[] }>('GET', `/runs/${run.id}/logs`)).body;
-      if (log.chunks.length > 0) break;
-      await new Promise((resolve) => setTimeout(resolve, 100));
-    }
-    worker.child.kill('SIGKILL');
-    await worker.exited;
-    workers.splice(workers.indexOf(worker), 1);
+    const { token, stateDir, run, worker } = await killedMidRun('kill');
     const failed = await settled(run.id, ['FAILED']);
     expect(failed.stateReason).toMatch(
       /^worker \S+ stopped answering while the run was PERFORMING/,
@@ -269,6 +280,25 @@ describe('berth server and berth worker', () => {
       'berth: removed 1 checkout(s) left by an earlier run of this worker that died\n',
     );
     expect(readdirSync(path.join(stateDir, 'checkouts'))).toEqual([]);
+  });
+
+  it('fails the runs of a killed worker as soon as it starts again, not at the end of their lease', async () => {
+    const { token, stateDir, run } = await killedMidRun('restart');
+    const again = startWorker(token, stateDir);
+    await again.waitFor('registered in pool');
+    const failed = await settled(run.id, ['FAILED']);
+    // The registration ended it (the lease's end would say "stopped answering").
+    expect(failed.stateReason).toMatch(
+      /^worker \S+ started again while the run was PERFORMING: the process that ran it ended without reporting its end/,
+    );
+    expect(server?.stderr()).toContain(
+      `run ${run.id} of stack stack-restart: FAILED (${failed.stateReason})`,
+    );
+    expect(again.stderr()).toMatch(/removed 1 container\(s\) left by a worker that died/);
+    // The restarted worker goes on taking runs of its pool.
+    await api('PATCH', '/stacks/stack-restart', { localDir: repo('echo second\n') });
+    const next = (await api<RunBody>('POST', '/stacks/stack-restart/runs', { type: 'task' })).body;
+    expect((await settled(next.id, ['FINISHED', 'FAILED'])).state).toBe('FINISHED');
   });
 
   it("fails a run whose stack's directory is not on the worker's machine, saying so", async () => {

@@ -420,6 +420,45 @@ describe.each<Kind>(['sqlite', 'postgres'])('the store on %s', (kind) => {
     await store.transitionRun(notStarted.id, 'CANCELED', {}, t0);
   });
 
+  it("takes a restarted worker's runs from it at once, whatever their lease: back to the queue before a container started, FAILED after", async () => {
+    await stack('restart');
+    await store.upsertWorker(workerInfo('w-restart', 2), t0);
+    await store.upsertWorker(workerInfo('w-other', 1), t0);
+    const notStarted = await trigger('restart', 'TASK');
+    const started = await trigger('restart', 'TASK');
+    const others = await trigger('restart', 'TASK');
+    expect((await store.leaseRun('private-a', 'w-restart', t0, 60_000))?.id).toBe(notStarted.id);
+    expect((await store.leaseRun('private-a', 'w-restart', t0, 60_000))?.id).toBe(started.id);
+    expect((await store.leaseRun('private-a', 'w-other', t0, 60_000))?.id).toBe(others.id);
+    await store.transitionRun(
+      started.id,
+      'PERFORMING',
+      { workerId: 'w-restart', patch: { started: true } },
+      t0,
+    );
+    // Long before the leases end: only this worker's runs change.
+    const changed = await store.releaseWorkerRuns('w-restart', later(1_000));
+    expect(changed.map((r) => [r.id, r.state, r.workerId]).sort()).toEqual(
+      [
+        [notStarted.id, 'READY', null],
+        [started.id, 'FAILED', 'w-restart'],
+      ].sort(),
+    );
+    expect((await store.getRun(started.id))?.stateReason).toMatch(
+      /^worker w-restart started again while the run was PERFORMING: the process that ran it ended/,
+    );
+    expect((await store.getRun(notStarted.id))?.stateReason).toBe(
+      'worker w-restart started again before any container of the run started; the run went back to the queue',
+    );
+    expect(await store.getRun(others.id)).toMatchObject({
+      state: 'PREPARING',
+      workerId: 'w-other',
+    });
+    // Nothing held any more: nothing changes.
+    expect(await store.releaseWorkerRuns('w-restart', later(2_000))).toEqual([]);
+    for (const run of [notStarted, others]) await store.transitionRun(run.id, 'CANCELED', {}, t0);
+  });
+
   it('asks a held run to stop once, only as the caller saw it; its lease ending ends it as the cancel meant', async () => {
     await stack('stop');
     await store.upsertWorker(workerInfo('w-stop', 2), t0);

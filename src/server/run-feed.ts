@@ -82,6 +82,7 @@ export function observeRuns(store: Store, feed: RunFeed): Store {
     leaseRun: (run) => stateOf(run as RunLike),
     requestStop: (run) => stateOf(run as RunLike),
     expireLeases: (runs) => (runs as RunLike[]).forEach(stateOf),
+    releaseWorkerRuns: (runs) => (runs as RunLike[]).forEach(stateOf),
     appendLog: (_next, args) => feed.publish(args[0] as string, 'log'),
     remaskLog: (_n, args) => feed.publish(args[0] as string, 'log'),
   };

@@ -870,9 +870,41 @@ export class KyselyStore implements Store {
       .where('worker_id', 'is not', null)
       .where('state', 'not in', [...TERMINAL_STATES])
       .execute();
+    return this.release(expired.map(toRun), at, true, (run, back) =>
+      back
+        ? `worker ${run.workerId} stopped answering before any container started; the run went back to the queue`
+        : `worker ${run.workerId} stopped answering while the run was ${run.state} (its lease expired at ${run.leaseExpiresAt}); what the job did after its last report is unknown`,
+    );
+  }
+
+  async releaseWorkerRuns(workerId: string, at: Date): Promise<Run[]> {
+    const held = await this.db
+      .selectFrom('runs')
+      .selectAll()
+      .where('worker_id', '=', workerId)
+      .where('lease_expires_at', 'is not', null)
+      .where('state', 'not in', [...TERMINAL_STATES])
+      .execute();
+    return this.release(held.map(toRun), at, false, (run, back) =>
+      back
+        ? `worker ${workerId} started again before any container of the run started; the run went back to the queue`
+        : `worker ${workerId} started again while the run was ${run.state}: the process that ran it ended without reporting its end (killed, or its machine restarted), and its container is removed; what the job did after its last report is unknown`,
+    );
+  }
+
+  /**
+   * Takes `runs` from their worker: back to the queue if no container had started, else FAILED
+   * with `reason`; with `expired`, only a run whose lease still expired before `at`. A run that
+   * changed meanwhile (another server, the worker's own report) is left as it is.
+   */
+  private async release(
+    runs: Run[],
+    at: Date,
+    expired: boolean,
+    reason: (run: Run, back: boolean) => string,
+  ): Promise<Run[]> {
     const changed: Run[] = [];
-    for (const row of expired) {
-      const run = toRun(row);
+    for (const run of runs) {
       // (A run asked to stop ends as the cancel meant instead: transitionIn decides that, with
       // the run as it is when it changes.)
       const back: RunStateName | null =
@@ -881,22 +913,17 @@ export class KyselyStore implements Store {
           : run.state === 'PREPARING_APPLY' && !run.started
             ? 'CONFIRMED'
             : null;
-      const to: RunStateName = back ?? 'FAILED';
-      const reason =
-        back === null
-          ? `worker ${run.workerId} stopped answering while the run was ${run.state} (its lease expired at ${run.leaseExpiresAt}); what the job did after its last report is unknown`
-          : `worker ${run.workerId} stopped answering before any container started; the run went back to the queue`;
       try {
         changed.push(
           await this.transitionRun(
             run.id,
-            to,
+            back ?? 'FAILED',
             {
               from: [run.state],
               workerId: run.workerId ?? undefined,
-              leaseExpiredBefore: at,
+              ...(expired ? { leaseExpiredBefore: at } : {}),
               patch: {
-                stateReason: reason,
+                stateReason: reason(run, back !== null),
                 releaseWorker: true,
                 ...(back === null ? {} : { forgetWorker: true }),
               },
@@ -905,7 +932,7 @@ export class KyselyStore implements Store {
           ),
         );
       } catch (err) {
-        // Another server expired it, or the worker reported in time: nothing to do.
+        // Another server took it, or the worker reported in time: nothing to do.
         if (!(err instanceof StoreConflict)) throw err;
       }
     }

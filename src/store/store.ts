@@ -278,6 +278,12 @@ export interface Store {
    * meant), its reason saying that the worker never confirmed the stop. Returns the runs changed.
    */
   expireLeases(at: Date): Promise<Run[]>;
+  /**
+   * The runs `workerId` holds, taken from it as expireLeases takes them, whatever their lease:
+   * the worker registered again as a new process, so its earlier process and its jobs are gone
+   * (a running worker process never registers while it holds a lease).
+   */
+  releaseWorkerRuns(workerId: string, at: Date): Promise<Run[]>;
   runStates(runId: string): Promise<StateRecord[]>;
 
   /**

@@ -122,6 +122,17 @@ export function registerWorkerRoutes(server: FastifyInstance, ctx: ServerContext
       ctx.say?.(
         `worker ${id} ${existing ? 'registered again' : 'registered'} in pool ${poolId}: ${host}, berth ${berthVersion}, Docker ${engineVersion}, up to ${concurrency} run(s) at once`,
       );
+      // A worker registers once per process (and again only once the server forgot it, holding
+      // nothing): runs it still holds were its dead process's. They end now, not at their lease's
+      // end; the new process removes their containers.
+      if (existing) {
+        const released = await ctx.store.releaseWorkerRuns(id, ctx.now());
+        for (const run of released) {
+          ctx.say?.(`run ${run.id} of stack ${run.stackId}: ${run.state} (${run.stateReason})`);
+          await forgetWorkspaceIfEnded(ctx, run);
+        }
+        if (released.length > 0) ctx.signals.notify(poolId);
+      }
       return {
         workerId: id,
         pool: poolId,
