@@ -125,4 +125,89 @@ describe('ApiClient', () => {
     expect(err.code).toBe('SERVER_UNREACHABLE');
     expect(calls).toBe(4);
   });
+
+  it('takes a stream whose server never answers as cut, and says each new try and the return', async () => {
+    // Takes the request and never answers it (only the caller's signal ends it).
+    const hung: typeof fetch = (_input, init) =>
+      new Promise((_resolve, reject) => {
+        init?.signal?.addEventListener('abort', () => reject(init.signal?.reason as Error));
+      });
+    const said: [string, boolean][] = [];
+    const client = new ApiClient('http://h', 't', hung);
+    const err = await failure(
+      client.followLogs(
+        '01JRUN',
+        {
+          log: () => undefined,
+          run: () => undefined,
+          retrying: (message, back) => said.push([message, back]),
+        },
+        { retryDelayMs: 1, attempts: 3, connectMs: 30 },
+      ),
+    );
+    expect(err.code).toBe('SERVER_UNREACHABLE');
+    expect(err.message).toContain('no answer within 30ms; the server may be overloaded or hung');
+    expect(said).toEqual([
+      [
+        'the log stream of run 01JRUN could not be opened (cannot reach the berth server at http://h (no answer within 30ms; the server may be overloaded or hung)); trying again in 1ms (try 2 of 3)',
+        false,
+      ],
+      [
+        expect.stringMatching(/could not be opened \(.+\); trying again in 2ms \(try 3 of 3\)$/),
+        false,
+      ],
+    ]);
+    // Back on the next try: said once, and the follow ends with the run.
+    let calls = 0;
+    const comesBack: typeof fetch = (input, init) => {
+      calls += 1;
+      if (calls === 1) return hung(input, init);
+      return Promise.resolve(
+        new Response(
+          'event: run\ndata: {"id":"01JRUN","state":"FINISHED"}\n\nevent: end\ndata: {}\n\n',
+          {
+            status: 200,
+            headers: { 'content-type': 'text/event-stream' },
+          },
+        ),
+      );
+    };
+    said.length = 0;
+    await new ApiClient('http://h', 't', comesBack).followLogs(
+      '01JRUN',
+      { log: () => undefined, run: () => undefined, retrying: (m, back) => said.push([m, back]) },
+      { retryDelayMs: 1, connectMs: 30 },
+    );
+    expect(said.map(([, back]) => back)).toEqual([false, true]);
+    expect(said[1]?.[0]).toBe('the log stream of run 01JRUN is back');
+  });
+
+  it('says once that an answer is slow, and still takes it', async () => {
+    const late: typeof fetch = () =>
+      new Promise((resolve) =>
+        setTimeout(
+          () =>
+            resolve(
+              new Response('{"stacks":[]}', {
+                status: 200,
+                headers: { 'content-type': 'application/json' },
+              }),
+            ),
+          150,
+        ),
+      );
+    const client = new ApiClient('http://h', 't', late);
+    const said: string[] = [];
+    client.onSlowAnswer = (message) => said.push(message);
+    client.slowAnswerMs = 20;
+    expect(await client.listStacks()).toEqual([]);
+    expect(said).toEqual([
+      'no answer yet from the berth server at http://h after 20ms (GET /stacks); waiting up to 1m00s in all',
+    ]);
+    // A quick answer says nothing.
+    said.length = 0;
+    client.slowAnswerMs = 1_000;
+    await client.listStacks();
+    expect(said).toEqual([]);
+  });
 });

@@ -23,6 +23,7 @@ import type {
 } from './schemas.js';
 import { noAnswer } from '../domain/no-answer.js';
 import { isTerminal } from '../domain/run-state.js';
+import { formatDuration } from '../domain/units.js';
 import {
   parseApiAnswer,
   readAnswer,
@@ -39,6 +40,9 @@ export type Log = Static<typeof LogOutput>;
 export type LogChunk = Log['chunks'][number];
 
 /** What a follower hears: output chunks in order (each once) and the run on every change. */
+/** How long a call waits for its answer's headers. */
+const CALL_TIMEOUT_MS = 60_000;
+
 export interface FollowHandlers {
   log(chunk: LogChunk): void;
   run(run: Run): void;
@@ -47,6 +51,11 @@ export interface FollowHandlers {
    * the follow ends there, and this says why (the log may lack its last chunks).
    */
   lost?(why: string): void;
+  /**
+   * The stream was cut (or its server does not answer) while the run goes on: said before each
+   * new try, and once when a try brings the stream back (`back`).
+   */
+  retrying?(message: string, back: boolean): void;
 }
 
 export interface FollowOptions {
@@ -59,6 +68,8 @@ export interface FollowOptions {
   retryDelayMs?: number;
   /** A connection silent this long is taken as cut (the server says something every 15 s). */
   idleMs?: number;
+  /** A stream whose server has not answered its request this long is taken as cut. */
+  connectMs?: number;
   signal?: AbortSignal;
 }
 
@@ -118,6 +129,9 @@ export class ApiClientError extends Error {
 export class ApiClient {
   /** The web page's CSRF token, once signed in (sent with every call that changes something). */
   csrfToken: string | null = null;
+  /** Said once when a call's answer takes longer than `slowAnswerMs` (the command line's notice). */
+  onSlowAnswer: ((message: string) => void) | null = null;
+  slowAnswerMs = 5_000;
 
   constructor(
     readonly baseUrl: string,
@@ -132,6 +146,16 @@ export class ApiClient {
 
   private async call<T>(method: string, path: string, body?: unknown): Promise<T> {
     let res: Response;
+    const say = this.onSlowAnswer;
+    const slow = say
+      ? setTimeout(
+          () =>
+            say(
+              `no answer yet from the berth server at ${this.baseUrl} after ${formatDuration(this.slowAnswerMs)} (${method} ${path}); waiting up to ${formatDuration(CALL_TIMEOUT_MS)} in all`,
+            ),
+          this.slowAnswerMs,
+        )
+      : undefined;
     try {
       res = await this.fetchImpl(this.url(path), {
         method,
@@ -141,10 +165,12 @@ export class ApiClient {
           ...(body === undefined ? {} : { 'content-type': 'application/json' }),
         },
         ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-        signal: AbortSignal.timeout(60_000),
+        signal: AbortSignal.timeout(CALL_TIMEOUT_MS),
       });
     } catch (err) {
       throw unreachable(this.baseUrl, err);
+    } finally {
+      clearTimeout(slow);
     }
     const answer = await readAnswer(res);
     const parsed = parseApiAnswer(answer);
@@ -227,11 +253,27 @@ export class ApiClient {
         handlers.run(run);
       },
     };
+    // Cut, and not yet back: the first sign of the stream again is said once.
+    let cut = false;
+    let opened = false;
+    const back = (): void => {
+      opened = true;
+      if (!cut) return;
+      cut = false;
+      handlers.retrying?.(`the log stream of run ${id} is back`, true);
+    };
     for (;;) {
       const progress = last;
-      const outcome = await this.followOnce(id, last, noting, options, (seq) => {
-        last = seq;
-      }).catch((err: unknown) => {
+      const outcome = await this.followOnce(
+        id,
+        last,
+        noting,
+        options,
+        (seq) => {
+          last = seq;
+        },
+        back,
+      ).catch((err: unknown) => {
         if (err instanceof ApiClientError && err.status >= 400 && err.status < 500) throw err;
         // Not berth's answer, and no failing proxy's either (a web page): trying again will not help.
         if (err instanceof ApiClientError && err.code === ANSWER_UNEXPECTED && err.status < 500)
@@ -242,8 +284,8 @@ export class ApiClient {
       if (outcome.done) return;
       failures = last > progress ? 1 : failures + 1;
       const cause = (outcome as { cause?: unknown }).cause;
+      const why = cause instanceof Error ? cause.message : 'the server closed it';
       if (ended !== null && failures >= Math.min(2, attempts)) {
-        const why = cause instanceof Error ? cause.message : 'the server closed it';
         handlers.lost?.(
           `the server stopped answering after run ${id} ended ${(ended as Run).state} (${why}): its log here may lack its last lines; \`berth runs logs ${id}\` shows what was stored once the server is back`,
         );
@@ -253,13 +295,17 @@ export class ApiClient {
         throw new ApiClientError(
           0,
           'SERVER_UNREACHABLE',
-          `lost the log stream of run ${id} at chunk ${last} and could not resume it (${cause instanceof Error ? cause.message : 'the server closed it'})`,
+          `lost the log stream of run ${id} at chunk ${last} and could not resume it (${why})`,
           `Check that the server runs; \`berth runs logs ${id}\` shows what was stored.`,
         );
       }
-      await new Promise((resolve) =>
-        setTimeout(resolve, Math.min((options.retryDelayMs ?? 500) * 2 ** (failures - 1), 10_000)),
+      const delayMs = Math.min((options.retryDelayMs ?? 500) * 2 ** (failures - 1), 10_000);
+      handlers.retrying?.(
+        `the log stream of run ${id} ${opened ? 'was cut' : 'could not be opened'} (${why}); trying again in ${formatDuration(delayMs)} (try ${failures + 1} of ${attempts})`,
+        false,
       );
+      await new Promise((resolve) => setTimeout(resolve, delayMs));
+      cut = true;
     }
   };
 
@@ -270,9 +316,21 @@ export class ApiClient {
     handlers: FollowHandlers,
     options: FollowOptions,
     got: (seq: number) => void,
+    connected: () => void,
   ): Promise<{ done: boolean }> {
     const idle = new AbortController();
     const signals = [idle.signal, ...(options.signal ? [options.signal] : [])];
+    // A server that takes the connection and never answers holds a fetch for minutes otherwise.
+    const connectMs = options.connectMs ?? 20_000;
+    const noAnswer = setTimeout(
+      () =>
+        idle.abort(
+          new Error(
+            `no answer within ${formatDuration(connectMs)}; the server may be overloaded or hung`,
+          ),
+        ),
+      connectMs,
+    );
     const res = await this.fetchImpl(
       `${this.baseUrl.replace(/\/+$/, '')}/api/v1/runs/${encodeURIComponent(id)}/logs/stream`,
       {
@@ -283,9 +341,11 @@ export class ApiClient {
         },
         signal: AbortSignal.any(signals),
       },
-    ).catch((err: unknown) => {
-      throw unreachable(this.baseUrl, err);
-    });
+    )
+      .catch((err: unknown) => {
+        throw unreachable(this.baseUrl, idle.signal.aborted ? idle.signal.reason : err);
+      })
+      .finally(() => clearTimeout(noAnswer));
     if (!res.ok || !res.body || !isEventStream(res)) {
       const answer = await readAnswer(res);
       const parsed = parseApiAnswer(answer);
@@ -310,6 +370,7 @@ export class ApiClient {
       timer = setTimeout(() => idle.abort(), options.idleMs ?? 45_000);
     };
     arm();
+    connected();
     try {
       for await (const event of serverSentEvents(res.body)) {
         arm();

@@ -106,7 +106,13 @@ function sameServer(a: string, b: string | undefined): boolean {
 
 /** The typed client for a login: the server verified against its CA when one was given. */
 function apiClient(login: Login, env: NodeJS.ProcessEnv): ApiClient {
-  return new ApiClient(login.server, login.token, fetchTrusting(trustedCas(login.caCert, env)));
+  const client = new ApiClient(
+    login.server,
+    login.token,
+    fetchTrusting(trustedCas(login.caCert, env)),
+  );
+  client.onSlowAnswer = (message) => process.stderr.write(`berth: ${message}\n`);
+  return client;
 }
 
 /**
@@ -427,6 +433,8 @@ export async function followRun(
               });
           },
           lost: (why) => io.stderr.write(`berth: warning: ${why}\n`),
+          retrying: (message, back) =>
+            io.stderr.write(`berth: ${back ? '' : 'warning: '}${message}\n`),
         },
         { signal: stop.signal },
       );
