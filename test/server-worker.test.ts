@@ -608,7 +608,9 @@ describe('plan → confirm → apply across workers', () => {
     const { code } = await follow.exited;
     expect(code, follow.stderr()).toBe(0);
     expect(follow.stdout()).toMatch(/applied planned with [0-9a-f]{48}\n/);
-    expect(follow.stderr()).toContain(`run ${id} FINISHED`);
+    expect(follow.stderr()).toContain(
+      `run ${id} FINISHED (plan: 1 to add, 0 to change, 0 to destroy)\n`,
+    );
   });
 
   it.each(['answered y', 'confirmed elsewhere'] as const)(

@@ -280,8 +280,14 @@ function textView(io: Output): FollowView {
   return {
     log: (chunk) => io.stdout.write(chunk.text),
     state: (run) => {
-      const why = reasonText(run);
-      io.stderr.write(`berth: run ${run.id} ${run.state}${why ? ` (${why})` : ''}\n`);
+      // The plan's counts with the end: a proposed run's main answer, an applied one's record.
+      const said = [
+        reasonText(run),
+        isTerminal(run.state) && run.plan ? `plan: ${planLine(run)}` : '',
+      ].filter(Boolean);
+      io.stderr.write(
+        `berth: run ${run.id} ${run.state}${said.length ? ` (${said.join('; ')})` : ''}\n`,
+      );
     },
     ended: () => undefined,
   };
