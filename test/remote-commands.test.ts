@@ -253,6 +253,15 @@ describe('--json on every command', () => {
       'berth: warning: the secret ZONE is only 2 characters long: every occurrence of it in the output is masked, inside other words too; if it is not secret, pass it as a plain variable\n',
     );
     expect((await berth(['stack', 'env', 'unset', 'scripted', 'ZONE'])).code).toBe(0);
+    // A misspelt git credential is set (the job may want it), with the name it was meant to be.
+    const typo = await berth(['stack', 'env', 'set', 'scripted', 'BERTH_GIT_TOKNE', '--secret'], {
+      BERTH_GIT_TOKNE: 'a-token-of-the-forge',
+    });
+    expect(typo.code).toBe(0);
+    expect(typo.stderr).toContain(
+      'berth: warning: berth reads no stack variable BERTH_GIT_TOKNE (did you mean BERTH_GIT_TOKEN?)',
+    );
+    expect((await berth(['stack', 'env', 'unset', 'scripted', 'BERTH_GIT_TOKNE'])).code).toBe(0);
     const unset = json<{ variables: unknown[] }>(
       await berth(['stack', 'env', 'unset', 'scripted', 'API_KEY', '--json']),
     );

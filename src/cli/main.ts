@@ -54,7 +54,14 @@ export async function main(argv: string[], io: Output, env: NodeJS.ProcessEnv): 
   // A misspelt BERTH_ variable sets nothing: said once, for every command, before it starts
   // (on stderr, so that a --json stream on stdout stays JSON).
   program.hook('preAction', (_program, action) => {
-    const unknown = unknownVariablesWarning(env);
+    // `berth stack env set STACK NAME` takes NAME's value from this environment: a variable for
+    // the stack (BERTH_GIT_TOKEN, say), not a setting of berth's.
+    const given = action.name() === 'set' && action.parent?.name() === 'env' ? action.args[1] : '';
+    const unknown = unknownVariablesWarning(
+      given && !given.includes('=')
+        ? Object.fromEntries(Object.entries(env).filter(([name]) => name !== given))
+        : env,
+    );
     if (unknown) io.stderr.write(`berth: ${unknown}\n`);
     // A worker's own machine may carry the server's settings by mistake (the lease time and the
     // forget time read as worker settings): said, as they change nothing here.

@@ -17,6 +17,7 @@ import {
   type Worker,
 } from '../api/client.js';
 import { BerthError } from '../domain/errors.js';
+import { gitVariableTypo } from '../domain/git-source.js';
 import { parseServerAddress } from '../domain/server-address.js';
 import { parseWorkflowTool, TOOL_SPELLINGS, type WorkflowTool } from '../domain/runtime-config.js';
 import { fetchTrusting, trustedCas } from '../net/tls-files.js';
@@ -803,6 +804,8 @@ function registerStack(program: Command, remote: Remote): void {
               : `Export ${name} first (keeps the value out of the command line), or pass ${name}=VALUE.`,
           });
         const updated = await client().setVariable(id, name, value, o.secret === true);
+        const typo = gitVariableTypo(name);
+        if (typo) io.stderr.write(`berth: warning: ${typo}\n`);
         // Said now, not only in the log of every run it will be masked in.
         if (o.secret)
           for (const warning of shortSecretWarnings({ [name]: value }))

@@ -83,4 +83,20 @@ describe('unknown BERTH_ variables', () => {
     expect(result.stderr).not.toContain('warning');
     expect(result.stderr).toContain('no berth server to talk to');
   });
+
+  it('leave out the variable `stack env set STACK NAME` takes its value from (BERTH_GIT_TOKEN, as docs/server.md shows)', async () => {
+    const env = { BERTH_GIT_TOKEN: 'a-token', BERTH_SEVER: 'x' };
+    const set = await berth(['stack', 'env', 'set', 'infra', 'BERTH_GIT_TOKEN', '--secret'], env);
+    expect(set.code).toBe(2);
+    expect(set.stderr).toContain(WARNING('BERTH_SEVER', 'BERTH_SERVER'));
+    expect(set.stderr).not.toContain('BERTH_GIT_TOKEN');
+    // Given as NAME=VALUE, or for another command, it is what it is: a variable berth does not read.
+    for (const argv of [
+      ['stack', 'env', 'set', 'infra', 'BERTH_GIT_TOKEN=x', '--secret'],
+      ['stack', 'list'],
+    ]) {
+      const other = await berth(argv, { BERTH_GIT_TOKEN: 'a-token' });
+      expect(other.stderr).toContain('berth does not know the variable BERTH_GIT_TOKEN');
+    }
+  });
 });

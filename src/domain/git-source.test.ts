@@ -4,6 +4,7 @@ import {
   displayRepository,
   gitCredentialsFrom,
   gitFailure,
+  gitVariableTypo,
   lastGitLine,
   httpCredentialScope,
   repositoryTransport,
@@ -124,5 +125,30 @@ describe("git's failures", () => {
       'Host key verification failed.',
     );
     expect(lastGitLine(advice)).toBe('and the repository exists.');
+  });
+});
+
+describe('gitVariableTypo', () => {
+  it('names the git variable a misspelt stack variable was probably meant to be', () => {
+    expect(gitVariableTypo('BERTH_GIT_TOKNE')).toBe(
+      "berth reads no stack variable BERTH_GIT_TOKNE (did you mean BERTH_GIT_TOKEN?): it is not used for the checkout, and it reaches the job as a variable of its own; berth's are BERTH_GIT_TOKEN, BERTH_GIT_USERNAME, BERTH_GIT_SSH_KEY, BERTH_GIT_KNOWN_HOSTS",
+    );
+    expect(gitVariableTypo('BERTH_GITTOKEN')).toMatch(/did you mean BERTH_GIT_TOKEN\?/);
+    expect(gitVariableTypo('BERTH_GIT_SSHKEY')).toMatch(/did you mean BERTH_GIT_SSH_KEY\?/);
+    // Under berth's prefix but near none: still not read.
+    expect(gitVariableTypo('BERTH_GIT_PASSWORD')).toMatch(
+      /^berth reads no stack variable BERTH_GIT_PASSWORD: it is not used/,
+    );
+  });
+
+  it('says nothing of the real names and of names nowhere near them', () => {
+    for (const name of [
+      'BERTH_GIT_TOKEN',
+      'BERTH_GIT_SSH_KEY',
+      'TF_VAR_region',
+      'GIT_TOKEN',
+      'BERTH_TOKEN',
+    ])
+      expect(gitVariableTypo(name), name).toBeNull();
   });
 });

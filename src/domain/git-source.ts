@@ -5,6 +5,7 @@
  * in src/git and src/worker.
  */
 import { BerthError } from './errors.js';
+import { nearVariable } from './worker-settings.js';
 
 /** The stack variables berth reads for the checkout; none of them reaches the job. */
 export const GIT_VARIABLES = {
@@ -19,6 +20,18 @@ export const GIT_VARIABLES = {
 } as const;
 
 export const DEFAULT_GIT_USERNAME = 'x-access-token';
+
+/**
+ * A stack variable named like one of GIT_VARIABLES but not one (`BERTH_GIT_TOKNE`): berth does
+ * not read it, and it reaches the job. Null for the real names and for names nowhere near.
+ */
+export function gitVariableTypo(name: string): string | null {
+  const known: string[] = Object.values(GIT_VARIABLES);
+  if (known.includes(name)) return null;
+  const near = nearVariable(name, known, 2);
+  if (near === null && !name.startsWith('BERTH_GIT_')) return null;
+  return `berth reads no stack variable ${name}${near ? ` (did you mean ${near}?)` : ''}: it is not used for the checkout, and it reaches the job as a variable of its own; berth's are ${known.join(', ')}`;
+}
 
 /** Names of the variables that must be secret (their values would show in the API otherwise). */
 export const SECRET_GIT_VARIABLES: readonly string[] = [GIT_VARIABLES.token, GIT_VARIABLES.sshKey];

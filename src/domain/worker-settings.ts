@@ -104,8 +104,17 @@ function distance(a: string, b: string): number {
   return previous[b.length] as number;
 }
 
+/** The known name within `most` edits of `name` (the nearest), or null: none is that near. */
+export function nearVariable(name: string, known: readonly string[], most: number): string | null {
+  const nearest = nearestKnownVariable(name, known);
+  return nearest !== name && distance(name, nearest) <= most ? nearest : null;
+}
+
 /** The known name nearest to `name`. */
-export function nearestKnownVariable(name: string, known = KNOWN_BERTH_VARIABLES): string {
+export function nearestKnownVariable(
+  name: string,
+  known: readonly string[] = KNOWN_BERTH_VARIABLES,
+): string {
   let best = known[0] as string;
   for (const candidate of known)
     if (distance(name, candidate) < distance(name, best)) best = candidate;
