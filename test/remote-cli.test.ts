@@ -251,6 +251,37 @@ describe('berth up, login, stack, runs and worker commands', () => {
     );
     expect(bad.stderr).toContain('`berth stack create --help` lists the options');
     expect(bad.stderr).not.toContain('COMMAND');
+    // A value refused by the server is named by the option that gave it, not the API's field.
+    for (const [args, said] of [
+      [['--runner-image', 'BAD IMAGE'], 'berth: error: --runner-image: invalid image reference'],
+      [['--project-root', '../etc'], 'berth: error: --project-root "../etc" is not valid'],
+      [['--label', 'ok', '--label', 'x'.repeat(101)], 'berth: error: --label #2 is not valid'],
+    ] as const) {
+      const option = await berth([
+        'stack',
+        'create',
+        'named',
+        '--dir',
+        '/tmp',
+        '--pool',
+        'local',
+        ...args,
+      ]);
+      expect(option.code).toBe(2);
+      expect(option.stderr).toContain(said);
+    }
+    const pull = await berth([
+      'pool',
+      'create',
+      'named',
+      '--kind',
+      'public',
+      '--pull',
+      'sometimes',
+    ]);
+    expect(pull.stderr).toContain(
+      'berth: error: --pull "sometimes" is not one of: always, if-not-present, never [BAD_REQUEST]',
+    );
     const run = await berth(['runs', 'show', '01XYZ']);
     expect(run.code).toBe(2);
     expect(run.stderr).toContain(

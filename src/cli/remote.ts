@@ -154,6 +154,35 @@ function speaksToApiClients(err: ApiClientError): boolean {
   return API_CLIENT_HINTS.has(err.code) && !(err.hint ?? '').includes('`berth ');
 }
 
+/** The API's fields that the command line sets with an option of another name. */
+const OPTION_OF_FIELD: Record<string, string> = {
+  repository: '--repo',
+  localDir: '--dir',
+  projectRoot: '--project-root',
+  toolVersion: '--tool-version',
+  runnerImage: '--runner-image',
+  labels: '--label',
+  autoDeploy: '--auto-deploy',
+  allowList: '--allowed-registries',
+  defaultImage: '--default-image',
+  pullPolicy: '--pull',
+};
+
+/**
+ * A refusal that names the API's field it starts with (`runnerImage: invalid image reference`,
+ * `labels.1 is not valid`), said with the option the user gave (`--runner-image`, `--label #2`);
+ * the command line has no null to give.
+ */
+function asOptionNames(message: string): string {
+  return message
+    .replace(/^([a-zA-Z]+)((?:\.\d+)?)(?=[: ])/, (whole, field: string, index: string) => {
+      const option = OPTION_OF_FIELD[field];
+      if (!option) return whole;
+      return index ? `${option} #${Number(index.slice(1)) + 1}` : option;
+    })
+    .replace(/ \(or null\)$/, '');
+}
+
 /** The server's refusal as a berth error (its code kept), or an unreachable server. */
 function asBerthError(err: unknown, env: NodeJS.ProcessEnv): unknown {
   if (!(err instanceof ApiClientError)) return err;
@@ -180,7 +209,8 @@ function asBerthError(err: unknown, env: NodeJS.ProcessEnv): unknown {
     });
   const hint =
     (speaksToApiClients(err) ? undefined : err.hint) ?? COMMAND_LINE_FIXES[err.code] ?? null;
-  return new BerthError('BERTH_SERVER_REFUSED', `${err.message} [${err.code}]`, {
+  const message = err.code === 'BAD_REQUEST' ? asOptionNames(err.message) : err.message;
+  return new BerthError('BERTH_SERVER_REFUSED', `${message} [${err.code}]`, {
     cause: err,
     ...(hint ? { hint } : {}),
   });
