@@ -88,6 +88,17 @@ describe('berth server without its database', () => {
       expect(JSON.stringify(down.body)).not.toMatch(/PGSQL|berth-postgres-|ECONNREFUSED|ENOENT/);
       expect(server.stderr()).toContain('failed: the database cannot be used now (');
       expect(server.child.exitCode).toBeNull();
+      // The command line: a server's own trouble, worth another try (exit 4), not a usage error.
+      const listed = await runBerth(['pool', 'list'], {
+        BERTH_SERVER: server.url,
+        BERTH_TOKEN: server.admin as string,
+      });
+      expect(listed.code).toBe(4);
+      expect(listed.stderr).toContain('BERTH_SERVER_UNAVAILABLE');
+      expect(listed.stderr).toContain(
+        'the berth server cannot use its database now (unreachable); nothing was changed [DATABASE_UNAVAILABLE] [BERTH_SERVER_UNAVAILABLE]',
+      );
+      expect(listed.stderr).toContain('fix: Try again shortly');
     } finally {
       postgres.resume();
     }

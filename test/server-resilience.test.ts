@@ -178,6 +178,43 @@ describe('the worker path when the server or the network fails', () => {
     await worker.waitFor(`run ${run.id}: done here, CANCELED`);
   });
 
+  it("keeps a plan's workspace and its apply through a server out of reach, then without its database: both are tried again until it answers", async () => {
+    const { proxy, client, token, stack } = await start();
+    const { api, settled, logText } = client;
+    await stack('hand-off', planStackDir());
+    const worker = startWorker(proxy.url, token);
+    await worker.waitFor('registered in pool');
+    // The first five uploads meet no server (a restart), the first five downloads a server
+    // without its database: more than the worker tried before (five uploads, one download).
+    const upload = 'PUT /api/v1/worker/runs/:id/workspace';
+    const download = 'GET /api/v1/worker/runs/:id/workspace';
+    proxy.setRule(({ method, path: route, nth }) => {
+      const request = `${method} ${route}`;
+      if (request === upload && nth < 5) return 'drop-request';
+      if (request === download && nth < 5) return 'unavailable';
+      return 'pass';
+    });
+    const run = (await api<{ id: string }>('POST', '/stacks/hand-off/runs', { type: 'tracked' }))
+      .body;
+    const planned = await settled(run.id, ['UNCONFIRMED', 'FAILED'], 60_000);
+    expect(planned.state, planned.stateReason ?? '').toBe('UNCONFIRMED');
+    expect(proxy.cuts.request[upload]).toBe(5);
+    expect(worker.stderr()).toMatch(
+      new RegExp(
+        `run ${run.id}: uploading the saved workspace failed \\(cannot reach the berth server .+\\); trying again in 8\\.0s`,
+      ),
+    );
+    expect((await api('POST', `/runs/${run.id}/confirm`)).status).toBe(200);
+    const applied = await settled(run.id, ['FINISHED', 'FAILED', 'CONFIRMED'], 60_000);
+    expect(applied.state, applied.stateReason ?? '').toBe('FINISHED');
+    expect(proxy.cuts.request[download]).toBe(5);
+    expect(worker.stderr()).toContain(
+      `run ${run.id}: downloading the saved workspace failed (the berth server at ${proxy.url} answered /worker/runs/${run.id}/workspace: 503 DATABASE_UNAVAILABLE`,
+    );
+    expect(await logText(run.id)).toMatch(/applied \S+ with /);
+    expect(worker.stderr()).not.toContain('a bug in berth');
+  }, 120_000);
+
   it('loses no run and no log line when the server is killed and started again mid-run', async () => {
     const { proxy, client, token, restart, stack } = await start();
     const { api, settled, logText } = client;

@@ -207,6 +207,12 @@ function asBerthError(err: unknown, env: NodeJS.ProcessEnv): unknown {
       cause: err,
       ...(err.hint ? { hint: err.hint } : {}),
     });
+  // A server error of berth's own (its database away, a restart): worth another try soon.
+  if (err.status >= 500)
+    return new BerthError('BERTH_SERVER_UNAVAILABLE', `${err.message} [${err.code}]`, {
+      cause: err,
+      ...(err.hint ? { hint: err.hint } : {}),
+    });
   const hint =
     (speaksToApiClients(err) ? undefined : err.hint) ?? COMMAND_LINE_FIXES[err.code] ?? null;
   const message = err.code === 'BAD_REQUEST' ? asOptionNames(err.message) : err.message;

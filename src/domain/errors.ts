@@ -258,6 +258,11 @@ export const ERROR_CATALOGUE = {
     retryable: true,
     hint: 'Check the server URL (berth login --server URL, or BERTH_SERVER) and that berth server runs and is reachable from here.',
   },
+  BERTH_SERVER_UNAVAILABLE: {
+    kind: 'infra',
+    retryable: true,
+    hint: "The berth server answered with an error of its own (5xx): it cannot use its database now, or it is restarting. Try again shortly; the server's own output says what it lacks.",
+  },
   BERTH_SERVER_REFUSED: {
     kind: 'usage',
     retryable: false,

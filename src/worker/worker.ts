@@ -17,6 +17,7 @@ import { MaskValues, maskAll } from '../domain/log-masker.js';
 import { stoppingText, type RunEvent } from '../domain/run-events.js';
 import type { RunStateName } from '../domain/run-state.js';
 import type { RunType } from '../domain/workflow.js';
+import { formatDuration } from '../domain/units.js';
 import type { Executor, ResolvedImage } from '../executor/executor.js';
 import { readJobFile } from '../launcher/job-files.js';
 import { planRun, type RunSettings } from '../launcher/plan-run.js';
@@ -703,15 +704,22 @@ export class Worker {
         const reason = `stopped: ${slot.leaseLost ?? slot.stopWhy ?? 'canceled'}, during ${preparing}; its job never started`;
         // A failure of its own that came with the stop (not the stop's end of the checkout) is
         // said too: the run is over either way, but what went wrong is not hidden.
-        if (err !== slot.preparing.signal.reason)
-          shipper.add(masked(failureLines(coerceError(err))));
+        if (err !== slot.preparing.signal.reason) shipper.add(masked(failureLines(runError(err))));
         shipper.add(masked(`[berth: ${reason}]\n`));
         await shipper.close().catch(() => undefined);
         await reporting;
         report({ state: 'CANCELED', reason });
         return;
       }
-      const error = coerceError(err);
+      if (err instanceof HandBack) {
+        const reason = `worker ${this.workerId} could not download the saved workspace (${err.why.message}); nothing of the apply ran, and the run went back to the queue`;
+        shipper.add(masked(`[berth: ${reason}]\n`));
+        await shipper.close().catch(() => undefined);
+        await reporting;
+        report({ state: 'CONFIRMED', reason });
+        return;
+      }
+      const error = runError(err);
       shipper.add(masked(failureLines(error)));
       await shipper.close().catch(() => undefined);
       await reporting;
@@ -780,25 +788,41 @@ export class Worker {
    * replaces a broken upload whole), never after a refusal.
    */
   private async upload(runId: string, file: string, signal: AbortSignal): Promise<void> {
-    for (let attempt = 1; ; attempt += 1) {
+    try {
+      await this.untilServerAnswers(`run ${runId}: uploading the saved workspace`, signal, () =>
+        this.options.protocol.uploadWorkspace(this.workerId, runId, file, signal),
+      );
+    } catch (err) {
+      if ((err as { status?: number }).status !== 507) throw err;
+      // The server's disk will not be freed in the seconds a retry waits: the plan fails.
+      throw new BerthError(
+        'BERTH_SERVER_STORAGE_FULL',
+        (err as Error).message.replace(/^.*SERVER_STORAGE_FULL: /, ''),
+        { cause: err },
+      );
+    }
+  }
+
+  /**
+   * `call`, again while the server cannot be reached or answers with an error of its own (5xx but
+   * 507: a restart, its database away), as a state report is: for about two minutes, saying each
+   * new try; a refusal (4xx), a stop or a full disk is thrown at once.
+   */
+  private async untilServerAnswers<T>(
+    what: string,
+    signal: AbortSignal,
+    call: () => Promise<T>,
+  ): Promise<T> {
+    for (let attempt = 0; ; attempt += 1) {
       try {
-        await this.options.protocol.uploadWorkspace(this.workerId, runId, file, signal);
-        return;
+        return await call();
       } catch (err) {
-        const status = (err as { status?: number }).status ?? 0;
-        if (status === 507) {
-          // The server's disk will not be freed in the seconds a retry waits: the plan fails.
-          throw new BerthError(
-            'BERTH_SERVER_STORAGE_FULL',
-            (err as Error).message.replace(/^.*SERVER_STORAGE_FULL: /, ''),
-            { cause: err },
-          );
-        }
-        if ((status >= 400 && status < 500) || attempt >= 5 || signal.aborted) throw err;
+        if (signal.aborted || !serverTrouble(err) || attempt >= SERVER_TRIES - 1) throw err;
+        const delay = Math.min(500 * 2 ** attempt, 15_000);
         this.options.say(
-          `run ${runId}: uploading the saved workspace failed (${coerceError(err).message}); trying again`,
+          `${what} failed (${coerceError(err).message}); trying again in ${formatDuration(delay)}`,
         );
-        await new Promise((resolve) => setTimeout(resolve, 1000 * attempt));
+        await new Promise((resolve) => setTimeout(resolve, delay));
       }
     }
   }
@@ -819,13 +843,15 @@ export class Worker {
       throw new BerthError('BERTH_SAVED_WORKSPACE_INVALID', 'the server sent no usable seal');
     const file = this.workspaceFile(runId);
     await mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
-    await this.options.protocol
-      .downloadWorkspace(this.workerId, runId, file, signal)
-      .catch((err: unknown) => {
-        // Stopped: the stop's own end of the download, not a network failure.
-        signal.throwIfAborted();
-        throw err;
-      });
+    await this.untilServerAnswers(`run ${runId}: downloading the saved workspace`, signal, () =>
+      this.options.protocol.downloadWorkspace(this.workerId, runId, file, signal),
+    ).catch((err: unknown) => {
+      // Stopped: the stop's own end of the download, not a network failure.
+      signal.throwIfAborted();
+      // The server still away: nothing of the apply has run, so the run goes back to the queue.
+      if (serverTrouble(err)) throw new HandBack(coerceError(err));
+      throw err;
+    });
     return { archive: openSealed(file, seal), imageId: given.imageId };
   }
 
@@ -889,6 +915,30 @@ interface Slot {
   giveUpShipping?: () => void;
   /** Aborted by a stop: ends the checkout or download under way before the job starts. */
   preparing: AbortController;
+}
+
+/** How many times a call the server did not answer is made (about two minutes in all). */
+const SERVER_TRIES = 12;
+
+/** The server out of reach, or answering with an error of its own (not 507: a full disk). */
+function serverTrouble(err: unknown): boolean {
+  if (isTokenRejection(err)) return false;
+  const status = (err as { status?: number }).status ?? 0;
+  return status === 0 || (status >= 500 && status !== 507);
+}
+
+/** A run's failure as said in its log and reason: a server error of berth's own is no bug. */
+function runError(err: unknown): BerthError {
+  if (err instanceof ProtocolError && err.status >= 500)
+    return new BerthError('BERTH_SERVER_UNAVAILABLE', err.message, { cause: err });
+  return coerceError(err);
+}
+
+/** The apply's saved workspace could not be had from the server: the run goes back (CONFIRMED). */
+class HandBack extends Error {
+  constructor(readonly why: BerthError) {
+    super(why.message);
+  }
 }
 
 /** The after_run hooks' phase (launcher/run-config.ts names it so). */

@@ -4,7 +4,8 @@
  * balancer), and a test's rule may cut the worker's connection instead: before the request
  * reaches a server (`drop-request`), or after the server has handled it and before its answer
  * reaches the worker (`drop-answer`: the worker cannot know the request was done), or hold it
- * unanswered with the connection open (`hold`: a server or network that hangs). While no server
+ * unanswered with the connection open (`hold`: a server or network that hangs), or answer as a
+ * server without its database does (`unavailable`: 503 DATABASE_UNAVAILABLE). While no server
  * answers (restarting), connections are cut as a dead address would.
  */
 import http from 'node:http';
@@ -15,7 +16,7 @@ export type ProxyRule = (request: {
   path: string;
   /** How many requests with the same method and path (ids replaced by `:id`) came before. */
   nth: number;
-}) => 'pass' | 'drop-request' | 'drop-answer' | 'hold';
+}) => 'pass' | 'drop-request' | 'drop-answer' | 'hold' | 'unavailable';
 
 export interface ApiProxy {
   url: string;
@@ -53,6 +54,19 @@ export async function startApiProxy(targets: string[]): Promise<ApiProxy> {
       // Read and never answered: the connection stays open until the worker gives up on it.
       held[route] = (held[route] ?? 0) + 1;
       req.resume();
+      return;
+    }
+    if (decision === 'unavailable') {
+      cuts.request[route] = (cuts.request[route] ?? 0) + 1;
+      req.resume();
+      res.writeHead(503, { 'content-type': 'application/json; charset=utf-8' });
+      res.end(
+        JSON.stringify({
+          code: 'DATABASE_UNAVAILABLE',
+          message:
+            'the berth server cannot use its database now (unreachable); nothing was changed',
+        }),
+      );
       return;
     }
     if (decision === 'drop-request') {
