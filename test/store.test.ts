@@ -454,9 +454,28 @@ describe.each<Kind>(['sqlite', 'postgres'])('the store on %s', (kind) => {
       state: 'PREPARING',
       workerId: 'w-other',
     });
+    for (const run of [notStarted, others]) await store.transitionRun(run.id, 'CANCELED', {}, t0);
+    // A run asked to stop ends as the cancel meant, whatever the worker did not say.
+    const stopping = await trigger('restart', 'TASK');
+    expect((await store.leaseRun('private-a', 'w-restart', later(1_000), 60_000))?.id).toBe(
+      stopping.id,
+    );
+    await store.transitionRun(
+      stopping.id,
+      'PERFORMING',
+      { workerId: 'w-restart', patch: { started: true } },
+      t0,
+    );
+    const held = { state: 'PERFORMING', workerId: 'w-restart' } as const;
+    expect(await store.requestStop(stopping.id, held, 'canceled by admin', t0)).not.toBeNull();
+    expect(
+      (await store.releaseWorkerRuns('w-restart', later(1_500))).map((r) => [r.id, r.state]),
+    ).toEqual([[stopping.id, 'STOPPED']]);
+    expect((await store.getRun(stopping.id))?.stateReason).toBe(
+      "canceled by admin; worker w-restart started again before it said that the run stopped: its new process removes the job's container",
+    );
     // Nothing held any more: nothing changes.
     expect(await store.releaseWorkerRuns('w-restart', later(2_000))).toEqual([]);
-    for (const run of [notStarted, others]) await store.transitionRun(run.id, 'CANCELED', {}, t0);
   });
 
   it('asks a held run to stop once, only as the caller saw it; its lease ending ends it as the cancel meant', async () => {

@@ -300,6 +300,12 @@ export const WorkerRegistration = closed({
   berthVersion: Text(64),
   engineVersion: Text(64),
   concurrency: Type.Integer({ minimum: 1, maximum: 256 }),
+  fresh: Type.Optional(
+    Type.Boolean({
+      description:
+        "true on a worker process's first registration: the runs its id still holds were an earlier process's, which is gone (they end now, not at their lease's end)",
+    }),
+  ),
 });
 
 export const WorkerRegistered = closed({

@@ -746,6 +746,51 @@ describe('the worker protocol', () => {
     expect((await as('worker-2')).status).toBe(200);
   });
 
+  it("ends the runs of a worker id at its process's first registration only (a live process registering again keeps them)", async () => {
+    const token = (await call('POST', '/api/v1/pools', { id: 'restarts', kind: 'private' })).body
+      .token as string;
+    expect(
+      (await call('POST', '/api/v1/stacks', { id: 'restarts', localDir: dir, pool: 'restarts' }))
+        .status,
+    ).toBe(201);
+    const id = await register(token);
+    const again = (fresh?: boolean): Promise<Answer> =>
+      call(
+        'POST',
+        '/api/v1/worker/register',
+        {
+          id,
+          host: 'worker-1',
+          berthVersion: '0.1.0',
+          engineVersion: '20.10.24',
+          concurrency: 1,
+          ...(fresh === undefined ? {} : { fresh }),
+        },
+        token,
+      );
+    const held = async (): Promise<string> => {
+      const run = await call('POST', '/api/v1/stacks/restarts/runs', { type: 'task' });
+      const leased = await call('POST', '/api/v1/worker/lease', { workerId: id }, token);
+      expect(leased.body.run).toMatchObject({ id: run.body.id, state: 'PREPARING' });
+      return run.body.id as string;
+    };
+    const kept = await held();
+    for (const fresh of [undefined, false]) {
+      expect((await again(fresh)).status).toBe(200);
+      expect((await call('GET', `/api/v1/runs/${kept}`)).body).toMatchObject({
+        state: 'PREPARING',
+        worker: id,
+      });
+    }
+    expect((await again(true)).status).toBe(200);
+    expect((await call('GET', `/api/v1/runs/${kept}`)).body).toMatchObject({
+      state: 'READY',
+      worker: null,
+      stateReason: `worker ${id} started again before any container of the run started; the run went back to the queue`,
+    });
+    await call('POST', `/api/v1/runs/${kept}/cancel`);
+  });
+
   it('is for pool tokens only', async () => {
     const answer = await call('POST', '/api/v1/worker/register', {
       host: 'h',

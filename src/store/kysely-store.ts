@@ -650,18 +650,23 @@ export class KyselyStore implements Store {
     // A run asked to stop ends as the cancel meant, never back in the queue: one whose lease
     // ran out (its worker never confirmed the stop), or that goes back to the queue otherwise
     // (a worker that never got it).
-    if (run.stopRequest && options.leaseExpiredBefore && isTerminal(to)) {
+    const gone = options.leaseExpiredBefore !== undefined || options.workerRestarted === true;
+    if (run.stopRequest && gone && isTerminal(to)) {
       to = cancelTarget(run.state) ?? to;
       patch = {
-        stateReason: `${run.stopRequest.reason}; worker ${run.workerId} did not say that the run stopped before its lease expired at ${run.leaseExpiresAt}: whether its job ran on is unknown`,
+        stateReason: options.workerRestarted
+          ? `${run.stopRequest.reason}; worker ${run.workerId} started again before it said that the run stopped: its new process removes the job's container`
+          : `${run.stopRequest.reason}; worker ${run.workerId} did not say that the run stopped before its lease expired at ${run.leaseExpiresAt}: whether its job ran on is unknown`,
         releaseWorker: true,
       };
     } else if (run.stopRequest && (to === 'READY' || to === 'CONFIRMED')) {
       to = 'CANCELED';
       patch = {
-        stateReason: options.leaseExpiredBefore
-          ? `${run.stopRequest.reason}; worker ${run.workerId} stopped answering before its job started`
-          : `${run.stopRequest.reason}, before its job started`,
+        stateReason: options.workerRestarted
+          ? `${run.stopRequest.reason}; worker ${run.workerId} started again before its job started`
+          : options.leaseExpiredBefore
+            ? `${run.stopRequest.reason}; worker ${run.workerId} stopped answering before its job started`
+            : `${run.stopRequest.reason}, before its job started`,
         releaseWorker: true,
       };
     }
@@ -888,7 +893,7 @@ export class KyselyStore implements Store {
     return this.release(held.map(toRun), at, false, (run, back) =>
       back
         ? `worker ${workerId} started again before any container of the run started; the run went back to the queue`
-        : `worker ${workerId} started again while the run was ${run.state}: the process that ran it ended without reporting its end (killed, or its machine restarted), and its container is removed; what the job did after its last report is unknown`,
+        : `worker ${workerId} started again while the run was ${run.state}: the process that ran it ended without reporting its end (killed, or its machine restarted), and the new one removes the job's container if it runs on the same Docker engine; what the job did after its last report is unknown`,
     );
   }
 
@@ -921,7 +926,7 @@ export class KyselyStore implements Store {
             {
               from: [run.state],
               workerId: run.workerId ?? undefined,
-              ...(expired ? { leaseExpiredBefore: at } : {}),
+              ...(expired ? { leaseExpiredBefore: at } : { workerRestarted: true }),
               patch: {
                 stateReason: reason(run, back !== null),
                 releaseWorker: true,

@@ -145,6 +145,8 @@ export interface TransitionOptions {
   workerId?: string;
   /** Only when the run's lease ran out before this moment (the lease sweep). */
   leaseExpiredBefore?: Date;
+  /** The run is taken from its worker, which registered again as a new process. */
+  workerRestarted?: boolean;
 }
 
 /** What a state change may record besides the state. */

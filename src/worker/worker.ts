@@ -148,6 +148,8 @@ export class Worker {
       berthVersion: this.options.berthVersion,
       engineVersion: this.options.engineVersion,
       concurrency: this.options.concurrency,
+      // Its first registration: what the id held was an earlier process's (see registerAgain).
+      fresh: true,
     };
     // Its id in use by a live worker on another host: this one waits until the id is free (the
     // same worker back under another host name after a crash) rather than exit and be restarted
@@ -185,7 +187,8 @@ export class Worker {
     }
     idInUse.succeeded();
     this.workerId = registered.workerId;
-    this.registration = { ...registration, id: registered.workerId };
+    // Registering again is never fresh: this process may hold runs under the id by then.
+    this.registration = { ...registration, id: registered.workerId, fresh: false };
     this.registered = true;
     if (again && registered.heartbeatMs !== this.heartbeatMs && this.heartbeatTimer) {
       clearInterval(this.heartbeatTimer);

@@ -122,10 +122,11 @@ export function registerWorkerRoutes(server: FastifyInstance, ctx: ServerContext
       ctx.say?.(
         `worker ${id} ${existing ? 'registered again' : 'registered'} in pool ${poolId}: ${host}, berth ${berthVersion}, Docker ${engineVersion}, up to ${concurrency} run(s) at once`,
       );
-      // A worker registers once per process (and again only once the server forgot it, holding
-      // nothing): runs it still holds were its dead process's. They end now, not at their lease's
-      // end; the new process removes their containers.
-      if (existing) {
+      // A worker process's first registration: runs its id still holds were its dead
+      // predecessor's. They end now, not at their lease's end; the new process removes their
+      // containers. (A live process registering again, after the server forgot it or after a
+      // lost answer, says it is not fresh: it may hold runs by then.)
+      if (existing && request.body.fresh === true) {
         const released = await ctx.store.releaseWorkerRuns(id, ctx.now());
         for (const run of released) {
           ctx.say?.(`run ${run.id} of stack ${run.stackId}: ${run.state} (${run.stateReason})`);
