@@ -351,6 +351,8 @@ export const Assignment = closed({
     closed({ name: Type.String(), value: Type.String(), secret: Type.Boolean() }),
   ),
   pool: PoolOutput,
+  /** Who triggered the run, for its job (TF_VAR_berth_run_trigger): the token's name. */
+  trigger: Type.Optional(Type.String()),
   /** The sequence number the run's next log chunk gets (a run handed on continues its log). */
   logNext: Type.Integer({ minimum: 1 }),
   /** The most bytes of the run's log the server still stores: the worker bounds its log within it. */

@@ -791,6 +791,28 @@ describe('the worker protocol', () => {
     await call('POST', `/api/v1/runs/${kept}/cancel`);
   });
 
+  it("tells the worker who triggered a run by the token's name (its job's TF_VAR_berth_run_trigger)", async () => {
+    const token = (await call('POST', '/api/v1/pools', { id: 'triggers', kind: 'private' })).body
+      .token as string;
+    await call('POST', '/api/v1/stacks', { id: 'triggers', localDir: dir, pool: 'triggers' });
+    const user = await call('POST', '/api/v1/tokens', { name: 'release pipeline', role: 'user' });
+    const run = await call(
+      'POST',
+      '/api/v1/stacks/triggers/runs',
+      { type: 'task' },
+      user.body.token as string,
+    );
+    expect(run.status).toBe(201);
+    const workerId = await register(token);
+    const leased = await call('POST', '/api/v1/worker/lease', { workerId }, token);
+    expect(leased.body.run).toMatchObject({
+      id: run.body.id,
+      triggeredBy: (user.body.apiToken as { id: string }).id,
+    });
+    expect(leased.body.trigger).toBe('release pipeline');
+    await call('POST', `/api/v1/runs/${run.body.id as string}/cancel`);
+  });
+
   it('is for pool tokens only', async () => {
     const answer = await call('POST', '/api/v1/worker/register', {
       host: 'h',

@@ -572,7 +572,7 @@ export class Worker {
         toolVersion: assignment.stack.toolVersion ?? undefined,
         command,
         ...(source.commit ? { commit: source.commit } : {}),
-        trigger: assignment.run.triggeredBy,
+        trigger: assignment.trigger ?? assignment.run.triggeredBy,
         stackLabels: assignment.stack.labels,
         autoDeploy: assignment.run.autoDeploy,
         settings: {

@@ -481,12 +481,13 @@ async function requeue(ctx: ServerContext, run: Run, reason: string): Promise<vo
 async function assignment(ctx: ServerContext, run: Run) {
   // Independent reads, at once: on PostgreSQL each is a round trip on its own connection, and
   // the worker waits for the last of them, not their sum.
-  const [stack, pool, variables, logNext, logBytes] = await Promise.all([
+  const [stack, pool, variables, logNext, logBytes, trigger] = await Promise.all([
     ctx.store.getStack(run.stackId),
     ctx.store.getPool(run.poolId),
     ctx.store.listStackVariables(run.stackId),
     ctx.store.nextLogSeq(run.id),
     ctx.store.logBytes(run.id),
+    ctx.store.findTokenById(run.triggeredBy),
   ]);
   if (!stack || !pool) throw new ApiError(409, 'NOT_FOUND', `run ${run.id} lost its stack or pool`);
   if (stack.poolId !== run.poolId) {
@@ -551,6 +552,8 @@ async function assignment(ctx: ServerContext, run: Run) {
     },
     environment,
     pool,
+    // Who triggered the run, by the token's name (a revoked token: its id, as recorded).
+    trigger: trigger?.name ?? run.triggeredBy,
     logNext,
     // What is left of the run's budget: an apply continues the log its plan began.
     logLimitBytes: Math.max(1024, ctx.logLimitBytes - logBytes),
