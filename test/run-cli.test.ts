@@ -1016,6 +1016,23 @@ describe('berth run: clear errors', () => {
       expect(JSON.stringify(last)).toContain('in BERTH_STATE_DIR');
       expect(result.stdout).not.toContain('ran');
     }
+    // One that is there but read-only: its run logs, tools and caches could not be kept.
+    if (process.getuid?.() !== 0) throw new Error('this test mounts a tmpfs: run it as root');
+    const readOnly = tempDir('berth-state-ro-');
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'ro,size=64k', 'berth-test-ro', readOnly]);
+    try {
+      const result = await berth(
+        ['run', jobDir(), '--image', busybox, '--pull', 'never', '--', 'echo ran'],
+        { BERTH_STATE_DIR: readOnly },
+      );
+      expect(result.code).toBe(2);
+      expect(result.stderr).toContain(
+        `the state directory ${readOnly} is there, but this user (uid 0) may not write in it (EROFS) [BERTH_USAGE]`,
+      );
+      expect(result.stderr).toContain(`or let uid 0 write in ${readOnly} (chown or chmod).`);
+    } finally {
+      execFileSync('umount', [readOnly]);
+    }
   });
 
   it('refuses an image this engine lacks under the pull policy never, naming the policy, not a flag the user did not give', async () => {

@@ -210,4 +210,35 @@ describe('ApiClient', () => {
     await client.listStacks();
     expect(said).toEqual([]);
   });
+
+  it('says a stream cut for its silence as such', async () => {
+    // Answers, then never sends a byte more (a proxy that holds the connection).
+    const silent: typeof fetch = (_input, init) =>
+      Promise.resolve(
+        new Response(
+          new ReadableStream({
+            start(controller) {
+              init?.signal?.addEventListener('abort', () =>
+                controller.error(new DOMException('This operation was aborted', 'AbortError')),
+              );
+            },
+          }),
+          { status: 200, headers: { 'content-type': 'text/event-stream' } },
+        ),
+      );
+    const said: string[] = [];
+    const err = await failure(
+      new ApiClient('http://h', 't', silent).followLogs(
+        '01JRUN',
+        { log: () => undefined, run: () => undefined, retrying: (m) => said.push(m) },
+        { retryDelayMs: 1, attempts: 2, idleMs: 20 },
+      ),
+    );
+    expect(said).toEqual([
+      'the log stream of run 01JRUN was cut (nothing heard from the server for 20ms); trying again in 1ms (try 2 of 2)',
+      // Connected again (then silent again, and the tries are over).
+      'the log stream of run 01JRUN is back',
+    ]);
+    expect(err.message).toContain('(nothing heard from the server for 20ms)');
+  });
 });

@@ -39,10 +39,10 @@ export type ApiToken = Static<typeof TokenOutput>;
 export type Log = Static<typeof LogOutput>;
 export type LogChunk = Log['chunks'][number];
 
-/** What a follower hears: output chunks in order (each once) and the run on every change. */
 /** How long a call waits for its answer's headers. */
 const CALL_TIMEOUT_MS = 60_000;
 
+/** What a follower hears: output chunks in order (each once) and the run on every change. */
 export interface FollowHandlers {
   log(chunk: LogChunk): void;
   run(run: Run): void;
@@ -367,7 +367,11 @@ export class ApiClient {
     let timer: ReturnType<typeof setTimeout> | undefined;
     const arm = (): void => {
       clearTimeout(timer);
-      timer = setTimeout(() => idle.abort(), options.idleMs ?? 45_000);
+      const idleMs = options.idleMs ?? 45_000;
+      timer = setTimeout(
+        () => idle.abort(new Error(`nothing heard from the server for ${formatDuration(idleMs)}`)),
+        idleMs,
+      );
     };
     arm();
     connected();
@@ -390,6 +394,10 @@ export class ApiClient {
         }
       }
       return { done: false };
+    } catch (err) {
+      // Cut for silence: said as such, not as the stream's own "aborted".
+      if (idle.signal.aborted) throw idle.signal.reason as Error;
+      throw err;
     } finally {
       clearTimeout(timer);
       // Leaves the connection when stopping early (stopWhen): the server sees it close.

@@ -106,13 +106,13 @@ function sameServer(a: string, b: string | undefined): boolean {
 }
 
 /** The typed client for a login: the server verified against its CA when one was given. */
-function apiClient(login: Login, env: NodeJS.ProcessEnv): ApiClient {
+function apiClient(login: Login, env: NodeJS.ProcessEnv, io: Output): ApiClient {
   const client = new ApiClient(
     login.server,
     login.token,
     fetchTrusting(trustedCas(login.caCert, env)),
   );
-  client.onSlowAnswer = (message) => process.stderr.write(`berth: ${message}\n`);
+  client.onSlowAnswer = (message) => io.stderr.write(`berth: ${message}\n`);
   return client;
 }
 
@@ -562,7 +562,7 @@ export function registerRemote(
   setExit: (code: number) => void,
 ): void {
   const remote: Remote = {
-    client: () => apiClient(readLogin(env), env),
+    client: () => apiClient(readLogin(env), env, io),
     io,
     env,
     setExit,
@@ -604,7 +604,7 @@ function registerLogin(program: Command, { io, env, act }: Remote): void {
         const caCert = caFile ? path.resolve(caFile) : undefined;
         const login: Login = { server, token, ...(caCert ? { caCert } : {}) };
         // Saved only once the server answered as berth's API does, with this token.
-        await apiClient(login, env).listStacks();
+        await apiClient(login, env, io).listStacks();
         const file = loginFile(env);
         mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
         writeFileSync(file, `${JSON.stringify(login)}\n`, { mode: 0o600 });
@@ -1137,7 +1137,7 @@ export async function workerAdmin(
   io: Output,
   env: NodeJS.ProcessEnv,
 ): Promise<void> {
-  const api = apiClient(readLogin(env), env);
+  const api = apiClient(readLogin(env), env, io);
   try {
     if (verb === 'list') {
       const workers = await api.listWorkers();

@@ -51,7 +51,12 @@ export function makeDirectory(dir: string, what: string, setting: string, mode =
     accessSync(full, constants.W_OK | constants.X_OK);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code ?? '';
-    throw refuse(`this user may not write in it (${code})`, err);
+    const uid = process.getuid?.() ?? '?';
+    throw new BerthError(
+      'BERTH_USAGE',
+      `the ${what} ${dir} is there, but this user (uid ${uid}) may not write in it (${code})`,
+      { hint: `${other}, or let uid ${uid} write in ${dir} (chown or chmod).`, cause: err },
+    );
   }
 }
 
