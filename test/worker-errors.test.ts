@@ -115,6 +115,40 @@ describe('berth worker start-up mistakes', () => {
     expectNoBug(stderr);
   });
 
+  it('a runtime or a network the engine does not have: refused before it registers (every run would fail)', async () => {
+    const workersBefore = (
+      await runBerth(['worker', 'list', '--json'], { BERTH_SERVER: url, BERTH_TOKEN: admin })
+    ).stdout;
+    for (const [variable, value, said] of [
+      [
+        'BERTH_WORKER_RUNTIME',
+        'no-such-runtime',
+        'BERTH_WORKER_RUNTIME=no-such-runtime: the Docker engine has no runtime of that name (it has ',
+      ],
+      [
+        'SPACELIFT_WORKER_NETWORK',
+        'berth-test-no-such-network',
+        'SPACELIFT_WORKER_NETWORK=berth-test-no-such-network: the Docker engine has no network of that name, so every run would fail',
+      ],
+    ] as const) {
+      const worker = spawnBerth(['worker', '--server', url], {
+        BERTH_POOL_TOKEN: 'berth_pool_unused',
+        BERTH_STATE_DIR: tempDir('berth-worker-'),
+        [variable]: value,
+      });
+      workers.push(worker);
+      expect((await worker.exited).code).toBe(2);
+      expect(worker.stderr()).toContain(said);
+      expect(worker.stderr()).toContain('[BERTH_USAGE]');
+      expectNoBug(worker.stderr());
+    }
+    // Neither reached the server.
+    expect(
+      (await runBerth(['worker', 'list', '--json'], { BERTH_SERVER: url, BERTH_TOKEN: admin }))
+        .stdout,
+    ).toBe(workersBefore);
+  });
+
   it('no server at the address: unreachable, naming the address and the cause', async () => {
     const nowhere = `http://127.0.0.1:${await freePort()}`;
     const worker = startWorker('berth_pool_x', tempDir('berth-worker-'), nowhere);

@@ -8,6 +8,7 @@ import { parseServerAddress } from '../domain/server-address.js';
 import { parseByteSize, parseDuration } from '../domain/units.js';
 import { readWorkerJobSettings, settingOf, type ExtraMount } from '../domain/worker-settings.js';
 import { DockerExecutor } from '../executor/docker/docker-executor.js';
+import { DockerApiError } from '../executor/docker/daemon-errors.js';
 import { EngineClient } from '../executor/docker/engine-client.js';
 import { FileJobUserCache } from '../launcher/job-user-cache.js';
 import { currentLauncherId, isLauncherAlive } from '../launcher/launcher-identity.js';
@@ -121,6 +122,9 @@ export async function runWorker(options: {
   });
   try {
     await engine.ping();
+    // A runtime or network the engine does not have would fail every run this worker takes (the
+    // pool's queue emptied into FAILED by one host): said now, before it registers.
+    await checkJobPlacement(engine, env);
     const removed = await executor.removeOrphans(isLauncherAlive, new Date());
     if (removed.length > 0)
       io.stderr.write(
@@ -226,6 +230,54 @@ function checkMountSources(mounts: ExtraMount[]): void {
  * A claim whose process is gone, or that a copy brought from another machine, is taken over.
  * Returns what gives the directory back.
  */
+/** Refuses a runtime the engine has not registered, or a network it does not have. */
+async function checkJobPlacement(engine: EngineClient, env: NodeJS.ProcessEnv): Promise<void> {
+  // Named as the user set it: berth's name, or the reference's.
+  const given = (ours: string, theirs: string): { name: string; value: string | undefined } => ({
+    name: env[ours]?.trim() ? ours : theirs,
+    value: settingOf(env, ours, theirs),
+  });
+  const { name: runtimeName, value: runtime } = given(
+    'BERTH_WORKER_RUNTIME',
+    'SPACELIFT_WORKER_RUNTIME',
+  );
+  const { name: networkName, value: network } = given(
+    'BERTH_WORKER_NETWORK',
+    'SPACELIFT_WORKER_NETWORK',
+  );
+  if (runtime) {
+    const info = await engine.json<{ Runtimes?: Record<string, unknown> }>('GET', '/info');
+    const runtimes = Object.keys(info.Runtimes ?? {});
+    if (!runtimes.includes(runtime))
+      throw new BerthError(
+        'BERTH_USAGE',
+        `${runtimeName}=${runtime}: the Docker engine has no runtime of that name (it has ${runtimes.join(', ') || 'none'}), so every run would fail`,
+        {
+          hint: `Install ${runtime} and register it under "runtimes" in the engine's daemon.json (then restart the engine), or set ${runtimeName} to one it has; \`berth doctor --runtime ${runtime}\` checks it.`,
+        },
+      );
+  }
+  // (bridge, host and none are built in; container:ID names another container's.)
+  if (
+    network &&
+    !['bridge', 'host', 'none', 'default'].includes(network) &&
+    !network.includes(':')
+  ) {
+    try {
+      await engine.json('GET', `/networks/${encodeURIComponent(network)}`);
+    } catch (err) {
+      if (!(err instanceof DockerApiError && err.status === 404)) throw err;
+      throw new BerthError(
+        'BERTH_USAGE',
+        `${networkName}=${network}: the Docker engine has no network of that name, so every run would fail`,
+        {
+          hint: `Create it (\`docker network create ${network}\`), or set ${networkName} to one the engine has (\`docker network ls\`); bridge is the default.`,
+        },
+      );
+    }
+  }
+}
+
 function claimStateDir(stateDir: string): () => void {
   return claimDirectory(stateDir, {
     file: 'worker.owner',
