@@ -306,6 +306,16 @@ describe('--json on every command', () => {
     expect(rotated.pool.id).toBe('rotated');
     expect(rotated.token).toMatch(/^berth_pool_/);
     expect(rotated.token).not.toBe(created.token);
+    // The human list shows what decides a pool's images.
+    const shared = ['pool', 'create', 'shared', '--kind', 'public'];
+    await berth([...shared, '--allowed-registries', 'quay.io,default', '--pull', 'always']);
+    await berth(['pool', 'create', 'plain-public', '--kind', 'public']);
+    const pools = (await berth(['pool', 'list'])).stdout;
+    expect(pools).toContain(
+      "shared  public  (allows quay.io, berth's default list; pull always)\n",
+    );
+    expect(pools).toContain("plain-public  public  (allows berth's default list)\n");
+    expect(pools).toMatch(/^rotated {2}private$/m);
 
     const home = tempDir('berth-config-');
     const login = await runBerth(['login', '--server', server.url, '--json'], {

@@ -228,6 +228,9 @@ describe('berth worker once running', () => {
       ),
     );
     await worker.waitFor('cannot send a heartbeat to the server: cannot reach the berth server');
+    expect(worker.stderr()).toMatch(
+      /cannot send a heartbeat to the server: .+; trying again every 3 s, every second while it holds runs \(said again once a minute while it lasts\)/,
+    );
     server = await startServerProcess(
       dataDir,
       { BERTH_WORKER_LEASE_TIMEOUT: '10s' },

@@ -105,6 +105,9 @@ function sameServer(a: string, b: string | undefined): boolean {
   }
 }
 
+/** The CA file a command's client trusts its server with (for the commands it suggests). */
+const caCertOf = new WeakMap<ApiClient, string>();
+
 /** The typed client for a login: the server verified against its CA when one was given. */
 function apiClient(login: Login, env: NodeJS.ProcessEnv, io: Output): ApiClient {
   const client = new ApiClient(
@@ -113,6 +116,8 @@ function apiClient(login: Login, env: NodeJS.ProcessEnv, io: Output): ApiClient 
     fetchTrusting(trustedCas(login.caCert, env)),
   );
   client.onSlowAnswer = (message) => io.stderr.write(`berth: ${message}\n`);
+  const caCert = login.caCert ?? env.BERTH_CA_CERT?.trim();
+  if (caCert) caCertOf.set(client, caCert);
   return client;
 }
 
@@ -358,9 +363,15 @@ export const WORKER_WAIT_HINT_MS = 2000;
  * none is online, or every online one is drained. Null when some worker could take it (they are
  * busy: the run's turn comes).
  */
-export function noWorkerHint(run: Run, workers: readonly Worker[], server: string): string | null {
+export function noWorkerHint(
+  run: Run,
+  workers: readonly Worker[],
+  server: string,
+  /** The CA file this command trusts the server with: a worker needs it too. */
+  caCert: string | null = null,
+): string | null {
   const ours = workers.filter((w) => w.pool === run.pool);
-  const start = `BERTH_POOL_TOKEN=<the pool's token> berth worker --server ${server}`;
+  const start = `BERTH_POOL_TOKEN=<the pool's token> berth worker --server ${server}${caCert ? ` --ca-cert ${caCert}` : ''}`;
   const lostToken = `(\`berth pool rotate-token ${run.pool}\` gives a new token if it is lost)`;
   const head = `run ${run.id} waits for a worker of pool ${run.pool}`;
   const still = 'Still following (Ctrl-C stops following; the run stays queued).';
@@ -397,7 +408,7 @@ function watchWorkerWait(client: ApiClient, io: Output): { state(run: Run): void
         timer = null;
         void client.listWorkers().then(
           (workers) => {
-            const hint = noWorkerHint(run, workers, client.baseUrl);
+            const hint = noWorkerHint(run, workers, client.baseUrl, caCertOf.get(client) ?? null);
             // Taken (or ended) while the list was on its way: nothing to explain any more.
             if (!hint || current !== 'READY') return;
             said = true;
@@ -1095,7 +1106,17 @@ function registerPool(program: Command, { client, io, act }: Remote): void {
         const pools = await client().listPools();
         print(io, o.json, pools, () =>
           pools
-            .map((p) => `${p.id}  ${p.kind}${p.defaultImage ? `  ${p.defaultImage}` : ''}`)
+            .map((p) => {
+              // What decides its runs' images, as `pool create` set it.
+              const settings = [
+                p.kind === 'public'
+                  ? `allows ${p.allowList.length > 0 ? p.allowList.map((e) => (e === 'default' ? "berth's default list" : e)).join(', ') : "berth's default list"}`
+                  : null,
+                p.pullPolicy ? `pull ${p.pullPolicy}` : null,
+                p.defaultImage ? `default image ${p.defaultImage}` : null,
+              ].filter(Boolean);
+              return `${p.id}  ${p.kind}${settings.length > 0 ? `  (${settings.join('; ')})` : ''}`;
+            })
             .join('\n'),
         );
       }),

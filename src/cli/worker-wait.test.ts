@@ -48,7 +48,11 @@ describe('noWorkerHint', () => {
     expect(hint).toContain(
       'none of its 2 workers is online (last heard of: w2 on w2.example at 2026-12-01T09:30:00.000Z)',
     );
-    expect(hint).toContain('berth worker --server https://berth.example');
+    expect(hint).toContain('berth worker --server https://berth.example`');
+    // A server this command trusts with a CA of its own: the worker needs it too.
+    expect(noWorkerHint(run, [], 'https://berth.example', '/etc/berth/ca.pem')).toContain(
+      'berth worker --server https://berth.example --ca-cert /etc/berth/ca.pem`',
+    );
     // Offline is not a lost token: rotating it would lock out workers that were only away.
     expect(hint).not.toContain('rotate-token');
   });

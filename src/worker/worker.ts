@@ -133,7 +133,8 @@ export class Worker {
     return new OutageNotice(
       this.options.say,
       'send a heartbeat to the server',
-      `every ${Math.max(1, Math.round(this.heartbeatMs / 1000))} s`,
+      // As heartbeat() does: a run's lease must be renewed as soon as the server is back.
+      `every ${Math.max(1, Math.round(this.heartbeatMs / 1000))} s, every second while it holds runs`,
     );
   }
 
