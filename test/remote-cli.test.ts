@@ -255,7 +255,10 @@ describe('berth up, login, stack, runs and worker commands', () => {
     for (const [args, said] of [
       [['--runner-image', 'BAD IMAGE'], 'berth: error: --runner-image: invalid image reference'],
       [['--project-root', '../etc'], 'berth: error: --project-root "../etc" is not valid'],
-      [['--label', 'ok', '--label', 'x'.repeat(101)], 'berth: error: --label #2 is not valid'],
+      [
+        ['--label', 'ok', '--label', 'x'.repeat(101)],
+        'berth: error: --label (its value 2) is not valid',
+      ],
     ] as const) {
       const option = await berth([
         'stack',

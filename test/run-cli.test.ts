@@ -1029,7 +1029,9 @@ describe('berth run: clear errors', () => {
       expect(result.stderr).toContain(
         `the state directory ${readOnly} is there, but this user (uid 0) may not write in it (EROFS) [BERTH_USAGE]`,
       );
-      expect(result.stderr).toContain(`or let uid 0 write in ${readOnly} (chown or chmod).`);
+      expect(result.stderr).toContain(
+        `in BERTH_STATE_DIR: ${readOnly} is on a read-only file system.`,
+      );
     } finally {
       execFileSync('umount', [readOnly]);
     }
@@ -1074,9 +1076,12 @@ describe('berth run: clear errors', () => {
       execFileSync('chmod', ['600', sock]);
       // Root may open any socket: run berth as an unprivileged user, as most users run it.
       const asUser = process.getuid?.() === 0 ? { uid: 65534, gid: 65534 } : {};
+      // A state directory that user may write in (berth run refuses one it may not).
+      const ownState = tempDir('berth-sock-state-');
+      if (process.getuid?.() === 0) execFileSync('chown', ['65534:65534', ownState]);
       const proc = spawnBerth(
         ['run', dir, '--image', busybox, '--pull', 'never', '--', 'true'],
-        { DOCKER_HOST: `unix://${sock}`, BERTH_STATE_DIR: stateDir },
+        { DOCKER_HOST: `unix://${sock}`, BERTH_STATE_DIR: ownState },
         asUser,
       );
       const { code } = await proc.exited;

@@ -163,7 +163,7 @@ describe('the worker path when the server or the network fails', () => {
     expect((await api('POST', `/runs/${run.id}/confirm`)).status).toBe(200);
     await until(() => (proxy.held[download] ?? 0) > 0, 'the download hangs');
     expect((await api('POST', `/runs/${run.id}/cancel`)).status).toBe(200);
-    // Heard at the worker's next heartbeat (a third of the 20 s lease), not at the lease's end.
+    // Heard at the worker's next heartbeat (every 5 s), not at the lease's end.
     const ended = await settled(run.id, ['CANCELED', 'FAILED', 'STOPPED', 'FINISHED']);
     expect(ended.state).toBe('CANCELED');
     expect(ended.stateReason).toMatch(
@@ -214,6 +214,38 @@ describe('the worker path when the server or the network fails', () => {
     expect(await logText(run.id)).toMatch(/applied \S+ with /);
     expect(worker.stderr()).not.toContain('a bug in berth');
   }, 120_000);
+
+  it('leaves a confirmed apply whose worker lost the server before its job started to the lease sweep: back in the queue, then applied, never canceled', async () => {
+    const { proxy, client, token, stack } = await start();
+    const { api, settled, logText } = client;
+    await stack('left-back', planStackDir());
+    const worker = startWorker(proxy.url, token);
+    await worker.waitFor('registered in pool');
+    const run = (await api<{ id: string }>('POST', '/stacks/left-back/runs', { type: 'tracked' }))
+      .body;
+    expect((await settled(run.id, ['UNCONFIRMED', 'FAILED'])).state).toBe('UNCONFIRMED');
+    await worker.waitFor(`run ${run.id}: done here, UNCONFIRMED`);
+    // The server out of reach for the worker's heartbeats and the workspace's download (the
+    // rest passes, so that the test sees it all through the same server).
+    let away = true;
+    const cut = ['POST /api/v1/worker/heartbeat', 'GET /api/v1/worker/runs/:id/workspace'];
+    proxy.setRule(({ method, path: route }) =>
+      away && cut.includes(`${method} ${route}`) ? 'drop-request' : 'pass',
+    );
+    expect((await api('POST', `/runs/${run.id}/confirm`)).status).toBe(200);
+    await worker.waitFor(
+      new RegExp(
+        `run ${run.id}: this worker could not renew its lease .+; its job never started: the run goes back to the queue once its lease ends`,
+      ),
+    );
+    away = false;
+    const applied = await settled(run.id, ['FINISHED', 'FAILED', 'CANCELED', 'STOPPED'], 90_000);
+    expect(applied.state, applied.stateReason ?? '').toBe('FINISHED');
+    const states = (await api<{ states: { state: string }[] }>('GET', `/runs/${run.id}`)).body
+      .states;
+    expect(states.map((s) => s.state).filter((s) => s === 'CONFIRMED')).toHaveLength(2);
+    expect(await logText(run.id)).toMatch(/applied \S+ with /);
+  }, 150_000);
 
   it('loses no run and no log line when the server is killed and started again mid-run', async () => {
     const { proxy, client, token, restart, stack } = await start();
@@ -341,7 +373,7 @@ describe('the worker path when the server or the network fails', () => {
   });
 
   it('does not take heartbeats that hang for a lost server: the job runs to its end', async () => {
-    // A 20 s lease, a heartbeat every 6.7 s: the worker would stop the job 15 s after the last
+    // A 20 s lease, a heartbeat every 5 s: the worker would stop the job 15 s after the last
     // renewal. Two heartbeats are held unanswered; the worker gives up on each (after a quarter
     // of the heartbeat period) and asks again, instead of waiting for them until the job is
     // stopped.

@@ -238,7 +238,7 @@ describe('a repository that stops answering', () => {
         async () => {
           run = (await api<RunBody>('GET', `/runs/${triggered.id}`)).body;
           return run.state !== 'PREPARING';
-          // The worker hears of the cancel at its next heartbeat: up to a third of the lease.
+          // The worker hears of the cancel at its next heartbeat: up to 5 s.
         },
         'the worker stops the checkout',
         60_000,

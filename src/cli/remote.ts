@@ -175,7 +175,8 @@ const OPTION_OF_FIELD: Record<string, string> = {
 
 /**
  * A refusal that names the API's field it starts with (`runnerImage: invalid image reference`,
- * `labels.1 is not valid`), said with the option the user gave (`--runner-image`, `--label #2`);
+ * `labels.1 is not valid`), said with the option the user gave (`--runner-image`, `--label (its
+ * value 2)`);
  * the command line has no null to give.
  */
 function asOptionNames(message: string): string {
@@ -183,7 +184,7 @@ function asOptionNames(message: string): string {
     .replace(/^([a-zA-Z]+)((?:\.\d+)?)(?=[: ])/, (whole, field: string, index: string) => {
       const option = OPTION_OF_FIELD[field];
       if (!option) return whole;
-      return index ? `${option} #${Number(index.slice(1)) + 1}` : option;
+      return index ? `${option} (its value ${Number(index.slice(1)) + 1})` : option;
     })
     .replace(/ \(or null\)$/, '');
 }
@@ -212,8 +213,9 @@ function asBerthError(err: unknown, env: NodeJS.ProcessEnv): unknown {
       cause: err,
       ...(err.hint ? { hint: err.hint } : {}),
     });
-  // A server error of berth's own (its database away, a restart): worth another try soon.
-  if (err.status >= 500)
+  // The server away for a while (its database, a restart): worth another try soon. (A 500 is
+  // a bug of the server's, said with its code as a refusal.)
+  if (err.status === 502 || err.status === 503 || err.status === 504)
     return new BerthError('BERTH_SERVER_UNAVAILABLE', `${err.message} [${err.code}]`, {
       cause: err,
       ...(err.hint ? { hint: err.hint } : {}),

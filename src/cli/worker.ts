@@ -224,12 +224,6 @@ function checkMountSources(mounts: ExtraMount[]): void {
   }
 }
 
-/**
- * Takes the worker's state directory for this process: two workers on one directory would share
- * one worker id (one line in the list, one drain, each other's goodbye) and one repository cache.
- * A claim whose process is gone, or that a copy brought from another machine, is taken over.
- * Returns what gives the directory back.
- */
 /** Refuses a runtime the engine has not registered, or a network it does not have. */
 async function checkJobPlacement(engine: EngineClient, env: NodeJS.ProcessEnv): Promise<void> {
   // Named as the user set it: berth's name, or the reference's.
@@ -245,7 +239,8 @@ async function checkJobPlacement(engine: EngineClient, env: NodeJS.ProcessEnv): 
     'BERTH_WORKER_NETWORK',
     'SPACELIFT_WORKER_NETWORK',
   );
-  if (runtime) {
+  // A containerd shim's name (io.containerd.runsc.v1) needs no registration on Docker 23 and later.
+  if (runtime && !runtime.includes('.')) {
     const info = await engine.json<{ Runtimes?: Record<string, unknown> }>('GET', '/info');
     const runtimes = Object.keys(info.Runtimes ?? {});
     if (!runtimes.includes(runtime))
@@ -278,6 +273,12 @@ async function checkJobPlacement(engine: EngineClient, env: NodeJS.ProcessEnv): 
   }
 }
 
+/**
+ * Takes the worker's state directory for this process: two workers on one directory would share
+ * one worker id (one line in the list, one drain, each other's goodbye) and one repository cache.
+ * A claim whose process is gone, or that a copy brought from another machine, is taken over.
+ * Returns what gives the directory back.
+ */
 function claimStateDir(stateDir: string): () => void {
   return claimDirectory(stateDir, {
     file: 'worker.owner',

@@ -55,7 +55,13 @@ export function makeDirectory(dir: string, what: string, setting: string, mode =
     throw new BerthError(
       'BERTH_USAGE',
       `the ${what} ${dir} is there, but this user (uid ${uid}) may not write in it (${code})`,
-      { hint: `${other}, or let uid ${uid} write in ${dir} (chown or chmod).`, cause: err },
+      {
+        hint:
+          code === 'EROFS'
+            ? `${other}: ${dir} is on a read-only file system.`
+            : `${other}, or let uid ${uid} write in ${dir} (chown or chmod).`,
+        cause: err,
+      },
     );
   }
 }

@@ -10,6 +10,7 @@
  * into a new container, in the image the plan ran in.
  */
 import { mkdir, rm } from 'node:fs/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { hostname } from 'node:os';
 import path from 'node:path';
 import { BerthError, ERROR_CATALOGUE, coerceError } from '../domain/errors.js';
@@ -702,6 +703,27 @@ export class Worker {
     } catch (err) {
       slot.ended = true;
       this.tokenRejected(err);
+      // Nothing of the job ran, and the server could not be reached for long (the run's lease not
+      // renewed, or its saved workspace not to be had): not ended from here (a report sent again
+      // could reach a server back from a restart and cancel a confirmed apply), but left to the
+      // server's lease sweep, which puts the run back in the queue once its lease ends (a run
+      // asked to stop meanwhile ends as the stop meant).
+      if (slot.job === null && (slot.leaseLost || err instanceof LeftToServer)) {
+        const why =
+          slot.leaseLost ??
+          `could not download the saved workspace (${(err as LeftToServer).why.message})`;
+        this.options.say(
+          `run ${runId}: ${why}; its job never started: the run goes back to the queue once its lease ends`,
+        );
+        shipper.add(
+          masked(
+            `[berth: worker ${this.workerId} ${why}; its job never started, and the run goes back to the queue once its lease ends]\n`,
+          ),
+        );
+        await shipper.close().catch(() => undefined);
+        await reporting;
+        return;
+      }
       if (slot.canceled && slot.job === null) {
         // Stopped before anything of the job ran: what was under way (a checkout, a download) was
         // ended for it, and whatever it threw is that end.
@@ -715,14 +737,6 @@ export class Worker {
         report({ state: 'CANCELED', reason });
         return;
       }
-      if (err instanceof HandBack) {
-        const reason = `worker ${this.workerId} could not download the saved workspace (${err.why.message}); nothing of the apply ran, and the run went back to the queue`;
-        shipper.add(masked(`[berth: ${reason}]\n`));
-        await shipper.close().catch(() => undefined);
-        await reporting;
-        report({ state: 'CONFIRMED', reason });
-        return;
-      }
       const error = runError(err);
       shipper.add(masked(failureLines(error)));
       await shipper.close().catch(() => undefined);
@@ -730,7 +744,7 @@ export class Worker {
       report({ state: 'FAILED', reason: `${error.message} [${error.code}]` });
     } finally {
       await reporting;
-      this.running.delete(runId);
+      if (this.running.get(runId) === slot) this.running.delete(runId);
       const unshipped = shipper.failure;
       const after = this.afterRun(runId, reported, removeContainer, source, unshipped).finally(() =>
         this.afterRuns.delete(after),
@@ -826,7 +840,9 @@ export class Worker {
         this.options.say(
           `${what} failed (${coerceError(err).message}); trying again in ${formatDuration(delay)}`,
         );
-        await new Promise((resolve) => setTimeout(resolve, delay));
+        // A stop (a cancel, the lease, a second SIGTERM) ends the wait too.
+        await sleep(delay, undefined, { signal }).catch(() => undefined);
+        signal.throwIfAborted();
       }
     }
   }
@@ -853,7 +869,7 @@ export class Worker {
       // Stopped: the stop's own end of the download, not a network failure.
       signal.throwIfAborted();
       // The server still away: nothing of the apply has run, so the run goes back to the queue.
-      if (serverTrouble(err)) throw new HandBack(coerceError(err));
+      if (serverTrouble(err)) throw new LeftToServer(coerceError(err));
       throw err;
     });
     return { archive: openSealed(file, seal), imageId: given.imageId };
@@ -924,22 +940,41 @@ interface Slot {
 /** How many times a call the server did not answer is made (about two minutes in all). */
 const SERVER_TRIES = 12;
 
-/** The server out of reach, or answering with an error of its own (not 507: a full disk). */
+/** Node's and undici's codes of a connection that failed or was cut. */
+const NETWORK_CODES = new Set([
+  'ECONNRESET',
+  'ECONNREFUSED',
+  'EPIPE',
+  'ETIMEDOUT',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'UND_ERR_SOCKET',
+]);
+
+/**
+ * The server out of reach (its connection refused or cut), or unavailable for a while (502, 503,
+ * 504: a restart, its database away); not a refusal, a full disk, a bug's 500, or this machine's
+ * own file errors.
+ */
 function serverTrouble(err: unknown): boolean {
-  if (isTokenRejection(err)) return false;
-  const status = (err as { status?: number }).status ?? 0;
-  return status === 0 || (status >= 500 && status !== 507);
+  if (err instanceof BerthError) return err.code === 'BERTH_SERVER_UNREACHABLE';
+  if (err instanceof ProtocolError) return SERVER_AWAY.includes(err.status);
+  const { code, cause } = err as { code?: string; cause?: { code?: string } };
+  return NETWORK_CODES.has(code ?? '') || NETWORK_CODES.has(cause?.code ?? '');
 }
 
-/** A run's failure as said in its log and reason: a server error of berth's own is no bug. */
+/** A server's answers that say it is away for a while (a proxy's, or its own 503). */
+export const SERVER_AWAY: readonly number[] = [502, 503, 504];
+
+/** A run's failure as said in its log and reason: a server away for a while is no bug. */
 function runError(err: unknown): BerthError {
-  if (err instanceof ProtocolError && err.status >= 500)
+  if (err instanceof ProtocolError && SERVER_AWAY.includes(err.status))
     return new BerthError('BERTH_SERVER_UNAVAILABLE', err.message, { cause: err });
   return coerceError(err);
 }
 
-/** The apply's saved workspace could not be had from the server: the run goes back (CONFIRMED). */
-class HandBack extends Error {
+/** The apply's saved workspace could not be had from the server: the run is left to it. */
+class LeftToServer extends Error {
   constructor(readonly why: BerthError) {
     super(why.message);
   }

@@ -138,7 +138,9 @@ export function registerWorkerRoutes(server: FastifyInstance, ctx: ServerContext
         workerId: id,
         pool: poolId,
         leaseMs: ctx.leaseMs,
-        heartbeatMs: Math.floor(ctx.leaseMs / 3),
+        // Three within the lease, and at least every 5 s: a cancel or a drain reaches the worker
+        // with its next heartbeat.
+        heartbeatMs: Math.min(HEARTBEAT_MAX_MS, Math.floor(ctx.leaseMs / 3)),
         reportsCommit: true,
         drained: worker.drained,
       };
@@ -265,32 +267,6 @@ export function registerWorkerRoutes(server: FastifyInstance, ctx: ServerContext
           `run ${run.id} is not held by worker ${body.workerId} any more`,
           'Stop the run: it was canceled, ended, or given to another worker.',
         );
-      }
-      if (body.state === 'CONFIRMED') {
-        if (run.state !== 'PREPARING_APPLY' || run.started)
-          throw new ApiError(
-            409,
-            'RUN_TRANSITION_INVALID',
-            `run ${run.id} is ${run.state}${run.started ? ', its container started' : ''}: only an apply whose container never started goes back to CONFIRMED`,
-          );
-        const back = await ctx.store.transitionRun(
-          run.id,
-          'CONFIRMED',
-          {
-            from: ['PREPARING_APPLY'],
-            workerId: body.workerId,
-            patch: {
-              ...(body.reason !== undefined ? { stateReason: body.reason } : {}),
-              releaseWorker: true,
-              forgetWorker: true,
-            },
-          },
-          ctx.now(),
-        );
-        // Canceled meanwhile: the store ended it instead, and its workspace goes.
-        await forgetWorkspaceIfEnded(ctx, back);
-        ctx.signals.notify(poolId);
-        return runView(back);
       }
       if (run.state === 'PLANNING' && body.state === 'APPLYING' && !run.autoDeploy) {
         throw new ApiError(
@@ -444,12 +420,11 @@ async function appendInOrder(
   }
 }
 
-/**
- * What a worker may report: its job's progress and its end; and CONFIRMED, giving back the apply
- * of a confirmed run whose container never started (it could not get the saved workspace).
- */
+/** The longest heartbeat period a worker is given. */
+const HEARTBEAT_MAX_MS = 5000;
+
+/** What a worker may report: its job's progress and its end. */
 const WORKER_STATES_REPORTED: readonly RunStateName[] = [
-  'CONFIRMED',
   'INITIALIZING',
   'PLANNING',
   'UNCONFIRMED',
