@@ -374,8 +374,8 @@ describe('the worker path when the server or the network fails', () => {
 
   it('does not take heartbeats that hang for a lost server: the job runs to its end', async () => {
     // A 20 s lease, a heartbeat every 5 s: the worker would stop the job 15 s after the last
-    // renewal. Two heartbeats are held unanswered; the worker gives up on each (after a quarter
-    // of the heartbeat period) and asks again, instead of waiting for them until the job is
+    // renewal. Two heartbeats are held unanswered; the worker gives up on each (after a twelfth
+    // of the lease time) and asks again, instead of waiting for them until the job is
     // stopped.
     const { proxy, client, run } = await startedTask(
       'hung-beat',

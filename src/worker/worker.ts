@@ -385,7 +385,7 @@ export class Worker {
       const answer = await this.options.protocol.heartbeat(
         this.workerId,
         held.map(([id]) => id),
-        AbortSignal.timeout(heartbeatTimeoutMs(this.heartbeatMs)),
+        AbortSignal.timeout(heartbeatTimeoutMs(this.leaseMs)),
       );
       this.heartbeatOutage.succeeded();
       for (const [, slot] of held) slot.renewedAt = Math.max(slot.renewedAt, sentAt);
@@ -822,9 +822,9 @@ export class Worker {
   }
 
   /**
-   * `call`, again while the server cannot be reached or answers with an error of its own (5xx but
-   * 507: a restart, its database away), as a state report is: for about two minutes, saying each
-   * new try; a refusal (4xx), a stop or a full disk is thrown at once.
+   * `call`, again while the server cannot be reached or says it is away for a while (502, 503,
+   * 504: a restart, its database down), as a state report is: for about two minutes, saying each
+   * new try; anything else (a refusal, a full disk, a 500, a stop) is thrown at once.
    */
   private async untilServerAnswers<T>(
     what: string,
@@ -959,12 +959,12 @@ const NETWORK_CODES = new Set([
 function serverTrouble(err: unknown): boolean {
   if (err instanceof BerthError) return err.code === 'BERTH_SERVER_UNREACHABLE';
   if (err instanceof ProtocolError) return SERVER_AWAY.includes(err.status);
-  const { code, cause } = err as { code?: string; cause?: { code?: string } };
+  const { code, cause } = (err ?? {}) as { code?: string; cause?: { code?: string } };
   return NETWORK_CODES.has(code ?? '') || NETWORK_CODES.has(cause?.code ?? '');
 }
 
 /** A server's answers that say it is away for a while (a proxy's, or its own 503). */
-export const SERVER_AWAY: readonly number[] = [502, 503, 504];
+const SERVER_AWAY: readonly number[] = [502, 503, 504];
 
 /** A run's failure as said in its log and reason: a server away for a while is no bug. */
 function runError(err: unknown): BerthError {
@@ -989,9 +989,13 @@ const GIVE_UP_AFTER_MS = 5000;
 /** How often the worker looks at its runs' leases, and tries a failed heartbeat again. */
 const LEASE_WATCH_MS = 1000;
 
-/** How long a heartbeat is waited for: a quarter of the period, from 1 to 10 s. */
-export function heartbeatTimeoutMs(heartbeatMs: number): number {
-  return Math.min(10_000, Math.max(1000, Math.floor(heartbeatMs / 4)));
+/**
+ * How long a heartbeat is waited for: a twelfth of the lease time (5 s for the default 60 s),
+ * from 1 to 10 s; not tied to the heartbeat period (5 s at most), so that a server slowed down
+ * (a busy database) is not taken for a lost one.
+ */
+export function heartbeatTimeoutMs(leaseMs: number): number {
+  return Math.min(10_000, Math.max(1000, Math.floor(leaseMs / 12)));
 }
 
 /**
