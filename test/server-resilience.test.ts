@@ -145,16 +145,26 @@ describe('the worker path when the server or the network fails', () => {
     expect(done).toMatchObject({ state: 'FINISHED', worker: id });
   }, 120_000);
 
-  it("stops the download of a confirmed plan's workspace at a cancel: CANCELED, its apply never started", async () => {
-    const { proxy, client, token, stack } = await start();
-    const { api, settled, logText } = client;
-    await stack('download', planStackDir());
-    const worker = startWorker(proxy.url, token);
+  /**
+   * A tracked run of a plan stack on a worker that reaches the server through the test's proxy,
+   * once its plan waits for confirmation and the worker is done with it.
+   */
+  async function awaitingConfirmation(stackId: string) {
+    const setup = await start();
+    const { api, settled } = setup.client;
+    await setup.stack(stackId, planStackDir());
+    const worker = startWorker(setup.proxy.url, setup.token);
     await worker.waitFor('registered in pool');
-    const run = (await api<{ id: string }>('POST', '/stacks/download/runs', { type: 'tracked' }))
+    const run = (await api<{ id: string }>('POST', `/stacks/${stackId}/runs`, { type: 'tracked' }))
       .body;
     expect((await settled(run.id, ['UNCONFIRMED', 'FAILED'])).state).toBe('UNCONFIRMED');
     await worker.waitFor(`run ${run.id}: done here, UNCONFIRMED`);
+    return { ...setup, worker, run };
+  }
+
+  it("stops the download of a confirmed plan's workspace at a cancel: CANCELED, its apply never started", async () => {
+    const { proxy, client, worker, run } = await awaitingConfirmation('download');
+    const { api, settled, logText } = client;
     // The workspace's download hangs (a server or network that stops answering).
     const download = 'GET /api/v1/worker/runs/:id/workspace';
     proxy.setRule(({ method, path: route }) =>
@@ -216,15 +226,8 @@ describe('the worker path when the server or the network fails', () => {
   }, 120_000);
 
   it('leaves a confirmed apply whose worker lost the server before its job started to the lease sweep: back in the queue, then applied, never canceled', async () => {
-    const { proxy, client, token, stack } = await start();
+    const { proxy, client, worker, run } = await awaitingConfirmation('left-back');
     const { api, settled, logText } = client;
-    await stack('left-back', planStackDir());
-    const worker = startWorker(proxy.url, token);
-    await worker.waitFor('registered in pool');
-    const run = (await api<{ id: string }>('POST', '/stacks/left-back/runs', { type: 'tracked' }))
-      .body;
-    expect((await settled(run.id, ['UNCONFIRMED', 'FAILED'])).state).toBe('UNCONFIRMED');
-    await worker.waitFor(`run ${run.id}: done here, UNCONFIRMED`);
     // The server out of reach for the worker's heartbeats and the workspace's download (the
     // rest passes, so that the test sees it all through the same server).
     let away = true;

@@ -116,8 +116,8 @@ function apiClient(login: Login, env: NodeJS.ProcessEnv, io: Output): ApiClient 
     fetchTrusting(trustedCas(login.caCert, env)),
   );
   client.onSlowAnswer = (message) => io.stderr.write(`berth: ${message}\n`);
-  const caCert = login.caCert ?? env.BERTH_CA_CERT?.trim();
-  if (caCert) caCertOf.set(client, caCert);
+  // The CA the client trusts (loginFrom has put BERTH_CA_CERT there already).
+  if (login.caCert) caCertOf.set(client, login.caCert);
   return client;
 }
 
@@ -175,9 +175,8 @@ const OPTION_OF_FIELD: Record<string, string> = {
 
 /**
  * A refusal that names the API's field it starts with (`runnerImage: invalid image reference`,
- * `labels.1 is not valid`), said with the option the user gave (`--runner-image`, `--label (its
- * value 2)`);
- * the command line has no null to give.
+ * `labels.1 is not valid`), said with the option the user gave (`--runner-image`,
+ * `--label (its value 2)`); the command line has no null to give.
  */
 function asOptionNames(message: string): string {
   return message

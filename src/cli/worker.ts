@@ -108,6 +108,9 @@ export async function runWorker(options: {
     ...jobSettings.mounts.readOnly,
     ...jobSettings.mounts.writeOnly,
   ]);
+  // Read once: checked against the engine at start, then given to every job.
+  const runtime = namedSetting(env, 'BERTH_WORKER_RUNTIME', 'SPACELIFT_WORKER_RUNTIME');
+  const network = namedSetting(env, 'BERTH_WORKER_NETWORK', 'SPACELIFT_WORKER_NETWORK');
   const engine = EngineClient.fromEnv(env);
   const executor = new DockerExecutor(engine, {
     jobUsers: new FileJobUserCache(path.join(settings.stateDir, 'image-users')),
@@ -124,7 +127,7 @@ export async function runWorker(options: {
     await engine.ping();
     // A runtime or network the engine does not have would fail every run this worker takes (the
     // pool's queue emptied into FAILED by one host): said now, before it registers.
-    await checkJobPlacement(engine, env);
+    await checkJobPlacement(engine, runtime, network);
     const removed = await executor.removeOrphans(isLauncherAlive, new Date());
     if (removed.length > 0)
       io.stderr.write(
@@ -159,8 +162,8 @@ export async function runWorker(options: {
         graceMs: 30_000,
         pullTimeoutMs: 10 * 60_000,
         pidsLimit: 1024,
-        network: settingOf(env, 'BERTH_WORKER_NETWORK', 'SPACELIFT_WORKER_NETWORK') ?? 'bridge',
-        runtime: settingOf(env, 'BERTH_WORKER_RUNTIME', 'SPACELIFT_WORKER_RUNTIME'),
+        network: network.value ?? 'bridge',
+        runtime: runtime.value,
         pullPolicy: 'auto',
         logLimitBytes: 'bytes' in logLimit ? logLimit.bytes : 4 * 1024 * 1024,
         // As the server's limit (the same variable): a plan that the server would refuse fails here.
@@ -224,21 +227,22 @@ function checkMountSources(mounts: ExtraMount[]): void {
   }
 }
 
+/** A setting of berth's or the reference's name (settingOf), with the name the user set. */
+interface NamedSetting {
+  name: string;
+  value: string | undefined;
+}
+
+function namedSetting(env: NodeJS.ProcessEnv, ours: string, theirs: string): NamedSetting {
+  return { name: env[ours]?.trim() ? ours : theirs, value: settingOf(env, ours, theirs) };
+}
+
 /** Refuses a runtime the engine has not registered, or a network it does not have. */
-async function checkJobPlacement(engine: EngineClient, env: NodeJS.ProcessEnv): Promise<void> {
-  // Named as the user set it: berth's name, or the reference's.
-  const given = (ours: string, theirs: string): { name: string; value: string | undefined } => ({
-    name: env[ours]?.trim() ? ours : theirs,
-    value: settingOf(env, ours, theirs),
-  });
-  const { name: runtimeName, value: runtime } = given(
-    'BERTH_WORKER_RUNTIME',
-    'SPACELIFT_WORKER_RUNTIME',
-  );
-  const { name: networkName, value: network } = given(
-    'BERTH_WORKER_NETWORK',
-    'SPACELIFT_WORKER_NETWORK',
-  );
+async function checkJobPlacement(
+  engine: EngineClient,
+  { name: runtimeName, value: runtime }: NamedSetting,
+  { name: networkName, value: network }: NamedSetting,
+): Promise<void> {
   // A containerd shim's name (io.containerd.runsc.v1) needs no registration on Docker 23 and later.
   if (runtime && !runtime.includes('.')) {
     const info = await engine.json<{ Runtimes?: Record<string, unknown> }>('GET', '/info');

@@ -21,7 +21,8 @@ const WHY: Record<string, string> = {
 
 /** `what`: e.g. `data directory`; `setting`: how the user chose it, e.g. `--data-dir`. */
 export function makeDirectory(dir: string, what: string, setting: string, mode = 0o700): void {
-  const other = `Give a directory this user (uid ${process.getuid?.() ?? '?'}) may create and write, in ${setting}`;
+  const uid = process.getuid?.() ?? '?';
+  const other = `Give a directory this user (uid ${uid}) may create and write, in ${setting}`;
   const refuse = (why: string, cause?: unknown, hint = `${other}, or create ${dir} for it.`) =>
     new BerthError('BERTH_USAGE', `cannot create the ${what} ${dir}: ${why}`, {
       hint,
@@ -51,7 +52,6 @@ export function makeDirectory(dir: string, what: string, setting: string, mode =
     accessSync(full, constants.W_OK | constants.X_OK);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code ?? '';
-    const uid = process.getuid?.() ?? '?';
     throw new BerthError(
       'BERTH_USAGE',
       `the ${what} ${dir} is there, but this user (uid ${uid}) may not write in it (${code})`,
