@@ -2,14 +2,16 @@
  * The Docker executor through its contract, on the real engine: phases, exported environment,
  * streaming, interruption, idempotent clean-up and the orphan sweep.
  */
-import { writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, readdirSync, utimesSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, inject, it } from 'vitest';
 import { DockerExecutor } from '../src/executor/docker/docker-executor.js';
 import type { EngineClient } from '../src/executor/docker/engine-client.js';
 import type { JobContainerSpec, JobHandle, OutputStream } from '../src/executor/executor.js';
 import { expectNoBerthContainers } from './harness/cleanup.js';
 import { berthContainers, testEngine, touchInContainer } from './harness/engine.js';
+import { ensureBuiltImage, imageInspect } from './harness/images.js';
 import { ownsLauncher, tempDir, testLauncherId } from './harness/ownership.js';
 
 let engine: EngineClient;
@@ -295,5 +297,151 @@ describe('DockerExecutor', () => {
     expect(removed.sort()).toEqual([expired.containerName, deadLauncher.containerName].sort());
     const left = (await berthContainers(engine)).map((c) => c.Id);
     expect(left).toEqual([live.containerId]);
+  });
+});
+
+/**
+ * BERTH_WORKSPACE=mount (the default for root on a local engine): the workspace, berth's scripts
+ * and (when the image has none) the job's HOME are directories under the launcher's state
+ * directory, bind-mounted, instead of an archive the engine unpacks.
+ */
+describe('DockerExecutor with mounted workspaces', () => {
+  let root: string;
+  let mounting: DockerExecutor;
+  let busyboxId: string;
+
+  beforeAll(async () => {
+    if (process.getuid?.() !== 0)
+      throw new Error(
+        'mounted workspaces need root (the files are given to UID 1983): run as root',
+      );
+    busyboxId = (await imageInspect(engine, busybox))?.Id ?? '';
+    expect(busyboxId).toMatch(/^sha256:/);
+  });
+
+  beforeEach(() => {
+    root = path.join(tempDir('berth-mounted-'), 'workspaces');
+    mounting = new DockerExecutor(engine, { workspaceRoot: root, workspace: 'mount' });
+  });
+
+  async function startMounted(overrides: Partial<JobContainerSpec> = {}): Promise<JobHandle> {
+    const job = await mounting.startJob(spec(overrides));
+    jobs.push(job);
+    return job;
+  }
+
+  it('mounts the workspace and the scripts with the same owners and modes as a copy, and removes them with the container', async () => {
+    expect(await mounting.workspaceDelivery()).toEqual({ mount: true, reason: null });
+    const job = await startMounted({ image: busyboxId });
+    expect(readdirSync(root)).toHaveLength(1);
+    const result = await phase(
+      job,
+      'cat input.txt; stat -c "%u:%g %a" /mnt/workspace /mnt/workspace/source input.txt /mnt/workspace/.berth; stat -c "%u %a" /berth /berth/phase.sh; (echo x > /berth/phase.sh) 2>/dev/null || echo cannot-write-berth; touch /berth/new 2>/dev/null || echo cannot-add-to-berth; grep -c " /mnt/workspace " /proc/mounts; echo made > made-by-job',
+    );
+    expect(result.out).toBe(
+      'from the host\n1983:1983 755\n1983:1983 700\n1983:1983 644\n1983:1983 700\n0 755\n0 644\ncannot-write-berth\ncannot-add-to-berth\n1\n',
+    );
+    const [dir] = readdirSync(root);
+    expect(
+      readdirSync(path.join(root, dir as string, 'mnt', 'workspace', 'source')).sort(),
+    ).toEqual(['input.txt', 'made-by-job']);
+    await job.destroy();
+    expect(readdirSync(root)).toEqual([]);
+    expect((await berthContainers(engine)).map((c) => c.Id)).not.toContain(job.containerId);
+  });
+
+  it("mounts the job's HOME once it knows the image has none, and leaves an image's own HOME as it is", async () => {
+    // The first job of an image learns what its HOME is like (the engine makes it); the next
+    // mounts an empty one of its own.
+    const script =
+      'echo "$HOME"; stat -c "%u %a" "$HOME"; grep -c " $HOME " /proc/mounts; ls -A "$HOME"';
+    const first = await startMounted({ image: busyboxId });
+    expect((await phase(first, script)).out).toBe('/home/berth\n1983 700\n0\n');
+    const second = await startMounted({ image: busyboxId });
+    expect((await phase(second, script)).out).toBe('/home/berth\n1983 700\n1\n');
+    // An image whose user 1983 has its own HOME, with a file in it: kept, not hidden.
+    const own = await ensureBuiltImage(
+      engine,
+      'own-home',
+      `FROM ${busybox}\nUSER root\nRUN echo 'berth:x:1983:1983::/home/own:/bin/sh' >> /etc/passwd && mkdir -p /home/own && echo from-image > /home/own/.profile && chown -R 1983:1983 /home/own && chmod 700 /home/own\n`,
+    );
+    const ownId = (await imageInspect(engine, own))?.Id ?? '';
+    for (let i = 0; i < 2; i += 1) {
+      const job = await startMounted({ image: ownId, imageReference: own });
+      expect((await phase(job, script)).out).toBe('/home/own\n1983 700\n0\n.profile\n');
+    }
+  });
+
+  it('refuses BERTH_WORKSPACE=mount where it cannot mount, and copies with BERTH_WORKSPACE=copy', async () => {
+    const remote = new DockerExecutor(engine, { workspace: 'mount' });
+    await expect(remote.startJob(spec())).rejects.toMatchObject({
+      code: 'BERTH_CONFIG_INVALID',
+      message: expect.stringContaining('no state directory was given') as string,
+    });
+    const copying = new DockerExecutor(engine, { workspaceRoot: root, workspace: 'copy' });
+    expect(await copying.workspaceDelivery()).toEqual({
+      mount: false,
+      reason: 'BERTH_WORKSPACE=copy',
+    });
+    const job = await copying.startJob(spec());
+    jobs.push(job);
+    expect((await phase(job, 'grep -c " /mnt/workspace " /proc/mounts; cat input.txt')).out).toBe(
+      '0\nfrom the host\n',
+    );
+    expect(existsSync(root)).toBe(false);
+  });
+
+  it('copies when the state directory is on a noexec file system (a bind mount keeps noexec)', async () => {
+    const noexec = tempDir('berth-noexec-');
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'noexec,size=1m', 'berth-test-noexec', noexec]);
+    try {
+      const workspaces = path.join(noexec, 'state', 'workspaces');
+      const auto = new DockerExecutor(engine, { workspaceRoot: workspaces });
+      expect(await auto.workspaceDelivery()).toEqual({
+        mount: false,
+        reason: `${workspaces} is on a file system mounted noexec, so the job could not run what it downloads into its workspace`,
+      });
+      const job = await auto.startJob(spec());
+      jobs.push(job);
+      expect((await phase(job, 'cp /bin/busybox . && ./busybox echo ran')).out).toBe('ran\n');
+      await job.destroy();
+      const forced = new DockerExecutor(engine, { workspaceRoot: workspaces, workspace: 'mount' });
+      await expect(forced.startJob(spec())).rejects.toMatchObject({
+        code: 'BERTH_CONFIG_INVALID',
+        message: expect.stringContaining('mounted noexec') as string,
+      });
+    } finally {
+      execFileSync('umount', [noexec]);
+    }
+  });
+
+  it("the orphan sweep removes the directories of the containers it removes and of jobs that died before theirs, and no other's", async () => {
+    const alive = testLauncherId('alive');
+    const orphan = await startMounted({ launcherId: testLauncherId('dead') });
+    const live = await startMounted({ launcherId: alive });
+    const dirs = readdirSync(root);
+    expect(dirs).toHaveLength(2);
+    // A job that died between making its directory and its container: one made long ago goes,
+    // one just made (perhaps another berth's, making its container now) stays.
+    const old = path.join(root, 'berth-died-before-its-container-1a2b3c4d');
+    mkdirSync(path.join(old, 'mnt', 'workspace'), { recursive: true });
+    utimesSync(old, new Date(Date.now() - 3_600_000), new Date(Date.now() - 3_600_000));
+    const young = path.join(root, 'berth-being-made-5e6f7a8b');
+    mkdirSync(young);
+    const unrelated = path.join(root, 'not-a-job');
+    mkdirSync(unrelated);
+    utimesSync(unrelated, new Date(0), new Date(0));
+    const removed = await mounting.removeOrphans(
+      (id) => !ownsLauncher(id) || id === alive,
+      new Date(),
+    );
+    expect(removed).toEqual([orphan.containerName]);
+    const left = readdirSync(root).sort();
+    expect(left).toHaveLength(3);
+    expect(left).toContain('berth-being-made-5e6f7a8b');
+    expect(left).toContain('not-a-job');
+    // The live job's directory is the one its container names, and it still works.
+    expect((await phase(live, 'cat input.txt')).out).toBe('from the host\n');
+    expect(left.filter((d) => dirs.includes(d))).toHaveLength(1);
   });
 });

@@ -7,7 +7,7 @@
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { EngineClient } from '../src/executor/docker/engine-client.js';
 import { expectNothingLeftBehind } from './harness/cleanup.js';
-import { finished, runBerth, testStateDir, type BerthResult } from './harness/cli.js';
+import { finished, jobOutput, runBerth, testStateDir, type BerthResult } from './harness/cli.js';
 import { testEngine } from './harness/engine.js';
 import { startEngineProxy, type EngineProxy, type ProxyAnswer } from './harness/engine-proxy.js';
 import { jobDir } from './harness/files.js';
@@ -15,7 +15,7 @@ import { ensureBuiltImage } from './harness/images.js';
 import { pushImage, removeImage, tagImage } from './harness/engine.js';
 import { startRegistryProxy, type RegistryFault } from './harness/registry-proxy.js';
 import { randomBytes } from 'node:crypto';
-import { writeFileSync } from 'node:fs';
+import { readdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { buildImage } from '../src/executor/docker/image-build.js';
 import { imageExists } from './harness/engine.js';
@@ -99,13 +99,13 @@ describe('the Docker engine fails', () => {
 });
 
 describe('the workspace cannot be written', () => {
-  it('BERTH_WORKSPACE_NOT_WRITABLE: the image has a file where the workspace has a directory', async () => {
+  it('BERTH_WORKSPACE_NOT_WRITABLE: the image has a file where the copied workspace has a directory', async () => {
     const image = await ensureBuiltImage(
       engine,
       'file-in-workspace',
       `FROM ${busybox}\nUSER root\nRUN mkdir -p /mnt/workspace/source && echo file > /mnt/workspace/source/sub\nUSER 1983\n`,
     );
-    const result = await berth([
+    const args = [
       'run',
       jobDir({ 'sub/a.txt': 'a directory in the workspace\n' }),
       '--image',
@@ -114,13 +114,41 @@ describe('the workspace cannot be written', () => {
       'never',
       '--json',
       '--',
-      'echo never',
-    ]);
+      'cat sub/a.txt',
+    ];
+    // Copied in, the job directory would merge into what the image has there.
+    const result = await berth(args, { BERTH_WORKSPACE: 'copy' });
     expect(result.code).toBe(4);
     const end = finished(result);
     expect(end.error?.code).toBe('BERTH_WORKSPACE_NOT_WRITABLE');
     expect(end.error?.message).toContain('/mnt/workspace');
     expect(end.phases).toEqual([]);
+    // Mounted, the job's workspace hides the image's.
+    const mounted = await berth(args, { BERTH_WORKSPACE: 'mount' });
+    expect(mounted.code, mounted.stderr).toBe(0);
+    expect(jobOutput(mounted)).toBe('a directory in the workspace\n');
+  });
+
+  it('BERTH_WORKSPACE_NOT_WRITABLE: the image has a file where the workspace is, mounted or copied', async () => {
+    const image = await ensureBuiltImage(
+      engine,
+      'workspace-is-file',
+      `FROM ${busybox}\nUSER root\nRUN mkdir -p /mnt && echo file > /mnt/workspace\nUSER 1983\n`,
+    );
+    for (const delivery of ['mount', 'copy']) {
+      const result = await berth(
+        ['run', jobDir(), '--image', image, '--pull', 'never', '--json', '--', 'echo never'],
+        { BERTH_WORKSPACE: delivery },
+      );
+      expect(result.code, delivery).toBe(4);
+      const end = finished(result);
+      expect(end.error?.code, delivery).toBe('BERTH_WORKSPACE_NOT_WRITABLE');
+      expect(end.error?.message).toContain(
+        `image ${image} has a file where the workspace (/mnt/workspace) needs a directory`,
+      );
+      expect(end.phases).toEqual([]);
+    }
+    expect(readdirSync(path.join(stateDir, 'workspaces'))).toEqual([]);
   });
 });
 

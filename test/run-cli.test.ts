@@ -995,6 +995,58 @@ describe('berth run: clear errors', () => {
     }
   });
 
+  it('mounts the workspace as root; a HOME the image lacks from the second run of the image on', async () => {
+    if (process.getuid?.() !== 0) throw new Error('mounted workspaces need root: run it as root');
+    const own = tempDir('berth-mounting-state-');
+    const script =
+      'grep -c " /mnt/workspace " /proc/mounts; grep -c " $HOME " /proc/mounts || true; stat -c "%u %a" "$HOME"; touch "$HOME/x" made';
+    const outputs: string[] = [];
+    for (let i = 0; i < 2; i += 1) {
+      const result = await berth(localRun('--json', '--', script), { BERTH_STATE_DIR: own });
+      expect(result.code, result.stderr).toBe(0);
+      outputs.push(jobOutput(result));
+    }
+    // The first run learns that the image has no HOME (the engine makes one); the next mounts one.
+    expect(outputs).toEqual(['1\n0\n1983 700\n', '1\n1\n1983 700\n']);
+    expect(readdirSync(path.join(own, 'workspaces'))).toEqual([]);
+  });
+
+  it('copies the workspace in when the engine does not see the state directory, and says so', async () => {
+    if (process.getuid?.() !== 0)
+      throw new Error('this test makes a mount namespace: run it as root');
+    // berth in a container of its own with the host's engine socket: its state directory is on a
+    // file system the engine does not see (here a tmpfs in berth's own mount namespace).
+    const unseen = tempDir('berth-unseen-state-');
+    const result = await resultOf(
+      spawnBerth(
+        localRun(
+          '--json',
+          '--',
+          'touch made && stat -c %u made; grep -c " /mnt/workspace " /proc/mounts || true',
+        ),
+        { BERTH_STATE_DIR: unseen },
+        {
+          through: [
+            'unshare',
+            '--mount',
+            '--propagation',
+            'private',
+            'sh',
+            '-c',
+            'mount -t tmpfs berth-test-unseen "$0" && exec "$@"',
+            unseen,
+          ],
+        },
+      ),
+      true,
+    );
+    expect(result.code).toBe(0);
+    expect(jobOutput(result)).toBe('1983\n0\n');
+    expect(finished(result).warnings.join('\n')).toContain(
+      `the Docker engine does not see ${unseen}/workspaces, where berth keeps mounted workspaces, so berth copies the workspace in (slower)`,
+    );
+  });
+
   it('refuses a state directory it cannot make before anything starts (it hung under /proc)', async () => {
     const file = path.join(tempDir('berth-state-file-'), 'file');
     writeFileSync(file, '');

@@ -379,6 +379,13 @@ describe('defaults for shared workers', () => {
       expect(report.checks.find((c) => c.name === 'engine')?.detail).toContain(
         `Docker ${version.Version} (API ${version.ApiVersion}) at `,
       );
+      // Root on a local engine: workspaces are mounted (BERTH_WORKSPACE, docs/usage.md).
+      expect(report.checks.find((c) => c.name === 'workspace')).toMatchObject({
+        status: 'ok',
+        detail: expect.stringMatching(
+          /^mounted into job containers from \/\S+\/workspaces$/,
+        ) as string,
+      });
       const metadata = report.checks.find((c) => c.name === 'metadata');
       expect(metadata?.status).toBe('warning');
       expect(metadata?.detail).toContain(
@@ -399,6 +406,30 @@ describe('defaults for shared workers', () => {
     const report = JSON.parse(closed.stdout) as { checks: { name: string; status: string }[] };
     expect(report.checks.find((c) => c.name === 'metadata')?.status).toBe('ok');
     expect(closed.code).toBe(0);
+    // Asked to copy, or to mount where it cannot: said, and a refusal is a warning with its fix.
+    const copying = await runBerth(['doctor', '--image', image, '--json'], {
+      BERTH_WORKSPACE: 'copy',
+      BERTH_METADATA_ADDRESS: `${gateway}:${port}`,
+    });
+    expect(
+      (JSON.parse(copying.stdout) as { checks: { name: string; detail: string }[] }).checks.find(
+        (c) => c.name === 'workspace',
+      )?.detail,
+    ).toBe('copied into job containers through the engine: BERTH_WORKSPACE=copy');
+    const bogus = await runBerth(['doctor', '--image', image, '--json'], {
+      BERTH_WORKSPACE: 'bind',
+      BERTH_METADATA_ADDRESS: `${gateway}:${port}`,
+    });
+    expect(bogus.code).toBe(1);
+    expect(
+      (
+        JSON.parse(bogus.stdout) as { checks: { name: string; status: string; fix?: string }[] }
+      ).checks.find((c) => c.name === 'workspace'),
+    ).toMatchObject({
+      status: 'warning',
+      detail: 'BERTH_WORKSPACE="bind" is not a way to deliver the workspace',
+      fix: 'Use one of auto, mount, copy, or unset it (auto).',
+    });
   });
 });
 

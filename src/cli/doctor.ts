@@ -11,7 +11,7 @@ import { DockerExecutor } from '../executor/docker/docker-executor.js';
 import { EngineClient } from '../executor/docker/engine-client.js';
 import { currentLauncherId } from '../launcher/launcher-identity.js';
 import { METADATA_ADDRESS, probeMetadataAccess } from '../launcher/metadata-probe.js';
-import { readSettings } from '../launcher/runner-image.js';
+import { readSettings, readWorkspaceDelivery, workspaceRoot } from '../launcher/runner-image.js';
 import type { Output } from './render.js';
 
 interface DoctorOptions {
@@ -92,6 +92,7 @@ async function doctor(opts: DoctorOptions, io: Output, env: NodeJS.ProcessEnv): 
         detail: opts.runtime ? `${opts.runtime} is registered` : "the engine's default",
       });
     }
+    checks.push(await workspaceCheck(engine, env));
     const image = opts.image ?? readSettings(env).defaultRunnerImage;
     const executor = new DockerExecutor(engine);
     const present = await executor.inspectImage(image);
@@ -152,4 +153,26 @@ async function doctor(opts: DoctorOptions, io: Output, env: NodeJS.ProcessEnv): 
     }
   }
   return warnings > 0 ? 1 : 0;
+}
+
+/** How jobs' workspaces reach their containers here (BERTH_WORKSPACE), and why not mounted. */
+async function workspaceCheck(engine: EngineClient, env: NodeJS.ProcessEnv): Promise<Check> {
+  const root = workspaceRoot(readSettings(env));
+  try {
+    const executor = new DockerExecutor(engine, {
+      workspaceRoot: root,
+      workspace: readWorkspaceDelivery(env),
+    });
+    const { mount, reason } = await executor.workspaceDelivery();
+    return {
+      name: 'workspace',
+      status: 'ok',
+      detail: mount
+        ? `mounted into job containers from ${root}`
+        : `copied into job containers through the engine: ${reason ?? ''}`,
+    };
+  } catch (err) {
+    if (!(err instanceof BerthError)) throw err;
+    return { name: 'workspace', status: 'warning', detail: err.message, fix: err.hint };
+  }
 }

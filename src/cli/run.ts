@@ -11,7 +11,12 @@ import { dockerConfigDirFrom } from '../registry/docker-config.js';
 import { readJobFile } from '../launcher/job-files.js';
 import { FileJobUserCache } from '../launcher/job-user-cache.js';
 import { currentLauncherId, isLauncherAlive } from '../launcher/launcher-identity.js';
-import { buildRunnerImage, readSettings } from '../launcher/runner-image.js';
+import {
+  buildRunnerImage,
+  readSettings,
+  readWorkspaceDelivery,
+  workspaceRoot,
+} from '../launcher/runner-image.js';
 import { newRunId, startRun } from '../launcher/run-job.js';
 import { maskError } from '../launcher/output-masking.js';
 import { MaskValues, maskAll } from '../domain/log-masker.js';
@@ -324,6 +329,8 @@ async function runCommand(
   );
   const executor = new DockerExecutor(engine, {
     jobUsers: new FileJobUserCache(path.join(settings.stateDir, 'image-users')),
+    workspaceRoot: workspaceRoot(settings),
+    workspace: readWorkspaceDelivery(env),
   });
   // Leftovers of berth processes that died (SIGKILL, power loss) go before this run starts.
   const sweep = reached.then((err) =>

@@ -13,7 +13,12 @@ import { EngineClient } from '../executor/docker/engine-client.js';
 import { FileJobUserCache } from '../launcher/job-user-cache.js';
 import { currentLauncherId, isLauncherAlive } from '../launcher/launcher-identity.js';
 import { DEFAULT_SAVED_WORKSPACE_LIMIT } from '../launcher/run-job.js';
-import { buildRunnerImage, readSettings } from '../launcher/runner-image.js';
+import {
+  buildRunnerImage,
+  readSettings,
+  readWorkspaceDelivery,
+  workspaceRoot,
+} from '../launcher/runner-image.js';
 import { dockerConfigDirFrom } from '../registry/docker-config.js';
 import { fetchTrusting, trustedCas } from '../net/tls-files.js';
 import { HttpWorkerProtocol, registrationRefused } from '../worker/protocol.js';
@@ -114,6 +119,8 @@ export async function runWorker(options: {
   const engine = EngineClient.fromEnv(env);
   const executor = new DockerExecutor(engine, {
     jobUsers: new FileJobUserCache(path.join(settings.stateDir, 'image-users')),
+    workspaceRoot: workspaceRoot(settings),
+    workspace: readWorkspaceDelivery(env),
   });
   const releaseStateDir = claimStateDir(settings.stateDir);
   const repositories = new RepositoryCache({

@@ -31,7 +31,7 @@ export const ERROR_CATALOGUE = {
   BERTH_WORKSPACE_NOT_WRITABLE: {
     kind: 'infra',
     retryable: false,
-    hint: 'berth copies the job directory into the container at /mnt/workspace. Make sure the image does not make /mnt or /mnt/workspace a file or a read-only mount, and that the engine has space.',
+    hint: 'berth copies (or, as root on a local engine, mounts) the job directory into the container at /mnt/workspace. Make sure the image does not make /mnt or /mnt/workspace a file or a read-only mount, and that the engine (or, mounted, the state directory) has space.',
   },
   BERTH_WORKSPACE_SYMLINK: {
     kind: 'usage',

@@ -211,6 +211,8 @@ export const LABELS = {
   runId: 'dev.berth.run-id',
   launcherId: 'dev.berth.launcher-id',
   expiresAt: 'dev.berth.expires-at',
+  /** The job's directory on the engine's machine (its name under the launcher's workspaces). */
+  hostDir: 'dev.berth.host-dir',
 } as const;
 
 export const JOB_UID = 1983;

@@ -6,7 +6,7 @@
 import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { PasswdEntry } from '../executor/docker/convert.js';
-import type { JobUserCache } from '../executor/docker/docker-executor.js';
+import type { HomeState, JobUserCache } from '../executor/docker/docker-executor.js';
 
 export class FileJobUserCache implements JobUserCache {
   constructor(private readonly dir: string) {}
@@ -15,23 +15,43 @@ export class FileJobUserCache implements JobUserCache {
     return path.join(this.dir, `${imageId.replace(/^sha256:/, '')}.json`);
   }
 
-  async get(imageId: string): Promise<PasswdEntry | null | undefined> {
+  private async read(imageId: string): Promise<{ entry?: PasswdEntry | null; home?: HomeState }> {
     try {
-      const parsed = JSON.parse(await readFile(this.file(imageId), 'utf8')) as {
+      return JSON.parse(await readFile(this.file(imageId), 'utf8')) as {
         entry?: PasswdEntry | null;
+        home?: HomeState;
       };
-      return parsed.entry === undefined ? undefined : parsed.entry;
     } catch {
-      return undefined;
+      return {};
     }
   }
 
+  async get(imageId: string): Promise<PasswdEntry | null | undefined> {
+    return (await this.read(imageId)).entry;
+  }
+
   async set(imageId: string, entry: PasswdEntry | null): Promise<void> {
+    await this.write(imageId, { ...(await this.read(imageId)), entry });
+  }
+
+  async getHome(imageId: string): Promise<HomeState | undefined> {
+    const { home } = await this.read(imageId);
+    return home === 'absent' || home === 'fine' || home === 'other' ? home : undefined;
+  }
+
+  async setHome(imageId: string, home: HomeState): Promise<void> {
+    await this.write(imageId, { ...(await this.read(imageId)), home });
+  }
+
+  private async write(
+    imageId: string,
+    record: { entry?: PasswdEntry | null; home?: HomeState },
+  ): Promise<void> {
     const target = this.file(imageId);
     const temp = `${target}.${process.pid}.tmp`;
     try {
       await mkdir(this.dir, { recursive: true, mode: 0o700 });
-      await writeFile(temp, JSON.stringify({ entry }), { mode: 0o600 });
+      await writeFile(temp, JSON.stringify(record), { mode: 0o600 });
       await rename(temp, target);
     } catch {
       // A cache that cannot be written (a full disk) only costs the next run one read.

@@ -8,6 +8,11 @@ import path from 'node:path';
 import { RUNNER_IMAGE_LABEL, type ResolvedImage } from '../executor/executor.js';
 import { buildImage } from '../executor/docker/image-build.js';
 import type { EngineClient } from '../executor/docker/engine-client.js';
+import {
+  WORKSPACE_DELIVERIES,
+  type WorkspaceDelivery,
+} from '../executor/docker/docker-executor.js';
+import { BerthError } from '../domain/errors.js';
 
 /** The default runner image: `latest` follows releases, `future` the main branch. */
 export const DEFAULT_RUNNER_REPOSITORY = 'ghcr.io/berth-dev/runner';
@@ -33,6 +38,26 @@ export function readSettings(env: NodeJS.ProcessEnv): Settings {
       env.BERTH_DEFAULT_RUNNER_IMAGE?.trim() || `${DEFAULT_RUNNER_REPOSITORY}:latest`,
     stateDir: env.BERTH_STATE_DIR?.trim() || path.join(stateHome, 'berth'),
   };
+}
+
+/**
+ * BERTH_WORKSPACE: `mount` (the workspace is a directory of the state directory, bind-mounted:
+ * root and a local engine), `copy` (copied in through the engine), `auto` (the default: mount
+ * where berth can).
+ */
+export function readWorkspaceDelivery(env: NodeJS.ProcessEnv): WorkspaceDelivery {
+  const raw = env.BERTH_WORKSPACE?.trim() || 'auto';
+  if ((WORKSPACE_DELIVERIES as readonly string[]).includes(raw)) return raw as WorkspaceDelivery;
+  throw new BerthError(
+    'BERTH_CONFIG_INVALID',
+    `BERTH_WORKSPACE=${JSON.stringify(env.BERTH_WORKSPACE)} is not a way to deliver the workspace`,
+    { hint: `Use one of ${WORKSPACE_DELIVERIES.join(', ')}, or unset it (auto).` },
+  );
+}
+
+/** The state directory's part where mounted job workspaces are kept. */
+export function workspaceRoot(settings: Settings): string {
+  return path.join(settings.stateDir, 'workspaces');
 }
 
 /** `repo:tag` → `repo:newTag` (digest references have no tag to replace). */

@@ -59,13 +59,18 @@ export function spawnBerth(
     interactive?: boolean;
     /** Start it as users do: the installed command, bin/berth (which runs `node -- bin/berth.js`). */
     command?: boolean;
+    /** A command that runs berth (its arguments follow), e.g. `unshare -m …`. */
+    through?: string[];
   } = {},
 ): BerthProcess {
-  const { input, interactive, command, ...spawnOptions } = identity;
+  const { input, interactive, command, through, ...spawnOptions } = identity;
   // After "--", Node.js takes none of berth's arguments for its own (see bin/berth).
-  const [file, argv] = command
+  const [berthFile, berthArgv] = command
     ? [BERTH_COMMAND, args]
     : [process.execPath, ['--', BERTH_BIN, ...args]];
+  const [file, argv] = through?.length
+    ? [through[0] as string, [...through.slice(1), berthFile, ...berthArgv]]
+    : [berthFile, berthArgv];
   const child = spawn(file, argv, {
     ...spawnOptions,
     env: { ...withoutProxy(process.env), NO_COLOR: '1', ...env },

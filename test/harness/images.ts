@@ -63,7 +63,7 @@ export async function importRootfs(
 const BUSYBOX_LABEL = 'berth-test.busybox';
 
 /** An image's id and labels, or null when the engine has none under `reference`. */
-async function imageInspect(
+export async function imageInspect(
   engine: EngineClient,
   reference: string,
 ): Promise<{ Id: string; Config?: { Labels?: Record<string, string> | null } } | null> {

@@ -35,7 +35,7 @@ export interface ArchiveResult {
  */
 export function createArchive(entries: readonly ArchiveEntry[]): ArchiveResult {
   const pack = tar.pack();
-  const stats = { files: 0, bytes: 0, skipped: [] as string[] };
+  const stats: TreeStats = { files: 0, bytes: 0, skipped: [] };
   const done = (async () => {
     try {
       for (const entry of entries) {
@@ -70,12 +70,7 @@ export function createArchive(entries: readonly ArchiveEntry[]): ArchiveResult {
             ...ids(entry.owner),
           });
         } else {
-          // The job directory may be reached through a symlink (the user's choice); what is
-          // below it is copied as it is, symlinks as symlinks.
-          const root = await realpath(entry.sourceDir).catch((err: unknown) => {
-            throw unreadable(entry.sourceDir, err);
-          });
-          await addTree(pack, root, entry.name, entry.owner, stats);
+          await addTree(pack, entry.sourceDir, entry.name, entry.owner, stats);
         }
       }
       pack.finalize();
@@ -105,52 +100,111 @@ function addEntry(
   });
 }
 
-async function addTree(
-  pack: tar.Pack,
+/** One node of a job directory as both deliveries (archive, host directory) copy it. */
+export type TreeNode =
+  | { kind: 'symlink'; name: string; target: string; mtime: Date }
+  | { kind: 'directory'; name: string; mode: number; mtime: Date }
+  | { kind: 'file'; name: string; source: string; size: number; mode: number; mtime: Date };
+
+export interface TreeStats {
+  files: number;
+  bytes: number;
+  skipped: string[];
+}
+
+/**
+ * Walks a job directory depth-first, children in name order: symlinks as symlinks, directories
+ * kept writable by their owner (0700 added), files readable and writable by it (0600 added);
+ * sockets, devices and pipes are skipped and listed in `stats.skipped`. The directory itself may
+ * be reached through a symlink (the user's choice).
+ */
+export async function walkJobDirectory(
   sourceDir: string,
   name: string,
-  owner: ArchiveOwner,
-  stats: { files: number; bytes: number; skipped: string[] },
+  stats: TreeStats,
+  visit: (node: TreeNode) => Promise<void>,
 ): Promise<void> {
-  const info = await statOrExplain(sourceDir);
+  const root = await realpath(sourceDir).catch((err: unknown) => {
+    throw unreadable(sourceDir, err);
+  });
+  await walk(root, name, stats, visit);
+}
+
+async function walk(
+  source: string,
+  name: string,
+  stats: TreeStats,
+  visit: (node: TreeNode) => Promise<void>,
+): Promise<void> {
+  const info = await statOrExplain(source);
   const mode = Number(info.mode);
-  const common = { ...ids(owner), mtime: info.mtime };
   if (info.isSymbolicLink()) {
-    const target = await readlink(sourceDir);
-    await addEntry(pack, { name, type: 'symlink', linkname: target, mode: 0o777, ...common });
+    await visit({ kind: 'symlink', name, target: await readlink(source), mtime: info.mtime });
     return;
   }
   if (info.isDirectory()) {
-    // Directories stay writable by the job's owner whatever their mode was on the host.
-    await addEntry(pack, {
-      name: `${name}/`,
-      type: 'directory',
-      mode: (mode & 0o7777) | 0o700,
-      ...common,
-    });
+    await visit({ kind: 'directory', name, mode: (mode & 0o7777) | 0o700, mtime: info.mtime });
     let children: string[];
     try {
-      children = (await readdir(sourceDir)).sort();
+      children = (await readdir(source)).sort();
     } catch (err) {
-      throw unreadable(sourceDir, err);
+      throw unreadable(source, err);
     }
     for (const child of children) {
-      await addTree(pack, path.join(sourceDir, child), `${name}/${child}`, owner, stats);
+      await walk(path.join(source, child), `${name}/${child}`, stats, visit);
     }
     return;
   }
   if (!info.isFile()) {
-    stats.skipped.push(sourceDir);
+    stats.skipped.push(source);
     return;
   }
   stats.files += 1;
   stats.bytes += Number(info.size);
-  await addFile(pack, sourceDir, {
+  const size = Number(info.size);
+  await visit({
+    kind: 'file',
     name,
-    type: 'file',
-    size: Number(info.size),
+    source,
+    size,
     mode: (mode & 0o7777) | 0o600,
-    ...common,
+    mtime: info.mtime,
+  });
+}
+
+function addTree(
+  pack: tar.Pack,
+  sourceDir: string,
+  name: string,
+  owner: ArchiveOwner,
+  stats: TreeStats,
+): Promise<void> {
+  return walkJobDirectory(sourceDir, name, stats, async (node) => {
+    const common = { ...ids(owner), mtime: node.mtime };
+    if (node.kind === 'symlink') {
+      await addEntry(pack, {
+        name: node.name,
+        type: 'symlink',
+        linkname: node.target,
+        mode: 0o777,
+        ...common,
+      });
+    } else if (node.kind === 'directory') {
+      await addEntry(pack, {
+        name: `${node.name}/`,
+        type: 'directory',
+        mode: node.mode,
+        ...common,
+      });
+    } else {
+      await addFile(pack, node.source, {
+        name: node.name,
+        type: 'file',
+        size: node.size,
+        mode: node.mode,
+        ...common,
+      });
+    }
   });
 }
 
@@ -186,7 +240,7 @@ async function statOrExplain(file: string): Promise<Stats> {
   }
 }
 
-function unreadable(file: string, err: unknown): BerthError {
+export function unreadable(file: string, err: unknown): BerthError {
   const code = (err as NodeJS.ErrnoException).code;
   return new BerthError(
     'BERTH_WORKSPACE_UNREADABLE',
@@ -259,4 +313,24 @@ export async function listArchive(
   stream.pipe(extract);
   await reading;
   return entries;
+}
+
+/** The first entry's header of a tar stream (a directory's own entry, for GET …/archive). */
+export async function readFirstHeader(
+  stream: Readable,
+): Promise<{ name: string; type: string; mode: number; uid: number; gid: number } | null> {
+  const extract = tar.extract();
+  stream.on('error', (err) => extract.destroy(err));
+  stream.pipe(extract);
+  try {
+    for await (const entry of extract) {
+      const { name, type, mode, uid, gid } = entry.header;
+      return { name, type: type ?? 'file', mode: mode ?? 0, uid: uid ?? -1, gid: gid ?? -1 };
+    }
+    return null;
+  } finally {
+    stream.unpipe(extract);
+    stream.destroy();
+    extract.destroy();
+  }
 }

@@ -27,6 +27,8 @@ const NO_SHELL =
   /(exec: "?\/bin\/sh"?: (stat \/bin\/sh: )?no such file|executable file not found)/i;
 const UNKNOWN_RUNTIME = /unknown or invalid runtime name|unknown runtime/i;
 const BIND_SOURCE_MISSING = /bind source path does not exist: (\S+)/i;
+/** The engine making the job's working directory (or a mount point) where the image has a file. */
+const WORKSPACE_IS_FILE = /\/mnt\/workspace\S*: not a directory/i;
 const REJECTED_OPTION =
   /(invalid|not supported|does not support|cannot be|minimum memory limit|range of cpus|cgroup)/i;
 
@@ -138,6 +140,13 @@ export function containerError(err: unknown, image: string): BerthError {
     return new BerthError('BERTH_IMAGE_NO_SHELL', `image ${image} has no /bin/sh: ${text}`, {
       cause: err,
     });
+  }
+  if (WORKSPACE_IS_FILE.test(text)) {
+    return new BerthError(
+      'BERTH_WORKSPACE_NOT_WRITABLE',
+      `image ${image} has a file where the workspace (/mnt/workspace) needs a directory: ${text}`,
+      { cause: err },
+    );
   }
   const missingSource = BIND_SOURCE_MISSING.exec(text);
   if (missingSource) {

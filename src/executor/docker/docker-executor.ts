@@ -2,6 +2,8 @@
  * The executor on a Docker engine. Engine calls only: every decision about what to send lives in
  * convert.ts, every error the engine can give a meaning to in daemon-errors.ts.
  */
+import { randomBytes } from 'node:crypto';
+import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { BerthError } from '../../domain/errors.js';
 import { withDefaultTag } from '../../domain/image-reference.js';
@@ -19,7 +21,7 @@ import {
   type PullProgress,
   type ResolvedImage,
 } from '../executor.js';
-import type { ArchiveEntry } from './archive.js';
+import { readFirstHeader, type ArchiveEntry } from './archive.js';
 import {
   ROOT,
   phaseScriptEntry,
@@ -51,6 +53,16 @@ import {
   splitCreateWarnings,
 } from './daemon-errors.js';
 import { EngineClient, readJsonLines } from './engine-client.js';
+import {
+  createHostDir,
+  hostParts,
+  isHostPart,
+  listHostDirs,
+  mountOptionsOf,
+  removeHostDir,
+  writeHostEntries,
+  type HostPart,
+} from './host-workspace.js';
 
 const JOB_OWNER = { uid: JOB_UID, gid: JOB_GID };
 
@@ -62,6 +74,9 @@ const JOB_OWNER = { uid: JOB_UID, gid: JOB_GID };
 export interface JobUserCache {
   get(imageId: string): PasswdEntry | null | undefined | Promise<PasswdEntry | null | undefined>;
   set(imageId: string, entry: PasswdEntry | null): unknown;
+  /** What the image's HOME for the job is like (mounted workspaces), kept across processes. */
+  getHome?(imageId: string): HomeState | undefined | Promise<HomeState | undefined>;
+  setHome?(imageId: string, state: HomeState): unknown;
 }
 
 interface ImageInspect {
@@ -79,20 +94,107 @@ interface ContainerSummary {
   Labels?: Record<string, string>;
 }
 
+/** How the workspace reaches the job's container (BERTH_WORKSPACE). */
+export const WORKSPACE_DELIVERIES = ['auto', 'mount', 'copy'] as const;
+export type WorkspaceDelivery = (typeof WORKSPACE_DELIVERIES)[number];
+
+/** A job host directory older than this with no container naming it was left by a dead job. */
+const STALE_HOST_DIR_MS = 10 * 60_000;
+
+/** What the image's HOME for the job is like: none (mounted), the job's already, or otherwise. */
+export type HomeState = 'absent' | 'fine' | 'other';
+
+export interface DockerExecutorOptions {
+  jobUsers?: JobUserCache;
+  copyProgressIntervalMs?: number;
+  /**
+   * Where job workspaces are kept on this machine when they are mounted rather than copied
+   * (`$BERTH_STATE_DIR/workspaces`); without it they are always copied.
+   */
+  workspaceRoot?: string;
+  workspace?: WorkspaceDelivery;
+}
+
 export class DockerExecutor implements Executor {
   private readonly jobUsers: JobUserCache;
   private readonly copyProgressIntervalMs: number;
   /** Bind mounts only for an engine on a Unix socket of this machine; tcp:// may be anywhere. */
   readonly sharesHostFiles: boolean;
+  private readonly workspaceRoot: string | null;
+  private readonly workspaceSetting: WorkspaceDelivery;
+  private delivery: Promise<{ mount: boolean; reason: string | null }> | undefined;
+  /** Per image id (content-named, so never stale); in memory: one archive read per process. */
+  private readonly homes = new Map<string, HomeState>();
 
   constructor(
     readonly engine: EngineClient,
-    options: { jobUsers?: JobUserCache; copyProgressIntervalMs?: number } = {},
+    options: DockerExecutorOptions = {},
   ) {
     this.jobUsers = options.jobUsers ?? new Map<string, PasswdEntry | null>();
     // Injectable so a test can see progress without a copy that happens to last a second.
     this.copyProgressIntervalMs = options.copyProgressIntervalMs ?? PROGRESS_INTERVAL_MS;
     this.sharesHostFiles = Boolean(engine.endpoint.socketPath);
+    this.workspaceRoot = options.workspaceRoot ?? null;
+    this.workspaceSetting = options.workspace ?? 'auto';
+  }
+
+  /**
+   * Whether job workspaces are mounted from this machine (see host-workspace.ts) or copied in
+   * through the engine, and why not. Decided once: berth as root (it gives files to UID 1983), an
+   * engine on this machine that does not remap user ids, and BERTH_WORKSPACE not `copy`.
+   */
+  workspaceDelivery(): Promise<{ mount: boolean; reason: string | null }> {
+    this.delivery ??= this.decideDelivery();
+    return this.delivery;
+  }
+
+  private async decideDelivery(): Promise<{ mount: boolean; reason: string | null }> {
+    if (this.workspaceSetting === 'copy') return { mount: false, reason: 'BERTH_WORKSPACE=copy' };
+    const reason = !this.workspaceRoot
+      ? 'no state directory was given'
+      : !this.sharesHostFiles
+        ? 'the Docker engine is not reached over a Unix socket of this machine'
+        : process.geteuid?.() !== 0
+          ? 'berth does not run as root, so it cannot give the files to UID 1983'
+          : ((await this.engineMountTrouble()) ??
+            (await this.hostMountTrouble(this.workspaceRoot)));
+    if (reason === null) return { mount: true, reason: null };
+    if (this.workspaceSetting === 'mount') {
+      throw new BerthError(
+        'BERTH_CONFIG_INVALID',
+        `BERTH_WORKSPACE=mount, but the workspace cannot be mounted: ${reason}`,
+        {
+          hint: 'Unset BERTH_WORKSPACE: berth then mounts the workspace where it can and copies it in through the engine where it cannot.',
+        },
+      );
+    }
+    return { mount: false, reason };
+  }
+
+  /**
+   * Why the engine's mounts of this machine's files would not be what the job needs, or null:
+   * its UID 1983 is another user here (user namespaces), or SELinux keeps containers out of
+   * directories not labelled for them.
+   */
+  private async engineMountTrouble(): Promise<string | null> {
+    const info = await this.engine.json<{ SecurityOptions?: string[] | null }>('GET', '/info');
+    const options = info.SecurityOptions ?? [];
+    if (options.some((o) => /\bname=rootless\b/.test(o)))
+      return 'the Docker engine runs rootless (its UID 1983 is another on this machine)';
+    if (options.some((o) => /\bname=userns\b/.test(o)))
+      return 'the Docker engine remaps user ids (userns-remap: its UID 1983 is another on this machine)';
+    if (options.some((o) => /\bname=selinux\b/.test(o)))
+      return 'the Docker engine applies SELinux labels, which keep containers out of directories not labelled for them';
+    return null;
+  }
+
+  /** Why the workspaces' own file system cannot hold a job's workspace, or null. */
+  private async hostMountTrouble(root: string): Promise<string | null> {
+    const options = await mountOptionsOf(root);
+    if (options?.includes('noexec'))
+      return `${root} is on a file system mounted noexec, so the job could not run what it downloads into its workspace`;
+    if (options?.includes('ro')) return `${root} is on a read-only file system`;
+    return null;
   }
 
   async inspectImage(reference: string): Promise<ImageInspect | null> {
@@ -196,20 +298,79 @@ export class DockerExecutor implements Executor {
     spec: JobContainerSpec,
     onCopyProgress?: (bytes: number) => void,
   ): Promise<JobHandle> {
+    let delivery;
+    try {
+      delivery = await this.workspaceDelivery();
+    } catch (err) {
+      throw containerError(err, spec.imageReference);
+    }
+    if (!delivery.mount || !this.workspaceRoot)
+      return this.createJob(spec, onCopyProgress, null, []);
+    try {
+      return await this.createJob(spec, onCopyProgress, this.workspaceRoot, []);
+    } catch (err) {
+      // berth in a container with the host's engine socket, its state directory not shared with
+      // the host: the engine cannot see the workspace. Copied in from now on, as before mounts.
+      const root = this.workspaceRoot;
+      if (
+        this.workspaceSetting === 'mount' ||
+        !(err instanceof BerthError) ||
+        err.code !== 'BERTH_ENGINE_NOT_LOCAL' ||
+        !err.message.includes(root)
+      )
+        throw err;
+      const reason = `the Docker engine does not see ${root}, where berth keeps mounted workspaces`;
+      this.delivery = Promise.resolve({ mount: false, reason });
+      return this.createJob(spec, onCopyProgress, null, [
+        `${reason}, so berth copies the workspace in (slower). To mount it, put BERTH_STATE_DIR on a host directory mounted at the same path; to say so, set BERTH_WORKSPACE=copy.`,
+      ]);
+    }
+  }
+
+  /**
+   * Creates the job's container and gives it the workspace and berth's scripts: mounted from a
+   * directory of its own under `hostRoot`, or (hostRoot null) copied in as one archive.
+   */
+  private async createJob(
+    spec: JobContainerSpec,
+    onCopyProgress: ((bytes: number) => void) | undefined,
+    hostRoot: string | null,
+    notes: string[],
+  ): Promise<JobHandle> {
     const name = containerName(spec.runId);
     let id: string | undefined;
+    let hostDir: string | null = null;
     try {
       const sole = spec.solePhase && {
         phase: spec.solePhase,
         scriptPath: `/${phaseScriptEntry(spec.solePhase.script).name}`,
       };
+      let parts: HostPart[] = [];
+      const body = toCreateContainerBody(spec, sole);
+      if (hostRoot) {
+        // The HOME to mount is known before the container exists only from an earlier job of
+        // the image; the first one's goes in through the engine.
+        const known = await this.knownHome(spec.image);
+        parts = hostParts(known?.state === 'absent' ? known.home : null);
+        hostDir = path.join(hostRoot, `${name}-${randomBytes(4).toString('hex')}`);
+        await createHostDir(hostDir, parts);
+        const at = hostDir;
+        const hostConfig = body.HostConfig as { Mounts?: unknown[] };
+        hostConfig.Mounts = [
+          ...(hostConfig.Mounts ?? []),
+          ...parts.map((part) => ({
+            Type: 'bind',
+            Source: path.join(at, part.inside),
+            Target: part.target,
+            ReadOnly: part.readOnly,
+          })),
+        ];
+        (body.Labels as Record<string, string>)[LABELS.hostDir] = path.basename(hostDir);
+      }
       const created = await this.engine.json<{ Id: string; Warnings?: string[] | null }>(
         'POST',
         '/containers/create',
-        {
-          query: { name },
-          body: toCreateContainerBody(spec, sole),
-        },
+        { query: { name }, body },
       );
       id = created.Id;
       const { notes: engineNotes, rejected } = splitCreateWarnings(created.Warnings ?? []);
@@ -221,7 +382,7 @@ export class DockerExecutor implements Executor {
       }
       const entry = await this.checkImage(id, spec.image, spec.imageReference);
       const home = jobHome(entry);
-      const notes: string[] = engineNotes.map((note) => `the Docker engine says: ${note}`);
+      notes.push(...engineNotes.map((note) => `the Docker engine says: ${note}`));
       if (!entry) {
         notes.push(
           `image ${spec.imageReference} has no passwd entry for UID ${JOB_UID}; the job runs as ${JOB_UID}:${JOB_GID} anyway with HOME=${home}. ` +
@@ -244,25 +405,30 @@ export class DockerExecutor implements Executor {
             },
           ]
         : [];
-      await uploadArchive(
-        this.engine,
-        id,
-        [
-          ...workspaceEntries(spec.workspaceArchive ? null : spec.sourceDir, home),
-          ...scripts.values(),
-          ...main,
-          ...(spec.copies ?? []).map((copy): ArchiveEntry => ({
-            kind: 'hostFile',
-            name: copy.target.replace(/^\/+/, ''),
-            sourceFile: copy.source,
-            mode: copy.mode,
-            owner: ROOT,
-          })),
-        ],
-        'the workspace',
-        onCopyProgress,
-        this.copyProgressIntervalMs,
-      );
+      const entries: ArchiveEntry[] = [
+        ...workspaceEntries(spec.workspaceArchive ? null : spec.sourceDir, home),
+        ...scripts.values(),
+        ...main,
+        ...(spec.copies ?? []).map((copy): ArchiveEntry => ({
+          kind: 'hostFile',
+          name: copy.target.replace(/^\/+/, ''),
+          sourceFile: copy.source,
+          mode: copy.mode,
+          owner: ROOT,
+        })),
+      ];
+      if (hostDir) {
+        await this.writeMounted(id, spec.image, home, hostDir, parts, entries, onCopyProgress);
+      } else {
+        await uploadArchive(
+          this.engine,
+          id,
+          entries,
+          'the workspace',
+          onCopyProgress,
+          this.copyProgressIntervalMs,
+        );
+      }
       if (spec.workspaceArchive) await this.restoreWorkspace(id, spec.workspaceArchive);
       // A sole phase is the container's process: the container starts when that phase runs.
       if (!sole) await this.engine.json('POST', `/containers/${id}/start`);
@@ -274,11 +440,90 @@ export class DockerExecutor implements Executor {
         warnings: notes,
         preloaded: new Set(scripts.keys()),
         solePhase: sole ? sole.phase.name : null,
+        hostDir,
       });
     } catch (err) {
       if (id) await removeContainer(this.engine, id).catch(() => undefined);
+      if (hostDir) await removeHostDir(hostDir).catch(() => undefined);
       throw containerError(err, spec.imageReference);
     }
+  }
+
+  /**
+   * Writes the mounted parts' entries into the job's host directory; what lies elsewhere in the
+   * container (the image's HOME when it is not the job's yet, tool binaries copied for an engine
+   * elsewhere) still goes in through the engine. Directories that only hold a mount point are the
+   * engine's to make.
+   */
+  private async writeMounted(
+    id: string,
+    image: string,
+    home: string,
+    hostDir: string,
+    parts: HostPart[],
+    entries: ArchiveEntry[],
+    onCopyProgress: ((bytes: number) => void) | undefined,
+  ): Promise<void> {
+    const homeState = await this.homeState(id, image, home);
+    const mountParent = (name: string): boolean =>
+      parts.some(({ inside }) => name.endsWith('/') && inside.startsWith(name));
+    const kept = entries.filter(
+      (e) => !(homeState === 'fine' && e.name === `${home.slice(1)}/`) && !mountParent(e.name),
+    );
+    let written = 0;
+    const ticker = onCopyProgress
+      ? setInterval(() => onCopyProgress(written), this.copyProgressIntervalMs)
+      : undefined;
+    try {
+      await writeHostEntries(
+        hostDir,
+        kept.filter((e) => isHostPart(parts, e.name)),
+        (bytes) => (written += bytes),
+      );
+    } finally {
+      clearInterval(ticker);
+    }
+    const elsewhere = kept.filter((e) => !isHostPart(parts, e.name));
+    if (elsewhere.length > 0)
+      await uploadArchive(this.engine, id, elsewhere, 'the workspace', onCopyProgress);
+  }
+
+  /** The job's HOME in `image` and what it is like, when an earlier job of the image found out. */
+  private async knownHome(image: string): Promise<{ home: string; state: HomeState } | undefined> {
+    const state = this.homes.get(image) ?? (await this.jobUsers.getHome?.(image));
+    if (state === undefined) return undefined;
+    this.homes.set(image, state);
+    const entry = await this.jobUsers.get(image);
+    return entry === undefined ? undefined : { home: jobHome(entry), state };
+  }
+
+  /**
+   * Whether the image has a directory at the job's HOME, and whether it is already the job's
+   * (UID 1983, which may enter and write it): then berth need not touch it.
+   */
+  private async homeState(id: string, image: string, home: string): Promise<HomeState> {
+    const cacheable = /^sha256:[0-9a-f]{64}$/.test(image);
+    const known = cacheable ? this.homes.get(image) : undefined;
+    if (known !== undefined) return known;
+    let state: HomeState;
+    try {
+      const res = await this.engine.stream('GET', `/containers/${id}/archive`, {
+        query: { path: home },
+      });
+      const header = await readFirstHeader(res);
+      state =
+        header?.type === 'directory' && header.uid === JOB_UID && (header.mode & 0o700) === 0o700
+          ? 'fine'
+          : 'other';
+    } catch (err) {
+      if (!(err instanceof DockerApiError && err.status === 404)) throw err;
+      state = 'absent';
+    }
+    if (cacheable) {
+      this.homes.set(image, state);
+      await this.jobUsers.setHome?.(image, state);
+    }
+    return state;
   }
 
   async localRunnerImage(reference: string): Promise<ResolvedImage | null> {
@@ -305,17 +550,45 @@ export class DockerExecutor implements Executor {
       query: { all: 1, filters: JSON.stringify({ label: [`${LABELS.managed}=true`] }) },
     });
     const removed: string[] = [];
+    // Host directories some live container still mounts (this launcher's or another's), and
+    // those of the containers removed here.
+    const inUse = new Set<string>();
+    const freed = new Set<string>();
     for (const container of containers) {
       const labels = container.Labels ?? {};
       const launcher = labels[LABELS.launcherId] ?? '';
       const expiresAt = Date.parse(labels[LABELS.expiresAt] ?? '');
       const expired = Number.isNaN(expiresAt) || expiresAt <= now.getTime();
+      const hostDir = labels[LABELS.hostDir] ?? '';
       if (expired || !isLauncherAlive(launcher)) {
         await removeContainer(this.engine, container.Id);
         removed.push((container.Names?.[0] ?? container.Id).replace(/^\//, ''));
+        freed.add(hostDir);
+      } else {
+        inUse.add(hostDir);
       }
     }
+    await this.removeStaleHostDirs(inUse, freed, now);
     return removed;
+  }
+
+  /**
+   * Removes the job host directories in this launcher's workspaces that no container mounts:
+   * those of the orphans just removed, and those of jobs that died before their container was
+   * made. A directory younger than STALE_HOST_DIR_MS may be a job's that is being made now (by
+   * another berth with the same state directory), so it stays until a later sweep.
+   */
+  private async removeStaleHostDirs(
+    inUse: ReadonlySet<string>,
+    freed: ReadonlySet<string>,
+    now: Date,
+  ): Promise<void> {
+    if (!this.workspaceRoot) return;
+    for (const dir of await listHostDirs(this.workspaceRoot)) {
+      const stale = !inUse.has(dir.name) && now.getTime() - dir.mtimeMs >= STALE_HOST_DIR_MS;
+      if (!stale && !freed.has(dir.name)) continue;
+      await removeHostDir(path.join(this.workspaceRoot, dir.name));
+    }
   }
 
   /**

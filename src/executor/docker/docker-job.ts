@@ -7,6 +7,7 @@ import type { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { BerthError } from '../../domain/errors.js';
 import {
+  CONTROL_DIR,
   WORKSPACE_DIR,
   type JobHandle,
   type OutputStream,
@@ -14,7 +15,7 @@ import {
   type PhaseOutcome,
   type TreeEntry,
 } from '../executor.js';
-import { listArchive } from './archive.js';
+import { listArchive, type ArchiveEntry } from './archive.js';
 import { toEndPhaseExecBody, toInterruptExecBody, toPhaseExecBody } from './convert.js';
 import { DockerApiError, containerError } from './daemon-errors.js';
 import {
@@ -25,6 +26,7 @@ import {
   uploadArchive,
 } from './engine-calls.js';
 import type { EngineClient } from './engine-client.js';
+import { removeHostDir, writeHostEntries } from './host-workspace.js';
 import { StreamDemuxer } from './stream-demux.js';
 
 export interface DockerJobParts {
@@ -37,6 +39,8 @@ export interface DockerJobParts {
   preloaded: Set<string>;
   /** The phase that is the container's own process (created, not yet started); null: keeper. */
   solePhase: string | null;
+  /** The job's directory on this machine whose parts are mounted (host-workspace.ts); null: copied. */
+  hostDir: string | null;
 }
 
 export class DockerJob implements JobHandle {
@@ -74,12 +78,7 @@ export class DockerJob implements JobHandle {
     try {
       const script = phaseScriptEntry(phase.script);
       if (!this.parts.preloaded.has(script.name)) {
-        await uploadArchive(
-          this.engine,
-          this.containerId,
-          [script],
-          `the script of phase ${phase.name}`,
-        );
+        await this.writeControl(script, `the script of phase ${phase.name}`);
         this.parts.preloaded.add(script.name);
       }
       const scriptPath = `/${script.name}`;
@@ -233,12 +232,21 @@ export class DockerJob implements JobHandle {
   }
 
   async writeControlFile(containerPath: string, content: string): Promise<void> {
-    await uploadArchive(
-      this.engine,
-      this.containerId,
-      [{ kind: 'file', name: containerPath.replace(/^\//, ''), mode: 0o644, owner: ROOT, content }],
+    const name = containerPath.replace(/^\//, '');
+    await this.writeControl(
+      { kind: 'file', name, mode: 0o644, owner: ROOT, content },
       containerPath,
     );
+  }
+
+  /**
+   * A file of berth's (root's, read-only to the job) into the control directory: on disk when that
+   * is mounted from the host (where the job cannot write), through the engine otherwise.
+   */
+  private async writeControl(file: ArchiveEntry & { kind: 'file' }, what: string): Promise<void> {
+    if (this.parts.hostDir && file.name.startsWith(`${CONTROL_DIR.slice(1)}/`))
+      await writeHostEntries(this.parts.hostDir, [file]);
+    else await uploadArchive(this.engine, this.containerId, [file], what);
   }
 
   interrupt(): Promise<void> {
@@ -309,7 +317,12 @@ export class DockerJob implements JobHandle {
   }
 
   destroy(): Promise<void> {
-    this.destroying ??= removeContainer(this.engine, this.containerId);
+    const hostDir = this.parts.hostDir;
+    this.destroying ??= removeContainer(this.engine, this.containerId).then(
+      // Once the container is gone nothing mounts the directory; if removal failed, the
+      // directory stays for the orphan sweep, which removes both.
+      () => (hostDir ? removeHostDir(hostDir) : undefined),
+    );
     return this.destroying;
   }
 }

@@ -1,0 +1,263 @@
+/**
+ * The workspace as a directory on the engine's own machine, bind-mounted into the job's container
+ * (`BERTH_WORKSPACE=mount`): berth writes the files the archive would carry straight to disk, with
+ * the same modes and owners, and the engine only mounts them. Docker 20.10 unpacks every archive
+ * copy by re-executing its own 100 MB binary (about 60 ms of CPU a job); a mount costs nothing.
+ *
+ * Only berth writes here, and only before the job starts or where the job cannot write (the
+ * control directory is root's and mounted read-only), so no path is followed through a link the
+ * job made. Removal never follows links either. Setting owners needs root.
+ */
+import { constants, type Dirent } from 'node:fs';
+import {
+  access,
+  chmod,
+  copyFile,
+  lchown,
+  lutimes,
+  mkdir,
+  readFile,
+  readdir,
+  realpath,
+  rm,
+  stat,
+  symlink,
+  utimes,
+  writeFile,
+} from 'node:fs/promises';
+import path from 'node:path';
+import { BerthError } from '../../domain/errors.js';
+import { CONTROL_DIR, WORKSPACE_DIR } from '../executor.js';
+import { type ArchiveEntry, type ArchiveOwner, unreadable, walkJobDirectory } from './archive.js';
+
+/** A directory of the container that is mounted from the job's host directory. */
+export interface HostPart {
+  /** Its path inside the host directory (the container path without the leading slash). */
+  inside: string;
+  target: string;
+  readOnly: boolean;
+}
+
+/**
+ * What is mounted: the workspace (the job's), the control directory (root's, read-only), and the
+ * job's HOME when the image has no directory there (a bind mount would hide the image's own).
+ */
+export function hostParts(home: string | null): HostPart[] {
+  return [
+    { inside: WORKSPACE_DIR.slice(1), target: WORKSPACE_DIR, readOnly: false },
+    { inside: CONTROL_DIR.slice(1), target: CONTROL_DIR, readOnly: true },
+    ...(home === null ? [] : [{ inside: home.slice(1), target: home, readOnly: false }]),
+  ];
+}
+
+/** Whether an archive entry's name lies in a part that is mounted from the host directory. */
+export function isHostPart(parts: readonly HostPart[], name: string): boolean {
+  return parts.some(
+    ({ inside }) => name === inside || name === `${inside}/` || name.startsWith(`${inside}/`),
+  );
+}
+
+/** Creates the job's host directory (root's, 0700) and the mount sources in it. */
+export async function createHostDir(dir: string, parts: readonly HostPart[]): Promise<void> {
+  try {
+    await mkdir(path.dirname(dir), { recursive: true, mode: 0o700 });
+    await mkdir(dir, { mode: 0o700 });
+    for (const { inside } of parts) await ensureDir(path.join(dir, inside));
+  } catch (err) {
+    throw notWritten(dir, err);
+  }
+}
+
+/** Removes a job's host directory and everything the job left in it; never follows a link. */
+export async function removeHostDir(dir: string): Promise<void> {
+  await rm(dir, { recursive: true, force: true, maxRetries: 3 });
+}
+
+/**
+ * Writes `entries` (as an archive would carry them: names relative to the container's root) under
+ * `dir`. `onBytes` hears the size of each file written.
+ */
+export async function writeHostEntries(
+  dir: string,
+  entries: readonly ArchiveEntry[],
+  onBytes?: (bytes: number) => void,
+): Promise<void> {
+  const at = (name: string): string => path.join(dir, name.replace(/\/+$/, ''));
+  try {
+    for (const entry of entries) {
+      if (entry.kind === 'directory') {
+        await ensureDir(at(entry.name));
+        await own(at(entry.name), entry.mode, entry.owner);
+      } else if (entry.kind === 'file') {
+        await ensureDir(path.dirname(at(entry.name)));
+        await writeFile(at(entry.name), entry.content, { mode: 0o600 });
+        await own(at(entry.name), entry.mode, entry.owner);
+        onBytes?.(Buffer.byteLength(entry.content));
+      } else if (entry.kind === 'hostFile') {
+        await ensureDir(path.dirname(at(entry.name)));
+        await copyHostFile(entry.sourceFile, at(entry.name));
+        await own(at(entry.name), entry.mode, entry.owner);
+        onBytes?.((await stat(entry.sourceFile)).size);
+      } else {
+        await writeTree(entry.sourceDir, at(entry.name), entry.owner, onBytes);
+      }
+    }
+  } catch (err) {
+    throw notWritten(dir, err);
+  }
+}
+
+async function writeTree(
+  sourceDir: string,
+  target: string,
+  owner: ArchiveOwner,
+  onBytes?: (bytes: number) => void,
+): Promise<void> {
+  // A directory's time is set once its children are in (each of them changes it).
+  const directories: { at: string; mtime: Date }[] = [];
+  await ensureDir(path.dirname(target));
+  await walkJobDirectory(sourceDir, target, { files: 0, bytes: 0, skipped: [] }, async (node) => {
+    if (node.kind === 'symlink') {
+      await symlink(node.target, node.name);
+      await lchown(node.name, owner.uid, owner.gid);
+      await lutimes(node.name, node.mtime, node.mtime);
+    } else if (node.kind === 'directory') {
+      await mkdir(node.name).catch(existing);
+      await own(node.name, node.mode, owner);
+      directories.push({ at: node.name, mtime: node.mtime });
+    } else {
+      await copyHostFile(node.source, node.name);
+      await own(node.name, node.mode, owner);
+      await utimes(node.name, node.mtime, node.mtime);
+      onBytes?.(node.size);
+    }
+  });
+  for (const { at, mtime } of directories.reverse()) await utimes(at, mtime, mtime);
+}
+
+/** Copies a file berth reads from the user's side; an unreadable source is said as such. */
+async function copyHostFile(source: string, target: string): Promise<void> {
+  try {
+    await copyFile(source, target, constants.COPYFILE_EXCL);
+  } catch (err) {
+    if (isDiskFullError(err)) throw err;
+    const readable = await access(source, constants.R_OK).then(
+      () => true,
+      () => false,
+    );
+    throw readable ? err : unreadable(source, err);
+  }
+}
+
+async function own(file: string, mode: number, owner: ArchiveOwner): Promise<void> {
+  await chmod(file, mode);
+  await lchown(file, owner.uid, owner.gid);
+}
+
+/** mkdir -p with every directory it makes 0755 (whatever the umask), root's. */
+async function ensureDir(dir: string): Promise<void> {
+  try {
+    await mkdir(dir);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'EEXIST') return;
+    if (code !== 'ENOENT') throw err;
+    await ensureDir(path.dirname(dir));
+    await mkdir(dir).catch(existing);
+  }
+  await chmod(dir, 0o755);
+}
+
+function existing(err: unknown): void {
+  if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+}
+
+function isDiskFullError(err: unknown): boolean {
+  const code = (err as NodeJS.ErrnoException).code;
+  return code === 'ENOSPC' || code === 'EDQUOT';
+}
+
+function notWritten(dir: string, err: unknown): BerthError {
+  if (err instanceof BerthError) return err;
+  const code = (err as NodeJS.ErrnoException).code ?? String(err);
+  if (isDiskFullError(err)) {
+    return new BerthError(
+      'BERTH_DISK_FULL',
+      `no space left while writing the workspace to ${dir} (${code})`,
+      {
+        cause: err,
+        hint: `Free space on the file system of the state directory (BERTH_STATE_DIR), where a root launcher on a local engine keeps job workspaces, or set BERTH_WORKSPACE=copy to keep them on the engine's disk.`,
+      },
+    );
+  }
+  return new BerthError(
+    'BERTH_WORKSPACE_NOT_WRITABLE',
+    `could not write the workspace to ${dir}: ${code}`,
+    { cause: err },
+  );
+}
+
+/**
+ * Names of job host directories in `root` (those berth made: its container names), with their
+ * age; anything else there is left alone.
+ */
+export async function listHostDirs(root: string): Promise<{ name: string; mtimeMs: number }[]> {
+  let entries: Dirent[];
+  try {
+    entries = await readdir(root, { withFileTypes: true });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw err;
+  }
+  const found: { name: string; mtimeMs: number }[] = [];
+  for (const entry of entries) {
+    if (!entry.isDirectory() || !/^berth-[0-9A-Za-z_.-]+$/.test(entry.name)) continue;
+    const info = await stat(path.join(root, entry.name)).catch(() => null);
+    if (info) found.push({ name: entry.name, mtimeMs: info.mtimeMs });
+  }
+  return found;
+}
+
+/** The real path of `dir`, or of its nearest ancestor that exists (it is made on first use). */
+async function existingPart(dir: string): Promise<string> {
+  try {
+    return await realpath(dir);
+  } catch (err) {
+    const parent = path.dirname(dir);
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT' || parent === dir) throw err;
+    return existingPart(parent);
+  }
+}
+
+/**
+ * The options of the mount that holds `dir` (or would hold it), from /proc/self/mountinfo; null when
+ * they cannot be read (not Linux). A bind mount keeps its source's `noexec`: a workspace under such
+ * a mount could not run what the job downloads into it (Terraform's providers).
+ */
+export async function mountOptionsOf(dir: string): Promise<string[] | null> {
+  let text: string;
+  let at: string;
+  try {
+    [text, at] = await Promise.all([readFile('/proc/self/mountinfo', 'utf8'), existingPart(dir)]);
+  } catch {
+    return null;
+  }
+  return mountOptionsIn(text, at);
+}
+
+/** The options of the mount that holds the real path `at`, in /proc/self/mountinfo's `text`. */
+export function mountOptionsIn(text: string, at: string): string[] | null {
+  let best: { point: string; options: string[] } | null = null;
+  for (const line of text.split('\n')) {
+    const fields = line.split(' ');
+    const point = (fields[4] ?? '').replace(/\\([0-7]{3})/g, (_, octal: string) =>
+      String.fromCharCode(parseInt(octal, 8)),
+    );
+    if (!point.startsWith('/')) continue;
+    const holds = point === '/' || at === point || at.startsWith(`${point}/`);
+    // The last of equally long matches is the mount on top.
+    if (holds && (!best || point.length >= best.point.length))
+      best = { point, options: (fields[5] ?? '').split(',') };
+  }
+  return best?.options ?? null;
+}
