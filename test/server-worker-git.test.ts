@@ -27,7 +27,7 @@ import {
   type BerthServer,
   stopWorkers,
 } from './harness/berth-server.js';
-import { spawnBerth, type BerthProcess } from './harness/cli.js';
+import { runBerth, spawnBerth, type BerthProcess } from './harness/cli.js';
 import { testEngine } from './harness/engine.js';
 import {
   commitFiles,
@@ -263,6 +263,50 @@ describe('a repository that stops answering', () => {
 });
 
 describe('a repository only the worker reads', () => {
+  it('refuses a trigger on a branch the repository does not have, read with the stack token', async () => {
+    const repo = createRepository(git.root, 'branchless');
+    commitFiles(repo, { '.berth/task.sh': 'echo ran\n' });
+    await createLocalPool(server, 'pool-branchless');
+    const stack = {
+      id: 'branchless',
+      repository: `${git.url}branchless.git`,
+      branch: 'release',
+      pool: 'pool-branchless',
+      runnerImage: inject('busyboxImage'),
+    };
+    expect((await api('POST', '/stacks', stack)).status).toBe(201);
+    await api('PUT', '/stacks/branchless/env/BERTH_GIT_TOKEN', { value: TOKEN, secret: true });
+    await api('PUT', '/stacks/branchless/env/BERTH_GIT_USERNAME', { value: 'deploy' });
+    const refused = await api<{ code: string; message: string }>(
+      'POST',
+      '/stacks/branchless/runs',
+      { type: 'task' },
+    );
+    expect(refused.status).toBe(409);
+    expect(refused.body).toMatchObject({
+      code: 'BRANCH_NOT_FOUND',
+      message: `stack branchless's branch release does not exist in ${stack.repository}`,
+    });
+    expect((await api<{ runs: unknown[] }>('GET', '/runs?stack=branchless')).body.runs).toEqual([]);
+    // The command line names the commands that fix it.
+    const cli = await runBerth(['stack', 'trigger', 'branchless'], {
+      BERTH_SERVER: server.url,
+      BERTH_TOKEN: server.admin,
+    });
+    expect(cli.code).toBe(2);
+    expect(cli.stderr).toContain(
+      `stack branchless's branch release does not exist in ${stack.repository}`,
+    );
+    expect(cli.stderr).toContain('BRANCH_NOT_FOUND');
+    expect(cli.stderr).toContain('berth stack update ID --branch NAME');
+    // The branch that is there binds the run to its head.
+    await api('PATCH', '/stacks/branchless', { branch: 'main' });
+    const bound = await api<RunBody>('POST', '/stacks/branchless/runs', { type: 'task' });
+    expect(bound.status).toBe(201);
+    expect(bound.body.commit).toMatch(/^[0-9a-f]{40}$/);
+    await api('POST', `/runs/${bound.body.id}/cancel`);
+  });
+
   it('records the commit the worker checked out when the server could bind the run to none', async () => {
     // file:// is read on the worker's machine; the server does not read paths for a trigger.
     const repo = createRepository(tempDir('berth-git-local-'), 'local');

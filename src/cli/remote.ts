@@ -145,6 +145,8 @@ const COMMAND_LINE_FIXES: Record<string, string> = {
     '`berth runs show RUN` shows its state: only an UNCONFIRMED run can be confirmed or discarded, and only a run that has not ended can be cancelled.',
   STACK_HAS_RUNS:
     "Cancel the run named above (`berth runs cancel RUN`; `berth runs list --stack ID` shows the stack's runs) or wait for it to end, then delete the stack again.",
+  BRANCH_NOT_FOUND:
+    'Push the branch to the repository, or point the stack at one it has (`berth stack update ID --branch NAME`); `berth stack trigger ID --commit SHA` runs a given commit.',
   IMAGE_NOT_ALLOWED:
     "Give the stack an image from a registry on the pool's allow-list (`berth stack update ID --runner-image REF`), move it to a private pool (`berth stack update ID --pool POOL`), or ask the pool's operator to allow-list the registry named above.",
 };
@@ -153,7 +155,7 @@ const COMMAND_LINE_FIXES: Record<string, string> = {
  * Codes whose hint from the server speaks to API clients (fields, PATCH): the fix above wins,
  * unless the server's hint names the command itself (it then knows the command-line fix).
  */
-const API_CLIENT_HINTS = new Set(['BAD_REQUEST', 'IMAGE_NOT_ALLOWED']);
+const API_CLIENT_HINTS = new Set(['BAD_REQUEST', 'BRANCH_NOT_FOUND', 'IMAGE_NOT_ALLOWED']);
 
 function speaksToApiClients(err: ApiClientError): boolean {
   return API_CLIENT_HINTS.has(err.code) && !(err.hint ?? '').includes('`berth ');

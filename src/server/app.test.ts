@@ -23,6 +23,7 @@ import { buildServer, openApiDocument, type BerthServer } from './app.js';
 import { hashToken, sessionSetCookie } from './auth.js';
 import { SecretBox } from './secrets.js';
 import { BlobStore } from './blob-store.js';
+import type { BranchHead } from './commits.js';
 
 const ADMIN = 'berth_admin_test-token-0123456789';
 let dir: string;
@@ -46,11 +47,14 @@ async function serverOn(secrets: SecretBox): Promise<BerthServer> {
     adminTokenHash: hashToken(ADMIN),
     version: 'test',
     now: () => clock,
-    resolveCommit: () => Promise.resolve('c'.repeat(40)),
+    resolveCommit: () => Promise.resolve(branchHead),
     authFailureLimit: 5,
     say: (line) => said.push(line),
   });
 }
+
+/** What the stub of `git ls-remote` answers for a stack's branch. */
+let branchHead: BranchHead = { sha: 'c'.repeat(40) };
 
 /** What the server said for the operator. */
 const said: string[] = [];
@@ -531,6 +535,33 @@ describe('runs', () => {
       'CANCELED',
     ]);
     await call('POST', `/api/v1/runs/${second.body.id as string}/cancel`);
+  });
+
+  it('refuses a trigger on a branch the repository does not have, and binds no commit when it could not tell', async () => {
+    const before = (await store.listRuns({ stackId: 'demo', limit: 500 })).length;
+    try {
+      branchHead = { missing: 'main' };
+      const refused = await call('POST', '/api/v1/stacks/demo/runs', { type: 'task' });
+      expect(refused.status).toBe(409);
+      expect(refused.body.code).toBe('BRANCH_NOT_FOUND');
+      expect(refused.body.message).toMatch(/^stack demo's branch main does not exist in /);
+      expect(refused.body.hint).toContain('Push the branch');
+      expect((await store.listRuns({ stackId: 'demo', limit: 500 })).length).toBe(before);
+      // A given commit needs no branch head.
+      const given = await call('POST', '/api/v1/stacks/demo/runs', {
+        type: 'task',
+        commit: 'e'.repeat(40),
+      });
+      expect(given.body).toMatchObject({ state: 'READY', commit: 'e'.repeat(40) });
+      await call('POST', `/api/v1/runs/${given.body.id as string}/cancel`);
+      // Out of the server's reach: the worker takes the branch head (docs/server.md).
+      branchHead = { unknown: true };
+      const unbound = await call('POST', '/api/v1/stacks/demo/runs', { type: 'task' });
+      expect(unbound.body).toMatchObject({ state: 'READY', commit: null });
+      await call('POST', `/api/v1/runs/${unbound.body.id as string}/cancel`);
+    } finally {
+      branchHead = { sha: 'c'.repeat(40) };
+    }
   });
 
   it('reads a log from an offset', async () => {

@@ -36,6 +36,7 @@ import { observeRuns, signalsRunFeed, type RunFeed } from './run-feed.js';
 import { registerLogStreamRoute } from './routes/log-stream.js';
 import type { SecretBox } from './secrets.js';
 import type { StackVariable } from '../domain/git-source.js';
+import type { BranchHead } from './commits.js';
 import type { BlobStore } from './blob-store.js';
 import { isTerminal } from '../domain/run-state.js';
 import type { Run } from '../store/store.js';
@@ -60,7 +61,7 @@ export interface ServerDeps {
   resolveCommit?: (
     stack: { repository: string | null; branch: string | null; localDir: string | null },
     variables: StackVariable[],
-  ) => Promise<string | null>;
+  ) => Promise<BranchHead>;
   /** Failed authentications allowed per address per minute. */
   authFailureLimit?: number;
   /** How long a worker's hold on a run lasts without a heartbeat. */

@@ -14,34 +14,44 @@ export interface CommitSource {
 }
 
 /**
- * The branch head, or null when it cannot be had now: the run is then bound to no commit and the
- * worker takes the branch head when it checks out, reporting any credential or access problem
- * with its code in the run's reason.
+ * What the server could learn of the stack's branch at trigger: its head; that the repository
+ * answered and has no such branch; or nothing (a local directory, a file:// repository, which
+ * the worker reads on its machine, a git host out of the server's reach, credentials it refused).
+ */
+export type BranchHead = { sha: string } | { missing: string } | { unknown: true };
+
+/**
+ * The branch head. When it cannot be had now the run is bound to no commit and the worker takes
+ * the branch head when it checks out, reporting any credential or access problem with its code in
+ * the run's reason; a branch the repository says it does not have is the trigger's to refuse.
  */
 export async function resolveCommit(
   stack: CommitSource,
   variables: readonly StackVariable[] = [],
-): Promise<string | null> {
+): Promise<BranchHead> {
   // A local directory is read by the worker as it is when the run starts, on the worker's own
   // disk: no commit binds it, and the server's copy (if any) says nothing about it.
-  if (!stack.repository) return null;
+  if (!stack.repository) return { unknown: true };
   let credentials;
   try {
     credentials = gitCredentialsFrom(stack.repository, variables).credentials;
   } catch {
-    return null;
+    return { unknown: true };
   }
+  const branch = stack.branch ?? 'main';
   const access = await openGitAccess(stack.repository, credentials, { env: process.env });
   try {
     const { stdout } = await runGit(
       access,
-      ['ls-remote', '--', stack.repository, `refs/heads/${stack.branch ?? 'main'}`],
+      ['ls-remote', '--', stack.repository, `refs/heads/${branch}`],
       { timeoutMs: 20_000 },
     );
+    // An answer without the branch: the repository was read, and has no such branch.
+    if (stdout.trim() === '') return { missing: branch };
     const sha = stdout.trim().split(/\s+/)[0] ?? '';
-    return /^[0-9a-f]{40}([0-9a-f]{24})?$/.test(sha) ? sha : null;
+    return /^[0-9a-f]{40}([0-9a-f]{24})?$/.test(sha) ? { sha } : { unknown: true };
   } catch {
-    return null;
+    return { unknown: true };
   } finally {
     await access.close();
   }

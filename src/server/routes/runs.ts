@@ -148,10 +148,19 @@ export function registerRunRoutes(server: FastifyInstance, ctx: ServerContext): 
       if (!stack) throw new ApiError(404, 'NOT_FOUND', `stack ${request.params.id} does not exist`);
       checkStackImageAllowed(stack, await ctx.store.getPool(stack.poolId));
       // The run is bound to one commit now: the one asked for, or the branch head at this moment.
-      const commit =
-        request.body.commit ??
-        (await ctx.resolveCommit?.(stack, await gitVariables(ctx, stack.id))) ??
-        null;
+      let commit = request.body.commit ?? null;
+      if (commit === null && ctx.resolveCommit) {
+        const head = await ctx.resolveCommit(stack, await gitVariables(ctx, stack.id));
+        if ('missing' in head) {
+          throw new ApiError(
+            409,
+            'BRANCH_NOT_FOUND',
+            `stack ${stack.id}'s branch ${head.missing} does not exist in ${stack.repository ?? ''}`,
+            `Push the branch, or give the stack one that exists (PATCH its branch); a run of a given commit (commit) needs no branch head.`,
+          );
+        }
+        if ('sha' in head) commit = head.sha;
+      }
       const run = await ctx.store.createRun(
         {
           id: ctx.newId(),
