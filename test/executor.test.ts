@@ -3,7 +3,7 @@
  * streaming, interruption, idempotent clean-up and the orphan sweep.
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, utimesSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readdirSync, utimesSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, inject, it } from 'vitest';
 import { DockerExecutor } from '../src/executor/docker/docker-executor.js';
@@ -370,6 +370,73 @@ describe('DockerExecutor with mounted workspaces', () => {
       const job = await startMounted({ image: ownId, imageReference: own });
       expect((await phase(job, script)).out).toBe('/home/own\n1983 700\n0\n.profile\n');
     }
+    // One the image has but that is root's: given to the job through the engine, kept too.
+    const rootHome = await ensureBuiltImage(
+      engine,
+      'root-home',
+      `FROM ${busybox}\nUSER root\nRUN echo 'berth:x:1983:1983::/home/theirs:/bin/sh' >> /etc/passwd && mkdir -p /home/theirs && echo from-image > /home/theirs/.profile && chmod 755 /home/theirs\n`,
+    );
+    const rootHomeId = (await imageInspect(engine, rootHome))?.Id ?? '';
+    for (let i = 0; i < 2; i += 1) {
+      const job = await startMounted({ image: rootHomeId, imageReference: rootHome });
+      expect((await phase(job, script)).out).toBe('/home/theirs\n1983 700\n0\n.profile\n');
+    }
+  });
+
+  it('never makes a HOME outside the container: a passwd entry with .. in it gets /home/berth', async () => {
+    const outside = tempDir('berth-escape-');
+    const escaping = await ensureBuiltImage(
+      engine,
+      'escaping-home',
+      `FROM ${busybox}\nUSER root\nRUN echo 'berth:x:1983:1983::/../../../..${outside}/made:/bin/sh' >> /etc/passwd\n`,
+    );
+    const escapingId = (await imageInspect(engine, escaping))?.Id ?? '';
+    for (let i = 0; i < 2; i += 1) {
+      const job = await startMounted({ image: escapingId, imageReference: escaping });
+      expect((await phase(job, 'echo "$HOME"; stat -c "%u %a" "$HOME"')).out).toBe(
+        '/home/berth\n1983 700\n',
+      );
+    }
+    expect(readdirSync(outside)).toEqual([]);
+  });
+
+  it('says a full state directory as BERTH_DISK_FULL, naming it, and leaves nothing there', async () => {
+    const small = tempDir('berth-small-');
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=256k', 'berth-test-small', small]);
+    try {
+      const full = new DockerExecutor(engine, {
+        workspaceRoot: path.join(small, 'workspaces'),
+        workspace: 'mount',
+      });
+      const job = spec();
+      writeFileSync(path.join(job.sourceDir, 'big.bin'), Buffer.alloc(1024 * 1024, 1));
+      const error = await full.startJob(job).catch((err: unknown) => err);
+      expect(error).toMatchObject({
+        code: 'BERTH_DISK_FULL',
+        message: expect.stringContaining(
+          `no space left while writing the workspace to ${small}/workspaces/berth-`,
+        ) as string,
+      });
+      expect(readdirSync(path.join(small, 'workspaces'))).toEqual([]);
+    } finally {
+      execFileSync('umount', [small]);
+    }
+  });
+
+  it('copies when another user could change the path to the workspaces (a directory writable by all)', async () => {
+    const open = tempDir('berth-open-');
+    chmodSync(open, 0o777);
+    const workspaces = path.join(open, 'state', 'workspaces');
+    const auto = new DockerExecutor(engine, { workspaceRoot: workspaces });
+    expect(await auto.workspaceDelivery()).toEqual({
+      mount: false,
+      reason: `${open} is not root's alone (owner 0, mode 0777), so another user could redirect what root writes there`,
+    });
+    // Sticky, as /tmp is, it is safe: no one else can move root's entries.
+    chmodSync(open, 0o1777);
+    expect(
+      await new DockerExecutor(engine, { workspaceRoot: workspaces }).workspaceDelivery(),
+    ).toEqual({ mount: true, reason: null });
   });
 
   it('refuses BERTH_WORKSPACE=mount where it cannot mount, and copies with BERTH_WORKSPACE=copy', async () => {
@@ -431,6 +498,14 @@ describe('DockerExecutor with mounted workspaces', () => {
     const unrelated = path.join(root, 'not-a-job');
     mkdirSync(unrelated);
     utimesSync(unrelated, new Date(0), new Date(0));
+    // The live job's directory is as old as a stale one: its container naming it keeps it.
+    for (const dir of dirs) {
+      utimesSync(
+        path.join(root, dir),
+        new Date(Date.now() - 3_600_000),
+        new Date(Date.now() - 3_600_000),
+      );
+    }
     const removed = await mounting.removeOrphans(
       (id) => !ownsLauncher(id) || id === alive,
       new Date(),

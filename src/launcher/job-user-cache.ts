@@ -3,6 +3,7 @@
  * reading /etc/passwd out of an image they have seen before. Entries are keyed by image id (a
  * content digest) and never go stale; an unreadable entry is simply read again from the image.
  */
+import { randomBytes } from 'node:crypto';
 import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { PasswdEntry } from '../executor/docker/convert.js';
@@ -48,7 +49,8 @@ export class FileJobUserCache implements JobUserCache {
     record: { entry?: PasswdEntry | null; home?: HomeState },
   ): Promise<void> {
     const target = this.file(imageId);
-    const temp = `${target}.${process.pid}.tmp`;
+    // Two writes of one process at once (the passwd entry, the HOME) each have their own.
+    const temp = `${target}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
     try {
       await mkdir(this.dir, { recursive: true, mode: 0o700 });
       await writeFile(temp, JSON.stringify(record), { mode: 0o600 });

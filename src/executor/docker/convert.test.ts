@@ -154,14 +154,30 @@ describe('passwd and home', () => {
   });
   it.each([
     [null, '/home/berth'],
-    [{ name: 'x', uid: 1983, gid: 1983, home: '/home/x/' }, '/home/x'],
-    [{ name: 'x', uid: 1983, gid: 1983, home: '/' }, '/home/berth'],
-    [{ name: 'x', uid: 1983, gid: 1983, home: '' }, '/home/berth'],
-    [{ name: 'x', uid: 1983, gid: 1983, home: '/mnt/workspace/source' }, '/home/berth'],
+    [homeAt('/home/x/'), '/home/x'],
+    [homeAt('/'), '/home/berth'],
+    [homeAt(''), '/home/berth'],
+    [homeAt('/mnt/workspace/source'), '/home/berth'],
+    [homeAt('/mnt/workspace'), '/home/berth'],
+    [homeAt('/mnt/workspaces'), '/mnt/workspaces'],
+    // A home holding the workspace or berth's scripts would be mounted over them.
+    [homeAt('/mnt'), '/home/berth'],
+    [homeAt('/berth'), '/home/berth'],
+    [homeAt('/berth/phases'), '/home/berth'],
+    // Made by berth (on the host, for a mounted workspace): written plainly or not at all.
+    [homeAt('/../../usr/local/sbin'), '/home/berth'],
+    [homeAt('/home/./x'), '/home/berth'],
+    [homeAt('/home//x'), '/home/berth'],
+    [homeAt('home/x'), '/home/berth'],
   ])('home for %j is %s', (entry, home) => {
     expect(jobHome(entry)).toBe(home);
   });
 });
+
+/** A passwd entry of UID 1983 with `home`. */
+function homeAt(home: string): { name: string; uid: number; gid: number; home: string } {
+  return { name: 'x', uid: 1983, gid: 1983, home };
+}
 
 describe('digests', () => {
   it.each([

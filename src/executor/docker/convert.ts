@@ -12,6 +12,7 @@ import {
   JOB_UID,
   LABELS,
   SOURCE_DIR,
+  WORKSPACE_DIR,
   type JobContainerSpec,
   type Phase,
 } from '../executor.js';
@@ -211,17 +212,23 @@ export function findPasswdEntry(passwd: string, uid: number): PasswdEntry | null
   return null;
 }
 
-/** The home directory a job gets: its passwd entry's when usable, else berth's own. */
+/**
+ * The home directory a job gets: its passwd entry's when usable, else berth's own. Usable: an
+ * absolute path written plainly (no `.` or `..` part, no doubled slash: berth makes it, and on a
+ * mounted workspace makes it on the host), that is not `/` and neither holds nor lies in the
+ * workspace or berth's control directory.
+ */
 export function jobHome(entry: PasswdEntry | null): string {
-  if (
-    entry &&
-    entry.home.startsWith('/') &&
-    entry.home !== '/' &&
-    !entry.home.startsWith('/mnt/workspace')
-  ) {
-    return entry.home.replace(/\/+$/, '');
-  }
-  return '/home/berth';
+  const home = entry?.home.replace(/(.)\/+$/, '$1') ?? '';
+  const parts = home.split('/').slice(1);
+  const plain =
+    home.startsWith('/') &&
+    home !== '/' &&
+    parts.every((part) => part !== '' && part !== '.' && part !== '..');
+  const apart = [WORKSPACE_DIR, CONTROL_DIR].every(
+    (dir) => home !== dir && !home.startsWith(`${dir}/`) && !dir.startsWith(`${home}/`),
+  );
+  return plain && apart ? home : '/home/berth';
 }
 
 /**

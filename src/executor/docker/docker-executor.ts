@@ -27,6 +27,8 @@ import {
   phaseScriptEntry,
   readContainerFile,
   removeContainer,
+  removeJob,
+  removeJobDir,
   PROGRESS_INTERVAL_MS,
   uploadArchive,
 } from './engine-calls.js';
@@ -57,6 +59,7 @@ import {
   createHostDir,
   hostParts,
   isHostPart,
+  checkHostRoot,
   listHostDirs,
   mountOptionsOf,
   removeHostDir,
@@ -144,7 +147,12 @@ export class DockerExecutor implements Executor {
    * engine on this machine that does not remap user ids, and BERTH_WORKSPACE not `copy`.
    */
   workspaceDelivery(): Promise<{ mount: boolean; reason: string | null }> {
-    this.delivery ??= this.decideDelivery();
+    this.delivery ??= this.decideDelivery().catch((err: unknown) => {
+      // An engine that did not answer now may answer the next job: only a setting is final.
+      if (!(err instanceof BerthError && err.code === 'BERTH_CONFIG_INVALID'))
+        this.delivery = undefined;
+      throw err;
+    });
     return this.delivery;
   }
 
@@ -188,13 +196,13 @@ export class DockerExecutor implements Executor {
     return null;
   }
 
-  /** Why the workspaces' own file system cannot hold a job's workspace, or null. */
+  /** Why the workspaces' own directory cannot hold a job's workspace, or null. */
   private async hostMountTrouble(root: string): Promise<string | null> {
     const options = await mountOptionsOf(root);
     if (options?.includes('noexec'))
       return `${root} is on a file system mounted noexec, so the job could not run what it downloads into its workspace`;
     if (options?.includes('ro')) return `${root} is on a read-only file system`;
-    return null;
+    return checkHostRoot(root);
   }
 
   async inspectImage(reference: string): Promise<ImageInspect | null> {
@@ -351,7 +359,8 @@ export class DockerExecutor implements Executor {
         // The HOME to mount is known before the container exists only from an earlier job of
         // the image; the first one's goes in through the engine.
         const known = await this.knownHome(spec.image);
-        parts = hostParts(known?.state === 'absent' ? known.home : null);
+        const mountHome = known?.state === 'absent' && !mountsTouch(spec, known.home);
+        parts = hostParts(mountHome ? known.home : null);
         hostDir = path.join(hostRoot, `${name}-${randomBytes(4).toString('hex')}`);
         await createHostDir(hostDir, parts);
         const at = hostDir;
@@ -418,7 +427,9 @@ export class DockerExecutor implements Executor {
         })),
       ];
       if (hostDir) {
-        await this.writeMounted(id, spec.image, home, hostDir, parts, entries, onCopyProgress);
+        // An extra mount at, above or under HOME changes what the engine answers for it.
+        const homeState = await this.homeState(id, spec.image, home, !mountsTouch(spec, home));
+        await this.writeMounted(id, home, homeState, hostDir, parts, entries, onCopyProgress);
       } else {
         await uploadArchive(
           this.engine,
@@ -443,8 +454,8 @@ export class DockerExecutor implements Executor {
         hostDir,
       });
     } catch (err) {
-      if (id) await removeContainer(this.engine, id).catch(() => undefined);
-      if (hostDir) await removeHostDir(hostDir).catch(() => undefined);
+      if (id) await removeJob(this.engine, id, hostDir).catch(() => undefined);
+      else if (hostDir) await removeHostDir(hostDir).catch(() => undefined);
       throw containerError(err, spec.imageReference);
     }
   }
@@ -457,14 +468,13 @@ export class DockerExecutor implements Executor {
    */
   private async writeMounted(
     id: string,
-    image: string,
     home: string,
+    homeState: HomeState,
     hostDir: string,
     parts: HostPart[],
     entries: ArchiveEntry[],
     onCopyProgress: ((bytes: number) => void) | undefined,
   ): Promise<void> {
-    const homeState = await this.homeState(id, image, home);
     const mountParent = (name: string): boolean =>
       parts.some(({ inside }) => name.endsWith('/') && inside.startsWith(name));
     const kept = entries.filter(
@@ -501,8 +511,13 @@ export class DockerExecutor implements Executor {
    * Whether the image has a directory at the job's HOME, and whether it is already the job's
    * (UID 1983, which may enter and write it): then berth need not touch it.
    */
-  private async homeState(id: string, image: string, home: string): Promise<HomeState> {
-    const cacheable = /^sha256:[0-9a-f]{64}$/.test(image);
+  private async homeState(
+    id: string,
+    image: string,
+    home: string,
+    keep: boolean,
+  ): Promise<HomeState> {
+    const cacheable = keep && /^sha256:[0-9a-f]{64}$/.test(image);
     const known = cacheable ? this.homes.get(image) : undefined;
     if (known !== undefined) return known;
     let state: HomeState;
@@ -516,7 +531,9 @@ export class DockerExecutor implements Executor {
           ? 'fine'
           : 'other';
     } catch (err) {
+      // Only the path's 404, not the container's (removed meanwhile): that says nothing.
       if (!(err instanceof DockerApiError && err.status === 404)) throw err;
+      if (/no such container/i.test(err.engineMessage)) throw err;
       state = 'absent';
     }
     if (cacheable) {
@@ -549,45 +566,51 @@ export class DockerExecutor implements Executor {
     const containers = await this.engine.json<ContainerSummary[]>('GET', '/containers/json', {
       query: { all: 1, filters: JSON.stringify({ label: [`${LABELS.managed}=true`] }) },
     });
-    const removed: string[] = [];
-    // Host directories some live container still mounts (this launcher's or another's), and
-    // those of the containers removed here.
-    const inUse = new Set<string>();
-    const freed = new Set<string>();
-    for (const container of containers) {
+    const orphans = containers.filter((container) => {
       const labels = container.Labels ?? {};
-      const launcher = labels[LABELS.launcherId] ?? '';
       const expiresAt = Date.parse(labels[LABELS.expiresAt] ?? '');
       const expired = Number.isNaN(expiresAt) || expiresAt <= now.getTime();
-      const hostDir = labels[LABELS.hostDir] ?? '';
-      if (expired || !isLauncherAlive(launcher)) {
-        await removeContainer(this.engine, container.Id);
-        removed.push((container.Names?.[0] ?? container.Id).replace(/^\//, ''));
-        freed.add(hostDir);
-      } else {
-        inUse.add(hostDir);
-      }
+      return expired || !isLauncherAlive(labels[LABELS.launcherId] ?? '');
+    });
+    // Host directories a live container mounts (this launcher's or another's) are never touched.
+    const inUse = new Set(
+      containers
+        .filter((container) => !orphans.includes(container))
+        .map((container) => container.Labels?.[LABELS.hostDir] ?? ''),
+    );
+    const removed: string[] = [];
+    const listed = this.workspaceRoot ? await listHostDirs(this.workspaceRoot) : [];
+    for (const container of orphans) {
+      const name = container.Labels?.[LABELS.hostDir] ?? '';
+      // Only a directory of this launcher's workspaces, by the name it lists there.
+      const ours = listed.some((dir) => dir.name === name) && !inUse.has(name);
+      const hostDir = ours && this.workspaceRoot ? path.join(this.workspaceRoot, name) : null;
+      await removeContainer(this.engine, container.Id);
+      // A directory that cannot be removed now is tried again by the next sweep.
+      if (hostDir) await removeJobDir(this.engine, container.Id, hostDir).catch(() => undefined);
+      removed.push((container.Names?.[0] ?? container.Id).replace(/^\//, ''));
+      inUse.add(name);
     }
-    await this.removeStaleHostDirs(inUse, freed, now);
+    await this.removeStaleHostDirs(listed, inUse, now);
     return removed;
   }
 
   /**
-   * Removes the job host directories in this launcher's workspaces that no container mounts:
-   * those of the orphans just removed, and those of jobs that died before their container was
-   * made. A directory younger than STALE_HOST_DIR_MS may be a job's that is being made now (by
-   * another berth with the same state directory), so it stays until a later sweep.
+   * Removes the job host directories in this launcher's workspaces that no container names: those
+   * of jobs that died before their container was made, or whose removal failed. A directory
+   * younger than STALE_HOST_DIR_MS may be a job's that is being made now (by another berth with
+   * the same state directory), so it stays until a later sweep; one that cannot be removed is
+   * tried again by the next (it must not stop the launcher from starting).
    */
   private async removeStaleHostDirs(
-    inUse: ReadonlySet<string>,
-    freed: ReadonlySet<string>,
+    listed: readonly { name: string; mtimeMs: number }[],
+    named: ReadonlySet<string>,
     now: Date,
   ): Promise<void> {
     if (!this.workspaceRoot) return;
-    for (const dir of await listHostDirs(this.workspaceRoot)) {
-      const stale = !inUse.has(dir.name) && now.getTime() - dir.mtimeMs >= STALE_HOST_DIR_MS;
-      if (!stale && !freed.has(dir.name)) continue;
-      await removeHostDir(path.join(this.workspaceRoot, dir.name));
+    for (const dir of listed) {
+      if (named.has(dir.name) || now.getTime() - dir.mtimeMs < STALE_HOST_DIR_MS) continue;
+      await removeHostDir(path.join(this.workspaceRoot, dir.name)).catch(() => undefined);
     }
   }
 
@@ -649,6 +672,14 @@ export class DockerExecutor implements Executor {
       throw err;
     }
   }
+}
+
+/** Whether one of the job's extra mounts is at, above or under `dir`. */
+function mountsTouch(spec: JobContainerSpec, dir: string): boolean {
+  return (spec.mounts ?? []).some(({ target }) => {
+    const at = target.replace(/(.)\/+$/, '$1');
+    return at === dir || at.startsWith(`${dir}/`) || dir.startsWith(`${at}/`) || at === '/';
+  });
 }
 
 function resolved(reference: string, image: ImageInspect, pulled: boolean): ResolvedImage {

@@ -22,11 +22,11 @@ import {
   ROOT,
   phaseScriptEntry,
   readContainerFile,
-  removeContainer,
+  removeJob,
   uploadArchive,
 } from './engine-calls.js';
 import type { EngineClient } from './engine-client.js';
-import { removeHostDir, writeHostEntries } from './host-workspace.js';
+import { writeHostEntries } from './host-workspace.js';
 import { StreamDemuxer } from './stream-demux.js';
 
 export interface DockerJobParts {
@@ -317,12 +317,7 @@ export class DockerJob implements JobHandle {
   }
 
   destroy(): Promise<void> {
-    const hostDir = this.parts.hostDir;
-    this.destroying ??= removeContainer(this.engine, this.containerId).then(
-      // Once the container is gone nothing mounts the directory; if removal failed, the
-      // directory stays for the orphan sweep, which removes both.
-      () => (hostDir ? removeHostDir(hostDir) : undefined),
-    );
+    this.destroying ??= removeJob(this.engine, this.containerId, this.parts.hostDir);
     return this.destroying;
   }
 }

@@ -9,6 +9,7 @@ import { CONTROL_DIR, WORKSPACE_DIR } from '../executor.js';
 import { createArchive, readFileFromArchive, type ArchiveEntry } from './archive.js';
 import { DockerApiError, errorText, isDiskFull } from './daemon-errors.js';
 import type { EngineClient } from './engine-client.js';
+import { removeHostDir } from './host-workspace.js';
 
 export const ROOT = { uid: 0, gid: 0 };
 const DESTROY_DEADLINE_MS = 30_000;
@@ -92,6 +93,36 @@ export async function removeContainer(engine: EngineClient, id: string): Promise
       return;
     throw err;
   }
+}
+
+/**
+ * Removes a job's container and then its host directory (mounted workspaces), once the engine
+ * says the container is gone: until then a process of the job may still be at work in the
+ * directory, and another remover (the answer "already in progress") may not be done. A directory
+ * left for that reason is the orphan sweep's.
+ */
+export async function removeJob(
+  engine: EngineClient,
+  id: string,
+  hostDir: string | null,
+): Promise<void> {
+  await removeContainer(engine, id);
+  if (hostDir) await removeJobDir(engine, id, hostDir);
+}
+
+/** The host directory of a job whose container was removed, if the engine says it is gone. */
+export async function removeJobDir(
+  engine: EngineClient,
+  id: string,
+  hostDir: string,
+): Promise<void> {
+  try {
+    await engine.json('GET', `/containers/${id}/json`);
+    return;
+  } catch (err) {
+    if (!(err instanceof DockerApiError && err.status === 404)) return;
+  }
+  await removeHostDir(hostDir);
 }
 
 /** Reads one file out of a container (running or not); null when it does not exist. */

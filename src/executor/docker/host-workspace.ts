@@ -9,13 +9,16 @@
  * job made. Removal never follows links either. Setting owners needs root.
  */
 import { constants, type Dirent } from 'node:fs';
+import { spawn } from 'node:child_process';
 import {
-  access,
   chmod,
   copyFile,
   lchown,
+  lstat,
   lutimes,
   mkdir,
+  mkdtemp,
+  open,
   readFile,
   readdir,
   realpath,
@@ -27,7 +30,7 @@ import {
 } from 'node:fs/promises';
 import path from 'node:path';
 import { BerthError } from '../../domain/errors.js';
-import { CONTROL_DIR, WORKSPACE_DIR } from '../executor.js';
+import { CONTROL_DIR, JOB_GID, JOB_UID, WORKSPACE_DIR } from '../executor.js';
 import { type ArchiveEntry, type ArchiveOwner, unreadable, walkJobDirectory } from './archive.js';
 
 /** A directory of the container that is mounted from the job's host directory. */
@@ -62,15 +65,41 @@ export async function createHostDir(dir: string, parts: readonly HostPart[]): Pr
   try {
     await mkdir(path.dirname(dir), { recursive: true, mode: 0o700 });
     await mkdir(dir, { mode: 0o700 });
-    for (const { inside } of parts) await ensureDir(path.join(dir, inside));
+    for (const { inside } of parts) await ensureDir(within(dir, inside));
   } catch (err) {
     throw notWritten(dir, err);
   }
 }
 
-/** Removes a job's host directory and everything the job left in it; never follows a link. */
+/** `name` (relative, as an archive names it) under `dir`; never a path outside it. */
+function within(dir: string, name: string): string {
+  const at = path.resolve(dir, name);
+  if (!at.startsWith(`${dir}/`)) throw new Error(`${name} is not a path inside ${dir}`);
+  return at;
+}
+
+/**
+ * Removes a job's host directory and everything the job left in it, once no process of the job
+ * is left (its container is gone): never following a link. A tree Node's path-based removal
+ * cannot take (nested deeper than PATH_MAX, which a job can make) goes to `rm -rf`, which works
+ * from directory handles.
+ */
 export async function removeHostDir(dir: string): Promise<void> {
-  await rm(dir, { recursive: true, force: true, maxRetries: 3 });
+  try {
+    await rm(dir, { recursive: true, force: true, maxRetries: 3 });
+  } catch {
+    await new Promise<void>((resolve, reject) => {
+      const child = spawn('rm', ['-rf', '--one-file-system', '--', dir], {
+        stdio: ['ignore', 'ignore', 'pipe'],
+      });
+      let stderr = '';
+      child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+      child.on('error', reject);
+      child.on('close', (code) =>
+        code === 0 ? resolve() : reject(new Error(`rm -rf ${dir}: ${stderr.trim()}`)),
+      );
+    });
+  }
 }
 
 /**
@@ -82,7 +111,7 @@ export async function writeHostEntries(
   entries: readonly ArchiveEntry[],
   onBytes?: (bytes: number) => void,
 ): Promise<void> {
-  const at = (name: string): string => path.join(dir, name.replace(/\/+$/, ''));
+  const at = (name: string): string => within(dir, name.replace(/\/+$/, ''));
   try {
     for (const entry of entries) {
       if (entry.kind === 'directory') {
@@ -135,23 +164,27 @@ async function writeTree(
   for (const { at, mtime } of directories.reverse()) await utimes(at, mtime, mtime);
 }
 
-/** Copies a file berth reads from the user's side; an unreadable source is said as such. */
+/** Copies a file berth reads from the user's side; a source it cannot open is said as such. */
 async function copyHostFile(source: string, target: string): Promise<void> {
   try {
     await copyFile(source, target, constants.COPYFILE_EXCL);
   } catch (err) {
     if (isDiskFullError(err)) throw err;
-    const readable = await access(source, constants.R_OK).then(
-      () => true,
+    const readable = await open(source, 'r').then(
+      async (file) => {
+        await file.close();
+        return true;
+      },
       () => false,
     );
     throw readable ? err : unreadable(source, err);
   }
 }
 
+/** The owner first: a change of owner clears set-user-id and set-group-id, as in an untar. */
 async function own(file: string, mode: number, owner: ArchiveOwner): Promise<void> {
-  await chmod(file, mode);
   await lchown(file, owner.uid, owner.gid);
+  await chmod(file, mode);
 }
 
 /** mkdir -p with every directory it makes 0755 (whatever the umask), root's. */
@@ -260,4 +293,39 @@ export function mountOptionsIn(text: string, at: string): string[] | null {
       best = { point, options: (fields[5] ?? '').split(',') };
   }
   return best?.options ?? null;
+}
+
+/**
+ * Why root should not make job directories under `root`, or null: made if missing, every
+ * directory from it up to / must be root's and writable by no one else (or sticky, as /tmp is:
+ * then no one else can move root's entries), or another user could swap a part of the path for a
+ * link and have root write, give away or mount what they choose; and it must let root give files
+ * to UID 1983 (not so on NFS with root_squash, CIFS, or for a root without CAP_CHOWN).
+ */
+export async function checkHostRoot(root: string): Promise<string | null> {
+  const code = (err: unknown): string => (err as NodeJS.ErrnoException).code ?? String(err);
+  try {
+    await mkdir(root, { recursive: true, mode: 0o700 });
+  } catch (err) {
+    return `${root} cannot be made (${code(err)})`;
+  }
+  let at = await realpath(root);
+  for (;;) {
+    const info = await lstat(at);
+    const othersWrite = (info.mode & 0o022) !== 0 && (info.mode & 0o1000) === 0;
+    if (info.uid !== 0 || othersWrite) {
+      return `${at} is not root's alone (owner ${info.uid}, mode ${(info.mode & 0o7777).toString(8).padStart(4, '0')}), so another user could redirect what root writes there`;
+    }
+    if (at === '/') break;
+    at = path.dirname(at);
+  }
+  const probe = await mkdtemp(path.join(root, '.probe-'));
+  try {
+    await lchown(probe, JOB_UID, JOB_GID);
+    return null;
+  } catch (err) {
+    return `berth cannot give files in ${root} to UID ${JOB_UID} (${code(err)}: a file system without owners, NFS with root_squash, or root without CAP_CHOWN)`;
+  } finally {
+    await rm(probe, { recursive: true, force: true });
+  }
 }
