@@ -3,7 +3,18 @@
  * streaming, interruption, idempotent clean-up and the orphan sweep.
  */
 import { execFileSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, readdirSync, utimesSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  chownSync,
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  realpathSync,
+  rmSync,
+  symlinkSync,
+  utimesSync,
+  writeFileSync,
+} from 'node:fs';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, inject, it } from 'vitest';
 import { DockerExecutor } from '../src/executor/docker/docker-executor.js';
@@ -331,7 +342,11 @@ describe('DockerExecutor with mounted workspaces', () => {
   }
 
   it('mounts the workspace and the scripts with the same owners and modes as a copy, and removes them with the container', async () => {
-    expect(await mounting.workspaceDelivery()).toEqual({ mount: true, reason: null });
+    expect(await mounting.workspaceDelivery()).toEqual({
+      mount: true,
+      root: realpathSync(root),
+      reason: null,
+    });
     const job = await startMounted({ image: busyboxId });
     expect(readdirSync(root)).toHaveLength(1);
     const result = await phase(
@@ -388,7 +403,7 @@ describe('DockerExecutor with mounted workspaces', () => {
     const escaping = await ensureBuiltImage(
       engine,
       'escaping-home',
-      `FROM ${busybox}\nUSER root\nRUN echo 'berth:x:1983:1983::/../../../..${outside}/made:/bin/sh' >> /etc/passwd\n`,
+      `FROM ${busybox}\nUSER root\nRUN echo 'berth:x:1983:1983::${'/..'.repeat(20)}${outside}/made:/bin/sh' >> /etc/passwd\n`,
     );
     const escapingId = (await imageInspect(engine, escaping))?.Id ?? '';
     for (let i = 0; i < 2; i += 1) {
@@ -430,13 +445,43 @@ describe('DockerExecutor with mounted workspaces', () => {
     const auto = new DockerExecutor(engine, { workspaceRoot: workspaces });
     expect(await auto.workspaceDelivery()).toEqual({
       mount: false,
-      reason: `${open} is not root's alone (owner 0, mode 0777), so another user could redirect what root writes there`,
+      reason: `${realpathSync(open)} is not root's alone (owner 0, mode 0777), so another user could redirect what root writes there`,
     });
+    expect(existsSync(workspaces)).toBe(false);
     // Sticky, as /tmp is, it is safe: no one else can move root's entries.
     chmodSync(open, 0o1777);
     expect(
       await new DockerExecutor(engine, { workspaceRoot: workspaces }).workspaceDelivery(),
-    ).toEqual({ mount: true, reason: null });
+    ).toEqual({ mount: true, root: realpathSync(workspaces), reason: null });
+    // The workspaces directory itself may not be open, sticky or not.
+    chmodSync(workspaces, 0o1777);
+    expect(
+      await new DockerExecutor(engine, { workspaceRoot: workspaces }).workspaceDelivery(),
+    ).toMatchObject({ mount: false, reason: expect.stringContaining('mode 1777') as string });
+  });
+
+  it('keeps to the real workspaces directory it checked: a link on the way changed later changes nothing', async () => {
+    const open = tempDir('berth-open-link-');
+    chmodSync(open, 0o1777);
+    const checked = tempDir('berth-checked-');
+    const elsewhere = tempDir('berth-elsewhere-');
+    symlinkSync(checked, path.join(open, 'state'));
+    const linked = new DockerExecutor(engine, {
+      workspaceRoot: path.join(open, 'state', 'workspaces'),
+      workspace: 'mount',
+    });
+    expect(await linked.workspaceDelivery()).toMatchObject({
+      mount: true,
+      root: path.join(realpathSync(checked), 'workspaces'),
+    });
+    // Another user with a say in the open directory points the link elsewhere.
+    rmSync(path.join(open, 'state'));
+    symlinkSync(elsewhere, path.join(open, 'state'));
+    const job = await linked.startJob(spec());
+    jobs.push(job);
+    expect((await phase(job, 'cat input.txt')).out).toBe('from the host\n');
+    expect(readdirSync(path.join(checked, 'workspaces'))).toHaveLength(1);
+    expect(readdirSync(elsewhere)).toEqual([]);
   });
 
   it('refuses BERTH_WORKSPACE=mount where it cannot mount, and copies with BERTH_WORKSPACE=copy', async () => {
@@ -498,6 +543,11 @@ describe('DockerExecutor with mounted workspaces', () => {
     const unrelated = path.join(root, 'not-a-job');
     mkdirSync(unrelated);
     utimesSync(unrelated, new Date(0), new Date(0));
+    // One named as berth's but not root's: not made by berth, left alone.
+    const planted = path.join(root, 'berth-planted-9f8e7d6c');
+    mkdirSync(planted);
+    chownSync(planted, 1983, 1983);
+    utimesSync(planted, new Date(0), new Date(0));
     // The live job's directory is as old as a stale one: its container naming it keeps it.
     for (const dir of dirs) {
       utimesSync(
@@ -512,8 +562,9 @@ describe('DockerExecutor with mounted workspaces', () => {
     );
     expect(removed).toEqual([orphan.containerName]);
     const left = readdirSync(root).sort();
-    expect(left).toHaveLength(3);
+    expect(left).toHaveLength(4);
     expect(left).toContain('berth-being-made-5e6f7a8b');
+    expect(left).toContain('berth-planted-9f8e7d6c');
     expect(left).toContain('not-a-job');
     // The live job's directory is the one its container names, and it still works.
     expect((await phase(live, 'cat input.txt')).out).toBe('from the host\n');

@@ -163,13 +163,13 @@ async function workspaceCheck(engine: EngineClient, env: NodeJS.ProcessEnv): Pro
       workspaceRoot: root,
       workspace: readWorkspaceDelivery(env),
     });
-    const { mount, reason } = await executor.workspaceDelivery();
+    const delivery = await executor.workspaceDelivery();
     return {
       name: 'workspace',
       status: 'ok',
-      detail: mount
-        ? `mounted into job containers from ${root}`
-        : `copied into job containers through the engine: ${reason ?? ''}`,
+      detail: delivery.mount
+        ? `mounted into job containers from ${delivery.root}`
+        : `copied into job containers through the engine: ${delivery.reason}`,
     };
   } catch (err) {
     if (!(err instanceof BerthError)) throw err;

@@ -46,9 +46,13 @@ export async function resolveCommit(
       ['ls-remote', '--', stack.repository, `refs/heads/${branch}`],
       { timeoutMs: 20_000 },
     );
-    // An answer without the branch: the repository was read, and has no such branch.
-    if (stdout.trim() === '') return { missing: branch };
-    const sha = stdout.trim().split(/\s+/)[0] ?? '';
+    // The pattern matches the end of a ref name (refs/heads/x/refs/heads/main too): the line of
+    // the branch itself. A git answer without it: the repository was read, and has no such branch.
+    const lines = stdout.split('\n').map((line) => line.trim().split(/\s+/));
+    const ref = `refs/heads/${branch}`;
+    const sha = lines.find(([, name]) => name === ref)?.[0];
+    if (sha === undefined)
+      return lines.some(([first]) => first) ? { unknown: true } : { missing: branch };
     return /^[0-9a-f]{40}([0-9a-f]{24})?$/.test(sha) ? { sha } : { unknown: true };
   } catch {
     return { unknown: true };

@@ -169,6 +169,9 @@ describe('passwd and home', () => {
     [homeAt('/home/./x'), '/home/berth'],
     [homeAt('/home//x'), '/home/berth'],
     [homeAt('home/x'), '/home/berth'],
+    [homeAt('/dev/null'), '/home/berth'],
+    [homeAt('/proc'), '/home/berth'],
+    [homeAt('/devel'), '/devel'],
   ])('home for %j is %s', (entry, home) => {
     expect(jobHome(entry)).toBe(home);
   });

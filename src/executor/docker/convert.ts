@@ -216,7 +216,7 @@ export function findPasswdEntry(passwd: string, uid: number): PasswdEntry | null
  * The home directory a job gets: its passwd entry's when usable, else berth's own. Usable: an
  * absolute path written plainly (no `.` or `..` part, no doubled slash: berth makes it, and on a
  * mounted workspace makes it on the host), that is not `/` and neither holds nor lies in the
- * workspace or berth's control directory.
+ * workspace, berth's control directory, /proc, /sys or /dev.
  */
 export function jobHome(entry: PasswdEntry | null): string {
   const home = entry?.home.replace(/(.)\/+$/, '$1') ?? '';
@@ -225,7 +225,8 @@ export function jobHome(entry: PasswdEntry | null): string {
     home.startsWith('/') &&
     home !== '/' &&
     parts.every((part) => part !== '' && part !== '.' && part !== '..');
-  const apart = [WORKSPACE_DIR, CONTROL_DIR].every(
+  // Nor in the kernel's file systems, which the engine mounts itself (and a mount over fails).
+  const apart = [WORKSPACE_DIR, CONTROL_DIR, '/proc', '/sys', '/dev'].every(
     (dir) => home !== dir && !home.startsWith(`${dir}/`) && !dir.startsWith(`${home}/`),
   );
   return plain && apart ? home : '/home/berth';

@@ -59,9 +59,9 @@ import {
   createHostDir,
   hostParts,
   isHostPart,
-  checkHostRoot,
   listHostDirs,
   mountOptionsOf,
+  prepareHostRoot,
   removeHostDir,
   writeHostEntries,
   type HostPart,
@@ -95,6 +95,7 @@ interface ContainerSummary {
   Id: string;
   Names?: string[];
   Labels?: Record<string, string>;
+  Mounts?: { Source?: string }[] | null;
 }
 
 /** How the workspace reaches the job's container (BERTH_WORKSPACE). */
@@ -106,6 +107,13 @@ const STALE_HOST_DIR_MS = 10 * 60_000;
 
 /** What the image's HOME for the job is like: none (mounted), the job's already, or otherwise. */
 export type HomeState = 'absent' | 'fine' | 'other';
+
+/**
+ * How this executor delivers workspaces: mounted from `root` (the workspaces directory's real
+ * path, used from then on), or copied in, and why.
+ */
+export type WorkspaceDeliveryDecision =
+  { mount: true; root: string; reason: null } | { mount: false; reason: string };
 
 export interface DockerExecutorOptions {
   jobUsers?: JobUserCache;
@@ -125,7 +133,7 @@ export class DockerExecutor implements Executor {
   readonly sharesHostFiles: boolean;
   private readonly workspaceRoot: string | null;
   private readonly workspaceSetting: WorkspaceDelivery;
-  private delivery: Promise<{ mount: boolean; reason: string | null }> | undefined;
+  private delivery: Promise<WorkspaceDeliveryDecision> | undefined;
   /** Per image id (content-named, so never stale); in memory: one archive read per process. */
   private readonly homes = new Map<string, HomeState>();
 
@@ -146,7 +154,7 @@ export class DockerExecutor implements Executor {
    * through the engine, and why not. Decided once: berth as root (it gives files to UID 1983), an
    * engine on this machine that does not remap user ids, and BERTH_WORKSPACE not `copy`.
    */
-  workspaceDelivery(): Promise<{ mount: boolean; reason: string | null }> {
+  workspaceDelivery(): Promise<WorkspaceDeliveryDecision> {
     this.delivery ??= this.decideDelivery().catch((err: unknown) => {
       // An engine that did not answer now may answer the next job: only a setting is final.
       if (!(err instanceof BerthError && err.code === 'BERTH_CONFIG_INVALID'))
@@ -156,17 +164,19 @@ export class DockerExecutor implements Executor {
     return this.delivery;
   }
 
-  private async decideDelivery(): Promise<{ mount: boolean; reason: string | null }> {
+  private async decideDelivery(): Promise<WorkspaceDeliveryDecision> {
     if (this.workspaceSetting === 'copy') return { mount: false, reason: 'BERTH_WORKSPACE=copy' };
-    const reason = !this.workspaceRoot
-      ? 'no state directory was given'
+    const host = !this.workspaceRoot
+      ? { reason: 'no state directory was given' }
       : !this.sharesHostFiles
-        ? 'the Docker engine is not reached over a Unix socket of this machine'
+        ? { reason: 'the Docker engine is not reached over a Unix socket of this machine' }
         : process.geteuid?.() !== 0
-          ? 'berth does not run as root, so it cannot give the files to UID 1983'
-          : ((await this.engineMountTrouble()) ??
-            (await this.hostMountTrouble(this.workspaceRoot)));
-    if (reason === null) return { mount: true, reason: null };
+          ? { reason: 'berth does not run as root, so it cannot give the files to UID 1983' }
+          : await this.engineMountTrouble().then(async (reason) =>
+              reason ? { reason } : this.hostMountTrouble(this.workspaceRoot),
+            );
+    if ('at' in host) return { mount: true, root: host.at, reason: null };
+    const reason = host.reason;
     if (this.workspaceSetting === 'mount') {
       throw new BerthError(
         'BERTH_CONFIG_INVALID',
@@ -196,13 +206,18 @@ export class DockerExecutor implements Executor {
     return null;
   }
 
-  /** Why the workspaces' own directory cannot hold a job's workspace, or null. */
-  private async hostMountTrouble(root: string): Promise<string | null> {
+  /** The workspaces directory, made and checked, or why it cannot hold a job's workspace. */
+  private async hostMountTrouble(
+    root: string | null,
+  ): Promise<{ at: string } | { reason: string }> {
+    if (!root) return { reason: 'no state directory was given' };
     const options = await mountOptionsOf(root);
     if (options?.includes('noexec'))
-      return `${root} is on a file system mounted noexec, so the job could not run what it downloads into its workspace`;
-    if (options?.includes('ro')) return `${root} is on a read-only file system`;
-    return checkHostRoot(root);
+      return {
+        reason: `${root} is on a file system mounted noexec, so the job could not run what it downloads into its workspace`,
+      };
+    if (options?.includes('ro')) return { reason: `${root} is on a read-only file system` };
+    return prepareHostRoot(root);
   }
 
   async inspectImage(reference: string): Promise<ImageInspect | null> {
@@ -312,14 +327,13 @@ export class DockerExecutor implements Executor {
     } catch (err) {
       throw containerError(err, spec.imageReference);
     }
-    if (!delivery.mount || !this.workspaceRoot)
-      return this.createJob(spec, onCopyProgress, null, []);
+    if (!delivery.mount) return this.createJob(spec, onCopyProgress, null, []);
+    const root = delivery.root;
     try {
-      return await this.createJob(spec, onCopyProgress, this.workspaceRoot, []);
+      return await this.createJob(spec, onCopyProgress, root, []);
     } catch (err) {
       // berth in a container with the host's engine socket, its state directory not shared with
       // the host: the engine cannot see the workspace. Copied in from now on, as before mounts.
-      const root = this.workspaceRoot;
       if (
         this.workspaceSetting === 'mount' ||
         !(err instanceof BerthError) ||
@@ -579,19 +593,28 @@ export class DockerExecutor implements Executor {
         .map((container) => container.Labels?.[LABELS.hostDir] ?? ''),
     );
     const removed: string[] = [];
-    const listed = this.workspaceRoot ? await listHostDirs(this.workspaceRoot) : [];
+    // Only where this launcher mounts workspaces (its checked, real workspaces directory).
+    const delivery = this.workspaceRoot ? await this.workspaceDelivery().catch(() => null) : null;
+    const root = delivery?.mount ? delivery.root : null;
+    const listed = root ? await listHostDirs(root) : [];
     for (const container of orphans) {
       const name = container.Labels?.[LABELS.hostDir] ?? '';
-      // Only a directory of this launcher's workspaces, by the name it lists there.
-      const ours = listed.some((dir) => dir.name === name) && !inUse.has(name);
-      const hostDir = ours && this.workspaceRoot ? path.join(this.workspaceRoot, name) : null;
+      // A directory of this launcher's workspaces that the container really mounts (a label
+      // alone could come from an image).
+      const at = root && name ? path.join(root, name) : null;
+      const ours =
+        at !== null &&
+        listed.some((dir) => dir.name === name) &&
+        !inUse.has(name) &&
+        (container.Mounts ?? []).some((m) => m.Source === path.join(at, WORKSPACE_DIR));
+      const hostDir = ours ? at : null;
       await removeContainer(this.engine, container.Id);
       // A directory that cannot be removed now is tried again by the next sweep.
       if (hostDir) await removeJobDir(this.engine, container.Id, hostDir).catch(() => undefined);
       removed.push((container.Names?.[0] ?? container.Id).replace(/^\//, ''));
       inUse.add(name);
     }
-    await this.removeStaleHostDirs(listed, inUse, now);
+    if (root) await this.removeStaleHostDirs(root, listed, inUse, now);
     return removed;
   }
 
@@ -603,14 +626,14 @@ export class DockerExecutor implements Executor {
    * tried again by the next (it must not stop the launcher from starting).
    */
   private async removeStaleHostDirs(
+    root: string,
     listed: readonly { name: string; mtimeMs: number }[],
     named: ReadonlySet<string>,
     now: Date,
   ): Promise<void> {
-    if (!this.workspaceRoot) return;
     for (const dir of listed) {
       if (named.has(dir.name) || now.getTime() - dir.mtimeMs < STALE_HOST_DIR_MS) continue;
-      await removeHostDir(path.join(this.workspaceRoot, dir.name)).catch(() => undefined);
+      await removeHostDir(path.join(root, dir.name)).catch(() => undefined);
     }
   }
 

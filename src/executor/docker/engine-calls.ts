@@ -116,14 +116,22 @@ export async function removeJobDir(
   id: string,
   hostDir: string,
 ): Promise<void> {
-  try {
-    await engine.json('GET', `/containers/${id}/json`);
-    return;
-  } catch (err) {
-    if (!(err instanceof DockerApiError && err.status === 404)) return;
+  // Another remover ("already in progress") is given a few seconds to finish.
+  for (let attempt = 0; ; attempt += 1) {
+    try {
+      await engine.json('GET', `/containers/${id}/json`);
+    } catch (err) {
+      if (err instanceof DockerApiError && err.status === 404) break;
+      return;
+    }
+    if (attempt >= GONE_CHECKS) return;
+    await new Promise((resolve) => setTimeout(resolve, GONE_CHECK_MS));
   }
   await removeHostDir(hostDir);
 }
+
+const GONE_CHECKS = 10;
+const GONE_CHECK_MS = 300;
 
 /** Reads one file out of a container (running or not); null when it does not exist. */
 export async function readContainerFile(

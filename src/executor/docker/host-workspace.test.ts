@@ -1,5 +1,7 @@
+import { execFileSync } from 'node:child_process';
 import {
   chmodSync,
+  existsSync,
   lstatSync,
   mkdirSync,
   mkdtempSync,
@@ -101,6 +103,47 @@ describe('writeHostEntries', () => {
       },
     ]);
     await expect(reading).rejects.toMatchObject({ code: 'BERTH_WORKSPACE_UNREADABLE' });
+  });
+});
+
+describe('removeHostDir and the names written', () => {
+  it('removes a tree nested deeper than a path can be long (a job can make one)', async () => {
+    const dir = path.join(scratch(), 'job');
+    mkdirSync(dir);
+    // 1,200 levels of 4 characters: over PATH_MAX (4,096), made 400 levels at a time.
+    execFileSync('bash', [
+      '-c',
+      'cd "$1" && p=$(printf "aaa/%.0s" $(seq 1 400)) && for i in 1 2 3; do mkdir -p "$p" && cd -P "$p" || exit 1; done',
+      'bash',
+      dir,
+    ]);
+    expect(() => rmSync(dir, { recursive: true, force: true })).toThrow(/ENAMETOOLONG/);
+    await removeHostDir(dir);
+    expect(existsSync(dir)).toBe(false);
+  });
+
+  it('never writes a name that leads out of the job directory', async () => {
+    const base = scratch();
+    const dir = path.join(base, 'job');
+    await createHostDir(dir, hostParts(null));
+    await expect(
+      writeHostEntries(dir, [
+        { kind: 'file', name: '../outside', mode: 0o644, owner, content: 'x' },
+      ]),
+    ).rejects.toThrow('../outside is not a path inside');
+    expect(readdirSync(base)).toEqual(['job']);
+  });
+
+  it('does not make a job directory again once it was removed (a control file written late)', async () => {
+    const dir = path.join(scratch(), 'job');
+    await createHostDir(dir, hostParts(null));
+    await removeHostDir(dir);
+    await expect(
+      writeHostEntries(dir, [
+        { kind: 'file', name: 'berth/cli-config.tfrc', mode: 0o644, owner, content: 'x' },
+      ]),
+    ).rejects.toMatchObject({ code: 'BERTH_WORKSPACE_NOT_WRITABLE' });
+    expect(existsSync(dir)).toBe(false);
   });
 });
 

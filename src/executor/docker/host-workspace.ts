@@ -65,7 +65,7 @@ export async function createHostDir(dir: string, parts: readonly HostPart[]): Pr
   try {
     await mkdir(path.dirname(dir), { recursive: true, mode: 0o700 });
     await mkdir(dir, { mode: 0o700 });
-    for (const { inside } of parts) await ensureDir(within(dir, inside));
+    for (const { inside } of parts) await ensureDir(within(dir, inside), dir);
   } catch (err) {
     throw notWritten(dir, err);
   }
@@ -89,7 +89,7 @@ export async function removeHostDir(dir: string): Promise<void> {
     await rm(dir, { recursive: true, force: true, maxRetries: 3 });
   } catch {
     await new Promise<void>((resolve, reject) => {
-      const child = spawn('rm', ['-rf', '--one-file-system', '--', dir], {
+      const child = spawn('rm', ['-rf', '--', dir], {
         stdio: ['ignore', 'ignore', 'pipe'],
       });
       let stderr = '';
@@ -115,20 +115,20 @@ export async function writeHostEntries(
   try {
     for (const entry of entries) {
       if (entry.kind === 'directory') {
-        await ensureDir(at(entry.name));
+        await ensureDir(at(entry.name), dir);
         await own(at(entry.name), entry.mode, entry.owner);
       } else if (entry.kind === 'file') {
-        await ensureDir(path.dirname(at(entry.name)));
+        await ensureDir(path.dirname(at(entry.name)), dir);
         await writeFile(at(entry.name), entry.content, { mode: 0o600 });
         await own(at(entry.name), entry.mode, entry.owner);
         onBytes?.(Buffer.byteLength(entry.content));
       } else if (entry.kind === 'hostFile') {
-        await ensureDir(path.dirname(at(entry.name)));
+        await ensureDir(path.dirname(at(entry.name)), dir);
         await copyHostFile(entry.sourceFile, at(entry.name));
         await own(at(entry.name), entry.mode, entry.owner);
         onBytes?.((await stat(entry.sourceFile)).size);
       } else {
-        await writeTree(entry.sourceDir, at(entry.name), entry.owner, onBytes);
+        await writeTree(entry.sourceDir, at(entry.name), entry.owner, dir, onBytes);
       }
     }
   } catch (err) {
@@ -140,11 +140,12 @@ async function writeTree(
   sourceDir: string,
   target: string,
   owner: ArchiveOwner,
+  base: string,
   onBytes?: (bytes: number) => void,
 ): Promise<void> {
   // A directory's time is set once its children are in (each of them changes it).
   const directories: { at: string; mtime: Date }[] = [];
-  await ensureDir(path.dirname(target));
+  await ensureDir(path.dirname(target), base);
   await walkJobDirectory(sourceDir, target, { files: 0, bytes: 0, skipped: [] }, async (node) => {
     if (node.kind === 'symlink') {
       await symlink(node.target, node.name);
@@ -187,15 +188,22 @@ async function own(file: string, mode: number, owner: ArchiveOwner): Promise<voi
   await chmod(file, mode);
 }
 
-/** mkdir -p with every directory it makes 0755 (whatever the umask), root's. */
-async function ensureDir(dir: string): Promise<void> {
+/**
+ * mkdir -p below `base` (which must exist: a job directory removed meanwhile is not made again),
+ * every directory it makes 0755 (whatever the umask), root's.
+ */
+async function ensureDir(dir: string, base: string): Promise<void> {
+  if (dir === base) {
+    await stat(base);
+    return;
+  }
   try {
     await mkdir(dir);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'EEXIST') return;
-    if (code !== 'ENOENT') throw err;
-    await ensureDir(path.dirname(dir));
+    if (code !== 'ENOENT' || dir === base || !dir.startsWith(`${base}/`)) throw err;
+    await ensureDir(path.dirname(dir), base);
     await mkdir(dir).catch(existing);
   }
   await chmod(dir, 0o755);
@@ -245,8 +253,10 @@ export async function listHostDirs(root: string): Promise<{ name: string; mtimeM
   const found: { name: string; mtimeMs: number }[] = [];
   for (const entry of entries) {
     if (!entry.isDirectory() || !/^berth-[0-9A-Za-z_.-]+$/.test(entry.name)) continue;
-    const info = await stat(path.join(root, entry.name)).catch(() => null);
-    if (info) found.push({ name: entry.name, mtimeMs: info.mtimeMs });
+    const info = await lstat(path.join(root, entry.name)).catch(() => null);
+    // berth's are root's; anything else was not made by berth and is left alone.
+    if (info?.isDirectory() && info.uid === 0)
+      found.push({ name: entry.name, mtimeMs: info.mtimeMs });
   }
   return found;
 }
@@ -296,36 +306,54 @@ export function mountOptionsIn(text: string, at: string): string[] | null {
 }
 
 /**
- * Why root should not make job directories under `root`, or null: made if missing, every
- * directory from it up to / must be root's and writable by no one else (or sticky, as /tmp is:
- * then no one else can move root's entries), or another user could swap a part of the path for a
- * link and have root write, give away or mount what they choose; and it must let root give files
- * to UID 1983 (not so on NFS with root_squash, CIFS, or for a root without CAP_CHOWN).
+ * Makes `root` (the workspaces directory) and says where it really is, or why root should not
+ * make job directories there: every directory from it up to / must be root's and writable by no
+ * one else (a sticky one such as /tmp above it is fine: no one else can move root's entries), or
+ * another user could swap a part of the path for a link and have root write, give away or mount
+ * what they choose; it must let root give files to UID 1983 (not so on NFS with root_squash,
+ * CIFS, or for a root without CAP_CHOWN). The caller uses the real path it answers from then on,
+ * so a link on the way that changes later changes nothing.
  */
-export async function checkHostRoot(root: string): Promise<string | null> {
+export async function prepareHostRoot(root: string): Promise<{ at: string } | { reason: string }> {
   const code = (err: unknown): string => (err as NodeJS.ErrnoException).code ?? String(err);
+  const wanted = path.resolve(root);
   try {
-    await mkdir(root, { recursive: true, mode: 0o700 });
+    // What exists of the path is checked before anything is made in it.
+    const before = await chainTrouble(await existingPart(wanted), false);
+    if (before) return { reason: before };
+    await mkdir(wanted, { recursive: true, mode: 0o700 });
+    const at = await realpath(wanted);
+    const trouble = await chainTrouble(at, true);
+    if (trouble) return { reason: trouble };
+    const probe = await mkdtemp(path.join(at, '.probe-'));
+    try {
+      await lchown(probe, JOB_UID, JOB_GID);
+    } catch (err) {
+      return {
+        reason: `berth cannot give files in ${at} to UID ${JOB_UID} (${code(err)}: a file system without owners, NFS with root_squash, or root without CAP_CHOWN)`,
+      };
+    } finally {
+      await rm(probe, { recursive: true, force: true });
+    }
+    return { at };
   } catch (err) {
-    return `${root} cannot be made (${code(err)})`;
+    return { reason: `${wanted} cannot be made or checked (${code(err)})` };
   }
-  let at = await realpath(root);
+}
+
+/**
+ * Why a directory and those above it are not root's alone, or null. `strict`: the directory
+ * itself may not be sticky-and-open either (only berth makes entries in it).
+ */
+async function chainTrouble(dir: string, strict: boolean): Promise<string | null> {
+  let at = dir;
   for (;;) {
     const info = await lstat(at);
-    const othersWrite = (info.mode & 0o022) !== 0 && (info.mode & 0o1000) === 0;
-    if (info.uid !== 0 || othersWrite) {
+    const sticky = (info.mode & 0o1000) !== 0 && !(strict && at === dir);
+    if (info.uid !== 0 || ((info.mode & 0o022) !== 0 && !sticky)) {
       return `${at} is not root's alone (owner ${info.uid}, mode ${(info.mode & 0o7777).toString(8).padStart(4, '0')}), so another user could redirect what root writes there`;
     }
-    if (at === '/') break;
+    if (at === '/') return null;
     at = path.dirname(at);
-  }
-  const probe = await mkdtemp(path.join(root, '.probe-'));
-  try {
-    await lchown(probe, JOB_UID, JOB_GID);
-    return null;
-  } catch (err) {
-    return `berth cannot give files in ${root} to UID ${JOB_UID} (${code(err)}: a file system without owners, NFS with root_squash, or root without CAP_CHOWN)`;
-  } finally {
-    await rm(probe, { recursive: true, force: true });
   }
 }

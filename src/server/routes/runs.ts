@@ -1,6 +1,6 @@
 /** Runs: trigger (bound to one commit), list, show, logs, confirm, discard, cancel. */
 import { BerthError } from '../../domain/errors.js';
-import { GIT_VARIABLES, type StackVariable } from '../../domain/git-source.js';
+import { GIT_VARIABLES, type StackVariable, displayRepository } from '../../domain/git-source.js';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { FastifyInstance } from 'fastify';
 import { cancelTarget, heldByWorker, isTerminal, type RunKind } from '../../domain/run-state.js';
@@ -155,7 +155,7 @@ export function registerRunRoutes(server: FastifyInstance, ctx: ServerContext): 
           throw new ApiError(
             409,
             'BRANCH_NOT_FOUND',
-            `stack ${stack.id}'s branch ${head.missing} does not exist in ${stack.repository ?? ''}`,
+            `stack ${stack.id}'s branch ${head.missing} does not exist in ${displayRepository(stack.repository ?? '')}`,
             `Push the branch, or give the stack one that exists (PATCH its branch); a run of a given commit (commit) needs no branch head.`,
           );
         }
