@@ -19,7 +19,12 @@ import path from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, inject, it } from 'vitest';
 import { DockerExecutor } from '../src/executor/docker/docker-executor.js';
 import type { EngineClient } from '../src/executor/docker/engine-client.js';
-import type { JobContainerSpec, JobHandle, OutputStream } from '../src/executor/executor.js';
+import {
+  LABELS,
+  type JobContainerSpec,
+  type JobHandle,
+  type OutputStream,
+} from '../src/executor/executor.js';
 import { expectNoBerthContainers } from './harness/cleanup.js';
 import { berthContainers, testEngine, touchInContainer } from './harness/engine.js';
 import { ensureBuiltImage, imageInspect } from './harness/images.js';
@@ -556,13 +561,32 @@ describe('DockerExecutor with mounted workspaces', () => {
         new Date(Date.now() - 3_600_000),
       );
     }
+    // An orphan whose label names a job directory it does not mount (a label can come from an
+    // image): its directory, just made, stays.
+    const labelled = path.join(root, 'berth-labelled-0a0b0c0d');
+    mkdirSync(labelled);
+    const impostorName = `berth-impostor-${Date.now()}`;
+    await engine.json('POST', '/containers/create', {
+      query: { name: impostorName },
+      body: {
+        Image: busybox,
+        Cmd: ['true'],
+        Labels: {
+          [LABELS.managed]: 'true',
+          [LABELS.launcherId]: testLauncherId('dead-impostor'),
+          [LABELS.expiresAt]: new Date(Date.now() + 600_000).toISOString(),
+          [LABELS.hostDir]: 'berth-labelled-0a0b0c0d',
+        },
+      },
+    });
     const removed = await mounting.removeOrphans(
       (id) => !ownsLauncher(id) || id === alive,
       new Date(),
     );
-    expect(removed).toEqual([orphan.containerName]);
+    expect(removed.sort()).toEqual([orphan.containerName, impostorName].sort());
     const left = readdirSync(root).sort();
-    expect(left).toHaveLength(4);
+    expect(left).toHaveLength(5);
+    expect(left).toContain('berth-labelled-0a0b0c0d');
     expect(left).toContain('berth-being-made-5e6f7a8b');
     expect(left).toContain('berth-planted-9f8e7d6c');
     expect(left).toContain('not-a-job');

@@ -47,7 +47,8 @@ export async function resolveCommit(
       { timeoutMs: 20_000 },
     );
     // The pattern matches the end of a ref name (refs/heads/x/refs/heads/main too): the line of
-    // the branch itself. A git answer without it: the repository was read, and has no such branch.
+    // the branch itself. An empty answer: the repository was read, and has no such branch; other
+    // refs but not the branch's own line say nothing sure (the worker checks out the branch).
     const lines = stdout.split('\n').map((line) => line.trim().split(/\s+/));
     const ref = `refs/heads/${branch}`;
     const sha = lines.find(([, name]) => name === ref)?.[0];

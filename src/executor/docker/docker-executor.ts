@@ -612,7 +612,9 @@ export class DockerExecutor implements Executor {
       // A directory that cannot be removed now is tried again by the next sweep.
       if (hostDir) await removeJobDir(this.engine, container.Id, hostDir).catch(() => undefined);
       removed.push((container.Names?.[0] ?? container.Id).replace(/^\//, ''));
-      inUse.add(name);
+      // Tried here (or another live container's): not again below. One the container did not
+      // mount is left to the age rule, as a directory no container names.
+      if (ours) inUse.add(name);
     }
     if (root) await this.removeStaleHostDirs(root, listed, inUse, now);
     return removed;

@@ -337,9 +337,22 @@ export async function prepareHostRoot(root: string): Promise<{ at: string } | { 
     }
     return { at };
   } catch (err) {
+    // A passing shortage is not a property of the directory: decided again for the next job.
+    if (TRANSIENT.has(code(err))) throw notWritten(wanted, err);
     return { reason: `${wanted} cannot be made or checked (${code(err)})` };
   }
 }
+
+const TRANSIENT = new Set([
+  'ENOSPC',
+  'EDQUOT',
+  'EIO',
+  'EMFILE',
+  'ENFILE',
+  'ENOMEM',
+  'EAGAIN',
+  'EINTR',
+]);
 
 /**
  * Why a directory and those above it are not root's alone, or null. `strict`: the directory
