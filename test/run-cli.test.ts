@@ -1009,6 +1009,15 @@ describe('berth run: clear errors', () => {
     // The first run learns that the image has no HOME (the engine makes one); the next mounts one.
     expect(outputs).toEqual(['1\n0\n1983 700\n', '1\n1\n1983 700\n']);
     expect(readdirSync(path.join(own, 'workspaces'))).toEqual([]);
+    // A state directory given relative to where berth runs is the same directory.
+    const relative = await runBerth(
+      localRun('--json', '--', 'grep -c " /mnt/workspace " /proc/mounts'),
+      { BERTH_STATE_DIR: 'state' },
+      { cwd: own },
+    );
+    expect(relative.code, relative.stderr).toBe(0);
+    expect(jobOutput(relative)).toBe('1\n');
+    expect(readdirSync(path.join(own, 'state', 'workspaces'))).toEqual([]);
   });
 
   it('copies the workspace in when the engine does not see the state directory, and says so', async () => {
