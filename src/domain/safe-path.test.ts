@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { isReleasePlatform } from './platform.js';
-import { UnsafePathError, joinInside, segmentProblem } from './safe-path.js';
+import { UnsafePathError, joinInside, pathsOverlap, segmentProblem } from './safe-path.js';
 
 describe('joinInside', () => {
   it('joins checked segments under the root', () => {
@@ -27,5 +27,22 @@ describe('isReleasePlatform', () => {
     ['linux', false],
   ])('%s: %s', (text, ok) => {
     expect(isReleasePlatform(text)).toBe(ok);
+  });
+});
+
+describe('pathsOverlap', () => {
+  it.each([
+    ['/mnt/workspace', '/mnt/workspace', true],
+    ['/mnt/workspace/', '/mnt/workspace', true],
+    ['/mnt', '/mnt/workspace', true],
+    ['/mnt/workspace/x', '/mnt/workspace', true],
+    ['/', '/berth', true],
+    ['/berth', '/', true],
+    ['/berthold', '/berth', false],
+    ['/mnt/work', '/mnt/workspace', false],
+    ['/home/berth', '/berth', false],
+  ])('%s and %s: %s', (a, b, overlap) => {
+    expect(pathsOverlap(a, b)).toBe(overlap);
+    expect(pathsOverlap(b, a)).toBe(overlap);
   });
 });

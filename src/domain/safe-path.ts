@@ -34,3 +34,17 @@ export function joinInside(root: string, ...segments: string[]): string {
   }
   return [root.replace(/\/+$/, '') || '/', ...segments].join('/').replace(/^\/\//, '/');
 }
+
+/** An absolute path without the slashes it ends with (`/` stays `/`). */
+export function withoutTrailingSlashes(path: string): string {
+  return path.replace(/(.)\/+$/, '$1');
+}
+
+/**
+ * Whether two absolute paths name the same directory or one holds the other (`/` holds every
+ * path). Compared as written: callers pass paths without `.`, `..` or doubled slashes.
+ */
+export function pathsOverlap(a: string, b: string): boolean {
+  const [x, y] = [withoutTrailingSlashes(a), withoutTrailingSlashes(b)];
+  return x === y || x === '/' || y === '/' || x.startsWith(`${y}/`) || y.startsWith(`${x}/`);
+}

@@ -144,10 +144,13 @@ describe('whitelisted and masked variables', () => {
 
 describe('extra mounts', () => {
   it('parses the reference form, read-write unless :ro', () => {
-    expect(parseExtraMounts('/etc/ssl/certs:/mnt/certs:ro, /srv/cache:/cache/')).toEqual({
+    expect(
+      parseExtraMounts('/etc/ssl/certs:/mnt/certs:ro, /srv/cache:/cache/, /b://berthold//x'),
+    ).toEqual({
       mounts: [
         { source: '/etc/ssl/certs', target: '/mnt/certs', readOnly: true },
         { source: '/srv/cache', target: '/cache', readOnly: false },
+        { source: '/b', target: '/berthold/x', readOnly: false },
       ],
     });
   });
@@ -155,9 +158,15 @@ describe('extra mounts', () => {
   it.each([
     ['/a', 'is not /host/path:/container/path[:ro]'],
     ['/a:/b:rx', 'the mode is ro or rw'],
-    ['/a:/mnt/workspace/x', "holds the job's workspace"],
-    ['/a:/', "holds the job's workspace"],
-    ['/a:/x/../mnt', 'the container path has ..'],
+    ['/a:/mnt/workspace/x', "overlaps the job's workspace (/mnt/workspace)"],
+    ['/a:/', "overlaps the job's workspace"],
+    ['/a:/x/../mnt', 'the container path has . or ..'],
+    ['/a:/mnt/./workspace', 'the container path has . or ..'],
+    ['/a://mnt//workspace', "overlaps the job's workspace (/mnt/workspace)"],
+    ['/a:/mnt', "overlaps the job's workspace"],
+    ['/a:/berth', "berth's control directory (/berth)"],
+    ['/a:/berth/phases:ro', "berth's control directory (/berth)"],
+    ['/a:/berth/', "berth's control directory (/berth)"],
   ])('refuses %s', (text, error) => {
     const parsed = parseExtraMounts(text);
     expect('error' in parsed && parsed.error).toContain(error);

@@ -4,6 +4,11 @@
  * names beside berth's, and the parsing of name lists and extra mounts.
  */
 import { BerthError } from './errors.js';
+import { pathsOverlap } from './safe-path.js';
+
+/** Where berth puts the job's workspace and its own scripts in the job's container. */
+const WORKSPACE_DIR = '/mnt/workspace';
+const CONTROL_DIR = '/berth';
 
 /**
  * Where a tool's releases come from, as BERTH_TERRAFORM_NAME and BERTH_OPENTOFU_NAME
@@ -161,8 +166,9 @@ export interface ExtraMount {
 
 /**
  * `/host:/container[:ro|:rw],…` as the reference writes its extra mounts (read-write unless
- * `:ro`). Both paths absolute; never over the workspace, which berth fills itself (a bind mount
- * there would receive the job's files on the host).
+ * `:ro`). Both paths absolute; never at, over or inside the workspace or /berth, which berth
+ * fills itself (a bind mount there would receive the job's files on the host, or clash with
+ * berth's own mount of them).
  */
 export function parseExtraMounts(text: string): { mounts: ExtraMount[] } | { error: string } {
   const mounts: ExtraMount[] = [];
@@ -180,17 +186,15 @@ export function parseExtraMounts(text: string): { mounts: ExtraMount[] } | { err
       };
     if (!source.startsWith('/') || !target.startsWith('/'))
       return { error: `${JSON.stringify(item)}: both paths must be absolute` };
-    const normal = target.replace(/\/+$/, '') || '/';
-    if (
-      ['/', '/mnt'].includes(normal) ||
-      normal === '/mnt/workspace' ||
-      normal.startsWith('/mnt/workspace/')
-    )
+    if (target.split('/').some((part) => part === '.' || part === '..'))
+      return { error: `${JSON.stringify(item)}: the container path has . or ..; write it plainly` };
+    // As the engine reads it: doubled slashes are one.
+    const normal = `/${target.split('/').filter(Boolean).join('/')}`;
+    const reserved = [WORKSPACE_DIR, CONTROL_DIR].find((dir) => pathsOverlap(normal, dir));
+    if (reserved !== undefined)
       return {
-        error: `${JSON.stringify(item)}: ${target} is or holds the job's workspace (/mnt/workspace), which berth fills itself; mount somewhere else, e.g. /mnt/extra`,
+        error: `${JSON.stringify(item)}: ${target} overlaps ${reserved === WORKSPACE_DIR ? "the job's workspace" : "berth's control directory"} (${reserved}), which berth fills itself (a mount at, above or inside it is refused); mount somewhere else, e.g. /mnt/extra`,
       };
-    if (target.split('/').includes('..'))
-      return { error: `${JSON.stringify(item)}: the container path has ..` };
     mounts.push({ source, target: normal, readOnly: mode === 'ro' });
   }
   return { mounts };

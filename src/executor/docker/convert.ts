@@ -5,6 +5,7 @@
 import { shellQuote } from '../../domain/hook-script.js';
 import { parseImageReference, repositoryName } from '../../domain/image-reference.js';
 import { parsePlatform, releasePlatform } from '../../domain/platform.js';
+import { pathsOverlap, withoutTrailingSlashes } from '../../domain/safe-path.js';
 import {
   CONTROL_DIR,
   ENV_STATE_FILE,
@@ -219,7 +220,7 @@ export function findPasswdEntry(passwd: string, uid: number): PasswdEntry | null
  * workspace, berth's control directory, /proc, /sys or /dev.
  */
 export function jobHome(entry: PasswdEntry | null): string {
-  const home = entry?.home.replace(/(.)\/+$/, '$1') ?? '';
+  const home = withoutTrailingSlashes(entry?.home ?? '');
   const parts = home.split('/').slice(1);
   const plain =
     home.startsWith('/') &&
@@ -227,7 +228,7 @@ export function jobHome(entry: PasswdEntry | null): string {
     parts.every((part) => part !== '' && part !== '.' && part !== '..');
   // Nor in the kernel's file systems, which the engine mounts itself (and a mount over fails).
   const apart = [WORKSPACE_DIR, CONTROL_DIR, '/proc', '/sys', '/dev'].every(
-    (dir) => home !== dir && !home.startsWith(`${dir}/`) && !dir.startsWith(`${home}/`),
+    (dir) => !pathsOverlap(home, dir),
   );
   return plain && apart ? home : '/home/berth';
 }

@@ -7,6 +7,7 @@ import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { BerthError } from '../../domain/errors.js';
 import { withDefaultTag } from '../../domain/image-reference.js';
+import { pathsOverlap } from '../../domain/safe-path.js';
 import {
   CONTROL_DIR,
   JOB_GID,
@@ -166,14 +167,15 @@ export class DockerExecutor implements Executor {
 
   private async decideDelivery(): Promise<WorkspaceDeliveryDecision> {
     if (this.workspaceSetting === 'copy') return { mount: false, reason: 'BERTH_WORKSPACE=copy' };
-    const host = !this.workspaceRoot
+    const root = this.workspaceRoot;
+    const host = !root
       ? { reason: 'no state directory was given' }
       : !this.sharesHostFiles
         ? { reason: 'the Docker engine is not reached over a Unix socket of this machine' }
         : process.geteuid?.() !== 0
           ? { reason: 'berth does not run as root, so it cannot give the files to UID 1983' }
           : await this.engineMountTrouble().then(async (reason) =>
-              reason ? { reason } : this.hostMountTrouble(this.workspaceRoot),
+              reason ? { reason } : this.hostMountTrouble(root),
             );
     if ('at' in host) return { mount: true, root: host.at, reason: null };
     const reason = host.reason;
@@ -207,10 +209,7 @@ export class DockerExecutor implements Executor {
   }
 
   /** The workspaces directory, made and checked, or why it cannot hold a job's workspace. */
-  private async hostMountTrouble(
-    root: string | null,
-  ): Promise<{ at: string } | { reason: string }> {
-    if (!root) return { reason: 'no state directory was given' };
+  private async hostMountTrouble(root: string): Promise<{ at: string } | { reason: string }> {
     const options = await mountOptionsOf(root);
     if (options?.includes('noexec'))
       return {
@@ -369,12 +368,14 @@ export class DockerExecutor implements Executor {
       };
       let parts: HostPart[] = [];
       const body = toCreateContainerBody(spec, sole);
+      const known = await this.knownImage(spec.image, hostRoot !== null);
       if (hostRoot) {
         // The HOME to mount is known before the container exists only from an earlier job of
         // the image; the first one's goes in through the engine.
-        const known = await this.knownHome(spec.image);
-        const mountHome = known?.state === 'absent' && !mountsTouch(spec, known.home);
-        parts = hostParts(mountHome ? known.home : null);
+        const knownHome = known.entry === undefined ? null : jobHome(known.entry);
+        const mountHome =
+          known.home === 'absent' && knownHome !== null && !mountsTouch(spec, knownHome);
+        parts = hostParts(mountHome ? knownHome : null);
         hostDir = path.join(hostRoot, `${name}-${randomBytes(4).toString('hex')}`);
         await createHostDir(hostDir, parts);
         const at = hostDir;
@@ -403,7 +404,7 @@ export class DockerExecutor implements Executor {
           `the Docker engine could not apply every container option: ${rejected.join('; ')}`,
         );
       }
-      const entry = await this.checkImage(id, spec.image, spec.imageReference);
+      const entry = await this.checkImage(id, spec.image, spec.imageReference, known.entry);
       const home = jobHome(entry);
       notes.push(...engineNotes.map((note) => `the Docker engine says: ${note}`));
       if (!entry) {
@@ -509,16 +510,32 @@ export class DockerExecutor implements Executor {
     }
     const elsewhere = kept.filter((e) => !isHostPart(parts, e.name));
     if (elsewhere.length > 0)
-      await uploadArchive(this.engine, id, elsewhere, 'the workspace', onCopyProgress);
+      await uploadArchive(
+        this.engine,
+        id,
+        elsewhere,
+        'the workspace',
+        onCopyProgress,
+        this.copyProgressIntervalMs,
+      );
   }
 
-  /** The job's HOME in `image` and what it is like, when an earlier job of the image found out. */
-  private async knownHome(image: string): Promise<{ home: string; state: HomeState } | undefined> {
-    const state = this.homes.get(image) ?? (await this.jobUsers.getHome?.(image));
-    if (state === undefined) return undefined;
-    this.homes.set(image, state);
+  /**
+   * What earlier jobs of `image` found out, each read once per job: its passwd entry of UID 1983
+   * (undefined: not known yet) and, when asked for, what the job's HOME in it is like.
+   */
+  private async knownImage(
+    image: string,
+    withHome: boolean,
+  ): Promise<{ entry: PasswdEntry | null | undefined; home: HomeState | undefined }> {
+    if (!isImageId(image)) return { entry: undefined, home: undefined };
     const entry = await this.jobUsers.get(image);
-    return entry === undefined ? undefined : { home: jobHome(entry), state };
+    const home =
+      withHome && entry !== undefined
+        ? (this.homes.get(image) ?? (await this.jobUsers.getHome?.(image)))
+        : undefined;
+    if (home !== undefined) this.homes.set(image, home);
+    return { entry, home };
   }
 
   /**
@@ -531,7 +548,7 @@ export class DockerExecutor implements Executor {
     home: string,
     keep: boolean,
   ): Promise<HomeState> {
-    const cacheable = keep && /^sha256:[0-9a-f]{64}$/.test(image);
+    const cacheable = keep && isImageId(image);
     const known = cacheable ? this.homes.get(image) : undefined;
     if (known !== undefined) return known;
     let state: HomeState;
@@ -642,22 +659,22 @@ export class DockerExecutor implements Executor {
   /**
    * Checks the image in the created container: it must have /bin/sh, and the passwd entry of UID
    * 1983 is read. Image ids name their content, so the answer is remembered per image id (only
-   * once both checks passed) and later jobs of the image skip both reads.
+   * once both checks passed) and later jobs of the image skip both reads (`known`: what an
+   * earlier job found, from knownImage).
    */
   private async checkImage(
     containerId: string,
     image: string,
     reference: string,
+    known: PasswdEntry | null | undefined,
   ): Promise<PasswdEntry | null> {
-    const cacheable = /^sha256:[0-9a-f]{64}$/.test(image);
-    const known = cacheable ? await this.jobUsers.get(image) : undefined;
     if (known !== undefined) return known;
     const [passwd] = await Promise.all([
       readContainerFile(this.engine, containerId, '/etc/passwd', 1024 * 1024),
       this.requireShell(containerId, reference),
     ]);
     const entry = passwd === null ? null : findPasswdEntry(passwd.toString('utf8'), JOB_UID);
-    if (cacheable) await this.jobUsers.set(image, entry);
+    if (isImageId(image)) await this.jobUsers.set(image, entry);
     return entry;
   }
 
@@ -699,12 +716,14 @@ export class DockerExecutor implements Executor {
   }
 }
 
+/** Whether `image` is an image id (a content digest, so what berth learns of it never goes stale). */
+function isImageId(image: string): boolean {
+  return /^sha256:[0-9a-f]{64}$/.test(image);
+}
+
 /** Whether one of the job's extra mounts is at, above or under `dir`. */
 function mountsTouch(spec: JobContainerSpec, dir: string): boolean {
-  return (spec.mounts ?? []).some(({ target }) => {
-    const at = target.replace(/(.)\/+$/, '$1');
-    return at === dir || at.startsWith(`${dir}/`) || dir.startsWith(`${at}/`) || at === '/';
-  });
+  return (spec.mounts ?? []).some(({ target }) => pathsOverlap(target, dir));
 }
 
 function resolved(reference: string, image: ImageInspect, pulled: boolean): ResolvedImage {
