@@ -6,7 +6,7 @@
  * each. Reports medians, p95 and berth/raw ratios for total wall time and time to the first byte
  * of job output. Needs a Docker engine (DOCKER_HOST), the docker CLI and docker-registry.
  */
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { pushImage, tagImage, testEngine } from '../test/harness/engine.js';
@@ -48,6 +48,7 @@ try {
   }
 } finally {
   await registry.stop();
+  for (const dir of [jobDir, stateDir]) rmSync(dir, { recursive: true, force: true });
 }
 
 const stats = (values: number[]): [number, number] => [
