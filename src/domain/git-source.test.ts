@@ -7,7 +7,9 @@ import {
   gitVariableTypo,
   lastGitLine,
   httpCredentialScope,
+  repositoryHasPassword,
   repositoryTransport,
+  sshServerOf,
 } from './git-source.js';
 
 const KEY = '-----BEGIN OPENSSH PRIVATE KEY-----\nabc\n-----END OPENSSH PRIVATE KEY-----\n';
@@ -74,6 +76,26 @@ describe('repository URLs', () => {
     expect(repositoryTransport('file:///srv/r')).toBe('file');
     expect(displayRepository('https://user:pw@h/r.git')).toBe('https://***@h/r.git');
     expect(httpCredentialScope('https://user@h:8443/org/r.git')).toBe('https://h:8443/');
+  });
+
+  it('takes user info up to its last @ (a password written with an @ in it)', () => {
+    const url = 'https://deploy:pa@ss@h:8443/org/r.git';
+    expect(displayRepository(url)).toBe('https://***@h:8443/org/r.git');
+    expect(httpCredentialScope(url)).toBe('https://h:8443/');
+    expect(sshServerOf('ssh://git:pa@ss@h:2222/r.git')).toEqual({ host: 'h', port: '2222' });
+    expect(displayRepository('git@h:org/r.git')).toBe('git@h:org/r.git');
+  });
+
+  it.each([
+    ['https://deploy:t0ken@h/r.git', true],
+    ['https://deploy:pa@ss@h/r.git', true],
+    ['ssh://git:pw@h/r.git', true],
+    ['https://deploy@h/r.git', false],
+    ['https://h:8443/r.git', false],
+    ['git@h:org/r.git', false],
+    ['https://h/r.git?at=a:b@c', false],
+  ])('%s has a password in it: %s', (url, has) => {
+    expect(repositoryHasPassword(url)).toBe(has);
   });
 });
 

@@ -59,9 +59,15 @@ export function repositoryTransport(url: string): RepositoryTransport {
   return 'ssh';
 }
 
+/** Whether a repository URL has a password (or token) written into it: `scheme://user:secret@`. */
+export function repositoryHasPassword(url: string): boolean {
+  return /^[a-z][a-z0-9+.-]*:\/\/[^/@:]*:[^/]*@/i.test(url);
+}
+
 /** The URL for messages: a user name or password written into it is replaced by `***`. */
 export function displayRepository(url: string): string {
-  return url.replace(/^([a-z][a-z0-9+.-]*:\/\/)[^/@]*@/i, '$1***@');
+  // Up to the last @ before the path: a password written with an unencoded @ in it is hidden too.
+  return url.replace(/^([a-z][a-z0-9+.-]*:\/\/)[^/]*@/i, '$1***@');
 }
 
 /**
@@ -70,7 +76,7 @@ export function displayRepository(url: string): string {
  * host a redirect names).
  */
 export function httpCredentialScope(url: string): string {
-  const match = /^(https?:\/\/)(?:[^/@]*@)?([^/]+)/i.exec(url);
+  const match = /^(https?:\/\/)(?:[^/]*@)?([^/]+)/i.exec(url);
   if (!match) throw new Error(`not an HTTP(S) URL: ${url}`);
   return `${match[1]}${match[2]}/`;
 }
@@ -268,7 +274,7 @@ export function gitFailure(
 
 /** The SSH server of a repository URL: its host and port (null: the default, 22). */
 export function sshServerOf(url: string): { host: string; port: string | null } {
-  const scheme = /^[a-z][a-z0-9+.-]*:\/\/(?:[^/@]*@)?(\[[^\]]+\]|[^/:]+)(?::(\d+))?/i.exec(url);
+  const scheme = /^[a-z][a-z0-9+.-]*:\/\/(?:[^/]*@)?(\[[^\]]+\]|[^/:]+)(?::(\d+))?/i.exec(url);
   if (scheme) return { host: scheme[1] as string, port: scheme[2] ?? null };
   const scp = /^(?:[^@/]+@)?([^:/]+):/.exec(url);
   return { host: scp?.[1] ?? url, port: null };

@@ -376,6 +376,22 @@ describe('stacks', () => {
     expect((await store.listStacks()).map((s) => s.id)).toEqual(['demo']);
   });
 
+  it('refuses a repository URL with a password or token in it, without echoing it', async () => {
+    const repository = 'https://deploy:pa@ss-w0rd@git.example.com/infra.git';
+    const created = await call('POST', '/api/v1/stacks', { id: 'x8', repository, pool: 'team-a' });
+    const patched = await call('PATCH', '/api/v1/stacks/demo', { repository });
+    for (const answer of [created, patched]) {
+      expect(answer.status).toBe(400);
+      expect(answer.body.message).toBe(
+        'repository: https://***@git.example.com/infra.git has a password or token written into it, which everyone who may read the stack would see',
+      );
+      expect(answer.body.hint).toContain('BERTH_GIT_TOKEN');
+      expect(JSON.stringify(answer.body)).not.toMatch(/deploy|ss-w0rd/);
+    }
+    expect((await store.listStacks()).map((s) => s.id)).toEqual(['demo']);
+    expect((await store.getStack('demo'))?.repository).toBe('https://git.example.com/infra.git');
+  });
+
   it("lets only the admin give a private pool's stack a source on the workers' disks", async () => {
     const userToken = 'berth_api_user-token-0123456789';
     await store.createToken({ id: 'u1', name: 'user', role: 'user' }, hashToken(userToken), clock);
@@ -547,6 +563,18 @@ describe('runs', () => {
       expect(refused.body.message).toMatch(/^stack demo's branch main does not exist in /);
       expect(refused.body.hint).toContain('Push the branch');
       expect((await store.listRuns({ stackId: 'demo', limit: 500 })).length).toBe(before);
+      // A user name in the repository URL is not shown either.
+      const withUser = await call('POST', '/api/v1/stacks', {
+        id: 'creds',
+        repository: 'https://deploy@git.example.com/infra.git',
+        pool: 'team-a',
+      });
+      expect(withUser.status).toBe(201);
+      const hidden = await call('POST', '/api/v1/stacks/creds/runs', { type: 'task' });
+      expect(hidden.body.code).toBe('BRANCH_NOT_FOUND');
+      expect(hidden.body.message).toContain('https://***@git.example.com/infra.git');
+      expect(JSON.stringify(hidden.body)).not.toContain('deploy');
+      expect((await call('DELETE', '/api/v1/stacks/creds')).status).toBe(204);
       // A given commit needs no branch head.
       const given = await call('POST', '/api/v1/stacks/demo/runs', {
         type: 'task',

@@ -103,5 +103,6 @@ function withStatementCache(database: SqliteDatabase, size = 256): SqliteDatabas
 
 /** A database URL without its password, for messages. */
 export function redact(url: string): string {
-  return url.replace(/(\/\/[^:/@]+:)[^@]*@/, '$1*****@');
+  // Up to the last @ before the path: a password with an unencoded @ in it is hidden too.
+  return url.replace(/(\/\/[^:/@]+:)[^/]*@/, '$1*****@');
 }

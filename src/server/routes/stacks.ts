@@ -1,5 +1,9 @@
 /** Stacks and their environment variables (secret values write-only, sealed at rest). */
-import { SECRET_GIT_VARIABLES } from '../../domain/git-source.js';
+import {
+  SECRET_GIT_VARIABLES,
+  displayRepository,
+  repositoryHasPassword,
+} from '../../domain/git-source.js';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { FastifyInstance } from 'fastify';
 import { Type } from 'typebox';
@@ -87,6 +91,15 @@ async function checkSource(
 
 /** Checks what the schema cannot: the image reference, the version constraint, the pool. */
 async function checkStackFields(ctx: ServerContext, fields: StackPatch): Promise<void> {
+  // Every reader of the stack sees its URL: a secret belongs in a secret variable.
+  if (fields.repository && repositoryHasPassword(fields.repository)) {
+    throw new ApiError(
+      400,
+      'BAD_REQUEST',
+      `repository: ${displayRepository(fields.repository)} has a password or token written into it, which everyone who may read the stack would see`,
+      "Give the URL without it, and the token as the stack's secret variable: `BERTH_GIT_TOKEN=… berth stack env set ID BERTH_GIT_TOKEN --secret` (and BERTH_GIT_USERNAME if the host wants a user name).",
+    );
+  }
   if (fields.runnerImage) {
     const problem = checkImageReference(fields.runnerImage);
     if (problem) throw new ApiError(400, 'BAD_REQUEST', `runnerImage: ${problem.message}`);
