@@ -159,6 +159,43 @@ describe('berth stack update', () => {
     expect((await berth(['runs', 'cancel', run])).code).toBe(0);
   });
 
+  it('lists runs a page at a time: a full page says how to see the older ones', async () => {
+    await createStack('paged', 'team');
+    const [oldest, middle, newest] = [
+      await trigger('paged'),
+      await trigger('paged'),
+      await trigger('paged'),
+    ];
+    const first = await berth(['runs', 'list', '--stack', 'paged', '--limit', '2']);
+    expect(first.code, first.stderr).toBe(0);
+    const lines = first.stdout.trim().split('\n');
+    expect(lines.map((line) => line.split(/\s+/)[0])).toEqual([newest, middle, 'older']);
+    expect(lines[2]).toBe(`older runs: berth runs list --stack paged --before ${middle} --limit 2`);
+    const rest = await berth([
+      'runs',
+      'list',
+      '--stack',
+      'paged',
+      '--before',
+      middle,
+      '--limit',
+      '2',
+    ]);
+    expect(rest.stdout.trim().split(/\s+/)[0]).toBe(oldest);
+    expect(rest.stdout).not.toContain('older runs');
+    const paged = json<{ id: string }[]>(
+      await berth(['runs', 'list', '--stack', 'paged', '--before', newest, '--json']),
+    );
+    expect(paged.map((r) => r.id)).toEqual([middle, oldest]);
+    for (const limit of ['0', '501', '2x']) {
+      const bad = await berth(['runs', 'list', '--limit', limit]);
+      expect(bad.code).toBe(2);
+      expect(bad.stderr).toContain(`--limit ${limit} is not a number of runs from 1 to 500`);
+    }
+    for (const id of [oldest, middle, newest])
+      expect((await berth(['runs', 'cancel', id])).code).toBe(0);
+  });
+
   it('takes the tool names berth run takes, stores the canonical one, and shows what the default is', async () => {
     await createStack('spelled', 'team', '--tool', 'terraform');
     const created = json<{ tool: string | null }>(

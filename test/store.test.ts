@@ -222,6 +222,14 @@ describe.each<Kind>(['sqlite', 'postgres'])('the store on %s', (kind) => {
     expect((await store.getRun(third.id))?.state).toBe('READY');
     await store.transitionRun(third.id, 'CANCELED', {}, later(7));
     await store.transitionRun(proposed.id, 'CANCELED', {}, later(7));
+    // Listed newest first, a page at a time: `before` continues after the last one shown.
+    const ids = (list: { id: string }[]) => list.map((r) => r.id);
+    const page = await store.listRuns({ stackId: 'locked', limit: 3 });
+    expect(ids(page)).toEqual([third.id, proposed.id, second.id]);
+    expect(ids(await store.listRuns({ stackId: 'locked', limit: 3, before: second.id }))).toEqual([
+      first.id,
+    ]);
+    expect(await store.listRuns({ stackId: 'locked', limit: 3, before: first.id })).toEqual([]);
   });
 
   it('refuses a move the state machine does not allow, and changes nothing', async () => {

@@ -221,10 +221,13 @@ export class ApiClient {
     this.call('DELETE', `/stacks/${encodeURIComponent(id)}/env/${encodeURIComponent(name)}`);
   trigger = (id: string, input: Static<typeof TriggerInput>): Promise<Run> =>
     this.call('POST', `/stacks/${encodeURIComponent(id)}/runs`, input);
-  listRuns = async (filter: { stack?: string; limit?: number } = {}): Promise<Run[]> => {
+  listRuns = async (
+    filter: { stack?: string; limit?: number; before?: string } = {},
+  ): Promise<Run[]> => {
     const query = new URLSearchParams();
     if (filter.stack) query.set('stack', filter.stack);
     if (filter.limit) query.set('limit', String(filter.limit));
+    if (filter.before) query.set('before', filter.before);
     return (
       await this.call<{ runs: Run[] }>('GET', `/runs${query.size ? `?${query.toString()}` : ''}`)
     ).runs;

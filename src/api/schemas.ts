@@ -281,6 +281,8 @@ export const LogQuery = closed({
 export const ListQuery = closed({
   stack: Type.Optional(Slug),
   limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 500 })),
+  /** Only runs older than this one (run ids sort by creation): the next page of a list. */
+  before: Type.Optional(RunId),
 });
 
 export const IdParams = closed({ id: Slug });

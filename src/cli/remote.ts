@@ -981,17 +981,40 @@ const DECISIONS = {
   cancel: 'cancel a run that has not ended',
 } as const;
 
+/** `--limit`'s value: a whole number from 1 to 500 (what the server lists at most). */
+function runListLimit(text: string): number {
+  const limit = Number(text);
+  if (!/^\d+$/.test(text) || limit < 1 || limit > 500)
+    throw new BerthError('BERTH_USAGE', `--limit ${text} is not a number of runs from 1 to 500`, {
+      hint: 'Give --limit 1 to 500; for more, page with --before RUN (the last run shown).',
+    });
+  return limit;
+}
+
 function registerRuns(program: Command, { client, io, act, setExit }: Remote): void {
   const runs = program.command('runs').description('runs on the berth server');
   runs
     .command('list')
-    .description('list the latest 50 runs, newest first')
+    .description('list runs, newest first (the latest 50 unless --limit)')
     .option('--stack <id>', "only this stack's runs")
+    .option('--limit <n>', 'how many runs, 1 to 500', '50')
+    .option('--before <run>', 'only runs older than this one: the next page')
     .option('--json', 'print the runs as one JSON array')
     .action(
-      act(async (o: { stack?: string; json?: boolean }) => {
-        const list = await client().listRuns({ ...(o.stack ? { stack: o.stack } : {}), limit: 50 });
-        print(io, o.json, list, () => list.map(runLine).join('\n') || 'no runs');
+      act(async (o: { stack?: string; limit: string; before?: string; json?: boolean }) => {
+        const limit = runListLimit(o.limit);
+        const list = await client().listRuns({
+          ...(o.stack ? { stack: o.stack } : {}),
+          ...(o.before ? { before: o.before } : {}),
+          limit,
+        });
+        const last = list.at(-1);
+        // A full page may have more behind it: say how to see them.
+        const more =
+          list.length === limit && last
+            ? `\nolder runs: berth runs list${o.stack ? ` --stack ${o.stack}` : ''} --before ${last.id}${o.limit === '50' ? '' : ` --limit ${limit}`}`
+            : '';
+        print(io, o.json, list, () => (list.map(runLine).join('\n') || 'no runs') + more);
       }),
     );
   runs

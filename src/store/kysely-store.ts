@@ -587,9 +587,10 @@ export class KyselyStore implements Store {
     return row ? toRun(row) : null;
   }
 
-  async listRuns(filter: { stackId?: string; limit: number }): Promise<Run[]> {
+  async listRuns(filter: { stackId?: string; limit: number; before?: string }): Promise<Run[]> {
     let query = this.db.selectFrom('runs').selectAll();
     if (filter.stackId !== undefined) query = query.where('stack_id', '=', filter.stackId);
+    if (filter.before !== undefined) query = query.where('id', '<', filter.before);
     const rows = await query.orderBy('id', 'desc').limit(filter.limit).execute();
     return rows.map(toRun);
   }

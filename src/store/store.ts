@@ -254,7 +254,8 @@ export interface Store {
    */
   createRun(run: NewRun, at: Date): Promise<Run>;
   getRun(id: string): Promise<Run | null>;
-  listRuns(filter: { stackId?: string; limit: number }): Promise<Run[]>;
+  /** Newest first; `before`: only runs created before that run (ids sort by creation). */
+  listRuns(filter: { stackId?: string; limit: number; before?: string }): Promise<Run[]>;
   /**
    * Moves a run to `to` if the state machine allows it from its current state (and, with
    * `from`, only from one of those). Ending a run that held its stack's lock passes the lock on.

@@ -189,6 +189,7 @@ export function registerRunRoutes(server: FastifyInstance, ctx: ServerContext): 
       const runs = await ctx.store.listRuns({
         stackId: request.query.stack,
         limit: request.query.limit ?? 50,
+        ...(request.query.before !== undefined ? { before: request.query.before } : {}),
       });
       return { runs: runs.map((r) => runView(r)) };
     },
