@@ -166,11 +166,13 @@ describe('berth stack update', () => {
       await trigger('paged'),
       await trigger('paged'),
     ];
-    const first = await berth(['runs', 'list', '--stack', 'paged', '--limit', '2']);
+    const first = await berth(['runs', 'list', '--stack', 'paged', '--limit', '02']);
     expect(first.code, first.stderr).toBe(0);
     const lines = first.stdout.trim().split('\n');
-    expect(lines.map((line) => line.split(/\s+/)[0])).toEqual([newest, middle, 'older']);
-    expect(lines[2]).toBe(`older runs: berth runs list --stack paged --before ${middle} --limit 2`);
+    expect(lines.map((line) => line.split(/\s+/)[0])).toEqual([newest, middle]);
+    expect(first.stderr).toBe(
+      `berth: older runs: berth runs list --stack paged --before ${middle} --limit 2\n`,
+    );
     const rest = await berth([
       'runs',
       'list',
@@ -182,7 +184,7 @@ describe('berth stack update', () => {
       '2',
     ]);
     expect(rest.stdout.trim().split(/\s+/)[0]).toBe(oldest);
-    expect(rest.stdout).not.toContain('older runs');
+    expect(rest.stderr).toBe('');
     const paged = json<{ id: string }[]>(
       await berth(['runs', 'list', '--stack', 'paged', '--before', newest, '--json']),
     );
@@ -510,6 +512,44 @@ describe('errors name the command used and a fix on the command line', () => {
     expect(refused.stderr).not.toContain('Check the token');
     expect((await berth(['runs', 'cancel', id])).code).toBe(0);
     expect((await berth(['stack', 'delete', 'busy'])).code).toBe(0);
+  });
+
+  it("pool update changes a pool's settings; pool delete refuses a pool a stack uses, then deletes it", async () => {
+    expect((await berth(['pool', 'create', 'spare', '--kind', 'public'])).code).toBe(0);
+    const changed = await berth([
+      'pool',
+      'update',
+      'spare',
+      '--allowed-registries',
+      'quay.io',
+      '--default-image',
+      'quay.io/team/runner:1',
+      '--pull',
+      'always',
+    ]);
+    expect(changed.code, changed.stderr).toBe(0);
+    expect(changed.stdout).toBe(
+      'spare  public  (allows quay.io; pull always; default image quay.io/team/runner:1)\n',
+    );
+    const reset = await berth(['pool', 'update', 'spare', '--default-image', '', '--pull', '']);
+    expect(reset.stdout).toBe('spare  public  (allows quay.io)\n');
+    const nothing = await berth(['pool', 'update', 'spare']);
+    expect(nothing.code).toBe(2);
+    expect(nothing.stderr).toContain('nothing to change: give at least one setting');
+    const bad = await berth(['pool', 'update', 'spare', '--pull', 'sometimes']);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain('--pull');
+
+    await createStack('in-spare', 'spare');
+    const refused = await berth(['pool', 'delete', 'spare']);
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toContain('worker pool spare has 1 stack(s): in-spare; move them');
+    expect(refused.stderr).toContain('[POOL_IN_USE]');
+    expect(refused.stderr).toContain('fix: `berth stack list` shows the stacks and their pools');
+    expect((await berth(['stack', 'delete', 'in-spare'])).code).toBe(0);
+    const deleted = await berth(['pool', 'delete', 'spare', '--json']);
+    expect(json(deleted)).toEqual({ id: 'spare', deleted: true });
+    expect((await berth(['pool', 'list'])).stdout).not.toContain('spare');
   });
 
   it('an image a public pool does not allow: the fix is `berth stack update`, then it runs', async () => {

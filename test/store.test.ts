@@ -163,6 +163,65 @@ describe.each<Kind>(['sqlite', 'postgres'])('the store on %s', (kind) => {
     expect(await store.findPoolByTokenHash('hash-b')).toBeNull();
   });
 
+  it("changes a pool's settings, and deletes one only when no stack, run or online worker holds it", async () => {
+    const pool = (id: string) => ({
+      id,
+      name: id,
+      kind: 'public' as const,
+      allowList: ['default'],
+      defaultImage: null,
+      pullPolicy: null,
+    });
+    await store.createPool(pool('doomed'), 'hash-doomed', t0);
+    expect(
+      await store.updatePool('doomed', {
+        allowList: ['quay.io'],
+        defaultImage: 'quay.io/team/runner:1',
+        pullPolicy: 'always',
+      }),
+    ).toMatchObject({
+      name: 'doomed',
+      kind: 'public',
+      allowList: ['quay.io'],
+      pullPolicy: 'always',
+    });
+    expect(await store.updatePool('doomed', { defaultImage: null, name: 'Doomed' })).toMatchObject({
+      name: 'Doomed',
+      defaultImage: null,
+      pullPolicy: 'always',
+    });
+    expect(await store.updatePool('nowhere', { name: 'x' })).toBeNull();
+
+    // A stack in it, then a run of a stack since moved away, hold it.
+    await stack('held', 'doomed');
+    expect((await conflict(store.deletePool('doomed', t0))).message).toBe(
+      'worker pool doomed has 1 stack(s): held; move them to another pool (berth stack update ID --pool POOL) or delete them first',
+    );
+    const run = await trigger('held', 'PROPOSED', 'doomed');
+    await store.transitionRun(run.id, 'CANCELED', {}, t0);
+    await store.updateStack('held', { poolId: 'private-b' }, t0);
+    expect((await conflict(store.deletePool('doomed', t0))).message).toContain(
+      `ran runs of stacks now in other pools (the latest: run ${run.id} of stack held)`,
+    );
+    expect(await store.deleteStack('held')).toBe(true);
+
+    // A worker heard from after the given time that has not said it leaves holds it.
+    await store.upsertWorker({ ...workerInfo('w-doomed'), poolId: 'doomed' }, later(10_000));
+    const online = await conflict(store.deletePool('doomed', later(5_000)));
+    expect(online.code).toBe('POOL_IN_USE');
+    expect(online.message).toContain('worker w-doomed of pool doomed is online');
+    expect(await store.deletePool('doomed', later(10_000))).toBe(true);
+    expect(await store.getPool('doomed')).toBeNull();
+    expect((await store.listWorkers()).map((w) => w.id)).not.toContain('w-doomed');
+    expect(await store.findPoolByTokenHash('hash-doomed')).toBeNull();
+    expect(await store.deletePool('doomed', t0)).toBe(false);
+    // A worker that said it leaves holds it no longer.
+    await store.createPool(pool('left'), 'hash-left', t0);
+    await store.upsertWorker({ ...workerInfo('w-left'), poolId: 'left' }, later(10_000));
+    await store.markWorkerLeft('w-left', later(10_000));
+    expect(await store.deletePool('left', t0)).toBe(true);
+  });
+
   it('keeps stacks and their variables', async () => {
     await stack('demo');
     expect(await store.getStack('demo')).toMatchObject({

@@ -8,6 +8,7 @@ import type { Static } from 'typebox';
 import type {
   LogOutput,
   PoolInput,
+  PoolPatchInput,
   PoolOutput,
   PoolWithToken,
   RunOutput,
@@ -424,6 +425,10 @@ export class ApiClient {
     this.call('POST', '/pools', input);
   listPools = async (): Promise<Pool[]> =>
     (await this.call<{ pools: Pool[] }>('GET', '/pools')).pools;
+  updatePool = (id: string, patch: Static<typeof PoolPatchInput>): Promise<Pool> =>
+    this.call('PATCH', `/pools/${encodeURIComponent(id)}`, patch);
+  deletePool = (id: string): Promise<void> =>
+    this.call('DELETE', `/pools/${encodeURIComponent(id)}`);
   rotatePoolToken = (id: string): Promise<Static<typeof PoolWithToken>> =>
     this.call('POST', `/pools/${encodeURIComponent(id)}/token`);
   listWorkers = async (): Promise<Worker[]> =>

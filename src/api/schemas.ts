@@ -62,22 +62,32 @@ export type ErrorBody = Static<typeof ErrorBody>;
 
 export const PoolKind = Type.Union([Type.Literal('public'), Type.Literal('private')]);
 
+/** A pool's pull policy for its runs' images; null: berth's default. */
+const PoolPullPolicy = Type.Union([
+  Type.Literal('always'),
+  Type.Literal('if-not-present'),
+  Type.Literal('never'),
+  Type.Null(),
+]);
+
 export const PoolInput = closed({
   id: Slug,
   name: Type.Optional(Text(200)),
   kind: PoolKind,
   allowList: Type.Optional(Type.Array(Text(253), { maxItems: 100 })),
   defaultImage: Type.Optional(Type.Union([Text(512), Type.Null()])),
-  pullPolicy: Type.Optional(
-    Type.Union([
-      Type.Literal('always'),
-      Type.Literal('if-not-present'),
-      Type.Literal('never'),
-      Type.Null(),
-    ]),
-  ),
+  pullPolicy: Type.Optional(PoolPullPolicy),
 });
 export type PoolInput = Static<typeof PoolInput>;
+
+/** A pool's settings to change; its kind stays (make a new pool for the other kind). */
+export const PoolPatchInput = closed({
+  name: Type.Optional(Text(200)),
+  allowList: Type.Optional(Type.Array(Text(253), { maxItems: 100 })),
+  defaultImage: Type.Optional(Type.Union([Text(512), Type.Null()])),
+  pullPolicy: Type.Optional(PoolPullPolicy),
+});
+export type PoolPatchInput = Static<typeof PoolPatchInput>;
 
 export const PoolOutput = closed({
   id: Type.String(),

@@ -12,6 +12,7 @@ import {
   ApiClientError,
   ANSWER_UNEXPECTED,
   type LogChunk,
+  type Pool,
   type Run,
   type Stack,
   type Worker,
@@ -143,6 +144,8 @@ const COMMAND_LINE_FIXES: Record<string, string> = {
     "Pick another id, or use the one that exists (`berth stack show ID`, `berth pool list`); `berth stack update ID` changes a stack's settings.",
   RUN_TRANSITION_INVALID:
     '`berth runs show RUN` shows its state: only an UNCONFIRMED run can be confirmed or discarded, and only a run that has not ended can be cancelled.',
+  POOL_IN_USE:
+    "`berth stack list` shows the stacks and their pools: move the pool's stacks (`berth stack update ID --pool POOL`) or delete them; `berth worker list` shows its workers: stop those online first.",
   STACK_HAS_RUNS:
     "Cancel the run named above (`berth runs cancel RUN`; `berth runs list --stack ID` shows the stack's runs) or wait for it to end, then delete the stack again.",
   BRANCH_NOT_FOUND:
@@ -1008,13 +1011,13 @@ function registerRuns(program: Command, { client, io, act, setExit }: Remote): v
           ...(o.before ? { before: o.before } : {}),
           limit,
         });
+        print(io, o.json, list, () => list.map(runLine).join('\n') || 'no runs');
+        // A full page may have more behind it: said on stderr (stdout stays one run a line).
         const last = list.at(-1);
-        // A full page may have more behind it: say how to see them.
-        const more =
-          list.length === limit && last
-            ? `\nolder runs: berth runs list${o.stack ? ` --stack ${o.stack}` : ''} --before ${last.id}${o.limit === '50' ? '' : ` --limit ${limit}`}`
-            : '';
-        print(io, o.json, list, () => (list.map(runLine).join('\n') || 'no runs') + more);
+        if (!o.json && list.length === limit && last)
+          io.stderr.write(
+            `berth: older runs: berth runs list${o.stack ? ` --stack ${o.stack}` : ''} --before ${last.id}${limit === 50 ? '' : ` --limit ${limit}`}\n`,
+          );
       }),
     );
   runs
@@ -1081,6 +1084,18 @@ function registerRuns(program: Command, { client, io, act, setExit }: Remote): v
   }
 }
 
+/** A pool and what decides its runs' images, as `pool create` or `pool update` set it. */
+function poolLine(p: Pool): string {
+  const settings = [
+    p.kind === 'public'
+      ? `allows ${p.allowList.length > 0 ? p.allowList.map((e) => (e === 'default' ? "berth's default list" : e)).join(', ') : "berth's default list"}`
+      : null,
+    p.pullPolicy ? `pull ${p.pullPolicy}` : null,
+    p.defaultImage ? `default image ${p.defaultImage}` : null,
+  ].filter(Boolean);
+  return `${p.id}  ${p.kind}${settings.length > 0 ? `  (${settings.join('; ')})` : ''}`;
+}
+
 function registerPool(program: Command, { client, io, act }: Remote): void {
   const pool = program.command('pool').description('worker pools on the berth server');
   pool
@@ -1130,21 +1145,69 @@ function registerPool(program: Command, { client, io, act }: Remote): void {
     .action(
       act(async (o: { json?: boolean }) => {
         const pools = await client().listPools();
-        print(io, o.json, pools, () =>
-          pools
-            .map((p) => {
-              // What decides its runs' images, as `pool create` set it.
-              const settings = [
-                p.kind === 'public'
-                  ? `allows ${p.allowList.length > 0 ? p.allowList.map((e) => (e === 'default' ? "berth's default list" : e)).join(', ') : "berth's default list"}`
-                  : null,
-                p.pullPolicy ? `pull ${p.pullPolicy}` : null,
-                p.defaultImage ? `default image ${p.defaultImage}` : null,
-              ].filter(Boolean);
-              return `${p.id}  ${p.kind}${settings.length > 0 ? `  (${settings.join('; ')})` : ''}`;
-            })
-            .join('\n'),
-        );
+        print(io, o.json, pools, () => pools.map(poolLine).join('\n'));
+      }),
+    );
+  pool
+    .command('update')
+    .description(
+      "change a pool's settings (only the options given; its kind, token, stacks and workers stay)",
+    )
+    .argument('<id>')
+    .option('--name <name>')
+    .option(
+      '--allowed-registries <list>',
+      "public pools: allow-list, e.g. default,quay.io ('' for berth's default list)",
+    )
+    .option('--default-image <ref>', "'' for none (berth's default runner image)")
+    .option('--pull <policy>', "always | if-not-present | never ('' for berth's default)")
+    .option('--json', 'print the pool as one JSON object')
+    .action(
+      act(
+        async (
+          id: string,
+          o: {
+            name?: string;
+            allowedRegistries?: string;
+            defaultImage?: string;
+            pull?: string;
+            json?: boolean;
+          },
+        ) => {
+          const patch = {
+            ...(o.name !== undefined ? { name: o.name } : {}),
+            ...(o.allowedRegistries !== undefined
+              ? {
+                  allowList: o.allowedRegistries
+                    .split(',')
+                    .map((s) => s.trim())
+                    .filter(Boolean),
+                }
+              : {}),
+            ...(o.defaultImage !== undefined ? { defaultImage: o.defaultImage || null } : {}),
+            ...(o.pull !== undefined ? { pullPolicy: (o.pull || null) as 'never' | null } : {}),
+          };
+          if (Object.keys(patch).length === 0)
+            throw new BerthError('BERTH_USAGE', 'nothing to change: give at least one setting', {
+              hint: 'Run `berth pool update --help` for the settings; `berth pool list` shows the current ones.',
+            });
+          const updated = await client().updatePool(id, patch);
+          print(io, o.json, updated, () => poolLine(updated));
+        },
+      ),
+    );
+  pool
+    .command('delete')
+    .description(
+      'delete a pool no stack uses, no run ran in and no online worker holds (its token ends)',
+    )
+    .argument('<id>')
+    .option('--json', 'print {"id", "deleted": true} as one JSON object')
+    .action(
+      act(async (id: string, o: { json?: boolean }) => {
+        await client().deletePool(id);
+        if (o.json) printJson(io, { id, deleted: true });
+        else io.stderr.write(`berth: pool ${id} deleted\n`);
       }),
     );
   pool

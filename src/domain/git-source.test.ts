@@ -5,9 +5,9 @@ import {
   gitCredentialsFrom,
   gitFailure,
   gitVariableTypo,
+  repositoryUrlProblem,
   lastGitLine,
   httpCredentialScope,
-  repositoryHasPassword,
   repositoryTransport,
   sshServerOf,
 } from './git-source.js';
@@ -83,19 +83,29 @@ describe('repository URLs', () => {
     expect(displayRepository(url)).toBe('https://***@h:8443/org/r.git');
     expect(httpCredentialScope(url)).toBe('https://h:8443/');
     expect(sshServerOf('ssh://git:pa@ss@h:2222/r.git')).toEqual({ host: 'h', port: '2222' });
+    expect(sshServerOf('me@corp@h:org/r.git')).toEqual({ host: 'h', port: null });
     expect(displayRepository('git@h:org/r.git')).toBe('git@h:org/r.git');
   });
 
   it.each([
-    ['https://deploy:t0ken@h/r.git', true],
-    ['https://deploy:pa@ss@h/r.git', true],
-    ['ssh://git:pw@h/r.git', true],
-    ['https://deploy@h/r.git', false],
-    ['https://h:8443/r.git', false],
-    ['git@h:org/r.git', false],
-    ['https://h/r.git?at=a:b@c', false],
-  ])('%s has a password in it: %s', (url, has) => {
-    expect(repositoryHasPassword(url)).toBe(has);
+    ['https://deploy:t0ken@h/r.git', 'has a password or token written into it'],
+    ['https://deploy:pa@ss@h/r.git', 'has a password or token written into it'],
+    ['https://me@corp.com:t0ken@h/r.git', 'has a password or token written into it'],
+    ['ssh://git:pw@h/r.git', 'has a password or token written into it'],
+    ['https://ghp_abc@h/r.git', 'has a user name written into it'],
+    ['https://u:ab/cd@h/r.git', 'is not one berth can read'],
+    ['ssh://git@h:2222/r.git', null],
+    ['ssh://git@[::1]/r.git', null],
+    ['https://h:8443/r.git', null],
+    ['git@h:org/r.git', null],
+    ['file:///srv/r', null],
+    ['https://h/r.git?at=a:b@c', null],
+  ])('%s: %s', (url, problem) => {
+    const said = repositoryUrlProblem(url);
+    if (problem === null) expect(said).toBeNull();
+    else expect(said).toContain(problem);
+    // Never the secret itself.
+    expect(said ?? '').not.toMatch(/t0ken|pa@|ghp_|ab\/cd|pw/);
   });
 });
 

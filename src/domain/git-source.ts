@@ -59,9 +59,27 @@ export function repositoryTransport(url: string): RepositoryTransport {
   return 'ssh';
 }
 
-/** Whether a repository URL has a password (or token) written into it: `scheme://user:secret@`. */
-export function repositoryHasPassword(url: string): boolean {
-  return /^[a-z][a-z0-9+.-]*:\/\/[^/@:]*:[^/]*@/i.test(url);
+/**
+ * Why a repository URL must not be stored as given, or null: one that is not a URL (an address
+ * whose user info has a `/` in it reads as a host and a port), a password or token written into
+ * it (every reader of the stack sees its URL), or, for `http(s)://`, any user info (a token is
+ * often given as the user name; BERTH_GIT_USERNAME and BERTH_GIT_TOKEN carry them). `ssh://`
+ * keeps its user (the SSH login, `ssh://git@host/…`); the scp-like `git@host:path` has no other.
+ */
+export function repositoryUrlProblem(url: string): string | null {
+  if (!/^[a-z][a-z0-9+.-]*:\/\//i.test(url)) return null;
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    return 'the URL is not one berth can read (a / in a user name or password is written %2F)';
+  }
+  const seen = 'which everyone who may read the stack would see';
+  if (parsed.password !== '')
+    return `${displayRepository(url)} has a password or token written into it, ${seen}`;
+  if (parsed.username !== '' && repositoryTransport(url) === 'http')
+    return `${displayRepository(url)} has a user name written into it (often a token), ${seen}`;
+  return null;
 }
 
 /** The URL for messages: a user name or password written into it is replaced by `***`. */
@@ -276,7 +294,7 @@ export function gitFailure(
 export function sshServerOf(url: string): { host: string; port: string | null } {
   const scheme = /^[a-z][a-z0-9+.-]*:\/\/(?:[^/]*@)?(\[[^\]]+\]|[^/:]+)(?::(\d+))?/i.exec(url);
   if (scheme) return { host: scheme[1] as string, port: scheme[2] ?? null };
-  const scp = /^(?:[^@/]+@)?([^:/]+):/.exec(url);
+  const scp = /^(?:[^:/]*@)?([^:/@]+):/.exec(url);
   return { host: scp?.[1] ?? url, port: null };
 }
 

@@ -157,6 +157,53 @@ describe('pools', () => {
     expect(await store.getPool('team-b')).toBeNull();
   });
 
+  it("changes a public pool's settings, keeps its kind, and deletes an unused pool", async () => {
+    const changed = await call('PATCH', '/api/v1/pools/shared', {
+      allowList: ['quay.io', 'default'],
+      defaultImage: 'quay.io/team/runner:2',
+      pullPolicy: 'always',
+    });
+    expect(changed.status).toBe(200);
+    expect(changed.body).toMatchObject({
+      id: 'shared',
+      kind: 'public',
+      allowList: ['quay.io', 'default'],
+      defaultImage: 'quay.io/team/runner:2',
+      pullPolicy: 'always',
+    });
+    // null (and '') puts a setting back to berth's default; an empty list is the default list.
+    const reset = await call('PATCH', '/api/v1/pools/shared', {
+      allowList: [],
+      defaultImage: null,
+      pullPolicy: null,
+    });
+    expect(reset.body).toMatchObject({
+      allowList: ['default'],
+      defaultImage: null,
+      pullPolicy: null,
+    });
+    for (const [id, body, message] of [
+      ['shared', { kind: 'private' }, 'kind'],
+      ['shared', { defaultImage: 'Quay.io/Bad' }, 'defaultImage: '],
+      ['shared', { allowList: ['not a host'] }, 'allowList: '],
+      ['team-a', { allowList: ['ghcr.io'] }, 'allowList is for public pools'],
+    ] as const) {
+      const refused = await call('PATCH', `/api/v1/pools/${id}`, body);
+      expect(refused.status, JSON.stringify(body)).toBe(400);
+      expect(refused.body.message).toContain(message);
+    }
+    expect((await store.getPool('shared'))?.kind).toBe('public');
+    expect((await store.getPool('team-a'))?.allowList).toEqual([]);
+    expect((await call('PATCH', '/api/v1/pools/nowhere', { name: 'x' })).status).toBe(404);
+
+    const spare = await call('POST', '/api/v1/pools', { id: 'spare', kind: 'private' });
+    const spareToken = spare.body.token as string;
+    expect((await call('DELETE', '/api/v1/pools/spare')).status).toBe(204);
+    expect(await store.getPool('spare')).toBeNull();
+    expect(await store.findPoolByTokenHash(hashToken(spareToken))).toBeNull();
+    expect((await call('DELETE', '/api/v1/pools/spare')).status).toBe(404);
+  });
+
   it('lets a pool token call no endpoint meant for people', async () => {
     const answer = await call('GET', '/api/v1/stacks', undefined, poolToken);
     expect(answer.status).toBe(403);
@@ -239,6 +286,8 @@ describe('API tokens', () => {
     expect((await call('GET', '/api/v1/stacks', undefined, token)).status).toBe(200);
     for (const [method, url, body] of [
       ['POST', '/api/v1/pools', { id: 'by-user', kind: 'private' }],
+      ['PATCH', '/api/v1/pools/team-a', { pullPolicy: 'never' }],
+      ['DELETE', '/api/v1/pools/team-a', undefined],
       ['POST', '/api/v1/tokens', { name: 'more', role: 'admin' }],
       ['GET', '/api/v1/tokens', undefined],
       ['DELETE', '/api/v1/tokens/admin', undefined],
@@ -388,8 +437,26 @@ describe('stacks', () => {
       expect(answer.body.hint).toContain('BERTH_GIT_TOKEN');
       expect(JSON.stringify(answer.body)).not.toMatch(/deploy|ss-w0rd/);
     }
+    const asUser = await call('POST', '/api/v1/stacks', {
+      id: 'x9',
+      repository: 'https://ghp_s3cret@git.example.com/infra.git',
+      pool: 'team-a',
+    });
+    expect(asUser.status).toBe(400);
+    expect(asUser.body.message).toContain('has a user name written into it (often a token)');
+    expect(JSON.stringify(asUser.body)).not.toContain('ghp_s3cret');
     expect((await store.listStacks()).map((s) => s.id)).toEqual(['demo']);
     expect((await store.getStack('demo'))?.repository).toBe('https://git.example.com/infra.git');
+    // One stored before such URLs were refused is shown without its user info.
+    const old = 'https://deploy:t0ken@git.example.com/old.git';
+    await store.updateStack('demo', { repository: old }, clock);
+    try {
+      const shown = await call('GET', '/api/v1/stacks/demo');
+      expect(shown.body.repository).toBe('https://***@git.example.com/old.git');
+      expect(JSON.stringify((await call('GET', '/api/v1/stacks')).body)).not.toContain('t0ken');
+    } finally {
+      await store.updateStack('demo', { repository: 'https://git.example.com/infra.git' }, clock);
+    }
   });
 
   it("lets only the admin give a private pool's stack a source on the workers' disks", async () => {
@@ -563,16 +630,16 @@ describe('runs', () => {
       expect(refused.body.message).toMatch(/^stack demo's branch main does not exist in /);
       expect(refused.body.hint).toContain('Push the branch');
       expect((await store.listRuns({ stackId: 'demo', limit: 500 })).length).toBe(before);
-      // A user name in the repository URL is not shown either.
+      // The SSH login in the repository URL is not shown either.
       const withUser = await call('POST', '/api/v1/stacks', {
         id: 'creds',
-        repository: 'https://deploy@git.example.com/infra.git',
+        repository: 'ssh://deploy@git.example.com/infra.git',
         pool: 'team-a',
       });
       expect(withUser.status).toBe(201);
       const hidden = await call('POST', '/api/v1/stacks/creds/runs', { type: 'task' });
       expect(hidden.body.code).toBe('BRANCH_NOT_FOUND');
-      expect(hidden.body.message).toContain('https://***@git.example.com/infra.git');
+      expect(hidden.body.message).toContain('ssh://***@git.example.com/infra.git');
       expect(JSON.stringify(hidden.body)).not.toContain('deploy');
       expect((await call('DELETE', '/api/v1/stacks/creds')).status).toBe(204);
       // A given commit needs no branch head.

@@ -118,6 +118,7 @@ const STATUS_OF_CONFLICT: Record<StoreConflict['code'], number> = {
   LOG_GAP: 409,
   LOG_TOO_LARGE: 413,
   STACK_HAS_RUNS: 409,
+  POOL_IN_USE: 409,
   TOKEN_LAST_ADMIN: 409,
   TOKEN_NAME_TAKEN: 409,
 };

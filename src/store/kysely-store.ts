@@ -26,6 +26,7 @@ import {
   type LogChunk,
   type NewRun,
   type Pool,
+  type PoolPatch,
   type Run,
   type TransitionOptions,
   type SealedValue,
@@ -216,6 +217,74 @@ export class KyselyStore implements Store {
       .where('id', '=', id)
       .executeTakeFirst();
     return Number(result.numUpdatedRows) === 1;
+  }
+
+  async updatePool(id: string, patch: PoolPatch): Promise<Pool | null> {
+    const set: Partial<PoolsTable> = {};
+    if (patch.name !== undefined) set.name = patch.name;
+    if (patch.allowList !== undefined) set.allow_list = JSON.stringify(patch.allowList);
+    if (patch.defaultImage !== undefined) set.default_image = patch.defaultImage;
+    if (patch.pullPolicy !== undefined) set.pull_policy = patch.pullPolicy;
+    if (Object.keys(set).length > 0)
+      await this.db.updateTable('pools').set(set).where('id', '=', id).execute();
+    return this.getPool(id);
+  }
+
+  async deletePool(id: string, onlineSince: Date): Promise<boolean> {
+    try {
+      return await this.db.transaction().execute(async (trx) => {
+        const stacks = await trx
+          .selectFrom('stacks')
+          .select('id')
+          .where('pool_id', '=', id)
+          .orderBy('id')
+          .execute();
+        if (stacks.length > 0) {
+          const named = stacks.slice(0, 5).map((s) => s.id);
+          throw new StoreConflict(
+            'POOL_IN_USE',
+            `worker pool ${id} has ${stacks.length} stack(s): ${named.join(', ')}${stacks.length > named.length ? ', …' : ''}; move them to another pool (berth stack update ID --pool POOL) or delete them first`,
+          );
+        }
+        const ran = await trx
+          .selectFrom('runs')
+          .select(['id', 'stack_id'])
+          .where('pool_id', '=', id)
+          .orderBy('id', 'desc')
+          .executeTakeFirst();
+        if (ran) {
+          throw new StoreConflict(
+            'POOL_IN_USE',
+            `worker pool ${id} ran runs of stacks now in other pools (the latest: run ${ran.id} of stack ${ran.stack_id}), and their history names it; it stays while those stacks do`,
+          );
+        }
+        const online = await trx
+          .selectFrom('workers')
+          .select('id')
+          .where('pool_id', '=', id)
+          .where('left_at', 'is', null)
+          .where('last_heartbeat_at', '>', iso(onlineSince))
+          .executeTakeFirst();
+        if (online) {
+          throw new StoreConflict(
+            'POOL_IN_USE',
+            `worker ${online.id} of pool ${id} is online; stop it first (its pool token stops working once the pool is gone)`,
+          );
+        }
+        await trx.deleteFrom('workers').where('pool_id', '=', id).execute();
+        const result = await trx.deleteFrom('pools').where('id', '=', id).executeTakeFirst();
+        return Number(result.numDeletedRows) === 1;
+      });
+    } catch (err) {
+      // A stack, run or worker of the pool made meanwhile, by another server.
+      const e = err as { code?: string; message?: string };
+      if (e.code === '23503' || /FOREIGN KEY constraint failed/.test(e.message ?? ''))
+        throw new StoreConflict(
+          'POOL_IN_USE',
+          `worker pool ${id} was given a stack, a run or a worker while it was being deleted; try again`,
+        );
+      throw err;
+    }
   }
 
   // Workers

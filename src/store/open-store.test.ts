@@ -5,6 +5,7 @@ describe('redact', () => {
   it.each([
     ['postgres://berth:s3cret@db:5432/berth', 'postgres://berth:*****@db:5432/berth'],
     ['postgres://berth:pa@ss@db/berth', 'postgres://berth:*****@db/berth'],
+    ['postgres://berth:ab/cd@db/berth', 'postgres://berth:*****@db/berth'],
     ['postgres://berth@db/berth', 'postgres://berth@db/berth'],
     ['sqlite:///var/lib/berth/berth.db', 'sqlite:///var/lib/berth/berth.db'],
   ])('shows %s as %s', (url, shown) => {

@@ -103,6 +103,7 @@ function withStatementCache(database: SqliteDatabase, size = 256): SqliteDatabas
 
 /** A database URL without its password, for messages. */
 export function redact(url: string): string {
-  // Up to the last @ before the path: a password with an unencoded @ in it is hidden too.
-  return url.replace(/(\/\/[^:/@]+:)[^/]*@/, '$1*****@');
+  // Up to the last @: a password with an unencoded @ or / in it is hidden too (hiding more than
+  // the password does no harm here).
+  return url.replace(/(\/\/[^:/@]+:).*@/, '$1*****@');
 }

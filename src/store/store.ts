@@ -28,6 +28,7 @@ export class StoreConflict extends Error {
       | 'LOG_TOO_LARGE'
       | 'NOT_FOUND'
       | 'STACK_HAS_RUNS'
+      | 'POOL_IN_USE'
       | 'TOKEN_LAST_ADMIN',
     message: string,
   ) {
@@ -45,6 +46,8 @@ export interface Pool {
   pullPolicy: string | null;
   createdAt: string;
 }
+
+export type PoolPatch = Partial<Pick<Pool, 'name' | 'allowList' | 'defaultImage' | 'pullPolicy'>>;
 
 export interface Worker {
   id: string;
@@ -210,6 +213,14 @@ export interface Store {
   listPools(): Promise<Pool[]>;
   findPoolByTokenHash(tokenHash: string): Promise<Pool | null>;
   setPoolTokenHash(id: string, tokenHash: string): Promise<boolean>;
+  /** Changes a pool's settings (not its kind); null: no such pool. */
+  updatePool(id: string, patch: PoolPatch): Promise<Pool | null>;
+  /**
+   * Deletes a pool and its workers' records; false: no such pool. Refused (POOL_IN_USE, naming
+   * what holds it) while a stack is in it, a run was run in it, or a worker of it was heard from
+   * after `onlineSince` without having said it leaves.
+   */
+  deletePool(id: string, onlineSince: Date): Promise<boolean>;
 
   /** Registers a worker, or refreshes the metadata of one that registers again. */
   upsertWorker(

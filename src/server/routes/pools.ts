@@ -2,8 +2,16 @@
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { FastifyInstance } from 'fastify';
 import { Type } from 'typebox';
+import { checkImageReference } from '../../domain/image-reference.js';
 import { parseAllowList } from '../../domain/pool-policy.js';
-import { IdParams, PoolInput, PoolOutput, PoolWithToken } from '../../api/schemas.js';
+import {
+  IdParams,
+  PoolInput,
+  PoolOutput,
+  PoolPatchInput,
+  PoolWithToken,
+} from '../../api/schemas.js';
+import type { Pool } from '../../store/store.js';
 import {
   ApiError,
   errorResponses,
@@ -12,6 +20,30 @@ import {
   type ServerContext,
 } from '../app.js';
 import { hashToken, newToken } from '../auth.js';
+
+/**
+ * The allow-list a pool of `kind` keeps for `given`: a public pool's empty list is berth's
+ * default list; a private pool runs images from any registry, so it has none.
+ */
+function allowListOf(kind: Pool['kind'], given: string[]): string[] {
+  if (given.length > 0) {
+    const parsed = parseAllowList(given.join(','));
+    if ('error' in parsed) throw new ApiError(400, 'BAD_REQUEST', `allowList: ${parsed.error}`);
+    if (kind === 'private')
+      throw new ApiError(
+        400,
+        'BAD_REQUEST',
+        'allowList is for public pools: a private pool runs images from any registry',
+      );
+  }
+  return kind === 'public' && given.length === 0 ? ['default'] : given;
+}
+
+/** A default image must be a valid reference: every run of the pool without its own uses it. */
+function checkDefaultImage(image: string | null | undefined): void {
+  const problem = image ? checkImageReference(image) : null;
+  if (problem) throw new ApiError(400, 'BAD_REQUEST', `defaultImage: ${problem.message}`);
+}
 
 export function registerPoolRoutes(server: FastifyInstance, ctx: ServerContext): void {
   const api = server.withTypeProvider<TypeBoxTypeProvider>();
@@ -22,26 +54,16 @@ export function registerPoolRoutes(server: FastifyInstance, ctx: ServerContext):
     async (request, reply) => {
       requireAdmin(request);
       const input = request.body;
-      const allowList = input.allowList ?? [];
-      if (allowList.length > 0) {
-        const parsed = parseAllowList(allowList.join(','));
-        if ('error' in parsed) throw new ApiError(400, 'BAD_REQUEST', `allowList: ${parsed.error}`);
-      }
-      if (input.kind === 'private' && allowList.length > 0) {
-        throw new ApiError(
-          400,
-          'BAD_REQUEST',
-          'allowList is for public pools: a private pool runs images from any registry',
-        );
-      }
+      const allowList = allowListOf(input.kind, input.allowList ?? []);
+      checkDefaultImage(input.defaultImage);
       const token = newToken('pool');
       const pool = await ctx.store.createPool(
         {
           id: input.id,
           name: input.name ?? input.id,
           kind: input.kind,
-          allowList: input.kind === 'public' && allowList.length === 0 ? ['default'] : allowList,
-          defaultImage: input.defaultImage ?? null,
+          allowList,
+          defaultImage: input.defaultImage || null,
           pullPolicy: input.pullPolicy ?? null,
         },
         hashToken(token),
@@ -64,6 +86,48 @@ export function registerPoolRoutes(server: FastifyInstance, ctx: ServerContext):
     async (request) => {
       requirePerson(request);
       return { pools: await ctx.store.listPools() };
+    },
+  );
+
+  api.patch(
+    '/pools/:id',
+    {
+      schema: {
+        params: IdParams,
+        body: PoolPatchInput,
+        response: { 200: PoolOutput, ...errorResponses },
+      },
+    },
+    async (request) => {
+      requireAdmin(request);
+      const pool = await ctx.store.getPool(request.params.id);
+      if (!pool)
+        throw new ApiError(404, 'NOT_FOUND', `worker pool ${request.params.id} does not exist`);
+      const { name, allowList, defaultImage, pullPolicy } = request.body;
+      checkDefaultImage(defaultImage);
+      // A null arrives as '' (the validator tries a union's string first): both mean none.
+      const updated = await ctx.store.updatePool(pool.id, {
+        ...(name !== undefined ? { name } : {}),
+        ...(allowList !== undefined ? { allowList: allowListOf(pool.kind, allowList) } : {}),
+        ...(defaultImage !== undefined ? { defaultImage: defaultImage || null } : {}),
+        ...(pullPolicy !== undefined ? { pullPolicy: pullPolicy || null } : {}),
+      });
+      if (!updated)
+        throw new ApiError(404, 'NOT_FOUND', `worker pool ${request.params.id} does not exist`);
+      return updated;
+    },
+  );
+
+  api.delete(
+    '/pools/:id',
+    { schema: { params: IdParams, response: { 204: Type.Null(), ...errorResponses } } },
+    async (request, reply) => {
+      requireAdmin(request);
+      // Online: heard from within the lease time, as the worker list shows it.
+      const onlineSince = new Date(ctx.now().getTime() - ctx.leaseMs);
+      if (!(await ctx.store.deletePool(request.params.id, onlineSince)))
+        throw new ApiError(404, 'NOT_FOUND', `worker pool ${request.params.id} does not exist`);
+      return reply.status(204).send(null);
     },
   );
 

@@ -2,7 +2,7 @@
 import {
   SECRET_GIT_VARIABLES,
   displayRepository,
-  repositoryHasPassword,
+  repositoryUrlProblem,
 } from '../../domain/git-source.js';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { FastifyInstance } from 'fastify';
@@ -26,6 +26,12 @@ export async function stackView(ctx: ServerContext, stack: Stack) {
   const { poolId, ...rest } = stack;
   return {
     ...rest,
+    // A stack stored before such URLs were refused shows its URL without them (its workers
+    // still get it whole, with the run).
+    repository:
+      stack.repository && repositoryUrlProblem(stack.repository)
+        ? displayRepository(stack.repository)
+        : stack.repository,
     pool: poolId,
     // A secret's value never leaves the server through the API, sealed or not.
     variables: variables.map((v) =>
@@ -92,12 +98,13 @@ async function checkSource(
 /** Checks what the schema cannot: the image reference, the version constraint, the pool. */
 async function checkStackFields(ctx: ServerContext, fields: StackPatch): Promise<void> {
   // Every reader of the stack sees its URL: a secret belongs in a secret variable.
-  if (fields.repository && repositoryHasPassword(fields.repository)) {
+  const problem = fields.repository ? repositoryUrlProblem(fields.repository) : null;
+  if (fields.repository && problem) {
     throw new ApiError(
       400,
       'BAD_REQUEST',
-      `repository: ${displayRepository(fields.repository)} has a password or token written into it, which everyone who may read the stack would see`,
-      "Give the URL without it, and the token as the stack's secret variable: `BERTH_GIT_TOKEN=… berth stack env set ID BERTH_GIT_TOKEN --secret` (and BERTH_GIT_USERNAME if the host wants a user name).",
+      `repository: ${problem}`,
+      "Give the URL without user info, and the token as the stack's secret variable: `BERTH_GIT_TOKEN=… berth stack env set ID BERTH_GIT_TOKEN --secret` (BERTH_GIT_USERNAME for a user name the host wants).",
     );
   }
   if (fields.runnerImage) {
