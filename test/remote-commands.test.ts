@@ -552,19 +552,36 @@ describe('errors name the command used and a fix on the command line', () => {
     expect((await berth(['pool', 'list'])).stdout).not.toContain('spare');
   });
 
-  it('an image a public pool does not allow: the fix is `berth stack update`, then it runs', async () => {
+  it('an image a public pool does not allow: refused at create, said at pool update, refused at trigger, then it runs', async () => {
     const pool = await server.api('POST', '/pools', {
       id: 'open',
       kind: 'public',
       allowList: ['quay.io'],
     });
     expect(pool.status).toBe(201);
-    await createStack(
+    const offList = await berth([
+      'stack',
+      'create',
       'on-open',
+      '--repo',
+      'https://git.example.invalid/team/infra.git',
+      '--pool',
       'open',
       '--runner-image',
       'registry.internal.example:5000/runner:1',
+    ]);
+    expect(offList.code).toBe(2);
+    expect(offList.stderr).toContain('[IMAGE_NOT_ALLOWED]');
+    expect(offList.stderr).toContain('or that option of `berth stack create`');
+    expect(offList.stderr).not.toContain('PATCH');
+    await createStack('on-open', 'open', '--runner-image', 'quay.io/team/runner:1');
+    // The pool's list narrows: its operator hears which stacks it stops.
+    const narrowed = await berth(['pool', 'update', 'open', '--allowed-registries', 'ghcr.io']);
+    expect(narrowed.code, narrowed.stderr).toBe(0);
+    expect(narrowed.stderr).toContain(
+      "berth: warning: stack on-open's runner image quay.io/team/runner:1 is not allowed any more (registry quay.io is not on this public pool's allow-list",
     );
+    expect(narrowed.stderr).toContain('`berth stack update on-open --runner-image REF`');
     const refused = await berth(['stack', 'trigger', 'on-open', '--commit', COMMIT]);
     expect(refused.code).toBe(2);
     expect(refused.stderr).toContain('[IMAGE_NOT_ALLOWED]');
@@ -575,7 +592,7 @@ describe('errors name the command used and a fix on the command line', () => {
       'update',
       'on-open',
       '--runner-image',
-      'quay.io/team/runner:1',
+      'ghcr.io/team/runner:1',
     ]);
     expect(updated.code, updated.stderr).toBe(0);
     const id = await trigger('on-open');

@@ -191,6 +191,20 @@ describe.each<Kind>(['sqlite', 'postgres'])('the store on %s', (kind) => {
       pullPolicy: 'always',
     });
     expect(await store.updatePool('nowhere', { name: 'x' })).toBeNull();
+    // A stack or worker naming a pool that is not there (deleted meanwhile) is NOT_FOUND.
+    const orphan = await conflict(stack('orphan', 'nowhere'));
+    expect([orphan.code, orphan.message]).toEqual([
+      'NOT_FOUND',
+      'worker pool nowhere does not exist',
+    ]);
+    expect(
+      (await conflict(store.upsertWorker({ ...workerInfo('w-x'), poolId: 'nowhere' }, t0))).code,
+    ).toBe('NOT_FOUND');
+    await stack('movable');
+    expect((await conflict(store.updateStack('movable', { poolId: 'nowhere' }, t0))).code).toBe(
+      'NOT_FOUND',
+    );
+    expect(await store.deleteStack('movable')).toBe(true);
 
     // A stack in it, then a run of a stack since moved away, hold it.
     await stack('held', 'doomed');

@@ -216,10 +216,12 @@ beforeAll(async () => {
     kind: 'private',
     pullPolicy: 'never',
   });
+  // The test registry's images are allowed at first (its stack is made), not after (below).
   const shared = await client.createPool({
     id: 'shared',
     name: 'Shared',
     kind: 'public',
+    allowList: [inject('registryAddress')],
   });
   for (const token of [pool.token, shared.token]) {
     const worker = startBerth(['worker', '--server', url], {
@@ -268,6 +270,7 @@ beforeAll(async () => {
     runnerImage: inject('registryImage'),
     pool: 'shared',
   });
+  await client.updatePool('shared', { allowList: [] });
 
   browser = await chromium.launch({
     executablePath: '/usr/bin/chromium',

@@ -18,6 +18,7 @@ import {
   type Worker,
 } from '../api/client.js';
 import { BerthError } from '../domain/errors.js';
+import { stackImageRefusal } from '../domain/pool-policy.js';
 import { gitVariableTypo } from '../domain/git-source.js';
 import { parseServerAddress } from '../domain/server-address.js';
 import { parseWorkflowTool, TOOL_SPELLINGS, type WorkflowTool } from '../domain/runtime-config.js';
@@ -145,13 +146,13 @@ const COMMAND_LINE_FIXES: Record<string, string> = {
   RUN_TRANSITION_INVALID:
     '`berth runs show RUN` shows its state: only an UNCONFIRMED run can be confirmed or discarded, and only a run that has not ended can be cancelled.',
   POOL_IN_USE:
-    "`berth stack list` shows the stacks and their pools: move the pool's stacks (`berth stack update ID --pool POOL`) or delete them; `berth worker list` shows its workers: stop those online first.",
+    "`berth stack list` shows the stacks and their pools: move the pool's stacks (`berth stack update ID --pool POOL`) or delete them; `berth worker list` shows its workers: stop those online first. A pool that ran runs of stacks since moved stays while those stacks (and their history) do.",
   STACK_HAS_RUNS:
     "Cancel the run named above (`berth runs cancel RUN`; `berth runs list --stack ID` shows the stack's runs) or wait for it to end, then delete the stack again.",
   BRANCH_NOT_FOUND:
     'Push the branch to the repository, or point the stack at one it has (`berth stack update ID --branch NAME`); `berth stack trigger ID --commit SHA` runs a given commit.',
   IMAGE_NOT_ALLOWED:
-    "Give the stack an image from a registry on the pool's allow-list (`berth stack update ID --runner-image REF`), move it to a private pool (`berth stack update ID --pool POOL`), or ask the pool's operator to allow-list the registry named above.",
+    "Give the stack an image from a registry on the pool's allow-list (`berth stack update ID --runner-image REF`, or that option of `berth stack create`), put it in a private pool (`--pool POOL`), or ask the pool's operator to allow-list the registry named above (`berth pool update POOL --allowed-registries LIST`).",
 };
 
 /**
@@ -1191,8 +1192,18 @@ function registerPool(program: Command, { client, io, act }: Remote): void {
             throw new BerthError('BERTH_USAGE', 'nothing to change: give at least one setting', {
               hint: 'Run `berth pool update --help` for the settings; `berth pool list` shows the current ones.',
             });
-          const updated = await client().updatePool(id, patch);
+          const api = client();
+          const updated = await api.updatePool(id, patch);
           print(io, o.json, updated, () => poolLine(updated));
+          // A narrower allow-list: said now, not at each stack's next trigger.
+          if (patch.allowList !== undefined)
+            for (const stack of (await api.listStacks()).filter((s) => s.pool === id)) {
+              const refusal = stackImageRefusal(stack.runnerImage, updated);
+              if (refusal)
+                io.stderr.write(
+                  `berth: warning: stack ${stack.id}'s runner image ${stack.runnerImage} is not allowed any more (${refusal.reason}): its runs are refused until it changes (\`berth stack update ${stack.id} --runner-image REF\`)\n`,
+                );
+            }
         },
       ),
     );

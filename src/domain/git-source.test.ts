@@ -85,6 +85,8 @@ describe('repository URLs', () => {
     expect(sshServerOf('ssh://git:pa@ss@h:2222/r.git')).toEqual({ host: 'h', port: '2222' });
     expect(sshServerOf('me@corp@h:org/r.git')).toEqual({ host: 'h', port: null });
     expect(displayRepository('git@h:org/r.git')).toBe('git@h:org/r.git');
+    // One that does not parse (a / in the password) shows nothing but its scheme.
+    expect(displayRepository('https://u:ab/cd@h/r.git')).toBe('https://***');
   });
 
   it.each([
@@ -93,7 +95,7 @@ describe('repository URLs', () => {
     ['https://me@corp.com:t0ken@h/r.git', 'has a password or token written into it'],
     ['ssh://git:pw@h/r.git', 'has a password or token written into it'],
     ['https://ghp_abc@h/r.git', 'has a user name written into it'],
-    ['https://u:ab/cd@h/r.git', 'is not one berth can read'],
+    ['https://u:ab/cd@h/r.git', 'host, port or user info cannot be read'],
     ['ssh://git@h:2222/r.git', null],
     ['ssh://git@[::1]/r.git', null],
     ['https://h:8443/r.git', null],

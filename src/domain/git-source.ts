@@ -72,7 +72,7 @@ export function repositoryUrlProblem(url: string): string | null {
   try {
     parsed = new URL(url);
   } catch {
-    return 'the URL is not one berth can read (a / in a user name or password is written %2F)';
+    return "the URL's host, port or user info cannot be read (a / in a password is written %2F)";
   }
   const seen = 'which everyone who may read the stack would see';
   if (parsed.password !== '')
@@ -84,6 +84,9 @@ export function repositoryUrlProblem(url: string): string | null {
 
 /** The URL for messages: a user name or password written into it is replaced by `***`. */
 export function displayRepository(url: string): string {
+  // A URL that does not parse may hide user info anywhere (a / in a password): all but the scheme.
+  const scheme = /^[a-z][a-z0-9+.-]*:\/\//i.exec(url)?.[0];
+  if (scheme && url.includes('@') && !URL.canParse(url)) return `${scheme}***`;
   // Up to the last @ before the path: a password written with an unencoded @ in it is hidden too.
   return url.replace(/^([a-z][a-z0-9+.-]*:\/\/)[^/]*@/i, '$1***@');
 }

@@ -3,7 +3,7 @@
  * string). Public pools are shared by tenants: they run only images from allow-listed registries,
  * and never with registry credentials. Private pools run images from any registry.
  */
-import { DOCKER_HUB_ALIASES, type ImageReference } from './image-reference.js';
+import { DOCKER_HUB_ALIASES, parseImageReference, type ImageReference } from './image-reference.js';
 
 export type PoolKind = 'public' | 'private';
 export const POOL_KINDS: readonly PoolKind[] = ['public', 'private'];
@@ -281,4 +281,21 @@ export function defaultPullPolicy(
   reference: ImageReference,
 ): 'always' | 'if-not-present' {
   return pool === 'private' && reference.digest === null ? 'always' : 'if-not-present';
+}
+
+/**
+ * Why a public pool refuses a stack's own runner image (its registry is not on the pool's
+ * allow-list), or null: a private pool, no image of its own, or one allowed. Malformed references
+ * and lists are left to the worker, which reports them with their positions.
+ */
+export function stackImageRefusal(
+  runnerImage: string | null,
+  pool: { kind: PoolKind; allowList: readonly string[] },
+): { reason: string; registry: string } | null {
+  if (pool.kind !== 'public' || !runnerImage) return null;
+  const parsed = parseImageReference(runnerImage);
+  const rules = parseAllowList(pool.allowList.join(',') || 'default');
+  if (!parsed.ok || 'error' in rules) return null;
+  const decision = decideImage(parsed.reference, 'public', rules.rules, false);
+  return decision.allowed ? null : { reason: decision.reason, registry: decision.registry };
 }

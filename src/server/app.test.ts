@@ -448,12 +448,15 @@ describe('stacks', () => {
     expect((await store.listStacks()).map((s) => s.id)).toEqual(['demo']);
     expect((await store.getStack('demo'))?.repository).toBe('https://git.example.com/infra.git');
     // One stored before such URLs were refused is shown without its user info.
-    const old = 'https://deploy:t0ken@git.example.com/old.git';
-    await store.updateStack('demo', { repository: old }, clock);
     try {
-      const shown = await call('GET', '/api/v1/stacks/demo');
-      expect(shown.body.repository).toBe('https://***@git.example.com/old.git');
-      expect(JSON.stringify((await call('GET', '/api/v1/stacks')).body)).not.toContain('t0ken');
+      for (const [old, shown] of [
+        ['https://deploy:t0ken@git.example.com/old.git', 'https://***@git.example.com/old.git'],
+        ['https://deploy:t0k/en@git.example.com/old.git', 'https://***'],
+      ] as const) {
+        await store.updateStack('demo', { repository: old }, clock);
+        expect((await call('GET', '/api/v1/stacks/demo')).body.repository).toBe(shown);
+        expect(JSON.stringify((await call('GET', '/api/v1/stacks')).body)).not.toContain('t0k');
+      }
     } finally {
       await store.updateStack('demo', { repository: 'https://git.example.com/infra.git' }, clock);
     }
@@ -1240,31 +1243,58 @@ describe('the worker protocol', () => {
   });
 });
 
-describe('a public pool at trigger', () => {
-  it("refuses a run whose stack's runner image comes from a registry off the pool's allow-list", async () => {
+describe("a public pool's allow-list", () => {
+  it("refuses a stack whose runner image comes from a registry off the pool's allow-list, made or moved there, and its trigger once the list narrowed", async () => {
     expect((await call('POST', '/api/v1/pools', { id: 'open', kind: 'public' })).status).toBe(201);
+    const offList = 'registry.internal.example:5000/team/runner:1';
+    const refusedCreate = await call('POST', '/api/v1/stacks', {
+      id: 'on-open',
+      repository: 'https://git.example.com/on-open.git',
+      runnerImage: offList,
+      pool: 'open',
+    });
+    expect(refusedCreate.status).toBe(400);
+    expect(refusedCreate.body.code).toBe('IMAGE_NOT_ALLOWED');
+    expect(refusedCreate.body.message).toContain(
+      "registry registry.internal.example:5000 is not on this public pool's allow-list",
+    );
+    expect(refusedCreate.body.hint).toContain('move the stack to a private pool');
+    expect(await store.getStack('on-open')).toBeNull();
+    // Made in a private pool, it may not move to the public one with that image.
     const created = await call('POST', '/api/v1/stacks', {
       id: 'on-open',
       repository: 'https://git.example.com/on-open.git',
-      runnerImage: 'registry.internal.example:5000/team/runner:1',
-      pool: 'open',
+      runnerImage: offList,
+      pool: 'team-a',
     });
     expect(created.status).toBe(201);
+    const moved = await call('PATCH', '/api/v1/stacks/on-open', { pool: 'open' });
+    expect(moved.body.code).toBe('IMAGE_NOT_ALLOWED');
+    expect((await store.getStack('on-open'))?.poolId).toBe('team-a');
+    // An allow-listed registry is fine.
+    const fine = await call('PATCH', '/api/v1/stacks/on-open', {
+      pool: 'open',
+      runnerImage: 'public.ecr.aws/team/runner:1',
+    });
+    expect(fine.status).toBe(200);
+    // The pool's list narrows: other changes of the stack still go, its trigger is refused.
+    expect(
+      (await call('PATCH', '/api/v1/pools/open', { allowList: ['quay.io'] })).body,
+    ).toMatchObject({ allowList: ['quay.io'] });
+    expect((await call('PATCH', '/api/v1/stacks/on-open', { branch: 'release' })).status).toBe(200);
     const refused = await call('POST', '/api/v1/stacks/on-open/runs', { type: 'proposed' });
     expect(refused.status).toBe(400);
     expect(refused.body.code).toBe('IMAGE_NOT_ALLOWED');
     expect(refused.body.message).toContain(
-      "registry registry.internal.example:5000 is not on this public pool's allow-list",
+      "registry public.ecr.aws is not on this public pool's allow-list",
     );
-    expect(refused.body.hint).toContain('move the stack to a private pool');
     expect((await call('GET', '/api/v1/runs?stack=on-open')).body.runs).toEqual([]);
     // A stack that does not exist (a typo) is not a stack without runs.
     expect(await call('GET', '/api/v1/runs?stack=on-opne')).toEqual({
       status: 404,
       body: { code: 'NOT_FOUND', message: 'stack on-opne does not exist' },
     });
-    // An allow-listed registry is fine.
-    await call('PATCH', '/api/v1/stacks/on-open', { runnerImage: 'public.ecr.aws/team/runner:1' });
+    await call('PATCH', '/api/v1/pools/open', { allowList: [] });
     expect((await call('POST', '/api/v1/stacks/on-open/runs', { type: 'proposed' })).status).toBe(
       201,
     );

@@ -138,6 +138,12 @@ function isUniqueViolation(err: unknown): boolean {
   return e.code === '23505' || /UNIQUE constraint failed/.test(e.message ?? '');
 }
 
+/** A row naming one that is not there (a pool deleted meanwhile, by another server). */
+function isForeignKeyViolation(err: unknown): boolean {
+  const e = err as { code?: string; message?: string };
+  return e.code === '23503' || /FOREIGN KEY constraint failed/.test(e.message ?? '');
+}
+
 /** Whether a unique-key violation is of one key: its name (PostgreSQL) or its column (SQLite). */
 function violates(err: unknown, constraint: string, column: string): boolean {
   const e = err as { constraint?: string; message?: string };
@@ -277,8 +283,7 @@ export class KyselyStore implements Store {
       });
     } catch (err) {
       // A stack, run or worker of the pool made meanwhile, by another server.
-      const e = err as { code?: string; message?: string };
-      if (e.code === '23503' || /FOREIGN KEY constraint failed/.test(e.message ?? ''))
+      if (isForeignKeyViolation(err))
         throw new StoreConflict(
           'POOL_IN_USE',
           `worker pool ${id} was given a stack, a run or a worker while it was being deleted; try again`,
@@ -305,20 +310,26 @@ export class KyselyStore implements Store {
       last_heartbeat_at: iso(at),
       left_at: null,
     };
-    await this.db
-      .insertInto('workers')
-      .values(values)
-      .onConflict((oc) =>
-        oc.column('id').doUpdateSet({
-          host: values.host,
-          berth_version: values.berth_version,
-          engine_version: values.engine_version,
-          concurrency: values.concurrency,
-          last_heartbeat_at: values.last_heartbeat_at,
-          left_at: null,
-        }),
-      )
-      .execute();
+    try {
+      await this.db
+        .insertInto('workers')
+        .values(values)
+        .onConflict((oc) =>
+          oc.column('id').doUpdateSet({
+            host: values.host,
+            berth_version: values.berth_version,
+            engine_version: values.engine_version,
+            concurrency: values.concurrency,
+            last_heartbeat_at: values.last_heartbeat_at,
+            left_at: null,
+          }),
+        )
+        .execute();
+    } catch (err) {
+      if (isForeignKeyViolation(err))
+        throw new StoreConflict('NOT_FOUND', `worker pool ${worker.poolId} does not exist`);
+      throw err;
+    }
     return (await this.getWorker(worker.id)) as Worker;
   }
 
@@ -432,6 +443,8 @@ export class KyselyStore implements Store {
     } catch (err) {
       if (isUniqueViolation(err))
         throw new StoreConflict('ALREADY_EXISTS', `stack ${stack.id} already exists`);
+      if (isForeignKeyViolation(err))
+        throw new StoreConflict('NOT_FOUND', `worker pool ${stack.poolId} does not exist`);
       throw err;
     }
     return toStack(row);
@@ -467,7 +480,12 @@ export class KyselyStore implements Store {
       .updateTable('stacks')
       .set(set)
       .where('id', '=', id)
-      .executeTakeFirst();
+      .executeTakeFirst()
+      .catch((err: unknown) => {
+        if (isForeignKeyViolation(err))
+          throw new StoreConflict('NOT_FOUND', `worker pool ${patch.poolId} does not exist`);
+        throw err;
+      });
     if (Number(result.numUpdatedRows) !== 1) return null;
     return this.getStack(id);
   }

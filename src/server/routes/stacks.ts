@@ -17,6 +17,7 @@ import {
   VariableInput,
   VariableParams,
 } from '../../api/schemas.js';
+import { checkStackImageAllowed } from '../image-policy.js';
 import type { Stack, StackPatch } from '../../store/store.js';
 import { ApiError, errorResponses, requirePerson, type ServerContext } from '../app.js';
 import type { Caller } from '../auth.js';
@@ -180,6 +181,7 @@ export function registerStackRoutes(server: FastifyInstance, ctx: ServerContext)
         poolId: input.pool,
       };
       await checkStackFields(ctx, stack);
+      checkStackImageAllowed(stack, await ctx.store.getPool(stack.poolId));
       await checkSource(ctx, caller, stack);
       const created = await ctx.store.createStack(stack, ctx.now());
       return reply.status(201).send(await stackView(ctx, created));
@@ -244,6 +246,10 @@ export function registerStackRoutes(server: FastifyInstance, ctx: ServerContext)
           "a stack has one source: repository or localDir (berth's --repo or --dir), not both",
         );
       }
+      // Only a change of the image or the pool is refused for the image: a stack whose pool's
+      // allow-list narrowed since keeps every other change (its trigger says why it cannot run).
+      if (patch.runnerImage !== undefined || patch.poolId !== undefined)
+        checkStackImageAllowed(next, await ctx.store.getPool(next.poolId));
       await checkSource(ctx, caller, next);
       const updated = await ctx.store.updateStack(request.params.id, patch, ctx.now());
       if (!updated)
