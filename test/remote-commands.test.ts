@@ -166,6 +166,8 @@ describe('berth stack update', () => {
       await trigger('paged'),
       await trigger('paged'),
     ];
+    const stacks = (await berth(['stack', 'list'])).stdout.split('\n');
+    expect(stacks).toContain(`paged  pool team  last run ${newest} PROPOSED READY`);
     const first = await berth(['runs', 'list', '--stack', 'paged', '--limit', '02']);
     expect(first.code, first.stderr).toBe(0);
     const lines = first.stdout.trim().split('\n');

@@ -303,6 +303,11 @@ describe.each<Kind>(['sqlite', 'postgres'])('the store on %s', (kind) => {
       first.id,
     ]);
     expect(await store.listRuns({ stackId: 'locked', limit: 3, before: first.id })).toEqual([]);
+    // The newest run of each stack, whatever the runs of other stacks since.
+    const last = await store.lastRunOfStacks();
+    expect(last.get('locked')?.id).toBe(third.id);
+    expect([...last].every(([stackId, run]) => run.stackId === stackId)).toBe(true);
+    expect(last.has('never-triggered')).toBe(false);
   });
 
   it('refuses a move the state machine does not allow, and changes nothing', async () => {
@@ -349,8 +354,19 @@ describe.each<Kind>(['sqlite', 'postgres'])('the store on %s', (kind) => {
     expect(await store.leaseRun('private-a', 'worker-0', t0, 30_000)).toBeNull();
     const other = await store.leaseRun('private-b', 'worker-b', t0, 30_000);
     expect(other?.id).toBe(b.id);
+    // What a worker holds now, found by the worker (not among the newest runs of all).
+    const held = (worker: string) =>
+      store.listRuns({ heldBy: worker, limit: 500 }).then((runs) => runs.map((r) => r.id).sort());
+    expect(await held('worker-1')).toEqual(
+      leased
+        .filter((r) => r.workerId === 'worker-1')
+        .map((r) => r.id)
+        .sort(),
+    );
+    expect(await held('worker-b')).toEqual([b.id]);
     for (const run of [...leased, other])
       if (run) await store.transitionRun(run.id, 'CANCELED', {}, t0);
+    expect(await held('worker-b')).toEqual([]);
   });
 
   it('numbers the history of a run promoted while workers lease, and hands it out once', async () => {

@@ -190,6 +190,9 @@ export const VariableOutput = closed({
   value: Type.Optional(Type.String()),
 });
 
+const RunKindSchema = Type.Unsafe<RunKind>({ type: 'string', enum: [...RUN_KINDS] });
+const RunStateSchema = Type.Unsafe<RunStateName>({ type: 'string', enum: [...RUN_STATES] });
+
 export const StackOutput = closed({
   id: Type.String(),
   name: Type.String(),
@@ -204,6 +207,16 @@ export const StackOutput = closed({
   autoDeploy: Type.Boolean(),
   pool: Type.String(),
   variables: Type.Array(VariableOutput),
+  /** The stack's newest run, null before its first. */
+  lastRun: Type.Union([
+    closed({
+      id: Type.String(),
+      type: Type.String(),
+      state: Type.String(),
+      updatedAt: Type.String(),
+    }),
+    Type.Null(),
+  ]),
   createdAt: Type.String(),
   updatedAt: Type.String(),
 });
@@ -229,9 +242,6 @@ export const TriggerInput = closed({
   commit: Type.Optional(CommitHash),
 });
 export type TriggerInput = Static<typeof TriggerInput>;
-
-const RunKindSchema = Type.Unsafe<RunKind>({ type: 'string', enum: [...RUN_KINDS] });
-const RunStateSchema = Type.Unsafe<RunStateName>({ type: 'string', enum: [...RUN_STATES] });
 
 const Counts = closed({
   add: Type.Integer(),

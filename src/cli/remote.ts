@@ -787,7 +787,7 @@ function registerStack(program: Command, remote: Remote): void {
   );
   stack
     .command('list')
-    .description('list the stacks and their pools')
+    .description('list the stacks, their pools and their last runs')
     .option('--json', 'print the stacks as one JSON array')
     .action(
       act(async (o: { json?: boolean }) => {
@@ -796,7 +796,13 @@ function registerStack(program: Command, remote: Remote): void {
           io,
           o.json,
           stacks,
-          () => stacks.map((s) => `${s.id}  pool ${s.pool}`).join('\n') || 'no stacks',
+          () =>
+            stacks
+              .map(
+                (s) =>
+                  `${s.id}  pool ${s.pool}${s.lastRun ? `  last run ${s.lastRun.id} ${s.lastRun.type} ${s.lastRun.state}` : '  never run'}`,
+              )
+              .join('\n') || 'no stacks',
         );
       }),
     );

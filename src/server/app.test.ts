@@ -664,6 +664,14 @@ describe('runs', () => {
 
   it('reads a log from an offset', async () => {
     const run = await call('POST', '/api/v1/stacks/demo/runs', { type: 'proposed' });
+    // The stack shows it as its last run, alone and in the list.
+    const last = { id: run.body.id, type: 'PROPOSED', state: 'READY' };
+    expect((await call('GET', '/api/v1/stacks/demo')).body.lastRun).toMatchObject(last);
+    const listed = (await call('GET', '/api/v1/stacks')).body.stacks as {
+      id: string;
+      lastRun: unknown;
+    }[];
+    expect(listed.find((s) => s.id === 'demo')?.lastRun).toMatchObject(last);
     await store.appendLog(run.body.id as string, 1, ['one\n', 'two\n'], clock);
     const all = await call('GET', `/api/v1/runs/${run.body.id as string}/logs`);
     expect(all.body).toMatchObject({ next: 2 });

@@ -27,6 +27,7 @@ import {
   type NewRun,
   type Pool,
   type PoolPatch,
+  type RunFilter,
   type Run,
   type TransitionOptions,
   type SealedValue,
@@ -674,12 +675,33 @@ export class KyselyStore implements Store {
     return row ? toRun(row) : null;
   }
 
-  async listRuns(filter: { stackId?: string; limit: number; before?: string }): Promise<Run[]> {
+  async listRuns(filter: RunFilter): Promise<Run[]> {
     let query = this.db.selectFrom('runs').selectAll();
     if (filter.stackId !== undefined) query = query.where('stack_id', '=', filter.stackId);
     if (filter.before !== undefined) query = query.where('id', '<', filter.before);
+    if (filter.heldBy !== undefined)
+      query = query
+        .where('worker_id', '=', filter.heldBy)
+        .where('lease_expires_at', 'is not', null)
+        .where('state', 'not in', [...TERMINAL_STATES]);
     const rows = await query.orderBy('id', 'desc').limit(filter.limit).execute();
     return rows.map(toRun);
+  }
+
+  async lastRunOfStacks(): Promise<Map<string, Run>> {
+    const rows = await this.db
+      .selectFrom('runs')
+      .selectAll()
+      .where(
+        'id',
+        'in',
+        this.db
+          .selectFrom('runs')
+          .select((eb) => eb.fn.max('id').as('id'))
+          .groupBy('stack_id'),
+      )
+      .execute();
+    return new Map(rows.map((row) => [row.stack_id, toRun(row)]));
   }
 
   async transitionRun(

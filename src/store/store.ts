@@ -47,6 +47,13 @@ export interface Pool {
   createdAt: string;
 }
 
+export interface RunFilter {
+  stackId?: string;
+  limit: number;
+  before?: string;
+  heldBy?: string;
+}
+
 export type PoolPatch = Partial<Pick<Pool, 'name' | 'allowList' | 'defaultImage' | 'pullPolicy'>>;
 
 export interface Worker {
@@ -265,8 +272,13 @@ export interface Store {
    */
   createRun(run: NewRun, at: Date): Promise<Run>;
   getRun(id: string): Promise<Run | null>;
-  /** Newest first; `before`: only runs created before that run (ids sort by creation). */
-  listRuns(filter: { stackId?: string; limit: number; before?: string }): Promise<Run[]>;
+  /**
+   * Newest first; `before`: only runs created before that run (ids sort by creation);
+   * `heldBy`: only the runs a worker holds now (leased to it, not ended).
+   */
+  listRuns(filter: RunFilter): Promise<Run[]>;
+  /** The newest run of each stack that has one, by stack id. */
+  lastRunOfStacks(): Promise<Map<string, Run>>;
   /**
    * Moves a run to `to` if the state machine allows it from its current state (and, with
    * `from`, only from one of those). Ending a run that held its stack's lock passes the lock on.

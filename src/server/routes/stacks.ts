@@ -18,12 +18,17 @@ import {
   VariableParams,
 } from '../../api/schemas.js';
 import { checkStackImageAllowed } from '../image-policy.js';
-import type { Stack, StackPatch } from '../../store/store.js';
+import type { Run, Stack, StackPatch } from '../../store/store.js';
 import { ApiError, errorResponses, requirePerson, type ServerContext } from '../app.js';
 import type { Caller } from '../auth.js';
 
-export async function stackView(ctx: ServerContext, stack: Stack) {
+/** A stack as the API shows it; `last`: its newest run when the caller has it (a list). */
+export async function stackView(ctx: ServerContext, stack: Stack, last?: Run | null) {
   const variables = await ctx.store.listStackVariables(stack.id);
+  const lastRun =
+    last !== undefined
+      ? last
+      : ((await ctx.store.listRuns({ stackId: stack.id, limit: 1 }))[0] ?? null);
   const { poolId, ...rest } = stack;
   return {
     ...rest,
@@ -38,6 +43,12 @@ export async function stackView(ctx: ServerContext, stack: Stack) {
     variables: variables.map((v) =>
       v.secret ? { name: v.name, secret: true } : { name: v.name, secret: false, value: v.value },
     ),
+    lastRun: lastRun && {
+      id: lastRun.id,
+      type: lastRun.kind,
+      state: lastRun.state,
+      updatedAt: lastRun.updatedAt,
+    },
   };
 }
 
@@ -201,7 +212,11 @@ export function registerStackRoutes(server: FastifyInstance, ctx: ServerContext)
     async (request) => {
       requirePerson(request);
       const stacks = await ctx.store.listStacks();
-      return { stacks: await Promise.all(stacks.map((s) => stackView(ctx, s))) };
+      // The newest run of every stack in one query (not the latest N runs of all).
+      const last = await ctx.store.lastRunOfStacks();
+      return {
+        stacks: await Promise.all(stacks.map((s) => stackView(ctx, s, last.get(s.id) ?? null))),
+      };
     },
   );
 

@@ -5,7 +5,6 @@
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { FastifyInstance } from 'fastify';
 import { WorkerList, WorkerOutput, WorkerParams } from '../../api/schemas.js';
-import { isTerminal } from '../../domain/run-state.js';
 import type { Worker } from '../../store/store.js';
 import {
   ApiError,
@@ -16,9 +15,7 @@ import {
 } from '../app.js';
 
 async function workerView(ctx: ServerContext, worker: Worker) {
-  const runs = (await ctx.store.listRuns({ limit: 500 }))
-    .filter((r) => r.workerId === worker.id && r.leaseExpiresAt !== null && !isTerminal(r.state))
-    .map((r) => r.id);
+  const runs = (await ctx.store.listRuns({ heldBy: worker.id, limit: 500 })).map((r) => r.id);
   return {
     id: worker.id,
     pool: worker.poolId,

@@ -1,16 +1,11 @@
 /** The stacks: each with its last run's state and when, tool and version, runner image, pool. */
-import type { Run, Stack } from '../../api/client.js';
+import type { Stack } from '../../api/client.js';
 import { api, link, stateBadge, type Page } from '../app.js';
 import { h, replace, timeAgo } from '../dom.js';
 
-/** The newest run of each stack among the newest runs the server lists. */
-function lastRuns(runs: Run[]): Map<string, Run> {
-  const last = new Map<string, Run>();
-  for (const run of runs) if (!last.has(run.stack)) last.set(run.stack, run);
-  return last;
-}
+type LastRun = NonNullable<Stack['lastRun']>;
 
-function matches(stack: Stack, run: Run | undefined, query: string, state: string): boolean {
+function matches(stack: Stack, run: LastRun | undefined, query: string, state: string): boolean {
   if (state && (run?.state ?? 'NONE') !== state) return false;
   const haystack = [stack.id, stack.name, stack.pool, stack.tool ?? '', ...stack.labels]
     .join(' ')
@@ -19,8 +14,8 @@ function matches(stack: Stack, run: Run | undefined, query: string, state: strin
 }
 
 export const stacksPage: Page = async (main) => {
-  const [stacks, runs] = await Promise.all([api.listStacks(), api.listRuns({ limit: 500 })]);
-  const last = lastRuns(runs);
+  const stacks = await api.listStacks();
+  const last = new Map(stacks.flatMap((s) => (s.lastRun ? [[s.id, s.lastRun] as const] : [])));
   const search = h('input', {
     type: 'search',
     id: 'stack-search',
