@@ -342,7 +342,7 @@ describe('berth up, login, stack, runs and worker commands', () => {
     });
     expect(rotated.code, rotated.stderr).toBe(0);
     expect(rotated.stderr).toContain(
-      `berth: 1 worker(s) of pool local hold the old token (${workerId}): each stops its runs and exits at its next call to the server; start them again with BERTH_POOL_TOKEN set to the new token (berth up's own worker: start berth up again, it sets the token itself)`,
+      `berth: 1 worker(s) of pool local hold the old token (${workerId}): each stops its runs and exits at its next call to the server; start them again with BERTH_POOL_TOKEN set to the new token (berth up's own worker: berth up ends with it, its server too; start berth up again, it sets the token itself)`,
     );
     const { code } = await other.exited;
     expect(code).not.toBe(0);

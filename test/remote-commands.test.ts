@@ -187,9 +187,13 @@ describe('berth stack update', () => {
     ]);
     expect(rest.stdout.trim().split(/\s+/)[0]).toBe(oldest);
     expect(rest.stderr).toBe('');
+    // Run ids are read in any case, as ULIDs are.
     const paged = json<{ id: string }[]>(
-      await berth(['runs', 'list', '--stack', 'paged', '--before', newest, '--json']),
+      await berth(['runs', 'list', '--stack', 'paged', '--before', newest.toLowerCase(), '--json']),
     );
+    expect(
+      json<{ id: string }>(await berth(['runs', 'show', oldest.toLowerCase(), '--json'])).id,
+    ).toBe(oldest);
     expect(paged.map((r) => r.id)).toEqual([middle, oldest]);
     for (const limit of ['0', '501', '2x']) {
       const bad = await berth(['runs', 'list', '--limit', limit]);

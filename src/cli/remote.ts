@@ -991,6 +991,11 @@ const DECISIONS = {
   cancel: 'cancel a run that has not ended',
 } as const;
 
+/** A run id as typed: ULIDs are read in any case (token ids print in lower case), sent upper. */
+function runIdOf(text: string): string {
+  return /^[0-9A-HJKMNP-TV-Z]{26}$/i.test(text.trim()) ? text.trim().toUpperCase() : text;
+}
+
 /** `--limit`'s value: a whole number from 1 to 500 (what the server lists at most). */
 function runListLimit(text: string): number {
   const limit = Number(text);
@@ -1008,7 +1013,7 @@ function registerRuns(program: Command, { client, io, act, setExit }: Remote): v
     .description('list runs, newest first (the latest 50 unless --limit)')
     .option('--stack <id>', "only this stack's runs")
     .option('--limit <n>', 'how many runs, 1 to 500', '50')
-    .option('--before <run>', 'only runs older than this one: the next page')
+    .option('--before <run>', 'only runs older than this one: the next page', runIdOf)
     .option('--json', 'print the runs as one JSON array')
     .action(
       act(async (o: { stack?: string; limit: string; before?: string; json?: boolean }) => {
@@ -1030,7 +1035,7 @@ function registerRuns(program: Command, { client, io, act, setExit }: Remote): v
   runs
     .command('show')
     .description('show a run: its state, image, worker, plan summary and state history')
-    .argument('<run>')
+    .argument('<run>', 'a run id, as `berth runs list` shows it (any case)', runIdOf)
     .option('--json', 'print the run as one JSON object')
     .action(
       act(async (id: string, o: { json?: boolean }) => {
@@ -1041,7 +1046,7 @@ function registerRuns(program: Command, { client, io, act, setExit }: Remote): v
   runs
     .command('logs')
     .description("show a run's stored log (masked), or follow it live with -f")
-    .argument('<run>')
+    .argument('<run>', 'a run id, as `berth runs list` shows it (any case)', runIdOf)
     .option('-f, --follow', 'keep showing output until the run ends')
     .option(
       '--json',
@@ -1068,7 +1073,7 @@ function registerRuns(program: Command, { client, io, act, setExit }: Remote): v
     runs
       .command(decision)
       .description(what)
-      .argument('<run>')
+      .argument('<run>', 'a run id, as `berth runs list` shows it (any case)', runIdOf)
       .option('--json', 'print the run as one JSON object')
       .action(
         act(async (id: string, o: { json?: boolean }) => {
@@ -1250,7 +1255,7 @@ function registerPool(program: Command, { client, io, act }: Remote): void {
         );
         if (online.length > 0)
           io.stderr.write(
-            `berth: ${online.length} worker(s) of pool ${id} hold the old token (${online.map((w) => w.id).join(', ')}): each stops its runs and exits at its next call to the server; start them again with BERTH_POOL_TOKEN set to the new token${id === 'local' ? " (berth up's own worker: start berth up again, it sets the token itself)" : ''}\n`,
+            `berth: ${online.length} worker(s) of pool ${id} hold the old token (${online.map((w) => w.id).join(', ')}): each stops its runs and exits at its next call to the server; start them again with BERTH_POOL_TOKEN set to the new token${id === 'local' ? " (berth up's own worker: berth up ends with it, its server too; start berth up again, it sets the token itself)" : ''}\n`,
           );
       }),
     );

@@ -181,7 +181,7 @@ export const ERROR_CATALOGUE = {
   BERTH_RUNNER_IMAGE_BUILD_FAILED: {
     kind: 'image',
     retryable: true,
-    hint: 'The standard runner image could be neither pulled nor built here; the build output above says why (it needs debian:bookworm-slim and a Debian mirror). Run with an image this machine has: --image REF, or BERTH_DEFAULT_RUNNER_IMAGE=REF for every run. Or build it from runner/Dockerfile where a mirror is reachable (`docker build -t ghcr.io/berth-dev/runner:latest runner/`, through a proxy with --build-arg http_proxy=URL) and bring it here with `docker save` and `docker load`.',
+    hint: "The standard runner image could be neither pulled nor built here; the build output above says why (it needs debian:bookworm-slim and a Debian mirror). Run with an image this machine has: --image REF, or BERTH_DEFAULT_RUNNER_IMAGE=REF for every run (a server's run: the stack's `berth stack update ID --runner-image REF`, or the pool's `berth pool update POOL --default-image REF`). Or build it from runner/Dockerfile where a mirror is reachable (`docker build -t ghcr.io/berth-dev/runner:latest runner/`, through a proxy with --build-arg http_proxy=URL) and bring it here with `docker save` and `docker load`.",
   },
   BERTH_CUSTOM_WORKFLOW_MISSING: {
     kind: 'config',

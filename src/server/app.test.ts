@@ -10,6 +10,7 @@ import {
   readFileSync,
   readdirSync,
   rmSync,
+  statSync,
   writeFileSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -526,6 +527,16 @@ describe('stacks', () => {
       userToken,
     );
     expect(variable.status).toBe(200);
+    // A directory has no commits: a run of one is refused, not recorded with it.
+    const withCommit = await call('POST', '/api/v1/stacks/infra/runs', {
+      type: 'task',
+      commit: 'a'.repeat(40),
+    });
+    expect(withCommit.status).toBe(400);
+    expect(withCommit.body.message).toBe(
+      `stack infra's source is a directory on its workers (/srv/infra), which has no commits: commit ${'a'.repeat(40)} cannot be run`,
+    );
+    expect(await store.listRuns({ stackId: 'infra', limit: 5 })).toEqual([]);
     // Deleting it is a change too: its runs and logs would go, and its id be free for the user.
     const deleteByUser = await call('DELETE', '/api/v1/stacks/infra', undefined, userToken);
     expect(deleteByUser.status).toBe(403);
@@ -557,6 +568,24 @@ describe('stacks', () => {
     expect(stored?.value).not.toContain(secret);
     expect(SecretBox.fromKey(Buffer.alloc(32, 7)).open(stored?.value as string)).toBe(secret);
     expect(readFileSync(path.join(dir, 'berth.db')).toString('latin1')).not.toContain(secret);
+    // Nor can another user of the machine read the database (its logs, its sealed values).
+    for (const file of ['berth.db', 'berth.db-wal'])
+      expect(statSync(path.join(dir, file)).mode & 0o777, file).toBe(0o600);
+    // A plain set (a missed --secret) never makes it readable; unset first to make it plain.
+    for (const body of [{ value: 'now-plain' }, { value: 'now-plain', secret: false }]) {
+      const plain = await call('PUT', '/api/v1/stacks/demo/env/DB_PASSWORD', body);
+      expect(plain.status).toBe(409);
+      expect(plain.body.code).toBe('VARIABLE_IS_SECRET');
+      expect(plain.body.hint).toContain('berth stack env unset demo DB_PASSWORD');
+    }
+    expect((await call('GET', '/api/v1/stacks/demo')).body.variables).toContainEqual({
+      name: 'DB_PASSWORD',
+      secret: true,
+    });
+    expect(
+      (await call('PUT', '/api/v1/stacks/demo/env/DB_PASSWORD', { value: secret, secret: true }))
+        .status,
+    ).toBe(200);
   });
 
   it.each(['BERTH_GIT_TOKEN', 'BERTH_GIT_SSH_KEY'])(

@@ -3,7 +3,7 @@
  * postgres:// URL, else SQLite in a file of the data directory (WAL, so readers never wait for
  * the writer). The drivers load only for the database chosen.
  */
-import { mkdirSync } from 'node:fs';
+import { chmodSync, closeSync, mkdirSync, openSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { Kysely, PostgresDialect, SqliteDialect, type SqliteDatabase } from 'kysely';
 import { BerthError } from '../domain/errors.js';
@@ -64,6 +64,10 @@ export async function openStore(location: StoreLocation): Promise<KyselyStore> {
   }
   mkdirSync(location.dataDir, { recursive: true, mode: 0o700 });
   const file = path.join(location.dataDir, 'berth.db');
+  // The database holds the runs' logs and the sealed secrets: berth's user alone reads it (SQLite
+  // gives its -wal and -shm files the same mode). One made readable by others before is closed.
+  closeSync(openSync(file, 'a', 0o600));
+  if ((statSync(file).mode & 0o077) !== 0) chmodSync(file, 0o600);
   const { default: Sqlite } = await import('better-sqlite3');
   const database = new Sqlite(file);
   database.pragma('journal_mode = WAL');

@@ -146,6 +146,15 @@ export function registerRunRoutes(server: FastifyInstance, ctx: ServerContext): 
       const caller = requirePerson(request);
       const stack = await ctx.store.getStack(request.params.id);
       if (!stack) throw new ApiError(404, 'NOT_FOUND', `stack ${request.params.id} does not exist`);
+      // A directory has no commits: the run would record one it never ran.
+      if (request.body.commit && stack.localDir !== null) {
+        throw new ApiError(
+          400,
+          'BAD_REQUEST',
+          `stack ${stack.id}'s source is a directory on its workers (${stack.localDir}), which has no commits: commit ${request.body.commit} cannot be run`,
+          'Trigger it without a commit: the run takes the directory as it is.',
+        );
+      }
       checkStackImageAllowed(stack, await ctx.store.getPool(stack.poolId));
       // The run is bound to one commit now: the one asked for, or the branch head at this moment.
       let commit = request.body.commit ?? null;

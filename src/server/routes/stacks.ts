@@ -319,6 +319,18 @@ export function registerStackRoutes(server: FastifyInstance, ctx: ServerContext)
           `Set it as a secret: \`berth stack env set ${stack.id} ${request.params.name} --secret\` (through the API, secret: true).`,
         );
       }
+      // A secret's value must not become readable by a plain set (a missed --secret).
+      const was = (await ctx.store.listStackVariables(stack.id)).find(
+        (v) => v.name === request.params.name,
+      );
+      if (was?.secret && !secret) {
+        throw new ApiError(
+          409,
+          'VARIABLE_IS_SECRET',
+          `${request.params.name} is a secret variable of stack ${stack.id}: a plain value would show it to everyone who may read the stack`,
+          `Give --secret to change its value (\`berth stack env set ${stack.id} ${request.params.name} --secret\`; through the API, secret: true), or unset it first (\`berth stack env unset ${stack.id} ${request.params.name}\`) to make it plain.`,
+        );
+      }
       await ctx.store.setStackVariable(stack.id, {
         name: request.params.name,
         value: secret ? ctx.secrets.seal(request.body.value) : request.body.value,
