@@ -81,7 +81,7 @@ describe('berth up, login, stack, runs and worker commands', () => {
     expect(statSync(saved).mode & 0o777).toBe(0o600);
 
     const pools = await berth(['pool', 'list']);
-    expect(pools.stdout).toMatch(/^local {2}private/m);
+    expect(pools.stdout).toMatch(/^local "this machine" {2}private/m);
 
     const repo = tempDir('berth-repo-');
     mkdirSync(path.join(repo, '.berth'));

@@ -539,6 +539,8 @@ describe('errors name the command used and a fix on the command line', () => {
     );
     const reset = await berth(['pool', 'update', 'spare', '--default-image', '', '--pull', '']);
     expect(reset.stdout).toBe('spare  public  (allows quay.io)\n');
+    const named = await berth(['pool', 'update', 'spare', '--name', 'Spare pool']);
+    expect(named.stdout).toBe('spare "Spare pool"  public  (allows quay.io)\n');
     const nothing = await berth(['pool', 'update', 'spare']);
     expect(nothing.code).toBe(2);
     expect(nothing.stderr).toContain('nothing to change: give at least one setting');
@@ -694,6 +696,20 @@ describe("the server's address", () => {
     } finally {
       await page.close();
     }
+  });
+
+  it('says what is missing: an empty token on standard input, a worker id to drain', async () => {
+    const login = await runBerth(
+      ['login', '--server', server.url],
+      { BERTH_TOKEN: '', XDG_CONFIG_HOME: tempDir('berth-config-') },
+      { input: '' },
+    );
+    expect(login.code).toBe(2);
+    expect(login.stderr).toContain('no token: standard input was empty and BERTH_TOKEN is not set');
+    const drain = await berth(['worker', 'drain']);
+    expect(drain.code).toBe(2);
+    expect(drain.stderr).toContain('berth worker drain needs the id of a worker');
+    expect(drain.stderr).toContain('`berth worker list` shows the workers');
   });
 
   it('with BERTH_SERVER but no token anywhere, says the token is missing and how to give it', async () => {

@@ -142,7 +142,7 @@ const COMMAND_LINE_FIXES: Record<string, string> = {
   NOT_FOUND:
     "Check the name or id: `berth stack list`, `berth runs list`, `berth pool list` and `berth worker list` show what exists (`berth stack show ID` a stack's variables).",
   ALREADY_EXISTS:
-    "Pick another id, or use the one that exists (`berth stack show ID`, `berth pool list`); `berth stack update ID` changes a stack's settings.",
+    'Pick another id, or use the one that exists: `berth stack list` and `berth pool list` show them; `berth stack update ID` and `berth pool update ID` change their settings.',
   RUN_TRANSITION_INVALID:
     '`berth runs show RUN` shows its state: only an UNCONFIRMED run can be confirmed or discarded, and only a run that has not ended can be cancelled.',
   POOL_IN_USE:
@@ -617,7 +617,16 @@ function registerLogin(program: Command, { io, env, act }: Remote): void {
       act(async (opts: { server: string; caCert?: string; json?: boolean }) => {
         const server = parseServerAddress(opts.server, '--server');
         const token = env.BERTH_TOKEN?.trim() || (await readStdin());
-        if (!token) throw new BerthError('BERTH_USAGE', 'no token: set BERTH_TOKEN or pipe it in');
+        if (!token)
+          throw new BerthError(
+            'BERTH_USAGE',
+            process.stdin.isTTY
+              ? 'no token: set BERTH_TOKEN or pipe it in'
+              : 'no token: standard input was empty and BERTH_TOKEN is not set',
+            {
+              hint: 'Give the token on standard input (`berth login --server URL < token-file`) or in BERTH_TOKEN; the admin token was printed once when the server first started.',
+            },
+          );
         const caFile = opts.caCert ?? env.BERTH_CA_CERT?.trim();
         const caCert = caFile ? path.resolve(caFile) : undefined;
         const login: Login = { server, token, ...(caCert ? { caCert } : {}) };
@@ -1105,7 +1114,8 @@ function poolLine(p: Pool): string {
     p.pullPolicy ? `pull ${p.pullPolicy}` : null,
     p.defaultImage ? `default image ${p.defaultImage}` : null,
   ].filter(Boolean);
-  return `${p.id}  ${p.kind}${settings.length > 0 ? `  (${settings.join('; ')})` : ''}`;
+  const named = p.name !== p.id ? ` "${p.name}"` : '';
+  return `${p.id}${named}  ${p.kind}${settings.length > 0 ? `  (${settings.join('; ')})` : ''}`;
 }
 
 function registerPool(program: Command, { client, io, act }: Remote): void {
@@ -1297,6 +1307,11 @@ export async function workerAdmin(
   }
   throw new BerthError(
     'BERTH_USAGE',
-    `berth worker ${verb}${id ? ` ${id}` : ''}: use list, drain ID or undrain ID`,
+    verb === 'drain' || verb === 'undrain'
+      ? `berth worker ${verb} needs the id of a worker`
+      : `berth worker ${verb}${id ? ` ${id}` : ''}: use list, drain ID or undrain ID`,
+    {
+      hint: '`berth worker list` shows the workers and their ids; then `berth worker drain ID` or `berth worker undrain ID`.',
+    },
   );
 }
