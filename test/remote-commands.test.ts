@@ -256,7 +256,9 @@ describe('berth stack update', () => {
     const again = await berth(['stack', 'create', 'typo', '--dir', '/tmp', '--pool', 'team']);
     expect(again.code).toBe(2);
     expect(again.stderr).toContain('[ALREADY_EXISTS]');
-    expect(again.stderr).toContain("`berth stack update ID` changes a stack's settings");
+    expect(again.stderr).toContain(
+      '`berth stack update ID` and `berth pool update ID` change their settings',
+    );
     const noVariable = await berth(['stack', 'env', 'unset', 'typo', 'NOT_SET']);
     expect(noVariable.code).toBe(2);
     expect(noVariable.stderr).toContain('has no variable NOT_SET [NOT_FOUND]');
