@@ -131,7 +131,7 @@ describe('berth up, login, stack, runs and worker commands', () => {
       expect(out.stdout + out.stderr).not.toContain('first-try-secret-77');
   });
 
-  it('refuses a second berth up, on the same address or the same data directory, and the first goes on', async () => {
+  it('refuses a second berth up, on the same address, data directory or state directory, and the first goes on', async () => {
     const address = new URL(url).host;
     const sameAddress = await berth([
       'up',
@@ -153,6 +153,20 @@ describe('berth up, login, stack, runs and worker commands', () => {
     );
     expect(sameData.stderr).toContain('another --data-dir');
     expect(sameData.stderr).not.toContain('listening on');
+    // Another data directory but the same state directory for its worker: said before a server
+    // starts and prints a token it would not use.
+    const sameState = await berth(
+      ['up', '--listen', '127.0.0.1:0', '--data-dir', tempDir('berth-up-')],
+      {
+        BERTH_STATE_DIR: path.join(dataDir, 'state'),
+      },
+    );
+    expect(sameState.code).toBe(2);
+    expect(sameState.stderr).toContain(
+      `another berth worker (process ${up.pid}) uses the state directory ${path.join(dataDir, 'state')} [BERTH_USAGE]`,
+    );
+    expect(sameState.stderr).toContain('Unset BERTH_STATE_DIR for this berth up');
+    expect(sameState.stderr).not.toContain('admin token');
     // The first one's worker still has its pool's token: it takes and finishes a run.
     const followed = await berth(['stack', 'trigger', 'first', '--type', 'task', '--follow']);
     expect(followed.code, followed.stderr).toBe(0);

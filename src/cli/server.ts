@@ -262,7 +262,15 @@ export function registerUp(
           setting: '--data-dir (BERTH_DATA_DIR)',
           hint: 'Use the berth up that runs already (its address is in its first lines), stop it first, or give this one another --data-dir (BERTH_DATA_DIR).',
         });
+        let releaseStateDir = (): void => undefined;
         try {
+          // Its worker's state directory too, before the server prints a token it would not use.
+          const stateDir = env.BERTH_STATE_DIR?.trim() || path.join(dataDir, 'worker');
+          const { claimStateDir } = await import('./worker.js');
+          releaseStateDir = claimStateDir(
+            stateDir,
+            'Unset BERTH_STATE_DIR for this berth up (it then keeps its worker in its data directory) or give it another, or stop the berth up or worker that uses this one.',
+          );
           const { startServer } = await import('../server/start.js');
           const server = await startServer({
             host,
@@ -289,10 +297,8 @@ export function registerUp(
               token: server.poolToken as string,
               concurrency,
               io,
-              env: {
-                ...env,
-                BERTH_STATE_DIR: env.BERTH_STATE_DIR?.trim() || path.join(dataDir, 'worker'),
-              },
+              env: { ...env, BERTH_STATE_DIR: stateDir },
+              stateDirClaimed: true,
               version,
               cas,
               // Its token is the local pool's, which berth up sets on every start.
@@ -303,6 +309,7 @@ export function registerUp(
             await server.close();
           }
         } finally {
+          releaseStateDir();
           release();
         }
       },

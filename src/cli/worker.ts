@@ -102,6 +102,8 @@ export async function runWorker(options: {
   cas?: string[] | null;
   /** What to do when the server refuses the pool token (see Worker's option). */
   tokenFix?: string;
+  /** The caller holds the state directory's claim already (berth up). */
+  stateDirClaimed?: boolean;
 }): Promise<void> {
   const { server, token, concurrency, io, env, version } = options;
   const say = (line: string): void => void io.stderr.write(`berth: ${line}\n`);
@@ -122,7 +124,10 @@ export async function runWorker(options: {
     workspaceRoot: workspaceRoot(settings),
     workspace: readWorkspaceDelivery(env),
   });
-  const releaseStateDir = claimStateDir(settings.stateDir);
+  // berth up claims it before its server starts (a second one then says so before anything).
+  const releaseStateDir = options.stateDirClaimed
+    ? () => undefined
+    : claimStateDir(settings.stateDir);
   const repositories = new RepositoryCache({
     dir: path.join(settings.stateDir, 'repositories'),
     checkoutsDir: path.join(settings.stateDir, 'checkouts'),
@@ -290,12 +295,15 @@ async function checkJobPlacement(
  * A claim whose process is gone, or that a copy brought from another machine, is taken over.
  * Returns what gives the directory back.
  */
-function claimStateDir(stateDir: string): () => void {
+export function claimStateDir(
+  stateDir: string,
+  hint = 'Give each worker on a machine its own state directory: BERTH_STATE_DIR=DIR berth worker …',
+): () => void {
   return claimDirectory(stateDir, {
     file: 'worker.owner',
     holder: 'berth worker',
     what: 'state directory',
     setting: 'BERTH_STATE_DIR',
-    hint: 'Give each worker on a machine its own state directory: BERTH_STATE_DIR=DIR berth worker …',
+    hint,
   });
 }
