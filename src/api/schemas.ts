@@ -211,8 +211,8 @@ export const StackOutput = closed({
   lastRun: Type.Union([
     closed({
       id: Type.String(),
-      type: Type.String(),
-      state: Type.String(),
+      type: RunKindSchema,
+      state: RunStateSchema,
       updatedAt: Type.String(),
     }),
     Type.Null(),

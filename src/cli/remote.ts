@@ -1217,14 +1217,23 @@ function registerPool(program: Command, { client, io, act }: Remote): void {
           const updated = await api.updatePool(id, patch);
           print(io, o.json, updated, () => poolLine(updated));
           // A narrower allow-list: said now, not at each stack's next trigger.
-          if (patch.allowList !== undefined)
-            for (const stack of (await api.listStacks()).filter((s) => s.pool === id)) {
-              const refusal = stackImageRefusal(stack.runnerImage, updated);
-              if (refusal)
-                io.stderr.write(
-                  `berth: warning: stack ${stack.id}'s runner image ${stack.runnerImage} is not allowed any more (${refusal.reason}): its runs are refused until it changes (\`berth stack update ${stack.id} --runner-image REF\`)\n`,
-                );
-            }
+          const stacks =
+            patch.allowList === undefined
+              ? []
+              : await api.listStacks().catch((err: unknown) => {
+                  // The pool did change: a failed look at its stacks is not the command's failure.
+                  io.stderr.write(
+                    `berth: warning: could not list the stacks to check them against the new allow-list: ${err instanceof Error ? err.message : String(err)}\n`,
+                  );
+                  return [];
+                });
+          for (const stack of stacks.filter((s) => s.pool === id)) {
+            const refusal = stackImageRefusal(stack.runnerImage, updated);
+            if (refusal)
+              io.stderr.write(
+                `berth: warning: stack ${stack.id}'s runner image ${stack.runnerImage} is not allowed any more (${refusal.reason}): its runs are refused until it changes (\`berth stack update ${stack.id} --runner-image REF\`)\n`,
+              );
+          }
         },
       ),
     );

@@ -269,7 +269,9 @@ export function registerUp(
           const { claimStateDir } = await import('./worker.js');
           releaseStateDir = claimStateDir(
             stateDir,
-            'Unset BERTH_STATE_DIR for this berth up (it then keeps its worker in its data directory) or give it another, or stop the berth up or worker that uses this one.',
+            env.BERTH_STATE_DIR?.trim()
+              ? 'Unset BERTH_STATE_DIR for this berth up (it then keeps its worker in its data directory) or give it another, or stop the berth up or worker that uses this one.'
+              : "Stop the berth worker that uses it (a worker given this data directory's worker directory as BERTH_STATE_DIR), or give this berth up another --data-dir.",
           );
           const { startServer } = await import('../server/start.js');
           const server = await startServer({

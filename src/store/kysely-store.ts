@@ -689,18 +689,11 @@ export class KyselyStore implements Store {
   }
 
   async lastRunOfStacks(): Promise<Map<string, Run>> {
-    const rows = await this.db
-      .selectFrom('runs')
-      .selectAll()
-      .where(
-        'id',
-        'in',
-        this.db
-          .selectFrom('runs')
-          .select((eb) => eb.fn.max('id').as('id'))
-          .groupBy('stack_id'),
-      )
-      .execute();
+    // One index seek per stack (runs_stack: stack_id, id), not a pass over every run.
+    const { rows } = await sql<Selectable<RunsTable>>`
+      select * from runs where id in (
+        select (select max(r.id) from runs r where r.stack_id = s.id) from stacks s
+      )`.execute(this.db);
     return new Map(rows.map((row) => [row.stack_id, toRun(row)]));
   }
 

@@ -67,7 +67,11 @@ export async function openStore(location: StoreLocation): Promise<KyselyStore> {
   // The database holds the runs' logs and the sealed secrets: berth's user alone reads it (SQLite
   // gives its -wal and -shm files the same mode). One made readable by others before is closed.
   closeSync(openSync(file, 'a', 0o600));
-  if ((statSync(file).mode & 0o077) !== 0) chmodSync(file, 0o600);
+  for (const own of [file, `${file}-wal`, `${file}-shm`]) {
+    const stat = statSync(own, { throwIfNoEntry: false });
+    // Only berth's own files: one another user made is the operator's to set.
+    if (stat && stat.uid === process.getuid?.() && (stat.mode & 0o077) !== 0) chmodSync(own, 0o600);
+  }
   const { default: Sqlite } = await import('better-sqlite3');
   const database = new Sqlite(file);
   database.pragma('journal_mode = WAL');
