@@ -87,6 +87,7 @@ describe('repository URLs', () => {
     expect(displayRepository('git@h:org/r.git')).toBe('git@h:org/r.git');
     // One that does not parse (a / in the password) shows nothing but its scheme.
     expect(displayRepository('https://u:ab/cd@h/r.git')).toBe('https://***');
+    expect(displayRepository('https://deploy:4711/s3cret@h/r.git')).toBe('https://***');
   });
 
   it.each([
@@ -96,6 +97,7 @@ describe('repository URLs', () => {
     ['ssh://git:pw@h/r.git', 'has a password or token written into it'],
     ['https://ghp_abc@h/r.git', 'has a user name written into it'],
     ['https://u:ab/cd@h/r.git', 'host, port or user info cannot be read'],
+    ['https://deploy:4711/s3cret@h/r.git', 'has an @ in its path'],
     ['ssh://git@h:2222/r.git', null],
     ['ssh://git@[::1]/r.git', null],
     ['https://h:8443/r.git', null],

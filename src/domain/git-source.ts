@@ -79,14 +79,20 @@ export function repositoryUrlProblem(url: string): string | null {
     return `${displayRepository(url)} has a password or token written into it, ${seen}`;
   if (parsed.username !== '' && repositoryTransport(url) === 'http')
     return `${displayRepository(url)} has a user name written into it (often a token), ${seen}`;
+  // `https://user:4711/rest@host/…` parses as host `user`, port 4711: a password with a / in it.
+  if (repositoryTransport(url) === 'http' && parsed.pathname.includes('@'))
+    return 'the URL has an @ in its path, as a password with a / in it would (an @ in a path is written %40)';
   return null;
 }
 
 /** The URL for messages: a user name or password written into it is replaced by `***`. */
 export function displayRepository(url: string): string {
-  // A URL that does not parse may hide user info anywhere (a / in a password): all but the scheme.
+  // A URL that does not parse, or has an @ after a /, may hide user info anywhere (a / in a
+  // password): all but the scheme.
   const scheme = /^[a-z][a-z0-9+.-]*:\/\//i.exec(url)?.[0];
-  if (scheme && url.includes('@') && !URL.canParse(url)) return `${scheme}***`;
+  const rest = scheme ? url.slice(scheme.length) : '';
+  if (scheme && rest.includes('@') && (!URL.canParse(url) || /\/.*@/.test(rest)))
+    return `${scheme}***`;
   // Up to the last @ before the path: a password written with an unencoded @ in it is hidden too.
   return url.replace(/^([a-z][a-z0-9+.-]*:\/\/)[^/]*@/i, '$1***@');
 }
