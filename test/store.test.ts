@@ -249,9 +249,19 @@ describe.each<Kind>(['sqlite', 'postgres'])('the store on %s', (kind) => {
       labels: [],
       updatedAt: later(1000).toISOString(),
     });
-    await store.setStackVariable('demo', { name: 'TF_LOG', value: 'info', secret: false });
-    await store.setStackVariable('demo', { name: 'TOKEN', value: 'sealed:abc', secret: true });
-    await store.setStackVariable('demo', { name: 'TF_LOG', value: 'debug', secret: false });
+    expect(
+      await store.setStackVariable('demo', { name: 'TF_LOG', value: 'info', secret: false }),
+    ).toBe(true);
+    expect(
+      await store.setStackVariable('demo', { name: 'TOKEN', value: 'sealed:abc', secret: true }),
+    ).toBe(true);
+    expect(
+      await store.setStackVariable('demo', { name: 'TF_LOG', value: 'debug', secret: false }),
+    ).toBe(true);
+    // A plain value never replaces a secret one: nothing changes.
+    expect(
+      await store.setStackVariable('demo', { name: 'TOKEN', value: 'readable', secret: false }),
+    ).toBe(false);
     expect(await store.listStackVariables('demo')).toEqual([
       { name: 'TF_LOG', value: 'debug', secret: false },
       { name: 'TOKEN', value: 'sealed:abc', secret: true },

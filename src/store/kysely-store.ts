@@ -523,8 +523,8 @@ export class KyselyStore implements Store {
     });
   }
 
-  async setStackVariable(stackId: string, variable: StackVariable): Promise<void> {
-    await this.db
+  async setStackVariable(stackId: string, variable: StackVariable): Promise<boolean> {
+    const result = await this.db
       .insertInto('stack_env')
       .values({
         stack_id: stackId,
@@ -532,12 +532,14 @@ export class KyselyStore implements Store {
         value: variable.value,
         secret: flag(variable.secret),
       })
-      .onConflict((oc) =>
-        oc
+      .onConflict((oc) => {
+        const update = oc
           .columns(['stack_id', 'name'])
-          .doUpdateSet({ value: variable.value, secret: flag(variable.secret) }),
-      )
-      .execute();
+          .doUpdateSet({ value: variable.value, secret: flag(variable.secret) });
+        return variable.secret ? update : update.where('stack_env.secret', '=', 0);
+      })
+      .executeTakeFirst();
+    return Number(result.numInsertedOrUpdatedRows ?? 0n) > 0;
   }
 
   async unsetStackVariable(stackId: string, name: string): Promise<boolean> {

@@ -262,7 +262,11 @@ export interface Store {
   updateStack(id: string, patch: StackPatch, at: Date): Promise<Stack | null>;
   /** Deletes a stack without active runs (StoreConflict STACK_HAS_RUNS otherwise); false: none. */
   deleteStack(id: string): Promise<boolean>;
-  setStackVariable(stackId: string, variable: StackVariable): Promise<void>;
+  /**
+   * Sets a variable; false (nothing changed) when a plain value would replace a secret one,
+   * decided in the same statement (a secret never becomes readable by a set that raced it).
+   */
+  setStackVariable(stackId: string, variable: StackVariable): Promise<boolean>;
   unsetStackVariable(stackId: string, name: string): Promise<boolean>;
   listStackVariables(stackId: string): Promise<StackVariable[]>;
 

@@ -319,11 +319,14 @@ export function registerStackRoutes(server: FastifyInstance, ctx: ServerContext)
           `Set it as a secret: \`berth stack env set ${stack.id} ${request.params.name} --secret\` (through the API, secret: true).`,
         );
       }
-      // A secret's value must not become readable by a plain set (a missed --secret).
-      const was = (await ctx.store.listStackVariables(stack.id)).find(
-        (v) => v.name === request.params.name,
-      );
-      if (was?.secret && !secret) {
+      // A secret's value must not become readable by a plain set (a missed --secret): the store
+      // keeps a secret one in the same statement.
+      const set = await ctx.store.setStackVariable(stack.id, {
+        name: request.params.name,
+        value: secret ? ctx.secrets.seal(request.body.value) : request.body.value,
+        secret,
+      });
+      if (!set) {
         throw new ApiError(
           409,
           'VARIABLE_IS_SECRET',
@@ -331,11 +334,6 @@ export function registerStackRoutes(server: FastifyInstance, ctx: ServerContext)
           `Give --secret to change its value (\`berth stack env set ${stack.id} ${request.params.name} --secret\`; through the API, secret: true), or unset it first (\`berth stack env unset ${stack.id} ${request.params.name}\`) to make it plain.`,
         );
       }
-      await ctx.store.setStackVariable(stack.id, {
-        name: request.params.name,
-        value: secret ? ctx.secrets.seal(request.body.value) : request.body.value,
-        secret,
-      });
       return stackView(ctx, stack);
     },
   );
