@@ -103,7 +103,7 @@ describe("the server's commands", () => {
       const options = entries(await helpText(['stack', command, '--help']));
       expect(options.get('--repo')).toContain('file://');
       expect(options.get('--repo')).toContain(
-        'only with the admin token, for a stack of a private pool',
+        'only with an admin token, for a stack of a private pool',
       );
       expect(options.get('--dir')).toContain("a directory on the workers' machines");
       expect(options.get('--dir')).toContain('resolved against the current directory here');

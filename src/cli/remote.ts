@@ -696,7 +696,7 @@ function stackSettingOptions(command: Command, update: boolean): Command {
   command
     .option(
       '--repo <url>',
-      "git repository: https:// or ssh://; file:// (a repository on the workers' machines) only with the admin token, for a stack of a private pool",
+      "git repository: https:// or ssh://; file:// (a repository on the workers' machines) only with an admin token, for a stack of a private pool",
     )
     .option(
       '--branch <name>',
@@ -705,7 +705,7 @@ function stackSettingOptions(command: Command, update: boolean): Command {
     )
     .option(
       '--dir <path>',
-      "instead of a repository: a directory on the workers' machines (a relative path is resolved against the current directory here); only with the admin token, for a stack of a private pool",
+      "instead of a repository: a directory on the workers' machines (a relative path is resolved against the current directory here); only with an admin token, for a stack of a private pool",
     );
   if (update) command.option('--pool <id>', 'move the stack to this worker pool');
   else command.requiredOption('--pool <id>', 'worker pool');

@@ -512,8 +512,8 @@ describe('stacks', () => {
       expect(byUser.body).toEqual({
         code: 'FORBIDDEN',
         message:
-          "stack infra's source is on the workers' own disks (/srv/infra): only the admin token may change the stack",
-        hint: 'Ask the admin to make the change (`berth stack update` with the admin token).',
+          "stack infra's source is on the workers' own disks (/srv/infra): only an admin token may change the stack",
+        hint: 'Ask the admin to make the change (`berth stack update` with an admin token).',
       });
     }
     expect((await store.getStack('infra'))?.runnerImage).toBeNull();
@@ -543,8 +543,8 @@ describe('stacks', () => {
     expect(deleteByUser.body).toEqual({
       code: 'FORBIDDEN',
       message:
-        "stack infra's source is on the workers' own disks (/srv/infra): only the admin token may delete the stack",
-      hint: 'Ask the admin to make the change (`berth stack delete` with the admin token).',
+        "stack infra's source is on the workers' own disks (/srv/infra): only an admin token may delete the stack",
+      hint: 'Ask the admin to make the change (`berth stack delete` with an admin token).',
     });
     expect(await store.getStack('infra')).not.toBeNull();
     expect((await call('DELETE', '/api/v1/stacks/infra')).status).toBe(204);

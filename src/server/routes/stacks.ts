@@ -72,8 +72,8 @@ function checkChangeOfLocalStack(
   throw new ApiError(
     403,
     'FORBIDDEN',
-    `stack ${stack.id}'s source is on the workers' own disks (${stack.localDir ?? stack.repository}): only the admin token may ${change === 'update' ? 'change' : 'delete'} the stack`,
-    `Ask the admin to make the change (\`berth stack ${change}\` with the admin token).`,
+    `stack ${stack.id}'s source is on the workers' own disks (${stack.localDir ?? stack.repository}): only an admin token may ${change === 'update' ? 'change' : 'delete'} the stack`,
+    `Ask the admin to make the change (\`berth stack ${change}\` with an admin token).`,
   );
 }
 
@@ -92,7 +92,7 @@ async function checkSource(
     throw new ApiError(
       403,
       'FORBIDDEN',
-      "only the admin token may give a stack a source on the workers' own disks (localDir, berth's --dir; or a file:// repository)",
+      "only an admin token may give a stack a source on the workers' own disks (localDir, berth's --dir; or a file:// repository)",
       'Use a repository URL (https:// or ssh://), or ask the admin.',
     );
   }
