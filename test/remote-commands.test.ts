@@ -585,6 +585,22 @@ describe('errors name the command used and a fix on the command line', () => {
     expect(offList.stderr).toContain('or that option of `berth stack create`');
     expect(offList.stderr).not.toContain('PATCH');
     await createStack('on-open', 'open', '--runner-image', 'quay.io/team/runner:1');
+    const ofOpen = await berth(['stack', 'list', '--pool', 'open']);
+    expect(ofOpen.code, ofOpen.stderr).toBe(0);
+    expect(ofOpen.stdout.trim().split('\n')).toEqual([
+      expect.stringMatching(/^on-open {2}pool open {2}/),
+    ]);
+    // The pool's default image comes from its own allow-list, whatever a stack runs.
+    const offListDefault = await berth([
+      'pool',
+      'update',
+      'open',
+      '--default-image',
+      'registry.internal.example:5000/runner:1',
+    ]);
+    expect(offListDefault.code).toBe(2);
+    expect(offListDefault.stderr).toContain('[IMAGE_NOT_ALLOWED]');
+    expect(offListDefault.stderr).toContain('`berth pool update open --allowed-registries LIST`');
     // The pool's list narrows: its operator hears which stacks it stops.
     const narrowed = await berth(['pool', 'update', 'open', '--allowed-registries', 'ghcr.io']);
     expect(narrowed.code, narrowed.stderr).toBe(0);

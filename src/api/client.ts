@@ -204,8 +204,13 @@ export class ApiClient {
     await this.call('DELETE', '/session');
     this.csrfToken = null;
   };
-  listStacks = async (): Promise<Stack[]> =>
-    (await this.call<{ stacks: Stack[] }>('GET', '/stacks')).stacks;
+  listStacks = async (filter: { pool?: string } = {}): Promise<Stack[]> =>
+    (
+      await this.call<{ stacks: Stack[] }>(
+        'GET',
+        filter.pool ? `/stacks?pool=${encodeURIComponent(filter.pool)}` : '/stacks',
+      )
+    ).stacks;
   getStack = (id: string): Promise<Stack> => this.call('GET', `/stacks/${encodeURIComponent(id)}`);
   createStack = (input: Static<typeof StackInput>): Promise<Stack> =>
     this.call('POST', '/stacks', input);

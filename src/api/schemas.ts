@@ -305,6 +305,9 @@ export const ListQuery = closed({
   before: Type.Optional(RunId),
 });
 
+/** `GET /stacks?pool=ID`: only the stacks of one pool. */
+export const StackListQuery = closed({ pool: Type.Optional(Slug) });
+
 export const IdParams = closed({ id: Slug });
 export const RunParams = closed({ id: RunId });
 export const VariableParams = closed({ id: Slug, name: VariableName });

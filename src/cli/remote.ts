@@ -797,10 +797,11 @@ function registerStack(program: Command, remote: Remote): void {
   stack
     .command('list')
     .description('list the stacks, their pools and their last runs')
+    .option('--pool <pool>', "only the pool's stacks")
     .option('--json', 'print the stacks as one JSON array')
     .action(
-      act(async (o: { json?: boolean }) => {
-        const stacks = await client().listStacks();
+      act(async (o: { pool?: string; json?: boolean }) => {
+        const stacks = await client().listStacks(o.pool ? { pool: o.pool } : {});
         print(
           io,
           o.json,
@@ -1216,18 +1217,20 @@ function registerPool(program: Command, { client, io, act }: Remote): void {
           const api = client();
           const updated = await api.updatePool(id, patch);
           print(io, o.json, updated, () => poolLine(updated));
-          // A narrower allow-list: said now, not at each stack's next trigger.
+          // A narrower allow-list: said now, not at each stack's next trigger. (Stacks without
+          // an image of their own run the pool's default, which the server checks against the
+          // list.)
           const stacks =
             patch.allowList === undefined
               ? []
-              : await api.listStacks().catch((err: unknown) => {
+              : await api.listStacks({ pool: id }).catch((err: unknown) => {
                   // The pool did change: a failed look at its stacks is not the command's failure.
                   io.stderr.write(
                     `berth: warning: could not list the stacks to check them against the new allow-list: ${err instanceof Error ? err.message : String(err)}\n`,
                   );
                   return [];
                 });
-          for (const stack of stacks.filter((s) => s.pool === id)) {
+          for (const stack of stacks) {
             const refusal = stackImageRefusal(stack.runnerImage, updated);
             if (refusal)
               io.stderr.write(

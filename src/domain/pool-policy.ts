@@ -284,8 +284,8 @@ export function defaultPullPolicy(
 }
 
 /**
- * Why a public pool refuses a stack's own runner image (its registry is not on the pool's
- * allow-list), or null: a private pool, no image of its own, or one allowed. Malformed references
+ * Why a public pool refuses a stack's own runner image or the pool's default image (its registry
+ * is not on the pool's allow-list), or null: a private pool, no image, or one allowed. Malformed references
  * and lists are left to the worker, which reports them with their positions.
  */
 export function stackImageRefusal(

@@ -1338,6 +1338,86 @@ describe("a public pool's allow-list", () => {
   });
 });
 
+describe("a public pool's default image", () => {
+  it('must come from a registry on its own allow-list, at create and when either changes; a rename leaves it', async () => {
+    const create = (defaultImage: string): ReturnType<typeof call> =>
+      call('POST', '/api/v1/pools', {
+        id: 'open-default',
+        kind: 'public',
+        allowList: ['quay.io'],
+        defaultImage,
+      });
+    const refusedCreate = await create('ghcr.io/team/runner:1');
+    expect(refusedCreate.status).toBe(400);
+    expect(refusedCreate.body.code).toBe('IMAGE_NOT_ALLOWED');
+    expect(refusedCreate.body.message).toContain(
+      "public pool open-default's default image ghcr.io/team/runner:1 is refused by its own allow-list (registry ghcr.io is not on this public pool's allow-list",
+    );
+    expect(refusedCreate.body.hint).toContain(
+      '`berth pool update open-default --allowed-registries LIST`',
+    );
+    expect(await store.getPool('open-default')).toBeNull();
+    const created = await create('quay.io/team/runner:1');
+    expect(created.status).toBe(201);
+    // A narrower list that drops the default's registry, or a default from off the list: refused,
+    // nothing changed.
+    for (const patch of [{ allowList: ['ghcr.io'] }, { defaultImage: 'ghcr.io/team/runner:2' }]) {
+      const refused = await call('PATCH', '/api/v1/pools/open-default', patch);
+      expect(refused.status).toBe(400);
+      expect(refused.body.code).toBe('IMAGE_NOT_ALLOWED');
+    }
+    expect(await store.getPool('open-default')).toMatchObject({
+      allowList: ['quay.io'],
+      defaultImage: 'quay.io/team/runner:1',
+    });
+    // Both at once are fine, as is a private pool's default from anywhere.
+    const both = await call('PATCH', '/api/v1/pools/open-default', {
+      allowList: ['ghcr.io'],
+      defaultImage: 'ghcr.io/team/runner:2',
+    });
+    expect(both.status).toBe(200);
+    // A pool stored before this rule, its default off its list: a rename is not refused for it.
+    await store.updatePool('open-default', { allowList: ['quay.io'] });
+    const renamed = await call('PATCH', '/api/v1/pools/open-default', { name: 'Open' });
+    expect(renamed.status).toBe(200);
+    expect(renamed.body).toMatchObject({ name: 'Open', defaultImage: 'ghcr.io/team/runner:2' });
+    expect(
+      (await call('PATCH', '/api/v1/pools/team-a', { defaultImage: 'example.org/any:1' })).status,
+    ).toBe(200);
+  });
+});
+
+describe('the stack list of one pool', () => {
+  it('has only the stacks of the pool named by ?pool=, and none for a pool without stacks', async () => {
+    for (const id of ['solo', 'empty'])
+      expect((await call('POST', '/api/v1/pools', { id, kind: 'private' })).status).toBe(201);
+    for (const [id, pool] of [
+      ['in-a', 'solo'],
+      ['also-in-a', 'solo'],
+      ['elsewhere', 'team-a'],
+    ])
+      expect(
+        (
+          await call('POST', '/api/v1/stacks', {
+            id,
+            repository: `https://git.example.com/${id}.git`,
+            pool,
+          })
+        ).status,
+      ).toBe(201);
+    const all = (await call('GET', '/api/v1/stacks')).body.stacks as { id: string }[];
+    const ofA = (await call('GET', '/api/v1/stacks?pool=solo')).body.stacks as {
+      id: string;
+      pool: string;
+    }[];
+    expect(ofA.map((s) => s.id).sort()).toEqual(['also-in-a', 'in-a']);
+    expect(ofA.every((s) => s.pool === 'solo')).toBe(true);
+    expect(all.length).toBeGreaterThan(ofA.length);
+    expect((await call('GET', '/api/v1/stacks?pool=empty')).body).toEqual({ stacks: [] });
+    expect((await call('GET', '/api/v1/stacks?pool=..')).status).toBe(400);
+  });
+});
+
 describe('browser sessions', () => {
   type Raw = Awaited<ReturnType<typeof app.inject>>;
   const signIn = (token: string, address = '127.0.0.1'): Promise<Raw> =>

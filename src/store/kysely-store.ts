@@ -460,8 +460,10 @@ export class KyselyStore implements Store {
     return row ? toStack(row) : null;
   }
 
-  async listStacks(): Promise<Stack[]> {
-    return (await this.db.selectFrom('stacks').selectAll().orderBy('id').execute()).map(toStack);
+  async listStacks(filter: { poolId?: string } = {}): Promise<Stack[]> {
+    let query = this.db.selectFrom('stacks').selectAll().orderBy('id');
+    if (filter.poolId !== undefined) query = query.where('pool_id', '=', filter.poolId);
+    return (await query.execute()).map(toStack);
   }
 
   async updateStack(id: string, patch: StackPatch, at: Date): Promise<Stack | null> {

@@ -258,7 +258,8 @@ export interface Store {
 
   createStack(stack: Omit<Stack, 'createdAt' | 'updatedAt'>, at: Date): Promise<Stack>;
   getStack(id: string): Promise<Stack | null>;
-  listStacks(): Promise<Stack[]>;
+  /** Every stack, or only those of one pool. */
+  listStacks(filter?: { poolId?: string }): Promise<Stack[]>;
   updateStack(id: string, patch: StackPatch, at: Date): Promise<Stack | null>;
   /** Deletes a stack without active runs (StoreConflict STACK_HAS_RUNS otherwise); false: none. */
   deleteStack(id: string): Promise<boolean>;

@@ -3,7 +3,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { FastifyInstance } from 'fastify';
 import { Type } from 'typebox';
 import { checkImageReference } from '../../domain/image-reference.js';
-import { parseAllowList } from '../../domain/pool-policy.js';
+import { parseAllowList, stackImageRefusal } from '../../domain/pool-policy.js';
 import {
   IdParams,
   PoolInput,
@@ -39,10 +39,25 @@ function allowListOf(kind: Pool['kind'], given: string[]): string[] {
   return kind === 'public' && given.length === 0 ? ['default'] : given;
 }
 
-/** A default image must be a valid reference: every run of the pool without its own uses it. */
-function checkDefaultImage(image: string | null | undefined): void {
-  const problem = image ? checkImageReference(image) : null;
+/**
+ * A default image must be a valid reference, and a public pool's must come from a registry on its
+ * own allow-list: every run of the pool without an image of its own uses it.
+ */
+function checkDefaultImage(
+  image: string | null | undefined,
+  pool: { id: string; kind: Pool['kind']; allowList: string[] },
+): void {
+  if (!image) return;
+  const problem = checkImageReference(image);
   if (problem) throw new ApiError(400, 'BAD_REQUEST', `defaultImage: ${problem.message}`);
+  const refusal = stackImageRefusal(image, pool);
+  if (refusal)
+    throw new ApiError(
+      400,
+      'IMAGE_NOT_ALLOWED',
+      `public pool ${pool.id}'s default image ${image} is refused by its own allow-list (${refusal.reason}): every run of a stack without an image of its own would be refused`,
+      `Give the pool a default image from an allow-listed registry, or add ${refusal.registry} to its allow-list (\`berth pool update ${pool.id} --allowed-registries LIST\`).`,
+    );
 }
 
 export function registerPoolRoutes(server: FastifyInstance, ctx: ServerContext): void {
@@ -55,7 +70,7 @@ export function registerPoolRoutes(server: FastifyInstance, ctx: ServerContext):
       requireAdmin(request);
       const input = request.body;
       const allowList = allowListOf(input.kind, input.allowList ?? []);
-      checkDefaultImage(input.defaultImage);
+      checkDefaultImage(input.defaultImage, { id: input.id, kind: input.kind, allowList });
       const token = newToken('pool');
       const pool = await ctx.store.createPool(
         {
@@ -104,11 +119,19 @@ export function registerPoolRoutes(server: FastifyInstance, ctx: ServerContext):
       if (!pool)
         throw new ApiError(404, 'NOT_FOUND', `worker pool ${request.params.id} does not exist`);
       const { name, allowList, defaultImage, pullPolicy } = request.body;
-      checkDefaultImage(defaultImage);
+      const nextAllowList =
+        allowList !== undefined ? allowListOf(pool.kind, allowList) : pool.allowList;
+      // The default image the pool will have, against the list it will have (a change of name or
+      // pull policy alone leaves both as they were).
+      if (defaultImage !== undefined || allowList !== undefined)
+        checkDefaultImage(defaultImage === undefined ? pool.defaultImage : defaultImage, {
+          ...pool,
+          allowList: nextAllowList,
+        });
       // A null arrives as '' (the validator tries a union's string first): both mean none.
       const updated = await ctx.store.updatePool(pool.id, {
         ...(name !== undefined ? { name } : {}),
-        ...(allowList !== undefined ? { allowList: allowListOf(pool.kind, allowList) } : {}),
+        ...(allowList !== undefined ? { allowList: nextAllowList } : {}),
         ...(defaultImage !== undefined ? { defaultImage: defaultImage || null } : {}),
         ...(pullPolicy !== undefined ? { pullPolicy: pullPolicy || null } : {}),
       });

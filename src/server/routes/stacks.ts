@@ -12,6 +12,7 @@ import { checkImageReference } from '../../domain/image-reference.js';
 import {
   IdParams,
   StackInput,
+  StackListQuery,
   StackOutput,
   StackPatchInput,
   VariableInput,
@@ -203,6 +204,7 @@ export function registerStackRoutes(server: FastifyInstance, ctx: ServerContext)
     '/stacks',
     {
       schema: {
+        querystring: StackListQuery,
         response: {
           200: Type.Object({ stacks: Type.Array(StackOutput) }, { additionalProperties: false }),
           ...errorResponses,
@@ -211,7 +213,8 @@ export function registerStackRoutes(server: FastifyInstance, ctx: ServerContext)
     },
     async (request) => {
       requirePerson(request);
-      const stacks = await ctx.store.listStacks();
+      const { pool } = request.query;
+      const stacks = await ctx.store.listStacks(pool !== undefined ? { poolId: pool } : {});
       // The newest run of every stack in one query (not the latest N runs of all).
       const last = await ctx.store.lastRunOfStacks();
       return {
