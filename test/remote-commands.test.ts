@@ -516,7 +516,8 @@ describe('errors name the command used and a fix on the command line', () => {
     const refused = await berth(['stack', 'delete', 'busy']);
     expect(refused.code).toBe(2);
     expect(refused.stderr).toContain(`(${id}); cancel it first [STACK_HAS_RUNS]`);
-    expect(refused.stderr).toContain('fix: Cancel the run named above (`berth runs cancel RUN`');
+    expect(refused.stderr).toContain(`fix: Cancel run ${id} (\`berth runs cancel ${id}\``);
+    expect(refused.stderr).toContain('`berth runs list --stack busy`');
     expect(refused.stderr).not.toContain('Check the token');
     expect((await berth(['runs', 'cancel', id])).code).toBe(0);
     expect((await berth(['stack', 'delete', 'busy'])).code).toBe(0);

@@ -776,6 +776,7 @@ describe.each<Kind>(['sqlite', 'postgres'])('the store on %s', (kind) => {
     const run = await trigger('busy', 'TASK');
     const error = await conflict(store.deleteStack('busy'));
     expect(error.code).toBe('STACK_HAS_RUNS');
+    expect(error.hint).toContain(`\`berth runs cancel ${run.id}\``);
     await store.transitionRun(run.id, 'CANCELED', {}, t0);
     expect(await store.deleteStack('busy')).toBe(true);
     expect(await store.getStack('busy')).toBeNull();

@@ -147,8 +147,6 @@ const COMMAND_LINE_FIXES: Record<string, string> = {
     '`berth runs show RUN` shows its state: only an UNCONFIRMED run can be confirmed or discarded, and only a run that has not ended can be cancelled.',
   POOL_IN_USE:
     "`berth stack list` shows the stacks and their pools: move the pool's stacks (`berth stack update ID --pool POOL`) or delete them; `berth worker list` shows its workers: stop those online first. A pool that ran runs of stacks since moved stays while those stacks (and their history) do.",
-  STACK_HAS_RUNS:
-    "Cancel the run named above (`berth runs cancel RUN`; `berth runs list --stack ID` shows the stack's runs) or wait for it to end, then delete the stack again.",
   BRANCH_NOT_FOUND:
     'Push the branch to the repository, or point the stack at one it has (`berth stack update ID --branch NAME`); `berth stack trigger ID --commit SHA` runs a given commit.',
   IMAGE_NOT_ALLOWED:

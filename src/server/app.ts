@@ -137,7 +137,7 @@ function errorAnswer(
   if (err instanceof StoreConflict) {
     return {
       status: STATUS_OF_CONFLICT[err.code],
-      body: { code: err.code, message: err.message },
+      body: { code: err.code, message: err.message, ...(err.hint ? { hint: err.hint } : {}) },
       log: false,
     };
   }

@@ -505,6 +505,7 @@ export class KyselyStore implements Store {
         throw new StoreConflict(
           'STACK_HAS_RUNS',
           `stack ${id} has a run that has not ended (${active.id}); cancel it first`,
+          `Cancel run ${active.id} (\`berth runs cancel ${active.id}\`, or POST /api/v1/runs/${active.id}/cancel) or wait for it to end, then delete the stack again; \`berth runs list --stack ${id}\` shows the stack's runs.`,
         );
       await trx
         .deleteFrom('log_chunks')

@@ -31,6 +31,8 @@ export class StoreConflict extends Error {
       | 'POOL_IN_USE'
       | 'TOKEN_LAST_ADMIN',
     message: string,
+    /** The fix, where it depends on what the store found (the run to cancel). */
+    readonly hint?: string,
   ) {
     super(message);
     this.name = 'StoreConflict';
