@@ -223,6 +223,10 @@ describe('berth up, login, stack, runs and worker commands', () => {
     const gone = path.join(tempDir('berth-gone-'), 'not-here');
     const created = await berth(['stack', 'create', 'nowhere', '--dir', gone, '--pool', 'local']);
     expect(created.code, created.stderr).toBe(0);
+    // Said at once (the workers may be other machines, so not refused), not only at the run.
+    expect(created.stderr).toContain(
+      `berth: warning: ${gone} does not exist on this machine: runs of stack nowhere read it on the machines of pool local's workers`,
+    );
     const followed = await berth(['stack', 'trigger', 'nowhere', '--type', 'task', '--follow']);
     expect(followed.code).toBe(1);
     const run = (

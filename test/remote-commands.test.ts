@@ -5,7 +5,7 @@
  * `berth runs logs` of a run that ended before any output, what following a run says when no
  * worker of its pool can take it, and the server's address as a new user gives it.
  */
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runBerth, spawnBerth, resultOf, type BerthResult } from './harness/cli.js';
@@ -150,6 +150,14 @@ describe('berth stack update', () => {
     const dir = tempDir('berth-stack-dir-');
     const moved = await berth(['stack', 'update', 'typo', '--dir', dir]);
     expect(moved.code, moved.stderr).toBe(0);
+    expect(moved.stderr).not.toContain('warning');
+    const file = path.join(dir, 'main.tf');
+    writeFileSync(file, '');
+    const toFile = await berth(['stack', 'update', 'typo', '--dir', file]);
+    expect(toFile.stderr).toContain(
+      `berth: warning: ${file} is not a directory on this machine: runs of stack typo read it`,
+    );
+    expect((await berth(['stack', 'update', 'typo', '--dir', dir])).code).toBe(0);
     expect(moved.stdout).toContain(`source        ${dir}`);
     expect(json(await berth(['stack', 'show', 'typo', '--json']))).toMatchObject({
       repository: null,
@@ -540,6 +548,14 @@ describe('errors name the command used and a fix on the command line', () => {
     expect(changed.stdout).toBe(
       'spare  public  (allows quay.io; pull always; default image quay.io/team/runner:1)\n',
     );
+    const rekind = await berth(['pool', 'update', 'spare', '--kind', 'private']);
+    expect(rekind.code).toBe(2);
+    expect(rekind.stderr).toContain(
+      'a pool\'s kind does not change: pool spare cannot become "private" [BERTH_USAGE]',
+    );
+    expect(rekind.stderr).toContain('`berth pool create NEW --kind private`');
+    expect(rekind.stderr).toContain('`berth pool delete spare`');
+    expect((await berth(['pool', 'update', '--help'])).stdout).not.toContain('--kind');
     const reset = await berth(['pool', 'update', 'spare', '--default-image', '', '--pull', '']);
     expect(reset.stdout).toBe('spare  public  (allows quay.io)\n');
     const named = await berth(['pool', 'update', 'spare', '--name', 'Spare pool']);

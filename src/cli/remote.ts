@@ -3,10 +3,10 @@
  * `berth stack …`, `berth runs …`, `berth pool …`, and `berth worker list|drain|undrain`. The
  * server and token come from BERTH_SERVER / BERTH_TOKEN, else from `berth login`'s file (0600).
  */
-import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import path from 'node:path';
-import type { Command } from 'commander';
+import { Option, type Command } from 'commander';
 import {
   ApiClient,
   ApiClientError,
@@ -766,6 +766,25 @@ export function stackPatch(o: StackFlags): StackPatch {
   return patch;
 }
 
+/**
+ * A directory stack whose directory is not on this machine: said, since runs read it on the
+ * pool's workers and fail there (often this machine too, with `berth up`). Not refused: the
+ * workers may be other machines.
+ */
+function warnOfMissingDirectory(io: Output, stack: Stack): void {
+  if (!stack.localDir) return;
+  let kind = 'does not exist';
+  try {
+    if (statSync(stack.localDir).isDirectory()) return;
+    kind = 'is not a directory';
+  } catch {
+    // Absent, or not ours to read: either way not a directory a run here could use.
+  }
+  io.stderr.write(
+    `berth: warning: ${stack.localDir} ${kind} on this machine: runs of stack ${stack.id} read it on the machines of pool ${stack.pool}'s workers and fail where it is missing (\`berth stack update ${stack.id} --dir DIR\` changes it)\n`,
+  );
+}
+
 function registerStack(program: Command, remote: Remote): void {
   const { client, io, env, act } = remote;
   const stack = program.command('stack').description('stacks on the berth server');
@@ -790,6 +809,7 @@ function registerStack(program: Command, remote: Remote): void {
         autoDeploy: o.autoDeploy === true,
       });
       print(io, o.json, created, () => stackText(created));
+      warnOfMissingDirectory(io, created);
     }),
   );
   stack
@@ -838,6 +858,7 @@ function registerStack(program: Command, remote: Remote): void {
       const patch = stackPatch(o);
       const updated = await client().updateStack(id, patch);
       print(io, o.json, updated, () => stackText(updated));
+      if (patch.localDir) warnOfMissingDirectory(io, updated);
     }),
   );
   stack
@@ -1183,11 +1204,14 @@ function registerPool(program: Command, { client, io, act }: Remote): void {
     .option('--default-image <ref>', "'' for none (berth's default runner image)")
     .option('--pull <policy>', "always | if-not-present | never ('' for berth's default)")
     .option('--json', 'print the pool as one JSON object')
+    // Not a setting that changes: taken only to say so, and what to do instead.
+    .addOption(new Option('--kind <kind>').hideHelp())
     .action(
       act(
         async (
           id: string,
           o: {
+            kind?: string;
             name?: string;
             allowedRegistries?: string;
             defaultImage?: string;
@@ -1195,6 +1219,14 @@ function registerPool(program: Command, { client, io, act }: Remote): void {
             json?: boolean;
           },
         ) => {
+          if (o.kind !== undefined)
+            throw new BerthError(
+              'BERTH_USAGE',
+              `a pool's kind does not change: pool ${id} cannot become ${JSON.stringify(o.kind)}`,
+              {
+                hint: `Create a pool of that kind (\`berth pool create NEW --kind ${o.kind === 'public' || o.kind === 'private' ? o.kind : 'public|private'}\`), move the stacks to it (\`berth stack update ID --pool NEW\`) and start its workers with its token; then \`berth pool delete ${id}\` once nothing holds it.`,
+              },
+            );
           const patch = {
             ...(o.name !== undefined ? { name: o.name } : {}),
             ...(o.allowedRegistries !== undefined
