@@ -237,6 +237,12 @@ function print(io: Output, json: boolean | undefined, value: unknown, human: () 
   else io.stdout.write(`${human()}\n`);
 }
 
+/** A delete's answer: `{"id", "deleted": true}` with `--json`, else a line on stderr. */
+function printDeleted(io: Output, json: boolean | undefined, what: string, id: string): void {
+  if (json) printJson(io, { id, deleted: true });
+  else io.stderr.write(`berth: ${what} ${id} deleted\n`);
+}
+
 /** `--json`: one object (or array) on one line of stdout. */
 function printJson(io: Output, value: unknown): void {
   io.stdout.write(`${JSON.stringify(value)}\n`);
@@ -869,8 +875,7 @@ function registerStack(program: Command, remote: Remote): void {
     .action(
       act(async (id: string, o: { json?: boolean }) => {
         await client().deleteStack(id);
-        if (o.json) printJson(io, { id, deleted: true });
-        else io.stderr.write(`berth: stack ${id} deleted\n`);
+        printDeleted(io, o.json, 'stack', id);
       }),
     );
   const stackEnv = stack.command('env').description("a stack's environment variables");
@@ -1125,6 +1130,14 @@ function registerRuns(program: Command, { client, io, act, setExit }: Remote): v
   }
 }
 
+/** `--allowed-registries a, b,`: its entries, trimmed, empty ones left out ('' is none). */
+function commaList(text: string): string[] {
+  return text
+    .split(',')
+    .map((entry) => entry.trim())
+    .filter(Boolean);
+}
+
 /** A pool and what decides its runs' images, as `pool create` or `pool update` set it. */
 function poolLine(p: Pool): string {
   const settings = [
@@ -1164,9 +1177,7 @@ function registerPool(program: Command, { client, io, act }: Remote): void {
           const created = await client().createPool({
             id,
             kind: o.kind as 'private',
-            ...(o.allowedRegistries
-              ? { allowList: o.allowedRegistries.split(',').map((s) => s.trim()) }
-              : {}),
+            ...(o.allowedRegistries ? { allowList: commaList(o.allowedRegistries) } : {}),
             ...(o.defaultImage ? { defaultImage: o.defaultImage } : {}),
             ...(o.pull ? { pullPolicy: o.pull as 'never' } : {}),
           });
@@ -1230,12 +1241,7 @@ function registerPool(program: Command, { client, io, act }: Remote): void {
           const patch = {
             ...(o.name !== undefined ? { name: o.name } : {}),
             ...(o.allowedRegistries !== undefined
-              ? {
-                  allowList: o.allowedRegistries
-                    .split(',')
-                    .map((s) => s.trim())
-                    .filter(Boolean),
-                }
+              ? { allowList: commaList(o.allowedRegistries) }
               : {}),
             ...(o.defaultImage !== undefined ? { defaultImage: o.defaultImage || null } : {}),
             ...(o.pull !== undefined ? { pullPolicy: (o.pull || null) as 'never' | null } : {}),
@@ -1280,8 +1286,7 @@ function registerPool(program: Command, { client, io, act }: Remote): void {
     .action(
       act(async (id: string, o: { json?: boolean }) => {
         await client().deletePool(id);
-        if (o.json) printJson(io, { id, deleted: true });
-        else io.stderr.write(`berth: pool ${id} deleted\n`);
+        printDeleted(io, o.json, 'pool', id);
       }),
     );
   pool

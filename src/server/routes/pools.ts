@@ -20,6 +20,7 @@ import {
   type ServerContext,
 } from '../app.js';
 import { hashToken, newToken } from '../auth.js';
+import { onlineSince } from './workers.js';
 
 /**
  * The allow-list a pool of `kind` keeps for `given`: a public pool's empty list is berth's
@@ -146,9 +147,7 @@ export function registerPoolRoutes(server: FastifyInstance, ctx: ServerContext):
     { schema: { params: IdParams, response: { 204: Type.Null(), ...errorResponses } } },
     async (request, reply) => {
       requireAdmin(request);
-      // Online: heard from within the lease time, as the worker list shows it.
-      const onlineSince = new Date(ctx.now().getTime() - ctx.leaseMs);
-      if (!(await ctx.store.deletePool(request.params.id, onlineSince)))
+      if (!(await ctx.store.deletePool(request.params.id, onlineSince(ctx))))
         throw new ApiError(404, 'NOT_FOUND', `worker pool ${request.params.id} does not exist`);
       return reply.status(204).send(null);
     },

@@ -37,13 +37,16 @@ async function workerView(ctx: ServerContext, worker: Worker) {
 }
 
 /**
- * A worker that said it leaves, or whose last heartbeat is older than the lease time: a live
- * worker heartbeats three times within it, so it has died or lost the server.
+ * Online: heard from after this moment (the lease time ago) and not said it leaves; a live
+ * worker heartbeats three times within the lease, so one not heard from since has died or lost
+ * the server. The worker list and a pool's delete (the store's query) both count by it.
  */
+export function onlineSince(ctx: ServerContext): Date {
+  return new Date(ctx.now().getTime() - ctx.leaseMs);
+}
+
 function isOffline(ctx: ServerContext, worker: Worker): boolean {
-  return (
-    worker.leftAt !== null || ctx.now().getTime() - Date.parse(worker.lastHeartbeatAt) > ctx.leaseMs
-  );
+  return worker.leftAt !== null || Date.parse(worker.lastHeartbeatAt) <= onlineSince(ctx).getTime();
 }
 
 export function registerWorkerAdminRoutes(server: FastifyInstance, ctx: ServerContext): void {
