@@ -551,7 +551,7 @@ describe('errors name the command used and a fix on the command line', () => {
     const rekind = await berth(['pool', 'update', 'spare', '--kind', 'private']);
     expect(rekind.code).toBe(2);
     expect(rekind.stderr).toContain(
-      'a pool\'s kind does not change: pool spare cannot become "private" [BERTH_USAGE]',
+      '--kind is set when a pool is created and does not change: pool update takes no --kind (pool spare: "private" given) [BERTH_USAGE]',
     );
     expect(rekind.stderr).toContain('`berth pool create NEW --kind private`');
     expect(rekind.stderr).toContain('`berth pool delete spare`');
@@ -604,6 +604,9 @@ describe('errors name the command used and a fix on the command line', () => {
     await createStack('on-open', 'open', '--runner-image', 'quay.io/team/runner:1');
     const ofOpen = await berth(['stack', 'list', '--pool', 'open']);
     expect(ofOpen.code, ofOpen.stderr).toBe(0);
+    const typo = await berth(['stack', 'list', '--pool', 'opne']);
+    expect(typo.code).toBe(2);
+    expect(typo.stderr).toContain('worker pool opne does not exist [NOT_FOUND]');
     expect(ofOpen.stdout.trim().split('\n')).toEqual([
       expect.stringMatching(/^on-open {2}pool open {2}/),
     ]);
@@ -617,7 +620,7 @@ describe('errors name the command used and a fix on the command line', () => {
     ]);
     expect(offListDefault.code).toBe(2);
     expect(offListDefault.stderr).toContain('[IMAGE_NOT_ALLOWED]');
-    expect(offListDefault.stderr).toContain('`berth pool update open --allowed-registries LIST`');
+    expect(offListDefault.stderr).toContain('`berth pool update open --default-image REF`');
     // The pool's list narrows: its operator hears which stacks it stops.
     const narrowed = await berth(['pool', 'update', 'open', '--allowed-registries', 'ghcr.io']);
     expect(narrowed.code, narrowed.stderr).toBe(0);

@@ -273,7 +273,7 @@ describe.each<Kind>(['sqlite', 'postgres'])('the store on %s', (kind) => {
 
   it('runs one tracked or destroy run per stack at a time, in trigger order; proposed runs overlap', async () => {
     // A stack run once, before every run below: its last run stays its own.
-    await stack('quiet');
+    await stack('quiet', 'private-b');
     const quietRun = await trigger('quiet', 'PROPOSED');
     await store.transitionRun(quietRun.id, 'CANCELED', {}, t0);
     await stack('never-triggered');
@@ -324,6 +324,13 @@ describe.each<Kind>(['sqlite', 'postgres'])('the store on %s', (kind) => {
     expect(last.get('quiet')?.id).toBe(quietRun.id);
     expect([...last].every(([stackId, run]) => run.stackId === stackId)).toBe(true);
     expect(last.has('never-triggered')).toBe(false);
+    // One pool's stacks, and their last runs alone.
+    const ofB = await store.listStacks({ poolId: 'private-b' });
+    expect(ofB.map((s) => s.id)).toContain('quiet');
+    expect(ofB.every((s) => s.poolId === 'private-b')).toBe(true);
+    const lastOfB = await store.lastRunOfStacks({ poolId: 'private-b' });
+    expect(lastOfB.get('quiet')?.id).toBe(quietRun.id);
+    expect(lastOfB.has('locked')).toBe(false);
   });
 
   it('refuses a move the state machine does not allow, and changes nothing', async () => {

@@ -208,7 +208,7 @@ export class ApiClient {
     (
       await this.call<{ stacks: Stack[] }>(
         'GET',
-        filter.pool ? `/stacks?pool=${encodeURIComponent(filter.pool)}` : '/stacks',
+        filter.pool !== undefined ? `/stacks?pool=${encodeURIComponent(filter.pool)}` : '/stacks',
       )
     ).stacks;
   getStack = (id: string): Promise<Stack> => this.call('GET', `/stacks/${encodeURIComponent(id)}`);

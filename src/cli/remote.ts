@@ -147,6 +147,9 @@ const COMMAND_LINE_FIXES: Record<string, string> = {
     '`berth runs show RUN` shows its state: only an UNCONFIRMED run can be confirmed or discarded, and only a run that has not ended can be cancelled.',
   POOL_IN_USE:
     "`berth stack list` shows the stacks and their pools: move the pool's stacks (`berth stack update ID --pool POOL`) or delete them; `berth worker list` shows its workers: stop those online first. A pool that ran runs of stacks since moved stays while those stacks (and their history) do.",
+  // A server before its answer named the run (its own hint wins: it names the command).
+  STACK_HAS_RUNS:
+    "Cancel the run named above (`berth runs cancel RUN`; `berth runs list --stack ID` shows the stack's runs) or wait for it to end, then delete the stack again.",
   BRANCH_NOT_FOUND:
     'Push the branch to the repository, or point the stack at one it has (`berth stack update ID --branch NAME`); `berth stack trigger ID --commit SHA` runs a given commit.',
   IMAGE_NOT_ALLOWED:
@@ -779,12 +782,16 @@ export function stackPatch(o: StackFlags): StackPatch {
  */
 function warnOfMissingDirectory(io: Output, stack: Stack): void {
   if (!stack.localDir) return;
-  let kind = 'does not exist';
+  let kind: string;
   try {
     if (statSync(stack.localDir).isDirectory()) return;
     kind = 'is not a directory';
-  } catch {
-    // Absent, or not ours to read: either way not a directory a run here could use.
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    kind =
+      code === 'ENOENT' || code === 'ENOTDIR'
+        ? 'does not exist'
+        : `cannot be read (${code ?? String(err)})`;
   }
   io.stderr.write(
     `berth: warning: ${stack.localDir} ${kind} on this machine: runs of stack ${stack.id} read it on the machines of pool ${stack.pool}'s workers and fail where it is missing (\`berth stack update ${stack.id} --dir DIR\` changes it)\n`,
@@ -825,7 +832,7 @@ function registerStack(program: Command, remote: Remote): void {
     .option('--json', 'print the stacks as one JSON array')
     .action(
       act(async (o: { pool?: string; json?: boolean }) => {
-        const stacks = await client().listStacks(o.pool ? { pool: o.pool } : {});
+        const stacks = await client().listStacks(o.pool !== undefined ? { pool: o.pool } : {});
         print(
           io,
           o.json,
@@ -1233,7 +1240,7 @@ function registerPool(program: Command, { client, io, act }: Remote): void {
           if (o.kind !== undefined)
             throw new BerthError(
               'BERTH_USAGE',
-              `a pool's kind does not change: pool ${id} cannot become ${JSON.stringify(o.kind)}`,
+              `--kind is set when a pool is created and does not change: pool update takes no --kind (pool ${id}: ${JSON.stringify(o.kind)} given)`,
               {
                 hint: `Create a pool of that kind (\`berth pool create NEW --kind ${o.kind === 'public' || o.kind === 'private' ? o.kind : 'public|private'}\`), move the stacks to it (\`berth stack update ID --pool NEW\`) and start its workers with its token; then \`berth pool delete ${id}\` once nothing holds it.`,
               },
@@ -1266,7 +1273,8 @@ function registerPool(program: Command, { client, io, act }: Remote): void {
                   );
                   return [];
                 });
-          for (const stack of stacks) {
+          // (An older server answers every stack: ?pool= is new.)
+          for (const stack of stacks.filter((s) => s.pool === id)) {
             const refusal = stackImageRefusal(stack.runnerImage, updated);
             if (refusal)
               io.stderr.write(

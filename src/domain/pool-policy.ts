@@ -285,7 +285,8 @@ export function defaultPullPolicy(
 
 /**
  * Why a public pool refuses a stack's own runner image or the pool's default image (its registry
- * is not on the pool's allow-list), or null: a private pool, no image, or one allowed. Malformed references
+ * is not on the pool's allow-list), or null: a private pool, no image, or one whose registry is
+ * allowed (an ECR image's account is the worker's to decide). Malformed references
  * and lists are left to the worker, which reports them with their positions.
  */
 export function stackImageRefusal(
@@ -297,5 +298,9 @@ export function stackImageRefusal(
   const rules = parseAllowList(pool.allowList.join(',') || 'default');
   if (!parsed.ok || 'error' in rules) return null;
   const decision = decideImage(parsed.reference, 'public', rules.rules, false);
-  return decision.allowed ? null : { reason: decision.reason, registry: decision.registry };
+  // Only the registry is decided here: which ECR accounts a public pool fetches from is each
+  // worker's setting (BERTH_PUBLIC_ECR_ACCOUNTS), which the server does not know.
+  return decision.refusal === 'registry'
+    ? { reason: decision.reason, registry: decision.registry }
+    : null;
 }

@@ -912,6 +912,39 @@ describe('the worker protocol', () => {
     expect((await as('worker-2')).status).toBe(200);
   });
 
+  it('counts a worker online until exactly the lease time after its heartbeat, alike in the list, a pool delete and its id', async () => {
+    const token = (await call('POST', '/api/v1/pools', { id: 'edge', kind: 'private' })).body
+      .token as string;
+    const id = await register(token);
+    const started = clock;
+    const status = async (): Promise<unknown> =>
+      (
+        (await call('GET', '/api/v1/workers')).body.workers as { id: string; status: string }[]
+      ).find((w) => w.id === id)?.status;
+    const copy = (): Promise<Answer> =>
+      call(
+        'POST',
+        '/api/v1/worker/register',
+        { id, host: 'worker-2', berthVersion: '0.1.0', engineVersion: '20.10.24', concurrency: 1 },
+        token,
+      );
+    try {
+      // A millisecond before the lease time has passed: online everywhere.
+      clock = new Date(started.getTime() + 60_000 - 1);
+      expect(await status()).toBe('IDLE');
+      expect((await call('DELETE', '/api/v1/pools/edge')).body.code).toBe('POOL_IN_USE');
+      expect((await copy()).body.code).toBe('WORKER_ID_IN_USE');
+      // At the lease time: offline everywhere (it was online in the list, offline to the delete).
+      clock = new Date(started.getTime() + 60_000);
+      expect(await status()).toBe('OFFLINE');
+      expect((await copy()).status).toBe(200);
+      clock = new Date(started.getTime() + 60_000 * 2);
+      expect((await call('DELETE', '/api/v1/pools/edge')).status).toBe(204);
+    } finally {
+      clock = started;
+    }
+  });
+
   it("ends the runs of a worker id at its process's first registration only (a live process registering again keeps them)", async () => {
     const token = (await call('POST', '/api/v1/pools', { id: 'restarts', kind: 'private' })).body
       .token as string;
@@ -1353,8 +1386,9 @@ describe("a public pool's default image", () => {
     expect(refusedCreate.body.message).toContain(
       "public pool open-default's default image ghcr.io/team/runner:1 is refused by its own allow-list (registry ghcr.io is not on this public pool's allow-list",
     );
+    // Nothing was made: the fix is the create again, not an update.
     expect(refusedCreate.body.hint).toContain(
-      '`berth pool update open-default --allowed-registries LIST`',
+      '`berth pool create open-default --kind public --allowed-registries LIST --default-image REF`',
     );
     expect(await store.getPool('open-default')).toBeNull();
     const created = await create('quay.io/team/runner:1');
@@ -1376,6 +1410,19 @@ describe("a public pool's default image", () => {
       defaultImage: 'ghcr.io/team/runner:2',
     });
     expect(both.status).toBe(200);
+    // An ECR image on a listed registry: its account is each worker's to allow
+    // (BERTH_PUBLIC_ECR_ACCOUNTS), not the server's to refuse.
+    const ecr = '123456789012.dkr.ecr.eu-west-1.amazonaws.com';
+    expect(
+      (
+        await call('POST', '/api/v1/pools', {
+          id: 'open-ecr',
+          kind: 'public',
+          allowList: [ecr],
+          defaultImage: `${ecr}/runner:1`,
+        })
+      ).status,
+    ).toBe(201);
     // A pool stored before this rule, its default off its list: a rename is not refused for it.
     await store.updatePool('open-default', { allowList: ['quay.io'] });
     const renamed = await call('PATCH', '/api/v1/pools/open-default', { name: 'Open' });
@@ -1415,6 +1462,11 @@ describe('the stack list of one pool', () => {
     expect(all.length).toBeGreaterThan(ofA.length);
     expect((await call('GET', '/api/v1/stacks?pool=empty')).body).toEqual({ stacks: [] });
     expect((await call('GET', '/api/v1/stacks?pool=..')).status).toBe(400);
+    // A pool that does not exist (a typo) is not one without stacks.
+    expect(await call('GET', '/api/v1/stacks?pool=sollo')).toEqual({
+      status: 404,
+      body: { code: 'NOT_FOUND', message: 'worker pool sollo does not exist' },
+    });
   });
 });
 

@@ -693,11 +693,12 @@ export class KyselyStore implements Store {
     return rows.map(toRun);
   }
 
-  async lastRunOfStacks(): Promise<Map<string, Run>> {
+  async lastRunOfStacks(filter: { poolId?: string } = {}): Promise<Map<string, Run>> {
     // One index seek per stack (runs_stack: stack_id, id), not a pass over every run.
+    const ofPool = filter.poolId !== undefined ? sql`where s.pool_id = ${filter.poolId}` : sql``;
     const { rows } = await sql<Selectable<RunsTable>>`
       select * from runs where id in (
-        select (select max(r.id) from runs r where r.stack_id = s.id) from stacks s
+        select (select max(r.id) from runs r where r.stack_id = s.id) from stacks s ${ofPool}
       )`.execute(this.db);
     return new Map(rows.map((row) => [row.stack_id, toRun(row)]));
   }

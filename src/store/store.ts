@@ -285,7 +285,7 @@ export interface Store {
    */
   listRuns(filter: RunFilter): Promise<Run[]>;
   /** The newest run of each stack that has one, by stack id. */
-  lastRunOfStacks(): Promise<Map<string, Run>>;
+  lastRunOfStacks(filter?: { poolId?: string }): Promise<Map<string, Run>>;
   /**
    * Moves a run to `to` if the state machine allows it from its current state (and, with
    * `from`, only from one of those). Ending a run that held its stack's lock passes the lock on.

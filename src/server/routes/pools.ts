@@ -42,23 +42,29 @@ function allowListOf(kind: Pool['kind'], given: string[]): string[] {
 
 /**
  * A default image must be a valid reference, and a public pool's must come from a registry on its
- * own allow-list: every run of the pool without an image of its own uses it.
+ * own allow-list: every run of the pool without an image of its own uses it. `given`: the request
+ * names the image (else it is the pool's current one, checked against a new list).
  */
 function checkDefaultImage(
   image: string | null | undefined,
   pool: { id: string; kind: Pool['kind']; allowList: string[] },
+  change: 'create' | 'update',
+  given = true,
 ): void {
   if (!image) return;
+  const what = given ? 'defaultImage' : `the pool's current default image ${image}`;
   const problem = checkImageReference(image);
-  if (problem) throw new ApiError(400, 'BAD_REQUEST', `defaultImage: ${problem.message}`);
+  if (problem) throw new ApiError(400, 'BAD_REQUEST', `${what}: ${problem.message}`);
   const refusal = stackImageRefusal(image, pool);
-  if (refusal)
-    throw new ApiError(
-      400,
-      'IMAGE_NOT_ALLOWED',
-      `public pool ${pool.id}'s default image ${image} is refused by its own allow-list (${refusal.reason}): every run of a stack without an image of its own would be refused`,
-      `Give the pool a default image from an allow-listed registry, or add ${refusal.registry} to its allow-list (\`berth pool update ${pool.id} --allowed-registries LIST\`).`,
-    );
+  if (!refusal) return;
+  throw new ApiError(
+    400,
+    'IMAGE_NOT_ALLOWED',
+    `public pool ${pool.id}'s default image ${image} is refused by its own allow-list (${refusal.reason}): every run of a stack without an image of its own would be refused`,
+    change === 'create'
+      ? `Give the pool a default image from a registry on its allow-list, or add ${refusal.registry} to the list (\`berth pool create ${pool.id} --kind public --allowed-registries LIST --default-image REF\`).`
+      : `Give the pool a default image from a registry on its allow-list, or keep ${refusal.registry} on the list (\`berth pool update ${pool.id} --default-image REF\` or \`--allowed-registries LIST\`).`,
+  );
 }
 
 export function registerPoolRoutes(server: FastifyInstance, ctx: ServerContext): void {
@@ -71,7 +77,11 @@ export function registerPoolRoutes(server: FastifyInstance, ctx: ServerContext):
       requireAdmin(request);
       const input = request.body;
       const allowList = allowListOf(input.kind, input.allowList ?? []);
-      checkDefaultImage(input.defaultImage, { id: input.id, kind: input.kind, allowList });
+      checkDefaultImage(
+        input.defaultImage,
+        { id: input.id, kind: input.kind, allowList },
+        'create',
+      );
       const token = newToken('pool');
       const pool = await ctx.store.createPool(
         {
@@ -125,10 +135,12 @@ export function registerPoolRoutes(server: FastifyInstance, ctx: ServerContext):
       // The default image the pool will have, against the list it will have (a change of name or
       // pull policy alone leaves both as they were).
       if (defaultImage !== undefined || allowList !== undefined)
-        checkDefaultImage(defaultImage === undefined ? pool.defaultImage : defaultImage, {
-          ...pool,
-          allowList: nextAllowList,
-        });
+        checkDefaultImage(
+          defaultImage === undefined ? pool.defaultImage : defaultImage,
+          { ...pool, allowList: nextAllowList },
+          'update',
+          defaultImage !== undefined,
+        );
       // A null arrives as '' (the validator tries a union's string first): both mean none.
       const updated = await ctx.store.updatePool(pool.id, {
         ...(name !== undefined ? { name } : {}),

@@ -214,9 +214,13 @@ export function registerStackRoutes(server: FastifyInstance, ctx: ServerContext)
     async (request) => {
       requirePerson(request);
       const { pool } = request.query;
-      const stacks = await ctx.store.listStacks(pool !== undefined ? { poolId: pool } : {});
+      // A pool that does not exist (a typo) is not a pool without stacks.
+      if (pool !== undefined && !(await ctx.store.getPool(pool)))
+        throw new ApiError(404, 'NOT_FOUND', `worker pool ${pool} does not exist`);
+      const filter = pool !== undefined ? { poolId: pool } : {};
+      const stacks = await ctx.store.listStacks(filter);
       // The newest run of every stack in one query (not the latest N runs of all).
-      const last = await ctx.store.lastRunOfStacks();
+      const last = await ctx.store.lastRunOfStacks(filter);
       return {
         stacks: await Promise.all(stacks.map((s) => stackView(ctx, s, last.get(s.id) ?? null))),
       };

@@ -41,6 +41,7 @@ import {
   type ServerContext,
 } from '../app.js';
 import { runView } from './runs.js';
+import { onlineSince } from './workers.js';
 
 /** The pool of the calling pool token; people's tokens may not speak for a worker. */
 function callerPool(request: FastifyRequest): string {
@@ -107,7 +108,7 @@ export function registerWorkerRoutes(server: FastifyInstance, ctx: ServerContext
         existing &&
         existing.host !== request.body.host &&
         existing.leftAt === null &&
-        quietMs <= ctx.leaseMs
+        Date.parse(existing.lastHeartbeatAt) > onlineSince(ctx).getTime()
       ) {
         const freeIn = Math.max(1, Math.ceil((ctx.leaseMs - quietMs) / 1000));
         throw new ApiError(
