@@ -16,6 +16,11 @@ export interface Follower {
 }
 
 const POLL_MS = 150;
+/**
+ * A stream that neither opens nor fails within this time (a proxy that holds the request, or
+ * buffers the answer's start) is given up for polling: the page would otherwise show nothing.
+ */
+export const STREAM_OPEN_TIMEOUT_MS = 5000;
 /** Chunks per poll: a worker's chunk may be large, and one answer is parsed at once. */
 const POLL_CHUNKS = 50;
 
@@ -55,11 +60,23 @@ export function followRun(api: ApiClient, runId: string, follower: Follower): ()
     if (!stopped) follower.onEnd();
   };
 
+  let polling = false;
+  const pollInstead = (): void => {
+    source?.close();
+    if (stopped || polling) return;
+    polling = true;
+    void poll();
+  };
+
   const stream = (): void => {
     let opened = false;
     source = new EventSource(api.url(api.logStreamPath(runId, last)));
+    const notOpened = setTimeout(() => {
+      if (!opened) pollInstead();
+    }, STREAM_OPEN_TIMEOUT_MS);
     source.addEventListener('open', () => {
       opened = true;
+      clearTimeout(notOpened);
     });
     source.addEventListener('log', (event) => {
       log(JSON.parse((event as MessageEvent<string>).data) as Log['chunks'][number]);
@@ -75,8 +92,8 @@ export function followRun(api: ApiClient, runId: string, follower: Follower): ()
       // Never opened (no stream on this server, or refused), or closed for good: poll instead.
       // While it reconnects by itself (CONNECTING after it was open), let it.
       if (!opened || source?.readyState === EventSource.CLOSED) {
-        source?.close();
-        if (!stopped) void poll();
+        clearTimeout(notOpened);
+        pollInstead();
       }
     });
   };
