@@ -9,7 +9,7 @@
  */
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
@@ -516,6 +516,43 @@ describe('plan → confirm → apply across workers', () => {
     );
     await applier.waitFor(`run ${run.id}: done here, FINISHED`);
     expect(existsSync(path.join(applyStateDir, 'runs', run.id))).toBe(false);
+  });
+
+  it("applies a directory stack's plan with the workflow it was planned with, whatever the directory says since", async () => {
+    const token = await createPool('pool-pinned');
+    const dir = planStackDir();
+    const created = await api('POST', '/stacks', {
+      id: 'stack-pinned',
+      localDir: dir,
+      pool: 'pool-pinned',
+      runnerImage: inject('busyboxImage'),
+    });
+    expect(created.status).toBe(201);
+    const worker = startWorker(token, tempDir('berth-worker-'));
+    await worker.waitFor('registered in pool');
+    const workflowFile = path.join(dir, '.berth', 'workflow.yml');
+    const planned = readFileSync(workflowFile, 'utf8');
+    const changed = planned.replace(/^apply: .*$/m, 'apply: echo CHANGED-AFTER-PLAN');
+    expect(changed).not.toBe(planned);
+    const tracked = async (edit?: () => void): Promise<string> => {
+      const run = (await api<RunBody>('POST', '/stacks/stack-pinned/runs', { type: 'tracked' }))
+        .body;
+      const waiting = await settled(run.id, ['UNCONFIRMED', 'FAILED']);
+      expect(waiting.state, waiting.stateReason ?? '').toBe('UNCONFIRMED');
+      edit?.();
+      expect((await api<RunBody>('POST', `/runs/${run.id}/confirm`)).body.state).toBe('CONFIRMED');
+      const done = await settled(run.id, ['FINISHED', 'FAILED']);
+      expect(done.state, done.stateReason ?? '').toBe('FINISHED');
+      return logText(run.id);
+    };
+    // Changed while the plan waits for its review: the confirmed apply is the planned one.
+    const first = await tracked(() => writeFileSync(workflowFile, changed));
+    expect(first).toMatch(/applied planned with [0-9a-f]{48}\n/);
+    expect(first).not.toContain('CHANGED-AFTER-PLAN');
+    // The next run plans with the directory as it is now, and applies that.
+    const second = await tracked();
+    expect(second).toContain('CHANGED-AFTER-PLAN\n');
+    expect(second).not.toContain('applied planned with');
   });
 
   it('a tracked run canceled mid-plan keeps its stack locked until the worker has stopped the job, grace and all', async () => {

@@ -31,6 +31,7 @@ import { extraMountsFor, jobVariables, type WorkerJobSettings } from '../domain/
 import { LogShipper } from './log-shipper.js';
 import type { RepositoryCache } from './repository-cache.js';
 import { prepareSource, type RunSource } from './source.js';
+import { extractPlannedSource } from '../launcher/planned-source.js';
 import { OutageNotice } from './outage.js';
 import {
   isTokenRejection,
@@ -535,6 +536,13 @@ export class Worker {
         ? await this.fetchWorkspace(assignment, slot.preparing.signal)
         : undefined;
       preparing = 'its preparation';
+      // The apply of a directory stack runs the configuration the plan ran with (the directory
+      // may have changed since the plan was reviewed), taken from the saved workspace.
+      let sourceDir = source.dir;
+      if (resume && assignment.stack.localDir) {
+        sourceDir = path.join(path.dirname(this.workspaceFile(runId)), 'planned-source');
+        await extractPlannedSource(resume.archive, sourceDir);
+      }
       // The apply runs in the image the plan ran in: by its registry digest when it has one.
       const pinnedImage = resume
         ? (assignment.run.image.digest ?? assignment.run.image.reference ?? undefined)
@@ -565,7 +573,7 @@ export class Worker {
       }
       const planned = await planRun({
         type,
-        sourceDir: source.dir,
+        sourceDir,
         runId,
         stack: assignment.stack.id,
         runnerImage: assignment.stack.runnerImage ?? undefined,

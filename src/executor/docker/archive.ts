@@ -315,6 +315,38 @@ export async function listArchive(
   return entries;
 }
 
+/**
+ * From a tar stream: the names of its directories, and the contents of the regular files that
+ * `wanted` picks by name (at most `limit` bytes each; a larger one is left out). Everything else
+ * is read past, not kept.
+ */
+export async function readArchiveFiles(
+  stream: Readable,
+  wanted: (name: string) => boolean,
+  limit: number,
+): Promise<{ directories: string[]; files: Map<string, Buffer> }> {
+  const extract = tar.extract();
+  const directories: string[] = [];
+  const files = new Map<string, Buffer>();
+  const reading = (async () => {
+    for await (const entry of extract) {
+      const { name, type, size } = entry.header;
+      if (type === 'directory') directories.push(name);
+      if (type !== 'file' || !wanted(name) || (size ?? 0) > limit) {
+        entry.resume();
+        continue;
+      }
+      const chunks: Buffer[] = [];
+      for await (const chunk of entry) chunks.push(chunk as Buffer);
+      files.set(name, Buffer.concat(chunks));
+    }
+  })();
+  stream.on('error', (err) => extract.destroy(err));
+  stream.pipe(extract);
+  await reading;
+  return { directories, files };
+}
+
 /** The first entry's header of a tar stream (a directory's own entry, for GET …/archive). */
 export async function readFirstHeader(
   stream: Readable,
