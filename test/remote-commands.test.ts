@@ -286,12 +286,14 @@ describe('berth stack update', () => {
 describe('--json on every command', () => {
   it('stack env set/unset and stack delete print JSON (no secret value)', async () => {
     await createStack('scripted', 'team');
-    const set = json<{ variables: unknown[] }>(
-      await berth(['stack', 'env', 'set', 'scripted', 'API_KEY', '--secret', '--json'], {
-        API_KEY: 'hidden-value-4242',
-      }),
+    const fromEnvironment = await berth(
+      ['stack', 'env', 'set', 'scripted', 'API_KEY', '--secret', '--json'],
+      { API_KEY: 'hidden-value-4242' },
     );
+    const set = json<{ variables: unknown[] }>(fromEnvironment);
     expect(set.variables).toEqual([{ name: 'API_KEY', secret: true }]);
+    // Taken from the environment: nothing to warn of.
+    expect(fromEnvironment.stderr).toBe('');
     // A secret not in the environment: the fix keeps its value off the command line.
     const missing = await berth(['stack', 'env', 'set', 'scripted', 'NOT_SET_HERE', '--secret']);
     expect(missing.code).toBe(2);
@@ -304,8 +306,10 @@ describe('--json on every command', () => {
       name: 'ZONE',
       secret: true,
     });
+    // And its value was on the command line: said too, with the way that keeps it off.
     expect(short.stderr).toBe(
-      'berth: warning: the secret ZONE is only 2 characters long: every occurrence of it in the output is masked, inside other words too; if it is not secret, pass it as a plain variable\n',
+      'berth: warning: the secret ZONE is only 2 characters long: every occurrence of it in the output is masked, inside other words too; if it is not secret, pass it as a plain variable\n' +
+        "berth: warning: the secret's value was on the command line, where `ps` and the shell's history see it: next time give ZONE alone, exported first (`read -rs ZONE && export ZONE` asks for it without showing it)\n",
     );
     expect((await berth(['stack', 'env', 'unset', 'scripted', 'ZONE'])).code).toBe(0);
     // A misspelt git credential is set (the job may want it), with the name it was meant to be.

@@ -329,7 +329,7 @@ describe('berth server and berth worker', () => {
     const lines = await logLines(run.id);
     expect(lines.slice(-2)).toEqual([
       `[berth: error: ${failed.stateReason}]`,
-      `[berth: fix: Pull or build ${masked} on this machine first, or use a pull policy that pulls: --pull if-not-present for berth run; the pool's policy (berth pool create --pull) for a worker.]`,
+      `[berth: fix: Pull or build ${masked} on this machine first, or use a pull policy that pulls: --pull if-not-present for berth run; the pool's policy for a worker (\`berth pool update POOL --pull if-not-present\`).]`,
     ]);
     expect(lines.join('\n')).not.toContain(secret);
   });

@@ -911,6 +911,10 @@ function registerStack(program: Command, remote: Remote): void {
         if (o.secret)
           for (const warning of shortSecretWarnings({ [name]: value }))
             io.stderr.write(`berth: warning: ${warning}\n`);
+        if (o.secret && eq >= 0)
+          io.stderr.write(
+            `berth: warning: the secret's value was on the command line, where \`ps\` and the shell's history see it: next time give ${name} alone, exported first (\`read -rs ${name} && export ${name}\` asks for it without showing it)\n`,
+          );
         if (o.json) printJson(io, updated);
         else io.stderr.write(`berth: ${name} set on stack ${id}${o.secret ? ' (secret)' : ''}\n`);
       }),

@@ -88,6 +88,9 @@ describe('repository URLs', () => {
     // One that does not parse (a / in the password) shows nothing but its scheme.
     expect(displayRepository('https://u:ab/cd@h/r.git')).toBe('https://***');
     expect(displayRepository('https://deploy:4711/s3cret@h/r.git')).toBe('https://***');
+    // A query or fragment (a token there) stored before such URLs were refused.
+    expect(displayRepository('https://h/r.git?private_token=t0ken')).toBe('https://h/r.git?***');
+    expect(displayRepository('https://u@h/r.git#t0ken')).toBe('https://***@h/r.git?***');
   });
 
   it.each([
@@ -103,7 +106,10 @@ describe('repository URLs', () => {
     ['https://h:8443/r.git', null],
     ['git@h:org/r.git', null],
     ['file:///srv/r', null],
-    ['https://h/r.git?at=a:b@c', null],
+    ['https://h/r.git?at=a:b@c', 'has a query string or fragment'],
+    ['https://h/r.git?private_token=t0ken', 'has a query string or fragment'],
+    ['https://h/r.git#t0ken', 'has a query string or fragment'],
+    ['ssh://git@h/r.git?x', null],
   ])('%s: %s', (url, problem) => {
     const said = repositoryUrlProblem(url);
     if (problem === null) expect(said).toBeNull();

@@ -82,6 +82,9 @@ export function repositoryUrlProblem(url: string): string | null {
   // `https://user:4711/rest@host/…` parses as host `user`, port 4711: a password with a / in it.
   if (repositoryTransport(url) === 'http' && parsed.pathname.includes('@'))
     return 'the URL has an @ in its path, as a password with a / in it would (an @ in a path is written %40)';
+  // `?private_token=…`, `#…`: a git remote needs neither, and a token there is as readable.
+  if (repositoryTransport(url) === 'http' && (parsed.search !== '' || parsed.hash !== ''))
+    return `${displayRepository(url)} has a query string or fragment (often a token: ?private_token=…), ${seen}; a repository URL needs neither`;
   return null;
 }
 
@@ -94,7 +97,9 @@ export function displayRepository(url: string): string {
   if (scheme && rest.includes('@') && (!URL.canParse(url) || /\/.*@/.test(rest)))
     return `${scheme}***`;
   // Up to the last @ before the path: a password written with an unencoded @ in it is hidden too.
-  return url.replace(/^([a-z][a-z0-9+.-]*:\/\/)[^/]*@/i, '$1***@');
+  const shown = url.replace(/^([a-z][a-z0-9+.-]*:\/\/)[^/]*@/i, '$1***@');
+  // An HTTP(S) URL's query or fragment (a token, stored before such URLs were refused).
+  return /^https?:\/\//i.test(shown) ? shown.replace(/[?#][\s\S]*$/, '?***') : shown;
 }
 
 /**

@@ -59,7 +59,23 @@ export function validationMessage(
     case 'maximum':
     case 'minimum':
     case 'maxItems':
-    case 'minItems':
+    case 'minItems': {
+      // Not the value (see below); the bound in words, not the validator's.
+      const limit = Number(first.params.limit);
+      const plural = (n: number, one: string): string => `${n} ${one}${n === 1 ? '' : 's'}`;
+      const said: Record<string, string> = {
+        maxLength: `is too long: at most ${plural(limit, 'character')}`,
+        minLength:
+          limit === 1
+            ? 'is empty: it needs a value'
+            : `is too short: at least ${plural(limit, 'character')}`,
+        maximum: `is too large: at most ${limit}`,
+        minimum: `is too small: at least ${limit}`,
+        maxItems: `has too many entries: at most ${limit}`,
+        minItems: `has too few entries: at least ${limit}`,
+      };
+      return `${name} ${said[first.keyword] as string}`;
+    }
     case 'type':
     case 'format':
       // Not the value: these fields are free text, a secret variable's value among them, and the

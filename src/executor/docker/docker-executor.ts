@@ -243,7 +243,7 @@ export class DockerExecutor implements Executor {
         'BERTH_IMAGE_NOT_FOUND',
         `image ${reference} is not in the local Docker engine, and the pull policy "never" forbids pulling it`,
         {
-          hint: `Pull or build ${reference} on this machine first, or use a pull policy that pulls: --pull if-not-present for berth run; the pool's policy (berth pool create --pull) for a worker.`,
+          hint: `Pull or build ${reference} on this machine first, or use a pull policy that pulls: --pull if-not-present for berth run; the pool's policy for a worker (\`berth pool update POOL --pull if-not-present\`).`,
         },
       );
     }
