@@ -490,6 +490,41 @@ describe('stacks', () => {
     expect((await store.listStacks()).map((s) => s.id)).toEqual(['demo']);
   });
 
+  it("lets only the admin name a repository on the server's or workers' own machine, or a link-local one", async () => {
+    const userToken = 'berth_api_user-token-loopback-repo-01';
+    await store.createToken(
+      { id: 'u-loop', name: 'loopback user', role: 'user' },
+      hashToken(userToken),
+      clock,
+    );
+    const loopback = { id: 'probe', repository: 'https://127.0.0.1:5432/x.git', pool: 'team-a' };
+    const byUser = await call('POST', '/api/v1/stacks', loopback, userToken);
+    expect(byUser.status).toBe(403);
+    expect(byUser.body.message).toBe(
+      "only an admin token may name such a repository: the repository's host 127.0.0.1 is this machine's own (loopback), a link-local address or none, where the server and the workers would reach their own services",
+    );
+    expect(await store.getStack('probe')).toBeNull();
+    const metadata = await call(
+      'PATCH',
+      '/api/v1/stacks/demo',
+      { repository: 'https://169.254.169.254/latest.git' },
+      userToken,
+    );
+    expect(metadata.status).toBe(403);
+    expect((await store.getStack('demo'))?.repository).toBe('https://git.example.com/infra.git');
+    // A git server on the network is any user's to name; one beside berth is the admin's.
+    const onNetwork = await call(
+      'POST',
+      '/api/v1/stacks',
+      { ...loopback, repository: 'https://10.1.2.3/x.git' },
+      userToken,
+    );
+    expect(onNetwork.status).toBe(201);
+    expect((await call('DELETE', '/api/v1/stacks/probe')).status).toBe(204);
+    expect((await call('POST', '/api/v1/stacks', loopback)).status).toBe(201);
+    expect((await call('DELETE', '/api/v1/stacks/probe')).status).toBe(204);
+  });
+
   it("lets only the admin change a stack whose source is on the workers' disks, and says so", async () => {
     const userToken = 'berth_api_user-token-local-stack-01';
     await store.createToken(

@@ -19,6 +19,7 @@ import {
   VariableParams,
 } from '../../api/schemas.js';
 import { checkStackImageAllowed } from '../image-policy.js';
+import { repositoryHostProblem } from '../repository-host.js';
 import type { Run, Stack, StackPatch } from '../../store/store.js';
 import { ApiError, errorResponses, requirePerson, type ServerContext } from '../app.js';
 import type { Caller } from '../auth.js';
@@ -108,6 +109,22 @@ async function checkSource(
   }
 }
 
+/**
+ * A repository on the server's or the workers' own machine (loopback), or at a link-local
+ * address: only the admin may name one (a git server beside berth), else any user could have
+ * the server and the workers knock on their own ports and read the answers in the run's log.
+ */
+function checkRepositoryHost(caller: Caller, repository: string | null | undefined): void {
+  const problem = caller.kind !== 'admin' && repository ? repositoryHostProblem(repository) : null;
+  if (problem)
+    throw new ApiError(
+      403,
+      'FORBIDDEN',
+      `only an admin token may name such a repository: ${problem}`,
+      "Use the git host's own name or address, or ask the admin (whose token may name a git server on the server's or workers' machines).",
+    );
+}
+
 /** Checks what the schema cannot: the image reference, the version constraint, the pool. */
 async function checkStackFields(ctx: ServerContext, fields: StackPatch): Promise<void> {
   // Every reader of the stack sees its URL: a secret belongs in a secret variable.
@@ -194,6 +211,7 @@ export function registerStackRoutes(server: FastifyInstance, ctx: ServerContext)
       };
       await checkStackFields(ctx, stack);
       checkStackImageAllowed(stack, await ctx.store.getPool(stack.poolId));
+      checkRepositoryHost(caller, stack.repository);
       await checkSource(ctx, caller, stack);
       const created = await ctx.store.createStack(stack, ctx.now());
       return reply.status(201).send(await stackView(ctx, created));
@@ -272,6 +290,7 @@ export function registerStackRoutes(server: FastifyInstance, ctx: ServerContext)
       // allow-list narrowed since keeps every other change (its trigger says why it cannot run).
       if (patch.runnerImage !== undefined || patch.poolId !== undefined)
         checkStackImageAllowed(next, await ctx.store.getPool(next.poolId));
+      checkRepositoryHost(caller, patch.repository);
       await checkSource(ctx, caller, next);
       const updated = await ctx.store.updateStack(request.params.id, patch, ctx.now());
       if (!updated)
