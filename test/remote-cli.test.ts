@@ -275,7 +275,7 @@ describe('berth up, login, stack, runs and worker commands', () => {
       [['--project-root', '../etc'], 'berth: error: --project-root "../etc" is not valid'],
       [
         ['--label', 'ok', '--label', 'x'.repeat(101)],
-        'berth: error: --label (its value 2) is not valid',
+        'berth: error: --label (its value 2) is too long: at most 100 characters',
       ],
     ] as const) {
       const option = await berth([

@@ -309,7 +309,7 @@ describe('--json on every command', () => {
     // And its value was on the command line: said too, with the way that keeps it off.
     expect(short.stderr).toBe(
       'berth: warning: the secret ZONE is only 2 characters long: every occurrence of it in the output is masked, inside other words too; if it is not secret, pass it as a plain variable\n' +
-        "berth: warning: the secret's value was on the command line, where `ps` and the shell's history see it: next time give ZONE alone, exported first (`read -rs ZONE && export ZONE` asks for it without showing it)\n",
+        "berth: warning: the secret's value was on the command line, where `ps` and the shell's history see it: next time give ZONE alone, with its value in berth's environment (`ZONE=\"$(cat FILE)\" berth stack env set scripted ZONE --secret`, or `read -rs ZONE && export ZONE`, which asks for one line without showing it)\n",
     );
     expect((await berth(['stack', 'env', 'unset', 'scripted', 'ZONE'])).code).toBe(0);
     // A misspelt git credential is set (the job may want it), with the name it was meant to be.
@@ -532,7 +532,11 @@ describe('errors name the command used and a fix on the command line', () => {
     expect(refused.stderr).toContain('`berth runs list --stack busy`');
     expect(refused.stderr).not.toContain('Check the token');
     expect((await berth(['runs', 'cancel', id])).code).toBe(0);
-    expect((await berth(['stack', 'delete', 'busy'])).code).toBe(0);
+    const deleted = await berth(['stack', 'delete', 'busy']);
+    expect(deleted.code).toBe(0);
+    expect(deleted.stderr).toBe(
+      'berth: stack busy deleted\nberth: its 1 run(s), their logs and state histories were deleted with it\n',
+    );
   });
 
   it("pool update changes a pool's settings; pool delete refuses a pool a stack uses, then deletes it", async () => {
@@ -577,7 +581,10 @@ describe('errors name the command used and a fix on the command line', () => {
     expect(refused.stderr).toContain('worker pool spare has 1 stack(s): in-spare; move them');
     expect(refused.stderr).toContain('[POOL_IN_USE]');
     expect(refused.stderr).toContain('fix: `berth stack list` shows the stacks and their pools');
-    expect((await berth(['stack', 'delete', 'in-spare'])).code).toBe(0);
+    // A stack without runs: nothing more to say.
+    expect((await berth(['stack', 'delete', 'in-spare'])).stderr).toBe(
+      'berth: stack in-spare deleted\n',
+    );
     const deleted = await berth(['pool', 'delete', 'spare', '--json']);
     expect(json(deleted)).toEqual({ id: 'spare', deleted: true });
     expect((await berth(['pool', 'list'])).stdout).not.toContain('spare');

@@ -881,8 +881,19 @@ function registerStack(program: Command, remote: Remote): void {
     .option('--json', 'print {"id", "deleted": true} as one JSON object')
     .action(
       act(async (id: string, o: { json?: boolean }) => {
-        await client().deleteStack(id);
+        const api = client();
+        // Its run history goes with it: said, with how much (a look first; not the command's
+        // failure if it fails).
+        const runs = await api
+          .listRuns({ stack: id, limit: 500 })
+          .then((list) => list.length)
+          .catch(() => null);
+        await api.deleteStack(id);
         printDeleted(io, o.json, 'stack', id);
+        if (!o.json && runs)
+          io.stderr.write(
+            `berth: its ${runs === 500 ? '500 or more' : runs} run(s), their logs and state histories were deleted with it\n`,
+          );
       }),
     );
   const stackEnv = stack.command('env').description("a stack's environment variables");
@@ -913,7 +924,7 @@ function registerStack(program: Command, remote: Remote): void {
             io.stderr.write(`berth: warning: ${warning}\n`);
         if (o.secret && eq >= 0)
           io.stderr.write(
-            `berth: warning: the secret's value was on the command line, where \`ps\` and the shell's history see it: next time give ${name} alone, exported first (\`read -rs ${name} && export ${name}\` asks for it without showing it)\n`,
+            `berth: warning: the secret's value was on the command line, where \`ps\` and the shell's history see it: next time give ${name} alone, with its value in berth's environment (\`${name}="$(cat FILE)" berth stack env set ${id} ${name} --secret\`, or \`read -rs ${name} && export ${name}\`, which asks for one line without showing it)\n`,
           );
         if (o.json) printJson(io, updated);
         else io.stderr.write(`berth: ${name} set on stack ${id}${o.secret ? ' (secret)' : ''}\n`);

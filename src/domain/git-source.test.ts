@@ -119,6 +119,19 @@ describe('repository URLs', () => {
   });
 });
 
+describe("git's failure with a token in the URL's query (stored before such were refused)", () => {
+  it('quotes the URL without it', () => {
+    const url = 'https://h/r.git?private_token=t0ken';
+    const failed = gitFailure(`fatal: repository '${url}/' not found`, {
+      repository: url,
+      credentials: 'none',
+      what: 'fetch',
+    });
+    expect(`${failed.message} ${failed.hint}`).not.toContain('t0ken');
+    expect(failed.message).toContain('https://h/r.git?***');
+  });
+});
+
 describe("git's failures", () => {
   it.each([
     ["fatal: Authentication failed for 'https://h/r.git/'", 'auth'],

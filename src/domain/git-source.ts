@@ -180,7 +180,7 @@ export function gitCredentialsFrom(
   )
     throw credentialsInvalid(
       `${GIT_VARIABLES.sshKey} is not a private key (it must start with -----BEGIN … PRIVATE KEY-----)`,
-      'Put the whole private key file in the variable, e.g. berth stack env set STACK BERTH_GIT_SSH_KEY="$(cat deploy_key)" --secret.',
+      'Put the whole private key file in the variable, e.g. BERTH_GIT_SSH_KEY="$(cat deploy_key)" berth stack env set STACK BERTH_GIT_SSH_KEY --secret.',
     );
   return {
     credentials: {
@@ -243,7 +243,12 @@ export function gitFailure(
   context: { repository: string; credentials: GitCredentials['kind']; what: string },
 ): BerthError {
   const shown = displayRepository(context.repository);
-  const said = lastGitLine(stderr);
+  // git quotes the URL whole: a query string (a token, in a URL stored before such were refused)
+  // is hidden as it is everywhere else.
+  const said = lastGitLine(stderr)
+    .split(context.repository)
+    .join(shown)
+    .replace(/(https?:\/\/[^\s'"?#]*)[?#][^\s'"]*/gi, '$1?***');
   const host = hostOf(context.repository);
   switch (classifyGitFailure(stderr)) {
     case 'auth': {

@@ -9,6 +9,8 @@
  */
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import { BerthError } from '../domain/errors.js';
+import { formatBytes } from '../domain/units.js';
 import { readArchiveFiles } from '../executor/docker/archive.js';
 import { JOB_FILE_LIMIT } from './job-files.js';
 import { CONFIG_FILES, WORKFLOW_FILES } from './run-config.js';
@@ -33,11 +35,21 @@ export async function extractPlannedSource(archive: SealedArchive, into: string)
   const wanted = new Set(
     [...CONFIG_FILES, ...WORKFLOW_FILES].map((file) => file.split(path.sep).join('/')),
   );
-  const { directories, files } = await readArchiveFiles(
+  const { directories, files, refused } = await readArchiveFiles(
     await archive.open(),
     (name) => wanted.has(below(name) ?? ''),
     JOB_FILE_LIMIT,
   );
+  // The plan read it as a regular file of at most the limit (readJobFile), so this is not what
+  // the plan read: no apply with other configuration than the reviewed one.
+  if (refused.length > 0)
+    throw new BerthError(
+      'BERTH_SAVED_WORKSPACE_INVALID',
+      `the saved workspace's ${refused.map((name) => below(name) ?? name).join(', ')} is not a regular file of at most ${formatBytes(JOB_FILE_LIMIT)} (a link, or larger): the apply cannot take the configuration its plan ran with from it`,
+      {
+        hint: "Discard the run and trigger a new one; keep the runtime configuration and workflow files regular files in the stack's directory.",
+      },
+    );
   await mkdir(into, { recursive: true, mode: 0o700 });
   for (const name of directories) {
     const relative = below(name);

@@ -62,6 +62,8 @@ export function validationMessage(
     case 'minItems': {
       // Not the value (see below); the bound in words, not the validator's.
       const limit = Number(first.params.limit);
+      if (!Number.isFinite(limit))
+        return `${name} is not valid: it ${first.message ?? 'does not match the schema'}`;
       const plural = (n: number, one: string): string => `${n} ${one}${n === 1 ? '' : 's'}`;
       const said: Record<string, string> = {
         maxLength: `is too long: at most ${plural(limit, 'character')}`,

@@ -68,10 +68,11 @@ export function followRun(api: ApiClient, runId: string, follower: Follower): ()
     void poll();
   };
 
+  let notOpened: ReturnType<typeof setTimeout> | undefined;
   const stream = (): void => {
     let opened = false;
     source = new EventSource(api.url(api.logStreamPath(runId, last)));
-    const notOpened = setTimeout(() => {
+    notOpened = setTimeout(() => {
       if (!opened) pollInstead();
     }, STREAM_OPEN_TIMEOUT_MS);
     source.addEventListener('open', () => {
@@ -101,6 +102,7 @@ export function followRun(api: ApiClient, runId: string, follower: Follower): ()
   stream();
   return () => {
     stopped = true;
+    clearTimeout(notOpened);
     source?.close();
   };
 }

@@ -32,6 +32,7 @@ import { LogShipper } from './log-shipper.js';
 import type { RepositoryCache } from './repository-cache.js';
 import { prepareSource, type RunSource } from './source.js';
 import { extractPlannedSource } from '../launcher/planned-source.js';
+import { gitCommit } from '../launcher/run-config.js';
 import { OutageNotice } from './outage.js';
 import {
   isTokenRejection,
@@ -539,9 +540,12 @@ export class Worker {
       // The apply of a directory stack runs the configuration the plan ran with (the directory
       // may have changed since the plan was reviewed), taken from the saved workspace.
       let sourceDir = source.dir;
+      let commit = source.commit;
       if (resume && assignment.stack.localDir) {
         sourceDir = path.join(path.dirname(this.workspaceFile(runId)), 'planned-source');
         await extractPlannedSource(resume.archive, sourceDir);
+        // The directory's own commit, as the plan asked git (the copy has no .git).
+        commit = await gitCommit(source.dir);
       }
       // The apply runs in the image the plan ran in: by its registry digest when it has one.
       const pinnedImage = resume
@@ -581,7 +585,7 @@ export class Worker {
         tool: assignment.stack.tool ?? undefined,
         toolVersion: assignment.stack.toolVersion ?? undefined,
         command,
-        ...(source.commit ? { commit: source.commit } : {}),
+        ...(commit ? { commit } : {}),
         trigger: assignment.trigger ?? assignment.run.triggeredBy,
         stackLabels: assignment.stack.labels,
         autoDeploy: assignment.run.autoDeploy,

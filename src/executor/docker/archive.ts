@@ -317,22 +317,28 @@ export async function listArchive(
 
 /**
  * From a tar stream: the names of its directories, and the contents of the regular files that
- * `wanted` picks by name (at most `limit` bytes each; a larger one is left out). Everything else
- * is read past, not kept.
+ * `wanted` picks by name (at most `limit` bytes each). A wanted name that is not a regular file
+ * (a link, a hard link) or is larger is named in `refused`. Everything else is read past.
  */
 export async function readArchiveFiles(
   stream: Readable,
   wanted: (name: string) => boolean,
   limit: number,
-): Promise<{ directories: string[]; files: Map<string, Buffer> }> {
+): Promise<{ directories: string[]; files: Map<string, Buffer>; refused: string[] }> {
   const extract = tar.extract();
   const directories: string[] = [];
   const files = new Map<string, Buffer>();
+  const refused: string[] = [];
   const reading = (async () => {
     for await (const entry of extract) {
       const { name, type, size } = entry.header;
       if (type === 'directory') directories.push(name);
-      if (type !== 'file' || !wanted(name) || (size ?? 0) > limit) {
+      if (!wanted(name)) {
+        entry.resume();
+        continue;
+      }
+      if (type !== 'file' || (size ?? 0) > limit) {
+        refused.push(name);
         entry.resume();
         continue;
       }
@@ -344,7 +350,7 @@ export async function readArchiveFiles(
   stream.on('error', (err) => extract.destroy(err));
   stream.pipe(extract);
   await reading;
-  return { directories, files };
+  return { directories, files, refused };
 }
 
 /** The first entry's header of a tar stream (a directory's own entry, for GET …/archive). */

@@ -134,7 +134,7 @@ async function checkStackFields(ctx: ServerContext, fields: StackPatch): Promise
       400,
       'BAD_REQUEST',
       `repository: ${problem}`,
-      "Give the URL without user info, and the token as the stack's secret variable: `BERTH_GIT_TOKEN=… berth stack env set ID BERTH_GIT_TOKEN --secret` (BERTH_GIT_USERNAME for a user name the host wants).",
+      "Give the URL without user info, query string or fragment, and the token as the stack's secret variable: `BERTH_GIT_TOKEN=… berth stack env set ID BERTH_GIT_TOKEN --secret` (BERTH_GIT_USERNAME for a user name the host wants).",
     );
   }
   if (fields.runnerImage) {
